@@ -1,0 +1,40 @@
+# ipcall — every build, test and benchmark entry point. CI runs `make test`
+# (through .ci/run) on a fresh clone, so each target installs what it needs.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+CARGO ?= cargo
+export CARGO_TERM_COLOR ?= never
+
+.PHONY: all build test test-rust fmt fmt-check lint demo bench fuzz clean
+
+all: build
+
+build:
+	$(CARGO) build --workspace
+
+## test: everything CI runs — formatting, lints (missing docs are errors),
+## and every test of every language.
+test: fmt-check lint test-rust
+
+test-rust:
+	$(CARGO) test --workspace
+
+fmt-check:
+	$(CARGO) fmt --all -- --check
+
+fmt:
+	$(CARGO) fmt --all
+
+lint:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings -D missing_docs
+
+## demo: build, then show a server and clients exchanging requests.
+demo:
+	$(CARGO) run --release -q -p ipcall --example demo
+
+## bench: ratios against the raw floors and peer libraries, in one run.
+bench:
+	$(CARGO) bench -p ipcall-benches
+
+clean:
+	$(CARGO) clean

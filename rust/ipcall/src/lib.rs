@@ -1,0 +1,56 @@
+//! # ipcall
+//!
+//! Request/reply messaging between threads and processes on one machine.
+//! A [`Server`] binds a name, a [`Client`] connects to it, and every request
+//! gets exactly one answer: a reply, an application error
+//! ([`Error::Remote`]), or a clear error saying why there was none.
+//!
+//! Names are `kind:address` (see [`Name`]): `mem:` for in-process queues,
+//! `unix:`, `pipe:` and `shm:` for other processes. The API does not change
+//! with the transport.
+//!
+//! ```
+//! use ipcall::{Client, Server};
+//!
+//! let server = Server::bind("mem:doc-example")?;
+//! let worker = std::thread::spawn(move || -> ipcall::Result<()> {
+//!     let request = server.recv()?;
+//!     let mut answer = b"hello, ".to_vec();
+//!     answer.extend_from_slice(request.data());
+//!     request.reply(&answer)
+//! });
+//!
+//! let client = Client::connect("mem:doc-example")?;
+//! assert_eq!(client.call(b"world")?, b"hello, world");
+//! worker.join().unwrap()?;
+//! # Ok::<(), ipcall::Error>(())
+//! ```
+//!
+//! Every blocking operation has a timed form (`recv_timeout`,
+//! `call_timeout`), a non-blocking form (`try_recv`, [`Pending::try_wait`]),
+//! and an async form (`recv_async`, `call_async`, `.await` on a [`Pending`])
+//! that works under any executor; a [`Server`] is also a pollable file
+//! descriptor for event loops.
+#![warn(missing_docs, unsafe_op_in_unsafe_fn)]
+
+mod client;
+mod error;
+mod name;
+mod options;
+mod queue;
+mod server;
+mod slot;
+mod sys;
+mod transport;
+mod wait;
+
+pub use client::{Client, Pending};
+pub use error::{Error, ErrorKind, Result};
+pub use name::{runtime_dir, Kind, Name};
+pub use options::{ClientOptions, ServerOptions, DEFAULT_MAX_MESSAGE_SIZE};
+pub use server::{Peer, Request, Server};
+pub use transport::inproc::channel;
+
+#[doc = include_str!("../../../README.md")]
+#[cfg(doctest)]
+struct ReadmeDoctests;

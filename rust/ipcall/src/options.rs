@@ -1,0 +1,139 @@
+//! Server and client options (builders; every field has a safe default).
+
+use std::time::Duration;
+
+/// The default maximum message size: 64 MiB.
+pub const DEFAULT_MAX_MESSAGE_SIZE: u32 = 64 << 20;
+
+/// Options for [`Server::bind_with`](crate::Server::bind_with).
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// Largest request accepted and largest reply sent, in bytes.
+    pub(crate) max_message_size: u32,
+    /// Accept exactly one client, unbind the name at once, end when it leaves.
+    pub(crate) one_shot: bool,
+    /// Extra uids allowed to connect besides the server's own.
+    pub(crate) allowed_uids: Vec<u32>,
+    /// Extra gids whose members may connect.
+    pub(crate) allowed_gids: Vec<u32>,
+    /// Allow every uid (the operating system's file permissions still apply).
+    pub(crate) allow_any_uid: bool,
+    /// How long a connecting peer may take to complete the handshake.
+    pub(crate) handshake_timeout: Duration,
+    /// Size of each shared-memory ring (`shm:` only).
+    pub(crate) ring_size: usize,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            one_shot: false,
+            allowed_uids: Vec::new(),
+            allowed_gids: Vec::new(),
+            allow_any_uid: false,
+            handshake_timeout: Duration::from_secs(5),
+            ring_size: 1 << 20,
+        }
+    }
+}
+
+impl ServerOptions {
+    /// The defaults: 64 MiB messages, many clients, only this uid may connect.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Largest request this server accepts and largest reply it sends
+    /// (up to 4 GiB − 1). Larger ones are refused with `TooLarge` by the sender.
+    pub fn max_message_size(mut self, bytes: u32) -> Self {
+        self.max_message_size = bytes;
+        self
+    }
+
+    /// A one-shot server accepts exactly one client, removes its name at
+    /// once, and `recv` reports `Closed` when that client goes away.
+    pub fn one_shot(mut self, yes: bool) -> Self {
+        self.one_shot = yes;
+        self
+    }
+
+    /// Also let processes of this uid connect (socket-based transports).
+    pub fn allow_uid(mut self, uid: u32) -> Self {
+        self.allowed_uids.push(uid);
+        self
+    }
+
+    /// Also let processes whose primary gid is `gid` connect.
+    pub fn allow_gid(mut self, gid: u32) -> Self {
+        self.allowed_gids.push(gid);
+        self
+    }
+
+    /// Let any uid connect; only the file permissions of the endpoint apply.
+    pub fn allow_any_uid(mut self, yes: bool) -> Self {
+        self.allow_any_uid = yes;
+        self
+    }
+
+    /// How long a new connection may take to finish its handshake (default 5 s).
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = timeout;
+        self
+    }
+
+    /// Size in bytes of each shared-memory ring (`shm:` only; default 1 MiB).
+    pub fn ring_size(mut self, bytes: usize) -> Self {
+        self.ring_size = bytes;
+        self
+    }
+
+    /// The configured maximum message size.
+    pub fn get_max_message_size(&self) -> u32 {
+        self.max_message_size
+    }
+
+    /// Whether this is a one-shot server.
+    pub fn is_one_shot(&self) -> bool {
+        self.one_shot
+    }
+}
+
+/// Options for [`Client::connect_with`](crate::Client::connect_with).
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// Largest reply accepted and largest request sent, in bytes.
+    pub(crate) max_message_size: u32,
+    /// How long to wait for the server to appear; `None` = fail at once.
+    pub(crate) connect_timeout: Option<Duration>,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions { max_message_size: DEFAULT_MAX_MESSAGE_SIZE, connect_timeout: None }
+    }
+}
+
+impl ClientOptions {
+    /// The defaults: 64 MiB messages, no waiting for the server to appear.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Largest reply this client accepts and largest request it sends.
+    pub fn max_message_size(mut self, bytes: u32) -> Self {
+        self.max_message_size = bytes;
+        self
+    }
+
+    /// Retry until the server appears, for at most `timeout`.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = Some(timeout);
+        self
+    }
+
+    /// The configured maximum message size.
+    pub fn get_max_message_size(&self) -> u32 {
+        self.max_message_size
+    }
+}

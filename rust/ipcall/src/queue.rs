@@ -1,0 +1,245 @@
+//! A multi-producer request queue with blocking, timed, non-blocking and
+//! async pops, a pollable descriptor, and "no more producers" detection.
+
+use std::collections::VecDeque;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+
+use crate::sys::EventFd;
+use crate::wait::{spin_until, Deadline};
+
+/// Why a pop returned nothing.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum PopError {
+    /// The deadline passed with the queue empty.
+    Timeout,
+    /// Empty, and no item can ever arrive.
+    Closed,
+}
+
+struct State<T> {
+    items: VecDeque<T>,
+    /// `close` was called: pushes fail, pops drain nothing more.
+    closed: bool,
+    /// Live producers (connected clients).
+    producers: usize,
+    /// New producers may still appear (a named, not yet used endpoint).
+    open_to_new: bool,
+    /// Threads sleeping on `cond`.
+    sleepers: usize,
+    /// Async consumers to wake.
+    wakers: Vec<Waker>,
+}
+
+impl<T> State<T> {
+    /// No item can ever arrive again.
+    fn finished(&self) -> bool {
+        self.closed || (!self.open_to_new && self.producers == 0)
+    }
+}
+
+/// The queue. Invariant: once `armed`, `event` is readable exactly when an
+/// item is queued or the queue is finished (kept in step under the lock).
+pub(crate) struct Queue<T> {
+    /// `items.len()`, readable without the lock for spinning.
+    len: AtomicUsize,
+    state: Mutex<State<T>>,
+    cond: Condvar,
+    event: EventFd,
+    /// Someone asked for the descriptor; only then is it kept in step, so a
+    /// pair that never polls makes no system calls per message.
+    armed: AtomicBool,
+}
+
+impl<T> Queue<T> {
+    pub(crate) fn new() -> io::Result<Queue<T>> {
+        Ok(Queue {
+            len: AtomicUsize::new(0),
+            state: Mutex::new(State {
+                items: VecDeque::new(),
+                closed: false,
+                producers: 0,
+                open_to_new: true,
+                sleepers: 0,
+                wakers: Vec::new(),
+            }),
+            cond: Condvar::new(),
+            event: EventFd::new()?,
+            armed: AtomicBool::new(false),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State<T>> {
+        // Critical sections never leave the state half-updated, so a poisoned
+        // lock is still consistent.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Wakes every kind of waiter after a state change made under `state`.
+    fn wake(&self, state: &mut State<T>) {
+        if state.sleepers > 0 {
+            self.cond.notify_all();
+        }
+        for waker in state.wakers.drain(..) {
+            waker.wake();
+        }
+        if self.armed.load(Ordering::Relaxed) {
+            if state.items.is_empty() && !state.finished() {
+                self.event.clear();
+            } else {
+                self.event.set();
+            }
+        }
+    }
+
+    /// Registers a producer; fails if the queue is finished or closed to new ones.
+    pub(crate) fn add_producer(&self) -> bool {
+        let mut state = self.lock();
+        if state.finished() || !state.open_to_new {
+            return false;
+        }
+        state.producers += 1;
+        if state.sleepers > 0 {
+            // `wait_for_producer` sleeps on the same condition variable.
+            self.cond.notify_all();
+        }
+        true
+    }
+
+    /// A producer went away.
+    pub(crate) fn remove_producer(&self) {
+        let mut state = self.lock();
+        state.producers = state.producers.saturating_sub(1);
+        if state.finished() {
+            self.wake(&mut state);
+        }
+    }
+
+    /// No new producers from now on (a one-shot server got its client).
+    pub(crate) fn close_to_new(&self) {
+        let mut state = self.lock();
+        state.open_to_new = false;
+        if state.finished() {
+            self.wake(&mut state);
+        }
+    }
+
+    /// Appends an item; gives it back if the queue is closed.
+    pub(crate) fn push(&self, item: T) -> Result<(), T> {
+        let mut state = self.lock();
+        if state.closed {
+            return Err(item);
+        }
+        state.items.push_back(item);
+        self.len.store(state.items.len(), Ordering::Release);
+        if state.items.len() == 1 || state.sleepers > 0 || !state.wakers.is_empty() {
+            self.wake(&mut state);
+        }
+        Ok(())
+    }
+
+    fn pop_locked(&self, state: &mut State<T>) -> Option<T> {
+        let item = state.items.pop_front()?;
+        self.len.store(state.items.len(), Ordering::Release);
+        if state.items.is_empty() && self.armed.load(Ordering::Relaxed) && !state.finished() {
+            self.event.clear();
+        }
+        Some(item)
+    }
+
+    /// Takes the oldest item, waiting until `deadline`.
+    pub(crate) fn pop(&self, deadline: Deadline) -> Result<T, PopError> {
+        if deadline != Deadline::Now && self.len.load(Ordering::Acquire) == 0 {
+            spin_until(|| self.len.load(Ordering::Acquire) != 0);
+        }
+        let mut state = self.lock();
+        loop {
+            if let Some(item) = self.pop_locked(&mut state) {
+                return Ok(item);
+            }
+            if state.finished() {
+                return Err(PopError::Closed);
+            }
+            state.sleepers += 1;
+            let timed_out;
+            (state, timed_out) = match deadline.remaining() {
+                None => (self.cond.wait(state).unwrap_or_else(|e| e.into_inner()), false),
+                Some(left) if left.is_zero() => (state, true),
+                Some(left) => {
+                    let (s, r) = self.cond.wait_timeout(state, left).unwrap_or_else(|e| e.into_inner());
+                    (s, r.timed_out())
+                }
+            };
+            state.sleepers -= 1;
+            if timed_out {
+                return match self.pop_locked(&mut state) {
+                    Some(item) => Ok(item),
+                    None if state.finished() => Err(PopError::Closed),
+                    None => Err(PopError::Timeout),
+                };
+            }
+        }
+    }
+
+    /// Async pop: registers the waker when empty.
+    pub(crate) fn poll_pop(&self, cx: &mut Context<'_>) -> Poll<Result<T, PopError>> {
+        let mut state = self.lock();
+        if let Some(item) = self.pop_locked(&mut state) {
+            return Poll::Ready(Ok(item));
+        }
+        if state.finished() {
+            return Poll::Ready(Err(PopError::Closed));
+        }
+        if !state.wakers.iter().any(|w| w.will_wake(cx.waker())) {
+            state.wakers.push(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+
+    /// Blocks until at least one producer is registered, or the queue is
+    /// finished (`Closed`), or the deadline passes (`Timeout`).
+    pub(crate) fn wait_for_producer(&self, deadline: Deadline) -> Result<(), PopError> {
+        let mut state = self.lock();
+        loop {
+            if state.producers > 0 || !state.items.is_empty() {
+                return Ok(());
+            }
+            if state.finished() {
+                return Err(PopError::Closed);
+            }
+            let left = deadline.remaining();
+            if left == Some(std::time::Duration::ZERO) {
+                return Err(PopError::Timeout);
+            }
+            state.sleepers += 1;
+            state = match left {
+                None => self.cond.wait(state).unwrap_or_else(|e| e.into_inner()),
+                Some(left) => self.cond.wait_timeout(state, left).unwrap_or_else(|e| e.into_inner()).0,
+            };
+            state.sleepers -= 1;
+        }
+    }
+
+    /// Closes the queue and returns what was still in it.
+    pub(crate) fn close(&self) -> VecDeque<T> {
+        let mut state = self.lock();
+        state.closed = true;
+        let items = std::mem::take(&mut state.items);
+        self.len.store(0, Ordering::Release);
+        self.wake(&mut state);
+        items
+    }
+
+    /// The pollable descriptor; from the first call on it is kept readable
+    /// exactly while an item is queued or the queue is finished.
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        if !self.armed.swap(true, Ordering::AcqRel) {
+            let mut state = self.lock();
+            self.wake(&mut state);
+        }
+        self.event.as_fd()
+    }
+}

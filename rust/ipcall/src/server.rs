@@ -1,0 +1,219 @@
+//! `Server` (receives requests) and `Request` (one request and the right to answer it).
+
+use std::fmt;
+use std::future::poll_fn;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::name::{Kind, Name};
+use crate::options::ServerOptions;
+use crate::transport::{self, Answer, Responder, ServerTransport};
+use crate::wait::Deadline;
+
+/// Who sent a request, as far as the transport can tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Peer {
+    /// The peer's process id.
+    pub pid: Option<u32>,
+    /// The peer's user id.
+    pub uid: Option<u32>,
+    /// The peer's group id.
+    pub gid: Option<u32>,
+}
+
+/// A server bound to a name.
+///
+/// All methods take `&self`: a server can be shared (e.g. in an `Arc`) by
+/// several receiving threads, and `close` from one wakes the others.
+pub struct Server {
+    name: Name,
+    transport: Box<dyn ServerTransport>,
+}
+
+impl Server {
+    /// Listens on `name` with default options.
+    ///
+    /// Fails with `AddrInUse` if a live server holds the name, `InvalidName`
+    /// if it does not parse.
+    pub fn bind(name: &str) -> Result<Server> {
+        Server::bind_with(name, &ServerOptions::default())
+    }
+
+    /// Listens on `name` with `options`.
+    pub fn bind_with(name: &str, options: &ServerOptions) -> Result<Server> {
+        let name = Name::parse(name)?;
+        let transport = transport::bind(&name, options)?;
+        Ok(Server { name, transport })
+    }
+
+    /// Listens on a new, unguessable name of `kind`; read it with [`name`](Self::name).
+    pub fn bind_unique(kind: Kind) -> Result<Server> {
+        Server::bind_unique_with(kind, &ServerOptions::default())
+    }
+
+    /// [`bind_unique`](Self::bind_unique) with options.
+    pub fn bind_unique_with(kind: Kind, options: &ServerOptions) -> Result<Server> {
+        let name = Name::unique(kind)?;
+        let transport = transport::bind(&name, options)?;
+        Ok(Server { name, transport })
+    }
+
+    pub(crate) fn from_transport(name: Name, transport: Box<dyn ServerTransport>) -> Server {
+        Server { name, transport }
+    }
+
+    /// The name clients connect to.
+    pub fn name(&self) -> &str {
+        self.name.as_str()
+    }
+
+    /// Waits for the next request. `Closed` once no request can come again.
+    pub fn recv(&self) -> Result<Request> {
+        self.transport.recv(Deadline::Never)
+    }
+
+    /// Waits at most `timeout` for the next request (`Timeout` after it).
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<Request> {
+        self.transport.recv(Deadline::after(timeout))
+    }
+
+    /// The next request if one is ready now, `Ok(None)` if not.
+    pub fn try_recv(&self) -> Result<Option<Request>> {
+        match self.transport.recv(Deadline::Now) {
+            Ok(request) => Ok(Some(request)),
+            Err(Error::Timeout { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Waits for the next request without blocking a thread; works under any
+    /// executor.
+    pub async fn recv_async(&self) -> Result<Request> {
+        poll_fn(|cx| self.transport.poll_recv(cx)).await
+    }
+
+    /// Waits at most `timeout` until a client has connected (for a one-shot
+    /// server: its one client). `Timeout` if none came, so a child process
+    /// that died before connecting never hangs its parent.
+    pub fn accept_timeout(&self, timeout: Duration) -> Result<()> {
+        self.transport.accept(Deadline::after(timeout))
+    }
+
+    /// Stops taking requests and unbinds the name. Requests still queued fail
+    /// with `Disconnected`; requests already received can still be answered.
+    /// `recv` then reports `Closed`. Dropping the server does the same.
+    pub fn close(&self) {
+        self.transport.close();
+    }
+}
+
+impl AsFd for Server {
+    /// Readable when a request may be ready, or the server is finished:
+    /// for epoll/poll/select, asyncio `add_reader`, libuv. Spurious
+    /// readiness is possible; follow it with `try_recv`.
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.transport.fd()
+    }
+}
+
+impl AsRawFd for Server {
+    fn as_raw_fd(&self) -> RawFd {
+        self.as_fd().as_raw_fd()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.transport.close();
+    }
+}
+
+impl fmt::Debug for Server {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Server").field("name", &self.name.as_str()).finish_non_exhaustive()
+    }
+}
+
+/// One received request: its bytes, its sender, and the duty to answer.
+///
+/// Answer with [`reply`](Self::reply) or [`fail`](Self::fail), exactly once
+/// (both consume the request). A request dropped unanswered makes the call
+/// fail with `NoReply`. It is `Send`, and stays answerable after its server
+/// was closed or dropped.
+pub struct Request {
+    data: Vec<u8>,
+    peer: Peer,
+    /// `None` once answered. Invariant: `Some` for the request's whole life
+    /// until `reply`/`fail`/drop takes it.
+    responder: Option<Arc<dyn Responder>>,
+    /// The call's id on the responder's connection.
+    id: u64,
+    /// Largest answer the caller accepts.
+    reply_max: u32,
+}
+
+impl Request {
+    pub(crate) fn new(data: Vec<u8>, peer: Peer, responder: Arc<dyn Responder>, id: u64, reply_max: u32) -> Request {
+        Request { data, peer, responder: Some(responder), id, reply_max }
+    }
+
+    /// The request's bytes.
+    pub fn data(&self) -> &[u8] {
+        &self.data
+    }
+
+    /// Takes the request's bytes out without copying (the request stays
+    /// answerable; `data()` is empty afterwards).
+    pub fn take_data(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.data)
+    }
+
+    /// Who sent it.
+    pub fn peer(&self) -> Peer {
+        self.peer
+    }
+
+    /// Answers with `data`.
+    ///
+    /// A reply larger than the caller's limit is refused here with
+    /// `TooLarge`; the caller then gets `NoReply` (nothing is truncated).
+    pub fn reply(mut self, data: &[u8]) -> Result<()> {
+        self.answer(Answer::Reply(data))
+    }
+
+    /// Answers with an application error: the caller gets `Remote(payload)`.
+    /// The payload is subject to the same size limit as a reply.
+    pub fn fail(mut self, payload: &[u8]) -> Result<()> {
+        self.answer(Answer::Fail(payload))
+    }
+
+    fn answer(&mut self, answer: Answer<'_>) -> Result<()> {
+        let len = match answer {
+            Answer::Reply(d) | Answer::Fail(d) => d.len(),
+            Answer::NoReply => 0,
+        };
+        if len as u64 > u64::from(self.reply_max) {
+            return Err(Error::TooLarge { size: len as u64, max: u64::from(self.reply_max) });
+        }
+        match self.responder.take() {
+            Some(responder) => responder.answer(self.id, answer),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Request {
+    fn drop(&mut self) {
+        if let Some(responder) = self.responder.take() {
+            let _ = responder.answer(self.id, Answer::NoReply);
+        }
+    }
+}
+
+impl fmt::Debug for Request {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Request").field("len", &self.data.len()).field("peer", &self.peer).finish_non_exhaustive()
+    }
+}

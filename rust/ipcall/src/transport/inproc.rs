@@ -1,0 +1,210 @@
+//! `mem:` — in-process queues, found through a process-wide registry, and
+//! the unnamed pair of [`channel`](crate::channel).
+//!
+//! A call is a [`Slot`] pushed with its bytes onto the server's queue; the
+//! answering thread completes the slot directly, so no thread is hopped and
+//! the only allocations are the message buffers and the slot.
+
+use std::collections::HashMap;
+use std::os::fd::BorrowedFd;
+use std::sync::{Arc, LazyLock, Mutex, Weak};
+use std::task::{Context, Poll};
+
+use crate::client::{Client, Pending};
+use crate::error::{Error, Result};
+use crate::name::Name;
+use crate::options::{ClientOptions, ServerOptions};
+use crate::queue::{PopError, Queue};
+use crate::server::{Peer, Request, Server};
+use crate::slot::{Outcome, Slot};
+use crate::sys;
+use crate::transport::{Answer, ClientConn, Responder, ServerTransport};
+use crate::wait::Deadline;
+
+/// Live `mem:` servers by name. Invariant: an entry is removed (under this
+/// lock) before its endpoint's queue is closed, so any entry whose `Weak`
+/// upgrades belongs to a live server.
+static REGISTRY: LazyLock<Mutex<HashMap<Arc<str>, Weak<Endpoint>>>> = LazyLock::new(Default::default);
+
+fn registry() -> std::sync::MutexGuard<'static, HashMap<Arc<str>, Weak<Endpoint>>> {
+    REGISTRY.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What a server and its clients share.
+struct Endpoint {
+    name: Arc<str>,
+    queue: Queue<Call>,
+    /// Largest request the server accepts.
+    max_request: u32,
+    one_shot: bool,
+    /// Listed in `REGISTRY` (false for `channel()` pairs).
+    named: bool,
+    /// Every request comes from this process.
+    peer: Peer,
+}
+
+impl Endpoint {
+    fn new(name: Arc<str>, max_request: u32, one_shot: bool, named: bool) -> Result<Arc<Endpoint>> {
+        let queue = Queue::new().map_err(|e| Error::Io { name: name.clone(), source: e })?;
+        let peer = Peer { pid: Some(std::process::id()), uid: Some(sys::uid()), gid: Some(sys::gid()) };
+        Ok(Arc::new(Endpoint { name, queue, max_request, one_shot, named, peer }))
+    }
+
+    fn unregister(self: &Arc<Self>) {
+        if !self.named {
+            return;
+        }
+        let mut registry = registry();
+        if registry.get(&self.name).is_some_and(|w| std::ptr::eq(w.as_ptr(), Arc::as_ptr(self))) {
+            registry.remove(&self.name);
+        }
+    }
+}
+
+/// A queued request. Dropped before it became a `Request` (server closed
+/// with it still queued), it tells the caller `Disconnected`.
+struct Call {
+    data: Vec<u8>,
+    /// Invariant: `Some` until turned into a `Request` or refused by `push`.
+    slot: Option<Arc<Slot>>,
+    reply_max: u32,
+}
+
+impl Drop for Call {
+    fn drop(&mut self) {
+        if let Some(slot) = self.slot.take() {
+            slot.complete(Outcome::Disconnected);
+        }
+    }
+}
+
+impl Responder for Slot {
+    fn answer(&self, _id: u64, answer: Answer<'_>) -> Result<()> {
+        // A completion refused because the caller gave up is the documented
+        // "late reply is discarded", not an error of the server's.
+        self.complete(match answer {
+            Answer::Reply(data) => Outcome::Reply(data.to_vec()),
+            Answer::Fail(payload) => Outcome::Fail(payload.to_vec()),
+            Answer::NoReply => Outcome::NoReply,
+        });
+        Ok(())
+    }
+}
+
+struct MemServer {
+    endpoint: Arc<Endpoint>,
+}
+
+impl MemServer {
+    fn request(&self, mut call: Call) -> Request {
+        let slot = call.slot.take().expect("a queued call holds its slot");
+        let data = std::mem::take(&mut call.data);
+        Request::new(data, self.endpoint.peer, slot, 0, call.reply_max)
+    }
+
+    fn popped(&self, popped: std::result::Result<Call, PopError>) -> Result<Request> {
+        let name = || self.endpoint.name.clone();
+        match popped {
+            Ok(call) => Ok(self.request(call)),
+            Err(PopError::Timeout) => Err(Error::Timeout { name: name() }),
+            Err(PopError::Closed) => Err(Error::Closed { name: name() }),
+        }
+    }
+}
+
+impl ServerTransport for MemServer {
+    fn recv(&self, deadline: Deadline) -> Result<Request> {
+        self.popped(self.endpoint.queue.pop(deadline))
+    }
+
+    fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Result<Request>> {
+        self.endpoint.queue.poll_pop(cx).map(|popped| self.popped(popped))
+    }
+
+    fn accept(&self, deadline: Deadline) -> Result<()> {
+        self.endpoint.queue.wait_for_producer(deadline).map_err(|e| match e {
+            PopError::Timeout => Error::Timeout { name: self.endpoint.name.clone() },
+            PopError::Closed => Error::Closed { name: self.endpoint.name.clone() },
+        })
+    }
+
+    fn fd(&self) -> BorrowedFd<'_> {
+        self.endpoint.queue.fd()
+    }
+
+    fn close(&self) {
+        self.endpoint.unregister();
+        // Dropping the drained calls tells their callers `Disconnected`.
+        drop(self.endpoint.queue.close());
+    }
+}
+
+/// One client connection; its clones share it.
+struct MemClient {
+    endpoint: Arc<Endpoint>,
+    /// Largest request this client sends and largest reply it accepts.
+    max: u32,
+}
+
+impl Drop for MemClient {
+    fn drop(&mut self) {
+        self.endpoint.queue.remove_producer();
+    }
+}
+
+impl ClientConn for MemClient {
+    fn send(self: Arc<Self>, data: &[u8]) -> Result<Pending> {
+        let max = self.max.min(self.endpoint.max_request);
+        if data.len() as u64 > u64::from(max) {
+            return Err(Error::TooLarge { size: data.len() as u64, max: u64::from(max) });
+        }
+        let slot = Arc::new(Slot::new());
+        let call = Call { data: data.to_vec(), slot: Some(slot.clone()), reply_max: self.max };
+        if let Err(mut refused) = self.endpoint.queue.push(call) {
+            refused.slot = None;
+            return Err(Error::Disconnected { name: self.endpoint.name.clone() });
+        }
+        let name = self.endpoint.name.clone();
+        Ok(Pending::new(name, self, 0, slot))
+    }
+}
+
+pub(crate) fn bind(name: &Name, options: &ServerOptions) -> Result<Box<dyn ServerTransport>> {
+    let mut registry = registry();
+    if registry.get(name.as_str()).is_some_and(|w| w.strong_count() > 0) {
+        return Err(Error::AddrInUse { name: name.shared().clone() });
+    }
+    let endpoint = Endpoint::new(name.shared().clone(), options.max_message_size, options.one_shot, true)?;
+    registry.insert(name.shared().clone(), Arc::downgrade(&endpoint));
+    Ok(Box::new(MemServer { endpoint }))
+}
+
+pub(crate) fn connect(name: &Name, options: &ClientOptions) -> Result<Arc<dyn ClientConn>> {
+    let not_found = || Error::NotFound { name: name.shared().clone() };
+    let endpoint = registry().get(name.as_str()).and_then(Weak::upgrade).ok_or_else(not_found)?;
+    if !endpoint.queue.add_producer() {
+        return Err(not_found());
+    }
+    if endpoint.one_shot {
+        // Its one client is here: nobody else may find the name.
+        endpoint.unregister();
+        endpoint.queue.close_to_new();
+    }
+    Ok(Arc::new(MemClient { endpoint, max: options.max_message_size }))
+}
+
+/// An unnamed in-process pair. `recv` reports `Closed` once the client and
+/// all its clones are gone; dropping the server makes calls `Disconnected`.
+/// Fails only if the process is out of file descriptors (for the server's
+/// pollable descriptor).
+pub fn channel() -> Result<(Server, Client)> {
+    let name = Name::parse("mem:(channel)")?;
+    let max = crate::options::DEFAULT_MAX_MESSAGE_SIZE;
+    let endpoint = Endpoint::new(name.shared().clone(), max, false, false)?;
+    // The pair's one client is its only producer, ever.
+    let added = endpoint.queue.add_producer();
+    debug_assert!(added, "a new queue accepts its first producer");
+    endpoint.queue.close_to_new();
+    let client = Client::from_conn(name.shared().clone(), Arc::new(MemClient { endpoint: endpoint.clone(), max }));
+    Ok((Server::from_transport(name, Box::new(MemServer { endpoint })), client))
+}

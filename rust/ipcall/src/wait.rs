@@ -1,0 +1,79 @@
+//! Deadlines and the brief spin that precedes every blocking wait.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// When a wait gives up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Deadline {
+    /// Wait as long as it takes.
+    Never,
+    /// Do not wait at all.
+    Now,
+    /// Give up at this instant.
+    At(Instant),
+}
+
+impl Deadline {
+    /// `Now` for a zero timeout, else `At(now + timeout)` (saturating to `Never`).
+    pub(crate) fn after(timeout: Duration) -> Deadline {
+        if timeout.is_zero() {
+            Deadline::Now
+        } else {
+            Instant::now().checked_add(timeout).map_or(Deadline::Never, Deadline::At)
+        }
+    }
+
+    /// Time left, `None` for `Never`; zero once passed.
+    pub(crate) fn remaining(self) -> Option<Duration> {
+        match self {
+            Deadline::Never => None,
+            Deadline::Now => Some(Duration::ZERO),
+            Deadline::At(at) => Some(at.saturating_duration_since(Instant::now())),
+        }
+    }
+
+    /// True once the deadline has passed (always for `Now`).
+    pub(crate) fn expired(self) -> bool {
+        self.remaining() == Some(Duration::ZERO)
+    }
+}
+
+/// Spinning only pays when the peer can run at the same time on another CPU;
+/// on one CPU it only delays the peer we wait for.
+fn spin_rounds() -> u32 {
+    static ROUNDS: AtomicUsize = AtomicUsize::new(usize::MAX);
+    let cached = ROUNDS.load(Ordering::Relaxed);
+    if cached != usize::MAX {
+        return cached as u32;
+    }
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let rounds = if cpus > 1 { 7 } else { 0 };
+    ROUNDS.store(rounds, Ordering::Relaxed);
+    rounds as u32
+}
+
+/// Spins with exponential backoff (1, 2, 4 … 64 PAUSEs, then a few
+/// `yield_now`s) until `ready()` is true; returns whether it became true.
+/// The caller then blocks for real. This is what crossbeam-channel does
+/// before parking, so a busy pair rarely pays for a sleep and wake-up.
+pub(crate) fn spin_until(mut ready: impl FnMut() -> bool) -> bool {
+    let rounds = spin_rounds();
+    for step in 0..rounds {
+        for _ in 0..(1u32 << step) {
+            std::hint::spin_loop();
+        }
+        if ready() {
+            return true;
+        }
+    }
+    if rounds > 0 {
+        for _ in 0..4 {
+            std::thread::yield_now();
+            if ready() {
+                return true;
+            }
+        }
+    }
+    ready()
+}
