@@ -1,0 +1,2 @@
+//! `mem:` round trip between two threads vs. a crossbeam-channel ping-pong.
+fn main() {}
