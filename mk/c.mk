@@ -60,6 +60,8 @@ c-tests: c-tools c-lib
 	cd "$(C_WORK)/build" && { ctest --output-on-failure -j2 --timeout 300; status=$$?; \
 	  grep -h '^SKIP' Testing/Temporary/LastTest.log | sort -u || true; exit $$status; }
 
-# The two consumer projects build against a fresh install in a temp dir.
+# The two consumer projects build against a fresh `make install` in a temp dir.
 c-consumers: c-tools c-lib
-	tests/c-consumers/run.sh "$(C_RELEASE)"
+	@prefix=$$(mktemp -d) && trap 'rm -rf "$$prefix"' EXIT \
+	  && $(MAKE) --no-print-directory install PREFIX="$$prefix" \
+	  && tests/c-consumers/run.sh "$$prefix"
