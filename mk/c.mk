@@ -15,10 +15,11 @@ CBINDGEN_VERSION := 0.29.4
 CBINDGEN ?= $(firstword $(shell command -v cbindgen 2>/dev/null) $(HOME)/.cargo/bin/cbindgen)
 PREFIX ?= /usr/local
 # Where `make test-c` installs the package and builds the C/C++ tests.
-C_WORK := $(CURDIR)/target/c
+CARGO_TARGET := $(abspath $(or $(CARGO_TARGET_DIR),target))
+C_WORK := $(CARGO_TARGET)/c
 C_PREFIX := $(C_WORK)/prefix
-C_RELEASE := $(CURDIR)/target/release
-IPCALL_PEER := $(CURDIR)/target/debug/examples/peer
+C_RELEASE := $(CARGO_TARGET)/release
+IPCALL_PEER := $(CARGO_TARGET)/debug/examples/peer
 
 TEST_TARGETS += test-c
 
