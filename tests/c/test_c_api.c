@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "connect.h"
 #include "script.h"
 
 /* A pointer value no ipcall function returns, to check that out-parameters
@@ -255,13 +256,6 @@ static ipcall_server *bind_fresh(const char *kind, const ipcall_server_options *
     return server;
 }
 
-static ipcall_client *connect_to(const ipcall_server *server) {
-    ipcall_client *client = NULL;
-    CHECK_OK(ipcall_client_connect(ipcall_server_name(server), 0, &client));
-    CHECK(strcmp(ipcall_client_name(client), ipcall_server_name(server)) == 0);
-    return client;
-}
-
 /* Receives one request and checks its bytes are `expected`. */
 static ipcall_request *recv_expecting(const ipcall_server *server, const char *expected) {
     ipcall_request *request = NULL;
@@ -450,8 +444,7 @@ static void test_too_large(const char *kind) {
     ipcall_client_options *client_options = NULL;
     CHECK_OK(ipcall_client_options_new(&client_options));
     CHECK_OK(ipcall_client_options_set_max_message_size(client_options, 100));
-    ipcall_client *client = NULL;
-    CHECK_OK(ipcall_client_connect_with(ipcall_server_name(server), client_options, 0, &client));
+    ipcall_client *client = connect_with_options(server, client_options);
     ipcall_client_options_free(client_options);
     ipcall_client *roomy = connect_to(server);
 

@@ -4,6 +4,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
+#include <optional>
 #include <string>
 #include <thread>
 #include <type_traits>
@@ -22,6 +24,32 @@ static_assert(!std::is_copy_constructible_v<ipcall::Request> && std::is_nothrow_
 static_assert(!std::is_copy_constructible_v<ipcall::Pending> && std::is_nothrow_move_constructible_v<ipcall::Pending>);
 static_assert(!std::is_copy_assignable_v<ipcall::Server> && std::is_nothrow_move_assignable_v<ipcall::Server>);
 static_assert(std::is_base_of_v<std::exception, ipcall::Error>);
+
+// Connects to `server`, which no other thread serves yet: over socket
+// transports a handshake completes only while the server is receiving, so
+// the connect runs in a helper thread while this one keeps receiving (see
+// connect.h for the C version).
+static ipcall::Client connect_while_serving(const ipcall::Server &server, const ipcall::ClientOptions *options = nullptr) {
+    std::optional<ipcall::Client> client;
+    std::exception_ptr failure;
+    std::atomic<bool> done{false};
+    std::thread connecting([&] {
+        try {
+            client.emplace(ipcall::Client::connect(server.name(), 10s, options));
+        } catch (...) {
+            failure = std::current_exception();
+        }
+        done = true;
+    });
+    while (!done) {
+        CHECK(!server.recv_for(2ms).has_value());
+    }
+    connecting.join();
+    if (failure) {
+        std::rethrow_exception(failure);
+    }
+    return std::move(*client);
+}
 
 static std::string text(const ipcall::Buffer &bytes) { return std::string(bytes.begin(), bytes.end()); }
 
@@ -43,7 +71,7 @@ static ipcall::Error expect_error(ipcall_status status, Body body) {
 
 static void test_echo_and_views(const std::string &kind) {
     ipcall::Server server = ipcall::Server::bind_unique(kind);
-    ipcall::Client client = ipcall::Client::connect(server.name());
+    ipcall::Client client = connect_while_serving(server);
     CHECK(client.name() == server.name());
     std::thread worker([&server] {
         for (;;) {
@@ -134,9 +162,9 @@ static void test_errors(const std::string &kind) {
 
     ipcall::ClientOptions small;
     small.max_message_size(8);
-    ipcall::Client client = ipcall::Client::connect(server.name(), 0ms, &small);
+    ipcall::Client client = connect_while_serving(server, &small);
     expect_error(IPCALL_E_TOO_LARGE, [&] { client.send(std::string(9, 'x')); });
-    ipcall::Client roomy = ipcall::Client::connect(server.name());
+    ipcall::Client roomy = connect_while_serving(server);
     expect_error(IPCALL_E_TOO_LARGE, [&] { roomy.call(std::string(65, 'x')); });
 
     // Timeouts: a call abandoned, a pending that stays in flight with
@@ -157,7 +185,7 @@ static void test_errors(const std::string &kind) {
     // One-shot: accept with a timeout.
     ipcall::Server once = ipcall::Server::bind_unique(kind, ipcall::ServerOptions().one_shot());
     CHECK(!once.accept(5ms));
-    ipcall::Client only = ipcall::Client::connect(once.name());
+    ipcall::Client only = connect_while_serving(once);
     CHECK(once.accept(ipcall::forever));
     expect_error(IPCALL_E_NOT_FOUND, [&] { ipcall::Client::connect(once.name()); });
 

@@ -97,6 +97,88 @@ static void rust_server_c_client(const char *peer, const char *kind) {
     printf("%s: C client ran the script against the Rust server\n", kind);
 }
 
+/* Forks a child that switches to uid/gid `uid` and connects to `name`;
+ * returns its pid. The child exits 0 if connect returned `expected` (and, on
+ * success, a call was echoed), else 1. */
+static pid_t connect_as(uid_t uid, const char *name, ipcall_status expected) {
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid != 0) {
+        return pid;
+    }
+    if (setgid(uid) != 0 || setuid(uid) != 0) {
+        perror("setuid");
+        _exit(1);
+    }
+    ipcall_client *client = NULL;
+    ipcall_status status = ipcall_client_connect(name, 0, &client);
+    if (status != expected) {
+        fprintf(stderr, "as uid %u: connect returned %s, expected %s: %s\n", (unsigned)uid, ipcall_strerror(status),
+                ipcall_strerror(expected), ipcall_last_error_message());
+        _exit(1);
+    }
+    if (status == IPCALL_OK) {
+        ipcall_buf reply = {0};
+        status = ipcall_client_call(client, (const uint8_t *)"from another uid", 16, 10000, &reply);
+        if (status != IPCALL_OK || !buf_equals(&reply, "from another uid", 16)) {
+            fprintf(stderr, "as uid %u: call: %s\n", (unsigned)uid, ipcall_last_error_message());
+            _exit(1);
+        }
+        ipcall_buf_free(&reply);
+        ipcall_client_free(client);
+    }
+    _exit(0);
+}
+
+/* Serves `server` (echo) until child `pid` exits; checks it exited 0. */
+static void serve_until_exit(const ipcall_server *server, pid_t pid) {
+    for (;;) {
+        int status = 0;
+        pid_t done = waitpid(pid, &status, WNOHANG);
+        CHECK(done >= 0);
+        if (done == pid) {
+            CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+            return;
+        }
+        ipcall_request *request = NULL;
+        ipcall_status got = ipcall_server_recv(server, 5, &request);
+        if (got == IPCALL_OK) {
+            const uint8_t *data = NULL;
+            size_t len = 0;
+            CHECK_OK(ipcall_request_data(request, &data, &len));
+            CHECK_OK(ipcall_request_reply(request, data, len));
+        } else {
+            CHECK_STATUS(got, IPCALL_E_TIMEOUT);
+        }
+    }
+}
+
+/* Over an abstract unix socket (no file permissions to lean on) the server
+ * refuses other uids by default — IPCALL_E_PERMISSION_DENIED at the client —
+ * and admits the ones its options allow. Needs root to run as another uid. */
+static void other_uid(void) {
+    if (geteuid() != 0) {
+        printf("SKIP other-uid test over unix: needs root to run a client as another uid\n");
+        return;
+    }
+    const uid_t nobody = 65534;
+    char name[96];
+    snprintf(name, sizeof name, "unix:@ipcall-c-uid-test-%d", (int)getpid());
+    ipcall_server *server = NULL;
+    CHECK_OK(ipcall_server_bind(name, NULL, &server));
+    serve_until_exit(server, connect_as(nobody, name, IPCALL_E_PERMISSION_DENIED));
+    ipcall_server_free(server);
+
+    ipcall_server_options *options = NULL;
+    CHECK_OK(ipcall_server_options_new(&options));
+    CHECK_OK(ipcall_server_options_allow_uid(options, nobody));
+    CHECK_OK(ipcall_server_bind(name, options, &server));
+    ipcall_server_options_free(options);
+    serve_until_exit(server, connect_as(nobody, name, IPCALL_OK));
+    ipcall_server_free(server);
+    printf("unix: another uid is refused by default and admitted by allow_uid\n");
+}
+
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc != 2 || access(argv[1], X_OK) != 0) {
@@ -104,6 +186,9 @@ int main(int argc, char **argv) {
         return 2;
     }
     int kinds_run = 0;
+    if (kind_available("unix", "other-uid test")) {
+        other_uid();
+    }
     for (size_t k = 0; k < COUNT_OF(CROSS_PROCESS_KINDS); k++) {
         const char *kind = CROSS_PROCESS_KINDS[k];
         if (!kind_available(kind, "C <-> Rust across processes")) {
