@@ -8,11 +8,11 @@
 #                          C and C++ tests and examples (once under valgrind),
 #                          and the CMake and pkg-config consumer projects.
 #
-# Tools this needs and installs when absent: cmake (apt) and cbindgen
-# $(CBINDGEN_VERSION) (cargo install --locked).
+# Tools this needs and installs when absent: cmake and valgrind (apt) and
+# cbindgen $(CBINDGEN_VERSION) (cargo install --locked).
 
 CBINDGEN_VERSION := 0.29.4
-CBINDGEN ?= $(firstword $(shell command -v cbindgen 2>/dev/null) $(HOME)/.cargo/bin/cbindgen)
+CBINDGEN ?= $(firstword $(shell command -v cbindgen 2>/dev/null) $(or $(CARGO_HOME),$(HOME)/.cargo)/bin/cbindgen)
 PREFIX ?= /usr/local
 # Where `make test-c` installs the package and builds the C/C++ tests.
 CARGO_TARGET := $(abspath $(or $(CARGO_TARGET_DIR),target))
@@ -26,7 +26,8 @@ TEST_TARGETS += test-c
 .PHONY: c-tools c-header c-header-check c-lib install test-c c-tests c-consumers
 
 c-tools:
-	@command -v cmake >/dev/null || { apt-get update -qq && apt-get install -y -qq cmake >/dev/null; }
+	@command -v cmake >/dev/null && command -v valgrind >/dev/null \
+	  || { apt-get update -qq && apt-get install -y -qq cmake valgrind >/dev/null; }
 	@"$(CBINDGEN)" --version 2>/dev/null | grep -qx 'cbindgen $(CBINDGEN_VERSION)' \
 	  || $(CARGO) install --quiet cbindgen --version $(CBINDGEN_VERSION) --locked
 
