@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, Criterion};
+use criterion::Criterion;
 use ipcall_benches::median;
 
 const PAYLOAD: [u8; 64] = [7; 64];
@@ -87,13 +87,12 @@ fn benches(c: &mut Criterion) {
     println!("\nmem: / crossbeam ratio = {:.2} (goal <= 1.3)", ours_ns / floor_ns);
 }
 
-criterion_group! {
-    name = mem;
-    config = Criterion::default().sample_size(30).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2));
-    targets = benches
-}
-
 fn main() {
-    mem();
-    Criterion::default().final_summary();
+    let mut criterion = Criterion::default()
+        .sample_size(30)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .configure_from_args();
+    benches(&mut criterion);
+    criterion.final_summary();
 }
