@@ -43,4 +43,4 @@ test-python: python-wheel
 ## bench-python: Python<->Rust round trips next to Rust<->Rust, per transport.
 bench-python: python-wheel
 	$(CARGO) build -q --release -p ipcall --example peer
-	IPCALL_PEER=target/release/examples/peer $(VENV_BIN)/python python/bench/roundtrip.py
+	IPCALL_PEER=$(CURDIR)/target/release/examples/peer $(VENV_BIN)/python python/bench/roundtrip.py

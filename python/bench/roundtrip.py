@@ -31,7 +31,7 @@ import ipcall
 from ipcall import _ipcall
 
 REPO = Path(__file__).resolve().parents[2]
-PEER = Path(os.environ.get("IPCALL_PEER", REPO / "target" / "release" / "examples" / "peer"))
+PEER = Path(os.environ.get("IPCALL_PEER", REPO / "target" / "release" / "examples" / "peer")).resolve()
 SIZE = 64
 ITERATIONS = int(os.environ.get("IPCALL_BENCH_ITERATIONS", "20000"))
 
