@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from types import TracebackType
-from typing import TYPE_CHECKING, Deque, Dict, Iterator, List, Optional, Type, Union
+from typing import TYPE_CHECKING, Deque, Dict, Iterator, Optional, Sequence, Type, Union
 
 from . import _ipcall
 from ._errors import (
@@ -98,8 +98,8 @@ class Server:
         *,
         max_message_size: Optional[int] = None,
         one_shot: bool = False,
-        allow_uids: List[int] = [],  # noqa: B006 - never mutated
-        allow_gids: List[int] = [],  # noqa: B006 - never mutated
+        allow_uids: Sequence[int] = (),
+        allow_gids: Sequence[int] = (),
         allow_any_uid: bool = False,
         handshake_timeout: Optional[float] = None,
         ring_size: Optional[int] = None,
@@ -133,8 +133,8 @@ class Server:
         *,
         max_message_size: Optional[int] = None,
         one_shot: bool = False,
-        allow_uids: List[int] = [],  # noqa: B006 - never mutated
-        allow_gids: List[int] = [],  # noqa: B006 - never mutated
+        allow_uids: Sequence[int] = (),
+        allow_gids: Sequence[int] = (),
         allow_any_uid: bool = False,
         handshake_timeout: Optional[float] = None,
         ring_size: Optional[int] = None,

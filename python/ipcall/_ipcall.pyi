@@ -3,7 +3,7 @@
 wraps `Server` and `Client` and re-exports the rest."""
 
 from types import TracebackType
-from typing import Dict, List, Optional, Tuple, Type, Union, final
+from typing import List, Optional, Sequence, Tuple, Type, Union, final
 
 from typing_extensions import Buffer, Self
 
@@ -33,8 +33,8 @@ class Server:
         *,
         max_message_size: Optional[int] = None,
         one_shot: bool = False,
-        allow_uids: List[int] = ...,
-        allow_gids: List[int] = ...,
+        allow_uids: Sequence[int] = ...,
+        allow_gids: Sequence[int] = ...,
         allow_any_uid: bool = False,
         handshake_timeout: Optional[float] = None,
         ring_size: Optional[int] = None,
@@ -45,8 +45,8 @@ class Server:
         *,
         max_message_size: Optional[int] = None,
         one_shot: bool = False,
-        allow_uids: List[int] = ...,
-        allow_gids: List[int] = ...,
+        allow_uids: Sequence[int] = ...,
+        allow_gids: Sequence[int] = ...,
         allow_any_uid: bool = False,
         handshake_timeout: Optional[float] = None,
         ring_size: Optional[int] = None,

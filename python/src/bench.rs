@@ -9,7 +9,7 @@ use std::time::Instant;
 use ipcall::{Client, Error, Server};
 use pyo3::prelude::*;
 
-use crate::errors::IntoPy;
+use crate::errors::ToPyResult;
 use crate::server::lock;
 
 /// Runs `iterations` calls of `size` bytes from a Rust client to `name`

@@ -7,7 +7,7 @@ use ipcall::{Client, ClientOptions, Error, ErrorKind, Pending};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
-use crate::errors::{self, IntoPy};
+use crate::errors::{self, ToPyResult};
 use crate::server::lock;
 use crate::{deadline_after, wait_in_slices, BytesLike};
 

@@ -21,7 +21,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
 
 use crate::client::PyClient;
-use crate::errors::IntoPy;
+use crate::errors::ToPyResult;
 use crate::server::lock;
 use crate::BytesLike;
 

@@ -91,12 +91,12 @@ pub(crate) fn to_py(py: Python<'_>, err: Error) -> PyErr {
 }
 
 /// Converts `Result<T, ipcall::Error>` into `PyResult<T>`.
-pub(crate) trait IntoPy<T> {
+pub(crate) trait ToPyResult<T> {
     /// Maps the error to its Python exception.
     fn py_err(self, py: Python<'_>) -> PyResult<T>;
 }
 
-impl<T> IntoPy<T> for ipcall::Result<T> {
+impl<T> ToPyResult<T> for ipcall::Result<T> {
     fn py_err(self, py: Python<'_>) -> PyResult<T> {
         self.map_err(|e| to_py(py, e))
     }

@@ -11,7 +11,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
-use crate::errors::{self, IntoPy};
+use crate::errors::{self, ToPyResult};
 use crate::{deadline_after, wait_in_slices, BytesLike};
 
 /// Locks `mutex`, ignoring poisoning: every critical section here is a

@@ -200,7 +200,7 @@ def test_bind_options_are_accepted(kind: str) -> None:
     with ipcall.Server.bind_unique(
         kind,
         max_message_size=1 << 16,
-        allow_uids=[os.getuid()],
+        allow_uids=(os.getuid(),),
         allow_gids=[os.getgid()],
         allow_any_uid=False,
         handshake_timeout=2.5,

@@ -64,6 +64,14 @@ def test_no_reply_when_the_request_is_dropped(echo: ipcall.Server) -> None:
         assert client.call(b"still usable") == b"still usable"
 
 
+def test_no_reply_when_the_request_is_garbage_collected(kind: str) -> None:
+    with ipcall.Server.bind_unique(kind) as server, ipcall.connect(server.name) as client:
+        pending = client.send(b"forgotten")
+        server.recv(timeout=10)  # the request object is dropped at once
+        with pytest.raises(ipcall.NoReply):
+            pending.wait(timeout=10)
+
+
 def test_remote_error_carries_the_payload(echo: ipcall.Server) -> None:
     with ipcall.connect(echo.name) as client:
         for payload in (b"boom", b"", bytes(range(256))):
