@@ -1,7 +1,7 @@
 //! `Client` and `Pending`.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ipcall::{Client, ClientOptions, Error, ErrorKind, Pending};
 use pyo3::prelude::*;
@@ -9,7 +9,7 @@ use pyo3::types::PyBytes;
 
 use crate::errors::{self, ToPyResult};
 use crate::server::lock;
-use crate::{deadline_after, wait_in_slices, BytesLike};
+use crate::{deadline_after, wait_in_slices, BytesLike, SLICE};
 
 /// A connection to a server. Use `ipcall.connect` / `ipcall.Client` (which
 /// add asyncio).
@@ -43,8 +43,7 @@ impl PyClient {
 
 /// Waits for `pending` in slices until `deadline`; abandons it on timeout
 /// (and on an exception such as `KeyboardInterrupt`, by dropping it).
-fn finish(py: Python<'_>, name: &Arc<str>, mut pending: Pending, timeout: Option<f64>) -> PyResult<Py<PyBytes>> {
-    let deadline = deadline_after(timeout)?;
+fn finish(py: Python<'_>, name: &Arc<str>, mut pending: Pending, deadline: Option<Instant>) -> PyResult<Py<PyBytes>> {
     match wait_in_slices(py, deadline, |slice| pending.try_wait_timeout(slice))? {
         Some(outcome) => Ok(PyBytes::new(py, &outcome.py_err(py)?).unbind()),
         None => {
@@ -98,9 +97,24 @@ impl PyClient {
     /// `Timeout` the call is abandoned and its late reply discarded).
     #[pyo3(signature = (data, timeout=None))]
     fn call(&self, py: Python<'_>, data: BytesLike<'_>, timeout: Option<f64>) -> PyResult<Py<PyBytes>> {
-        let pending = self.send(py, &data)?;
+        let deadline = deadline_after(timeout)?;
+        let client = self.client(py)?;
+        let bytes = data.as_slice();
+        // Send and wait the first slice in one stretch without the GIL: a
+        // quick reply costs one GIL release, not two.
+        let first_slice = deadline.map_or(SLICE, |d| d.saturating_duration_since(Instant::now()).min(SLICE));
+        let sent = py.detach(|| {
+            let mut pending = client.send(bytes)?;
+            let outcome = pending.try_wait_timeout(first_slice);
+            Ok::<_, ipcall::Error>((pending, outcome))
+        });
+        let (pending, outcome) = sent.py_err(py)?;
         drop(data);
-        finish(py, &self.name, pending, timeout)
+        if let Some(outcome) = outcome {
+            return Ok(PyBytes::new(py, &outcome.py_err(py)?).unbind());
+        }
+        py.check_signals()?;
+        finish(py, &self.name, pending, deadline)
     }
 
     /// Sends `data` and returns the call in flight.

@@ -28,10 +28,6 @@ pub(crate) fn class_name(kind: ErrorKind) -> &'static str {
         ErrorKind::InvalidName => "InvalidName",
         ErrorKind::Protocol => "ProtocolError",
         ErrorKind::Io => "IoError",
-        // ErrorKind is exhaustive today; a kind added later still maps to
-        // the base class rather than failing to compile the binding.
-        #[allow(unreachable_patterns)]
-        _ => "Error",
     }
 }
 
@@ -56,8 +52,6 @@ fn name_of(err: &Error) -> Option<&str> {
         | Error::Protocol { name, .. }
         | Error::Io { name, .. } => Some(name),
         Error::TooLarge { .. } => None,
-        #[allow(unreachable_patterns)]
-        _ => None,
     }
 }
 
