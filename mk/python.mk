@@ -38,7 +38,7 @@ python-wheel: $(PY_DEV_STAMP)
 ## the cross-process tests).
 test-python: python-wheel
 	$(CARGO) build -q -p ipcall --example peer
-	cd python && ../$(VENV_BIN)/pytest
+	cd python && IPCALL_WHEEL="$(CURDIR)/$(PY_WHEEL_DIR)/ipcall-*-cp39-abi3-*.whl" ../$(VENV_BIN)/pytest
 
 ## bench-python: Python<->Rust round trips next to Rust<->Rust, per transport.
 bench-python: python-wheel
