@@ -10,7 +10,8 @@ and p99 of many calls; lower is better):
 - Rust -> Python:   the Rust client loop against a Python echo server;
 - Python -> Python: both ends in Python.
 
-For `mem:` both ends are threads of this process; for the other kinds the
+Each pair runs in 3 interleaved rounds. For `mem:` both ends are threads
+of this process; for the other kinds the
 Rust server is the `peer serve` process and the Python server a child
 Python process, so every pair crosses a process boundary.
 """
@@ -25,7 +26,7 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, List, Optional
+from typing import Dict, Iterator, List, Optional
 
 import ipcall
 from ipcall import _ipcall
@@ -33,7 +34,8 @@ from ipcall import _ipcall
 REPO = Path(__file__).resolve().parents[2]
 PEER = Path(os.environ.get("IPCALL_PEER", REPO / "target" / "release" / "examples" / "peer")).resolve()
 SIZE = 64
-ITERATIONS = int(os.environ.get("IPCALL_BENCH_ITERATIONS", "20000"))
+ITERATIONS = int(os.environ.get("IPCALL_BENCH_ITERATIONS", "10000"))
+ROUNDS = 3
 
 PY_ECHO = r"""
 import sys
@@ -125,32 +127,34 @@ def summary(samples: List[int]) -> str:
     return f"{statistics.median(samples) / 1000:9.2f} µs (p99 {p99 / 1000:8.2f})"
 
 
+PAIRS = ["Rust -> Rust", "Python -> Rust", "Rust -> Python", "Python -> Python"]
+
+
 def main() -> None:
     if not PEER.exists():
         sys.exit(f"the Rust peer is not built: {PEER} (cargo build --release -p ipcall --example peer)")
-    print(f"ipcall round trip, {SIZE} B request + {SIZE} B reply, median of {ITERATIONS} calls")
-    print(f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs; lower is better\n")
+    print(f"ipcall round trip, {SIZE} B request + {SIZE} B reply: {ROUNDS} interleaved rounds of")
+    print(f"{ITERATIONS} calls per pair, all samples pooled (median, p99; lower is better)")
+    print(f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs\n")
     print(f"{'transport':<10} {'pair':<18} {'round trip':>34} {'vs Rust->Rust':>14}")
     for kind in ["mem", "unix", "pipe", "shm"]:
         why = available(kind)
         if why:
             print(f"{kind:<10} skipped: {why}")
             continue
-        with rust_server(kind) as name:
-            rust_rust = rust_client(name)
-            py_rust = python_client(name)
-        with python_server(kind) as name:
-            rust_py = rust_client(name)
-            py_py = python_client(name)
-        base = statistics.median(rust_rust)
-        for pair, samples in [
-            ("Rust -> Rust", rust_rust),
-            ("Python -> Rust", py_rust),
-            ("Rust -> Python", rust_py),
-            ("Python -> Python", py_py),
-        ]:
-            ratio = statistics.median(samples) / base
-            print(f"{kind:<10} {pair:<18} {summary(samples):>34} {ratio:13.2f}x")
+        samples: Dict[str, List[int]] = {pair: [] for pair in PAIRS}
+        with rust_server(kind) as rust_name, python_server(kind) as python_name:
+            # Interleaved, so that a burst of load from elsewhere on the
+            # machine does not land on one pair only.
+            for _ in range(ROUNDS):
+                samples["Rust -> Rust"] += rust_client(rust_name)
+                samples["Python -> Rust"] += python_client(rust_name)
+                samples["Rust -> Python"] += rust_client(python_name)
+                samples["Python -> Python"] += python_client(python_name)
+        base = statistics.median(samples["Rust -> Rust"])
+        for pair in PAIRS:
+            ratio = statistics.median(samples[pair]) / base
+            print(f"{kind:<10} {pair:<18} {summary(samples[pair]):>34} {ratio:13.2f}x")
 
 
 if __name__ == "__main__":
