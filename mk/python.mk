@@ -8,7 +8,9 @@ VENV := .venv
 VENV_BIN := $(VENV)/bin
 # Stamp: the venv has exactly the pinned tools (redone when the pins change).
 PY_DEV_STAMP := $(VENV)/.ipcall-requirements-dev
-PY_WHEEL_DIR := target/python-wheels
+# Cargo's target directory (CARGO_TARGET_DIR is honoured, as cargo does).
+PY_CARGO_TARGET := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
+PY_WHEEL_DIR := $(PY_CARGO_TARGET)/python-wheels
 # The sha256 of the wheel currently installed in the venv.
 PY_WHEEL_STAMP := $(VENV)/.ipcall-wheel-sha256
 
@@ -38,9 +40,10 @@ python-wheel: $(PY_DEV_STAMP)
 ## the cross-process tests).
 test-python: python-wheel
 	$(CARGO) build -q -p ipcall --example peer
-	cd python && IPCALL_WHEEL="$(CURDIR)/$(PY_WHEEL_DIR)/ipcall-*-cp39-abi3-*.whl" ../$(VENV_BIN)/pytest
+	cd python && IPCALL_WHEEL="$(PY_WHEEL_DIR)/ipcall-*-cp39-abi3-*.whl" \
+		IPCALL_PEER="$(PY_CARGO_TARGET)/debug/examples/peer" ../$(VENV_BIN)/pytest
 
 ## bench-python: Python<->Rust round trips next to Rust<->Rust, per transport.
 bench-python: python-wheel
 	$(CARGO) build -q --release -p ipcall --example peer
-	IPCALL_PEER=$(CURDIR)/target/release/examples/peer $(VENV_BIN)/python python/bench/roundtrip.py
+	IPCALL_PEER=$(PY_CARGO_TARGET)/release/examples/peer $(VENV_BIN)/python python/bench/roundtrip.py
