@@ -45,9 +45,11 @@ fn crossbeam_ping_pong(c: &mut Criterion, samples: Samples) {
 }
 
 fn ipcall_mem_round_trip(c: &mut Criterion, samples: Samples) {
-    let server = ipcall::Server::bind_unique(ipcall::Kind::Mem).unwrap();
+    let server = Arc::new(ipcall::Server::bind_unique(ipcall::Kind::Mem).unwrap());
     let client = ipcall::Client::connect(server.name()).unwrap();
+    let echo_server = server.clone();
     let echo = thread::spawn(move || {
+        let server = echo_server;
         while let Ok(mut request) = server.recv() {
             let data = request.take_data();
             request.reply(&data).unwrap();
@@ -64,6 +66,8 @@ fn ipcall_mem_round_trip(c: &mut Criterion, samples: Samples) {
             elapsed
         })
     });
+    // A named server outlives its clients (new ones may come): close it.
+    server.close();
     drop(client);
     echo.join().unwrap();
 }
@@ -73,7 +77,7 @@ fn benches(c: &mut Criterion) {
     let ours: Samples = Default::default();
     // Two interleaved rounds of each, so a slow phase of the VM does not
     // land on one contender only.
-    for _ in 0..2 {
+    for _ in 0..3 {
         crossbeam_ping_pong(c, floor.clone());
         ipcall_mem_round_trip(c, ours.clone());
     }
