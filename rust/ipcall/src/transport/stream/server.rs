@@ -1,0 +1,619 @@
+//! The server end of stream connections: one epoll instance for the
+//! acceptor and every connection, which is also the server's pollable
+//! descriptor.
+//!
+//! **No thread hop.** There is no I/O thread: a thread in `recv` waits on the
+//! epoll descriptor itself, reads whichever connection is readable, decodes
+//! its frames into the `incoming` queue and takes the first request. A
+//! `Request` holds its connection (`Arc<ServerConn>`), so `reply` writes the
+//! answer from whatever thread holds it — also after the server is gone.
+//!
+//! **Several receiving threads.** Connections are registered level-triggered;
+//! the thread that got a connection's event reads it under its `reader`
+//! lock. A thread that finds that lock taken disarms the connection in epoll
+//! (so it does not spin on the same readiness), and the reading thread re-arms
+//! it when done; both happen under the `arm` lock, so no re-arm is lost.
+//!
+//! **Isolation.** A connection that breaks the protocol, stalls in its
+//! handshake, or hangs up is dropped alone; the others keep being served.
+
+use std::collections::{HashMap, VecDeque};
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, TryLockError};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::frame::{self, Event, FrameKind, Role};
+use crate::options::ServerOptions;
+use crate::server::{Peer, Request};
+use crate::sys::{self, EventFd};
+use crate::transport::stream::{poll_timeout_ms, wait_fd, write_all_blocking, Acceptor, FrameReader, ReadError, Wire};
+use crate::transport::{Answer, Responder, ServerTransport};
+use crate::wait::Deadline;
+
+/// epoll token of the wake-up eventfd.
+const WAKE: u64 = 0;
+/// epoll token of the acceptor.
+const ACCEPT: u64 = 1;
+/// Tokens of connections start here.
+const FIRST_CONN: u64 = 2;
+/// A `service` pass reads no more once it produced this many requests
+/// (it still decodes what it already read), bounding the `incoming` queue.
+const REQUESTS_PER_PASS: usize = 32;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every critical section leaves its data consistent; poisoning is ignored.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Who may connect (DESIGN §7).
+struct Access {
+    own_uid: u32,
+    uids: Vec<u32>,
+    gids: Vec<u32>,
+    any: bool,
+}
+
+impl Access {
+    fn allows(&self, peer: &Peer) -> bool {
+        match (peer.uid, peer.gid) {
+            // The transport cannot tell: its file permissions decide.
+            (None, _) => true,
+            (Some(uid), gid) => {
+                self.any
+                    || uid == self.own_uid
+                    || self.uids.contains(&uid)
+                    || gid.is_some_and(|g| self.gids.contains(&g))
+            }
+        }
+    }
+}
+
+/// The reading state of one connection.
+struct ConnReader {
+    frames: FrameReader,
+    /// The client's hello arrived.
+    established: bool,
+}
+
+/// One client connection. Requests hold it (as their `Responder`), so it
+/// lives — and its descriptors stay open — until the server dropped it *and*
+/// every request from it was answered.
+pub(crate) struct ServerConn {
+    /// Its epoll token.
+    token: u64,
+    wire: Box<dyn Wire>,
+    peer: Peer,
+    /// Serialises whole frames written by answering threads.
+    writer: Mutex<()>,
+    /// Held by the one thread reading this connection.
+    reader: Mutex<ConnReader>,
+    /// True while a thread that met a busy `reader` has disarmed the
+    /// connection in epoll; cleared by whoever re-arms it (under this lock).
+    arm: Mutex<bool>,
+    /// The id of the last request a `recv` took (ids only grow), for the
+    /// `close` frame. Written under the server's state lock.
+    last_taken: AtomicU64,
+}
+
+impl Responder for ServerConn {
+    fn answer(&self, id: u64, answer: Answer<'_>) -> Result<()> {
+        let (kind, payload) = match answer {
+            Answer::Reply(data) => (FrameKind::Reply, data),
+            Answer::Fail(data) => (FrameKind::Fail, data),
+            Answer::NoReply => (FrameKind::NoReply, &[][..]),
+        };
+        let header = frame::encode_header(kind, id, payload.len() as u32);
+        let _writing = lock(&self.writer);
+        if write_all_blocking(&*self.wire, &[&header, payload]).is_err() {
+            // The client is gone (or its connection broke): like a late reply
+            // to an abandoned call, the answer is discarded. The connection
+            // cannot carry another frame after a partial one.
+            self.wire.shutdown();
+        }
+        Ok(())
+    }
+}
+
+/// A decoded request waiting for a `recv`. Dropping it answers nothing (the
+/// server's `close` frame tells the client it was never taken).
+struct Incoming {
+    conn: Arc<ServerConn>,
+    id: u64,
+    data: Vec<u8>,
+    /// The negotiated maximum on its connection: the largest allowed reply.
+    max: u32,
+}
+
+struct State {
+    conns: HashMap<u64, Arc<ServerConn>>,
+    next_token: u64,
+    incoming: VecDeque<Incoming>,
+    /// Connections still in their handshake, with their deadlines.
+    handshakes: Vec<(u64, Instant)>,
+    acceptor: Option<Box<dyn Acceptor>>,
+    /// Connections accepted so far (a one-shot server takes one).
+    accepted: usize,
+    closed: bool,
+    /// The wake eventfd is set (avoids redundant system calls).
+    wake_set: bool,
+    /// Async `recv`s waiting for readiness.
+    wakers: Vec<Waker>,
+    /// The watcher thread for async `recv`s runs.
+    watcher: bool,
+}
+
+struct Shared {
+    name: Arc<str>,
+    /// The epoll instance: acceptor, connections and `wake`. Also the
+    /// server's pollable descriptor.
+    epoll: OwnedFd,
+    /// Readable while requests are queued in `incoming` or the server is
+    /// finished, so pollers and other receiving threads wake.
+    wake: EventFd,
+    local_max: u32,
+    one_shot: bool,
+    handshake_timeout: Duration,
+    access: Access,
+    state: Mutex<State>,
+    /// Wakes the async watcher when wakers are registered or the server closes.
+    watch_cond: Condvar,
+}
+
+/// A stream server (`ServerTransport`).
+pub(crate) struct StreamServer {
+    shared: Arc<Shared>,
+}
+
+fn epoll_ctl(epoll: &OwnedFd, op: libc::c_int, fd: BorrowedFd<'_>, events: u32, token: u64) -> io::Result<()> {
+    let mut event = libc::epoll_event { events, u64: token };
+    // SAFETY: (1) both descriptors are open for the call's duration;
+    // (2) `event` is a live epoll_event (ignored by EPOLL_CTL_DEL).
+    let rc = unsafe { libc::epoll_ctl(epoll.as_raw_fd(), op, fd.as_raw_fd(), &mut event) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+impl StreamServer {
+    /// A server taking connections from `acceptor`.
+    pub(crate) fn new(
+        name: Arc<str>,
+        acceptor: Box<dyn Acceptor>,
+        options: &ServerOptions,
+    ) -> io::Result<StreamServer> {
+        // SAFETY: (1) epoll_create1 takes no pointers; the result is checked.
+        let raw = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if raw < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: (1) `raw` is a fresh descriptor owned by nothing else.
+        let epoll = unsafe { OwnedFd::from_raw_fd(raw) };
+        let wake = EventFd::new()?;
+        epoll_ctl(&epoll, libc::EPOLL_CTL_ADD, wake.as_fd(), libc::EPOLLIN as u32, WAKE)?;
+        epoll_ctl(&epoll, libc::EPOLL_CTL_ADD, acceptor.fd(), libc::EPOLLIN as u32, ACCEPT)?;
+        let access = Access {
+            own_uid: sys::uid(),
+            uids: options.allowed_uids.clone(),
+            gids: options.allowed_gids.clone(),
+            any: options.allow_any_uid,
+        };
+        let state = State {
+            conns: HashMap::new(),
+            next_token: FIRST_CONN,
+            incoming: VecDeque::new(),
+            handshakes: Vec::new(),
+            acceptor: Some(acceptor),
+            accepted: 0,
+            closed: false,
+            wake_set: false,
+            wakers: Vec::new(),
+            watcher: false,
+        };
+        let shared = Shared {
+            name,
+            epoll,
+            wake,
+            local_max: options.max_message_size,
+            one_shot: options.one_shot,
+            handshake_timeout: options.handshake_timeout,
+            access,
+            state: Mutex::new(state),
+            watch_cond: Condvar::new(),
+        };
+        Ok(StreamServer { shared: Arc::new(shared) })
+    }
+}
+
+impl Shared {
+    /// No request can come any more.
+    fn finished(&self, state: &State) -> bool {
+        state.closed || (self.one_shot && state.accepted > 0 && state.conns.is_empty() && state.incoming.is_empty())
+    }
+
+    /// Keeps `wake` readable exactly while requests are queued or the server is finished.
+    fn update_wake(&self, state: &mut State) {
+        let want = !state.incoming.is_empty() || self.finished(state);
+        if want != state.wake_set {
+            state.wake_set = want;
+            if want {
+                self.wake.set();
+            } else {
+                self.wake.clear();
+            }
+        }
+        if want && !state.wakers.is_empty() {
+            for waker in state.wakers.drain(..) {
+                waker.wake();
+            }
+        }
+    }
+
+    /// Takes the next queued request, or says why there is none.
+    fn take(&self, state: &mut State) -> Option<Result<Request>> {
+        if state.closed {
+            return Some(Err(Error::Closed { name: self.name.clone() }));
+        }
+        if let Some(incoming) = state.incoming.pop_front() {
+            self.update_wake(state);
+            let Incoming { conn, id, data, max } = incoming;
+            let peer = conn.peer;
+            conn.last_taken.store(id, Ordering::Release);
+            return Some(Ok(Request::new(data, peer, conn, id, max)));
+        }
+        if self.finished(state) {
+            return Some(Err(Error::Closed { name: self.name.clone() }));
+        }
+        None
+    }
+
+    /// Drops a connection from the server (it stays open for requests still
+    /// holding it, but is shut down so the client sees the end at once).
+    fn drop_conn(&self, conn: &ServerConn) {
+        let mut state = lock(&self.state);
+        if state.conns.remove(&conn.token).is_some() {
+            let _ = epoll_ctl(&self.epoll, libc::EPOLL_CTL_DEL, conn.wire.read_fd(), 0, conn.token);
+        }
+        state.handshakes.retain(|(token, _)| *token != conn.token);
+        conn.wire.shutdown();
+        self.update_wake(&mut state);
+    }
+
+    /// Accepts every waiting connection.
+    fn accept_all(&self) {
+        loop {
+            let accepted = {
+                let state = lock(&self.state);
+                match &state.acceptor {
+                    Some(acceptor) => acceptor.accept(),
+                    None => return,
+                }
+            };
+            let Ok(Some(accepted)) = accepted else { return };
+            if !self.access.allows(&accepted.peer) {
+                // Tell it why, then hang up; it does not count as a client.
+                let hello = frame::encode_hello(frame::STATUS_REFUSED, self.local_max);
+                let _ = accepted.wire.write_now(&[io::IoSlice::new(&hello)]);
+                accepted.wire.shutdown();
+                continue;
+            }
+            let hello = frame::encode_hello(frame::STATUS_OK, self.local_max);
+            if write_all_blocking(&*accepted.wire, &[&hello]).is_err() {
+                continue;
+            }
+            let mut state = lock(&self.state);
+            if state.closed {
+                return;
+            }
+            let token = state.next_token;
+            state.next_token += 1;
+            let conn = Arc::new(ServerConn {
+                token,
+                wire: accepted.wire,
+                peer: accepted.peer,
+                writer: Mutex::new(()),
+                reader: Mutex::new(ConnReader {
+                    frames: FrameReader::new(Role::Server, self.local_max),
+                    established: false,
+                }),
+                arm: Mutex::new(false),
+                last_taken: AtomicU64::new(0),
+            });
+            if epoll_ctl(&self.epoll, libc::EPOLL_CTL_ADD, conn.wire.read_fd(), libc::EPOLLIN as u32, token).is_err() {
+                continue;
+            }
+            state.conns.insert(token, conn);
+            state.handshakes.push((token, Instant::now() + self.handshake_timeout));
+            state.accepted += 1;
+            if self.one_shot {
+                // Its one client is here: nobody else may find the name.
+                if let Some(acceptor) = state.acceptor.take() {
+                    let _ = epoll_ctl(&self.epoll, libc::EPOLL_CTL_DEL, acceptor.fd(), 0, ACCEPT);
+                    acceptor.unbind();
+                }
+                return;
+            }
+        }
+    }
+
+    /// Reads what connection `token` has to say, queueing its requests.
+    fn service(&self, token: u64) {
+        let Some(conn) = lock(&self.state).conns.get(&token).cloned() else { return };
+        let mut reader = {
+            let mut disarmed = lock(&conn.arm);
+            match conn.reader.try_lock() {
+                Ok(reader) => reader,
+                Err(TryLockError::Poisoned(e)) => e.into_inner(),
+                Err(TryLockError::WouldBlock) => {
+                    // Another thread reads it; stop reporting it until that
+                    // thread re-arms it, instead of spinning on it.
+                    if !*disarmed && epoll_ctl(&self.epoll, libc::EPOLL_CTL_MOD, conn.wire.read_fd(), 0, token).is_ok()
+                    {
+                        *disarmed = true;
+                    }
+                    return;
+                }
+            }
+        };
+        let mut produced = 0usize;
+        let mut batch = Vec::new();
+        let outcome = loop {
+            let deadline = if produced >= REQUESTS_PER_PASS && !reader.frames.has_buffered() {
+                break Ok(());
+            } else {
+                Deadline::Now
+            };
+            match reader.frames.next(&*conn.wire, deadline) {
+                Ok(Some(Event::Hello(hello))) => {
+                    if hello.status != frame::STATUS_OK {
+                        break Err(());
+                    }
+                    reader.established = true;
+                    lock(&self.state).handshakes.retain(|(t, _)| *t != token);
+                }
+                Ok(Some(Event::Frame(f))) => match f.kind {
+                    FrameKind::Request => {
+                        batch.push(Incoming {
+                            conn: conn.clone(),
+                            id: f.id,
+                            data: f.payload,
+                            max: reader.frames.max(),
+                        });
+                        produced += 1;
+                    }
+                    // The client sends nothing more: it is gone.
+                    _ => break Err(()),
+                },
+                Ok(None) => break Ok(()),
+                Err(ReadError::Eof) | Err(ReadError::Io(_)) | Err(ReadError::Protocol(_)) => break Err(()),
+            }
+        };
+        if !batch.is_empty() {
+            let mut state = lock(&self.state);
+            if !state.closed && state.conns.contains_key(&token) {
+                state.incoming.extend(batch);
+                self.update_wake(&mut state);
+            }
+        }
+        {
+            let mut disarmed = lock(&conn.arm);
+            drop(reader);
+            if std::mem::take(&mut *disarmed) {
+                let _ = epoll_ctl(&self.epoll, libc::EPOLL_CTL_MOD, conn.wire.read_fd(), libc::EPOLLIN as u32, token);
+            }
+        }
+        if outcome.is_err() {
+            // Hung up, or broke the protocol: only this connection goes.
+            self.drop_conn(&conn);
+        }
+    }
+
+    /// Drops connections whose handshake did not finish in time; returns the
+    /// next handshake deadline.
+    fn expire_handshakes(&self) -> Option<Instant> {
+        let now = Instant::now();
+        let (expired, next): (Vec<Arc<ServerConn>>, Option<Instant>) = {
+            let state = lock(&self.state);
+            let expired = state
+                .handshakes
+                .iter()
+                .filter(|(_, at)| *at <= now)
+                .filter_map(|(token, _)| state.conns.get(token).cloned())
+                .collect();
+            (expired, state.handshakes.iter().map(|(_, at)| *at).filter(|at| *at > now).min())
+        };
+        for conn in expired {
+            self.drop_conn(&conn);
+        }
+        next
+    }
+
+    /// One turn of the event loop: waits on epoll until `deadline` (or the
+    /// next handshake deadline) and handles what it reports.
+    fn turn(&self, deadline: Deadline) -> Result<()> {
+        let next_handshake = self.expire_handshakes();
+        let wait = match (deadline, next_handshake) {
+            (d, None) => d,
+            (Deadline::Now, _) => Deadline::Now,
+            (Deadline::Never, Some(at)) => Deadline::At(at),
+            (Deadline::At(d), Some(at)) => Deadline::At(d.min(at)),
+        };
+        let mut events = [libc::epoll_event { events: 0, u64: 0 }; 16];
+        // SAFETY: (1) `events` is a live, writable array of 16 epoll_events.
+        let n = unsafe {
+            libc::epoll_wait(
+                self.epoll.as_raw_fd(),
+                events.as_mut_ptr(),
+                events.len() as libc::c_int,
+                poll_timeout_ms(wait),
+            )
+        };
+        if n < 0 {
+            let err = io::Error::last_os_error();
+            if err.kind() == io::ErrorKind::Interrupted {
+                return Ok(());
+            }
+            return Err(Error::Io { name: self.name.clone(), source: err });
+        }
+        for event in &events[..n as usize] {
+            match event.u64 {
+                WAKE => {}
+                ACCEPT => self.accept_all(),
+                token => self.service(token),
+            }
+        }
+        if next_handshake.is_some_and(|at| at <= Instant::now()) {
+            self.expire_handshakes();
+        }
+        Ok(())
+    }
+
+    fn recv(&self, deadline: Deadline) -> Result<Request> {
+        let mut turned = false;
+        loop {
+            if let Some(result) = self.take(&mut lock(&self.state)) {
+                return result;
+            }
+            if turned && deadline.expired() {
+                return Err(Error::Timeout { name: self.name.clone() });
+            }
+            self.turn(deadline)?;
+            turned = true;
+        }
+    }
+
+    /// The async watcher: while async `recv`s wait, blocks on the epoll
+    /// descriptor and wakes them when it is readable. Exits once the server
+    /// is closed and nobody waits.
+    fn watch(self: Arc<Self>) {
+        loop {
+            {
+                let mut state = lock(&self.state);
+                while state.wakers.is_empty() {
+                    if state.closed {
+                        state.watcher = false;
+                        return;
+                    }
+                    state = self.watch_cond.wait(state).unwrap_or_else(|e| e.into_inner());
+                }
+            }
+            let next_handshake = {
+                let state = lock(&self.state);
+                state.handshakes.iter().map(|(_, at)| *at).min()
+            };
+            let deadline = next_handshake.map_or(Deadline::Never, Deadline::At);
+            let _ = wait_fd(self.epoll.as_fd(), libc::POLLIN, deadline);
+            let wakers: Vec<Waker> = std::mem::take(&mut lock(&self.state).wakers);
+            for waker in wakers {
+                waker.wake();
+            }
+        }
+    }
+}
+
+impl ServerTransport for StreamServer {
+    fn recv(&self, deadline: Deadline) -> Result<Request> {
+        self.shared.recv(deadline)
+    }
+
+    fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Result<Request>> {
+        let shared = &self.shared;
+        match shared.recv(Deadline::Now) {
+            Err(Error::Timeout { .. }) => {}
+            other => return Poll::Ready(other),
+        }
+        let start_watcher = {
+            let mut state = lock(&shared.state);
+            if !state.wakers.iter().any(|w| w.will_wake(cx.waker())) {
+                state.wakers.push(cx.waker().clone());
+            }
+            let start = !state.watcher;
+            state.watcher = true;
+            start
+        };
+        if start_watcher {
+            let watcher = shared.clone();
+            if std::thread::Builder::new().name("ipcall-server-watch".into()).spawn(move || watcher.watch()).is_err() {
+                lock(&shared.state).watcher = false;
+                return Poll::Ready(Err(Error::Io {
+                    name: shared.name.clone(),
+                    source: io::Error::other("cannot start the async watcher thread"),
+                }));
+            }
+        } else {
+            shared.watch_cond.notify_all();
+        }
+        // Anything that arrived before the waker was registered makes the
+        // epoll descriptor readable, which the watcher sees: no lost wake-up.
+        Poll::Pending
+    }
+
+    fn accept(&self, deadline: Deadline) -> Result<()> {
+        let shared = &self.shared;
+        let mut turned = false;
+        loop {
+            {
+                let state = lock(&shared.state);
+                if state.accepted > 0 {
+                    return Ok(());
+                }
+                if state.closed {
+                    return Err(Error::Closed { name: shared.name.clone() });
+                }
+            }
+            if turned && deadline.expired() {
+                return Err(Error::Timeout { name: shared.name.clone() });
+            }
+            shared.turn(deadline)?;
+            turned = true;
+        }
+    }
+
+    fn fd(&self) -> BorrowedFd<'_> {
+        self.shared.epoll.as_fd()
+    }
+
+    fn close(&self) {
+        let shared = &self.shared;
+        let conns: Vec<Arc<ServerConn>> = {
+            let mut state = lock(&shared.state);
+            if state.closed {
+                return;
+            }
+            state.closed = true;
+            if let Some(acceptor) = state.acceptor.take() {
+                let _ = epoll_ctl(&shared.epoll, libc::EPOLL_CTL_DEL, acceptor.fd(), 0, ACCEPT);
+                acceptor.unbind();
+            }
+            // Requests decoded but never taken: the `close` frames below tell
+            // their callers `Disconnected`.
+            state.incoming.clear();
+            state.handshakes.clear();
+            for (token, conn) in &state.conns {
+                let _ = epoll_ctl(&shared.epoll, libc::EPOLL_CTL_DEL, conn.wire.read_fd(), 0, *token);
+            }
+            shared.update_wake(&mut state);
+            state.conns.drain().map(|(_, c)| c).collect()
+        };
+        shared.watch_cond.notify_all();
+        for conn in conns {
+            // Best effort and never blocking: a client that does not read
+            // still sees the end of stream once its answered requests are gone.
+            if let Ok(_writing) = conn.writer.try_lock() {
+                let last = conn.last_taken.load(Ordering::Acquire);
+                let close = frame::encode_header(FrameKind::Close, last, 0);
+                let _ = conn.wire.write_now(&[io::IoSlice::new(&close)]);
+            }
+        }
+    }
+}
+
+impl Drop for StreamServer {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
