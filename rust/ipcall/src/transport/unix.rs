@@ -213,6 +213,11 @@ impl Acceptor for Listener {
         if self.unbound.swap(true, Ordering::AcqRel) {
             return;
         }
+        // Refuse new connections at once: the socket itself may outlive this
+        // call for a moment (a poll in progress holds a reference), and an
+        // abstract name lives exactly as long as its socket.
+        // SAFETY: (1) shutdown takes no pointers; the descriptor is open.
+        unsafe { libc::shutdown(self.fd.as_raw_fd(), libc::SHUT_RDWR) };
         if let Some((path, dev, ino)) = &self.file {
             // Only remove the file if it is still ours (not a successor's).
             if std::fs::symlink_metadata(path).is_ok_and(|m| m.dev() == *dev && m.ino() == *ino) {

@@ -36,8 +36,6 @@ use crate::wait::Deadline;
 
 /// epoll token of the wake-up eventfd.
 const WAKE: u64 = 0;
-/// epoll token of the acceptor.
-const ACCEPT: u64 = 1;
 /// Tokens of connections start here.
 const FIRST_CONN: u64 = 2;
 /// A `service` pass reads no more once it produced this many requests
@@ -154,6 +152,10 @@ struct Shared {
     /// Readable while requests are queued in `incoming` or the server is
     /// finished, so pollers and other receiving threads wake.
     wake: EventFd,
+    /// Set once by `close`: ends the accepting thread.
+    stop: EventFd,
+    /// Signalled when a connection is accepted (for `accept_timeout`).
+    accepted_cond: Condvar,
     local_max: u32,
     one_shot: bool,
     handshake_timeout: Duration,
@@ -166,6 +168,8 @@ struct Shared {
 /// A stream server (`ServerTransport`).
 pub(crate) struct StreamServer {
     shared: Arc<Shared>,
+    /// The accepting thread, joined by `close`.
+    accepting: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 fn epoll_ctl(epoll: &OwnedFd, op: libc::c_int, fd: BorrowedFd<'_>, events: u32, token: u64) -> io::Result<()> {
@@ -195,7 +199,6 @@ impl StreamServer {
         let epoll = unsafe { OwnedFd::from_raw_fd(raw) };
         let wake = EventFd::new()?;
         epoll_ctl(&epoll, libc::EPOLL_CTL_ADD, wake.as_fd(), libc::EPOLLIN as u32, WAKE)?;
-        epoll_ctl(&epoll, libc::EPOLL_CTL_ADD, acceptor.fd(), libc::EPOLLIN as u32, ACCEPT)?;
         let access = Access {
             own_uid: sys::uid(),
             uids: options.allowed_uids.clone(),
@@ -218,6 +221,8 @@ impl StreamServer {
             name,
             epoll,
             wake,
+            stop: EventFd::new()?,
+            accepted_cond: Condvar::new(),
             local_max: options.max_message_size,
             one_shot: options.one_shot,
             handshake_timeout: options.handshake_timeout,
@@ -225,7 +230,11 @@ impl StreamServer {
             state: Mutex::new(state),
             watch_cond: Condvar::new(),
         };
-        Ok(StreamServer { shared: Arc::new(shared) })
+        let shared = Arc::new(shared);
+        let accepting = shared.clone();
+        let accepting =
+            std::thread::Builder::new().name("ipcall-accept".into()).spawn(move || accepting.accept_loop())?;
+        Ok(StreamServer { shared, accepting: Mutex::new(Some(accepting)) })
     }
 }
 
@@ -332,11 +341,49 @@ impl Shared {
             if self.one_shot {
                 // Its one client is here: nobody else may find the name.
                 if let Some(acceptor) = state.acceptor.take() {
-                    let _ = epoll_ctl(&self.epoll, libc::EPOLL_CTL_DEL, acceptor.fd(), 0, ACCEPT);
                     acceptor.unbind();
                 }
+                self.accepted_cond.notify_all();
                 return;
             }
+            self.accepted_cond.notify_all();
+        }
+    }
+
+    /// The accepting thread. Connection set-up is the one thing that does
+    /// not wait for a thread in `recv`: a client's `connect` completes (and
+    /// learns the server's limits) even while the server is busy, and a
+    /// handshake that stalls is dropped on time. It exits when the server
+    /// closes, or when a one-shot server has its client and its handshake
+    /// is over.
+    fn accept_loop(self: Arc<Self>) {
+        loop {
+            let (acceptor_fd, next_handshake) = {
+                let state = lock(&self.state);
+                if state.closed || (state.acceptor.is_none() && state.handshakes.is_empty()) {
+                    return;
+                }
+                let fd = state.acceptor.as_ref().map(|a| a.fd().as_raw_fd());
+                (fd, state.handshakes.iter().map(|(_, at)| *at).min())
+            };
+            let deadline = next_handshake.map_or(Deadline::Never, Deadline::At);
+            let mut fds = [
+                libc::pollfd { fd: self.stop.as_fd().as_raw_fd(), events: libc::POLLIN, revents: 0 },
+                // A negative descriptor is ignored by poll.
+                libc::pollfd { fd: acceptor_fd.unwrap_or(-1), events: libc::POLLIN, revents: 0 },
+            ];
+            // SAFETY: (1) `fds` is a live, writable array of two pollfds.
+            // (2) If `close` drops the acceptor while we poll, poll reports
+            // the stale slot (POLLNVAL) or the `stop` eventfd, and we only
+            // ever touch the acceptor again through `state`, where it is gone.
+            let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, poll_timeout_ms(deadline)) };
+            if n < 0 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+                return;
+            }
+            if fds[1].revents != 0 {
+                self.accept_all();
+            }
+            self.expire_handshakes();
         }
     }
 
@@ -412,36 +459,29 @@ impl Shared {
         }
     }
 
-    /// Drops connections whose handshake did not finish in time; returns the
-    /// next handshake deadline.
-    fn expire_handshakes(&self) -> Option<Instant> {
+    /// Drops connections whose handshake did not finish in time.
+    fn expire_handshakes(&self) {
         let now = Instant::now();
-        let (expired, next): (Vec<Arc<ServerConn>>, Option<Instant>) = {
-            let state = lock(&self.state);
+        let expired: Vec<Arc<ServerConn>> = {
+            let mut state = lock(&self.state);
             let expired = state
                 .handshakes
                 .iter()
                 .filter(|(_, at)| *at <= now)
                 .filter_map(|(token, _)| state.conns.get(token).cloned())
                 .collect();
-            (expired, state.handshakes.iter().map(|(_, at)| *at).filter(|at| *at > now).min())
+            state.handshakes.retain(|(_, at)| *at > now);
+            expired
         };
         for conn in expired {
             self.drop_conn(&conn);
         }
-        next
     }
 
     /// One turn of the event loop: waits on epoll until `deadline` (or the
     /// next handshake deadline) and handles what it reports.
     fn turn(&self, deadline: Deadline) -> Result<()> {
-        let next_handshake = self.expire_handshakes();
-        let wait = match (deadline, next_handshake) {
-            (d, None) => d,
-            (Deadline::Now, _) => Deadline::Now,
-            (Deadline::Never, Some(at)) => Deadline::At(at),
-            (Deadline::At(d), Some(at)) => Deadline::At(d.min(at)),
-        };
+        let wait = deadline;
         let mut events = [libc::epoll_event { events: 0, u64: 0 }; 16];
         // SAFETY: (1) `events` is a live, writable array of 16 epoll_events.
         let n = unsafe {
@@ -462,12 +502,8 @@ impl Shared {
         for event in &events[..n as usize] {
             match event.u64 {
                 WAKE => {}
-                ACCEPT => self.accept_all(),
                 token => self.service(token),
             }
-        }
-        if next_handshake.is_some_and(|at| at <= Instant::now()) {
-            self.expire_handshakes();
         }
         Ok(())
     }
@@ -501,12 +537,7 @@ impl Shared {
                     state = self.watch_cond.wait(state).unwrap_or_else(|e| e.into_inner());
                 }
             }
-            let next_handshake = {
-                let state = lock(&self.state);
-                state.handshakes.iter().map(|(_, at)| *at).min()
-            };
-            let deadline = next_handshake.map_or(Deadline::Never, Deadline::At);
-            let _ = wait_fd(self.epoll.as_fd(), libc::POLLIN, deadline);
+            let _ = wait_fd(self.epoll.as_fd(), libc::POLLIN, Deadline::Never);
             let wakers: Vec<Waker> = std::mem::take(&mut lock(&self.state).wakers);
             for waker in wakers {
                 waker.wake();
@@ -554,22 +585,19 @@ impl ServerTransport for StreamServer {
 
     fn accept(&self, deadline: Deadline) -> Result<()> {
         let shared = &self.shared;
-        let mut turned = false;
+        let mut state = lock(&shared.state);
         loop {
-            {
-                let state = lock(&shared.state);
-                if state.accepted > 0 {
-                    return Ok(());
-                }
-                if state.closed {
-                    return Err(Error::Closed { name: shared.name.clone() });
-                }
+            if state.accepted > 0 {
+                return Ok(());
             }
-            if turned && deadline.expired() {
-                return Err(Error::Timeout { name: shared.name.clone() });
+            if state.closed {
+                return Err(Error::Closed { name: shared.name.clone() });
             }
-            shared.turn(deadline)?;
-            turned = true;
+            state = match deadline.remaining() {
+                None => shared.accepted_cond.wait(state).unwrap_or_else(|e| e.into_inner()),
+                Some(left) if left.is_zero() => return Err(Error::Timeout { name: shared.name.clone() }),
+                Some(left) => shared.accepted_cond.wait_timeout(state, left).unwrap_or_else(|e| e.into_inner()).0,
+            };
         }
     }
 
@@ -586,7 +614,6 @@ impl ServerTransport for StreamServer {
             }
             state.closed = true;
             if let Some(acceptor) = state.acceptor.take() {
-                let _ = epoll_ctl(&shared.epoll, libc::EPOLL_CTL_DEL, acceptor.fd(), 0, ACCEPT);
                 acceptor.unbind();
             }
             // Requests decoded but never taken: the `close` frames below tell
@@ -600,6 +627,13 @@ impl ServerTransport for StreamServer {
             state.conns.drain().map(|(_, c)| c).collect()
         };
         shared.watch_cond.notify_all();
+        shared.accepted_cond.notify_all();
+        shared.stop.set();
+        if let Some(accepting) = lock(&self.accepting).take() {
+            // It exits at once on `stop`; afterwards the listening socket is
+            // certainly closed.
+            let _ = accepting.join();
+        }
         for conn in conns {
             // Best effort and never blocking: a client that does not read
             // still sees the end of stream once its answered requests are gone.
