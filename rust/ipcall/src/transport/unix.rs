@@ -244,14 +244,18 @@ fn bind_fd(fd: &OwnedFd, name: &Name) -> io::Result<()> {
 }
 
 /// Binds a listening socket to `name`, replacing a stale socket file.
-fn listen(name: &Name) -> Result<Listener> {
+fn listen(name: &Name, options: &ServerOptions) -> Result<Listener> {
     let shared = name.shared();
     let io_err = |e: io::Error| Error::from_io(shared, e);
     let fd = socket(true).map_err(io_err)?;
+    // Private by default. When the options let other users in, the file
+    // must let them connect; SO_PEERCRED then enforces exactly who.
+    let others_allowed = options.allow_any_uid || !options.allowed_uids.is_empty() || !options.allowed_gids.is_empty();
+    let mode: libc::mode_t = if others_allowed { 0o666 } else { 0o600 };
     if name.path().is_some() {
         // SAFETY: (1) fchmod takes no pointers. Before bind, it sets the mode
         // the socket file will be created with (see the module docs).
-        if unsafe { libc::fchmod(fd.as_raw_fd(), 0o600) } < 0 {
+        if unsafe { libc::fchmod(fd.as_raw_fd(), mode) } < 0 {
             return Err(io_err(io::Error::last_os_error()));
         }
     }
@@ -291,12 +295,17 @@ fn listen(name: &Name) -> Result<Listener> {
     }
     let file = match name.path() {
         Some(path) => {
+            if others_allowed {
+                // The umask may have narrowed 0666 at bind. Widening by path is
+                // safe here: nobody can connect before `listen` below.
+                std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o666)).map_err(io_err)?;
+            }
             let meta = std::fs::symlink_metadata(path).map_err(io_err)?;
-            if meta.mode() & 0o077 != 0 {
+            if meta.mode() & 0o777 & !mode != 0 {
                 let _ = std::fs::remove_file(path);
                 return Err(Error::Io {
                     name: shared.clone(),
-                    source: io::Error::other("the socket file was not created with mode 0600"),
+                    source: io::Error::other("the socket file was not created with the intended mode"),
                 });
             }
             Some((path.to_path_buf(), meta.dev(), meta.ino()))
@@ -313,7 +322,7 @@ fn listen(name: &Name) -> Result<Listener> {
 
 /// Binds a `unix:` server.
 pub(crate) fn bind(name: &Name, options: &ServerOptions) -> Result<Box<dyn ServerTransport>> {
-    let listener = listen(name)?;
+    let listener = listen(name, options)?;
     let server = StreamServer::new(name.shared().clone(), Box::new(listener), options)
         .map_err(|e| Error::Io { name: name.shared().clone(), source: e })?;
     Ok(Box::new(server))
