@@ -14,6 +14,7 @@ pub(crate) mod server;
 use std::io::{self, IoSlice};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, BorrowedFd};
+use std::time::Duration;
 
 use crate::frame::{Decoder, Event, ProtocolError, Role};
 use crate::server::Peer;
@@ -40,6 +41,21 @@ pub(crate) trait Wire: Send + Sync + 'static {
             }
         }
     }
+    /// Reads, blocking at most `timeout` (`WouldBlock` when it passed).
+    fn read_timeout(&self, buf: &mut [MaybeUninit<u8>], timeout: Duration) -> io::Result<usize> {
+        match self.read_now(buf) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if wait_fd(self.read_fd(), libc::POLLIN, Deadline::after(timeout))? == 0 {
+                    return Err(e);
+                }
+                self.read_now(buf)
+            }
+            other => other,
+        }
+    }
+    /// Stops reading: a thread blocked reading returns end of stream; writing
+    /// still works (a closing server still answers requests it took).
+    fn stop_reading(&self) {}
     /// Writes some of `bufs` without blocking (`WouldBlock` when full). Must
     /// never raise `SIGPIPE`: a vanished reader is `BrokenPipe`.
     fn write_now(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize>;
@@ -57,6 +73,9 @@ pub(crate) trait Wire: Send + Sync + 'static {
     /// Ends the connection both ways: threads blocked reading or writing it
     /// return, and later I/O fails or reads end of stream.
     fn shutdown(&self);
+    /// A frame of `len` bytes is about to be written: a wire may enlarge its
+    /// kernel buffer once large messages show up (fewer wake-ups per message).
+    fn before_write(&self, _len: usize) {}
 }
 
 /// A new connection handed over by an [`Acceptor`].
@@ -144,11 +163,14 @@ pub(crate) fn remaining_slices<'a>(parts: &[&'a [u8]], mut skip: usize) -> Slice
     out
 }
 
-/// Size of the staging buffer small frames are read through.
-const STAGING: usize = 64 << 10;
+/// Size of the staging buffer small frames are read through. Small enough
+/// that a large message is mostly read straight into its own buffer (the
+/// staging copy costs at most this much), large enough to take many small
+/// pipelined frames in one read.
+const STAGING: usize = 8 << 10;
 /// A payload missing at least this much is read straight into its own
 /// buffer (one copy, kernel to message), not through the staging buffer.
-const DIRECT_READ_MIN: usize = 16 << 10;
+const DIRECT_READ_MIN: usize = 2 << 10;
 
 /// Why reading a connection stopped.
 #[derive(Debug)]
@@ -229,14 +251,9 @@ impl FrameReader {
             let read = match deadline {
                 Deadline::Never => wire.read_blocking(target),
                 Deadline::Now => wire.read_now(target),
-                Deadline::At(_) => match wire.read_now(target) {
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        if wait_fd(wire.read_fd(), libc::POLLIN, deadline).map_err(ReadError::Io)? == 0 {
-                            return Ok(None);
-                        }
-                        continue;
-                    }
-                    other => other,
+                Deadline::At(_) => match deadline.remaining() {
+                    Some(left) if !left.is_zero() => wire.read_timeout(target, left),
+                    _ => wire.read_now(target),
                 },
             };
             match read {

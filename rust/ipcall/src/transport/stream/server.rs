@@ -38,9 +38,9 @@ use crate::wait::Deadline;
 const WAKE: u64 = 0;
 /// Tokens of connections start here.
 const FIRST_CONN: u64 = 2;
-/// A `service` pass reads no more once it produced this many requests
-/// (it still decodes what it already read), bounding the `incoming` queue.
-const REQUESTS_PER_PASS: usize = 32;
+/// How long the single-connection fast path blocks in one read before it
+/// looks whether a second connection or receiving thread appeared.
+const DIRECT_SLICE: Duration = Duration::from_millis(20);
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // Every critical section leaves its data consistent; poisoning is ignored.
@@ -70,13 +70,6 @@ impl Access {
     }
 }
 
-/// The reading state of one connection.
-struct ConnReader {
-    frames: FrameReader,
-    /// The client's hello arrived.
-    established: bool,
-}
-
 /// One client connection. Requests hold it (as their `Responder`), so it
 /// lives — and its descriptors stay open — until the server dropped it *and*
 /// every request from it was answered.
@@ -88,7 +81,7 @@ pub(crate) struct ServerConn {
     /// Serialises whole frames written by answering threads.
     writer: Mutex<()>,
     /// Held by the one thread reading this connection.
-    reader: Mutex<ConnReader>,
+    reader: Mutex<FrameReader>,
     /// True while a thread that met a busy `reader` has disarmed the
     /// connection in epoll; cleared by whoever re-arms it (under this lock).
     arm: Mutex<bool>,
@@ -106,6 +99,7 @@ impl Responder for ServerConn {
         };
         let header = frame::encode_header(kind, id, payload.len() as u32);
         let _writing = lock(&self.writer);
+        self.wire.before_write(payload.len());
         if write_all_blocking(&*self.wire, &[&header, payload]).is_err() {
             // The client is gone (or its connection broke): like a late reply
             // to an abandoned call, the answer is discarded. The connection
@@ -142,6 +136,8 @@ struct State {
     wakers: Vec<Waker>,
     /// The watcher thread for async `recv`s runs.
     watcher: bool,
+    /// Threads inside a blocking or timed `recv`.
+    receivers: usize,
 }
 
 struct Shared {
@@ -216,6 +212,7 @@ impl StreamServer {
             wake_set: false,
             wakers: Vec::new(),
             watcher: false,
+            receivers: 0,
         };
         let shared = Shared {
             name,
@@ -269,10 +266,7 @@ impl Shared {
         }
         if let Some(incoming) = state.incoming.pop_front() {
             self.update_wake(state);
-            let Incoming { conn, id, data, max } = incoming;
-            let peer = conn.peer;
-            conn.last_taken.store(id, Ordering::Release);
-            return Some(Ok(Request::new(data, peer, conn, id, max)));
+            return Some(Ok(deliver(incoming)));
         }
         if self.finished(state) {
             return Some(Err(Error::Closed { name: self.name.clone() }));
@@ -325,10 +319,7 @@ impl Shared {
                 wire: accepted.wire,
                 peer: accepted.peer,
                 writer: Mutex::new(()),
-                reader: Mutex::new(ConnReader {
-                    frames: FrameReader::new(Role::Server, self.local_max),
-                    established: false,
-                }),
+                reader: Mutex::new(FrameReader::new(Role::Server, self.local_max)),
                 arm: Mutex::new(false),
                 last_taken: AtomicU64::new(0),
             });
@@ -388,7 +379,7 @@ impl Shared {
     }
 
     /// Reads what connection `token` has to say, queueing its requests.
-    fn service(&self, token: u64) {
+    fn service(&self, token: u64, out: &mut Vec<Incoming>) {
         let Some(conn) = lock(&self.state).conns.get(&token).cloned() else { return };
         let mut reader = {
             let mut disarmed = lock(&conn.arm);
@@ -406,31 +397,25 @@ impl Shared {
                 }
             }
         };
-        let mut produced = 0usize;
-        let mut batch = Vec::new();
+        let batch = out;
+        let first_new = batch.len();
         let outcome = loop {
-            let deadline = if produced >= REQUESTS_PER_PASS && !reader.frames.has_buffered() {
+            // Epoll is level-triggered: whatever is left in the socket is
+            // reported again, so stop once a request is out and nothing is
+            // buffered here (no extra read just to see EAGAIN).
+            if batch.len() > first_new && !reader.has_buffered() {
                 break Ok(());
-            } else {
-                Deadline::Now
-            };
-            match reader.frames.next(&*conn.wire, deadline) {
+            }
+            match reader.next(&*conn.wire, Deadline::Now) {
                 Ok(Some(Event::Hello(hello))) => {
                     if hello.status != frame::STATUS_OK {
                         break Err(());
                     }
-                    reader.established = true;
                     lock(&self.state).handshakes.retain(|(t, _)| *t != token);
                 }
                 Ok(Some(Event::Frame(f))) => match f.kind {
                     FrameKind::Request => {
-                        batch.push(Incoming {
-                            conn: conn.clone(),
-                            id: f.id,
-                            data: f.payload,
-                            max: reader.frames.max(),
-                        });
-                        produced += 1;
+                        batch.push(Incoming { conn: conn.clone(), id: f.id, data: f.payload, max: reader.max() })
                     }
                     // The client sends nothing more: it is gone.
                     _ => break Err(()),
@@ -439,20 +424,7 @@ impl Shared {
                 Err(ReadError::Eof) | Err(ReadError::Io(_)) | Err(ReadError::Protocol(_)) => break Err(()),
             }
         };
-        if !batch.is_empty() {
-            let mut state = lock(&self.state);
-            if !state.closed && state.conns.contains_key(&token) {
-                state.incoming.extend(batch);
-                self.update_wake(&mut state);
-            }
-        }
-        {
-            let mut disarmed = lock(&conn.arm);
-            drop(reader);
-            if std::mem::take(&mut *disarmed) {
-                let _ = epoll_ctl(&self.epoll, libc::EPOLL_CTL_MOD, conn.wire.read_fd(), libc::EPOLLIN as u32, token);
-            }
-        }
+        self.release_reader(&conn, reader);
         if outcome.is_err() {
             // Hung up, or broke the protocol: only this connection goes.
             self.drop_conn(&conn);
@@ -480,7 +452,8 @@ impl Shared {
 
     /// One turn of the event loop: waits on epoll until `deadline` (or the
     /// next handshake deadline) and handles what it reports.
-    fn turn(&self, deadline: Deadline) -> Result<()> {
+    /// Decoded requests are appended to `out`.
+    fn turn(&self, deadline: Deadline, out: &mut Vec<Incoming>) -> Result<()> {
         let wait = deadline;
         let mut events = [libc::epoll_event { events: 0, u64: 0 }; 16];
         // SAFETY: (1) `events` is a live, writable array of 16 epoll_events.
@@ -502,23 +475,146 @@ impl Shared {
         for event in &events[..n as usize] {
             match event.u64 {
                 WAKE => {}
-                token => self.service(token),
+                token => self.service(token, out),
             }
         }
         Ok(())
     }
 
     fn recv(&self, deadline: Deadline) -> Result<Request> {
+        let blocking = deadline != Deadline::Now;
+        if blocking {
+            lock(&self.state).receivers += 1;
+        }
+        let result = self.recv_loop(deadline);
+        if blocking {
+            lock(&self.state).receivers -= 1;
+        }
+        result
+    }
+
+    fn recv_loop(&self, deadline: Deadline) -> Result<Request> {
         let mut turned = false;
+        let mut fresh = Vec::new();
         loop {
-            if let Some(result) = self.take(&mut lock(&self.state)) {
-                return result;
+            let sole = {
+                let mut state = lock(&self.state);
+                if !state.closed && !fresh.is_empty() {
+                    if state.incoming.is_empty() {
+                        // The common case: take the first new request
+                        // directly, queue only the rest (no wake-up needed
+                        // when there is no rest).
+                        let mut fresh = fresh.drain(..);
+                        let first = fresh.next().expect("not empty");
+                        state.incoming.extend(fresh);
+                        self.update_wake(&mut state);
+                        return Ok(deliver(first));
+                    }
+                    state.incoming.extend(fresh.drain(..));
+                    self.update_wake(&mut state);
+                }
+                // Decoded after `close`: their callers learn from the close
+                // frame that these were never taken.
+                fresh.clear();
+                if let Some(result) = self.take(&mut state) {
+                    return result;
+                }
+                if turned && deadline.expired() {
+                    return Err(Error::Timeout { name: self.name.clone() });
+                }
+                self.sole_connection(&state, deadline)
+            };
+            match sole {
+                Some(conn) => self.read_directly(&conn, deadline, &mut fresh),
+                None => self.turn(deadline, &mut fresh)?,
             }
-            if turned && deadline.expired() {
-                return Err(Error::Timeout { name: self.name.clone() });
-            }
-            self.turn(deadline)?;
             turned = true;
+        }
+    }
+
+    /// The connection to read directly, if the single-connection fast path
+    /// applies: this is the only thread receiving (blocking), exactly one
+    /// connection exists, its handshake is done, and nothing is queued.
+    fn sole_connection(&self, state: &State, deadline: Deadline) -> Option<Arc<ServerConn>> {
+        if deadline == Deadline::Now
+            || state.receivers != 1
+            || state.conns.len() != 1
+            || !state.handshakes.is_empty()
+            || !state.incoming.is_empty()
+        {
+            return None;
+        }
+        state.conns.values().next().cloned()
+    }
+
+    /// The single-connection fast path: blocks in a plain read of the one
+    /// connection instead of in epoll (waking from epoll costs a cross-CPU
+    /// round trip ~10 µs more, see docs/DECISIONS.md). It reads in slices of
+    /// [`DIRECT_SLICE`] and goes back to epoll as soon as a second
+    /// connection, a second receiving thread or `close` shows up — so a new
+    /// client's first request waits at most one slice when the only
+    /// receiving thread is busy here.
+    fn read_directly(&self, conn: &Arc<ServerConn>, deadline: Deadline, out: &mut Vec<Incoming>) {
+        let mut reader = match conn.reader.try_lock() {
+            Ok(reader) => reader,
+            Err(TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(TryLockError::WouldBlock) => return,
+        };
+        let mut failed = false;
+        loop {
+            let slice_end = Instant::now() + DIRECT_SLICE;
+            let slice = match deadline {
+                Deadline::At(at) if at < slice_end => Deadline::At(at),
+                _ => Deadline::At(slice_end),
+            };
+            match reader.next(&*conn.wire, slice) {
+                Ok(Some(Event::Frame(f))) if f.kind == FrameKind::Request => {
+                    out.push(Incoming { conn: conn.clone(), id: f.id, data: f.payload, max: reader.max() });
+                    // Decode whatever else that read brought, without reading more.
+                    while reader.has_buffered() {
+                        match reader.next(&*conn.wire, Deadline::Now) {
+                            Ok(Some(Event::Frame(f))) if f.kind == FrameKind::Request => out.push(Incoming {
+                                conn: conn.clone(),
+                                id: f.id,
+                                data: f.payload,
+                                max: reader.max(),
+                            }),
+                            Ok(None) => break,
+                            _ => {
+                                failed = true;
+                                break;
+                            }
+                        }
+                    }
+                    break;
+                }
+                Ok(None) => {
+                    let state = lock(&self.state);
+                    if deadline.expired() || state.closed || self.sole_connection(&state, deadline).is_none() {
+                        break;
+                    }
+                }
+                // A hello cannot come twice; anything else from the client
+                // (close, a reply, bad bytes, end of stream) ends it.
+                _ => {
+                    failed = true;
+                    break;
+                }
+            }
+        }
+        self.release_reader(conn, reader);
+        if failed && !lock(&self.state).closed {
+            self.drop_conn(conn);
+        }
+    }
+
+    /// Unlocks a connection's reader and re-arms it in epoll if a thread
+    /// disarmed it meanwhile (both under the `arm` lock: no re-arm is lost).
+    fn release_reader(&self, conn: &ServerConn, reader: MutexGuard<'_, FrameReader>) {
+        let mut disarmed = lock(&conn.arm);
+        drop(reader);
+        if std::mem::take(&mut *disarmed) {
+            let _ = epoll_ctl(&self.epoll, libc::EPOLL_CTL_MOD, conn.wire.read_fd(), libc::EPOLLIN as u32, conn.token);
         }
     }
 
@@ -544,6 +640,15 @@ impl Shared {
             }
         }
     }
+}
+
+/// Turns a decoded request into a `Request`; called under the state lock
+/// (which orders `last_taken` against `close`).
+fn deliver(incoming: Incoming) -> Request {
+    let Incoming { conn, id, data, max } = incoming;
+    let peer = conn.peer;
+    conn.last_taken.store(id, Ordering::Release);
+    Request::new(data, peer, conn, id, max)
 }
 
 impl ServerTransport for StreamServer {
@@ -635,6 +740,8 @@ impl ServerTransport for StreamServer {
             let _ = accepting.join();
         }
         for conn in conns {
+            // The server reads nothing more; this also ends a direct read.
+            conn.wire.stop_reading();
             // Best effort and never blocking: a client that does not read
             // still sees the end of stream once its answered requests are gone.
             if let Ok(_writing) = conn.writer.try_lock() {
