@@ -230,6 +230,15 @@ fn main() {
         child(&mode);
         return;
     }
+    if let Ok(which) = std::env::var("IPCALL_BENCH_PROFILE") {
+        // One mechanism's same-CPU latency only, for profiling it.
+        pin_to(0);
+        let mechanism = if which == "floor" { Mechanism::Floor(Floor::Uds { big: false }) } else { Mechanism::Ipcall("unix") };
+        for _ in 0..5 {
+            println!("{which}: p50/p99 {:?}", latency(mechanism, 0));
+        }
+        return;
+    }
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut placements = vec![("same CPU", 0usize, 0usize)];
     if cpus > 1 {

@@ -129,7 +129,9 @@ impl Wire for SocketWire {
     fn read_timeout(&self, buf: &mut [MaybeUninit<u8>], timeout: std::time::Duration) -> io::Result<usize> {
         // A blocking read with SO_RCVTIMEO, not poll-then-read: waking from a
         // poll costs a cross-CPU round trip measurably more (see DECISIONS).
-        let micros = (timeout.as_micros() as u64).clamp(1, i32::MAX as u64);
+        // Whole milliseconds (rounded up), so that a loop of similar
+        // timeouts does not change the socket option on every read.
+        let micros = (timeout.as_micros() as u64).div_ceil(1000).clamp(1, i32::MAX as u64 / 1000) * 1000;
         self.set_receive_timeout(micros)?;
         self.recv(buf, 0)
     }

@@ -172,6 +172,13 @@ const STAGING: usize = 8 << 10;
 /// buffer (one copy, kernel to message), not through the staging buffer.
 const DIRECT_READ_MIN: usize = 2 << 10;
 
+/// How long one read of [`FrameReader::next_with`] may wait.
+#[derive(Clone, Copy)]
+enum ReadFor {
+    Deadline(Deadline),
+    Slice(Duration),
+}
+
 /// Why reading a connection stopped.
 #[derive(Debug)]
 pub(crate) enum ReadError {
@@ -241,6 +248,16 @@ impl FrameReader {
     /// reading the wire until `deadline`. `Ok(None)` when the deadline
     /// passed (at once for `Deadline::Now`) without a whole event.
     pub(crate) fn next(&mut self, wire: &dyn Wire, deadline: Deadline) -> Result<Option<Event>, ReadError> {
+        self.next_with(wire, ReadFor::Deadline(deadline))
+    }
+
+    /// Like [`next`](Self::next), but each read waits at most `slice`
+    /// (no clock is read: for a loop that re-checks its state per slice).
+    pub(crate) fn next_within(&mut self, wire: &dyn Wire, slice: Duration) -> Result<Option<Event>, ReadError> {
+        self.next_with(wire, ReadFor::Slice(slice))
+    }
+
+    fn next_with(&mut self, wire: &dyn Wire, how: ReadFor) -> Result<Option<Event>, ReadError> {
         loop {
             if let Some(event) = self.buffered_event()? {
                 return Ok(Some(event));
@@ -248,10 +265,11 @@ impl FrameReader {
             // The staging buffer is empty here.
             let direct = self.decoder.payload_missing() >= DIRECT_READ_MIN;
             let target = if direct { self.decoder.payload_spare() } else { &mut self.buf[..] };
-            let read = match deadline {
-                Deadline::Never => wire.read_blocking(target),
-                Deadline::Now => wire.read_now(target),
-                Deadline::At(_) => match deadline.remaining() {
+            let read = match how {
+                ReadFor::Slice(slice) => wire.read_timeout(target, slice),
+                ReadFor::Deadline(Deadline::Never) => wire.read_blocking(target),
+                ReadFor::Deadline(Deadline::Now) => wire.read_now(target),
+                ReadFor::Deadline(deadline @ Deadline::At(_)) => match deadline.remaining() {
                     Some(left) if !left.is_zero() => wire.read_timeout(target, left),
                     _ => wire.read_now(target),
                 },

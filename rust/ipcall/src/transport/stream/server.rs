@@ -562,12 +562,11 @@ impl Shared {
         };
         let mut failed = false;
         loop {
-            let slice_end = Instant::now() + DIRECT_SLICE;
-            let slice = match deadline {
-                Deadline::At(at) if at < slice_end => Deadline::At(at),
-                _ => Deadline::At(slice_end),
+            let read = match deadline {
+                Deadline::At(at) if at < Instant::now() + DIRECT_SLICE => reader.next(&*conn.wire, deadline),
+                _ => reader.next_within(&*conn.wire, DIRECT_SLICE),
             };
-            match reader.next(&*conn.wire, slice) {
+            match read {
                 Ok(Some(Event::Frame(f))) if f.kind == FrameKind::Request => {
                     out.push(Incoming { conn: conn.clone(), id: f.id, data: f.payload, max: reader.max() });
                     // Decode whatever else that read brought, without reading more.
