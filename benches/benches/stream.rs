@@ -233,7 +233,8 @@ fn main() {
     if let Ok(which) = std::env::var("IPCALL_BENCH_PROFILE") {
         // One mechanism's same-CPU latency only, for profiling it.
         pin_to(0);
-        let mechanism = if which == "floor" { Mechanism::Floor(Floor::Uds { big: false }) } else { Mechanism::Ipcall("unix") };
+        let mechanism =
+            if which == "floor" { Mechanism::Floor(Floor::Uds { big: false }) } else { Mechanism::Ipcall("unix") };
         for _ in 0..5 {
             println!("{which}: p50/p99 {:?}", latency(mechanism, 0));
         }

@@ -572,12 +572,9 @@ impl Shared {
                     // Decode whatever else that read brought, without reading more.
                     while reader.has_buffered() {
                         match reader.next(&*conn.wire, Deadline::Now) {
-                            Ok(Some(Event::Frame(f))) if f.kind == FrameKind::Request => out.push(Incoming {
-                                conn: conn.clone(),
-                                id: f.id,
-                                data: f.payload,
-                                max: reader.max(),
-                            }),
+                            Ok(Some(Event::Frame(f))) if f.kind == FrameKind::Request => {
+                                out.push(Incoming { conn: conn.clone(), id: f.id, data: f.payload, max: reader.max() })
+                            }
                             Ok(None) => break,
                             _ => {
                                 failed = true;
