@@ -530,6 +530,29 @@ mod tests {
     }
 
     #[test]
+    fn vector_session_of_protocol_md() {
+        // docs/PROTOCOL.md §9, the server's side of the session.
+        let to_client = hex("49 50 43 4c 01 00 00 00 00 00 00 04 00 00 00 00
+             01 00 00 00 02 00 00 00 02 00 00 00 00 00 00 00 42
+             03 00 00 00 03 00 00 00 01 00 00 00 00 00 00 00 6e 6f 21");
+        let events = decode_all(Role::Client, 64 << 20, &to_client, 5).unwrap();
+        assert_eq!(events.len(), 3);
+        assert_eq!(events[1], Event::Frame(Frame { kind: FrameKind::Reply, id: 2, payload: b"B".to_vec() }));
+        assert_eq!(events[2], Event::Frame(Frame { kind: FrameKind::Fail, id: 1, payload: b"no!".to_vec() }));
+        let mut to_server = hex(V1_HELLO_64MIB);
+        for (id, byte) in [(1u64, b'a'), (2, b'b')] {
+            to_server.extend_from_slice(&encode_header(FrameKind::Request, id, 1));
+            to_server.push(byte);
+        }
+        assert_eq!(
+            to_server,
+            hex("49 50 43 4c 01 00 00 00 00 00 00 04 00 00 00 00
+                 01 00 00 00 01 00 00 00 01 00 00 00 00 00 00 00 61
+                 01 00 00 00 01 00 00 00 02 00 00 00 00 00 00 00 62")
+        );
+    }
+
+    #[test]
     fn payload_can_be_read_in_place() {
         let mut decoder = Decoder::new(Role::Client, 1 << 20);
         assert!(matches!(decoder.push(&hex(V1_HELLO_64MIB)), Ok((16, Some(Event::Hello(_))))));

@@ -393,3 +393,66 @@ fn several_threads_receive_from_one_server() {
     let served: usize = receivers.into_iter().map(|r| r.join().unwrap()).sum();
     assert_eq!(served, 4 * 300);
 }
+
+#[test]
+fn a_timed_out_reader_hands_the_reading_on() {
+    // Whichever of the two callers reads the wire first gives up after its
+    // timeout; the other must then take over reading and get its answer.
+    let server = unique_server();
+    let client = Client::connect(server.name()).unwrap();
+    let impatient = {
+        let client = client.clone();
+        thread::spawn(move || client.call_timeout(b"impatient", Duration::from_millis(50)).unwrap_err().kind())
+    };
+    let patient = {
+        let client = client.clone();
+        thread::spawn(move || client.call(b"patient").unwrap())
+    };
+    let first = server.recv().unwrap();
+    let second = server.recv().unwrap();
+    assert_eq!(impatient.join().unwrap(), ErrorKind::Timeout);
+    for request in [first, second] {
+        let data = request.data().to_vec();
+        request.reply(&data).unwrap();
+    }
+    assert_eq!(patient.join().unwrap(), b"patient");
+}
+
+#[test]
+fn sync_and_async_callers_share_a_connection() {
+    let server = Arc::new(unique_server());
+    let (serving, t) = {
+        let server = server.clone();
+        (
+            server.clone(),
+            thread::spawn(move || {
+                while let Ok(request) = server.recv() {
+                    let data = request.data().to_vec();
+                    request.reply(&data).unwrap();
+                }
+            }),
+        )
+    };
+    let client = Client::connect(server.name()).unwrap();
+    let sync_callers: Vec<_> = (0u32..3)
+        .map(|t| {
+            let client = client.clone();
+            thread::spawn(move || {
+                for i in 0u32..300 {
+                    let data = [t.to_le_bytes(), i.to_le_bytes()].concat();
+                    assert_eq!(client.call(&data).unwrap(), data);
+                }
+            })
+        })
+        .collect();
+    futures::executor::block_on(async {
+        for i in 0u32..300 {
+            assert_eq!(client.call_async(&i.to_le_bytes()).await.unwrap(), i.to_le_bytes());
+        }
+    });
+    for c in sync_callers {
+        c.join().unwrap();
+    }
+    serving.close();
+    t.join().unwrap();
+}

@@ -67,6 +67,9 @@ struct Calls {
     reading: bool,
     /// How many pending calls are async.
     async_calls: usize,
+    /// How many pending calls have `following` set (so that handing on the
+    /// reading role scans the table only when someone sleeps).
+    followers: usize,
     /// The async reader thread was started and has not exited.
     async_reader: bool,
     /// The last `StreamClient` handle is gone: the async reader must exit.
@@ -143,6 +146,7 @@ impl StreamClient {
                 pending: HashMap::new(),
                 reading: false,
                 async_calls: 0,
+                followers: 0,
                 async_reader: false,
                 handle_gone: false,
                 server_closed: false,
@@ -183,6 +187,7 @@ impl Shared {
             }
             calls.dead = Some(death.clone());
             calls.async_calls = 0;
+            calls.followers = 0;
             calls.pending.drain().map(|(_, e)| e).collect()
         };
         self.async_cond.notify_all();
@@ -202,6 +207,9 @@ impl Shared {
         let entry = calls.pending.remove(&id)?;
         if entry.is_async {
             calls.async_calls -= 1;
+        }
+        if entry.following {
+            calls.followers -= 1;
         }
         Some(entry.slot)
     }
@@ -271,8 +279,10 @@ impl Shared {
     fn give_up_reading(&self) {
         let mut calls = lock(&self.calls);
         calls.reading = false;
-        if let Some(next) = calls.pending.values().find(|e| e.following && !e.slot.is_ready()) {
-            next.slot.nudge();
+        if calls.followers > 0 {
+            if let Some(next) = calls.pending.values().find(|e| e.following && !e.slot.is_ready()) {
+                next.slot.nudge();
+            }
         }
         if calls.async_calls > 0 {
             self.async_cond.notify_all();
@@ -443,22 +453,25 @@ impl ClientConn for StreamClient {
             }
             {
                 let mut calls = lock(&shared.calls);
+                if !calls.reading {
+                    // The role freed up between our attempt and now.
+                    continue;
+                }
                 match calls.pending.get_mut(&id) {
                     Some(entry) => entry.following = true,
                     // Answered (or failed) meanwhile.
                     None => return slot.is_ready(),
                 }
-                if !calls.reading {
-                    // The role freed up between our attempt and now.
-                    if let Some(entry) = calls.pending.get_mut(&id) {
-                        entry.following = false;
-                    }
-                    continue;
-                }
+                calls.followers += 1;
             }
             let woken = slot.wait_ready_or_nudged(deadline);
-            if let Some(entry) = lock(&shared.calls).pending.get_mut(&id) {
-                entry.following = false;
+            {
+                let mut guard = lock(&shared.calls);
+                let calls = &mut *guard;
+                if let Some(entry) = calls.pending.get_mut(&id) {
+                    entry.following = false;
+                    calls.followers -= 1;
+                }
             }
             match woken {
                 Woken::Ready => return true,
