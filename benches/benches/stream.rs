@@ -231,12 +231,17 @@ fn main() {
         return;
     }
     if let Ok(which) = std::env::var("IPCALL_BENCH_PROFILE") {
-        // One mechanism's same-CPU latency only, for profiling it.
+        // One mechanism on one CPU only, for profiling: `floor` or `ipcall`,
+        // optionally `:<bytes>` for throughput at that size.
         pin_to(0);
+        let (which, size) = which.split_once(':').map_or((which.as_str(), None), |(w, s)| (w, s.parse().ok()));
         let mechanism =
             if which == "floor" { Mechanism::Floor(Floor::Uds { big: false }) } else { Mechanism::Ipcall("unix") };
         for _ in 0..5 {
-            println!("{which}: p50/p99 {:?}", latency(mechanism, 0));
+            match size {
+                None => println!("{which}: p50/p99 {:?}", latency(mechanism, 0)),
+                Some(size) => println!("{which}: GB/s {:.3}", throughput(mechanism, 0, size, 8, 2000)),
+            }
         }
         return;
     }
