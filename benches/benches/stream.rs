@@ -9,7 +9,10 @@
 //! transport (e.g. `pipe:` over a FIFO pair) is one more [`Pairing`] in
 //! [`PAIRINGS`] and, for its floor, one more [`Floor`] variant.
 //!
-//! Environment: `IPCALL_BENCH_QUICK=1` runs fewer samples.
+//! Environment: `IPCALL_BENCH_QUICK=1` runs fewer samples;
+//! `IPCALL_BENCH_PROFILE=floor|ipcall|client-only[:bytes]` runs one
+//! mechanism on CPU 0 only (for perf), `client-only` being an ipcall client
+//! against a hand-written server of the same protocol.
 
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -114,6 +117,27 @@ fn child(mode: &str) {
             }
             let _ = std::fs::remove_file(&address);
         }
+        "rawproto" => {
+            // Speaks ipcall's wire format by hand with blocking read/write
+            // (profiling only: splits the library's cost between the sides).
+            let listener = UnixListener::bind(&address).unwrap();
+            println!("ready");
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut hello = [0u8; 16];
+            stream.read_exact(&mut hello).unwrap();
+            stream.write_all(&hello).unwrap();
+            let mut buf = vec![0u8; 16 + request];
+            let mut out = vec![0u8; 16 + reply];
+            out[4] = 2;
+            out[..4].copy_from_slice(&(reply as u32).to_le_bytes());
+            while stream.read_exact(&mut buf).is_ok() {
+                out[8..16].copy_from_slice(&buf[8..16]);
+                if stream.write_all(&out).is_err() {
+                    break;
+                }
+            }
+            let _ = std::fs::remove_file(&address);
+        }
         other => panic!("unknown bench child mode {other}"),
     }
 }
@@ -149,6 +173,7 @@ fn start(mechanism: Mechanism, server_cpu: usize, request: usize, reply: usize) 
         Mechanism::Ipcall(kind) => ("ipcall", format!("{kind}:{}", path.display())),
         Mechanism::Floor(Floor::Uds { big: false }) => ("uds", path.display().to_string()),
         Mechanism::Floor(Floor::Uds { big: true }) => ("uds-big", path.display().to_string()),
+        Mechanism::IpcallClientOnly => ("rawproto", path.display().to_string()),
     };
     let mut child = Command::new(std::env::current_exe().unwrap())
         .env("IPCALL_BENCH_CHILD", mode)
@@ -165,6 +190,9 @@ fn start(mechanism: Mechanism, server_cpu: usize, request: usize, reply: usize) 
         Mechanism::Ipcall(_) => {
             Driver::Ipcall { client: Client::connect_timeout(&address, Duration::from_secs(10)).unwrap() }
         }
+        Mechanism::IpcallClientOnly => Driver::Ipcall {
+            client: Client::connect_timeout(&format!("unix:{address}"), Duration::from_secs(10)).unwrap(),
+        },
         Mechanism::Floor(Floor::Uds { big }) => {
             let stream = UnixStream::connect(&path).unwrap();
             if big {
@@ -188,6 +216,8 @@ fn stop(child: Child, driver: Driver) {
 enum Mechanism {
     Ipcall(&'static str),
     Floor(Floor),
+    /// Profiling only: an ipcall client against a hand-written server.
+    IpcallClientOnly,
 }
 
 /// 64 B round trips on a fresh pair: (p50, p99) in ns.
@@ -235,8 +265,11 @@ fn main() {
         // optionally `:<bytes>` for throughput at that size.
         pin_to(0);
         let (which, size) = which.split_once(':').map_or((which.as_str(), None), |(w, s)| (w, s.parse().ok()));
-        let mechanism =
-            if which == "floor" { Mechanism::Floor(Floor::Uds { big: false }) } else { Mechanism::Ipcall("unix") };
+        let mechanism = match which {
+            "floor" => Mechanism::Floor(Floor::Uds { big: false }),
+            "client-only" => Mechanism::IpcallClientOnly,
+            _ => Mechanism::Ipcall("unix"),
+        };
         for _ in 0..5 {
             match size {
                 None => println!("{which}: p50/p99 {:?}", latency(mechanism, 0)),

@@ -49,6 +49,9 @@ pub(crate) struct SocketWire {
     receive_timeout_us: AtomicU64,
 }
 
+/// Frames up to this size (header included) are copied into one buffer and
+/// sent with `send` rather than `sendmsg`.
+const SMALL_FRAME: usize = 512;
 /// Messages from this size on enlarge the socket's send buffer.
 const LARGE_MESSAGE: usize = 256 << 10;
 /// The send buffer asked for then (the kernel caps it at `wmem_max`).
@@ -99,6 +102,22 @@ impl SocketWire {
     }
 
     fn send(&self, bufs: &[IoSlice<'_>], flags: libc::c_int) -> io::Result<usize> {
+        let total: usize = bufs.iter().map(|b| b.len()).sum();
+        if bufs.len() > 1 && total <= SMALL_FRAME {
+            // A small frame: one contiguous `send` is cheaper than `sendmsg`
+            // with an iovec (measured), and the copy is a few cache lines.
+            let mut frame = [0u8; SMALL_FRAME];
+            let mut at = 0;
+            for b in bufs {
+                frame[at..at + b.len()].copy_from_slice(b);
+                at += b.len();
+            }
+            // SAFETY: (1) the pointer and length describe the first `total`
+            // bytes of `frame`, live for the call; (2) MSG_NOSIGNAL as below.
+            return cvt(unsafe {
+                libc::send(self.fd.as_raw_fd(), frame.as_ptr().cast(), total, flags | libc::MSG_NOSIGNAL)
+            });
+        }
         // SAFETY: (1) an all-zero msghdr is valid (no name, no control data).
         let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
         // IoSlice is ABI-compatible with iovec; sendmsg only reads through it.

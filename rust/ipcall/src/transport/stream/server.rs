@@ -20,7 +20,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, TryLockError};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
@@ -136,8 +136,6 @@ struct State {
     wakers: Vec<Waker>,
     /// The watcher thread for async `recv`s runs.
     watcher: bool,
-    /// Threads inside a blocking or timed `recv`.
-    receivers: usize,
 }
 
 struct Shared {
@@ -152,6 +150,8 @@ struct Shared {
     stop: EventFd,
     /// Signalled when a connection is accepted (for `accept_timeout`).
     accepted_cond: Condvar,
+    /// Threads inside a blocking or timed `recv`.
+    receivers: AtomicUsize,
     local_max: u32,
     one_shot: bool,
     handshake_timeout: Duration,
@@ -212,7 +212,6 @@ impl StreamServer {
             wake_set: false,
             wakers: Vec::new(),
             watcher: false,
-            receivers: 0,
         };
         let shared = Shared {
             name,
@@ -220,6 +219,7 @@ impl StreamServer {
             wake,
             stop: EventFd::new()?,
             accepted_cond: Condvar::new(),
+            receivers: AtomicUsize::new(0),
             local_max: options.max_message_size,
             one_shot: options.one_shot,
             handshake_timeout: options.handshake_timeout,
@@ -484,11 +484,11 @@ impl Shared {
     fn recv(&self, deadline: Deadline) -> Result<Request> {
         let blocking = deadline != Deadline::Now;
         if blocking {
-            lock(&self.state).receivers += 1;
+            self.receivers.fetch_add(1, Ordering::AcqRel);
         }
         let result = self.recv_loop(deadline);
         if blocking {
-            lock(&self.state).receivers -= 1;
+            self.receivers.fetch_sub(1, Ordering::AcqRel);
         }
         result
     }
@@ -525,7 +525,16 @@ impl Shared {
                 self.sole_connection(&state, deadline)
             };
             match sole {
-                Some(conn) => self.read_directly(&conn, deadline, &mut fresh),
+                Some(conn) => {
+                    if let Some(first) = self.read_directly(&conn, deadline, &mut fresh) {
+                        let mut state = lock(&self.state);
+                        if !state.closed {
+                            state.incoming.extend(fresh.drain(..));
+                            self.update_wake(&mut state);
+                            return Ok(deliver(first));
+                        }
+                    }
+                }
                 None => self.turn(deadline, &mut fresh)?,
             }
             turned = true;
@@ -537,7 +546,7 @@ impl Shared {
     /// connection exists, its handshake is done, and nothing is queued.
     fn sole_connection(&self, state: &State, deadline: Deadline) -> Option<Arc<ServerConn>> {
         if deadline == Deadline::Now
-            || state.receivers != 1
+            || self.receivers.load(Ordering::Acquire) != 1
             || state.conns.len() != 1
             || !state.handshakes.is_empty()
             || !state.incoming.is_empty()
@@ -554,13 +563,16 @@ impl Shared {
     /// connection, a second receiving thread or `close` shows up — so a new
     /// client's first request waits at most one slice when the only
     /// receiving thread is busy here.
-    fn read_directly(&self, conn: &Arc<ServerConn>, deadline: Deadline, out: &mut Vec<Incoming>) {
+    /// Returns the first request read; any others that one read brought are
+    /// appended to `out`.
+    fn read_directly(&self, conn: &Arc<ServerConn>, deadline: Deadline, out: &mut Vec<Incoming>) -> Option<Incoming> {
         let mut reader = match conn.reader.try_lock() {
             Ok(reader) => reader,
             Err(TryLockError::Poisoned(e)) => e.into_inner(),
-            Err(TryLockError::WouldBlock) => return,
+            Err(TryLockError::WouldBlock) => return None,
         };
         let mut failed = false;
+        let mut first = None;
         loop {
             let read = match deadline {
                 Deadline::At(at) if at < Instant::now() + DIRECT_SLICE => reader.next(&*conn.wire, deadline),
@@ -568,7 +580,7 @@ impl Shared {
             };
             match read {
                 Ok(Some(Event::Frame(f))) if f.kind == FrameKind::Request => {
-                    out.push(Incoming { conn: conn.clone(), id: f.id, data: f.payload, max: reader.max() });
+                    first = Some(Incoming { conn: conn.clone(), id: f.id, data: f.payload, max: reader.max() });
                     // Decode whatever else that read brought, without reading more.
                     while reader.has_buffered() {
                         match reader.next(&*conn.wire, Deadline::Now) {
@@ -602,6 +614,7 @@ impl Shared {
         if failed && !lock(&self.state).closed {
             self.drop_conn(conn);
         }
+        first
     }
 
     /// Unlocks a connection's reader and re-arms it in epoll if a thread
