@@ -50,8 +50,9 @@ pub(crate) struct SocketWire {
 }
 
 /// Frames up to this size (header included) are copied into one buffer and
-/// sent with `send` rather than `sendmsg`.
-const SMALL_FRAME: usize = 512;
+/// sent with `send` rather than `sendmsg` with two iovecs: here `sendmsg`
+/// costs ~0.3–0.5 µs more per call, more than copying 4 KiB.
+const SMALL_FRAME: usize = 4096 + 64;
 /// Messages from this size on enlarge the socket's send buffer.
 const LARGE_MESSAGE: usize = 256 << 10;
 /// The send buffer asked for then (the kernel caps it at `wmem_max`).
