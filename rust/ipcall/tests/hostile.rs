@@ -290,6 +290,20 @@ fn client_sees_a_truncated_reply_then_eof_as_disconnected() {
 }
 
 #[test]
+fn client_times_out_on_a_server_that_never_says_hello() {
+    let (name, t) = raw_server(|mut stream| {
+        // Accept, read the client's hello, answer nothing until it hangs up.
+        let mut rest = Vec::new();
+        let _ = stream.read_to_end(&mut rest);
+        assert_eq!(&rest[..4], b"IPCL");
+    });
+    let options = ipcall::ClientOptions::new().connect_timeout(Duration::from_millis(200));
+    let err = Client::connect_with(&name, &options).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
+    t.join().unwrap();
+}
+
+#[test]
 fn refused_hello_is_permission_denied() {
     let (name, t) = raw_server(|mut stream| {
         stream.write_all(&raw_hello(b"IPCL", 1, 1, 1 << 20)).unwrap();

@@ -418,6 +418,6 @@ pub(crate) fn connect(name: &Name, options: &ClientOptions) -> Result<Arc<dyn Cl
     let shared = name.shared();
     let fd = socket(false).map_err(|e| Error::from_io(shared, e))?;
     connect_fd(&fd, name).map_err(|e| Error::from_io(shared, e))?;
-    let conn = StreamClient::handshake(shared.clone(), Box::new(SocketWire::new(fd)), options.max_message_size)?;
+    let conn = StreamClient::handshake(shared.clone(), Box::new(SocketWire::new(fd)), options)?;
     Ok(conn)
 }

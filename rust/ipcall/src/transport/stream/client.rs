@@ -39,7 +39,8 @@ use crate::transport::stream::{
 use crate::transport::ClientConn;
 use crate::wait::Deadline;
 
-/// How long a client waits for the server's half of the handshake.
+/// How long a client waits for the server's half of the handshake, unless
+/// its `connect_timeout` says otherwise.
 pub(crate) const CLIENT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why the connection is dead.
@@ -131,8 +132,14 @@ pub(crate) struct StreamClient {
 
 impl StreamClient {
     /// Performs the client half of the handshake over `wire` and returns the
-    /// connection. `local_max` is the client's own maximum message size.
-    pub(crate) fn handshake(name: Arc<str>, wire: Box<dyn Wire>, local_max: u32) -> Result<Arc<StreamClient>> {
+    /// connection: `Timeout` if the server's hello does not come within the
+    /// client's `connect_timeout` (default [`CLIENT_HANDSHAKE_TIMEOUT`]).
+    pub(crate) fn handshake(
+        name: Arc<str>,
+        wire: Box<dyn Wire>,
+        options: &crate::options::ClientOptions,
+    ) -> Result<Arc<StreamClient>> {
+        let local_max = options.max_message_size;
         let io_err = |e: io::Error| {
             if is_disconnect(&e) {
                 Error::Disconnected { name: name.clone() }
@@ -144,7 +151,7 @@ impl StreamClient {
         // its own hello (with the refusal) is still there to read.
         let written = write_all_blocking(&*wire, &[&frame::encode_hello(frame::STATUS_OK, local_max)]);
         let mut reader = FrameReader::new(Role::Client, local_max);
-        let deadline = Deadline::after(CLIENT_HANDSHAKE_TIMEOUT);
+        let deadline = Deadline::after(options.connect_timeout.unwrap_or(CLIENT_HANDSHAKE_TIMEOUT));
         let hello = match reader.next(&*wire, deadline) {
             Ok(Some(Event::Hello(hello))) => hello,
             Ok(Some(Event::Frame(_))) => unreachable!("the decoder yields the hello first"),

@@ -1,12 +1,21 @@
-//! The server end of stream connections: one epoll instance for the
-//! acceptor and every connection, which is also the server's pollable
-//! descriptor.
+//! The server end of stream connections.
 //!
-//! **No thread hop.** There is no I/O thread: a thread in `recv` waits on the
-//! epoll descriptor itself, reads whichever connection is readable, decodes
-//! its frames into the `incoming` queue and takes the first request. A
-//! `Request` holds its connection (`Arc<ServerConn>`), so `reply` writes the
-//! answer from whatever thread holds it — also after the server is gone.
+//! **One wake-up point.** All connections of a server are registered in one
+//! epoll instance, which is also the server's pollable descriptor (together
+//! with an eventfd that is readable while decoded requests are queued or the
+//! server is finished).
+//!
+//! **No thread hop.** There is no I/O thread on the request path: a thread in
+//! `recv` waits on the epoll descriptor itself, reads whichever connection is
+//! readable, decodes its frames and takes the first request (queueing any
+//! others). A `Request` holds its connection (`Arc<ServerConn>`), so `reply`
+//! writes the answer from whatever thread holds it — also after the server
+//! is gone. With exactly one connection and one receiving thread, `recv`
+//! blocks in a plain read of that connection instead (see `read_directly`).
+//!
+//! **Accepting.** One thread per server accepts connections, checks the
+//! peer's credentials, sends the server's hello and enforces the handshake
+//! timeout, so that connecting never waits for a thread in `recv`.
 //!
 //! **Several receiving threads.** Connections are registered level-triggered;
 //! the thread that got a connection's event reads it under its `reader`
@@ -37,7 +46,7 @@ use crate::wait::Deadline;
 /// epoll token of the wake-up eventfd.
 const WAKE: u64 = 0;
 /// Tokens of connections start here.
-const FIRST_CONN: u64 = 2;
+const FIRST_CONN: u64 = 1;
 /// How long the single-connection fast path blocks in one read before it
 /// looks whether a second connection or receiving thread appeared.
 const DIRECT_SLICE: Duration = Duration::from_millis(20);
@@ -120,12 +129,19 @@ struct Incoming {
     max: u32,
 }
 
+/// What the receiving threads, the accepting thread and `close` share.
+/// Invariant: every connection in `conns` is registered in the epoll under
+/// its token; one removed from `conns` is deregistered at the same time.
 struct State {
+    /// Live connections by epoll token.
     conns: HashMap<u64, Arc<ServerConn>>,
+    /// The token of the next connection (never reused).
     next_token: u64,
+    /// Decoded requests no `recv` has taken yet, oldest first.
     incoming: VecDeque<Incoming>,
     /// Connections still in their handshake, with their deadlines.
     handshakes: Vec<(u64, Instant)>,
+    /// `None` once closed, or once a one-shot server has its client.
     acceptor: Option<Box<dyn Acceptor>>,
     /// Connections accepted so far (a one-shot server takes one).
     accepted: usize,
@@ -140,8 +156,8 @@ struct State {
 
 struct Shared {
     name: Arc<str>,
-    /// The epoll instance: acceptor, connections and `wake`. Also the
-    /// server's pollable descriptor.
+    /// The epoll instance: every connection, and `wake`. Also the server's
+    /// pollable descriptor.
     epoll: OwnedFd,
     /// Readable while requests are queued in `incoming` or the server is
     /// finished, so pollers and other receiving threads wake.
