@@ -145,6 +145,7 @@ fn child(mode: &str) {
 /// The client side of one measurement.
 enum Driver {
     Ipcall { client: Client },
+    RawProto { stream: UnixStream, out: Vec<u8>, reply: Vec<u8>, id: u64 },
     Uds { stream: UnixStream, reply: Vec<u8> },
 }
 
@@ -156,6 +157,16 @@ impl Driver {
             }
             Driver::Uds { stream, reply } => {
                 stream.write_all(request).unwrap();
+                stream.read_exact(reply).unwrap();
+            }
+            Driver::RawProto { stream, out, reply, id } => {
+                *id += 1;
+                out.clear();
+                out.extend_from_slice(&(request.len() as u32).to_le_bytes());
+                out.extend_from_slice(&[1, 0, 0, 0]);
+                out.extend_from_slice(&id.to_le_bytes());
+                out.extend_from_slice(request);
+                stream.write_all(out).unwrap();
                 stream.read_exact(reply).unwrap();
             }
         }
@@ -174,6 +185,7 @@ fn start(mechanism: Mechanism, server_cpu: usize, request: usize, reply: usize) 
         Mechanism::Floor(Floor::Uds { big: false }) => ("uds", path.display().to_string()),
         Mechanism::Floor(Floor::Uds { big: true }) => ("uds-big", path.display().to_string()),
         Mechanism::IpcallClientOnly => ("rawproto", path.display().to_string()),
+        Mechanism::IpcallServerOnly => ("ipcall", format!("unix:{}", path.display())),
     };
     let mut child = Command::new(std::env::current_exe().unwrap())
         .env("IPCALL_BENCH_CHILD", mode)
@@ -193,6 +205,13 @@ fn start(mechanism: Mechanism, server_cpu: usize, request: usize, reply: usize) 
         Mechanism::IpcallClientOnly => Driver::Ipcall {
             client: Client::connect_timeout(&format!("unix:{address}"), Duration::from_secs(10)).unwrap(),
         },
+        Mechanism::IpcallServerOnly => {
+            let mut stream = UnixStream::connect(&path).unwrap();
+            let mut hello = *b"IPCL\x01\x00\x00\x00\x00\x00\x00\x04\x00\x00\x00\x00";
+            stream.write_all(&hello).unwrap();
+            stream.read_exact(&mut hello).unwrap();
+            Driver::RawProto { stream, out: Vec::new(), reply: vec![0u8; 16 + reply], id: 0 }
+        }
         Mechanism::Floor(Floor::Uds { big }) => {
             let stream = UnixStream::connect(&path).unwrap();
             if big {
@@ -218,6 +237,8 @@ enum Mechanism {
     Floor(Floor),
     /// Profiling only: an ipcall client against a hand-written server.
     IpcallClientOnly,
+    /// Profiling only: a hand-written client against an ipcall server.
+    IpcallServerOnly,
 }
 
 /// 64 B round trips on a fresh pair: (p50, p99) in ns.
@@ -268,6 +289,7 @@ fn main() {
         let mechanism = match which {
             "floor" => Mechanism::Floor(Floor::Uds { big: false }),
             "client-only" => Mechanism::IpcallClientOnly,
+            "server-only" => Mechanism::IpcallServerOnly,
             _ => Mechanism::Ipcall("unix"),
         };
         for _ in 0..5 {

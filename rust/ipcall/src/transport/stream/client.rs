@@ -482,14 +482,18 @@ impl ClientConn for StreamClient {
             }
             {
                 let mut calls = lock(&shared.calls);
+                if calls.dead.is_some() || !calls.pending.contains_key(&id) {
+                    // Out of the table: whoever took it out (an answer, or the
+                    // connection's death) is completing the slot right now.
+                    drop(calls);
+                    return slot.wait_ready(deadline);
+                }
                 if !calls.reading {
                     // The role freed up between our attempt and now.
                     continue;
                 }
-                match calls.pending.get_mut(&id) {
-                    Some(entry) => entry.following = true,
-                    // Answered (or failed) meanwhile.
-                    None => return slot.is_ready(),
+                if let Some(entry) = calls.pending.get_mut(&id) {
+                    entry.following = true;
                 }
                 calls.followers += 1;
             }
