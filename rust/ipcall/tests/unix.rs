@@ -456,3 +456,36 @@ fn sync_and_async_callers_share_a_connection() {
     serving.close();
     t.join().unwrap();
 }
+
+#[test]
+fn polling_and_async_after_blocking_receives() {
+    // Blocking receives with one client use the direct fast path; polling the
+    // descriptor or receiving asynchronously afterwards must still see requests.
+    let server = unique_server();
+    let client = Client::connect(server.name()).unwrap();
+    for round in 0u8..3 {
+        let pending = client.send(&[round]).unwrap();
+        let request = server.recv().unwrap();
+        request.reply(&[round]).unwrap();
+        assert_eq!(pending.wait().unwrap(), [round]);
+    }
+    let pending = client.send(b"async").unwrap();
+    let request = futures::executor::block_on(server.recv_async()).unwrap();
+    request.reply(b"async ok").unwrap();
+    assert_eq!(pending.wait().unwrap(), b"async ok");
+    // A blocking receive again (the fast path), before polling.
+    let pending = client.send(b"direct").unwrap();
+    server.recv_timeout(Duration::from_secs(10)).unwrap().reply(b"direct ok").unwrap();
+    assert_eq!(pending.wait().unwrap(), b"direct ok");
+    let pending = client.send(b"polled").unwrap();
+    let mut pfd = libc::pollfd { fd: server.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    let request = loop {
+        // SAFETY: (1) one live pollfd, count 1.
+        assert_eq!(unsafe { libc::poll(&mut pfd, 1, 10_000) }, 1, "the descriptor becomes readable");
+        if let Some(request) = server.try_recv().unwrap() {
+            break request;
+        }
+    };
+    request.reply(b"polled ok").unwrap();
+    assert_eq!(pending.wait().unwrap(), b"polled ok");
+}
