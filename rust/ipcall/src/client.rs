@@ -127,6 +127,7 @@ impl Pending {
             Some(Outcome::Fail(payload)) => Err(Error::Remote { name: name(), payload }),
             Some(Outcome::NoReply) => Err(Error::NoReply { name: name() }),
             Some(Outcome::Disconnected) => Err(Error::Disconnected { name: name() }),
+            Some(Outcome::Error(error)) => Err(error),
             // `is_ready` was true, so an outcome was stored; only a second
             // taker could have emptied it, and `spent` rules that out.
             None => Err(Error::Closed { name: name() }),

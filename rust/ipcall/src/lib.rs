@@ -35,6 +35,8 @@
 
 mod client;
 mod error;
+#[doc(hidden)]
+pub mod frame;
 mod name;
 mod options;
 mod queue;

@@ -23,6 +23,20 @@ pub(crate) enum Outcome {
     NoReply,
     /// The server or the connection went away.
     Disconnected,
+    /// The call failed with this error (e.g. `Protocol`: the peer broke the
+    /// wire format and the connection was dropped).
+    Error(crate::error::Error),
+}
+
+/// Why [`Slot::wait_ready_or_nudged`] returned.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Woken {
+    /// The slot is completed.
+    Ready,
+    /// Someone called [`Slot::nudge`] (e.g. the reading role became free).
+    Nudged,
+    /// The deadline passed.
+    TimedOut,
 }
 
 #[derive(Debug, Default)]
@@ -35,6 +49,8 @@ struct SlotState {
     abandoned: bool,
     /// A thread sleeps on `cond`.
     sleeping: bool,
+    /// `nudge` was called and the waiter has not seen it yet.
+    nudged: bool,
     /// An async caller to wake.
     waker: Option<Waker>,
 }
@@ -126,6 +142,44 @@ impl Slot {
         state.completed
     }
 
+    /// Wakes a thread in [`wait_ready_or_nudged`](Self::wait_ready_or_nudged)
+    /// without completing the slot (stream transports use it to hand the
+    /// reading role to a waiting caller).
+    pub(crate) fn nudge(&self) {
+        let mut state = self.lock();
+        state.nudged = true;
+        if state.sleeping {
+            self.cond.notify_all();
+        }
+    }
+
+    /// Like [`wait_ready`](Self::wait_ready), but also returns when nudged.
+    pub(crate) fn wait_ready_or_nudged(&self, deadline: Deadline) -> Woken {
+        if self.is_ready() {
+            return Woken::Ready;
+        }
+        let mut state = self.lock();
+        loop {
+            if state.completed {
+                state.sleeping = false;
+                return Woken::Ready;
+            }
+            if std::mem::take(&mut state.nudged) {
+                state.sleeping = false;
+                return Woken::Nudged;
+            }
+            state.sleeping = true;
+            state = match deadline.remaining() {
+                None => self.cond.wait(state).unwrap_or_else(|e| e.into_inner()),
+                Some(left) if left.is_zero() => {
+                    state.sleeping = false;
+                    return Woken::TimedOut;
+                }
+                Some(left) => self.cond.wait_timeout(state, left).unwrap_or_else(|e| e.into_inner()).0,
+            };
+        }
+    }
+
     /// Async form of [`wait_ready`](Self::wait_ready): registers the waker.
     pub(crate) fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<()> {
         if self.is_ready() {
@@ -179,5 +233,21 @@ mod tests {
         assert!(slot.wait_ready(Deadline::Never));
         assert!(t.join().unwrap());
         assert!(matches!(slot.take(), Some(Outcome::NoReply)));
+    }
+
+    #[test]
+    fn nudge_wakes_a_waiter_without_completing() {
+        let slot = Arc::new(Slot::new());
+        assert_eq!(slot.wait_ready_or_nudged(Deadline::after(Duration::from_millis(5))), Woken::TimedOut);
+        let other = slot.clone();
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            other.nudge();
+        });
+        assert_eq!(slot.wait_ready_or_nudged(Deadline::Never), Woken::Nudged);
+        t.join().unwrap();
+        assert!(!slot.is_ready());
+        slot.complete(Outcome::NoReply);
+        assert_eq!(slot.wait_ready_or_nudged(Deadline::Never), Woken::Ready);
     }
 }

@@ -1,6 +1,9 @@
 //! The transports behind the one public API, and the internal seams they fill.
 //!
 //! - [`inproc`]: `mem:` — in-process queues in a process-wide registry.
+//! - [`unix`]: `unix:` — Unix domain stream sockets (path or abstract).
+//! - [`stream`]: the connection layer of the byte-stream transports
+//!   (handshake, frames, calls matched by id, one epoll per server).
 //!
 //! A transport provides a [`ServerTransport`] (what `Server` drives), a
 //! [`ClientConn`] (what `Client` and `Pending` drive) and a [`Responder`]
@@ -8,6 +11,8 @@
 //! [`Slot`](crate::slot::Slot).
 
 pub(crate) mod inproc;
+pub(crate) mod stream;
+pub(crate) mod unix;
 
 use std::os::fd::BorrowedFd;
 use std::sync::Arc;
@@ -73,6 +78,7 @@ pub(crate) trait Responder: Send + Sync {
 pub(crate) fn bind(name: &Name, options: &ServerOptions) -> Result<Box<dyn ServerTransport>> {
     match name.kind() {
         Kind::Mem => inproc::bind(name, options),
+        Kind::Unix => unix::bind(name, options),
         _ => Err(unavailable(name)),
     }
 }
@@ -81,6 +87,7 @@ pub(crate) fn bind(name: &Name, options: &ServerOptions) -> Result<Box<dyn Serve
 pub(crate) fn connect(name: &Name, options: &ClientOptions) -> Result<Arc<dyn ClientConn>> {
     match name.kind() {
         Kind::Mem => inproc::connect(name, options),
+        Kind::Unix => unix::connect(name, options),
         _ => Err(unavailable(name)),
     }
 }

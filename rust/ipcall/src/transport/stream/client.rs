@@ -1,0 +1,555 @@
+//! The client end of a stream connection.
+//!
+//! Calls are matched by id. Ids start at 1 and grow by one per request; one
+//! is allocated under the writer lock, so requests go out in id order (the
+//! server's `close` frame relies on it). An answer whose id is not pending —
+//! never issued, abandoned, or already answered — is discarded.
+//!
+//! **Waiting without a thread hop (leader/follower).** There is no reader
+//! thread on the sync path: a waiting caller takes the *reading role* if it is
+//! free, reads frames off the wire itself and completes whichever calls they
+//! answer (its own or other callers'); the other waiting callers sleep on
+//! their own [`Slot`]. When the reader's own call is done it gives up the role
+//! and nudges one sleeping caller to take it over.
+//!
+//! **Async.** A `Pending` polled as a `Future` registers its waker in its slot
+//! and marks its call async. The first time that happens on a connection, a
+//! reader thread is started for it; the thread takes the reading role
+//! whenever async calls are pending and nobody else reads, so futures
+//! complete under any executor. Connections used only synchronously never
+//! start it.
+//!
+//! **Death.** End of stream, an I/O error or a protocol violation fails every
+//! pending call at once (`Disconnected`, or `Protocol` naming the violation),
+//! and every later call fails the same way.
+
+use std::collections::HashMap;
+use std::io;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use crate::client::Pending;
+use crate::error::{Error, Result};
+use crate::frame::{self, Event, Frame, FrameKind, Role};
+use crate::slot::{Outcome, Slot, Woken};
+use crate::transport::stream::{
+    is_disconnect, remaining_slices, wait_fd, write_all_blocking, FrameReader, ReadError, Wire,
+};
+use crate::transport::ClientConn;
+use crate::wait::Deadline;
+
+/// How long a client waits for the server's half of the handshake, unless
+/// its `connect_timeout` says otherwise.
+pub(crate) const CLIENT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why the connection is dead.
+#[derive(Debug, Clone)]
+enum Death {
+    Disconnected,
+    Protocol(String),
+}
+
+/// Hashes call ids (sequential numbers we issued) with one multiplication:
+/// SipHash's flooding resistance buys nothing for keys we choose ourselves,
+/// and a peer's answers only ever look ids up.
+#[derive(Default, Clone, Copy)]
+struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+    fn write_u64(&mut self, id: u64) {
+        self.0 = id.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type IdMap<V> = HashMap<u64, V, std::hash::BuildHasherDefault<IdHasher>>;
+
+/// One call waiting for its answer.
+struct Entry {
+    slot: Arc<Slot>,
+    /// Polled as a future: the async reader must keep reading for it.
+    is_async: bool,
+    /// Its caller sleeps on the slot as a follower (nudge it to lead).
+    following: bool,
+}
+
+/// The call table and the reading role. Invariant: an id is in `pending`
+/// exactly while its call is unanswered and not abandoned; `dead` is set at
+/// most once and `pending` is empty from then on.
+struct Calls {
+    pending: IdMap<Entry>,
+    /// A thread holds the reading role (and thereby `Shared::reader`).
+    reading: bool,
+    /// How many pending calls are async.
+    async_calls: usize,
+    /// How many pending calls have `following` set (so that handing on the
+    /// reading role scans the table only when someone sleeps).
+    followers: usize,
+    /// The async reader thread was started and has not exited.
+    async_reader: bool,
+    /// The last `StreamClient` handle is gone: the async reader must exit.
+    handle_gone: bool,
+    /// The server sent `close`: it reads no more requests.
+    server_closed: bool,
+    dead: Option<Death>,
+}
+
+/// What the client handle, its `Pending`s and the async reader share.
+struct Shared {
+    name: Arc<str>,
+    wire: Box<dyn Wire>,
+    /// The negotiated maximum message size, both ways.
+    max: u32,
+    /// The next request id. Locked while a request is written, so requests
+    /// leave in id order and never interleave.
+    writer: Mutex<u64>,
+    calls: Mutex<Calls>,
+    /// Wakes the async reader when async calls appear or the role frees up.
+    async_cond: Condvar,
+    /// Locked only by the holder of the reading role.
+    reader: Mutex<FrameReader>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every critical section leaves the data consistent, so poisoning (a
+    // panic elsewhere while holding the lock) is ignored.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The connection as `Client` sees it; its clones and `Pending`s share it.
+/// Dropping the last one shuts the connection down.
+pub(crate) struct StreamClient {
+    shared: Arc<Shared>,
+}
+
+impl StreamClient {
+    /// Performs the client half of the handshake over `wire` and returns the
+    /// connection: `Timeout` if the server's hello does not come within the
+    /// client's `connect_timeout` (default [`CLIENT_HANDSHAKE_TIMEOUT`]).
+    pub(crate) fn handshake(
+        name: Arc<str>,
+        wire: Box<dyn Wire>,
+        options: &crate::options::ClientOptions,
+    ) -> Result<Arc<StreamClient>> {
+        let local_max = options.max_message_size;
+        let io_err = |e: io::Error| {
+            if is_disconnect(&e) {
+                Error::Disconnected { name: name.clone() }
+            } else {
+                Error::from_io(&name, e)
+            }
+        };
+        // A server that refuses us may have closed before our hello went out:
+        // its own hello (with the refusal) is still there to read.
+        let written = write_all_blocking(&*wire, &[&frame::encode_hello(frame::STATUS_OK, local_max)]);
+        let mut reader = FrameReader::new(Role::Client, local_max);
+        let deadline = Deadline::after(options.connect_timeout.unwrap_or(CLIENT_HANDSHAKE_TIMEOUT));
+        let hello = match reader.next(&*wire, deadline) {
+            Ok(Some(Event::Hello(hello))) => hello,
+            Ok(Some(Event::Frame(_))) => unreachable!("the decoder yields the hello first"),
+            Ok(None) => return Err(Error::Timeout { name }),
+            Err(ReadError::Eof) => {
+                return Err(written.err().map_or(Error::Disconnected { name: name.clone() }, io_err))
+            }
+            Err(ReadError::Io(e)) => return Err(io_err(e)),
+            Err(ReadError::Protocol(e)) => return Err(Error::Protocol { name, reason: e.to_string() }),
+        };
+        if hello.status == frame::STATUS_REFUSED {
+            return Err(Error::PermissionDenied { name });
+        }
+        written.map_err(io_err)?;
+        let shared = Shared {
+            name,
+            wire,
+            max: reader.max(),
+            writer: Mutex::new(1),
+            calls: Mutex::new(Calls {
+                pending: IdMap::default(),
+                reading: false,
+                async_calls: 0,
+                followers: 0,
+                async_reader: false,
+                handle_gone: false,
+                server_closed: false,
+                dead: None,
+            }),
+            async_cond: Condvar::new(),
+            reader: Mutex::new(reader),
+        };
+        Ok(Arc::new(StreamClient { shared: Arc::new(shared) }))
+    }
+}
+
+impl Drop for StreamClient {
+    fn drop(&mut self) {
+        let shared = &self.shared;
+        lock(&shared.calls).handle_gone = true;
+        shared.async_cond.notify_all();
+        // No `Pending` is left (each holds this handle), so nothing waits; this
+        // ends the connection and any async reader blocked reading it.
+        shared.wire.shutdown();
+    }
+}
+
+impl Shared {
+    fn error_for(&self, death: &Death) -> Error {
+        match death {
+            Death::Disconnected => Error::Disconnected { name: self.name.clone() },
+            Death::Protocol(reason) => Error::Protocol { name: self.name.clone(), reason: reason.clone() },
+        }
+    }
+
+    /// Marks the connection dead and fails every pending call at once.
+    fn die(&self, death: Death) {
+        let drained: Vec<Entry> = {
+            let mut calls = lock(&self.calls);
+            if calls.dead.is_some() {
+                return;
+            }
+            calls.dead = Some(death.clone());
+            calls.async_calls = 0;
+            calls.followers = 0;
+            calls.pending.drain().map(|(_, e)| e).collect()
+        };
+        self.async_cond.notify_all();
+        // Blocked readers and writers of this connection return now.
+        self.wire.shutdown();
+        for entry in drained {
+            let outcome = match &death {
+                Death::Disconnected => Outcome::Disconnected,
+                Death::Protocol(_) => Outcome::Error(self.error_for(&death)),
+            };
+            entry.slot.complete(outcome);
+        }
+    }
+
+    /// Removes call `id` from the table, returning its slot if it was pending.
+    fn take_call(&self, calls: &mut Calls, id: u64) -> Option<Arc<Slot>> {
+        let entry = calls.pending.remove(&id)?;
+        if entry.is_async {
+            calls.async_calls -= 1;
+        }
+        if entry.following {
+            calls.followers -= 1;
+        }
+        Some(entry.slot)
+    }
+
+    /// Delivers one frame from the server.
+    fn dispatch(&self, frame: Frame) {
+        let outcome = match frame.kind {
+            FrameKind::Reply => Outcome::Reply(frame.payload),
+            FrameKind::Fail => Outcome::Fail(frame.payload),
+            FrameKind::NoReply => Outcome::NoReply,
+            FrameKind::Close => {
+                // The server took requests up to `id` and will answer those;
+                // it will never read the later ones.
+                let last_taken = frame.id;
+                let orphans: Vec<Arc<Slot>> = {
+                    let mut calls = lock(&self.calls);
+                    // Later calls must not be sent; the answers still owed
+                    // arrive before the server's end of stream.
+                    calls.server_closed = true;
+                    let ids: Vec<u64> = calls.pending.keys().copied().filter(|&id| id > last_taken).collect();
+                    ids.into_iter().filter_map(|id| self.take_call(&mut calls, id)).collect()
+                };
+                for slot in orphans {
+                    slot.complete(Outcome::Disconnected);
+                }
+                return;
+            }
+            FrameKind::Request => unreachable!("the client decoder refuses requests"),
+        };
+        let slot = self.take_call(&mut lock(&self.calls), frame.id);
+        // An unknown id (abandoned, or never issued) is discarded.
+        if let Some(slot) = slot {
+            slot.complete(outcome);
+        }
+    }
+
+    /// Reads and dispatches one event; returns false once the connection died.
+    fn read_one(&self, reader: &mut FrameReader, deadline: Deadline) -> bool {
+        match reader.next(&*self.wire, deadline) {
+            Ok(Some(Event::Frame(frame))) => self.dispatch(frame),
+            Ok(Some(Event::Hello(_))) => unreachable!("the decoder yields the hello once, at handshake"),
+            Ok(None) => {}
+            Err(ReadError::Eof) | Err(ReadError::Io(_)) => {
+                self.die(Death::Disconnected);
+                return false;
+            }
+            Err(ReadError::Protocol(e)) => {
+                self.die(Death::Protocol(e.to_string()));
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Tries to take the reading role.
+    fn try_take_reading(&self) -> bool {
+        let mut calls = lock(&self.calls);
+        if calls.reading || calls.dead.is_some() {
+            return false;
+        }
+        calls.reading = true;
+        true
+    }
+
+    /// Gives the reading role back and hands it on: to a sleeping caller if
+    /// there is one, and to the async reader if async calls are pending.
+    fn give_up_reading(&self) {
+        let mut calls = lock(&self.calls);
+        calls.reading = false;
+        if calls.followers > 0 {
+            if let Some(next) = calls.pending.values().find(|e| e.following && !e.slot.is_ready()) {
+                next.slot.nudge();
+            }
+        }
+        if calls.async_calls > 0 {
+            self.async_cond.notify_all();
+        }
+    }
+
+    /// Reads as the holder of the reading role until `slot` is answered or
+    /// the deadline passes; returns whether the slot is answered.
+    fn lead(&self, slot: &Slot, deadline: Deadline) -> bool {
+        let mut reader = lock(&self.reader);
+        loop {
+            if slot.is_ready() {
+                return true;
+            }
+            if !self.read_one(&mut reader, deadline) {
+                return slot.is_ready();
+            }
+            if deadline.expired() && !reader.has_buffered() {
+                return slot.is_ready();
+            }
+        }
+    }
+
+    /// Writes one request while the writer lock is held. If the socket is
+    /// full and nobody reads, reads answers meanwhile: a server blocked
+    /// writing us a reply could otherwise never read this request.
+    fn write_request(&self, header: &[u8], data: &[u8]) -> io::Result<()> {
+        self.wire.before_write(data.len());
+        let parts = [header, data];
+        let total = header.len() + data.len();
+        let mut sent = 0usize;
+        while sent < total {
+            let slices = remaining_slices(&parts, sent);
+            match self.wire.write_now(&slices.slices[..slices.len]) {
+                Ok(n) => sent += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if self.try_take_reading() {
+                        {
+                            let mut reader = lock(&self.reader);
+                            let mut fds = [
+                                libc::pollfd { fd: fd_of(self.wire.write_fd()), events: libc::POLLOUT, revents: 0 },
+                                libc::pollfd { fd: fd_of(self.wire.read_fd()), events: libc::POLLIN, revents: 0 },
+                            ];
+                            poll_fds(&mut fds, -1)?;
+                            if fds[1].revents != 0 {
+                                self.read_one(&mut reader, Deadline::Now);
+                            }
+                        }
+                        self.give_up_reading();
+                    } else {
+                        // Someone else reads; re-check now and then in case
+                        // they stop while we are still blocked.
+                        wait_fd(self.wire.write_fd(), libc::POLLOUT, Deadline::after(Duration::from_millis(10)))?;
+                    }
+                    if lock(&self.calls).dead.is_some() {
+                        return Err(io::ErrorKind::BrokenPipe.into());
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// The async reader: reads whenever async calls are pending and nobody
+    /// else holds the reading role; exits when the connection dies or the
+    /// client handle is gone.
+    fn async_reader(self: Arc<Self>) {
+        loop {
+            {
+                let mut calls = lock(&self.calls);
+                loop {
+                    if calls.dead.is_some() || calls.handle_gone {
+                        calls.async_reader = false;
+                        return;
+                    }
+                    if calls.async_calls > 0 && !calls.reading {
+                        break;
+                    }
+                    calls = self.async_cond.wait(calls).unwrap_or_else(|e| e.into_inner());
+                }
+                calls.reading = true;
+            }
+            {
+                let mut reader = lock(&self.reader);
+                while self.read_one(&mut reader, Deadline::Never) {
+                    if lock(&self.calls).async_calls == 0 {
+                        break;
+                    }
+                }
+            }
+            self.give_up_reading();
+        }
+    }
+}
+
+fn fd_of(fd: std::os::fd::BorrowedFd<'_>) -> libc::c_int {
+    std::os::fd::AsRawFd::as_raw_fd(&fd)
+}
+
+fn poll_fds(fds: &mut [libc::pollfd], timeout_ms: libc::c_int) -> io::Result<()> {
+    loop {
+        // SAFETY: (1) `fds` is a live, writable array of `fds.len()` pollfds.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
+        if n >= 0 {
+            return Ok(());
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}
+
+impl ClientConn for StreamClient {
+    fn send(self: Arc<Self>, data: &[u8]) -> Result<Pending> {
+        let shared = &self.shared;
+        if data.len() as u64 > u64::from(shared.max) {
+            return Err(Error::TooLarge { size: data.len() as u64, max: u64::from(shared.max) });
+        }
+        let slot = Arc::new(Slot::new());
+        let id;
+        {
+            let mut next_id = lock(&shared.writer);
+            {
+                let mut calls = lock(&shared.calls);
+                if let Some(death) = &calls.dead {
+                    return Err(shared.error_for(death));
+                }
+                if calls.server_closed {
+                    return Err(Error::Disconnected { name: shared.name.clone() });
+                }
+                id = *next_id;
+                calls.pending.insert(id, Entry { slot: slot.clone(), is_async: false, following: false });
+            }
+            *next_id += 1;
+            let header = frame::encode_header(FrameKind::Request, id, data.len() as u32);
+            if shared.write_request(&header, data).is_err() {
+                drop(next_id);
+                // A half-written frame leaves the stream unusable; `die` also
+                // fails this call, so report how.
+                shared.die(Death::Disconnected);
+                let death = lock(&shared.calls).dead.clone().unwrap_or(Death::Disconnected);
+                return Err(shared.error_for(&death));
+            }
+        }
+        let name = shared.name.clone();
+        Ok(Pending::new(name, self, id, slot))
+    }
+
+    fn wait(&self, id: u64, slot: &Slot, deadline: Deadline) -> bool {
+        let shared = &self.shared;
+        loop {
+            if slot.is_ready() {
+                return true;
+            }
+            if shared.try_take_reading() {
+                let done = shared.lead(slot, deadline);
+                shared.give_up_reading();
+                if done || deadline.expired() {
+                    return done;
+                }
+                continue;
+            }
+            if deadline == Deadline::Now {
+                return slot.is_ready();
+            }
+            {
+                let mut calls = lock(&shared.calls);
+                if calls.dead.is_some() || !calls.pending.contains_key(&id) {
+                    // Out of the table: whoever took it out (an answer, or the
+                    // connection's death) is completing the slot right now.
+                    drop(calls);
+                    return slot.wait_ready(deadline);
+                }
+                if !calls.reading {
+                    // The role freed up between our attempt and now.
+                    continue;
+                }
+                if let Some(entry) = calls.pending.get_mut(&id) {
+                    entry.following = true;
+                }
+                calls.followers += 1;
+            }
+            let woken = slot.wait_ready_or_nudged(deadline);
+            {
+                let mut guard = lock(&shared.calls);
+                let calls = &mut *guard;
+                if let Some(entry) = calls.pending.get_mut(&id) {
+                    entry.following = false;
+                    calls.followers -= 1;
+                }
+            }
+            match woken {
+                Woken::Ready => return true,
+                Woken::Nudged => continue,
+                Woken::TimedOut => return slot.is_ready(),
+            }
+        }
+    }
+
+    fn poll(&self, id: u64, slot: &Slot, cx: &mut Context<'_>) -> Poll<()> {
+        if slot.poll_ready(cx).is_ready() {
+            return Poll::Ready(());
+        }
+        let shared = &self.shared;
+        let start_reader = {
+            let mut calls = lock(&shared.calls);
+            let Some(entry) = calls.pending.get_mut(&id) else {
+                // Answered or failed meanwhile; the slot is (being) completed.
+                return slot.poll_ready(cx);
+            };
+            if !entry.is_async {
+                entry.is_async = true;
+                calls.async_calls += 1;
+            }
+            let start = !calls.async_reader;
+            calls.async_reader = true;
+            start
+        };
+        if start_reader {
+            let shared = self.shared.clone();
+            let spawned =
+                std::thread::Builder::new().name("ipcall-async-reader".into()).spawn(move || shared.async_reader());
+            if spawned.is_err() {
+                lock(&self.shared.calls).async_reader = false;
+                self.shared.die(Death::Disconnected);
+            }
+        } else {
+            shared.async_cond.notify_all();
+        }
+        slot.poll_ready(cx)
+    }
+
+    fn abandon(&self, id: u64, slot: &Slot) {
+        let shared = &self.shared;
+        shared.take_call(&mut lock(&shared.calls), id);
+        slot.abandon();
+    }
+}

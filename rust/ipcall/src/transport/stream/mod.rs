@@ -1,0 +1,299 @@
+//! The connection layer shared by the byte-stream transports (`unix:`, and
+//! `pipe:` over a FIFO pair): the wire format of [`frame`](crate::frame)
+//! driven over a read descriptor and a write descriptor.
+//!
+//! A transport supplies a [`Wire`] per connection (how to read and write it
+//! without blocking or raising `SIGPIPE`) and, for servers, an [`Acceptor`]
+//! (how new connections arrive). [`client`] and [`server`] do the rest:
+//! handshake, ids, many calls in flight, the sync fast path without thread
+//! hops, async waiting, and connection death.
+
+pub(crate) mod client;
+pub(crate) mod server;
+
+use std::io::{self, IoSlice};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::time::Duration;
+
+use crate::frame::{Decoder, Event, ProtocolError, Role};
+use crate::server::Peer;
+use crate::wait::Deadline;
+
+/// One connection's two directions. For a socket both descriptors are the
+/// same; for FIFOs they differ.
+pub(crate) trait Wire: Send + Sync + 'static {
+    /// The descriptor replies/requests are read from.
+    fn read_fd(&self) -> BorrowedFd<'_>;
+    /// The descriptor frames are written to.
+    fn write_fd(&self) -> BorrowedFd<'_>;
+    /// Reads what is available without blocking: `WouldBlock` if nothing,
+    /// `Ok(0)` at end of stream. Writes only initialised bytes into `buf`.
+    fn read_now(&self, buf: &mut [MaybeUninit<u8>]) -> io::Result<usize>;
+    /// Reads, blocking until at least one byte or the end of the stream.
+    fn read_blocking(&self, buf: &mut [MaybeUninit<u8>]) -> io::Result<usize> {
+        loop {
+            match self.read_now(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    wait_fd(self.read_fd(), libc::POLLIN, Deadline::Never)?;
+                }
+                other => return other,
+            }
+        }
+    }
+    /// Reads, blocking at most `timeout` (`WouldBlock` when it passed).
+    fn read_timeout(&self, buf: &mut [MaybeUninit<u8>], timeout: Duration) -> io::Result<usize> {
+        match self.read_now(buf) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if wait_fd(self.read_fd(), libc::POLLIN, Deadline::after(timeout))? == 0 {
+                    return Err(e);
+                }
+                self.read_now(buf)
+            }
+            other => other,
+        }
+    }
+    /// Stops reading: a thread blocked reading returns end of stream; writing
+    /// still works (a closing server still answers requests it took).
+    fn stop_reading(&self) {}
+    /// Writes some of `bufs` without blocking (`WouldBlock` when full). Must
+    /// never raise `SIGPIPE`: a vanished reader is `BrokenPipe`.
+    fn write_now(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize>;
+    /// Writes some of `bufs`, blocking until at least one byte went out.
+    fn write_blocking(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        loop {
+            match self.write_now(bufs) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    wait_fd(self.write_fd(), libc::POLLOUT, Deadline::Never)?;
+                }
+                other => return other,
+            }
+        }
+    }
+    /// Ends the connection both ways: threads blocked reading or writing it
+    /// return, and later I/O fails or reads end of stream.
+    fn shutdown(&self);
+    /// A frame of `len` bytes is about to be written: a wire may enlarge its
+    /// kernel buffer once large messages show up (fewer wake-ups per message).
+    fn before_write(&self, _len: usize) {}
+}
+
+/// A new connection handed over by an [`Acceptor`].
+pub(crate) struct Accepted {
+    pub(crate) wire: Box<dyn Wire>,
+    /// Who connected, as far as the transport can tell.
+    pub(crate) peer: Peer,
+}
+
+/// How a server's new connections arrive (a listening socket, an accept FIFO).
+pub(crate) trait Acceptor: Send + Sync + 'static {
+    /// Readable when a connection may be waiting (registered in the server's epoll).
+    fn fd(&self) -> BorrowedFd<'_>;
+    /// Takes one waiting connection without blocking; `Ok(None)` if none.
+    fn accept(&self) -> io::Result<Option<Accepted>>;
+    /// Removes the name from the file system. Idempotent.
+    fn unbind(&self);
+}
+
+/// Converts poll(2)'s view of "wait until" into milliseconds, rounding up so
+/// that a wait never ends before its deadline.
+pub(crate) fn poll_timeout_ms(deadline: Deadline) -> libc::c_int {
+    match deadline.remaining() {
+        None => -1,
+        Some(left) => {
+            let ms = left.as_nanos().div_ceil(1_000_000);
+            ms.min(libc::c_int::MAX as u128) as libc::c_int
+        }
+    }
+}
+
+/// Waits until `fd` reports `events` (or an error/hang-up) or the deadline
+/// passes. Returns the reported events, 0 on timeout.
+pub(crate) fn wait_fd(fd: BorrowedFd<'_>, events: libc::c_short, deadline: Deadline) -> io::Result<libc::c_short> {
+    let mut pollfd = libc::pollfd { fd: fd.as_raw_fd(), events, revents: 0 };
+    loop {
+        // SAFETY: (1) `pollfd` is one live, writable pollfd and the count is 1.
+        let n = unsafe { libc::poll(&mut pollfd, 1, poll_timeout_ms(deadline)) };
+        if n >= 0 {
+            return Ok(if n == 0 { 0 } else { pollfd.revents });
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}
+
+/// Writes all of `parts` (e.g. a header and its payload) in as few system
+/// calls as the wire allows, blocking as needed.
+pub(crate) fn write_all_blocking(wire: &dyn Wire, parts: &[&[u8]]) -> io::Result<()> {
+    let mut skip = 0usize;
+    let total: usize = parts.iter().map(|p| p.len()).sum();
+    while skip < total {
+        let slices = remaining_slices(parts, skip);
+        match wire.write_blocking(&slices.slices[..slices.len]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => skip += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// At most two or three `IoSlice`s over what is left of `parts` after `skip` bytes.
+pub(crate) struct Slices<'a> {
+    pub(crate) slices: [IoSlice<'a>; 3],
+    pub(crate) len: usize,
+}
+
+pub(crate) fn remaining_slices<'a>(parts: &[&'a [u8]], mut skip: usize) -> Slices<'a> {
+    let mut out = Slices { slices: [IoSlice::new(&[]), IoSlice::new(&[]), IoSlice::new(&[])], len: 0 };
+    for part in parts {
+        if skip >= part.len() {
+            skip -= part.len();
+            continue;
+        }
+        if out.len < out.slices.len() {
+            out.slices[out.len] = IoSlice::new(&part[skip..]);
+            out.len += 1;
+        }
+        skip = 0;
+    }
+    out
+}
+
+/// Size of the staging buffer small frames are read through. Small enough
+/// that a large message is mostly read straight into its own buffer (the
+/// staging copy costs at most this much), large enough to take many small
+/// pipelined frames in one read.
+const STAGING: usize = 8 << 10;
+/// A payload missing at least this much is read straight into its own
+/// buffer (one copy, kernel to message), not through the staging buffer.
+const DIRECT_READ_MIN: usize = 2 << 10;
+
+/// How long one read of [`FrameReader::next_with`] may wait.
+#[derive(Clone, Copy)]
+enum ReadFor {
+    Deadline(Deadline),
+    Slice(Duration),
+}
+
+/// Why reading a connection stopped.
+#[derive(Debug)]
+pub(crate) enum ReadError {
+    /// The peer closed its end (or the connection was shut down).
+    Eof,
+    /// The peer broke the wire format.
+    Protocol(ProtocolError),
+    /// Another error of the operating system.
+    Io(io::Error),
+}
+
+impl From<ProtocolError> for ReadError {
+    fn from(e: ProtocolError) -> ReadError {
+        ReadError::Protocol(e)
+    }
+}
+
+/// The reading half of a connection: a [`Decoder`] fed from a staging
+/// buffer, with large payloads read directly into their message buffer.
+/// Invariant: `buf[start..end]` holds bytes read but not yet decoded.
+pub(crate) struct FrameReader {
+    decoder: Decoder,
+    buf: Box<[MaybeUninit<u8>]>,
+    start: usize,
+    end: usize,
+}
+
+impl FrameReader {
+    /// A reader for what `role`'s peer sends; `local_max` is our own limit.
+    pub(crate) fn new(role: Role, local_max: u32) -> FrameReader {
+        FrameReader {
+            decoder: Decoder::new(role, local_max),
+            buf: vec![MaybeUninit::uninit(); STAGING].into_boxed_slice(),
+            start: 0,
+            end: 0,
+        }
+    }
+
+    /// The negotiated maximum (valid after the hello).
+    pub(crate) fn max(&self) -> u32 {
+        self.decoder.max()
+    }
+
+    /// The next event from bytes already buffered, without I/O.
+    fn buffered_event(&mut self) -> Result<Option<Event>, ProtocolError> {
+        while self.start < self.end {
+            // SAFETY: (1) by the invariant, `buf[start..end]` was written by a
+            // read, so it is initialised; (2) u8 and MaybeUninit<u8> share layout.
+            let bytes = unsafe { &*(&self.buf[self.start..self.end] as *const [MaybeUninit<u8>] as *const [u8]) };
+            let (used, event) = self.decoder.push(bytes)?;
+            self.start += used;
+            if event.is_some() {
+                return Ok(event);
+            }
+        }
+        self.start = 0;
+        self.end = 0;
+        Ok(None)
+    }
+
+    /// True if buffered bytes are waiting to be decoded.
+    pub(crate) fn has_buffered(&self) -> bool {
+        self.start < self.end
+    }
+
+    /// The next event: from the buffer if one is complete there, else by
+    /// reading the wire until `deadline`. `Ok(None)` when the deadline
+    /// passed (at once for `Deadline::Now`) without a whole event.
+    pub(crate) fn next(&mut self, wire: &dyn Wire, deadline: Deadline) -> Result<Option<Event>, ReadError> {
+        self.next_with(wire, ReadFor::Deadline(deadline))
+    }
+
+    /// Like [`next`](Self::next), but each read waits at most `slice`
+    /// (no clock is read: for a loop that re-checks its state per slice).
+    pub(crate) fn next_within(&mut self, wire: &dyn Wire, slice: Duration) -> Result<Option<Event>, ReadError> {
+        self.next_with(wire, ReadFor::Slice(slice))
+    }
+
+    fn next_with(&mut self, wire: &dyn Wire, how: ReadFor) -> Result<Option<Event>, ReadError> {
+        loop {
+            if let Some(event) = self.buffered_event()? {
+                return Ok(Some(event));
+            }
+            // The staging buffer is empty here.
+            let direct = self.decoder.payload_missing() >= DIRECT_READ_MIN;
+            let target = if direct { self.decoder.payload_spare() } else { &mut self.buf[..] };
+            let read = match how {
+                ReadFor::Slice(slice) => wire.read_timeout(target, slice),
+                ReadFor::Deadline(Deadline::Never) => wire.read_blocking(target),
+                ReadFor::Deadline(Deadline::Now) => wire.read_now(target),
+                ReadFor::Deadline(deadline @ Deadline::At(_)) => match deadline.remaining() {
+                    Some(left) if !left.is_zero() => wire.read_timeout(target, left),
+                    _ => wire.read_now(target),
+                },
+            };
+            match read {
+                Ok(0) => return Err(ReadError::Eof),
+                Ok(n) if direct => {
+                    // SAFETY: (1) `read_*` wrote `n` initialised bytes at the
+                    // start of the spare tail `payload_spare` returned.
+                    if let Some(event) = unsafe { self.decoder.payload_filled(n) } {
+                        return Ok(Some(event));
+                    }
+                }
+                Ok(n) => self.end = n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+                Err(e) if is_disconnect(&e) => return Err(ReadError::Eof),
+                Err(e) => return Err(ReadError::Io(e)),
+            }
+        }
+    }
+}
+
+/// Errors that only mean "the peer is gone".
+pub(crate) fn is_disconnect(e: &io::Error) -> bool {
+    matches!(e.kind(), io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted)
+}
