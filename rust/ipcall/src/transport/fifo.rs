@@ -1,0 +1,744 @@
+//! `pipe:` connection set-up over named pipes (FIFOs).
+//!
+//! This layer only makes connections: it owns the server's directory, takes
+//! connectors through an accept FIFO, and hands each side of a connection a
+//! read descriptor and a write descriptor ([`FifoConn`]). What flows over
+//! them (the handshake and frames of `docs/PROTOCOL.md`) is the stream
+//! layer's business; writes must go through [`write_no_sigpipe`] (or
+//! [`writev_no_sigpipe`]) so that a vanished reader is an `EPIPE` error and
+//! never kills the process.
+//!
+//! # Layout
+//!
+//! `pipe:/some/dir` names a directory that the server creates, mode 0700:
+//!
+//! | entry           | type         | mode | made by   | what for |
+//! |-----------------|--------------|------|-----------|----------|
+//! | `lock`          | regular file | 0600 | server    | `flock(LOCK_EX)` held while the server lives; holds its pid as text (informational only) |
+//! | `accept`        | FIFO         | 0600 | server    | each connector writes one record into it |
+//! | `<token>.req`   | FIFO         | 0600 | connector | requests, client → server |
+//! | `<token>.rep`   | FIFO         | 0600 | connector | replies, server → client |
+//!
+//! `<token>` is 32 lowercase hex digits: 128 random bits from `getrandom`.
+//! The per-connection names live only during set-up: both are unlinked as
+//! soon as both ends are open, so a running connection has no name at all.
+//!
+//! # Records (ASCII, fixed length, `\n`-terminated; pids zero-padded)
+//!
+//! - connect record, client → `accept`, [`RECORD_LEN`] = 58 bytes:
+//!   `ipcall-fifo 1 <pid:10 digits> <token:32 hex>\n`
+//!   e.g. `ipcall-fifo 1 0000004242 00112233445566778899aabbccddeeff\n`.
+//! - answer, server → `<token>.rep`, [`ANSWER_LEN`] = 28 bytes:
+//!   `ipcall-fifo 1 ok <pid:10 digits>\n` (accepted; the server's pid), or
+//!   `ipcall-fifo 1 no <pid:10 digits>\n` (refused: the FIFOs failed the
+//!   server's checks). Nothing else is ever written by this layer, so the
+//!   stream layer's first byte on `<token>.rep` follows the answer.
+//!
+//! # Set-up, step by step
+//!
+//! Client ([`fifo_connect`]):
+//! 1. open the directory (`O_DIRECTORY|O_NOFOLLOW`); it must be owned by our
+//!    effective uid with no group/other bits, else `PermissionDenied`.
+//! 2. open `accept` for writing with `O_NONBLOCK`: `ENXIO` means no process
+//!    has it open for reading — no live server — and connecting fails at once
+//!    with `ConnectionRefused`, before anything is created.
+//! 3. `mkfifoat` `<token>.req` and `<token>.rep`, mode 0600.
+//! 4. open `<token>.rep` for reading (`O_NONBLOCK`: returns at once).
+//! 5. open `<token>.req` for reading (`O_NONBLOCK`, a short-lived placeholder),
+//!    then for writing (succeeds because a reader now exists), then close
+//!    the placeholder. The client is now the one writer of `.req`.
+//! 6. write the record into `accept` in one `write` (58 ≤ `PIPE_BUF`).
+//! 7. poll `.rep` for input and `accept` for `POLLERR` (= the server's read
+//!    end is gone: it died) until the deadline; then read the answer. (Never
+//!    read before poll says so: `read` on a FIFO that has had no writer yet
+//!    returns 0 at once.)
+//! 8. clear `O_NONBLOCK` on both ends, unlink both names, done.
+//!
+//! Server ([`FifoListener::try_accept`], never blocks):
+//! 1. read one record from `accept` (non-blocking); malformed ones are
+//!    skipped up to the next `\n`.
+//! 2. open `<token>.req` for reading (`O_NONBLOCK|O_NOFOLLOW`): a FIFO owned by
+//!    our uid, mode 0600, else refused. A non-blocking `read` must say
+//!    `EAGAIN` (the client is still its writer); `0` means the client is gone.
+//! 3. open `<token>.rep` for writing (`O_NONBLOCK`): `ENXIO` means the client
+//!    closed its read end (gone). Same checks.
+//! 4. write the 28-byte answer; `EPIPE` means the client is gone.
+//! 5. unlink both names, clear `O_NONBLOCK`, hand out the connection.
+//!
+//! # Why each step is race-free
+//!
+//! - **Who can touch the directory.** It is created 0700 (and `fchmod`ed to
+//!   exactly 0700, whatever the umask), so only our uid and root can create,
+//!   open, rename or unlink anything inside; the FIFOs are 0600 as well, so a
+//!   FIFO is never reachable by another uid at any moment of its life (never
+//!   chmod-after-create on a reachable file). Every name inside is resolved
+//!   with `openat`/`mkfifoat`/`unlinkat` against the directory descriptor
+//!   opened and checked once, with `O_NOFOLLOW`: renaming or replacing the
+//!   directory path afterwards cannot redirect us.
+//! - **Creating names.** `mkfifo` fails with `EEXIST` if anything, even a
+//!   dangling symlink, already has the name (it has `O_EXCL` semantics), and
+//!   128 random bits make a collision between connectors impossible in
+//!   practice; a collision is an error, never a shared FIFO.
+//! - **Records never interleave.** A record is 58 bytes and written by one
+//!   `write`; POSIX makes writes of at most `PIPE_BUF` (4096) bytes to a pipe
+//!   atomic, so concurrent connectors' records arrive whole and in some
+//!   order. In non-blocking mode a full pipe refuses the whole record
+//!   (`EAGAIN`), never part of it; the client then waits for room.
+//! - **No open can deadlock.** Every FIFO open is `O_NONBLOCK`: a read open
+//!   returns at once, and a write open returns at once or fails with `ENXIO`
+//!   when there is no reader. The only waits are `poll` calls bounded by the
+//!   caller's deadline, so a peer that never opens its end makes the other
+//!   side time out, not hang. The server never waits for a client at all.
+//! - **No false end-of-file.** The client becomes the writer of `.req` *before*
+//!   it sends its record (step 5), so when the server opens the read end a
+//!   writer already exists: a `read` returns 0 only once the client has
+//!   really closed it, and Linux reports `POLLHUP` on the server's read end
+//!   when it does (for a read end opened while a writer exists, HUP is not
+//!   suppressed). The client's `.rep` read end is opened before any writer, so
+//!   its HUP is suppressed until the server has opened the write end: poll
+//!   wakes for the answer, not for an empty pipe.
+//! - **Liveness.** The server holds `flock(LOCK_EX)` on `lock` for its whole
+//!   life; the kernel drops it when the process dies, however it dies. A
+//!   binder that cannot take the lock gets `AddrInUse` (never steals a live
+//!   server); one that can, after re-checking that `lock` still names the
+//!   inode it locked (else a dying server unlinked it: start over), owns the
+//!   directory and replaces the stale contents. The server also keeps a write
+//!   end of its own `accept` open, so its read end never sees EOF between
+//!   connectors, and clients see `POLLERR` on theirs exactly when the
+//!   server's read end closes.
+//! - **Removal.** On drop the server unlinks `accept` and any per-connection
+//!   leftovers, then `lock`, then removes the directory, and only then
+//!   releases the lock by closing it. A new binder can only win the lock
+//!   after `lock` was unlinked, so the old server never deletes the new
+//!   one's files (`rmdir` of a non-empty directory fails harmlessly).
+//! - **Only ipcall's directories are replaced.** A stale directory is emptied
+//!   only if every entry in it is one this layer makes (`lock`, `accept`,
+//!   `<token>.req`/`.rep` of the right types); anything else gives
+//!   `AddrInUse` and nothing is touched.
+//!
+//! # Peer identity (what is and isn't verified)
+//!
+//! FIFOs carry no credentials. The server takes the client's uid and gid from
+//! `fstat` of `<token>.req` (the kernel sets a file's owner to its creator's
+//! fsuid/fsgid, so these are as trustworthy as `SO_PEERCRED`), and refuses
+//! FIFOs not owned by its own effective uid. The client takes the server's
+//! from `fstat` of `accept`, after checking that the directory is its own.
+//! So `pipe:` connects processes of one effective uid only: the 0700
+//! directory is the access control, and a root client is refused a user's
+//! directory at once rather than left to time out. The **pid is claimed,
+//! not verified**: it is the number written in the record/answer. Any
+//! process of the same uid could lie about it — but such a process could
+//! also ptrace either side, so within one uid it is as good as any check.
+//!
+//! # Caveats
+//!
+//! Descriptors are `O_CLOEXEC`, so exec'd children inherit nothing. A child
+//! made by `fork` without `exec` does inherit the listener's descriptors
+//! (and its `flock`), and keeps the directory looking live while it runs.
+
+mod os;
+#[cfg(test)]
+mod tests;
+
+use std::ffi::{CStr, CString};
+use std::io::{self, IoSlice};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
+
+use crate::server::Peer;
+use crate::sys;
+use crate::wait::Deadline;
+
+/// Name of the lock file inside a server directory.
+const LOCK_NAME: &CStr = c"lock";
+/// Name of the accept FIFO inside a server directory.
+const ACCEPT_NAME: &CStr = c"accept";
+/// Every record and answer starts with this.
+const MAGIC: &[u8] = b"ipcall-fifo 1 ";
+/// Length of a connect record: magic, 10-digit pid, space, 32 hex, newline.
+pub(crate) const RECORD_LEN: usize = 14 + 10 + 1 + 32 + 1;
+/// Length of an answer: magic, `ok `/`no `, 10-digit pid, newline.
+pub(crate) const ANSWER_LEN: usize = 14 + 3 + 10 + 1;
+/// How often `bind` starts over when the directory changes under it.
+const BIND_ATTEMPTS: usize = 8;
+
+/// One side of an established FIFO connection.
+#[derive(Debug)]
+pub(crate) struct FifoConn {
+    /// The end this side reads: `<token>.rep` for a client, `<token>.req` for
+    /// the server. Blocking mode, close-on-exec; `read` returns 0 once the
+    /// peer has closed its end (or died).
+    pub(crate) read: OwnedFd,
+    /// The end this side writes. Blocking mode, close-on-exec; write only
+    /// with [`write_no_sigpipe`]/[`writev_no_sigpipe`], which fail with
+    /// `BrokenPipe` once the peer's read end is gone.
+    pub(crate) write: OwnedFd,
+    /// The peer: uid and gid from the FIFO's owner (kernel-attested); pid as
+    /// the peer claimed it in its record or answer (not verified).
+    pub(crate) peer: Peer,
+}
+
+impl FifoConn {
+    /// Sets or clears `O_NONBLOCK` on both ends (e.g. before registering the
+    /// read end with epoll). Both start in blocking mode.
+    pub(crate) fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
+        os::set_nonblocking(self.read.as_fd(), nonblocking)?;
+        os::set_nonblocking(self.write.as_fd(), nonblocking)
+    }
+}
+
+/// A server directory and its accept FIFO. Dropping it removes the
+/// directory (established connections are unaffected: their FIFOs have no
+/// names any more).
+#[derive(Debug)]
+pub(crate) struct FifoListener {
+    /// The directory's path as given to `bind`, for the final `rmdir`.
+    path: PathBuf,
+    /// The directory, opened and checked once (ours, 0700); every name
+    /// inside is resolved against it.
+    dir: OwnedFd,
+    /// The lock file, `flock(LOCK_EX)`ed for the listener's whole life;
+    /// closed last (see `Drop`); only ever held, never read.
+    _lock: OwnedFd,
+    /// Read end of `accept`, always `O_NONBLOCK` (what `as_fd` exposes).
+    accept_read: OwnedFd,
+    /// A write end of `accept` that the listener keeps itself, so that its
+    /// read end never reports end-of-file or `POLLHUP` between connectors.
+    _accept_keepalive: OwnedFd,
+    /// Bytes read from `accept` that do not yet form a record. Empty after
+    /// every whole record unless a writer broke the format.
+    pending: Mutex<RecordBuffer>,
+    /// Our effective uid: every FIFO a connector makes must be owned by it.
+    uid: u32,
+}
+
+/// Reassembles `\n`-terminated records from `accept`, skipping garbage.
+#[derive(Debug, Default)]
+struct RecordBuffer {
+    /// Bytes of the current, unfinished line (at most `RECORD_LEN`).
+    bytes: Vec<u8>,
+    /// True while skipping an over-long line up to its `\n`.
+    skipping: bool,
+}
+
+impl FifoListener {
+    /// Creates (or takes over a stale) server directory at `dir` and its
+    /// accept FIFO. `AddrInUse` if a live server holds it or it is not an
+    /// ipcall directory; `PermissionDenied` if it belongs to another uid or
+    /// has group/other permissions; `NotFound` if the parent is missing.
+    pub(crate) fn bind(dir: &Path) -> io::Result<FifoListener> {
+        let c_dir = os::c_path(dir)?;
+        let uid = os::euid();
+        for _ in 0..BIND_ATTEMPTS {
+            let created = match os::mkdir(&c_dir, 0o700) {
+                Ok(()) => true,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => false,
+                Err(e) => return Err(e),
+            };
+            let dir_fd = match os::open_at(None, &c_dir, libc::O_RDONLY | libc::O_DIRECTORY) {
+                Ok(fd) => fd,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue, // removed under us
+                Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTDIR | libc::ELOOP)) => {
+                    return Err(in_use(dir, "exists and is not a directory"));
+                }
+                Err(e) => return Err(e),
+            };
+            if created {
+                // The umask may have removed bits from 0700; nobody else can
+                // have entered a directory that never had more than 0700.
+                os::fchmod(dir_fd.as_fd(), 0o700)?;
+            }
+            let dir_stat = os::fstat(dir_fd.as_fd())?;
+            check_private_dir(dir, &dir_stat, uid)?;
+            // Refuse a directory that is not ours before creating anything in it.
+            our_entries(dir, dir_fd.as_fd())?;
+
+            let lock = os::open_at(Some(dir_fd.as_fd()), LOCK_NAME, libc::O_RDWR | libc::O_CREAT)?;
+            let lock_stat = os::fstat(lock.as_fd())?;
+            if lock_stat.st_mode & libc::S_IFMT != libc::S_IFREG || lock_stat.st_uid != uid {
+                return Err(in_use(dir, "has a `lock` that is not our regular file"));
+            }
+            if !os::try_lock_exclusive(lock.as_fd())? {
+                return Err(in_use(dir, "is held by a live server"));
+            }
+            // A dying server unlinks `lock` and then the directory while it
+            // still holds the lock: make sure what we locked is still what
+            // the path names, or start over.
+            let still_named = os::stat_at(Some(dir_fd.as_fd()), LOCK_NAME).is_ok_and(|s| os::same_file(&s, &lock_stat))
+                && os::stat_at(None, &c_dir).is_ok_and(|s| os::same_file(&s, &dir_stat));
+            if !still_named {
+                continue;
+            }
+            // We own the directory now; anything left in it is stale.
+            for name in our_entries(dir, dir_fd.as_fd())? {
+                os::unlink_at(dir_fd.as_fd(), &name)?;
+            }
+            write_pid(lock.as_fd())?;
+            os::make_fifo(dir_fd.as_fd(), ACCEPT_NAME)?;
+            let accept_read = os::open_at(Some(dir_fd.as_fd()), ACCEPT_NAME, libc::O_RDONLY | libc::O_NONBLOCK)?;
+            let keepalive = os::open_at(Some(dir_fd.as_fd()), ACCEPT_NAME, libc::O_WRONLY | libc::O_NONBLOCK)?;
+            return Ok(FifoListener {
+                path: dir.to_path_buf(),
+                dir: dir_fd,
+                _lock: lock,
+                accept_read,
+                _accept_keepalive: keepalive,
+                pending: Mutex::new(RecordBuffer::default()),
+                uid,
+            });
+        }
+        Err(in_use(dir, "kept changing while binding"))
+    }
+
+    /// The directory this listener owns.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Waits until a connector arrives and sets its connection up; `TimedOut`
+    /// at the deadline. Connectors that vanish or break the format mid-way
+    /// are skipped, not reported.
+    pub(crate) fn accept(&self, deadline: Deadline) -> io::Result<FifoConn> {
+        loop {
+            if let Some(conn) = self.try_accept()? {
+                return Ok(conn);
+            }
+            let mut fds = [os::pollfd(self.accept_read.as_fd(), libc::POLLIN)];
+            if !os::poll_until(&mut fds, deadline)? {
+                return Err(io::Error::new(io::ErrorKind::TimedOut, "no client connected before the deadline"));
+            }
+        }
+    }
+
+    /// Sets up the next waiting connector's connection, or `Ok(None)` if none
+    /// is waiting. Never blocks. For an event loop: when [`as_fd`](AsFd::as_fd)
+    /// becomes readable, call this until it returns `Ok(None)`. An error is
+    /// a local failure (e.g. out of descriptors); that connector times out.
+    pub(crate) fn try_accept(&self) -> io::Result<Option<FifoConn>> {
+        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        while let Some(record) = pending.next_record(self.accept_read.as_fd())? {
+            let Some((pid, token)) = parse_record(&record) else { continue };
+            if let Some(conn) = self.establish(pid, &token)? {
+                return Ok(Some(conn));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Server steps 2–5 for one record. `Ok(None)`: that connector is gone or
+    /// its FIFOs failed the checks (skipped); `Err`: a local failure.
+    fn establish(&self, pid: u32, token: &str) -> io::Result<Option<FifoConn>> {
+        let names = ConnNames::new(self.dir.as_fd(), token);
+        // Whatever happens below, the names are unlinked when `names` drops:
+        // once both ends are open they are no longer needed.
+        let request = match os::open_at(Some(self.dir.as_fd()), &names.request, libc::O_RDONLY | libc::O_NONBLOCK) {
+            Ok(fd) => fd,
+            Err(e) if connector_gone(&e) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let request_stat = os::fstat(request.as_fd())?;
+        let request_ok = self.is_our_fifo(&request_stat);
+        if request_ok {
+            // The client opened `.req` for writing before sending its record
+            // and writes nothing before our answer: an empty pipe with a writer.
+            match os::read(request.as_fd(), &mut [0u8; 1]) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                _ => return Ok(None), // 0 = the client is gone; data = a broken client
+            }
+        }
+        let reply = match os::open_at(Some(self.dir.as_fd()), &names.reply, libc::O_WRONLY | libc::O_NONBLOCK) {
+            Ok(fd) => fd,
+            Err(e) if connector_gone(&e) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let reply_stat = os::fstat(reply.as_fd())?;
+        if !os::is_fifo(&reply_stat) {
+            return Ok(None); // nothing to answer through
+        }
+        // A connector whose FIFOs fail the checks is told so ("no") rather
+        // than left to time out.
+        let accepted = request_ok && self.is_our_fifo(&reply_stat);
+        let answer = format_answer(accepted, std::process::id());
+        match write_no_sigpipe(reply.as_fd(), &answer) {
+            Ok(n) if n == answer.len() => {}
+            Ok(_) => return Ok(None), // impossible for an empty pipe; never half a connection
+            Err(e) if connector_gone(&e) => return Ok(None),
+            Err(e) => return Err(e),
+        }
+        if !accepted {
+            return Ok(None);
+        }
+        os::set_nonblocking(request.as_fd(), false)?;
+        os::set_nonblocking(reply.as_fd(), false)?;
+        let peer = Peer { pid: Some(pid), uid: Some(request_stat.st_uid), gid: Some(request_stat.st_gid) };
+        Ok(Some(FifoConn { read: request, write: reply, peer }))
+    }
+
+    /// A per-connection FIFO must be a FIFO of our uid with mode 0600, alone.
+    fn is_our_fifo(&self, stat: &libc::stat) -> bool {
+        os::is_fifo(stat) && stat.st_uid == self.uid && stat.st_mode & 0o777 == 0o600 && stat.st_nlink == 1
+    }
+}
+
+impl AsFd for FifoListener {
+    /// The accept FIFO's read end (non-blocking): readable when a connector
+    /// may be waiting. Register it with epoll/poll and call `try_accept`.
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.accept_read.as_fd()
+    }
+}
+
+impl Drop for FifoListener {
+    fn drop(&mut self) {
+        // Order matters (see the module docs): everything but `lock`, then
+        // `lock`, then the directory; the flock goes when `self._lock` closes,
+        // after this body. Failures leave a directory the next bind
+        // recognises as stale.
+        for name in our_entries(&self.path, self.dir.as_fd()).unwrap_or_default() {
+            let _ = os::unlink_at(self.dir.as_fd(), &name);
+        }
+        let _ = os::unlink_at(self.dir.as_fd(), LOCK_NAME);
+        if let Ok(c_dir) = os::c_path(&self.path) {
+            // SAFETY: (1) `c_dir` is a live NUL-terminated string; rmdir only
+            // removes an empty directory, so it cannot destroy a successor's files.
+            unsafe { libc::rmdir(c_dir.as_ptr()) };
+        }
+    }
+}
+
+impl RecordBuffer {
+    /// The next `\n`-terminated line of at most `RECORD_LEN` bytes from
+    /// `accept`, or `None` when the pipe holds no complete one. Reads at most
+    /// one record's worth at a time, so whole records stay in the pipe (and
+    /// keep its descriptor readable) until they are taken.
+    fn next_record(&mut self, accept: BorrowedFd<'_>) -> io::Result<Option<Vec<u8>>> {
+        loop {
+            if let Some(end) = self.bytes.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.bytes.drain(..=end).collect();
+                if std::mem::take(&mut self.skipping) {
+                    continue; // the tail of an over-long line
+                }
+                return Ok(Some(line));
+            }
+            if self.bytes.len() >= RECORD_LEN {
+                self.bytes.clear(); // too long to be a record: skip to its `\n`
+                self.skipping = true;
+            }
+            let mut chunk = [0u8; RECORD_LEN];
+            let room = RECORD_LEN - self.bytes.len();
+            match os::read(accept, &mut chunk[..room]) {
+                Ok(0) => return Ok(None), // no writer at all: cannot happen while we hold one
+                Ok(n) => self.bytes.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// The two per-connection FIFO names for `token`, unlinked on drop.
+struct ConnNames<'a> {
+    dir: BorrowedFd<'a>,
+    request: CString,
+    reply: CString,
+}
+
+impl<'a> ConnNames<'a> {
+    fn new(dir: BorrowedFd<'a>, token: &str) -> ConnNames<'a> {
+        // A token is 32 hex digits (checked by `parse_record` or made by us):
+        // no NUL byte, so these cannot fail.
+        let request = CString::new(format!("{token}.req")).expect("hex token");
+        let reply = CString::new(format!("{token}.rep")).expect("hex token");
+        ConnNames { dir, request, reply }
+    }
+}
+
+impl Drop for ConnNames<'_> {
+    fn drop(&mut self) {
+        let _ = os::unlink_at(self.dir, &self.request);
+        let _ = os::unlink_at(self.dir, &self.reply);
+    }
+}
+
+/// Connects to the server directory `dir`: `NotFound` if there is no such
+/// directory or accept FIFO, `ConnectionRefused` if no server is listening
+/// (a stale directory) or it went away during set-up, `PermissionDenied` if
+/// the directory is not private to our uid or the server refused us,
+/// `TimedOut` if the server did not take the connection before `deadline`.
+pub(crate) fn fifo_connect(dir: &Path, deadline: Deadline) -> io::Result<FifoConn> {
+    let uid = os::euid();
+    // Step 1: the directory, ours and private.
+    let dir_fd = match os::open_at(None, &os::c_path(dir)?, libc::O_RDONLY | libc::O_DIRECTORY) {
+        Ok(fd) => fd,
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTDIR | libc::ELOOP)) => {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{} is not a pipe: server directory", dir.display()),
+            ));
+        }
+        Err(e) => return Err(e),
+    };
+    check_private_dir(dir, &os::fstat(dir_fd.as_fd())?, uid)?;
+
+    // Step 2: a live server has `accept` open for reading.
+    let accept = match os::open_at(Some(dir_fd.as_fd()), ACCEPT_NAME, libc::O_WRONLY | libc::O_NONBLOCK) {
+        Ok(fd) => fd,
+        Err(e) if e.raw_os_error() == Some(libc::ENXIO) => return Err(refused(dir, "no server is listening")),
+        Err(e) => return Err(e),
+    };
+    let accept_stat = os::fstat(accept.as_fd())?;
+    if !os::is_fifo(&accept_stat) || accept_stat.st_uid != uid {
+        return Err(io::Error::new(io::ErrorKind::PermissionDenied, "the accept FIFO is not our FIFO"));
+    }
+
+    // Steps 3–5: our FIFO pair, with us as the reader of `.rep` and the
+    // writer of `.req`.
+    let token = sys::random_hex_128()?;
+    let names = ConnNames::new(dir_fd.as_fd(), &token);
+    os::make_fifo(dir_fd.as_fd(), &names.request)?;
+    os::make_fifo(dir_fd.as_fd(), &names.reply)?;
+    let reply = os::open_at(Some(dir_fd.as_fd()), &names.reply, libc::O_RDONLY | libc::O_NONBLOCK)?;
+    let request = {
+        let _placeholder = os::open_at(Some(dir_fd.as_fd()), &names.request, libc::O_RDONLY | libc::O_NONBLOCK)?;
+        os::open_at(Some(dir_fd.as_fd()), &names.request, libc::O_WRONLY | libc::O_NONBLOCK)?
+    };
+
+    // Step 6: the record, in one atomic write.
+    let record = format_record(std::process::id(), &token);
+    loop {
+        match write_no_sigpipe(accept.as_fd(), &record) {
+            Ok(n) if n == record.len() => break,
+            Ok(_) => return Err(io::Error::other("a record under PIPE_BUF was written in part")),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                // The server is behind: wait for room (or its death).
+                let mut fds = [os::pollfd(accept.as_fd(), libc::POLLOUT)];
+                if !os::poll_until(&mut fds, deadline)? {
+                    return Err(timed_out());
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Err(refused(dir, "the server went away")),
+            Err(e) => return Err(e),
+        }
+    }
+
+    // Step 7: the answer, or the server's death, or the deadline. Poll
+    // before every read: with no writer yet, `read` on `.rep` returns 0 at
+    // once, while poll waits (its HUP is suppressed until a writer came).
+    let mut answer = [0u8; ANSWER_LEN];
+    let mut filled = 0;
+    while filled < ANSWER_LEN {
+        let mut fds = [os::pollfd(reply.as_fd(), libc::POLLIN), os::pollfd(accept.as_fd(), 0)];
+        if !os::poll_until(&mut fds, deadline)? {
+            return Err(timed_out());
+        }
+        if fds[0].revents == 0 {
+            // Only `accept` reported: POLLERR, the server's read end is gone.
+            return Err(refused(dir, "the server went away before answering"));
+        }
+        match os::read(reply.as_fd(), &mut answer[filled..]) {
+            Ok(0) => return Err(refused(dir, "the server closed the connection during set-up")),
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let server_pid = match parse_answer(&answer) {
+        Some((true, pid)) => pid,
+        Some((false, _)) => {
+            return Err(io::Error::new(io::ErrorKind::PermissionDenied, "the server refused the connection"));
+        }
+        None => return Err(io::Error::new(io::ErrorKind::InvalidData, "malformed answer from the server")),
+    };
+
+    // Step 8: blocking mode for the stream layer; `names` unlinks on drop.
+    os::set_nonblocking(request.as_fd(), false)?;
+    os::set_nonblocking(reply.as_fd(), false)?;
+    let peer = Peer { pid: Some(server_pid), uid: Some(accept_stat.st_uid), gid: Some(accept_stat.st_gid) };
+    Ok(FifoConn { read: reply, write: request, peer })
+}
+
+/// Writes `buf` to `fd` like `write(2)` (retrying `EINTR`), but a reader
+/// that has gone away yields `BrokenPipe` instead of killing the process
+/// with `SIGPIPE`, without touching the process's signal disposition.
+pub(crate) fn write_no_sigpipe(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
+    // SAFETY: (1) the pointer and length describe `buf`, live and readable.
+    without_sigpipe(|| unsafe { libc::write(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len()) })
+}
+
+/// `writev(2)` form of [`write_no_sigpipe`] (at most `IOV_MAX` slices are
+/// written per call; the count written says how far it got).
+pub(crate) fn writev_no_sigpipe(fd: BorrowedFd<'_>, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+    let count = bufs.len().min(1024) as libc::c_int;
+    // SAFETY: (1) `IoSlice` is ABI-compatible with `iovec` on Unix; (2) the
+    // pointer and count describe live slices borrowed for the whole call.
+    without_sigpipe(|| unsafe { libc::writev(fd.as_raw_fd(), bufs.as_ptr().cast(), count) })
+}
+
+/// Runs `syscall` (a write) with `SIGPIPE` blocked in this thread. If it
+/// fails with `EPIPE`, the `SIGPIPE` the kernel sent this thread is taken
+/// off the pending set with `sigtimedwait` before the old mask comes back,
+/// unless one was already pending before (then ours merged with it, and
+/// what was pending stays pending). The disposition is never changed, and
+/// when `SIGPIPE` was already blocked the mask is not touched at all.
+fn without_sigpipe(mut syscall: impl FnMut() -> isize) -> io::Result<usize> {
+    // SAFETY: (1) every sigset_t here is initialised by sigemptyset or
+    // filled by the kernel before it is read; (2) pthread_sigmask,
+    // sigpending, sigtimedwait get valid pointers to live locals; (3) the
+    // mask change is undone before return, on every path.
+    unsafe {
+        let mut sigpipe = std::mem::zeroed::<libc::sigset_t>();
+        libc::sigemptyset(&mut sigpipe);
+        libc::sigaddset(&mut sigpipe, libc::SIGPIPE);
+        let mut previous = std::mem::zeroed::<libc::sigset_t>();
+        libc::pthread_sigmask(libc::SIG_BLOCK, &sigpipe, &mut previous);
+        let was_blocked = libc::sigismember(&previous, libc::SIGPIPE) == 1;
+        // Unblocked, a SIGPIPE for this thread would have been delivered
+        // already: only a blocked one can be pending.
+        let was_pending = was_blocked && {
+            let mut pending = std::mem::zeroed::<libc::sigset_t>();
+            libc::sigpending(&mut pending) == 0 && libc::sigismember(&pending, libc::SIGPIPE) == 1
+        };
+        let result = loop {
+            let n = syscall();
+            if n >= 0 {
+                break Ok(n as usize);
+            }
+            let err = io::Error::last_os_error();
+            if err.kind() != io::ErrorKind::Interrupted {
+                break Err(err);
+            }
+        };
+        if !was_pending && matches!(&result, Err(e) if e.raw_os_error() == Some(libc::EPIPE)) {
+            let no_wait = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+            while libc::sigtimedwait(&sigpipe, std::ptr::null_mut(), &no_wait) < 0
+                && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted
+            {}
+        }
+        if !was_blocked {
+            libc::pthread_sigmask(libc::SIG_SETMASK, &previous, std::ptr::null_mut());
+        }
+        result
+    }
+}
+
+/// `ipcall-fifo 1 <pid> <token>\n`.
+fn format_record(pid: u32, token: &str) -> Vec<u8> {
+    format!("ipcall-fifo 1 {pid:010} {token}\n").into_bytes()
+}
+
+/// The pid and token of a well-formed record.
+fn parse_record(line: &[u8]) -> Option<(u32, String)> {
+    let rest = line.strip_prefix(MAGIC)?.strip_suffix(b"\n")?;
+    let (pid, token) = (rest.get(..10)?, rest.get(10..)?.strip_prefix(b" ")?);
+    let valid_token = token.len() == 32 && token.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    let pid = parse_pid(pid)?;
+    valid_token.then(|| (pid, String::from_utf8_lossy(token).into_owned()))
+}
+
+/// `ipcall-fifo 1 ok|no <pid>\n`.
+fn format_answer(accepted: bool, pid: u32) -> Vec<u8> {
+    format!("ipcall-fifo 1 {} {pid:010}\n", if accepted { "ok" } else { "no" }).into_bytes()
+}
+
+/// Whether the answer accepts, and the server's pid.
+fn parse_answer(answer: &[u8]) -> Option<(bool, u32)> {
+    let rest = answer.strip_prefix(MAGIC)?.strip_suffix(b"\n")?;
+    let (verdict, pid) = (rest.get(..3)?, rest.get(3..)?);
+    let accepted = match verdict {
+        b"ok " => true,
+        b"no " => false,
+        _ => return None,
+    };
+    Some((accepted, parse_pid(pid)?))
+}
+
+/// Exactly 10 decimal digits, a pid > 0 that fits in 32 bits.
+fn parse_pid(digits: &[u8]) -> Option<u32> {
+    if digits.len() != 10 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(digits).ok()?.parse::<u32>().ok().filter(|&pid| pid > 0)
+}
+
+/// The directory must be ours with no group or other permission bits.
+fn check_private_dir(dir: &Path, stat: &libc::stat, uid: u32) -> io::Result<()> {
+    if stat.st_uid != uid {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!("{} is owned by uid {}, not by us ({uid})", dir.display(), stat.st_uid),
+        ));
+    }
+    if stat.st_mode & 0o077 != 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!("{} has mode {:o}; a pipe: directory must be 0700", dir.display(), stat.st_mode & 0o777),
+        ));
+    }
+    Ok(())
+}
+
+/// The entries this layer makes in a server directory, all but `lock`: the
+/// ones to remove. `AddrInUse` if the directory holds anything
+/// else: it is then not an ipcall directory, and nothing may be touched.
+fn our_entries(path: &Path, dir: BorrowedFd<'_>) -> io::Result<Vec<CString>> {
+    let mut ours = Vec::new();
+    for entry in std::fs::read_dir(path)? {
+        let name = CString::new(entry?.file_name().as_bytes()).expect("a file name has no NUL byte");
+        let stat = match os::stat_at(Some(dir), &name) {
+            Ok(stat) => stat,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue, // a connector cleaned up
+            Err(e) => return Err(e),
+        };
+        let bytes = name.as_bytes();
+        let is_lock = bytes == LOCK_NAME.to_bytes() && stat.st_mode & libc::S_IFMT == libc::S_IFREG;
+        let is_fifo_of_ours = os::is_fifo(&stat) && (bytes == ACCEPT_NAME.to_bytes() || is_conn_fifo_name(bytes));
+        if !is_lock && !is_fifo_of_ours {
+            return Err(in_use(path, "is not an ipcall pipe: directory (it holds other files)"));
+        }
+        if !is_lock {
+            ours.push(name);
+        }
+    }
+    Ok(ours)
+}
+
+/// `<32 hex>.req` or `<32 hex>.rep`.
+fn is_conn_fifo_name(name: &[u8]) -> bool {
+    name.len() == 36
+        && (name.ends_with(b".req") || name.ends_with(b".rep"))
+        && name[..32].iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// Writes our pid into the lock file (for people reading the directory).
+fn write_pid(lock: BorrowedFd<'_>) -> io::Result<()> {
+    let text = format!("{}\n", std::process::id());
+    // SAFETY: (1) `lock` is a live descriptor; (2) the pointer and length
+    // describe `text`, live for the call.
+    let n = unsafe {
+        libc::ftruncate(lock.as_raw_fd(), 0);
+        libc::pwrite(lock.as_raw_fd(), text.as_ptr().cast(), text.len(), 0)
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Errors that mean the connector went away (or never was): skip it.
+fn connector_gone(err: &io::Error) -> bool {
+    matches!(err.raw_os_error(), Some(libc::ENOENT | libc::ENXIO | libc::EPIPE | libc::ELOOP | libc::EACCES))
+}
+
+fn in_use(dir: &Path, why: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::AddrInUse, format!("{} {why}", dir.display()))
+}
+
+fn refused(dir: &Path, why: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::ConnectionRefused, format!("{}: {why}", dir.display()))
+}
+
+fn timed_out() -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, "the server did not take the connection before the deadline")
+}

@@ -1,0 +1,689 @@
+//! Tests of the FIFO layer over real FIFOs, with real child processes where
+//! a process-wide property is at stake (signal disposition, descriptor
+//! counts, a server that dies). A child is this test binary run again on
+//! the ignored test `child_entry`, with its role in `IPCALL_FIFO_CHILD`.
+
+use std::collections::HashSet;
+use std::fs;
+use std::io::{self, BufRead, BufReader, Write};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::Duration;
+
+use super::*;
+
+const CHILD_ROLE: &str = "IPCALL_FIFO_CHILD";
+const CHILD_DIR: &str = "IPCALL_FIFO_DIR";
+const CHILD_COUNT: &str = "IPCALL_FIFO_COUNT";
+
+/// A fresh server directory path (not created) under the temp directory.
+fn fresh_dir(tag: &str) -> PathBuf {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    std::env::temp_dir().join(format!("ipcall-fifo-test-{}-{n}-{tag}", std::process::id()))
+}
+
+fn soon() -> Deadline {
+    Deadline::after(Duration::from_secs(30))
+}
+
+fn mode(path: &Path) -> u32 {
+    fs::symlink_metadata(path).expect("stat").mode() & 0o7777
+}
+
+/// The names in `dir`, sorted.
+fn entries(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> =
+        fs::read_dir(dir).expect("read_dir").map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    names.sort();
+    names
+}
+
+fn write_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> io::Result<()> {
+    while !buf.is_empty() {
+        let n = write_no_sigpipe(fd, buf)?;
+        buf = &buf[n..];
+    }
+    Ok(())
+}
+
+fn read_exact(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<()> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match os::read(fd, &mut buf[filled..])? {
+            0 => return Err(io::ErrorKind::UnexpectedEof.into()),
+            n => filled += n,
+        }
+    }
+    Ok(())
+}
+
+/// Serves `count` connections: each sends 16 bytes and gets them back
+/// reversed. Returns the tokens seen and the peers.
+fn serve(listener: Arc<FifoListener>, count: usize) -> thread::JoinHandle<Vec<([u8; 16], Peer)>> {
+    thread::spawn(move || {
+        let handlers: Vec<_> = (0..count)
+            .map(|_| {
+                let conn = listener.accept(soon()).expect("accept");
+                thread::spawn(move || {
+                    let mut token = [0u8; 16];
+                    read_exact(conn.read.as_fd(), &mut token).expect("server read");
+                    let mut answer = token;
+                    answer.reverse();
+                    write_all(conn.write.as_fd(), &answer).expect("server write");
+                    (token, conn.peer)
+                })
+            })
+            .collect();
+        handlers.into_iter().map(|h| h.join().expect("handler")).collect()
+    })
+}
+
+/// One client exchange against `serve`: the token comes back reversed.
+fn exchange(dir: &Path, token: [u8; 16]) {
+    let conn = fifo_connect(dir, soon()).expect("connect");
+    write_all(conn.write.as_fd(), &token).expect("client write");
+    let mut answer = [0u8; 16];
+    read_exact(conn.read.as_fd(), &mut answer).expect("client read");
+    answer.reverse();
+    assert_eq!(answer, token, "a reply from another connection's pair");
+}
+
+fn spawn_child(role: &str, dir: &Path, count: usize) -> Child {
+    Command::new(std::env::current_exe().expect("current_exe"))
+        .args(["--exact", "transport::fifo::tests::child_entry", "--ignored", "--nocapture", "--test-threads=1"])
+        .env(CHILD_ROLE, role)
+        .env(CHILD_DIR, dir)
+        .env(CHILD_COUNT, count.to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn child")
+}
+
+/// Kills (SIGKILL) and reaps the child when dropped, so that a failing
+/// test leaves no process behind.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs a child to completion; returns its status and what it printed.
+fn run_child(role: &str, dir: &Path, count: usize) -> (std::process::ExitStatus, String) {
+    let output = spawn_child(role, dir, count).wait_with_output().expect("wait child");
+    (output.status, String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+#[test]
+fn records_and_answers_round_trip_and_reject_malformed_input() {
+    let token = "00112233445566778899aabbccddeeff";
+    let record = format_record(4242, token);
+    assert_eq!(record, b"ipcall-fifo 1 0000004242 00112233445566778899aabbccddeeff\n");
+    assert_eq!(record.len(), RECORD_LEN);
+    assert_eq!(parse_record(&record), Some((4242, token.to_string())));
+    let answer = format_answer(true, u32::MAX);
+    assert_eq!(answer, b"ipcall-fifo 1 ok 4294967295\n");
+    assert_eq!(answer.len(), ANSWER_LEN);
+    assert_eq!(parse_answer(&answer), Some((true, u32::MAX)));
+    assert_eq!(parse_answer(&format_answer(false, 7)), Some((false, 7)));
+    for bad in [
+        &b"ipcall-fifo 2 0000004242 00112233445566778899aabbccddeeff\n"[..], // version
+        b"ipcall-fifo 1 0000004242 00112233445566778899AABBCCDDEEFF\n",      // upper-case hex
+        b"ipcall-fifo 1 0000004242 00112233445566778899aabbccddeef\n",       // short token
+        b"ipcall-fifo 1 000004242 00112233445566778899aabbccddeeff0\n",      // short pid
+        b"ipcall-fifo 1 0000000000 00112233445566778899aabbccddeeff\n",      // pid 0
+        b"ipcall-fifo 1 9999999999 00112233445566778899aabbccddeeff\n",      // pid > u32
+        b"ipcall-fifo 1 0000004242 00112233445566778899aabbccddeeff",        // no newline
+        b"ipcall-fifo 1 0000004242 ../../../../etc/passwd\0\0\0\0\0\0\0\0\0\n", // path
+    ] {
+        assert_eq!(parse_record(bad), None, "{}", String::from_utf8_lossy(bad));
+    }
+    assert_eq!(parse_answer(b"ipcall-fifo 1 ok 00000000x1\n"), None);
+    assert_eq!(parse_answer(b"ipcall-fifo 1 ok 0000000000\n"), None);
+    assert_eq!(parse_answer(b"ipcall-fifo 1 ma 0000000001\n"), None);
+}
+
+#[test]
+fn bind_makes_a_private_directory_and_drop_removes_it() {
+    let dir = fresh_dir("layout");
+    let listener = FifoListener::bind(&dir).expect("bind");
+    assert_eq!(listener.path(), dir);
+    assert_eq!(mode(&dir), 0o700);
+    assert_eq!(entries(&dir), ["accept", "lock"]);
+    let accept = fs::symlink_metadata(dir.join("accept")).unwrap();
+    assert!(accept.file_type().is_fifo());
+    assert_eq!(accept.mode() & 0o777, 0o600);
+    assert_eq!(accept.uid(), os::euid());
+    let lock = fs::symlink_metadata(dir.join("lock")).unwrap();
+    assert!(lock.file_type().is_file());
+    assert_eq!(lock.mode() & 0o777, 0o600);
+    assert_eq!(fs::read_to_string(dir.join("lock")).unwrap(), format!("{}\n", std::process::id()));
+    drop(listener);
+    assert!(!dir.exists(), "the directory outlived its listener");
+}
+
+#[test]
+fn bytes_flow_both_ways_and_peers_know_each_other() {
+    let dir = fresh_dir("flow");
+    let listener = FifoListener::bind(&dir).expect("bind");
+    let client = thread::spawn({
+        let dir = dir.clone();
+        move || fifo_connect(&dir, soon()).expect("connect")
+    });
+    let server_side = listener.accept(soon()).expect("accept");
+    let client_side = client.join().unwrap();
+    let me = Peer { pid: Some(std::process::id()), uid: Some(os::euid()), gid: Some(unsafe { libc::getegid() }) };
+    assert_eq!(server_side.peer, me);
+    assert_eq!(client_side.peer, me);
+
+    // Larger than a pipe buffer each way, so both ends block and resume.
+    let request: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let writer = thread::spawn({
+        let request = request.clone();
+        move || {
+            write_all(client_side.write.as_fd(), &request).unwrap();
+            client_side
+        }
+    });
+    let mut received = vec![0u8; request.len()];
+    read_exact(server_side.read.as_fd(), &mut received).unwrap();
+    assert_eq!(received, request);
+    let client_side = writer.join().unwrap();
+    let reply: Vec<u8> = received.iter().rev().copied().collect();
+    let writer = thread::spawn(move || write_all(server_side.write.as_fd(), &reply).map(|()| server_side));
+    let mut got = vec![0u8; request.len()];
+    read_exact(client_side.read.as_fd(), &mut got).unwrap();
+    got.reverse();
+    assert_eq!(got, request);
+    writer.join().unwrap().unwrap();
+    // Once set up, a connection has no names left in the directory.
+    assert_eq!(entries(&dir), ["accept", "lock"]);
+}
+
+#[test]
+fn connection_fifos_are_0600_while_they_exist_and_gone_after() {
+    let dir = fresh_dir("modes");
+    let listener = FifoListener::bind(&dir).expect("bind");
+    let client = thread::spawn({
+        let dir = dir.clone();
+        move || fifo_connect(&dir, soon())
+    });
+    // The connector waits for us: its pair is visible in the meantime.
+    let names = loop {
+        let names: Vec<String> = entries(&dir).into_iter().filter(|n| n.len() == 36).collect();
+        if names.len() == 2 {
+            break names;
+        }
+        assert!(!client.is_finished(), "the connector ended early: {:?}", client.join().unwrap());
+        thread::sleep(Duration::from_millis(1));
+    };
+    for name in &names {
+        let meta = fs::symlink_metadata(dir.join(name)).unwrap();
+        assert!(meta.file_type().is_fifo(), "{name}");
+        assert_eq!(meta.mode() & 0o777, 0o600, "{name}");
+        assert_eq!(meta.uid(), os::euid(), "{name}");
+    }
+    assert_eq!(names[0][..32], names[1][..32], "one token per pair");
+    let _server_side = listener.accept(soon()).expect("accept");
+    let _client_side = client.join().unwrap().expect("connect");
+    assert_eq!(entries(&dir), ["accept", "lock"]);
+}
+
+#[test]
+fn many_concurrent_connectors_get_distinct_working_pairs() {
+    const THREADS: usize = 12;
+    const PER_THREAD: usize = 10;
+    const CHILD_CONNECTIONS: usize = 20;
+    let dir = fresh_dir("many");
+    let listener = Arc::new(FifoListener::bind(&dir).expect("bind"));
+    let server = serve(listener.clone(), THREADS * PER_THREAD + CHILD_CONNECTIONS);
+    let child = spawn_child("connect-many", &dir, CHILD_CONNECTIONS);
+    let child_pid = child.id();
+    let start = Arc::new(Barrier::new(THREADS));
+    let clients: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let (dir, start) = (dir.clone(), start.clone());
+            thread::spawn(move || {
+                start.wait();
+                for i in 0..PER_THREAD {
+                    let mut token = [0u8; 16];
+                    token[..8].copy_from_slice(&(t as u64).to_le_bytes());
+                    token[8..].copy_from_slice(&(i as u64).to_le_bytes());
+                    exchange(&dir, token);
+                }
+            })
+        })
+        .collect();
+    for client in clients {
+        client.join().expect("client thread");
+    }
+    let output = child.wait_with_output().expect("child");
+    assert!(output.status.success(), "child failed: {:?}", output.status);
+    assert!(String::from_utf8_lossy(&output.stdout).contains(&format!("connected {CHILD_CONNECTIONS}")));
+    let served = server.join().expect("server");
+    let tokens: HashSet<[u8; 16]> = served.iter().map(|(token, _)| *token).collect();
+    assert_eq!(tokens.len(), served.len(), "two connections shared a pair");
+    let from_child = served.iter().filter(|(_, peer)| peer.pid == Some(child_pid)).count();
+    assert_eq!(from_child, CHILD_CONNECTIONS);
+    let from_us = served.iter().filter(|(_, peer)| peer.pid == Some(std::process::id())).count();
+    assert_eq!(from_us, THREADS * PER_THREAD);
+    assert_eq!(entries(&dir), ["accept", "lock"]);
+}
+
+#[test]
+fn a_closed_peer_means_eof_for_its_reader_and_epipe_for_its_writer() {
+    let dir = fresh_dir("eof");
+    let listener = FifoListener::bind(&dir).expect("bind");
+    for server_closes in [true, false] {
+        let client = thread::spawn({
+            let dir = dir.clone();
+            move || fifo_connect(&dir, soon()).expect("connect")
+        });
+        let server_side = listener.accept(soon()).expect("accept");
+        let client_side = client.join().unwrap();
+        let (closer, survivor) = if server_closes { (server_side, client_side) } else { (client_side, server_side) };
+        drop(closer);
+        assert_eq!(os::read(survivor.read.as_fd(), &mut [0u8; 8]).unwrap(), 0, "EOF");
+        let err = write_no_sigpipe(survivor.write.as_fd(), b"anyone?").unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::BrokenPipe);
+        let err = writev_no_sigpipe(survivor.write.as_fd(), &[IoSlice::new(b"a"), IoSlice::new(b"b")]).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::BrokenPipe);
+    }
+}
+
+#[test]
+fn an_established_connection_outlives_its_listener() {
+    let dir = fresh_dir("outlive");
+    let listener = FifoListener::bind(&dir).expect("bind");
+    let client = thread::spawn({
+        let dir = dir.clone();
+        move || fifo_connect(&dir, soon()).expect("connect")
+    });
+    let server_side = listener.accept(soon()).expect("accept");
+    let client_side = client.join().unwrap();
+    drop(listener); // what a one-shot server does right after its accept
+    assert!(!dir.exists());
+    write_all(client_side.write.as_fd(), b"ping").unwrap();
+    let mut buf = [0u8; 4];
+    read_exact(server_side.read.as_fd(), &mut buf).unwrap();
+    write_all(server_side.write.as_fd(), b"pong").unwrap();
+    read_exact(client_side.read.as_fd(), &mut buf).unwrap();
+    assert_eq!(&buf, b"pong");
+}
+
+#[test]
+fn a_live_directory_is_never_taken_even_by_racing_binders() {
+    let dir = fresh_dir("live");
+    let first = FifoListener::bind(&dir).expect("bind");
+    let err = FifoListener::bind(&dir).unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::AddrInUse, "{err}");
+    assert_eq!(entries(&dir), ["accept", "lock"], "the loser touched the directory");
+    drop(first);
+
+    // Eight binders at once on a fresh path: exactly one wins.
+    let start = Arc::new(Barrier::new(8));
+    let results: Vec<_> = (0..8)
+        .map(|_| {
+            let (dir, start) = (dir.clone(), start.clone());
+            thread::spawn(move || {
+                start.wait();
+                FifoListener::bind(&dir)
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|h| h.join().unwrap())
+        .collect();
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1);
+    for err in results.iter().filter_map(|r| r.as_ref().err()) {
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse, "{err}");
+    }
+}
+
+#[test]
+fn a_stale_directory_of_a_killed_server_is_refused_to_clients_and_replaced() {
+    let dir = fresh_dir("stale");
+    let mut holder = KillOnDrop(spawn_child("hold", &dir, 0));
+    let stdout = BufReader::new(holder.0.stdout.take().unwrap());
+    // The test harness prints its own text around ours.
+    let said_bound = stdout.lines().map_while(Result::ok).any(|line| line.contains("fifo-child: bound"));
+    assert!(said_bound, "the child never bound");
+    // Live in another process: refused, untouched.
+    assert_eq!(FifoListener::bind(&dir).unwrap_err().kind(), io::ErrorKind::AddrInUse);
+
+    holder.0.kill().unwrap(); // SIGKILL: no destructor runs
+    let status = holder.0.wait().unwrap();
+    assert_eq!(status.signal(), Some(libc::SIGKILL));
+    assert_eq!(entries(&dir), ["accept", "lock"], "a killed server leaves its directory");
+    // A connector that died half-way left its pair behind too.
+    let leftover = dir.join("0123456789abcdef0123456789abcdef.req");
+    let c = os::c_path(&leftover).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+
+    let err = fifo_connect(&dir, soon()).unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused, "{err}");
+    let listener = FifoListener::bind(&dir).expect("a stale directory is replaced");
+    assert_eq!(entries(&dir), ["accept", "lock"], "stale entries were not cleared");
+    assert_eq!(fs::read_to_string(dir.join("lock")).unwrap(), format!("{}\n", std::process::id()));
+    let server = serve(Arc::new(listener), 1);
+    exchange(&dir, *b"after a dead one");
+    server.join().unwrap();
+}
+
+#[test]
+fn bind_refuses_what_is_not_an_ipcall_directory_and_touches_nothing() {
+    // Holds other files.
+    let dir = fresh_dir("foreign");
+    fs::create_dir(&dir).unwrap();
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).unwrap();
+    fs::write(dir.join("notes.txt"), b"mine").unwrap();
+    assert_eq!(FifoListener::bind(&dir).unwrap_err().kind(), io::ErrorKind::AddrInUse);
+    assert_eq!(entries(&dir), ["notes.txt"]);
+    fs::remove_dir_all(&dir).unwrap();
+
+    // A regular file, and a symbolic link to a good directory.
+    let file = fresh_dir("file");
+    fs::write(&file, b"").unwrap();
+    assert_eq!(FifoListener::bind(&file).unwrap_err().kind(), io::ErrorKind::AddrInUse);
+    assert_eq!(fifo_connect(&file, soon()).unwrap_err().kind(), io::ErrorKind::NotFound);
+    fs::remove_file(&file).unwrap();
+    let target = fresh_dir("target");
+    let link = fresh_dir("link");
+    let _listener = FifoListener::bind(&target).unwrap();
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    assert_eq!(FifoListener::bind(&link).unwrap_err().kind(), io::ErrorKind::AddrInUse);
+    assert_eq!(fifo_connect(&link, soon()).unwrap_err().kind(), io::ErrorKind::NotFound);
+    fs::remove_file(&link).unwrap();
+
+    // Ours, but readable by others: neither bound nor connected to.
+    let open = fresh_dir("open");
+    fs::create_dir(&open).unwrap();
+    fs::set_permissions(&open, fs::Permissions::from_mode(0o755)).unwrap();
+    assert_eq!(FifoListener::bind(&open).unwrap_err().kind(), io::ErrorKind::PermissionDenied);
+    assert_eq!(fifo_connect(&open, soon()).unwrap_err().kind(), io::ErrorKind::PermissionDenied);
+    assert!(entries(&open).is_empty());
+    fs::remove_dir(&open).unwrap();
+
+    // No parent.
+    let orphan = fresh_dir("no-parent").join("child");
+    assert_eq!(FifoListener::bind(&orphan).unwrap_err().kind(), io::ErrorKind::NotFound);
+}
+
+#[test]
+fn connecting_where_no_server_is_gives_not_found() {
+    let missing = fresh_dir("missing");
+    assert_eq!(fifo_connect(&missing, soon()).unwrap_err().kind(), io::ErrorKind::NotFound);
+    // A private directory without an accept FIFO.
+    let empty = fresh_dir("empty");
+    fs::create_dir(&empty).unwrap();
+    fs::set_permissions(&empty, fs::Permissions::from_mode(0o700)).unwrap();
+    assert_eq!(fifo_connect(&empty, soon()).unwrap_err().kind(), io::ErrorKind::NotFound);
+    assert!(entries(&empty).is_empty(), "a failed connect left files behind");
+    fs::remove_dir(&empty).unwrap();
+}
+
+#[test]
+fn accept_and_connect_time_out_instead_of_hanging() {
+    let dir = fresh_dir("timeout");
+    let listener = FifoListener::bind(&dir).expect("bind");
+    let err = listener.accept(Deadline::after(Duration::from_millis(20))).unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+    assert!(listener.try_accept().unwrap().is_none());
+    // A server that never accepts: the connector gives up and cleans up.
+    let err = fifo_connect(&dir, Deadline::after(Duration::from_millis(20))).unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+    assert_eq!(entries(&dir), ["accept", "lock"]);
+    // Its record is still queued; the server skips it (the pair is gone)
+    // and the next connector is served.
+    let server = serve(Arc::new(listener), 1);
+    exchange(&dir, *b"after a give-up.");
+    server.join().unwrap();
+}
+
+#[test]
+fn a_connector_learns_at_once_when_the_server_goes_away() {
+    let dir = fresh_dir("vanish");
+    let listener = FifoListener::bind(&dir).expect("bind");
+    let client = thread::spawn({
+        let dir = dir.clone();
+        // Far longer than the test: only the server's death can end it.
+        move || fifo_connect(&dir, Deadline::Never)
+    });
+    // Its record has arrived: the connector now waits for the answer.
+    let mut fds = [os::pollfd(listener.as_fd(), libc::POLLIN)];
+    assert!(os::poll_until(&mut fds, soon()).unwrap());
+    drop(listener);
+    let err = client.join().unwrap().unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused, "{err}");
+    assert!(!dir.exists());
+}
+
+#[test]
+fn the_accept_fifo_is_pollable_and_try_accept_never_blocks() {
+    let dir = fresh_dir("poll");
+    let listener = FifoListener::bind(&dir).expect("bind");
+    let mut fds = [os::pollfd(listener.as_fd(), libc::POLLIN)];
+    assert!(!os::poll_until(&mut fds, Deadline::Now).unwrap(), "readable with nobody there");
+    assert!(listener.try_accept().unwrap().is_none());
+    let client = thread::spawn({
+        let dir = dir.clone();
+        move || fifo_connect(&dir, soon())
+    });
+    assert!(os::poll_until(&mut fds, soon()).unwrap());
+    assert_eq!(fds[0].revents & libc::POLLIN, libc::POLLIN);
+    let conn = listener.try_accept().unwrap().expect("a connector was waiting");
+    client.join().unwrap().expect("connect");
+    assert!(listener.try_accept().unwrap().is_none());
+    fds[0].revents = 0;
+    assert!(!os::poll_until(&mut fds, Deadline::Now).unwrap(), "still readable after draining");
+    drop(conn);
+}
+
+#[test]
+fn garbage_in_the_accept_fifo_is_skipped_and_bad_fifos_are_refused() {
+    let dir = fresh_dir("garbage");
+    let listener = FifoListener::bind(&dir).expect("bind");
+    let dir_fd = os::open_at(None, &os::c_path(&dir).unwrap(), libc::O_RDONLY | libc::O_DIRECTORY).unwrap();
+    let accept = os::open_at(Some(dir_fd.as_fd()), ACCEPT_NAME, libc::O_WRONLY | libc::O_NONBLOCK).unwrap();
+    let mut raw = fs::File::from(accept);
+    // Stray bytes, an over-long line, a record for a pair that does not exist,
+    // a record naming a regular file.
+    raw.write_all(b"hello\n\x00\x01\x02").unwrap();
+    raw.write_all(&[b'x'; 300]).unwrap();
+    raw.write_all(b"\n").unwrap();
+    raw.write_all(&format_record(1, "0123456789abcdef0123456789abcdef")).unwrap();
+    fs::write(dir.join("fedcba9876543210fedcba9876543210.req"), b"").unwrap();
+    raw.write_all(&format_record(1, "fedcba9876543210fedcba9876543210")).unwrap();
+    assert!(listener.try_accept().unwrap().is_none());
+    fs::remove_file(dir.join("fedcba9876543210fedcba9876543210.req")).ok();
+
+    // A hand-made pair that is group-readable: the server answers "no".
+    let token = "aaaaaaaaaaaaaaaabbbbbbbbbbbbbbbb";
+    let names = ConnNames::new(dir_fd.as_fd(), token);
+    os::make_fifo(dir_fd.as_fd(), &names.request).unwrap();
+    os::make_fifo(dir_fd.as_fd(), &names.reply).unwrap();
+    fs::set_permissions(dir.join(format!("{token}.req")), fs::Permissions::from_mode(0o640)).unwrap();
+    let reply = os::open_at(Some(dir_fd.as_fd()), &names.reply, libc::O_RDONLY | libc::O_NONBLOCK).unwrap();
+    let _placeholder = os::open_at(Some(dir_fd.as_fd()), &names.request, libc::O_RDONLY | libc::O_NONBLOCK).unwrap();
+    let _request = os::open_at(Some(dir_fd.as_fd()), &names.request, libc::O_WRONLY | libc::O_NONBLOCK).unwrap();
+    raw.write_all(&format_record(std::process::id(), token)).unwrap();
+    assert!(listener.try_accept().unwrap().is_none(), "a bad pair was accepted");
+    let mut answer = [0u8; ANSWER_LEN];
+    read_exact(reply.as_fd(), &mut answer).unwrap();
+    assert_eq!(parse_answer(&answer), Some((false, std::process::id())));
+    assert_eq!(entries(&dir), ["accept", "lock"], "the refused pair was not unlinked");
+
+    // After all that, a real connector is served.
+    let server = serve(Arc::new(listener), 1);
+    exchange(&dir, *b"through the junk");
+    server.join().unwrap();
+}
+
+#[test]
+fn write_no_sigpipe_survives_a_default_sigpipe_and_changes_no_disposition() {
+    let dir = fresh_dir("sigpipe");
+    let (status, output) = run_child("sigpipe", &dir, 0);
+    assert!(status.success(), "the child died: {status:?}\n{output}");
+    assert!(output.contains("survived"), "{output}");
+    assert!(!dir.exists());
+    // The control: the same write done raw kills the same child setup, so
+    // the test above does test something.
+    let (status, output) = run_child("raw-sigpipe", &dir, 0);
+    assert_eq!(status.signal(), Some(libc::SIGPIPE), "{status:?}\n{output}");
+    fs::remove_dir_all(&dir).expect("the killed child's directory");
+}
+
+#[test]
+fn no_descriptor_leaks_over_a_thousand_connections() {
+    let (status, output) = run_child("fd-leak", &fresh_dir("leak"), 1000);
+    assert!(status.success(), "{status:?}\n{output}");
+    assert!(output.contains("no leak over 1000"), "{output}");
+}
+
+/// The open descriptors of this process.
+fn open_fds() -> usize {
+    fs::read_dir("/proc/self/fd").expect("/proc/self/fd").count()
+}
+
+/// SIGPIPE's disposition, as (handler, flags).
+fn sigpipe_action() -> (libc::sighandler_t, libc::c_int) {
+    // SAFETY: (1) a null new action only reads the current one into `old`.
+    unsafe {
+        let mut old = std::mem::zeroed::<libc::sigaction>();
+        assert_eq!(libc::sigaction(libc::SIGPIPE, std::ptr::null(), &mut old), 0);
+        (old.sa_sigaction, old.sa_flags)
+    }
+}
+
+/// Whether SIGPIPE is in this thread's mask and in its pending set.
+fn sigpipe_blocked_and_pending() -> (bool, bool) {
+    // SAFETY: (1) valid pointers to live, initialised sigset_t locals.
+    unsafe {
+        let mut mask = std::mem::zeroed::<libc::sigset_t>();
+        let mut pending = std::mem::zeroed::<libc::sigset_t>();
+        libc::pthread_sigmask(libc::SIG_SETMASK, std::ptr::null(), &mut mask);
+        libc::sigpending(&mut pending);
+        (libc::sigismember(&mask, libc::SIGPIPE) == 1, libc::sigismember(&pending, libc::SIGPIPE) == 1)
+    }
+}
+
+/// A connection whose peer is already gone: (our side, its listener).
+fn broken_connection(dir: &Path) -> (FifoConn, FifoListener) {
+    let listener = FifoListener::bind(dir).expect("bind");
+    let client = thread::spawn({
+        let dir = dir.to_path_buf();
+        move || fifo_connect(&dir, soon()).expect("connect")
+    });
+    drop(listener.accept(soon()).expect("accept"));
+    (client.join().unwrap(), listener)
+}
+
+/// Entry point of the child processes; does nothing unless run as one.
+#[test]
+#[ignore = "run by other tests as a child process"]
+fn child_entry() {
+    let Ok(role) = std::env::var(CHILD_ROLE) else { return };
+    let dir = PathBuf::from(std::env::var_os(CHILD_DIR).expect("dir"));
+    let count: usize = std::env::var(CHILD_COUNT).expect("count").parse().expect("count");
+    match role.as_str() {
+        "connect-many" => {
+            for i in 0..count {
+                let mut token = [0xC0u8; 16];
+                token[8..].copy_from_slice(&(i as u64).to_le_bytes());
+                exchange(&dir, token);
+            }
+            println!("connected {count}");
+        }
+        "hold" => {
+            let _listener = FifoListener::bind(&dir).expect("bind");
+            println!("fifo-child: bound");
+            io::stdout().flush().unwrap();
+            loop {
+                thread::sleep(Duration::from_secs(60)); // until SIGKILL
+            }
+        }
+        "sigpipe" | "raw-sigpipe" => {
+            // The Rust runtime ignores SIGPIPE; a C program or Python does
+            // not. Restore the default, which kills on SIGPIPE.
+            // SAFETY: (1) SIG_DFL is a valid disposition for SIGPIPE.
+            unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+            let before = sigpipe_action();
+            assert_eq!(before.0, libc::SIG_DFL);
+            let (conn, _listener) = broken_connection(&dir);
+            if role == "raw-sigpipe" {
+                // SAFETY: (1) writes 1 byte from a live static buffer.
+                unsafe { libc::write(conn.write.as_raw_fd(), b"x".as_ptr().cast(), 1) };
+                println!("raw write survived (it should not have)");
+                return;
+            }
+            let err = write_no_sigpipe(conn.write.as_fd(), b"x").unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::BrokenPipe);
+            assert_eq!(sigpipe_action(), before, "the disposition changed");
+            assert_eq!(sigpipe_blocked_and_pending(), (false, false), "mask or pending set changed");
+
+            // Already blocked, with a SIGPIPE of someone else's pending: both
+            // stay exactly as they were.
+            // SAFETY: (1) valid pointers to live sigset_t locals; the mask
+            // is restored at the end of this block.
+            unsafe {
+                let mut set = std::mem::zeroed::<libc::sigset_t>();
+                libc::sigemptyset(&mut set);
+                libc::sigaddset(&mut set, libc::SIGPIPE);
+                libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+                libc::pthread_kill(libc::pthread_self(), libc::SIGPIPE);
+                assert_eq!(sigpipe_blocked_and_pending(), (true, true));
+                let err = write_no_sigpipe(conn.write.as_fd(), b"x").unwrap_err();
+                assert_eq!(err.kind(), io::ErrorKind::BrokenPipe);
+                assert_eq!(sigpipe_blocked_and_pending(), (true, true), "someone else's SIGPIPE was eaten");
+                let no_wait = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+                assert_eq!(libc::sigtimedwait(&set, std::ptr::null_mut(), &no_wait), libc::SIGPIPE);
+                // Blocked and nothing pending: ours is consumed, the mask kept.
+                let err = write_no_sigpipe(conn.write.as_fd(), b"x").unwrap_err();
+                assert_eq!(err.kind(), io::ErrorKind::BrokenPipe);
+                assert_eq!(sigpipe_blocked_and_pending(), (true, false));
+                libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+            }
+            assert_eq!(sigpipe_action(), before);
+            println!("survived");
+        }
+        "fd-leak" => {
+            let before = open_fds();
+            let listener = Arc::new(FifoListener::bind(&dir).expect("bind"));
+            let server = thread::spawn({
+                let listener = listener.clone();
+                move || {
+                    for _ in 0..count {
+                        let conn = listener.accept(soon()).expect("accept");
+                        let mut byte = [0u8; 1];
+                        read_exact(conn.read.as_fd(), &mut byte).unwrap();
+                        write_all(conn.write.as_fd(), &byte).unwrap();
+                    }
+                }
+            });
+            for i in 0..count {
+                let conn = fifo_connect(&dir, soon()).expect("connect");
+                write_all(conn.write.as_fd(), &[i as u8]).unwrap();
+                let mut byte = [0u8; 1];
+                read_exact(conn.read.as_fd(), &mut byte).unwrap();
+                assert_eq!(byte[0], i as u8);
+            }
+            server.join().unwrap();
+            drop(listener);
+            let after = open_fds();
+            assert_eq!(after, before, "descriptors leaked");
+            assert!(!dir.exists());
+            println!("no leak over {count}");
+        }
+        other => panic!("unknown child role {other}"),
+    }
+}
