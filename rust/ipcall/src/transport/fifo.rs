@@ -187,6 +187,16 @@ impl FifoConn {
         os::set_nonblocking(self.read.as_fd(), nonblocking)?;
         os::set_nonblocking(self.write.as_fd(), nonblocking)
     }
+
+    /// Asks for `bytes` of buffer in both FIFOs (`F_SETPIPE_SZ`; the kernel
+    /// rounds up to a power-of-two number of pages, and refuses more than
+    /// `/proc/sys/fs/pipe-max-size` with `EPERM` unless privileged).
+    /// Returns the sizes granted (read end's FIFO, write end's FIFO).
+    /// Large messages stream faster through larger pipes (see the
+    /// `fifo_floor` bench).
+    pub(crate) fn set_pipe_size(&self, bytes: usize) -> io::Result<(usize, usize)> {
+        Ok((os::set_pipe_size(self.read.as_fd(), bytes)?, os::set_pipe_size(self.write.as_fd(), bytes)?))
+    }
 }
 
 /// A server directory and its accept FIFO. Dropping it removes the
@@ -396,7 +406,8 @@ impl Drop for FifoListener {
         // `lock`, then the directory; the flock goes when `self._lock` closes,
         // after this body. Failures leave a directory the next bind
         // recognises as stale.
-        for name in our_entries(&self.path, self.dir.as_fd()).unwrap_or_default() {
+        let (ours, _) = scan_entries(&self.path, self.dir.as_fd()).unwrap_or_default();
+        for name in ours {
             let _ = os::unlink_at(self.dir.as_fd(), &name);
         }
         let _ = os::unlink_at(self.dir.as_fd(), LOCK_NAME);
@@ -679,11 +690,11 @@ fn check_private_dir(dir: &Path, stat: &libc::stat, uid: u32) -> io::Result<()> 
     Ok(())
 }
 
-/// The entries this layer makes in a server directory, all but `lock`: the
-/// ones to remove. `AddrInUse` if the directory holds anything
-/// else: it is then not an ipcall directory, and nothing may be touched.
-fn our_entries(path: &Path, dir: BorrowedFd<'_>) -> io::Result<Vec<CString>> {
+/// The entries this layer makes in a server directory, all but `lock` (the
+/// ones to remove), and whether anything else is there too.
+fn scan_entries(path: &Path, dir: BorrowedFd<'_>) -> io::Result<(Vec<CString>, bool)> {
     let mut ours = Vec::new();
+    let mut foreign = false;
     for entry in std::fs::read_dir(path)? {
         let name = CString::new(entry?.file_name().as_bytes()).expect("a file name has no NUL byte");
         let stat = match os::stat_at(Some(dir), &name) {
@@ -694,14 +705,23 @@ fn our_entries(path: &Path, dir: BorrowedFd<'_>) -> io::Result<Vec<CString>> {
         let bytes = name.as_bytes();
         let is_lock = bytes == LOCK_NAME.to_bytes() && stat.st_mode & libc::S_IFMT == libc::S_IFREG;
         let is_fifo_of_ours = os::is_fifo(&stat) && (bytes == ACCEPT_NAME.to_bytes() || is_conn_fifo_name(bytes));
-        if !is_lock && !is_fifo_of_ours {
-            return Err(in_use(path, "is not an ipcall pipe: directory (it holds other files)"));
-        }
-        if !is_lock {
+        if is_fifo_of_ours {
             ours.push(name);
+        } else if !is_lock {
+            foreign = true;
         }
     }
-    Ok(ours)
+    Ok((ours, foreign))
+}
+
+/// [`scan_entries`] for a directory about to be taken over: `AddrInUse`
+/// if it holds anything this layer does not make — it is then not an
+/// ipcall directory, and nothing in it may be touched.
+fn our_entries(path: &Path, dir: BorrowedFd<'_>) -> io::Result<Vec<CString>> {
+    match scan_entries(path, dir)? {
+        (_, true) => Err(in_use(path, "is not an ipcall pipe: directory (it holds other files)")),
+        (ours, false) => Ok(ours),
+    }
 }
 
 /// `<32 hex>.req` or `<32 hex>.rep`.

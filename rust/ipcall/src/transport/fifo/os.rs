@@ -142,6 +142,14 @@ pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>, nonblocking: bool) -> io::Resu
     Ok(())
 }
 
+/// `fcntl(F_SETPIPE_SZ)`: the pipe's capacity becomes at least `bytes`;
+/// returns the capacity granted.
+pub(super) fn set_pipe_size(fd: BorrowedFd<'_>, bytes: usize) -> io::Result<usize> {
+    let bytes = libc::c_int::try_from(bytes).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: (1) `fd` is a live descriptor; F_SETPIPE_SZ takes an int.
+    check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, bytes) }).map(|granted| granted as usize)
+}
+
 /// `read(fd, buf)`, retried on `EINTR`.
 pub(super) fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
     loop {

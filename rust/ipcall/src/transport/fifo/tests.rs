@@ -205,7 +205,11 @@ fn bytes_flow_both_ways_and_peers_know_each_other() {
     read_exact(client_side.read.as_fd(), &mut got).unwrap();
     got.reverse();
     assert_eq!(got, request);
-    writer.join().unwrap().unwrap();
+    let server_side = writer.join().unwrap().unwrap();
+    // Bigger pipes (for large messages) on both FIFOs, from either side.
+    assert_eq!(client_side.set_pipe_size(1 << 20).unwrap(), (1 << 20, 1 << 20));
+    assert_eq!(server_side.set_pipe_size(100_000).unwrap(), (128 << 10, 128 << 10));
+    assert_eq!(client_side.set_pipe_size(usize::MAX).unwrap_err().kind(), io::ErrorKind::InvalidInput);
     // Once set up, a connection has no names left in the directory.
     assert_eq!(entries(&dir), ["accept", "lock"]);
 }
