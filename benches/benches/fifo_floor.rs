@@ -13,16 +13,9 @@
 //!
 //! `IPCALL_BENCH_QUICK=1` runs fewer samples.
 
-use std::ffi::CString;
-use std::fs::{File, OpenOptions};
-use std::io::{self, Read};
-use std::os::fd::AsRawFd;
-use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
-use std::process::Child;
-
+use ipcall_benches::fifo_pair::{self, FifoOptions, FifoPair, SigpipeGuard};
 use ipcall_benches::median;
-use ipcall_benches::process::{self, env_usize, Placement};
+use ipcall_benches::process::{self, Placement};
 use ipcall_benches::table::{self, Table};
 use ipcall_benches::timing::{self, ROUNDS};
 
@@ -36,159 +29,30 @@ const ANSWER: usize = 8;
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Variant {
     label: &'static str,
-    /// `F_SETPIPE_SZ` for both FIFOs; 0 = the kernel's default.
-    pipe_size: usize,
-    /// What each write does about SIGPIPE.
-    sigpipe: SigpipeGuard,
-}
-
-/// What a write does so that a vanished reader cannot kill the process.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum SigpipeGuard {
-    /// Nothing (the floor proper).
-    None,
-    /// Block SIGPIPE around the write, restore the mask after: what
-    /// `write_no_sigpipe` does (2 extra system calls per write).
-    Mask,
-    /// Ask for SIGPIPE's disposition first and write plainly when it is
-    /// ignored, as in Rust, Python and Node processes (1 extra system call).
-    CheckIgnored,
+    /// Pipe size and SIGPIPE guard.
+    options: FifoOptions,
 }
 
 const VARIANTS: &[Variant] = &[
-    Variant { label: "raw FIFO pair, 64 KiB pipe (default)", pipe_size: 0, sigpipe: SigpipeGuard::None },
-    Variant { label: "raw FIFO pair, 1 MiB pipe", pipe_size: 1 << 20, sigpipe: SigpipeGuard::None },
-    Variant { label: "+ SIGPIPE masked per write", pipe_size: 0, sigpipe: SigpipeGuard::Mask },
-    Variant { label: "+ SIGPIPE disposition read per write", pipe_size: 0, sigpipe: SigpipeGuard::CheckIgnored },
+    Variant {
+        label: "raw FIFO pair, 64 KiB pipe (default)",
+        options: FifoOptions { pipe_size: 0, sigpipe: SigpipeGuard::None },
+    },
+    Variant {
+        label: "raw FIFO pair, 1 MiB pipe",
+        options: FifoOptions { pipe_size: 1 << 20, sigpipe: SigpipeGuard::None },
+    },
+    Variant { label: "+ SIGPIPE masked per write", options: FifoOptions { pipe_size: 0, sigpipe: SigpipeGuard::Mask } },
+    Variant {
+        label: "+ SIGPIPE disposition read per write",
+        options: FifoOptions { pipe_size: 0, sigpipe: SigpipeGuard::CheckIgnored },
+    },
 ];
-
-/// One end of the pair: what the measuring process drives.
-struct Pair {
-    child: Child,
-    request: File,
-    reply: File,
-    sigpipe: SigpipeGuard,
-    dir: PathBuf,
-}
-
-impl Pair {
-    /// Two FIFOs in a fresh private directory and an echo child on `cpu`.
-    fn start(variant: Variant, cpu: usize, request_len: usize, reply_len: usize) -> Pair {
-        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = ipcall::runtime_dir().expect("runtime dir").join(format!("fifo-floor-{}-{n}", std::process::id()));
-        std::fs::create_dir(&dir).expect("bench directory");
-        for name in ["req", "rep"] {
-            mkfifo(&dir.join(name));
-        }
-        let env = [
-            ("IPCALL_BENCH_DIR", dir.display().to_string()),
-            ("IPCALL_BENCH_REQUEST", request_len.to_string()),
-            ("IPCALL_BENCH_REPLY", reply_len.to_string()),
-            ("IPCALL_BENCH_SIGPIPE", (variant.sigpipe as u8).to_string()),
-        ];
-        let child = process::spawn_child("fifo-echo", cpu, &env).expect("spawn the echo child");
-        // Both sides open `req` first, then `rep`: each blocking open pairs
-        // with the other side's, so the order cannot deadlock.
-        let request = OpenOptions::new().write(true).open(dir.join("req")).expect("open req");
-        let reply = File::open(dir.join("rep")).expect("open rep");
-        if variant.pipe_size > 0 {
-            set_pipe_size(&request, variant.pipe_size);
-            set_pipe_size(&reply, variant.pipe_size);
-        }
-        Pair { child, request, reply, sigpipe: variant.sigpipe, dir }
-    }
-
-    fn round_trip(&mut self, request: &[u8], reply: &mut [u8]) {
-        write_all(&self.request, request, self.sigpipe);
-        self.reply.read_exact(reply).expect("read the answer");
-    }
-
-    fn stop(self) {
-        drop(self.request); // EOF: the child ends
-        drop(self.reply);
-        let mut child = self.child;
-        child.wait().expect("wait for the echo child");
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn mkfifo(path: &Path) {
-    let c = CString::new(path.as_os_str().as_bytes()).unwrap();
-    // SAFETY: (1) `c` is a live NUL-terminated path.
-    if unsafe { libc::mkfifo(c.as_ptr(), 0o600) } != 0 {
-        panic!("mkfifo {}: {}", path.display(), io::Error::last_os_error());
-    }
-}
-
-fn set_pipe_size(file: &File, bytes: usize) {
-    // SAFETY: (1) `file` is a live FIFO descriptor; F_SETPIPE_SZ takes an int.
-    if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETPIPE_SZ, bytes as libc::c_int) } < 0 {
-        panic!("F_SETPIPE_SZ {bytes}: {}", io::Error::last_os_error());
-    }
-}
-
-/// `write_all`, each `write` guarded against SIGPIPE as `guard` says.
-fn write_all(file: &File, mut buf: &[u8], guard: SigpipeGuard) {
-    while !buf.is_empty() {
-        // SAFETY: (1) the pointer and length describe `buf`.
-        let write = || unsafe { libc::write(file.as_raw_fd(), buf.as_ptr().cast(), buf.len()) };
-        let n = match guard {
-            SigpipeGuard::None => write(),
-            // SAFETY: (1) live sigset_t locals initialised by sigemptyset or
-            // by the kernel; (2) the old mask is restored right after.
-            SigpipeGuard::Mask => unsafe {
-                let mut set = std::mem::zeroed::<libc::sigset_t>();
-                let mut old = std::mem::zeroed::<libc::sigset_t>();
-                libc::sigemptyset(&mut set);
-                libc::sigaddset(&mut set, libc::SIGPIPE);
-                libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old);
-                let n = write();
-                libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
-                n
-            },
-            // SAFETY: (1) a null new action only reads the current one.
-            SigpipeGuard::CheckIgnored => unsafe {
-                let mut action = std::mem::zeroed::<libc::sigaction>();
-                libc::sigaction(libc::SIGPIPE, std::ptr::null(), &mut action);
-                assert_eq!(action.sa_sigaction, libc::SIG_IGN, "this bench process ignores SIGPIPE");
-                write()
-            },
-        };
-        if n < 0 {
-            let err = io::Error::last_os_error();
-            if err.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            panic!("write: {err}");
-        }
-        buf = &buf[n as usize..];
-    }
-}
-
-/// The child: reads requests of the agreed size and answers each until EOF.
-fn echo_child() {
-    let dir = PathBuf::from(std::env::var_os("IPCALL_BENCH_DIR").expect("IPCALL_BENCH_DIR"));
-    let request_len = env_usize("IPCALL_BENCH_REQUEST");
-    let reply_len = env_usize("IPCALL_BENCH_REPLY");
-    let sigpipe = match env_usize("IPCALL_BENCH_SIGPIPE") {
-        0 => SigpipeGuard::None,
-        1 => SigpipeGuard::Mask,
-        _ => SigpipeGuard::CheckIgnored,
-    };
-    let mut request = File::open(dir.join("req")).expect("child: open req");
-    let reply = OpenOptions::new().write(true).open(dir.join("rep")).expect("child: open rep");
-    let mut buf = vec![0u8; request_len];
-    let answer = vec![0x5au8; reply_len];
-    while request.read_exact(&mut buf).is_ok() {
-        write_all(&reply, &answer, sigpipe);
-    }
-}
 
 /// 64 B round trips: (p50, p99) ns.
 fn latency(variant: Variant, server_cpu: usize) -> (f64, f64) {
     let samples = if timing::quick() { 2_000 } else { 5_000 };
-    let mut pair = Pair::start(variant, server_cpu, 64, 64);
+    let mut pair = FifoPair::start(variant.options, server_cpu, 64, 64);
     let request = [0xa5u8; 64];
     let mut reply = [0u8; 64];
     let result = timing::latency_ns(samples, || pair.round_trip(&request, &mut reply));
@@ -199,7 +63,7 @@ fn latency(variant: Variant, server_cpu: usize) -> (f64, f64) {
 /// Request throughput, GB/s.
 fn throughput(variant: Variant, server_cpu: usize, request_len: usize, calls: usize) -> f64 {
     let calls = if timing::quick() { calls / 4 } else { calls };
-    let mut pair = Pair::start(variant, server_cpu, request_len, ANSWER);
+    let mut pair = FifoPair::start(variant.options, server_cpu, request_len, ANSWER);
     let request = vec![0xa5u8; request_len];
     let mut reply = [0u8; ANSWER];
     let rate = timing::throughput_gbps(request_len, calls, || pair.round_trip(&request, &mut reply));
@@ -210,7 +74,7 @@ fn throughput(variant: Variant, server_cpu: usize, request_len: usize, calls: us
 fn main() {
     if let Some(role) = process::child_role() {
         match role.as_str() {
-            "fifo-echo" => echo_child(),
+            fifo_pair::ECHO_ROLE => fifo_pair::echo_child(),
             other => panic!("unknown bench child role {other}"),
         }
         return;
@@ -233,7 +97,7 @@ fn main() {
                 let (p50, p99) = latency(variant, placement.server_cpu);
                 p50s[v].push(p50);
                 p99s[v].push(p99);
-                if variant.sigpipe != SigpipeGuard::None {
+                if variant.options.sigpipe != SigpipeGuard::None {
                     continue; // a few system calls per write matter for latency only
                 }
                 for (s, &(_, size, calls)) in THROUGHPUT.iter().enumerate() {

@@ -25,6 +25,7 @@ pub fn quantile(samples: &mut [f64], q: f64) -> f64 {
     samples[index]
 }
 
+pub mod fifo_pair;
 pub mod process;
 pub mod table;
 pub mod timing;
