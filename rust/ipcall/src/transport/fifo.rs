@@ -4,8 +4,8 @@
 //! connectors through an accept FIFO, and hands each side of a connection a
 //! read descriptor and a write descriptor ([`FifoConn`]). What flows over
 //! them (the handshake and frames of `docs/PROTOCOL.md`) is the stream
-//! layer's business; writes must go through [`write_no_sigpipe`] (or
-//! [`writev_no_sigpipe`]) so that a vanished reader is an `EPIPE` error and
+//! layer's business; writes must go through [`sigpipe::write_no_sigpipe`]
+//! (or [`sigpipe::writev_no_sigpipe`]) so that a vanished reader is an `EPIPE` error and
 //! never kills the process.
 //!
 //! # Layout
@@ -137,11 +137,14 @@
 //! (and its `flock`), and keeps the directory looking live while it runs.
 
 mod os;
+pub(crate) mod sigpipe;
 #[cfg(test)]
 mod tests;
 
+use sigpipe::write_no_sigpipe;
+
 use std::ffi::{CStr, CString};
-use std::io::{self, IoSlice};
+use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -172,7 +175,7 @@ pub(crate) struct FifoConn {
     /// peer has closed its end (or died).
     pub(crate) read: OwnedFd,
     /// The end this side writes. Blocking mode, close-on-exec; write only
-    /// with [`write_no_sigpipe`]/[`writev_no_sigpipe`], which fail with
+    /// with [`sigpipe::write_no_sigpipe`]/[`sigpipe::writev_no_sigpipe`], which fail with
     /// `BrokenPipe` once the peer's read end is gone.
     pub(crate) write: OwnedFd,
     /// The peer: uid and gid from the FIFO's owner (kernel-attested); pid as
@@ -196,6 +199,48 @@ impl FifoConn {
     /// `fifo_floor` bench).
     pub(crate) fn set_pipe_size(&self, bytes: usize) -> io::Result<(usize, usize)> {
         Ok((os::set_pipe_size(self.read.as_fd(), bytes)?, os::set_pipe_size(self.write.as_fd(), bytes)?))
+    }
+
+    /// Makes the read end readable so that a thread blocked polling it
+    /// returns (FIFOs have no `shutdown(SHUT_RD)`): writes one wake byte
+    /// into it through a write end reopened from `/proc/self/fd`. The byte
+    /// is garbage: call this only after marking the connection as no longer
+    /// read (the stream layer's `stop_reading`). The peer is not disturbed.
+    pub(crate) fn wake_reader(&self) -> io::Result<()> {
+        let writer = os::reopen(self.read.as_fd(), libc::O_WRONLY | libc::O_NONBLOCK)?;
+        match write_no_sigpipe(writer.as_fd(), &[0]) {
+            Err(e) if e.kind() != io::ErrorKind::WouldBlock => Err(e), // full = already readable
+            _ => Ok(()),
+        }
+    }
+
+    /// Ends the connection both ways at once, as `shutdown(SHUT_RDWR)` does
+    /// for a socket, while the descriptors stay valid for threads using
+    /// them: both are atomically replaced (`dup3`) by dead pipes, so later
+    /// reads see end-of-file and later writes `BrokenPipe`; threads blocked
+    /// polling either end are woken (a wake byte into the read FIFO, the
+    /// write FIFO drained) and find the dead pipes; and once they have
+    /// returned, this side holds no end of either FIFO, so the peer sees
+    /// EOF and `EPIPE`. Data not yet read by either side is discarded.
+    /// Needs `/proc` to wake blocked threads; the rest works without it.
+    pub(crate) fn shutdown(&self) -> io::Result<()> {
+        // Reopen the FIFOs first: after dup3 the numbers name the dead pipes.
+        let read_waker = os::reopen(self.read.as_fd(), libc::O_WRONLY | libc::O_NONBLOCK);
+        let write_drainer = os::reopen(self.write.as_fd(), libc::O_RDONLY | libc::O_NONBLOCK);
+        let (eof, eof_writer) = os::dead_pipe_ends()?;
+        let (epipe_reader, epipe) = os::dead_pipe_ends()?;
+        drop(eof_writer); // reads of `eof` now end at once
+        drop(epipe_reader); // writes to `epipe` now fail at once
+        os::replace_fd(eof.as_fd(), self.read.as_fd())?;
+        os::replace_fd(epipe.as_fd(), self.write.as_fd())?;
+        if let Ok(waker) = read_waker {
+            let _ = write_no_sigpipe(waker.as_fd(), &[0]);
+        }
+        if let Ok(drainer) = write_drainer {
+            let mut sink = [0u8; 4096];
+            while matches!(os::read(drainer.as_fd(), &mut sink), Ok(n) if n > 0) {}
+        }
+        Ok(())
     }
 }
 
@@ -568,70 +613,6 @@ pub(crate) fn fifo_connect(dir: &Path, deadline: Deadline) -> io::Result<FifoCon
     os::set_nonblocking(reply.as_fd(), false)?;
     let peer = Peer { pid: Some(server_pid), uid: Some(accept_stat.st_uid), gid: Some(accept_stat.st_gid) };
     Ok(FifoConn { read: reply, write: request, peer })
-}
-
-/// Writes `buf` to `fd` like `write(2)` (retrying `EINTR`), but a reader
-/// that has gone away yields `BrokenPipe` instead of killing the process
-/// with `SIGPIPE`, without touching the process's signal disposition.
-pub(crate) fn write_no_sigpipe(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
-    // SAFETY: (1) the pointer and length describe `buf`, live and readable.
-    without_sigpipe(|| unsafe { libc::write(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len()) })
-}
-
-/// `writev(2)` form of [`write_no_sigpipe`] (at most `IOV_MAX` slices are
-/// written per call; the count written says how far it got).
-pub(crate) fn writev_no_sigpipe(fd: BorrowedFd<'_>, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-    let count = bufs.len().min(1024) as libc::c_int;
-    // SAFETY: (1) `IoSlice` is ABI-compatible with `iovec` on Unix; (2) the
-    // pointer and count describe live slices borrowed for the whole call.
-    without_sigpipe(|| unsafe { libc::writev(fd.as_raw_fd(), bufs.as_ptr().cast(), count) })
-}
-
-/// Runs `syscall` (a write) with `SIGPIPE` blocked in this thread. If it
-/// fails with `EPIPE`, the `SIGPIPE` the kernel sent this thread is taken
-/// off the pending set with `sigtimedwait` before the old mask comes back,
-/// unless one was already pending before (then ours merged with it, and
-/// what was pending stays pending). The disposition is never changed, and
-/// when `SIGPIPE` was already blocked the mask is not touched at all.
-fn without_sigpipe(mut syscall: impl FnMut() -> isize) -> io::Result<usize> {
-    // SAFETY: (1) every sigset_t here is initialised by sigemptyset or
-    // filled by the kernel before it is read; (2) pthread_sigmask,
-    // sigpending, sigtimedwait get valid pointers to live locals; (3) the
-    // mask change is undone before return, on every path.
-    unsafe {
-        let mut sigpipe = std::mem::zeroed::<libc::sigset_t>();
-        libc::sigemptyset(&mut sigpipe);
-        libc::sigaddset(&mut sigpipe, libc::SIGPIPE);
-        let mut previous = std::mem::zeroed::<libc::sigset_t>();
-        libc::pthread_sigmask(libc::SIG_BLOCK, &sigpipe, &mut previous);
-        let was_blocked = libc::sigismember(&previous, libc::SIGPIPE) == 1;
-        // Unblocked, a SIGPIPE for this thread would have been delivered
-        // already: only a blocked one can be pending.
-        let was_pending = was_blocked && {
-            let mut pending = std::mem::zeroed::<libc::sigset_t>();
-            libc::sigpending(&mut pending) == 0 && libc::sigismember(&pending, libc::SIGPIPE) == 1
-        };
-        let result = loop {
-            let n = syscall();
-            if n >= 0 {
-                break Ok(n as usize);
-            }
-            let err = io::Error::last_os_error();
-            if err.kind() != io::ErrorKind::Interrupted {
-                break Err(err);
-            }
-        };
-        if !was_pending && matches!(&result, Err(e) if e.raw_os_error() == Some(libc::EPIPE)) {
-            let no_wait = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-            while libc::sigtimedwait(&sigpipe, std::ptr::null_mut(), &no_wait) < 0
-                && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted
-            {}
-        }
-        if !was_blocked {
-            libc::pthread_sigmask(libc::SIG_SETMASK, &previous, std::ptr::null_mut());
-        }
-        result
-    }
 }
 
 /// `ipcall-fifo 1 <pid> <token>\n`.

@@ -150,6 +150,43 @@ pub(super) fn set_pipe_size(fd: BorrowedFd<'_>, bytes: usize) -> io::Result<usiz
     check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, bytes) }).map(|granted| granted as usize)
 }
 
+/// A new open file description of the FIFO behind `fd`, opened through
+/// `/proc/self/fd` with `flags` (works for an unlinked FIFO too).
+pub(super) fn reopen(fd: BorrowedFd<'_>, flags: libc::c_int) -> io::Result<OwnedFd> {
+    let path = CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd())).expect("no NUL in a number");
+    // Not `open_at`: its O_NOFOLLOW would refuse the magic link itself.
+    // SAFETY: (1) `path` is a live NUL-terminated string.
+    let raw = unsafe { libc::open(path.as_ptr(), flags | libc::O_CLOEXEC) };
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: (1) `raw` is a fresh descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+}
+
+/// A fresh anonymous pipe (read end, write end), close-on-exec, non-blocking.
+pub(super) fn dead_pipe_ends() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: (1) `fds` is a live array of two ints for the kernel to fill.
+    check(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) })?;
+    // SAFETY: (1) both are fresh descriptors that nothing else owns.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Atomically makes the descriptor number of `target` refer to what
+/// `source` refers to (`dup3`, close-on-exec); `target` stays owned by its
+/// owner, which will close the new file in its place.
+pub(super) fn replace_fd(source: BorrowedFd<'_>, target: BorrowedFd<'_>) -> io::Result<()> {
+    loop {
+        // SAFETY: (1) both are live descriptors; dup3 closes what `target`
+        // referred to and reuses its number, so no other owner is affected.
+        match check(unsafe { libc::dup3(source.as_raw_fd(), target.as_raw_fd(), libc::O_CLOEXEC) }) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => return other.map(drop),
+        }
+    }
+}
+
 /// `read(fd, buf)`, retried on `EINTR`.
 pub(super) fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
     loop {

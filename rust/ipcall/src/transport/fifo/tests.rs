@@ -16,7 +16,9 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::Duration;
 
+use super::sigpipe::{write_no_sigpipe, writev_no_sigpipe};
 use super::*;
+use std::io::IoSlice;
 
 const CHILD_ROLE: &str = "IPCALL_FIFO_CHILD";
 const CHILD_DIR: &str = "IPCALL_FIFO_DIR";
@@ -303,6 +305,115 @@ fn a_closed_peer_means_eof_for_its_reader_and_epipe_for_its_writer() {
         let err = writev_no_sigpipe(survivor.write.as_fd(), &[IoSlice::new(b"a"), IoSlice::new(b"b")]).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::BrokenPipe);
     }
+}
+
+/// A connected pair: (server side, client side).
+fn connected_pair(listener: &FifoListener) -> (FifoConn, FifoConn) {
+    let client = thread::spawn({
+        let dir = listener.path().to_path_buf();
+        move || fifo_connect(&dir, soon()).expect("connect")
+    });
+    let server_side = listener.accept(soon()).expect("accept");
+    (server_side, client.join().unwrap())
+}
+
+/// Polls `fd` for `events` for at most 30 s; panics if nothing came (a
+/// missing wake-up), returns what was reported.
+fn poll_once(fd: BorrowedFd<'_>, events: libc::c_short) -> libc::c_short {
+    let mut fds = [os::pollfd(fd, events)];
+    assert!(os::poll_until(&mut fds, soon()).unwrap(), "nothing woke the poller");
+    fds[0].revents
+}
+
+#[test]
+fn shutdown_ends_both_ways_at_once_and_the_peer_sees_it() {
+    let dir = fresh_dir("shutdown");
+    let listener = FifoListener::bind(&dir).expect("bind");
+    for client_shuts in [true, false] {
+        let (server_side, client_side) = connected_pair(&listener);
+        let (shut, peer) = if client_shuts { (client_side, server_side) } else { (server_side, client_side) };
+        shut.shutdown().unwrap();
+        // This side: EOF and EPIPE, though its descriptors are still open.
+        assert_eq!(os::read(shut.read.as_fd(), &mut [0u8; 8]).unwrap(), 0);
+        assert_eq!(write_no_sigpipe(shut.write.as_fd(), b"x").unwrap_err().kind(), io::ErrorKind::BrokenPipe);
+        // The peer: EOF and EPIPE too, before `shut` is dropped.
+        assert_eq!(os::read(peer.read.as_fd(), &mut [0u8; 8]).unwrap(), 0);
+        assert_eq!(write_no_sigpipe(peer.write.as_fd(), b"x").unwrap_err().kind(), io::ErrorKind::BrokenPipe);
+        shut.shutdown().unwrap(); // idempotent
+        drop(shut);
+    }
+}
+
+#[test]
+fn shutdown_wakes_threads_blocked_reading_and_writing() {
+    let dir = fresh_dir("wake");
+    let listener = FifoListener::bind(&dir).expect("bind");
+    let (server_side, client_side) = connected_pair(&listener);
+    client_side.set_nonblocking(true).unwrap();
+    let client_side = Arc::new(client_side);
+    let started = Arc::new(Barrier::new(3));
+    let reader = thread::spawn({
+        let (conn, started) = (client_side.clone(), started.clone());
+        move || {
+            started.wait();
+            let revents = poll_once(conn.read.as_fd(), libc::POLLIN);
+            (revents, os::read(conn.read.as_fd(), &mut [0u8; 8]).unwrap())
+        }
+    });
+    let writer = thread::spawn({
+        let (conn, started) = (client_side.clone(), started.clone());
+        move || {
+            started.wait();
+            // The server never reads: fill the pipe, then block in poll.
+            let chunk = [7u8; 4096];
+            loop {
+                match write_no_sigpipe(conn.write.as_fd(), &chunk) {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        poll_once(conn.write.as_fd(), libc::POLLOUT);
+                    }
+                    Err(e) => return e.kind(),
+                }
+            }
+        }
+    });
+    started.wait();
+    thread::sleep(Duration::from_millis(50)); // let both block (the test holds either way)
+    client_side.shutdown().unwrap();
+    let (revents, n) = reader.join().unwrap();
+    assert_ne!(revents, 0);
+    assert_eq!(n, 0, "the woken reader must see end-of-file");
+    assert_eq!(writer.join().unwrap(), io::ErrorKind::BrokenPipe);
+    // With no thread left holding the old FIFOs, the server sees the end.
+    assert_eq!(poll_once(server_side.read.as_fd(), libc::POLLIN) & libc::POLLHUP, libc::POLLHUP);
+    // (What the client wrote and the server had not read was discarded.)
+    server_side.set_nonblocking(true).unwrap();
+    while os::read(server_side.read.as_fd(), &mut [0u8; 4096]).expect("EOF, not WouldBlock") > 0 {}
+    assert_eq!(write_no_sigpipe(server_side.write.as_fd(), b"x").unwrap_err().kind(), io::ErrorKind::BrokenPipe);
+}
+
+#[test]
+fn wake_reader_wakes_a_poller_without_disturbing_the_peer() {
+    let dir = fresh_dir("wake-reader");
+    let listener = FifoListener::bind(&dir).expect("bind");
+    let (server_side, client_side) = connected_pair(&listener);
+    let server_side = Arc::new(server_side);
+    let poller = thread::spawn({
+        let conn = server_side.clone();
+        move || poll_once(conn.read.as_fd(), libc::POLLIN)
+    });
+    thread::sleep(Duration::from_millis(20)); // let it block (the test holds either way)
+    server_side.wake_reader().unwrap();
+    assert_eq!(poller.join().unwrap() & libc::POLLIN, libc::POLLIN);
+    // The connection still works both ways (after the wake byte).
+    write_all(client_side.write.as_fd(), b"still here").unwrap();
+    let mut got = [0u8; 11];
+    read_exact(server_side.read.as_fd(), &mut got).unwrap();
+    assert_eq!(&got, b"\0still here");
+    write_all(server_side.write.as_fd(), b"yes").unwrap();
+    let mut got = [0u8; 3];
+    read_exact(client_side.read.as_fd(), &mut got).unwrap();
+    assert_eq!(&got, b"yes");
 }
 
 #[test]
@@ -680,6 +791,10 @@ fn child_entry() {
                 let mut byte = [0u8; 1];
                 read_exact(conn.read.as_fd(), &mut byte).unwrap();
                 assert_eq!(byte[0], i as u8);
+                if i % 2 == 0 {
+                    conn.shutdown().unwrap(); // its extra pipes must not leak either
+                    conn.wake_reader().unwrap_or(()); // on a dead pipe: no FIFO to reopen
+                }
             }
             server.join().unwrap();
             drop(listener);
