@@ -137,6 +137,8 @@
 //! (and its `flock`), and keeps the directory looking live while it runs.
 
 mod os;
+#[cfg(test)]
+mod process_tests;
 pub(crate) mod sigpipe;
 #[cfg(test)]
 mod tests;
