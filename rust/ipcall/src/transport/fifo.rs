@@ -130,6 +130,14 @@
 //! process of the same uid could lie about it — but such a process could
 //! also ptrace either side, so within one uid it is as good as any check.
 //!
+//! # Ending a connection
+//!
+//! FIFOs have no `shutdown(2)`. [`FifoConn::shutdown`] emulates
+//! `SHUT_RDWR`: it swaps dead anonymous pipes in under both descriptor
+//! numbers (`dup3`), wakes threads polling the old FIFOs, and so leaves
+//! the peer with EOF and `EPIPE` at once. [`FifoConn::wake_reader`] only
+//! wakes a thread polling the read end (for a `SHUT_RD`-like stop).
+//!
 //! # Caveats
 //!
 //! Descriptors are `O_CLOEXEC`, so exec'd children inherit nothing. A child

@@ -29,7 +29,7 @@ pub(crate) fn writev_no_sigpipe(fd: BorrowedFd<'_>, bufs: &[IoSlice<'_>]) -> io:
 /// off the pending set with `sigtimedwait` before the old mask comes back,
 /// unless one was already pending before (then ours merged with it, and
 /// what was pending stays pending). The disposition is never changed, and
-/// when `SIGPIPE` was already blocked the mask is not touched at all.
+/// the thread's mask is back as it was on return.
 fn without_sigpipe(mut syscall: impl FnMut() -> isize) -> io::Result<usize> {
     // SAFETY: (1) every sigset_t here is initialised by sigemptyset or
     // filled by the kernel before it is read; (2) pthread_sigmask,
