@@ -106,9 +106,9 @@
 //!   end of its own `accept` open, so its read end never sees EOF between
 //!   connectors, and clients see `POLLERR` on theirs exactly when the
 //!   server's read end closes.
-//! - **Removal.** On drop the server unlinks `accept` and any per-connection
-//!   leftovers, then `lock`, then removes the directory, and only then
-//!   releases the lock by closing it. A new binder can only win the lock
+//! - **Removal.** On `unbind` (or drop) the server unlinks `accept` and any per-connection
+//!   leftovers, then `lock`, then removes the directory, and releases the
+//!   lock only after that, when it closes it. A new binder can only win the lock
 //!   after `lock` was unlinked, so the old server never deletes the new
 //!   one's files (`rmdir` of a non-empty directory fails harmlessly).
 //! - **Only ipcall's directories are replaced.** A stale directory is emptied
@@ -158,6 +158,7 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use crate::server::Peer;
@@ -237,8 +238,8 @@ impl FifoConn {
         // Reopen the FIFOs first: after dup3 the numbers name the dead pipes.
         let read_waker = os::reopen(self.read.as_fd(), libc::O_WRONLY | libc::O_NONBLOCK);
         let write_drainer = os::reopen(self.write.as_fd(), libc::O_RDONLY | libc::O_NONBLOCK);
-        let (eof, eof_writer) = os::dead_pipe_ends()?;
-        let (epipe_reader, epipe) = os::dead_pipe_ends()?;
+        let (eof, eof_writer) = os::pipe_ends()?;
+        let (epipe_reader, epipe) = os::pipe_ends()?;
         drop(eof_writer); // reads of `eof` now end at once
         drop(epipe_reader); // writes to `epipe` now fail at once
         os::replace_fd(eof.as_fd(), self.read.as_fd())?;
@@ -277,6 +278,8 @@ pub(crate) struct FifoListener {
     pending: Mutex<RecordBuffer>,
     /// Our effective uid: every FIFO a connector makes must be owned by it.
     uid: u32,
+    /// Set once by `unbind` (or drop): the directory is gone, or going.
+    unbound: AtomicBool,
 }
 
 /// Reassembles `\n`-terminated records from `accept`, skipping garbage.
@@ -352,6 +355,7 @@ impl FifoListener {
                 _accept_keepalive: keepalive,
                 pending: Mutex::new(RecordBuffer::default()),
                 uid,
+                unbound: AtomicBool::new(false),
             });
         }
         Err(in_use(dir, "kept changing while binding"))
@@ -455,12 +459,28 @@ impl AsFd for FifoListener {
     }
 }
 
-impl Drop for FifoListener {
-    fn drop(&mut self) {
+impl FifoListener {
+    /// Removes the directory now (idempotent; drop does it too) and retires
+    /// the accept FIFO: its descriptors are swapped (`dup3`) for a pipe that
+    /// never becomes readable, so connectors still waiting for an answer see
+    /// `POLLERR` and fail with `ConnectionRefused` at once, and `try_accept`
+    /// returns `Ok(None)` from now on. Established connections are not
+    /// affected. For a one-shot server: call it right after the accept.
+    pub(crate) fn unbind(&self) {
+        if self.unbound.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        // A pipe whose writer we keep (as the keepalive's number): never
+        // readable, never HUP, so an event loop holding `as_fd` stays quiet.
+        if let Ok((quiet_read, quiet_write)) = os::pipe_ends() {
+            let _ = os::replace_fd(quiet_read.as_fd(), self.accept_read.as_fd());
+            let _ = os::replace_fd(quiet_write.as_fd(), self._accept_keepalive.as_fd());
+        }
         // Order matters (see the module docs): everything but `lock`, then
-        // `lock`, then the directory; the flock goes when `self._lock` closes,
-        // after this body. Failures leave a directory the next bind
-        // recognises as stale.
+        // `lock`, then the directory; the flock goes when `self._lock`
+        // closes, at drop. Failures leave a directory the next bind
+        // recognises as stale. Names are resolved in *our* directory (by
+        // its descriptor), so a successor at the same path is never touched.
         let (ours, _) = scan_entries(&self.path, self.dir.as_fd()).unwrap_or_default();
         for name in ours {
             let _ = os::unlink_at(self.dir.as_fd(), &name);
@@ -468,9 +488,16 @@ impl Drop for FifoListener {
         let _ = os::unlink_at(self.dir.as_fd(), LOCK_NAME);
         if let Ok(c_dir) = os::c_path(&self.path) {
             // SAFETY: (1) `c_dir` is a live NUL-terminated string; rmdir only
-            // removes an empty directory, so it cannot destroy a successor's files.
+            // removes an empty directory, so it cannot destroy a successor's
+            // files (and ours is the one at the path: we still hold its lock).
             unsafe { libc::rmdir(c_dir.as_ptr()) };
         }
+    }
+}
+
+impl Drop for FifoListener {
+    fn drop(&mut self) {
+        self.unbind();
     }
 }
 

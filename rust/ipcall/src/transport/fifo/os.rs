@@ -165,7 +165,7 @@ pub(super) fn reopen(fd: BorrowedFd<'_>, flags: libc::c_int) -> io::Result<Owned
 }
 
 /// A fresh anonymous pipe (read end, write end), close-on-exec, non-blocking.
-pub(super) fn dead_pipe_ends() -> io::Result<(OwnedFd, OwnedFd)> {
+pub(super) fn pipe_ends() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0 as libc::c_int; 2];
     // SAFETY: (1) `fds` is a live array of two ints for the kernel to fill.
     check(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) })?;

@@ -358,6 +358,38 @@ fn an_established_connection_outlives_its_listener() {
 }
 
 #[test]
+fn unbind_removes_the_name_refuses_waiting_connectors_and_keeps_connections() {
+    let dir = fresh_dir("unbind");
+    let listener = FifoListener::bind(&dir).expect("bind");
+    let (server_side, client_side) = connected_pair(&listener);
+    // A connector whose record is queued but not taken.
+    let waiting = thread::spawn({
+        let dir = dir.clone();
+        move || fifo_connect(&dir, Deadline::Never)
+    });
+    assert!(os::poll_until(&mut [os::pollfd(listener.as_fd(), libc::POLLIN)], soon()).unwrap());
+    listener.unbind();
+    assert!(!dir.exists());
+    let err = waiting.join().unwrap().unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused, "{err}");
+    // The retired accept descriptor stays quiet and accepts nothing.
+    assert!(!os::poll_until(&mut [os::pollfd(listener.as_fd(), libc::POLLIN)], Deadline::Now).unwrap());
+    assert!(listener.try_accept().unwrap().is_none());
+    listener.unbind(); // idempotent
+                       // The established connection still works.
+    write_all(client_side.write.as_fd(), b"hi").unwrap();
+    read_exact(server_side.read.as_fd(), &mut [0u8; 2]).unwrap();
+    // A successor may bind the path while the old listener lives; the old
+    // one's drop leaves it alone.
+    let successor = FifoListener::bind(&dir).expect("rebind after unbind");
+    drop(listener);
+    assert_eq!(entries(&dir), ["accept", "lock"]);
+    let server = serve(Arc::new(successor), 1);
+    exchange(&dir, *b"the successor ok");
+    server.join().unwrap();
+}
+
+#[test]
 fn a_live_directory_is_never_taken_even_by_racing_binders() {
     let dir = fresh_dir("live");
     let first = FifoListener::bind(&dir).expect("bind");
