@@ -390,6 +390,35 @@ fn unbind_removes_the_name_refuses_waiting_connectors_and_keeps_connections() {
 }
 
 #[test]
+fn a_full_accept_fifo_makes_connectors_wait_not_fail() {
+    let dir = fresh_dir("full");
+    let listener = Arc::new(FifoListener::bind(&dir).expect("bind"));
+    let dir_fd = os::open_at(None, &os::c_path(&dir).unwrap(), libc::O_RDONLY | libc::O_DIRECTORY).unwrap();
+    let accept = os::open_at(Some(dir_fd.as_fd()), ACCEPT_NAME, libc::O_WRONLY | libc::O_NONBLOCK).unwrap();
+    let mut filled = 0;
+    loop {
+        match write_no_sigpipe(accept.as_fd(), &[b'\n'; 4096]) {
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(filled >= 4096);
+    // The connector finds no room for its record and waits for it.
+    let connector = thread::spawn({
+        let dir = dir.clone();
+        move || exchange(&dir, *b"waited for room.")
+    });
+    while entries(&dir).len() < 4 {
+        thread::sleep(Duration::from_millis(1)); // its pair exists: the record is next
+    }
+    thread::sleep(Duration::from_millis(20)); // let it reach its wait (the test holds either way)
+    let server = serve(listener.clone(), 1);
+    connector.join().expect("the connector");
+    server.join().unwrap();
+}
+
+#[test]
 fn a_live_directory_is_never_taken_even_by_racing_binders() {
     let dir = fresh_dir("live");
     let first = FifoListener::bind(&dir).expect("bind");
