@@ -582,8 +582,11 @@ pub(crate) fn fifo_connect(dir: &Path, deadline: Deadline) -> io::Result<FifoCon
         Err(e) => return Err(e),
     };
     let accept_stat = os::fstat(accept.as_fd())?;
-    if !os::is_fifo(&accept_stat) || accept_stat.st_uid != uid {
-        return Err(io::Error::new(io::ErrorKind::PermissionDenied, "the accept FIFO is not our FIFO"));
+    if !os::is_fifo(&accept_stat) {
+        return Err(io::Error::new(io::ErrorKind::NotFound, format!("{}: `accept` is not a FIFO", dir.display())));
+    }
+    if accept_stat.st_uid != uid {
+        return Err(io::Error::new(io::ErrorKind::PermissionDenied, "the accept FIFO belongs to another uid"));
     }
 
     // Steps 3–5: our FIFO pair, with us as the reader of `.rep` and the

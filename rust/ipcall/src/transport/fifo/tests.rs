@@ -496,7 +496,57 @@ fn connecting_where_no_server_is_gives_not_found() {
     fs::set_permissions(&empty, fs::Permissions::from_mode(0o700)).unwrap();
     assert_eq!(fifo_connect(&empty, soon()).unwrap_err().kind(), io::ErrorKind::NotFound);
     assert!(entries(&empty).is_empty(), "a failed connect left files behind");
-    fs::remove_dir(&empty).unwrap();
+    // An `accept` that is not a FIFO.
+    fs::write(empty.join("accept"), b"").unwrap();
+    assert_eq!(fifo_connect(&empty, soon()).unwrap_err().kind(), io::ErrorKind::NotFound);
+    assert_eq!(entries(&empty), ["accept"], "a failed connect left files behind");
+    fs::remove_dir_all(&empty).unwrap();
+}
+
+/// A server written by hand (no `FifoListener`): a private directory with an
+/// `accept` FIFO; `answer` plays the server's part for one connector.
+fn hand_made_server(tag: &str, answer: impl FnOnce(&Path, &[u8]) + Send + 'static) -> io::Error {
+    let dir = fresh_dir(tag);
+    fs::create_dir(&dir).unwrap();
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).unwrap();
+    let accept_path = os::c_path(&dir.join("accept")).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(accept_path.as_ptr(), 0o600) }, 0);
+    let accept = os::open_at(None, &accept_path, libc::O_RDWR).unwrap(); // reader (and writer: no EOF)
+    let client = thread::spawn({
+        let dir = dir.clone();
+        move || fifo_connect(&dir, soon())
+    });
+    let mut record = [0u8; RECORD_LEN];
+    read_exact(accept.as_fd(), &mut record).unwrap();
+    answer(&dir, &record);
+    let err = client.join().unwrap().expect_err("a broken server was accepted");
+    drop(accept);
+    fs::remove_dir_all(&dir).unwrap();
+    err
+}
+
+#[test]
+fn a_server_that_breaks_the_set_up_is_a_clear_error() {
+    // Answers garbage.
+    let err = hand_made_server("bad-answer", |dir, record| {
+        let (_, token) = parse_record(record).expect("a well-formed record");
+        let mut reply = fs::OpenOptions::new().write(true).open(dir.join(format!("{token}.rep"))).unwrap();
+        reply.write_all(&[b'?'; ANSWER_LEN]).unwrap();
+    });
+    assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+    // Opens the reply FIFO and closes it without answering.
+    let err = hand_made_server("no-answer", |dir, record| {
+        let (_, token) = parse_record(record).expect("a well-formed record");
+        drop(fs::OpenOptions::new().write(true).open(dir.join(format!("{token}.rep"))).unwrap());
+    });
+    assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused, "{err}");
+    // Refuses.
+    let err = hand_made_server("refuses", |dir, record| {
+        let (_, token) = parse_record(record).expect("a well-formed record");
+        let mut reply = fs::OpenOptions::new().write(true).open(dir.join(format!("{token}.rep"))).unwrap();
+        reply.write_all(&format_answer(false, 1)).unwrap();
+    });
+    assert_eq!(err.kind(), io::ErrorKind::PermissionDenied, "{err}");
 }
 
 #[test]
