@@ -135,8 +135,10 @@
 //! FIFOs have no `shutdown(2)`. [`FifoConn::shutdown`] emulates
 //! `SHUT_RDWR`: it swaps dead anonymous pipes in under both descriptor
 //! numbers (`dup3`), wakes threads polling the old FIFOs, and so leaves
-//! the peer with EOF and `EPIPE` at once. [`FifoConn::wake_reader`] only
-//! wakes a thread polling the read end (for a `SHUT_RD`-like stop).
+//! the peer with EOF and `EPIPE` at once. [`FifoConn::shutdown_write`] is
+//! `SHUT_WR` (the peer reads what was written, then EOF), and
+//! [`FifoConn::wake_reader`] wakes a thread polling the read end (for a
+//! `SHUT_RD`-like stop, or an end an epoll still watches).
 //!
 //! # Caveats
 //!
@@ -225,31 +227,55 @@ impl FifoConn {
         }
     }
 
-    /// Ends the connection both ways at once, as `shutdown(SHUT_RDWR)` does
-    /// for a socket, while the descriptors stay valid for threads using
-    /// them: both are atomically replaced (`dup3`) by dead pipes, so later
-    /// reads see end-of-file and later writes `BrokenPipe`; threads blocked
-    /// polling either end are woken (a wake byte into the read FIFO, the
-    /// write FIFO drained) and find the dead pipes; and once they have
-    /// returned, this side holds no end of either FIFO, so the peer sees
-    /// EOF and `EPIPE`. Data not yet read by either side is discarded.
-    /// Needs `/proc` to wake blocked threads; the rest works without it.
-    pub(crate) fn shutdown(&self) -> io::Result<()> {
-        // Reopen the FIFOs first: after dup3 the numbers name the dead pipes.
-        let read_waker = os::reopen(self.read.as_fd(), libc::O_WRONLY | libc::O_NONBLOCK);
-        let write_drainer = os::reopen(self.write.as_fd(), libc::O_RDONLY | libc::O_NONBLOCK);
-        let (eof, eof_writer) = os::pipe_ends()?;
-        let (epipe_reader, epipe) = os::pipe_ends()?;
-        drop(eof_writer); // reads of `eof` now end at once
-        drop(epipe_reader); // writes to `epipe` now fail at once
-        os::replace_fd(eof.as_fd(), self.read.as_fd())?;
+    /// Ends this side's writing, as `shutdown(SHUT_WR)` does for a socket,
+    /// while the descriptor stays valid for threads using it: the write end
+    /// is atomically replaced (`dup3`) by a pipe without reader, so later
+    /// writes fail with `BrokenPipe`. What was written stays readable for
+    /// the peer, then it reads EOF (once no thread is inside a write on the
+    /// old FIFO). A thread blocked waiting for room in a full FIFO is woken
+    /// by freeing one buffer slot: at most 4 KiB the peer had not read are
+    /// lost then, and only then.
+    pub(crate) fn shutdown_write(&self) -> io::Result<()> {
+        // Reopened before the swap, while the number still names the FIFO.
+        let old_reader = os::reopen(self.write.as_fd(), libc::O_RDONLY | libc::O_NONBLOCK);
+        let old_writer = os::reopen(self.write.as_fd(), libc::O_WRONLY | libc::O_NONBLOCK);
+        let (reader, epipe) = os::pipe_ends()?;
+        drop(reader); // writes to `epipe` now fail at once
         os::replace_fd(epipe.as_fd(), self.write.as_fd())?;
-        if let Ok(waker) = read_waker {
-            let _ = write_no_sigpipe(waker.as_fd(), &[0]);
+        // After the swap no new byte enters the old FIFO; if it is full, a
+        // writer may be asleep in poll on it: make room so it wakes, looks
+        // at its descriptor again and finds the dead pipe. (No writer end =
+        // no reader left: such pollers got POLLERR already.)
+        if let (Ok(reader), Ok(writer)) = (old_reader, old_writer) {
+            let mut fds = [os::pollfd(writer.as_fd(), libc::POLLOUT)];
+            if !os::poll_until(&mut fds, Deadline::Now)? {
+                let _ = os::read(reader.as_fd(), &mut [0u8; 4096]);
+            }
         }
-        if let Ok(drainer) = write_drainer {
-            let mut sink = [0u8; 4096];
-            while matches!(os::read(drainer.as_fd(), &mut sink), Ok(n) if n > 0) {}
+        Ok(())
+    }
+
+    /// Ends the connection both ways at once, as `shutdown(SHUT_RDWR)` does
+    /// for a socket: [`shutdown_write`](Self::shutdown_write), and the read
+    /// end replaced (`dup3`) by a pipe without writer, so later reads see
+    /// EOF; threads polling the old read FIFO are woken (a wake byte through
+    /// a writer reopened from `/proc/self/fd`) and find the dead pipe. Once
+    /// they have returned this side holds no end of either FIFO, so the peer
+    /// sees EOF and `EPIPE`; what it had not read of ours is still readable.
+    ///
+    /// epoll watches open files, not numbers: a registration of `read` is
+    /// dropped by the swap without an event. Deregister it first and clean
+    /// up yourself, or, for a read end that an event loop still watches, use
+    /// `shutdown_write` + [`wake_reader`](Self::wake_reader) and answer its
+    /// reads with EOF yourself. Waking needs `/proc`; the rest does not.
+    pub(crate) fn shutdown(&self) -> io::Result<()> {
+        self.shutdown_write()?;
+        let waker = os::reopen(self.read.as_fd(), libc::O_WRONLY | libc::O_NONBLOCK);
+        let (eof, writer) = os::pipe_ends()?;
+        drop(writer); // reads of `eof` now end at once
+        os::replace_fd(eof.as_fd(), self.read.as_fd())?;
+        if let Ok(waker) = waker {
+            let _ = write_no_sigpipe(waker.as_fd(), &[0]);
         }
         Ok(())
     }

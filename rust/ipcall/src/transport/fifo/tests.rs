@@ -3,7 +3,7 @@
 
 use std::fs;
 use std::io::{self, Write};
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -311,6 +311,45 @@ fn shutdown_wakes_threads_blocked_reading_and_writing() {
     server_side.set_nonblocking(true).unwrap();
     while os::read(server_side.read.as_fd(), &mut [0u8; 4096]).expect("EOF, not WouldBlock") > 0 {}
     assert_eq!(write_no_sigpipe(server_side.write.as_fd(), b"x").unwrap_err().kind(), io::ErrorKind::BrokenPipe);
+}
+
+#[test]
+fn shutdown_write_keeps_what_was_written_and_the_read_side() {
+    let dir = fresh_dir("shut-wr");
+    let listener = FifoListener::bind(&dir).expect("bind");
+    let (server_side, client_side) = connected_pair(&listener);
+    write_all(server_side.write.as_fd(), b"last words").unwrap();
+    server_side.shutdown_write().unwrap();
+    assert_eq!(write_no_sigpipe(server_side.write.as_fd(), b"x").unwrap_err().kind(), io::ErrorKind::BrokenPipe);
+    let mut got = [0u8; 10];
+    read_exact(client_side.read.as_fd(), &mut got).unwrap();
+    assert_eq!(&got, b"last words");
+    assert_eq!(os::read(client_side.read.as_fd(), &mut [0u8; 8]).unwrap(), 0, "then EOF");
+    // The other direction still works.
+    write_all(client_side.write.as_fd(), b"ok?").unwrap();
+    read_exact(server_side.read.as_fd(), &mut [0u8; 3]).unwrap();
+}
+
+#[test]
+fn an_epoll_watching_the_read_end_sees_wake_reader() {
+    let dir = fresh_dir("epoll");
+    let listener = FifoListener::bind(&dir).expect("bind");
+    let (server_side, _client_side) = connected_pair(&listener);
+    // SAFETY: (1) epoll_create1 takes no pointers; the result is checked.
+    let epoll = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+    assert!(epoll >= 0);
+    let mut event = libc::epoll_event { events: libc::EPOLLIN as u32, u64: 7 };
+    // SAFETY: (1) `event` is a live epoll_event; both descriptors are open.
+    assert_eq!(unsafe { libc::epoll_ctl(epoll, libc::EPOLL_CTL_ADD, server_side.read.as_raw_fd(), &mut event) }, 0);
+    server_side.shutdown_write().unwrap();
+    server_side.wake_reader().unwrap();
+    let mut ready = [libc::epoll_event { events: 0, u64: 0 }; 1];
+    // SAFETY: (1) `ready` is a live array of one epoll_event.
+    let n = unsafe { libc::epoll_wait(epoll, ready.as_mut_ptr(), 1, 30_000) };
+    // SAFETY: (1) `epoll` is ours and closed once.
+    unsafe { libc::close(epoll) };
+    assert_eq!(n, 1, "the event loop was not woken");
+    assert_eq!({ ready[0].u64 }, 7);
 }
 
 #[test]
