@@ -25,10 +25,10 @@
 //!
 //! # Records (ASCII, fixed length, `\n`-terminated; pids zero-padded)
 //!
-//! - connect record, client → `accept`, [`RECORD_LEN`] = 58 bytes:
+//! - connect record, client → `accept`, [`record::RECORD_LEN`] = 58 bytes:
 //!   `ipcall-fifo 1 <pid:10 digits> <token:32 hex>\n`
 //!   e.g. `ipcall-fifo 1 0000004242 00112233445566778899aabbccddeeff\n`.
-//! - answer, server → `<token>.rep`, [`ANSWER_LEN`] = 28 bytes:
+//! - answer, server → `<token>.rep`, [`record::ANSWER_LEN`] = 28 bytes:
 //!   `ipcall-fifo 1 ok <pid:10 digits>\n` (accepted; the server's pid), or
 //!   `ipcall-fifo 1 no <pid:10 digits>\n` (refused: the FIFOs failed the
 //!   server's checks). Nothing else is ever written by this layer, so the
@@ -149,10 +149,12 @@
 mod os;
 #[cfg(test)]
 mod process_tests;
+mod record;
 pub(crate) mod sigpipe;
 #[cfg(test)]
 mod tests;
 
+use record::{format_answer, format_record, parse_answer, parse_record, RecordBuffer, ANSWER_LEN};
 use sigpipe::write_no_sigpipe;
 
 use std::ffi::{CStr, CString};
@@ -171,12 +173,6 @@ use crate::wait::Deadline;
 const LOCK_NAME: &CStr = c"lock";
 /// Name of the accept FIFO inside a server directory.
 const ACCEPT_NAME: &CStr = c"accept";
-/// Every record and answer starts with this.
-const MAGIC: &[u8] = b"ipcall-fifo 1 ";
-/// Length of a connect record: magic, 10-digit pid, space, 32 hex, newline.
-pub(crate) const RECORD_LEN: usize = 14 + 10 + 1 + 32 + 1;
-/// Length of an answer: magic, `ok `/`no `, 10-digit pid, newline.
-pub(crate) const ANSWER_LEN: usize = 14 + 3 + 10 + 1;
 /// How often `bind` starts over when the directory changes under it.
 const BIND_ATTEMPTS: usize = 8;
 
@@ -306,15 +302,6 @@ pub(crate) struct FifoListener {
     uid: u32,
     /// Set once by `unbind` (or drop): the directory is gone, or going.
     unbound: AtomicBool,
-}
-
-/// Reassembles `\n`-terminated records from `accept`, skipping garbage.
-#[derive(Debug, Default)]
-struct RecordBuffer {
-    /// Bytes of the current, unfinished line (at most `RECORD_LEN`).
-    bytes: Vec<u8>,
-    /// True while skipping an over-long line up to its `\n`.
-    skipping: bool,
 }
 
 impl FifoListener {
@@ -527,36 +514,6 @@ impl Drop for FifoListener {
     }
 }
 
-impl RecordBuffer {
-    /// The next `\n`-terminated line of at most `RECORD_LEN` bytes from
-    /// `accept`, or `None` when the pipe holds no complete one. Reads at most
-    /// one record's worth at a time, so whole records stay in the pipe (and
-    /// keep its descriptor readable) until they are taken.
-    fn next_record(&mut self, accept: BorrowedFd<'_>) -> io::Result<Option<Vec<u8>>> {
-        loop {
-            if let Some(end) = self.bytes.iter().position(|&b| b == b'\n') {
-                let line: Vec<u8> = self.bytes.drain(..=end).collect();
-                if std::mem::take(&mut self.skipping) {
-                    continue; // the tail of an over-long line
-                }
-                return Ok(Some(line));
-            }
-            if self.bytes.len() >= RECORD_LEN {
-                self.bytes.clear(); // too long to be a record: skip to its `\n`
-                self.skipping = true;
-            }
-            let mut chunk = [0u8; RECORD_LEN];
-            let room = RECORD_LEN - self.bytes.len();
-            match os::read(accept, &mut chunk[..room]) {
-                Ok(0) => return Ok(None), // no writer at all: cannot happen while we hold one
-                Ok(n) => self.bytes.extend_from_slice(&chunk[..n]),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
-                Err(e) => return Err(e),
-            }
-        }
-    }
-}
-
 /// The two per-connection FIFO names for `token`, unlinked on drop.
 struct ConnNames<'a> {
     dir: BorrowedFd<'a>,
@@ -679,45 +636,6 @@ pub(crate) fn fifo_connect(dir: &Path, deadline: Deadline) -> io::Result<FifoCon
     os::set_nonblocking(reply.as_fd(), false)?;
     let peer = Peer { pid: Some(server_pid), uid: Some(accept_stat.st_uid), gid: Some(accept_stat.st_gid) };
     Ok(FifoConn { read: reply, write: request, peer })
-}
-
-/// `ipcall-fifo 1 <pid> <token>\n`.
-fn format_record(pid: u32, token: &str) -> Vec<u8> {
-    format!("ipcall-fifo 1 {pid:010} {token}\n").into_bytes()
-}
-
-/// The pid and token of a well-formed record.
-fn parse_record(line: &[u8]) -> Option<(u32, String)> {
-    let rest = line.strip_prefix(MAGIC)?.strip_suffix(b"\n")?;
-    let (pid, token) = (rest.get(..10)?, rest.get(10..)?.strip_prefix(b" ")?);
-    let valid_token = token.len() == 32 && token.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-    let pid = parse_pid(pid)?;
-    valid_token.then(|| (pid, String::from_utf8_lossy(token).into_owned()))
-}
-
-/// `ipcall-fifo 1 ok|no <pid>\n`.
-fn format_answer(accepted: bool, pid: u32) -> Vec<u8> {
-    format!("ipcall-fifo 1 {} {pid:010}\n", if accepted { "ok" } else { "no" }).into_bytes()
-}
-
-/// Whether the answer accepts, and the server's pid.
-fn parse_answer(answer: &[u8]) -> Option<(bool, u32)> {
-    let rest = answer.strip_prefix(MAGIC)?.strip_suffix(b"\n")?;
-    let (verdict, pid) = (rest.get(..3)?, rest.get(3..)?);
-    let accepted = match verdict {
-        b"ok " => true,
-        b"no " => false,
-        _ => return None,
-    };
-    Some((accepted, parse_pid(pid)?))
-}
-
-/// Exactly 10 decimal digits, a pid > 0 that fits in 32 bits.
-fn parse_pid(digits: &[u8]) -> Option<u32> {
-    if digits.len() != 10 || !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    std::str::from_utf8(digits).ok()?.parse::<u32>().ok().filter(|&pid| pid > 0)
 }
 
 /// The directory must be ours with no group or other permission bits.

@@ -11,6 +11,7 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::Duration;
 
+use super::record::RECORD_LEN;
 use super::sigpipe::{write_no_sigpipe, writev_no_sigpipe};
 use super::*;
 use std::io::IoSlice;
