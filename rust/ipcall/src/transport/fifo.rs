@@ -146,7 +146,7 @@
 //! made by `fork` without `exec` does inherit the listener's descriptors
 //! (and its `flock`), and keeps the directory looking live while it runs.
 
-mod os;
+pub(crate) mod os;
 #[cfg(test)]
 mod process_tests;
 mod record;

@@ -1,6 +1,7 @@
 //! The system calls the FIFO layer makes, each wrapped once: every path is
 //! resolved relative to a directory descriptor, never followed through a
-//! symbolic link, and every descriptor is close-on-exec.
+//! symbolic link, and every descriptor is close-on-exec. `set_nonblocking`
+//! is also for the stream layer (one end blocking, the other not).
 
 use std::ffi::{CStr, CString};
 use std::io;
