@@ -24,3 +24,8 @@ pub fn quantile(samples: &mut [f64], q: f64) -> f64 {
     let index = ((samples.len() - 1) as f64 * q.clamp(0.0, 1.0)).round() as usize;
     samples[index]
 }
+
+pub mod fifo_pair;
+pub mod process;
+pub mod table;
+pub mod timing;
