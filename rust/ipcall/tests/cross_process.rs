@@ -18,7 +18,7 @@ use common::Rng;
 use ipcall::{Client, Error, ErrorKind, Kind, Server, ServerOptions};
 
 /// The transports under test. Add a kind here to run the whole suite on it.
-const KINDS: &[Kind] = &[Kind::Unix];
+const KINDS: &[Kind] = &[Kind::Unix, Kind::Pipe];
 
 /// The kinds of [`KINDS`] this build can bind, printing why others are skipped.
 fn available_kinds() -> Vec<Kind> {
@@ -397,13 +397,25 @@ fn another_uid_is_refused_unless_allowed() {
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
         let path_name = format!("{kind}:{}/endpoint", dir.display());
-        let mut cases = vec![
-            // Mode 0600: the kernel refuses the other uid.
-            (path_name.clone(), ServerOptions::new(), denied),
+        // Mode 0600 (socket) or 0700 (pipe: directory): the kernel refuses the other uid.
+        let mut cases = vec![(path_name.clone(), ServerOptions::new(), denied)];
+        if kind == Kind::Pipe {
+            // FIFOs carry no credentials to check a list against, and the
+            // 0700 directory cannot be widened safely: such options are
+            // refused at bind, never silently ignored.
+            for options in [
+                ServerOptions::new().allow_uid(65534),
+                ServerOptions::new().allow_gid(65534),
+                ServerOptions::new().allow_any_uid(true),
+            ] {
+                let err = Server::bind_with(&path_name, &options).unwrap_err();
+                assert_eq!(err.kind(), ErrorKind::PermissionDenied, "{options:?}: {err}");
+            }
+        } else {
             // Mode 0666, but SO_PEERCRED says uid 65534 is not the allowed one.
-            (path_name.clone(), ServerOptions::new().allow_uid(12345), denied),
-            (path_name.clone(), ServerOptions::new().allow_uid(65534), "ok"),
-        ];
+            cases.push((path_name.clone(), ServerOptions::new().allow_uid(12345), denied));
+            cases.push((path_name.clone(), ServerOptions::new().allow_uid(65534), "ok"));
+        }
         if kind == Kind::Unix {
             // Abstract sockets have no file permissions: only SO_PEERCRED protects them.
             let abstract_name = format!("unix:@ipcall-refusal-{}", std::process::id());

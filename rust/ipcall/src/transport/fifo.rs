@@ -193,6 +193,7 @@ pub(crate) struct FifoConn {
 }
 
 impl FifoConn {
+    #[cfg(test)] // the transport uses try_accept / shutdown_write; tests use these
     /// Sets or clears `O_NONBLOCK` on both ends (e.g. before registering the
     /// read end with epoll). Both start in blocking mode.
     pub(crate) fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
@@ -251,6 +252,7 @@ impl FifoConn {
         Ok(())
     }
 
+    #[cfg(test)] // the transport uses try_accept / shutdown_write; tests use these
     /// Ends the connection both ways at once, as `shutdown(SHUT_RDWR)` does
     /// for a socket: [`shutdown_write`](Self::shutdown_write), and the read
     /// end replaced (`dup3`) by a pipe without writer, so later reads see
@@ -374,11 +376,13 @@ impl FifoListener {
         Err(in_use(dir, "kept changing while binding"))
     }
 
+    #[cfg(test)] // the transport uses try_accept / shutdown_write; tests use these
     /// The directory this listener owns.
     pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
+    #[cfg(test)] // the transport uses try_accept / shutdown_write; tests use these
     /// Waits until a connector arrives and sets its connection up; `TimedOut`
     /// at the deadline. Connectors that vanish or break the format mid-way
     /// are skipped, not reported.

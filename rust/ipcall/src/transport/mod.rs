@@ -4,6 +4,7 @@
 //! - [`unix`]: `unix:` — Unix domain stream sockets (path or abstract).
 //! - [`stream`]: the connection layer of the byte-stream transports
 //!   (handshake, frames, calls matched by id, one epoll per server).
+//! - [`pipe`]: `pipe:` — named pipes: the stream layer over a FIFO pair.
 //! - [`fifo`]: `pipe:` connection set-up — server directory, accept FIFO, one FIFO pair per connection.
 //!
 //! A transport provides a [`ServerTransport`] (what `Server` drives), a
@@ -11,11 +12,9 @@
 //! (what a `Request` answers through). Calls end by completing a
 //! [`Slot`](crate::slot::Slot).
 
-// Not wired to `bind`/`connect` yet (the stream layer will run over its
-// descriptors): `dead_code` is allowed only until then.
-#[allow(dead_code)]
 pub(crate) mod fifo;
 pub(crate) mod inproc;
+pub(crate) mod pipe;
 pub(crate) mod stream;
 pub(crate) mod unix;
 
@@ -84,6 +83,7 @@ pub(crate) fn bind(name: &Name, options: &ServerOptions) -> Result<Box<dyn Serve
     match name.kind() {
         Kind::Mem => inproc::bind(name, options),
         Kind::Unix => unix::bind(name, options),
+        Kind::Pipe => pipe::bind(name, options),
         _ => Err(unavailable(name)),
     }
 }
@@ -93,6 +93,7 @@ pub(crate) fn connect(name: &Name, options: &ClientOptions) -> Result<Arc<dyn Cl
     match name.kind() {
         Kind::Mem => inproc::connect(name, options),
         Kind::Unix => unix::connect(name, options),
+        Kind::Pipe => pipe::connect(name, options),
         _ => Err(unavailable(name)),
     }
 }

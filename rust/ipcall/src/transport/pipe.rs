@@ -1,0 +1,378 @@
+//! `pipe:` — named pipes. Connection set-up is [`fifo`](super::fifo) (a
+//! private server directory, an accept FIFO, one FIFO pair per connection);
+//! the connection itself is the same [`stream`](super::stream) layer and
+//! wire format as `unix:`. This module adapts one to the other.
+//!
+//! **Reading.** The read end stays in blocking mode so the synchronous fast
+//! path is one `read`, as the raw floor is. FIFOs have no per-call
+//! `MSG_DONTWAIT`, so a non-blocking read is `poll(0)` then `read`; that is
+//! safe because the stream layer lets one thread at a time read a
+//! connection, so nobody can drain the bytes between the poll and the read.
+//!
+//! **Writing.** The write end is `O_NONBLOCK`, and every write goes through
+//! `writev_no_sigpipe`: a vanished reader is `BrokenPipe`, never a SIGPIPE,
+//! and the process's signal disposition is never changed.
+//!
+//! **Stopping a reader.** A thread blocked in `read` on a FIFO only wakes
+//! when a byte arrives or every writer is gone. `stop_reading` sets a flag
+//! and then writes one byte into our own read FIFO (`wake_reader`); every
+//! read checks the flag after it returns, so that byte is never decoded.
+
+use std::io::{self, IoSlice};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::name::Name;
+use crate::options::{ClientOptions, ServerOptions};
+use crate::transport::fifo::{self, sigpipe, FifoConn, FifoListener};
+use crate::transport::stream::client::StreamClient;
+use crate::transport::stream::server::StreamServer;
+use crate::transport::stream::{wait_fd, Accepted, Acceptor, Wire};
+use crate::transport::{ClientConn, ServerTransport};
+use crate::wait::Deadline;
+
+/// Messages from this size on enlarge both FIFOs of the connection: with
+/// the default 64 KiB, every 64 KiB of a large message costs the reader a
+/// wake-up (measured: a 1 MiB pipe doubles cross-CPU throughput).
+const LARGE_MESSAGE: usize = 256 << 10;
+/// The pipe size asked for then (the kernel caps it at pipe-max-size).
+const LARGE_PIPE: usize = 1 << 20;
+/// How long a client waits for the server to answer its accept record when
+/// the caller gave no connect timeout (a server answers while it receives).
+const DEFAULT_SETUP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One connection's FIFO pair.
+struct FifoWire {
+    conn: FifoConn,
+    /// Set by `stop_reading`/`shutdown`: reads report end of stream from now
+    /// on (and the wake-up byte is never decoded).
+    stopped: AtomicBool,
+    /// The FIFOs were enlarged for large messages (done once).
+    big_pipe: AtomicBool,
+}
+
+impl FifoWire {
+    fn new(conn: FifoConn) -> io::Result<FifoWire> {
+        fifo::os::set_nonblocking(conn.write.as_fd(), true)?;
+        Ok(FifoWire { conn, stopped: AtomicBool::new(false), big_pipe: AtomicBool::new(false) })
+    }
+
+    /// One `read(2)` into `buf`, reporting end of stream once stopped.
+    fn read_once(&self, buf: &mut [MaybeUninit<u8>]) -> io::Result<usize> {
+        if self.stopped.load(Ordering::Acquire) {
+            return Ok(0);
+        }
+        // SAFETY: (1) the pointer and length describe `buf`, live and
+        // writable for the call; read writes only initialised bytes into it.
+        let n = unsafe { libc::read(self.conn.read.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // Checked after the read too: the byte `stop_reading` wrote to wake
+        // us must not reach the decoder.
+        if self.stopped.load(Ordering::Acquire) {
+            return Ok(0);
+        }
+        Ok(n as usize)
+    }
+}
+
+impl Wire for FifoWire {
+    fn read_fd(&self) -> BorrowedFd<'_> {
+        self.conn.read.as_fd()
+    }
+
+    fn write_fd(&self) -> BorrowedFd<'_> {
+        self.conn.write.as_fd()
+    }
+
+    fn read_now(&self, buf: &mut [MaybeUninit<u8>]) -> io::Result<usize> {
+        if self.stopped.load(Ordering::Acquire) {
+            return Ok(0);
+        }
+        if wait_fd(self.conn.read.as_fd(), libc::POLLIN, Deadline::Now)? == 0 {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        self.read_once(buf)
+    }
+
+    fn read_blocking(&self, buf: &mut [MaybeUninit<u8>]) -> io::Result<usize> {
+        self.read_once(buf)
+    }
+
+    fn read_timeout(&self, buf: &mut [MaybeUninit<u8>], timeout: Duration) -> io::Result<usize> {
+        if self.stopped.load(Ordering::Acquire) {
+            return Ok(0);
+        }
+        if wait_fd(self.conn.read.as_fd(), libc::POLLIN, Deadline::after(timeout))? == 0 {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        self.read_once(buf)
+    }
+
+    fn stop_reading(&self) {
+        if !self.stopped.swap(true, Ordering::AcqRel) {
+            // Failure means the FIFO is full (already readable) or gone
+            // (the reader sees EOF anyway).
+            let _ = self.conn.wake_reader();
+        }
+    }
+
+    fn write_now(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        sigpipe::writev_no_sigpipe(self.conn.write.as_fd(), bufs)
+    }
+
+    fn shutdown(&self) {
+        self.stop_reading();
+        // The write end goes dead (the peer reads EOF after what was sent);
+        // failure means it already is.
+        let _ = self.conn.shutdown_write();
+    }
+
+    fn before_write(&self, len: usize) {
+        if len >= LARGE_MESSAGE && !self.big_pipe.swap(true, Ordering::Relaxed) {
+            // Best effort: a smaller pipe is only slower.
+            let _ = self.conn.set_pipe_size(LARGE_PIPE);
+        }
+    }
+}
+
+impl Acceptor for FifoListener {
+    fn fd(&self) -> BorrowedFd<'_> {
+        self.as_fd()
+    }
+
+    fn accept(&self) -> io::Result<Option<Accepted>> {
+        match self.try_accept()? {
+            Some(conn) => {
+                let peer = conn.peer;
+                Ok(Some(Accepted { wire: Box::new(FifoWire::new(conn)?), peer }))
+            }
+            None => Ok(None),
+        }
+    }
+
+    fn unbind(&self) {
+        FifoListener::unbind(self);
+    }
+}
+
+/// The server directory of a `pipe:` name.
+fn directory(name: &Name) -> &std::path::Path {
+    name.path().expect("Name::parse gives every pipe: name a path")
+}
+
+/// Binds a `pipe:` server.
+pub(crate) fn bind(name: &Name, options: &ServerOptions) -> Result<Box<dyn ServerTransport>> {
+    let shared = name.shared();
+    if options.allow_any_uid || !options.allowed_uids.is_empty() || !options.allowed_gids.is_empty() {
+        // The server directory is 0700: widening it would expose every
+        // connection's FIFOs, and FIFOs carry no per-connection credentials
+        // to enforce a list with. Refused rather than silently ignored.
+        return Err(Error::PermissionDenied { name: shared.clone() });
+    }
+    let listener = FifoListener::bind(directory(name)).map_err(|e| Error::from_io(shared, e))?;
+    let server = StreamServer::new(shared.clone(), Box::new(listener), options)
+        .map_err(|e| Error::Io { name: shared.clone(), source: e })?;
+    Ok(Box::new(server))
+}
+
+/// Connects to a `pipe:` server and performs the handshake.
+pub(crate) fn connect(name: &Name, options: &ClientOptions) -> Result<Arc<dyn ClientConn>> {
+    let shared = name.shared();
+    let deadline = Deadline::after(options.connect_timeout.unwrap_or(DEFAULT_SETUP_TIMEOUT));
+    // A stale directory (its server died) is refused: `from_io` maps that
+    // to `NotFound`, as for a socket nobody listens on.
+    let conn = fifo::fifo_connect(directory(name), deadline).map_err(|e| Error::from_io(shared, e))?;
+    let wire = FifoWire::new(conn).map_err(|e| Error::from_io(shared, e))?;
+    StreamClient::handshake(shared.clone(), Box::new(wire), options).map(|c| c as Arc<dyn ClientConn>)
+}
+
+/// Hostile input over real FIFOs. The rendezvous is the FIFO layer's; every
+/// byte after it is spelled out here as docs/PROTOCOL.md defines it, not
+/// produced by ipcall's encoder.
+#[cfg(test)]
+mod tests {
+    use std::fs::File;
+    use std::io::{Read, Write};
+    use std::sync::Arc;
+    use std::thread;
+    use std::time::Duration;
+
+    use crate::transport::fifo::{fifo_connect, FifoConn, FifoListener};
+    use crate::transport::stream::wait_fd;
+    use crate::wait::Deadline;
+    use crate::{Client, ErrorKind, Kind, Server, ServerOptions};
+
+    fn raw_hello(magic: &[u8; 4], version: u16, max: u32) -> Vec<u8> {
+        let mut b = magic.to_vec();
+        b.extend_from_slice(&version.to_le_bytes());
+        b.extend_from_slice(&0u16.to_le_bytes()); // status: ok
+        b.extend_from_slice(&max.to_le_bytes());
+        b.extend_from_slice(&[0; 4]);
+        b
+    }
+
+    fn raw_header(len: u32, kind: u8, id: u64) -> Vec<u8> {
+        let mut b = len.to_le_bytes().to_vec();
+        b.extend_from_slice(&[kind, 0, 0, 0]);
+        b.extend_from_slice(&id.to_le_bytes());
+        b
+    }
+
+    const REQUEST: u8 = 1;
+    const REPLY: u8 = 2;
+
+    /// An echo server on a fresh `pipe:` name and a good client.
+    struct Victim {
+        server: Arc<Server>,
+        serving: Option<thread::JoinHandle<()>>,
+        good: Client,
+    }
+
+    impl Victim {
+        fn new(options: &ServerOptions) -> Victim {
+            let server = Arc::new(Server::bind_unique_with(Kind::Pipe, options).unwrap());
+            let s = server.clone();
+            let serving = thread::spawn(move || {
+                while let Ok(request) = s.recv() {
+                    let data = request.data().to_vec();
+                    request.reply(&data).unwrap();
+                }
+            });
+            let good = Client::connect(server.name()).unwrap();
+            assert_eq!(good.call(b"before").unwrap(), b"before");
+            Victim { server, serving: Some(serving), good }
+        }
+
+        /// A raw connection: (what we read, what we write).
+        fn raw(&self) -> (File, File) {
+            let dir = self.server.name().strip_prefix("pipe:").unwrap().to_string();
+            let FifoConn { read, write, .. } =
+                fifo_connect(dir.as_ref(), Deadline::after(Duration::from_secs(10))).unwrap();
+            (File::from(read), File::from(write))
+        }
+
+        /// The server hung up on this connection (after at most its hello),
+        /// and everyone else is still served.
+        fn assert_dropped(&self, mut read: File) {
+            let mut got = Vec::new();
+            let mut buf = [0u8; 256];
+            loop {
+                let ready =
+                    wait_fd(std::os::fd::AsFd::as_fd(&read), libc::POLLIN, Deadline::after(Duration::from_secs(20)));
+                assert_ne!(ready.unwrap(), 0, "the server did not drop the hostile connection");
+                match read.read(&mut buf).unwrap() {
+                    0 => break,
+                    n => got.extend_from_slice(&buf[..n]),
+                }
+            }
+            assert!(got.len() <= 16, "only the server's hello was sent, got {} bytes", got.len());
+            assert_eq!(self.good.call(b"after").unwrap(), b"after", "the other client is still served");
+            let fresh = Client::connect(self.server.name()).unwrap();
+            assert_eq!(fresh.call(b"new").unwrap(), b"new", "new clients are still served");
+        }
+    }
+
+    impl Drop for Victim {
+        fn drop(&mut self) {
+            self.server.close();
+            if let Some(t) = self.serving.take() {
+                t.join().unwrap();
+            }
+        }
+    }
+
+    /// Sends `bytes`, optionally closes our write end, and checks the drop.
+    fn hostile(options: &ServerOptions, bytes: &[u8], then_close: bool) {
+        let victim = Victim::new(options);
+        let (read, mut write) = victim.raw();
+        // The server may hang up before all of it is written: that is fine.
+        let _ = write.write_all(bytes);
+        if then_close {
+            drop(write);
+            victim.assert_dropped(read);
+        } else {
+            victim.assert_dropped(read);
+            drop(write);
+        }
+    }
+
+    #[test]
+    fn garbage_bytes_drop_only_that_connection() {
+        hostile(&ServerOptions::new(), b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", false);
+    }
+
+    #[test]
+    fn wrong_magic_drops_the_connection() {
+        hostile(&ServerOptions::new(), &raw_hello(b"ZMQ!", 1, 1 << 20), false);
+    }
+
+    #[test]
+    fn wrong_version_drops_the_connection() {
+        hostile(&ServerOptions::new(), &raw_hello(b"IPCL", 99, 1 << 20), false);
+    }
+
+    #[test]
+    fn length_over_the_max_drops_the_connection() {
+        let mut bytes = raw_hello(b"IPCL", 1, 1 << 20);
+        bytes.extend(raw_header(u32::MAX, REQUEST, 1));
+        hostile(&ServerOptions::new().max_message_size(1024), &bytes, false);
+    }
+
+    #[test]
+    fn truncated_frame_then_eof_drops_the_connection() {
+        let mut bytes = raw_hello(b"IPCL", 1, 1 << 20);
+        bytes.extend(raw_header(100, REQUEST, 1));
+        bytes.extend_from_slice(&[7; 10]);
+        hostile(&ServerOptions::new(), &bytes, true);
+    }
+
+    #[test]
+    fn half_a_handshake_then_silence_times_out() {
+        hostile(&ServerOptions::new().handshake_timeout(Duration::from_millis(200)), &b"IPCL"[..], false);
+    }
+
+    #[test]
+    fn client_discards_a_reply_with_an_unknown_id_and_gets_its_own() {
+        let dir = crate::runtime_dir().unwrap().join(format!("{}.pipe", crate::sys::random_hex_128().unwrap()));
+        let listener = FifoListener::bind(&dir).unwrap();
+        let name = format!("pipe:{}", dir.display());
+        let client = thread::spawn(move || {
+            let client = Client::connect(&name).unwrap();
+            client.call(b"mine")
+        });
+        let conn = listener.accept(Deadline::after(Duration::from_secs(10))).unwrap();
+        let (mut read, mut write) = (File::from(conn.read), File::from(conn.write));
+        write.write_all(&raw_hello(b"IPCL", 1, 1 << 20)).unwrap();
+        let mut hello = [0u8; 16];
+        read.read_exact(&mut hello).unwrap();
+        assert_eq!(&hello[..4], b"IPCL");
+        let mut header = [0u8; 16];
+        read.read_exact(&mut header).unwrap();
+        let len = u32::from_le_bytes(header[..4].try_into().unwrap()) as usize;
+        let id = u64::from_le_bytes(header[8..].try_into().unwrap());
+        let mut body = vec![0; len];
+        read.read_exact(&mut body).unwrap();
+        assert_eq!(body, b"mine");
+        // First an answer to a call that never existed, then the real one.
+        let mut answers = raw_header(5, REPLY, id + 1000);
+        answers.extend_from_slice(b"stray");
+        answers.extend(raw_header(4, REPLY, id));
+        answers.extend_from_slice(b"ours");
+        write.write_all(&answers).unwrap();
+        assert_eq!(client.join().unwrap().unwrap(), b"ours");
+    }
+
+    #[test]
+    fn uid_options_are_refused_at_bind() {
+        for options in [ServerOptions::new().allow_uid(1), ServerOptions::new().allow_any_uid(true)] {
+            let err = Server::bind_unique_with(Kind::Pipe, &options).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::PermissionDenied);
+        }
+    }
+}
