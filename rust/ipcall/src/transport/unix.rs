@@ -9,8 +9,7 @@
 //! where a peer could connect (or a rename could swap the file) in between,
 //! and it does not touch the process-wide umask, which other threads may be
 //! using. `listen` comes last, so no connection is possible before the mode
-//! is in place anyway; the mode is checked with `fstat`-equivalent `stat`
-//! of the bound path before listening.
+//! is in place anyway; the bound file's mode is checked before listening.
 //!
 //! **Abstract sockets** have no file permissions: every connection's
 //! `SO_PEERCRED` is checked against the server's access rules (by default

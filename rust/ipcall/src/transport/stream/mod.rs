@@ -7,6 +7,20 @@
 //! (how new connections arrive). [`client`] and [`server`] do the rest:
 //! handshake, ids, many calls in flight, the sync fast path without thread
 //! hops, async waiting, and connection death.
+//!
+//! Adding a transport (e.g. `pipe:` over a FIFO pair):
+//! - client: open the pair, then `StreamClient::handshake(name, wire, options)`;
+//! - server: `StreamServer::new(name, acceptor, options)`;
+//! - `Wire::write_now` must never raise `SIGPIPE` (a FIFO write uses a
+//!   SIGPIPE-safe write) and report a vanished reader as `BrokenPipe`;
+//! - `Wire::shutdown` must make a thread blocked in `read_blocking` /
+//!   `read_timeout` return (for a FIFO, e.g. by also polling an eventfd that
+//!   `shutdown` sets), because dropping a client relies on it to end its
+//!   async reader thread;
+//! - the server registers `read_fd` in its epoll: it must report readable or
+//!   hang-up when the peer writes or goes away;
+//! - `Acceptor::fd` must not stay readable when nothing waits (an accept FIFO
+//!   opened read-write never reports hang-up when its last writer leaves).
 
 pub(crate) mod client;
 pub(crate) mod server;

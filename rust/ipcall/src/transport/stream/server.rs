@@ -171,8 +171,9 @@ struct Shared {
     accepted_cond: Condvar,
     /// Threads inside a blocking or timed `recv`.
     receivers: AtomicUsize,
-    /// Someone took the pollable descriptor: every connection must then stay
-    /// registered in epoll, so that it shows every request.
+    /// Someone took the pollable descriptor or received asynchronously: every
+    /// connection must then stay registered in epoll, so that it shows every
+    /// request.
     polled: AtomicBool,
     local_max: u32,
     one_shot: bool,
@@ -721,6 +722,11 @@ impl ServerTransport for StreamServer {
 
     fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Result<Request>> {
         let shared = &self.shared;
+        // Async receiving waits on the epoll descriptor (in the watcher), so
+        // from now on every connection stays registered there.
+        if !shared.polled.swap(true, Ordering::AcqRel) {
+            shared.restore_direct(&mut lock(&shared.state));
+        }
         match shared.recv(Deadline::Now) {
             Err(Error::Timeout { .. }) => {}
             other => return Poll::Ready(other),
