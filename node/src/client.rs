@@ -1,0 +1,167 @@
+//! `Client`: `connect`, `call` (a Promise), `callSync`, `close`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use napi::bindgen_prelude::{Buffer, Env, PromiseRaw};
+use napi_derive::napi;
+use tokio::sync::watch;
+
+use crate::bytes::Bytes;
+use crate::error::{to_js, to_js_message, type_error};
+use crate::options::{millis, CallOptions, ConnectOptions};
+
+/// A connection to a server. Many calls may be in flight at once; each
+/// resolves with its own reply (matched by id, never by order).
+#[napi]
+pub struct Client {
+    /// The core client; `None` after `close()`.
+    inner: Option<ipcall::Client>,
+    /// The server's name (kept for errors after `close()`).
+    name: String,
+    /// Set to `true` by `close()`: every call in flight then rejects with
+    /// `CLOSED` at once (so nothing keeps the process alive).
+    closed: watch::Sender<bool>,
+}
+
+impl Client {
+    fn from_core(client: ipcall::Client) -> Client {
+        Client { name: client.name().to_owned(), inner: Some(client), closed: watch::Sender::new(false) }
+    }
+
+    fn closed_error(&self) -> ipcall::Error {
+        ipcall::Error::Closed { name: self.name.as_str().into() }
+    }
+}
+
+/// `to_js` for a call's error. A call only ends in `Closed` because this
+/// client was closed (the core's message speaks of a closed server, which
+/// would mislead here).
+fn call_error(env: &Env, err: ipcall::Error) -> napi::Error {
+    match err {
+        ipcall::Error::Closed { name } => {
+            to_js_message(env, ipcall::ErrorKind::Closed, format!("{name}: this client is closed"))
+        }
+        other => to_js(env, other),
+    }
+}
+
+/// Connects to the server bound to `name`; throws `NOT_FOUND` at once if there
+/// is none (use `connectAsync` with a `timeout` to wait for it to appear).
+#[napi]
+pub fn connect(env: &Env, name: String, options: Option<ConnectOptions>) -> napi::Result<Client> {
+    let options = options.unwrap_or_default();
+    if options.timeout.is_some() {
+        return Err(type_error(
+            env,
+            "connect() never waits: use connectAsync(name, { timeout }) to wait for the server",
+        ));
+    }
+    let client = ipcall::Client::connect_with(&name, &options.to_core(env)?).map_err(|e| to_js(env, e))?;
+    Ok(Client::from_core(client))
+}
+
+/// Connects without blocking the event loop; with `options.timeout` it keeps
+/// retrying until the server appears (then rejects with `TIMEOUT`).
+#[napi(ts_return_type = "Promise<Client>")]
+pub fn connect_async<'env>(
+    env: &'env Env,
+    name: String,
+    options: Option<ConnectOptions>,
+) -> napi::Result<PromiseRaw<'env, Client>> {
+    let options = options.unwrap_or_default().to_core(env)?;
+    // Connecting may sleep between retries: do it on a blocking thread of the
+    // runtime (one per connect, never one per call).
+    let connecting = async move {
+        let joined = tokio::task::spawn_blocking(move || ipcall::Client::connect_with(&name, &options)).await;
+        joined.map_err(|e| napi::Error::from_reason(format!("connect thread failed: {e}")))
+    };
+    env.spawn_future_with_callback(connecting, |env, connected| match connected {
+        Ok(client) => Ok(Client::from_core(client)),
+        Err(e) => Err(to_js(env, e)),
+    })
+}
+
+#[napi]
+impl Client {
+    /// The name of the server this client talks to.
+    #[napi(getter)]
+    pub fn name(&self) -> String {
+        self.name.clone()
+    }
+
+    /// Sends `data` and resolves with the reply. Rejects with `REMOTE`
+    /// (`err.payload` holds the server's error payload), `NO_REPLY`,
+    /// `DISCONNECTED`, `TIMEOUT` (after `options.timeout` ms; the call is
+    /// abandoned), `TOO_LARGE`, or `CLOSED` (this client was closed).
+    ///
+    /// The request is written before `call` returns (so requests leave in
+    /// call order, without a copy); waiting for the reply is a future on the
+    /// addon's async runtime, never a blocked thread.
+    #[napi(
+        ts_args_type = "data: Buffer | ArrayBufferView | ArrayBuffer | string, options?: CallOptions",
+        ts_return_type = "Promise<Buffer>"
+    )]
+    pub fn call<'env>(
+        &self,
+        env: &'env Env,
+        data: Bytes,
+        options: Option<CallOptions>,
+    ) -> napi::Result<PromiseRaw<'env, Buffer>> {
+        let timeout = millis(env, "timeout", options.and_then(|o| o.timeout))?;
+        let sent = match &self.inner {
+            Some(client) => client.send(data.as_slice()),
+            None => Err(self.closed_error()),
+        };
+        let mut closed = self.closed.subscribe();
+        let name: Arc<str> = self.name.as_str().into();
+        let answer = async move {
+            let pending = match sent {
+                Ok(pending) => pending,
+                Err(e) => return Ok(Err(e)),
+            };
+            let waited = async {
+                tokio::select! {
+                    // A reply that is already here wins over a close.
+                    biased;
+                    answer = pending => answer,
+                    _ = closed.wait_for(|closed| *closed) => Err(ipcall::Error::Closed { name: name.clone() }),
+                }
+            };
+            Ok(match timeout {
+                None => waited.await,
+                // On timeout `waited` (and the `Pending` in it) is dropped,
+                // which abandons the call: a late answer is discarded.
+                Some(limit) => {
+                    tokio::time::timeout(limit, waited).await.unwrap_or_else(|_| Err(ipcall::Error::Timeout { name }))
+                }
+            })
+        };
+        env.spawn_future_with_callback(answer, |env, answer| match answer {
+            Ok(reply) => Ok(Buffer::from(reply)),
+            Err(e) => Err(call_error(env, e)),
+        })
+    }
+
+    /// Sends `data` and blocks the calling thread until the reply (or
+    /// `options.timeout` ms). Same errors as `call`. For scripts and
+    /// worker threads; in a server process prefer `await call()`.
+    #[napi(ts_args_type = "data: Buffer | ArrayBufferView | ArrayBuffer | string, options?: CallOptions")]
+    pub fn call_sync(&self, env: &Env, data: Bytes, options: Option<CallOptions>) -> napi::Result<Buffer> {
+        let timeout: Option<Duration> = millis(env, "timeout", options.and_then(|o| o.timeout))?;
+        let client = self.inner.as_ref().ok_or_else(|| call_error(env, self.closed_error()))?;
+        let answer = match timeout {
+            None => client.call(data.as_slice()),
+            Some(limit) => client.call_timeout(data.as_slice(), limit),
+        };
+        answer.map(Buffer::from).map_err(|e| call_error(env, e))
+    }
+
+    /// Closes the connection: calls in flight reject with `CLOSED` at once,
+    /// later calls too. Closing twice is harmless.
+    #[napi]
+    pub fn close(&mut self) {
+        self.inner = None;
+        self.closed.send_replace(true);
+    }
+}
