@@ -3,12 +3,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use napi::bindgen_prelude::{Buffer, Env, PromiseRaw};
+use napi::bindgen_prelude::{Buffer, Env, PromiseRaw, Unknown};
 use napi_derive::napi;
 use tokio::sync::watch;
 
+use crate::bridge;
 use crate::bytes::Bytes;
-use crate::error::{to_js, to_js_message, type_error};
+use crate::error::{js_error_value, js_error_value_with, to_js, to_js_message, type_error};
 use crate::options::{millis, CallOptions, ConnectOptions};
 
 /// A connection to a server. Many calls may be in flight at once; each
@@ -39,11 +40,24 @@ impl Client {
 /// would mislead here).
 fn call_error(env: &Env, err: ipcall::Error) -> napi::Error {
     match err {
-        ipcall::Error::Closed { name } => {
-            to_js_message(env, ipcall::ErrorKind::Closed, format!("{name}: this client is closed"))
-        }
+        ipcall::Error::Closed { name } => to_js_message(env, ipcall::ErrorKind::Closed, closed_message(&name)),
         other => to_js(env, other),
     }
+}
+
+/// [`call_error`] as a value to reject a call's Promise with.
+fn call_error_value(env: &Env, err: ipcall::Error) -> napi::Result<napi::sys::napi_value> {
+    match err {
+        ipcall::Error::Closed { ref name } => {
+            let message = closed_message(name);
+            js_error_value_with(env, err, message)
+        }
+        other => js_error_value(env, other),
+    }
+}
+
+fn closed_message(name: &str) -> String {
+    format!("{name}: this client is closed")
 }
 
 /// Connects to the server bound to `name`; throws `NOT_FOUND` at once if there
@@ -102,12 +116,7 @@ impl Client {
         ts_args_type = "data: Buffer | ArrayBufferView | ArrayBuffer | string, options?: CallOptions",
         ts_return_type = "Promise<Buffer>"
     )]
-    pub fn call<'env>(
-        &self,
-        env: &'env Env,
-        data: Bytes,
-        options: Option<CallOptions>,
-    ) -> napi::Result<PromiseRaw<'env, Buffer>> {
+    pub fn call<'env>(&self, env: &'env Env, data: Bytes, options: Option<CallOptions>) -> napi::Result<Unknown<'env>> {
         let timeout = millis(env, "timeout", options.and_then(|o| o.timeout))?;
         let sent = match &self.inner {
             Some(client) => client.send(data.as_slice()),
@@ -116,10 +125,7 @@ impl Client {
         let mut closed = self.closed.subscribe();
         let name: Arc<str> = self.name.as_str().into();
         let answer = async move {
-            let pending = match sent {
-                Ok(pending) => pending,
-                Err(e) => return Ok(Err(e)),
-            };
+            let pending = sent?;
             let waited = async {
                 tokio::select! {
                     // A reply that is already here wins over a close.
@@ -128,19 +134,18 @@ impl Client {
                     _ = closed.wait_for(|closed| *closed) => Err(ipcall::Error::Closed { name: name.clone() }),
                 }
             };
-            Ok(match timeout {
+            match timeout {
                 None => waited.await,
                 // On timeout `waited` (and the `Pending` in it) is dropped,
                 // which abandons the call: a late answer is discarded.
                 Some(limit) => {
                     tokio::time::timeout(limit, waited).await.unwrap_or_else(|_| Err(ipcall::Error::Timeout { name }))
                 }
-            })
+            }
         };
-        env.spawn_future_with_callback(answer, |env, answer| match answer {
-            Ok(reply) => Ok(Buffer::from(reply)),
-            Err(e) => Err(call_error(env, e)),
-        })
+        let promise = bridge::spawn_call(env, answer, call_error_value)?;
+        // SAFETY: (1) `promise` was just created in `env`, on this thread.
+        Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), promise) })
     }
 
     /// Sends `data` and blocks the calling thread until the reply (or

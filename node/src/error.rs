@@ -17,6 +17,12 @@ pub(crate) fn to_js(env: &Env, err: ipcall::Error) -> napi::Error {
 
 fn build(env: &Env, err: ipcall::Error) -> napi::Result<napi::Error> {
     let mut object = new_error(env, err.kind(), err.to_string())?;
+    add_details(&mut object, err)?;
+    Ok(napi::Error::from(object.to_unknown()))
+}
+
+/// Sets `payload` on a `REMOTE` error, `size` and `max` on a `TOO_LARGE` one.
+fn add_details(object: &mut Object<'_>, err: ipcall::Error) -> napi::Result<()> {
     match err {
         ipcall::Error::Remote { payload, .. } => object.set("payload", Buffer::from(payload))?,
         ipcall::Error::TooLarge { size, max } => {
@@ -26,7 +32,25 @@ fn build(env: &Env, err: ipcall::Error) -> napi::Result<napi::Error> {
         }
         _ => {}
     }
-    Ok(napi::Error::from(object.to_unknown()))
+    Ok(())
+}
+
+/// The JavaScript `Error` value for `err` (see [`to_js`]), for settling a
+/// Promise directly.
+pub(crate) fn js_error_value(env: &Env, err: ipcall::Error) -> napi::Result<napi::sys::napi_value> {
+    let message = err.to_string();
+    js_error_value_with(env, err, message)
+}
+
+/// [`js_error_value`] with a message of the caller's choosing.
+pub(crate) fn js_error_value_with(
+    env: &Env,
+    err: ipcall::Error,
+    message: String,
+) -> napi::Result<napi::sys::napi_value> {
+    let mut object = new_error(env, err.kind(), message)?;
+    add_details(&mut object, err)?;
+    Ok(object.raw())
 }
 
 /// Like [`to_js`], with a message of the caller's choosing.

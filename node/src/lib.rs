@@ -9,10 +9,14 @@
 //!
 //! Nothing here blocks the event loop except the explicitly synchronous
 //! `callSync`: waiting for a request or a reply is a future on napi's tokio
-//! runtime (the core's `recv_async` and `Pending` are futures), and each
-//! settles its Promise through napi's threadsafe-function deferred. No thread
-//! is parked per call, so thousands of calls can be in flight at once.
+//! runtime (the core's `recv_async` and `Pending` are futures). A call's
+//! Promise settles through one shared threadsafe function per JavaScript
+//! thread ([`bridge`]); `recv()` and async iteration use napi's own
+//! future-to-Promise path (one at a time per loop, so its per-Promise
+//! threadsafe function costs nothing). No thread is parked per call, so
+//! thousands of calls can be in flight at once.
 
+mod bridge;
 mod bytes;
 mod client;
 mod error;
