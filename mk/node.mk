@@ -34,7 +34,7 @@ node-build: $(NODE_DIR)/node_modules/.ipcall-installed
 # The tests also drive the Rust peer (target/debug/examples/peer).
 test-node: node-build
 	$(CARGO) build -q --example peer -p ipcall
-	cd $(NODE_DIR) && node --test --test-reporter=spec test/
+	cd $(NODE_DIR) && node --test --test-reporter=spec test/*.test.js test/*.test.mjs test/*.test.cjs
 
 test-node-install: node-build
 	cd $(NODE_DIR) && IPCALL_TEST_INSTALL_FROM_SOURCE=1 node --test --test-reporter=spec test/install.test.js

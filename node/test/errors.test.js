@@ -9,7 +9,7 @@ const net = require('node:net')
 const os = require('node:os')
 const path = require('node:path')
 const { describe, test } = require('node:test')
-const { caught, ipcall } = require('./helpers.js')
+const { caught, ipcall, runToEnd } = require('./helpers.js')
 
 const unixSkip = ipcall.availableKinds().includes('unix')
   ? false
@@ -47,6 +47,29 @@ describe('error codes', () => {
     assertCode(await call, 'NO_REPLY')
     client.close()
     server.close()
+  })
+
+  test('NO_REPLY: a request garbage-collected unanswered', async () => {
+    // In a child with --expose-gc, so collection can be forced.
+    const script = `
+      const ipcall = require(${JSON.stringify(require.resolve('ipcall'))})
+      const server = ipcall.Server.bindUnique('mem')
+      const client = ipcall.connect(server.name)
+      let settled = null
+      client.call('forget me').then(() => (settled = 'replied'), (err) => (settled = err.code))
+      ;(async () => {
+        await server.recv() // received, then unreachable: never answered
+        for (let i = 0; i < 1000 && settled === null; i++) {
+          globalThis.gc()
+          await new Promise((resolve) => setImmediate(resolve))
+        }
+        console.log(settled)
+        client.close()
+        server.close()
+      })()`
+    const result = await runToEnd(process.execPath, ['--expose-gc', '-e', script])
+    assert.equal(result.stderr, '')
+    assert.equal(result.stdout.trim(), 'NO_REPLY')
   })
 
   test('REMOTE: req.fail(payload) rejects the call with that payload, byte for byte', async () => {
