@@ -2,10 +2,10 @@
 # (checked in; CI fails if they are stale) and the `node --test` suite.
 #
 #   make test-node          build the addon (release), check the generated
-#                           files are fresh, run node/test/ (part of `make test`)
-#   make test-node-install  the slow new-user path: `npm install` of a fresh
-#                           copy of the checkout (the install script builds the
-#                           addon with cargo) and of the packed tarball
+#                           files are fresh, run node/test/ (part of `make test`;
+#                           it includes the new-user `npm install` tests, whose
+#                           cargo build is cold once, then warm)
+#   make test-node-install  only those install tests, with a cold cargo build
 #   make bench-node         Node<->Rust round trips next to Rust<->Rust
 
 NODE_DIR := node
@@ -37,7 +37,7 @@ test-node: node-build
 	cd $(NODE_DIR) && node --test --test-reporter=spec test/*.test.js test/*.test.mjs test/*.test.cjs
 
 test-node-install: node-build
-	cd $(NODE_DIR) && IPCALL_TEST_INSTALL_FROM_SOURCE=1 node --test --test-reporter=spec test/install.test.js
+	cd $(NODE_DIR) && IPCALL_TEST_INSTALL_COLD=1 node --test --test-reporter=spec test/install.test.js
 
 bench-node: node-build
 	$(CARGO) build -q --release --example peer -p ipcall

@@ -50,8 +50,7 @@ fn run(args: &[String]) -> Result<(u128, u128), String> {
             measure(&client, iters, size)
         }
         Some("mem") => {
-            let server =
-                std::sync::Arc::new(Server::bind_unique(ipcall::Kind::Mem).map_err(|e| e.to_string())?);
+            let server = std::sync::Arc::new(Server::bind_unique(ipcall::Kind::Mem).map_err(|e| e.to_string())?);
             let client = Client::connect(server.name()).map_err(|e| e.to_string())?;
             let echoing = server.clone();
             let echo = std::thread::spawn(move || {

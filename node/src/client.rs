@@ -139,7 +139,7 @@ impl Client {
                 // On timeout `waited` (and the `Pending` in it) is dropped,
                 // which abandons the call: a late answer is discarded.
                 Some(limit) => {
-                    tokio::time::timeout(limit, waited).await.unwrap_or_else(|_| Err(ipcall::Error::Timeout { name }))
+                    tokio::time::timeout(limit, waited).await.unwrap_or(Err(ipcall::Error::Timeout { name }))
                 }
             }
         };

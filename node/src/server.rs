@@ -164,12 +164,6 @@ pub struct Request {
     data_ref: sys::napi_ref,
 }
 
-// SAFETY: (1) `data_ref` is only created, read and deleted on the JavaScript
-// thread (in methods and the finalizer napi calls there); (2) every other
-// field is `Send`. napi requires class structs to be `Send` only so that
-// values can be built in async callbacks; instances never leave that thread.
-unsafe impl Send for Request {}
-
 impl Request {
     fn new(mut request: ipcall::Request) -> Request {
         let bytes = request.take_data();
