@@ -41,4 +41,5 @@ test-node-install: node-build
 
 bench-node: node-build
 	$(CARGO) build -q --release --example peer -p ipcall
+	$(CARGO) build -q --release --example roundtrip -p ipcall-node
 	cd $(NODE_DIR) && node bench/roundtrip.js
