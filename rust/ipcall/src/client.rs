@@ -164,6 +164,22 @@ impl Pending {
         }
     }
 
+    /// Waits at most `timeout` for the answer; `None` if it has not arrived
+    /// yet. Unlike [`wait_timeout`](Self::wait_timeout) this never abandons
+    /// the call, so a caller can wait in slices (e.g. to notice a signal
+    /// between them) and keep waiting. After it returned `Some`, the
+    /// `Pending` is spent and further waits report `Closed`.
+    pub fn try_wait_timeout(&mut self, timeout: Duration) -> Option<Result<Vec<u8>>> {
+        if self.spent {
+            return Some(self.finish());
+        }
+        if self.conn.wait(self.id, &self.slot, Deadline::after(timeout)) {
+            Some(self.finish())
+        } else {
+            None
+        }
+    }
+
     fn abandon(&mut self) {
         if !self.spent {
             self.spent = true;

@@ -361,6 +361,28 @@ fn pending_try_wait_and_spent_state() {
 }
 
 #[test]
+fn pending_try_wait_timeout_waits_in_slices_without_abandoning() {
+    for flavour in FLAVOURS {
+        let (server, client) = pair(flavour);
+        let mut pending = client.send(b"slices").unwrap();
+        // Two slices run out; the call is still alive afterwards.
+        assert!(pending.try_wait_timeout(Duration::from_millis(5)).is_none());
+        assert!(pending.try_wait_timeout(Duration::ZERO).is_none());
+        let t = thread::spawn(move || echo_once(&server));
+        let reply = loop {
+            if let Some(outcome) = pending.try_wait_timeout(Duration::from_millis(50)) {
+                break outcome;
+            }
+        };
+        assert_eq!(reply.unwrap(), b"slices", "{flavour:?}");
+        // Spent: reports Closed at once.
+        let spent = pending.try_wait_timeout(Duration::from_secs(60)).unwrap().unwrap_err();
+        assert_eq!(spent.kind(), ErrorKind::Closed);
+        t.join().unwrap();
+    }
+}
+
+#[test]
 fn one_shot_server_takes_one_client_then_closes() {
     let name = common::fresh_mem_name("oneshot");
     let server = Server::bind_with(&name, &ServerOptions::new().one_shot(true)).unwrap();

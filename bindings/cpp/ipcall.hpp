@@ -1,0 +1,457 @@
+// ipcall.hpp: a header-only C++17 wrapper over the ipcall C API (ipcall.h).
+//
+// RAII, move-only handles (Server, Request, Client, Pending, ServerOptions,
+// ClientOptions); failures throw ipcall::Error, which carries the status, the
+// detailed message and, for a remote error, the server's error payload.
+// Inputs are ipcall::Bytes views (from std::string_view, std::vector<uint8_t>,
+// a std::string, or a pointer and a length); replies are std::vector<uint8_t>.
+//
+//   ipcall::Server server = ipcall::Server::bind("mem:greeter");
+//   ipcall::Client client = ipcall::Client::connect(server.name());
+//   std::thread worker([&] { auto req = server.recv(); req.reply(req.data()); });
+//   std::vector<uint8_t> reply = client.call("hello");
+//
+// Thread rules are the C API's (docs/C-API.md): a Server or Client may be
+// used from several threads at once (const member functions); a Request or
+// Pending from one thread at a time.
+//
+// SPDX-License-Identifier: MIT OR Apache-2.0
+#ifndef IPCALL_HPP
+#define IPCALL_HPP
+
+#include <chrono>
+#include <climits>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "ipcall.h"
+
+namespace ipcall {
+
+/// A reply or an error payload: bytes the caller owns.
+using Buffer = std::vector<uint8_t>;
+
+/// A timeout for the functions that wait; forever by default.
+using Timeout = std::chrono::milliseconds;
+
+/// "Wait as long as it takes".
+inline constexpr Timeout forever{-1};
+
+/// Who sent a request; -1 where the transport cannot tell.
+using Peer = ipcall_peer;
+
+/// A failed ipcall operation: its status (IPCALL_E_*), the detailed message
+/// of ipcall_last_error_message(), and for IPCALL_E_REMOTE the server's
+/// error payload.
+class Error : public std::runtime_error {
+public:
+    /// An error of `status` with `message` (and a remote error's `payload`).
+    Error(ipcall_status status, const std::string &message, Buffer payload = {})
+        : std::runtime_error(message), status_(status), payload_(std::move(payload)) {}
+
+    /// The status, IPCALL_E_*.
+    ipcall_status status() const noexcept { return status_; }
+
+    /// The static name of the status (ipcall_strerror).
+    const char *status_text() const noexcept { return ipcall_strerror(status_); }
+
+    /// The error payload of an IPCALL_E_REMOTE error (empty for other statuses).
+    const Buffer &payload() const noexcept { return payload_; }
+
+    /// The payload as text (for payloads that are text).
+    std::string_view payload_text() const noexcept {
+        return {reinterpret_cast<const char *>(payload_.data()), payload_.size()};
+    }
+
+private:
+    ipcall_status status_;
+    Buffer payload_;
+};
+
+namespace detail {
+
+/// Throws the Error of a failed status (message from this thread's last error).
+[[noreturn]] inline void fail(ipcall_status status, Buffer payload = {}) {
+    throw Error(status, ipcall_last_error_message(), std::move(payload));
+}
+
+/// Throws unless `status` is IPCALL_OK.
+inline void check(ipcall_status status) {
+    if (status != IPCALL_OK) {
+        fail(status);
+    }
+}
+
+/// Converts a Timeout to the C convention (-1 forever, clamped to INT32_MAX).
+inline int32_t timeout_ms(Timeout timeout) {
+    if (timeout.count() < 0) {
+        return -1;
+    }
+    return timeout.count() > INT32_MAX ? INT32_MAX : static_cast<int32_t>(timeout.count());
+}
+
+/// Moves the bytes of a C buffer into a vector and frees the C buffer.
+inline Buffer take(ipcall_buf &buf) {
+    Buffer bytes(buf.data, buf.data + buf.len);
+    ipcall_buf_free(&buf);
+    return bytes;
+}
+
+/// Turns the outcome of a call or wait into a Buffer or an Error.
+inline Buffer outcome(ipcall_status status, ipcall_buf &buf) {
+    if (status == IPCALL_OK) {
+        return take(buf);
+    }
+    if (status == IPCALL_E_REMOTE) {
+        // Read the message first: freeing the buffer could, in principle,
+        // overwrite this thread's last error.
+        std::string message = ipcall_last_error_message();
+        Buffer payload = take(buf);
+        throw Error(status, message, std::move(payload));
+    }
+    fail(status);
+}
+
+/// A move-only owner of a C handle, released by `Free`.
+template <typename T, void (*Free)(T *)>
+class Handle {
+public:
+    Handle() noexcept = default;
+    explicit Handle(T *raw) noexcept : raw_(raw) {}
+    Handle(Handle &&other) noexcept : raw_(std::exchange(other.raw_, nullptr)) {}
+    Handle &operator=(Handle &&other) noexcept {
+        if (this != &other) {
+            reset(std::exchange(other.raw_, nullptr));
+        }
+        return *this;
+    }
+    Handle(const Handle &) = delete;
+    Handle &operator=(const Handle &) = delete;
+    ~Handle() { reset(nullptr); }
+
+    T *get() const noexcept { return raw_; }
+    T *release() noexcept { return std::exchange(raw_, nullptr); }
+    void reset(T *raw) noexcept {
+        if (raw_ != nullptr) {
+            Free(raw_);
+        }
+        raw_ = raw;
+    }
+
+private:
+    T *raw_ = nullptr;
+};
+
+}  // namespace detail
+
+/// A read-only view of bytes to send: from text, a byte vector, or a pointer
+/// and a length. It does not own them; ipcall copies them on send.
+class Bytes {
+public:
+    /// No bytes.
+    constexpr Bytes() noexcept = default;
+    /// `size` bytes at `data` (NULL allowed when size is 0).
+    Bytes(const void *data, size_t size) noexcept : data_(static_cast<const uint8_t *>(data)), size_(size) {}
+    /// The characters of `text`, without a terminating NUL.
+    Bytes(std::string_view text) noexcept : Bytes(text.data(), text.size()) {}
+    /// The characters of `text`, without a terminating NUL.
+    Bytes(const std::string &text) noexcept : Bytes(text.data(), text.size()) {}
+    /// The characters of a NUL-terminated string, without the NUL.
+    Bytes(const char *text) noexcept : Bytes(std::string_view(text)) {}
+    /// The bytes of `bytes`.
+    Bytes(const Buffer &bytes) noexcept : Bytes(bytes.data(), bytes.size()) {}
+
+    const uint8_t *data() const noexcept { return data_; }
+    size_t size() const noexcept { return size_; }
+    bool empty() const noexcept { return size_ == 0; }
+    const uint8_t *begin() const noexcept { return data_; }
+    const uint8_t *end() const noexcept { return data_ + size_; }
+    /// The bytes as a string_view.
+    std::string_view text() const noexcept { return {reinterpret_cast<const char *>(data_), size_}; }
+    /// A copy of the bytes.
+    Buffer to_vector() const { return Buffer(begin(), end()); }
+
+private:
+    const uint8_t *data_ = nullptr;
+    size_t size_ = 0;
+};
+
+/// Options of Server::bind / bind_unique; setters chain.
+class ServerOptions {
+public:
+    ServerOptions() {
+        ipcall_server_options *raw = nullptr;
+        detail::check(ipcall_server_options_new(&raw));
+        handle_.reset(raw);
+    }
+    /// Largest request accepted and reply sent, in bytes (default 64 MiB).
+    ServerOptions &max_message_size(uint32_t bytes) {
+        detail::check(ipcall_server_options_set_max_message_size(handle_.get(), bytes));
+        return *this;
+    }
+    /// Accept exactly one client, unbind the name at once, end when it leaves.
+    ServerOptions &one_shot(bool yes = true) {
+        detail::check(ipcall_server_options_set_one_shot(handle_.get(), yes));
+        return *this;
+    }
+    /// Also let processes of this uid connect.
+    ServerOptions &allow_uid(uint32_t uid) {
+        detail::check(ipcall_server_options_allow_uid(handle_.get(), uid));
+        return *this;
+    }
+    /// Also let processes of this primary gid connect.
+    ServerOptions &allow_gid(uint32_t gid) {
+        detail::check(ipcall_server_options_allow_gid(handle_.get(), gid));
+        return *this;
+    }
+    /// Let any uid connect (file permissions still apply).
+    ServerOptions &allow_any_uid(bool yes = true) {
+        detail::check(ipcall_server_options_set_allow_any_uid(handle_.get(), yes));
+        return *this;
+    }
+    /// How long a connecting client may take to finish its handshake.
+    ServerOptions &handshake_timeout(Timeout timeout) {
+        detail::check(ipcall_server_options_set_handshake_timeout(handle_.get(), detail::timeout_ms(timeout)));
+        return *this;
+    }
+    /// Size of each shared-memory ring (shm: only).
+    ServerOptions &ring_size(size_t bytes) {
+        detail::check(ipcall_server_options_set_ring_size(handle_.get(), bytes));
+        return *this;
+    }
+    /// The C handle (owned by this object).
+    const ipcall_server_options *get() const noexcept { return handle_.get(); }
+
+private:
+    detail::Handle<ipcall_server_options, ipcall_server_options_free> handle_;
+};
+
+/// Options of Client::connect; setters chain.
+class ClientOptions {
+public:
+    ClientOptions() {
+        ipcall_client_options *raw = nullptr;
+        detail::check(ipcall_client_options_new(&raw));
+        handle_.reset(raw);
+    }
+    /// Largest reply accepted and request sent, in bytes (default 64 MiB).
+    ClientOptions &max_message_size(uint32_t bytes) {
+        detail::check(ipcall_client_options_set_max_message_size(handle_.get(), bytes));
+        return *this;
+    }
+    /// The C handle (owned by this object).
+    const ipcall_client_options *get() const noexcept { return handle_.get(); }
+
+private:
+    detail::Handle<ipcall_client_options, ipcall_client_options_free> handle_;
+};
+
+/// One received request. Answer it once with reply() or fail(); destroying it
+/// unanswered gives the caller IPCALL_E_NO_REPLY. Move-only.
+class Request {
+public:
+    /// Adopts a C request handle.
+    explicit Request(ipcall_request *raw) noexcept : handle_(raw) {}
+
+    /// The request's bytes (valid until it is answered or destroyed).
+    Bytes data() const {
+        const uint8_t *data = nullptr;
+        size_t len = 0;
+        detail::check(ipcall_request_data(live(), &data, &len));
+        return Bytes(data, len);
+    }
+
+    /// The request's bytes as text.
+    std::string_view text() const { return data().text(); }
+
+    /// Who sent it.
+    Peer peer() const {
+        Peer peer{};
+        detail::check(ipcall_request_peer(live(), &peer));
+        return peer;
+    }
+
+    /// Answers with `reply`. The request is spent afterwards, even on error.
+    void reply(Bytes reply) { detail::check(ipcall_request_reply(handle_.release(), reply.data(), reply.size())); }
+
+    /// Answers with an application error: the caller gets IPCALL_E_REMOTE
+    /// with `payload`. The request is spent afterwards, even on error.
+    void fail(Bytes payload) {
+        detail::check(ipcall_request_fail(handle_.release(), payload.data(), payload.size()));
+    }
+
+    /// True until answered.
+    explicit operator bool() const noexcept { return handle_.get() != nullptr; }
+
+private:
+    const ipcall_request *live() const {
+        if (handle_.get() == nullptr) {
+            throw Error(IPCALL_E_INVALID, "this ipcall::Request was already answered or moved from");
+        }
+        return handle_.get();
+    }
+
+    detail::Handle<ipcall_request, ipcall_request_free> handle_;
+};
+
+/// A server bound to a name. Move-only; destroying it closes it.
+class Server {
+public:
+    /// Listens on `name` (e.g. "unix:/run/user/1000/app.sock", "mem:jobs").
+    static Server bind(const std::string &name, const ServerOptions *options = nullptr) {
+        ipcall_server *raw = nullptr;
+        detail::check(ipcall_server_bind(name.c_str(), options ? options->get() : nullptr, &raw));
+        return Server(raw);
+    }
+    /// Listens on `name` with `options`.
+    static Server bind(const std::string &name, const ServerOptions &options) { return bind(name, &options); }
+
+    /// Listens on a new unguessable name of transport `kind` ("mem", "unix", ...).
+    static Server bind_unique(const std::string &kind, const ServerOptions *options = nullptr) {
+        ipcall_server *raw = nullptr;
+        detail::check(ipcall_server_bind_unique(kind.c_str(), options ? options->get() : nullptr, &raw));
+        return Server(raw);
+    }
+    /// bind_unique with `options`.
+    static Server bind_unique(const std::string &kind, const ServerOptions &options) {
+        return bind_unique(kind, &options);
+    }
+
+    /// The name clients connect to.
+    std::string name() const { return ipcall_server_name(handle_.get()); }
+
+    /// A descriptor that becomes readable when a request may be ready.
+    int fd() const noexcept { return ipcall_server_fd(handle_.get()); }
+
+    /// Waits for the next request; throws IPCALL_E_CLOSED when none can come.
+    Request recv() const {
+        std::optional<Request> request = recv_for(forever);
+        return std::move(*request);
+    }
+
+    /// Waits at most `timeout` (0 = do not wait); std::nullopt if none came.
+    std::optional<Request> recv_for(Timeout timeout) const {
+        ipcall_request *raw = nullptr;
+        ipcall_status status = ipcall_server_recv(handle_.get(), detail::timeout_ms(timeout), &raw);
+        if (status == IPCALL_E_TIMEOUT) {
+            return std::nullopt;
+        }
+        detail::check(status);
+        return Request(raw);
+    }
+
+    /// The next request if one is ready now.
+    std::optional<Request> try_recv() const { return recv_for(Timeout::zero()); }
+
+    /// Waits at most `timeout` until a client has connected; false if none did.
+    bool accept(Timeout timeout) const {
+        ipcall_status status = ipcall_server_accept(handle_.get(), detail::timeout_ms(timeout));
+        if (status == IPCALL_E_TIMEOUT) {
+            return false;
+        }
+        detail::check(status);
+        return true;
+    }
+
+    /// Stops taking requests; receivers wake with IPCALL_E_CLOSED.
+    void close() const { detail::check(ipcall_server_close(handle_.get())); }
+
+    /// The C handle (owned by this object).
+    const ipcall_server *get() const noexcept { return handle_.get(); }
+
+private:
+    explicit Server(ipcall_server *raw) noexcept : handle_(raw) {}
+    detail::Handle<ipcall_server, ipcall_server_free> handle_;
+};
+
+/// A call in flight. Move-only; destroying it unanswered abandons the call.
+class Pending {
+public:
+    /// Adopts a C pending handle.
+    explicit Pending(ipcall_pending *raw) noexcept : handle_(raw) {}
+
+    /// Waits for the reply (or throws the call's error).
+    Buffer wait() { return wait_for(forever); }
+
+    /// Waits at most `timeout`; on IPCALL_E_TIMEOUT (thrown) the call is
+    /// abandoned. After any outcome further waits throw IPCALL_E_CLOSED.
+    Buffer wait_for(Timeout timeout) {
+        ipcall_buf buf{};
+        return detail::outcome(ipcall_pending_wait(handle_.get(), detail::timeout_ms(timeout), &buf), buf);
+    }
+
+    /// The reply if it has arrived (std::nullopt if not yet; the call stays
+    /// in flight), else throws the call's error.
+    std::optional<Buffer> try_wait() {
+        ipcall_buf buf{};
+        ipcall_status status = ipcall_pending_try_wait(handle_.get(), &buf);
+        if (status == IPCALL_E_TIMEOUT) {
+            return std::nullopt;
+        }
+        return detail::outcome(status, buf);
+    }
+
+private:
+    detail::Handle<ipcall_pending, ipcall_pending_free> handle_;
+};
+
+/// A connection to a server. Move-only; clone() for a second, independent
+/// client. Its const member functions may run on several threads at once.
+class Client {
+public:
+    /// Connects to `name`, waiting at most `timeout` for the server to
+    /// appear (0, the default, = fail at once with IPCALL_E_NOT_FOUND).
+    static Client connect(const std::string &name, Timeout timeout = Timeout::zero(),
+                          const ClientOptions *options = nullptr) {
+        ipcall_client *raw = nullptr;
+        detail::check(ipcall_client_connect_with(name.c_str(), options ? options->get() : nullptr,
+                                                 detail::timeout_ms(timeout), &raw));
+        return Client(raw);
+    }
+
+    /// The server's name.
+    std::string name() const { return ipcall_client_name(handle_.get()); }
+
+    /// Sends `request` and waits at most `timeout` for the reply. Throws
+    /// Error: IPCALL_E_REMOTE with the payload, IPCALL_E_TIMEOUT (abandoned), ...
+    Buffer call(Bytes request, Timeout timeout = forever) const {
+        ipcall_buf buf{};
+        ipcall_status status =
+            ipcall_client_call(handle_.get(), request.data(), request.size(), detail::timeout_ms(timeout), &buf);
+        return detail::outcome(status, buf);
+    }
+
+    /// Sends `request` without waiting.
+    Pending send(Bytes request) const {
+        ipcall_pending *raw = nullptr;
+        detail::check(ipcall_client_send(handle_.get(), request.data(), request.size(), &raw));
+        return Pending(raw);
+    }
+
+    /// A second client to the same server.
+    Client clone() const {
+        ipcall_client *raw = nullptr;
+        detail::check(ipcall_client_clone(handle_.get(), &raw));
+        return Client(raw);
+    }
+
+    /// The C handle (owned by this object).
+    const ipcall_client *get() const noexcept { return handle_.get(); }
+
+private:
+    explicit Client(ipcall_client *raw) noexcept : handle_(raw) {}
+    detail::Handle<ipcall_client, ipcall_client_free> handle_;
+};
+
+/// The version of the loaded library, e.g. "0.1.0".
+inline std::string version() { return ipcall_version(); }
+
+}  // namespace ipcall
+
+#endif  // IPCALL_HPP

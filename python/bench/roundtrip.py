@@ -1,0 +1,161 @@
+"""Round-trip time of one small call, Python next to Rust, per transport.
+
+Not a test: `make bench-python` runs it and prints a table. For each
+transport this build has, it measures (64 B request, 64 B reply, medians
+and p99 of many calls; lower is better):
+
+- Rust -> Rust:     a Rust client loop (no Python, no GIL on its path)
+                    against a Rust echo server;
+- Python -> Rust:   `client.call()` from Python against the same server;
+- Rust -> Python:   the Rust client loop against a Python echo server;
+- Python -> Python: both ends in Python.
+
+Each pair runs in 3 interleaved rounds. For `mem:` both ends are threads
+of this process; for the other kinds the
+Rust server is the `peer serve` process and the Python server a child
+Python process, so every pair crosses a process boundary.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional
+
+import ipcall
+from ipcall import _ipcall
+
+REPO = Path(__file__).resolve().parents[2]
+PEER = Path(os.environ.get("IPCALL_PEER", REPO / "target" / "release" / "examples" / "peer")).resolve()
+SIZE = 64
+ITERATIONS = int(os.environ.get("IPCALL_BENCH_ITERATIONS", "10000"))
+ROUNDS = 3
+
+PY_ECHO = r"""
+import sys
+import ipcall
+server = ipcall.Server.bind_unique(sys.argv[1])
+print(server.name, flush=True)
+for request in server:
+    request.reply(request.data)
+"""
+
+
+def available(kind: str) -> Optional[str]:
+    try:
+        ipcall.Server.bind_unique(kind).close()
+    except ipcall.InvalidName as error:
+        return error.reason
+    return None
+
+
+@contextmanager
+def child_server(command: List[str]) -> Iterator[str]:
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd="/")
+    try:
+        assert child.stdout is not None
+        yield child.stdout.readline().strip()
+    finally:
+        child.kill()
+        child.communicate()
+
+
+@contextmanager
+def rust_server(kind: str) -> Iterator[str]:
+    if kind == "mem":
+        server = _ipcall._BenchEchoServer(ipcall.Server.bind_unique("mem").name)
+        try:
+            yield server.name
+        finally:
+            server.close()
+    else:
+        with child_server([str(PEER), "serve", "--unique", kind]) as name:
+            yield name
+
+
+@contextmanager
+def python_server(kind: str) -> Iterator[str]:
+    if kind == "mem":
+        server = ipcall.Server.bind_unique("mem")
+
+        def serve() -> None:
+            for request in server:
+                request.reply(request.data)
+
+        thread = threading.Thread(target=serve, daemon=True)
+        thread.start()
+        try:
+            yield server.name
+        finally:
+            server.close()
+            thread.join()
+    else:
+        with child_server([sys.executable, "-c", PY_ECHO, kind]) as name:
+            yield name
+
+
+def python_client(name: str) -> List[int]:
+    client = ipcall.connect(name, timeout=10)
+    payload = b"x" * SIZE
+    call = client.call
+    for _ in range(ITERATIONS // 10):
+        call(payload)
+    samples = []
+    clock = time.perf_counter_ns
+    for _ in range(ITERATIONS):
+        start = clock()
+        call(payload)
+        samples.append(clock() - start)
+    client.close()
+    return samples
+
+
+def rust_client(name: str) -> List[int]:
+    ipcall.connect(name, timeout=10).close()  # wait until it is up
+    return _ipcall._bench_rust_client(name, SIZE, ITERATIONS)
+
+
+def summary(samples: List[int]) -> str:
+    samples = sorted(samples)
+    p99 = samples[int(len(samples) * 0.99)]
+    return f"{statistics.median(samples) / 1000:9.2f} µs (p99 {p99 / 1000:8.2f})"
+
+
+PAIRS = ["Rust -> Rust", "Python -> Rust", "Rust -> Python", "Python -> Python"]
+
+
+def main() -> None:
+    if not PEER.exists():
+        sys.exit(f"the Rust peer is not built: {PEER} (cargo build --release -p ipcall --example peer)")
+    print(f"ipcall round trip, {SIZE} B request + {SIZE} B reply: {ROUNDS} interleaved rounds of")
+    print(f"{ITERATIONS} calls per pair, all samples pooled (median, p99; lower is better)")
+    print(f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs\n")
+    print(f"{'transport':<10} {'pair':<18} {'round trip':>34} {'vs Rust->Rust':>14}")
+    for kind in ["mem", "unix", "pipe", "shm"]:
+        why = available(kind)
+        if why:
+            print(f"{kind:<10} skipped: {why}")
+            continue
+        samples: Dict[str, List[int]] = {pair: [] for pair in PAIRS}
+        with rust_server(kind) as rust_name, python_server(kind) as python_name:
+            # Interleaved, so that a burst of load from elsewhere on the
+            # machine does not land on one pair only.
+            for _ in range(ROUNDS):
+                samples["Rust -> Rust"] += rust_client(rust_name)
+                samples["Python -> Rust"] += python_client(rust_name)
+                samples["Rust -> Python"] += rust_client(python_name)
+                samples["Python -> Python"] += python_client(python_name)
+        base = statistics.median(samples["Rust -> Rust"])
+        for pair in PAIRS:
+            ratio = statistics.median(samples[pair]) / base
+            print(f"{kind:<10} {pair:<18} {summary(samples[pair]):>34} {ratio:13.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,454 @@
+"""ipcall: request/reply messaging between threads and processes on one machine.
+
+A `Server` binds a name, a `Client` connects to it, and every request gets
+exactly one answer: a reply, an application error (`RemoteError`), or an
+exception saying why there was none::
+
+    import ipcall, threading
+
+    with ipcall.Server.bind_unique("mem") as server:
+        def serve() -> None:
+            for request in server:
+                request.reply(b"hello, " + request.data)
+        threading.Thread(target=serve, daemon=True).start()
+        with ipcall.connect(server.name) as client:
+            assert client.call(b"world") == b"hello, world"
+
+Names are ``kind:address``: ``mem:`` for queues inside this process,
+``unix:``, ``pipe:`` and ``shm:`` for other processes (in any language).
+Blocking calls release the GIL and can be interrupted with Ctrl+C; every
+blocking call has an asyncio form (`Server.recv_async`, `Client.call_async`)
+that runs on the event loop itself, with no thread per call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from types import TracebackType
+from typing import TYPE_CHECKING, Deque, Dict, Iterator, Optional, Sequence, Type, Union
+
+from . import _ipcall
+from ._errors import (
+    AddrInUse,
+    Closed,
+    Disconnected,
+    Error,
+    InvalidName,
+    IoError,
+    NoReply,
+    NotFound,
+    PermissionDenied,
+    ProtocolError,
+    RemoteError,
+    Timeout,
+    TooLarge,
+)
+from ._ipcall import DEFAULT_MAX_MESSAGE_SIZE, Peer, Pending, Request
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer, Self
+
+__all__ = [
+    "Server",
+    "Client",
+    "Request",
+    "Peer",
+    "Pending",
+    "connect",
+    "DEFAULT_MAX_MESSAGE_SIZE",
+    "Error",
+    "Disconnected",
+    "NoReply",
+    "RemoteError",
+    "Timeout",
+    "Closed",
+    "TooLarge",
+    "AddrInUse",
+    "NotFound",
+    "PermissionDenied",
+    "InvalidName",
+    "ProtocolError",
+    "IoError",
+]
+
+__version__ = "0.1.0"
+
+
+class Server:
+    """A server bound to a name. Create it with `Server.bind` or
+    `Server.bind_unique`; close it with `close()` or a ``with`` block.
+
+    Iterating over a server yields requests until it is closed. Several
+    threads may receive from one server at once.
+    """
+
+    __slots__ = ("_native", "_waiters", "__weakref__")
+
+    def __init__(self, native: _ipcall.Server) -> None:
+        self._native = native
+        # asyncio receivers waiting for a request, per event loop; a loop is
+        # a key exactly while the server's descriptor is registered with it.
+        self._waiters: Dict[asyncio.AbstractEventLoop, Deque[asyncio.Future[Request]]] = {}
+
+    @classmethod
+    def bind(
+        cls,
+        name: str,
+        *,
+        max_message_size: Optional[int] = None,
+        one_shot: bool = False,
+        allow_uids: Sequence[int] = (),
+        allow_gids: Sequence[int] = (),
+        allow_any_uid: bool = False,
+        handshake_timeout: Optional[float] = None,
+        ring_size: Optional[int] = None,
+    ) -> Server:
+        """Listens on `name` (``"mem:jobs"``, ``"unix:/run/app.sock"``, ...).
+
+        Raises `AddrInUse` if a live server holds the name, `InvalidName` if
+        it does not parse. Options: `max_message_size` (bytes, default
+        64 MiB), `one_shot` (accept exactly one client, unbind at once, end
+        when it leaves), `allow_uids` / `allow_gids` / `allow_any_uid` (who
+        besides this user may connect), `handshake_timeout` (seconds),
+        `ring_size` (bytes, ``shm:`` only).
+        """
+        return cls(
+            _ipcall.Server.bind(
+                name,
+                max_message_size=max_message_size,
+                one_shot=one_shot,
+                allow_uids=allow_uids,
+                allow_gids=allow_gids,
+                allow_any_uid=allow_any_uid,
+                handshake_timeout=handshake_timeout,
+                ring_size=ring_size,
+            )
+        )
+
+    @classmethod
+    def bind_unique(
+        cls,
+        kind: str,
+        *,
+        max_message_size: Optional[int] = None,
+        one_shot: bool = False,
+        allow_uids: Sequence[int] = (),
+        allow_gids: Sequence[int] = (),
+        allow_any_uid: bool = False,
+        handshake_timeout: Optional[float] = None,
+        ring_size: Optional[int] = None,
+    ) -> Server:
+        """Listens on a new, unguessable name of `kind` (``"mem"``,
+        ``"unix"``, ``"pipe"``, ``"shm"``); read it from `name`. Same options
+        as `bind`."""
+        return cls(
+            _ipcall.Server.bind_unique(
+                kind,
+                max_message_size=max_message_size,
+                one_shot=one_shot,
+                allow_uids=allow_uids,
+                allow_gids=allow_gids,
+                allow_any_uid=allow_any_uid,
+                handshake_timeout=handshake_timeout,
+                ring_size=ring_size,
+            )
+        )
+
+    @property
+    def name(self) -> str:
+        """The name clients connect to."""
+        return self._native.name
+
+    @property
+    def closed(self) -> bool:
+        """True once `close()` was called."""
+        return self._native.closed
+
+    def recv(self, timeout: Optional[float] = None) -> Request:
+        """Waits for the next request, at most `timeout` seconds (`None`:
+        as long as it takes). Raises `Timeout`, or `Closed` once no request
+        can come again."""
+        return self._native.recv(timeout)
+
+    def try_recv(self) -> Optional[Request]:
+        """The next request if one is ready now, else `None`."""
+        return self._native.try_recv()
+
+    def accept(self, timeout: Optional[float] = None) -> None:
+        """Waits until a client has connected (for a one-shot server, its one
+        client); `Timeout` if none came within `timeout` seconds."""
+        self._native.accept(timeout)
+
+    def fileno(self) -> int:
+        """A descriptor that is readable when a request may be ready, for
+        select/poll/epoll; follow readiness with `try_recv()`."""
+        return self._native.fileno()
+
+    def close(self) -> None:
+        """Stops taking requests and unbinds the name. Receivers blocked in
+        `recv` or `recv_async` raise `Closed`; requests already received can
+        still be answered."""
+        # asyncio receivers learn `Closed` through the descriptor, which is
+        # readable once the server is finished.
+        self._native.close()
+
+    async def recv_async(self) -> Request:
+        """Waits for the next request on the running event loop, without a
+        thread: the server's descriptor is watched with ``loop.add_reader``.
+        Cancelling it loses no request."""
+        request = self._native.try_recv()
+        if request is not None:
+            return request
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Request] = loop.create_future()
+        waiters = self._waiters.get(loop)
+        if waiters is None:
+            waiters = self._waiters[loop] = deque()
+            loop.add_reader(self._native.fileno(), self._dispatch, loop)
+        waiters.append(future)
+        try:
+            return await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled() and future.exception() is None:
+                # The request was taken for us just as we were cancelled:
+                # hand it back so the next receiver gets it, not NoReply.
+                self._native._push_back(future.result())
+                loop.call_soon(self._dispatch, loop)
+            raise
+        finally:
+            if future in waiters:
+                waiters.remove(future)
+            if not waiters:
+                self._release(loop)
+
+    def _release(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Stops watching the descriptor on `loop` (no receivers left there)."""
+        waiters = self._waiters.get(loop)
+        if waiters is not None and not waiters:
+            del self._waiters[loop]
+            if not loop.is_closed():
+                loop.remove_reader(self._native.fileno())
+
+    def _dispatch(self, loop: asyncio.AbstractEventLoop) -> None:
+        """On `loop`: hands ready requests (or the error that ends them) to
+        the receivers waiting there, oldest first."""
+        waiters = self._waiters.get(loop)
+        while waiters:
+            future = waiters[0]
+            if future.done():  # cancelled
+                waiters.popleft()
+                continue
+            try:
+                request = self._native.try_recv()
+            except Error as error:
+                waiters.popleft()
+                future.set_exception(error)
+                continue
+            if request is None:
+                break
+            waiters.popleft()
+            future.set_result(request)
+        if waiters is not None and not waiters:
+            self._release(loop)
+
+    def __iter__(self) -> Iterator[Request]:
+        """Requests until the server is closed."""
+        return iter(self._native)
+
+    def __aiter__(self) -> Server:
+        return self
+
+    async def __anext__(self) -> Request:
+        """The next request (`recv_async`); iteration ends at `Closed`."""
+        try:
+            return await self.recv_async()
+        except Closed:
+            raise StopAsyncIteration from None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return repr(self._native)
+
+
+class _AsyncCalls:
+    """A client's calls in flight on event loops: one completion descriptor
+    (an eventfd the native side makes readable when any call finishes),
+    watched with ``add_reader`` by each loop that has calls in flight."""
+
+    __slots__ = ("_completions", "_fd", "_futures", "_loops")
+
+    def __init__(self) -> None:
+        self._completions = _ipcall.Completions()
+        self._fd = self._completions.fileno()
+        self._futures: Dict[int, asyncio.Future[bytes]] = {}
+        # Loops watching `_fd`, with how many calls each has in flight.
+        self._loops: Dict[asyncio.AbstractEventLoop, int] = {}
+
+    async def call(self, client: _ipcall.Client, data: Buffer) -> bytes:
+        outcome = self._completions.submit(client, data)
+        if isinstance(outcome, bytes):
+            return outcome
+        token = outcome
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[bytes] = loop.create_future()
+        self._futures[token] = future
+        in_flight = self._loops.get(loop, 0)
+        if in_flight == 0:
+            loop.add_reader(self._fd, self._on_ready)
+        self._loops[loop] = in_flight + 1
+        try:
+            return await future
+        except asyncio.CancelledError:
+            # Abandon the call: its late reply is discarded, and the client
+            # stays usable for the next one.
+            self._completions.cancel(token)
+            raise
+        finally:
+            del self._futures[token]
+            left = self._loops[loop] - 1
+            if left:
+                self._loops[loop] = left
+            else:
+                del self._loops[loop]
+                if not loop.is_closed():
+                    loop.remove_reader(self._fd)
+
+    def _on_ready(self) -> None:
+        running = asyncio.get_running_loop()
+        for token, outcome in self._completions.drain():
+            future = self._futures.get(token)
+            if future is None:
+                continue
+            if future.get_loop() is running:
+                _settle(future, outcome)
+            else:
+                future.get_loop().call_soon_threadsafe(_settle, future, outcome)
+
+    def __len__(self) -> int:
+        return len(self._completions)
+
+
+def _settle(future: asyncio.Future[bytes], outcome: Union[bytes, BaseException]) -> None:
+    if future.done():  # cancelled meanwhile
+        return
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)
+
+
+class Client:
+    """A connection to a server: `connect()` or `Client.connect()`.
+
+    Many calls may be in flight at once, from several threads (share one
+    client freely) or pipelined with `send()`; replies are matched to calls,
+    never by order.
+    """
+
+    __slots__ = ("_native", "_async", "__weakref__")
+
+    def __init__(self, native: _ipcall.Client) -> None:
+        self._native = native
+        self._async: Optional[_AsyncCalls] = None
+
+    @classmethod
+    def connect(
+        cls, name: str, timeout: Optional[float] = None, *, max_message_size: Optional[int] = None
+    ) -> Client:
+        """Connects to `name`. Without `timeout`, raises `NotFound` at once
+        if no server holds it; with one, waits up to `timeout` seconds for
+        the server to appear (then `Timeout`). `max_message_size` bounds the
+        replies accepted and the requests sent (default 64 MiB)."""
+        return cls(_ipcall.Client.connect(name, timeout, max_message_size=max_message_size))
+
+    @property
+    def name(self) -> str:
+        """The name of the server this client talks to."""
+        return self._native.name
+
+    @property
+    def closed(self) -> bool:
+        """True once `close()` was called."""
+        return self._native.closed
+
+    def call(self, data: Buffer, timeout: Optional[float] = None) -> bytes:
+        """Sends `data` (any bytes-like object) and returns the reply.
+
+        Waits at most `timeout` seconds (then `Timeout`, and the call is
+        abandoned: a late reply is discarded). Raises `RemoteError` if the
+        server failed the request, `NoReply` if it dropped it,
+        `Disconnected` if it went away, `TooLarge` if `data` is over the
+        limit."""
+        return self._native.call(data, timeout)
+
+    def send(self, data: Buffer) -> Pending:
+        """Sends `data` and returns the call in flight; `wait()` on it later."""
+        return self._native.send(data)
+
+    async def call_async(self, data: Buffer) -> bytes:
+        """`call` on the running event loop, with no thread per call.
+        Cancelling it abandons the call; the client stays usable."""
+        calls = self._async
+        if calls is None:
+            calls = self._async = _AsyncCalls()
+        return await calls.call(self._native, data)
+
+    def clone(self) -> Client:
+        """A new client on the same connection, closed independently."""
+        return Client(self._native.clone())
+
+    def close(self) -> None:
+        """Closes this client; calls already in flight still complete."""
+        self._native.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return repr(self._native)
+
+
+def connect(name: str, timeout: Optional[float] = None, *, max_message_size: Optional[int] = None) -> Client:
+    """Connects to the server bound to `name`; see `Client.connect`."""
+    return Client.connect(name, timeout, max_message_size=max_message_size)

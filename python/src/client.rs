@@ -1,0 +1,266 @@
+//! `Client` and `Pending`.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ipcall::{Client, ClientOptions, Error, ErrorKind, Pending};
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+
+use crate::errors::{self, ToPyResult};
+use crate::server::lock;
+use crate::{deadline_after, wait_in_slices, BytesLike, SLICE};
+
+/// A connection to a server. Use `ipcall.connect` / `ipcall.Client` (which
+/// add asyncio).
+#[pyclass(frozen, module = "ipcall._ipcall", name = "Client")]
+pub(crate) struct PyClient {
+    /// `None` once closed. Locked only to clone or take the client (never
+    /// while waiting), so every thread calls on its own clone without the GIL.
+    inner: Mutex<Option<Client>>,
+    /// The server's name.
+    name: Arc<str>,
+}
+
+impl PyClient {
+    fn wrap(client: Client) -> PyClient {
+        let name = client.name().into();
+        PyClient { inner: Mutex::new(Some(client)), name }
+    }
+
+    /// A clone of the connection to call on, or `Closed` if closed.
+    pub(crate) fn client(&self, py: Python<'_>) -> PyResult<Client> {
+        lock(&self.inner).clone().ok_or_else(|| errors::new(py, ErrorKind::Closed, &self.name, "this client is closed"))
+    }
+
+    /// Sends `data` without the GIL.
+    pub(crate) fn send(&self, py: Python<'_>, data: &BytesLike<'_>) -> PyResult<Pending> {
+        let client = self.client(py)?;
+        let bytes = data.as_slice();
+        py.detach(|| client.send(bytes)).py_err(py)
+    }
+}
+
+/// Waits for `pending` in slices until `deadline`; abandons it on timeout
+/// (and on an exception such as `KeyboardInterrupt`, by dropping it).
+fn finish(py: Python<'_>, name: &Arc<str>, mut pending: Pending, deadline: Option<Instant>) -> PyResult<Py<PyBytes>> {
+    match wait_in_slices(py, deadline, |slice| pending.try_wait_timeout(slice))? {
+        Some(outcome) => Ok(PyBytes::new(py, &outcome.py_err(py)?).unbind()),
+        None => {
+            py.detach(|| drop(pending));
+            Err(errors::to_py(py, Error::Timeout { name: name.clone() }))
+        }
+    }
+}
+
+#[pymethods]
+impl PyClient {
+    /// Connects to `name`. With `timeout` (seconds), waits for the server to
+    /// appear and raises `Timeout` if it never does; without, raises
+    /// `NotFound` at once.
+    #[staticmethod]
+    #[pyo3(signature = (name, timeout=None, *, max_message_size=None))]
+    fn connect(py: Python<'_>, name: &str, timeout: Option<f64>, max_message_size: Option<u32>) -> PyResult<PyClient> {
+        let mut options = ClientOptions::new();
+        if let Some(max) = max_message_size {
+            options = options.max_message_size(max);
+        }
+        if timeout.is_none() {
+            return py.detach(|| Client::connect_with(name, &options)).py_err(py).map(PyClient::wrap);
+        }
+        let deadline = deadline_after(timeout)?;
+        let connected = wait_in_slices(py, deadline, |slice| {
+            match Client::connect_with(name, &options.clone().connect_timeout(slice)) {
+                Err(Error::Timeout { .. }) => None,
+                other => Some(other),
+            }
+        })?;
+        match connected {
+            Some(result) => result.py_err(py).map(PyClient::wrap),
+            None => Err(errors::to_py(py, Error::Timeout { name: name.into() })),
+        }
+    }
+
+    /// The name of the server this client talks to.
+    #[getter]
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// True once `close()` was called.
+    #[getter]
+    fn closed(&self) -> bool {
+        lock(&self.inner).is_none()
+    }
+
+    /// Sends `data` and waits for the reply (at most `timeout` seconds; on
+    /// `Timeout` the call is abandoned and its late reply discarded).
+    #[pyo3(signature = (data, timeout=None))]
+    fn call(&self, py: Python<'_>, data: BytesLike<'_>, timeout: Option<f64>) -> PyResult<Py<PyBytes>> {
+        let deadline = deadline_after(timeout)?;
+        let client = self.client(py)?;
+        let bytes = data.as_slice();
+        // Send and wait the first slice in one stretch without the GIL: a
+        // quick reply costs one GIL release, not two.
+        let first_slice = deadline.map_or(SLICE, |d| d.saturating_duration_since(Instant::now()).min(SLICE));
+        let sent = py.detach(|| {
+            let mut pending = client.send(bytes)?;
+            let outcome = pending.try_wait_timeout(first_slice);
+            Ok::<_, ipcall::Error>((pending, outcome))
+        });
+        let (pending, outcome) = sent.py_err(py)?;
+        drop(data);
+        if let Some(outcome) = outcome {
+            return Ok(PyBytes::new(py, &outcome.py_err(py)?).unbind());
+        }
+        py.check_signals()?;
+        finish(py, &self.name, pending, deadline)
+    }
+
+    /// Sends `data` and returns the call in flight.
+    #[pyo3(name = "send")]
+    fn send_py(&self, py: Python<'_>, data: BytesLike<'_>) -> PyResult<PyPending> {
+        let pending = self.send(py, &data)?;
+        Ok(PyPending { state: Mutex::new(PendingState::Waiting(pending)), name: self.name.clone() })
+    }
+
+    /// A new client on the same connection, independent of this one
+    /// (closing one does not close the other).
+    fn clone(&self, py: Python<'_>) -> PyResult<PyClient> {
+        Ok(PyClient { inner: Mutex::new(Some(self.client(py)?)), name: self.name.clone() })
+    }
+
+    /// Closes this client (the connection closes with its last clone).
+    /// Calls already in flight still complete.
+    fn close(&self, py: Python<'_>) {
+        let client = lock(&self.inner).take();
+        py.detach(|| drop(client));
+    }
+
+    fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+        slf
+    }
+
+    fn __exit__(
+        &self,
+        py: Python<'_>,
+        _ty: Option<&Bound<'_, PyAny>>,
+        _value: Option<&Bound<'_, PyAny>>,
+        _tb: Option<&Bound<'_, PyAny>>,
+    ) {
+        self.close(py);
+    }
+
+    fn __repr__(&self) -> String {
+        let state = if self.closed() { " closed" } else { "" };
+        format!("<ipcall.Client {:?}{state}>", &*self.name)
+    }
+}
+
+/// Where a `Pending` stands.
+enum PendingState {
+    /// In flight.
+    Waiting(Pending),
+    /// `done()` found the outcome; the next `wait` returns it.
+    Finished(ipcall::Result<Vec<u8>>),
+    /// The outcome was handed out, or the call closed: later waits raise `Closed`.
+    Spent,
+}
+
+/// A call in flight (from `Client.send`): `wait()` for its reply, or poll
+/// it with `done()`. Closing it (or dropping it) abandons the call.
+#[pyclass(frozen, module = "ipcall._ipcall", name = "Pending")]
+pub(crate) struct PyPending {
+    /// Locked only without the GIL (inside `detach`), so a waiter that holds
+    /// it never waits for the GIL while another thread waits for it.
+    state: Mutex<PendingState>,
+    name: Arc<str>,
+}
+
+impl PyPending {
+    fn spent_error(&self, py: Python<'_>) -> PyErr {
+        errors::new(py, ErrorKind::Closed, &self.name, "this call's reply was already taken, or the call was closed")
+    }
+
+    /// One slice of waiting: the outcome, if it is there within `slice`.
+    fn attempt(&self, slice: Duration) -> Option<Option<ipcall::Result<Vec<u8>>>> {
+        let mut state = lock(&self.state);
+        match std::mem::replace(&mut *state, PendingState::Spent) {
+            PendingState::Waiting(mut pending) => match pending.try_wait_timeout(slice) {
+                Some(outcome) => Some(Some(outcome)),
+                None => {
+                    *state = PendingState::Waiting(pending);
+                    None
+                }
+            },
+            PendingState::Finished(outcome) => Some(Some(outcome)),
+            PendingState::Spent => Some(None),
+        }
+    }
+}
+
+#[pymethods]
+impl PyPending {
+    /// The server's name.
+    #[getter]
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Waits for the reply (at most `timeout` seconds; on `Timeout` the call
+    /// is abandoned). Raises `Closed` if the reply was already taken.
+    #[pyo3(signature = (timeout=None))]
+    fn wait(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Py<PyBytes>> {
+        let deadline = deadline_after(timeout)?;
+        match wait_in_slices(py, deadline, |slice| self.attempt(slice))? {
+            Some(Some(outcome)) => Ok(PyBytes::new(py, &outcome.py_err(py)?).unbind()),
+            Some(None) => Err(self.spent_error(py)),
+            None => {
+                self.close(py);
+                Err(errors::to_py(py, Error::Timeout { name: self.name.clone() }))
+            }
+        }
+    }
+
+    /// True once the outcome has arrived (or the reply was taken); never blocks.
+    fn done(&self, py: Python<'_>) -> bool {
+        py.detach(|| {
+            let mut state = lock(&self.state);
+            if let PendingState::Waiting(pending) = &mut *state {
+                match pending.try_wait() {
+                    Some(outcome) => *state = PendingState::Finished(outcome),
+                    None => return false,
+                }
+            }
+            true
+        })
+    }
+
+    /// Abandons the call (a late reply is discarded); does nothing once the
+    /// reply was taken.
+    fn close(&self, py: Python<'_>) {
+        py.detach(|| {
+            let previous = std::mem::replace(&mut *lock(&self.state), PendingState::Spent);
+            drop(previous);
+        });
+    }
+
+    fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+        slf
+    }
+
+    fn __exit__(
+        &self,
+        py: Python<'_>,
+        _ty: Option<&Bound<'_, PyAny>>,
+        _value: Option<&Bound<'_, PyAny>>,
+        _tb: Option<&Bound<'_, PyAny>>,
+    ) {
+        self.close(py);
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> String {
+        let state = if self.done(py) { "done" } else { "waiting" };
+        format!("<ipcall.Pending {:?} {state}>", &*self.name)
+    }
+}

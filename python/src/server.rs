@@ -1,0 +1,380 @@
+//! `Server`, `Request` and `Peer`.
+
+use std::collections::VecDeque;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use ipcall::{Error, ErrorKind, Kind, Peer, Request, Server, ServerOptions};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+
+use crate::errors::{self, ToPyResult};
+use crate::{deadline_after, wait_in_slices, BytesLike};
+
+/// Locks `mutex`, ignoring poisoning: every critical section here is a
+/// take or a push, so a panic in one leaves the data consistent.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The keyword options of `Server.bind` and `Server.bind_unique`.
+#[allow(clippy::too_many_arguments)]
+fn server_options(
+    max_message_size: Option<u32>,
+    one_shot: bool,
+    allow_uids: Vec<u32>,
+    allow_gids: Vec<u32>,
+    allow_any_uid: bool,
+    handshake_timeout: Option<f64>,
+    ring_size: Option<usize>,
+) -> PyResult<ServerOptions> {
+    let mut options = ServerOptions::new().one_shot(one_shot).allow_any_uid(allow_any_uid);
+    if let Some(max) = max_message_size {
+        options = options.max_message_size(max);
+    }
+    for uid in allow_uids {
+        options = options.allow_uid(uid);
+    }
+    for gid in allow_gids {
+        options = options.allow_gid(gid);
+    }
+    if let Some(seconds) = handshake_timeout {
+        let timeout = Duration::try_from_secs_f64(seconds)
+            .map_err(|_| PyValueError::new_err(format!("handshake_timeout must be >= 0 seconds, not {seconds}")))?;
+        options = options.handshake_timeout(timeout);
+    }
+    if let Some(bytes) = ring_size {
+        options = options.ring_size(bytes);
+    }
+    Ok(options)
+}
+
+/// A server bound to a name. Use `ipcall.Server` (which adds asyncio).
+#[pyclass(frozen, module = "ipcall._ipcall", name = "Server")]
+pub(crate) struct PyServer {
+    /// Shared with the threads blocked in `recv` without the GIL, so that
+    /// `close` from another thread wakes them with `Closed`.
+    inner: Arc<Server>,
+    /// The server's name, shared with every request it hands out.
+    name: Arc<str>,
+    /// Requests handed back by an asyncio receiver that was cancelled after
+    /// the request was already taken for it; `recv` and `try_recv` serve
+    /// these first, so no request is lost to a cancellation.
+    returned: Mutex<VecDeque<Py<PyRequest>>>,
+    /// `close` was called.
+    closed: AtomicBool,
+}
+
+impl PyServer {
+    fn new(inner: Server) -> PyServer {
+        let name = inner.name().into();
+        PyServer { inner: Arc::new(inner), name, returned: Mutex::new(VecDeque::new()), closed: AtomicBool::new(false) }
+    }
+
+    fn take_returned(&self) -> Option<Py<PyRequest>> {
+        lock(&self.returned).pop_front()
+    }
+
+    fn wrap(&self, py: Python<'_>, request: Request) -> PyResult<Py<PyRequest>> {
+        Py::new(py, PyRequest::new(py, request, self.name.clone()))
+    }
+}
+
+#[pymethods]
+impl PyServer {
+    /// Listens on `name` (`mem:jobs`, `unix:/path.sock`, ...).
+    #[staticmethod]
+    #[pyo3(signature = (name, *, max_message_size=None, one_shot=false, allow_uids=Vec::new(), allow_gids=Vec::new(), allow_any_uid=false, handshake_timeout=None, ring_size=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn bind(
+        py: Python<'_>,
+        name: &str,
+        max_message_size: Option<u32>,
+        one_shot: bool,
+        allow_uids: Vec<u32>,
+        allow_gids: Vec<u32>,
+        allow_any_uid: bool,
+        handshake_timeout: Option<f64>,
+        ring_size: Option<usize>,
+    ) -> PyResult<PyServer> {
+        let options = server_options(
+            max_message_size,
+            one_shot,
+            allow_uids,
+            allow_gids,
+            allow_any_uid,
+            handshake_timeout,
+            ring_size,
+        )?;
+        py.detach(|| Server::bind_with(name, &options)).py_err(py).map(PyServer::new)
+    }
+
+    /// Listens on a new, unguessable name of `kind` (`"mem"`, `"unix"`, ...).
+    #[staticmethod]
+    #[pyo3(signature = (kind, *, max_message_size=None, one_shot=false, allow_uids=Vec::new(), allow_gids=Vec::new(), allow_any_uid=false, handshake_timeout=None, ring_size=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn bind_unique(
+        py: Python<'_>,
+        kind: &str,
+        max_message_size: Option<u32>,
+        one_shot: bool,
+        allow_uids: Vec<u32>,
+        allow_gids: Vec<u32>,
+        allow_any_uid: bool,
+        handshake_timeout: Option<f64>,
+        ring_size: Option<usize>,
+    ) -> PyResult<PyServer> {
+        let kind: Kind = kind.parse().py_err(py)?;
+        let options = server_options(
+            max_message_size,
+            one_shot,
+            allow_uids,
+            allow_gids,
+            allow_any_uid,
+            handshake_timeout,
+            ring_size,
+        )?;
+        py.detach(|| Server::bind_unique_with(kind, &options)).py_err(py).map(PyServer::new)
+    }
+
+    /// The name clients connect to.
+    #[getter]
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    /// True once `close()` was called.
+    #[getter]
+    fn closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Waits for the next request (at most `timeout` seconds; `None` =
+    /// forever). Raises `Timeout`, or `Closed` once none can come again.
+    #[pyo3(signature = (timeout=None))]
+    fn recv(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Py<PyRequest>> {
+        if let Some(request) = self.take_returned() {
+            return Ok(request);
+        }
+        let deadline = deadline_after(timeout)?;
+        let server = &self.inner;
+        let received = wait_in_slices(py, deadline, |slice| match server.recv_timeout(slice) {
+            Err(Error::Timeout { .. }) => None,
+            other => Some(other),
+        })?;
+        match received {
+            Some(result) => self.wrap(py, result.py_err(py)?),
+            None => Err(errors::to_py(py, Error::Timeout { name: server.name().into() })),
+        }
+    }
+
+    /// The next request if one is ready now, else `None`.
+    fn try_recv(&self, py: Python<'_>) -> PyResult<Option<Py<PyRequest>>> {
+        if let Some(request) = self.take_returned() {
+            return Ok(Some(request));
+        }
+        self.inner.try_recv().py_err(py)?.map(|request| self.wrap(py, request)).transpose()
+    }
+
+    /// Waits until a client has connected (a one-shot server's one client).
+    /// Raises `Timeout` if none came within `timeout` seconds.
+    #[pyo3(signature = (timeout=None))]
+    fn accept(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<()> {
+        let deadline = deadline_after(timeout)?;
+        let server = &self.inner;
+        let accepted = wait_in_slices(py, deadline, |slice| match server.accept_timeout(slice) {
+            Err(Error::Timeout { .. }) => None,
+            other => Some(other),
+        })?;
+        match accepted {
+            Some(result) => result.py_err(py),
+            None => Err(errors::to_py(py, Error::Timeout { name: server.name().into() })),
+        }
+    }
+
+    /// A descriptor that is readable when a request may be ready (for
+    /// select/poll/epoll and asyncio's `add_reader`); follow it with
+    /// `try_recv()`, readiness can be spurious.
+    fn fileno(&self) -> i32 {
+        self.inner.as_raw_fd()
+    }
+
+    /// Stops taking requests and unbinds the name; blocked `recv`s raise
+    /// `Closed`. Requests already received can still be answered.
+    fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.inner.close();
+        // Requests handed back by cancelled receivers go with the rest of
+        // the queue (their callers learn `NoReply`); dropped after unlocking.
+        let returned = std::mem::take(&mut *lock(&self.returned));
+        drop(returned);
+    }
+
+    /// Hands a request back to the server, to be returned by the next
+    /// `recv`: used by `recv_async` when its caller was cancelled after the
+    /// request had been taken for it. The request must be unanswered.
+    fn _push_back(&self, py: Python<'_>, request: Bound<'_, PyRequest>) -> PyResult<()> {
+        if !request.get().pending() {
+            return Err(request.get().answered_error(py));
+        }
+        lock(&self.returned).push_back(request.unbind());
+        Ok(())
+    }
+
+    fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+        slf
+    }
+
+    fn __exit__(
+        &self,
+        _ty: Option<&Bound<'_, PyAny>>,
+        _value: Option<&Bound<'_, PyAny>>,
+        _tb: Option<&Bound<'_, PyAny>>,
+    ) {
+        self.close();
+    }
+
+    fn __iter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+        slf
+    }
+
+    /// The next request; iteration ends when the server is `Closed`.
+    fn __next__(&self, py: Python<'_>) -> PyResult<Option<Py<PyRequest>>> {
+        match self.recv(py, None) {
+            Ok(request) => Ok(Some(request)),
+            Err(err) if is_closed(py, &err) => Ok(None),
+            Err(err) => Err(err),
+        }
+    }
+
+    fn __repr__(&self) -> String {
+        let state = if self.closed() { " closed" } else { "" };
+        format!("<ipcall.Server {:?}{state}>", self.inner.name())
+    }
+}
+
+/// True if `err` is an `ipcall.Closed`.
+fn is_closed(py: Python<'_>, err: &PyErr) -> bool {
+    let class = py.import("ipcall._errors").and_then(|m| m.getattr(errors::class_name(ErrorKind::Closed)));
+    match class {
+        Ok(class) => err.is_instance(py, &class),
+        Err(_) => false,
+    }
+}
+
+/// Who sent a request, as far as the transport can tell.
+#[pyclass(frozen, eq, hash, get_all, module = "ipcall._ipcall", name = "Peer")]
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct PyPeer {
+    /// The sender's process id, or None.
+    pid: Option<u32>,
+    /// The sender's user id, or None.
+    uid: Option<u32>,
+    /// The sender's group id, or None.
+    gid: Option<u32>,
+}
+
+#[pymethods]
+impl PyPeer {
+    fn __repr__(&self) -> String {
+        let show = |v: Option<u32>| v.map_or_else(|| "None".to_string(), |v| v.to_string());
+        format!("Peer(pid={}, uid={}, gid={})", show(self.pid), show(self.uid), show(self.gid))
+    }
+}
+
+/// One received request: its bytes, its sender, and the duty to answer it
+/// exactly once with `reply` or `fail`. Closed (or garbage-collected)
+/// unanswered, its caller gets `NoReply`.
+#[pyclass(frozen, module = "ipcall._ipcall", name = "Request")]
+pub(crate) struct PyRequest {
+    /// The request's bytes, moved out of the Rust request on arrival.
+    data: Py<PyBytes>,
+    peer: PyPeer,
+    /// `None` once answered or closed. Only ever locked for a take.
+    inner: Mutex<Option<Request>>,
+    /// The server's name, for error messages.
+    server_name: Arc<str>,
+}
+
+impl PyRequest {
+    pub(crate) fn new(py: Python<'_>, mut request: Request, server_name: Arc<str>) -> PyRequest {
+        // One copy, from the received buffer into the bytes object.
+        let data = PyBytes::new(py, &request.take_data()).unbind();
+        let Peer { pid, uid, gid } = request.peer();
+        PyRequest { data, peer: PyPeer { pid, uid, gid }, inner: Mutex::new(Some(request)), server_name }
+    }
+
+    fn take(&self, py: Python<'_>) -> PyResult<Request> {
+        lock(&self.inner).take().ok_or_else(|| self.answered_error(py))
+    }
+
+    fn answered_error(&self, py: Python<'_>) -> PyErr {
+        errors::new(py, ErrorKind::Closed, &self.server_name, "this request was already answered or closed")
+    }
+}
+
+#[pymethods]
+impl PyRequest {
+    /// The request's bytes.
+    #[getter]
+    fn data(&self, py: Python<'_>) -> Py<PyBytes> {
+        self.data.clone_ref(py)
+    }
+
+    /// Who sent it.
+    #[getter]
+    fn peer(&self) -> PyPeer {
+        self.peer
+    }
+
+    /// True until it is answered (or closed).
+    #[getter]
+    fn pending(&self) -> bool {
+        lock(&self.inner).is_some()
+    }
+
+    /// Answers with `data` (any bytes-like object). A reply larger than the
+    /// caller's limit raises `TooLarge` and the caller gets `NoReply`.
+    fn reply(&self, py: Python<'_>, data: BytesLike<'_>) -> PyResult<()> {
+        let request = self.take(py)?;
+        let bytes = data.as_slice();
+        py.detach(|| request.reply(bytes)).py_err(py)
+    }
+
+    /// Answers with an application error: the caller's call raises
+    /// `RemoteError` whose `payload` is these bytes.
+    fn fail(&self, py: Python<'_>, payload: BytesLike<'_>) -> PyResult<()> {
+        let request = self.take(py)?;
+        let bytes = payload.as_slice();
+        py.detach(|| request.fail(bytes)).py_err(py)
+    }
+
+    /// Drops the request unanswered (its caller gets `NoReply`); does
+    /// nothing if it was answered already.
+    fn close(&self, py: Python<'_>) {
+        let request = lock(&self.inner).take();
+        py.detach(|| drop(request));
+    }
+
+    fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+        slf
+    }
+
+    fn __exit__(
+        &self,
+        py: Python<'_>,
+        _ty: Option<&Bound<'_, PyAny>>,
+        _value: Option<&Bound<'_, PyAny>>,
+        _tb: Option<&Bound<'_, PyAny>>,
+    ) {
+        self.close(py);
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> String {
+        let state = if self.pending() { "" } else { " answered" };
+        format!("<ipcall.Request {} bytes from {}{state}>", self.data.bind(py).as_bytes().len(), self.peer.__repr__())
+    }
+}

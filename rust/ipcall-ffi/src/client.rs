@@ -1,0 +1,280 @@
+//! `ipcall_client` (sends requests) and `ipcall_pending` (one call in flight).
+
+use std::ffi::{c_char, CString};
+use std::sync::Arc;
+
+use ipcall_core::{Client, ClientOptions, Error, Pending};
+
+use crate::{
+    guard, guard_value, input_bytes, input_str, ipcall_buf, ipcall_client_options, ipcall_status, non_null, write_out,
+    Failure, Wait,
+};
+
+/// A connection to a server. Created by `ipcall_client_connect*` or
+/// `ipcall_client_clone`, released by `ipcall_client_free`.
+///
+/// Functions that take a `const ipcall_client *` (call, send, clone, name)
+/// may be called from several threads at once on the same client: many
+/// calls may be in flight, and replies are matched to calls by id, never by
+/// order. `ipcall_client_free` must be the last use.
+pub struct ipcall_client {
+    client: Client,
+    /// `client.name()` as a C string, for `ipcall_client_name`.
+    name: CString,
+}
+
+/// One call in flight, from `ipcall_client_send`. Wait for its outcome with
+/// `ipcall_pending_wait` or `ipcall_pending_try_wait`; release it with
+/// `ipcall_pending_free` (freeing it unanswered abandons the call: its late
+/// answer is discarded). Use it from one thread at a time; it may outlive
+/// the client it was sent from.
+pub struct ipcall_pending {
+    /// `None` once the outcome was handed out or the call abandoned
+    /// (the pending is then "spent": waits report `IPCALL_E_CLOSED`).
+    pending: Option<Pending>,
+    /// The server's name, for the message of a wait on a spent pending.
+    name: Arc<str>,
+}
+
+/// The client behind a handle pointer, checked for NULL.
+fn client_ref<'a>(client: *const ipcall_client) -> Result<&'a ipcall_client, Failure> {
+    non_null(client, "client")?;
+    // SAFETY: (1) `client` is non-NULL and, as documented, a live handle that
+    // is not freed while this call runs; (2) only shared access is taken,
+    // which `Client` allows from several threads.
+    Ok(unsafe { &*client })
+}
+
+fn hand_out_client(client: Client, out: *mut *mut ipcall_client) -> Result<(), Failure> {
+    let name = CString::new(client.name()).map_err(|_| Failure::invalid("server name contains NUL"))?;
+    write_out(out, Box::into_raw(Box::new(ipcall_client { client, name })));
+    Ok(())
+}
+
+/// Writes the outcome of a call to `*reply`: the reply bytes on success,
+/// the error payload on `IPCALL_E_REMOTE`; nothing otherwise.
+fn deliver(outcome: ipcall_core::Result<Vec<u8>>, reply: *mut ipcall_buf) -> Result<(), Failure> {
+    match outcome {
+        Ok(bytes) => {
+            write_out(reply, ipcall_buf::from_vec(bytes));
+            Ok(())
+        }
+        Err(Error::Remote { name, payload }) => {
+            let failure = Failure::from(Error::Remote { name, payload: Vec::new() });
+            let failure =
+                Failure { message: format!("{} ({} byte payload)", failure.message, payload.len()), ..failure };
+            write_out(reply, ipcall_buf::from_vec(payload));
+            Err(failure)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Connects to the server bound to `name`, waiting at most `timeout_ms` for
+/// it to appear (-1 = as long as it takes; 0 = not at all: `IPCALL_E_NOT_FOUND`
+/// at once if no server is bound). On success writes the client to `*out`.
+///
+/// `IPCALL_E_TIMEOUT`: no server appeared within `timeout_ms` (> 0).
+/// `IPCALL_E_INVALID_NAME`: the name does not parse, or names a transport
+/// this build does not provide.
+#[no_mangle]
+pub extern "C" fn ipcall_client_connect(
+    name: *const c_char,
+    timeout_ms: i32,
+    out: *mut *mut ipcall_client,
+) -> ipcall_status {
+    ipcall_client_connect_with(name, std::ptr::null(), timeout_ms, out)
+}
+
+/// `ipcall_client_connect` with `options` (NULL = defaults).
+#[no_mangle]
+pub extern "C" fn ipcall_client_connect_with(
+    name: *const c_char,
+    options: *const ipcall_client_options,
+    timeout_ms: i32,
+    out: *mut *mut ipcall_client,
+) -> ipcall_status {
+    guard(|| {
+        let name = input_str(name, "name")?;
+        non_null(out, "out")?;
+        let wait = Wait::from_ms(timeout_ms)?;
+        let mut options = if options.is_null() {
+            ClientOptions::default()
+        } else {
+            // SAFETY: (1) a non-NULL `options` is, as documented, a live handle
+            // from `ipcall_client_options_new`, only read during this call.
+            unsafe { &*options }.inner.clone()
+        };
+        if wait != Wait::Now {
+            options = options.connect_timeout(wait.as_duration());
+        }
+        hand_out_client(Client::connect_with(name, &options)?, out)
+    })
+}
+
+/// The name of the server this client talks to, owned by the client (valid
+/// until `ipcall_client_free`). NULL if `client` is NULL.
+#[no_mangle]
+pub extern "C" fn ipcall_client_name(client: *const ipcall_client) -> *const c_char {
+    guard_value(std::ptr::null(), || client_ref(client).map_or(std::ptr::null(), |c| c.name.as_ptr()))
+}
+
+/// Sends `data[0..len]` (copied; `data` may be NULL when `len` is 0) and
+/// waits at most `timeout_ms` for the answer (-1 = as long as it takes).
+///
+/// `IPCALL_OK`: `*reply` holds the reply; free it with `ipcall_buf_free`.
+/// `IPCALL_E_REMOTE`: the server failed the request; `*reply` holds its
+/// error payload (free it too).
+/// `IPCALL_E_TIMEOUT`: the call was abandoned; its late answer is discarded,
+/// never given to another call. `*reply` is untouched on every status but
+/// these two.
+#[no_mangle]
+pub extern "C" fn ipcall_client_call(
+    client: *const ipcall_client,
+    data: *const u8,
+    len: usize,
+    timeout_ms: i32,
+    reply: *mut ipcall_buf,
+) -> ipcall_status {
+    guard(|| {
+        let client = &client_ref(client)?.client;
+        let bytes = input_bytes(data, len)?;
+        non_null(reply, "reply")?;
+        let outcome = match Wait::from_ms(timeout_ms)? {
+            Wait::Forever => client.call(bytes),
+            wait => client.call_timeout(bytes, wait.as_duration()),
+        };
+        deliver(outcome, reply)
+    })
+}
+
+/// Sends `data[0..len]` (copied) without waiting, and writes the call in
+/// flight to `*out`; wait for it later with `ipcall_pending_wait`. Many calls
+/// may be in flight at once.
+#[no_mangle]
+pub extern "C" fn ipcall_client_send(
+    client: *const ipcall_client,
+    data: *const u8,
+    len: usize,
+    out: *mut *mut ipcall_pending,
+) -> ipcall_status {
+    guard(|| {
+        let client = &client_ref(client)?.client;
+        let bytes = input_bytes(data, len)?;
+        non_null(out, "out")?;
+        let pending = client.send(bytes)?;
+        let name = Arc::from(client.name());
+        write_out(out, Box::into_raw(Box::new(ipcall_pending { pending: Some(pending), name })));
+        Ok(())
+    })
+}
+
+/// A second client talking to the same server, independent of this one
+/// (free each). On success writes it to `*out`.
+#[no_mangle]
+pub extern "C" fn ipcall_client_clone(client: *const ipcall_client, out: *mut *mut ipcall_client) -> ipcall_status {
+    guard(|| {
+        let client = client_ref(client)?.client.clone();
+        non_null(out, "out")?;
+        hand_out_client(client, out)
+    })
+}
+
+/// Releases the client. `client` may be NULL. Calls still in flight from it
+/// (`ipcall_pending`) stay valid and still get their answers.
+#[no_mangle]
+pub extern "C" fn ipcall_client_free(client: *mut ipcall_client) {
+    guard_value((), || {
+        if !client.is_null() {
+            // SAFETY: (1) a non-NULL `client` is, as documented, a handle not
+            // yet freed and no longer used by any other thread; (2) the caller
+            // gives it up here, so it is released exactly once.
+            drop(unsafe { Box::from_raw(client) });
+        }
+    })
+}
+
+/// The pending call behind a handle pointer, checked for NULL.
+fn pending_mut<'a>(pending: *mut ipcall_pending) -> Result<&'a mut ipcall_pending, Failure> {
+    non_null(pending, "pending")?;
+    // SAFETY: (1) `pending` is non-NULL and, as documented, a live handle from
+    // `ipcall_client_send` that no other thread uses during this call.
+    Ok(unsafe { &mut *pending })
+}
+
+/// The error of a wait on a spent pending call to the server `name`.
+fn spent(name: &Arc<str>) -> Failure {
+    let mut failure = Failure::from(Error::Closed { name: name.clone() });
+    failure.message = format!("{name}: this call's outcome was already handed out (or it timed out)");
+    failure
+}
+
+/// Waits at most `timeout_ms` (-1 = as long as it takes, 0 = do not wait)
+/// for the call's outcome.
+///
+/// `IPCALL_OK`: `*reply` holds the reply; `IPCALL_E_REMOTE`: it holds the
+/// error payload (free either with `ipcall_buf_free`). Any other status
+/// leaves `*reply` untouched.
+/// After any outcome — including `IPCALL_E_TIMEOUT`, which abandons the call
+/// (its late answer is discarded) — the pending is spent: further waits
+/// report `IPCALL_E_CLOSED`. Its handle still needs `ipcall_pending_free`.
+/// To look without giving up, use `ipcall_pending_try_wait`.
+#[no_mangle]
+pub extern "C" fn ipcall_pending_wait(
+    pending: *mut ipcall_pending,
+    timeout_ms: i32,
+    reply: *mut ipcall_buf,
+) -> ipcall_status {
+    guard(|| {
+        let handle = pending_mut(pending)?;
+        non_null(reply, "reply")?;
+        let wait = Wait::from_ms(timeout_ms)?;
+        let pending = handle.pending.take().ok_or_else(|| spent(&handle.name))?;
+        let outcome = match wait {
+            Wait::Forever => pending.wait(),
+            wait => pending.wait_timeout(wait.as_duration()),
+        };
+        deliver(outcome, reply)
+    })
+}
+
+/// The call's outcome if it has arrived, without waiting and without giving
+/// up on the call.
+///
+/// `IPCALL_E_TIMEOUT`: no answer yet; the call is still in flight and the
+/// pending may be waited on again. Any other status is the outcome, as for
+/// `ipcall_pending_wait` (`*reply` written on `IPCALL_OK` and
+/// `IPCALL_E_REMOTE`), and the pending is then spent.
+#[no_mangle]
+pub extern "C" fn ipcall_pending_try_wait(pending: *mut ipcall_pending, reply: *mut ipcall_buf) -> ipcall_status {
+    guard(|| {
+        let handle = pending_mut(pending)?;
+        non_null(reply, "reply")?;
+        let pending = handle.pending.as_mut().ok_or_else(|| spent(&handle.name))?;
+        match pending.try_wait() {
+            None => {
+                let mut failure = Failure::from(Error::Timeout { name: handle.name.clone() });
+                failure.message = format!("{}: no answer yet (the call is still in flight)", handle.name);
+                Err(failure)
+            }
+            Some(outcome) => {
+                handle.pending = None;
+                deliver(outcome, reply)
+            }
+        }
+    })
+}
+
+/// Releases the pending call; if its outcome was not handed out yet, the call
+/// is abandoned (its late answer is discarded). `pending` may be NULL.
+#[no_mangle]
+pub extern "C" fn ipcall_pending_free(pending: *mut ipcall_pending) {
+    guard_value((), || {
+        if !pending.is_null() {
+            // SAFETY: (1) a non-NULL `pending` is, as documented, a handle from
+            // `ipcall_client_send` not yet freed; (2) the caller gives it up
+            // here, so it is released exactly once.
+            drop(unsafe { Box::from_raw(pending) });
+        }
+    })
+}

@@ -1,0 +1,201 @@
+//! Server and client options: opaque handles with one setter per option.
+//!
+//! Options are handles rather than C structs so that adding an option later
+//! adds a function and never changes a layout the caller compiled against
+//! (the ABI stays compatible in both directions).
+
+use std::time::Duration;
+
+use ipcall_core::{ClientOptions, ServerOptions};
+
+use crate::{guard, ipcall_status, non_null, write_out, Failure, Wait};
+
+/// Options for `ipcall_server_bind` / `ipcall_server_bind_unique`: created
+/// with `ipcall_server_options_new`, released with
+/// `ipcall_server_options_free`. Binding copies them, so one options handle
+/// may serve many binds and be freed right after.
+pub struct ipcall_server_options {
+    /// The core options as set so far.
+    pub(crate) inner: ServerOptions,
+}
+
+/// Options for `ipcall_client_connect_with`: created with
+/// `ipcall_client_options_new`, released with `ipcall_client_options_free`.
+pub struct ipcall_client_options {
+    /// The core options as set so far.
+    pub(crate) inner: ClientOptions,
+}
+
+/// Applies a builder method of the core to the options behind `options`.
+fn update<T>(options: *mut T, change: impl FnOnce(&mut T)) -> ipcall_status {
+    guard(|| {
+        change(options_mut(options)?);
+        Ok(())
+    })
+}
+
+/// The options behind a handle pointer, checked for NULL.
+fn options_mut<'a, T>(options: *mut T) -> Result<&'a mut T, Failure> {
+    non_null(options, "options")?;
+    // SAFETY: (1) `options` is non-NULL and, as documented, a live handle from
+    // the matching `_new` that no other thread uses during the call.
+    Ok(unsafe { &mut *options })
+}
+
+/// Takes the core builder out, runs one of its by-value methods, puts it back.
+fn rebuild<B: Default>(slot: &mut B, method: impl FnOnce(B) -> B) {
+    *slot = method(std::mem::take(slot));
+}
+
+impl Default for ipcall_server_options {
+    fn default() -> Self {
+        ipcall_server_options { inner: ServerOptions::new() }
+    }
+}
+
+impl Default for ipcall_client_options {
+    fn default() -> Self {
+        ipcall_client_options { inner: ClientOptions::new() }
+    }
+}
+
+/// Creates server options with the defaults: messages up to 64 MiB, many
+/// clients, only this process's uid may connect, a 5 s handshake timeout and
+/// 1 MiB shared-memory rings. On success writes the handle to `*out`.
+#[no_mangle]
+pub extern "C" fn ipcall_server_options_new(out: *mut *mut ipcall_server_options) -> ipcall_status {
+    guard(|| {
+        non_null(out, "out")?;
+        write_out(out, Box::into_raw(Box::default()));
+        Ok(())
+    })
+}
+
+/// Releases server options. `options` may be NULL.
+#[no_mangle]
+pub extern "C" fn ipcall_server_options_free(options: *mut ipcall_server_options) {
+    crate::guard_value((), || {
+        if !options.is_null() {
+            // SAFETY: (1) a non-NULL `options` is, as documented, a handle
+            // from `ipcall_server_options_new` not yet freed; (2) the caller
+            // gives it up here, so it is released exactly once.
+            drop(unsafe { Box::from_raw(options) });
+        }
+    })
+}
+
+/// Sets the largest request the server accepts and the largest reply it
+/// sends, in bytes (up to 4 GiB − 1; default 64 MiB). A larger message is
+/// refused by its sender with `IPCALL_E_TOO_LARGE`.
+#[no_mangle]
+pub extern "C" fn ipcall_server_options_set_max_message_size(
+    options: *mut ipcall_server_options,
+    max_bytes: u32,
+) -> ipcall_status {
+    update(options, |o| rebuild(&mut o.inner, |b| b.max_message_size(max_bytes)))
+}
+
+/// Makes the server one-shot (`true`) or not (`false`, the default). A
+/// one-shot server accepts exactly one client connection, removes its name at
+/// once, and `ipcall_server_recv` reports `IPCALL_E_CLOSED` when that client
+/// (and its clones) are gone. Use `ipcall_server_accept` with a timeout to
+/// wait for the one client.
+#[no_mangle]
+pub extern "C" fn ipcall_server_options_set_one_shot(
+    options: *mut ipcall_server_options,
+    one_shot: bool,
+) -> ipcall_status {
+    update(options, |o| rebuild(&mut o.inner, |b| b.one_shot(one_shot)))
+}
+
+/// Also lets processes of user id `uid` connect (socket-based transports;
+/// call once per uid). By default only the server's own uid may connect.
+#[no_mangle]
+pub extern "C" fn ipcall_server_options_allow_uid(options: *mut ipcall_server_options, uid: u32) -> ipcall_status {
+    update(options, |o| rebuild(&mut o.inner, |b| b.allow_uid(uid)))
+}
+
+/// Also lets processes whose primary group id is `gid` connect (call once per
+/// gid).
+#[no_mangle]
+pub extern "C" fn ipcall_server_options_allow_gid(options: *mut ipcall_server_options, gid: u32) -> ipcall_status {
+    update(options, |o| rebuild(&mut o.inner, |b| b.allow_gid(gid)))
+}
+
+/// Lets any uid connect (`true`); only the endpoint's file permissions then
+/// apply. Default `false`.
+#[no_mangle]
+pub extern "C" fn ipcall_server_options_set_allow_any_uid(
+    options: *mut ipcall_server_options,
+    allow: bool,
+) -> ipcall_status {
+    update(options, |o| rebuild(&mut o.inner, |b| b.allow_any_uid(allow)))
+}
+
+/// How long a connecting client may take to finish the connection handshake,
+/// in milliseconds (default 5000; -1 = no limit). 0 is `IPCALL_E_INVALID`: no
+/// handshake could ever finish.
+#[no_mangle]
+pub extern "C" fn ipcall_server_options_set_handshake_timeout(
+    options: *mut ipcall_server_options,
+    timeout_ms: i32,
+) -> ipcall_status {
+    guard(|| {
+        let timeout = match Wait::from_ms(timeout_ms)? {
+            Wait::Now => return Err(Failure::invalid("a handshake timeout of 0 ms would refuse every client")),
+            // A century: "no limit" without risking an overflowing deadline
+            // in a transport that adds it to the current time.
+            Wait::Forever => Duration::from_secs(100 * 365 * 24 * 3600),
+            Wait::For(d) => d,
+        };
+        rebuild(&mut options_mut(options)?.inner, |b| b.handshake_timeout(timeout));
+        Ok(())
+    })
+}
+
+/// Size in bytes of each shared-memory ring (`shm:` only; default 1 MiB).
+/// Messages larger than a ring still work: they stream through it.
+#[no_mangle]
+pub extern "C" fn ipcall_server_options_set_ring_size(
+    options: *mut ipcall_server_options,
+    ring_bytes: usize,
+) -> ipcall_status {
+    update(options, |o| rebuild(&mut o.inner, |b| b.ring_size(ring_bytes)))
+}
+
+/// Creates client options with the defaults (messages up to 64 MiB). On
+/// success writes the handle to `*out`.
+#[no_mangle]
+pub extern "C" fn ipcall_client_options_new(out: *mut *mut ipcall_client_options) -> ipcall_status {
+    guard(|| {
+        non_null(out, "out")?;
+        write_out(out, Box::into_raw(Box::default()));
+        Ok(())
+    })
+}
+
+/// Releases client options. `options` may be NULL.
+#[no_mangle]
+pub extern "C" fn ipcall_client_options_free(options: *mut ipcall_client_options) {
+    crate::guard_value((), || {
+        if !options.is_null() {
+            // SAFETY: (1) a non-NULL `options` is, as documented, a handle
+            // from `ipcall_client_options_new` not yet freed; (2) the caller
+            // gives it up here, so it is released exactly once.
+            drop(unsafe { Box::from_raw(options) });
+        }
+    })
+}
+
+/// Sets the largest reply the client accepts and the largest request it
+/// sends, in bytes (up to 4 GiB − 1; default 64 MiB). A larger request is
+/// refused with `IPCALL_E_TOO_LARGE` before anything is sent; a server whose
+/// reply is too large gets `IPCALL_E_TOO_LARGE` from its reply, and the
+/// caller `IPCALL_E_NO_REPLY`.
+#[no_mangle]
+pub extern "C" fn ipcall_client_options_set_max_message_size(
+    options: *mut ipcall_client_options,
+    max_bytes: u32,
+) -> ipcall_status {
+    update(options, |o| rebuild(&mut o.inner, |b| b.max_message_size(max_bytes)))
+}

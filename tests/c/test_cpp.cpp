@@ -1,0 +1,215 @@
+// The C++ wrapper (ipcall.hpp): RAII, move-only handles, exceptions with
+// status, message and payload, over every transport this build provides.
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <optional>
+#include <string>
+#include <thread>
+#include <type_traits>
+#include <vector>
+
+#include <unistd.h>
+
+#include "check.h"
+#include "ipcall.hpp"
+
+using namespace std::chrono_literals;
+
+static_assert(!std::is_copy_constructible_v<ipcall::Server> && std::is_nothrow_move_constructible_v<ipcall::Server>);
+static_assert(!std::is_copy_constructible_v<ipcall::Client> && std::is_nothrow_move_constructible_v<ipcall::Client>);
+static_assert(!std::is_copy_constructible_v<ipcall::Request> && std::is_nothrow_move_constructible_v<ipcall::Request>);
+static_assert(!std::is_copy_constructible_v<ipcall::Pending> && std::is_nothrow_move_constructible_v<ipcall::Pending>);
+static_assert(!std::is_copy_assignable_v<ipcall::Server> && std::is_nothrow_move_assignable_v<ipcall::Server>);
+static_assert(std::is_base_of_v<std::exception, ipcall::Error>);
+
+// Connects to `server`, which no other thread serves yet: over socket
+// transports a handshake completes only while the server is receiving, so
+// the connect runs in a helper thread while this one keeps receiving (see
+// connect.h for the C version).
+static ipcall::Client connect_while_serving(const ipcall::Server &server, const ipcall::ClientOptions *options = nullptr) {
+    std::optional<ipcall::Client> client;
+    std::exception_ptr failure;
+    std::atomic<bool> done{false};
+    std::thread connecting([&] {
+        try {
+            client.emplace(ipcall::Client::connect(server.name(), 10s, options));
+        } catch (...) {
+            failure = std::current_exception();
+        }
+        done = true;
+    });
+    while (!done) {
+        CHECK(!server.recv_for(2ms).has_value());
+    }
+    connecting.join();
+    if (failure) {
+        std::rethrow_exception(failure);
+    }
+    return std::move(*client);
+}
+
+static std::string text(const ipcall::Buffer &bytes) { return std::string(bytes.begin(), bytes.end()); }
+
+// Runs `body`, which must throw ipcall::Error with `status`; returns it.
+template <typename Body>
+static ipcall::Error expect_error(ipcall_status status, Body body) {
+    try {
+        body();
+    } catch (const ipcall::Error &e) {
+        if (e.status() != status) {
+            std::fprintf(stderr, "expected %s, got %s: %s\n", ipcall_strerror(status), e.status_text(), e.what());
+            std::exit(1);
+        }
+        return e;
+    }
+    std::fprintf(stderr, "expected an ipcall::Error with %s, nothing was thrown\n", ipcall_strerror(status));
+    std::exit(1);
+}
+
+static void test_echo_and_views(const std::string &kind) {
+    ipcall::Server server = ipcall::Server::bind_unique(kind);
+    ipcall::Client client = connect_while_serving(server);
+    CHECK(client.name() == server.name());
+    std::thread worker([&server] {
+        for (;;) {
+            ipcall::Request request = [&]() -> ipcall::Request {
+                try {
+                    return server.recv();
+                } catch (const ipcall::Error &e) {
+                    CHECK(e.status() == IPCALL_E_CLOSED);
+                    return ipcall::Request(nullptr);
+                }
+            }();
+            if (!request) {
+                return;
+            }
+            ipcall::Peer peer = request.peer();
+            CHECK(peer.uid == -1 || peer.uid == static_cast<int64_t>(getuid()));
+            std::string_view data = request.text();
+            if (data.substr(0, 5) == "fail:") {
+                request.fail(data.substr(5));
+            } else if (data == "noreply") {
+                // Destroyed unanswered: the caller gets NO_REPLY.
+            } else {
+                request.reply(request.data());
+                CHECK(!request);
+                expect_error(IPCALL_E_INVALID, [&] { request.reply("twice"); });
+            }
+        }
+    });
+
+    CHECK(text(client.call("hello")) == "hello");
+    CHECK(client.call(std::string_view{}).empty());
+    const std::vector<uint8_t> binary{0, 1, 2, 0, 255};
+    CHECK(client.call(binary) == binary);
+    const std::string big(300000, 'b');
+    CHECK(text(client.call(big, 10s)) == big);
+    CHECK(text(client.call(ipcall::Bytes("raw bytes", 3))) == "raw");
+
+    ipcall::Error remote = expect_error(IPCALL_E_REMOTE, [&] { client.call("fail:boom"); });
+    CHECK(remote.payload_text() == "boom");
+    CHECK(std::strstr(remote.what(), "4 byte") != nullptr);
+    expect_error(IPCALL_E_NO_REPLY, [&] { client.call("noreply"); });
+
+    // Calls in flight, waited for in reverse order, from a clone.
+    ipcall::Client clone = client.clone();
+    std::vector<ipcall::Pending> pending;
+    for (int i = 0; i < 8; i++) {
+        pending.push_back(clone.send("call " + std::to_string(i)));
+    }
+    for (int i = 7; i >= 0; i--) {
+        CHECK(text(pending[static_cast<size_t>(i)].wait()) == "call " + std::to_string(i));
+        expect_error(IPCALL_E_CLOSED, [&] { pending[static_cast<size_t>(i)].wait(); });
+    }
+
+    // Several threads share one client.
+    std::vector<std::thread> callers;
+    std::atomic<int> good{0};
+    for (int t = 0; t < 4; t++) {
+        callers.emplace_back([&client, &good, t] {
+            for (int i = 0; i < 25; i++) {
+                std::string message = "thread " + std::to_string(t) + " call " + std::to_string(i);
+                if (text(client.call(message)) == message) {
+                    good++;
+                }
+            }
+        });
+    }
+    for (auto &caller : callers) {
+        caller.join();
+    }
+    CHECK(good == 100);
+
+    server.close();
+    worker.join();
+    expect_error(IPCALL_E_CLOSED, [&] { server.recv(); });
+}
+
+static void test_errors(const std::string &kind) {
+    expect_error(IPCALL_E_INVALID_NAME, [] { ipcall::Server::bind("no-colon"); });
+    expect_error(IPCALL_E_INVALID_NAME, [] { ipcall::Server::bind_unique("carrier-pigeon"); });
+    ipcall::Server server = ipcall::Server::bind_unique(kind, ipcall::ServerOptions().max_message_size(64));
+    expect_error(IPCALL_E_ADDR_IN_USE, [&] { ipcall::Server::bind(server.name()); });
+    expect_error(IPCALL_E_NOT_FOUND, [&] { ipcall::Client::connect(server.name() + ".missing"); });
+    expect_error(IPCALL_E_TIMEOUT, [&] { ipcall::Client::connect(server.name() + ".missing", 10ms); });
+
+    CHECK(!server.try_recv().has_value());
+    CHECK(!server.recv_for(5ms).has_value());
+    CHECK(server.fd() >= 0);
+
+    ipcall::ClientOptions small;
+    small.max_message_size(8);
+    ipcall::Client client = connect_while_serving(server, &small);
+    expect_error(IPCALL_E_TOO_LARGE, [&] { client.send(std::string(9, 'x')); });
+    ipcall::Client roomy = connect_while_serving(server);
+    expect_error(IPCALL_E_TOO_LARGE, [&] { roomy.call(std::string(65, 'x')); });
+
+    // Timeouts: a call abandoned, a pending that stays in flight with
+    // try_wait and is abandoned by wait_for.
+    ipcall::Error timeout = expect_error(IPCALL_E_TIMEOUT, [&] { client.call("slow", 5ms); });
+    CHECK(std::strstr(timeout.what(), server.name().c_str()) != nullptr);
+    server.recv().reply("late");
+    ipcall::Pending pending = client.send("p");
+    CHECK(!pending.try_wait().has_value());
+    ipcall::Request request = server.recv();
+    CHECK(request.text() == "p");
+    expect_error(IPCALL_E_TOO_LARGE, [&] { request.reply("far too long for 8"); });
+    expect_error(IPCALL_E_NO_REPLY, [&] { pending.wait(); });
+    ipcall::Pending abandoned = client.send("q");
+    expect_error(IPCALL_E_TIMEOUT, [&] { abandoned.wait_for(1ms); });
+    expect_error(IPCALL_E_CLOSED, [&] { abandoned.wait(); });
+
+    // One-shot: accept with a timeout.
+    ipcall::Server once = ipcall::Server::bind_unique(kind, ipcall::ServerOptions().one_shot());
+    CHECK(!once.accept(5ms));
+    ipcall::Client only = connect_while_serving(once);
+    CHECK(once.accept(ipcall::forever));
+    expect_error(IPCALL_E_NOT_FOUND, [&] { ipcall::Client::connect(once.name()); });
+
+    // Moving: the moved-to object owns the handle, the moved-from is empty.
+    ipcall::Server moved = std::move(server);
+    CHECK(moved.get() != nullptr && server.get() == nullptr);  // NOLINT(bugprone-use-after-move)
+    ipcall::Pending disconnected = roomy.send("queued");
+    { ipcall::Server gone = std::move(moved); }
+    expect_error(IPCALL_E_DISCONNECTED, [&] { disconnected.wait(); });
+}
+
+int main() {
+    std::setvbuf(stdout, nullptr, _IOLBF, 0);
+    CHECK(ipcall::version() == ipcall_version());
+    int kinds_run = 0;
+    for (const char *kind : ALL_KINDS) {
+        if (!kind_available(kind, "the C++ wrapper tests")) {
+            continue;
+        }
+        test_echo_and_views(kind);
+        test_errors(kind);
+        std::printf("transport %s: all C++ wrapper tests passed\n", kind);
+        kinds_run++;
+    }
+    CHECK(kinds_run > 0);
+    return 0;
+}
