@@ -52,9 +52,10 @@ export declare class Client {
    * `DISCONNECTED`, `TIMEOUT` (after `options.timeout` ms; the call is
    * abandoned), `TOO_LARGE`, or `CLOSED` (this client was closed).
    *
-   * The request is written before `call` returns (so requests leave in
-   * call order, without a copy); waiting for the reply is a future on the
-   * addon's async runtime, never a blocked thread.
+   * Requests leave in call order. Over `mem:` the request is queued before
+   * `call` returns; over sockets a copy is written by this client's writer
+   * thread (a full socket never blocks the event loop). Waiting for the
+   * reply is a future on the addon's async runtime, never a blocked thread.
    */
   call(data: Buffer | ArrayBufferView | ArrayBuffer | string, options?: CallOptions): Promise<Buffer>
   /**

@@ -11,6 +11,7 @@ use crate::bridge;
 use crate::bytes::Bytes;
 use crate::error::{js_error_value, js_error_value_with, to_js, to_js_message, type_error};
 use crate::options::{millis, CallOptions, ConnectOptions};
+use crate::writer::{Sent, Writer};
 
 /// A connection to a server. Many calls may be in flight at once; each
 /// resolves with its own reply (matched by id, never by order).
@@ -23,16 +24,35 @@ pub struct Client {
     /// Set to `true` by `close()`: every call in flight then rejects with
     /// `CLOSED` at once (so nothing keeps the process alive).
     closed: watch::Sender<bool>,
+    /// The thread that writes requests for transports whose writes can wait
+    /// (every kind but `mem:`); `None` for `mem:` and after `close()`.
+    writer: Option<Writer>,
 }
 
 impl Client {
-    fn from_core(client: ipcall::Client) -> Client {
-        Client { name: client.name().to_owned(), inner: Some(client), closed: watch::Sender::new(false) }
+    fn from_core(client: ipcall::Client) -> ipcall::Result<Client> {
+        let name: Arc<str> = client.name().into();
+        let writes_can_wait = ipcall::Name::parse(&name)?.kind() != ipcall::Kind::Mem;
+        let writer = match writes_can_wait {
+            true => {
+                Some(Writer::start(client.clone()).map_err(|source| ipcall::Error::Io { name: name.clone(), source })?)
+            }
+            false => None,
+        };
+        Ok(Client { name: name.to_string(), inner: Some(client), closed: watch::Sender::new(false), writer })
     }
 
     fn closed_error(&self) -> ipcall::Error {
         ipcall::Error::Closed { name: self.name.as_str().into() }
     }
+}
+
+/// A request on its way out.
+enum Sending {
+    /// Written already (or refused): the call's `Pending`, or why not.
+    Done(ipcall::Result<ipcall::Pending>),
+    /// Queued for the writer thread.
+    Queued(Sent),
 }
 
 /// `to_js` for a call's error. A call only ends in `Closed` because this
@@ -71,8 +91,8 @@ pub fn connect(env: &Env, name: String, options: Option<ConnectOptions>) -> napi
             "connect() never waits: use connectAsync(name, { timeout }) to wait for the server",
         ));
     }
-    let client = ipcall::Client::connect_with(&name, &options.to_core(env)?).map_err(|e| to_js(env, e))?;
-    Ok(Client::from_core(client))
+    let client = ipcall::Client::connect_with(&name, &options.to_core(env)?).and_then(Client::from_core);
+    client.map_err(|e| to_js(env, e))
 }
 
 /// Connects without blocking the event loop; with `options.timeout` it keeps
@@ -87,11 +107,14 @@ pub fn connect_async<'env>(
     // Connecting may sleep between retries: do it on a blocking thread of the
     // runtime (one per connect, never one per call).
     let connecting = async move {
-        let joined = tokio::task::spawn_blocking(move || ipcall::Client::connect_with(&name, &options)).await;
+        let joined = tokio::task::spawn_blocking(move || {
+            ipcall::Client::connect_with(&name, &options).and_then(Client::from_core)
+        })
+        .await;
         joined.map_err(|e| napi::Error::from_reason(format!("connect thread failed: {e}")))
     };
     env.spawn_future_with_callback(connecting, |env, connected| match connected {
-        Ok(client) => Ok(Client::from_core(client)),
+        Ok(client) => Ok(client),
         Err(e) => Err(to_js(env, e)),
     })
 }
@@ -109,28 +132,38 @@ impl Client {
     /// `DISCONNECTED`, `TIMEOUT` (after `options.timeout` ms; the call is
     /// abandoned), `TOO_LARGE`, or `CLOSED` (this client was closed).
     ///
-    /// The request is written before `call` returns (so requests leave in
-    /// call order, without a copy); waiting for the reply is a future on the
-    /// addon's async runtime, never a blocked thread.
+    /// Requests leave in call order. Over `mem:` the request is queued before
+    /// `call` returns; over sockets a copy is written by this client's writer
+    /// thread (a full socket never blocks the event loop). Waiting for the
+    /// reply is a future on the addon's async runtime, never a blocked thread.
     #[napi(
         ts_args_type = "data: Buffer | ArrayBufferView | ArrayBuffer | string, options?: CallOptions",
         ts_return_type = "Promise<Buffer>"
     )]
     pub fn call<'env>(&self, env: &'env Env, data: Bytes, options: Option<CallOptions>) -> napi::Result<Unknown<'env>> {
         let timeout = millis(env, "timeout", options.and_then(|o| o.timeout))?;
-        let sent = match &self.inner {
-            Some(client) => client.send(data.as_slice()),
-            None => Err(self.closed_error()),
+        let sent = match (&self.inner, &self.writer) {
+            (None, _) => Sending::Done(Err(self.closed_error())),
+            // Copied: the writer thread may write it after this call returns.
+            (Some(_), Some(writer)) => Sending::Queued(writer.send(data.as_slice().to_vec())),
+            (Some(client), None) => Sending::Done(client.send(data.as_slice())),
         };
         let mut closed = self.closed.subscribe();
         let name: Arc<str> = self.name.as_str().into();
         let answer = async move {
-            let pending = sent?;
+            let writer_gone = || ipcall::Error::Disconnected { name: name.clone() };
+            let sent_and_answered = async {
+                let pending = match sent {
+                    Sending::Done(sent) => sent?,
+                    Sending::Queued(queued) => queued.await.unwrap_or_else(|_| Err(writer_gone()))?,
+                };
+                pending.await
+            };
             let waited = async {
                 tokio::select! {
-                    // A reply that is already here wins over a close.
+                    // An answer that is already here wins over a close.
                     biased;
-                    answer = pending => answer,
+                    answer = sent_and_answered => answer,
                     _ = closed.wait_for(|closed| *closed) => Err(ipcall::Error::Closed { name: name.clone() }),
                 }
             };
@@ -138,9 +171,9 @@ impl Client {
                 None => waited.await,
                 // On timeout `waited` (and the `Pending` in it) is dropped,
                 // which abandons the call: a late answer is discarded.
-                Some(limit) => {
-                    tokio::time::timeout(limit, waited).await.unwrap_or(Err(ipcall::Error::Timeout { name }))
-                }
+                Some(limit) => tokio::time::timeout(limit, waited)
+                    .await
+                    .unwrap_or_else(|_| Err(ipcall::Error::Timeout { name: name.clone() })),
             }
         };
         let promise = bridge::spawn_call(env, answer, call_error_value)?;
@@ -167,6 +200,7 @@ impl Client {
     #[napi]
     pub fn close(&mut self) {
         self.inner = None;
+        self.writer = None;
         self.closed.send_replace(true);
     }
 }

@@ -22,6 +22,7 @@ mod client;
 mod error;
 mod options;
 mod server;
+mod writer;
 
 use napi_derive::napi;
 
