@@ -81,6 +81,22 @@ for (const [kind, skip] of kindsWithAvailability()) {
       client.close()
     })
 
+    test('leaving a for await loop early leaves the server open', async () => {
+      const server = ipcall.Server.bindUnique(kind)
+      const client = ipcall.connect(server.name)
+      const first = client.call('first')
+      for await (const req of server) {
+        req.reply('one')
+        break
+      }
+      assert.equal((await first).toString(), 'one')
+      const second = client.call('second')
+      ;(await server.recv()).reply('two')
+      assert.equal((await second).toString(), 'two')
+      client.close()
+      server.close()
+    })
+
     test('pipelined calls are matched to their replies by id, not by order', async () => {
       const server = ipcall.Server.bindUnique(kind)
       const client = ipcall.connect(server.name)
