@@ -32,12 +32,12 @@ pub struct Client {
 impl Client {
     fn from_core(client: ipcall::Client) -> ipcall::Result<Client> {
         let name: Arc<str> = client.name().into();
+        // A `mem:` queue never fills, so its requests need no writer thread.
         let writes_can_wait = ipcall::Name::parse(&name)?.kind() != ipcall::Kind::Mem;
-        let writer = match writes_can_wait {
-            true => {
-                Some(Writer::start(client.clone()).map_err(|source| ipcall::Error::Io { name: name.clone(), source })?)
-            }
-            false => None,
+        let writer = if writes_can_wait {
+            Some(Writer::start(client.clone()).map_err(|source| ipcall::Error::Io { name: name.clone(), source })?)
+        } else {
+            None
         };
         Ok(Client { name: name.to_string(), inner: Some(client), closed: watch::Sender::new(false), writer })
     }
