@@ -1,0 +1,49 @@
+// A typed tour of the API, checked by `tsc --noEmit` (test/typescript.test.js):
+// the declarations in index.d.ts must describe what the package really does.
+import { Server, Request, Client, connect, connectAsync, availableKinds } from 'ipcall'
+import type { IpcallError, ErrorCode, CallOptions, ServerOptions, Peer } from 'ipcall'
+
+async function serve(server: Server): Promise<number> {
+  let served = 0
+  for await (const req of server) {
+    const request: Request = req
+    const data: Buffer = request.data
+    const peer: Peer = request.peer
+    const pid: number | undefined = peer.pid
+    if (pid === undefined) request.fail('who are you?')
+    else request.reply(Buffer.concat([Buffer.from('echo:'), data]))
+    served += 1
+  }
+  return served
+}
+
+function codeOf(err: unknown): ErrorCode | undefined {
+  return err instanceof Error && 'code' in err ? (err as IpcallError).code : undefined
+}
+
+export async function main(): Promise<void> {
+  const options: ServerOptions = { maxMessageSize: 1 << 20, oneShot: false }
+  const server: Server = Server.bindUnique('mem', options)
+  const serving: Promise<number> = serve(server)
+  const client: Client = connect(server.name, { maxMessageSize: 1 << 20 })
+  const callOptions: CallOptions = { timeout: 1000 }
+  const reply: Buffer = await client.call(new Uint8Array([1, 2, 3]), callOptions)
+  const text: Buffer = await client.call('text')
+  const view: Buffer = await client.call(new DataView(new ArrayBuffer(4)))
+  try {
+    await client.call(Buffer.from('x'), { timeout: 0 })
+  } catch (err) {
+    const code: ErrorCode | undefined = codeOf(err)
+    if (code === 'REMOTE') console.log((err as IpcallError).payload?.toString())
+  }
+  const later: Client = await connectAsync(server.name, { timeout: 100 })
+  later.close()
+  const kinds: string[] = availableKinds()
+  const received: Request | null = server.tryRecv()
+  received?.close()
+  const next: Promise<Request> = server.recv({ timeout: 1 })
+  next.catch(() => undefined)
+  client.close()
+  server.close()
+  console.log(reply.length + text.length + view.length, kinds, await serving)
+}

@@ -1,0 +1,50 @@
+//! The Node.js face of ipcall (DESIGN §10), built with napi-rs.
+//!
+//! `const ipcall = require('ipcall')`: `Server.bind(name, options)`,
+//! `Server.bindUnique(kind)`, `connect(name, options)`; `await server.recv()`
+//! and `for await (const req of server)`; `req.data`, `req.peer`,
+//! `req.reply(buf)`, `req.fail(buf)`; `await client.call(buf, { timeout })`
+//! and `client.callSync(buf)`; `close()` on servers and clients. Errors are
+//! JavaScript `Error`s whose `code` is [`ipcall::ErrorKind::code`].
+//!
+//! Nothing here blocks the event loop except the explicitly synchronous
+//! `callSync`: waiting for a request or a reply is a future on napi's tokio
+//! runtime (the core's `recv_async` and `Pending` are futures). A call's
+//! Promise settles through one shared threadsafe function per JavaScript
+//! thread ([`bridge`]); `recv()` and async iteration use napi's own
+//! future-to-Promise path (one at a time per loop, so its per-Promise
+//! threadsafe function costs nothing). No thread is parked per call, so
+//! thousands of calls can be in flight at once.
+
+mod bridge;
+mod bytes;
+mod client;
+mod error;
+mod options;
+mod server;
+mod writer;
+
+use napi_derive::napi;
+
+// What the addon exports, also as Rust items (so that every export is
+// reachable, including in clippy's `cfg(test)` build, where napi registers nothing).
+pub use client::{connect, connect_async, Client};
+pub use options::{CallOptions, ConnectOptions, ServerOptions};
+pub use server::{Peer, Received, Request, Server};
+
+/// The version of the ipcall package (and of the Rust core it is built from).
+#[napi]
+pub fn version() -> String {
+    env!("CARGO_PKG_VERSION").to_owned()
+}
+
+/// The transport kinds this build provides (a kind whose `bindUnique` answers
+/// `INVALID_NAME` "not available in this build" is left out).
+#[napi]
+pub fn available_kinds() -> Vec<String> {
+    ipcall::Kind::ALL
+        .into_iter()
+        .filter(|kind| !matches!(ipcall::Server::bind_unique(*kind), Err(ipcall::Error::InvalidName { .. })))
+        .map(|kind| kind.as_str().to_owned())
+        .collect()
+}

@@ -1,0 +1,110 @@
+//! Option objects accepted by `Server.bind`, `connect` and `call`.
+
+use std::time::Duration;
+
+use napi::Env;
+use napi_derive::napi;
+
+use crate::error::type_error;
+
+/// Options of `Server.bind` and `Server.bindUnique`; every field is optional.
+#[napi(object)]
+#[derive(Default)]
+pub struct ServerOptions {
+    /// Largest request accepted and largest reply sent, in bytes (default 64 MiB, at most 2^32 − 1).
+    pub max_message_size: Option<f64>,
+    /// Accept exactly one client, unbind the name at once, and end (`recv` rejects
+    /// with `CLOSED`) when that client goes away.
+    pub one_shot: Option<bool>,
+    /// Extra user ids allowed to connect besides this process's own.
+    pub allow_uids: Option<Vec<u32>>,
+    /// Group ids whose members may connect.
+    pub allow_gids: Option<Vec<u32>>,
+    /// Let any user connect; only the endpoint's file permissions apply.
+    pub allow_any_uid: Option<bool>,
+    /// How long a connecting peer may take to finish its handshake, in milliseconds (default 5000).
+    pub handshake_timeout: Option<f64>,
+    /// Size in bytes of each shared-memory ring (`shm:` only; default 1 MiB).
+    pub ring_size: Option<f64>,
+}
+
+/// Options of `connect` and `connectAsync`.
+#[napi(object)]
+#[derive(Default)]
+pub struct ConnectOptions {
+    /// Largest reply accepted and largest request sent, in bytes (default 64 MiB).
+    pub max_message_size: Option<f64>,
+    /// `connectAsync` only: keep retrying until the server appears, for at most
+    /// this many milliseconds (then `TIMEOUT`). Without it a missing server is `NOT_FOUND` at once.
+    pub timeout: Option<f64>,
+}
+
+/// Options of `call`, `callSync` and `recv`.
+#[napi(object)]
+#[derive(Default)]
+pub struct CallOptions {
+    /// Give up after this many milliseconds with `TIMEOUT`; a call that timed out is
+    /// abandoned and its late answer discarded. Default: wait for the answer.
+    pub timeout: Option<f64>,
+}
+
+/// Milliseconds from JavaScript as a `Duration`; a `TypeError` if not finite and ≥ 0.
+pub(crate) fn millis(env: &Env, what: &str, ms: Option<f64>) -> napi::Result<Option<Duration>> {
+    match ms {
+        None => Ok(None),
+        Some(ms) if ms.is_finite() && ms >= 0.0 => Ok(Some(Duration::from_secs_f64(ms / 1000.0))),
+        Some(ms) => Err(type_error(env, format!("{what} must be a finite number of milliseconds ≥ 0, got {ms}"))),
+    }
+}
+
+/// A byte count from JavaScript; a `TypeError` unless an integer in `1..=max`.
+pub(crate) fn byte_count(env: &Env, what: &str, value: f64, max: f64) -> napi::Result<f64> {
+    if value.fract() == 0.0 && (1.0..=max).contains(&value) {
+        Ok(value)
+    } else {
+        Err(type_error(env, format!("{what} must be an integer from 1 to {max}, got {value}")))
+    }
+}
+
+impl ServerOptions {
+    /// The core's options, validated.
+    pub(crate) fn to_core(&self, env: &Env) -> napi::Result<ipcall::ServerOptions> {
+        let mut options = ipcall::ServerOptions::new();
+        if let Some(size) = self.max_message_size {
+            options = options.max_message_size(byte_count(env, "maxMessageSize", size, u32::MAX as f64)? as u32);
+        }
+        if let Some(one_shot) = self.one_shot {
+            options = options.one_shot(one_shot);
+        }
+        for uid in self.allow_uids.iter().flatten() {
+            options = options.allow_uid(*uid);
+        }
+        for gid in self.allow_gids.iter().flatten() {
+            options = options.allow_gid(*gid);
+        }
+        if let Some(any) = self.allow_any_uid {
+            options = options.allow_any_uid(any);
+        }
+        if let Some(timeout) = millis(env, "handshakeTimeout", self.handshake_timeout)? {
+            options = options.handshake_timeout(timeout);
+        }
+        if let Some(size) = self.ring_size {
+            options = options.ring_size(byte_count(env, "ringSize", size, (1u64 << 40) as f64)? as usize);
+        }
+        Ok(options)
+    }
+}
+
+impl ConnectOptions {
+    /// The core's options, validated.
+    pub(crate) fn to_core(&self, env: &Env) -> napi::Result<ipcall::ClientOptions> {
+        let mut options = ipcall::ClientOptions::new();
+        if let Some(size) = self.max_message_size {
+            options = options.max_message_size(byte_count(env, "maxMessageSize", size, u32::MAX as f64)? as u32);
+        }
+        if let Some(timeout) = millis(env, "timeout", self.timeout)? {
+            options = options.connect_timeout(timeout);
+        }
+        Ok(options)
+    }
+}
