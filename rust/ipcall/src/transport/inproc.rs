@@ -57,6 +57,11 @@ impl Endpoint {
         let mut registry = registry();
         if registry.get(&self.name).is_some_and(|w| std::ptr::eq(w.as_ptr(), Arc::as_ptr(self))) {
             registry.remove(&self.name);
+            if registry.is_empty() {
+                // Free the table itself: a process whose servers are all gone
+                // holds no registry memory (leak checkers see none at exit).
+                *registry = HashMap::new();
+            }
         }
     }
 }
