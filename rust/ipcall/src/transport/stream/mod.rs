@@ -138,6 +138,17 @@ pub(crate) fn wait_fd(fd: BorrowedFd<'_>, events: libc::c_short, deadline: Deadl
     }
 }
 
+/// How many bytes are waiting to be read on `fd` (`FIONREAD`; sockets and FIFOs).
+pub(crate) fn readable_bytes(fd: BorrowedFd<'_>) -> io::Result<usize> {
+    let mut n: libc::c_int = 0;
+    // SAFETY: (1) FIONREAD writes one c_int through the pointer, which
+    // points at a live local.
+    if unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &mut n) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n.max(0) as usize)
+}
+
 /// Writes all of `parts` (e.g. a header and its payload) in as few system
 /// calls as the wire allows, blocking as needed.
 pub(crate) fn write_all_blocking(wire: &dyn Wire, parts: &[&[u8]]) -> io::Result<()> {

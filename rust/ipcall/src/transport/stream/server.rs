@@ -39,7 +39,9 @@ use crate::frame::{self, Event, FrameKind, Role};
 use crate::options::ServerOptions;
 use crate::server::{Peer, Request};
 use crate::sys::{self, EventFd};
-use crate::transport::stream::{poll_timeout_ms, wait_fd, write_all_blocking, Acceptor, FrameReader, ReadError, Wire};
+use crate::transport::stream::{
+    poll_timeout_ms, readable_bytes, wait_fd, write_all_blocking, Acceptor, FrameReader, ReadError, Wire,
+};
 use crate::transport::{Answer, Responder, ServerTransport};
 use crate::wait::Deadline;
 
@@ -460,6 +462,12 @@ impl Shared {
     }
 
     /// Drops connections whose handshake did not finish in time.
+    ///
+    /// A handshake finishes when a receiving thread decodes the client's
+    /// hello, which may be long after the client sent it if nobody calls
+    /// `recv` for a while. So a connection whose hello bytes are waiting in
+    /// the kernel (`FIONREAD`) did its part and is kept: the next receiver
+    /// decodes it (and drops the connection if it is not a valid hello).
     fn expire_handshakes(&self) {
         let now = Instant::now();
         let expired: Vec<Arc<ServerConn>> = {
@@ -474,7 +482,10 @@ impl Shared {
             expired
         };
         for conn in expired {
-            self.drop_conn(&conn);
+            let hello_waiting = readable_bytes(conn.wire.read_fd()).is_ok_and(|n| n >= frame::HELLO_LEN);
+            if !hello_waiting {
+                self.drop_conn(&conn);
+            }
         }
     }
 
@@ -648,8 +659,12 @@ impl Shared {
                         break;
                     }
                 }
-                // A hello cannot come twice; anything else from the client
-                // (close, a reply, bad bytes, end of stream) ends it.
+                // The decoder yields the hello once, first: a client whose
+                // hello waited in the kernel past the handshake deadline
+                // (nobody was receiving) finishes its handshake here.
+                Ok(Some(Event::Hello(hello))) if hello.status == frame::STATUS_OK => {}
+                // Anything else from the client (close, a reply, a refused
+                // hello, bad bytes, end of stream) ends it.
                 _ => {
                     failed = true;
                     break;
