@@ -6,7 +6,7 @@
 //!
 //! A row pairs an ipcall transport with its floor — the same kind of OS
 //! object driven by blocking write/read with no library around it. Adding a
-//! transport (e.g. `pipe:` over a FIFO pair) is one more [`Pairing`] in
+//! transport is one more [`Pairing`] in
 //! [`PAIRINGS`] and, for its floor, one more [`Floor`] variant.
 //!
 //! Environment: `IPCALL_BENCH_QUICK=1` runs fewer samples;
@@ -20,6 +20,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ipcall::{Client, Server};
+use ipcall_benches::fifo_pair::{self, FifoOptions, FifoPair, SigpipeGuard};
 use ipcall_benches::{median, quantile};
 
 /// A raw floor: how to serve and drive it without ipcall.
@@ -27,6 +28,8 @@ use ipcall_benches::{median, quantile};
 enum Floor {
     /// A Unix stream socket; `big` raises SO_SNDBUF/SO_RCVBUF to 4 MiB.
     Uds { big: bool },
+    /// A FIFO pair; `big` raises both pipe sizes to 1 MiB.
+    Fifo { big: bool },
 }
 
 /// An ipcall transport next to its floor.
@@ -39,8 +42,10 @@ struct Pairing {
     floors: &'static [Floor],
 }
 
-const PAIRINGS: &[Pairing] =
-    &[Pairing { kind: "unix", floor_label: "raw UDS", floors: &[Floor::Uds { big: false }, Floor::Uds { big: true }] }];
+const PAIRINGS: &[Pairing] = &[
+    Pairing { kind: "unix", floor_label: "raw UDS", floors: &[Floor::Uds { big: false }, Floor::Uds { big: true }] },
+    Pairing { kind: "pipe", floor_label: "raw FIFO", floors: &[Floor::Fifo { big: false }, Floor::Fifo { big: true }] },
+];
 
 /// (label, request size, reply size, calls per sample batch)
 const THROUGHPUT: &[(&str, usize, usize, usize)] =
@@ -86,6 +91,11 @@ fn set_buffers(fd: &impl std::os::fd::AsRawFd, bytes: libc::c_int) {
 fn child(mode: &str) {
     let cpu: usize = std::env::var("IPCALL_BENCH_CPU").unwrap().parse().unwrap();
     pin_to(cpu);
+    if mode == fifo_pair::ECHO_ROLE {
+        // The FIFO floor's child has its own set-up (see benches/src/fifo_pair.rs).
+        fifo_pair::echo_child();
+        return;
+    }
     let address = std::env::var("IPCALL_BENCH_ADDRESS").unwrap();
     let request: usize = std::env::var("IPCALL_BENCH_REQUEST").unwrap().parse().unwrap();
     let reply: usize = std::env::var("IPCALL_BENCH_REPLY").unwrap().parse().unwrap();
@@ -147,6 +157,7 @@ enum Driver {
     Ipcall { client: Client },
     RawProto { stream: UnixStream, out: Vec<u8>, reply: Vec<u8>, id: u64 },
     Uds { stream: UnixStream, reply: Vec<u8> },
+    Fifo { pair: FifoPair, reply: Vec<u8> },
 }
 
 impl Driver {
@@ -159,6 +170,7 @@ impl Driver {
                 stream.write_all(request).unwrap();
                 stream.read_exact(reply).unwrap();
             }
+            Driver::Fifo { pair, reply } => pair.round_trip(request, reply),
             Driver::RawProto { stream, out, reply, id } => {
                 *id += 1;
                 out.clear();
@@ -174,7 +186,13 @@ impl Driver {
 }
 
 /// Starts a server child for one (mechanism, sizes) and connects to it.
-fn start(mechanism: Mechanism, server_cpu: usize, request: usize, reply: usize) -> (Child, Driver) {
+fn start(mechanism: Mechanism, server_cpu: usize, request: usize, reply: usize) -> (Option<Child>, Driver) {
+    if let Mechanism::Floor(Floor::Fifo { big }) = mechanism {
+        // The FIFO floor brings its own echo child.
+        let options = FifoOptions { pipe_size: if big { 1 << 20 } else { 0 }, sigpipe: SigpipeGuard::None };
+        let pair = FifoPair::start(options, server_cpu, request, reply);
+        return (None, Driver::Fifo { pair, reply: vec![0u8; reply] });
+    }
     static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let dir = ipcall::runtime_dir().unwrap();
@@ -184,6 +202,7 @@ fn start(mechanism: Mechanism, server_cpu: usize, request: usize, reply: usize) 
         Mechanism::Ipcall(kind) => ("ipcall", format!("{kind}:{}", path.display())),
         Mechanism::Floor(Floor::Uds { big: false }) => ("uds", path.display().to_string()),
         Mechanism::Floor(Floor::Uds { big: true }) => ("uds-big", path.display().to_string()),
+        Mechanism::Floor(Floor::Fifo { .. }) => unreachable!("started above"),
         Mechanism::IpcallClientOnly => ("rawproto", path.display().to_string()),
         Mechanism::IpcallServerOnly => ("ipcall", format!("unix:{}", path.display())),
     };
@@ -219,16 +238,22 @@ fn start(mechanism: Mechanism, server_cpu: usize, request: usize, reply: usize) 
             }
             Driver::Uds { stream, reply: vec![0u8; reply] }
         }
+        Mechanism::Floor(Floor::Fifo { .. }) => unreachable!("started above"),
     };
-    (child, driver)
+    (Some(child), driver)
 }
 
-fn stop(child: Child, driver: Driver) {
+fn stop(child: Option<Child>, driver: Driver) {
+    if let Driver::Fifo { pair, .. } = driver {
+        pair.stop();
+        return;
+    }
     drop(driver);
-    let mut child = child;
     // The ipcall server child serves until killed; the raw ones end at EOF.
-    let _ = child.kill();
-    let _ = child.wait();
+    if let Some(mut child) = child {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -361,6 +386,8 @@ fn main() {
                 let note = match best_variant {
                     Floor::Uds { big: true } => " (floor: 4 MiB buffers)",
                     Floor::Uds { big: false } => " (floor: default buffers)",
+                    Floor::Fifo { big: true } => " (floor: 1 MiB pipes)",
+                    Floor::Fifo { big: false } => " (floor: default pipes)",
                 };
                 println!(
                     "{placement:<10} {label:<14} {metric:<16} {best_floor:>12.2} {mine:>14.2} {:>7.2}{note}",
