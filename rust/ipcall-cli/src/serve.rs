@@ -1,0 +1,158 @@
+//! `ipcall serve`: answer requests by echoing them or by running a command.
+
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
+
+use ipcall::{Error, Kind, Request, Server, ServerOptions};
+
+use crate::args::Args;
+use crate::failure::Failure;
+
+const HELP: &str = "\
+Usage:
+  ipcall serve NAME (--echo | --exec CMD) [options]
+  ipcall serve --unique KIND (--echo | --exec CMD) [options]
+
+Binds NAME (or a new unguessable name of KIND: unix, pipe, shm), prints the
+name on one line of stdout, and answers requests until it is stopped (or,
+with --one-shot, until its one client goes away).
+
+  --echo           reply with the request's bytes
+  --exec CMD       run `sh -c CMD` per request: the request on its stdin,
+                   its stdout the reply; a non-zero exit (or a signal) fails
+                   the request with its stderr as the error payload (or a
+                   description of the exit when stderr is empty). The
+                   command sees IPCALL_PEER_PID / _UID / _GID when known.
+  --unique KIND    bind a generated name of this transport kind
+  --one-shot       accept exactly one client; end when it goes away
+  --jobs N         answer up to N requests at once (default 1)
+  --max-size B     largest request or reply in bytes (default 64 MiB)
+";
+
+/// How requests are answered.
+enum Handler {
+    Echo,
+    Exec(String),
+}
+
+/// Runs `ipcall serve`.
+pub fn run(args: &[String]) -> Result<(), Failure> {
+    let args = Args::parse(
+        "serve",
+        args,
+        &["--exec", "--unique", "--jobs", "--max-size"],
+        &["--echo", "--one-shot"],
+    )?;
+    if crate::wants_help(&args, HELP) {
+        return Ok(());
+    }
+    let handler = match (args.switch("--echo"), args.value("--exec")) {
+        (true, None) => Handler::Echo,
+        (false, Some(command)) => Handler::Exec(command.to_string()),
+        _ => return Err(Failure::usage("give exactly one of --echo or --exec CMD")),
+    };
+    let jobs: usize = args.number("--jobs")?.unwrap_or(1);
+    if jobs == 0 {
+        return Err(Failure::usage("--jobs must be at least 1"));
+    }
+    let mut options = ServerOptions::new().one_shot(args.switch("--one-shot"));
+    if let Some(max) = args.number::<u32>("--max-size")? {
+        options = options.max_message_size(max);
+    }
+    let server = match (args.positionals.as_slice(), args.value("--unique")) {
+        ([name], None) => Server::bind_with(name, &options)?,
+        ([], Some(kind)) => Server::bind_unique_with(kind.parse::<Kind>()?, &options)?,
+        _ => return Err(Failure::usage("give a NAME or --unique KIND (see `ipcall serve --help`)")),
+    };
+    let mut stdout = std::io::stdout();
+    writeln!(stdout, "{}", server.name())
+        .and_then(|()| stdout.flush())
+        .map_err(|e| Failure::other(format!("writing the name to stdout: {e}")))?;
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..jobs).map(|_| scope.spawn(|| serve_loop(&server, &handler))).collect();
+        workers.into_iter().map(|w| w.join().expect("a serve worker panicked")).collect::<Result<(), Failure>>()
+    })
+}
+
+/// Answers requests until the server reports `Closed`.
+fn serve_loop(server: &Server, handler: &Handler) -> Result<(), Failure> {
+    loop {
+        let request = match server.recv() {
+            Ok(request) => request,
+            Err(Error::Closed { .. }) => return Ok(()),
+            Err(error) => return Err(error.into()),
+        };
+        let answered = match handler {
+            Handler::Echo => {
+                let mut request = request;
+                let data = request.take_data();
+                request.reply(&data)
+            }
+            Handler::Exec(command) => answer_with_command(request, command),
+        };
+        // One request that cannot be answered (e.g. a reply over the
+        // caller's limit; the caller then gets NoReply) does not stop the
+        // server: say so and go on.
+        if let Err(error) = answered {
+            eprintln!("ipcall serve: answering a request: {error} [{}]", error.kind().code());
+        }
+    }
+}
+
+/// Runs `sh -c command` with the request on its stdin and answers with its
+/// outcome.
+fn answer_with_command(mut request: Request, command: &str) -> ipcall::Result<()> {
+    let peer = request.peer();
+    let data = request.take_data();
+    let mut shell = Command::new("sh");
+    shell.arg("-c").arg(command).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    for (variable, value) in [("IPCALL_PEER_PID", peer.pid), ("IPCALL_PEER_UID", peer.uid), ("IPCALL_PEER_GID", peer.gid)]
+    {
+        match value {
+            Some(value) => shell.env(variable, value.to_string()),
+            None => shell.env_remove(variable),
+        };
+    }
+    let mut child = match shell.spawn() {
+        Ok(child) => child,
+        Err(e) => return request.fail(format!("ipcall serve: cannot run `sh -c {command}`: {e}").as_bytes()),
+    };
+    // Feed stdin from its own thread: a command that writes a large answer
+    // before reading all of its input must not deadlock against us.
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    let feeder = std::thread::spawn(move || {
+        // A command that exits without reading its input closes the pipe:
+        // that is its business, not an error of ours.
+        let _ = stdin.write_all(&data);
+    });
+    let output = child.wait_with_output();
+    let _ = feeder.join();
+    let output = match output {
+        Ok(output) => output,
+        Err(e) => return request.fail(format!("ipcall serve: waiting for `{command}`: {e}").as_bytes()),
+    };
+    if output.status.success() {
+        request.reply(&output.stdout)
+    } else if !output.stderr.is_empty() {
+        request.fail(&output.stderr)
+    } else {
+        request.fail(format!("`{command}` {}", describe_exit(output.status)).as_bytes())
+    }
+}
+
+/// "exited with status 3" / "was killed by signal 9".
+fn describe_exit(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exited with status {code}"),
+        (None, Some(signal)) => format!("was killed by signal {signal}"),
+        (None, None) => format!("ended with {status}"),
+    }
+}
+
+/// Reads all of stdin (for `ipcall call NAME -`).
+pub fn read_stdin() -> Result<Vec<u8>, Failure> {
+    let mut data = Vec::new();
+    std::io::stdin().read_to_end(&mut data).map_err(|e| Failure::other(format!("reading stdin: {e}")))?;
+    Ok(data)
+}
