@@ -37,3 +37,11 @@ bench-cli: cli
 
 demo-mem:
 	$(CARGO) run --release -q -p ipcall --example demo
+
+# The README's quick starts (C, C++, Python, Node), compiled and run as
+# written against an `ipcall serve` (tests/readme/run.py).
+TEST_TARGETS += test-readme
+.PHONY: test-readme
+test-readme: cli c-lib python-wheel $(if $(wildcard node/package.json),node-build)
+	python3 tests/readme/run.py --ipcall $(IPCALL_CLI) --lib $(C_RELEASE)/libipcall.a \
+	  --python $(CURDIR)/$(VENV_BIN)/python

@@ -20,7 +20,7 @@ TEST_TARGETS += test-matrix
 .PHONY: matrix-peers test-matrix test-matrix-full test-full
 
 matrix-peers: c-lib python-wheel $(if $(wildcard node/package.json),node-build)
-	$(CARGO) build -q --release -p ipcall-cli --example matrix-peer
+	$(CARGO) build -q --release -p ipcall-cli --bin ipcall --example matrix-peer
 	@mkdir -p $(MATRIX_BIN)
 	$(CC) -std=c11 $(MATRIX_CFLAGS) tests/matrix/c/server.c $(MATRIX_TARGET)/release/libipcall.a \
 	  -lpthread -ldl -lm -o $(MATRIX_BIN)/c-server
@@ -33,7 +33,7 @@ MATRIX_RUN = python3 tests/matrix/run.py --root $(CURDIR) \
 	--rust-peer $(MATRIX_TARGET)/release/examples/matrix-peer \
 	--c-server $(MATRIX_BIN)/c-server --c-client $(MATRIX_BIN)/c-client \
 	--cpp-client $(MATRIX_BIN)/cpp-client --python $(CURDIR)/$(VENV_BIN)/python \
-	--jobs $(MATRIX_JOBS)
+	--ipcall $(MATRIX_TARGET)/release/ipcall --jobs $(MATRIX_JOBS)
 
 test-matrix: matrix-peers
 	$(MATRIX_RUN) --calls $(MATRIX_CALLS)

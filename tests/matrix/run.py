@@ -157,6 +157,21 @@ def run_cell(kind: str, server: str, client: str, servers, clients, args) -> Out
         outcome.seconds = time.monotonic() - started
 
 
+def check_the_checker(args: argparse.Namespace, clients) -> bool:
+    """A server that does not follow the script must fail a cell: a plain
+    echo server (no checksum) against the Rust client."""
+    if isinstance(clients["Rust"], str):
+        print(f"harness check skipped: {clients['Rust']}")
+        return True
+    servers = {"echo": [args.ipcall, "serve", "--echo", "--one-shot", "--unique"]}
+    outcome = run_cell("unix", "echo", "Rust", servers, clients, args)
+    if outcome.status == "fail" and "not crc32" in outcome.detail:
+        print("harness check: a plain echo server fails the script, as it must")
+        return True
+    print(f"harness check FAILED: a plain echo server gave {outcome.status}: {outcome.detail}")
+    return False
+
+
 def print_matrix(outcomes: List[Outcome], kinds: List[str]) -> None:
     mark = {"ok": "✓", "fail": "✗", "skip": "–"}
     by_cell: Dict[tuple, Outcome] = {(o.kind, o.server, o.client): o for o in outcomes}
@@ -190,6 +205,7 @@ def main() -> int:
     parser.add_argument("--cpp-client", default="")
     parser.add_argument("--python", default="")
     parser.add_argument("--node", default="node")
+    parser.add_argument("--ipcall", default="", help="the ipcall command, for the harness check")
     parser.add_argument("--kinds", default="unix,pipe,shm")
     parser.add_argument("--calls", type=int, default=1000, help="checksummed calls per cell (default 1000)")
     parser.add_argument("--jobs", type=int, default=2, help="cells run at once (default 2)")
@@ -199,6 +215,9 @@ def main() -> int:
         parser.error("--calls must be at least 3 (the script's fixed sizes)")
 
     servers, clients = languages(args)
+    if args.ipcall:
+        if not check_the_checker(args, clients):
+            return 1
     kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
     cells = [(k, s, c) for k in kinds for s in SERVER_LANGUAGES for c in CLIENT_LANGUAGES]
     started = time.monotonic()

@@ -52,10 +52,7 @@ impl Args {
             if let Some(&known) = with_value.iter().find(|&&f| f == flag) {
                 let value = match inline {
                     Some(value) => value,
-                    None => rest
-                        .next()
-                        .cloned()
-                        .ok_or_else(|| Failure::usage(format!("{flag} needs a value")))?,
+                    None => rest.next().cloned().ok_or_else(|| Failure::usage(format!("{flag} needs a value")))?,
                 };
                 parsed.values.insert(known, value);
             } else if let Some(&known) = switches.iter().find(|&&f| f == flag) {
@@ -64,9 +61,7 @@ impl Args {
                 }
                 parsed.switches.insert(known);
             } else {
-                return Err(Failure::usage(format!(
-                    "unknown option {flag} (see `ipcall {command} --help`)"
-                )));
+                return Err(Failure::usage(format!("unknown option {flag} (see `ipcall {command} --help`)")));
             }
         }
         Ok(parsed)
@@ -83,9 +78,7 @@ impl Args {
         T::Err: std::fmt::Display,
     {
         self.value(flag)
-            .map(|text| {
-                text.parse::<T>().map_err(|e| Failure::usage(format!("{flag} {text:?}: {e}")))
-            })
+            .map(|text| text.parse::<T>().map_err(|e| Failure::usage(format!("{flag} {text:?}: {e}"))))
             .transpose()
     }
 

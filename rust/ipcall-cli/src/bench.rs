@@ -55,7 +55,9 @@ pub fn run(args: &[String]) -> Result<(), Failure> {
             skipped.push(format!("{kind}: skipped ({reason})"));
             continue;
         }
-        let measured = if kind == Kind::Mem { bench_in_process(&label, budget, &mut progress) } else {
+        let measured = if kind == Kind::Mem {
+            bench_in_process(&label, budget, &mut progress)
+        } else {
             bench_child(kind, &label, budget, &mut progress)
         };
         let result = measured?;

@@ -182,7 +182,9 @@ fn stages(root: &Path, args: &Args) -> Vec<Stage> {
 
 fn has_node_addon(node_dir: &Path) -> bool {
     std::fs::read_dir(node_dir).is_ok_and(|entries| {
-        entries.flatten().any(|e| e.file_name().to_str().is_some_and(|n| n.starts_with("ipcall.") && n.ends_with(".node")))
+        entries
+            .flatten()
+            .any(|e| e.file_name().to_str().is_some_and(|n| n.starts_with("ipcall.") && n.ends_with(".node")))
     })
 }
 
@@ -195,7 +197,9 @@ fn start(stage: Stage, kind: Kind) -> Result<Running, Failure> {
         .env("IPCALL_SERVER", name.as_str())
         .stdin(Stdio::null())
         .spawn()
-        .map_err(|e| Failure::other(format!("starting the {} stage ({}): {e}", stage.language, command[0].display())))?;
+        .map_err(|e| {
+            Failure::other(format!("starting the {} stage ({}): {e}", stage.language, command[0].display()))
+        })?;
     let started = Instant::now();
     let client = loop {
         match Client::connect_timeout(name.as_str(), Duration::from_millis(100)) {

@@ -71,7 +71,8 @@ impl fmt::Display for Failure {
 
 /// The exit-code table as printed by `ipcall --help`.
 pub fn exit_code_table() -> String {
-    let mut table = String::from("  0   success\n  1   failure outside ipcall (a command or file)\n  2   usage error\n");
+    let mut table =
+        String::from("  0   success\n  1   failure outside ipcall (a command or file)\n  2   usage error\n");
     for kind in ErrorKind::ALL {
         table.push_str(&format!("  {:<3} {}\n", exit_code_of(kind), kind.code()));
     }

@@ -37,12 +37,7 @@ enum Handler {
 
 /// Runs `ipcall serve`.
 pub fn run(args: &[String]) -> Result<(), Failure> {
-    let args = Args::parse(
-        "serve",
-        args,
-        &["--exec", "--unique", "--jobs", "--max-size"],
-        &["--echo", "--one-shot"],
-    )?;
+    let args = Args::parse("serve", args, &["--exec", "--unique", "--jobs", "--max-size"], &["--echo", "--one-shot"])?;
     if crate::wants_help(&args, HELP) {
         return Ok(());
     }
@@ -70,7 +65,7 @@ pub fn run(args: &[String]) -> Result<(), Failure> {
         .map_err(|e| Failure::other(format!("writing the name to stdout: {e}")))?;
     std::thread::scope(|scope| {
         let workers: Vec<_> = (0..jobs).map(|_| scope.spawn(|| serve_loop(&server, &handler))).collect();
-        workers.into_iter().map(|w| w.join().expect("a serve worker panicked")).collect::<Result<(), Failure>>()
+        workers.into_iter().try_for_each(|w| w.join().expect("a serve worker panicked"))
     })
 }
 
@@ -106,7 +101,8 @@ fn answer_with_command(mut request: Request, command: &str) -> ipcall::Result<()
     let data = request.take_data();
     let mut shell = Command::new("sh");
     shell.arg("-c").arg(command).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    for (variable, value) in [("IPCALL_PEER_PID", peer.pid), ("IPCALL_PEER_UID", peer.uid), ("IPCALL_PEER_GID", peer.gid)]
+    for (variable, value) in
+        [("IPCALL_PEER_PID", peer.pid), ("IPCALL_PEER_UID", peer.uid), ("IPCALL_PEER_GID", peer.gid)]
     {
         match value {
             Some(value) => shell.env(variable, value.to_string()),

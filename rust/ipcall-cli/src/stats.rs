@@ -70,13 +70,15 @@ pub fn machine() -> String {
 /// Prints rows as a left-aligned text table with a header rule.
 pub fn print_table(header: &[&str], rows: &[Vec<String>]) {
     let columns = header.len();
-    let width = |c: usize| {
-        rows.iter().map(|r| r[c].chars().count()).chain([header[c].chars().count()]).max().unwrap_or(0)
-    };
+    let width =
+        |c: usize| rows.iter().map(|r| r[c].chars().count()).chain([header[c].chars().count()]).max().unwrap_or(0);
     let widths: Vec<usize> = (0..columns).map(width).collect();
     let line = |cells: Vec<&str>| {
-        let padded: Vec<String> =
-            cells.iter().zip(&widths).map(|(cell, &w)| format!("{cell}{}", " ".repeat(w - cell.chars().count()))).collect();
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(cell, &w)| format!("{cell}{}", " ".repeat(w - cell.chars().count())))
+            .collect();
         println!("{}", padded.join("  ").trim_end());
     };
     line(header.to_vec());

@@ -81,9 +81,9 @@ fn assert_fails(output: &Output, code: i32, kind: &str) {
 
 #[test]
 fn help_for_every_command() {
-    for command in [&["--help"][..], &["help"], &["serve", "--help"], &["call", "-h"], &["bench", "--help"], &[
-        "demo", "--help",
-    ]] {
+    for command in
+        [&["--help"][..], &["help"], &["serve", "--help"], &["call", "-h"], &["bench", "--help"], &["demo", "--help"]]
+    {
         let output = run(command);
         assert!(output.status.success(), "{command:?}: {}", stderr(&output));
         assert!(String::from_utf8_lossy(&output.stdout).contains("Usage"), "{command:?}");
@@ -96,11 +96,14 @@ fn help_for_every_command() {
 
 #[test]
 fn usage_errors_exit_2() {
-    for command in
-        [&[][..], &["frobnicate"], &["call"], &["call", "unix:@x", "--wat"], &["call", "unix:@x", "--timeout", "soon"], &[
-            "serve", "unix:@x",
-        ]]
-    {
+    for command in [
+        &[][..],
+        &["frobnicate"],
+        &["call"],
+        &["call", "unix:@x", "--wat"],
+        &["call", "unix:@x", "--timeout", "soon"],
+        &["serve", "unix:@x"],
+    ] {
         let output = run(command);
         assert_eq!(output.status.code(), Some(USAGE), "{command:?}: {}", stderr(&output));
     }
@@ -126,8 +129,7 @@ fn echo_from_arguments_stdin_and_nothing() {
 #[test]
 fn exec_gets_the_request_on_stdin_and_the_peer_in_its_environment() {
     let served = Served::start(&["--unique", "unix", "--exec", "tr a-z A-Z; printf ' %s' \"$IPCALL_PEER_PID\""]);
-    let mut call =
-        Command::new(IPCALL).args(["call", &served.name, "shout"]).stdout(Stdio::piped()).spawn().unwrap();
+    let mut call = Command::new(IPCALL).args(["call", &served.name, "shout"]).stdout(Stdio::piped()).spawn().unwrap();
     let pid = call.id();
     let mut reply = String::new();
     call.stdout.take().unwrap().read_to_string(&mut reply).unwrap();
