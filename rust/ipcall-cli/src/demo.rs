@@ -96,8 +96,12 @@ pub fn run(args: &[String]) -> Result<(), Failure> {
     }
 
     let started = Instant::now();
+    // The journey of one short item, shown at the end.
+    let mut journey: Option<String> = None;
     for index in 0..items {
         let item = work_item(index);
+        let show = journey.is_none() && item.len() <= 40;
+        let mut steps = vec![format!("item {index} {:?}", String::from_utf8_lossy(&item))];
         let mut expected = item.clone();
         let mut current = item;
         for stage in &mut running {
@@ -107,7 +111,13 @@ pub fn run(args: &[String]) -> Result<(), Failure> {
             stage.latencies.push(call_started.elapsed());
             stage.bytes_sent += current.len() as u64;
             stage.bytes_back += answer.len() as u64;
+            if show {
+                steps.push(format!("{} {:?}", stage.stage.language, String::from_utf8_lossy(&answer)));
+            }
             current = answer;
+        }
+        if show {
+            journey = Some(steps.join(" → "));
         }
         if current != expected {
             return Err(Failure::other(format!(
@@ -142,6 +152,9 @@ pub fn run(args: &[String]) -> Result<(), Failure> {
         rows.len(),
         elapsed.as_secs_f64()
     );
+    if let Some(journey) = journey {
+        println!("{journey}");
+    }
     println!();
     print_table(&["stage", "language", "transport", "calls", "bytes in", "bytes out", "p50", "p99"], &rows);
     for stage in missing {

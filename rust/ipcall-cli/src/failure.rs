@@ -4,7 +4,8 @@
 //! --help` and the README): 0 success, 1 a failure outside ipcall (a command
 //! that could not be run, a file that could not be read), 2 a usage error,
 //! and `10 + n` for an ipcall error whose C status number (`IPCALL_E_*`) is
-//! `n`, so that a script can tell every error kind apart.
+//! `n`, so that a script can tell every error kind apart. A server stopped
+//! by a signal exits with 128 + its number, as a shell reports it.
 
 use std::fmt;
 
@@ -19,6 +20,8 @@ pub enum Failure {
     Ipcall(Error),
     /// Something outside ipcall failed (exit code 1).
     Other(String),
+    /// A signal stopped a server cleanly (exit code 128 + the signal).
+    Signal(i32),
 }
 
 /// The exit code for an ipcall error of `kind`: 10 + its C status number
@@ -45,6 +48,7 @@ impl Failure {
             Failure::Usage(_) => 2,
             Failure::Ipcall(error) => exit_code_of(error.kind()),
             Failure::Other(_) => 1,
+            Failure::Signal(signal) => (128 + signal).clamp(0, 255) as u8,
         }
     }
 }
@@ -65,6 +69,7 @@ impl fmt::Display for Failure {
                 write!(f, "{name}: the server failed the request: {}", payload.escape_ascii())
             }
             Failure::Ipcall(error) => write!(f, "{error} [{}]", error.kind().code()),
+            Failure::Signal(signal) => write!(f, "stopped by signal {signal}; the name is removed"),
         }
     }
 }
@@ -76,6 +81,7 @@ pub fn exit_code_table() -> String {
     for kind in ErrorKind::ALL {
         table.push_str(&format!("  {:<3} {}\n", exit_code_of(kind), kind.code()));
     }
+    table.push_str("  128+N  serve stopped by signal N (its name removed; 130 for Ctrl+C)\n");
     table
 }
 

@@ -2,6 +2,8 @@
 
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Arc;
 
 use ipcall::{Error, Kind, Request, Server, ServerOptions};
 
@@ -27,6 +29,9 @@ with --one-shot, until its one client goes away).
   --one-shot       accept exactly one client; end when it goes away
   --jobs N         answer up to N requests at once (default 1)
   --max-size B     largest request or reply in bytes (default 64 MiB)
+
+SIGINT, SIGTERM and SIGHUP stop it cleanly: its name is removed, and it
+exits with 128 + the signal number (130 for Ctrl+C).
 ";
 
 /// How requests are answered.
@@ -54,11 +59,14 @@ pub fn run(args: &[String]) -> Result<(), Failure> {
     if let Some(max) = args.number::<u32>("--max-size")? {
         options = options.max_message_size(max);
     }
+    let stop_signals = block_stop_signals()?;
     let server = match (args.positionals.as_slice(), args.value("--unique")) {
         ([name], None) => Server::bind_with(name, &options)?,
         ([], Some(kind)) => Server::bind_unique_with(kind.parse::<Kind>()?, &options)?,
         _ => return Err(Failure::usage("give a NAME or --unique KIND (see `ipcall serve --help`)")),
     };
+    let server = Arc::new(server);
+    let stopped_by = close_on_signal(stop_signals, server.clone())?;
     let mut stdout = std::io::stdout();
     writeln!(stdout, "{}", server.name())
         .and_then(|()| stdout.flush())
@@ -66,7 +74,60 @@ pub fn run(args: &[String]) -> Result<(), Failure> {
     std::thread::scope(|scope| {
         let workers: Vec<_> = (0..jobs).map(|_| scope.spawn(|| serve_loop(&server, &handler))).collect();
         workers.into_iter().try_for_each(|w| w.join().expect("a serve worker panicked"))
-    })
+    })?;
+    match stopped_by.load(Ordering::SeqCst) {
+        0 => Ok(()),
+        signal => Err(Failure::Signal(signal)),
+    }
+}
+
+/// Blocks SIGINT, SIGTERM and SIGHUP in this thread, and so in every
+/// thread started after (including those the server starts when it binds),
+/// so that [`close_on_signal`] can take them. Commands run by `--exec`
+/// start with an empty signal mask (the standard library resets it in the
+/// child).
+fn block_stop_signals() -> Result<libc::sigset_t, Failure> {
+    let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+    // SAFETY: (1) `set` is valid writable memory for a sigset_t, which
+    // sigemptyset initialises before sigaddset and pthread_sigmask read it;
+    // (2) the signal numbers are valid; (3) pthread_sigmask only changes
+    // this thread's mask, and the old mask is not asked for (null).
+    unsafe {
+        libc::sigemptyset(set.as_mut_ptr());
+        for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+            libc::sigaddset(set.as_mut_ptr(), signal);
+        }
+        let status = libc::pthread_sigmask(libc::SIG_BLOCK, set.as_ptr(), std::ptr::null_mut());
+        if status != 0 {
+            return Err(Failure::other(format!("blocking signals: {}", std::io::Error::from_raw_os_error(status))));
+        }
+        Ok(set.assume_init())
+    }
+}
+
+/// Starts a thread that waits for the signals of `set` (blocked by
+/// [`block_stop_signals`]) and closes `server` on the first, so that serving
+/// ends and the name is removed. Returns where the signal's number lands
+/// (0 until one came).
+fn close_on_signal(set: libc::sigset_t, server: Arc<Server>) -> Result<Arc<AtomicI32>, Failure> {
+    let stopped_by = Arc::new(AtomicI32::new(0));
+    let record = stopped_by.clone();
+    // Detached: it waits for a signal that may never come, and ends with
+    // the process.
+    std::thread::Builder::new()
+        .name("ipcall-signals".into())
+        .spawn(move || {
+            let mut signal: libc::c_int = 0;
+            // SAFETY: (1) `set` is an initialised sigset_t whose signals are
+            // blocked in every thread of the process, as sigwait requires;
+            // (2) `signal` is valid writable memory for the result.
+            if unsafe { libc::sigwait(&set, &mut signal) } == 0 {
+                record.store(signal, Ordering::SeqCst);
+                server.close();
+            }
+        })
+        .map_err(|e| Failure::other(format!("starting the signal thread: {e}")))?;
+    Ok(stopped_by)
 }
 
 /// Answers requests until the server reports `Closed`.

@@ -159,6 +159,22 @@ fn exec_runs_again_after_a_failure() {
 }
 
 #[test]
+fn several_jobs_answer_calls_from_several_clients() {
+    let served = Served::start(&["--unique", "unix", "--exec", "cat", "--jobs", "3"]);
+    let callers: Vec<_> = (0..6)
+        .map(|i| {
+            let name = served.name.clone();
+            std::thread::spawn(move || (i, run(&["call", &name, &format!("caller {i}")])))
+        })
+        .collect();
+    for caller in callers {
+        let (i, output) = caller.join().unwrap();
+        assert!(output.status.success(), "{}", stderr(&output));
+        assert_eq!(output.stdout, format!("caller {i}").as_bytes());
+    }
+}
+
+#[test]
 fn not_found_and_timeout_waiting_for_a_server() {
     let dir = std::env::temp_dir().join(format!("ipcall-cli-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -249,6 +265,21 @@ fn one_shot_server_ends_when_its_client_goes() {
     assert!(status.success(), "a one-shot server exits 0 after its client: {status}");
     // Its name is gone: nobody can connect again.
     assert_fails(&run(&["call", &served.name, "twice"]), NOT_FOUND, "NOT_FOUND");
+}
+
+#[test]
+fn a_signal_stops_the_server_and_removes_its_name() {
+    for (signal, code) in [(libc::SIGTERM, 143), (libc::SIGINT, 130)] {
+        let mut served = Served::start(&["--unique", "unix", "--echo"]);
+        let path = served.name.strip_prefix("unix:").unwrap().to_string();
+        assert!(std::path::Path::new(&path).exists());
+        // SAFETY: (1) kill has no memory preconditions; the pid is our
+        // child's, which we have not waited for, so it cannot be reused.
+        assert_eq!(unsafe { libc::kill(served.child.id() as libc::pid_t, signal) }, 0);
+        let status = served.child.wait().unwrap();
+        assert_eq!(status.code(), Some(code), "stopped by signal {signal}");
+        assert!(!std::path::Path::new(&path).exists(), "{path} is removed");
+    }
 }
 
 #[test]
