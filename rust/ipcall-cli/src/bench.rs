@@ -126,7 +126,15 @@ fn bench_child(kind: Kind, label: &str, budget: Duration, progress: &mut Progres
         .spawn()
         .map_err(|e| Failure::other(format!("starting the bench server: {e}")))?;
     let name = read_name(&mut child)?;
-    let client = Client::connect_timeout(&name, Duration::from_secs(10))?;
+    let client = match Client::connect_timeout(&name, Duration::from_secs(10)) {
+        Ok(client) => client,
+        Err(error) => {
+            // A one-shot server nobody connected to would wait forever.
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(error.into());
+        }
+    };
     let measured = measure(&client, label, budget, progress);
     drop(client);
     let status = child.wait().map_err(|e| Failure::other(format!("waiting for the bench server: {e}")))?;
