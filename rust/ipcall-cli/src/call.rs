@@ -1,6 +1,6 @@
 //! `ipcall call`: one request, its reply on stdout.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 use ipcall::{Client, ClientOptions, Error};
@@ -35,7 +35,7 @@ pub fn run(args: &[String]) -> Result<(), Failure> {
     }
     let (name, data) = match args.positionals.as_slice() {
         [name] => (name, Vec::new()),
-        [name, dash] if dash == "-" => (name, crate::serve::read_stdin()?),
+        [name, dash] if dash == "-" => (name, read_stdin()?),
         [name, data] => (name, data.as_bytes().to_vec()),
         _ => return Err(Failure::usage("give NAME and at most one DATA (see `ipcall call --help`)")),
     };
@@ -61,4 +61,11 @@ pub fn run(args: &[String]) -> Result<(), Failure> {
         .write_all(&reply)
         .and_then(|()| stdout.flush())
         .map_err(|e| Failure::other(format!("writing the reply to stdout: {e}")))
+}
+
+/// Reads all of stdin (for `ipcall call NAME -`).
+fn read_stdin() -> Result<Vec<u8>, Failure> {
+    let mut data = Vec::new();
+    std::io::stdin().read_to_end(&mut data).map_err(|e| Failure::other(format!("reading stdin: {e}")))?;
+    Ok(data)
 }

@@ -1,6 +1,6 @@
 //! `ipcall serve`: answer requests by echoing them or by running a command.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
@@ -205,11 +205,4 @@ fn describe_exit(status: std::process::ExitStatus) -> String {
         (None, Some(signal)) => format!("was killed by signal {signal}"),
         (None, None) => format!("ended with {status}"),
     }
-}
-
-/// Reads all of stdin (for `ipcall call NAME -`).
-pub fn read_stdin() -> Result<Vec<u8>, Failure> {
-    let mut data = Vec::new();
-    std::io::stdin().read_to_end(&mut data).map_err(|e| Failure::other(format!("reading stdin: {e}")))?;
-    Ok(data)
 }
