@@ -18,6 +18,7 @@ const NOT_FOUND: i32 = 18;
 const PERMISSION_DENIED: i32 = 19;
 const INVALID_NAME: i32 = 20;
 const PROTOCOL: i32 = 21;
+const IO: i32 = 22;
 const USAGE: i32 = 2;
 
 /// A running `ipcall serve`, killed when dropped.
@@ -238,6 +239,16 @@ fn permission_denied_binding_where_nobody_may() {
     };
     assert_fails(&run(&["serve", &name, "--echo"]), PERMISSION_DENIED, "PERMISSION_DENIED");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn other_os_errors_are_io() {
+    // A socket path under a regular file: ENOTDIR, which no other kind covers.
+    let file = std::env::temp_dir().join(format!("ipcall-cli-file-{}", std::process::id()));
+    std::fs::write(&file, b"not a directory").unwrap();
+    let name = format!("unix:{}", file.join("x.sock").display());
+    assert_fails(&run(&["serve", &name, "--echo"]), IO, "[IO]");
+    std::fs::remove_file(&file).unwrap();
 }
 
 #[test]
