@@ -34,6 +34,8 @@ Exit codes (the same for every command):
 ";
 
 fn main() -> ExitCode {
+    // A bug should still read as one line, not a backtrace.
+    std::panic::set_hook(Box::new(|info| eprintln!("ipcall: internal error (a bug; please report it): {info}")));
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(command) = args.first() else {
         eprint!("{USAGE}{}", failure::exit_code_table());
