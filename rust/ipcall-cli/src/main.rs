@@ -35,7 +35,16 @@ Exit codes (the same for every command):
 
 fn main() -> ExitCode {
     // A bug should still read as one line, not a backtrace.
-    std::panic::set_hook(Box::new(|info| eprintln!("ipcall: internal error (a bug; please report it): {info}")));
+    std::panic::set_hook(Box::new(|info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        let place = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+        eprintln!("ipcall: internal error{place}: {} (a bug; please report it)", message.escape_debug());
+    }));
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(command) = args.first() else {
         eprint!("{USAGE}{}", failure::exit_code_table());
