@@ -34,9 +34,9 @@ fmt:
 lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings -D missing_docs
 
-## demo: build, then show a server and clients exchanging requests.
+## demo: build what it needs, then run the mixed-language pipeline
+## (`ipcall demo`; the recipe is in mk/cli.mk).
 demo:
-	$(CARGO) run --release -q -p ipcall --example demo
 
 ## bench: ratios against the raw floors and peer libraries, in one run.
 bench:

@@ -1,0 +1,208 @@
+//! `ipcall serve`: answer requests by echoing them or by running a command.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Arc;
+
+use ipcall::{Error, Kind, Request, Server, ServerOptions};
+
+use crate::args::Args;
+use crate::failure::Failure;
+
+const HELP: &str = "\
+Usage:
+  ipcall serve NAME (--echo | --exec CMD) [options]
+  ipcall serve --unique KIND (--echo | --exec CMD) [options]
+
+Binds NAME (or a new unguessable name of KIND: unix, pipe, shm), prints the
+name on one line of stdout, and answers requests until it is stopped (or,
+with --one-shot, until its one client goes away).
+
+  --echo           reply with the request's bytes
+  --exec CMD       run `sh -c CMD` per request: the request on its stdin,
+                   its stdout the reply; a non-zero exit (or a signal) fails
+                   the request with its stderr as the error payload (or a
+                   description of the exit when stderr is empty). The
+                   command sees IPCALL_PEER_PID / _UID / _GID when known.
+  --unique KIND    bind a generated name of this transport kind
+  --one-shot       accept exactly one client; end when it goes away
+  --jobs N         answer up to N requests at once (default 1)
+  --max-size B     largest request or reply in bytes (default 64 MiB)
+
+SIGINT, SIGTERM and SIGHUP stop it cleanly: its name is removed, and it
+exits with 128 + the signal number (130 for Ctrl+C).
+";
+
+/// How requests are answered.
+enum Handler {
+    Echo,
+    Exec(String),
+}
+
+/// Runs `ipcall serve`.
+pub fn run(args: &[String]) -> Result<(), Failure> {
+    let args = Args::parse("serve", args, &["--exec", "--unique", "--jobs", "--max-size"], &["--echo", "--one-shot"])?;
+    if crate::wants_help(&args, HELP) {
+        return Ok(());
+    }
+    let handler = match (args.switch("--echo"), args.value("--exec")) {
+        (true, None) => Handler::Echo,
+        (false, Some(command)) => Handler::Exec(command.to_string()),
+        _ => return Err(Failure::usage("give exactly one of --echo or --exec CMD")),
+    };
+    let jobs: usize = args.number("--jobs")?.unwrap_or(1);
+    if jobs == 0 {
+        return Err(Failure::usage("--jobs must be at least 1"));
+    }
+    let mut options = ServerOptions::new().one_shot(args.switch("--one-shot"));
+    if let Some(max) = args.number::<u32>("--max-size")? {
+        options = options.max_message_size(max);
+    }
+    let stop_signals = block_stop_signals()?;
+    let server = match (args.positionals.as_slice(), args.value("--unique")) {
+        ([name], None) => Server::bind_with(name, &options)?,
+        ([], Some(kind)) => Server::bind_unique_with(kind.parse::<Kind>()?, &options)?,
+        _ => return Err(Failure::usage("give a NAME or --unique KIND (see `ipcall serve --help`)")),
+    };
+    let server = Arc::new(server);
+    let stopped_by = close_on_signal(stop_signals, server.clone())?;
+    let mut stdout = std::io::stdout();
+    writeln!(stdout, "{}", server.name())
+        .and_then(|()| stdout.flush())
+        .map_err(|e| Failure::other(format!("writing the name to stdout: {e}")))?;
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..jobs).map(|_| scope.spawn(|| serve_loop(&server, &handler))).collect();
+        workers.into_iter().try_for_each(|w| w.join().expect("a serve worker panicked"))
+    })?;
+    match stopped_by.load(Ordering::SeqCst) {
+        0 => Ok(()),
+        signal => Err(Failure::Signal(signal)),
+    }
+}
+
+/// Blocks SIGINT, SIGTERM and SIGHUP in this thread, and so in every
+/// thread started after (including those the server starts when it binds),
+/// so that [`close_on_signal`] can take them. Commands run by `--exec`
+/// start with an empty signal mask (the standard library resets it in the
+/// child).
+fn block_stop_signals() -> Result<libc::sigset_t, Failure> {
+    let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+    // SAFETY: (1) `set` is valid writable memory for a sigset_t, which
+    // sigemptyset initialises before sigaddset and pthread_sigmask read it;
+    // (2) the signal numbers are valid; (3) pthread_sigmask only changes
+    // this thread's mask, and the old mask is not asked for (null).
+    unsafe {
+        libc::sigemptyset(set.as_mut_ptr());
+        for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+            libc::sigaddset(set.as_mut_ptr(), signal);
+        }
+        let status = libc::pthread_sigmask(libc::SIG_BLOCK, set.as_ptr(), std::ptr::null_mut());
+        if status != 0 {
+            return Err(Failure::other(format!("blocking signals: {}", std::io::Error::from_raw_os_error(status))));
+        }
+        Ok(set.assume_init())
+    }
+}
+
+/// Starts a thread that waits for the signals of `set` (blocked by
+/// [`block_stop_signals`]) and closes `server` on the first, so that serving
+/// ends and the name is removed. Returns where the signal's number lands
+/// (0 until one came).
+fn close_on_signal(set: libc::sigset_t, server: Arc<Server>) -> Result<Arc<AtomicI32>, Failure> {
+    let stopped_by = Arc::new(AtomicI32::new(0));
+    let record = stopped_by.clone();
+    // Detached: it waits for a signal that may never come, and ends with
+    // the process.
+    std::thread::Builder::new()
+        .name("ipcall-signals".into())
+        .spawn(move || {
+            let mut signal: libc::c_int = 0;
+            // SAFETY: (1) `set` is an initialised sigset_t whose signals are
+            // blocked in every thread of the process, as sigwait requires;
+            // (2) `signal` is valid writable memory for the result.
+            if unsafe { libc::sigwait(&set, &mut signal) } == 0 {
+                record.store(signal, Ordering::SeqCst);
+                server.close();
+            }
+        })
+        .map_err(|e| Failure::other(format!("starting the signal thread: {e}")))?;
+    Ok(stopped_by)
+}
+
+/// Answers requests until the server reports `Closed`.
+fn serve_loop(server: &Server, handler: &Handler) -> Result<(), Failure> {
+    loop {
+        let request = match server.recv() {
+            Ok(request) => request,
+            Err(Error::Closed { .. }) => return Ok(()),
+            Err(error) => return Err(error.into()),
+        };
+        let answered = match handler {
+            Handler::Echo => {
+                let mut request = request;
+                let data = request.take_data();
+                request.reply(&data)
+            }
+            Handler::Exec(command) => answer_with_command(request, command),
+        };
+        // One request that cannot be answered (e.g. a reply over the
+        // caller's limit; the caller then gets NoReply) does not stop the
+        // server: say so and go on.
+        if let Err(error) = answered {
+            eprintln!("ipcall serve: answering a request: {error} [{}]", error.kind().code());
+        }
+    }
+}
+
+/// Runs `sh -c command` with the request on its stdin and answers with its
+/// outcome.
+fn answer_with_command(mut request: Request, command: &str) -> ipcall::Result<()> {
+    let peer = request.peer();
+    let data = request.take_data();
+    let mut shell = Command::new("sh");
+    shell.arg("-c").arg(command).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    for (variable, value) in
+        [("IPCALL_PEER_PID", peer.pid), ("IPCALL_PEER_UID", peer.uid), ("IPCALL_PEER_GID", peer.gid)]
+    {
+        match value {
+            Some(value) => shell.env(variable, value.to_string()),
+            None => shell.env_remove(variable),
+        };
+    }
+    let mut child = match shell.spawn() {
+        Ok(child) => child,
+        Err(e) => return request.fail(format!("ipcall serve: cannot run `sh -c {command}`: {e}").as_bytes()),
+    };
+    // Feed stdin from its own thread: a command that writes a large answer
+    // before reading all of its input must not deadlock against us.
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    let feeder = std::thread::spawn(move || {
+        // A command that exits without reading its input closes the pipe:
+        // that is its business, not an error of ours.
+        let _ = stdin.write_all(&data);
+    });
+    let output = child.wait_with_output();
+    let _ = feeder.join();
+    let output = match output {
+        Ok(output) => output,
+        Err(e) => return request.fail(format!("ipcall serve: waiting for `{command}`: {e}").as_bytes()),
+    };
+    if output.status.success() {
+        request.reply(&output.stdout)
+    } else if !output.stderr.is_empty() {
+        request.fail(&output.stderr)
+    } else {
+        request.fail(format!("`{command}` {}", describe_exit(output.status)).as_bytes())
+    }
+}
+
+/// "exited with status 3" / "was killed by signal 9".
+fn describe_exit(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exited with status {code}"),
+        (None, Some(signal)) => format!("was killed by signal {signal}"),
+        (None, None) => format!("ended with {status}"),
+    }
+}

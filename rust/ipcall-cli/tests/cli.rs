@@ -1,0 +1,325 @@
+//! The `ipcall` command through its real binary: output, stdin, `--exec`,
+//! and the exit code of every error kind a command line can meet.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixListener;
+use std::process::{Child, Command, Output, Stdio};
+
+const IPCALL: &str = env!("CARGO_BIN_EXE_ipcall");
+
+/// Exit codes documented in `ipcall --help` (10 + the C status number).
+const DISCONNECTED: i32 = 11;
+const NO_REPLY: i32 = 12;
+const REMOTE: i32 = 13;
+const TIMEOUT: i32 = 14;
+const TOO_LARGE: i32 = 16;
+const ADDR_IN_USE: i32 = 17;
+const NOT_FOUND: i32 = 18;
+const PERMISSION_DENIED: i32 = 19;
+const INVALID_NAME: i32 = 20;
+const PROTOCOL: i32 = 21;
+const IO: i32 = 22;
+const USAGE: i32 = 2;
+
+/// A running `ipcall serve`, killed when dropped.
+struct Served {
+    child: Child,
+    name: String,
+}
+
+impl Served {
+    fn start(args: &[&str]) -> Served {
+        let mut child =
+            Command::new(IPCALL).arg("serve").args(args).stdout(Stdio::piped()).spawn().expect("spawn ipcall serve");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let name = line.trim().to_string();
+        assert!(name.contains(':'), "serve printed {line:?} instead of its name");
+        Served { child, name }
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(IPCALL).args(args).output().expect("run ipcall")
+}
+
+fn call_with_stdin(name: &str, extra: &[&str], input: &[u8]) -> Output {
+    let mut child = Command::new(IPCALL)
+        .args(["call", name, "-"])
+        .args(extra)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_vec();
+    let writer = std::thread::spawn(move || stdin.write_all(&input));
+    let output = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    output
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Asserts the exit code and that the error is one line naming its kind.
+fn assert_fails(output: &Output, code: i32, kind: &str) {
+    let text = stderr(output);
+    assert_eq!(output.status.code(), Some(code), "stderr: {text}");
+    assert_eq!(text.lines().count(), 1, "one line, not a backtrace: {text}");
+    assert!(text.starts_with("ipcall "), "{text}");
+    assert!(text.contains(kind), "{text} should name {kind}");
+}
+
+#[test]
+fn help_for_every_command() {
+    for command in
+        [&["--help"][..], &["help"], &["serve", "--help"], &["call", "-h"], &["bench", "--help"], &["demo", "--help"]]
+    {
+        let output = run(command);
+        assert!(output.status.success(), "{command:?}: {}", stderr(&output));
+        assert!(String::from_utf8_lossy(&output.stdout).contains("Usage"), "{command:?}");
+    }
+    let top = String::from_utf8(run(&["--help"]).stdout).unwrap();
+    for code in ["DISCONNECTED", "NO_REPLY", "REMOTE", "TIMEOUT", "INVALID_NAME", "IO"] {
+        assert!(top.contains(code), "--help lists exit code {code}");
+    }
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    for command in [
+        &[][..],
+        &["frobnicate"],
+        &["call"],
+        &["call", "unix:@x", "--wat"],
+        &["call", "unix:@x", "--timeout", "soon"],
+        &["serve", "unix:@x"],
+    ] {
+        let output = run(command);
+        assert_eq!(output.status.code(), Some(USAGE), "{command:?}: {}", stderr(&output));
+    }
+}
+
+#[test]
+fn echo_from_arguments_stdin_and_nothing() {
+    let served = Served::start(&["--unique", "unix", "--echo"]);
+    let output = run(&["call", &served.name, "hello"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(output.stdout, b"hello");
+
+    let binary: Vec<u8> = (0..1 << 20).map(|i: u32| (i % 251) as u8).collect();
+    let output = call_with_stdin(&served.name, &[], &binary);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(output.stdout == binary, "a 1 MiB binary request from stdin comes back intact");
+
+    let output = run(&["call", &served.name]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(output.stdout.is_empty());
+}
+
+#[test]
+fn exec_gets_the_request_on_stdin_and_the_peer_in_its_environment() {
+    let served = Served::start(&["--unique", "unix", "--exec", "tr a-z A-Z; printf ' %s' \"$IPCALL_PEER_PID\""]);
+    let mut call = Command::new(IPCALL).args(["call", &served.name, "shout"]).stdout(Stdio::piped()).spawn().unwrap();
+    let pid = call.id();
+    let mut reply = String::new();
+    call.stdout.take().unwrap().read_to_string(&mut reply).unwrap();
+    assert!(call.wait().unwrap().success());
+    assert_eq!(reply, format!("SHOUT {pid}"));
+}
+
+#[test]
+fn exec_failure_is_remote_with_its_stderr() {
+    let served = Served::start(&["--unique", "unix", "--exec", "cat >/dev/null; echo 'bad input' >&2; exit 3"]);
+    let output = run(&["call", &served.name, "x"]);
+    assert_fails(&output, REMOTE, "bad input");
+    assert!(output.stdout.is_empty(), "no reply on stdout");
+
+    // Empty stderr: the payload describes the exit instead.
+    let quiet = Served::start(&["--unique", "unix", "--exec", "exit 4"]);
+    assert_fails(&run(&["call", &quiet.name, "x"]), REMOTE, "exited with status 4");
+}
+
+#[test]
+fn exec_runs_again_after_a_failure() {
+    let served = Served::start(&["--unique", "unix", "--exec", "read word; [ \"$word\" = ok ] || exit 1; echo fine"]);
+    assert_eq!(run(&["call", &served.name, "nope\n"]).status.code(), Some(REMOTE));
+    let output = run(&["call", &served.name, "ok\n"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(output.stdout, b"fine\n");
+}
+
+#[test]
+fn several_jobs_answer_calls_from_several_clients() {
+    let served = Served::start(&["--unique", "unix", "--exec", "cat", "--jobs", "3"]);
+    let callers: Vec<_> = (0..6)
+        .map(|i| {
+            let name = served.name.clone();
+            std::thread::spawn(move || (i, run(&["call", &name, &format!("caller {i}")])))
+        })
+        .collect();
+    for caller in callers {
+        let (i, output) = caller.join().unwrap();
+        assert!(output.status.success(), "{}", stderr(&output));
+        assert_eq!(output.stdout, format!("caller {i}").as_bytes());
+    }
+}
+
+#[test]
+fn not_found_and_timeout_waiting_for_a_server() {
+    let dir = std::env::temp_dir().join(format!("ipcall-cli-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let name = format!("unix:{}", dir.join("nobody.sock").display());
+    assert_fails(&run(&["call", &name, "x"]), NOT_FOUND, "NOT_FOUND");
+    assert_fails(&run(&["call", &name, "x", "--timeout", "50"]), TIMEOUT, "TIMEOUT");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn timeout_waiting_for_the_reply() {
+    let served = Served::start(&["--unique", "unix", "--exec", "sleep 3"]);
+    assert_fails(&run(&["call", &served.name, "x", "--timeout", "100"]), TIMEOUT, "TIMEOUT");
+}
+
+#[test]
+fn invalid_names() {
+    assert_fails(&run(&["call", "no-kind-here", "x"]), INVALID_NAME, "INVALID_NAME");
+    assert_fails(&run(&["serve", "--unique", "carrier-pigeon", "--echo"]), INVALID_NAME, "INVALID_NAME");
+}
+
+#[test]
+fn too_large_is_refused_by_the_sender() {
+    let served = Served::start(&["--unique", "unix", "--echo"]);
+    assert_fails(&run(&["call", &served.name, "more than four bytes", "--max-size", "4"]), TOO_LARGE, "TOO_LARGE");
+}
+
+#[test]
+fn a_reply_over_the_callers_limit_is_no_reply() {
+    let served = Served::start(&["--unique", "unix", "--exec", "head -c 4096 /dev/zero"]);
+    assert_fails(&run(&["call", &served.name, "x", "--max-size", "100"]), NO_REPLY, "NO_REPLY");
+}
+
+#[test]
+fn a_server_that_dies_mid_call_is_disconnected() {
+    // The command kills its parent: the serving process.
+    let served = Served::start(&["--unique", "unix", "--exec", "kill -9 $PPID"]);
+    assert_fails(&run(&["call", &served.name, "x"]), DISCONNECTED, "DISCONNECTED");
+}
+
+#[test]
+fn a_live_name_is_not_stolen() {
+    let served = Served::start(&["--unique", "unix", "--echo"]);
+    assert_fails(&run(&["serve", &served.name, "--echo"]), ADDR_IN_USE, "ADDR_IN_USE");
+    assert!(run(&["call", &served.name, "still mine"]).status.success());
+}
+
+#[test]
+fn permission_denied_binding_where_nobody_may() {
+    // sysfs refuses new files even to root; other users meet a read-only
+    // directory of their own.
+    // SAFETY: (1) geteuid has no preconditions and cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    let dir = std::env::temp_dir().join(format!("ipcall-cli-ro-{}", std::process::id()));
+    let name = if root {
+        "unix:/sys/ipcall-cli-test.sock".to_string()
+    } else {
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o500)).unwrap();
+        format!("unix:{}", dir.join("x.sock").display())
+    };
+    assert_fails(&run(&["serve", &name, "--echo"]), PERMISSION_DENIED, "PERMISSION_DENIED");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn other_os_errors_are_io() {
+    // A socket path under a regular file: ENOTDIR, which no other kind covers.
+    let file = std::env::temp_dir().join(format!("ipcall-cli-file-{}", std::process::id()));
+    std::fs::write(&file, b"not a directory").unwrap();
+    let name = format!("unix:{}", file.join("x.sock").display());
+    assert_fails(&run(&["serve", &name, "--echo"]), IO, "[IO]");
+    std::fs::remove_file(&file).unwrap();
+}
+
+#[test]
+fn a_socket_that_speaks_something_else_is_protocol() {
+    let dir = std::env::temp_dir().join(format!("ipcall-cli-proto-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("garbage.sock");
+    let listener = UnixListener::bind(&path).unwrap();
+    let garbage = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let _ = stream.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\nthis is not ipcall");
+        let mut sink = [0u8; 256];
+        let _ = stream.read(&mut sink);
+    });
+    assert_fails(&run(&["call", &format!("unix:{}", path.display()), "x"]), PROTOCOL, "PROTOCOL");
+    garbage.join().unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn one_shot_server_ends_when_its_client_goes() {
+    let mut served = Served::start(&["--unique", "unix", "--echo", "--one-shot"]);
+    assert!(run(&["call", &served.name, "once"]).status.success());
+    let status = served.child.wait().unwrap();
+    assert!(status.success(), "a one-shot server exits 0 after its client: {status}");
+    // Its name is gone: nobody can connect again.
+    assert_fails(&run(&["call", &served.name, "twice"]), NOT_FOUND, "NOT_FOUND");
+}
+
+#[test]
+fn a_signal_stops_the_server_and_removes_its_name() {
+    for (signal, code) in [(libc::SIGTERM, 143), (libc::SIGINT, 130)] {
+        let mut served = Served::start(&["--unique", "unix", "--echo"]);
+        let path = served.name.strip_prefix("unix:").unwrap().to_string();
+        assert!(std::path::Path::new(&path).exists());
+        // SAFETY: (1) kill has no memory preconditions; the pid is our
+        // child's, which we have not waited for, so it cannot be reused.
+        assert_eq!(unsafe { libc::kill(served.child.id() as libc::pid_t, signal) }, 0);
+        let status = served.child.wait().unwrap();
+        assert_eq!(status.code(), Some(code), "stopped by signal {signal}");
+        assert!(!std::path::Path::new(&path).exists(), "{path} is removed");
+    }
+}
+
+#[test]
+fn bench_measures_the_in_process_transport() {
+    let output = run(&["bench", "--kinds", "mem", "--seconds", "0.05"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let table = String::from_utf8(output.stdout.clone()).unwrap();
+    let row = table.lines().find(|l| l.starts_with("mem ")).unwrap_or_else(|| panic!("no mem row in:\n{table}"));
+    let round_trips: u64 = row.split_whitespace().last().unwrap().parse().unwrap();
+    assert!(round_trips > 0, "{row}");
+    assert!(!stderr(&output).is_empty(), "progress goes to stderr");
+}
+
+#[test]
+fn bench_lists_an_unavailable_kind_as_skipped() {
+    // Whatever this build lacks is skipped with a reason, never measured.
+    let output = run(&["bench", "--kinds", "mem,unix,pipe,shm", "--seconds", "0.02"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let table = String::from_utf8(output.stdout).unwrap();
+    for kind in ["unix", "pipe", "shm"] {
+        let measured = table.lines().any(|l| l.starts_with(&format!("{kind} ")));
+        let skipped = table.lines().any(|l| l.starts_with(&format!("{kind}: skipped (")));
+        assert!(measured ^ skipped, "{kind} is either measured or skipped:\n{table}");
+    }
+}
+
+#[test]
+fn demo_outside_a_checkout_says_so() {
+    let output = Command::new(IPCALL).args(["demo"]).current_dir("/").output().unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(stderr(&output).contains("--root"));
+}
