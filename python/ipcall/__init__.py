@@ -75,7 +75,42 @@ __all__ = [
 __version__ = "0.1.0"
 
 
-class Server:
+class _ClosedByContext:
+    """`with` and `async with` close the object on exit; repr is the native one's."""
+
+    __slots__ = ()
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        # Subclasses keep their native handle in `_native` (typed there).
+        return repr(getattr(self, "_native"))
+
+
+class Server(_ClosedByContext):
     """A server bound to a name. Create it with `Server.bind` or
     `Server.bind_unique`; close it with `close()` or a ``with`` block.
 
@@ -266,31 +301,6 @@ class Server:
         except Closed:
             raise StopAsyncIteration from None
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: Optional[Type[BaseException]],
-        exc: Optional[BaseException],
-        tb: Optional[TracebackType],
-    ) -> None:
-        self.close()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: Optional[Type[BaseException]],
-        exc: Optional[BaseException],
-        tb: Optional[TracebackType],
-    ) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return repr(self._native)
-
 
 class _AsyncCalls:
     """A client's calls in flight on event loops: one completion descriptor
@@ -359,7 +369,7 @@ def _settle(future: asyncio.Future[bytes], outcome: Union[bytes, BaseException])
         future.set_result(outcome)
 
 
-class Client:
+class Client(_ClosedByContext):
     """A connection to a server: `connect()` or `Client.connect()`.
 
     Many calls may be in flight at once, from several threads (share one
@@ -422,31 +432,6 @@ class Client:
     def close(self) -> None:
         """Closes this client; calls already in flight still complete."""
         self._native.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: Optional[Type[BaseException]],
-        exc: Optional[BaseException],
-        tb: Optional[TracebackType],
-    ) -> None:
-        self.close()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: Optional[Type[BaseException]],
-        exc: Optional[BaseException],
-        tb: Optional[TracebackType],
-    ) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return repr(self._native)
 
 
 def connect(name: str, timeout: Optional[float] = None, *, max_message_size: Optional[int] = None) -> Client:
