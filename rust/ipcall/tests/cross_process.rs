@@ -18,7 +18,7 @@ use common::Rng;
 use ipcall::{Client, Error, ErrorKind, Kind, Server, ServerOptions};
 
 /// The transports under test. Add a kind here to run the whole suite on it.
-const KINDS: &[Kind] = &[Kind::Unix, Kind::Pipe];
+const KINDS: &[Kind] = &[Kind::Unix, Kind::Pipe, Kind::Shm];
 
 /// The kinds of [`KINDS`] this build can bind, printing why others are skipped.
 fn available_kinds() -> Vec<Kind> {
