@@ -139,7 +139,11 @@ pub struct ClientOptions {
 
 impl Default for ClientOptions {
     fn default() -> Self {
-        ClientOptions { max_message_size: DEFAULT_MAX_MESSAGE_SIZE, connect_timeout: None, wait_mode: WaitMode::Adaptive }
+        ClientOptions {
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            connect_timeout: None,
+            wait_mode: WaitMode::Adaptive,
+        }
     }
 }
 

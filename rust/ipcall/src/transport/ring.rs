@@ -25,9 +25,9 @@
 
 use std::fmt;
 
-#[cfg(loom)]
+#[cfg(ipcall_loom)]
 pub(crate) use loom::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
-#[cfg(not(loom))]
+#[cfg(not(ipcall_loom))]
 pub(crate) use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 
 /// Bytes of a record header: `len: u32, kind: u32, id: u64, total: u32, offset: u32`.
@@ -37,6 +37,7 @@ pub(crate) const ALIGN: usize = 8;
 /// The smallest ring capacity (a power of two).
 pub(crate) const MIN_CAPACITY: usize = 4096;
 /// The largest ring capacity.
+#[cfg_attr(ipcall_loom, allow(dead_code))]
 pub(crate) const MAX_CAPACITY: usize = 1 << 30;
 
 /// Record kinds (the `kind` field).
@@ -76,7 +77,7 @@ pub(crate) struct Control {
 
 impl Control {
     /// A zeroed control block (for tests; in shared memory it starts zeroed).
-    #[cfg(any(test, loom))]
+    #[cfg(any(test, ipcall_loom))]
     pub(crate) fn new() -> Control {
         Control {
             tail: AtomicU64::new(0),
@@ -89,7 +90,7 @@ impl Control {
     }
 }
 
-#[cfg(not(loom))]
+#[cfg(not(ipcall_loom))]
 const _: () = {
     assert!(std::mem::size_of::<Control>() == 128);
     assert!(std::mem::offset_of!(Control, tail) == 0);
@@ -172,11 +173,6 @@ impl Ring {
     pub(crate) fn control(&self) -> &Control {
         // SAFETY: (1) by the invariant `ctrl` is live; Control is all atomics.
         unsafe { &*self.ctrl }
-    }
-
-    /// The data area's size.
-    pub(crate) fn capacity(&self) -> usize {
-        self.capacity
     }
 
     /// Copies `bytes` to data offset `at`. Callers check `at + len <= capacity`.
@@ -527,7 +523,8 @@ pub(crate) fn take(
 
 /// Like [`take`], but a message that sits whole in one record is shown to
 /// `in_place` in the ring itself (no copy) and released afterwards; returns
-/// its kind and id with empty data. Pieced messages are assembled as `take` does.
+/// its kind and id with empty data. Pieced messages are assembled as `take` does,
+/// shown to `in_place`, and also returned without their data.
 pub(crate) fn take_with(
     consumer: &mut Consumer,
     partial: &mut Option<Partial>,
@@ -548,9 +545,11 @@ pub(crate) fn take_with(
             }
         }
     }
-    let taken = take(consumer, partial, max, allowed)?;
-    if let Taken::Message(m) = &taken {
+    let mut taken = take(consumer, partial, max, allowed)?;
+    if let Taken::Message(m) = &mut taken {
         in_place(&m.data);
+        // As for a message shown in place, the caller gets no copy.
+        m.data = Vec::new();
     }
     Ok(taken)
 }
@@ -570,10 +569,10 @@ pub(crate) fn take_sleeper(flag: &AtomicU32) -> bool {
     flag.load(Ordering::Relaxed) != 0 && flag.swap(0, Ordering::AcqRel) != 0
 }
 
-#[cfg(all(test, not(loom)))]
+#[cfg(all(test, not(ipcall_loom)))]
 #[path = "ring_tests.rs"]
 mod tests;
 
-#[cfg(all(test, loom))]
+#[cfg(all(test, ipcall_loom))]
 #[path = "ring_loom.rs"]
 mod loom_tests;

@@ -28,8 +28,8 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use super::{
-    futex_wait, map_conn_memory, peer_gone, protocol, publish_cpu, recv_with_fds, send_message, spin,
-    wake_producer, Mapping, SendError, Sending, DEATH_CHECK,
+    futex_wait, map_conn_memory, peer_gone, protocol, publish_cpu, recv_with_fds, send_message, spin, wake_producer,
+    Mapping, SendError, Sending, DEATH_CHECK,
 };
 use crate::client::Pending;
 use crate::error::{Error, Result};
@@ -125,12 +125,8 @@ impl ShmClient {
         let io_err = |e: io::Error| Error::from_io(&shared_name, e);
         let socket = unix::socket(false).map_err(io_err)?;
         unix::connect_fd(&socket, name).map_err(io_err)?;
-        if wait_fd(
-            std::os::fd::AsFd::as_fd(&socket),
-            libc::POLLIN,
-            Deadline::after(CLIENT_HANDSHAKE_TIMEOUT),
-        )
-        .map_err(io_err)?
+        if wait_fd(std::os::fd::AsFd::as_fd(&socket), libc::POLLIN, Deadline::after(CLIENT_HANDSHAKE_TIMEOUT))
+            .map_err(io_err)?
             == 0
         {
             return Err(Error::Timeout { name: shared_name });
@@ -518,7 +514,10 @@ impl ClientConn for ShmClient {
         };
         if start {
             let reader = shared.clone();
-            if std::thread::Builder::new().name("ipcall-shm-reader".into()).spawn(move || reader.async_reader()).is_err()
+            if std::thread::Builder::new()
+                .name("ipcall-shm-reader".into())
+                .spawn(move || reader.async_reader())
+                .is_err()
             {
                 lock(&shared.calls).async_reader = false;
                 shared.die(Death::Protocol("cannot start the async reader thread".into()));

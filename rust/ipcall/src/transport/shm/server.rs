@@ -22,8 +22,8 @@ use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use super::{
-    announce_sleep_all, create_conn_memory, futex_wake, publish_cpu, ring_capacity, send_message, send_with_fds,
-    spin, wake_producer, Mapping, SendError, Sending,
+    announce_sleep_all, create_conn_memory, futex_wake, publish_cpu, ring_capacity, send_message, send_with_fds, spin,
+    wake_producer, Mapping, SendError, Sending,
 };
 use crate::error::{Error, Result};
 use crate::frame;
@@ -38,6 +38,9 @@ use crate::transport::stream::{wait_fd, Acceptor};
 use crate::transport::unix::{self, Listener};
 use crate::transport::{Answer, Responder, ServerTransport};
 use crate::wait::Deadline;
+
+/// Where `recv_with` wants a request's bytes shown in place (`None`: copy them).
+type InPlace<'a> = Option<&'a mut dyn FnMut(&[u8])>;
 
 /// epoll token of the doorbell (edge-triggered: it is never read).
 const DOORBELL: u64 = 0;
@@ -303,13 +306,12 @@ impl Shared {
             return;
         }
         let Ok((memfd, mapping)) = create_conn_memory(self.capacity, self.local_max) else { return };
-        let hello = frame::encode_hello(frame::STATUS_OK, self.local_max);
-        if send_with_fds(&socket, &hello, &[memfd.as_raw_fd(), self.doorbell.as_fd().as_raw_fd()]).is_err() {
-            return;
-        }
-        // Our descriptor of the memfd is no longer needed: the mapping keeps
-        // the pages, and once both sides unmapped them the kernel frees them.
-        drop(memfd);
+        // Armed from the start: the first request rings the doorbell, which
+        // wakes a sleeping `recv` (it then rescans with this connection) and
+        // makes the descriptor readable for pollers.
+        mapping.header().requests.consumer_sleeping.store(1, Ordering::Relaxed);
+        // The connection joins the server *before* the client learns of it:
+        // its first request may come the moment the hello is out.
         let mut state = lock(&self.state);
         if state.closed {
             return;
@@ -335,6 +337,15 @@ impl Shared {
         if epoll_ctl(&self.epoll, libc::EPOLL_CTL_ADD, conn.socket.as_fd(), hangup, token).is_err() {
             return;
         }
+        let hello = frame::encode_hello(frame::STATUS_OK, self.local_max);
+        let fds = [memfd.as_raw_fd(), self.doorbell.as_fd().as_raw_fd()];
+        if send_with_fds(&conn.socket, &hello, &fds).is_err() {
+            let _ = epoll_ctl(&self.epoll, libc::EPOLL_CTL_DEL, conn.socket.as_fd(), 0, token);
+            return;
+        }
+        // Our descriptor of the memfd is no longer needed: the mapping keeps
+        // the pages, and once both sides unmapped them the kernel frees them.
+        drop(memfd);
         let mut conns: Vec<Arc<ServerConn>> = state.conns.iter().cloned().collect();
         conns.push(conn);
         state.conns = Arc::new(conns);
@@ -346,9 +357,6 @@ impl Shared {
             }
         }
         self.accepted_cond.notify_all();
-        drop(state);
-        // A sleeping `recv` must rescan (and arm) the new connection.
-        self.doorbell.set();
     }
 
     /// The accepting thread: exits when the server closes or a one-shot
@@ -387,7 +395,7 @@ impl Shared {
     }
 
     /// Takes one whole request from some ring, if any is there.
-    fn scan(&self, conns: &[Arc<ServerConn>], in_place: &mut Option<&mut dyn FnMut(&[u8])>) -> Option<Request> {
+    fn scan(&self, conns: &[Arc<ServerConn>], in_place: &mut InPlace<'_>) -> Option<Request> {
         let n = conns.len();
         if n == 0 {
             return None;
@@ -435,7 +443,12 @@ impl Shared {
         let mut events = [libc::epoll_event { events: 0, u64: 0 }; 16];
         // SAFETY: (1) `events` is a live, writable array of 16 epoll_events.
         let n = unsafe {
-            libc::epoll_wait(self.epoll.as_raw_fd(), events.as_mut_ptr(), events.len() as i32, poll_timeout_ms(deadline))
+            libc::epoll_wait(
+                self.epoll.as_raw_fd(),
+                events.as_mut_ptr(),
+                events.len() as i32,
+                poll_timeout_ms(deadline),
+            )
         };
         for event in events.iter().take(n.max(0) as usize) {
             let token = event.u64;
@@ -446,13 +459,13 @@ impl Shared {
         }
     }
 
-    fn recv(&self, deadline: Deadline, mut in_place: Option<&mut dyn FnMut(&[u8])>) -> Result<Request> {
+    fn recv(&self, deadline: Deadline, mut in_place: InPlace<'_>) -> Result<Request> {
         let result = self.recv_loop(deadline, &mut in_place);
         self.after_recv();
         result
     }
 
-    fn recv_loop(&self, deadline: Deadline, in_place: &mut Option<&mut dyn FnMut(&[u8])>) -> Result<Request> {
+    fn recv_loop(&self, deadline: Deadline, in_place: &mut InPlace<'_>) -> Result<Request> {
         let pollable = self.pollable.load(Ordering::Relaxed);
         if pollable {
             // Consumes the doorbell's edge and any hang-ups, so that the
