@@ -282,6 +282,10 @@ impl Producer {
     /// (whole, or a piece), publishes it, and returns how many payload bytes
     /// went out (`None` = no room yet; wait for the consumer and call again).
     /// A message that fits in one record is never split across the end.
+    ///
+    /// The consumer's `head` is read (once, checked) only when the last
+    /// value seen leaves too little room, so that a busy pair does not pull
+    /// the consumer's cache line over on every message.
     pub(crate) fn write(
         &mut self,
         kind: u32,
@@ -289,9 +293,26 @@ impl Producer {
         message: &[u8],
         offset: usize,
     ) -> Result<Option<usize>, Violation> {
+        let cached = self.ring.capacity - (self.tail - self.head_seen) as usize;
+        match self.write_with_free(kind, id, message, offset, cached)? {
+            Some(n) => Ok(Some(n)),
+            None => {
+                let free = self.free()?;
+                self.write_with_free(kind, id, message, offset, free)
+            }
+        }
+    }
+
+    fn write_with_free(
+        &mut self,
+        kind: u32,
+        id: u64,
+        message: &[u8],
+        offset: usize,
+        mut free: usize,
+    ) -> Result<Option<usize>, Violation> {
         let total = message.len();
         debug_assert!(total <= u32::MAX as usize && offset <= total);
-        let mut free = self.free()?;
         loop {
             let pos = (self.tail as usize) & (self.ring.capacity - 1);
             let to_end = self.ring.capacity - pos;

@@ -19,10 +19,9 @@
 //! `Disconnected`; a broken reply ring with `Protocol`. A server that closed
 //! publishes the last request it took: later calls fail at once.
 
-use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -38,7 +37,7 @@ use crate::name::Name;
 use crate::options::{ClientOptions, WaitMode};
 use crate::slot::{Outcome, Slot, Woken};
 use crate::transport::ring::{self, announce_sleep, kind, Consumer, Partial, Producer, Taken};
-use crate::transport::stream::client::CLIENT_HANDSHAKE_TIMEOUT;
+use crate::transport::stream::client::{IdMap, CLIENT_HANDSHAKE_TIMEOUT};
 use crate::transport::stream::wait_fd;
 use crate::transport::unix;
 use crate::transport::ClientConn;
@@ -68,7 +67,7 @@ struct Entry {
 /// The call table. Invariant: an id is in `pending` exactly while its call
 /// is unanswered and not abandoned; once `dead` is set `pending` stays empty.
 struct Calls {
-    pending: HashMap<u64, Entry>,
+    pending: IdMap<Entry>,
     async_calls: usize,
     followers: usize,
     async_reader: bool,
@@ -101,6 +100,9 @@ struct Shared {
     writer: Mutex<Writer>,
     calls: Mutex<Calls>,
     reader: Mutex<ReplyReader>,
+    /// `calls.followers + calls.async_calls`, readable without the lock, so
+    /// that handing on the reading role costs nothing when nobody waits.
+    interest: AtomicUsize,
     async_cond: Condvar,
     /// Spin budget for replies, and for request-ring space.
     budget: spin::Budget,
@@ -166,7 +168,7 @@ impl ShmClient {
             reader: Mutex::new(ReplyReader { consumer: Consumer::new(mapping.replies()), partial: None }),
             mapping,
             calls: Mutex::new(Calls {
-                pending: HashMap::new(),
+                pending: IdMap::default(),
                 async_calls: 0,
                 followers: 0,
                 async_reader: false,
@@ -174,6 +176,7 @@ impl ShmClient {
                 server_closed: None,
                 dead: None,
             }),
+            interest: AtomicUsize::new(0),
             async_cond: Condvar::new(),
             budget: spin::Budget::new(),
             send_budget: spin::Budget::new(),
@@ -211,6 +214,7 @@ impl Shared {
             calls.dead = Some(death.clone());
             calls.async_calls = 0;
             calls.followers = 0;
+            self.interest.store(0, Ordering::Relaxed);
             calls.pending.drain().map(|(_, e)| e).collect()
         };
         self.async_cond.notify_all();
@@ -229,13 +233,16 @@ impl Shared {
     }
 
     /// Removes call `id` from the table (keeping the counters right).
-    fn remove(calls: &mut Calls, id: u64) -> Option<Entry> {
+    fn remove(&self, calls: &mut Calls, id: u64) -> Option<Entry> {
         let entry = calls.pending.remove(&id)?;
         if entry.is_async {
             calls.async_calls -= 1;
         }
         if entry.following {
             calls.followers -= 1;
+        }
+        if entry.is_async || entry.following {
+            self.interest.store(calls.async_calls + calls.followers, Ordering::Relaxed);
         }
         Some(entry)
     }
@@ -249,7 +256,7 @@ impl Shared {
             wake_producer(&reader.consumer);
             match taken {
                 Ok(Taken::Message(message)) => {
-                    let entry = Shared::remove(&mut lock(&self.calls), message.id);
+                    let entry = self.remove(&mut lock(&self.calls), message.id);
                     if let Some(entry) = entry {
                         let outcome = match message.kind {
                             kind::REPLY => Outcome::Reply(message.data),
@@ -280,7 +287,7 @@ impl Shared {
             let mut calls = lock(&self.calls);
             calls.server_closed = Some(last);
             let ids: Vec<u64> = calls.pending.keys().copied().filter(|&id| id > last).collect();
-            ids.into_iter().filter_map(|id| Shared::remove(&mut calls, id)).collect()
+            ids.into_iter().filter_map(|id| self.remove(&mut calls, id)).collect()
         };
         for entry in failed {
             entry.slot.complete(Outcome::Disconnected);
@@ -305,20 +312,24 @@ impl Shared {
     /// The reading role: reads replies until `done()` or the deadline. The
     /// caller holds `reader`. Returns whether `done()` became true.
     fn lead(&self, reader: &mut ReplyReader, deadline: Deadline, mut done: impl FnMut() -> bool) -> bool {
-        let mut started: Option<Instant> = None;
+        // When the current wait for data began (for the spin budget).
+        let mut waiting_since: Option<Instant> = None;
         loop {
+            let progress = self.has_news(reader);
             self.drain(reader);
             self.check_closed();
-            if done() {
-                if let Some(at) = started {
+            if progress {
+                if let Some(at) = waiting_since.take() {
                     self.budget.observe(at.elapsed());
                 }
+            }
+            if done() {
                 return true;
             }
             if lock(&self.calls).dead.is_some() || deadline.expired() {
                 return done();
             }
-            let at = *started.get_or_insert_with(Instant::now);
+            waiting_since.get_or_insert_with(Instant::now);
             let header = self.mapping.header();
             let my_cpu = publish_cpu(&header.client_cpu);
             let ns = spin::allowance(self.mode, &self.budget, header.server_cpu.load(Ordering::Relaxed), my_cpu);
@@ -339,12 +350,17 @@ impl Shared {
             if !self.has_news(reader) && self.check_gone(reader) {
                 return done();
             }
-            let _ = at;
         }
     }
 
     /// Hands the reading role on: nudges sleeping followers.
     fn hand_on(&self) {
+        // Pairs with the follower's registration before its second attempt
+        // at the role (store, then try_lock) against our unlock, then load.
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if self.interest.load(Ordering::Relaxed) == 0 {
+            return;
+        }
         let calls = lock(&self.calls);
         if calls.followers > 0 {
             for entry in calls.pending.values().filter(|e| e.following) {
@@ -366,6 +382,8 @@ impl Shared {
             }
         }
         calls.followers = (calls.followers as isize + delta) as usize;
+        self.interest.store(calls.async_calls + calls.followers, Ordering::Relaxed);
+        std::sync::atomic::fence(Ordering::SeqCst);
     }
 
     /// The async reader thread: reads for async calls while they are pending.
@@ -456,10 +474,19 @@ impl ClientConn for ShmClient {
 
     fn wait(&self, id: u64, slot: &Slot, deadline: Deadline) -> bool {
         let shared = &self.shared;
+        // The common case first: nobody reads, so take the role at once.
+        if let Ok(mut reader) = shared.reader.try_lock() {
+            let done = shared.lead(&mut reader, deadline, || slot.is_ready());
+            drop(reader);
+            shared.hand_on();
+            return done;
+        }
         loop {
             if slot.is_ready() {
                 return true;
             }
+            // Registered before trying the role again: a reader that leaves
+            // after our attempt failed sees us and nudges.
             shared.set_following(id, true);
             match shared.reader.try_lock() {
                 Ok(mut reader) => {
@@ -504,6 +531,7 @@ impl ClientConn for ShmClient {
                 if !entry.is_async {
                     entry.is_async = true;
                     calls.async_calls += 1;
+                    shared.interest.store(calls.async_calls + calls.followers, Ordering::Relaxed);
                 }
             }
             let start = !calls.async_reader && calls.dead.is_none();
@@ -534,7 +562,7 @@ impl ClientConn for ShmClient {
     }
 
     fn abandon(&self, id: u64, slot: &Slot) {
-        Shared::remove(&mut lock(&self.shared.calls), id);
+        self.shared.remove(&mut lock(&self.shared.calls), id);
         slot.abandon();
     }
 }

@@ -407,16 +407,17 @@ pub(crate) mod spin {
     //! would take (~45 µs across CPUs here). So an `Adaptive` waiter
     //! (1) never spins when the peer last ran on its own CPU (it would only
     //! delay the peer — the "spin trap") or the machine has one CPU, and
-    //! (2) spins for a budget that follows what recent waits saw: twice the
-    //! last wait if it was short, halving after waits that outlasted the
-    //! maximum (an idle peer).
+    //! (2) spins for a budget that follows what recent waits saw: a wait
+    //! that ended within the maximum raises the budget to cover four times
+    //! it (a busy peer: keep spinning), one that outlasted the maximum (an
+    //! idle peer) halves it, down to a floor.
 
     use super::*;
 
     /// Longest spin: about one cross-CPU wake-up; spinning longer cannot pay.
     pub(crate) const MAX_NS: u32 = 50_000;
-    /// Shortest budget while spinning is worth trying at all.
-    pub(crate) const MIN_NS: u32 = 1_000;
+    /// Shortest budget: what an idle peer costs per wait, at most.
+    pub(crate) const MIN_NS: u32 = 5_000;
     /// A `Spin` waiter looks at its deadline and its peer this often.
     pub(crate) const PURE_SLICE_NS: u32 = 1_000_000;
 
@@ -425,24 +426,25 @@ pub(crate) mod spin {
 
     impl Budget {
         pub(crate) fn new() -> Budget {
-            Budget(std::sync::atomic::AtomicU32::new(MAX_NS / 4))
+            Budget(std::sync::atomic::AtomicU32::new(MAX_NS / 2))
         }
 
         /// Learns from a whole wait (spin and any sleep) that took `waited`.
         pub(crate) fn observe(&self, waited: Duration) {
             let ns = waited.as_nanos().min(u128::from(u32::MAX)) as u32;
-            let next = if ns <= MAX_NS {
-                ns.saturating_mul(2).clamp(MIN_NS, MAX_NS)
-            } else {
-                (self.0.load(Ordering::Relaxed) / 2).max(MIN_NS)
-            };
-            self.0.store(next, Ordering::Relaxed);
+            let current = self.0.load(Ordering::Relaxed);
+            let next =
+                if ns <= MAX_NS { current.max(ns.saturating_mul(4)).min(MAX_NS) } else { (current / 2).max(MIN_NS) };
+            if next != current {
+                self.0.store(next, Ordering::Relaxed);
+            }
         }
     }
 
     fn many_cpus() -> bool {
-        static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-        *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get())) > 1
+        static CPUS: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+        // SAFETY: (1) sysconf takes no pointers.
+        *CPUS.get_or_init(|| i64::from(unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) } as i32)) > 1
     }
 
     /// How long to spin now (zero: sleep at once).

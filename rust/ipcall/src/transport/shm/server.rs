@@ -472,7 +472,8 @@ impl Shared {
             // descriptor is not left readable for nothing.
             self.wait_events(Deadline::Now);
         }
-        let mut started: Option<Instant> = None;
+        // When the current wait for data began (for the spin budget).
+        let mut waiting_since: Option<Instant> = None;
         loop {
             let conns = {
                 let state = lock(&self.state);
@@ -481,16 +482,23 @@ impl Shared {
                 }
                 state.conns.clone()
             };
+            let progress = conns.iter().any(|c| c.has_requests());
             if let Some(request) = self.scan(&conns, in_place) {
-                if let Some(at) = started {
+                if let Some(at) = waiting_since {
                     self.budget.observe(at.elapsed());
                 }
                 return Ok(request);
             }
+            if progress {
+                // A piece of a larger request came: the wait for it is over.
+                if let Some(at) = waiting_since.take() {
+                    self.budget.observe(at.elapsed());
+                }
+            }
             if deadline.expired() {
                 return Err(Error::Timeout { name: self.name.clone() });
             }
-            let at = *started.get_or_insert_with(Instant::now);
+            let at = *waiting_since.get_or_insert_with(Instant::now);
             let my_cpu = super::current_cpu();
             // Spin if some client last ran on another CPU.
             let peer_cpu = conns
