@@ -350,12 +350,29 @@ fn four_processes_eight_threads_checksummed_calls() {
 fn no_descriptor_leak_over_1000_connect_disconnect_cycles() {
     for kind in available_kinds() {
         let (mut child, _out, name) = spawn_server(kind);
-        let server_fds =
-            |client: &Client| -> usize { String::from_utf8(client.call(b"fds").unwrap()).unwrap().parse().unwrap() };
-        // Warm up (lazily created process-wide state), then take the baseline.
+        // One probe connection, kept open, reads the server's count; the
+        // server notices hang-ups as its loop turns, so each reading waits
+        // until the count has stopped falling (the same rule before and after).
+        let probe = Client::connect(&name).unwrap();
+        let settled_server_fds = || -> usize {
+            let read = || -> usize { String::from_utf8(probe.call(b"fds").unwrap()).unwrap().parse().unwrap() };
+            let mut last = read();
+            let mut stable = 0;
+            for _ in 0..500 {
+                thread::sleep(Duration::from_millis(10));
+                let now = read();
+                stable = if now == last { stable + 1 } else { 0 };
+                last = now;
+                if stable == 5 {
+                    break;
+                }
+            }
+            last
+        };
+        // Warm up (lazily created process-wide state), then take the baselines.
         drop(Client::connect(&name).unwrap().call(b"warm").unwrap());
         let before_here = open_fds();
-        let before_there = server_fds(&Client::connect(&name).unwrap());
+        let before_there = settled_server_fds();
         for i in 0u32..1000 {
             let client = Client::connect(&name).unwrap();
             assert_eq!(client.call(&i.to_le_bytes()).unwrap(), i.to_le_bytes());
@@ -366,17 +383,7 @@ fn no_descriptor_leak_over_1000_connect_disconnect_cycles() {
             }
         }
         assert_eq!(open_fds(), before_here, "{kind}: client-side descriptors leaked");
-        // The server notices hang-ups as its loop turns; let it catch up.
-        let probe = Client::connect(&name).unwrap();
-        let mut there = server_fds(&probe);
-        for _ in 0..200 {
-            if there <= before_there {
-                break;
-            }
-            thread::sleep(Duration::from_millis(10));
-            there = server_fds(&probe);
-        }
-        assert_eq!(there, before_there, "{kind}: server-side descriptors leaked");
+        assert_eq!(settled_server_fds(), before_there, "{kind}: server-side descriptors leaked");
         child.kill().unwrap();
         child.wait().unwrap();
     }
