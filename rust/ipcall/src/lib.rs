@@ -49,7 +49,7 @@ mod wait;
 pub use client::{Client, Pending};
 pub use error::{Error, ErrorKind, Result};
 pub use name::{runtime_dir, Kind, Name};
-pub use options::{ClientOptions, ServerOptions, DEFAULT_MAX_MESSAGE_SIZE};
+pub use options::{ClientOptions, ServerOptions, WaitMode, DEFAULT_MAX_MESSAGE_SIZE};
 pub use server::{Peer, Request, Server};
 pub use transport::inproc::channel;
 

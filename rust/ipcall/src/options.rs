@@ -5,6 +5,22 @@ use std::time::Duration;
 /// The default maximum message size: 64 MiB.
 pub const DEFAULT_MAX_MESSAGE_SIZE: u32 = 64 << 20;
 
+/// How a `shm:` endpoint waits for its peer (other transports ignore it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WaitMode {
+    /// Spin while it can pay off — the peer runs on another CPU and recent
+    /// waits ended within the spin budget — then sleep on a futex or the
+    /// server's doorbell. A busy pair makes no system calls; an idle pair
+    /// burns no CPU. The default.
+    #[default]
+    Adaptive,
+    /// Never sleep: poll the ring until the answer comes (lowest latency
+    /// across CPUs; burns a CPU while waiting, and is slow on a shared CPU).
+    Spin,
+    /// Never spin: sleep at once (a system call per message each way).
+    Block,
+}
+
 /// Options for [`Server::bind_with`](crate::Server::bind_with).
 #[derive(Debug, Clone)]
 pub struct ServerOptions {
@@ -22,6 +38,8 @@ pub struct ServerOptions {
     pub(crate) handshake_timeout: Duration,
     /// Size of each shared-memory ring (`shm:` only).
     pub(crate) ring_size: usize,
+    /// How `shm:` waits (`shm:` only).
+    pub(crate) wait_mode: WaitMode,
 }
 
 impl Default for ServerOptions {
@@ -34,6 +52,7 @@ impl Default for ServerOptions {
             allow_any_uid: false,
             handshake_timeout: Duration::from_secs(5),
             ring_size: 1 << 20,
+            wait_mode: WaitMode::Adaptive,
         }
     }
 }
@@ -83,8 +102,16 @@ impl ServerOptions {
     }
 
     /// Size in bytes of each shared-memory ring (`shm:` only; default 1 MiB).
+    /// Rounded up to a power of two between 4 KiB and 1 GiB. Messages of
+    /// any size up to the maximum pass; larger ones stream through in pieces.
     pub fn ring_size(mut self, bytes: usize) -> Self {
         self.ring_size = bytes;
+        self
+    }
+
+    /// How the server waits for requests and for ring space (`shm:` only).
+    pub fn wait_mode(mut self, mode: WaitMode) -> Self {
+        self.wait_mode = mode;
         self
     }
 
@@ -106,11 +133,17 @@ pub struct ClientOptions {
     pub(crate) max_message_size: u32,
     /// How long to wait for the server to appear; `None` = fail at once.
     pub(crate) connect_timeout: Option<Duration>,
+    /// How `shm:` waits for replies and ring space (`shm:` only).
+    pub(crate) wait_mode: WaitMode,
 }
 
 impl Default for ClientOptions {
     fn default() -> Self {
-        ClientOptions { max_message_size: DEFAULT_MAX_MESSAGE_SIZE, connect_timeout: None }
+        ClientOptions {
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            connect_timeout: None,
+            wait_mode: WaitMode::Adaptive,
+        }
     }
 }
 
@@ -129,6 +162,12 @@ impl ClientOptions {
     /// Retry until the server appears, for at most `timeout`.
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = Some(timeout);
+        self
+    }
+
+    /// How the client waits for replies and for ring space (`shm:` only).
+    pub fn wait_mode(mut self, mode: WaitMode) -> Self {
+        self.wait_mode = mode;
         self
     }
 

@@ -74,6 +74,33 @@ impl Server {
         self.transport.recv(Deadline::Never)
     }
 
+    /// Waits for the next request and shows its bytes to `f` *in place* —
+    /// for `shm:`, straight from the shared ring, without copying — then
+    /// returns `f`'s result with the request (whose [`data`](Request::data)
+    /// is then empty) to answer.
+    ///
+    /// Cost: while `f` runs, the request's ring slot is held, so that
+    /// client's later requests wait behind it (others are unaffected); keep
+    /// `f` short, or copy what you need. A message too large to sit whole in
+    /// the ring (over an eighth of `ring_size`) is assembled first and `f`
+    /// sees the copy; other transports show their received buffer.
+    /// `timeout` as in [`recv_timeout`](Self::recv_timeout); `None` waits forever.
+    pub fn recv_with<R>(&self, timeout: Option<Duration>, f: impl FnOnce(&[u8]) -> R) -> Result<(Request, R)> {
+        let deadline = timeout.map_or(Deadline::Never, Deadline::after);
+        let mut f = Some(f);
+        let mut out = None;
+        let request = self.transport.recv_with(deadline, &mut |bytes: &[u8]| {
+            if let Some(f) = f.take() {
+                out = Some(f(bytes));
+            }
+        })?;
+        match out {
+            Some(out) => Ok((request, out)),
+            // A transport always shows the bytes of the request it returns.
+            None => Err(Error::Closed { name: self.name.shared().clone() }),
+        }
+    }
+
     /// Waits at most `timeout` for the next request (`Timeout` after it).
     pub fn recv_timeout(&self, timeout: Duration) -> Result<Request> {
         self.transport.recv(Deadline::after(timeout))

@@ -18,7 +18,7 @@ use common::Rng;
 use ipcall::{Client, Error, ErrorKind, Kind, Server, ServerOptions};
 
 /// The transports under test. Add a kind here to run the whole suite on it.
-const KINDS: &[Kind] = &[Kind::Unix, Kind::Pipe];
+const KINDS: &[Kind] = &[Kind::Unix, Kind::Pipe, Kind::Shm];
 
 /// The kinds of [`KINDS`] this build can bind, printing why others are skipped.
 fn available_kinds() -> Vec<Kind> {
@@ -144,6 +144,7 @@ fn child_process_entry() {
         "stress-client" => child_stress_client(&server_name),
         "busy-client" => child_busy_client(&server_name),
         "setuid-connect" => child_setuid_connect(&server_name),
+        "connect-cycles" => child_connect_cycles(&server_name),
         other => panic!("unknown child mode {other}"),
     }
 }
@@ -227,6 +228,23 @@ fn child_setuid_connect(name: &str) {
         Ok(_) => println!("RESULT=wrong-reply"),
         Err(e) => println!("RESULT={}", e.kind().code()),
     }
+}
+
+/// Connects, calls and disconnects 1,000 times (every other time through a
+/// clone that abandons a call); prints `FDS=<before> <after>`.
+fn child_connect_cycles(name: &str) {
+    drop(Client::connect(name).unwrap().call(b"warm").unwrap());
+    let before = open_fds();
+    for i in 0u32..1000 {
+        let client = Client::connect(name).unwrap();
+        assert_eq!(client.call(&i.to_le_bytes()).unwrap(), i.to_le_bytes());
+        if i % 2 == 0 {
+            let clone = client.clone();
+            drop(client);
+            drop(clone.send(b"abandoned").unwrap());
+        }
+    }
+    println!("FDS={before} {}", open_fds());
 }
 
 fn open_fds() -> usize {
@@ -350,33 +368,37 @@ fn four_processes_eight_threads_checksummed_calls() {
 fn no_descriptor_leak_over_1000_connect_disconnect_cycles() {
     for kind in available_kinds() {
         let (mut child, _out, name) = spawn_server(kind);
-        let server_fds =
-            |client: &Client| -> usize { String::from_utf8(client.call(b"fds").unwrap()).unwrap().parse().unwrap() };
+        // One probe connection, kept open, reads the server's count; the
+        // server notices hang-ups as its loop turns, so each reading waits
+        // until the count has stopped falling (the same rule before and after).
+        let probe = Client::connect(&name).unwrap();
+        let settled_server_fds = || -> usize {
+            let read = || -> usize { String::from_utf8(probe.call(b"fds").unwrap()).unwrap().parse().unwrap() };
+            let mut last = read();
+            let mut stable = 0;
+            for _ in 0..500 {
+                thread::sleep(Duration::from_millis(10));
+                let now = read();
+                stable = if now == last { stable + 1 } else { 0 };
+                last = now;
+                if stable == 5 {
+                    break;
+                }
+            }
+            last
+        };
         // Warm up (lazily created process-wide state), then take the baseline.
         drop(Client::connect(&name).unwrap().call(b"warm").unwrap());
-        let before_here = open_fds();
-        let before_there = server_fds(&Client::connect(&name).unwrap());
-        for i in 0u32..1000 {
-            let client = Client::connect(&name).unwrap();
-            assert_eq!(client.call(&i.to_le_bytes()).unwrap(), i.to_le_bytes());
-            if i % 2 == 0 {
-                let clone = client.clone();
-                drop(client);
-                drop(clone.send(b"abandoned").unwrap());
-            }
-        }
-        assert_eq!(open_fds(), before_here, "{kind}: client-side descriptors leaked");
-        // The server notices hang-ups as its loop turns; let it catch up.
-        let probe = Client::connect(&name).unwrap();
-        let mut there = server_fds(&probe);
-        for _ in 0..200 {
-            if there <= before_there {
-                break;
-            }
-            thread::sleep(Duration::from_millis(10));
-            there = server_fds(&probe);
-        }
-        assert_eq!(there, before_there, "{kind}: server-side descriptors leaked");
+        let before_there = settled_server_fds();
+        // The client side runs in a process of its own: this test binary runs
+        // other tests concurrently, whose descriptors would blur the count.
+        let mut cycles = spawn_child("connect-cycles", Some(&name), &[]);
+        let mut out = BufReader::new(cycles.stdout.take().unwrap());
+        let counts = read_line_with(&mut out, "FDS=");
+        assert!(cycles.wait().unwrap().success(), "{kind}: the connecting child failed");
+        let (client_before, client_after) = counts.split_once(' ').unwrap();
+        assert_eq!(client_after, client_before, "{kind}: client-side descriptors leaked");
+        assert_eq!(settled_server_fds(), before_there, "{kind}: server-side descriptors leaked");
         child.kill().unwrap();
         child.wait().unwrap();
     }

@@ -2,6 +2,7 @@
 //!
 //! - [`inproc`]: `mem:` — in-process queues in a process-wide registry.
 //! - [`unix`]: `unix:` — Unix domain stream sockets (path or abstract).
+//! - [`shm`]: `shm:` — memfd rings ([`ring`]) set up over a `unix:` rendezvous.
 //! - [`stream`]: the connection layer of the byte-stream transports
 //!   (handshake, frames, calls matched by id, one epoll per server).
 //! - [`pipe`]: `pipe:` — named pipes: the stream layer over a FIFO pair.
@@ -15,6 +16,11 @@
 pub(crate) mod fifo;
 pub(crate) mod inproc;
 pub(crate) mod pipe;
+pub(crate) mod ring;
+// Under `--cfg ipcall_loom` the ring uses loom's atomics, which cannot live
+// in shared memory: only the ring's model checks are built then.
+#[cfg(not(ipcall_loom))]
+pub(crate) mod shm;
 pub(crate) mod stream;
 pub(crate) mod unix;
 
@@ -35,6 +41,15 @@ pub(crate) trait ServerTransport: Send + Sync {
     /// The next request; `Timeout` at the deadline, `Closed` when no request
     /// can ever come again.
     fn recv(&self, deadline: Deadline) -> Result<Request>;
+    /// Like `recv`, but shows the request's bytes to `in_place` — in the
+    /// transport's own buffer when it can (shm: in the ring) — and returns
+    /// the request without them.
+    fn recv_with(&self, deadline: Deadline, in_place: &mut dyn FnMut(&[u8])) -> Result<Request> {
+        let mut request = self.recv(deadline)?;
+        let data = request.take_data();
+        in_place(&data);
+        Ok(request)
+    }
     /// Async form of `recv`.
     fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Result<Request>>;
     /// Waits until a client has connected.
@@ -84,6 +99,11 @@ pub(crate) fn bind(name: &Name, options: &ServerOptions) -> Result<Box<dyn Serve
         Kind::Mem => inproc::bind(name, options),
         Kind::Unix => unix::bind(name, options),
         Kind::Pipe => pipe::bind(name, options),
+        #[cfg(not(ipcall_loom))]
+        Kind::Shm => shm::bind(name, options),
+        // Reached only in a build without some transport (the loom model
+        // check builds no shm:).
+        #[allow(unreachable_patterns)]
         _ => Err(unavailable(name)),
     }
 }
@@ -94,6 +114,11 @@ pub(crate) fn connect(name: &Name, options: &ClientOptions) -> Result<Arc<dyn Cl
         Kind::Mem => inproc::connect(name, options),
         Kind::Unix => unix::connect(name, options),
         Kind::Pipe => pipe::connect(name, options),
+        #[cfg(not(ipcall_loom))]
+        Kind::Shm => shm::connect(name, options),
+        // Reached only in a build without some transport (the loom model
+        // check builds no shm:).
+        #[allow(unreachable_patterns)]
         _ => Err(unavailable(name)),
     }
 }

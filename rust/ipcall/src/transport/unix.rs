@@ -193,7 +193,7 @@ impl Wire for SocketWire {
 }
 
 /// A new AF_UNIX stream socket (close-on-exec).
-fn socket(nonblocking: bool) -> io::Result<OwnedFd> {
+pub(crate) fn socket(nonblocking: bool) -> io::Result<OwnedFd> {
     let flags = libc::SOCK_STREAM | libc::SOCK_CLOEXEC | if nonblocking { libc::SOCK_NONBLOCK } else { 0 };
     // SAFETY: (1) socket takes no pointers; the result is checked.
     let raw = unsafe { libc::socket(libc::AF_UNIX, flags, 0) };
@@ -223,7 +223,7 @@ fn address(name: &Name) -> (libc::sockaddr_un, libc::socklen_t) {
     (addr, len as libc::socklen_t)
 }
 
-fn connect_fd(fd: &OwnedFd, name: &Name) -> io::Result<()> {
+pub(crate) fn connect_fd(fd: &OwnedFd, name: &Name) -> io::Result<()> {
     let (addr, len) = address(name);
     loop {
         // SAFETY: (1) `addr` is a live sockaddr_un and `len` within its size.
@@ -239,7 +239,7 @@ fn connect_fd(fd: &OwnedFd, name: &Name) -> io::Result<()> {
 }
 
 /// The peer's credentials (`SO_PEERCRED`).
-fn peer_credentials(fd: &OwnedFd) -> Peer {
+pub(crate) fn peer_credentials(fd: &OwnedFd) -> Peer {
     let mut cred = libc::ucred { pid: 0, uid: 0, gid: 0 };
     let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
     // SAFETY: (1) `cred` is a live ucred and `len` its size; the kernel
@@ -259,8 +259,8 @@ fn peer_credentials(fd: &OwnedFd) -> Peer {
     Peer { pid: Some(cred.pid as u32), uid: Some(cred.uid), gid: Some(cred.gid) }
 }
 
-/// A listening socket and the file it may own.
-struct Listener {
+/// A listening socket and the file it may own (also `shm:`'s rendezvous).
+pub(crate) struct Listener {
     fd: OwnedFd,
     /// The socket file, with its device and inode, for a path socket.
     file: Option<(PathBuf, u64, u64)>,
@@ -273,6 +273,18 @@ impl Acceptor for Listener {
     }
 
     fn accept(&self) -> io::Result<Option<Accepted>> {
+        Ok(self.accept_fd()?.map(|(fd, peer)| Accepted { wire: Box::new(SocketWire::new(fd)), peer }))
+    }
+
+    fn unbind(&self) {
+        self.unbind_name();
+    }
+}
+
+impl Listener {
+    /// Takes one waiting connection without blocking (close-on-exec), with
+    /// its peer's credentials; `Ok(None)` if none is waiting.
+    pub(crate) fn accept_fd(&self) -> io::Result<Option<(OwnedFd, Peer)>> {
         loop {
             // SAFETY: (1) null address pointers are allowed (we do not want
             // the peer's address); the result is checked.
@@ -283,7 +295,7 @@ impl Acceptor for Listener {
                 // SAFETY: (1) `raw` is a fresh descriptor owned by nothing else.
                 let fd = unsafe { OwnedFd::from_raw_fd(raw) };
                 let peer = peer_credentials(&fd);
-                return Ok(Some(Accepted { wire: Box::new(SocketWire::new(fd)), peer }));
+                return Ok(Some((fd, peer)));
             }
             let err = io::Error::last_os_error();
             match err.raw_os_error() {
@@ -296,7 +308,8 @@ impl Acceptor for Listener {
         }
     }
 
-    fn unbind(&self) {
+    /// Removes the name (and refuses new connections). Idempotent.
+    pub(crate) fn unbind_name(&self) {
         if self.unbound.swap(true, Ordering::AcqRel) {
             return;
         }
@@ -316,7 +329,7 @@ impl Acceptor for Listener {
 
 impl Drop for Listener {
     fn drop(&mut self) {
-        self.unbind();
+        self.unbind_name();
     }
 }
 
@@ -331,7 +344,7 @@ fn bind_fd(fd: &OwnedFd, name: &Name) -> io::Result<()> {
 }
 
 /// Binds a listening socket to `name`, replacing a stale socket file.
-fn listen(name: &Name, options: &ServerOptions) -> Result<Listener> {
+pub(crate) fn listen(name: &Name, options: &ServerOptions) -> Result<Listener> {
     let shared = name.shared();
     let io_err = |e: io::Error| Error::from_io(shared, e);
     let fd = socket(true).map_err(io_err)?;

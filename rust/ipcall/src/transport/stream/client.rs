@@ -54,7 +54,7 @@ enum Death {
 /// SipHash's flooding resistance buys nothing for keys we choose ourselves,
 /// and a peer's answers only ever look ids up.
 #[derive(Default, Clone, Copy)]
-struct IdHasher(u64);
+pub(crate) struct IdHasher(u64);
 
 impl std::hash::Hasher for IdHasher {
     fn finish(&self) -> u64 {
@@ -70,7 +70,8 @@ impl std::hash::Hasher for IdHasher {
     }
 }
 
-type IdMap<V> = HashMap<u64, V, std::hash::BuildHasherDefault<IdHasher>>;
+/// A map keyed by call id (shared with `shm:`).
+pub(crate) type IdMap<V> = HashMap<u64, V, std::hash::BuildHasherDefault<IdHasher>>;
 
 /// One call waiting for its answer.
 struct Entry {

@@ -58,8 +58,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Who may connect (DESIGN §7).
-struct Access {
+/// Who may connect (DESIGN §7); shared with `shm:`'s rendezvous.
+pub(crate) struct Access {
     own_uid: u32,
     uids: Vec<u32>,
     gids: Vec<u32>,
@@ -67,7 +67,18 @@ struct Access {
 }
 
 impl Access {
-    fn allows(&self, peer: &Peer) -> bool {
+    /// The rules `options` set: this uid, plus allowed uids/gids, or anyone.
+    pub(crate) fn from_options(options: &ServerOptions) -> Access {
+        Access {
+            own_uid: sys::uid(),
+            uids: options.allowed_uids.clone(),
+            gids: options.allowed_gids.clone(),
+            any: options.allow_any_uid,
+        }
+    }
+
+    /// Whether `peer` may connect.
+    pub(crate) fn allows(&self, peer: &Peer) -> bool {
         match (peer.uid, peer.gid) {
             // The transport cannot tell: its file permissions decide.
             (None, _) => true,
@@ -220,12 +231,7 @@ impl StreamServer {
         let epoll = unsafe { OwnedFd::from_raw_fd(raw) };
         let wake = EventFd::new()?;
         epoll_ctl(&epoll, libc::EPOLL_CTL_ADD, wake.as_fd(), libc::EPOLLIN as u32, WAKE)?;
-        let access = Access {
-            own_uid: sys::uid(),
-            uids: options.allowed_uids.clone(),
-            gids: options.allowed_gids.clone(),
-            any: options.allow_any_uid,
-        };
+        let access = Access::from_options(options);
         let state = State {
             conns: HashMap::new(),
             next_token: FIRST_CONN,

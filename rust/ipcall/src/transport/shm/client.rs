@@ -1,0 +1,568 @@
+//! The `shm:` client: writes requests into its connection's request ring,
+//! rings the server's doorbell only when the server announced that it
+//! sleeps, and reads replies from the reply ring.
+//!
+//! **Waiting without a thread hop (leader/follower)**, as the stream client:
+//! a waiting caller takes the reading role if it is free, reads the reply
+//! ring itself and completes whichever calls the replies answer; the other
+//! waiting callers sleep on their own slot and are nudged to take the role
+//! over when it frees up. The reader spins while that may pay
+//! ([`spin`](super::spin)), then sleeps on a futex on the reply ring's
+//! `consumer_sleeping` flag, in slices of [`DEATH_CHECK`] between which it
+//! looks for the server's hang-up on the rendezvous socket.
+//!
+//! **Async.** The first `Pending` polled as a future starts a reader thread
+//! for the connection, which takes the reading role while async calls are
+//! pending.
+//!
+//! **Death.** The server's hang-up fails every pending call with
+//! `Disconnected`; a broken reply ring with `Protocol`. A server that closed
+//! publishes the last request it took: later calls fail at once.
+
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use super::{
+    futex_wait, map_conn_memory, peer_gone, protocol, publish_cpu, recv_with_fds, send_message, spin, wake_producer,
+    Mapping, SendError, Sending, DEATH_CHECK,
+};
+use crate::client::Pending;
+use crate::error::{Error, Result};
+use crate::frame;
+use crate::name::Name;
+use crate::options::{ClientOptions, WaitMode};
+use crate::slot::{Outcome, Slot, Woken};
+use crate::transport::ring::{self, announce_sleep, kind, Consumer, Partial, Producer, Taken};
+use crate::transport::stream::client::{IdMap, CLIENT_HANDSHAKE_TIMEOUT};
+use crate::transport::stream::wait_fd;
+use crate::transport::unix;
+use crate::transport::ClientConn;
+use crate::wait::Deadline;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every critical section leaves the data consistent; poisoning is ignored.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Why the connection is dead.
+#[derive(Debug, Clone)]
+enum Death {
+    Disconnected,
+    Protocol(String),
+}
+
+/// One call waiting for its answer.
+struct Entry {
+    slot: Arc<Slot>,
+    /// Polled as a future: the async reader keeps reading for it.
+    is_async: bool,
+    /// Its caller sleeps on the slot as a follower (nudge it to lead).
+    following: bool,
+}
+
+/// The call table. Invariant: an id is in `pending` exactly while its call
+/// is unanswered and not abandoned; once `dead` is set `pending` stays empty.
+struct Calls {
+    pending: IdMap<Entry>,
+    async_calls: usize,
+    followers: usize,
+    async_reader: bool,
+    handle_gone: bool,
+    /// The server closed after taking this request id.
+    server_closed: Option<u64>,
+    dead: Option<Death>,
+}
+
+struct Writer {
+    /// The next request id (ids start at 1 and grow by one).
+    next_id: u64,
+    producer: Producer,
+}
+
+struct ReplyReader {
+    consumer: Consumer,
+    partial: Option<Partial>,
+}
+
+struct Shared {
+    name: Arc<str>,
+    socket: OwnedFd,
+    /// The server's doorbell eventfd.
+    doorbell: OwnedFd,
+    mapping: Mapping,
+    /// The negotiated maximum message size, both ways.
+    max: u32,
+    mode: WaitMode,
+    writer: Mutex<Writer>,
+    calls: Mutex<Calls>,
+    reader: Mutex<ReplyReader>,
+    /// `calls.followers + calls.async_calls`, readable without the lock, so
+    /// that handing on the reading role costs nothing when nobody waits.
+    interest: AtomicUsize,
+    async_cond: Condvar,
+    /// Spin budget for replies, and for request-ring space.
+    budget: spin::Budget,
+    send_budget: spin::Budget,
+}
+
+/// The connection as `Client` sees it; clones and `Pending`s share it.
+pub(crate) struct ShmClient {
+    shared: Arc<Shared>,
+}
+
+/// Checks that `fd` is an eventfd (a hostile server could pass a file we
+/// would then write to).
+fn is_eventfd(fd: &OwnedFd) -> bool {
+    std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+        .is_ok_and(|target| target.as_os_str() == "anon_inode:[eventfd]")
+}
+
+impl ShmClient {
+    pub(crate) fn connect(name: &Name, options: &ClientOptions) -> Result<Arc<ShmClient>> {
+        let shared_name = name.shared().clone();
+        let io_err = |e: io::Error| Error::from_io(&shared_name, e);
+        let socket = unix::socket(false).map_err(io_err)?;
+        unix::connect_fd(&socket, name).map_err(io_err)?;
+        if wait_fd(std::os::fd::AsFd::as_fd(&socket), libc::POLLIN, Deadline::after(CLIENT_HANDSHAKE_TIMEOUT))
+            .map_err(io_err)?
+            == 0
+        {
+            return Err(Error::Timeout { name: shared_name });
+        }
+        let mut hello = [0u8; frame::HELLO_LEN];
+        let (n, mut fds) = recv_with_fds(&socket, &mut hello).map_err(io_err)?;
+        if n == 0 {
+            return Err(Error::Disconnected { name: shared_name });
+        }
+        if n < frame::HELLO_LEN {
+            return Err(protocol(&shared_name, format!("a hello of {n} bytes")));
+        }
+        let hello = frame::decode_hello(&hello).map_err(|e| protocol(&shared_name, e))?;
+        if hello.status == frame::STATUS_REFUSED {
+            return Err(Error::PermissionDenied { name: shared_name });
+        }
+        if fds.len() != 2 {
+            return Err(protocol(&shared_name, format!("the hello carried {} descriptors, not 2", fds.len())));
+        }
+        let doorbell = fds.pop().expect("two");
+        let memfd = fds.pop().expect("two");
+        if !is_eventfd(&doorbell) {
+            return Err(protocol(&shared_name, "the doorbell descriptor is not an eventfd"));
+        }
+        let mapping = map_conn_memory(&memfd).map_err(|reason| protocol(&shared_name, reason))?;
+        drop(memfd);
+        let header = mapping.header();
+        header.client_max.store(options.max_message_size, Ordering::Relaxed);
+        publish_cpu(&header.client_cpu);
+        let shared = Shared {
+            name: shared_name,
+            socket,
+            doorbell,
+            max: options.max_message_size.min(hello.max_message_size),
+            mode: options.wait_mode,
+            writer: Mutex::new(Writer { next_id: 1, producer: Producer::new(mapping.requests()) }),
+            reader: Mutex::new(ReplyReader { consumer: Consumer::new(mapping.replies()), partial: None }),
+            mapping,
+            calls: Mutex::new(Calls {
+                pending: IdMap::default(),
+                async_calls: 0,
+                followers: 0,
+                async_reader: false,
+                handle_gone: false,
+                server_closed: None,
+                dead: None,
+            }),
+            interest: AtomicUsize::new(0),
+            async_cond: Condvar::new(),
+            budget: spin::Budget::new(),
+            send_budget: spin::Budget::new(),
+        };
+        Ok(Arc::new(ShmClient { shared: Arc::new(shared) }))
+    }
+}
+
+impl Drop for ShmClient {
+    fn drop(&mut self) {
+        let shared = &self.shared;
+        lock(&shared.calls).handle_gone = true;
+        shared.async_cond.notify_all();
+        // The server sees the hang-up and frees its side of the rings.
+        // SAFETY: (1) shutdown takes no pointers.
+        unsafe { libc::shutdown(shared.socket.as_raw_fd(), libc::SHUT_RDWR) };
+    }
+}
+
+impl Shared {
+    fn error_for(&self, death: &Death) -> Error {
+        match death {
+            Death::Disconnected => Error::Disconnected { name: self.name.clone() },
+            Death::Protocol(reason) => Error::Protocol { name: self.name.clone(), reason: reason.clone() },
+        }
+    }
+
+    /// Marks the connection dead and fails every pending call at once.
+    fn die(&self, death: Death) {
+        let drained: Vec<Entry> = {
+            let mut calls = lock(&self.calls);
+            if calls.dead.is_some() {
+                return;
+            }
+            calls.dead = Some(death.clone());
+            calls.async_calls = 0;
+            calls.followers = 0;
+            self.interest.store(0, Ordering::Relaxed);
+            calls.pending.drain().map(|(_, e)| e).collect()
+        };
+        self.async_cond.notify_all();
+        if matches!(death, Death::Protocol(_)) {
+            // Tell the server: it drops its side at once.
+            // SAFETY: (1) shutdown takes no pointers.
+            unsafe { libc::shutdown(self.socket.as_raw_fd(), libc::SHUT_RDWR) };
+        }
+        for entry in drained {
+            let outcome = match &death {
+                Death::Disconnected => Outcome::Disconnected,
+                Death::Protocol(_) => Outcome::Error(self.error_for(&death)),
+            };
+            entry.slot.complete(outcome);
+        }
+    }
+
+    /// Removes call `id` from the table (keeping the counters right).
+    fn remove(&self, calls: &mut Calls, id: u64) -> Option<Entry> {
+        let entry = calls.pending.remove(&id)?;
+        if entry.is_async {
+            calls.async_calls -= 1;
+        }
+        if entry.following {
+            calls.followers -= 1;
+        }
+        if entry.is_async || entry.following {
+            self.interest.store(calls.async_calls + calls.followers, Ordering::Relaxed);
+        }
+        Some(entry)
+    }
+
+    /// Reads every whole reply in the ring and completes its call. An answer
+    /// to an id that is not pending (abandoned, or never issued) is discarded.
+    fn drain(&self, reader: &mut ReplyReader) {
+        let allowed = |k: u32| matches!(k, kind::REPLY | kind::FAIL | kind::NO_REPLY);
+        loop {
+            let taken = ring::take(&mut reader.consumer, &mut reader.partial, self.max, allowed);
+            wake_producer(&reader.consumer);
+            match taken {
+                Ok(Taken::Message(message)) => {
+                    let entry = self.remove(&mut lock(&self.calls), message.id);
+                    if let Some(entry) = entry {
+                        let outcome = match message.kind {
+                            kind::REPLY => Outcome::Reply(message.data),
+                            kind::FAIL => Outcome::Fail(message.data),
+                            _ => Outcome::NoReply,
+                        };
+                        entry.slot.complete(outcome);
+                    }
+                }
+                Ok(Taken::Empty) => return,
+                Err(violation) => {
+                    self.die(Death::Protocol(violation.to_string()));
+                    return;
+                }
+            }
+        }
+    }
+
+    /// After a drain: applies the server's close (calls it never took fail
+    /// with `Disconnected`).
+    fn check_closed(&self) {
+        let header = self.mapping.header();
+        if header.closed.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        let last = header.last_taken.load(Ordering::Relaxed);
+        let failed: Vec<Entry> = {
+            let mut calls = lock(&self.calls);
+            calls.server_closed = Some(last);
+            let ids: Vec<u64> = calls.pending.keys().copied().filter(|&id| id > last).collect();
+            ids.into_iter().filter_map(|id| self.remove(&mut calls, id)).collect()
+        };
+        for entry in failed {
+            entry.slot.complete(Outcome::Disconnected);
+        }
+    }
+
+    /// True once the server's side of the rendezvous is gone; then fails
+    /// what is left (after reading the replies it wrote before dying).
+    fn check_gone(&self, reader: &mut ReplyReader) -> bool {
+        if !peer_gone(&self.socket) {
+            return false;
+        }
+        self.drain(reader);
+        self.die(Death::Disconnected);
+        true
+    }
+
+    fn has_news(&self, reader: &ReplyReader) -> bool {
+        reader.consumer.has_data() || self.mapping.header().closed.load(Ordering::Relaxed) != 0
+    }
+
+    /// The reading role: reads replies until `done()` or the deadline. The
+    /// caller holds `reader`. Returns whether `done()` became true.
+    fn lead(&self, reader: &mut ReplyReader, deadline: Deadline, mut done: impl FnMut() -> bool) -> bool {
+        // When the current wait for data began (for the spin budget).
+        let mut waiting_since: Option<Instant> = None;
+        loop {
+            let progress = self.has_news(reader);
+            self.drain(reader);
+            self.check_closed();
+            if progress {
+                if let Some(at) = waiting_since.take() {
+                    self.budget.observe(at.elapsed());
+                }
+            }
+            if done() {
+                return true;
+            }
+            if lock(&self.calls).dead.is_some() || deadline.expired() {
+                return done();
+            }
+            waiting_since.get_or_insert_with(Instant::now);
+            let header = self.mapping.header();
+            let my_cpu = publish_cpu(&header.client_cpu);
+            let ns = spin::allowance(self.mode, &self.budget, header.server_cpu.load(Ordering::Relaxed), my_cpu);
+            if spin::spin_for(ns, || self.has_news(reader)) {
+                continue;
+            }
+            if self.mode == WaitMode::Spin {
+                self.check_gone(reader);
+                continue;
+            }
+            let flag = &header.replies.consumer_sleeping;
+            announce_sleep(flag);
+            if !self.has_news(reader) {
+                let slice = deadline.remaining().map_or(DEATH_CHECK, |left| left.min(DEATH_CHECK));
+                futex_wait(flag, 1, Some(slice.max(Duration::from_micros(1))));
+            }
+            flag.store(0, Ordering::Relaxed);
+            if !self.has_news(reader) && self.check_gone(reader) {
+                return done();
+            }
+        }
+    }
+
+    /// Hands the reading role on: nudges sleeping followers.
+    fn hand_on(&self) {
+        // Pairs with the follower's registration before its second attempt
+        // at the role (store, then try_lock) against our unlock, then load.
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if self.interest.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let calls = lock(&self.calls);
+        if calls.followers > 0 {
+            for entry in calls.pending.values().filter(|e| e.following) {
+                entry.slot.nudge();
+            }
+        }
+        if calls.async_calls > 0 {
+            self.async_cond.notify_all();
+        }
+    }
+
+    fn set_following(&self, id: u64, following: bool) {
+        let mut calls = lock(&self.calls);
+        let mut delta = 0isize;
+        if let Some(entry) = calls.pending.get_mut(&id) {
+            if entry.following != following {
+                entry.following = following;
+                delta = if following { 1 } else { -1 };
+            }
+        }
+        calls.followers = (calls.followers as isize + delta) as usize;
+        self.interest.store(calls.async_calls + calls.followers, Ordering::Relaxed);
+        std::sync::atomic::fence(Ordering::SeqCst);
+    }
+
+    /// The async reader thread: reads for async calls while they are pending.
+    fn async_reader(self: Arc<Self>) {
+        loop {
+            {
+                let mut calls = lock(&self.calls);
+                while calls.async_calls == 0 && !calls.handle_gone && calls.dead.is_none() {
+                    calls = self.async_cond.wait(calls).unwrap_or_else(|e| e.into_inner());
+                }
+                if calls.handle_gone || calls.dead.is_some() {
+                    calls.async_reader = false;
+                    return;
+                }
+            }
+            {
+                let mut reader = lock(&self.reader);
+                // One slice at a time, so that sync callers get the role back.
+                let deadline = Deadline::after(DEATH_CHECK);
+                self.lead(&mut reader, deadline, || {
+                    let calls = lock(&self.calls);
+                    calls.async_calls == 0 || calls.handle_gone
+                });
+            }
+            self.hand_on();
+        }
+    }
+
+    fn ring_doorbell(&self) {
+        let one: u64 = 1;
+        // SAFETY: (1) writes 8 bytes from a live local u64 to the eventfd
+        // (checked to be one at connect); a full counter (EAGAIN) still
+        // leaves it readable.
+        unsafe { libc::write(self.doorbell.as_raw_fd(), (&one as *const u64).cast(), 8) };
+    }
+}
+
+impl ClientConn for ShmClient {
+    fn send(self: Arc<Self>, data: &[u8]) -> Result<Pending> {
+        let shared = &self.shared;
+        if data.len() as u64 > u64::from(shared.max) {
+            return Err(Error::TooLarge { size: data.len() as u64, max: u64::from(shared.max) });
+        }
+        let slot = Arc::new(Slot::new());
+        let mut writer = lock(&shared.writer);
+        let id = writer.next_id;
+        {
+            let mut calls = lock(&shared.calls);
+            if let Some(death) = &calls.dead {
+                return Err(shared.error_for(death));
+            }
+            if calls.server_closed.is_some() || shared.mapping.header().closed.load(Ordering::Acquire) != 0 {
+                return Err(Error::Disconnected { name: shared.name.clone() });
+            }
+            calls.pending.insert(id, Entry { slot: slot.clone(), is_async: false, following: false });
+        }
+        writer.next_id += 1;
+        let header = shared.mapping.header();
+        publish_cpu(&header.client_cpu);
+        let wake = || shared.ring_doorbell();
+        let mut on_wait = || {
+            // Read replies meanwhile: the server may be blocked writing one.
+            if let Ok(mut reader) = shared.reader.try_lock() {
+                shared.drain(&mut reader);
+                if shared.check_gone(&mut reader) {
+                    return false;
+                }
+            }
+            lock(&shared.calls).dead.is_none() && !peer_gone(&shared.socket)
+        };
+        let mut how = Sending {
+            mode: shared.mode,
+            budget: &shared.send_budget,
+            peer_cpu: &header.server_cpu,
+            wake_consumer: &wake,
+            on_wait: &mut on_wait,
+        };
+        let sent = send_message(&mut writer.producer, kind::REQUEST, id, data, &mut how);
+        drop(writer);
+        match sent {
+            Ok(()) => {}
+            Err(SendError::Gone) => shared.die(Death::Disconnected),
+            Err(SendError::Violation(v)) => shared.die(Death::Protocol(v.to_string())),
+        }
+        let name = shared.name.clone();
+        Ok(Pending::new(name, self, id, slot))
+    }
+
+    fn wait(&self, id: u64, slot: &Slot, deadline: Deadline) -> bool {
+        let shared = &self.shared;
+        // The common case first: nobody reads, so take the role at once.
+        if let Ok(mut reader) = shared.reader.try_lock() {
+            let done = shared.lead(&mut reader, deadline, || slot.is_ready());
+            drop(reader);
+            shared.hand_on();
+            return done;
+        }
+        loop {
+            if slot.is_ready() {
+                return true;
+            }
+            // Registered before trying the role again: a reader that leaves
+            // after our attempt failed sees us and nudges.
+            shared.set_following(id, true);
+            match shared.reader.try_lock() {
+                Ok(mut reader) => {
+                    shared.set_following(id, false);
+                    let done = shared.lead(&mut reader, deadline, || slot.is_ready());
+                    drop(reader);
+                    shared.hand_on();
+                    return done;
+                }
+                Err(_) => match slot.wait_ready_or_nudged(deadline) {
+                    Woken::Ready => {
+                        shared.set_following(id, false);
+                        return true;
+                    }
+                    Woken::TimedOut => {
+                        shared.set_following(id, false);
+                        return slot.is_ready();
+                    }
+                    Woken::Nudged => {}
+                },
+            }
+        }
+    }
+
+    fn poll(&self, id: u64, slot: &Slot, cx: &mut Context<'_>) -> Poll<()> {
+        let shared = &self.shared;
+        if slot.poll_ready(cx).is_ready() {
+            return Poll::Ready(());
+        }
+        if let Ok(mut reader) = shared.reader.try_lock() {
+            shared.drain(&mut reader);
+            shared.check_closed();
+            drop(reader);
+            shared.hand_on();
+            if slot.is_ready() {
+                return Poll::Ready(());
+            }
+        }
+        let start = {
+            let mut calls = lock(&shared.calls);
+            if let Some(entry) = calls.pending.get_mut(&id) {
+                if !entry.is_async {
+                    entry.is_async = true;
+                    calls.async_calls += 1;
+                    shared.interest.store(calls.async_calls + calls.followers, Ordering::Relaxed);
+                }
+            }
+            let start = !calls.async_reader && calls.dead.is_none();
+            if start {
+                calls.async_reader = true;
+            }
+            start
+        };
+        if start {
+            let reader = shared.clone();
+            if std::thread::Builder::new()
+                .name("ipcall-shm-reader".into())
+                .spawn(move || reader.async_reader())
+                .is_err()
+            {
+                lock(&shared.calls).async_reader = false;
+                shared.die(Death::Protocol("cannot start the async reader thread".into()));
+            }
+        } else {
+            shared.async_cond.notify_all();
+        }
+        // The slot holds our waker: whoever completes it wakes us.
+        if slot.is_ready() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+
+    fn abandon(&self, id: u64, slot: &Slot) {
+        self.shared.remove(&mut lock(&self.shared.calls), id);
+        slot.abandon();
+    }
+}

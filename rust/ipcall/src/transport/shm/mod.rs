@@ -1,0 +1,591 @@
+//! `shm:` — shared-memory rings set up over a private rendezvous socket
+//! (DESIGN §5; the layout byte by byte is in docs/PROTOCOL.md, "shm:").
+//!
+//! The rendezvous is a `unix:` listening socket with exactly `unix:`'s rules
+//! (mode 0600 before bind, stale-file replacement, `SO_PEERCRED` checked
+//! against the server's access rules): [`unix::listen`] itself. Per accepted
+//! connection the server creates an anonymous, sealed `memfd` (never named in
+//! `/dev/shm`) holding a [`ConnHeader`], a request ring and a reply ring, and
+//! sends it with the server's doorbell eventfd by `SCM_RIGHTS` together with
+//! a hello (the 16 bytes of `frame::encode_hello`). After that the socket
+//! carries nothing: it only tells each side that the other died (hang-up).
+//!
+//! Waking: a waiting consumer announces itself in the ring's
+//! `consumer_sleeping` flag (and a producer short of space in
+//! `producer_sleeping`); whoever then publishes clears the flag and wakes it —
+//! the server through its one doorbell eventfd (so one `epoll` waits for all
+//! connections), the client by `FUTEX_WAKE` on the flag word. A busy pair
+//! never announces, so it makes no system call. See [`spin`] for when waiting
+//! spins first.
+//!
+//! SAFETY rule for everything under `shm/` (as in [`ring`](super::ring)):
+//! every shared value is read once, checked, then used.
+
+pub(crate) mod client;
+pub(crate) mod server;
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::name::Name;
+use crate::options::{ClientOptions, ServerOptions, WaitMode};
+use crate::transport::ring::{
+    announce_sleep, take_sleeper, Consumer, Control, Producer, Ring, Violation, MAX_CAPACITY, MIN_CAPACITY,
+};
+use crate::transport::{ClientConn, ServerTransport};
+
+/// The first 8 bytes of a connection's mapping.
+pub(crate) const MAGIC: [u8; 8] = *b"IPCALLSH";
+/// The layout version of the mapping.
+pub(crate) const LAYOUT_VERSION: u32 = 1;
+/// Bytes before the request ring's data: the [`ConnHeader`] page.
+pub(crate) const HEADER_PAGE: usize = 4096;
+/// Inaccessible bytes on each side of every mapping.
+const GUARD: usize = 4096;
+/// How often a sleeping waiter looks whether its peer died (hang-up of the
+/// rendezvous socket), and a `Spin` waiter whether its deadline passed.
+pub(crate) const DEATH_CHECK: Duration = Duration::from_millis(100);
+
+/// The first page of a connection's mapping (`#[repr(C)]`, see PROTOCOL.md).
+#[repr(C)]
+pub(crate) struct ConnHeader {
+    /// [`MAGIC`], written by the server before the memfd is sent.
+    pub(crate) magic: [u8; 8],
+    /// [`LAYOUT_VERSION`].
+    pub(crate) version: u32,
+    /// Capacity in bytes of each ring's data area (a power of two).
+    pub(crate) ring_capacity: u32,
+    /// The server's maximum message size.
+    pub(crate) server_max: u32,
+    /// The client's maximum message size (the client writes it before its
+    /// first request; the server reads it per request and clamps it).
+    pub(crate) client_max: AtomicU32,
+    /// 1 once the server reads no more requests (it closed).
+    pub(crate) closed: AtomicU32,
+    _pad0: u32,
+    /// With `closed`: the id of the last request the server took.
+    pub(crate) last_taken: std::sync::atomic::AtomicU64,
+    _pad1: [u8; 24],
+    /// The CPU the server's thread last ran on (a hint for spinning).
+    pub(crate) server_cpu: AtomicU32,
+    _pad2: [u8; 60],
+    /// The CPU the client last ran on (a hint for spinning).
+    pub(crate) client_cpu: AtomicU32,
+    _pad3: [u8; 124],
+    /// Client → server ring.
+    pub(crate) requests: Control,
+    /// Server → client ring.
+    pub(crate) replies: Control,
+}
+
+const _: () = {
+    assert!(std::mem::offset_of!(ConnHeader, ring_capacity) == 12);
+    assert!(std::mem::offset_of!(ConnHeader, client_max) == 20);
+    assert!(std::mem::offset_of!(ConnHeader, closed) == 24);
+    assert!(std::mem::offset_of!(ConnHeader, last_taken) == 32);
+    assert!(std::mem::offset_of!(ConnHeader, server_cpu) == 64);
+    assert!(std::mem::offset_of!(ConnHeader, client_cpu) == 128);
+    assert!(std::mem::offset_of!(ConnHeader, requests) == 256);
+    assert!(std::mem::offset_of!(ConnHeader, replies) == 384);
+    assert!(std::mem::size_of::<ConnHeader>() <= HEADER_PAGE);
+};
+
+/// Rounds a requested ring size to a valid capacity.
+pub(crate) fn ring_capacity(requested: usize) -> usize {
+    requested.clamp(MIN_CAPACITY, MAX_CAPACITY).next_power_of_two()
+}
+
+/// Total mapping size for a ring capacity.
+pub(crate) fn mapping_len(capacity: usize) -> usize {
+    HEADER_PAGE + 2 * capacity
+}
+
+fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc)
+    }
+}
+
+/// A shared mapping of a connection's memfd. Unmapped on drop; the memfd's
+/// pages are freed by the kernel once every mapping and descriptor is gone.
+pub(crate) struct Mapping {
+    base: *mut u8,
+    len: usize,
+    capacity: usize,
+}
+
+// SAFETY: (1) the mapping is plain shared memory; all access to it goes
+// through atomics or the ring's checked copies, serialised by owners' locks.
+unsafe impl Send for Mapping {}
+// SAFETY: (1) as for Send.
+unsafe impl Sync for Mapping {}
+
+impl Mapping {
+    /// Maps `len` bytes of `fd` read/write, shared, between two inaccessible
+    /// guard pages: an access past either end of the mapping faults at once
+    /// instead of touching other memory (the hostile-peer tests rely on it).
+    fn map(fd: BorrowedFd<'_>, len: usize, capacity: usize) -> io::Result<Mapping> {
+        let reserved = len + 2 * GUARD;
+        // SAFETY: (1) a fresh inaccessible reservation chosen by the kernel;
+        // no existing memory is affected; the result is checked.
+        let reservation = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                reserved,
+                libc::PROT_NONE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if reservation == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: (1) MAP_FIXED replaces only the middle of our own fresh
+        // reservation, which nothing else uses; the result is checked.
+        let base = unsafe {
+            libc::mmap(
+                reservation.cast::<u8>().add(GUARD).cast(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_FIXED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            let err = io::Error::last_os_error();
+            // SAFETY: (1) the reservation is ours and unused.
+            unsafe { libc::munmap(reservation, reserved) };
+            return Err(err);
+        }
+        Ok(Mapping { base: base.cast(), len, capacity })
+    }
+
+    /// The connection header.
+    pub(crate) fn header(&self) -> &ConnHeader {
+        // SAFETY: (1) the mapping is at least HEADER_PAGE bytes, page-aligned,
+        // and lives as long as `self`; (2) the fields the peer may write are
+        // atomics; the plain ones are written once before the fd is sent
+        // (and sealed sizes keep the memory mapped).
+        unsafe { &*(self.base as *const ConnHeader) }
+    }
+
+    /// The request ring.
+    pub(crate) fn requests(&self) -> Ring {
+        // SAFETY: (1) the control block is in the header page and the data
+        // area `[HEADER_PAGE, HEADER_PAGE + capacity)` inside the mapping,
+        // which outlives every user (they hold the `Mapping` by `Arc`).
+        unsafe { Ring::new(&self.header().requests, self.base.add(HEADER_PAGE), self.capacity) }
+    }
+
+    /// The reply ring.
+    pub(crate) fn replies(&self) -> Ring {
+        // SAFETY: (1) as for `requests`, the second data area.
+        unsafe { Ring::new(&self.header().replies, self.base.add(HEADER_PAGE + self.capacity), self.capacity) }
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: (1) the guard pages and the mapping are exactly the
+        // reservation `map` made, and no reference into the mapping outlives
+        // `self` (users hold it by Arc).
+        unsafe { libc::munmap(self.base.sub(GUARD).cast(), self.len + 2 * GUARD) };
+    }
+}
+
+/// Creates a connection's memfd: anonymous, close-on-exec, sized, sealed
+/// against shrinking and growing (so that neither side can make the other's
+/// accesses fault), and initialised. Returns it with its mapping.
+pub(crate) fn create_conn_memory(capacity: usize, server_max: u32) -> io::Result<(OwnedFd, Mapping)> {
+    // SAFETY: (1) the name is a NUL-terminated literal; the result is checked.
+    let raw = cvt(unsafe { libc::memfd_create(c"ipcall-shm".as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) })?;
+    // SAFETY: (1) `raw` is a fresh descriptor owned by nothing else.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let len = mapping_len(capacity);
+    // SAFETY: (1) ftruncate and fcntl take no pointers; results are checked.
+    cvt(unsafe { libc::ftruncate(fd.as_raw_fd(), len as libc::off_t) })?;
+    let seals = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL;
+    // SAFETY: (1) as above.
+    cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, seals) })?;
+    let mapping = Mapping::map(std::os::fd::AsFd::as_fd(&fd), len, capacity)?;
+    // SAFETY: (1) the header page is ours alone until the memfd is sent: the
+    // plain fields are written here once, before any peer can map it.
+    unsafe {
+        let header = mapping.base as *mut ConnHeader;
+        (*header).magic = MAGIC;
+        (*header).version = LAYOUT_VERSION;
+        (*header).ring_capacity = capacity as u32;
+        (*header).server_max = server_max;
+    }
+    Ok((fd, mapping))
+}
+
+/// What a client learns from a received memfd, checked: its mapping.
+pub(crate) fn map_conn_memory(fd: &OwnedFd) -> std::result::Result<Mapping, String> {
+    let mut stat: libc::stat = unsafe_zeroed_stat();
+    // SAFETY: (1) `stat` is a live, writable stat buffer.
+    if unsafe { libc::fstat(fd.as_raw_fd(), &mut stat) } < 0 {
+        return Err(format!("fstat of the shared memory failed: {}", io::Error::last_os_error()));
+    }
+    // SAFETY: (1) fcntl takes no pointers.
+    let seals = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GET_SEALS) };
+    let needed = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW;
+    if seals < 0 || seals & needed != needed {
+        return Err("the shared memory is not sealed against resizing".into());
+    }
+    let size = stat.st_size as u64;
+    if size < HEADER_PAGE as u64 {
+        return Err(format!("the shared memory is {size} bytes, too small for its header"));
+    }
+    let page = Mapping::map(std::os::fd::AsFd::as_fd(fd), HEADER_PAGE, 0).map_err(|e| format!("mmap: {e}"))?;
+    // Read once, checked, then used.
+    let header = page.header();
+    let (magic, version, capacity) = (header.magic, header.version, header.ring_capacity as usize);
+    drop(page);
+    if magic != MAGIC || version != LAYOUT_VERSION {
+        return Err(format!("the shared memory has magic {magic:02x?} version {version}"));
+    }
+    if !capacity.is_power_of_two() || !(MIN_CAPACITY..=MAX_CAPACITY).contains(&capacity) {
+        return Err(format!("ring capacity {capacity} is not a power of two in range"));
+    }
+    if size != mapping_len(capacity) as u64 {
+        return Err(format!("the shared memory is {size} bytes, not {} for its rings", mapping_len(capacity)));
+    }
+    Mapping::map(std::os::fd::AsFd::as_fd(fd), mapping_len(capacity), capacity).map_err(|e| format!("mmap: {e}"))
+}
+
+fn unsafe_zeroed_stat() -> libc::stat {
+    // SAFETY: (1) an all-zero stat is a valid value of this plain C struct.
+    unsafe { std::mem::zeroed() }
+}
+
+/// Sends `bytes` with descriptors `fds` (SCM_RIGHTS) in one message.
+pub(crate) fn send_with_fds(socket: &OwnedFd, bytes: &[u8], fds: &[RawFd]) -> io::Result<()> {
+    let mut control = [0u64; 8]; // room for the header and up to 4 descriptors, aligned
+    let mut iov = libc::iovec { iov_base: bytes.as_ptr() as *mut libc::c_void, iov_len: bytes.len() };
+    // SAFETY: (1) an all-zero msghdr is valid (no name, no control data).
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    if !fds.is_empty() {
+        let data_len = std::mem::size_of_val(fds) as u32;
+        // SAFETY: (1) CMSG_SPACE is a pure computation.
+        let space = unsafe { libc::CMSG_SPACE(data_len) } as usize;
+        assert!(space <= std::mem::size_of_val(&control));
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = space as _;
+        // SAFETY: (1) `msg` describes `control`, which has room for one
+        // cmsg of `data_len` bytes (asserted), so CMSG_FIRSTHDR is non-null
+        // and CMSG_DATA points inside it; (2) the copy is within that room.
+        unsafe {
+            let cmsg = libc::CMSG_FIRSTHDR(&msg);
+            (*cmsg).cmsg_level = libc::SOL_SOCKET;
+            (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+            (*cmsg).cmsg_len = libc::CMSG_LEN(data_len) as _;
+            std::ptr::copy_nonoverlapping(fds.as_ptr(), libc::CMSG_DATA(cmsg).cast::<RawFd>(), fds.len());
+        }
+    }
+    loop {
+        // SAFETY: (1) `msg` points at live iovec/control buffers for the call;
+        // (2) MSG_NOSIGNAL: a vanished peer is EPIPE, not SIGPIPE.
+        let n = unsafe { libc::sendmsg(socket.as_raw_fd(), &msg, libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT) };
+        if n >= 0 {
+            return if n as usize == bytes.len() { Ok(()) } else { Err(io::ErrorKind::WriteZero.into()) };
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}
+
+/// Receives up to `buf.len()` bytes and any descriptors that came with them
+/// (close-on-exec). Extra or unexpected descriptors are returned too, so the
+/// caller closes them by dropping.
+pub(crate) fn recv_with_fds(socket: &OwnedFd, buf: &mut [u8]) -> io::Result<(usize, Vec<OwnedFd>)> {
+    let mut control = [0u64; 16];
+    let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+    // SAFETY: (1) an all-zero msghdr is valid.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control) as _;
+    let n = loop {
+        // SAFETY: (1) `msg` describes live, writable buffers for the call.
+        let n = unsafe { libc::recvmsg(socket.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
+        if n >= 0 {
+            break n as usize;
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    };
+    let mut fds = Vec::new();
+    // SAFETY: (1) the kernel filled `msg_control` with well-formed cmsgs up
+    // to `msg_controllen`; CMSG_FIRSTHDR/NXTHDR stay within it; (2) each
+    // SCM_RIGHTS payload is an array of descriptors now owned by us.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
+                let data = libc::CMSG_DATA(cmsg).cast::<RawFd>();
+                let count = ((*cmsg).cmsg_len as usize - libc::CMSG_LEN(0) as usize) / std::mem::size_of::<RawFd>();
+                for i in 0..count {
+                    fds.push(OwnedFd::from_raw_fd(data.add(i).read_unaligned()));
+                }
+            }
+            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+        }
+    }
+    if msg.msg_flags & libc::MSG_CTRUNC != 0 {
+        return Err(io::Error::other("descriptors were truncated"));
+    }
+    Ok((n, fds))
+}
+
+/// Sleeps until `word` may differ from `expected`, a `FUTEX_WAKE` on it, or
+/// `timeout`. Shared (not private) futex: the word is in a mapping shared
+/// with another process.
+pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
+    let ts = timeout.map(|t| libc::timespec { tv_sec: t.as_secs() as _, tv_nsec: t.subsec_nanos() as _ });
+    let ts_ptr = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: (1) `word` is a live, 4-byte aligned u32 (in our mapping or
+    // memory); (2) `ts_ptr` is null or a live timespec. EINTR, EAGAIN and
+    // ETIMEDOUT all just return to the caller, which re-checks its state.
+    unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAIT, expected, ts_ptr, 0usize, 0u32) };
+}
+
+/// Wakes every thread in `futex_wait` on `word` (in any process).
+pub(crate) fn futex_wake(word: &AtomicU32) {
+    // SAFETY: (1) `word` is a live, aligned u32; FUTEX_WAKE only uses its address.
+    unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, i32::MAX, 0usize, 0usize, 0u32) };
+}
+
+/// True if the rendezvous socket says the peer is gone (hang-up, error, or
+/// end of stream). One `poll` with no timeout.
+pub(crate) fn peer_gone(socket: &OwnedFd) -> bool {
+    let mut pfd = libc::pollfd { fd: socket.as_raw_fd(), events: libc::POLLIN | libc::POLLRDHUP, revents: 0 };
+    // SAFETY: (1) one live pollfd.
+    let n = unsafe { libc::poll(&mut pfd, 1, 0) };
+    n > 0 && pfd.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLRDHUP | libc::POLLNVAL | libc::POLLIN) != 0
+}
+
+/// This thread's CPU (cheap: glibc reads it from rseq), or `u32::MAX`.
+pub(crate) fn current_cpu() -> u32 {
+    // SAFETY: (1) sched_getcpu takes no arguments.
+    let cpu = unsafe { libc::sched_getcpu() };
+    if cpu < 0 {
+        u32::MAX
+    } else {
+        cpu as u32
+    }
+}
+
+/// Publishes `cpu` in `slot` only if it changed (the slot's line is then
+/// not written on every message).
+pub(crate) fn publish_cpu(slot: &AtomicU32) -> u32 {
+    let cpu = current_cpu();
+    if slot.load(std::sync::atomic::Ordering::Relaxed) != cpu {
+        slot.store(cpu, std::sync::atomic::Ordering::Relaxed);
+    }
+    cpu
+}
+
+pub(crate) mod spin {
+    //! When waiting spins. Spinning pays only while the peer runs at the
+    //! same time on another CPU and answers sooner than a sleep and wake-up
+    //! would take (~45 µs across CPUs here). So an `Adaptive` waiter
+    //! (1) never spins when the peer last ran on its own CPU (it would only
+    //! delay the peer — the "spin trap") or the machine has one CPU, and
+    //! (2) spins for a budget that follows what recent waits saw: a wait
+    //! that ended within the maximum raises the budget to cover four times
+    //! it (a busy peer: keep spinning), one that outlasted the maximum (an
+    //! idle peer) halves it, down to a floor.
+
+    use super::*;
+
+    /// Longest spin: about one cross-CPU wake-up; spinning longer cannot pay.
+    pub(crate) const MAX_NS: u32 = 50_000;
+    /// Shortest budget: what an idle peer costs per wait, at most.
+    pub(crate) const MIN_NS: u32 = 5_000;
+    /// A `Spin` waiter looks at its deadline and its peer this often.
+    pub(crate) const PURE_SLICE_NS: u32 = 1_000_000;
+
+    /// An adaptive spin budget, in nanoseconds.
+    pub(crate) struct Budget(std::sync::atomic::AtomicU32);
+
+    impl Budget {
+        pub(crate) fn new() -> Budget {
+            Budget(std::sync::atomic::AtomicU32::new(MAX_NS / 2))
+        }
+
+        /// Learns from a whole wait (spin and any sleep) that took `waited`.
+        pub(crate) fn observe(&self, waited: Duration) {
+            let ns = waited.as_nanos().min(u128::from(u32::MAX)) as u32;
+            let current = self.0.load(Ordering::Relaxed);
+            let next =
+                if ns <= MAX_NS { current.max(ns.saturating_mul(4)).min(MAX_NS) } else { (current / 2).max(MIN_NS) };
+            if next != current {
+                self.0.store(next, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn many_cpus() -> bool {
+        static CPUS: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+        // SAFETY: (1) sysconf takes no pointers.
+        *CPUS.get_or_init(|| i64::from(unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) } as i32)) > 1
+    }
+
+    /// How long to spin now (zero: sleep at once).
+    pub(crate) fn allowance(mode: WaitMode, budget: &Budget, peer_cpu: u32, my_cpu: u32) -> u32 {
+        match mode {
+            WaitMode::Block => 0,
+            WaitMode::Spin => PURE_SLICE_NS,
+            WaitMode::Adaptive if !many_cpus() || peer_cpu == my_cpu => 0,
+            WaitMode::Adaptive => budget.0.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Spins up to `ns` nanoseconds until `ready()`; returns whether it became true.
+    pub(crate) fn spin_for(ns: u32, mut ready: impl FnMut() -> bool) -> bool {
+        if ns == 0 {
+            return ready();
+        }
+        let start = Instant::now();
+        let limit = Duration::from_nanos(u64::from(ns));
+        loop {
+            for _ in 0..32 {
+                if ready() {
+                    return true;
+                }
+                std::hint::spin_loop();
+            }
+            if start.elapsed() >= limit {
+                return ready();
+            }
+        }
+    }
+}
+
+/// Why a message could not be written.
+pub(crate) enum SendError {
+    /// The consumer broke the ring protocol (its `head` is out of range).
+    Violation(Violation),
+    /// The consumer is gone (or the wait was given up).
+    Gone,
+}
+
+/// How a writer waits for ring space and wakes the consumer.
+pub(crate) struct Sending<'a> {
+    pub(crate) mode: WaitMode,
+    pub(crate) budget: &'a spin::Budget,
+    /// Where the consumer publishes its CPU.
+    pub(crate) peer_cpu: &'a AtomicU32,
+    /// Wakes the consumer (it announced that it sleeps).
+    pub(crate) wake_consumer: &'a dyn Fn(),
+    /// Called between sleeps while waiting for space: false gives up (the
+    /// peer died). The client also reads replies here, so that a server
+    /// blocked on a full reply ring never deadlocks against it.
+    pub(crate) on_wait: &'a mut dyn FnMut() -> bool,
+}
+
+/// Writes a whole message, in pieces as space frees up, waking the consumer
+/// whenever it sleeps. A message larger than the ring streams through it.
+pub(crate) fn send_message(
+    producer: &mut Producer,
+    kind: u32,
+    id: u64,
+    data: &[u8],
+    how: &mut Sending<'_>,
+) -> std::result::Result<(), SendError> {
+    let mut offset = 0;
+    loop {
+        match producer.write(kind, id, data, offset).map_err(SendError::Violation)? {
+            Some(n) => {
+                offset += n;
+                if take_sleeper(&producer.ring().control().consumer_sleeping) {
+                    (how.wake_consumer)();
+                }
+                if offset == data.len() {
+                    return Ok(());
+                }
+            }
+            None => wait_for_space(producer, how)?,
+        }
+    }
+}
+
+fn wait_for_space(producer: &Producer, how: &mut Sending<'_>) -> std::result::Result<(), SendError> {
+    let start = Instant::now();
+    let ns = spin::allowance(how.mode, how.budget, how.peer_cpu.load(Ordering::Relaxed), current_cpu());
+    if spin::spin_for(ns, || producer.head_moved()) {
+        how.budget.observe(start.elapsed());
+        return Ok(());
+    }
+    let flag = &producer.ring().control().producer_sleeping;
+    loop {
+        if how.mode == WaitMode::Spin {
+            if !(how.on_wait)() {
+                return Err(SendError::Gone);
+            }
+            if spin::spin_for(spin::PURE_SLICE_NS, || producer.head_moved()) {
+                return Ok(());
+            }
+            continue;
+        }
+        announce_sleep(flag);
+        if !producer.head_moved() {
+            futex_wait(flag, 1, Some(DEATH_CHECK));
+        }
+        flag.store(0, Ordering::Relaxed);
+        if producer.head_moved() {
+            how.budget.observe(start.elapsed());
+            return Ok(());
+        }
+        if !(how.on_wait)() {
+            return Err(SendError::Gone);
+        }
+    }
+}
+
+/// Announces that a consumer sleeps on several rings at once (one fence).
+pub(crate) fn announce_sleep_all<'a>(flags: impl Iterator<Item = &'a AtomicU32>) {
+    for flag in flags {
+        flag.store(1, Ordering::Relaxed);
+    }
+    std::sync::atomic::fence(Ordering::SeqCst);
+}
+
+/// After a consumer released records: wakes a producer waiting for space.
+pub(crate) fn wake_producer(consumer: &Consumer) {
+    let flag = &consumer.ring().control().producer_sleeping;
+    if take_sleeper(flag) {
+        futex_wake(flag);
+    }
+}
+
+/// Binds a `shm:` server.
+pub(crate) fn bind(name: &Name, options: &ServerOptions) -> Result<Box<dyn ServerTransport>> {
+    Ok(Box::new(server::ShmServer::bind(name, options)?))
+}
+
+/// Connects to a `shm:` server.
+pub(crate) fn connect(name: &Name, options: &ClientOptions) -> Result<Arc<dyn ClientConn>> {
+    Ok(client::ShmClient::connect(name, options)?)
+}
+
+/// A `Protocol` error for connection `name`.
+pub(crate) fn protocol(name: &Arc<str>, reason: impl ToString) -> Error {
+    Error::Protocol { name: name.clone(), reason: reason.to_string() }
+}

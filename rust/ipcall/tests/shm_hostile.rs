@@ -1,0 +1,438 @@
+//! Hostile `shm:` peers written with raw system calls (the layout spelled
+//! out as docs/PROTOCOL.md defines it): a fake server that hands an ipcall
+//! client bad descriptors or scribbles over its rings, and a fake client that
+//! scribbles over an ipcall server's request ring. The victim reports
+//! `Protocol` (client) or drops that connection alone (server), and never
+//! touches memory outside the mapping: ipcall maps every memfd between two
+//! inaccessible guard pages, so a stray access would kill this test process.
+
+use std::io::Read;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::thread;
+use std::time::Duration;
+
+use ipcall::{Client, ErrorKind, Kind, Server, ServerOptions};
+
+// The layout (docs/PROTOCOL.md, "shm:").
+const HEADER_PAGE: usize = 4096;
+const CAPACITY: usize = 4096;
+const REQUESTS: usize = 256;
+const REPLIES: usize = 384;
+const TAIL: usize = 0;
+const HEAD: usize = 64;
+const RECORD: usize = 24;
+
+/// A memfd as ipcall's server makes it, mapped here.
+struct Memory {
+    fd: OwnedFd,
+    base: *mut u8,
+    len: usize,
+}
+
+impl Memory {
+    fn new(sealed: bool) -> Memory {
+        // SAFETY: (1) raw calls with checked results on memory we own.
+        unsafe {
+            let flags = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
+            let fd = libc::memfd_create(c"hostile".as_ptr(), flags);
+            assert!(fd >= 0);
+            let fd = OwnedFd::from_raw_fd(fd);
+            let len = HEADER_PAGE + 2 * CAPACITY;
+            assert_eq!(libc::ftruncate(fd.as_raw_fd(), len as libc::off_t), 0);
+            if sealed {
+                assert!(libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, libc::F_SEAL_SHRINK | libc::F_SEAL_GROW) >= 0);
+            }
+            let base = libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                0,
+            );
+            assert_ne!(base, libc::MAP_FAILED);
+            let memory = Memory { fd, base: base.cast(), len };
+            memory.bytes(0, b"IPCALLSH");
+            memory.u32_at(8).store(1, Ordering::Relaxed);
+            memory.u32_at(12).store(CAPACITY as u32, Ordering::Relaxed);
+            memory.u32_at(16).store(1 << 20, Ordering::Relaxed);
+            memory
+        }
+    }
+
+    fn from_fd(fd: OwnedFd) -> Memory {
+        let len = HEADER_PAGE + 2 * CAPACITY;
+        // SAFETY: (1) maps the received memfd; checked.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        assert_ne!(base, libc::MAP_FAILED);
+        Memory { fd, base: base.cast(), len }
+    }
+
+    fn u32_at(&self, at: usize) -> &AtomicU32 {
+        assert!(at + 4 <= self.len);
+        // SAFETY: (1) in bounds, aligned, shared memory viewed as an atomic.
+        unsafe { &*(self.base.add(at) as *const AtomicU32) }
+    }
+
+    fn u64_at(&self, at: usize) -> &AtomicU64 {
+        assert!(at + 8 <= self.len);
+        // SAFETY: (1) as above.
+        unsafe { &*(self.base.add(at) as *const AtomicU64) }
+    }
+
+    fn bytes(&self, at: usize, bytes: &[u8]) {
+        assert!(at + bytes.len() <= self.len);
+        // SAFETY: (1) in bounds of our mapping.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.base.add(at), bytes.len()) };
+    }
+
+    /// A record header at the start of the ring whose data starts at `data`.
+    fn record(&self, data: usize, len: u32, kind: u32, id: u64, total: u32, offset: u32) {
+        let mut b = Vec::with_capacity(RECORD);
+        b.extend_from_slice(&len.to_le_bytes());
+        b.extend_from_slice(&kind.to_le_bytes());
+        b.extend_from_slice(&id.to_le_bytes());
+        b.extend_from_slice(&total.to_le_bytes());
+        b.extend_from_slice(&offset.to_le_bytes());
+        self.bytes(data, &b);
+    }
+}
+
+impl Drop for Memory {
+    fn drop(&mut self) {
+        // SAFETY: (1) exactly our mapping.
+        unsafe { libc::munmap(self.base.cast(), self.len) };
+    }
+}
+
+fn hello(status: u16) -> [u8; 16] {
+    let mut h = [0u8; 16];
+    h[0..4].copy_from_slice(b"IPCL");
+    h[4..6].copy_from_slice(&1u16.to_le_bytes());
+    h[6..8].copy_from_slice(&status.to_le_bytes());
+    h[8..12].copy_from_slice(&(1u32 << 20).to_le_bytes());
+    h
+}
+
+fn send_fds(stream: &UnixStream, bytes: &[u8], fds: &[RawFd]) {
+    let mut control = [0u64; 8];
+    let mut iov = libc::iovec { iov_base: bytes.as_ptr() as *mut _, iov_len: bytes.len() };
+    // SAFETY: (1) a standard SCM_RIGHTS sendmsg over live buffers.
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        if !fds.is_empty() {
+            let data_len = std::mem::size_of_val(fds) as u32;
+            msg.msg_control = control.as_mut_ptr().cast();
+            msg.msg_controllen = libc::CMSG_SPACE(data_len) as _;
+            let cmsg = libc::CMSG_FIRSTHDR(&msg);
+            (*cmsg).cmsg_level = libc::SOL_SOCKET;
+            (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+            (*cmsg).cmsg_len = libc::CMSG_LEN(data_len) as _;
+            std::ptr::copy_nonoverlapping(fds.as_ptr(), libc::CMSG_DATA(cmsg).cast(), fds.len());
+        }
+        assert_eq!(libc::sendmsg(stream.as_raw_fd(), &msg, 0), bytes.len() as isize);
+    }
+}
+
+fn recv_fds(stream: &UnixStream) -> Vec<OwnedFd> {
+    let mut buf = [0u8; 16];
+    let mut control = [0u64; 16];
+    let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: 16 };
+    let mut fds = Vec::new();
+    // SAFETY: (1) a standard SCM_RIGHTS recvmsg into live buffers.
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = std::mem::size_of_val(&control) as _;
+        assert_eq!(libc::recvmsg(stream.as_raw_fd(), &mut msg, 0), 16);
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        assert!(!cmsg.is_null());
+        let data = libc::CMSG_DATA(cmsg).cast::<RawFd>();
+        let n = ((*cmsg).cmsg_len as usize - libc::CMSG_LEN(0) as usize) / 4;
+        for i in 0..n {
+            fds.push(OwnedFd::from_raw_fd(data.add(i).read_unaligned()));
+        }
+    }
+    assert_eq!(&buf[0..4], b"IPCL");
+    fds
+}
+
+fn eventfd() -> OwnedFd {
+    // SAFETY: (1) checked.
+    let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+    assert!(fd >= 0);
+    // SAFETY: (1) fresh.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+/// A fake server at a fresh path; `serve` gets each accepted stream.
+fn fake_server(serve: impl FnOnce(UnixStream) + Send + 'static) -> String {
+    let dir = std::env::temp_dir().join(format!("ipcall-hostile-shm-{}-{}", std::process::id(), rand_tag()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("fake.shm");
+    let listener = UnixListener::bind(&path).unwrap();
+    thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        serve(stream);
+    });
+    format!("shm:{}", path.display())
+}
+
+fn rand_tag() -> u64 {
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+#[test]
+fn bad_descriptors_in_the_hello_are_protocol_errors() {
+    // One descriptor instead of two.
+    let name = fake_server(|s| {
+        let memory = Memory::new(true);
+        send_fds(&s, &hello(0), &[memory.fd.as_raw_fd()]);
+        thread::sleep(Duration::from_millis(200));
+    });
+    assert_eq!(Client::connect(&name).unwrap_err().kind(), ErrorKind::Protocol);
+    // A memfd that is not sealed (the server could shrink it under us).
+    let name = fake_server(|s| {
+        let memory = Memory::new(false);
+        let bell = eventfd();
+        send_fds(&s, &hello(0), &[memory.fd.as_raw_fd(), bell.as_raw_fd()]);
+        thread::sleep(Duration::from_millis(200));
+    });
+    assert_eq!(Client::connect(&name).unwrap_err().kind(), ErrorKind::Protocol);
+    // A doorbell that is not an eventfd (we would write into a pipe or file).
+    let name = fake_server(|s| {
+        let memory = Memory::new(true);
+        let mut pipe = [0; 2];
+        // SAFETY: (1) a live array of two ints.
+        assert_eq!(unsafe { libc::pipe(pipe.as_mut_ptr()) }, 0);
+        send_fds(&s, &hello(0), &[memory.fd.as_raw_fd(), pipe[1]]);
+        // SAFETY: (1) closing our own pipe ends.
+        unsafe { libc::close(pipe[0]) };
+        // SAFETY: (1) as above.
+        unsafe { libc::close(pipe[1]) };
+        thread::sleep(Duration::from_millis(200));
+    });
+    assert_eq!(Client::connect(&name).unwrap_err().kind(), ErrorKind::Protocol);
+    // A wrong ring capacity for the memfd's size.
+    let name = fake_server(|s| {
+        let memory = Memory::new(true);
+        memory.u32_at(12).store(1 << 20, Ordering::Relaxed);
+        let bell = eventfd();
+        send_fds(&s, &hello(0), &[memory.fd.as_raw_fd(), bell.as_raw_fd()]);
+        thread::sleep(Duration::from_millis(200));
+    });
+    assert_eq!(Client::connect(&name).unwrap_err().kind(), ErrorKind::Protocol);
+}
+
+/// A fake server that lets the client send one request, then applies `harm`
+/// to the rings; the client's call must fail with `Protocol`.
+fn client_sees_protocol(what: &str, harm: fn(&Memory)) {
+    let name = fake_server(move |s| {
+        let memory = Memory::new(true);
+        let bell = eventfd();
+        send_fds(&s, &hello(0), &[memory.fd.as_raw_fd(), bell.as_raw_fd()]);
+        // Wait for the request, then strike.
+        while memory.u64_at(REQUESTS + TAIL).load(Ordering::Acquire) == 0 {
+            thread::sleep(Duration::from_millis(1));
+        }
+        harm(&memory);
+        // Keep the connection open until the client hangs up.
+        let mut s = s;
+        let _ = s.read(&mut [0u8; 1]);
+    });
+    let client = Client::connect(&name).unwrap();
+    let err = client.call_timeout(b"victim", Duration::from_secs(10)).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Protocol, "{what}: {err}");
+    assert_eq!(client.call(b"again").unwrap_err().kind(), ErrorKind::Protocol, "{what}");
+}
+
+const DATA_REPLIES: usize = HEADER_PAGE + CAPACITY;
+
+#[test]
+fn garbage_in_the_reply_ring_is_a_protocol_error_for_the_client() {
+    client_sees_protocol("tail past the end", |m| {
+        m.u64_at(REPLIES + TAIL).store(CAPACITY as u64 + 8, Ordering::Release);
+    });
+    client_sees_protocol("tail that wraps", |m| m.u64_at(REPLIES + TAIL).store(u64::MAX, Ordering::Release));
+    client_sees_protocol("length past the end", |m| {
+        m.record(DATA_REPLIES, CAPACITY as u32, 2, 1, CAPACITY as u32, 0);
+        m.u64_at(REPLIES + TAIL).store(64, Ordering::Release);
+    });
+    client_sees_protocol("length that wraps", |m| {
+        m.record(DATA_REPLIES, u32::MAX - 3, 2, 1, u32::MAX - 3, 0);
+        m.u64_at(REPLIES + TAIL).store(64, Ordering::Release);
+    });
+    client_sees_protocol("unknown kind", |m| {
+        m.record(DATA_REPLIES, 8, 77, 1, 8, 0);
+        m.u64_at(REPLIES + TAIL).store(32, Ordering::Release);
+    });
+    client_sees_protocol("a request kind in the reply ring", |m| {
+        m.record(DATA_REPLIES, 8, 1, 1, 8, 0);
+        m.u64_at(REPLIES + TAIL).store(32, Ordering::Release);
+    });
+    client_sees_protocol("a piece that runs past its total", |m| {
+        m.record(DATA_REPLIES, 16, 2, 1, 8, 0);
+        m.u64_at(REPLIES + TAIL).store(40, Ordering::Release);
+    });
+}
+
+#[test]
+fn a_request_ring_head_that_runs_backwards_or_ahead_is_a_protocol_error() {
+    use std::sync::mpsc::channel;
+    for (what, head) in [("ahead of the tail", 1u64 << 20), ("backwards", 0)] {
+        let (to_fake, from_test) = channel::<()>();
+        let (to_test, from_fake) = channel::<()>();
+        let name = fake_server(move |s| {
+            let memory = Memory::new(true);
+            let bell = eventfd();
+            send_fds(&s, &hello(0), &[memory.fd.as_raw_fd(), bell.as_raw_fd()]);
+            let tail = memory.u64_at(REQUESTS + TAIL);
+            from_test.recv().unwrap(); // the first request is written
+                                       // "Consume" it, so that the client's next write sees a moved head.
+            memory.u64_at(REQUESTS + HEAD).store(tail.load(Ordering::Acquire), Ordering::Release);
+            to_test.send(()).unwrap();
+            from_test.recv().unwrap(); // the second request is written
+            memory.u64_at(REQUESTS + HEAD).store(head, Ordering::Release);
+            to_test.send(()).unwrap();
+            let mut s = s;
+            let _ = s.read(&mut [0u8; 1]);
+        });
+        let client = Client::connect(&name).unwrap();
+        // Requests of 3000 bytes (pieces of 512): each needs more room than
+        // the head the client saw before it, so each write reads `head` anew.
+        let first = client.send(&[1u8; 3000]).unwrap();
+        to_fake.send(()).unwrap();
+        from_fake.recv().unwrap();
+        let _second = client.send(&[2u8; 3000]).unwrap();
+        to_fake.send(()).unwrap();
+        from_fake.recv().unwrap();
+        let third = client.send(&[3u8; 3000]).unwrap();
+        assert_eq!(third.wait().unwrap_err().kind(), ErrorKind::Protocol, "{what}");
+        assert_eq!(first.wait().unwrap_err().kind(), ErrorKind::Protocol, "{what}");
+    }
+}
+
+#[test]
+fn garbage_from_one_client_drops_it_alone_and_the_server_goes_on() {
+    let server = Server::bind_unique_with(Kind::Shm, &ServerOptions::new().ring_size(CAPACITY)).unwrap();
+    let name = server.name().to_string();
+    let serving = thread::spawn(move || {
+        while let Ok(request) = server.recv() {
+            let data = request.data().to_vec();
+            request.reply(&data).unwrap();
+        }
+    });
+    let good = Client::connect(&name).unwrap();
+    type Harm = fn(&Memory);
+    let harms: [(&str, Harm); 5] = [
+        ("tail past the end", |m| m.u64_at(REQUESTS + TAIL).store(CAPACITY as u64 * 3, Ordering::Release)),
+        ("length past the end", |m| {
+            m.record(HEADER_PAGE, 1 << 16, 1, 1, 1 << 16, 0);
+            m.u64_at(REQUESTS + TAIL).store(64, Ordering::Release);
+        }),
+        ("length that wraps", |m| {
+            m.record(HEADER_PAGE, u32::MAX, 1, 1, u32::MAX, 0);
+            m.u64_at(REQUESTS + TAIL).store(64, Ordering::Release);
+        }),
+        ("unknown kind", |m| {
+            m.record(HEADER_PAGE, 8, 9, 1, 8, 0);
+            m.u64_at(REQUESTS + TAIL).store(32, Ordering::Release);
+        }),
+        ("a reply kind in the request ring", |m| {
+            m.record(HEADER_PAGE, 8, 2, 1, 8, 0);
+            m.u64_at(REQUESTS + TAIL).store(32, Ordering::Release);
+        }),
+    ];
+    for (what, harm) in harms {
+        let path = name.strip_prefix("shm:").unwrap();
+        let stream = UnixStream::connect(path).unwrap();
+        let mut fds = recv_fds(&stream);
+        assert_eq!(fds.len(), 2, "{what}");
+        let bell = fds.pop().unwrap();
+        let memory = Memory::from_fd(fds.pop().unwrap());
+        harm(&memory);
+        let one: u64 = 1;
+        // SAFETY: (1) 8 bytes from a live u64 to the doorbell eventfd.
+        unsafe { libc::write(bell.as_raw_fd(), (&one as *const u64).cast(), 8) };
+        // The server hangs up on us...
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut byte = [0u8; 1];
+        let n = (&stream).read(&mut byte).unwrap_or_else(|e| panic!("{what}: no hang-up: {e}"));
+        assert_eq!(n, 0, "{what}");
+        // ...and keeps serving the others.
+        assert_eq!(good.call(what.as_bytes()).unwrap(), what.as_bytes(), "{what}");
+    }
+    drop(good);
+    drop(serving);
+}
+
+#[test]
+fn a_reply_ring_head_past_its_tail_drops_that_client_when_the_server_next_reads_it() {
+    let server = Server::bind_unique_with(Kind::Shm, &ServerOptions::new().ring_size(CAPACITY)).unwrap();
+    let name = server.name().to_string();
+    let serving = thread::spawn(move || {
+        while let Ok(request) = server.recv() {
+            let data = request.data().to_vec();
+            request.reply(&data).unwrap();
+        }
+    });
+    let stream = UnixStream::connect(name.strip_prefix("shm:").unwrap()).unwrap();
+    let mut fds = recv_fds(&stream);
+    let bell = fds.pop().unwrap();
+    let memory = Memory::from_fd(fds.pop().unwrap());
+    // We never read replies, and claim to have read far more than exists:
+    // once the reply ring looks full, the server reads this head.
+    memory.u64_at(REPLIES + HEAD).store(1 << 30, Ordering::Release);
+    stream.set_nonblocking(true).unwrap();
+    let mut hung_up = false;
+    for i in 0..16u64 {
+        // One 488-byte request per 512-byte record: records tile the ring.
+        let at = (i as usize % 8) * 512;
+        memory.record(HEADER_PAGE + at, 488, 1, i + 1, 488, 0);
+        memory.u64_at(REQUESTS + TAIL).store((i + 1) * 512, Ordering::Release);
+        let one: u64 = 1;
+        // SAFETY: (1) 8 bytes from a live u64 to the doorbell eventfd.
+        unsafe { libc::write(bell.as_raw_fd(), (&one as *const u64).cast(), 8) };
+        // Wait until the server took it (or dropped us).
+        loop {
+            let mut byte = [0u8; 1];
+            match (&stream).read(&mut byte) {
+                Ok(0) => hung_up = true,
+                _ if memory.u64_at(REQUESTS + HEAD).load(Ordering::Acquire) == (i + 1) * 512 => {}
+                _ => {
+                    thread::sleep(Duration::from_millis(1));
+                    continue;
+                }
+            }
+            break;
+        }
+        if hung_up {
+            break;
+        }
+    }
+    if !hung_up {
+        stream.set_nonblocking(false).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        assert_eq!((&stream).read(&mut [0u8; 1]).unwrap(), 0, "the server kept a client with a bad head");
+    }
+    let good = Client::connect(&name).unwrap();
+    assert_eq!(good.call(b"others are served").unwrap(), b"others are served");
+    drop(good);
+    drop(serving);
+}
