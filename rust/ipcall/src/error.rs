@@ -201,6 +201,18 @@ impl Error {
     }
 }
 
+impl Error {
+    /// Like [`from_io`](Self::from_io), for errors met while *binding*: there
+    /// a missing file means a missing parent directory, not "no server", so
+    /// it stays an `Io` error that names the operating system's reason.
+    pub(crate) fn from_bind_io(name: &Arc<str>, err: io::Error) -> Error {
+        match err.kind() {
+            io::ErrorKind::NotFound => Error::Io { name: name.clone(), source: err },
+            _ => Error::from_io(name, err),
+        }
+    }
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -91,3 +91,17 @@ fn unique_names_of_every_kind_are_private_and_unguessable() {
         }
     }
 }
+
+#[test]
+fn binding_under_a_missing_directory_is_an_io_error_naming_the_cause() {
+    for kind in [Kind::Unix, Kind::Pipe, Kind::Shm] {
+        let name = format!("{kind}:/nonexistent-ipcall-test-dir/{}/endpoint", std::process::id());
+        match Server::bind(&name) {
+            Err(e @ Error::Io { .. }) => {
+                let text = e.to_string();
+                assert!(text.contains(&name) && text.contains("No such file"), "{kind}: {text}");
+            }
+            other => panic!("{kind}: expected Io, got {other:?}"),
+        }
+    }
+}

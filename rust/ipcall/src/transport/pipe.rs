@@ -175,7 +175,7 @@ pub(crate) fn bind(name: &Name, options: &ServerOptions) -> Result<Box<dyn Serve
         // to enforce a list with. Refused rather than silently ignored.
         return Err(Error::PermissionDenied { name: shared.clone() });
     }
-    let listener = FifoListener::bind(directory(name)).map_err(|e| Error::from_io(shared, e))?;
+    let listener = FifoListener::bind(directory(name)).map_err(|e| Error::from_bind_io(shared, e))?;
     let server = StreamServer::new(shared.clone(), Box::new(listener), options)
         .map_err(|e| Error::Io { name: shared.clone(), source: e })?;
     Ok(Box::new(server))

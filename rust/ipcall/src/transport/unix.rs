@@ -346,7 +346,7 @@ fn bind_fd(fd: &OwnedFd, name: &Name) -> io::Result<()> {
 /// Binds a listening socket to `name`, replacing a stale socket file.
 pub(crate) fn listen(name: &Name, options: &ServerOptions) -> Result<Listener> {
     let shared = name.shared();
-    let io_err = |e: io::Error| Error::from_io(shared, e);
+    let io_err = |e: io::Error| Error::from_bind_io(shared, e);
     let fd = socket(true).map_err(io_err)?;
     // Private by default. When the options let other users in, the file
     // must let them connect; SO_PEERCRED then enforces exactly who.
