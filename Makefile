@@ -38,7 +38,7 @@ lint:
 ## (`ipcall demo`; the recipe is in mk/cli.mk).
 demo:
 
-## bench: ratios against the raw floors and peer libraries, in one run.
+## bench: ratios against the raw floors, in one run (peer libraries: not yet).
 bench:
 	$(CARGO) bench -p ipcall-benches
 
