@@ -9,7 +9,7 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
 use crate::sys::EventFd;
-use crate::wait::{spin_until, Deadline};
+use crate::wait::{spin_until, wait_until, Deadline};
 
 /// Why a pop returned nothing.
 #[derive(Debug, PartialEq, Eq)]
@@ -202,25 +202,20 @@ impl<T> Queue<T> {
     /// Blocks until at least one producer is registered, or the queue is
     /// finished (`Closed`), or the deadline passes (`Timeout`).
     pub(crate) fn wait_for_producer(&self, deadline: Deadline) -> Result<(), PopError> {
+        // `sleepers` counts this waiter so that `add_producer` notifies it.
         let mut state = self.lock();
-        loop {
+        state.sleepers += 1;
+        let outcome = wait_until(state, &self.cond, deadline, |state| {
             if state.producers > 0 || !state.items.is_empty() {
-                return Ok(());
+                Some(Ok(()))
+            } else if state.finished() {
+                Some(Err(PopError::Closed))
+            } else {
+                None
             }
-            if state.finished() {
-                return Err(PopError::Closed);
-            }
-            let left = deadline.remaining();
-            if left == Some(std::time::Duration::ZERO) {
-                return Err(PopError::Timeout);
-            }
-            state.sleepers += 1;
-            state = match left {
-                None => self.cond.wait(state).unwrap_or_else(|e| e.into_inner()),
-                Some(left) => self.cond.wait_timeout(state, left).unwrap_or_else(|e| e.into_inner()).0,
-            };
-            state.sleepers -= 1;
-        }
+        });
+        self.lock().sleepers -= 1;
+        outcome.unwrap_or(Err(PopError::Timeout))
     }
 
     /// Closes the queue and returns what was still in it.

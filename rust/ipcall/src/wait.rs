@@ -77,3 +77,24 @@ pub(crate) fn spin_until(mut ready: impl FnMut() -> bool) -> bool {
     }
     ready()
 }
+
+/// Waits on `cond` (with `guard` held between checks) until `check` returns
+/// `Some`, or the deadline passes (`None`). Poisoning is ignored: every
+/// state guarded this way stays consistent under a panic.
+pub(crate) fn wait_until<S, T>(
+    mut guard: std::sync::MutexGuard<'_, S>,
+    cond: &std::sync::Condvar,
+    deadline: Deadline,
+    mut check: impl FnMut(&S) -> Option<T>,
+) -> Option<T> {
+    loop {
+        if let Some(done) = check(&guard) {
+            return Some(done);
+        }
+        guard = match deadline.remaining() {
+            None => cond.wait(guard).unwrap_or_else(|e| e.into_inner()),
+            Some(left) if left.is_zero() => return None,
+            Some(left) => cond.wait_timeout(guard, left).unwrap_or_else(|e| e.into_inner()).0,
+        };
+    }
+}

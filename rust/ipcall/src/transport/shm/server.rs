@@ -37,7 +37,7 @@ use crate::transport::stream::server::Access;
 use crate::transport::stream::{wait_fd, Acceptor};
 use crate::transport::unix::{self, Listener};
 use crate::transport::{Answer, Responder, ServerTransport};
-use crate::wait::Deadline;
+use crate::wait::{wait_until, Deadline};
 
 /// Where `recv_with` wants a request's bytes shown in place (`None`: copy them).
 type InPlace<'a> = Option<&'a mut dyn FnMut(&[u8])>;
@@ -625,20 +625,17 @@ impl ServerTransport for ShmServer {
 
     fn accept(&self, deadline: Deadline) -> Result<()> {
         let shared = &self.shared;
-        let mut state = lock(&shared.state);
-        loop {
+        let name = || shared.name.clone();
+        let accepted = wait_until(lock(&shared.state), &shared.accepted_cond, deadline, |state| {
             if state.accepted > 0 {
-                return Ok(());
+                Some(Ok(()))
+            } else if state.closed {
+                Some(Err(Error::Closed { name: name() }))
+            } else {
+                None
             }
-            if state.closed {
-                return Err(Error::Closed { name: shared.name.clone() });
-            }
-            state = match deadline.remaining() {
-                None => shared.accepted_cond.wait(state).unwrap_or_else(|e| e.into_inner()),
-                Some(left) if left.is_zero() => return Err(Error::Timeout { name: shared.name.clone() }),
-                Some(left) => shared.accepted_cond.wait_timeout(state, left).unwrap_or_else(|e| e.into_inner()).0,
-            };
-        }
+        });
+        accepted.unwrap_or_else(|| Err(Error::Timeout { name: name() }))
     }
 
     fn fd(&self) -> BorrowedFd<'_> {
