@@ -328,6 +328,9 @@ fn dev_shm() -> Vec<String> {
 #[ignore = "the child-process entry point, run only by re-executing this binary"]
 fn child_process_entry() {
     let Ok(mode) = std::env::var("IPCALL_SHM_CHILD") else { return };
+    // SAFETY: (1) prctl with integer arguments: die with the test process
+    // (a killed test run must not leave a child holding its stdout pipe).
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
     match mode.as_str() {
         // Connects, makes one call, says so, then waits to be killed.
         "client" => {

@@ -329,10 +329,13 @@ impl Shared {
             if lock(&self.calls).dead.is_some() || deadline.expired() {
                 return done();
             }
-            waiting_since.get_or_insert_with(Instant::now);
             let header = self.mapping.header();
             let my_cpu = publish_cpu(&header.client_cpu);
             let ns = spin::allowance(self.mode, &self.budget, header.server_cpu.load(Ordering::Relaxed), my_cpu);
+            if waiting_since.is_none() && spin::quick(ns, || self.has_news(reader)) {
+                continue;
+            }
+            waiting_since.get_or_insert_with(Instant::now);
             if spin::spin_for(ns, || self.has_news(reader)) {
                 continue;
             }

@@ -498,7 +498,6 @@ impl Shared {
             if deadline.expired() {
                 return Err(Error::Timeout { name: self.name.clone() });
             }
-            let at = *waiting_since.get_or_insert_with(Instant::now);
             let my_cpu = super::current_cpu();
             // Spin if some client last ran on another CPU.
             let peer_cpu = conns
@@ -507,6 +506,10 @@ impl Shared {
                 .find(|&cpu| cpu != my_cpu)
                 .unwrap_or(my_cpu);
             let ns = spin::allowance(self.mode, &self.budget, peer_cpu, my_cpu);
+            if waiting_since.is_none() && spin::quick(ns, || conns.iter().any(|c| c.has_requests())) {
+                continue;
+            }
+            let at = *waiting_since.get_or_insert_with(Instant::now);
             if spin::spin_for(ns, || conns.iter().any(|c| c.has_requests()) || self.closed.load(Ordering::Relaxed)) {
                 continue;
             }
