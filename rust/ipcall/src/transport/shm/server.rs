@@ -48,6 +48,9 @@ const DOORBELL: u64 = 0;
 const WAKE: u64 = 1;
 /// Tokens of connections start here.
 const FIRST_CONN: u64 = 2;
+/// A busy server with several clients looks for hang-ups once per this
+/// many requests.
+const HANGUP_CHECK: usize = 64;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // Every critical section leaves its data consistent; poisoning is ignored.
@@ -192,6 +195,8 @@ struct Shared {
     pollable: AtomicBool,
     /// Rotates the scan's starting connection (fairness).
     scan_start: AtomicUsize,
+    /// Requests received (paces hang-up checks of a busy server).
+    received: AtomicUsize,
     state: Mutex<State>,
     accepted_cond: Condvar,
     watch_cond: Condvar,
@@ -235,6 +240,7 @@ impl ShmServer {
             sleepers: AtomicUsize::new(0),
             pollable: AtomicBool::new(false),
             scan_start: AtomicUsize::new(0),
+            received: AtomicUsize::new(0),
             state: Mutex::new(State {
                 conns: Arc::new(Vec::new()),
                 next_token: FIRST_CONN,
@@ -438,24 +444,26 @@ impl Shared {
         None
     }
 
-    /// Waits on the epoll descriptor until `deadline`; handles hang-ups.
+    /// Waits on the epoll descriptor until `deadline`; handles hang-ups
+    /// (all that are pending, however many).
     fn wait_events(&self, deadline: Deadline) {
-        let mut events = [libc::epoll_event { events: 0, u64: 0 }; 16];
-        // SAFETY: (1) `events` is a live, writable array of 16 epoll_events.
-        let n = unsafe {
-            libc::epoll_wait(
-                self.epoll.as_raw_fd(),
-                events.as_mut_ptr(),
-                events.len() as i32,
-                poll_timeout_ms(deadline),
-            )
-        };
-        for event in events.iter().take(n.max(0) as usize) {
-            let token = event.u64;
-            if token >= FIRST_CONN {
-                // Only hang-ups are registered for connections.
-                self.drop_conn(token);
+        let mut events = [libc::epoll_event { events: 0, u64: 0 }; 64];
+        let mut timeout = poll_timeout_ms(deadline);
+        loop {
+            // SAFETY: (1) `events` is a live, writable array of 64 epoll_events.
+            let n =
+                unsafe { libc::epoll_wait(self.epoll.as_raw_fd(), events.as_mut_ptr(), events.len() as i32, timeout) };
+            for event in events.iter().take(n.max(0) as usize) {
+                let token = event.u64;
+                if token >= FIRST_CONN {
+                    // Only hang-ups are registered for connections.
+                    self.drop_conn(token);
+                }
             }
+            if n < events.len() as i32 {
+                return;
+            }
+            timeout = 0;
         }
     }
 
@@ -486,6 +494,13 @@ impl Shared {
             if let Some(request) = self.scan(&conns, in_place) {
                 if let Some(at) = waiting_since {
                     self.budget.observe(at.elapsed());
+                }
+                // A server kept busy never sleeps in epoll, where hang-ups
+                // are seen: with several clients, look every so often (one
+                // system call per HANGUP_CHECK requests; a lone busy pair
+                // makes none).
+                if conns.len() > 1 && self.received.fetch_add(1, Ordering::Relaxed) % HANGUP_CHECK == 0 {
+                    self.wait_events(Deadline::Now);
                 }
                 return Ok(request);
             }
