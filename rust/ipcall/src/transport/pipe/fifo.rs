@@ -146,16 +146,16 @@
 //! made by `fork` without `exec` does inherit the listener's descriptors
 //! (and its `flock`), and keeps the directory looking live while it runs.
 
-pub(crate) mod os;
 #[cfg(test)]
+#[path = "process_tests.rs"]
 mod process_tests;
-mod record;
-pub(crate) mod sigpipe;
 #[cfg(test)]
+#[path = "fifo_tests.rs"]
 mod tests;
 
-use record::{format_answer, format_record, parse_answer, parse_record, RecordBuffer, ANSWER_LEN};
-use sigpipe::write_no_sigpipe;
+use super::record::{format_answer, format_record, parse_answer, parse_record, RecordBuffer, ANSWER_LEN};
+use crate::sys::fifo as os;
+use crate::sys::sigpipe::write_no_sigpipe;
 
 use std::ffi::{CStr, CString};
 use std::io;
@@ -165,9 +165,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 
-use crate::server::Peer;
+use crate::core::peer::Peer;
+use crate::core::wait::Deadline;
 use crate::sys;
-use crate::wait::Deadline;
 
 /// Name of the lock file inside a server directory.
 const LOCK_NAME: &CStr = c"lock";
