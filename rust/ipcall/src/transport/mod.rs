@@ -6,8 +6,10 @@
 //! - [`shm`]: `shm:` — memfd rings set up over a `unix:` rendezvous.
 //! - [`stream`]: the connection layer `unix:` and `pipe:` share
 //!   (handshake, frames, calls matched by id, one epoll per server).
+//! - [`access`]: who may connect (same user, a group, listed uids).
 //! - [`calls`]: the table of calls in flight on one client connection.
-//! - [`watch`]: async waiters of a server and the thread that wakes them.
+//! - [`watch`]: a server's async waiters, the thread that wakes them, and
+//!   waiting for and stopping its accepting thread.
 //!
 //! A transport provides a [`ServerTransport`] (what a server drives), a
 //! [`ClientConn`] (what a client and its calls drive) and a [`Responder`]
@@ -15,6 +17,7 @@
 //! [`Incoming`] request, a [`Call`] in flight — that only `api/` turns into
 //! public types. Calls end by completing a [`Slot`].
 
+pub(crate) mod access;
 pub(crate) mod calls;
 pub(crate) mod mem;
 pub(crate) mod pipe;

@@ -1,22 +1,25 @@
-//! Async receiving for servers whose readiness is a descriptor (`stream`,
-//! `shm`): the wakers of `recv_async` calls that found nothing, and the one
-//! thread per server that sleeps on the descriptor while any of them wait.
+//! What the `stream` and `shm` servers share around their event loops: the
+//! wakers of `recv_async` calls that found nothing, the one thread per server
+//! that sleeps on its descriptor while any of them wait, and waiting for and
+//! stopping the accepting thread.
 
 use std::io;
 use std::os::fd::BorrowedFd;
 use std::sync::{Arc, Condvar, Mutex};
-use std::task::Waker;
+use std::task::{Poll, Waker};
+use std::thread::JoinHandle;
 
 use crate::core::error::{Error, Result};
-use crate::core::wait::{lock, Deadline};
+use crate::core::wait::{lock, wait_until, Deadline};
 use crate::sys::poll::wait_fd;
+use crate::sys::EventFd;
+use crate::transport::Incoming;
 
 /// A server that a watcher thread can watch.
 pub(crate) trait Watched: Send + Sync + 'static {
-    /// Its async waiters.
-    fn watch(&self) -> &Watch;
-    /// Readable when a request may be ready or the server is finished.
-    fn ready_fd(&self) -> BorrowedFd<'_>;
+    /// Its async waiters, and its descriptor: readable when a request may
+    /// be ready or the server is finished.
+    fn watched(&self) -> (&Watch, BorrowedFd<'_>);
 }
 
 /// The async waiters of one server. Invariant: `running` is true exactly
@@ -47,7 +50,7 @@ impl Watch {
     /// since that look leaves the descriptor readable, which the watcher
     /// sees: no wake-up is lost.
     pub(crate) fn register<T: Watched>(owner: &Arc<T>, waker: &Waker, thread: &str, name: &Arc<str>) -> Result<()> {
-        let watch = owner.watch();
+        let watch = owner.watched().0;
         let start = {
             let mut state = lock(&watch.state);
             if !state.wakers.iter().any(|w| w.will_wake(waker)) {
@@ -70,6 +73,26 @@ impl Watch {
         Ok(())
     }
 
+    /// The async form of a `recv`: `now` is what a non-blocking `recv` just
+    /// gave; if nothing was ready (`Timeout`), the waker is registered and
+    /// the watcher will wake it.
+    pub(crate) fn poll_recv<T: Watched>(
+        owner: &Arc<T>,
+        waker: &Waker,
+        thread: &str,
+        name: &Arc<str>,
+        now: Result<Incoming>,
+    ) -> Poll<Result<Incoming>> {
+        match now {
+            Err(Error::Timeout { .. }) => {}
+            other => return Poll::Ready(other),
+        }
+        match Watch::register(owner, waker, thread, name) {
+            Ok(()) => Poll::Pending,
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+
     /// Wakes every registered waiter (something is ready).
     pub(crate) fn wake_all(&self) {
         let wakers = std::mem::take(&mut lock(&self.state).wakers);
@@ -88,7 +111,7 @@ impl Watch {
 /// The watcher: while async `recv`s wait, sleeps on the server's
 /// descriptor and wakes them when it is readable.
 fn run<T: Watched>(owner: Arc<T>) {
-    let watch = owner.watch();
+    let watch = owner.watched().0;
     loop {
         {
             let mut state = lock(&watch.state);
@@ -100,7 +123,36 @@ fn run<T: Watched>(owner: Arc<T>) {
                 state = watch.cond.wait(state).unwrap_or_else(|e| e.into_inner());
             }
         }
-        let _ = wait_fd(owner.ready_fd(), libc::POLLIN, Deadline::Never);
+        let _ = wait_fd(owner.watched().1, libc::POLLIN, Deadline::Never);
         watch.wake_all();
+    }
+}
+
+/// Waits on `cond` until `seen` says a connection was accepted (`Ok`) or the
+/// server closed (`Closed`), or the deadline passes (`Timeout`). `seen`
+/// returns (connections accepted, closed).
+pub(crate) fn wait_accepted<S>(
+    state: &Mutex<S>,
+    cond: &Condvar,
+    deadline: Deadline,
+    name: &Arc<str>,
+    seen: impl Fn(&S) -> (usize, bool),
+) -> Result<()> {
+    let accepted = wait_until(lock(state), cond, deadline, |state| match seen(state) {
+        (accepted, _) if accepted > 0 => Some(Ok(())),
+        (_, true) => Some(Err(Error::Closed { name: name.clone() })),
+        _ => None,
+    });
+    accepted.unwrap_or_else(|| Err(Error::Timeout { name: name.clone() }))
+}
+
+/// Stops a server's accepting thread: wakes the `accept` waiters on `cond`,
+/// sets `stop` (which the thread polls) and joins it, so that afterwards its
+/// listening descriptor is certainly closed.
+pub(crate) fn stop_accepting(cond: &Condvar, stop: &EventFd, thread: &Mutex<Option<JoinHandle<()>>>) {
+    cond.notify_all();
+    stop.set();
+    if let Some(accepting) = lock(thread).take() {
+        let _ = accepting.join();
     }
 }

@@ -28,6 +28,7 @@ use std::time::Duration;
 use crate::core::error::{Error, Result};
 use crate::core::name::Name;
 use crate::core::options::{ClientOptions, ServerOptions};
+mod conn;
 pub(crate) mod fifo;
 mod record;
 

@@ -30,14 +30,14 @@ use crate::core::frame;
 use crate::core::name::Name;
 use crate::core::options::{ServerOptions, WaitMode};
 use crate::core::peer::Peer;
-use crate::core::wait::{lock, wait_until, Deadline};
+use crate::core::wait::{lock, Deadline};
 use crate::sys::epoll::{Epoll, EPOLL_BATCH, READABLE};
 use crate::sys::EventFd;
+use crate::transport::access::Access;
 use crate::transport::shm::ring::{self, kind, take_sleeper, Consumer, Partial, Producer, Taken};
-use crate::transport::stream::server::Access;
 use crate::transport::stream::Acceptor;
 use crate::transport::unix::{self, Listener};
-use crate::transport::watch::{Watch, Watched};
+use crate::transport::watch::{stop_accepting, wait_accepted, Watch, Watched};
 use crate::transport::{Answer, Incoming, Responder, ServerTransport};
 
 /// Where `recv_with` wants a request's bytes shown in place (`None`: copy them).
@@ -182,6 +182,12 @@ struct Shared {
     accepted_cond: Condvar,
     /// Async `recv`s waiting for readiness.
     watch: Watch,
+}
+
+impl Watched for Shared {
+    fn watched(&self) -> (&Watch, BorrowedFd<'_>) {
+        (&self.watch, self.epoll.as_fd())
+    }
 }
 
 /// A `shm:` server (`ServerTransport`).
@@ -558,31 +564,16 @@ impl ServerTransport for ShmServer {
     fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Result<Incoming>> {
         let shared = &self.shared;
         shared.pollable.store(true, Ordering::SeqCst);
-        match shared.recv(Deadline::Now, None) {
-            Err(Error::Timeout { .. }) => {}
-            other => return Poll::Ready(other),
-        }
-        if let Err(e) = Watch::register(shared, cx.waker(), "ipcall-shm-watch", &shared.name) {
-            return Poll::Ready(Err(e));
-        }
         // The rings were armed when that `recv` left: a request arriving
         // since rings the doorbell, which the watcher sees.
-        Poll::Pending
+        Watch::poll_recv(shared, cx.waker(), "ipcall-shm-watch", &shared.name, shared.recv(Deadline::Now, None))
     }
 
     fn accept(&self, deadline: Deadline) -> Result<()> {
         let shared = &self.shared;
-        let name = || shared.name.clone();
-        let accepted = wait_until(lock(&shared.state), &shared.accepted_cond, deadline, |state| {
-            if state.accepted > 0 {
-                Some(Ok(()))
-            } else if state.closed {
-                Some(Err(Error::Closed { name: name() }))
-            } else {
-                None
-            }
-        });
-        accepted.unwrap_or_else(|| Err(Error::Timeout { name: name() }))
+        wait_accepted(&shared.state, &shared.accepted_cond, deadline, &shared.name, |state| {
+            (state.accepted, state.closed)
+        })
     }
 
     fn fd(&self) -> BorrowedFd<'_> {
@@ -613,11 +604,7 @@ impl ServerTransport for ShmServer {
             std::mem::take(&mut state.conns)
         };
         shared.watch.close();
-        shared.accepted_cond.notify_all();
-        shared.stop.set();
-        if let Some(accepting) = lock(&self.accepting).take() {
-            let _ = accepting.join();
-        }
+        stop_accepting(&shared.accepted_cond, &shared.stop, &self.accepting);
         for conn in conns.iter() {
             // Under the reader lock no `recv` is taking a request from this
             // ring, so `last_taken` is final: calls after it fail at once.
@@ -635,15 +622,5 @@ impl ServerTransport for ShmServer {
 impl Drop for ShmServer {
     fn drop(&mut self) {
         self.close();
-    }
-}
-
-impl Watched for Shared {
-    fn watch(&self) -> &Watch {
-        &self.watch
-    }
-
-    fn ready_fd(&self) -> BorrowedFd<'_> {
-        self.epoll.as_fd()
     }
 }

@@ -23,6 +23,7 @@
 //!   opened read-write never reports hang-up when its last writer leaves).
 
 pub(crate) mod client;
+pub(crate) mod conn;
 pub(crate) mod server;
 
 use std::io::{self, IoSlice};

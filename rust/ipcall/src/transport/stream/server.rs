@@ -37,13 +37,14 @@ use std::time::{Duration, Instant};
 use crate::core::error::{Error, Result};
 use crate::core::frame::{self, Event, FrameKind, Role};
 use crate::core::options::ServerOptions;
-use crate::core::peer::Peer;
-use crate::core::wait::{lock, wait_until, Deadline};
+use crate::core::wait::{lock, Deadline};
 use crate::sys::epoll::{Epoll, READABLE};
-use crate::sys::{self, EventFd};
-use crate::transport::stream::{readable_bytes, write_all_blocking, Acceptor, FrameReader, ReadError, Wire};
-use crate::transport::watch::{Watch, Watched};
-use crate::transport::{Answer, Incoming, Responder, ServerTransport};
+use crate::sys::EventFd;
+use crate::transport::access::Access;
+use crate::transport::stream::conn::{deliver, Decoded, ServerConn};
+use crate::transport::stream::{readable_bytes, write_all_blocking, Acceptor, FrameReader, ReadError};
+use crate::transport::watch::{stop_accepting, wait_accepted, Watch, Watched};
+use crate::transport::{Incoming, ServerTransport};
 
 /// epoll token of the wake-up eventfd.
 const WAKE: u64 = 0;
@@ -52,90 +53,6 @@ const FIRST_CONN: u64 = 1;
 /// How long the single-connection fast path blocks in one read before it
 /// looks whether a second connection or receiving thread appeared.
 const DIRECT_SLICE: Duration = Duration::from_millis(20);
-
-/// Who may connect (DESIGN §7); shared with `shm:`'s rendezvous.
-pub(crate) struct Access {
-    own_uid: u32,
-    uids: Vec<u32>,
-    gids: Vec<u32>,
-    any: bool,
-}
-
-impl Access {
-    /// The rules `options` set: this uid, plus allowed uids/gids, or anyone.
-    pub(crate) fn from_options(options: &ServerOptions) -> Access {
-        Access {
-            own_uid: sys::uid(),
-            uids: options.allowed_uids.clone(),
-            gids: options.allowed_gids.clone(),
-            any: options.allow_any_uid,
-        }
-    }
-
-    /// Whether `peer` may connect.
-    pub(crate) fn allows(&self, peer: &Peer) -> bool {
-        match (peer.uid, peer.gid) {
-            // The transport cannot tell: its file permissions decide.
-            (None, _) => true,
-            (Some(uid), gid) => {
-                self.any
-                    || uid == self.own_uid
-                    || self.uids.contains(&uid)
-                    || gid.is_some_and(|g| self.gids.contains(&g))
-            }
-        }
-    }
-}
-
-/// One client connection. Requests hold it (as their `Responder`), so it
-/// lives — and its descriptors stay open — until the server dropped it *and*
-/// every request from it was answered.
-pub(crate) struct ServerConn {
-    /// Its epoll token.
-    token: u64,
-    wire: Box<dyn Wire>,
-    peer: Peer,
-    /// Serialises whole frames written by answering threads.
-    writer: Mutex<()>,
-    /// Held by the one thread reading this connection.
-    reader: Mutex<FrameReader>,
-    /// True while a thread that met a busy `reader` has disarmed the
-    /// connection in epoll; cleared by whoever re-arms it (under this lock).
-    arm: Mutex<bool>,
-    /// The id of the last request a `recv` took (ids only grow), for the
-    /// `close` frame. Written under the server's state lock.
-    last_taken: AtomicU64,
-}
-
-impl Responder for ServerConn {
-    fn answer(&self, id: u64, answer: Answer<'_>) -> Result<()> {
-        let (kind, payload) = match answer {
-            Answer::Reply(data) => (FrameKind::Reply, data),
-            Answer::Fail(data) => (FrameKind::Fail, data),
-            Answer::NoReply => (FrameKind::NoReply, &[][..]),
-        };
-        let header = frame::encode_header(kind, id, payload.len() as u32);
-        let _writing = lock(&self.writer);
-        self.wire.before_write(payload.len());
-        if write_all_blocking(&*self.wire, &[&header, payload]).is_err() {
-            // The client is gone (or its connection broke): like a late reply
-            // to an abandoned call, the answer is discarded. The connection
-            // cannot carry another frame after a partial one.
-            self.wire.shutdown();
-        }
-        Ok(())
-    }
-}
-
-/// A decoded request waiting for a `recv`. Dropping it answers nothing (the
-/// server's `close` frame tells the client it was never taken).
-struct Decoded {
-    conn: Arc<ServerConn>,
-    id: u64,
-    data: Vec<u8>,
-    /// The negotiated maximum on its connection: the largest allowed reply.
-    max: u32,
-}
 
 /// What the receiving threads, the accepting thread and `close` share.
 /// Invariant: every connection in `conns` is registered in the epoll under
@@ -186,6 +103,12 @@ struct Shared {
     state: Mutex<State>,
     /// Async `recv`s waiting for readiness.
     watch: Watch,
+}
+
+impl Watched for Shared {
+    fn watched(&self) -> (&Watch, BorrowedFd<'_>) {
+        (&self.watch, self.epoll.as_fd())
+    }
 }
 
 /// A stream server (`ServerTransport`).
@@ -655,15 +578,6 @@ impl Shared {
     }
 }
 
-/// Turns a decoded request into an `Incoming`; called under the state lock
-/// (which orders `last_taken` against `close`).
-fn deliver(decoded: Decoded) -> Incoming {
-    let Decoded { conn, id, data, max } = decoded;
-    let peer = conn.peer;
-    conn.last_taken.store(id, Ordering::Release);
-    Incoming::new(data, peer, conn, id, max)
-}
-
 impl ServerTransport for StreamServer {
     fn recv(&self, deadline: Deadline) -> Result<Incoming> {
         self.shared.recv(deadline)
@@ -676,31 +590,16 @@ impl ServerTransport for StreamServer {
         if !shared.polled.swap(true, Ordering::AcqRel) {
             shared.restore_direct(&mut lock(&shared.state));
         }
-        match shared.recv(Deadline::Now) {
-            Err(Error::Timeout { .. }) => {}
-            other => return Poll::Ready(other),
-        }
-        if let Err(e) = Watch::register(shared, cx.waker(), "ipcall-server-watch", &shared.name) {
-            return Poll::Ready(Err(e));
-        }
         // Anything that arrived before the waker was registered makes the
         // epoll descriptor readable, which the watcher sees: no lost wake-up.
-        Poll::Pending
+        Watch::poll_recv(shared, cx.waker(), "ipcall-server-watch", &shared.name, shared.recv(Deadline::Now))
     }
 
     fn accept(&self, deadline: Deadline) -> Result<()> {
         let shared = &self.shared;
-        let name = || shared.name.clone();
-        let accepted = wait_until(lock(&shared.state), &shared.accepted_cond, deadline, |state| {
-            if state.accepted > 0 {
-                Some(Ok(()))
-            } else if state.closed {
-                Some(Err(Error::Closed { name: name() }))
-            } else {
-                None
-            }
-        });
-        accepted.unwrap_or_else(|| Err(Error::Timeout { name: name() }))
+        wait_accepted(&shared.state, &shared.accepted_cond, deadline, &shared.name, |state| {
+            (state.accepted, state.closed)
+        })
     }
 
     fn fd(&self) -> BorrowedFd<'_> {
@@ -734,13 +633,7 @@ impl ServerTransport for StreamServer {
             state.conns.drain().map(|(_, c)| c).collect()
         };
         shared.watch.close();
-        shared.accepted_cond.notify_all();
-        shared.stop.set();
-        if let Some(accepting) = lock(&self.accepting).take() {
-            // It exits at once on `stop`; afterwards the listening socket is
-            // certainly closed.
-            let _ = accepting.join();
-        }
+        stop_accepting(&shared.accepted_cond, &shared.stop, &self.accepting);
         for conn in conns {
             // The server reads nothing more; this also ends a direct read.
             conn.wire.stop_reading();
@@ -758,15 +651,5 @@ impl ServerTransport for StreamServer {
 impl Drop for StreamServer {
     fn drop(&mut self) {
         self.close();
-    }
-}
-
-impl Watched for Shared {
-    fn watch(&self) -> &Watch {
-        &self.watch
-    }
-
-    fn ready_fd(&self) -> BorrowedFd<'_> {
-        self.epoll.as_fd()
     }
 }
