@@ -25,7 +25,7 @@ pub(crate) fn wait_fd(
     deadline: impl Into<Option<Instant>>,
 ) -> io::Result<libc::c_short> {
     let deadline = deadline.into();
-    let flags = PollFlags::from_bits_retain(events as u16);
+    let flags = PollFlags::from_bits_retain(events as _);
     loop {
         let mut fds = [PollFd::from_borrowed_fd(fd, flags)];
         match rustix::event::poll(&mut fds, timeout_until(deadline).as_ref()) {
