@@ -42,6 +42,7 @@ use crate::sys::epoll::{Epoll, READABLE};
 use crate::sys::EventFd;
 use crate::transport::access::Access;
 use crate::transport::stream::conn::{deliver, Decoded, ServerConn};
+use crate::transport::stream::flush::{Flusher, Outbox};
 use crate::transport::stream::{readable_bytes, write_all_blocking, Acceptor, FrameReader, ReadError};
 use crate::transport::watch::{stop_accepting, wait_accepted, Watch, Watched};
 use crate::transport::{Incoming, ServerTransport};
@@ -97,6 +98,10 @@ struct Shared {
     /// request.
     polled: AtomicBool,
     local_max: u32,
+    /// Writes replies that had to wait for their clients.
+    flusher: Arc<Flusher>,
+    /// Most reply bytes that may wait on one connection.
+    reply_budget: u64,
     one_shot: bool,
     handshake_timeout: Duration,
     access: Access,
@@ -149,6 +154,8 @@ impl StreamServer {
             receivers: AtomicUsize::new(0),
             polled: AtomicBool::new(false),
             local_max: options.max_message_size,
+            flusher: Arc::new(Flusher::new(options.reply_timeout)?),
+            reply_budget: options.get_max_queued_reply_bytes(),
             one_shot: options.one_shot,
             handshake_timeout: options.handshake_timeout,
             access,
@@ -211,7 +218,9 @@ impl Shared {
             let _ = self.epoll.delete(conn.wire.read_fd());
         }
         state.handshakes.retain(|(token, _)| *token != conn.token);
-        conn.wire.shutdown();
+        // Never `shutdown`: no server thread blocks writing (replies queue),
+        // and the replies already written stay readable for the client.
+        conn.wire.hang_up();
         self.update_wake(&mut state);
     }
 
@@ -243,11 +252,14 @@ impl Shared {
             }
             let token = state.next_token;
             state.next_token += 1;
-            let conn = Arc::new(ServerConn {
+            let conn = Arc::new_cyclic(|me| ServerConn {
                 token,
                 wire: accepted.wire,
                 peer: accepted.peer,
-                writer: Mutex::new(()),
+                outbox: Mutex::new(Outbox::default()),
+                flusher: self.flusher.clone(),
+                reply_budget: self.reply_budget,
+                me: me.clone(),
                 reader: Mutex::new(FrameReader::new(Role::Server, self.local_max)),
                 arm: Mutex::new(false),
                 last_taken: AtomicU64::new(0),
@@ -637,13 +649,10 @@ impl ServerTransport for StreamServer {
         for conn in conns {
             // The server reads nothing more; this also ends a direct read.
             conn.wire.stop_reading();
-            // Best effort and never blocking: a client that does not read
-            // still sees the end of stream once its answered requests are gone.
-            if let Ok(_writing) = conn.writer.try_lock() {
-                let last = conn.last_taken.load(Ordering::Acquire);
-                let close = frame::encode_header(FrameKind::Close, last, 0);
-                let _ = conn.wire.write_now(&[io::IoSlice::new(&close)]);
-            }
+            // Never blocking: behind any replies still queued for it.
+            let last = conn.last_taken.load(Ordering::Acquire);
+            let close = frame::encode_header(FrameKind::Close, last, 0);
+            conn.send_frame(&[&close]);
         }
     }
 }
