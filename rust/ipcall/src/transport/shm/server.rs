@@ -82,6 +82,8 @@ struct Shared {
     flusher: Arc<ShmFlusher<ServerConn>>,
     /// Most reply bytes that may wait on one connection.
     reply_budget: u64,
+    /// Most connections served at once.
+    max_connections: usize,
     capacity: usize,
     mode: WaitMode,
     one_shot: bool,
@@ -136,6 +138,7 @@ impl ShmServer {
             local_max: options.max_message_size,
             flusher: Arc::new(ShmFlusher::new(options.reply_timeout)),
             reply_budget: options.get_max_queued_reply_bytes(),
+            max_connections: options.max_connections,
             capacity: ring_capacity(options.ring_size),
             mode: options.wait_mode,
             one_shot: options.one_shot,
@@ -209,6 +212,12 @@ impl Shared {
     fn set_up(&self, socket: OwnedFd, peer: Peer) {
         if !self.access.allows(&peer) {
             let hello = frame::encode_hello(frame::STATUS_REFUSED, self.local_max);
+            let _ = send_with_fds(socket.as_fd(), &hello, &[]);
+            return;
+        }
+        if lock(&self.state).conns.len() >= self.max_connections {
+            // Over the cap: a clear answer at connect, and no rings mapped.
+            let hello = frame::encode_hello(frame::STATUS_BUSY, self.local_max);
             let _ = send_with_fds(socket.as_fd(), &hello, &[]);
             return;
         }

@@ -2,7 +2,8 @@
 //! through, and a request decoded from it that waits for a `recv`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, LazyLock, Mutex, Weak};
+use std::time::{Duration, Instant};
 
 use crate::core::error::Result;
 use crate::core::frame::{self, FrameKind};
@@ -35,12 +36,47 @@ pub(crate) struct ServerConn {
     /// True while a thread that met a busy `reader` has disarmed the
     /// connection in epoll; cleared by whoever re-arms it (under this lock).
     pub(crate) arm: Mutex<bool>,
+    /// When the frame being received began, in nanoseconds since
+    /// [`EPOCH`] (0: no frame under way). Only readers touch it.
+    pub(crate) frame_since: AtomicU64,
     /// The id of the last request a `recv` took (ids only grow), for the
     /// `close` frame. Written under the server's state lock.
     pub(crate) last_taken: AtomicU64,
 }
 
+/// The instant `frame_since` counts from.
+static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
+
+fn nanos_since_epoch(at: Instant) -> u64 {
+    at.saturating_duration_since(*EPOCH).as_nanos().min(u128::from(u64::MAX)) as u64
+}
+
 impl ServerConn {
+    /// Notes, after a read, whether a frame is under way; true once one has
+    /// been under way longer than `limit` (a peer trickling a frame is
+    /// dropped: it would hold its connection slot forever).
+    pub(crate) fn frame_overdue(&self, in_frame: bool, limit: Duration) -> bool {
+        if !in_frame {
+            self.frame_since.store(0, Ordering::Relaxed);
+            return false;
+        }
+        let now = nanos_since_epoch(Instant::now()).max(1);
+        match self.frame_since.load(Ordering::Relaxed) {
+            0 => {
+                self.frame_since.store(now, Ordering::Relaxed);
+                false
+            }
+            since => Duration::from_nanos(now.saturating_sub(since)) > limit,
+        }
+    }
+
+    /// When the frame under way must be complete, if one is.
+    pub(crate) fn frame_deadline(&self, limit: Duration) -> Option<Instant> {
+        match self.frame_since.load(Ordering::Relaxed) {
+            0 => None,
+            since => Some(*EPOCH + Duration::from_nanos(since) + limit),
+        }
+    }
     /// Sends one frame without ever blocking on the client (DESIGN §6): what
     /// the wire does not take now waits in the outbox for the flusher, and a
     /// client whose queue passes the budget is dropped alone.

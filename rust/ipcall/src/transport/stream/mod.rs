@@ -234,6 +234,12 @@ impl FrameReader {
         Ok(None)
     }
 
+    /// True while a frame has begun and not ended (in the decoder or in
+    /// bytes read but not decoded yet).
+    pub(crate) fn in_frame(&self) -> bool {
+        self.decoder.in_frame() || self.start < self.end
+    }
+
     /// True if buffered bytes are waiting to be decoded.
     pub(crate) fn has_buffered(&self) -> bool {
         self.start < self.end

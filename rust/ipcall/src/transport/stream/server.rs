@@ -102,6 +102,10 @@ struct Shared {
     flusher: Arc<Flusher>,
     /// Most reply bytes that may wait on one connection.
     reply_budget: u64,
+    /// Most connections served at once.
+    max_connections: usize,
+    /// How long a started request frame may take to arrive whole.
+    frame_timeout: Duration,
     one_shot: bool,
     handshake_timeout: Duration,
     access: Access,
@@ -156,6 +160,8 @@ impl StreamServer {
             local_max: options.max_message_size,
             flusher: Arc::new(Flusher::new(options.reply_timeout)?),
             reply_budget: options.get_max_queued_reply_bytes(),
+            max_connections: options.max_connections,
+            frame_timeout: options.frame_timeout,
             one_shot: options.one_shot,
             handshake_timeout: options.handshake_timeout,
             access,
@@ -242,6 +248,14 @@ impl Shared {
                 accepted.wire.shutdown();
                 continue;
             }
+            if lock(&self.state).conns.len() >= self.max_connections {
+                // Over the cap: a clear answer at connect, and no resources
+                // held for it; it does not count as a client.
+                let hello = frame::encode_hello(frame::STATUS_BUSY, self.local_max);
+                let _ = accepted.wire.write_now(&[io::IoSlice::new(&hello)]);
+                accepted.wire.shutdown();
+                continue;
+            }
             let hello = frame::encode_hello(frame::STATUS_OK, self.local_max);
             if write_all_blocking(&*accepted.wire, &[&hello]).is_err() {
                 continue;
@@ -260,6 +274,7 @@ impl Shared {
                 flusher: self.flusher.clone(),
                 reply_budget: self.reply_budget,
                 me: me.clone(),
+                frame_since: AtomicU64::new(0),
                 reader: Mutex::new(FrameReader::new(Role::Server, self.local_max)),
                 arm: Mutex::new(false),
                 last_taken: AtomicU64::new(0),
@@ -296,7 +311,8 @@ impl Shared {
                     return;
                 }
                 let fd = state.acceptor.as_ref().map(|a| a.fd().as_raw_fd());
-                (fd, state.handshakes.iter().map(|(_, at)| *at).min())
+                let frames = state.conns.values().filter_map(|c| c.frame_deadline(self.frame_timeout));
+                (fd, state.handshakes.iter().map(|(_, at)| *at).chain(frames).min())
             };
             let deadline = next_handshake.map_or(Deadline::Never, Deadline::At);
             let mut fds = [
@@ -314,6 +330,7 @@ impl Shared {
                 self.accept_all();
             }
             self.expire_handshakes();
+            self.expire_frames();
         }
     }
 
@@ -362,6 +379,10 @@ impl Shared {
                 Err(ReadError::Eof) | Err(ReadError::Io(_)) | Err(ReadError::Protocol(_)) => break Err(()),
             }
         };
+        let outcome = match outcome {
+            Ok(()) if conn.frame_overdue(reader.in_frame(), self.frame_timeout) => Err(()),
+            other => other,
+        };
         self.release_reader(&conn, reader);
         if outcome.is_err() {
             // Hung up, or broke the protocol: only this connection goes.
@@ -394,6 +415,22 @@ impl Shared {
             if !hello_waiting {
                 self.drop_conn(&conn);
             }
+        }
+    }
+
+    /// Drops connections that left a frame half-sent for longer than the
+    /// frame timeout (a trickle that reads keep seeing is caught at read
+    /// time; this catches one that stopped).
+    fn expire_frames(&self) {
+        let now = Instant::now();
+        let overdue: Vec<Arc<ServerConn>> = lock(&self.state)
+            .conns
+            .values()
+            .filter(|c| c.frame_deadline(self.frame_timeout).is_some_and(|at| at <= now))
+            .cloned()
+            .collect();
+        for conn in overdue {
+            self.drop_conn(&conn);
         }
     }
 
@@ -530,6 +567,7 @@ impl Shared {
             match read {
                 Ok(Some(Event::Frame(f))) if f.kind == FrameKind::Request => {
                     first = Some(Decoded { conn: conn.clone(), id: f.id, data: f.payload, max: reader.max() });
+                    conn.frame_overdue(false, self.frame_timeout);
                     // Decode whatever else that read brought, without reading more.
                     while reader.has_buffered() {
                         match reader.next(&*conn.wire, Deadline::Now) {
@@ -543,9 +581,15 @@ impl Shared {
                             }
                         }
                     }
+                    // A partial frame after them starts its clock now.
+                    conn.frame_overdue(reader.in_frame(), self.frame_timeout);
                     break;
                 }
                 Ok(None) => {
+                    if conn.frame_overdue(reader.in_frame(), self.frame_timeout) {
+                        failed = true;
+                        break;
+                    }
                     let state = lock(&self.state);
                     if deadline.expired() || state.closed || self.sole_connection(&state, deadline).is_none() {
                         break;
