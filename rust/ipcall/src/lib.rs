@@ -45,7 +45,9 @@ pub use crate::core::error::{Error, ErrorKind, Result};
 #[doc(hidden)]
 pub use crate::core::frame;
 pub use crate::core::name::{runtime_dir, Kind, Name};
-pub use crate::core::options::{ClientOptions, ServerOptions, WaitMode, DEFAULT_MAX_MESSAGE_SIZE};
+pub use crate::core::options::{
+    ClientOptions, ServerOptions, WaitMode, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_MESSAGE_SIZE,
+};
 pub use crate::core::peer::Peer;
 
 #[doc = include_str!("../../../README.md")]

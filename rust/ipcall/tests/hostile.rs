@@ -311,3 +311,77 @@ fn refused_hello_is_permission_denied() {
     assert_eq!(Client::connect(&name).unwrap_err().kind(), ErrorKind::PermissionDenied);
     t.join().unwrap();
 }
+
+#[test]
+fn a_frame_that_stops_halfway_is_dropped_after_the_frame_timeout() {
+    let victim = Victim::new(&ServerOptions::new().frame_timeout(Duration::from_millis(300)));
+    let mut raw = victim.raw();
+    raw.write_all(&raw_hello(b"IPCL", 1, 0, 1 << 20)).unwrap();
+    raw.write_all(&raw_header(100, REQUEST, 1)).unwrap();
+    raw.write_all(&[7u8; 10]).unwrap();
+    // Then silence, with the connection left open.
+    victim.assert_dropped(raw);
+}
+
+#[test]
+fn a_frame_trickled_slower_than_the_frame_timeout_is_dropped_while_trickling() {
+    let victim = Victim::new(&ServerOptions::new().frame_timeout(Duration::from_millis(300)));
+    let mut raw = victim.raw();
+    raw.write_all(&raw_hello(b"IPCL", 1, 0, 1 << 20)).unwrap();
+    raw.write_all(&raw_header(1000, REQUEST, 1)).unwrap();
+    // A byte every 50 ms would take 50 s for the whole frame; the server
+    // drops the connection long before, and the writes start failing.
+    let mut refused = false;
+    for _ in 0..1000 {
+        if raw.write_all(&[7u8]).is_err() {
+            refused = true;
+            break;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    assert!(refused, "a 1 byte/50 ms frame was never dropped");
+    victim.assert_dropped(raw);
+}
+
+#[test]
+fn a_client_over_max_connections_is_refused_at_connect_then_admitted_when_one_leaves() {
+    for kind in [Kind::Unix, Kind::Pipe, Kind::Shm] {
+        let server = Arc::new(Server::bind_unique_with(kind, &ServerOptions::new().max_connections(2)).unwrap());
+        let s = server.clone();
+        let serving = thread::spawn(move || {
+            while let Ok(request) = s.recv() {
+                let data = request.data().to_vec();
+                let _ = request.reply(&data);
+            }
+        });
+        let first = Client::connect(server.name()).unwrap();
+        let second = Client::connect(server.name()).unwrap();
+        assert_eq!(first.call(b"1").unwrap(), b"1");
+        assert_eq!(second.call(b"2").unwrap(), b"2");
+        let err = Client::connect(server.name()).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Io, "{kind:?}: {err}");
+        assert!(err.to_string().contains("maximum number of connections"), "{kind:?}: {err}");
+        match &err {
+            Error::Io { source, .. } => assert_eq!(source.kind(), IoKind::ConnectionRefused, "{kind:?}"),
+            other => panic!("{kind:?}: {other}"),
+        }
+        // One leaves; once the server has seen it go, a new client gets in.
+        drop(first);
+        let mut third = None;
+        for _ in 0..600 {
+            match Client::connect(server.name()) {
+                Ok(client) => {
+                    third = Some(client);
+                    break;
+                }
+                Err(e) => assert_eq!(e.kind(), ErrorKind::Io, "{kind:?}: {e}"),
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        let third = third.unwrap_or_else(|| panic!("{kind:?}: no slot freed after a client left"));
+        assert_eq!(third.call(b"3").unwrap(), b"3");
+        assert_eq!(second.call(b"2 again").unwrap(), b"2 again");
+        server.close();
+        serving.join().unwrap();
+    }
+}

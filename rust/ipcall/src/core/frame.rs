@@ -24,6 +24,9 @@ pub const HEADER_LEN: usize = 16;
 pub const STATUS_OK: u16 = 0;
 /// `status` of a server's hello: the peer's credentials are not allowed.
 pub const STATUS_REFUSED: u16 = 1;
+/// `status` of a server's hello: the server already serves as many
+/// connections as it may (`max_connections`); try again later.
+pub const STATUS_BUSY: u16 = 2;
 
 /// The kind of a frame (byte 4 of its header).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,7 +72,7 @@ pub enum Role {
 pub struct Hello {
     /// The sender's protocol version.
     pub version: u16,
-    /// [`STATUS_OK`] or [`STATUS_REFUSED`].
+    /// [`STATUS_OK`], [`STATUS_REFUSED`] or [`STATUS_BUSY`].
     pub status: u16,
     /// The largest message the sender accepts (and sends).
     pub max_message_size: u32,
@@ -206,7 +209,7 @@ fn check_magic_and_version(bytes: &[u8]) -> Result<(), ProtocolError> {
 pub fn decode_hello(bytes: &[u8; HELLO_LEN]) -> Result<Hello, ProtocolError> {
     check_magic_and_version(bytes)?;
     let status = u16::from_le_bytes([bytes[6], bytes[7]]);
-    if status != STATUS_OK && status != STATUS_REFUSED {
+    if status > STATUS_BUSY {
         return Err(ProtocolError::BadStatus(status));
     }
     let max_message_size = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
@@ -342,6 +345,16 @@ impl Decoder {
         }
     }
 
+    /// True while a frame has begun but not ended (part of a header or of a
+    /// payload was taken); the hello does not count.
+    pub fn in_frame(&self) -> bool {
+        match self.phase {
+            Phase::Header => self.have > 0,
+            Phase::Payload { .. } => true,
+            _ => false,
+        }
+    }
+
     /// While a payload is being collected: how many bytes it still lacks.
     /// Large remainders are read straight into [`payload_spare`](Self::payload_spare).
     pub fn payload_missing(&self) -> usize {
@@ -414,6 +427,7 @@ mod tests {
     const V7_CLOSE_LAST_7: &str = "00 00 00 00 05 00 00 00 07 00 00 00 00 00 00 00";
     const V8_VERSION_2: &str = "49 50 43 4c 02 00 00 00 00 00 00 04 00 00 00 00";
     const V9_TOO_LONG: &str = "01 00 00 04 01 00 00 00 03 00 00 00 00 00 00 00";
+    const V10_BUSY_HELLO_64MIB: &str = "49 50 43 4c 01 00 02 00 00 00 00 04 00 00 00 00";
 
     #[test]
     fn vector_hellos_encode_and_decode() {
@@ -421,6 +435,9 @@ mod tests {
         assert_eq!(encode_hello(STATUS_REFUSED, 1 << 20).to_vec(), hex(V2_REFUSED_HELLO_1MIB));
         let refused: [u8; 16] = hex(V2_REFUSED_HELLO_1MIB).try_into().unwrap();
         assert_eq!(decode_hello(&refused), Ok(Hello { version: 1, status: STATUS_REFUSED, max_message_size: 1 << 20 }));
+        assert_eq!(encode_hello(STATUS_BUSY, 64 << 20).to_vec(), hex(V10_BUSY_HELLO_64MIB));
+        let busy: [u8; 16] = hex(V10_BUSY_HELLO_64MIB).try_into().unwrap();
+        assert_eq!(decode_hello(&busy), Ok(Hello { version: 1, status: STATUS_BUSY, max_message_size: 64 << 20 }));
     }
 
     #[test]

@@ -40,7 +40,20 @@ pub struct ServerOptions {
     pub(crate) ring_size: usize,
     /// How `shm:` waits (`shm:` only).
     pub(crate) wait_mode: WaitMode,
+    /// Most reply bytes queued on one connection before it is dropped;
+    /// `None` = four times `max_message_size`.
+    pub(crate) max_queued_reply_bytes: Option<u64>,
+    /// How long queued replies may make no progress before the connection
+    /// is dropped.
+    pub(crate) reply_timeout: Duration,
+    /// Most connections served at once; more are refused at connect.
+    pub(crate) max_connections: usize,
+    /// How long a started frame may take to arrive whole.
+    pub(crate) frame_timeout: Duration,
 }
+
+/// How many connections a server serves at once by default.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 
 impl Default for ServerOptions {
     fn default() -> Self {
@@ -53,6 +66,10 @@ impl Default for ServerOptions {
             handshake_timeout: Duration::from_secs(5),
             ring_size: 1 << 20,
             wait_mode: WaitMode::Adaptive,
+            max_queued_reply_bytes: None,
+            reply_timeout: Duration::from_secs(30),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            frame_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -115,9 +132,45 @@ impl ServerOptions {
         self
     }
 
+    /// Most bytes of replies that may wait on one connection for its client
+    /// to read them (default: four times the maximum message size). `reply`
+    /// never blocks: what the connection cannot take at once is queued, and
+    /// a client whose queue grows past this is dropped alone (its calls fail
+    /// with `Disconnected`).
+    pub fn max_queued_reply_bytes(mut self, bytes: u64) -> Self {
+        self.max_queued_reply_bytes = Some(bytes);
+        self
+    }
+
+    /// How long a connection's queued replies may make no progress before
+    /// the connection is dropped (default 30 s).
+    pub fn reply_timeout(mut self, timeout: Duration) -> Self {
+        self.reply_timeout = timeout;
+        self
+    }
+
+    /// Most clients served at once (default 1,024); a client over it is
+    /// refused at connect with an `Io` error that says so.
+    pub fn max_connections(mut self, connections: usize) -> Self {
+        self.max_connections = connections;
+        self
+    }
+
+    /// How long a request frame may take from its first byte to its last
+    /// (default 30 s); a connection that trickles slower is dropped.
+    pub fn frame_timeout(mut self, timeout: Duration) -> Self {
+        self.frame_timeout = timeout;
+        self
+    }
+
     /// The configured maximum message size.
     pub fn get_max_message_size(&self) -> u32 {
         self.max_message_size
+    }
+
+    /// The reply budget of one connection, in bytes.
+    pub fn get_max_queued_reply_bytes(&self) -> u64 {
+        self.max_queued_reply_bytes.unwrap_or(4 * u64::from(self.max_message_size))
     }
 
     /// Whether this is a one-shot server.

@@ -167,6 +167,12 @@ pub(crate) fn peer_gone(socket: BorrowedFd<'_>) -> bool {
     })
 }
 
+/// Hangs up the rendezvous socket both ways: the peer's next look sees it.
+pub(crate) fn hang_up(socket: BorrowedFd<'_>) {
+    // Failure means it is already shut down or gone: nothing more to do.
+    let _ = rustix::net::shutdown(socket, rustix::net::Shutdown::Both);
+}
+
 /// This thread's CPU (cheap: read from rseq or the vDSO).
 pub(crate) fn current_cpu() -> u32 {
     rustix::thread::sched_getcpu() as u32

@@ -86,6 +86,9 @@ pub(crate) struct Calls {
     /// The server closed after taking requests up to this id: it reads no
     /// more, and answers only those.
     pub(crate) server_closed: Option<u64>,
+    /// A request could not be written whole: no more can be sent on this
+    /// connection, while the calls already sent still wait for answers.
+    pub(crate) write_broken: bool,
     pub(crate) dead: Option<Death>,
 }
 
@@ -99,6 +102,7 @@ impl Calls {
             async_reader: false,
             handle_gone: false,
             server_closed: None,
+            write_broken: false,
             dead: None,
         }
     }
@@ -141,5 +145,18 @@ impl Calls {
 pub(crate) fn fail_all(entries: Vec<Entry>, death: &Death, name: &Arc<str>) {
     for entry in entries {
         entry.slot.complete(death.outcome(name));
+    }
+}
+
+/// The error of a connect that a server refused for being at its
+/// `max_connections`: `Io`, whose source is `ConnectionRefused`, so that a
+/// caller can tell it from an operating-system failure and try again later.
+pub(crate) fn busy(name: &Arc<str>) -> Error {
+    Error::Io {
+        name: name.clone(),
+        source: std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            "the server already serves its maximum number of connections (max_connections); try again later",
+        ),
     }
 }

@@ -64,8 +64,21 @@ impl FifoConn {
     /// the peer, then it reads EOF (once no thread is inside a write on the
     /// old FIFO). A thread blocked waiting for room in a full FIFO is woken
     /// by freeing one buffer slot: at most 4 KiB the peer had not read are
-    /// lost then, and only then.
+    /// lost then, and only then (see [`hang_up_write`](Self::hang_up_write)
+    /// for a side that has no such writer).
     pub(crate) fn shutdown_write(&self) -> io::Result<()> {
+        self.end_write(true)
+    }
+
+    /// [`shutdown_write`](Self::shutdown_write) for a side none of whose
+    /// threads can be blocked writing (a server, whose replies never block):
+    /// nothing is freed to wake one, so every byte written before stays
+    /// readable for the peer, then it reads EOF.
+    pub(crate) fn hang_up_write(&self) -> io::Result<()> {
+        self.end_write(false)
+    }
+
+    fn end_write(&self, wake_writers: bool) -> io::Result<()> {
         // Reopened before the swap, while the number still names the FIFO.
         let old_reader = os::reopen(self.write.as_fd(), libc::O_RDONLY | libc::O_NONBLOCK);
         let old_writer = os::reopen(self.write.as_fd(), libc::O_WRONLY | libc::O_NONBLOCK);
@@ -76,7 +89,7 @@ impl FifoConn {
         // writer may be asleep in poll on it: make room so it wakes, looks
         // at its descriptor again and finds the dead pipe. (No writer end =
         // no reader left: such pollers got POLLERR already.)
-        if let (Ok(reader), Ok(writer)) = (old_reader, old_writer) {
+        if let (true, Ok(reader), Ok(writer)) = (wake_writers, old_reader, old_writer) {
             let mut fds = [os::pollfd(writer.as_fd(), libc::POLLOUT)];
             if !os::poll_until(&mut fds, Deadline::Now)? {
                 let _ = os::read(reader.as_fd(), &mut [0u8; 4096]);

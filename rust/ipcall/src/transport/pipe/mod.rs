@@ -138,6 +138,15 @@ impl Wire for FifoWire {
         let _ = self.conn.shutdown_write();
     }
 
+    fn hang_up(&self) {
+        // No server thread ever blocks writing (its replies are queued), so
+        // nothing needs waking and no unread byte is freed. Writing ends
+        // first: a reader woken by `stop_reading` may drop the connection
+        // at once.
+        let _ = self.conn.hang_up_write();
+        self.stop_reading();
+    }
+
     fn before_write(&self, len: usize) {
         if len >= LARGE_MESSAGE && !self.big_pipe.swap(true, Ordering::Relaxed) {
             // Best effort: a smaller pipe is only slower.

@@ -37,7 +37,7 @@ use crate::core::options::{ClientOptions, WaitMode};
 use crate::core::slot::{Outcome, Slot, Woken};
 use crate::core::wait::lock;
 use crate::core::wait::Deadline;
-use crate::transport::calls::{fail_all, Calls, Death, Entry};
+use crate::transport::calls::{busy, fail_all, Calls, Death, Entry};
 use crate::transport::shm::ring::{self, announce_sleep, kind, Consumer, Partial, Producer, Taken};
 use crate::transport::stream::client::CLIENT_HANDSHAKE_TIMEOUT;
 use crate::transport::stream::wait_fd;
@@ -102,6 +102,9 @@ impl ShmClient {
             return Err(protocol(&shared_name, format!("a hello of {n} bytes")));
         }
         let hello = frame::decode_hello(&hello).map_err(|e| protocol(&shared_name, e))?;
+        if hello.status == frame::STATUS_BUSY {
+            return Err(busy(&shared_name));
+        }
         if hello.status == frame::STATUS_REFUSED {
             return Err(Error::PermissionDenied { name: shared_name });
         }

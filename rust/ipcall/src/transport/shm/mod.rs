@@ -22,6 +22,8 @@
 //! every shared value is read once, checked, then used.
 
 pub(crate) mod client;
+pub(crate) mod conn;
+pub(crate) mod flush;
 pub(crate) mod ring;
 pub(crate) mod server;
 

@@ -22,8 +22,7 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use super::{
-    announce_sleep_all, create_conn_memory, futex_wake, publish_cpu, ring_capacity, send_message, send_with_fds, spin,
-    wake_producer, Mapping, SendError, Sending,
+    announce_sleep_all, create_conn_memory, futex_wake, publish_cpu, ring_capacity, send_with_fds, spin, wake_producer,
 };
 use crate::core::error::{Error, Result};
 use crate::core::frame;
@@ -34,11 +33,13 @@ use crate::core::wait::{lock, Deadline};
 use crate::sys::epoll::{Epoll, EPOLL_BATCH, READABLE};
 use crate::sys::EventFd;
 use crate::transport::access::Access;
-use crate::transport::shm::ring::{self, kind, take_sleeper, Consumer, Partial, Producer, Taken};
+use crate::transport::shm::conn::{RequestReader, ServerConn};
+use crate::transport::shm::flush::{ReplyWriter, ShmFlusher};
+use crate::transport::shm::ring::{self, kind, take_sleeper, Consumer, Producer, Taken};
 use crate::transport::stream::Acceptor;
 use crate::transport::unix::{self, Listener};
 use crate::transport::watch::{stop_accepting, wait_accepted, Watch, Watched};
-use crate::transport::{Answer, Incoming, Responder, ServerTransport};
+use crate::transport::{Incoming, ServerTransport};
 
 /// Where `recv_with` wants a request's bytes shown in place (`None`: copy them).
 type InPlace<'a> = Option<&'a mut dyn FnMut(&[u8])>;
@@ -52,90 +53,6 @@ const FIRST_CONN: u64 = 2;
 /// A busy server with several clients looks for hang-ups once per this
 /// many requests.
 const HANGUP_CHECK: usize = 64;
-
-/// The reading end of a connection's request ring.
-struct RequestReader {
-    consumer: Consumer,
-    partial: Option<Partial>,
-}
-
-/// One client connection. Requests hold it (as their `Responder`), so its
-/// mapping and socket live until the server dropped it *and* every request
-/// from it was answered; then the client sees the hang-up.
-pub(crate) struct ServerConn {
-    token: u64,
-    /// The rendezvous connection: its hang-up is the client's death.
-    socket: OwnedFd,
-    /// Declared before nothing that outlives it: the rings point into it.
-    mapping: Mapping,
-    peer: Peer,
-    local_max: u32,
-    mode: WaitMode,
-    /// Held by the one thread reading the request ring.
-    reader: Mutex<RequestReader>,
-    /// Serialises whole replies (pieces of two replies never interleave).
-    writer: Mutex<Producer>,
-    /// The id of the last request taken (ids only grow); written under `reader`.
-    last_taken: AtomicU64,
-    /// The client broke the protocol or died: answers are discarded.
-    broken: AtomicBool,
-    /// Spin budget for waiting on reply-ring space.
-    budget: spin::Budget,
-}
-
-impl ServerConn {
-    /// True if the request ring may hold a record (two plain loads).
-    fn has_requests(&self) -> bool {
-        let ctrl = &self.mapping.header().requests;
-        ctrl.tail.load(Ordering::Acquire) != ctrl.head.load(Ordering::Relaxed)
-    }
-
-    fn max_reply(&self) -> u32 {
-        // Read once; a client that lies only limits its own replies.
-        let client = self.mapping.header().client_max.load(Ordering::Relaxed);
-        if client == 0 {
-            self.local_max
-        } else {
-            client.min(self.local_max)
-        }
-    }
-}
-
-impl Responder for ServerConn {
-    fn answer(&self, id: u64, answer: Answer<'_>) -> Result<()> {
-        let (kind, payload) = match answer {
-            Answer::Reply(data) => (kind::REPLY, data),
-            Answer::Fail(data) => (kind::FAIL, data),
-            Answer::NoReply => (kind::NO_REPLY, &[][..]),
-        };
-        if self.broken.load(Ordering::Relaxed) {
-            return Ok(());
-        }
-        let header = self.mapping.header();
-        let mut writer = lock(&self.writer);
-        publish_cpu(&header.server_cpu);
-        let wake = || futex_wake(&header.replies.consumer_sleeping);
-        let mut on_wait = || !self.broken.load(Ordering::Relaxed) && !super::peer_gone(self.socket.as_fd());
-        let mut how = Sending {
-            mode: self.mode,
-            budget: &self.budget,
-            peer_cpu: &header.client_cpu,
-            wake_consumer: &wake,
-            on_wait: &mut on_wait,
-        };
-        match send_message(&mut writer, kind, id, payload, &mut how) {
-            Ok(()) => {}
-            // Like a late reply to an abandoned call, the answer is
-            // discarded: the client is gone or broke its ring.
-            Err(SendError::Gone) | Err(SendError::Violation(_)) => {
-                self.broken.store(true, Ordering::Relaxed);
-                // SAFETY: (1) shutdown takes no pointers; the client sees the hang-up.
-                unsafe { libc::shutdown(self.socket.as_raw_fd(), libc::SHUT_RDWR) };
-            }
-        }
-        Ok(())
-    }
-}
 
 struct State {
     /// The live connections (copy-on-write: `recv` clones the `Arc`).
@@ -161,6 +78,12 @@ struct Shared {
     /// Set once by `close`: ends the accepting thread.
     stop: EventFd,
     local_max: u32,
+    /// Moves replies that had to wait into their rings.
+    flusher: Arc<ShmFlusher<ServerConn>>,
+    /// Most reply bytes that may wait on one connection.
+    reply_budget: u64,
+    /// Most connections served at once.
+    max_connections: usize,
     capacity: usize,
     mode: WaitMode,
     one_shot: bool,
@@ -213,6 +136,9 @@ impl ShmServer {
             wake,
             stop: EventFd::new().map_err(io_err)?,
             local_max: options.max_message_size,
+            flusher: Arc::new(ShmFlusher::new(options.reply_timeout)),
+            reply_budget: options.get_max_queued_reply_bytes(),
+            max_connections: options.max_connections,
             capacity: ring_capacity(options.ring_size),
             mode: options.wait_mode,
             one_shot: options.one_shot,
@@ -289,6 +215,12 @@ impl Shared {
             let _ = send_with_fds(socket.as_fd(), &hello, &[]);
             return;
         }
+        if lock(&self.state).conns.len() >= self.max_connections {
+            // Over the cap: a clear answer at connect, and no rings mapped.
+            let hello = frame::encode_hello(frame::STATUS_BUSY, self.local_max);
+            let _ = send_with_fds(socket.as_fd(), &hello, &[]);
+            return;
+        }
         let Ok((memfd, mapping)) = create_conn_memory(self.capacity, self.local_max) else { return };
         // Armed from the start: the first request rings the doorbell, which
         // wakes a sleeping `recv` (it then rescans with this connection) and
@@ -303,8 +235,8 @@ impl Shared {
         let token = state.next_token;
         state.next_token += 1;
         let reader = RequestReader { consumer: Consumer::new(mapping.requests()), partial: None };
-        let writer = Producer::new(mapping.replies());
-        let conn = Arc::new(ServerConn {
+        let writer = ReplyWriter::new(Producer::new(mapping.replies()));
+        let conn = Arc::new_cyclic(|me| ServerConn {
             token,
             socket,
             mapping,
@@ -313,6 +245,9 @@ impl Shared {
             mode: self.mode,
             reader: Mutex::new(reader),
             writer: Mutex::new(writer),
+            flusher: self.flusher.clone(),
+            reply_budget: self.reply_budget,
+            me: me.clone(),
             last_taken: AtomicU64::new(0),
             broken: AtomicBool::new(false),
             budget: spin::Budget::new(),

@@ -33,7 +33,7 @@ use crate::core::frame::{self, Event, Frame, FrameKind, Role};
 use crate::core::slot::{Outcome, Slot, Woken};
 use crate::core::wait::lock;
 use crate::core::wait::Deadline;
-use crate::transport::calls::{fail_all, Calls, Death, Entry};
+use crate::transport::calls::{busy, fail_all, Calls, Death, Entry};
 use crate::transport::stream::{
     is_disconnect, remaining_slices, wait_fd, write_all_blocking, FrameReader, ReadError, Wire,
 };
@@ -97,6 +97,9 @@ impl StreamClient {
             Err(ReadError::Io(e)) => return Err(io_err(e)),
             Err(ReadError::Protocol(e)) => return Err(Error::Protocol { name, reason: e.to_string() }),
         };
+        if hello.status == frame::STATUS_BUSY {
+            return Err(busy(&name));
+        }
         if hello.status == frame::STATUS_REFUSED {
             return Err(Error::PermissionDenied { name });
         }
@@ -331,7 +334,7 @@ impl ClientConn for StreamClient {
                 if let Some(death) = &calls.dead {
                     return Err(shared.error_for(death));
                 }
-                if calls.server_closed.is_some() {
+                if calls.server_closed.is_some() || calls.write_broken {
                     return Err(Error::Disconnected { name: shared.name.clone() });
                 }
                 id = *next_id;
@@ -341,11 +344,18 @@ impl ClientConn for StreamClient {
             let header = frame::encode_header(FrameKind::Request, id, data.len() as u32);
             if shared.write_request(&header, data).is_err() {
                 drop(next_id);
-                // A half-written frame leaves the stream unusable; `die` also
-                // fails this call, so report how.
-                shared.die(Death::Disconnected);
-                let death = lock(&shared.calls).dead.clone().unwrap_or(Death::Disconnected);
-                return Err(shared.error_for(&death));
+                // This call cannot reach the server, and after a half-written
+                // frame no other can. But the calls already sent may still be
+                // answered (a server that closed answers what it took): they
+                // are left to the read side, which fails them when the stream
+                // ends, not here.
+                let mut calls = lock(&shared.calls);
+                calls.write_broken = true;
+                calls.remove(id);
+                return Err(match &calls.dead {
+                    Some(death) => shared.error_for(death),
+                    None => Error::Disconnected { name: shared.name.clone() },
+                });
             }
         }
         Ok(Call { conn: self, id, slot })

@@ -2,13 +2,15 @@
 //! through, and a request decoded from it that waits for a `recv`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex, Weak};
+use std::time::{Duration, Instant};
 
 use crate::core::error::Result;
 use crate::core::frame::{self, FrameKind};
 use crate::core::peer::Peer;
 use crate::core::wait::lock;
-use crate::transport::stream::{write_all_blocking, FrameReader, Wire};
+use crate::transport::stream::flush::{Flusher, Outbox, Sent};
+use crate::transport::stream::{FrameReader, Wire};
 use crate::transport::{Answer, Incoming, Responder};
 
 /// One client connection. Requests hold it (as their `Responder`), so it
@@ -19,16 +21,82 @@ pub(crate) struct ServerConn {
     pub(crate) token: u64,
     pub(crate) wire: Box<dyn Wire>,
     pub(crate) peer: Peer,
-    /// Serialises whole frames written by answering threads.
-    pub(crate) writer: Mutex<()>,
+    /// Replies its client has not made room for yet; its lock serialises
+    /// whole frames written by answering threads (and is never held while
+    /// waiting for the client).
+    pub(crate) outbox: Mutex<Outbox>,
+    /// The server's writer of queued replies.
+    pub(crate) flusher: Arc<Flusher>,
+    /// Most bytes that may wait in `outbox`.
+    pub(crate) reply_budget: u64,
+    /// This connection, for handing it to the flusher.
+    pub(crate) me: Weak<ServerConn>,
     /// Held by the one thread reading this connection.
     pub(crate) reader: Mutex<FrameReader>,
     /// True while a thread that met a busy `reader` has disarmed the
     /// connection in epoll; cleared by whoever re-arms it (under this lock).
     pub(crate) arm: Mutex<bool>,
+    /// When the frame being received began, in nanoseconds since
+    /// [`EPOCH`] (0: no frame under way). Only readers touch it.
+    pub(crate) frame_since: AtomicU64,
     /// The id of the last request a `recv` took (ids only grow), for the
     /// `close` frame. Written under the server's state lock.
     pub(crate) last_taken: AtomicU64,
+}
+
+/// The instant `frame_since` counts from.
+static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
+
+fn nanos_since_epoch(at: Instant) -> u64 {
+    at.saturating_duration_since(*EPOCH).as_nanos().min(u128::from(u64::MAX)) as u64
+}
+
+impl ServerConn {
+    /// Notes, after a read, whether a frame is under way; true once one has
+    /// been under way longer than `limit` (a peer trickling a frame is
+    /// dropped: it would hold its connection slot forever).
+    pub(crate) fn frame_overdue(&self, in_frame: bool, limit: Duration) -> bool {
+        if !in_frame {
+            self.frame_since.store(0, Ordering::Relaxed);
+            return false;
+        }
+        let now = nanos_since_epoch(Instant::now()).max(1);
+        match self.frame_since.load(Ordering::Relaxed) {
+            0 => {
+                self.frame_since.store(now, Ordering::Relaxed);
+                false
+            }
+            since => Duration::from_nanos(now.saturating_sub(since)) > limit,
+        }
+    }
+
+    /// When the frame under way must be complete, if one is.
+    pub(crate) fn frame_deadline(&self, limit: Duration) -> Option<Instant> {
+        match self.frame_since.load(Ordering::Relaxed) {
+            0 => None,
+            since => Some(*EPOCH + Duration::from_nanos(since) + limit),
+        }
+    }
+    /// Sends one frame without ever blocking on the client (DESIGN §6): what
+    /// the wire does not take now waits in the outbox for the flusher, and a
+    /// client whose queue passes the budget is dropped alone.
+    pub(crate) fn send_frame(&self, parts: &[&[u8]]) {
+        let mut outbox = lock(&self.outbox);
+        if !outbox.is_waiting() {
+            let len = parts.iter().map(|p| p.len()).sum::<usize>();
+            self.wire.before_write(len);
+        }
+        match outbox.send(&*self.wire, parts, self.reply_budget) {
+            Sent::Done => {}
+            Sent::Queued => {
+                let watched = self.me.upgrade().is_some_and(|me| self.flusher.watch(&me));
+                if !watched {
+                    outbox.break_off(&*self.wire);
+                }
+            }
+            Sent::OverBudget => outbox.break_off(&*self.wire),
+        }
+    }
 }
 
 impl Responder for ServerConn {
@@ -39,14 +107,9 @@ impl Responder for ServerConn {
             Answer::NoReply => (FrameKind::NoReply, &[][..]),
         };
         let header = frame::encode_header(kind, id, payload.len() as u32);
-        let _writing = lock(&self.writer);
-        self.wire.before_write(payload.len());
-        if write_all_blocking(&*self.wire, &[&header, payload]).is_err() {
-            // The client is gone (or its connection broke): like a late reply
-            // to an abandoned call, the answer is discarded. The connection
-            // cannot carry another frame after a partial one.
-            self.wire.shutdown();
-        }
+        // A client that is gone, or was dropped, never gets the answer: like
+        // a late reply to an abandoned call, it is discarded.
+        self.send_frame(&[&header, payload]);
         Ok(())
     }
 }

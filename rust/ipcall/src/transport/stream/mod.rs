@@ -24,6 +24,7 @@
 
 pub(crate) mod client;
 pub(crate) mod conn;
+pub(crate) mod flush;
 pub(crate) mod server;
 
 use std::io::{self, IoSlice};
@@ -89,6 +90,13 @@ pub(crate) trait Wire: Send + Sync + 'static {
     /// Ends the connection both ways: threads blocked reading or writing it
     /// return, and later I/O fails or reads end of stream.
     fn shutdown(&self);
+    /// Ends the connection both ways from a side none of whose threads is
+    /// blocked writing it (a server: its replies never block): like
+    /// `shutdown`, but every byte already written stays readable for the
+    /// peer before it sees the end of the stream.
+    fn hang_up(&self) {
+        self.shutdown();
+    }
     /// A frame of `len` bytes is about to be written: a wire may enlarge its
     /// kernel buffer once large messages show up (fewer wake-ups per message).
     fn before_write(&self, _len: usize) {}
@@ -224,6 +232,12 @@ impl FrameReader {
         self.start = 0;
         self.end = 0;
         Ok(None)
+    }
+
+    /// True while a frame has begun and not ended (in the decoder or in
+    /// bytes read but not decoded yet).
+    pub(crate) fn in_frame(&self) -> bool {
+        self.decoder.in_frame() || self.start < self.end
     }
 
     /// True if buffered bytes are waiting to be decoded.

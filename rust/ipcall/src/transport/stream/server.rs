@@ -42,6 +42,7 @@ use crate::sys::epoll::{Epoll, READABLE};
 use crate::sys::EventFd;
 use crate::transport::access::Access;
 use crate::transport::stream::conn::{deliver, Decoded, ServerConn};
+use crate::transport::stream::flush::{Flusher, Outbox};
 use crate::transport::stream::{readable_bytes, write_all_blocking, Acceptor, FrameReader, ReadError};
 use crate::transport::watch::{stop_accepting, wait_accepted, Watch, Watched};
 use crate::transport::{Incoming, ServerTransport};
@@ -97,6 +98,14 @@ struct Shared {
     /// request.
     polled: AtomicBool,
     local_max: u32,
+    /// Writes replies that had to wait for their clients.
+    flusher: Arc<Flusher>,
+    /// Most reply bytes that may wait on one connection.
+    reply_budget: u64,
+    /// Most connections served at once.
+    max_connections: usize,
+    /// How long a started request frame may take to arrive whole.
+    frame_timeout: Duration,
     one_shot: bool,
     handshake_timeout: Duration,
     access: Access,
@@ -149,6 +158,10 @@ impl StreamServer {
             receivers: AtomicUsize::new(0),
             polled: AtomicBool::new(false),
             local_max: options.max_message_size,
+            flusher: Arc::new(Flusher::new(options.reply_timeout)?),
+            reply_budget: options.get_max_queued_reply_bytes(),
+            max_connections: options.max_connections,
+            frame_timeout: options.frame_timeout,
             one_shot: options.one_shot,
             handshake_timeout: options.handshake_timeout,
             access,
@@ -211,7 +224,9 @@ impl Shared {
             let _ = self.epoll.delete(conn.wire.read_fd());
         }
         state.handshakes.retain(|(token, _)| *token != conn.token);
-        conn.wire.shutdown();
+        // Never `shutdown`: no server thread blocks writing (replies queue),
+        // and the replies already written stay readable for the client.
+        conn.wire.hang_up();
         self.update_wake(&mut state);
     }
 
@@ -233,6 +248,14 @@ impl Shared {
                 accepted.wire.shutdown();
                 continue;
             }
+            if lock(&self.state).conns.len() >= self.max_connections {
+                // Over the cap: a clear answer at connect, and no resources
+                // held for it; it does not count as a client.
+                let hello = frame::encode_hello(frame::STATUS_BUSY, self.local_max);
+                let _ = accepted.wire.write_now(&[io::IoSlice::new(&hello)]);
+                accepted.wire.shutdown();
+                continue;
+            }
             let hello = frame::encode_hello(frame::STATUS_OK, self.local_max);
             if write_all_blocking(&*accepted.wire, &[&hello]).is_err() {
                 continue;
@@ -243,11 +266,15 @@ impl Shared {
             }
             let token = state.next_token;
             state.next_token += 1;
-            let conn = Arc::new(ServerConn {
+            let conn = Arc::new_cyclic(|me| ServerConn {
                 token,
                 wire: accepted.wire,
                 peer: accepted.peer,
-                writer: Mutex::new(()),
+                outbox: Mutex::new(Outbox::default()),
+                flusher: self.flusher.clone(),
+                reply_budget: self.reply_budget,
+                me: me.clone(),
+                frame_since: AtomicU64::new(0),
                 reader: Mutex::new(FrameReader::new(Role::Server, self.local_max)),
                 arm: Mutex::new(false),
                 last_taken: AtomicU64::new(0),
@@ -284,7 +311,8 @@ impl Shared {
                     return;
                 }
                 let fd = state.acceptor.as_ref().map(|a| a.fd().as_raw_fd());
-                (fd, state.handshakes.iter().map(|(_, at)| *at).min())
+                let frames = state.conns.values().filter_map(|c| c.frame_deadline(self.frame_timeout));
+                (fd, state.handshakes.iter().map(|(_, at)| *at).chain(frames).min())
             };
             let deadline = next_handshake.map_or(Deadline::Never, Deadline::At);
             let mut fds = [
@@ -302,6 +330,7 @@ impl Shared {
                 self.accept_all();
             }
             self.expire_handshakes();
+            self.expire_frames();
         }
     }
 
@@ -350,6 +379,10 @@ impl Shared {
                 Err(ReadError::Eof) | Err(ReadError::Io(_)) | Err(ReadError::Protocol(_)) => break Err(()),
             }
         };
+        let outcome = match outcome {
+            Ok(()) if conn.frame_overdue(reader.in_frame(), self.frame_timeout) => Err(()),
+            other => other,
+        };
         self.release_reader(&conn, reader);
         if outcome.is_err() {
             // Hung up, or broke the protocol: only this connection goes.
@@ -382,6 +415,22 @@ impl Shared {
             if !hello_waiting {
                 self.drop_conn(&conn);
             }
+        }
+    }
+
+    /// Drops connections that left a frame half-sent for longer than the
+    /// frame timeout (a trickle that reads keep seeing is caught at read
+    /// time; this catches one that stopped).
+    fn expire_frames(&self) {
+        let now = Instant::now();
+        let overdue: Vec<Arc<ServerConn>> = lock(&self.state)
+            .conns
+            .values()
+            .filter(|c| c.frame_deadline(self.frame_timeout).is_some_and(|at| at <= now))
+            .cloned()
+            .collect();
+        for conn in overdue {
+            self.drop_conn(&conn);
         }
     }
 
@@ -518,6 +567,7 @@ impl Shared {
             match read {
                 Ok(Some(Event::Frame(f))) if f.kind == FrameKind::Request => {
                     first = Some(Decoded { conn: conn.clone(), id: f.id, data: f.payload, max: reader.max() });
+                    conn.frame_overdue(false, self.frame_timeout);
                     // Decode whatever else that read brought, without reading more.
                     while reader.has_buffered() {
                         match reader.next(&*conn.wire, Deadline::Now) {
@@ -531,9 +581,15 @@ impl Shared {
                             }
                         }
                     }
+                    // A partial frame after them starts its clock now.
+                    conn.frame_overdue(reader.in_frame(), self.frame_timeout);
                     break;
                 }
                 Ok(None) => {
+                    if conn.frame_overdue(reader.in_frame(), self.frame_timeout) {
+                        failed = true;
+                        break;
+                    }
                     let state = lock(&self.state);
                     if deadline.expired() || state.closed || self.sole_connection(&state, deadline).is_none() {
                         break;
@@ -637,13 +693,10 @@ impl ServerTransport for StreamServer {
         for conn in conns {
             // The server reads nothing more; this also ends a direct read.
             conn.wire.stop_reading();
-            // Best effort and never blocking: a client that does not read
-            // still sees the end of stream once its answered requests are gone.
-            if let Ok(_writing) = conn.writer.try_lock() {
-                let last = conn.last_taken.load(Ordering::Acquire);
-                let close = frame::encode_header(FrameKind::Close, last, 0);
-                let _ = conn.wire.write_now(&[io::IoSlice::new(&close)]);
-            }
+            // Never blocking: behind any replies still queued for it.
+            let last = conn.last_taken.load(Ordering::Acquire);
+            let close = frame::encode_header(FrameKind::Close, last, 0);
+            conn.send_frame(&[&close]);
         }
     }
 }

@@ -1,0 +1,180 @@
+//! A `shm:` server's side of one connection: its rings, and answering
+//! through its reply ring without ever blocking on the client.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use super::{current_cpu, futex_wait, futex_wake, publish_cpu, spin, Mapping};
+use crate::core::error::Result;
+use crate::core::options::WaitMode;
+use crate::core::peer::Peer;
+use crate::core::wait::lock;
+use crate::sys;
+use crate::transport::shm::flush::{Flushable, Flushed, ReplyWriter, ShmFlusher};
+use crate::transport::shm::ring::{announce_sleep, kind, Consumer, Partial, Producer};
+use crate::transport::stream::flush::Sent;
+use crate::transport::{Answer, Responder};
+
+/// The reading end of a connection's request ring.
+pub(crate) struct RequestReader {
+    pub(crate) consumer: Consumer,
+    pub(crate) partial: Option<Partial>,
+}
+
+/// One client connection. Requests hold it (as their `Responder`), so its
+/// mapping and socket live until the server dropped it *and* every request
+/// from it was answered; then the client sees the hang-up.
+pub(crate) struct ServerConn {
+    pub(crate) token: u64,
+    /// The rendezvous connection: its hang-up is the client's death.
+    pub(crate) socket: OwnedFd,
+    /// Declared before nothing that outlives it: the rings point into it.
+    pub(crate) mapping: Mapping,
+    pub(crate) peer: Peer,
+    pub(crate) local_max: u32,
+    pub(crate) mode: WaitMode,
+    /// Held by the one thread reading the request ring.
+    pub(crate) reader: Mutex<RequestReader>,
+    /// The reply ring's producer and the replies waiting for room in it;
+    /// serialises whole replies (pieces of two never interleave) and is never
+    /// held while waiting for the client.
+    pub(crate) writer: Mutex<ReplyWriter>,
+    /// The server's mover of queued replies.
+    pub(crate) flusher: Arc<ShmFlusher<ServerConn>>,
+    /// Most reply bytes that may wait for this client.
+    pub(crate) reply_budget: u64,
+    /// This connection, for handing it to the flusher.
+    pub(crate) me: Weak<ServerConn>,
+    /// The id of the last request taken (ids only grow); written under `reader`.
+    pub(crate) last_taken: AtomicU64,
+    /// The client broke the protocol or died: answers are discarded.
+    pub(crate) broken: AtomicBool,
+    /// Spin budget for waiting on reply-ring space.
+    pub(crate) budget: spin::Budget,
+}
+
+impl ServerConn {
+    /// True if the request ring may hold a record (two plain loads).
+    pub(crate) fn has_requests(&self) -> bool {
+        let ctrl = &self.mapping.header().requests;
+        ctrl.tail.load(Ordering::Acquire) != ctrl.head.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn max_reply(&self) -> u32 {
+        // Read once; a client that lies only limits its own replies.
+        let client = self.mapping.header().client_max.load(Ordering::Relaxed);
+        if client == 0 {
+            self.local_max
+        } else {
+            client.min(self.local_max)
+        }
+    }
+}
+
+impl ServerConn {
+    /// Gives the connection up (a slow or broken client): queued replies are
+    /// dropped and the client sees the hang-up, failing its calls with
+    /// `Disconnected`.
+    pub(crate) fn break_off(&self, writer: &mut ReplyWriter) {
+        self.broken.store(true, Ordering::Relaxed);
+        writer.clear();
+        sys::shm::hang_up(self.socket.as_fd());
+    }
+
+    pub(crate) fn wake_client(&self) {
+        futex_wake(&self.mapping.header().replies.consumer_sleeping);
+    }
+}
+
+impl Responder for ServerConn {
+    fn answer(&self, id: u64, answer: Answer<'_>) -> Result<()> {
+        let (kind, payload) = match answer {
+            Answer::Reply(data) => (kind::REPLY, data),
+            Answer::Fail(data) => (kind::FAIL, data),
+            Answer::NoReply => (kind::NO_REPLY, &[][..]),
+        };
+        if self.broken.load(Ordering::Relaxed) {
+            // Like a late reply to an abandoned call, the answer is discarded:
+            // the client is gone, broke its ring, or was dropped.
+            return Ok(());
+        }
+        let header = self.mapping.header();
+        let mut writer = lock(&self.writer);
+        if self.broken.load(Ordering::Relaxed) {
+            // Checked again under the lock: a connection given up on while
+            // we waited for it must not get a message after a cut-off one.
+            return Ok(());
+        }
+        publish_cpu(&header.server_cpu);
+        let wake = || self.wake_client();
+        // Never blocks on the client (DESIGN §6): a short spin while it may
+        // pay, as a busy pair always makes, then what does not fit waits.
+        let mut room = |producer: &Producer| {
+            let ns = spin::allowance(self.mode, &self.budget, header.client_cpu.load(Ordering::Relaxed), current_cpu());
+            spin::quick(ns, || producer.head_moved()) || spin::spin_for(ns, || producer.head_moved())
+        };
+        match writer.send(kind, id, payload, self.reply_budget, &wake, &mut room) {
+            Ok(Sent::Done) => {}
+            Ok(Sent::Queued) => {
+                if !self.me.upgrade().is_some_and(|me| self.flusher.watch(&me)) {
+                    self.break_off(&mut writer);
+                }
+            }
+            Ok(Sent::OverBudget) | Err(_) => self.break_off(&mut writer),
+        }
+        Ok(())
+    }
+}
+
+impl Flushable for ServerConn {
+    fn token(&self) -> u64 {
+        self.token
+    }
+
+    fn flush(&self) -> Flushed {
+        let mut writer = lock(&self.writer);
+        if self.broken.load(Ordering::Relaxed) {
+            writer.clear();
+            return Flushed::Broken;
+        }
+        let before = writer.queued();
+        match writer.flush(&|| self.wake_client()) {
+            Ok(true) => Flushed::Empty,
+            Ok(false) if writer.queued() < before => Flushed::Progress,
+            Ok(false) => Flushed::Stuck,
+            Err(_) => {
+                self.break_off(&mut writer);
+                Flushed::Broken
+            }
+        }
+    }
+
+    fn stalled_since(&self) -> Option<Instant> {
+        lock(&self.writer).stalled_since
+    }
+
+    fn give_up(&self) {
+        self.break_off(&mut lock(&self.writer));
+    }
+
+    fn forget_if_idle(&self, forget: &mut dyn FnMut()) {
+        let writer = lock(&self.writer);
+        if !writer.is_waiting() {
+            forget();
+        }
+    }
+
+    fn wait_for_room(&self, timeout: Duration) {
+        let flag = &self.mapping.header().replies.producer_sleeping;
+        announce_sleep(flag);
+        // Not under the writer lock: answering threads must not wait on us.
+        // A read between this look and the sleep clears the flag, and the
+        // futex then returns at once.
+        if !lock(&self.writer).producer.head_moved() {
+            futex_wait(flag, 1, Some(timeout));
+        }
+        flag.store(0, Ordering::Relaxed);
+    }
+}
