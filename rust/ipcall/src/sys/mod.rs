@@ -13,7 +13,9 @@
 //!   takes the target as `&mut OwnedFd`, its exclusive owner;
 //! - `SO_PEERCRED` ([`socket::peer_credentials`]): rustix's `UCred` holds a
 //!   non-zero `Pid`, but the kernel reports pid 0 for a peer outside our
-//!   pid namespace.
+//!   pid namespace;
+//! - `sched_getcpu` ([`shm::current_cpu`]): rustix's parses the vDSO
+//!   itself, which faults under valgrind (rustix issue 1559).
 //!
 //! Futexes ([`shm`]) go through rustix and are shared, not private:
 //! rustix adds `FUTEX_PRIVATE_FLAG` only when asked (`Flags::PRIVATE`), and
