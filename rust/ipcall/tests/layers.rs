@@ -1,6 +1,7 @@
 //! The core's shape (docs/ARCHITECTURE.md), checked on its source: one
-//! dependency direction `api/` → `transport/` → `core/` and `sys/`, and no
-//! file past the size at which it should be split.
+//! dependency direction `api/` → `transport/` → `core/` and `sys/`, no raw
+//! system call outside `sys/`, and no file past the size at which it
+//! should be split.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -116,6 +117,38 @@ fn the_lowest_layers_know_no_transport() {
     assert!(offences.is_empty(), "core/ and sys/ must not depend on transport/: {offences:?}");
 }
 
+/// The raw `libc` calls in `code`, comments left out: each `libc::name(`,
+/// as the regex `libc::[a-z_0-9]+\(` would find them. Constants and types
+/// (`libc::POLLIN`, `libc::pollfd { .. }`, `libc::c_int`) are not calls.
+fn libc_calls(code: &str) -> Vec<String> {
+    let mut calls = Vec::new();
+    for line in code.lines() {
+        let line = line.split("//").next().unwrap_or("");
+        for (at, _) in line.match_indices("libc::") {
+            let rest = &line[at + "libc::".len()..];
+            let name_len = rest.find(|c: char| !matches!(c, 'a'..='z' | '0'..='9' | '_')).unwrap_or(rest.len());
+            if name_len > 0 && rest[name_len..].starts_with('(') {
+                calls.push(format!("libc::{}(", &rest[..name_len]));
+            }
+        }
+    }
+    calls
+}
+
+#[test]
+fn transports_make_no_raw_system_call() {
+    let mut offences = Vec::new();
+    for (relative, text) in layer_files() {
+        if !relative.starts_with("transport/") || is_test_file(&relative) {
+            continue;
+        }
+        for call in libc_calls(&text) {
+            offences.push(format!("{relative}: {call}"));
+        }
+    }
+    assert!(offences.is_empty(), "transport/ must call the kernel through sys/ only:\n{}", offences.join("\n"));
+}
+
 #[test]
 fn no_source_file_is_past_the_split_size() {
     let long: Vec<String> = layer_files()
@@ -138,4 +171,11 @@ fn the_checks_see_what_they_check() {
     assert!(!names_word("Poll::Pending\n    Request = 1,\n    Server,", "Pending"));
     assert!(!names_word("    Request = 1,\n    Server,", "Request"));
     assert!(names_word("use crate::api::Request;", "Request"));
+    assert!(files.iter().any(|(r, _)| r == "transport/unix.rs"));
+    assert_eq!(libc_calls("let n = unsafe { libc::read(fd, p, len) };"), ["libc::read("]);
+    assert_eq!(libc_calls("x(libc::shutdown(fd, libc::SHUT_RDWR), libc::accept4 (a))"), ["libc::shutdown("]);
+    assert!(libc_calls("libc::pollfd { fd, events: libc::POLLIN, revents: 0 }; libc::c_int").is_empty());
+    assert!(libc_calls("// SAFETY: unlike libc::write(fd, ..)").is_empty());
+    // On the real tree, it sees the calls that sys/ keeps on libc.
+    assert!(files.iter().any(|(r, t)| r == "sys/sigpipe.rs" && libc_calls(t).contains(&"libc::sigtimedwait(".into())));
 }

@@ -2,15 +2,24 @@
 //! resolved relative to a directory descriptor, never followed through a
 //! symbolic link, and every descriptor is close-on-exec. `set_nonblocking`
 //! is also for the stream layer (one end blocking, the other not).
+//!
+//! All on `rustix` but [`replace_fd`] (see there). Open flags are `open(2)`
+//! `O_*` bits and modes raw permission bits, as the callers spell them.
 
 use std::ffi::{CStr, CString};
 use std::io;
 use std::mem::MaybeUninit;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
+use rustix::fs::{AtFlags, FileType, FlockOperation, Mode, OFlags, CWD};
+use rustix::io::Errno;
+use rustix::pipe::PipeFlags;
+
 pub(crate) use crate::sys::poll::{poll_until, pollfd};
+/// What `fstat` reports.
+pub(crate) use rustix::fs::Stat;
 
 /// `path` as a C string; a NUL byte inside is `InvalidInput`.
 pub(crate) fn c_path(path: &Path) -> io::Result<CString> {
@@ -20,42 +29,29 @@ pub(crate) fn c_path(path: &Path) -> io::Result<CString> {
 
 /// The effective uid: the owner of every file this process creates.
 pub(crate) fn euid() -> u32 {
-    // SAFETY: (1) geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() }
+    rustix::process::geteuid().as_raw()
 }
 
-fn check(result: libc::c_int) -> io::Result<libc::c_int> {
-    if result < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(result)
-    }
+/// `open(2)` flag bits as rustix's type (same values on Linux).
+fn oflags(flags: libc::c_int) -> OFlags {
+    OFlags::from_bits_retain(flags as _)
 }
 
 /// `mkdir(path, mode)`: fails with `AlreadyExists` if anything is there
 /// (a symbolic link included: mkdir never follows the last component).
 pub(crate) fn mkdir(path: &CStr, mode: libc::mode_t) -> io::Result<()> {
-    // SAFETY: (1) `path` is a live NUL-terminated string.
-    check(unsafe { libc::mkdir(path.as_ptr(), mode) }).map(drop)
+    Ok(rustix::fs::mkdir(path, Mode::from_raw_mode(mode))?)
 }
 
 /// Opens `path` (absolute, or relative to `dir` if given) with `flags`
-/// plus `O_CLOEXEC | O_NOFOLLOW`; `mode` applies with `O_CREAT`.
+/// plus `O_CLOEXEC | O_NOFOLLOW`; mode 0600 applies with `O_CREAT`.
 pub(crate) fn open_at(dir: Option<BorrowedFd<'_>>, path: &CStr, flags: libc::c_int) -> io::Result<OwnedFd> {
-    let dir_fd = dir.map_or(libc::AT_FDCWD, |d| d.as_raw_fd());
-    let flags = flags | libc::O_CLOEXEC | libc::O_NOFOLLOW;
+    let flags = oflags(flags) | OFlags::CLOEXEC | OFlags::NOFOLLOW;
     loop {
-        // SAFETY: (1) `path` is a live NUL-terminated string; (2) the mode
-        // argument is read only with O_CREAT and is passed as the c_uint
-        // that the variadic ABI expects.
-        let fd = unsafe { libc::openat(dir_fd, path.as_ptr(), flags, 0o600 as libc::c_uint) };
-        if fd >= 0 {
-            // SAFETY: (1) `fd` is a fresh descriptor that nothing else owns.
-            return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
-        }
-        let err = io::Error::last_os_error();
-        if err.kind() != io::ErrorKind::Interrupted {
-            return Err(err);
+        match rustix::fs::openat(dir.unwrap_or(CWD), path, flags, Mode::from_raw_mode(0o600)) {
+            Ok(fd) => return Ok(fd),
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
         }
     }
 }
@@ -64,81 +60,73 @@ pub(crate) fn open_at(dir: Option<BorrowedFd<'_>>, path: &CStr, flags: libc::c_i
 /// whatever the umask removed. The umask can only remove bits, and the
 /// directory is 0700, so no other uid can open the FIFO in between.
 pub(crate) fn make_fifo(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<()> {
-    // SAFETY: (1) `name` is a live NUL-terminated string; `dir` a live descriptor.
-    check(unsafe { libc::mkfifoat(dir.as_raw_fd(), name.as_ptr(), 0o600) })?;
-    // SAFETY: (1) as above; flag 0 = follow nothing unusual (a FIFO we just made).
-    check(unsafe { libc::fchmodat(dir.as_raw_fd(), name.as_ptr(), 0o600, 0) }).map(drop)
+    rustix::fs::mkfifoat(dir, name, Mode::from_raw_mode(0o600))?;
+    // Flags empty: a FIFO we just made, nothing unusual to follow.
+    Ok(rustix::fs::chmodat(dir, name, Mode::from_raw_mode(0o600), AtFlags::empty())?)
 }
 
 /// `unlinkat(dir, name, 0)`; a missing name is not an error.
 pub(crate) fn unlink_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<()> {
-    // SAFETY: (1) `name` is a live NUL-terminated string; `dir` a live descriptor.
-    match check(unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), 0) }) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        other => other.map(drop),
+    match rustix::fs::unlinkat(dir, name, AtFlags::empty()) {
+        Ok(()) | Err(Errno::NOENT) => Ok(()),
+        Err(e) => Err(e.into()),
     }
+}
+
+/// `rmdir(path)`: removes the directory only if it is empty.
+pub(crate) fn remove_dir(path: &CStr) -> io::Result<()> {
+    Ok(rustix::fs::unlinkat(CWD, path, AtFlags::REMOVEDIR)?)
 }
 
 /// `fstat(fd)`.
-pub(crate) fn fstat(fd: BorrowedFd<'_>) -> io::Result<libc::stat> {
-    let mut stat = MaybeUninit::<libc::stat>::uninit();
-    // SAFETY: (1) `stat` is writable storage of the right type; (2) on
-    // success the kernel has filled it completely.
-    unsafe {
-        check(libc::fstat(fd.as_raw_fd(), stat.as_mut_ptr()))?;
-        Ok(stat.assume_init())
-    }
+pub(crate) fn fstat(fd: BorrowedFd<'_>) -> io::Result<Stat> {
+    Ok(rustix::fs::fstat(fd)?)
 }
 
 /// `fstatat(dir, name, AT_SYMLINK_NOFOLLOW)` (or `lstat(name)` without `dir`).
-pub(crate) fn stat_at(dir: Option<BorrowedFd<'_>>, name: &CStr) -> io::Result<libc::stat> {
-    let dir_fd = dir.map_or(libc::AT_FDCWD, |d| d.as_raw_fd());
-    let mut stat = MaybeUninit::<libc::stat>::uninit();
-    // SAFETY: (1) `name` is a live NUL-terminated string and `stat` writable
-    // storage of the right type; (2) on success it is completely filled.
-    unsafe {
-        check(libc::fstatat(dir_fd, name.as_ptr(), stat.as_mut_ptr(), libc::AT_SYMLINK_NOFOLLOW))?;
-        Ok(stat.assume_init())
-    }
+pub(crate) fn stat_at(dir: Option<BorrowedFd<'_>>, name: &CStr) -> io::Result<Stat> {
+    Ok(rustix::fs::statat(dir.unwrap_or(CWD), name, AtFlags::SYMLINK_NOFOLLOW)?)
 }
 
 /// True if `stat` is a FIFO.
-pub(crate) fn is_fifo(stat: &libc::stat) -> bool {
-    stat.st_mode & libc::S_IFMT == libc::S_IFIFO
+pub(crate) fn is_fifo(stat: &Stat) -> bool {
+    FileType::from_raw_mode(stat.st_mode as _) == FileType::Fifo
+}
+
+/// True if `stat` is a regular file.
+pub(crate) fn is_regular(stat: &Stat) -> bool {
+    FileType::from_raw_mode(stat.st_mode as _) == FileType::RegularFile
 }
 
 /// True if both describe the same file.
-pub(crate) fn same_file(a: &libc::stat, b: &libc::stat) -> bool {
+pub(crate) fn same_file(a: &Stat, b: &Stat) -> bool {
     a.st_dev == b.st_dev && a.st_ino == b.st_ino
 }
 
 /// `fchmod(fd, mode)`.
 pub(crate) fn fchmod(fd: BorrowedFd<'_>, mode: libc::mode_t) -> io::Result<()> {
-    // SAFETY: (1) `fd` is a live descriptor; no pointers.
-    check(unsafe { libc::fchmod(fd.as_raw_fd(), mode) }).map(drop)
+    Ok(rustix::fs::fchmod(fd, Mode::from_raw_mode(mode))?)
 }
 
 /// `flock(fd, LOCK_EX | LOCK_NB)`: `Ok(false)` if another open file holds it.
 pub(crate) fn try_lock_exclusive(fd: BorrowedFd<'_>) -> io::Result<bool> {
     loop {
-        // SAFETY: (1) `fd` is a live descriptor; no pointers.
-        match check(unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) }) {
-            Ok(_) => return Ok(true),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
+        match rustix::fs::flock(fd, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => return Ok(true),
+            Err(Errno::WOULDBLOCK) => return Ok(false),
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
         }
     }
 }
 
 /// Sets or clears `O_NONBLOCK` on `fd`'s open file description.
 pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>, nonblocking: bool) -> io::Result<()> {
-    // SAFETY: (1) `fd` is a live descriptor; F_GETFL takes no argument.
-    let flags = check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) })?;
-    let wanted = if nonblocking { flags | libc::O_NONBLOCK } else { flags & !libc::O_NONBLOCK };
+    let flags = rustix::fs::fcntl_getfl(fd)?;
+    let mut wanted = flags;
+    wanted.set(OFlags::NONBLOCK, nonblocking);
     if wanted != flags {
-        // SAFETY: (1) `fd` is a live descriptor; F_SETFL takes an int.
-        check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, wanted) })?;
+        rustix::fs::fcntl_setfl(fd, wanted)?;
     }
     Ok(())
 }
@@ -146,44 +134,41 @@ pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>, nonblocking: bool) -> io::Resu
 /// `fcntl(F_SETPIPE_SZ)`: the pipe's capacity becomes at least `bytes`;
 /// returns the capacity granted.
 pub(crate) fn set_pipe_size(fd: BorrowedFd<'_>, bytes: usize) -> io::Result<usize> {
-    let bytes = libc::c_int::try_from(bytes).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    // SAFETY: (1) `fd` is a live descriptor; F_SETPIPE_SZ takes an int.
-    check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, bytes) }).map(|granted| granted as usize)
+    libc::c_int::try_from(bytes).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    Ok(rustix::pipe::fcntl_setpipe_size(fd, bytes)?)
 }
 
 /// A new open file description of the FIFO behind `fd`, opened through
 /// `/proc/self/fd` with `flags` (works for an unlinked FIFO too).
 pub(crate) fn reopen(fd: BorrowedFd<'_>, flags: libc::c_int) -> io::Result<OwnedFd> {
-    let path = CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd())).expect("no NUL in a number");
+    let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
     // Not `open_at`: its O_NOFOLLOW would refuse the magic link itself.
-    // SAFETY: (1) `path` is a live NUL-terminated string.
-    let raw = unsafe { libc::open(path.as_ptr(), flags | libc::O_CLOEXEC) };
-    if raw < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: (1) `raw` is a fresh descriptor that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+    Ok(rustix::fs::open(path.as_str(), oflags(flags) | OFlags::CLOEXEC, Mode::empty())?)
 }
 
 /// A fresh anonymous pipe (read end, write end), close-on-exec, non-blocking.
 pub(crate) fn pipe_ends() -> io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0 as libc::c_int; 2];
-    // SAFETY: (1) `fds` is a live array of two ints for the kernel to fill.
-    check(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) })?;
-    // SAFETY: (1) both are fresh descriptors that nothing else owns.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+    Ok(rustix::pipe::pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)?)
 }
 
 /// Atomically makes the descriptor number of `target` refer to what
 /// `source` refers to (`dup3`, close-on-exec); `target` stays owned by its
 /// owner, which will close the new file in its place.
+///
+/// Stays on `libc`: rustix's `dup3` takes the target as `&mut OwnedFd`,
+/// its exclusive owner, while here the target is shared on purpose (other
+/// threads may be blocked on it: swapping the file under them is the point),
+/// and conjuring a second `OwnedFd` for it would break that type's rule.
 pub(crate) fn replace_fd(source: BorrowedFd<'_>, target: BorrowedFd<'_>) -> io::Result<()> {
     loop {
         // SAFETY: (1) both are live descriptors; dup3 closes what `target`
         // referred to and reuses its number, so no other owner is affected.
-        match check(unsafe { libc::dup3(source.as_raw_fd(), target.as_raw_fd(), libc::O_CLOEXEC) }) {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            other => return other.map(drop),
+        if unsafe { libc::dup3(source.as_raw_fd(), target.as_raw_fd(), libc::O_CLOEXEC) } >= 0 {
+            return Ok(());
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
         }
     }
 }
@@ -191,14 +176,25 @@ pub(crate) fn replace_fd(source: BorrowedFd<'_>, target: BorrowedFd<'_>) -> io::
 /// `read(fd, buf)`, retried on `EINTR`.
 pub(crate) fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
     loop {
-        // SAFETY: (1) the pointer and length describe `buf`, live and writable.
-        let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-        if n >= 0 {
-            return Ok(n as usize);
-        }
-        let err = io::Error::last_os_error();
-        if err.kind() != io::ErrorKind::Interrupted {
-            return Err(err);
+        match rustix::io::read(fd, &mut *buf) {
+            Ok(n) => return Ok(n),
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
         }
     }
+}
+
+/// One `read(fd, buf)` into possibly uninitialised bytes; `EINTR` is the
+/// caller's (it may have a reason to stop).
+pub(crate) fn read_once(fd: BorrowedFd<'_>, buf: &mut [MaybeUninit<u8>]) -> io::Result<usize> {
+    Ok(rustix::io::read(fd, buf)?.0.len())
+}
+
+/// Replaces the contents of the regular file `fd` with `bytes`
+/// (`ftruncate` to 0, then `pwrite` at offset 0). A failed truncation is
+/// not reported: the write that follows still puts `bytes` first.
+pub(crate) fn rewrite(fd: BorrowedFd<'_>, bytes: &[u8]) -> io::Result<()> {
+    let _ = rustix::fs::ftruncate(fd, 0);
+    rustix::io::pwrite(fd, bytes, 0)?;
+    Ok(())
 }

@@ -1,7 +1,25 @@
-//! Every system call ipcall makes, each wrapped once. `rustix` carries most
-//! of them safely; what it lacks stays on `libc` here with its reason:
-//! signal masks for SIGPIPE-safe FIFO writes ([`sigpipe`]), and `msghdr`
-//! control data is built by rustix too, so only those remain raw.
+//! Every system call ipcall makes, each wrapped once; nothing above this
+//! folder calls the kernel itself. `rustix` carries almost all of them
+//! safely (no `unsafe` at the call site, errno as `io::Error`). What it
+//! lacks stays on `libc`, each with its reason written where it is made:
+//!
+//! - signal masks for SIGPIPE-safe FIFO writes ([`sigpipe`]): rustix has
+//!   no `pthread_sigmask`/`sigpending`/`sigtimedwait` outside its
+//!   `runtime` module, which works on the kernel's mask behind libc's back;
+//! - `poll` on raw `pollfd`s ([`poll::poll_until`]): rustix's `PollFd`
+//!   borrows its descriptor, but a server polls a listener that another
+//!   thread may close meanwhile (reported as `POLLNVAL`);
+//! - `dup3` onto a shared descriptor ([`fifo::replace_fd`]): rustix's
+//!   takes the target as `&mut OwnedFd`, its exclusive owner;
+//! - `SO_PEERCRED` ([`socket::peer_credentials`]): rustix's `UCred` holds a
+//!   non-zero `Pid`, but the kernel reports pid 0 for a peer outside our
+//!   pid namespace;
+//! - `sched_getcpu` ([`shm::current_cpu`]): rustix's parses the vDSO
+//!   itself, which faults under valgrind (rustix issue 1559).
+//!
+//! Futexes ([`shm`]) go through rustix and are shared, not private:
+//! rustix adds `FUTEX_PRIVATE_FLAG` only when asked (`Flags::PRIVATE`), and
+//! the words live in memory shared with another process.
 //!
 //! - [`epoll`]: one epoll instance, its registrations and waits.
 //! - [`eventfd`]: `EventFd`, a level-triggered "something may be ready" flag.
@@ -9,6 +27,7 @@
 //! - [`fifo`]: directory-relative file operations of the `pipe:` set-up.
 //! - [`sigpipe`]: writes that report `EPIPE` instead of raising `SIGPIPE`.
 //! - [`shm`]: memfds and seals, mappings, futexes, descriptor passing.
+//! - [`socket`]: Unix domain stream sockets, by path or abstract name.
 //! - here: uid/gid, random names, private directories.
 //!
 //! Nothing here knows a transport: these are plain system calls with Rust
@@ -20,6 +39,7 @@ pub(crate) mod fifo;
 pub(crate) mod poll;
 pub(crate) mod shm;
 pub(crate) mod sigpipe;
+pub(crate) mod socket;
 
 pub(crate) use eventfd::EventFd;
 

@@ -167,15 +167,17 @@ pub(crate) fn peer_gone(socket: BorrowedFd<'_>) -> bool {
     })
 }
 
-/// Hangs up the rendezvous socket both ways: the peer's next look sees it.
-pub(crate) fn hang_up(socket: BorrowedFd<'_>) {
-    // Failure means it is already shut down or gone: nothing more to do.
-    let _ = rustix::net::shutdown(socket, rustix::net::Shutdown::Both);
-}
-
-/// This thread's CPU (cheap: read from rseq or the vDSO).
+/// This thread's CPU (cheap: glibc reads it from rseq), or `u32::MAX`.
+///
+/// Stays on `libc`: rustix's `sched_getcpu` finds the vDSO itself through
+/// the aux vector, and under valgrind the address it finds there is not
+/// mapped, so the read faults (rustix issue 1559; `c_api_valgrind` runs the
+/// C tests under valgrind). glibc asks rseq first, then the vDSO it was
+/// given, then the system call.
 pub(crate) fn current_cpu() -> u32 {
-    rustix::thread::sched_getcpu() as u32
+    // SAFETY: (1) sched_getcpu takes no arguments and touches no memory of ours.
+    let cpu = unsafe { libc::sched_getcpu() };
+    u32::try_from(cpu).unwrap_or(u32::MAX)
 }
 
 /// How many CPUs are online (at least 1).

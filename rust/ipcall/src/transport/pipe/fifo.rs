@@ -159,7 +159,7 @@ use crate::sys::sigpipe::write_no_sigpipe;
 
 use std::ffi::{CStr, CString};
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -239,7 +239,7 @@ impl FifoListener {
 
             let lock = os::open_at(Some(dir_fd.as_fd()), LOCK_NAME, libc::O_RDWR | libc::O_CREAT)?;
             let lock_stat = os::fstat(lock.as_fd())?;
-            if lock_stat.st_mode & libc::S_IFMT != libc::S_IFREG || lock_stat.st_uid != uid {
+            if !os::is_regular(&lock_stat) || lock_stat.st_uid != uid {
                 return Err(in_use(dir, "has a `lock` that is not our regular file"));
             }
             if !os::try_lock_exclusive(lock.as_fd())? {
@@ -362,7 +362,7 @@ impl FifoListener {
     }
 
     /// A per-connection FIFO must be a FIFO of our uid with mode 0600, alone.
-    fn is_our_fifo(&self, stat: &libc::stat) -> bool {
+    fn is_our_fifo(&self, stat: &os::Stat) -> bool {
         os::is_fifo(stat) && stat.st_uid == self.uid && stat.st_mode & 0o777 == 0o600 && stat.st_nlink == 1
     }
 }
@@ -403,10 +403,10 @@ impl FifoListener {
         }
         let _ = os::unlink_at(self.dir.as_fd(), LOCK_NAME);
         if let Ok(c_dir) = os::c_path(&self.path) {
-            // SAFETY: (1) `c_dir` is a live NUL-terminated string; rmdir only
-            // removes an empty directory, so it cannot destroy a successor's
-            // files (and ours is the one at the path: we still hold its lock).
-            unsafe { libc::rmdir(c_dir.as_ptr()) };
+            // rmdir only removes an empty directory, so it cannot destroy a
+            // successor's files (and ours is the one at the path: we still
+            // hold its lock).
+            let _ = os::remove_dir(&c_dir);
         }
     }
 }
@@ -542,7 +542,7 @@ pub(crate) fn fifo_connect(dir: &Path, deadline: Deadline) -> io::Result<FifoCon
 }
 
 /// The directory must be ours with no group or other permission bits.
-fn check_private_dir(dir: &Path, stat: &libc::stat, uid: u32) -> io::Result<()> {
+fn check_private_dir(dir: &Path, stat: &os::Stat, uid: u32) -> io::Result<()> {
     if stat.st_uid != uid {
         return Err(io::Error::new(
             io::ErrorKind::PermissionDenied,
@@ -571,7 +571,7 @@ fn scan_entries(path: &Path, dir: BorrowedFd<'_>) -> io::Result<(Vec<CString>, b
             Err(e) => return Err(e),
         };
         let bytes = name.as_bytes();
-        let is_lock = bytes == LOCK_NAME.to_bytes() && stat.st_mode & libc::S_IFMT == libc::S_IFREG;
+        let is_lock = bytes == LOCK_NAME.to_bytes() && os::is_regular(&stat);
         let is_fifo_of_ours = os::is_fifo(&stat) && (bytes == ACCEPT_NAME.to_bytes() || is_conn_fifo_name(bytes));
         if is_fifo_of_ours {
             ours.push(name);
@@ -601,17 +601,7 @@ fn is_conn_fifo_name(name: &[u8]) -> bool {
 
 /// Writes our pid into the lock file (for people reading the directory).
 fn write_pid(lock: BorrowedFd<'_>) -> io::Result<()> {
-    let text = format!("{}\n", std::process::id());
-    // SAFETY: (1) `lock` is a live descriptor; (2) the pointer and length
-    // describe `text`, live for the call.
-    let n = unsafe {
-        libc::ftruncate(lock.as_raw_fd(), 0);
-        libc::pwrite(lock.as_raw_fd(), text.as_ptr().cast(), text.len(), 0)
-    };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    os::rewrite(lock, format!("{}\n", std::process::id()).as_bytes())
 }
 
 /// Errors that mean the connector went away (or never was): skip it.

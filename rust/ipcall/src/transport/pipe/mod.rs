@@ -20,7 +20,7 @@
 
 use std::io::{self, IoSlice};
 use std::mem::MaybeUninit;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -71,18 +71,13 @@ impl FifoWire {
         if self.stopped.load(Ordering::Acquire) {
             return Ok(0);
         }
-        // SAFETY: (1) the pointer and length describe `buf`, live and
-        // writable for the call; read writes only initialised bytes into it.
-        let n = unsafe { libc::read(self.conn.read.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        let n = crate::sys::fifo::read_once(self.conn.read.as_fd(), buf)?;
         // Checked after the read too: the byte `stop_reading` wrote to wake
         // us must not reach the decoder.
         if self.stopped.load(Ordering::Acquire) {
             return Ok(0);
         }
-        Ok(n as usize)
+        Ok(n)
     }
 }
 

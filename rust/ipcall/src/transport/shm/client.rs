@@ -20,7 +20,7 @@
 //! publishes the last request it took: later calls fail at once.
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::task::{Context, Poll};
@@ -85,7 +85,7 @@ impl ShmClient {
     pub(crate) fn connect(name: &Name, options: &ClientOptions) -> Result<Arc<ShmClient>> {
         let shared_name = name.shared().clone();
         let io_err = |e: io::Error| Error::from_io(&shared_name, e);
-        let socket = unix::socket(false).map_err(io_err)?;
+        let socket = crate::sys::socket::stream_socket(false).map_err(io_err)?;
         unix::connect_fd(&socket, name).map_err(io_err)?;
         if wait_fd(std::os::fd::AsFd::as_fd(&socket), libc::POLLIN, Deadline::after(CLIENT_HANDSHAKE_TIMEOUT))
             .map_err(io_err)?
@@ -146,8 +146,7 @@ impl Drop for ShmClient {
         lock(&shared.calls).handle_gone = true;
         shared.async_cond.notify_all();
         // The server sees the hang-up and frees its side of the rings.
-        // SAFETY: (1) shutdown takes no pointers.
-        unsafe { libc::shutdown(shared.socket.as_raw_fd(), libc::SHUT_RDWR) };
+        crate::sys::socket::shutdown(shared.socket.as_fd());
     }
 }
 
@@ -163,8 +162,7 @@ impl Shared {
         self.async_cond.notify_all();
         if matches!(death, Death::Protocol(_)) {
             // Tell the server: it drops its side at once.
-            // SAFETY: (1) shutdown takes no pointers.
-            unsafe { libc::shutdown(self.socket.as_raw_fd(), libc::SHUT_RDWR) };
+            crate::sys::socket::shutdown(self.socket.as_fd());
         }
         fail_all(drained, &death, &self.name);
     }
@@ -345,11 +343,8 @@ impl Shared {
     }
 
     fn ring_doorbell(&self) {
-        let one: u64 = 1;
-        // SAFETY: (1) writes 8 bytes from a live local u64 to the eventfd
-        // (checked to be one at connect); a full counter (EAGAIN) still
-        // leaves it readable.
-        unsafe { libc::write(self.doorbell.as_raw_fd(), (&one as *const u64).cast(), 8) };
+        // The peer's eventfd, checked to be one at connect.
+        crate::sys::eventfd::signal(self.doorbell.as_fd());
     }
 }
 

@@ -80,7 +80,7 @@ impl ServerConn {
     pub(crate) fn break_off(&self, writer: &mut ReplyWriter) {
         self.broken.store(true, Ordering::Relaxed);
         writer.clear();
-        sys::shm::hang_up(self.socket.as_fd());
+        sys::socket::shutdown(self.socket.as_fd());
     }
 
     pub(crate) fn wake_client(&self) {

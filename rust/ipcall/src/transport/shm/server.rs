@@ -200,8 +200,7 @@ impl Shared {
         if let Some(conn) = state.conns.iter().find(|c| c.token == token).cloned() {
             let _ = self.epoll.delete(conn.socket.as_fd());
             conn.broken.store(true, Ordering::Relaxed);
-            // SAFETY: (1) shutdown takes no pointers.
-            unsafe { libc::shutdown(conn.socket.as_raw_fd(), libc::SHUT_RDWR) };
+            crate::sys::socket::shutdown(conn.socket.as_fd());
             let rest: Vec<Arc<ServerConn>> = state.conns.iter().filter(|c| c.token != token).cloned().collect();
             state.conns = Arc::new(rest);
         }
@@ -290,11 +289,10 @@ impl Shared {
                 libc::pollfd { fd: self.stop.as_fd().as_raw_fd(), events: libc::POLLIN, revents: 0 },
                 libc::pollfd { fd: listener_fd, events: libc::POLLIN, revents: 0 },
             ];
-            // SAFETY: (1) two live pollfds. (2) If `close` drops the listener
-            // while we poll, poll reports POLLNVAL or the `stop` eventfd, and
-            // we only touch the listener again through `state`.
-            let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
-            if n < 0 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+            // If `close` drops the listener while we poll, poll reports
+            // POLLNVAL or the `stop` eventfd, and we only touch the listener
+            // again through `state`.
+            if crate::sys::poll::poll_until(&mut fds, Deadline::Never).is_err() {
                 return;
             }
             if fds[0].revents != 0 {

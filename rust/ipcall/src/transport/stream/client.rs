@@ -33,6 +33,7 @@ use crate::core::frame::{self, Event, Frame, FrameKind, Role};
 use crate::core::slot::{Outcome, Slot, Woken};
 use crate::core::wait::lock;
 use crate::core::wait::Deadline;
+use crate::sys::poll::{poll_until, pollfd};
 use crate::transport::calls::{busy, fail_all, Calls, Death, Entry};
 use crate::transport::stream::{
     is_disconnect, remaining_slices, wait_fd, write_all_blocking, FrameReader, ReadError, Wire,
@@ -245,10 +246,10 @@ impl Shared {
                         {
                             let mut reader = lock(&self.reader);
                             let mut fds = [
-                                libc::pollfd { fd: fd_of(self.wire.write_fd()), events: libc::POLLOUT, revents: 0 },
-                                libc::pollfd { fd: fd_of(self.wire.read_fd()), events: libc::POLLIN, revents: 0 },
+                                pollfd(self.wire.write_fd(), libc::POLLOUT),
+                                pollfd(self.wire.read_fd(), libc::POLLIN),
                             ];
-                            poll_fds(&mut fds, -1)?;
+                            poll_until(&mut fds, Deadline::Never)?;
                             if fds[1].revents != 0 {
                                 self.read_one(&mut reader, Deadline::Now);
                             }
@@ -297,24 +298,6 @@ impl Shared {
                 }
             }
             self.give_up_reading();
-        }
-    }
-}
-
-fn fd_of(fd: std::os::fd::BorrowedFd<'_>) -> libc::c_int {
-    std::os::fd::AsRawFd::as_raw_fd(&fd)
-}
-
-fn poll_fds(fds: &mut [libc::pollfd], timeout_ms: libc::c_int) -> io::Result<()> {
-    loop {
-        // SAFETY: (1) `fds` is a live, writable array of `fds.len()` pollfds.
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
-        if n >= 0 {
-            return Ok(());
-        }
-        let err = io::Error::last_os_error();
-        if err.kind() != io::ErrorKind::Interrupted {
-            return Err(err);
         }
     }
 }

@@ -47,6 +47,10 @@ use crate::transport::stream::{readable_bytes, write_all_blocking, Acceptor, Fra
 use crate::transport::watch::{stop_accepting, wait_accepted, Watch, Watched};
 use crate::transport::{Incoming, ServerTransport};
 
+// The accepting thread: new connections, handshake and frame deadlines.
+#[path = "accept.rs"]
+mod accept;
+
 /// epoll token of the wake-up eventfd.
 const WAKE: u64 = 0;
 /// Tokens of connections start here.
@@ -230,110 +234,6 @@ impl Shared {
         self.update_wake(&mut state);
     }
 
-    /// Accepts every waiting connection.
-    fn accept_all(&self) {
-        loop {
-            let accepted = {
-                let state = lock(&self.state);
-                match &state.acceptor {
-                    Some(acceptor) => acceptor.accept(),
-                    None => return,
-                }
-            };
-            let Ok(Some(accepted)) = accepted else { return };
-            if !self.access.allows(&accepted.peer) {
-                // Tell it why, then hang up; it does not count as a client.
-                let hello = frame::encode_hello(frame::STATUS_REFUSED, self.local_max);
-                let _ = accepted.wire.write_now(&[io::IoSlice::new(&hello)]);
-                accepted.wire.shutdown();
-                continue;
-            }
-            if lock(&self.state).conns.len() >= self.max_connections {
-                // Over the cap: a clear answer at connect, and no resources
-                // held for it; it does not count as a client.
-                let hello = frame::encode_hello(frame::STATUS_BUSY, self.local_max);
-                let _ = accepted.wire.write_now(&[io::IoSlice::new(&hello)]);
-                accepted.wire.shutdown();
-                continue;
-            }
-            let hello = frame::encode_hello(frame::STATUS_OK, self.local_max);
-            if write_all_blocking(&*accepted.wire, &[&hello]).is_err() {
-                continue;
-            }
-            let mut state = lock(&self.state);
-            if state.closed {
-                return;
-            }
-            let token = state.next_token;
-            state.next_token += 1;
-            let conn = Arc::new_cyclic(|me| ServerConn {
-                token,
-                wire: accepted.wire,
-                peer: accepted.peer,
-                outbox: Mutex::new(Outbox::default()),
-                flusher: self.flusher.clone(),
-                reply_budget: self.reply_budget,
-                me: me.clone(),
-                frame_since: AtomicU64::new(0),
-                reader: Mutex::new(FrameReader::new(Role::Server, self.local_max)),
-                arm: Mutex::new(false),
-                last_taken: AtomicU64::new(0),
-            });
-            if self.epoll.add(conn.wire.read_fd(), READABLE, token).is_err() {
-                continue;
-            }
-            state.conns.insert(token, conn);
-            state.handshakes.push((token, Instant::now() + self.handshake_timeout));
-            state.accepted += 1;
-            if self.one_shot {
-                // Its one client is here: nobody else may find the name.
-                if let Some(acceptor) = state.acceptor.take() {
-                    acceptor.unbind();
-                }
-                self.accepted_cond.notify_all();
-                return;
-            }
-            self.accepted_cond.notify_all();
-        }
-    }
-
-    /// The accepting thread. Connection set-up is the one thing that does
-    /// not wait for a thread in `recv`: a client's `connect` completes (and
-    /// learns the server's limits) even while the server is busy, and a
-    /// handshake that stalls is dropped on time. It exits when the server
-    /// closes, or when a one-shot server has its client and its handshake
-    /// is over.
-    fn accept_loop(self: Arc<Self>) {
-        loop {
-            let (acceptor_fd, next_handshake) = {
-                let state = lock(&self.state);
-                if state.closed || (state.acceptor.is_none() && state.handshakes.is_empty()) {
-                    return;
-                }
-                let fd = state.acceptor.as_ref().map(|a| a.fd().as_raw_fd());
-                let frames = state.conns.values().filter_map(|c| c.frame_deadline(self.frame_timeout));
-                (fd, state.handshakes.iter().map(|(_, at)| *at).chain(frames).min())
-            };
-            let deadline = next_handshake.map_or(Deadline::Never, Deadline::At);
-            let mut fds = [
-                libc::pollfd { fd: self.stop.as_fd().as_raw_fd(), events: libc::POLLIN, revents: 0 },
-                // A negative descriptor is ignored by poll.
-                libc::pollfd { fd: acceptor_fd.unwrap_or(-1), events: libc::POLLIN, revents: 0 },
-            ];
-            // If `close` drops the acceptor while we poll, poll reports the
-            // stale slot (POLLNVAL) or the `stop` eventfd, and we only ever
-            // touch the acceptor again through `state`, where it is gone.
-            if crate::sys::poll::poll_until(&mut fds, deadline).is_err() {
-                return;
-            }
-            if fds[1].revents != 0 {
-                self.accept_all();
-            }
-            self.expire_handshakes();
-            self.expire_frames();
-        }
-    }
-
     /// Reads what connection `token` has to say, queueing its requests.
     fn service(&self, token: u64, out: &mut Vec<Decoded>) {
         let Some(conn) = lock(&self.state).conns.get(&token).cloned() else { return };
@@ -386,50 +286,6 @@ impl Shared {
         self.release_reader(&conn, reader);
         if outcome.is_err() {
             // Hung up, or broke the protocol: only this connection goes.
-            self.drop_conn(&conn);
-        }
-    }
-
-    /// Drops connections whose handshake did not finish in time.
-    ///
-    /// A handshake finishes when a receiving thread decodes the client's
-    /// hello, which may be long after the client sent it if nobody calls
-    /// `recv` for a while. So a connection whose hello bytes are waiting in
-    /// the kernel (`FIONREAD`) did its part and is kept: the next receiver
-    /// decodes it (and drops the connection if it is not a valid hello).
-    fn expire_handshakes(&self) {
-        let now = Instant::now();
-        let expired: Vec<Arc<ServerConn>> = {
-            let mut state = lock(&self.state);
-            let expired = state
-                .handshakes
-                .iter()
-                .filter(|(_, at)| *at <= now)
-                .filter_map(|(token, _)| state.conns.get(token).cloned())
-                .collect();
-            state.handshakes.retain(|(_, at)| *at > now);
-            expired
-        };
-        for conn in expired {
-            let hello_waiting = readable_bytes(conn.wire.read_fd()).is_ok_and(|n| n >= frame::HELLO_LEN);
-            if !hello_waiting {
-                self.drop_conn(&conn);
-            }
-        }
-    }
-
-    /// Drops connections that left a frame half-sent for longer than the
-    /// frame timeout (a trickle that reads keep seeing is caught at read
-    /// time; this catches one that stopped).
-    fn expire_frames(&self) {
-        let now = Instant::now();
-        let overdue: Vec<Arc<ServerConn>> = lock(&self.state)
-            .conns
-            .values()
-            .filter(|c| c.frame_deadline(self.frame_timeout).is_some_and(|at| at <= now))
-            .cloned()
-            .collect();
-        for conn in overdue {
             self.drop_conn(&conn);
         }
     }
