@@ -6,7 +6,8 @@
 #                          install lib, headers, CMake config and ipcall.pc
 #   make test-c            (part of `make test`) header check, ctest with the
 #                          C and C++ tests and examples (once under valgrind),
-#                          and the CMake and pkg-config consumer projects.
+#                          the CMake and pkg-config consumer projects, and a
+#                          program linked against the build tree itself.
 #
 # Tools this needs and installs when absent: cmake and valgrind (apt) and
 # cbindgen $(CBINDGEN_VERSION) (cargo install --locked).
@@ -23,7 +24,7 @@ IPCALL_PEER := $(CARGO_TARGET)/debug/examples/peer
 
 TEST_TARGETS += test-c
 
-.PHONY: c-tools c-header c-header-check c-lib install test-c c-tests c-consumers
+.PHONY: c-tools c-header c-header-check c-lib install test-c c-tests c-consumers c-build-tree
 
 c-tools:
 	@command -v cmake >/dev/null && command -v valgrind >/dev/null \
@@ -49,7 +50,19 @@ c-lib:
 install: c-lib
 	cmake/install.sh "$(PREFIX)" "$(C_RELEASE)"
 
-test-c: c-header-check c-lib c-tests c-consumers
+test-c: c-header-check c-lib c-tests c-consumers c-build-tree
+
+# The build tree is usable as it is: `-L target/release -lipcall` links, and
+# the program finds libipcall.so.<ABI major> (the soname link build.rs makes).
+c-build-tree: c-lib
+	@work=$$(mktemp -d) && trap 'rm -rf "$$work"' EXIT \
+	  && $(CC) -std=c11 -Wall -Wextra -Werror -Iinclude examples/c/in_process.c \
+	       -L "$(C_RELEASE)" -lipcall -o "$$work/in_process" \
+	  && readelf -d "$$work/in_process" | grep -q 'NEEDED.*\[libipcall\.so\.$(shell tr -d '[:space:]' < rust/ipcall-ffi/abi-major)\]' \
+	  && out=$$(LD_LIBRARY_PATH="$(C_RELEASE)" "$$work/in_process" hello) \
+	  && [[ $$out == "reply: hello" ]] \
+	  || { echo "c-build-tree: a program linked with -L $(C_RELEASE) -lipcall did not run: $${out:-}"; exit 1; }
+	@echo "build tree: a program linked with -L $(C_RELEASE) -lipcall runs (soname link present)"
 
 # ctest: the C and C++ tests (each transport in this build; cross-process
 # ones against the Rust peer), the examples, and the C tests under valgrind.
