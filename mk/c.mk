@@ -45,10 +45,11 @@ c-header-check: c-header
 c-lib:
 	$(CARGO) build --release -p ipcall-ffi
 
-## install: lib (shared + static), include/ipcall.h, include/ipcall.hpp,
-## lib/cmake/ipcall/, lib/pkgconfig/ipcall.pc under $(PREFIX).
+## install: lib (shared + static, stripped; debug info beside them),
+## include/ipcall.h, include/ipcall.hpp, lib/cmake/ipcall/,
+## lib/pkgconfig/ipcall.pc under $(DESTDIR)$(PREFIX) (relocatable).
 install: c-lib
-	cmake/install.sh "$(PREFIX)" "$(C_RELEASE)"
+	DESTDIR="$(DESTDIR)" cmake/install.sh "$(PREFIX)" "$(C_RELEASE)"
 
 test-c: c-header-check c-lib c-tests c-consumers c-build-tree
 
@@ -75,8 +76,12 @@ c-tests: c-tools c-lib
 	cd "$(C_WORK)/build" && { ctest --output-on-failure -j2 --timeout 300; status=$$?; \
 	  grep -h '^SKIP' Testing/Temporary/LastTest.log | sort -u || true; exit $$status; }
 
-# The two consumer projects build against a fresh `make install` in a temp dir.
+# The two consumer projects build against a fresh staged install
+# (`make install DESTDIR=... PREFIX=/opt/ipcall`), moved elsewhere first:
+# DESTDIR is honoured and the tree is relocatable.
 c-consumers: c-tools c-lib
-	@prefix=$$(mktemp -d) && trap 'rm -rf "$$prefix"' EXIT \
-	  && $(MAKE) --no-print-directory install PREFIX="$$prefix" \
-	  && tests/c-consumers/run.sh "$$prefix"
+	@work=$$(mktemp -d) && trap 'rm -rf "$$work"' EXIT \
+	  && $(MAKE) --no-print-directory install DESTDIR="$$work/stage" PREFIX=/opt/ipcall \
+	  && test -f "$$work/stage/opt/ipcall/include/ipcall.h" \
+	  && mv "$$work/stage/opt/ipcall" "$$work/moved" \
+	  && tests/c-consumers/run.sh "$$work/moved"
