@@ -53,6 +53,6 @@ pub use options::{ClientOptions, ServerOptions, WaitMode, DEFAULT_MAX_MESSAGE_SI
 pub use server::{Peer, Request, Server};
 pub use transport::inproc::channel;
 
-#[doc = include_str!("../../../README.md")]
+#[doc = include_str!("../README.md")]
 #[cfg(doctest)]
 struct ReadmeDoctests;
