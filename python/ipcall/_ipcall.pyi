@@ -20,8 +20,10 @@ __all__ = [
     "_bench_rust_client",
     "DEFAULT_MAX_MESSAGE_SIZE",
     "SLICE_SECONDS",
+    "__version__",
 ]
 
+__version__: str
 DEFAULT_MAX_MESSAGE_SIZE: int
 SLICE_SECONDS: float
 
