@@ -9,7 +9,7 @@
 #                          the CMake and pkg-config consumer projects, and a
 #                          program linked against the build tree itself.
 #
-# Tools this needs and installs when absent: cmake and valgrind (apt) and
+# Tools this needs and installs when absent: cmake, valgrind and pkg-config (apt) and
 # cbindgen $(CBINDGEN_VERSION) (cargo install --locked).
 
 CBINDGEN_VERSION := 0.29.4
@@ -27,8 +27,8 @@ TEST_TARGETS += test-c
 .PHONY: c-tools c-header c-header-check c-lib install test-c c-tests c-consumers c-build-tree
 
 c-tools:
-	@command -v cmake >/dev/null && command -v valgrind >/dev/null \
-	  || { apt-get update -qq && apt-get install -y -qq cmake valgrind >/dev/null; }
+	@command -v cmake >/dev/null && command -v valgrind >/dev/null && command -v pkg-config >/dev/null \
+	  || { apt-get update -qq && apt-get install -y -qq cmake valgrind pkg-config >/dev/null; }
 	@"$(CBINDGEN)" --version 2>/dev/null | grep -qx 'cbindgen $(CBINDGEN_VERSION)' \
 	  || $(CARGO) install --quiet cbindgen --version $(CBINDGEN_VERSION) --locked
 

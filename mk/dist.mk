@@ -76,7 +76,7 @@ dist-crates:
 	cp $(DIST_TARGET)/package/ipcall-$(IPCALL_VERSION).crate $(DIST_TARGET)/package/ipcall-cli-$(IPCALL_VERSION).crate $(DIST)/
 
 ## test-dist: install every artifact of dist/ without Rust and use it.
-test-dist: dist
+test-dist: dist c-tools
 	tests/dist/run.sh $(DIST)
 
 # The copies of the version that cannot read Cargo.toml themselves.

@@ -66,7 +66,8 @@ timed() { # timed LABEL COMMAND...: runs it quietly, records its wall time
 }
 
 # LICENSE travels in every artifact.
-unzip -l "$wheel" | grep "ipcall-$version.dist-info/licenses/LICENSE" >/dev/null || fail "the wheel has no LICENSE"
+"$python" -c 'import sys, zipfile; sys.exit(sys.argv[2] not in zipfile.ZipFile(sys.argv[1]).namelist())' \
+  "$wheel" "ipcall-$version.dist-info/licenses/LICENSE" || fail "the wheel has no LICENSE"
 tar tzf "$sdist" | grep -x "ipcall-$version/LICENSE" >/dev/null || fail "the sdist has no LICENSE"
 for tarball in "$npm_main" "$npm_addon"; do
   tar tzf "$tarball" | grep -x "package/LICENSE" >/dev/null || fail "$(basename "$tarball") has no LICENSE"
