@@ -4,7 +4,8 @@
 #                        with auditwheel) and sdist; the npm main package and its
 #                        linux-x64-gnu addon package; the C/C++ tarball
 #                        ipcall-<version>-linux-<arch>.tar.gz (lib, include,
-#                        CMake package, ipcall.pc, bin/ipcall); the .crate files
+#                        CMake package, ipcall.pc, bin/ipcall and its man
+#                        page); the .crate files
 #   make test-dist       (part of `make test`) installs each artifact into a clean
 #                        place with no cargo/rustc on PATH and a fresh HOME, runs
 #                        the README quick starts and the CMake / pkg-config
@@ -55,14 +56,18 @@ dist-node: node-build
 	  && strip --strip-unneeded -o "$$work/$(notdir $(DIST_NODE_ADDON))" $(DIST_NODE_ADDON) \
 	  && node $(NODE_DIR)/scripts/pack-dist.js "$$work/$(notdir $(DIST_NODE_ADDON))" $(DIST)
 
-# `make install` into a staging prefix, plus the CLI and the LICENSE, in one
-# reproducible tarball (sorted, owned by root, dated by the last commit).
+# `make install` into a staging prefix, plus the CLI (bin/ipcall, its man
+# page and bash completions) and the LICENSE, in one reproducible tarball
+# (sorted, owned by root, dated by the last commit).
 dist-c: c-lib cli
 	@mkdir -p $(DIST) && rm -f $(DIST)/$(DIST_C_NAME).tar.gz
 	@work=$$(mktemp -d) && trap 'rm -rf "$$work"' EXIT \
 	  && cmake/install.sh "$$work/$(DIST_C_NAME)" $(C_RELEASE) >/dev/null \
 	  && install -d "$$work/$(DIST_C_NAME)/bin" \
 	  && strip --strip-unneeded -o "$$work/$(DIST_C_NAME)/bin/ipcall" $(IPCALL_CLI) \
+	  && install -d "$$work/$(DIST_C_NAME)/share/man/man1" "$$work/$(DIST_C_NAME)/share/bash-completion/completions" \
+	  && $(IPCALL_CLI) man > "$$work/$(DIST_C_NAME)/share/man/man1/ipcall.1" \
+	  && $(IPCALL_CLI) completions bash > "$$work/$(DIST_C_NAME)/share/bash-completion/completions/ipcall" \
 	  && install -m 0644 LICENSE "$$work/$(DIST_C_NAME)/LICENSE" \
 	  && tar -C "$$work" --sort=name --owner=0 --group=0 --numeric-owner \
 	       --mtime=@$$(git log -1 --format=%ct 2>/dev/null || echo 0) \

@@ -99,6 +99,12 @@ timed npm bash -c 'cd "$1" && npm install --ignore-scripts --offline --no-audit 
   _ "$work/project" "$npm_addon" "$npm_main"
 [[ ! -L $work/project/node_modules/ipcall ]] || fail "npm linked ipcall instead of installing it"
 
+# The CLI's man page and completions came along.
+for file in share/man/man1/ipcall.1 share/bash-completion/completions/ipcall; do
+  [[ -s $prefix/$file ]] || fail "the C tarball has no $file"
+done
+grep -q '^\.TH ipcall 1' "$prefix/share/man/man1/ipcall.1" || fail "share/man/man1/ipcall.1 is not a man page"
+
 # The same version everywhere.
 ipcall=$prefix/bin/ipcall
 cat > "$work/version.c" <<'EOF'
