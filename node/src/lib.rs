@@ -40,6 +40,13 @@ pub fn version() -> String {
     env!("CARGO_PKG_VERSION").to_owned()
 }
 
+/// Every error `code` (`'DISCONNECTED'`, ...), in the core's order: the
+/// table errors are built from (`ipcall::ErrorKind::all`).
+#[napi]
+pub fn error_codes() -> Vec<String> {
+    ipcall::ErrorKind::all().iter().map(|kind| kind.code().to_owned()).collect()
+}
+
 /// The transport kinds this build provides (a kind whose `bindUnique` answers
 /// `INVALID_NAME` "not available in this build" is left out).
 #[napi]

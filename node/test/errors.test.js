@@ -30,6 +30,18 @@ function memPair(options) {
 }
 
 describe('error codes', () => {
+  test('the codes are the core\'s table, and this file triggers every one', () => {
+    const codes = ipcall.errorCodes()
+    assert.equal(new Set(codes).size, codes.length)
+    assert.ok(codes.includes('DISCONNECTED') && codes.includes('IO'))
+    // Each code of the core's table (ErrorKind::all) is asserted below by a
+    // test that triggers it; a kind added to the core fails here until one does.
+    const source = fs.readFileSync(__filename, 'utf8')
+    const asserted = new Set([...source.matchAll(/assertCode\(.*?, '([A-Z_]+)'\)/g)].map((m) => m[1]))
+    assert.deepEqual([...asserted].filter((c) => !codes.includes(c)), [], 'codes the core does not have')
+    assert.deepEqual(codes.filter((c) => !asserted.has(c)), [], 'codes no test triggers')
+  })
+
   test('DISCONNECTED: calls still queued when the server closes fail at once', async () => {
     const { server, client } = memPair()
     const pending = [caught(() => client.call('a')), caught(() => client.call('b'))]

@@ -13,22 +13,16 @@ use pyo3::types::PyBytes;
 /// (importing it at module init would be circular: `ipcall` imports us).
 static ERRORS_MODULE: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
 
-/// The Python class of each error kind.
+/// The Python class of each error kind: the core's name for it.
 pub(crate) fn class_name(kind: ErrorKind) -> &'static str {
-    match kind {
-        ErrorKind::Disconnected => "Disconnected",
-        ErrorKind::NoReply => "NoReply",
-        ErrorKind::Remote => "RemoteError",
-        ErrorKind::Timeout => "Timeout",
-        ErrorKind::Closed => "Closed",
-        ErrorKind::TooLarge => "TooLarge",
-        ErrorKind::AddrInUse => "AddrInUse",
-        ErrorKind::NotFound => "NotFound",
-        ErrorKind::PermissionDenied => "PermissionDenied",
-        ErrorKind::InvalidName => "InvalidName",
-        ErrorKind::Protocol => "ProtocolError",
-        ErrorKind::Io => "IoError",
-    }
+    kind.name()
+}
+
+/// Every error kind as (class name, code, number), from the core, so that a
+/// test can check `ipcall._errors` defines exactly these classes.
+#[pyfunction]
+pub(crate) fn error_kinds() -> Vec<(&'static str, &'static str, u32)> {
+    ErrorKind::all().iter().map(|k| (k.name(), k.code(), k.number())).collect()
 }
 
 /// A new instance of the class for `kind` with `message` (not raised yet).

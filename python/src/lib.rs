@@ -117,6 +117,7 @@ fn _ipcall(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<completions::PyCompletions>()?;
     m.add_class::<bench::PyBenchEchoServer>()?;
     m.add_function(wrap_pyfunction!(bench::bench_rust_client, m)?)?;
+    m.add_function(wrap_pyfunction!(errors::error_kinds, m)?)?;
     m.add("DEFAULT_MAX_MESSAGE_SIZE", ipcall::DEFAULT_MAX_MESSAGE_SIZE)?;
     m.add("SLICE_SECONDS", SLICE.as_secs_f64())?;
     Ok(())

@@ -44,6 +44,22 @@ def test_one_class_per_kind_under_error() -> None:
     assert issubclass(ipcall.Error, Exception)
 
 
+def test_the_classes_are_exactly_the_core_error_kinds() -> None:
+    # The core's table (ErrorKind::all) is the source: every kind has its
+    # class, with the core's code, and no class exists for a kind the core
+    # does not have.
+    from ipcall import _ipcall
+
+    kinds = _ipcall.error_kinds()
+    assert [number for _, _, number in kinds] == list(range(1, len(kinds) + 1))
+    for class_name, code, _ in kinds:
+        cls = getattr(ipcall, class_name)
+        assert issubclass(cls, ipcall.Error) and cls.code == code
+    defined = {c.__name__ for c in vars(ipcall).values() if isinstance(c, type) and issubclass(c, ipcall.Error)}
+    assert defined - {"Error"} == {name for name, _, _ in kinds}
+    assert KINDS == {name: code for name, code, _ in kinds}
+
+
 def test_disconnected_when_the_server_goes_away(kind: str) -> None:
     server = ipcall.Server.bind_unique(kind)
     client = ipcall.connect(server.name)

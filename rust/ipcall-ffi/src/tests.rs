@@ -22,9 +22,10 @@ fn status_numbers_are_the_documented_ones() {
 #[test]
 fn every_core_error_kind_has_its_own_status() {
     let mut seen = std::collections::HashSet::new();
-    for kind in ErrorKind::ALL {
+    for &kind in ErrorKind::all() {
         let status = ipcall_status::of_kind(kind);
         assert_ne!(status, IPCALL_OK);
+        assert_eq!(status as u32, kind.number(), "{kind:?}");
         assert!(seen.insert(status), "{kind:?} shares a status");
         // The C name is the core's code with the IPCALL_E_ prefix.
         assert_eq!(format!("{status:?}"), format!("IPCALL_E_{}", kind.code()));

@@ -33,25 +33,20 @@
 //! descriptor for event loops.
 #![warn(missing_docs, unsafe_op_in_unsafe_fn)]
 
-mod client;
-mod error;
-#[doc(hidden)]
-pub mod frame;
-mod name;
-mod options;
-mod queue;
-mod server;
-mod slot;
+// Three layers, one direction (docs/ARCHITECTURE.md): `api` → `transport`
+// → `core` and `sys`. Only `api` makes the public types.
+mod api;
+mod core;
 mod sys;
 mod transport;
-mod wait;
 
-pub use client::{Client, Pending};
-pub use error::{Error, ErrorKind, Result};
-pub use name::{runtime_dir, Kind, Name};
-pub use options::{ClientOptions, ServerOptions, WaitMode, DEFAULT_MAX_MESSAGE_SIZE};
-pub use server::{Peer, Request, Server};
-pub use transport::inproc::channel;
+pub use crate::api::{channel, Client, Pending, Request, Server};
+pub use crate::core::error::{Error, ErrorKind, Result};
+#[doc(hidden)]
+pub use crate::core::frame;
+pub use crate::core::name::{runtime_dir, Kind, Name};
+pub use crate::core::options::{ClientOptions, ServerOptions, WaitMode, DEFAULT_MAX_MESSAGE_SIZE};
+pub use crate::core::peer::Peer;
 
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]

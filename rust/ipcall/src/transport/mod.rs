@@ -1,57 +1,121 @@
-//! The transports behind the one public API, and the internal seams they fill.
+//! The transports behind the one public API, and the seams they fill.
 //!
-//! - [`inproc`]: `mem:` — in-process queues in a process-wide registry.
+//! - [`mem`]: `mem:` — in-process queues in a process-wide registry.
 //! - [`unix`]: `unix:` — Unix domain stream sockets (path or abstract).
-//! - [`shm`]: `shm:` — memfd rings ([`ring`]) set up over a `unix:` rendezvous.
-//! - [`stream`]: the connection layer of the byte-stream transports
+//! - [`pipe`]: `pipe:` — named pipes: FIFO set-up, then the stream layer.
+//! - [`shm`]: `shm:` — memfd rings set up over a `unix:` rendezvous.
+//! - [`stream`]: the connection layer `unix:` and `pipe:` share
 //!   (handshake, frames, calls matched by id, one epoll per server).
-//! - [`pipe`]: `pipe:` — named pipes: the stream layer over a FIFO pair.
-//! - [`fifo`]: `pipe:` connection set-up — server directory, accept FIFO, one FIFO pair per connection.
+//! - [`access`]: who may connect (same user, a group, listed uids).
+//! - [`calls`]: the table of calls in flight on one client connection.
+//! - [`watch`]: a server's async waiters, the thread that wakes them, and
+//!   waiting for and stopping its accepting thread.
 //!
-//! A transport provides a [`ServerTransport`] (what `Server` drives), a
-//! [`ClientConn`] (what `Client` and `Pending` drive) and a [`Responder`]
-//! (what a `Request` answers through). Calls end by completing a
-//! [`Slot`](crate::slot::Slot).
+//! A transport provides a [`ServerTransport`] (what a server drives), a
+//! [`ClientConn`] (what a client and its calls drive) and a [`Responder`]
+//! (what a request is answered through). It hands out neutral values — an
+//! [`Incoming`] request, a [`Call`] in flight — that only `api/` turns into
+//! public types. Calls end by completing a [`Slot`].
 
-pub(crate) mod fifo;
-pub(crate) mod inproc;
+pub(crate) mod access;
+pub(crate) mod calls;
+pub(crate) mod mem;
 pub(crate) mod pipe;
+// Under `--cfg ipcall_loom` only the ring's model checks are built: loom's
+// atomics cannot live in shared memory.
+#[cfg(ipcall_loom)]
+#[path = "shm/ring.rs"]
 pub(crate) mod ring;
-// Under `--cfg ipcall_loom` the ring uses loom's atomics, which cannot live
-// in shared memory: only the ring's model checks are built then.
 #[cfg(not(ipcall_loom))]
 pub(crate) mod shm;
 pub(crate) mod stream;
 pub(crate) mod unix;
+pub(crate) mod watch;
 
 use std::os::fd::BorrowedFd;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use crate::error::{Error, Result};
-use crate::name::{Kind, Name};
-use crate::options::{ClientOptions, ServerOptions};
-use crate::server::Request;
-use crate::slot::Slot;
-use crate::wait::Deadline;
-use crate::Pending;
+use crate::core::error::{Error, Result};
+use crate::core::name::{Kind, Name};
+use crate::core::options::{ClientOptions, ServerOptions};
+use crate::core::peer::Peer;
+use crate::core::slot::Slot;
+use crate::core::wait::Deadline;
+
+/// A request as a transport hands it over: its bytes, its sender and the
+/// right to answer it. Dropped unanswered, it answers `NoReply`, so no path
+/// (a closed server, a panic, a dropped public `Request`) leaves a caller
+/// waiting.
+pub(crate) struct Incoming {
+    /// The request's bytes (may be taken out by the API).
+    pub(crate) data: Vec<u8>,
+    /// Who sent it.
+    pub(crate) peer: Peer,
+    /// `None` once answered. Invariant: `Some` from `new` until `answer`
+    /// or drop takes it, so the call is answered exactly once.
+    responder: Option<Arc<dyn Responder>>,
+    /// The call's id on the responder's connection.
+    id: u64,
+    /// Largest answer the caller accepts.
+    reply_max: u32,
+}
+
+impl Incoming {
+    pub(crate) fn new(data: Vec<u8>, peer: Peer, responder: Arc<dyn Responder>, id: u64, reply_max: u32) -> Incoming {
+        Incoming { data, peer, responder: Some(responder), id, reply_max }
+    }
+
+    /// Answers the call (once; later answers are ignored). An answer over
+    /// the caller's limit is refused with `TooLarge` before anything is
+    /// sent, and the request then answers `NoReply` when dropped.
+    pub(crate) fn answer(&mut self, answer: Answer<'_>) -> Result<()> {
+        let len = match answer {
+            Answer::Reply(d) | Answer::Fail(d) => d.len(),
+            Answer::NoReply => 0,
+        };
+        if len as u64 > u64::from(self.reply_max) {
+            return Err(Error::TooLarge { size: len as u64, max: u64::from(self.reply_max) });
+        }
+        match self.responder.take() {
+            Some(responder) => responder.answer(self.id, answer),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Incoming {
+    fn drop(&mut self) {
+        if let Some(responder) = self.responder.take() {
+            let _ = responder.answer(self.id, Answer::NoReply);
+        }
+    }
+}
+
+/// A call in flight as a transport hands it over: the connection that
+/// carries it, its id there, and the slot its outcome lands in.
+pub(crate) struct Call {
+    pub(crate) conn: Arc<dyn ClientConn>,
+    pub(crate) id: u64,
+    pub(crate) slot: Arc<Slot>,
+}
 
 /// The server side of a transport.
 pub(crate) trait ServerTransport: Send + Sync {
     /// The next request; `Timeout` at the deadline, `Closed` when no request
     /// can ever come again.
-    fn recv(&self, deadline: Deadline) -> Result<Request>;
+    fn recv(&self, deadline: Deadline) -> Result<Incoming>;
     /// Like `recv`, but shows the request's bytes to `in_place` — in the
     /// transport's own buffer when it can (shm: in the ring) — and returns
     /// the request without them.
-    fn recv_with(&self, deadline: Deadline, in_place: &mut dyn FnMut(&[u8])) -> Result<Request> {
+    fn recv_with(&self, deadline: Deadline, in_place: &mut dyn FnMut(&[u8])) -> Result<Incoming> {
         let mut request = self.recv(deadline)?;
-        let data = request.take_data();
+        let data = std::mem::take(&mut request.data);
         in_place(&data);
         Ok(request)
     }
     /// Async form of `recv`.
-    fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Result<Request>>;
+    fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Result<Incoming>>;
     /// Waits until a client has connected.
     fn accept(&self, deadline: Deadline) -> Result<()>;
     /// Readable when a request may be ready (or the server is finished).
@@ -64,7 +128,7 @@ pub(crate) trait ServerTransport: Send + Sync {
 /// The client side of one connection (shared by all clones of a client).
 pub(crate) trait ClientConn: Send + Sync {
     /// Sends a request and returns the pending call.
-    fn send(self: Arc<Self>, data: &[u8]) -> Result<Pending>;
+    fn send(self: Arc<Self>, data: &[u8]) -> Result<Call>;
     /// Blocks until `slot` (call `id`) completes or the deadline passes.
     /// Transports that read the wire in the caller's thread do so here.
     fn wait(&self, _id: u64, slot: &Slot, deadline: Deadline) -> bool {
@@ -96,7 +160,7 @@ pub(crate) trait Responder: Send + Sync {
 /// Binds `name` with the transport its kind selects.
 pub(crate) fn bind(name: &Name, options: &ServerOptions) -> Result<Box<dyn ServerTransport>> {
     match name.kind() {
-        Kind::Mem => inproc::bind(name, options),
+        Kind::Mem => mem::bind(name, options),
         Kind::Unix => unix::bind(name, options),
         Kind::Pipe => pipe::bind(name, options),
         #[cfg(not(ipcall_loom))]
@@ -111,7 +175,7 @@ pub(crate) fn bind(name: &Name, options: &ServerOptions) -> Result<Box<dyn Serve
 /// Connects to `name` with the transport its kind selects.
 pub(crate) fn connect(name: &Name, options: &ClientOptions) -> Result<Arc<dyn ClientConn>> {
     match name.kind() {
-        Kind::Mem => inproc::connect(name, options),
+        Kind::Mem => mem::connect(name, options),
         Kind::Unix => unix::connect(name, options),
         Kind::Pipe => pipe::connect(name, options),
         #[cfg(not(ipcall_loom))]

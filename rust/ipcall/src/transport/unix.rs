@@ -29,10 +29,10 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crate::error::{Error, Result};
-use crate::name::Name;
-use crate::options::{ClientOptions, ServerOptions};
-use crate::server::Peer;
+use crate::core::error::{Error, Result};
+use crate::core::name::Name;
+use crate::core::options::{ClientOptions, ServerOptions};
+use crate::core::peer::Peer;
 use crate::transport::stream::client::StreamClient;
 use crate::transport::stream::server::StreamServer;
 use crate::transport::stream::{Accepted, Acceptor, Wire};

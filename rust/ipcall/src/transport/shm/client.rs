@@ -20,9 +20,9 @@
 //! publishes the last request it took: later calls fail at once.
 
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -30,52 +30,19 @@ use super::{
     futex_wait, map_conn_memory, peer_gone, protocol, publish_cpu, recv_with_fds, send_message, spin, wake_producer,
     Mapping, SendError, Sending, DEATH_CHECK,
 };
-use crate::client::Pending;
-use crate::error::{Error, Result};
-use crate::frame;
-use crate::name::Name;
-use crate::options::{ClientOptions, WaitMode};
-use crate::slot::{Outcome, Slot, Woken};
-use crate::transport::ring::{self, announce_sleep, kind, Consumer, Partial, Producer, Taken};
-use crate::transport::stream::client::{IdMap, CLIENT_HANDSHAKE_TIMEOUT};
+use crate::core::error::{Error, Result};
+use crate::core::frame;
+use crate::core::name::Name;
+use crate::core::options::{ClientOptions, WaitMode};
+use crate::core::slot::{Outcome, Slot, Woken};
+use crate::core::wait::lock;
+use crate::core::wait::Deadline;
+use crate::transport::calls::{fail_all, Calls, Death, Entry};
+use crate::transport::shm::ring::{self, announce_sleep, kind, Consumer, Partial, Producer, Taken};
+use crate::transport::stream::client::CLIENT_HANDSHAKE_TIMEOUT;
 use crate::transport::stream::wait_fd;
 use crate::transport::unix;
-use crate::transport::ClientConn;
-use crate::wait::Deadline;
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Every critical section leaves the data consistent; poisoning is ignored.
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Why the connection is dead.
-#[derive(Debug, Clone)]
-enum Death {
-    Disconnected,
-    Protocol(String),
-}
-
-/// One call waiting for its answer.
-struct Entry {
-    slot: Arc<Slot>,
-    /// Polled as a future: the async reader keeps reading for it.
-    is_async: bool,
-    /// Its caller sleeps on the slot as a follower (nudge it to lead).
-    following: bool,
-}
-
-/// The call table. Invariant: an id is in `pending` exactly while its call
-/// is unanswered and not abandoned; once `dead` is set `pending` stays empty.
-struct Calls {
-    pending: IdMap<Entry>,
-    async_calls: usize,
-    followers: usize,
-    async_reader: bool,
-    handle_gone: bool,
-    /// The server closed after taking this request id.
-    server_closed: Option<u64>,
-    dead: Option<Death>,
-}
+use crate::transport::{Call, ClientConn};
 
 struct Writer {
     /// The next request id (ids start at 1 and grow by one).
@@ -114,13 +81,6 @@ pub(crate) struct ShmClient {
     shared: Arc<Shared>,
 }
 
-/// Checks that `fd` is an eventfd (a hostile server could pass a file we
-/// would then write to).
-fn is_eventfd(fd: &OwnedFd) -> bool {
-    std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
-        .is_ok_and(|target| target.as_os_str() == "anon_inode:[eventfd]")
-}
-
 impl ShmClient {
     pub(crate) fn connect(name: &Name, options: &ClientOptions) -> Result<Arc<ShmClient>> {
         let shared_name = name.shared().clone();
@@ -134,7 +94,7 @@ impl ShmClient {
             return Err(Error::Timeout { name: shared_name });
         }
         let mut hello = [0u8; frame::HELLO_LEN];
-        let (n, mut fds) = recv_with_fds(&socket, &mut hello).map_err(io_err)?;
+        let (n, mut fds) = recv_with_fds(socket.as_fd(), &mut hello).map_err(io_err)?;
         if n == 0 {
             return Err(Error::Disconnected { name: shared_name });
         }
@@ -150,7 +110,7 @@ impl ShmClient {
         }
         let doorbell = fds.pop().expect("two");
         let memfd = fds.pop().expect("two");
-        if !is_eventfd(&doorbell) {
+        if !crate::sys::shm::is_eventfd(doorbell.as_fd()) {
             return Err(protocol(&shared_name, "the doorbell descriptor is not an eventfd"));
         }
         let mapping = map_conn_memory(&memfd).map_err(|reason| protocol(&shared_name, reason))?;
@@ -167,15 +127,7 @@ impl ShmClient {
             writer: Mutex::new(Writer { next_id: 1, producer: Producer::new(mapping.requests()) }),
             reader: Mutex::new(ReplyReader { consumer: Consumer::new(mapping.replies()), partial: None }),
             mapping,
-            calls: Mutex::new(Calls {
-                pending: IdMap::default(),
-                async_calls: 0,
-                followers: 0,
-                async_reader: false,
-                handle_gone: false,
-                server_closed: None,
-                dead: None,
-            }),
+            calls: Mutex::new(Calls::new()),
             interest: AtomicUsize::new(0),
             async_cond: Condvar::new(),
             budget: spin::Budget::new(),
@@ -198,49 +150,25 @@ impl Drop for ShmClient {
 
 impl Shared {
     fn error_for(&self, death: &Death) -> Error {
-        match death {
-            Death::Disconnected => Error::Disconnected { name: self.name.clone() },
-            Death::Protocol(reason) => Error::Protocol { name: self.name.clone(), reason: reason.clone() },
-        }
+        death.error(&self.name)
     }
 
     /// Marks the connection dead and fails every pending call at once.
     fn die(&self, death: Death) {
-        let drained: Vec<Entry> = {
-            let mut calls = lock(&self.calls);
-            if calls.dead.is_some() {
-                return;
-            }
-            calls.dead = Some(death.clone());
-            calls.async_calls = 0;
-            calls.followers = 0;
-            self.interest.store(0, Ordering::Relaxed);
-            calls.pending.drain().map(|(_, e)| e).collect()
-        };
+        let Some(drained) = lock(&self.calls).kill(&death) else { return };
+        self.interest.store(0, Ordering::Relaxed);
         self.async_cond.notify_all();
         if matches!(death, Death::Protocol(_)) {
             // Tell the server: it drops its side at once.
             // SAFETY: (1) shutdown takes no pointers.
             unsafe { libc::shutdown(self.socket.as_raw_fd(), libc::SHUT_RDWR) };
         }
-        for entry in drained {
-            let outcome = match &death {
-                Death::Disconnected => Outcome::Disconnected,
-                Death::Protocol(_) => Outcome::Error(self.error_for(&death)),
-            };
-            entry.slot.complete(outcome);
-        }
+        fail_all(drained, &death, &self.name);
     }
 
-    /// Removes call `id` from the table (keeping the counters right).
+    /// Removes call `id` from the table (keeping `interest` right).
     fn remove(&self, calls: &mut Calls, id: u64) -> Option<Entry> {
-        let entry = calls.pending.remove(&id)?;
-        if entry.is_async {
-            calls.async_calls -= 1;
-        }
-        if entry.following {
-            calls.followers -= 1;
-        }
+        let entry = calls.remove(id)?;
         if entry.is_async || entry.following {
             self.interest.store(calls.async_calls + calls.followers, Ordering::Relaxed);
         }
@@ -283,21 +211,19 @@ impl Shared {
             return;
         }
         let last = header.last_taken.load(Ordering::Relaxed);
-        let failed: Vec<Entry> = {
+        let failed = {
             let mut calls = lock(&self.calls);
-            calls.server_closed = Some(last);
-            let ids: Vec<u64> = calls.pending.keys().copied().filter(|&id| id > last).collect();
-            ids.into_iter().filter_map(|id| self.remove(&mut calls, id)).collect()
+            let failed = calls.remove_after(last);
+            self.interest.store(calls.async_calls + calls.followers, Ordering::Relaxed);
+            failed
         };
-        for entry in failed {
-            entry.slot.complete(Outcome::Disconnected);
-        }
+        fail_all(failed, &Death::Disconnected, &self.name);
     }
 
     /// True once the server's side of the rendezvous is gone; then fails
     /// what is left (after reading the replies it wrote before dying).
     fn check_gone(&self, reader: &mut ReplyReader) -> bool {
-        if !peer_gone(&self.socket) {
+        if !peer_gone(self.socket.as_fd()) {
             return false;
         }
         self.drain(reader);
@@ -425,7 +351,7 @@ impl Shared {
 }
 
 impl ClientConn for ShmClient {
-    fn send(self: Arc<Self>, data: &[u8]) -> Result<Pending> {
+    fn send(self: Arc<Self>, data: &[u8]) -> Result<Call> {
         let shared = &self.shared;
         if data.len() as u64 > u64::from(shared.max) {
             return Err(Error::TooLarge { size: data.len() as u64, max: u64::from(shared.max) });
@@ -455,7 +381,7 @@ impl ClientConn for ShmClient {
                     return false;
                 }
             }
-            lock(&shared.calls).dead.is_none() && !peer_gone(&shared.socket)
+            lock(&shared.calls).dead.is_none() && !peer_gone(shared.socket.as_fd())
         };
         let mut how = Sending {
             mode: shared.mode,
@@ -471,8 +397,7 @@ impl ClientConn for ShmClient {
             Err(SendError::Gone) => shared.die(Death::Disconnected),
             Err(SendError::Violation(v)) => shared.die(Death::Protocol(v.to_string())),
         }
-        let name = shared.name.clone();
-        Ok(Pending::new(name, self, id, slot))
+        Ok(Call { conn: self, id, slot })
     }
 
     fn wait(&self, id: u64, slot: &Slot, deadline: Deadline) -> bool {

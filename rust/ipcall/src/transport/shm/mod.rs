@@ -22,18 +22,21 @@
 //! every shared value is read once, checked, then used.
 
 pub(crate) mod client;
+pub(crate) mod ring;
 pub(crate) mod server;
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::error::{Error, Result};
-use crate::name::Name;
-use crate::options::{ClientOptions, ServerOptions, WaitMode};
-use crate::transport::ring::{
+use crate::core::error::{Error, Result};
+use crate::core::name::Name;
+use crate::core::options::{ClientOptions, ServerOptions, WaitMode};
+use crate::sys;
+pub(crate) use crate::sys::shm::{current_cpu, futex_wait, futex_wake, peer_gone, recv_with_fds, send_with_fds};
+use crate::transport::shm::ring::{
     announce_sleep, take_sleeper, Consumer, Control, Producer, Ring, Violation, MAX_CAPACITY, MIN_CAPACITY,
 };
 use crate::transport::{ClientConn, ServerTransport};
@@ -44,8 +47,6 @@ pub(crate) const MAGIC: [u8; 8] = *b"IPCALLSH";
 pub(crate) const LAYOUT_VERSION: u32 = 1;
 /// Bytes before the request ring's data: the [`ConnHeader`] page.
 pub(crate) const HEADER_PAGE: usize = 4096;
-/// Inaccessible bytes on each side of every mapping.
-const GUARD: usize = 4096;
 /// How often a sleeping waiter looks whether its peer died (hang-up of the
 /// rendezvous socket), and a `Spin` waiter whether its deadline passed.
 pub(crate) const DEATH_CHECK: Duration = Duration::from_millis(100);
@@ -104,14 +105,6 @@ pub(crate) fn mapping_len(capacity: usize) -> usize {
     HEADER_PAGE + 2 * capacity
 }
 
-fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(rc)
-    }
-}
-
 /// A shared mapping of a connection's memfd. Unmapped on drop; the memfd's
 /// pages are freed by the kernel once every mapping and descriptor is gone.
 pub(crate) struct Mapping {
@@ -131,41 +124,7 @@ impl Mapping {
     /// guard pages: an access past either end of the mapping faults at once
     /// instead of touching other memory (the hostile-peer tests rely on it).
     fn map(fd: BorrowedFd<'_>, len: usize, capacity: usize) -> io::Result<Mapping> {
-        let reserved = len + 2 * GUARD;
-        // SAFETY: (1) a fresh inaccessible reservation chosen by the kernel;
-        // no existing memory is affected; the result is checked.
-        let reservation = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                reserved,
-                libc::PROT_NONE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-                -1,
-                0,
-            )
-        };
-        if reservation == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: (1) MAP_FIXED replaces only the middle of our own fresh
-        // reservation, which nothing else uses; the result is checked.
-        let base = unsafe {
-            libc::mmap(
-                reservation.cast::<u8>().add(GUARD).cast(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_FIXED,
-                fd.as_raw_fd(),
-                0,
-            )
-        };
-        if base == libc::MAP_FAILED {
-            let err = io::Error::last_os_error();
-            // SAFETY: (1) the reservation is ours and unused.
-            unsafe { libc::munmap(reservation, reserved) };
-            return Err(err);
-        }
-        Ok(Mapping { base: base.cast(), len, capacity })
+        Ok(Mapping { base: sys::shm::map_guarded(fd, len)?, len, capacity })
     }
 
     /// The connection header.
@@ -194,10 +153,10 @@ impl Mapping {
 
 impl Drop for Mapping {
     fn drop(&mut self) {
-        // SAFETY: (1) the guard pages and the mapping are exactly the
-        // reservation `map` made, and no reference into the mapping outlives
-        // `self` (users hold it by Arc).
-        unsafe { libc::munmap(self.base.sub(GUARD).cast(), self.len + 2 * GUARD) };
+        // SAFETY: (1) `base`/`len` are exactly what `map_guarded` returned,
+        // and no reference into the mapping outlives `self` (users hold it
+        // by Arc).
+        unsafe { sys::shm::unmap_guarded(self.base, self.len) };
     }
 }
 
@@ -205,16 +164,8 @@ impl Drop for Mapping {
 /// against shrinking and growing (so that neither side can make the other's
 /// accesses fault), and initialised. Returns it with its mapping.
 pub(crate) fn create_conn_memory(capacity: usize, server_max: u32) -> io::Result<(OwnedFd, Mapping)> {
-    // SAFETY: (1) the name is a NUL-terminated literal; the result is checked.
-    let raw = cvt(unsafe { libc::memfd_create(c"ipcall-shm".as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) })?;
-    // SAFETY: (1) `raw` is a fresh descriptor owned by nothing else.
-    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
     let len = mapping_len(capacity);
-    // SAFETY: (1) ftruncate and fcntl take no pointers; results are checked.
-    cvt(unsafe { libc::ftruncate(fd.as_raw_fd(), len as libc::off_t) })?;
-    let seals = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL;
-    // SAFETY: (1) as above.
-    cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, seals) })?;
+    let fd = sys::shm::sealed_memfd(len)?;
     let mapping = Mapping::map(std::os::fd::AsFd::as_fd(&fd), len, capacity)?;
     // SAFETY: (1) the header page is ours alone until the memfd is sent: the
     // plain fields are written here once, before any peer can map it.
@@ -230,18 +181,7 @@ pub(crate) fn create_conn_memory(capacity: usize, server_max: u32) -> io::Result
 
 /// What a client learns from a received memfd, checked: its mapping.
 pub(crate) fn map_conn_memory(fd: &OwnedFd) -> std::result::Result<Mapping, String> {
-    let mut stat: libc::stat = unsafe_zeroed_stat();
-    // SAFETY: (1) `stat` is a live, writable stat buffer.
-    if unsafe { libc::fstat(fd.as_raw_fd(), &mut stat) } < 0 {
-        return Err(format!("fstat of the shared memory failed: {}", io::Error::last_os_error()));
-    }
-    // SAFETY: (1) fcntl takes no pointers.
-    let seals = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GET_SEALS) };
-    let needed = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW;
-    if seals < 0 || seals & needed != needed {
-        return Err("the shared memory is not sealed against resizing".into());
-    }
-    let size = stat.st_size as u64;
+    let size = sys::shm::sealed_size(fd.as_fd())?;
     if size < HEADER_PAGE as u64 {
         return Err(format!("the shared memory is {size} bytes, too small for its header"));
     }
@@ -260,135 +200,6 @@ pub(crate) fn map_conn_memory(fd: &OwnedFd) -> std::result::Result<Mapping, Stri
         return Err(format!("the shared memory is {size} bytes, not {} for its rings", mapping_len(capacity)));
     }
     Mapping::map(std::os::fd::AsFd::as_fd(fd), mapping_len(capacity), capacity).map_err(|e| format!("mmap: {e}"))
-}
-
-fn unsafe_zeroed_stat() -> libc::stat {
-    // SAFETY: (1) an all-zero stat is a valid value of this plain C struct.
-    unsafe { std::mem::zeroed() }
-}
-
-/// Sends `bytes` with descriptors `fds` (SCM_RIGHTS) in one message.
-pub(crate) fn send_with_fds(socket: &OwnedFd, bytes: &[u8], fds: &[RawFd]) -> io::Result<()> {
-    let mut control = [0u64; 8]; // room for the header and up to 4 descriptors, aligned
-    let mut iov = libc::iovec { iov_base: bytes.as_ptr() as *mut libc::c_void, iov_len: bytes.len() };
-    // SAFETY: (1) an all-zero msghdr is valid (no name, no control data).
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    if !fds.is_empty() {
-        let data_len = std::mem::size_of_val(fds) as u32;
-        // SAFETY: (1) CMSG_SPACE is a pure computation.
-        let space = unsafe { libc::CMSG_SPACE(data_len) } as usize;
-        assert!(space <= std::mem::size_of_val(&control));
-        msg.msg_control = control.as_mut_ptr().cast();
-        msg.msg_controllen = space as _;
-        // SAFETY: (1) `msg` describes `control`, which has room for one
-        // cmsg of `data_len` bytes (asserted), so CMSG_FIRSTHDR is non-null
-        // and CMSG_DATA points inside it; (2) the copy is within that room.
-        unsafe {
-            let cmsg = libc::CMSG_FIRSTHDR(&msg);
-            (*cmsg).cmsg_level = libc::SOL_SOCKET;
-            (*cmsg).cmsg_type = libc::SCM_RIGHTS;
-            (*cmsg).cmsg_len = libc::CMSG_LEN(data_len) as _;
-            std::ptr::copy_nonoverlapping(fds.as_ptr(), libc::CMSG_DATA(cmsg).cast::<RawFd>(), fds.len());
-        }
-    }
-    loop {
-        // SAFETY: (1) `msg` points at live iovec/control buffers for the call;
-        // (2) MSG_NOSIGNAL: a vanished peer is EPIPE, not SIGPIPE.
-        let n = unsafe { libc::sendmsg(socket.as_raw_fd(), &msg, libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT) };
-        if n >= 0 {
-            return if n as usize == bytes.len() { Ok(()) } else { Err(io::ErrorKind::WriteZero.into()) };
-        }
-        let err = io::Error::last_os_error();
-        if err.kind() != io::ErrorKind::Interrupted {
-            return Err(err);
-        }
-    }
-}
-
-/// Receives up to `buf.len()` bytes and any descriptors that came with them
-/// (close-on-exec). Extra or unexpected descriptors are returned too, so the
-/// caller closes them by dropping.
-pub(crate) fn recv_with_fds(socket: &OwnedFd, buf: &mut [u8]) -> io::Result<(usize, Vec<OwnedFd>)> {
-    let mut control = [0u64; 16];
-    let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
-    // SAFETY: (1) an all-zero msghdr is valid.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = std::mem::size_of_val(&control) as _;
-    let n = loop {
-        // SAFETY: (1) `msg` describes live, writable buffers for the call.
-        let n = unsafe { libc::recvmsg(socket.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
-        if n >= 0 {
-            break n as usize;
-        }
-        let err = io::Error::last_os_error();
-        if err.kind() != io::ErrorKind::Interrupted {
-            return Err(err);
-        }
-    };
-    let mut fds = Vec::new();
-    // SAFETY: (1) the kernel filled `msg_control` with well-formed cmsgs up
-    // to `msg_controllen`; CMSG_FIRSTHDR/NXTHDR stay within it; (2) each
-    // SCM_RIGHTS payload is an array of descriptors now owned by us.
-    unsafe {
-        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
-        while !cmsg.is_null() {
-            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
-                let data = libc::CMSG_DATA(cmsg).cast::<RawFd>();
-                let count = ((*cmsg).cmsg_len as usize - libc::CMSG_LEN(0) as usize) / std::mem::size_of::<RawFd>();
-                for i in 0..count {
-                    fds.push(OwnedFd::from_raw_fd(data.add(i).read_unaligned()));
-                }
-            }
-            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
-        }
-    }
-    if msg.msg_flags & libc::MSG_CTRUNC != 0 {
-        return Err(io::Error::other("descriptors were truncated"));
-    }
-    Ok((n, fds))
-}
-
-/// Sleeps until `word` may differ from `expected`, a `FUTEX_WAKE` on it, or
-/// `timeout`. Shared (not private) futex: the word is in a mapping shared
-/// with another process.
-pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
-    let ts = timeout.map(|t| libc::timespec { tv_sec: t.as_secs() as _, tv_nsec: t.subsec_nanos() as _ });
-    let ts_ptr = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
-    // SAFETY: (1) `word` is a live, 4-byte aligned u32 (in our mapping or
-    // memory); (2) `ts_ptr` is null or a live timespec. EINTR, EAGAIN and
-    // ETIMEDOUT all just return to the caller, which re-checks its state.
-    unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAIT, expected, ts_ptr, 0usize, 0u32) };
-}
-
-/// Wakes every thread in `futex_wait` on `word` (in any process).
-pub(crate) fn futex_wake(word: &AtomicU32) {
-    // SAFETY: (1) `word` is a live, aligned u32; FUTEX_WAKE only uses its address.
-    unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, i32::MAX, 0usize, 0usize, 0u32) };
-}
-
-/// True if the rendezvous socket says the peer is gone (hang-up, error, or
-/// end of stream). One `poll` with no timeout.
-pub(crate) fn peer_gone(socket: &OwnedFd) -> bool {
-    let mut pfd = libc::pollfd { fd: socket.as_raw_fd(), events: libc::POLLIN | libc::POLLRDHUP, revents: 0 };
-    // SAFETY: (1) one live pollfd.
-    let n = unsafe { libc::poll(&mut pfd, 1, 0) };
-    n > 0 && pfd.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLRDHUP | libc::POLLNVAL | libc::POLLIN) != 0
-}
-
-/// This thread's CPU (cheap: glibc reads it from rseq), or `u32::MAX`.
-pub(crate) fn current_cpu() -> u32 {
-    // SAFETY: (1) sched_getcpu takes no arguments.
-    let cpu = unsafe { libc::sched_getcpu() };
-    if cpu < 0 {
-        u32::MAX
-    } else {
-        cpu as u32
-    }
 }
 
 /// Publishes `cpu` in `slot` only if it changed (the slot's line is then
@@ -442,9 +253,8 @@ pub(crate) mod spin {
     }
 
     fn many_cpus() -> bool {
-        static CPUS: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
-        // SAFETY: (1) sysconf takes no pointers.
-        *CPUS.get_or_init(|| i64::from(unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) } as i32)) > 1
+        static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+        *CPUS.get_or_init(crate::sys::shm::online_cpus) > 1
     }
 
     /// How long to spin now (zero: sleep at once).

@@ -15,29 +15,30 @@
 //! (its calls see `Protocol` or `Disconnected`); the others keep being served.
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::task::{Context, Poll, Waker};
+use std::sync::{Arc, Condvar, Mutex};
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use super::{
     announce_sleep_all, create_conn_memory, futex_wake, publish_cpu, ring_capacity, send_message, send_with_fds, spin,
     wake_producer, Mapping, SendError, Sending,
 };
-use crate::error::{Error, Result};
-use crate::frame;
-use crate::name::Name;
-use crate::options::{ServerOptions, WaitMode};
-use crate::server::{Peer, Request};
+use crate::core::error::{Error, Result};
+use crate::core::frame;
+use crate::core::name::Name;
+use crate::core::options::{ServerOptions, WaitMode};
+use crate::core::peer::Peer;
+use crate::core::wait::{lock, Deadline};
+use crate::sys::epoll::{Epoll, EPOLL_BATCH, READABLE};
 use crate::sys::EventFd;
-use crate::transport::ring::{self, kind, take_sleeper, Consumer, Partial, Producer, Taken};
-use crate::transport::stream::poll_timeout_ms;
-use crate::transport::stream::server::Access;
-use crate::transport::stream::{wait_fd, Acceptor};
+use crate::transport::access::Access;
+use crate::transport::shm::ring::{self, kind, take_sleeper, Consumer, Partial, Producer, Taken};
+use crate::transport::stream::Acceptor;
 use crate::transport::unix::{self, Listener};
-use crate::transport::{Answer, Responder, ServerTransport};
-use crate::wait::{wait_until, Deadline};
+use crate::transport::watch::{stop_accepting, wait_accepted, Watch, Watched};
+use crate::transport::{Answer, Incoming, Responder, ServerTransport};
 
 /// Where `recv_with` wants a request's bytes shown in place (`None`: copy them).
 type InPlace<'a> = Option<&'a mut dyn FnMut(&[u8])>;
@@ -51,22 +52,6 @@ const FIRST_CONN: u64 = 2;
 /// A busy server with several clients looks for hang-ups once per this
 /// many requests.
 const HANGUP_CHECK: usize = 64;
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Every critical section leaves its data consistent; poisoning is ignored.
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn epoll_ctl(epoll: &OwnedFd, op: libc::c_int, fd: BorrowedFd<'_>, events: u32, token: u64) -> io::Result<()> {
-    let mut event = libc::epoll_event { events, u64: token };
-    // SAFETY: (1) both descriptors are open for the call; (2) `event` is a
-    // live epoll_event (ignored by EPOLL_CTL_DEL).
-    let rc = unsafe { libc::epoll_ctl(epoll.as_raw_fd(), op, fd.as_raw_fd(), &mut event) };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
 
 /// The reading end of a connection's request ring.
 struct RequestReader {
@@ -130,7 +115,7 @@ impl Responder for ServerConn {
         let mut writer = lock(&self.writer);
         publish_cpu(&header.server_cpu);
         let wake = || futex_wake(&header.replies.consumer_sleeping);
-        let mut on_wait = || !self.broken.load(Ordering::Relaxed) && !super::peer_gone(&self.socket);
+        let mut on_wait = || !self.broken.load(Ordering::Relaxed) && !super::peer_gone(self.socket.as_fd());
         let mut how = Sending {
             mode: self.mode,
             budget: &self.budget,
@@ -164,15 +149,11 @@ struct State {
     wake_set: bool,
     /// A poller should look: a ring held a request when the last `recv` left.
     data_pending: bool,
-    /// Async `recv`s waiting for readiness.
-    wakers: Vec<Waker>,
-    /// The watcher thread for async `recv`s runs.
-    watcher: bool,
 }
 
 struct Shared {
     name: Arc<str>,
-    epoll: OwnedFd,
+    epoll: Epoll,
     /// Rung by clients that saw our `consumer_sleeping` flag.
     doorbell: EventFd,
     /// Readable while finished, or (for pollers) while a request waits.
@@ -199,7 +180,14 @@ struct Shared {
     received: AtomicUsize,
     state: Mutex<State>,
     accepted_cond: Condvar,
-    watch_cond: Condvar,
+    /// Async `recv`s waiting for readiness.
+    watch: Watch,
+}
+
+impl Watched for Shared {
+    fn watched(&self) -> (&Watch, BorrowedFd<'_>) {
+        (&self.watch, self.epoll.as_fd())
+    }
 }
 
 /// A `shm:` server (`ServerTransport`).
@@ -212,18 +200,12 @@ impl ShmServer {
     pub(crate) fn bind(name: &Name, options: &ServerOptions) -> Result<ShmServer> {
         let listener = unix::listen(name, options)?;
         let io_err = |e: io::Error| Error::Io { name: name.shared().clone(), source: e };
-        // SAFETY: (1) epoll_create1 takes no pointers; the result is checked.
-        let raw = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
-        if raw < 0 {
-            return Err(io_err(io::Error::last_os_error()));
-        }
-        // SAFETY: (1) `raw` is a fresh descriptor owned by nothing else.
-        let epoll = unsafe { OwnedFd::from_raw_fd(raw) };
+        let epoll = Epoll::new().map_err(io_err)?;
         let doorbell = EventFd::new().map_err(io_err)?;
         let wake = EventFd::new().map_err(io_err)?;
         let edge = (libc::EPOLLIN | libc::EPOLLET) as u32;
-        epoll_ctl(&epoll, libc::EPOLL_CTL_ADD, doorbell.as_fd(), edge, DOORBELL).map_err(io_err)?;
-        epoll_ctl(&epoll, libc::EPOLL_CTL_ADD, wake.as_fd(), libc::EPOLLIN as u32, WAKE).map_err(io_err)?;
+        epoll.add(doorbell.as_fd(), edge, DOORBELL).map_err(io_err)?;
+        epoll.add(wake.as_fd(), READABLE, WAKE).map_err(io_err)?;
         let shared = Arc::new(Shared {
             name: name.shared().clone(),
             epoll,
@@ -249,11 +231,9 @@ impl ShmServer {
                 closed: false,
                 wake_set: false,
                 data_pending: false,
-                wakers: Vec::new(),
-                watcher: false,
             }),
             accepted_cond: Condvar::new(),
-            watch_cond: Condvar::new(),
+            watch: Watch::new(),
         });
         let accepting = shared.clone();
         let accepting = std::thread::Builder::new()
@@ -282,10 +262,8 @@ impl Shared {
                 self.wake.clear();
             }
         }
-        if want && !state.wakers.is_empty() {
-            for waker in state.wakers.drain(..) {
-                waker.wake();
-            }
+        if want {
+            self.watch.wake_all();
         }
     }
 
@@ -294,7 +272,7 @@ impl Shared {
     fn drop_conn(&self, token: u64) {
         let mut state = lock(&self.state);
         if let Some(conn) = state.conns.iter().find(|c| c.token == token).cloned() {
-            let _ = epoll_ctl(&self.epoll, libc::EPOLL_CTL_DEL, conn.socket.as_fd(), 0, token);
+            let _ = self.epoll.delete(conn.socket.as_fd());
             conn.broken.store(true, Ordering::Relaxed);
             // SAFETY: (1) shutdown takes no pointers.
             unsafe { libc::shutdown(conn.socket.as_raw_fd(), libc::SHUT_RDWR) };
@@ -308,7 +286,7 @@ impl Shared {
     fn set_up(&self, socket: OwnedFd, peer: Peer) {
         if !self.access.allows(&peer) {
             let hello = frame::encode_hello(frame::STATUS_REFUSED, self.local_max);
-            let _ = send_with_fds(&socket, &hello, &[]);
+            let _ = send_with_fds(socket.as_fd(), &hello, &[]);
             return;
         }
         let Ok((memfd, mapping)) = create_conn_memory(self.capacity, self.local_max) else { return };
@@ -340,13 +318,13 @@ impl Shared {
             budget: spin::Budget::new(),
         });
         let hangup = (libc::EPOLLRDHUP | libc::EPOLLHUP) as u32;
-        if epoll_ctl(&self.epoll, libc::EPOLL_CTL_ADD, conn.socket.as_fd(), hangup, token).is_err() {
+        if self.epoll.add(conn.socket.as_fd(), hangup, token).is_err() {
             return;
         }
         let hello = frame::encode_hello(frame::STATUS_OK, self.local_max);
-        let fds = [memfd.as_raw_fd(), self.doorbell.as_fd().as_raw_fd()];
-        if send_with_fds(&conn.socket, &hello, &fds).is_err() {
-            let _ = epoll_ctl(&self.epoll, libc::EPOLL_CTL_DEL, conn.socket.as_fd(), 0, token);
+        let fds = [memfd.as_fd(), self.doorbell.as_fd()];
+        if send_with_fds(conn.socket.as_fd(), &hello, &fds).is_err() {
+            let _ = self.epoll.delete(conn.socket.as_fd());
             return;
         }
         // Our descriptor of the memfd is no longer needed: the mapping keeps
@@ -401,7 +379,7 @@ impl Shared {
     }
 
     /// Takes one whole request from some ring, if any is there.
-    fn scan(&self, conns: &[Arc<ServerConn>], in_place: &mut InPlace<'_>) -> Option<Request> {
+    fn scan(&self, conns: &[Arc<ServerConn>], in_place: &mut InPlace<'_>) -> Option<Incoming> {
         let n = conns.len();
         if n == 0 {
             return None;
@@ -430,7 +408,7 @@ impl Shared {
                     publish_cpu(&conn.mapping.header().server_cpu);
                     let reply_max = conn.max_reply();
                     let responder: Arc<dyn crate::transport::Responder> = conn.clone();
-                    return Some(Request::new(message.data, conn.peer, responder, message.id, reply_max));
+                    return Some(Incoming::new(message.data, conn.peer, responder, message.id, reply_max));
                 }
                 Ok(Taken::Empty) => {}
                 Err(_violation) => {
@@ -447,33 +425,30 @@ impl Shared {
     /// Waits on the epoll descriptor until `deadline`; handles hang-ups
     /// (all that are pending, however many).
     fn wait_events(&self, deadline: Deadline) {
-        let mut events = [libc::epoll_event { events: 0, u64: 0 }; 64];
-        let mut timeout = poll_timeout_ms(deadline);
+        let mut wait = deadline;
         loop {
-            // SAFETY: (1) `events` is a live, writable array of 64 epoll_events.
-            let n =
-                unsafe { libc::epoll_wait(self.epoll.as_raw_fd(), events.as_mut_ptr(), events.len() as i32, timeout) };
-            for event in events.iter().take(n.max(0) as usize) {
-                let token = event.u64;
+            let mut reported = 0;
+            let _ = self.epoll.wait(wait, |token| {
+                reported += 1;
                 if token >= FIRST_CONN {
                     // Only hang-ups are registered for connections.
                     self.drop_conn(token);
                 }
-            }
-            if n < events.len() as i32 {
+            });
+            if reported < EPOLL_BATCH {
                 return;
             }
-            timeout = 0;
+            wait = Deadline::Now;
         }
     }
 
-    fn recv(&self, deadline: Deadline, mut in_place: InPlace<'_>) -> Result<Request> {
+    fn recv(&self, deadline: Deadline, mut in_place: InPlace<'_>) -> Result<Incoming> {
         let result = self.recv_loop(deadline, &mut in_place);
         self.after_recv();
         result
     }
 
-    fn recv_loop(&self, deadline: Deadline, in_place: &mut InPlace<'_>) -> Result<Request> {
+    fn recv_loop(&self, deadline: Deadline, in_place: &mut InPlace<'_>) -> Result<Incoming> {
         let pollable = self.pollable.load(Ordering::Relaxed);
         if pollable {
             // Consumes the doorbell's edge and any hang-ups, so that the
@@ -567,93 +542,38 @@ impl Shared {
             self.update_wake(&mut state);
         }
     }
-
-    /// The async watcher: while async `recv`s wait, blocks on the epoll
-    /// descriptor and wakes them when it is readable.
-    fn watch(self: Arc<Self>) {
-        loop {
-            {
-                let mut state = lock(&self.state);
-                while state.wakers.is_empty() {
-                    if state.closed {
-                        state.watcher = false;
-                        return;
-                    }
-                    state = self.watch_cond.wait(state).unwrap_or_else(|e| e.into_inner());
-                }
-            }
-            let _ = wait_fd(self.epoll.as_fd(), libc::POLLIN, Deadline::Never);
-            let wakers: Vec<Waker> = std::mem::take(&mut lock(&self.state).wakers);
-            for waker in wakers {
-                waker.wake();
-            }
-        }
-    }
 }
 
 impl ShmServer {
     /// `recv` that shows a request sitting whole in its ring to `in_place`
     /// without copying it (see `Server::recv_with`).
-    pub(crate) fn recv_in_place(&self, deadline: Deadline, in_place: &mut dyn FnMut(&[u8])) -> Result<Request> {
+    pub(crate) fn recv_in_place(&self, deadline: Deadline, in_place: &mut dyn FnMut(&[u8])) -> Result<Incoming> {
         self.shared.recv(deadline, Some(in_place))
     }
 }
 
 impl ServerTransport for ShmServer {
-    fn recv(&self, deadline: Deadline) -> Result<Request> {
+    fn recv(&self, deadline: Deadline) -> Result<Incoming> {
         self.shared.recv(deadline, None)
     }
 
-    fn recv_with(&self, deadline: Deadline, in_place: &mut dyn FnMut(&[u8])) -> Result<Request> {
+    fn recv_with(&self, deadline: Deadline, in_place: &mut dyn FnMut(&[u8])) -> Result<Incoming> {
         self.recv_in_place(deadline, in_place)
     }
 
-    fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Result<Request>> {
+    fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Result<Incoming>> {
         let shared = &self.shared;
         shared.pollable.store(true, Ordering::SeqCst);
-        match shared.recv(Deadline::Now, None) {
-            Err(Error::Timeout { .. }) => {}
-            other => return Poll::Ready(other),
-        }
-        let start_watcher = {
-            let mut state = lock(&shared.state);
-            if !state.wakers.iter().any(|w| w.will_wake(cx.waker())) {
-                state.wakers.push(cx.waker().clone());
-            }
-            let start = !state.watcher;
-            state.watcher = true;
-            start
-        };
-        if start_watcher {
-            let watcher = shared.clone();
-            if std::thread::Builder::new().name("ipcall-shm-watch".into()).spawn(move || watcher.watch()).is_err() {
-                lock(&shared.state).watcher = false;
-                return Poll::Ready(Err(Error::Io {
-                    name: shared.name.clone(),
-                    source: io::Error::other("cannot start the async watcher thread"),
-                }));
-            }
-        } else {
-            shared.watch_cond.notify_all();
-        }
         // The rings were armed when that `recv` left: a request arriving
         // since rings the doorbell, which the watcher sees.
-        Poll::Pending
+        Watch::poll_recv(shared, cx.waker(), "ipcall-shm-watch", &shared.name, shared.recv(Deadline::Now, None))
     }
 
     fn accept(&self, deadline: Deadline) -> Result<()> {
         let shared = &self.shared;
-        let name = || shared.name.clone();
-        let accepted = wait_until(lock(&shared.state), &shared.accepted_cond, deadline, |state| {
-            if state.accepted > 0 {
-                Some(Ok(()))
-            } else if state.closed {
-                Some(Err(Error::Closed { name: name() }))
-            } else {
-                None
-            }
-        });
-        accepted.unwrap_or_else(|| Err(Error::Timeout { name: name() }))
+        wait_accepted(&shared.state, &shared.accepted_cond, deadline, &shared.name, |state| {
+            (state.accepted, state.closed)
+        })
     }
 
     fn fd(&self) -> BorrowedFd<'_> {
@@ -678,17 +598,13 @@ impl ServerTransport for ShmServer {
                 listener.unbind_name();
             }
             for conn in state.conns.iter() {
-                let _ = epoll_ctl(&shared.epoll, libc::EPOLL_CTL_DEL, conn.socket.as_fd(), 0, conn.token);
+                let _ = shared.epoll.delete(conn.socket.as_fd());
             }
             shared.update_wake(&mut state);
             std::mem::take(&mut state.conns)
         };
-        shared.watch_cond.notify_all();
-        shared.accepted_cond.notify_all();
-        shared.stop.set();
-        if let Some(accepting) = lock(&self.accepting).take() {
-            let _ = accepting.join();
-        }
+        shared.watch.close();
+        stop_accepting(&shared.accepted_cond, &shared.stop, &self.accepting);
         for conn in conns.iter() {
             // Under the reader lock no `recv` is taking a request from this
             // ring, so `last_taken` is final: calls after it fail at once.

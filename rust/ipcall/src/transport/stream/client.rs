@@ -23,85 +23,25 @@
 //! pending call at once (`Disconnected`, or `Protocol` naming the violation),
 //! and every later call fails the same way.
 
-use std::collections::HashMap;
 use std::io;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use crate::client::Pending;
-use crate::error::{Error, Result};
-use crate::frame::{self, Event, Frame, FrameKind, Role};
-use crate::slot::{Outcome, Slot, Woken};
+use crate::core::error::{Error, Result};
+use crate::core::frame::{self, Event, Frame, FrameKind, Role};
+use crate::core::slot::{Outcome, Slot, Woken};
+use crate::core::wait::lock;
+use crate::core::wait::Deadline;
+use crate::transport::calls::{fail_all, Calls, Death, Entry};
 use crate::transport::stream::{
     is_disconnect, remaining_slices, wait_fd, write_all_blocking, FrameReader, ReadError, Wire,
 };
-use crate::transport::ClientConn;
-use crate::wait::Deadline;
+use crate::transport::{Call, ClientConn};
 
 /// How long a client waits for the server's half of the handshake, unless
 /// its `connect_timeout` says otherwise.
 pub(crate) const CLIENT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Why the connection is dead.
-#[derive(Debug, Clone)]
-enum Death {
-    Disconnected,
-    Protocol(String),
-}
-
-/// Hashes call ids (sequential numbers we issued) with one multiplication:
-/// SipHash's flooding resistance buys nothing for keys we choose ourselves,
-/// and a peer's answers only ever look ids up.
-#[derive(Default, Clone, Copy)]
-pub(crate) struct IdHasher(u64);
-
-impl std::hash::Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
-        }
-    }
-    fn write_u64(&mut self, id: u64) {
-        self.0 = id.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-}
-
-/// A map keyed by call id (shared with `shm:`).
-pub(crate) type IdMap<V> = HashMap<u64, V, std::hash::BuildHasherDefault<IdHasher>>;
-
-/// One call waiting for its answer.
-struct Entry {
-    slot: Arc<Slot>,
-    /// Polled as a future: the async reader must keep reading for it.
-    is_async: bool,
-    /// Its caller sleeps on the slot as a follower (nudge it to lead).
-    following: bool,
-}
-
-/// The call table and the reading role. Invariant: an id is in `pending`
-/// exactly while its call is unanswered and not abandoned; `dead` is set at
-/// most once and `pending` is empty from then on.
-struct Calls {
-    pending: IdMap<Entry>,
-    /// A thread holds the reading role (and thereby `Shared::reader`).
-    reading: bool,
-    /// How many pending calls are async.
-    async_calls: usize,
-    /// How many pending calls have `following` set (so that handing on the
-    /// reading role scans the table only when someone sleeps).
-    followers: usize,
-    /// The async reader thread was started and has not exited.
-    async_reader: bool,
-    /// The last `StreamClient` handle is gone: the async reader must exit.
-    handle_gone: bool,
-    /// The server sent `close`: it reads no more requests.
-    server_closed: bool,
-    dead: Option<Death>,
-}
 
 /// What the client handle, its `Pending`s and the async reader share.
 struct Shared {
@@ -119,12 +59,6 @@ struct Shared {
     reader: Mutex<FrameReader>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Every critical section leaves the data consistent, so poisoning (a
-    // panic elsewhere while holding the lock) is ignored.
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 /// The connection as `Client` sees it; its clones and `Pending`s share it.
 /// Dropping the last one shuts the connection down.
 pub(crate) struct StreamClient {
@@ -138,7 +72,7 @@ impl StreamClient {
     pub(crate) fn handshake(
         name: Arc<str>,
         wire: Box<dyn Wire>,
-        options: &crate::options::ClientOptions,
+        options: &crate::core::options::ClientOptions,
     ) -> Result<Arc<StreamClient>> {
         let local_max = options.max_message_size;
         let io_err = |e: io::Error| {
@@ -172,16 +106,7 @@ impl StreamClient {
             wire,
             max: reader.max(),
             writer: Mutex::new(1),
-            calls: Mutex::new(Calls {
-                pending: IdMap::default(),
-                reading: false,
-                async_calls: 0,
-                followers: 0,
-                async_reader: false,
-                handle_gone: false,
-                server_closed: false,
-                dead: None,
-            }),
+            calls: Mutex::new(Calls::new()),
             async_cond: Condvar::new(),
             reader: Mutex::new(reader),
         };
@@ -202,46 +127,16 @@ impl Drop for StreamClient {
 
 impl Shared {
     fn error_for(&self, death: &Death) -> Error {
-        match death {
-            Death::Disconnected => Error::Disconnected { name: self.name.clone() },
-            Death::Protocol(reason) => Error::Protocol { name: self.name.clone(), reason: reason.clone() },
-        }
+        death.error(&self.name)
     }
 
     /// Marks the connection dead and fails every pending call at once.
     fn die(&self, death: Death) {
-        let drained: Vec<Entry> = {
-            let mut calls = lock(&self.calls);
-            if calls.dead.is_some() {
-                return;
-            }
-            calls.dead = Some(death.clone());
-            calls.async_calls = 0;
-            calls.followers = 0;
-            calls.pending.drain().map(|(_, e)| e).collect()
-        };
+        let Some(drained) = lock(&self.calls).kill(&death) else { return };
         self.async_cond.notify_all();
         // Blocked readers and writers of this connection return now.
         self.wire.shutdown();
-        for entry in drained {
-            let outcome = match &death {
-                Death::Disconnected => Outcome::Disconnected,
-                Death::Protocol(_) => Outcome::Error(self.error_for(&death)),
-            };
-            entry.slot.complete(outcome);
-        }
-    }
-
-    /// Removes call `id` from the table, returning its slot if it was pending.
-    fn take_call(&self, calls: &mut Calls, id: u64) -> Option<Arc<Slot>> {
-        let entry = calls.pending.remove(&id)?;
-        if entry.is_async {
-            calls.async_calls -= 1;
-        }
-        if entry.following {
-            calls.followers -= 1;
-        }
-        Some(entry.slot)
+        fail_all(drained, &death, &self.name);
     }
 
     /// Delivers one frame from the server.
@@ -254,25 +149,18 @@ impl Shared {
                 // The server took requests up to `id` and will answer those;
                 // it will never read the later ones.
                 let last_taken = frame.id;
-                let orphans: Vec<Arc<Slot>> = {
-                    let mut calls = lock(&self.calls);
-                    // Later calls must not be sent; the answers still owed
-                    // arrive before the server's end of stream.
-                    calls.server_closed = true;
-                    let ids: Vec<u64> = calls.pending.keys().copied().filter(|&id| id > last_taken).collect();
-                    ids.into_iter().filter_map(|id| self.take_call(&mut calls, id)).collect()
-                };
-                for slot in orphans {
-                    slot.complete(Outcome::Disconnected);
-                }
+                // Later calls must not be sent; the answers still owed
+                // arrive before the server's end of stream.
+                let orphans = lock(&self.calls).remove_after(last_taken);
+                fail_all(orphans, &Death::Disconnected, &self.name);
                 return;
             }
             FrameKind::Request => unreachable!("the client decoder refuses requests"),
         };
-        let slot = self.take_call(&mut lock(&self.calls), frame.id);
+        let entry = lock(&self.calls).remove(frame.id);
         // An unknown id (abandoned, or never issued) is discarded.
-        if let Some(slot) = slot {
-            slot.complete(outcome);
+        if let Some(entry) = entry {
+            entry.slot.complete(outcome);
         }
     }
 
@@ -429,7 +317,7 @@ fn poll_fds(fds: &mut [libc::pollfd], timeout_ms: libc::c_int) -> io::Result<()>
 }
 
 impl ClientConn for StreamClient {
-    fn send(self: Arc<Self>, data: &[u8]) -> Result<Pending> {
+    fn send(self: Arc<Self>, data: &[u8]) -> Result<Call> {
         let shared = &self.shared;
         if data.len() as u64 > u64::from(shared.max) {
             return Err(Error::TooLarge { size: data.len() as u64, max: u64::from(shared.max) });
@@ -443,7 +331,7 @@ impl ClientConn for StreamClient {
                 if let Some(death) = &calls.dead {
                     return Err(shared.error_for(death));
                 }
-                if calls.server_closed {
+                if calls.server_closed.is_some() {
                     return Err(Error::Disconnected { name: shared.name.clone() });
                 }
                 id = *next_id;
@@ -460,8 +348,7 @@ impl ClientConn for StreamClient {
                 return Err(shared.error_for(&death));
             }
         }
-        let name = shared.name.clone();
-        Ok(Pending::new(name, self, id, slot))
+        Ok(Call { conn: self, id, slot })
     }
 
     fn wait(&self, id: u64, slot: &Slot, deadline: Deadline) -> bool {
@@ -550,7 +437,7 @@ impl ClientConn for StreamClient {
 
     fn abandon(&self, id: u64, slot: &Slot) {
         let shared = &self.shared;
-        shared.take_call(&mut lock(&shared.calls), id);
+        lock(&shared.calls).remove(id);
         slot.abandon();
     }
 }

@@ -1,5 +1,5 @@
 //! The connection layer shared by the byte-stream transports (`unix:`, and
-//! `pipe:` over a FIFO pair): the wire format of [`frame`](crate::frame)
+//! `pipe:` over a FIFO pair): the wire format of [`frame`](crate::core::frame)
 //! driven over a read descriptor and a write descriptor.
 //!
 //! A transport supplies a [`Wire`] per connection (how to read and write it
@@ -23,16 +23,18 @@
 //!   opened read-write never reports hang-up when its last writer leaves).
 
 pub(crate) mod client;
+pub(crate) mod conn;
 pub(crate) mod server;
 
 use std::io::{self, IoSlice};
 use std::mem::MaybeUninit;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::BorrowedFd;
 use std::time::Duration;
 
-use crate::frame::{Decoder, Event, ProtocolError, Role};
-use crate::server::Peer;
-use crate::wait::Deadline;
+use crate::core::frame::{Decoder, Event, ProtocolError, Role};
+use crate::core::peer::Peer;
+use crate::core::wait::Deadline;
+pub(crate) use crate::sys::poll::{readable_bytes, wait_fd};
 
 /// One connection's two directions. For a socket both descriptors are the
 /// same; for FIFOs they differ.
@@ -107,46 +109,6 @@ pub(crate) trait Acceptor: Send + Sync + 'static {
     fn accept(&self) -> io::Result<Option<Accepted>>;
     /// Removes the name from the file system. Idempotent.
     fn unbind(&self);
-}
-
-/// Converts poll(2)'s view of "wait until" into milliseconds, rounding up so
-/// that a wait never ends before its deadline.
-pub(crate) fn poll_timeout_ms(deadline: Deadline) -> libc::c_int {
-    match deadline.remaining() {
-        None => -1,
-        Some(left) => {
-            let ms = left.as_nanos().div_ceil(1_000_000);
-            ms.min(libc::c_int::MAX as u128) as libc::c_int
-        }
-    }
-}
-
-/// Waits until `fd` reports `events` (or an error/hang-up) or the deadline
-/// passes. Returns the reported events, 0 on timeout.
-pub(crate) fn wait_fd(fd: BorrowedFd<'_>, events: libc::c_short, deadline: Deadline) -> io::Result<libc::c_short> {
-    let mut pollfd = libc::pollfd { fd: fd.as_raw_fd(), events, revents: 0 };
-    loop {
-        // SAFETY: (1) `pollfd` is one live, writable pollfd and the count is 1.
-        let n = unsafe { libc::poll(&mut pollfd, 1, poll_timeout_ms(deadline)) };
-        if n >= 0 {
-            return Ok(if n == 0 { 0 } else { pollfd.revents });
-        }
-        let err = io::Error::last_os_error();
-        if err.kind() != io::ErrorKind::Interrupted {
-            return Err(err);
-        }
-    }
-}
-
-/// How many bytes are waiting to be read on `fd` (`FIONREAD`; sockets and FIFOs).
-pub(crate) fn readable_bytes(fd: BorrowedFd<'_>) -> io::Result<usize> {
-    let mut n: libc::c_int = 0;
-    // SAFETY: (1) FIONREAD writes one c_int through the pointer, which
-    // points at a live local.
-    if unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &mut n) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(n.max(0) as usize)
 }
 
 /// Writes all of `parts` (e.g. a header and its payload) in as few system

@@ -28,22 +28,23 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, TryLockError};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use crate::error::{Error, Result};
-use crate::frame::{self, Event, FrameKind, Role};
-use crate::options::ServerOptions;
-use crate::server::{Peer, Request};
-use crate::sys::{self, EventFd};
-use crate::transport::stream::{
-    poll_timeout_ms, readable_bytes, wait_fd, write_all_blocking, Acceptor, FrameReader, ReadError, Wire,
-};
-use crate::transport::{Answer, Responder, ServerTransport};
-use crate::wait::{wait_until, Deadline};
+use crate::core::error::{Error, Result};
+use crate::core::frame::{self, Event, FrameKind, Role};
+use crate::core::options::ServerOptions;
+use crate::core::wait::{lock, Deadline};
+use crate::sys::epoll::{Epoll, READABLE};
+use crate::sys::EventFd;
+use crate::transport::access::Access;
+use crate::transport::stream::conn::{deliver, Decoded, ServerConn};
+use crate::transport::stream::{readable_bytes, write_all_blocking, Acceptor, FrameReader, ReadError};
+use crate::transport::watch::{stop_accepting, wait_accepted, Watch, Watched};
+use crate::transport::{Incoming, ServerTransport};
 
 /// epoll token of the wake-up eventfd.
 const WAKE: u64 = 0;
@@ -52,95 +53,6 @@ const FIRST_CONN: u64 = 1;
 /// How long the single-connection fast path blocks in one read before it
 /// looks whether a second connection or receiving thread appeared.
 const DIRECT_SLICE: Duration = Duration::from_millis(20);
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Every critical section leaves its data consistent; poisoning is ignored.
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Who may connect (DESIGN §7); shared with `shm:`'s rendezvous.
-pub(crate) struct Access {
-    own_uid: u32,
-    uids: Vec<u32>,
-    gids: Vec<u32>,
-    any: bool,
-}
-
-impl Access {
-    /// The rules `options` set: this uid, plus allowed uids/gids, or anyone.
-    pub(crate) fn from_options(options: &ServerOptions) -> Access {
-        Access {
-            own_uid: sys::uid(),
-            uids: options.allowed_uids.clone(),
-            gids: options.allowed_gids.clone(),
-            any: options.allow_any_uid,
-        }
-    }
-
-    /// Whether `peer` may connect.
-    pub(crate) fn allows(&self, peer: &Peer) -> bool {
-        match (peer.uid, peer.gid) {
-            // The transport cannot tell: its file permissions decide.
-            (None, _) => true,
-            (Some(uid), gid) => {
-                self.any
-                    || uid == self.own_uid
-                    || self.uids.contains(&uid)
-                    || gid.is_some_and(|g| self.gids.contains(&g))
-            }
-        }
-    }
-}
-
-/// One client connection. Requests hold it (as their `Responder`), so it
-/// lives — and its descriptors stay open — until the server dropped it *and*
-/// every request from it was answered.
-pub(crate) struct ServerConn {
-    /// Its epoll token.
-    token: u64,
-    wire: Box<dyn Wire>,
-    peer: Peer,
-    /// Serialises whole frames written by answering threads.
-    writer: Mutex<()>,
-    /// Held by the one thread reading this connection.
-    reader: Mutex<FrameReader>,
-    /// True while a thread that met a busy `reader` has disarmed the
-    /// connection in epoll; cleared by whoever re-arms it (under this lock).
-    arm: Mutex<bool>,
-    /// The id of the last request a `recv` took (ids only grow), for the
-    /// `close` frame. Written under the server's state lock.
-    last_taken: AtomicU64,
-}
-
-impl Responder for ServerConn {
-    fn answer(&self, id: u64, answer: Answer<'_>) -> Result<()> {
-        let (kind, payload) = match answer {
-            Answer::Reply(data) => (FrameKind::Reply, data),
-            Answer::Fail(data) => (FrameKind::Fail, data),
-            Answer::NoReply => (FrameKind::NoReply, &[][..]),
-        };
-        let header = frame::encode_header(kind, id, payload.len() as u32);
-        let _writing = lock(&self.writer);
-        self.wire.before_write(payload.len());
-        if write_all_blocking(&*self.wire, &[&header, payload]).is_err() {
-            // The client is gone (or its connection broke): like a late reply
-            // to an abandoned call, the answer is discarded. The connection
-            // cannot carry another frame after a partial one.
-            self.wire.shutdown();
-        }
-        Ok(())
-    }
-}
-
-/// A decoded request waiting for a `recv`. Dropping it answers nothing (the
-/// server's `close` frame tells the client it was never taken).
-struct Incoming {
-    conn: Arc<ServerConn>,
-    id: u64,
-    data: Vec<u8>,
-    /// The negotiated maximum on its connection: the largest allowed reply.
-    max: u32,
-}
 
 /// What the receiving threads, the accepting thread and `close` share.
 /// Invariant: every connection in `conns` is registered in the epoll under
@@ -151,7 +63,7 @@ struct State {
     /// The token of the next connection (never reused).
     next_token: u64,
     /// Decoded requests no `recv` has taken yet, oldest first.
-    incoming: VecDeque<Incoming>,
+    incoming: VecDeque<Decoded>,
     /// Connections still in their handshake, with their deadlines.
     handshakes: Vec<(u64, Instant)>,
     /// `None` once closed, or once a one-shot server has its client.
@@ -164,17 +76,13 @@ struct State {
     /// The sole connection while the fast path has taken it out of epoll
     /// (see `read_directly`); it is put back before anyone waits on epoll.
     direct: Option<u64>,
-    /// Async `recv`s waiting for readiness.
-    wakers: Vec<Waker>,
-    /// The watcher thread for async `recv`s runs.
-    watcher: bool,
 }
 
 struct Shared {
     name: Arc<str>,
     /// The epoll instance: every connection, and `wake`. Also the server's
     /// pollable descriptor.
-    epoll: OwnedFd,
+    epoll: Epoll,
     /// Readable while requests are queued in `incoming` or the server is
     /// finished, so pollers and other receiving threads wake.
     wake: EventFd,
@@ -193,8 +101,14 @@ struct Shared {
     handshake_timeout: Duration,
     access: Access,
     state: Mutex<State>,
-    /// Wakes the async watcher when wakers are registered or the server closes.
-    watch_cond: Condvar,
+    /// Async `recv`s waiting for readiness.
+    watch: Watch,
+}
+
+impl Watched for Shared {
+    fn watched(&self) -> (&Watch, BorrowedFd<'_>) {
+        (&self.watch, self.epoll.as_fd())
+    }
 }
 
 /// A stream server (`ServerTransport`).
@@ -204,17 +118,6 @@ pub(crate) struct StreamServer {
     accepting: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
-fn epoll_ctl(epoll: &OwnedFd, op: libc::c_int, fd: BorrowedFd<'_>, events: u32, token: u64) -> io::Result<()> {
-    let mut event = libc::epoll_event { events, u64: token };
-    // SAFETY: (1) both descriptors are open for the call's duration;
-    // (2) `event` is a live epoll_event (ignored by EPOLL_CTL_DEL).
-    let rc = unsafe { libc::epoll_ctl(epoll.as_raw_fd(), op, fd.as_raw_fd(), &mut event) };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
 impl StreamServer {
     /// A server taking connections from `acceptor`.
     pub(crate) fn new(
@@ -222,15 +125,9 @@ impl StreamServer {
         acceptor: Box<dyn Acceptor>,
         options: &ServerOptions,
     ) -> io::Result<StreamServer> {
-        // SAFETY: (1) epoll_create1 takes no pointers; the result is checked.
-        let raw = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
-        if raw < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: (1) `raw` is a fresh descriptor owned by nothing else.
-        let epoll = unsafe { OwnedFd::from_raw_fd(raw) };
+        let epoll = Epoll::new()?;
         let wake = EventFd::new()?;
-        epoll_ctl(&epoll, libc::EPOLL_CTL_ADD, wake.as_fd(), libc::EPOLLIN as u32, WAKE)?;
+        epoll.add(wake.as_fd(), READABLE, WAKE)?;
         let access = Access::from_options(options);
         let state = State {
             conns: HashMap::new(),
@@ -242,8 +139,6 @@ impl StreamServer {
             closed: false,
             wake_set: false,
             direct: None,
-            wakers: Vec::new(),
-            watcher: false,
         };
         let shared = Shared {
             name,
@@ -258,7 +153,7 @@ impl StreamServer {
             handshake_timeout: options.handshake_timeout,
             access,
             state: Mutex::new(state),
-            watch_cond: Condvar::new(),
+            watch: Watch::new(),
         };
         let shared = Arc::new(shared);
         let accepting = shared.clone();
@@ -285,15 +180,13 @@ impl Shared {
                 self.wake.clear();
             }
         }
-        if want && !state.wakers.is_empty() {
-            for waker in state.wakers.drain(..) {
-                waker.wake();
-            }
+        if want {
+            self.watch.wake_all();
         }
     }
 
     /// Takes the next queued request, or says why there is none.
-    fn take(&self, state: &mut State) -> Option<Result<Request>> {
+    fn take(&self, state: &mut State) -> Option<Result<Incoming>> {
         if state.closed {
             return Some(Err(Error::Closed { name: self.name.clone() }));
         }
@@ -315,7 +208,7 @@ impl Shared {
             state.direct = None;
         }
         if state.conns.remove(&conn.token).is_some() {
-            let _ = epoll_ctl(&self.epoll, libc::EPOLL_CTL_DEL, conn.wire.read_fd(), 0, conn.token);
+            let _ = self.epoll.delete(conn.wire.read_fd());
         }
         state.handshakes.retain(|(token, _)| *token != conn.token);
         conn.wire.shutdown();
@@ -359,7 +252,7 @@ impl Shared {
                 arm: Mutex::new(false),
                 last_taken: AtomicU64::new(0),
             });
-            if epoll_ctl(&self.epoll, libc::EPOLL_CTL_ADD, conn.wire.read_fd(), libc::EPOLLIN as u32, token).is_err() {
+            if self.epoll.add(conn.wire.read_fd(), READABLE, token).is_err() {
                 continue;
             }
             state.conns.insert(token, conn);
@@ -399,12 +292,10 @@ impl Shared {
                 // A negative descriptor is ignored by poll.
                 libc::pollfd { fd: acceptor_fd.unwrap_or(-1), events: libc::POLLIN, revents: 0 },
             ];
-            // SAFETY: (1) `fds` is a live, writable array of two pollfds.
-            // (2) If `close` drops the acceptor while we poll, poll reports
-            // the stale slot (POLLNVAL) or the `stop` eventfd, and we only
-            // ever touch the acceptor again through `state`, where it is gone.
-            let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, poll_timeout_ms(deadline)) };
-            if n < 0 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+            // If `close` drops the acceptor while we poll, poll reports the
+            // stale slot (POLLNVAL) or the `stop` eventfd, and we only ever
+            // touch the acceptor again through `state`, where it is gone.
+            if crate::sys::poll::poll_until(&mut fds, deadline).is_err() {
                 return;
             }
             if fds[1].revents != 0 {
@@ -415,7 +306,7 @@ impl Shared {
     }
 
     /// Reads what connection `token` has to say, queueing its requests.
-    fn service(&self, token: u64, out: &mut Vec<Incoming>) {
+    fn service(&self, token: u64, out: &mut Vec<Decoded>) {
         let Some(conn) = lock(&self.state).conns.get(&token).cloned() else { return };
         let mut reader = {
             let mut disarmed = lock(&conn.arm);
@@ -425,8 +316,7 @@ impl Shared {
                 Err(TryLockError::WouldBlock) => {
                     // Another thread reads it; stop reporting it until that
                     // thread re-arms it, instead of spinning on it.
-                    if !*disarmed && epoll_ctl(&self.epoll, libc::EPOLL_CTL_MOD, conn.wire.read_fd(), 0, token).is_ok()
-                    {
+                    if !*disarmed && self.epoll.modify(conn.wire.read_fd(), 0, token).is_ok() {
                         *disarmed = true;
                     }
                     return;
@@ -451,7 +341,7 @@ impl Shared {
                 }
                 Ok(Some(Event::Frame(f))) => match f.kind {
                     FrameKind::Request => {
-                        batch.push(Incoming { conn: conn.clone(), id: f.id, data: f.payload, max: reader.max() })
+                        batch.push(Decoded { conn: conn.clone(), id: f.id, data: f.payload, max: reader.max() })
                     }
                     // The client sends nothing more: it is gone.
                     _ => break Err(()),
@@ -498,35 +388,19 @@ impl Shared {
     /// One turn of the event loop: waits on epoll until `deadline` (or the
     /// next handshake deadline) and handles what it reports.
     /// Decoded requests are appended to `out`.
-    fn turn(&self, deadline: Deadline, out: &mut Vec<Incoming>) -> Result<()> {
+    fn turn(&self, deadline: Deadline, out: &mut Vec<Decoded>) -> Result<()> {
         let wait = deadline;
-        let mut events = [libc::epoll_event { events: 0, u64: 0 }; 16];
-        // SAFETY: (1) `events` is a live, writable array of 16 epoll_events.
-        let n = unsafe {
-            libc::epoll_wait(
-                self.epoll.as_raw_fd(),
-                events.as_mut_ptr(),
-                events.len() as libc::c_int,
-                poll_timeout_ms(wait),
-            )
-        };
-        if n < 0 {
-            let err = io::Error::last_os_error();
-            if err.kind() == io::ErrorKind::Interrupted {
-                return Ok(());
-            }
-            return Err(Error::Io { name: self.name.clone(), source: err });
-        }
-        for event in &events[..n as usize] {
-            match event.u64 {
-                WAKE => {}
-                token => self.service(token, out),
-            }
-        }
+        self.epoll
+            .wait(wait, |token| {
+                if token != WAKE {
+                    self.service(token, out);
+                }
+            })
+            .map_err(|source| Error::Io { name: self.name.clone(), source })?;
         Ok(())
     }
 
-    fn recv(&self, deadline: Deadline) -> Result<Request> {
+    fn recv(&self, deadline: Deadline) -> Result<Incoming> {
         let blocking = deadline != Deadline::Now;
         if blocking {
             self.receivers.fetch_add(1, Ordering::AcqRel);
@@ -538,7 +412,7 @@ impl Shared {
         result
     }
 
-    fn recv_loop(&self, deadline: Deadline) -> Result<Request> {
+    fn recv_loop(&self, deadline: Deadline) -> Result<Incoming> {
         let mut turned = false;
         let mut fresh = Vec::new();
         loop {
@@ -616,7 +490,7 @@ impl Shared {
     /// receiving thread is busy here.
     /// Returns the first request read; any others that one read brought are
     /// appended to `out`.
-    fn read_directly(&self, conn: &Arc<ServerConn>, deadline: Deadline, out: &mut Vec<Incoming>) -> Option<Incoming> {
+    fn read_directly(&self, conn: &Arc<ServerConn>, deadline: Deadline, out: &mut Vec<Decoded>) -> Option<Decoded> {
         let mut reader = match conn.reader.try_lock() {
             Ok(reader) => reader,
             Err(TryLockError::Poisoned(e)) => e.into_inner(),
@@ -629,7 +503,7 @@ impl Shared {
             let mut state = lock(&self.state);
             if state.direct != Some(conn.token) && !state.closed {
                 self.restore_direct(&mut state);
-                if epoll_ctl(&self.epoll, libc::EPOLL_CTL_DEL, conn.wire.read_fd(), 0, conn.token).is_ok() {
+                if self.epoll.delete(conn.wire.read_fd()).is_ok() {
                     state.direct = Some(conn.token);
                 }
             }
@@ -643,12 +517,12 @@ impl Shared {
             };
             match read {
                 Ok(Some(Event::Frame(f))) if f.kind == FrameKind::Request => {
-                    first = Some(Incoming { conn: conn.clone(), id: f.id, data: f.payload, max: reader.max() });
+                    first = Some(Decoded { conn: conn.clone(), id: f.id, data: f.payload, max: reader.max() });
                     // Decode whatever else that read brought, without reading more.
                     while reader.has_buffered() {
                         match reader.next(&*conn.wire, Deadline::Now) {
                             Ok(Some(Event::Frame(f))) if f.kind == FrameKind::Request => {
-                                out.push(Incoming { conn: conn.clone(), id: f.id, data: f.payload, max: reader.max() })
+                                out.push(Decoded { conn: conn.clone(), id: f.id, data: f.payload, max: reader.max() })
                             }
                             Ok(None) => break,
                             _ => {
@@ -688,7 +562,7 @@ impl Shared {
     fn restore_direct(&self, state: &mut State) {
         if let Some(token) = state.direct.take() {
             if let Some(conn) = state.conns.get(&token) {
-                let _ = epoll_ctl(&self.epoll, libc::EPOLL_CTL_ADD, conn.wire.read_fd(), libc::EPOLLIN as u32, token);
+                let _ = self.epoll.add(conn.wire.read_fd(), READABLE, token);
             }
         }
     }
@@ -699,98 +573,33 @@ impl Shared {
         let mut disarmed = lock(&conn.arm);
         drop(reader);
         if std::mem::take(&mut *disarmed) {
-            let _ = epoll_ctl(&self.epoll, libc::EPOLL_CTL_MOD, conn.wire.read_fd(), libc::EPOLLIN as u32, conn.token);
+            let _ = self.epoll.modify(conn.wire.read_fd(), READABLE, conn.token);
         }
     }
-
-    /// The async watcher: while async `recv`s wait, blocks on the epoll
-    /// descriptor and wakes them when it is readable. Exits once the server
-    /// is closed and nobody waits.
-    fn watch(self: Arc<Self>) {
-        loop {
-            {
-                let mut state = lock(&self.state);
-                while state.wakers.is_empty() {
-                    if state.closed {
-                        state.watcher = false;
-                        return;
-                    }
-                    state = self.watch_cond.wait(state).unwrap_or_else(|e| e.into_inner());
-                }
-            }
-            let _ = wait_fd(self.epoll.as_fd(), libc::POLLIN, Deadline::Never);
-            let wakers: Vec<Waker> = std::mem::take(&mut lock(&self.state).wakers);
-            for waker in wakers {
-                waker.wake();
-            }
-        }
-    }
-}
-
-/// Turns a decoded request into a `Request`; called under the state lock
-/// (which orders `last_taken` against `close`).
-fn deliver(incoming: Incoming) -> Request {
-    let Incoming { conn, id, data, max } = incoming;
-    let peer = conn.peer;
-    conn.last_taken.store(id, Ordering::Release);
-    Request::new(data, peer, conn, id, max)
 }
 
 impl ServerTransport for StreamServer {
-    fn recv(&self, deadline: Deadline) -> Result<Request> {
+    fn recv(&self, deadline: Deadline) -> Result<Incoming> {
         self.shared.recv(deadline)
     }
 
-    fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Result<Request>> {
+    fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Result<Incoming>> {
         let shared = &self.shared;
         // Async receiving waits on the epoll descriptor (in the watcher), so
         // from now on every connection stays registered there.
         if !shared.polled.swap(true, Ordering::AcqRel) {
             shared.restore_direct(&mut lock(&shared.state));
         }
-        match shared.recv(Deadline::Now) {
-            Err(Error::Timeout { .. }) => {}
-            other => return Poll::Ready(other),
-        }
-        let start_watcher = {
-            let mut state = lock(&shared.state);
-            if !state.wakers.iter().any(|w| w.will_wake(cx.waker())) {
-                state.wakers.push(cx.waker().clone());
-            }
-            let start = !state.watcher;
-            state.watcher = true;
-            start
-        };
-        if start_watcher {
-            let watcher = shared.clone();
-            if std::thread::Builder::new().name("ipcall-server-watch".into()).spawn(move || watcher.watch()).is_err() {
-                lock(&shared.state).watcher = false;
-                return Poll::Ready(Err(Error::Io {
-                    name: shared.name.clone(),
-                    source: io::Error::other("cannot start the async watcher thread"),
-                }));
-            }
-        } else {
-            shared.watch_cond.notify_all();
-        }
         // Anything that arrived before the waker was registered makes the
         // epoll descriptor readable, which the watcher sees: no lost wake-up.
-        Poll::Pending
+        Watch::poll_recv(shared, cx.waker(), "ipcall-server-watch", &shared.name, shared.recv(Deadline::Now))
     }
 
     fn accept(&self, deadline: Deadline) -> Result<()> {
         let shared = &self.shared;
-        let name = || shared.name.clone();
-        let accepted = wait_until(lock(&shared.state), &shared.accepted_cond, deadline, |state| {
-            if state.accepted > 0 {
-                Some(Ok(()))
-            } else if state.closed {
-                Some(Err(Error::Closed { name: name() }))
-            } else {
-                None
-            }
-        });
-        accepted.unwrap_or_else(|| Err(Error::Timeout { name: name() }))
+        wait_accepted(&shared.state, &shared.accepted_cond, deadline, &shared.name, |state| {
+            (state.accepted, state.closed)
+        })
     }
 
     fn fd(&self) -> BorrowedFd<'_> {
@@ -817,20 +626,14 @@ impl ServerTransport for StreamServer {
             state.incoming.clear();
             state.handshakes.clear();
             state.direct = None;
-            for (token, conn) in &state.conns {
-                let _ = epoll_ctl(&shared.epoll, libc::EPOLL_CTL_DEL, conn.wire.read_fd(), 0, *token);
+            for conn in state.conns.values() {
+                let _ = shared.epoll.delete(conn.wire.read_fd());
             }
             shared.update_wake(&mut state);
             state.conns.drain().map(|(_, c)| c).collect()
         };
-        shared.watch_cond.notify_all();
-        shared.accepted_cond.notify_all();
-        shared.stop.set();
-        if let Some(accepting) = lock(&self.accepting).take() {
-            // It exits at once on `stop`; afterwards the listening socket is
-            // certainly closed.
-            let _ = accepting.join();
-        }
+        shared.watch.close();
+        stop_accepting(&shared.accepted_cond, &shared.stop, &self.accepting);
         for conn in conns {
             // The server reads nothing more; this also ends a direct read.
             conn.wire.stop_reading();

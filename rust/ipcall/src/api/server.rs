@@ -1,27 +1,16 @@
-//! `Server` (receives requests) and `Request` (one request and the right to answer it).
+//! `Server`: binds a name and receives requests.
 
 use std::fmt;
 use std::future::poll_fn;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
-use std::sync::Arc;
 use std::time::Duration;
 
-use crate::error::{Error, Result};
-use crate::name::{Kind, Name};
-use crate::options::ServerOptions;
-use crate::transport::{self, Answer, Responder, ServerTransport};
-use crate::wait::Deadline;
-
-/// Who sent a request, as far as the transport can tell.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Peer {
-    /// The peer's process id.
-    pub pid: Option<u32>,
-    /// The peer's user id.
-    pub uid: Option<u32>,
-    /// The peer's group id.
-    pub gid: Option<u32>,
-}
+use crate::api::request::Request;
+use crate::core::error::{Error, Result};
+use crate::core::name::{Kind, Name};
+use crate::core::options::ServerOptions;
+use crate::core::wait::Deadline;
+use crate::transport::{self, ServerTransport};
 
 /// A server bound to a name.
 ///
@@ -71,7 +60,7 @@ impl Server {
 
     /// Waits for the next request. `Closed` once no request can come again.
     pub fn recv(&self) -> Result<Request> {
-        self.transport.recv(Deadline::Never)
+        self.transport.recv(Deadline::Never).map(Request::new)
     }
 
     /// Waits for the next request and shows its bytes to `f` *in place* —
@@ -95,7 +84,7 @@ impl Server {
             }
         })?;
         match out {
-            Some(out) => Ok((request, out)),
+            Some(out) => Ok((Request::new(request), out)),
             // A transport always shows the bytes of the request it returns.
             None => Err(Error::Closed { name: self.name.shared().clone() }),
         }
@@ -103,13 +92,13 @@ impl Server {
 
     /// Waits at most `timeout` for the next request (`Timeout` after it).
     pub fn recv_timeout(&self, timeout: Duration) -> Result<Request> {
-        self.transport.recv(Deadline::after(timeout))
+        self.transport.recv(Deadline::after(timeout)).map(Request::new)
     }
 
     /// The next request if one is ready now, `Ok(None)` if not.
     pub fn try_recv(&self) -> Result<Option<Request>> {
         match self.transport.recv(Deadline::Now) {
-            Ok(request) => Ok(Some(request)),
+            Ok(incoming) => Ok(Some(Request::new(incoming))),
             Err(Error::Timeout { .. }) => Ok(None),
             Err(e) => Err(e),
         }
@@ -118,7 +107,7 @@ impl Server {
     /// Waits for the next request without blocking a thread; works under any
     /// executor.
     pub async fn recv_async(&self) -> Result<Request> {
-        poll_fn(|cx| self.transport.poll_recv(cx)).await
+        poll_fn(|cx| self.transport.poll_recv(cx)).await.map(Request::new)
     }
 
     /// Waits at most `timeout` until a client has connected (for a one-shot
@@ -160,87 +149,5 @@ impl Drop for Server {
 impl fmt::Debug for Server {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Server").field("name", &self.name.as_str()).finish_non_exhaustive()
-    }
-}
-
-/// One received request: its bytes, its sender, and the duty to answer.
-///
-/// Answer with [`reply`](Self::reply) or [`fail`](Self::fail), exactly once
-/// (both consume the request). A request dropped unanswered makes the call
-/// fail with `NoReply`. It is `Send`, and stays answerable after its server
-/// was closed or dropped.
-pub struct Request {
-    data: Vec<u8>,
-    peer: Peer,
-    /// `None` once answered. Invariant: `Some` for the request's whole life
-    /// until `reply`/`fail`/drop takes it.
-    responder: Option<Arc<dyn Responder>>,
-    /// The call's id on the responder's connection.
-    id: u64,
-    /// Largest answer the caller accepts.
-    reply_max: u32,
-}
-
-impl Request {
-    pub(crate) fn new(data: Vec<u8>, peer: Peer, responder: Arc<dyn Responder>, id: u64, reply_max: u32) -> Request {
-        Request { data, peer, responder: Some(responder), id, reply_max }
-    }
-
-    /// The request's bytes.
-    pub fn data(&self) -> &[u8] {
-        &self.data
-    }
-
-    /// Takes the request's bytes out without copying (the request stays
-    /// answerable; `data()` is empty afterwards).
-    pub fn take_data(&mut self) -> Vec<u8> {
-        std::mem::take(&mut self.data)
-    }
-
-    /// Who sent it.
-    pub fn peer(&self) -> Peer {
-        self.peer
-    }
-
-    /// Answers with `data`.
-    ///
-    /// A reply larger than the caller's limit is refused here with
-    /// `TooLarge`; the caller then gets `NoReply` (nothing is truncated).
-    pub fn reply(mut self, data: &[u8]) -> Result<()> {
-        self.answer(Answer::Reply(data))
-    }
-
-    /// Answers with an application error: the caller gets `Remote(payload)`.
-    /// The payload is subject to the same size limit as a reply.
-    pub fn fail(mut self, payload: &[u8]) -> Result<()> {
-        self.answer(Answer::Fail(payload))
-    }
-
-    fn answer(&mut self, answer: Answer<'_>) -> Result<()> {
-        let len = match answer {
-            Answer::Reply(d) | Answer::Fail(d) => d.len(),
-            Answer::NoReply => 0,
-        };
-        if len as u64 > u64::from(self.reply_max) {
-            return Err(Error::TooLarge { size: len as u64, max: u64::from(self.reply_max) });
-        }
-        match self.responder.take() {
-            Some(responder) => responder.answer(self.id, answer),
-            None => Ok(()),
-        }
-    }
-}
-
-impl Drop for Request {
-    fn drop(&mut self) {
-        if let Some(responder) = self.responder.take() {
-            let _ = responder.answer(self.id, Answer::NoReply);
-        }
-    }
-}
-
-impl fmt::Debug for Request {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Request").field("len", &self.data.len()).field("peer", &self.peer).finish_non_exhaustive()
     }
 }

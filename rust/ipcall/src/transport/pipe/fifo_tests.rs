@@ -11,9 +11,9 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::Duration;
 
-use super::record::RECORD_LEN;
-use super::sigpipe::{write_no_sigpipe, writev_no_sigpipe};
 use super::*;
+use crate::sys::sigpipe::{write_no_sigpipe, writev_no_sigpipe};
+use crate::transport::pipe::record::RECORD_LEN;
 use std::io::IoSlice;
 
 /// A fresh server directory path (not created) under the temp directory.

@@ -137,6 +137,51 @@ impl ErrorKind {
         ErrorKind::Io,
     ];
 
+    /// Every kind, in a fixed order: what each face builds its error table
+    /// from (C status numbers, Python exception classes, Node codes).
+    pub fn all() -> &'static [ErrorKind] {
+        &ErrorKind::ALL
+    }
+
+    /// The stable number of this kind: its C status (`IPCALL_E_<code>`) and,
+    /// plus 10, the CLI's exit code. Never reused.
+    pub fn number(self) -> u32 {
+        match self {
+            ErrorKind::Disconnected => 1,
+            ErrorKind::NoReply => 2,
+            ErrorKind::Remote => 3,
+            ErrorKind::Timeout => 4,
+            ErrorKind::Closed => 5,
+            ErrorKind::TooLarge => 6,
+            ErrorKind::AddrInUse => 7,
+            ErrorKind::NotFound => 8,
+            ErrorKind::PermissionDenied => 9,
+            ErrorKind::InvalidName => 10,
+            ErrorKind::Protocol => 11,
+            ErrorKind::Io => 12,
+        }
+    }
+
+    /// The class name of this kind in the faces that name error classes
+    /// (the Python exception `ipcall.<name>`): the kind's own name, with
+    /// `Error` added where the bare word would not read as an error.
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorKind::Disconnected => "Disconnected",
+            ErrorKind::NoReply => "NoReply",
+            ErrorKind::Remote => "RemoteError",
+            ErrorKind::Timeout => "Timeout",
+            ErrorKind::Closed => "Closed",
+            ErrorKind::TooLarge => "TooLarge",
+            ErrorKind::AddrInUse => "AddrInUse",
+            ErrorKind::NotFound => "NotFound",
+            ErrorKind::PermissionDenied => "PermissionDenied",
+            ErrorKind::InvalidName => "InvalidName",
+            ErrorKind::Protocol => "ProtocolError",
+            ErrorKind::Io => "IoError",
+        }
+    }
+
     /// The upper-snake-case code used by the Node face and the CLI
     /// (`"DISCONNECTED"`, `"NO_REPLY"`, ...).
     pub fn code(self) -> &'static str {

@@ -14,9 +14,9 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::Duration;
 
-use super::sigpipe::write_no_sigpipe;
 use super::tests::{entries, exchange, fresh_dir, read_exact, serve, soon, write_all};
 use super::*;
+use crate::sys::sigpipe::write_no_sigpipe;
 
 const CHILD_ROLE: &str = "IPCALL_FIFO_CHILD";
 const CHILD_DIR: &str = "IPCALL_FIFO_DIR";
@@ -26,7 +26,7 @@ fn spawn_child(role: &str, dir: &Path, count: usize) -> Child {
     Command::new(std::env::current_exe().expect("current_exe"))
         .args([
             "--exact",
-            "transport::fifo::process_tests::child_entry",
+            "transport::pipe::fifo::process_tests::child_entry",
             "--ignored",
             "--nocapture",
             "--test-threads=1",

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 
-use crate::error::{Error, Result};
+use crate::core::error::{Error, Result};
 use crate::sys;
 
 /// The transport a name selects.

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
-use crate::wait::{spin_until, Deadline};
+use crate::core::wait::{spin_until, Deadline};
 
 /// How a call ended, before it is turned into the caller's `Result` (which
 /// needs the server name that only the caller's side keeps).
@@ -25,7 +25,7 @@ pub(crate) enum Outcome {
     Disconnected,
     /// The call failed with this error (e.g. `Protocol`: the peer broke the
     /// wire format and the connection was dropped).
-    Error(crate::error::Error),
+    Error(crate::core::error::Error),
 }
 
 /// Why [`Slot::wait_ready_or_nudged`] returned.

@@ -98,3 +98,21 @@ pub(crate) fn wait_until<S, T>(
         };
     }
 }
+
+/// Locks `m`, ignoring poison: every state guarded in the core stays
+/// consistent under a panic (each critical section leaves it whole).
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The instant a system wait gives up (`None`: never), for `sys`, which
+/// knows no `Deadline`.
+impl From<Deadline> for Option<Instant> {
+    fn from(deadline: Deadline) -> Option<Instant> {
+        match deadline {
+            Deadline::Never => None,
+            Deadline::Now => Some(Instant::now()),
+            Deadline::At(at) => Some(at),
+        }
+    }
+}

@@ -6,7 +6,7 @@
 use std::io;
 use std::os::fd::BorrowedFd;
 
-use super::os;
+use crate::sys::fifo as os;
 
 /// Every record and answer starts with this.
 const MAGIC: &[u8] = b"ipcall-fifo 1 ";
@@ -17,7 +17,7 @@ pub(crate) const ANSWER_LEN: usize = 14 + 3 + 10 + 1;
 
 /// Reassembles `\n`-terminated records from `accept`, skipping garbage.
 #[derive(Debug, Default)]
-pub(super) struct RecordBuffer {
+pub(crate) struct RecordBuffer {
     /// Bytes of the current, unfinished line (at most `RECORD_LEN`).
     bytes: Vec<u8>,
     /// True while skipping an over-long line up to its `\n`.
@@ -29,7 +29,7 @@ impl RecordBuffer {
     /// `accept`, or `None` when the pipe holds no complete one. Reads at most
     /// one record's worth at a time, so whole records stay in the pipe (and
     /// keep its descriptor readable) until they are taken.
-    pub(super) fn next_record(&mut self, accept: BorrowedFd<'_>) -> io::Result<Option<Vec<u8>>> {
+    pub(crate) fn next_record(&mut self, accept: BorrowedFd<'_>) -> io::Result<Option<Vec<u8>>> {
         loop {
             if let Some(end) = self.bytes.iter().position(|&b| b == b'\n') {
                 let line: Vec<u8> = self.bytes.drain(..=end).collect();
@@ -55,12 +55,12 @@ impl RecordBuffer {
 }
 
 /// `ipcall-fifo 1 <pid> <token>\n`.
-pub(super) fn format_record(pid: u32, token: &str) -> Vec<u8> {
+pub(crate) fn format_record(pid: u32, token: &str) -> Vec<u8> {
     format!("ipcall-fifo 1 {pid:010} {token}\n").into_bytes()
 }
 
 /// The pid and token of a well-formed record.
-pub(super) fn parse_record(line: &[u8]) -> Option<(u32, String)> {
+pub(crate) fn parse_record(line: &[u8]) -> Option<(u32, String)> {
     let rest = line.strip_prefix(MAGIC)?.strip_suffix(b"\n")?;
     let (pid, token) = (rest.get(..10)?, rest.get(10..)?.strip_prefix(b" ")?);
     let valid_token = token.len() == 32 && token.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
@@ -69,12 +69,12 @@ pub(super) fn parse_record(line: &[u8]) -> Option<(u32, String)> {
 }
 
 /// `ipcall-fifo 1 ok|no <pid>\n`.
-pub(super) fn format_answer(accepted: bool, pid: u32) -> Vec<u8> {
+pub(crate) fn format_answer(accepted: bool, pid: u32) -> Vec<u8> {
     format!("ipcall-fifo 1 {} {pid:010}\n", if accepted { "ok" } else { "no" }).into_bytes()
 }
 
 /// Whether the answer accepts, and the server's pid.
-pub(super) fn parse_answer(answer: &[u8]) -> Option<(bool, u32)> {
+pub(crate) fn parse_answer(answer: &[u8]) -> Option<(bool, u32)> {
     let rest = answer.strip_prefix(MAGIC)?.strip_suffix(b"\n")?;
     let (verdict, pid) = (rest.get(..3)?, rest.get(3..)?);
     let accepted = match verdict {

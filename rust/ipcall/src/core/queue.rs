@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
+use crate::core::wait::{spin_until, wait_until, Deadline};
 use crate::sys::EventFd;
-use crate::wait::{spin_until, wait_until, Deadline};
 
 /// Why a pop returned nothing.
 #[derive(Debug, PartialEq, Eq)]

@@ -10,16 +10,16 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use crate::wait::Deadline;
+pub(crate) use crate::sys::poll::{poll_until, pollfd};
 
 /// `path` as a C string; a NUL byte inside is `InvalidInput`.
-pub(super) fn c_path(path: &Path) -> io::Result<CString> {
+pub(crate) fn c_path(path: &Path) -> io::Result<CString> {
     CString::new(path.as_os_str().as_bytes())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a path contains a NUL byte"))
 }
 
 /// The effective uid: the owner of every file this process creates.
-pub(super) fn euid() -> u32 {
+pub(crate) fn euid() -> u32 {
     // SAFETY: (1) geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() }
 }
@@ -34,14 +34,14 @@ fn check(result: libc::c_int) -> io::Result<libc::c_int> {
 
 /// `mkdir(path, mode)`: fails with `AlreadyExists` if anything is there
 /// (a symbolic link included: mkdir never follows the last component).
-pub(super) fn mkdir(path: &CStr, mode: libc::mode_t) -> io::Result<()> {
+pub(crate) fn mkdir(path: &CStr, mode: libc::mode_t) -> io::Result<()> {
     // SAFETY: (1) `path` is a live NUL-terminated string.
     check(unsafe { libc::mkdir(path.as_ptr(), mode) }).map(drop)
 }
 
 /// Opens `path` (absolute, or relative to `dir` if given) with `flags`
 /// plus `O_CLOEXEC | O_NOFOLLOW`; `mode` applies with `O_CREAT`.
-pub(super) fn open_at(dir: Option<BorrowedFd<'_>>, path: &CStr, flags: libc::c_int) -> io::Result<OwnedFd> {
+pub(crate) fn open_at(dir: Option<BorrowedFd<'_>>, path: &CStr, flags: libc::c_int) -> io::Result<OwnedFd> {
     let dir_fd = dir.map_or(libc::AT_FDCWD, |d| d.as_raw_fd());
     let flags = flags | libc::O_CLOEXEC | libc::O_NOFOLLOW;
     loop {
@@ -63,7 +63,7 @@ pub(super) fn open_at(dir: Option<BorrowedFd<'_>>, path: &CStr, flags: libc::c_i
 /// `mkfifoat(dir, name, 0600)`, then the mode forced to exactly 0600
 /// whatever the umask removed. The umask can only remove bits, and the
 /// directory is 0700, so no other uid can open the FIFO in between.
-pub(super) fn make_fifo(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<()> {
+pub(crate) fn make_fifo(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<()> {
     // SAFETY: (1) `name` is a live NUL-terminated string; `dir` a live descriptor.
     check(unsafe { libc::mkfifoat(dir.as_raw_fd(), name.as_ptr(), 0o600) })?;
     // SAFETY: (1) as above; flag 0 = follow nothing unusual (a FIFO we just made).
@@ -71,7 +71,7 @@ pub(super) fn make_fifo(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<()> {
 }
 
 /// `unlinkat(dir, name, 0)`; a missing name is not an error.
-pub(super) fn unlink_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<()> {
+pub(crate) fn unlink_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<()> {
     // SAFETY: (1) `name` is a live NUL-terminated string; `dir` a live descriptor.
     match check(unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), 0) }) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
@@ -80,7 +80,7 @@ pub(super) fn unlink_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<()> {
 }
 
 /// `fstat(fd)`.
-pub(super) fn fstat(fd: BorrowedFd<'_>) -> io::Result<libc::stat> {
+pub(crate) fn fstat(fd: BorrowedFd<'_>) -> io::Result<libc::stat> {
     let mut stat = MaybeUninit::<libc::stat>::uninit();
     // SAFETY: (1) `stat` is writable storage of the right type; (2) on
     // success the kernel has filled it completely.
@@ -91,7 +91,7 @@ pub(super) fn fstat(fd: BorrowedFd<'_>) -> io::Result<libc::stat> {
 }
 
 /// `fstatat(dir, name, AT_SYMLINK_NOFOLLOW)` (or `lstat(name)` without `dir`).
-pub(super) fn stat_at(dir: Option<BorrowedFd<'_>>, name: &CStr) -> io::Result<libc::stat> {
+pub(crate) fn stat_at(dir: Option<BorrowedFd<'_>>, name: &CStr) -> io::Result<libc::stat> {
     let dir_fd = dir.map_or(libc::AT_FDCWD, |d| d.as_raw_fd());
     let mut stat = MaybeUninit::<libc::stat>::uninit();
     // SAFETY: (1) `name` is a live NUL-terminated string and `stat` writable
@@ -103,23 +103,23 @@ pub(super) fn stat_at(dir: Option<BorrowedFd<'_>>, name: &CStr) -> io::Result<li
 }
 
 /// True if `stat` is a FIFO.
-pub(super) fn is_fifo(stat: &libc::stat) -> bool {
+pub(crate) fn is_fifo(stat: &libc::stat) -> bool {
     stat.st_mode & libc::S_IFMT == libc::S_IFIFO
 }
 
 /// True if both describe the same file.
-pub(super) fn same_file(a: &libc::stat, b: &libc::stat) -> bool {
+pub(crate) fn same_file(a: &libc::stat, b: &libc::stat) -> bool {
     a.st_dev == b.st_dev && a.st_ino == b.st_ino
 }
 
 /// `fchmod(fd, mode)`.
-pub(super) fn fchmod(fd: BorrowedFd<'_>, mode: libc::mode_t) -> io::Result<()> {
+pub(crate) fn fchmod(fd: BorrowedFd<'_>, mode: libc::mode_t) -> io::Result<()> {
     // SAFETY: (1) `fd` is a live descriptor; no pointers.
     check(unsafe { libc::fchmod(fd.as_raw_fd(), mode) }).map(drop)
 }
 
 /// `flock(fd, LOCK_EX | LOCK_NB)`: `Ok(false)` if another open file holds it.
-pub(super) fn try_lock_exclusive(fd: BorrowedFd<'_>) -> io::Result<bool> {
+pub(crate) fn try_lock_exclusive(fd: BorrowedFd<'_>) -> io::Result<bool> {
     loop {
         // SAFETY: (1) `fd` is a live descriptor; no pointers.
         match check(unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) }) {
@@ -145,7 +145,7 @@ pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>, nonblocking: bool) -> io::Resu
 
 /// `fcntl(F_SETPIPE_SZ)`: the pipe's capacity becomes at least `bytes`;
 /// returns the capacity granted.
-pub(super) fn set_pipe_size(fd: BorrowedFd<'_>, bytes: usize) -> io::Result<usize> {
+pub(crate) fn set_pipe_size(fd: BorrowedFd<'_>, bytes: usize) -> io::Result<usize> {
     let bytes = libc::c_int::try_from(bytes).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     // SAFETY: (1) `fd` is a live descriptor; F_SETPIPE_SZ takes an int.
     check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, bytes) }).map(|granted| granted as usize)
@@ -153,7 +153,7 @@ pub(super) fn set_pipe_size(fd: BorrowedFd<'_>, bytes: usize) -> io::Result<usiz
 
 /// A new open file description of the FIFO behind `fd`, opened through
 /// `/proc/self/fd` with `flags` (works for an unlinked FIFO too).
-pub(super) fn reopen(fd: BorrowedFd<'_>, flags: libc::c_int) -> io::Result<OwnedFd> {
+pub(crate) fn reopen(fd: BorrowedFd<'_>, flags: libc::c_int) -> io::Result<OwnedFd> {
     let path = CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd())).expect("no NUL in a number");
     // Not `open_at`: its O_NOFOLLOW would refuse the magic link itself.
     // SAFETY: (1) `path` is a live NUL-terminated string.
@@ -166,7 +166,7 @@ pub(super) fn reopen(fd: BorrowedFd<'_>, flags: libc::c_int) -> io::Result<Owned
 }
 
 /// A fresh anonymous pipe (read end, write end), close-on-exec, non-blocking.
-pub(super) fn pipe_ends() -> io::Result<(OwnedFd, OwnedFd)> {
+pub(crate) fn pipe_ends() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0 as libc::c_int; 2];
     // SAFETY: (1) `fds` is a live array of two ints for the kernel to fill.
     check(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) })?;
@@ -177,7 +177,7 @@ pub(super) fn pipe_ends() -> io::Result<(OwnedFd, OwnedFd)> {
 /// Atomically makes the descriptor number of `target` refer to what
 /// `source` refers to (`dup3`, close-on-exec); `target` stays owned by its
 /// owner, which will close the new file in its place.
-pub(super) fn replace_fd(source: BorrowedFd<'_>, target: BorrowedFd<'_>) -> io::Result<()> {
+pub(crate) fn replace_fd(source: BorrowedFd<'_>, target: BorrowedFd<'_>) -> io::Result<()> {
     loop {
         // SAFETY: (1) both are live descriptors; dup3 closes what `target`
         // referred to and reuses its number, so no other owner is affected.
@@ -189,7 +189,7 @@ pub(super) fn replace_fd(source: BorrowedFd<'_>, target: BorrowedFd<'_>) -> io::
 }
 
 /// `read(fd, buf)`, retried on `EINTR`.
-pub(super) fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+pub(crate) fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
     loop {
         // SAFETY: (1) the pointer and length describe `buf`, live and writable.
         let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
@@ -201,38 +201,4 @@ pub(super) fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
             return Err(err);
         }
     }
-}
-
-/// `poll(fds)` until something is reported or `deadline` passes; returns
-/// false on timeout. Retries `EINTR`, and rounds the timeout up so that a
-/// wait never ends early.
-pub(super) fn poll_until(fds: &mut [libc::pollfd], deadline: Deadline) -> io::Result<bool> {
-    loop {
-        let timeout_ms = match deadline.remaining() {
-            None => -1,
-            Some(left) => {
-                let ms = left.as_nanos().div_ceil(1_000_000);
-                ms.min(i32::MAX as u128) as libc::c_int
-            }
-        };
-        // SAFETY: (1) the pointer and length describe `fds`, live and writable.
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
-        if n > 0 {
-            return Ok(true);
-        }
-        if n < 0 {
-            let err = io::Error::last_os_error();
-            if err.kind() != io::ErrorKind::Interrupted {
-                return Err(err);
-            }
-        }
-        if deadline.expired() {
-            return Ok(false);
-        }
-    }
-}
-
-/// A `pollfd` for `fd` asking for `events` (`POLLERR`/`POLLHUP` always come).
-pub(super) fn pollfd(fd: BorrowedFd<'_>, events: libc::c_short) -> libc::pollfd {
-    libc::pollfd { fd: fd.as_raw_fd(), events, revents: 0 }
 }

@@ -1,5 +1,5 @@
 //! `mem:` — in-process queues, found through a process-wide registry, and
-//! the unnamed pair of [`channel`](crate::channel).
+//! the unnamed pair behind [`channel`](crate::channel).
 //!
 //! A call is a [`Slot`] pushed with its bytes onto the server's queue; the
 //! answering thread completes the slot directly, so no thread is hopped and
@@ -10,16 +10,15 @@ use std::os::fd::BorrowedFd;
 use std::sync::{Arc, LazyLock, Mutex, Weak};
 use std::task::{Context, Poll};
 
-use crate::client::{Client, Pending};
-use crate::error::{Error, Result};
-use crate::name::Name;
-use crate::options::{ClientOptions, ServerOptions};
-use crate::queue::{PopError, Queue};
-use crate::server::{Peer, Request, Server};
-use crate::slot::{Outcome, Slot};
+use crate::core::error::{Error, Result};
+use crate::core::name::Name;
+use crate::core::options::{ClientOptions, ServerOptions};
+use crate::core::peer::Peer;
+use crate::core::queue::{PopError, Queue};
+use crate::core::slot::{Outcome, Slot};
+use crate::core::wait::Deadline;
 use crate::sys;
-use crate::transport::{Answer, ClientConn, Responder, ServerTransport};
-use crate::wait::Deadline;
+use crate::transport::{Answer, Call, ClientConn, Incoming, Responder, ServerTransport};
 
 /// Live `mem:` servers by name. Invariant: an entry is removed (under this
 /// lock) before its endpoint's queue is closed, so any entry whose `Weak`
@@ -33,7 +32,7 @@ fn registry() -> std::sync::MutexGuard<'static, HashMap<Arc<str>, Weak<Endpoint>
 /// What a server and its clients share.
 struct Endpoint {
     name: Arc<str>,
-    queue: Queue<Call>,
+    queue: Queue<Queued>,
     /// Largest request the server accepts.
     max_request: u32,
     one_shot: bool,
@@ -68,14 +67,14 @@ impl Endpoint {
 
 /// A queued request. Dropped before it became a `Request` (server closed
 /// with it still queued), it tells the caller `Disconnected`.
-struct Call {
+struct Queued {
     data: Vec<u8>,
     /// Invariant: `Some` until turned into a `Request` or refused by `push`.
     slot: Option<Arc<Slot>>,
     reply_max: u32,
 }
 
-impl Drop for Call {
+impl Drop for Queued {
     fn drop(&mut self) {
         if let Some(slot) = self.slot.take() {
             slot.complete(Outcome::Disconnected);
@@ -101,13 +100,13 @@ struct MemServer {
 }
 
 impl MemServer {
-    fn request(&self, mut call: Call) -> Request {
+    fn request(&self, mut call: Queued) -> Incoming {
         let slot = call.slot.take().expect("a queued call holds its slot");
         let data = std::mem::take(&mut call.data);
-        Request::new(data, self.endpoint.peer, slot, 0, call.reply_max)
+        Incoming::new(data, self.endpoint.peer, slot, 0, call.reply_max)
     }
 
-    fn popped(&self, popped: std::result::Result<Call, PopError>) -> Result<Request> {
+    fn popped(&self, popped: std::result::Result<Queued, PopError>) -> Result<Incoming> {
         let name = || self.endpoint.name.clone();
         match popped {
             Ok(call) => Ok(self.request(call)),
@@ -118,11 +117,11 @@ impl MemServer {
 }
 
 impl ServerTransport for MemServer {
-    fn recv(&self, deadline: Deadline) -> Result<Request> {
+    fn recv(&self, deadline: Deadline) -> Result<Incoming> {
         self.popped(self.endpoint.queue.pop(deadline))
     }
 
-    fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Result<Request>> {
+    fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Result<Incoming>> {
         self.endpoint.queue.poll_pop(cx).map(|popped| self.popped(popped))
     }
 
@@ -158,19 +157,18 @@ impl Drop for MemClient {
 }
 
 impl ClientConn for MemClient {
-    fn send(self: Arc<Self>, data: &[u8]) -> Result<Pending> {
+    fn send(self: Arc<Self>, data: &[u8]) -> Result<Call> {
         let max = self.max.min(self.endpoint.max_request);
         if data.len() as u64 > u64::from(max) {
             return Err(Error::TooLarge { size: data.len() as u64, max: u64::from(max) });
         }
         let slot = Arc::new(Slot::new());
-        let call = Call { data: data.to_vec(), slot: Some(slot.clone()), reply_max: self.max };
+        let call = Queued { data: data.to_vec(), slot: Some(slot.clone()), reply_max: self.max };
         if let Err(mut refused) = self.endpoint.queue.push(call) {
             refused.slot = None;
             return Err(Error::Disconnected { name: self.endpoint.name.clone() });
         }
-        let name = self.endpoint.name.clone();
-        Ok(Pending::new(name, self, 0, slot))
+        Ok(Call { conn: self, id: 0, slot })
     }
 }
 
@@ -198,18 +196,19 @@ pub(crate) fn connect(name: &Name, options: &ClientOptions) -> Result<Arc<dyn Cl
     Ok(Arc::new(MemClient { endpoint, max: options.max_message_size }))
 }
 
-/// An unnamed in-process pair. `recv` reports `Closed` once the client and
-/// all its clones are gone; dropping the server makes calls `Disconnected`.
-/// Fails only if the process is out of file descriptors (for the server's
-/// pollable descriptor).
-pub fn channel() -> Result<(Server, Client)> {
+/// The parts of an unnamed pair: its name, its server, its one connection.
+pub(crate) type Pair = (Name, Box<dyn ServerTransport>, Arc<dyn ClientConn>);
+
+/// An unnamed in-process pair: a server transport and the one connection
+/// to it (see `api::channel`). Fails only when out of file descriptors.
+pub(crate) fn pair() -> Result<Pair> {
     let name = Name::parse("mem:(channel)")?;
-    let max = crate::options::DEFAULT_MAX_MESSAGE_SIZE;
+    let max = crate::core::options::DEFAULT_MAX_MESSAGE_SIZE;
     let endpoint = Endpoint::new(name.shared().clone(), max, false, false)?;
     // The pair's one client is its only producer, ever.
     let added = endpoint.queue.add_producer();
     debug_assert!(added, "a new queue accepts its first producer");
     endpoint.queue.close_to_new();
-    let client = Client::from_conn(name.shared().clone(), Arc::new(MemClient { endpoint: endpoint.clone(), max }));
-    Ok((Server::from_transport(name, Box::new(MemServer { endpoint })), client))
+    let client = Arc::new(MemClient { endpoint: endpoint.clone(), max });
+    Ok((name, Box::new(MemServer { endpoint }), client))
 }

@@ -25,15 +25,20 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::error::{Error, Result};
-use crate::name::Name;
-use crate::options::{ClientOptions, ServerOptions};
-use crate::transport::fifo::{self, sigpipe, FifoConn, FifoListener};
+use crate::core::error::{Error, Result};
+use crate::core::name::Name;
+use crate::core::options::{ClientOptions, ServerOptions};
+mod conn;
+pub(crate) mod fifo;
+mod record;
+
+use crate::core::wait::Deadline;
+use crate::sys::sigpipe;
 use crate::transport::stream::client::StreamClient;
 use crate::transport::stream::server::StreamServer;
 use crate::transport::stream::{wait_fd, Accepted, Acceptor, Wire};
 use crate::transport::{ClientConn, ServerTransport};
-use crate::wait::Deadline;
+use fifo::{FifoConn, FifoListener};
 
 /// Messages from this size on enlarge both FIFOs of the connection: with
 /// the default 64 KiB, every 64 KiB of a large message costs the reader a
@@ -57,7 +62,7 @@ struct FifoWire {
 
 impl FifoWire {
     fn new(conn: FifoConn) -> io::Result<FifoWire> {
-        fifo::os::set_nonblocking(conn.write.as_fd(), true)?;
+        crate::sys::fifo::set_nonblocking(conn.write.as_fd(), true)?;
         Ok(FifoWire { conn, stopped: AtomicBool::new(false), big_pipe: AtomicBool::new(false) })
     }
 
@@ -203,9 +208,9 @@ mod tests {
     use std::thread;
     use std::time::Duration;
 
-    use crate::transport::fifo::{fifo_connect, FifoConn, FifoListener};
+    use crate::core::wait::Deadline;
+    use crate::transport::pipe::fifo::{fifo_connect, FifoConn, FifoListener};
     use crate::transport::stream::wait_fd;
-    use crate::wait::Deadline;
     use crate::{Client, ErrorKind, Kind, Server, ServerOptions};
 
     fn raw_hello(magic: &[u8; 4], version: u16, max: u32) -> Vec<u8> {

@@ -1,0 +1,22 @@
+//! The public API: the only layer that names [`Server`], [`Client`],
+//! [`Request`] and [`Pending`]. It turns what transports return (an
+//! [`Incoming`](crate::transport::Incoming) request, a
+//! [`Call`](crate::transport::Call) in flight) into these types.
+//!
+//! - [`server`]: `Server` — binds a name and receives requests.
+//! - [`request`]: `Request` — one received request and the duty to answer it.
+//! - [`client`]: `Client` — connects to a name and makes calls.
+//! - [`pending`]: `Pending` — one call in flight.
+//! - [`channel`](mod@channel): an unnamed in-process server/client pair.
+
+pub(crate) mod channel;
+pub(crate) mod client;
+pub(crate) mod pending;
+pub(crate) mod request;
+pub(crate) mod server;
+
+pub use channel::channel;
+pub use client::Client;
+pub use pending::Pending;
+pub use request::Request;
+pub use server::Server;

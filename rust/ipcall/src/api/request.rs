@@ -1,0 +1,63 @@
+//! `Request`: one received request and the duty to answer it.
+
+use std::fmt;
+
+use crate::core::error::Result;
+use crate::core::peer::Peer;
+use crate::transport::{Answer, Incoming};
+
+/// One received request: its bytes, its sender, and the duty to answer.
+///
+/// Answer with [`reply`](Self::reply) or [`fail`](Self::fail), exactly once
+/// (both consume the request). A request dropped unanswered makes the call
+/// fail with `NoReply`. It is `Send`, and stays answerable after its server
+/// was closed or dropped.
+pub struct Request {
+    /// The transport's request; dropped unanswered, it answers `NoReply`.
+    incoming: Incoming,
+}
+
+impl Request {
+    pub(crate) fn new(incoming: Incoming) -> Request {
+        Request { incoming }
+    }
+
+    /// The request's bytes.
+    pub fn data(&self) -> &[u8] {
+        &self.incoming.data
+    }
+
+    /// Takes the request's bytes out without copying (the request stays
+    /// answerable; `data()` is empty afterwards).
+    pub fn take_data(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.incoming.data)
+    }
+
+    /// Who sent it.
+    pub fn peer(&self) -> Peer {
+        self.incoming.peer
+    }
+
+    /// Answers with `data`.
+    ///
+    /// A reply larger than the caller's limit is refused here with
+    /// `TooLarge`; the caller then gets `NoReply` (nothing is truncated).
+    pub fn reply(mut self, data: &[u8]) -> Result<()> {
+        self.incoming.answer(Answer::Reply(data))
+    }
+
+    /// Answers with an application error: the caller gets `Remote(payload)`.
+    /// The payload is subject to the same size limit as a reply.
+    pub fn fail(mut self, payload: &[u8]) -> Result<()> {
+        self.incoming.answer(Answer::Fail(payload))
+    }
+}
+
+impl fmt::Debug for Request {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Request")
+            .field("len", &self.incoming.data.len())
+            .field("peer", &self.incoming.peer)
+            .finish_non_exhaustive()
+    }
+}

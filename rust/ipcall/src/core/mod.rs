@@ -1,0 +1,21 @@
+//! What every transport shares and no transport owns: errors, options,
+//! names, the peer's identity, call slots, queues, waiting and the wire
+//! frames. Nothing here knows a transport or a public API type.
+//!
+//! - [`error`]: `Error`, `ErrorKind` — the closed set of errors.
+//! - [`options`]: `ServerOptions`, `ClientOptions`, `WaitMode`.
+//! - [`name`]: `Name`, `Kind` — parsing and generating `kind:address` names.
+//! - [`peer`]: `Peer` — who sent a request.
+//! - [`slot`]: `Slot` — where one call's outcome lands.
+//! - [`queue`]: the bounded request queue of `mem:`.
+//! - [`wait`]: `Deadline` and the one condition-variable wait loop.
+//! - [`frame`]: the stream wire format (handshake, frame headers).
+
+pub(crate) mod error;
+pub mod frame;
+pub(crate) mod name;
+pub(crate) mod options;
+pub(crate) mod peer;
+pub(crate) mod queue;
+pub(crate) mod slot;
+pub(crate) mod wait;

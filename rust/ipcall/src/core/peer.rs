@@ -1,0 +1,12 @@
+//! `Peer`: who sent a request, as far as the transport can tell.
+
+/// Who sent a request, as far as the transport can tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Peer {
+    /// The peer's process id.
+    pub pid: Option<u32>,
+    /// The peer's user id.
+    pub uid: Option<u32>,
+    /// The peer's group id.
+    pub gid: Option<u32>,
+}
