@@ -193,6 +193,12 @@ export interface ConnectOptions {
   timeout?: number
 }
 
+/**
+ * Every error `code` (`'DISCONNECTED'`, ...), in the core's order: the
+ * table errors are built from (`ipcall::ErrorKind::all`).
+ */
+export declare function errorCodes(): Array<string>
+
 /** Who sent a request, as far as the transport can tell (absent fields are unknown). */
 export interface Peer {
   /** The sender's process id. */

@@ -842,4 +842,5 @@ module.exports.Server = nativeBinding.Server
 module.exports.availableKinds = nativeBinding.availableKinds
 module.exports.connect = nativeBinding.connect
 module.exports.connectAsync = nativeBinding.connectAsync
+module.exports.errorCodes = nativeBinding.errorCodes
 module.exports.version = nativeBinding.version
