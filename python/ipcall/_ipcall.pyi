@@ -18,6 +18,7 @@ __all__ = [
     "Completions",
     "_BenchEchoServer",
     "_bench_rust_client",
+    "error_kinds",
     "DEFAULT_MAX_MESSAGE_SIZE",
     "SLICE_SECONDS",
     "__version__",
@@ -164,3 +165,6 @@ class _BenchEchoServer:
     def close(self) -> None: ...
 
 def _bench_rust_client(name: str, size: int, iterations: int) -> List[int]: ...
+def error_kinds() -> List[Tuple[str, str, int]]:
+    """Every error kind as (class name, code, number), from the Rust core."""
+    ...
