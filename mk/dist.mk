@@ -100,6 +100,13 @@ release-check: version-check c-header-check node-build python-wheel
 	@grep -q "^## \[$(IPCALL_VERSION)\]" CHANGELOG.md \
 	  || { echo "release-check: CHANGELOG.md has no '## [$(IPCALL_VERSION)]' section"; exit 1; }
 	cd python && IPCALL_WHEEL="$(PY_WHEEL_DIR)/ipcall-*-cp39-abi3-*.whl" ../$(VENV_BIN)/pytest -q tests/test_stubs.py
-	$(CARGO) package -q -p ipcall -p ipcall-cli
+	@# The verify build of ipcall-cli takes ipcall from cargo's temporary
+	@# local registry. Cargo keeps the unpacked copy (registry/src/-<hash>/,
+	@# never a crates.io source) and its build, and while the version is
+	@# unchanged reuses both: it would verify against old code. So the verify
+	@# builds in a target dir of its own, from a fresh unpack.
+	rm -rf $(DIST_TARGET)/package-verify $(or $(CARGO_HOME),$(HOME)/.cargo)/registry/src/-*/ipcall-$(IPCALL_VERSION) \
+	  $(or $(CARGO_HOME),$(HOME)/.cargo)/registry/src/-*/ipcall-cli-$(IPCALL_VERSION)
+	CARGO_TARGET_DIR=$(DIST_TARGET)/package-verify $(CARGO) package -q -p ipcall -p ipcall-cli
 	$(MAKE) --no-print-directory test-dist
 	@echo "release-check: $(IPCALL_VERSION) is ready to tag"
