@@ -16,7 +16,11 @@ export type ErrorCode =
   | 'PROTOCOL'
   | 'IO'
 
-/** What ipcall throws and rejects with: an `Error` with a `code`. */
+/**
+ * The fields of `IpcallError` (the class below, exported at run time: its
+ * instances are `Error`s, and `err instanceof IpcallError` holds for every
+ * error ipcall throws or rejects with).
+ */
 export interface IpcallError extends Error {
   code: ErrorCode
   /** `'REMOTE'` only: the server's error payload (`req.fail(payload)`), byte for byte. */

@@ -16,7 +16,11 @@ export type ErrorCode =
   | 'PROTOCOL'
   | 'IO'
 
-/** What ipcall throws and rejects with: an `Error` with a `code`. */
+/**
+ * The fields of `IpcallError` (the class below, exported at run time: its
+ * instances are `Error`s, and `err instanceof IpcallError` holds for every
+ * error ipcall throws or rejects with).
+ */
 export interface IpcallError extends Error {
   code: ErrorCode
   /** `'REMOTE'` only: the server's error payload (`req.fail(payload)`), byte for byte. */
@@ -70,6 +74,14 @@ export declare class Client {
    */
   close(): void
 }
+
+/**
+ * What ipcall throws and rejects with: an `Error` with a `code` (see
+ * `ErrorCode`); `'REMOTE'` errors carry `payload`, `'TOO_LARGE'` errors
+ * `size` and `max`. Test with `err instanceof IpcallError`; ipcall creates
+ * them, `new IpcallError()` is not for applications.
+ */
+export declare class IpcallError {}
 
 /**
  * One received request: its bytes (`data`), its sender (`peer`), and the

@@ -836,6 +836,7 @@ function __napiStampBindingTarget(exportsObject, target) {
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
 module.exports.Client = nativeBinding.Client
+module.exports.IpcallError = nativeBinding.IpcallError
 module.exports.Request = nativeBinding.Request
 module.exports.Server = nativeBinding.Server
 module.exports.availableKinds = nativeBinding.availableKinds

@@ -1,7 +1,7 @@
 // A typed tour of the API, checked by `tsc --noEmit` (test/typescript.test.js):
 // the declarations in index.d.ts must describe what the package really does.
-import { Server, Request, Client, connect, connectAsync, availableKinds } from 'ipcall'
-import type { IpcallError, ErrorCode, CallOptions, ServerOptions, Peer } from 'ipcall'
+import { Server, Request, Client, IpcallError, connect, connectAsync, availableKinds } from 'ipcall'
+import type { ErrorCode, CallOptions, ServerOptions, Peer } from 'ipcall'
 
 async function serve(server: Server): Promise<number> {
   let served = 0
@@ -18,7 +18,8 @@ async function serve(server: Server): Promise<number> {
 }
 
 function codeOf(err: unknown): ErrorCode | undefined {
-  return err instanceof Error && 'code' in err ? (err as IpcallError).code : undefined
+  // The class narrows: an IpcallError is an Error with the interface's fields.
+  return err instanceof IpcallError ? err.code : undefined
 }
 
 export async function main(): Promise<void> {
@@ -34,7 +35,7 @@ export async function main(): Promise<void> {
     await client.call(Buffer.from('x'), { timeout: 0 })
   } catch (err) {
     const code: ErrorCode | undefined = codeOf(err)
-    if (code === 'REMOTE') console.log((err as IpcallError).payload?.toString())
+    if (code === 'REMOTE' && err instanceof IpcallError) console.log(err.payload?.toString(), err.message)
   }
   const later: Client = await connectAsync(server.name, { timeout: 100 })
   later.close()

@@ -60,6 +60,7 @@ pub(crate) fn to_js_message(env: &Env, kind: ipcall::ErrorKind, message: String)
 
 fn new_error(env: &Env, kind: ipcall::ErrorKind, message: String) -> napi::Result<Object<'_>> {
     let mut object = env.create_error(napi::Error::new(Status::GenericFailure, message))?;
+    crate::faces::adopt(env, &object)?;
     object.set("code", kind.code())?;
     Ok(object)
 }

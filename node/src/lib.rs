@@ -20,6 +20,7 @@ mod bridge;
 mod bytes;
 mod client;
 mod error;
+mod faces;
 mod options;
 mod server;
 mod writer;
@@ -29,6 +30,7 @@ use napi_derive::napi;
 // What the addon exports, also as Rust items (so that every export is
 // reachable, including in clippy's `cfg(test)` build, where napi registers nothing).
 pub use client::{connect, connect_async, Client};
+pub use faces::{init, IpcallError};
 pub use options::{CallOptions, ConnectOptions, ServerOptions};
 pub use server::{Peer, Received, Request, Server};
 

@@ -15,9 +15,11 @@ const unixSkip = ipcall.availableKinds().includes('unix')
   ? false
   : 'needs unix:, which is not available in this build of ipcall yet'
 
-/** Asserts `err` is an ipcall error: an Error with `code` and a message. */
+/** Asserts `err` is an ipcall error: an IpcallError (an Error) with `code` and a message. */
 function assertCode(err, code) {
   assert.ok(err instanceof Error, `expected an Error, got ${err}`)
+  assert.ok(err instanceof ipcall.IpcallError, `expected an IpcallError, got ${err}`)
+  assert.equal(err.name, 'IpcallError')
   assert.equal(err.code, code, `${err.message}`)
   assert.ok(err.message.length > 0)
 }

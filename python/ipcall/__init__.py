@@ -44,7 +44,7 @@ from ._errors import (
     Timeout,
     TooLarge,
 )
-from ._ipcall import DEFAULT_MAX_MESSAGE_SIZE, Peer, Pending, Request
+from ._ipcall import DEFAULT_MAX_MESSAGE_SIZE, Peer, Pending, Request, __version__
 
 if TYPE_CHECKING:
     from typing_extensions import Buffer, Self
@@ -72,7 +72,8 @@ __all__ = [
     "IoError",
 ]
 
-__version__ = "0.1.0"
+# __version__ comes from the native module: the workspace version in
+# Cargo.toml, the one version of every ipcall package.
 
 
 class _ClosedByContext:

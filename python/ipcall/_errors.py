@@ -119,3 +119,24 @@ class IoError(Error, OSError):
     """Another operating-system error (`errno` and `strerror` as for OSError)."""
 
     code = "IO"
+
+
+# Tracebacks and reprs name the classes where users import them from
+# (`ipcall.Disconnected`, not `ipcall._errors.Disconnected`).
+for _class in (
+    Error,
+    Disconnected,
+    NoReply,
+    RemoteError,
+    Timeout,
+    Closed,
+    TooLarge,
+    AddrInUse,
+    NotFound,
+    PermissionDenied,
+    InvalidName,
+    ProtocolError,
+    IoError,
+):
+    _class.__module__ = "ipcall"
+del _class

@@ -18,10 +18,13 @@ __all__ = [
     "Completions",
     "_BenchEchoServer",
     "_bench_rust_client",
+    "error_kinds",
     "DEFAULT_MAX_MESSAGE_SIZE",
     "SLICE_SECONDS",
+    "__version__",
 ]
 
+__version__: str
 DEFAULT_MAX_MESSAGE_SIZE: int
 SLICE_SECONDS: float
 
@@ -162,3 +165,6 @@ class _BenchEchoServer:
     def close(self) -> None: ...
 
 def _bench_rust_client(name: str, size: int, iterations: int) -> List[int]: ...
+def error_kinds() -> List[Tuple[str, str, int]]:
+    """Every error kind as (class name, code, number), from the Rust core."""
+    ...

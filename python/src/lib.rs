@@ -107,6 +107,8 @@ impl<'py> FromPyObject<'_, 'py> for BytesLike<'py> {
 /// The native module. Its classes are documented in `_ipcall.pyi`.
 #[pymodule]
 fn _ipcall(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    // The workspace version (Cargo.toml), the one the wheel is named after.
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_class::<server::PyServer>()?;
     m.add_class::<server::PyRequest>()?;
     m.add_class::<server::PyPeer>()?;

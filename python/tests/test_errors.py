@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import pickle
 import socket
 import subprocess
 import sys
@@ -285,3 +286,22 @@ def test_protocol_error_from_a_server_that_speaks_garbage(tmp_path: Path) -> Non
     assert caught.value.reason
     thread.join(timeout=30)
     listener.close()
+
+
+def test_errors_show_their_public_names(tmp_path: Path) -> None:
+    for class_name in ["Error", *KINDS]:
+        cls = getattr(ipcall, class_name)
+        assert f"{cls.__module__}.{cls.__qualname__}" == f"ipcall.{class_name}"
+        # Pickle finds a class by that name too.
+        assert pickle.loads(pickle.dumps(cls("x"))).__class__ is cls
+    # An uncaught error's traceback ends with the public name.
+    missing = f"unix:{tmp_path / 'nobody.sock'}"
+    result = subprocess.run(
+        [sys.executable, "-c", f"import ipcall; ipcall.connect({missing!r})"],
+        cwd=tmp_path,  # not python/, whose ipcall/ has no compiled module
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith("ipcall.NotFound: "), result.stderr

@@ -26,6 +26,12 @@ exported=$(nm -D --defined-only "$prefix/lib/libipcall.so" | awk '$2 == "T" { pr
 declared=$(sed -n 's/^[a-z0-9_ ]*[ *]\(ipcall_[a-z_]*\)(.*/\1/p' "$prefix/include/ipcall.h" | sort)
 [[ -n $declared && $exported == "$declared" ]] \
   || fail "exported and declared functions differ: $(diff <(echo "$exported") <(echo "$declared") || true)"
+# Stripped, with the debug info in a file of its own that the library names.
+real=$(readlink -f "$prefix/lib/libipcall.so")
+if readelf -S "$real" | grep -q '\.debug_info'; then fail "$real is not stripped"; fi
+debuglink=$(readelf --string-dump=.gnu_debuglink "$real" | sed -n 's/.*\] *\(.*\.debug\)$/\1/p')
+[[ -n $debuglink && -f $prefix/lib/$debuglink ]] || fail "$real names no debug file beside it ('$debuglink')"
+readelf -S "$prefix/lib/$debuglink" | grep -q '\.debug_info' || fail "$debuglink holds no debug info"
 echo "libipcall.so (soname $soname) exports the $(echo "$declared" | wc -l) functions of ipcall.h, nothing else"
 
 # CMake consumer.

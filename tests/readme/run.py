@@ -5,6 +5,12 @@ against an `ipcall serve` greeter, and must print exactly "hello, world".
 (The Rust block is a doc test of the core crate.)
 
     run.py --ipcall PATH --lib libipcall.a --python PY [--node NODE]
+    run.py --ipcall PATH --prefix DIR --python PY --node-modules DIR
+
+The second form is the installed one (make test-dist): C and C++ build with
+`pkg-config --cflags --libs ipcall` against an unpacked C tarball at DIR and
+run with its lib/ on LD_LIBRARY_PATH, and Node loads ipcall from the
+node_modules of a project where the npm tarballs were installed.
 """
 
 from __future__ import annotations
@@ -34,17 +40,23 @@ def quick_starts() -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--ipcall", required=True)
-    parser.add_argument("--lib", required=True, help="the static libipcall.a")
+    parser.add_argument("--lib", help="the static libipcall.a (from the build tree)")
+    parser.add_argument("--prefix", help="an installed ipcall (C tarball or make install), used through pkg-config")
     parser.add_argument("--python", required=True)
     parser.add_argument("--node", default="node")
+    parser.add_argument("--node-modules", help="node_modules holding an installed ipcall (default: the checkout's node/)")
     args = parser.parse_args()
+    if (args.lib is None) == (args.prefix is None):
+        parser.error("give exactly one of --lib and --prefix")
 
     blocks = quick_starts()
     missing = {"Rust", "C", "C++", "Python", "Node"} - set(blocks)
     if missing:
         print(f"README quick start: no block for {sorted(missing)}")
         return 1
-    node_built = any(p.name.startswith("ipcall.") and p.name.endswith(".node") for p in (ROOT / "node").glob("*"))
+    node_built = args.node_modules is not None or any(
+        p.name.startswith("ipcall.") and p.name.endswith(".node") for p in (ROOT / "node").glob("*")
+    )
 
     server = subprocess.Popen(
         [args.ipcall, "serve", "--unique", "unix", "--exec", "printf 'hello, '; cat"],
@@ -55,16 +67,29 @@ def main() -> int:
     try:
         name = server.stdout.readline().strip()
         env = dict(os.environ, IPCALL_SERVER=name)
+        if args.prefix is not None:
+            env["LD_LIBRARY_PATH"] = str(Path(args.prefix) / "lib")
         with tempfile.TemporaryDirectory() as work:
             work = Path(work)
             (work / "hello.c").write_text(blocks["C"])
             (work / "hello.cpp").write_text(blocks["C++"])
             (work / "hello.py").write_text(blocks["Python"])
             (work / "hello.js").write_text(blocks["Node"])
-            (work / "node_modules").mkdir()
-            (work / "node_modules" / "ipcall").symlink_to(ROOT / "node")
-            libs = [args.lib, "-lpthread", "-ldl", "-lm"]
-            warnings = ["-Wall", "-Wextra", "-Werror", f"-I{ROOT / 'include'}", f"-I{ROOT / 'bindings' / 'cpp'}"]
+            if args.node_modules is not None:
+                (work / "node_modules").symlink_to(Path(args.node_modules).resolve())
+            else:
+                (work / "node_modules").mkdir()
+                (work / "node_modules" / "ipcall").symlink_to(ROOT / "node")
+            warnings = ["-Wall", "-Wextra", "-Werror"]
+            if args.prefix is not None:
+                pkg_env = dict(os.environ, PKG_CONFIG_PATH=str(Path(args.prefix) / "lib" / "pkgconfig"))
+                flags = subprocess.run(
+                    ["pkg-config", "--cflags", "--libs", "ipcall"], env=pkg_env, capture_output=True, text=True, check=True
+                ).stdout.split()
+                libs = flags
+            else:
+                libs = [args.lib, "-lpthread", "-ldl", "-lm"]
+                warnings += [f"-I{ROOT / 'include'}", f"-I{ROOT / 'bindings' / 'cpp'}"]
             steps = {
                 "C": (["cc", "-std=c11", *warnings, "hello.c", *libs, "-o", "hello-c"], ["./hello-c"]),
                 "C++": (["c++", "-std=c++17", *warnings, "hello.cpp", *libs, "-o", "hello-cpp"], ["./hello-cpp"]),

@@ -1,70 +1,46 @@
-//! A small command-line parser: options with values, switches, positionals.
-//!
-//! Hand-rolled rather than a dependency because the four subcommands need
-//! only this, and exit codes and messages stay entirely ours.
+//! The parsed arguments of one subcommand, taken from clap's matches in a
+//! shape the commands read: options with values by their `--long` name,
+//! switches, and positionals in order. Parsing itself (and its errors, with
+//! suggestions for mistyped options) is clap's, from [`crate::cli`].
 
 use std::collections::{HashMap, HashSet};
+
+use clap::{ArgAction, ArgMatches, Command};
 
 use crate::failure::Failure;
 
 /// The parsed arguments of one subcommand.
 #[derive(Debug, Default)]
 pub struct Args {
-    /// Arguments that are not options, in order (`-` included).
+    /// Positional arguments, in order (`-` included).
     pub positionals: Vec<String>,
     /// Options that take a value, by their name (`"--timeout"`); the last
     /// occurrence wins.
-    values: HashMap<&'static str, String>,
-    /// Switches that were given.
-    switches: HashSet<&'static str>,
+    values: HashMap<String, String>,
+    /// Switches that were given, by their name (`"--echo"`).
+    switches: HashSet<String>,
 }
 
 impl Args {
-    /// Parses `args` for subcommand `command`, which accepts the options in
-    /// `with_value` and the switches in `switches` (`--help`/`-h` is always a
-    /// switch, recorded as `"--help"`).
-    pub fn parse(
-        command: &str,
-        args: &[String],
-        with_value: &[&'static str],
-        switches: &[&'static str],
-    ) -> Result<Args, Failure> {
-        let mut parsed = Args::default();
-        let mut rest = args.iter();
-        let mut only_positionals = false;
-        while let Some(arg) = rest.next() {
-            if only_positionals || arg == "-" || !arg.starts_with('-') {
-                parsed.positionals.push(arg.clone());
-                continue;
-            }
-            if arg == "--" {
-                only_positionals = true;
-                continue;
-            }
-            if arg == "-h" || arg == "--help" {
-                parsed.switches.insert("--help");
-                continue;
-            }
-            let (flag, inline) = match arg.split_once('=') {
-                Some((flag, value)) => (flag, Some(value.to_string())),
-                None => (arg.as_str(), None),
-            };
-            if let Some(&known) = with_value.iter().find(|&&f| f == flag) {
-                let value = match inline {
-                    Some(value) => value,
-                    None => rest.next().cloned().ok_or_else(|| Failure::usage(format!("{flag} needs a value")))?,
-                };
-                parsed.values.insert(known, value);
-            } else if let Some(&known) = switches.iter().find(|&&f| f == flag) {
-                if inline.is_some() {
-                    return Err(Failure::usage(format!("{flag} takes no value")));
+    /// The arguments of `command` (a subcommand of [`crate::cli::command`])
+    /// as clap matched them.
+    pub fn from_matches(command: &Command, matches: &ArgMatches) -> Args {
+        let mut args = Args::default();
+        for arg in command.get_arguments() {
+            let id = arg.get_id().as_str();
+            if arg.is_positional() {
+                if let Some(values) = matches.get_many::<String>(id) {
+                    args.positionals.extend(values.cloned());
                 }
-                parsed.switches.insert(known);
-            } else {
-                return Err(Failure::usage(format!("unknown option {flag} (see `ipcall {command} --help`)")));
+            } else if matches!(arg.get_action(), ArgAction::SetTrue) {
+                if matches.get_flag(id) {
+                    args.switches.insert(format!("--{id}"));
+                }
+            } else if let Some(value) = matches.get_one::<String>(id) {
+                args.values.insert(format!("--{id}"), value.clone());
             }
         }
-        Ok(parsed)
+        args
     }
 
     /// The value of option `flag`, if given.
@@ -92,39 +68,36 @@ impl Args {
 mod tests {
     use super::*;
 
-    fn strings(args: &[&str]) -> Vec<String> {
-        args.iter().map(|s| s.to_string()).collect()
+    /// Parses `line` (after `ipcall`) and returns the subcommand's Args.
+    fn parse(line: &[&str]) -> Args {
+        let command = crate::cli::command();
+        let matches =
+            command.clone().try_get_matches_from(std::iter::once("ipcall").chain(line.iter().copied())).unwrap();
+        let (name, sub_matches) = matches.subcommand().unwrap();
+        Args::from_matches(command.find_subcommand(name).unwrap(), sub_matches)
     }
 
     #[test]
     fn options_switches_and_positionals() {
-        let args = Args::parse(
-            "call",
-            &strings(&["unix:@x", "-", "--timeout", "50", "--one-shot", "--max-size=9"]),
-            &["--timeout", "--max-size"],
-            &["--one-shot"],
-        )
-        .unwrap();
+        let args = parse(&["call", "unix:@x", "-", "--timeout", "50", "--max-size=9"]);
         assert_eq!(args.positionals, ["unix:@x", "-"]);
         assert_eq!(args.number::<u64>("--timeout").unwrap(), Some(50));
         assert_eq!(args.value("--max-size"), Some("9"));
-        assert!(args.switch("--one-shot"));
-        assert!(!args.switch("--help"));
+        let serve = parse(&["serve", "unix:@x", "--echo", "--one-shot"]);
+        assert!(serve.switch("--one-shot") && serve.switch("--echo"));
+        assert!(!serve.switch("--help"));
+        assert_eq!(serve.value("--exec"), None);
     }
 
     #[test]
     fn double_dash_ends_options() {
-        let args = Args::parse("call", &strings(&["n", "--", "--timeout"]), &["--timeout"], &[]).unwrap();
+        let args = parse(&["call", "n", "--", "--timeout"]);
         assert_eq!(args.positionals, ["n", "--timeout"]);
     }
 
     #[test]
-    fn usage_errors() {
-        for bad in [&["--nope"][..], &["--timeout"], &["--one-shot=1"]] {
-            let failure = Args::parse("x", &strings(bad), &["--timeout"], &["--one-shot"]).unwrap_err();
-            assert_eq!(failure.exit_code(), 2, "{bad:?}");
-        }
-        let args = Args::parse("x", &strings(&["--timeout", "soon"]), &["--timeout"], &[]).unwrap();
+    fn numbers_that_do_not_parse_are_usage_errors() {
+        let args = parse(&["call", "n", "--timeout", "soon"]);
         assert_eq!(args.number::<u64>("--timeout").unwrap_err().exit_code(), 2);
     }
 }

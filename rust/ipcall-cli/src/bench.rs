@@ -11,8 +11,8 @@ use crate::args::Args;
 use crate::failure::Failure;
 use crate::stats::{format_duration, machine, print_table, quantile, utc_date};
 
-const HELP: &str = "\
-Usage: ipcall bench [--kinds LIST] [--seconds S]
+pub const HELP: &str = "\
+Usage: ipcall bench [--kinds LIST] [--seconds S] [--json]
 
 Measures every transport this build has, one after the other, each against
 a server in a separate process (mem: against a thread of this process):
@@ -24,6 +24,10 @@ table is printed on stdout at the end.
   --kinds LIST     comma-separated kinds to measure (default mem,unix,pipe,shm;
                    a kind this build lacks is listed as skipped)
   --seconds S      time spent per measurement (default 1.0)
+  --json           print one JSON object instead of the table: date,
+                   machine, seconds_per_measurement, transports (kind,
+                   server, p50_ns, p99_ns, gb_per_s_1mib, round_trips) and
+                   skipped (kind, reason)
 ";
 
 /// Largest request the bench peer echoes; larger ones get their length.
@@ -32,11 +36,7 @@ const ECHO_LIMIT: usize = 64;
 const MAX_SMALL_CALLS: usize = 200_000;
 
 /// Runs `ipcall bench`.
-pub fn run(args: &[String]) -> Result<(), Failure> {
-    let args = Args::parse("bench", args, &["--kinds", "--seconds"], &[])?;
-    if crate::wants_help(&args, HELP) {
-        return Ok(());
-    }
+pub fn run(args: &Args) -> Result<(), Failure> {
     let seconds: f64 = args.number("--seconds")?.unwrap_or(1.0);
     if !(seconds > 0.0 && seconds < 3600.0) {
         return Err(Failure::usage("--seconds must be above 0 and below 3600"));
@@ -47,12 +47,12 @@ pub fn run(args: &[String]) -> Result<(), Failure> {
         Some(list) => list.split(',').map(|k| k.trim().parse::<Kind>()).collect::<Result<_, _>>()?,
     };
     let mut progress = Progress::new();
-    let mut rows = Vec::new();
+    let mut results = Vec::new();
     let mut skipped = Vec::new();
     for (index, &kind) in kinds.iter().enumerate() {
         let label = format!("[{}/{}] {kind}", index + 1, kinds.len());
         if let Err(reason) = availability(kind) {
-            skipped.push(format!("{kind}: skipped ({reason})"));
+            skipped.push((kind, reason));
             continue;
         }
         let measured = if kind == Kind::Mem {
@@ -60,17 +60,27 @@ pub fn run(args: &[String]) -> Result<(), Failure> {
         } else {
             bench_child(kind, &label, budget, &mut progress)
         };
-        let result = measured?;
-        rows.push(vec![
-            kind.to_string(),
-            if kind == Kind::Mem { "thread".into() } else { "process".into() },
-            format_duration(result.p50),
-            format_duration(result.p99),
-            format!("{:.2}", result.gigabytes_per_second),
-            result.small_calls.to_string(),
-        ]);
+        results.push((kind, measured?));
     }
     progress.clear();
+    if args.switch("--json") {
+        println!("{}", json_report(seconds, &results, &skipped));
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = results
+        .iter()
+        .map(|(kind, result)| {
+            vec![
+                kind.to_string(),
+                server_placement(*kind).to_string(),
+                format_duration(result.p50),
+                format_duration(result.p99),
+                format!("{:.2}", result.gigabytes_per_second),
+                result.small_calls.to_string(),
+            ]
+        })
+        .collect();
+    let skipped: Vec<String> = skipped.iter().map(|(kind, reason)| format!("{kind}: skipped ({reason})")).collect();
     println!("ipcall bench, {} ({}), {:.1} s per measurement", utc_date(), machine(), seconds);
     println!();
     print_table(&["transport", "server", "64 B p50", "64 B p99", "1 MiB GB/s", "round trips"], &rows);
@@ -78,6 +88,62 @@ pub fn run(args: &[String]) -> Result<(), Failure> {
         println!("{line}");
     }
     Ok(())
+}
+
+/// Where the bench server of `kind` runs.
+fn server_placement(kind: Kind) -> &'static str {
+    if kind == Kind::Mem {
+        "thread"
+    } else {
+        "process"
+    }
+}
+
+/// `ipcall bench --json`: one JSON object, times in nanoseconds.
+fn json_report(seconds: f64, results: &[(Kind, Measured)], skipped: &[(Kind, String)]) -> String {
+    let transports: Vec<String> = results
+        .iter()
+        .map(|(kind, m)| {
+            format!(
+                "{{\"kind\": {}, \"server\": {}, \"p50_ns\": {}, \"p99_ns\": {}, \"gb_per_s_1mib\": {:.3}, \"round_trips\": {}}}",
+                json_string(kind.as_str()),
+                json_string(server_placement(*kind)),
+                m.p50.as_nanos(),
+                m.p99.as_nanos(),
+                m.gigabytes_per_second,
+                m.small_calls
+            )
+        })
+        .collect();
+    let skipped: Vec<String> = skipped
+        .iter()
+        .map(|(kind, reason)| {
+            format!("{{\"kind\": {}, \"reason\": {}}}", json_string(kind.as_str()), json_string(reason))
+        })
+        .collect();
+    format!(
+        "{{\"date\": {}, \"machine\": {}, \"seconds_per_measurement\": {seconds}, \"transports\": [{}], \"skipped\": [{}]}}",
+        json_string(&utc_date()),
+        json_string(&machine()),
+        transports.join(", "),
+        skipped.join(", ")
+    )
+}
+
+/// `text` as a JSON string literal.
+fn json_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 /// Whether this build can bind names of `kind`; `Err(reason)` when not.
@@ -204,8 +270,8 @@ fn measure(client: &Client, label: &str, budget: Duration, progress: &mut Progre
 /// of `ipcall bench`. Binds a one-shot unique name, prints it, and answers
 /// until its client goes away: requests up to 64 B are echoed, larger ones
 /// answered with their length (8 bytes, little-endian).
-pub fn run_peer(args: &[String]) -> Result<(), Failure> {
-    let [kind] = args else { return Err(Failure::usage("bench-peer KIND")) };
+pub fn run_peer(args: &Args) -> Result<(), Failure> {
+    let [kind] = args.positionals.as_slice() else { return Err(Failure::usage("bench-peer KIND")) };
     let server = Server::bind_unique_with(kind.parse()?, &ServerOptions::new().one_shot(true))?;
     println!("{}", server.name());
     std::io::stdout().flush().map_err(|e| Failure::other(e.to_string()))?;

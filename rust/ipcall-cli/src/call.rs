@@ -8,7 +8,7 @@ use ipcall::{Client, ClientOptions, Error};
 use crate::args::Args;
 use crate::failure::Failure;
 
-const HELP: &str = "\
+pub const HELP: &str = "\
 Usage: ipcall call NAME [DATA | -] [--timeout MS] [--max-size B]
 
 Connects to NAME, sends DATA (the argument's bytes; `-` reads stdin until
@@ -28,11 +28,7 @@ exit code.
 ";
 
 /// Runs `ipcall call`.
-pub fn run(args: &[String]) -> Result<(), Failure> {
-    let args = Args::parse("call", args, &["--timeout", "--max-size"], &[])?;
-    if crate::wants_help(&args, HELP) {
-        return Ok(());
-    }
+pub fn run(args: &Args) -> Result<(), Failure> {
     let (name, data) = match args.positionals.as_slice() {
         [name] => (name, Vec::new()),
         [name, dash] if dash == "-" => (name, read_stdin()?),

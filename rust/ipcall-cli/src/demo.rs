@@ -13,7 +13,7 @@ use crate::args::Args;
 use crate::failure::Failure;
 use crate::stats::{format_bytes, format_duration, print_table, quantile};
 
-const HELP: &str = "\
+pub const HELP: &str = "\
 Usage: ipcall demo [--items N] [--root DIR] [--python PY] [--node NODE] [--c-stage PROGRAM]
 
 Runs a pipeline across languages: this Rust process starts three stage
@@ -61,14 +61,7 @@ struct Running {
 }
 
 /// Runs `ipcall demo`.
-pub fn run(args: &[String]) -> Result<(), Failure> {
-    let args = Args::parse("demo", args, &["--items", "--root", "--python", "--node", "--c-stage"], &[])?;
-    if crate::wants_help(&args, HELP) {
-        return Ok(());
-    }
-    if !args.positionals.is_empty() {
-        return Err(Failure::usage("demo takes no arguments besides options (see `ipcall demo --help`)"));
-    }
+pub fn run(args: &Args) -> Result<(), Failure> {
     let items: usize = args.number("--items")?.unwrap_or(1000);
     let root = match args.value("--root") {
         Some(root) => PathBuf::from(root),
@@ -81,7 +74,7 @@ pub fn run(args: &[String]) -> Result<(), Failure> {
     }
 
     let (present, missing): (Vec<Stage>, Vec<Stage>) =
-        stages(&root, &args).into_iter().partition(|stage| stage.command.is_ok());
+        stages(&root, args).into_iter().partition(|stage| stage.command.is_ok());
     for stage in &missing {
         let reason = stage.command.as_ref().err().map_or("", String::as_str);
         eprintln!("ipcall demo: the {} stage is missing: {reason}", stage.language);

@@ -5,12 +5,12 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
 
-use ipcall::{Error, Kind, Request, Server, ServerOptions};
+use ipcall::{Error, Kind, Name, Request, Server, ServerOptions};
 
 use crate::args::Args;
 use crate::failure::Failure;
 
-const HELP: &str = "\
+pub const HELP: &str = "\
 Usage:
   ipcall serve NAME (--echo | --exec CMD) [options]
   ipcall serve --unique KIND (--echo | --exec CMD) [options]
@@ -34,6 +34,14 @@ SIGINT, SIGTERM and SIGHUP stop it cleanly: its name is removed, and it
 exits with 128 + the signal number (130 for Ctrl+C).
 ";
 
+/// What `serve` binds.
+enum Target {
+    /// The name given.
+    Name(Name),
+    /// A generated name of this kind (`--unique KIND`).
+    Unique(Kind),
+}
+
 /// How requests are answered.
 enum Handler {
     Echo,
@@ -41,11 +49,7 @@ enum Handler {
 }
 
 /// Runs `ipcall serve`.
-pub fn run(args: &[String]) -> Result<(), Failure> {
-    let args = Args::parse("serve", args, &["--exec", "--unique", "--jobs", "--max-size"], &["--echo", "--one-shot"])?;
-    if crate::wants_help(&args, HELP) {
-        return Ok(());
-    }
+pub fn run(args: &Args) -> Result<(), Failure> {
     let handler = match (args.switch("--echo"), args.value("--exec")) {
         (true, None) => Handler::Echo,
         (false, Some(command)) => Handler::Exec(command.to_string()),
@@ -59,11 +63,22 @@ pub fn run(args: &[String]) -> Result<(), Failure> {
     if let Some(max) = args.number::<u32>("--max-size")? {
         options = options.max_message_size(max);
     }
-    let stop_signals = block_stop_signals()?;
-    let server = match (args.positionals.as_slice(), args.value("--unique")) {
-        ([name], None) => Server::bind_with(name, &options)?,
-        ([], Some(kind)) => Server::bind_unique_with(kind.parse::<Kind>()?, &options)?,
+    let target = match (args.positionals.as_slice(), args.value("--unique")) {
+        ([name], None) => Target::Name(Name::parse(name)?),
+        ([], Some(kind)) => Target::Unique(kind.parse::<Kind>()?),
         _ => return Err(Failure::usage("give a NAME or --unique KIND (see `ipcall serve --help`)")),
+    };
+    // A mem: server lives inside this process: nobody else could call it.
+    if matches!(&target, Target::Name(name) if name.kind() == Kind::Mem) || matches!(target, Target::Unique(Kind::Mem))
+    {
+        return Err(Failure::usage(
+            "mem: names live inside one process, so no other process could reach this server; use unix:, pipe: or shm:",
+        ));
+    }
+    let stop_signals = block_stop_signals()?;
+    let server = match target {
+        Target::Name(name) => Server::bind_with(name.as_str(), &options)?,
+        Target::Unique(kind) => Server::bind_unique_with(kind, &options)?,
     };
     let server = Arc::new(server);
     let stopped_by = close_on_signal(stop_signals, server.clone())?;

@@ -323,3 +323,73 @@ fn demo_outside_a_checkout_says_so() {
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
     assert!(stderr(&output).contains("--root"));
 }
+
+#[test]
+fn a_mistyped_option_gets_a_suggestion_on_one_line() {
+    for (command, suggestion) in [
+        (&["call", "unix:@x", "--tmeout", "5"][..], "--timeout"),
+        (&["serve", "unix:@x", "--ecoh"], "--echo"),
+        (&["sevre", "unix:@x"], "serve"),
+    ] {
+        let output = run(command);
+        let text = stderr(&output);
+        assert_eq!(output.status.code(), Some(USAGE), "{command:?}: {text}");
+        assert_eq!(text.lines().count(), 1, "{command:?}: {text}");
+        assert!(text.starts_with("ipcall ") && text.contains(&format!("did you mean {suggestion}?")), "{text}");
+    }
+}
+
+#[test]
+fn serving_a_mem_name_is_refused_with_the_reason() {
+    for command in [&["serve", "mem:jobs", "--echo"][..], &["serve", "--unique", "mem", "--echo"]] {
+        let output = run(command);
+        let text = stderr(&output);
+        assert_eq!(output.status.code(), Some(USAGE), "{command:?}: {text}");
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(text.contains("mem: names live inside one process"), "{text}");
+        assert!(output.stdout.is_empty(), "no name printed");
+    }
+}
+
+#[test]
+fn completions_for_each_shell() {
+    for (shell, marker) in [("bash", "complete -F"), ("zsh", "#compdef ipcall"), ("fish", "complete -c ipcall")] {
+        let output = run(&["completions", shell]);
+        assert!(output.status.success(), "{shell}: {}", stderr(&output));
+        let script = String::from_utf8(output.stdout).unwrap();
+        assert!(script.contains(marker), "{shell} script lacks {marker:?}");
+        for word in ["serve", "call", "bench", "timeout", "one-shot"] {
+            assert!(script.contains(word), "{shell} script lacks {word}");
+        }
+    }
+    let output = run(&["completions", "tcsh"]);
+    assert_eq!(output.status.code(), Some(USAGE), "{}", stderr(&output));
+    assert!(stderr(&output).contains("tcsh"));
+}
+
+#[test]
+fn the_man_page_describes_the_commands() {
+    let output = run(&["man"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let page = String::from_utf8(output.stdout).unwrap();
+    assert!(page.contains(".TH ipcall 1"), "{page}");
+    for word in ["serve", "call", "bench", "completions", "DISCONNECTED", env!("CARGO_PKG_VERSION")] {
+        assert!(page.contains(word), "the man page lacks {word}");
+    }
+}
+
+#[test]
+fn bench_json_is_one_object_per_run() {
+    let output = run(&["bench", "--kinds", "mem,carrier-pigeon", "--seconds", "0.05", "--json"]);
+    // An unknown kind is a usage error before anything is measured.
+    assert_eq!(output.status.code(), Some(INVALID_NAME), "{}", stderr(&output));
+    let output = run(&["bench", "--kinds", "mem", "--seconds", "0.05", "--json"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(text.starts_with("{\"date\": \"") && text.trim_end().ends_with("\"skipped\": []}"), "{text}");
+    let row = text.split("\"transports\": [").nth(1).unwrap();
+    assert!(row.starts_with("{\"kind\": \"mem\", \"server\": \"thread\", \"p50_ns\": "), "{text}");
+    let round_trips: u64 = row.split("\"round_trips\": ").nth(1).unwrap().split('}').next().unwrap().parse().unwrap();
+    assert!(round_trips > 0, "{text}");
+}

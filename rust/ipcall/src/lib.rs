@@ -50,6 +50,6 @@ pub use crate::core::options::{
 };
 pub use crate::core::peer::Peer;
 
-#[doc = include_str!("../../../README.md")]
+#[doc = include_str!("../README.md")]
 #[cfg(doctest)]
 struct ReadmeDoctests;
