@@ -7,6 +7,7 @@
 //!   (handshake, frames, calls matched by id, one epoll per server).
 //! - [`pipe`]: `pipe:` — named pipes: the stream layer over a FIFO pair.
 //! - [`fifo`]: `pipe:` connection set-up — server directory, accept FIFO, one FIFO pair per connection.
+//! - [`nats`]: `nats:` — request/reply over a NATS server or cluster (feature `nats`).
 //!
 //! A transport provides a [`ServerTransport`] (what `Server` drives), a
 //! [`ClientConn`] (what `Client` and `Pending` drive) and a [`Responder`]
@@ -15,6 +16,7 @@
 
 pub(crate) mod fifo;
 pub(crate) mod inproc;
+pub(crate) mod nats;
 pub(crate) mod pipe;
 pub(crate) mod ring;
 // Under `--cfg ipcall_loom` the ring uses loom's atomics, which cannot live
@@ -65,6 +67,11 @@ pub(crate) trait ServerTransport: Send + Sync {
 pub(crate) trait ClientConn: Send + Sync {
     /// Sends a request and returns the pending call.
     fn send(self: Arc<Self>, data: &[u8]) -> Result<Pending>;
+    /// Like `send`, for a caller that will wait at most `timeout` (a
+    /// transport that can tell the server, as `nats:` does, sends it along).
+    fn send_timeout(self: Arc<Self>, data: &[u8], _timeout: std::time::Duration) -> Result<Pending> {
+        self.send(data)
+    }
     /// Blocks until `slot` (call `id`) completes or the deadline passes.
     /// Transports that read the wire in the caller's thread do so here.
     fn wait(&self, _id: u64, slot: &Slot, deadline: Deadline) -> bool {
@@ -101,6 +108,8 @@ pub(crate) fn bind(name: &Name, options: &ServerOptions) -> Result<Box<dyn Serve
         Kind::Pipe => pipe::bind(name, options),
         #[cfg(not(ipcall_loom))]
         Kind::Shm => shm::bind(name, options),
+        #[cfg(feature = "nats")]
+        Kind::Nats => nats::bind(name, options),
         // Reached only in a build without some transport (the loom model
         // check builds no shm:).
         #[allow(unreachable_patterns)]
@@ -116,6 +125,8 @@ pub(crate) fn connect(name: &Name, options: &ClientOptions) -> Result<Arc<dyn Cl
         Kind::Pipe => pipe::connect(name, options),
         #[cfg(not(ipcall_loom))]
         Kind::Shm => shm::connect(name, options),
+        #[cfg(feature = "nats")]
+        Kind::Nats => nats::connect(name, options),
         // Reached only in a build without some transport (the loom model
         // check builds no shm:).
         #[allow(unreachable_patterns)]

@@ -1,0 +1,31 @@
+//! `nats:` — the request/reply contract across hosts, over a NATS server or
+//! cluster (docs/PROTOCOL.md §nats).
+//!
+//! - [`address`]: names, credentials and their redaction (always built).
+//! - `wire`: headers, message kinds, chunking.
+//! - `conn`: the shared tokio runtime and the NATS connection set-up.
+//! - `client`: the caller's side — a reply inbox, calls matched by id,
+//!   liveness pings to the instance that took a call.
+//! - `server`: a queue-group member plus its own instance subject, feeding
+//!   the same pollable queue as `mem:`.
+//!
+//! async-nats needs tokio, so the connections live on one small internal
+//! runtime thread, created on first use and shared by every `nats:` server
+//! and client of the process. Callers never block on tokio: a call
+//! completes a [`Slot`](crate::slot::Slot), which sync waiters and any
+//! executor's wakers both watch.
+
+pub(crate) mod address;
+#[cfg(feature = "nats")]
+mod client;
+#[cfg(feature = "nats")]
+mod conn;
+#[cfg(feature = "nats")]
+mod server;
+#[cfg(feature = "nats")]
+mod wire;
+
+#[cfg(feature = "nats")]
+pub(crate) use client::connect;
+#[cfg(feature = "nats")]
+pub(crate) use server::bind;
