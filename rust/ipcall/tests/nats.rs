@@ -307,8 +307,23 @@ fn credentials_never_show() {
 }
 
 #[test]
-fn one_shot_is_refused_with_a_reason() {
+fn a_one_shot_server_serves_one_client_and_ends_when_it_goes() {
     let node = Node::start();
-    let err = Server::bind_with(&node.name("a.b"), &ServerOptions::new().one_shot(true)).unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::InvalidName);
+    let server = Server::bind_with(&node.name(&subject("oneshot")), &ServerOptions::new().one_shot(true)).unwrap();
+    assert_eq!(server.accept_timeout(Duration::from_millis(50)).unwrap_err().kind(), ErrorKind::Timeout);
+    let client = Client::connect(server.name()).unwrap();
+    server.accept_timeout(Duration::from_secs(10)).unwrap();
+    // Its one client is here: nobody else finds the name.
+    assert_eq!(Client::connect(server.name()).unwrap_err().kind(), ErrorKind::NotFound);
+    let pending = client.send(b"only you").unwrap();
+    let request = server.recv_timeout(Duration::from_secs(10)).unwrap();
+    request.reply(b"yes").unwrap();
+    assert_eq!(pending.wait().unwrap(), b"yes");
+    let queued = client.clone().send(b"last words").unwrap();
+    drop(queued);
+    drop(client);
+    // The queued request is still received, then recv reports Closed.
+    assert_eq!(server.recv_timeout(Duration::from_secs(10)).unwrap().data(), b"last words");
+    let err = server.recv_timeout(Duration::from_secs(30)).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Closed, "{err}");
 }

@@ -18,7 +18,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
-use super::conn::{self, Connection, SETUP_TIMEOUT};
+use super::conn::{self, ping, Connection, Ping, SETUP_TIMEOUT};
 use super::wire::{self, error_code, Assembly, MsgKind};
 use crate::client::Pending;
 use crate::error::{Error, Result};
@@ -34,6 +34,8 @@ const PING_EVERY: Duration = Duration::from_millis(400);
 /// A ping unanswered this long counts as the instance being gone (a host
 /// that vanished without closing its connection).
 const PING_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a closing connection may take to send what it still has.
+const FLUSH_LIMIT: Duration = Duration::from_secs(5);
 /// A request no server acked in this long was lost on the way.
 const ACK_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -167,9 +169,11 @@ pub(crate) fn connect(name: &Name, options: &ClientOptions) -> Result<Arc<dyn Cl
         let inbox = format!("{}.", nats.new_inbox());
         let replies = nats.subscribe(format!("{inbox}*")).await.map_err(|e| io(&e))?;
         let subject = Subject::from(address.subject.clone());
-        // Is anyone serving the subject? The pong also says its limit.
-        let server_max = match ping(&nats, subject.clone(), SETUP_TIMEOUT).await {
-            Ping::Alive(max) => max,
+        // Is anyone serving the subject? The pong also says its limit, and
+        // a one-shot server the instance subject it now serves us on alone.
+        let (server_max, subject) = match ping(&nats, subject.clone(), Some(&inbox), SETUP_TIMEOUT).await {
+            Ping::Alive { max, instance: Some(instance) } => (max, instance),
+            Ping::Alive { max, instance: None } => (max, subject),
             Ping::Gone => return Err(Error::NotFound { name: shared }),
             Ping::Silent => return Err(Error::Timeout { name: shared }),
         };
@@ -191,27 +195,6 @@ pub(crate) fn connect(name: &Name, options: &ClientOptions) -> Result<Arc<dyn Cl
         };
         Ok(Arc::new(client) as Arc<dyn ClientConn>)
     })
-}
-
-enum Ping {
-    /// Answered, with the server's request limit.
-    Alive(u32),
-    /// NATS says no one subscribes there.
-    Gone,
-    /// No answer in time.
-    Silent,
-}
-
-async fn ping(nats: &async_nats::Client, subject: Subject, limit: Duration) -> Ping {
-    let request = async_nats::Request::new().headers(wire::headers(MsgKind::Ping)).timeout(Some(limit));
-    match nats.send_request(subject, request).await {
-        Ok(pong) => {
-            let max = wire::number(&pong, wire::H_MAX).ok().flatten().unwrap_or(0);
-            Ping::Alive(max.min(u64::from(u32::MAX)) as u32)
-        }
-        Err(e) if e.kind() == async_nats::RequestErrorKind::NoResponders => Ping::Gone,
-        Err(_) => Ping::Silent,
-    }
 }
 
 /// Liveness of one instance, as the task tracks it.
@@ -269,6 +252,8 @@ impl Task {
                 _ = tick.tick() => self.look_after_calls(&ping_tx),
             }
         }
+        // Requests sent just before the last clone went still go out.
+        let _ = tokio::time::timeout(FLUSH_LIMIT, self.nats.flush()).await;
     }
 
     /// Fails calls nobody acked in time; pings the instances holding calls.
@@ -288,16 +273,22 @@ impl Task {
             state.last = Some(now);
             let (nats, tx) = (self.nats.clone(), ping_tx.clone());
             conn::spawn(async move {
-                let alive = !matches!(ping(&nats, instance.clone(), PING_TIMEOUT).await, Ping::Gone | Ping::Silent);
+                let alive = matches!(ping(&nats, instance.clone(), None, PING_TIMEOUT).await, Ping::Alive { .. });
                 let _ = tx.send((instance, alive));
             });
         }
     }
 
     async fn on_reply(&mut self, message: Message) {
-        let Some(id) = message.subject.strip_prefix(self.inbox.as_str()).and_then(|s| s.parse::<u64>().ok()) else {
+        let suffix = message.subject.strip_prefix(self.inbox.as_str()).unwrap_or_default();
+        if suffix == wire::CLIENT_PING {
+            // A one-shot server checking that its client is still here.
+            if let Some(reply) = message.reply {
+                let _ = self.nats.publish_with_headers(reply, wire::headers(MsgKind::Pong), Bytes::new()).await;
+            }
             return;
-        };
+        }
+        let Ok(id) = suffix.parse::<u64>() else { return };
         if message.status == Some(StatusCode::NO_RESPONDERS) {
             // No server serves the subject (any more).
             return self.calls.finish(id, Outcome::Disconnected);

@@ -10,6 +10,7 @@ use tokio::runtime::Runtime;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
 use super::address::{env_credentials, Address, Credentials};
+use super::wire::{self, MsgKind};
 use crate::error::{Error, Result};
 use crate::name::Name;
 
@@ -118,4 +119,42 @@ pub(crate) fn scrub(text: &str, credentials: Option<&Credentials>) -> String {
         }
     }
     text
+}
+
+/// What a ping found.
+pub(crate) enum Ping {
+    /// Answered: the server's request limit, and for a one-shot server's
+    /// first pong the instance subject it serves its one client on.
+    Alive { max: u32, instance: Option<async_nats::Subject> },
+    /// NATS says no one subscribes there (or a one-shot server that has
+    /// its client already said no).
+    Gone,
+    /// No answer in time.
+    Silent,
+}
+
+/// Pings `subject`; a client's connect ping names its inbox (`client`).
+pub(crate) async fn ping(
+    nats: &async_nats::Client,
+    subject: async_nats::Subject,
+    client: Option<&str>,
+    limit: Duration,
+) -> Ping {
+    let mut headers = wire::headers(MsgKind::Ping);
+    if let Some(inbox) = client {
+        headers.insert(wire::H_CLIENT, inbox);
+    }
+    let request = async_nats::Request::new().headers(headers).timeout(Some(limit));
+    match nats.send_request(subject, request).await {
+        Ok(pong) if wire::kind(&pong) == Ok(MsgKind::Pong) => {
+            let max = wire::number(&pong, wire::H_MAX).ok().flatten().unwrap_or(u64::from(u32::MAX));
+            let instance = wire::header(&pong, wire::H_INSTANCE)
+                .filter(|i| i.starts_with(wire::INSTANCE_PREFIX))
+                .map(|i| async_nats::Subject::from(i.to_owned()));
+            Ping::Alive { max: max.min(u64::from(u32::MAX)) as u32, instance }
+        }
+        Ok(_) => Ping::Gone,
+        Err(e) if e.kind() == async_nats::RequestErrorKind::NoResponders => Ping::Gone,
+        Err(_) => Ping::Silent,
+    }
 }

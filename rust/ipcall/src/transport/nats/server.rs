@@ -19,7 +19,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
-use super::conn::{self, Connection, SETUP_TIMEOUT};
+use super::conn::{self, Connection, Ping, SETUP_TIMEOUT};
 use super::wire::{self, error_code, Assembly, MsgKind};
 use crate::error::{Error, Result};
 use crate::name::Name;
@@ -32,6 +32,10 @@ use crate::wait::Deadline;
 
 /// A partly received request is dropped when no part came for this long.
 const ASSEMBLY_IDLE: Duration = Duration::from_secs(30);
+/// How often a one-shot server checks that its client is still there.
+const CLIENT_PING_EVERY: Duration = Duration::from_millis(400);
+/// A client ping unanswered this long counts as the client being gone.
+const PING_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// What the server, its task and its requests share.
 struct Shared {
@@ -186,16 +190,10 @@ impl ServerTransport for NatsServer {
 
 pub(crate) fn bind(name: &Name, options: &ServerOptions) -> Result<Box<dyn ServerTransport>> {
     let shared_name = name.shared().clone();
-    if options.one_shot {
-        return Err(Error::InvalidName {
-            name: shared_name,
-            reason: "one-shot servers are not available over nats: (a NATS subject has no single client)",
-        });
-    }
     let queue = Arc::new(Queue::new().map_err(|e| Error::Io { name: shared_name.clone(), source: e })?);
     let token = sys::random_hex_128().map_err(|e| Error::Io { name: shared_name.clone(), source: e })?;
     let instance: Subject = format!("{}{token}", wire::INSTANCE_PREFIX).into();
-    let max = options.max_message_size;
+    let (max, one_shot) = (options.max_message_size, options.one_shot);
     let (name2, queue2, instance2) = (name.clone(), queue.clone(), instance.clone());
     conn::run(&shared_name, SETUP_TIMEOUT, async move {
         let Connection { nats, events, address } = conn::connect(name2.clone(), "server").await?;
@@ -219,6 +217,9 @@ pub(crate) fn bind(name: &Name, options: &ServerOptions) -> Result<Box<dyn Serve
             assemblies: HashMap::new(),
             closed: false,
             seen_client: false,
+            one_shot,
+            left_group: false,
+            client: None,
         };
         conn::spawn(task.run(jobs, own, command_rx, events));
         Ok(Box::new(NatsServer { name: name2.shared().clone(), queue, shared }) as Box<dyn ServerTransport>)
@@ -243,6 +244,13 @@ struct Task {
     assemblies: HashMap<String, Partial>,
     closed: bool,
     seen_client: bool,
+    /// A one-shot server: it leaves the queue group when its client comes,
+    /// serves it on the instance subject, and ends when it is gone.
+    one_shot: bool,
+    /// Left the queue group (one-shot, with its client).
+    left_group: bool,
+    /// The one-shot server's client, pinged at this subject while here.
+    client: Option<Subject>,
 }
 
 impl Task {
@@ -254,13 +262,40 @@ impl Task {
         mut events: UnboundedReceiver<async_nats::Event>,
     ) {
         let mut sweep = tokio::time::interval(Duration::from_secs(1));
+        let mut client_check = tokio::time::interval(CLIENT_PING_EVERY);
+        let (alive_tx, mut alive_rx) = unbounded_channel::<bool>();
+        let mut checking = false;
         loop {
             tokio::select! {
-                message = jobs.next(), if !self.closed => match message {
-                    Some(message) => self.on_job(message).await,
+                message = jobs.next(), if !self.closed && !self.left_group => match message {
+                    Some(message) => {
+                        self.on_job(message).await;
+                        if self.left_group {
+                            // Nobody else finds the name now.
+                            let _ = jobs.unsubscribe().await;
+                        }
+                    }
                     None => self.close(),
                 },
+                _ = client_check.tick(), if !checking => {
+                    if let Some(client) = self.client.clone() {
+                        checking = true;
+                        let (nats, tx) = (self.nats.clone(), alive_tx.clone());
+                        conn::spawn(async move {
+                            let alive = matches!(conn::ping(&nats, client, None, PING_TIMEOUT).await, Ping::Alive { .. });
+                            let _ = tx.send(alive);
+                        });
+                    }
+                }
                 Some(message) = own.next() => self.on_own(message).await,
+                Some(alive) = alive_rx.recv() => {
+                    checking = false;
+                    // The one client of this one-shot server is gone: once
+                    // its queued requests are taken, recv reports Closed.
+                    if !alive && self.client.take().is_some() {
+                        self.queue.remove_producer();
+                    }
+                }
                 command = commands.recv() => match command {
                     Some(Command::Publish(out)) => self.publish(out).await,
                     Some(Command::Close) => {
@@ -278,7 +313,7 @@ impl Task {
                 }
             }
         }
-        let _ = self.nats.flush().await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.nats.flush()).await;
     }
 
     fn close(&mut self) {
@@ -313,14 +348,7 @@ impl Task {
             Err(reason) => return self.error(reply, error_code::PROTOCOL, &reason),
         };
         match kind {
-            MsgKind::Ping => {
-                if !self.seen_client {
-                    self.seen_client = true;
-                    // `accept` waits for the first client; no one ever leaves.
-                    self.queue.add_producer();
-                }
-                self.pong(reply).await;
-            }
+            MsgKind::Ping => self.on_connect(&message, reply).await,
             MsgKind::Request => {
                 if let Err(reason) = self.on_request(message, reply.clone()).await {
                     self.error(reply, error_code::PROTOCOL, &reason);
@@ -330,9 +358,38 @@ impl Task {
         }
     }
 
-    async fn pong(&self, reply: Subject) {
+    /// A client's connect ping.
+    async fn on_connect(&mut self, message: &Message, reply: Subject) {
+        if !self.one_shot {
+            if !self.seen_client {
+                self.seen_client = true;
+                // `accept` waits for the first client; no one ever leaves.
+                self.queue.add_producer();
+            }
+            return self.pong(reply, false).await;
+        }
+        let client = wire::header(message, wire::H_CLIENT).filter(|c| c.starts_with("_INBOX.") && c.ends_with('.'));
+        match client {
+            Some(client) if !self.seen_client => {
+                self.seen_client = true;
+                self.client = Some(format!("{client}{}", wire::CLIENT_PING).into());
+                self.queue.add_producer();
+                self.queue.close_to_new();
+                self.left_group = true;
+                self.pong(reply, true).await;
+            }
+            // Refused: the client reports NotFound.
+            Some(_) => self.error(reply, error_code::PROTOCOL, "this one-shot server has its client already"),
+            None => self.error(reply, error_code::PROTOCOL, "connect ping without Ipcall-Client"),
+        }
+    }
+
+    async fn pong(&self, reply: Subject, with_instance: bool) {
         let mut headers = wire::headers(MsgKind::Pong);
         headers.insert(wire::H_MAX, self.max.to_string());
+        if with_instance {
+            headers.insert(wire::H_INSTANCE, self.instance.as_str());
+        }
         let _ = self.nats.publish_with_headers(reply, headers, Bytes::new()).await;
     }
 
@@ -383,7 +440,13 @@ impl Task {
             }
         };
         match (kind, message.reply.clone()) {
-            (MsgKind::Ping, Some(reply)) => self.pong(reply).await,
+            (MsgKind::Ping, Some(reply)) => self.pong(reply, false).await,
+            // A one-shot server's client sends its requests here.
+            (MsgKind::Request, Some(reply)) => {
+                if let Err(reason) = self.on_request(message, reply.clone()).await {
+                    self.error(reply, error_code::PROTOCOL, &reason);
+                }
+            }
             (MsgKind::Chunk, _) => {
                 let Some(call) = wire::header(&message, wire::H_CALL).map(str::to_owned) else {
                     return;

@@ -24,7 +24,12 @@ pub(crate) const H_TIMEOUT: &str = "Ipcall-Timeout-Ms";
 pub(crate) const H_INSTANCE: &str = "Ipcall-Instance";
 /// Header (request chunk): the call's reply subject, which names the call.
 pub(crate) const H_CALL: &str = "Ipcall-Call";
-/// Header (error): what went wrong ([`ErrorCode`]).
+/// Header (connect ping): the client's inbox prefix (`_INBOX.<nuid>.`),
+/// where a one-shot server pings it.
+pub(crate) const H_CLIENT: &str = "Ipcall-Client";
+/// The last token of the subject in a client's inbox that answers pings.
+pub(crate) const CLIENT_PING: &str = "ping";
+/// Header (error): what went wrong ([`error_code`]).
 pub(crate) const H_ERROR: &str = "Ipcall-Error";
 
 /// Room left in each chunk for the headers, below the server's `max_payload`.
@@ -53,7 +58,7 @@ pub(crate) enum MsgKind {
     NoReply,
     /// Either way: a later part of a chunked message.
     Chunk,
-    /// Server → caller: the call failed ([`ErrorCode`] in [`H_ERROR`]).
+    /// Server → caller: the call failed ([`error_code`] in [`H_ERROR`]).
     Error,
 }
 
