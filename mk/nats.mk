@@ -24,4 +24,4 @@ $(NATS_STAMP): python/requirements-nats.txt
 # The nats tests run in `cargo test` (the C, Python, Node and CLI crates turn
 # the core's `nats` feature on, so the workspace build has it).
 test-rust: nats-server
-test-python test-node test-matrix demo: nats-server
+test-python test-node test-matrix demo bench: nats-server

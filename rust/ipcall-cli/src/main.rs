@@ -8,6 +8,7 @@ mod bench;
 mod call;
 mod demo;
 mod failure;
+mod nats_server;
 mod serve;
 mod stats;
 
