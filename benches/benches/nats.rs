@@ -36,12 +36,14 @@ impl NatsServer {
             .spawn()
             .unwrap();
         let ports = dir.join(format!("nats-server_{}.ports", child.id()));
+        // Owned by the guard from here: killed and waited for on any exit.
+        let mut server = NatsServer { child, dir, addr: String::new() };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let text = std::fs::read_to_string(&ports).unwrap_or_default();
             if let Some(url) = text.split('"').find(|p| p.starts_with("nats://")) {
-                let addr = url.trim_start_matches("nats://").to_owned();
-                return NatsServer { child, dir, addr };
+                server.addr = url.trim_start_matches("nats://").to_owned();
+                return server;
             }
             assert!(Instant::now() < deadline, "nats-server did not start");
             std::thread::sleep(Duration::from_millis(20));
