@@ -6,6 +6,7 @@ mod nats_support;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -151,11 +152,29 @@ fn three_servers_on_one_name_share_3000_calls() {
     let cluster = Cluster::start();
     let subject = subject("share");
     let servers: Vec<_> = (0..3).map(|i| Arc::new(Server::bind(&cluster.nodes[i].name(&subject)).unwrap())).collect();
-    let workers: Vec<_> = servers.iter().map(|s| serve(s.clone())).collect();
+    let counts: Vec<_> = (0..3).map(|_| Arc::new(AtomicUsize::new(0))).collect();
+    let workers: Vec<_> = servers
+        .iter()
+        .zip(&counts)
+        .map(|(server, count)| {
+            let (server, count) = (server.clone(), count.clone());
+            std::thread::spawn(move || {
+                while let Ok(request) = server.recv() {
+                    let data = request.data().to_vec();
+                    request.reply(&data).unwrap();
+                    count.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
     let client = Client::connect_timeout(&cluster.nodes[0].name(&subject), Duration::from_secs(20)).unwrap();
-    // Every member's interest must have crossed the routes before the
-    // calls start, or the first ones all go to the local member.
-    std::thread::sleep(Duration::from_millis(500));
+    // The members on B and C become visible to A once their interest has
+    // crossed the routes: call until every member has answered one.
+    eventually("every member reachable from node A", Duration::from_secs(30), || {
+        client.call(b"warm-up").unwrap();
+        counts.iter().all(|c| c.load(Ordering::Relaxed) > 0).then_some(())
+    });
+    let before: Vec<usize> = counts.iter().map(|c| c.load(Ordering::Relaxed)).collect();
     let threads: Vec<_> = (0..3)
         .map(|t| {
             let client = client.clone();
@@ -176,8 +195,11 @@ fn three_servers_on_one_name_share_3000_calls() {
     for server in &servers {
         server.close();
     }
-    let counts: Vec<usize> = workers.into_iter().map(|w| w.join().unwrap()).collect();
-    println!("nats: 3,000 calls over 3 servers: {counts:?}");
-    assert_eq!(counts.iter().sum::<usize>(), 3000);
-    assert!(counts.iter().all(|&c| c > 0), "every server takes a share: {counts:?}");
+    for worker in workers {
+        worker.join().unwrap();
+    }
+    let shares: Vec<usize> = counts.iter().zip(&before).map(|(c, b)| c.load(Ordering::Relaxed) - b).collect();
+    println!("nats: 3,000 calls over 3 servers: {shares:?}");
+    assert_eq!(shares.iter().sum::<usize>(), 3000);
+    assert!(shares.iter().all(|&c| c > 0), "every server takes a share: {shares:?}");
 }
