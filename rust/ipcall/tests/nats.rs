@@ -327,3 +327,23 @@ fn a_one_shot_server_serves_one_client_and_ends_when_it_goes() {
     let err = server.recv_timeout(Duration::from_secs(30)).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Closed, "{err}");
 }
+
+#[test]
+fn a_call_right_after_close_is_disconnected_not_lost() {
+    let node = Node::start();
+    for round in 0..5 {
+        let server = Arc::new(Server::bind(&node.name(&subject("closed"))).unwrap());
+        let client = Client::connect(server.name()).unwrap();
+        let s = server.clone();
+        let worker = std::thread::spawn(move || while s.recv().is_ok() {});
+        // Dropped unanswered by the worker.
+        assert_eq!(client.call(b"x").unwrap_err().kind(), ErrorKind::NoReply);
+        // No pause: the request may reach the server before NATS has
+        // processed its unsubscribe. It must still be answered (a lost
+        // request would end in Timeout here).
+        server.close();
+        let err = client.call_timeout(b"anyone?", Duration::from_secs(5)).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Disconnected, "round {round}: {err}");
+        worker.join().unwrap();
+    }
+}

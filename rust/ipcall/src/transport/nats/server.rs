@@ -265,17 +265,28 @@ impl Task {
         let mut client_check = tokio::time::interval(CLIENT_PING_EVERY);
         let (alive_tx, mut alive_rx) = unbounded_channel::<bool>();
         let mut checking = false;
+        // Read until the subscription ends, even after leaving the group:
+        // what NATS delivered before our unsubscribe still gets an answer.
+        let mut jobs_open = true;
+        let mut subscribed = true;
         loop {
             tokio::select! {
-                message = jobs.next(), if !self.closed && !self.left_group => match message {
+                message = jobs.next(), if jobs_open => match message {
                     Some(message) => {
                         self.on_job(message).await;
-                        if self.left_group {
+                        if subscribed && (self.left_group || self.closed) {
                             // Nobody else finds the name now.
-                            let _ = jobs.unsubscribe().await;
+                            subscribed = false;
+                            let _ = jobs.drain().await;
                         }
                     }
-                    None => self.close(),
+                    None => {
+                        jobs_open = false;
+                        // Ended by our own drain, or by the connection.
+                        if subscribed {
+                            self.close();
+                        }
+                    }
                 },
                 _ = client_check.tick(), if !checking => {
                     if let Some(client) = self.client.clone() {
@@ -299,7 +310,10 @@ impl Task {
                 command = commands.recv() => match command {
                     Some(Command::Publish(out)) => self.publish(out).await,
                     Some(Command::Close) => {
-                        let _ = jobs.unsubscribe().await;
+                        if subscribed {
+                            subscribed = false;
+                            let _ = jobs.drain().await;
+                        }
                         self.close();
                     }
                     // Server and every request are gone.
@@ -347,6 +361,11 @@ impl Task {
             Ok(kind) => kind,
             Err(reason) => return self.error(reply, error_code::PROTOCOL, &reason),
         };
+        if self.closed {
+            // Sent before NATS learnt that we left: a connect sees NotFound,
+            // a call Disconnected, as if we had already gone.
+            return self.error(reply, error_code::DISCONNECTED, "the server closed");
+        }
         match kind {
             MsgKind::Ping => self.on_connect(&message, reply).await,
             MsgKind::Request => {
