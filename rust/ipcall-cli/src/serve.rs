@@ -15,7 +15,7 @@ Usage:
   ipcall serve NAME (--echo | --exec CMD) [options]
   ipcall serve --unique KIND (--echo | --exec CMD) [options]
 
-Binds NAME (or a new unguessable name of KIND: unix, pipe, shm), prints the
+Binds NAME (or a new unguessable name of KIND: unix, pipe, shm, nats), prints the
 name on one line of stdout, and answers requests until it is stopped (or,
 with --one-shot, until its one client goes away).
 
