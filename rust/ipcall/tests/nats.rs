@@ -74,10 +74,13 @@ fn the_deadline_travels_and_an_expired_request_is_skipped() {
     let server = Server::bind(&node.name(&subject("deadline"))).unwrap();
     let client = Client::connect(server.name()).unwrap();
     // Nobody receives while the call times out.
-    assert_eq!(client.call_timeout(b"stale", Duration::from_millis(30)).unwrap_err().kind(), ErrorKind::Timeout);
+    assert_eq!(client.call_timeout(b"stale", Duration::from_millis(1)).unwrap_err().kind(), ErrorKind::Timeout);
+    // Once it is queued, its 1 ms deadline (counted from its arrival) passes.
+    let mut pfd = libc_pollfd(std::os::fd::AsRawFd::as_raw_fd(&server));
+    assert!(poll(&mut pfd, 10_000));
+    std::thread::sleep(Duration::from_millis(50));
     let fresh = client.send(b"fresh").unwrap();
-    std::thread::sleep(Duration::from_millis(100));
-    // The stale request's deadline has passed: recv skips it.
+    // recv skips the stale request and returns the fresh one.
     let request = server.recv_timeout(Duration::from_secs(10)).unwrap();
     assert_eq!(request.data(), b"fresh");
     request.reply(b"ok").unwrap();
@@ -231,7 +234,9 @@ fn binding_a_live_name_adds_a_worker() {
     let pending: Vec<_> = (0..200).map(|i| client.send(format!("{i}").as_bytes()).unwrap()).collect();
     let mut counts = [0usize; 2];
     let mut left = 200;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while left > 0 {
+        assert!(std::time::Instant::now() < deadline, "{left} requests never arrived");
         for (i, server) in [&a, &b].into_iter().enumerate() {
             if let Ok(request) = server.recv_timeout(Duration::from_millis(20)) {
                 let data = request.data().to_vec();
