@@ -29,3 +29,18 @@ mod wire;
 pub(crate) use client::connect;
 #[cfg(feature = "nats")]
 pub(crate) use server::bind;
+
+#[cfg(all(test, not(feature = "nats")))]
+mod tests {
+    use crate::{Client, ErrorKind, Server};
+
+    #[test]
+    fn without_the_feature_nats_names_parse_but_say_not_in_this_build() {
+        let name = "nats://user:pw@127.0.0.1:4222/app.jobs";
+        for err in [Server::bind(name).unwrap_err(), Client::connect(name).unwrap_err()] {
+            assert_eq!(err.kind(), ErrorKind::InvalidName);
+            let text = err.to_string();
+            assert!(text.contains("not available in this build") && !text.contains("pw@"), "{text}");
+        }
+    }
+}
