@@ -430,7 +430,7 @@ ipcall_status ipcall_server_bind(const char *name, const struct ipcall_server_op
 
 /**
  * Listens on a new, unguessable name of transport `kind` (`"mem"`,
- * `"unix"`, `"pipe"` or `"shm"`; a trailing colon is accepted) with
+ * `"unix"`, `"pipe"`, `"shm"` or `"nats"`; a trailing colon is accepted) with
  * `options` (NULL = defaults). Read the name with `ipcall_server_name` and
  * hand it to the clients. On success writes the new server to `*out`.
  *

@@ -68,7 +68,7 @@ c-build-tree: c-lib
 # ctest: the C and C++ tests (each transport in this build; cross-process
 # ones against the Rust peer), the examples, and the C tests under valgrind.
 c-tests: c-tools c-lib
-	$(CARGO) build -q -p ipcall --example peer
+	$(CARGO) build -q -p ipcall --features nats --example peer
 	cmake/install.sh "$(C_PREFIX)" "$(C_RELEASE)" >/dev/null
 	cmake -S tests/c -B "$(C_WORK)/build" -DCMAKE_PREFIX_PATH="$(C_PREFIX)" \
 	  -DIPCALL_PEER="$(IPCALL_PEER)" -DCMAKE_BUILD_TYPE=Debug >/dev/null

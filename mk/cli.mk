@@ -28,7 +28,8 @@ demo-stages: c-lib python-wheel $(if $(wildcard node/package.json),node-build)
 	  $(C_RELEASE)/libipcall.a $(C_STATIC_LIBS) -o $(DEMO_C_STAGE)
 
 demo: cli demo-stages
-	$(IPCALL_CLI) demo --root $(CURDIR) --python $(CURDIR)/$(VENV_BIN)/python --c-stage $(DEMO_C_STAGE)
+	$(IPCALL_CLI) demo --root $(CURDIR) --python $(CURDIR)/$(VENV_BIN)/python --c-stage $(DEMO_C_STAGE) \
+	  --nats-server $(NATS_SERVER_BIN)
 
 bench: bench-cli
 

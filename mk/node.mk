@@ -33,13 +33,13 @@ node-build: $(NODE_DIR)/node_modules/.ipcall-installed
 
 # The tests also drive the Rust peer (target/debug/examples/peer).
 test-node: node-build
-	$(CARGO) build -q --example peer -p ipcall
+	$(CARGO) build -q --example peer -p ipcall --features nats
 	cd $(NODE_DIR) && node --test --test-reporter=spec test/*.test.js test/*.test.mjs test/*.test.cjs
 
 test-node-install: node-build
 	cd $(NODE_DIR) && IPCALL_TEST_INSTALL_COLD=1 node --test --test-reporter=spec test/install.test.js
 
 bench-node: node-build
-	$(CARGO) build -q --release --example peer -p ipcall
+	$(CARGO) build -q --release --example peer -p ipcall --features nats
 	$(CARGO) build -q --release --example roundtrip -p ipcall-node
 	cd $(NODE_DIR) && node bench/roundtrip.js

@@ -39,11 +39,11 @@ python-wheel: $(PY_DEV_STAMP)
 ## test-python: pytest against the installed wheel (and the Rust peer for
 ## the cross-process tests).
 test-python: python-wheel
-	$(CARGO) build -q -p ipcall --example peer
+	$(CARGO) build -q -p ipcall --features nats --example peer
 	cd python && IPCALL_WHEEL="$(PY_WHEEL_DIR)/ipcall-*-cp39-abi3-*.whl" \
 		IPCALL_PEER="$(PY_CARGO_TARGET)/debug/examples/peer" ../$(VENV_BIN)/pytest
 
 ## bench-python: Python<->Rust round trips next to Rust<->Rust, per transport.
 bench-python: python-wheel
-	$(CARGO) build -q --release -p ipcall --example peer
+	$(CARGO) build -q --release -p ipcall --features nats --example peer
 	IPCALL_PEER=$(PY_CARGO_TARGET)/release/examples/peer $(VENV_BIN)/python python/bench/roundtrip.py

@@ -136,7 +136,7 @@ export declare class Server {
   static bind(name: string, options?: ServerOptions | undefined | null): Server
   /**
    * Listens on a new, unguessable name of transport `kind` (`'mem'`,
-   * `'unix'`, `'pipe'`, `'shm'`); read it from `server.name`.
+   * `'unix'`, `'pipe'`, `'shm'`, `'nats'`); read it from `server.name`.
    */
   static bindUnique(kind: string, options?: ServerOptions | undefined | null): Server
   /** The name clients connect to. */

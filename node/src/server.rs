@@ -38,7 +38,7 @@ impl Server {
     }
 
     /// Listens on a new, unguessable name of transport `kind` (`'mem'`,
-    /// `'unix'`, `'pipe'`, `'shm'`); read it from `server.name`.
+    /// `'unix'`, `'pipe'`, `'shm'`, `'nats'`); read it from `server.name`.
     #[napi(factory)]
     pub fn bind_unique(env: &Env, kind: String, options: Option<ServerOptions>) -> napi::Result<Server> {
         let kind: ipcall::Kind = kind.parse().map_err(|e| to_js(env, e))?;

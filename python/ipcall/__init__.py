@@ -176,7 +176,7 @@ class Server(_ClosedByContext):
         ring_size: Optional[int] = None,
     ) -> Server:
         """Listens on a new, unguessable name of `kind` (``"mem"``,
-        ``"unix"``, ``"pipe"``, ``"shm"``); read it from `name`. Same options
+        ``"unix"``, ``"pipe"``, ``"shm"``, ``"nats"``); read it from `name`. Same options
         as `bind`."""
         return cls(
             _ipcall.Server.bind_unique(

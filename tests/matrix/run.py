@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import json
 import os
 import queue
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -157,6 +160,44 @@ def run_cell(kind: str, server: str, client: str, servers, clients, args) -> Out
         outcome.seconds = time.monotonic() - started
 
 
+class NatsServer:
+    """The one nats-server the `nats` column's cells share, on a loopback port
+    it picks itself; every peer finds it through IPCALL_NATS_URL."""
+
+    def __init__(self, binary: str) -> None:
+        self.dir = tempfile.mkdtemp(prefix="ipcall-matrix-nats-")
+        self.process = subprocess.Popen(
+            [binary, "-a", "127.0.0.1", "-p", "-1", "--ports_file_dir", self.dir, "-l", os.path.join(self.dir, "log")],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        ports = Path(self.dir) / f"{Path(binary).name}_{self.process.pid}.ports"
+        deadline = time.monotonic() + 20
+        self.url = ""
+        while not self.url:
+            try:
+                self.url = json.loads(ports.read_text())["nats"][0]
+            except (OSError, ValueError, KeyError, IndexError):
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError("nats-server did not start")
+                time.sleep(0.02)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def nats_server_binary(given: str) -> Optional[str]:
+    for candidate in (given, os.environ.get("IPCALL_NATS_SERVER"), shutil.which("nats-server")):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
 def check_the_checker(args: argparse.Namespace, clients) -> bool:
     """A server that does not follow the script must fail a cell: a plain
     echo server (no checksum) against the Rust client."""
@@ -206,7 +247,8 @@ def main() -> int:
     parser.add_argument("--python", default="")
     parser.add_argument("--node", default="node")
     parser.add_argument("--ipcall", default="", help="the ipcall command, for the harness check")
-    parser.add_argument("--kinds", default="unix,pipe,shm")
+    parser.add_argument("--kinds", default="unix,pipe,shm,nats")
+    parser.add_argument("--nats-server", default="", help="nats-server binary (else $IPCALL_NATS_SERVER, PATH)")
     parser.add_argument("--calls", type=int, default=1000, help="checksummed calls per cell (default 1000)")
     parser.add_argument("--jobs", type=int, default=2, help="cells run at once (default 2)")
     parser.add_argument("--timeout", type=float, default=300, help="seconds a cell may take")
@@ -220,6 +262,23 @@ def main() -> int:
             return 1
     kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
     cells = [(k, s, c) for k in kinds for s in SERVER_LANGUAGES for c in CLIENT_LANGUAGES]
+    nats = None
+    if "nats" in kinds:
+        binary = nats_server_binary(args.nats_server)
+        if binary is None:
+            # A missing broker fails the column loudly rather than skipping it.
+            print("nats-server not found: run `make nats-server` or pass --nats-server", file=sys.stderr)
+            return 1
+        nats = NatsServer(binary)
+        os.environ["IPCALL_NATS_URL"] = nats.url
+    try:
+        return run_cells(args, kinds, cells, servers, clients)
+    finally:
+        if nats is not None:
+            nats.stop()
+
+
+def run_cells(args: argparse.Namespace, kinds: List[str], cells, servers, clients) -> int:
     started = time.monotonic()
     outcomes: List[Outcome] = []
     with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:

@@ -101,7 +101,8 @@ pub fn command() -> Command {
                 .arg(option("root", "DIR", "the ipcall checkout (default: found upwards)"))
                 .arg(option("python", "PY", "Python with the ipcall wheel"))
                 .arg(option("node", "NODE", "node (with the package in ROOT/node)"))
-                .arg(option("c-stage", "PROGRAM", "the compiled C stage")),
+                .arg(option("c-stage", "PROGRAM", "the compiled C stage"))
+                .arg(option("nats-server", "PROGRAM", "start this nats-server and run the last stage over nats:")),
         )
         .subcommand(
             Command::new("completions")

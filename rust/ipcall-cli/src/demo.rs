@@ -15,6 +15,7 @@ use crate::stats::{format_bytes, format_duration, print_table, quantile};
 
 pub const HELP: &str = "\
 Usage: ipcall demo [--items N] [--root DIR] [--python PY] [--node NODE] [--c-stage PROGRAM]
+                   [--nats-server PROGRAM]
 
 Runs a pipeline across languages: this Rust process starts three stage
 servers in other processes — Python (reverses the words of an item), Node
@@ -32,6 +33,9 @@ transport. A stage whose language is not built is reported as missing.
   --python PY        Python with the ipcall wheel (default ROOT/.venv/bin/python)
   --node NODE        node (default `node`, with the package in ROOT/node)
   --c-stage PROGRAM  the compiled C stage (default ROOT/target/demo/stage_c)
+  --nats-server PROGRAM
+                     start this nats-server on a loopback port and run the
+                     last stage over nats: (as across hosts) instead
 ";
 
 /// How long a stage may take to bind its name before the demo gives up.
@@ -82,9 +86,15 @@ pub fn run(args: &Args) -> Result<(), Failure> {
     if present.is_empty() {
         return Err(Failure::other("no stage can run here (see the lines above)"));
     }
+    // Started before any thread: `bind_unique(nats)` names come from it.
+    let nats = args.value("--nats-server").map(|p| crate::nats_server::NatsServer::start(Path::new(p))).transpose()?;
+    if let Some(nats) = &nats {
+        std::env::set_var("IPCALL_NATS_URL", &nats.url);
+    }
     let mut running = Vec::new();
+    let count = present.len();
     for (index, stage) in present.into_iter().enumerate() {
-        let kind = kinds[index % kinds.len()];
+        let kind = if nats.is_some() && index + 1 == count { Kind::Nats } else { kinds[index % kinds.len()] };
         running.push(start(stage, kind)?);
     }
 

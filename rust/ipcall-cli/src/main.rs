@@ -9,6 +9,7 @@ mod call;
 mod cli;
 mod demo;
 mod failure;
+mod nats_server;
 mod serve;
 mod stats;
 

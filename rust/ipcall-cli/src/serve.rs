@@ -15,7 +15,7 @@ Usage:
   ipcall serve NAME (--echo | --exec CMD) [options]
   ipcall serve --unique KIND (--echo | --exec CMD) [options]
 
-Binds NAME (or a new unguessable name of KIND: unix, pipe, shm), prints the
+Binds NAME (or a new unguessable name of KIND: unix, pipe, shm, nats), prints the
 name on one line of stdout, and answers requests until it is stopped (or,
 with --one-shot, until its one client goes away).
 
@@ -36,8 +36,9 @@ exits with 128 + the signal number (130 for Ctrl+C).
 
 /// What `serve` binds.
 enum Target {
-    /// The name given.
-    Name(Name),
+    /// The name given, as given (a `nats:` name's credentials are in the
+    /// text only: `Name::as_str` leaves them out), and its kind.
+    Name(String, Kind),
     /// A generated name of this kind (`--unique KIND`).
     Unique(Kind),
 }
@@ -64,20 +65,19 @@ pub fn run(args: &Args) -> Result<(), Failure> {
         options = options.max_message_size(max);
     }
     let target = match (args.positionals.as_slice(), args.value("--unique")) {
-        ([name], None) => Target::Name(Name::parse(name)?),
+        ([name], None) => Target::Name(name.to_string(), Name::parse(name)?.kind()),
         ([], Some(kind)) => Target::Unique(kind.parse::<Kind>()?),
         _ => return Err(Failure::usage("give a NAME or --unique KIND (see `ipcall serve --help`)")),
     };
     // A mem: server lives inside this process: nobody else could call it.
-    if matches!(&target, Target::Name(name) if name.kind() == Kind::Mem) || matches!(target, Target::Unique(Kind::Mem))
-    {
+    if matches!(target, Target::Name(_, Kind::Mem) | Target::Unique(Kind::Mem)) {
         return Err(Failure::usage(
             "mem: names live inside one process, so no other process could reach this server; use unix:, pipe: or shm:",
         ));
     }
     let stop_signals = block_stop_signals()?;
     let server = match target {
-        Target::Name(name) => Server::bind_with(name.as_str(), &options)?,
+        Target::Name(name, _) => Server::bind_with(&name, &options)?,
         Target::Unique(kind) => Server::bind_unique_with(kind, &options)?,
     };
     let server = Arc::new(server);

@@ -106,7 +106,7 @@ pub extern "C" fn ipcall_server_bind(
 }
 
 /// Listens on a new, unguessable name of transport `kind` (`"mem"`,
-/// `"unix"`, `"pipe"` or `"shm"`; a trailing colon is accepted) with
+/// `"unix"`, `"pipe"`, `"shm"` or `"nats"`; a trailing colon is accepted) with
 /// `options` (NULL = defaults). Read the name with `ipcall_server_name` and
 /// hand it to the clients. On success writes the new server to `*out`.
 ///

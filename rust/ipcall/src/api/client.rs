@@ -72,7 +72,8 @@ impl Client {
     /// Sends `data` and waits at most `timeout`. On `Timeout` the call is
     /// abandoned: its late answer is discarded, never given to another call.
     pub fn call_timeout(&self, data: &[u8], timeout: Duration) -> Result<Vec<u8>> {
-        self.send(data)?.wait_timeout(timeout)
+        let call = self.conn.clone().send_timeout(data, timeout)?;
+        Pending::new(self.name.clone(), call).wait_timeout(timeout)
     }
 
     /// Sends `data` and returns the call in flight, to wait for (or await) later.

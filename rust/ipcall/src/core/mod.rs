@@ -5,6 +5,7 @@
 //! - [`error`]: `Error`, `ErrorKind` — the closed set of errors.
 //! - [`options`]: `ServerOptions`, `ClientOptions`, `WaitMode`.
 //! - [`name`]: `Name`, `Kind` — parsing and generating `kind:address` names.
+//! - [`nats_name`]: the address part of `nats:` names (servers, credentials kept out of sight).
 //! - [`peer`]: `Peer` — who sent a request.
 //! - [`slot`]: `Slot` — where one call's outcome lands.
 //! - [`queue`]: the bounded request queue of `mem:`.
@@ -14,6 +15,7 @@
 pub(crate) mod error;
 pub mod frame;
 pub(crate) mod name;
+pub(crate) mod nats_name;
 pub(crate) mod options;
 pub(crate) mod peer;
 pub(crate) mod queue;

@@ -6,6 +6,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use crate::core::error::{Error, Result};
+use crate::core::nats_name::{self as nats, Credentials};
 use crate::sys;
 
 /// The transport a name selects.
@@ -19,11 +20,13 @@ pub enum Kind {
     Pipe,
     /// `shm:` — shared-memory rings set up over a rendezvous socket.
     Shm,
+    /// `nats:` — a NATS server or cluster, across hosts (cargo feature `nats`).
+    Nats,
 }
 
 impl Kind {
     /// Every kind, in a fixed order.
-    pub const ALL: [Kind; 4] = [Kind::Mem, Kind::Unix, Kind::Pipe, Kind::Shm];
+    pub const ALL: [Kind; 5] = [Kind::Mem, Kind::Unix, Kind::Pipe, Kind::Shm, Kind::Nats];
 
     /// The prefix of names of this kind, without the colon (`"unix"`).
     pub fn as_str(self) -> &'static str {
@@ -32,6 +35,7 @@ impl Kind {
             Kind::Unix => "unix",
             Kind::Pipe => "pipe",
             Kind::Shm => "shm",
+            Kind::Nats => "nats",
         }
     }
 }
@@ -50,7 +54,7 @@ impl FromStr for Kind {
         let bare = s.strip_suffix(':').unwrap_or(s);
         Kind::ALL.into_iter().find(|k| k.as_str() == bare).ok_or_else(|| Error::InvalidName {
             name: s.into(),
-            reason: "unknown transport kind (expected mem, unix, pipe or shm)",
+            reason: "unknown transport kind (expected mem, unix, pipe, shm or nats)",
         })
     }
 }
@@ -68,14 +72,19 @@ pub(crate) const MAX_NAME: usize = 4096;
 pub struct Name {
     kind: Kind,
     /// The full `kind:address` text; `address` is the part after the colon
-    /// and is non-empty, printable and free of NUL bytes.
+    /// and is non-empty, printable and free of NUL bytes. Never holds
+    /// credentials (a `nats:` name's are in `credentials`).
     text: Arc<str>,
+    /// `nats:` only: the credentials given in the name (`Debug` hides them).
+    credentials: Option<Credentials>,
 }
 
 impl Name {
     /// Parses and validates `kind:address`.
     pub fn parse(text: &str) -> Result<Name> {
-        let invalid = |reason| Error::InvalidName { name: text.into(), reason };
+        // A `nats:` name may hold credentials: errors show it without them.
+        let shown: Arc<str> = if text.starts_with("nats:") { nats::redact(text).into() } else { text.into() };
+        let invalid = |reason| Error::InvalidName { name: shown.clone(), reason };
         if text.is_empty() {
             return Err(invalid("empty name"));
         }
@@ -92,7 +101,7 @@ impl Name {
             return Err(invalid("missing `kind:` prefix (e.g. unix:/path/to.sock)"));
         };
         let kind: Kind =
-            kind.parse().map_err(|_| invalid("unknown transport kind (expected mem, unix, pipe or shm)"))?;
+            kind.parse().map_err(|_| invalid("unknown transport kind (expected mem, unix, pipe, shm or nats)"))?;
         if address.is_empty() {
             return Err(invalid("empty address after the kind"));
         }
@@ -115,8 +124,13 @@ impl Name {
                     return Err(invalid("pipe directory path longer than 4000 bytes"));
                 }
             }
+            Kind::Nats => {
+                let address = nats::Address::parse(text).map_err(invalid)?;
+                let text = address.printable().into();
+                return Ok(Name { kind, text, credentials: address.credentials });
+            }
         }
-        Ok(Name { kind, text: text.into() })
+        Ok(Name { kind, text: text.into(), credentials: None })
     }
 
     /// The transport kind.
@@ -139,6 +153,12 @@ impl Name {
         &self.text
     }
 
+    /// `nats:` only: the credentials the name was given with.
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))]
+    pub(crate) fn credentials(&self) -> Option<&Credentials> {
+        self.credentials.as_ref()
+    }
+
     /// For `unix:`/`shm:`: true if the address is in the abstract namespace.
     pub fn is_abstract(&self) -> bool {
         matches!(self.kind, Kind::Unix | Kind::Shm) && self.address().starts_with('@')
@@ -147,7 +167,7 @@ impl Name {
     /// The file-system path of the address (`None` for `mem:` and abstract sockets).
     pub fn path(&self) -> Option<&Path> {
         match self.kind {
-            Kind::Mem => None,
+            Kind::Mem | Kind::Nats => None,
             _ if self.is_abstract() => None,
             _ => Some(Path::new(self.address())),
         }
@@ -159,6 +179,7 @@ impl Name {
         let token = sys::random_hex_128().map_err(|e| Error::Io { name: kind.as_str().into(), source: e })?;
         let text = match kind {
             Kind::Mem => format!("mem:unique-{token}"),
+            Kind::Nats => format!("{}/ipcall.{token}", nats::default_url()),
             _ => {
                 let dir = runtime_dir().map_err(|e| Error::from_io(&Arc::from(kind.as_str()), e))?;
                 let suffix = match kind {

@@ -10,6 +10,7 @@
 //! - [`calls`]: the table of calls in flight on one client connection.
 //! - [`watch`]: a server's async waiters, the thread that wakes them, and
 //!   waiting for and stopping its accepting thread.
+//! - [`nats`]: `nats:` — request/reply over a NATS server or cluster (feature `nats`).
 //!
 //! A transport provides a [`ServerTransport`] (what a server drives), a
 //! [`ClientConn`] (what a client and its calls drive) and a [`Responder`]
@@ -20,6 +21,7 @@
 pub(crate) mod access;
 pub(crate) mod calls;
 pub(crate) mod mem;
+pub(crate) mod nats;
 pub(crate) mod pipe;
 // Under `--cfg ipcall_loom` only the ring's model checks are built: loom's
 // atomics cannot live in shared memory.
@@ -129,6 +131,11 @@ pub(crate) trait ServerTransport: Send + Sync {
 pub(crate) trait ClientConn: Send + Sync {
     /// Sends a request and returns the pending call.
     fn send(self: Arc<Self>, data: &[u8]) -> Result<Call>;
+    /// Like `send`, for a caller that will wait at most `timeout` (a
+    /// transport that can tell the server, as `nats:` does, sends it along).
+    fn send_timeout(self: Arc<Self>, data: &[u8], _timeout: std::time::Duration) -> Result<Call> {
+        self.send(data)
+    }
     /// Blocks until `slot` (call `id`) completes or the deadline passes.
     /// Transports that read the wire in the caller's thread do so here.
     fn wait(&self, _id: u64, slot: &Slot, deadline: Deadline) -> bool {
@@ -165,6 +172,8 @@ pub(crate) fn bind(name: &Name, options: &ServerOptions) -> Result<Box<dyn Serve
         Kind::Pipe => pipe::bind(name, options),
         #[cfg(not(ipcall_loom))]
         Kind::Shm => shm::bind(name, options),
+        #[cfg(feature = "nats")]
+        Kind::Nats => nats::bind(name, options),
         // Reached only in a build without some transport (the loom model
         // check builds no shm:).
         #[allow(unreachable_patterns)]
@@ -180,6 +189,8 @@ pub(crate) fn connect(name: &Name, options: &ClientOptions) -> Result<Arc<dyn Cl
         Kind::Pipe => pipe::connect(name, options),
         #[cfg(not(ipcall_loom))]
         Kind::Shm => shm::connect(name, options),
+        #[cfg(feature = "nats")]
+        Kind::Nats => nats::connect(name, options),
         // Reached only in a build without some transport (the loom model
         // check builds no shm:).
         #[allow(unreachable_patterns)]

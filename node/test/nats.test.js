@@ -1,0 +1,141 @@
+// nats: from Node against a real nats-server this file starts on a free
+// loopback port: Node server and client, a Node client against the Rust peer
+// in another process (and its SIGKILL), errors, hidden credentials.
+'use strict'
+
+const assert = require('node:assert/strict')
+const { spawn, spawnSync } = require('node:child_process')
+const fs = require('node:fs')
+const os = require('node:os')
+const path = require('node:path')
+const readline = require('node:readline')
+const { after, before, describe, test } = require('node:test')
+const { caught, ipcall, peerPath, peerSkipReason } = require('./helpers.js')
+
+const repoRoot = path.join(__dirname, '..', '..')
+
+/** $IPCALL_NATS_SERVER, the repository's .venv, or PATH. Missing: the suite fails (never a skip). */
+function natsServerBinary() {
+  const candidates = [process.env.IPCALL_NATS_SERVER, path.join(repoRoot, '.venv', 'bin', 'nats-server')]
+  const which = spawnSync('sh', ['-c', 'command -v nats-server'], { encoding: 'utf8' })
+  if (which.status === 0) candidates.push(which.stdout.trim())
+  const found = candidates.find((c) => c && fs.existsSync(c))
+  if (!found) throw new Error('nats-server not found: run `make nats-server` or set IPCALL_NATS_SERVER')
+  return found
+}
+
+/** Starts nats-server on 127.0.0.1 with a port it picks; resolves { child, addr, dir }. */
+async function startNats(extra = []) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ipcall-nats-node-'))
+  const child = spawn(natsServerBinary(), ['-a', '127.0.0.1', '-p', '-1', '--ports_file_dir', dir, ...extra], {
+    stdio: 'ignore',
+  })
+  const file = path.join(dir, `nats-server_${child.pid}.ports`)
+  for (let i = 0; i < 1000; i += 1) {
+    if (fs.existsSync(file)) {
+      try {
+        const addr = JSON.parse(fs.readFileSync(file, 'utf8')).nats[0].split('://')[1]
+        return { child, addr, dir }
+      } catch {
+        // Written but not complete yet.
+      }
+    }
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+  child.kill('SIGKILL')
+  throw new Error('nats-server did not start within 20 s')
+}
+
+function stopNats(node) {
+  node.child.kill('SIGKILL')
+  fs.rmSync(node.dir, { recursive: true, force: true })
+}
+
+let counter = 0
+const subject = (tag) => `test.node.${tag}.${process.pid}.${counter++}`
+
+async function serveScript(server) {
+  let served = 0
+  for await (const req of server) {
+    const data = req.data
+    if (data.subarray(0, 5).toString() === 'fail:') req.fail(data.subarray(5))
+    else if (data.toString() === 'noreply') req.close()
+    else req.reply(data)
+    served += 1
+  }
+  return served
+}
+
+describe('nats: from Node', () => {
+  let node
+  before(async () => {
+    node = await startNats()
+  })
+  after(() => stopNats(node))
+
+  test('a Node server and client: echo, chunks, REMOTE, NO_REPLY, DISCONNECTED', async () => {
+    const server = ipcall.Server.bind(`nats://${node.addr}/${subject('basic')}`)
+    const serving = serveScript(server)
+    const client = await ipcall.connectAsync(server.name)
+    const big = Buffer.alloc(3 << 20, 9)
+    const replies = await Promise.all([client.call('hello'), client.call(big)])
+    assert.equal(replies[0].toString(), 'hello')
+    assert.ok(replies[1].equals(big))
+    const remote = await caught(() => client.call('fail:boom'))
+    assert.equal(remote.code, 'REMOTE')
+    assert.equal(remote.payload.toString(), 'boom')
+    assert.equal((await caught(() => client.call('noreply'))).code, 'NO_REPLY')
+    server.close()
+    assert.equal(await serving, 4)
+    assert.equal((await caught(() => client.call('anyone?'))).code, 'DISCONNECTED')
+    client.close()
+  })
+
+  test('NOT_FOUND for a subject nobody serves', async () => {
+    assert.equal((await caught(() => ipcall.connect(`nats://${node.addr}/${subject('nobody')}`))).code, 'NOT_FOUND')
+  })
+
+  test('a Node client and a Rust server process; SIGKILL fails the pending call with DISCONNECTED', { skip: peerSkipReason() }, async () => {
+    const name = `nats://${node.addr}/${subject('rust')}`
+    const child = spawn(peerPath, ['serve', name], { stdio: ['ignore', 'pipe', 'inherit'] })
+    const exited = new Promise((resolve) => child.once('exit', resolve))
+    try {
+      const printed = await new Promise((resolve, reject) => {
+        readline.createInterface({ input: child.stdout }).once('line', resolve)
+        child.once('exit', () => reject(new Error('peer serve exited early')))
+      })
+      assert.equal(printed.trim(), name)
+      const client = await ipcall.connectAsync(name, { timeout: 10000 })
+      assert.equal((await client.call('from node')).toString(), 'from node')
+      // The Rust peer drops "noreply": but first hold a call open across the kill.
+      child.kill('SIGKILL')
+      await exited
+      assert.equal((await caught(() => client.call('anyone?'))).code, 'DISCONNECTED')
+      client.close()
+    } finally {
+      child.kill('SIGKILL')
+    }
+  })
+
+  test('credentials never show', async () => {
+    const locked = await startNats(['--user', 'nd', '--pass', 'swordfish-pw'])
+    try {
+      const subj = subject('creds')
+      const server = ipcall.Server.bind(`nats://nd:swordfish-pw@${locked.addr}/${subj}`)
+      assert.equal(server.name, `nats://${locked.addr}/${subj}`)
+      const serving = serveScript(server)
+      const client = ipcall.connect(`nats://nd:swordfish-pw@${locked.addr}/${subj}`)
+      assert.equal((await client.call('x')).toString(), 'x')
+      const denied = await caught(() => ipcall.connect(`nats://nd:wrong-pw@${locked.addr}/${subj}`))
+      assert.equal(denied.code, 'PERMISSION_DENIED')
+      for (const err of [denied, await caught(() => ipcall.connect('nats://nd:swordfish-pw@h:0/x'))]) {
+        assert.ok(!String(err.message).includes('swordfish') && !String(err.message).includes('wrong-pw'), err.message)
+      }
+      client.close()
+      server.close()
+      await serving
+    } finally {
+      stopNats(locked)
+    }
+  })
+})

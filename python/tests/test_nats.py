@@ -1,0 +1,168 @@
+"""`nats:` from Python against a real nats-server this test starts on a free
+loopback port: Python server and client, Python against the Rust peer in
+another process, asyncio, errors, and credentials that never show."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Iterator, List, Optional
+
+import pytest
+from conftest import REPO, EchoThread, spawn_peer
+
+import ipcall
+
+_subjects = itertools.count()
+
+
+def nats_server_binary() -> str:
+    """$IPCALL_NATS_SERVER, the repository's .venv, or PATH; never a skip."""
+    candidates = [os.environ.get("IPCALL_NATS_SERVER"), str(REPO / ".venv" / "bin" / "nats-server"), shutil.which("nats-server")]
+    for candidate in candidates:
+        if candidate and Path(candidate).is_file():
+            return candidate
+    pytest.fail("nats-server not found: run `make nats-server` or set IPCALL_NATS_SERVER")
+
+
+class NatsNode:
+    """One nats-server on 127.0.0.1, port chosen by the server itself."""
+
+    def __init__(self, *extra: str) -> None:
+        self.dir = tempfile.mkdtemp(prefix="ipcall-nats-py-")
+        self.process = subprocess.Popen(
+            [nats_server_binary(), "-a", "127.0.0.1", "-p", "-1", "--ports_file_dir", self.dir, *extra],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        ports = Path(self.dir) / f"nats-server_{self.process.pid}.ports"
+        deadline = time.monotonic() + 20
+        while True:
+            if ports.exists():
+                try:
+                    self.addr = json.loads(ports.read_text())["nats"][0].split("://", 1)[1]
+                    break
+                except (ValueError, KeyError, IndexError):
+                    pass
+            assert self.process.poll() is None, "nats-server exited at start"
+            assert time.monotonic() < deadline, "nats-server did not start within 20 s"
+            time.sleep(0.02)
+
+    def name(self, tag: str) -> str:
+        return f"nats://{self.addr}/test.py.{tag}.{os.getpid()}.{next(_subjects)}"
+
+    def stop(self) -> None:
+        self.process.kill()
+        self.process.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture
+def nats() -> Iterator[NatsNode]:
+    node = NatsNode()
+    yield node
+    node.stop()
+
+
+def test_python_server_and_client(nats: NatsNode) -> None:
+    server = ipcall.Server.bind(nats.name("basic"))
+    thread = EchoThread(server)
+    with ipcall.connect(server.name) as client:
+        assert client.call(b"hello") == b"hello"
+        big = bytes(range(256)) * (12 * 1024)  # 3 MiB: in chunks
+        assert client.call(big) == big
+        with pytest.raises(ipcall.RemoteError) as failed:
+            client.call(b"fail:boom")
+        assert failed.value.payload == b"boom"
+        with pytest.raises(ipcall.NoReply):
+            client.call(b"noreply")
+    thread.stop()
+
+
+def test_asyncio_over_nats(nats: NatsNode) -> None:
+    server = ipcall.Server.bind(nats.name("async"))
+
+    async def main() -> bytes:
+        async def serve_one() -> None:
+            request = await server.recv_async()
+            request.reply(request.data + b"!")
+
+        client = ipcall.connect(server.name)
+        serving = asyncio.ensure_future(serve_one())
+        reply = await client.call_async(b"async")
+        await serving
+        client.close()
+        return reply
+
+    assert asyncio.run(main()) == b"async!"
+    server.close()
+
+
+def test_not_found_and_disconnected(nats: NatsNode) -> None:
+    with pytest.raises(ipcall.NotFound):
+        ipcall.connect(nats.name("nobody"))
+    server = ipcall.Server.bind(nats.name("gone"))
+    client = ipcall.connect(server.name)
+    server.close()
+    with pytest.raises(ipcall.Disconnected):
+        client.call(b"anyone?", timeout=30)
+
+
+@pytest.mark.parametrize("direction", ["rust-server", "rust-client"])
+def test_python_and_rust_processes(nats: NatsNode, peer_binary: Path, direction: str) -> None:
+    name = nats.name("cross")
+    if direction == "rust-server":
+        child = spawn_peer(peer_binary, "serve", name)
+        try:
+            assert child.stdout is not None
+            assert child.stdout.readline().strip() == name
+            client = ipcall.connect(name, timeout=10)
+            for size in (0, 1, 100_000, 2_000_000):
+                data = os.urandom(size)
+                assert client.call(data) == data
+            with pytest.raises(ipcall.RemoteError):
+                client.call(b"fail:x")
+        finally:
+            child.kill()
+            child.communicate()
+    else:
+        server = ipcall.Server.bind(name)
+        thread = EchoThread(server)
+        child = spawn_peer(peer_binary, "client", name, "--calls", "100")
+        out, err = child.communicate(timeout=120)
+        thread.stop()
+        assert child.returncode == 0, err
+        assert out.strip() == "ok 100"
+
+
+def test_credentials_never_show() -> None:
+    node = NatsNode("--user", "py", "--pass", "tiger-pw")
+    try:
+        subject = f"test.py.creds.{os.getpid()}"
+        name = f"nats://py:tiger-pw@{node.addr}/{subject}"
+        server = ipcall.Server.bind(name)
+        assert server.name == f"nats://{node.addr}/{subject}"
+        thread = EchoThread(server)
+        client = ipcall.connect(name)
+        assert client.call(b"x") == b"x"
+        assert "tiger" not in repr(client) + client.name
+        errors: List[Optional[BaseException]] = []
+        for bad in (f"nats://py:wrong-pw@{node.addr}/{subject}", "nats://py:tiger-pw@h:0/x"):
+            with pytest.raises(ipcall.Error) as caught:
+                ipcall.connect(bad)
+            errors.append(caught.value)
+        for error in errors:
+            assert "tiger" not in str(error) and "wrong-pw" not in str(error), str(error)
+        assert isinstance(errors[0], ipcall.PermissionDenied)
+        assert isinstance(errors[1], ipcall.InvalidName)
+        client.close()
+        thread.stop()
+    finally:
+        node.stop()

@@ -1,0 +1,160 @@
+//! The internal tokio runtime and NATS connection set-up, shared by the
+//! client and server sides.
+
+use std::future::Future;
+use std::sync::{mpsc, Arc, OnceLock};
+use std::time::Duration;
+
+use async_nats::{ConnectErrorKind, ConnectOptions, Event};
+use tokio::runtime::Runtime;
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+
+use super::wire::{self, MsgKind};
+use crate::core::error::{Error, Result};
+use crate::core::name::Name;
+use crate::core::nats_name::{env_credentials, Address, Credentials};
+
+/// How long set-up (connecting, subscribing, the first ping) may take.
+pub(crate) const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The runtime every `nats:` connection of the process lives on: one
+/// worker thread, started on first use.
+fn runtime() -> std::result::Result<&'static Runtime, String> {
+    static RUNTIME: OnceLock<std::result::Result<Runtime, String>> = OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name("ipcall-nats")
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())
+        })
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
+/// Runs `future` on the runtime without entering it from this thread (so
+/// it works from plain threads and from inside any other executor alike),
+/// and waits for its result at most `limit`.
+pub(crate) fn run<T: Send + 'static>(
+    name: &Arc<str>,
+    limit: Duration,
+    future: impl Future<Output = Result<T>> + Send + 'static,
+) -> Result<T> {
+    let runtime = runtime().map_err(|e| Error::Io { name: name.clone(), source: std::io::Error::other(e) })?;
+    let (tx, rx) = mpsc::sync_channel(1);
+    runtime.spawn(async move {
+        let _ = tx.send(future.await);
+    });
+    rx.recv_timeout(limit).unwrap_or_else(|_| Err(Error::Timeout { name: name.clone() }))
+}
+
+/// Spawns a task on the runtime (which `run` has created by then).
+pub(crate) fn spawn(future: impl Future<Output = ()> + Send + 'static) {
+    if let Ok(runtime) = runtime() {
+        runtime.spawn(future);
+    }
+}
+
+/// A live NATS connection and its stream of connection events.
+pub(crate) struct Connection {
+    pub(crate) nats: async_nats::Client,
+    pub(crate) events: UnboundedReceiver<Event>,
+    pub(crate) address: Address,
+}
+
+/// Connects to the servers of `name`, in the order given (later ones, and
+/// those the cluster advertises, are where it reconnects to).
+pub(crate) async fn connect(name: Name, role: &'static str) -> Result<Connection> {
+    let shared = name.shared().clone();
+    let address =
+        Address::parse(name.as_str()).map_err(|reason| Error::InvalidName { name: shared.clone(), reason })?;
+    let credentials = name.credentials().cloned().or_else(env_credentials);
+    let (tx, events) = unbounded_channel();
+    let mut options = ConnectOptions::new()
+        .name(format!("ipcall {role} (pid {})", std::process::id()))
+        .retain_servers_order()
+        .connection_timeout(Duration::from_secs(5))
+        .event_callback(move |event| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send(event);
+            }
+        });
+    match &credentials {
+        Some(Credentials::UserPassword(user, pass)) => options = options.user_and_password(user.clone(), pass.clone()),
+        Some(Credentials::Token(token)) => options = options.token(token.clone()),
+        None => {}
+    }
+    let urls: Vec<String> = address.servers.iter().map(|s| format!("nats://{s}")).collect();
+    let servers = urls.iter().map(|u| u.parse::<async_nats::ServerAddr>()).collect::<std::result::Result<Vec<_>, _>>();
+    let servers =
+        servers.map_err(|_| Error::InvalidName { name: shared.clone(), reason: "bad NATS server address" })?;
+    match options.connect(servers).await {
+        Ok(nats) => Ok(Connection { nats, events, address }),
+        Err(e) => Err(match e.kind() {
+            // Nothing listens there: like a socket nobody listens on.
+            ConnectErrorKind::Io if is_refused(&e) => Error::NotFound { name: shared },
+            ConnectErrorKind::Authentication | ConnectErrorKind::AuthorizationViolation => {
+                Error::PermissionDenied { name: shared }
+            }
+            ConnectErrorKind::TimedOut => Error::Timeout { name: shared },
+            _ => Error::Io { name: shared, source: std::io::Error::other(scrub(&e.to_string(), credentials.as_ref())) },
+        }),
+    }
+}
+
+fn is_refused(e: &async_nats::ConnectError) -> bool {
+    let text = e.to_string().to_ascii_lowercase();
+    text.contains("refused") || text.contains("reset")
+}
+
+/// Foreign error text with every credential string replaced by `***`.
+pub(crate) fn scrub(text: &str, credentials: Option<&Credentials>) -> String {
+    let mut text = text.to_owned();
+    for secret in credentials.map(Credentials::secrets).unwrap_or_default() {
+        if !secret.is_empty() {
+            text = text.replace(secret, "***");
+        }
+    }
+    text
+}
+
+/// What a ping found.
+pub(crate) enum Ping {
+    /// Answered: the server's request limit, and for a one-shot server's
+    /// first pong the instance subject it serves its one client on.
+    Alive { max: u32, instance: Option<async_nats::Subject> },
+    /// NATS says no one subscribes there (or a one-shot server that has
+    /// its client already said no).
+    Gone,
+    /// No answer in time.
+    Silent,
+}
+
+/// Pings `subject`; a client's connect ping names its inbox (`client`).
+pub(crate) async fn ping(
+    nats: &async_nats::Client,
+    subject: async_nats::Subject,
+    client: Option<&str>,
+    limit: Duration,
+) -> Ping {
+    let mut headers = wire::headers(MsgKind::Ping);
+    if let Some(inbox) = client {
+        headers.insert(wire::H_CLIENT, inbox);
+    }
+    let request = async_nats::Request::new().headers(headers).timeout(Some(limit));
+    match nats.send_request(subject, request).await {
+        Ok(pong) if wire::kind(&pong) == Ok(MsgKind::Pong) => {
+            let max = wire::number(&pong, wire::H_MAX).ok().flatten().unwrap_or(u64::from(u32::MAX));
+            let instance = wire::header(&pong, wire::H_INSTANCE)
+                .filter(|i| i.starts_with(wire::INSTANCE_PREFIX))
+                .map(|i| async_nats::Subject::from(i.to_owned()));
+            Ping::Alive { max: max.min(u64::from(u32::MAX)) as u32, instance }
+        }
+        Ok(_) => Ping::Gone,
+        Err(e) if e.kind() == async_nats::RequestErrorKind::NoResponders => Ping::Gone,
+        Err(_) => Ping::Silent,
+    }
+}

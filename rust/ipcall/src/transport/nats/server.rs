@@ -1,0 +1,502 @@
+//! The server side of `nats:`: one member of the subject's queue group.
+//!
+//! A task on the runtime subscribes twice: to the name's subject in the
+//! queue group `ipcall` (so several servers of one name share its calls)
+//! and to this instance's own subject `_ipcall.i.<random>`, where callers
+//! send liveness pings and the later chunks of large requests. It acks
+//! every request with that subject, assembles chunked ones, and pushes
+//! whole requests onto the same pollable [`Queue`] `mem:` uses. Answers
+//! travel back through the task as well, so `reply()` never blocks.
+
+use std::collections::HashMap;
+use std::os::fd::BorrowedFd;
+use std::sync::{Arc, Weak};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use async_nats::{Message, Subject};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+
+use super::conn::{self, Connection, Ping, SETUP_TIMEOUT};
+use super::wire::{self, error_code, Assembly, MsgKind};
+use crate::core::error::{Error, Result};
+use crate::core::name::Name;
+use crate::core::options::ServerOptions;
+use crate::core::peer::Peer;
+use crate::core::queue::{PopError, Queue};
+use crate::core::wait::Deadline;
+use crate::sys;
+use crate::transport::Incoming;
+use crate::transport::{Answer, Responder, ServerTransport};
+
+/// A partly received request is dropped when no part came for this long.
+const ASSEMBLY_IDLE: Duration = Duration::from_secs(30);
+/// How often a one-shot server checks that its client is still there.
+const CLIENT_PING_EVERY: Duration = Duration::from_millis(400);
+/// A client ping unanswered this long counts as the client being gone.
+const PING_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// What the server, its task and its requests share.
+struct Shared {
+    /// Commands for the task. The task ends once every holder of a
+    /// `Shared` (the server, each unanswered request) is gone.
+    commands: UnboundedSender<Command>,
+    /// Payload room per message (from the NATS server's `max_payload`).
+    chunk: usize,
+}
+
+enum Command {
+    /// Publish these messages, in order.
+    Publish(Vec<Outgoing>),
+    /// Leave the queue group; unfinished assemblies fail.
+    Close,
+}
+
+struct Outgoing {
+    subject: Subject,
+    headers: async_nats::HeaderMap,
+    payload: Bytes,
+}
+
+/// A whole request waiting in the queue. Dropped before the application
+/// received it (server closed), it tells the caller `Disconnected`.
+struct Queued {
+    data: Vec<u8>,
+    /// The call's reply subject; `None` once handed out.
+    reply: Option<Subject>,
+    reply_max: u32,
+    /// The caller's deadline, as far as it said.
+    expires: Option<Instant>,
+    shared: Arc<Shared>,
+}
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        if let Some(reply) = self.reply.take() {
+            send_error(&self.shared, reply, error_code::DISCONNECTED, "the server closed");
+        }
+    }
+}
+
+/// Answers one request: its reply subject and the way to the task.
+struct NatsResponder {
+    reply: Subject,
+    shared: Arc<Shared>,
+}
+
+impl Responder for NatsResponder {
+    fn answer(&self, _id: u64, answer: Answer<'_>) -> Result<()> {
+        let (kind, data) = match answer {
+            Answer::Reply(data) => (MsgKind::Reply, data),
+            Answer::Fail(data) => (MsgKind::Fail, data),
+            Answer::NoReply => (MsgKind::NoReply, &[][..]),
+        };
+        let data = Bytes::copy_from_slice(data);
+        let (first, rest) = wire::split(&data, self.shared.chunk);
+        let mut headers = wire::headers(kind);
+        if !rest.is_empty() {
+            headers.insert(wire::H_SIZE, data.len().to_string());
+        }
+        let mut out = vec![Outgoing { subject: self.reply.clone(), headers, payload: first }];
+        for (seq, part) in rest.into_iter().enumerate() {
+            let mut headers = wire::headers(MsgKind::Chunk);
+            headers.insert(wire::H_SEQ, (seq + 1).to_string());
+            out.push(Outgoing { subject: self.reply.clone(), headers, payload: part });
+        }
+        // The task is gone only when the process's runtime is; then no
+        // answer can go anywhere, and the caller's liveness check fails it.
+        let _ = self.shared.commands.send(Command::Publish(out));
+        Ok(())
+    }
+}
+
+fn send_error(shared: &Shared, reply: Subject, code: &str, reason: &str) {
+    let mut headers = wire::headers(MsgKind::Error);
+    headers.insert(wire::H_ERROR, code);
+    let out = Outgoing { subject: reply, headers, payload: Bytes::copy_from_slice(reason.as_bytes()) };
+    let _ = shared.commands.send(Command::Publish(vec![out]));
+}
+
+/// The one place a `nats:` request becomes the transport's neutral `Incoming`.
+fn make_request(mut incoming: Queued) -> Incoming {
+    let reply = incoming.reply.take().expect("a queued request holds its reply subject");
+    let responder = Arc::new(NatsResponder { reply, shared: incoming.shared.clone() });
+    // NATS tells no pid or uid; the peer stays unknown.
+    let peer = Peer::default();
+    Incoming::new(std::mem::take(&mut incoming.data), peer, responder, 0, incoming.reply_max)
+}
+
+struct NatsServer {
+    name: Arc<str>,
+    queue: Arc<Queue<Queued>>,
+    shared: Arc<Shared>,
+}
+
+impl NatsServer {
+    fn popped(&self, popped: std::result::Result<Queued, PopError>) -> Option<Result<Incoming>> {
+        match popped {
+            // The caller has given up already: the answer would be discarded.
+            Ok(mut incoming) if incoming.expires.is_some_and(|at| at <= Instant::now()) => {
+                incoming.reply = None;
+                None
+            }
+            Ok(incoming) => Some(Ok(make_request(incoming))),
+            Err(PopError::Timeout) => Some(Err(Error::Timeout { name: self.name.clone() })),
+            Err(PopError::Closed) => Some(Err(Error::Closed { name: self.name.clone() })),
+        }
+    }
+}
+
+impl ServerTransport for NatsServer {
+    fn recv(&self, deadline: Deadline) -> Result<Incoming> {
+        loop {
+            if let Some(result) = self.popped(self.queue.pop(deadline)) {
+                return result;
+            }
+        }
+    }
+
+    fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Result<Incoming>> {
+        loop {
+            match self.queue.poll_pop(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(popped) => {
+                    if let Some(result) = self.popped(popped) {
+                        return Poll::Ready(result);
+                    }
+                }
+            }
+        }
+    }
+
+    fn accept(&self, deadline: Deadline) -> Result<()> {
+        self.queue.wait_for_producer(deadline).map_err(|e| match e {
+            PopError::Timeout => Error::Timeout { name: self.name.clone() },
+            PopError::Closed => Error::Closed { name: self.name.clone() },
+        })
+    }
+
+    fn fd(&self) -> BorrowedFd<'_> {
+        self.queue.fd()
+    }
+
+    fn close(&self) {
+        let _ = self.shared.commands.send(Command::Close);
+        // Dropping the queued requests tells their callers `Disconnected`.
+        drop(self.queue.close());
+    }
+}
+
+pub(crate) fn bind(name: &Name, options: &ServerOptions) -> Result<Box<dyn ServerTransport>> {
+    let shared_name = name.shared().clone();
+    let queue = Arc::new(Queue::new().map_err(|e| Error::Io { name: shared_name.clone(), source: e })?);
+    let token = sys::random_hex_128().map_err(|e| Error::Io { name: shared_name.clone(), source: e })?;
+    let instance: Subject = format!("{}{token}", wire::INSTANCE_PREFIX).into();
+    let (max, one_shot) = (options.max_message_size, options.one_shot);
+    let (name2, queue2, instance2) = (name.clone(), queue.clone(), instance.clone());
+    conn::run(&shared_name, SETUP_TIMEOUT, async move {
+        let Connection { nats, events, address } = conn::connect(name2.clone(), "server").await?;
+        let io = |e: &dyn std::fmt::Display| Error::Io {
+            name: name2.shared().clone(),
+            source: std::io::Error::other(e.to_string()),
+        };
+        let jobs = nats.queue_subscribe(address.subject.clone(), wire::QUEUE_GROUP.into()).await.map_err(|e| io(&e))?;
+        let own = nats.subscribe(instance2.clone()).await.map_err(|e| io(&e))?;
+        // Subscriptions are in place on the NATS server before bind returns.
+        nats.flush().await.map_err(|e| io(&e))?;
+        let (commands, command_rx) = unbounded_channel();
+        let chunk = wire::chunk_size(nats.server_info().max_payload);
+        let shared = Arc::new(Shared { commands, chunk });
+        let task = Task {
+            nats,
+            shared: Arc::downgrade(&shared),
+            queue: queue2,
+            instance: instance2,
+            max,
+            assemblies: HashMap::new(),
+            closed: false,
+            seen_client: false,
+            one_shot,
+            left_group: false,
+            client: None,
+        };
+        conn::spawn(task.run(jobs, own, command_rx, events));
+        Ok(Box::new(NatsServer { name: name2.shared().clone(), queue, shared }) as Box<dyn ServerTransport>)
+    })
+}
+
+/// A chunked request being received.
+struct Partial {
+    assembly: Assembly,
+    reply_max: u32,
+    expires: Option<Instant>,
+    touched: Instant,
+}
+
+struct Task {
+    nats: async_nats::Client,
+    shared: Weak<Shared>,
+    queue: Arc<Queue<Queued>>,
+    instance: Subject,
+    max: u32,
+    /// Chunked requests in progress, by reply subject.
+    assemblies: HashMap<String, Partial>,
+    closed: bool,
+    seen_client: bool,
+    /// A one-shot server: it leaves the queue group when its client comes,
+    /// serves it on the instance subject, and ends when it is gone.
+    one_shot: bool,
+    /// Left the queue group (one-shot, with its client).
+    left_group: bool,
+    /// The one-shot server's client, pinged at this subject while here.
+    client: Option<Subject>,
+}
+
+impl Task {
+    async fn run(
+        mut self,
+        mut jobs: async_nats::Subscriber,
+        mut own: async_nats::Subscriber,
+        mut commands: UnboundedReceiver<Command>,
+        mut events: UnboundedReceiver<async_nats::Event>,
+    ) {
+        let mut sweep = tokio::time::interval(Duration::from_secs(1));
+        let mut client_check = tokio::time::interval(CLIENT_PING_EVERY);
+        let (alive_tx, mut alive_rx) = unbounded_channel::<bool>();
+        let mut checking = false;
+        // Read until the subscription ends, even after leaving the group:
+        // what NATS delivered before our unsubscribe still gets an answer.
+        let mut jobs_open = true;
+        let mut subscribed = true;
+        loop {
+            tokio::select! {
+                message = jobs.next(), if jobs_open => match message {
+                    Some(message) => {
+                        self.on_job(message).await;
+                        if subscribed && (self.left_group || self.closed) {
+                            // Nobody else finds the name now.
+                            subscribed = false;
+                            let _ = jobs.drain().await;
+                        }
+                    }
+                    None => {
+                        jobs_open = false;
+                        // Ended by our own drain, or by the connection.
+                        if subscribed {
+                            self.close();
+                        }
+                    }
+                },
+                _ = client_check.tick(), if !checking => {
+                    if let Some(client) = self.client.clone() {
+                        checking = true;
+                        let (nats, tx) = (self.nats.clone(), alive_tx.clone());
+                        conn::spawn(async move {
+                            let alive = matches!(conn::ping(&nats, client, None, PING_TIMEOUT).await, Ping::Alive { .. });
+                            let _ = tx.send(alive);
+                        });
+                    }
+                }
+                Some(message) = own.next() => self.on_own(message).await,
+                Some(alive) = alive_rx.recv() => {
+                    checking = false;
+                    // The one client of this one-shot server is gone: once
+                    // its queued requests are taken, recv reports Closed.
+                    if !alive && self.client.take().is_some() {
+                        self.queue.remove_producer();
+                    }
+                }
+                command = commands.recv() => match command {
+                    Some(Command::Publish(out)) => self.publish(out).await,
+                    Some(Command::Close) => {
+                        if subscribed {
+                            subscribed = false;
+                            let _ = jobs.drain().await;
+                        }
+                        self.close();
+                    }
+                    // Server and every request are gone.
+                    None => break,
+                },
+                // Events only matter to callers; drain them.
+                Some(_) = events.recv() => {}
+                _ = sweep.tick() => {
+                    let now = Instant::now();
+                    self.assemblies.retain(|_, p| now.duration_since(p.touched) < ASSEMBLY_IDLE);
+                }
+            }
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.nats.flush()).await;
+    }
+
+    fn close(&mut self) {
+        self.closed = true;
+        self.queue.close();
+        for (reply, _) in std::mem::take(&mut self.assemblies) {
+            self.error(reply.into(), error_code::DISCONNECTED, "the server closed");
+        }
+    }
+
+    async fn publish(&self, out: Vec<Outgoing>) {
+        for o in out {
+            // A failed publish means the connection is gone for good; the
+            // caller's liveness check then fails the call.
+            let _ = self.nats.publish_with_headers(o.subject, o.headers, o.payload).await;
+        }
+    }
+
+    fn error(&self, reply: Subject, code: &str, reason: &str) {
+        if let Some(shared) = self.shared.upgrade() {
+            send_error(&shared, reply, code, reason);
+        }
+    }
+
+    async fn on_job(&mut self, message: Message) {
+        let Some(reply) = message.reply.clone() else {
+            // Nobody to tell: a foreign publisher's message is ignored.
+            return;
+        };
+        let kind = match wire::kind(&message) {
+            Ok(kind) => kind,
+            Err(reason) => return self.error(reply, error_code::PROTOCOL, &reason),
+        };
+        if self.closed {
+            // Sent before NATS learnt that we left: a connect sees NotFound,
+            // a call Disconnected, as if we had already gone.
+            return self.error(reply, error_code::DISCONNECTED, "the server closed");
+        }
+        match kind {
+            MsgKind::Ping => self.on_connect(&message, reply).await,
+            MsgKind::Request => {
+                if let Err(reason) = self.on_request(message, reply.clone()).await {
+                    self.error(reply, error_code::PROTOCOL, &reason);
+                }
+            }
+            other => self.error(reply, error_code::PROTOCOL, &format!("a {} sent to a server", other.as_str())),
+        }
+    }
+
+    /// A client's connect ping.
+    async fn on_connect(&mut self, message: &Message, reply: Subject) {
+        if !self.one_shot {
+            if !self.seen_client {
+                self.seen_client = true;
+                // `accept` waits for the first client; no one ever leaves.
+                self.queue.add_producer();
+            }
+            return self.pong(reply, false).await;
+        }
+        let client = wire::header(message, wire::H_CLIENT).filter(|c| c.starts_with("_INBOX.") && c.ends_with('.'));
+        match client {
+            Some(client) if !self.seen_client => {
+                self.seen_client = true;
+                self.client = Some(format!("{client}{}", wire::CLIENT_PING).into());
+                self.queue.add_producer();
+                self.queue.close_to_new();
+                self.left_group = true;
+                self.pong(reply, true).await;
+            }
+            // Refused: the client reports NotFound.
+            Some(_) => self.error(reply, error_code::PROTOCOL, "this one-shot server has its client already"),
+            None => self.error(reply, error_code::PROTOCOL, "connect ping without Ipcall-Client"),
+        }
+    }
+
+    async fn pong(&self, reply: Subject, with_instance: bool) {
+        let mut headers = wire::headers(MsgKind::Pong);
+        headers.insert(wire::H_MAX, self.max.to_string());
+        if with_instance {
+            headers.insert(wire::H_INSTANCE, self.instance.as_str());
+        }
+        let _ = self.nats.publish_with_headers(reply, headers, Bytes::new()).await;
+    }
+
+    async fn on_request(&mut self, message: Message, reply: Subject) -> std::result::Result<(), String> {
+        let reply_max = wire::number(&message, wire::H_MAX)?.map_or(u32::MAX, |m| m.min(u64::from(u32::MAX)) as u32);
+        let expires = wire::number(&message, wire::H_TIMEOUT)?
+            .map(|ms| Instant::now().checked_add(Duration::from_millis(ms)).unwrap_or_else(Instant::now));
+        let total = wire::number(&message, wire::H_SIZE)?.unwrap_or(message.payload.len() as u64);
+        if total > u64::from(self.max) {
+            let reason = format!("{total} {}", self.max);
+            self.error(reply, error_code::TOO_LARGE, &reason);
+            return Ok(());
+        }
+        if (message.payload.len() as u64) > total {
+            return Err(format!("first part of {} bytes is larger than the announced {total}", message.payload.len()));
+        }
+        // The ack names this instance: later chunks come here, and the
+        // caller pings here while the call is pending.
+        let mut headers = wire::headers(MsgKind::Ack);
+        headers.insert(wire::H_INSTANCE, self.instance.as_str());
+        let _ = self.nats.publish_with_headers(reply.clone(), headers, Bytes::new()).await;
+        let total = total as usize;
+        if message.payload.len() == total {
+            self.push(Vec::from(message.payload), reply, reply_max, expires);
+        } else {
+            let assembly = Assembly::new(&message.payload, total);
+            let partial = Partial { assembly, reply_max, expires, touched: Instant::now() };
+            self.assemblies.insert(reply.to_string(), partial);
+        }
+        Ok(())
+    }
+
+    fn push(&self, data: Vec<u8>, reply: Subject, reply_max: u32, expires: Option<Instant>) {
+        let Some(shared) = self.shared.upgrade() else { return };
+        let incoming = Queued { data, reply: Some(reply), reply_max, expires, shared };
+        // Refused (closed): dropping it tells the caller `Disconnected`.
+        let _ = self.queue.push(incoming);
+    }
+
+    async fn on_own(&mut self, message: Message) {
+        let kind = match wire::kind(&message) {
+            Ok(kind) => kind,
+            Err(reason) => {
+                if let Some(reply) = message.reply.clone() {
+                    self.error(reply, error_code::PROTOCOL, &reason);
+                }
+                return;
+            }
+        };
+        match (kind, message.reply.clone()) {
+            (MsgKind::Ping, Some(reply)) => self.pong(reply, false).await,
+            // A one-shot server's client sends its requests here.
+            (MsgKind::Request, Some(reply)) => {
+                if let Err(reason) = self.on_request(message, reply.clone()).await {
+                    self.error(reply, error_code::PROTOCOL, &reason);
+                }
+            }
+            (MsgKind::Chunk, _) => {
+                let Some(call) = wire::header(&message, wire::H_CALL).map(str::to_owned) else {
+                    return;
+                };
+                let Some(partial) = self.assemblies.get_mut(&call) else {
+                    // Not ours (or abandoned after an error): the caller,
+                    // if real, learns from this.
+                    return self.error(
+                        call.into(),
+                        error_code::PROTOCOL,
+                        "chunk for a request this server does not hold",
+                    );
+                };
+                partial.touched = Instant::now();
+                match partial.assembly.add(&message) {
+                    Ok(false) => {}
+                    Ok(true) => {
+                        let partial = self.assemblies.remove(&call).expect("present above");
+                        self.push(partial.assembly.buf, call.into(), partial.reply_max, partial.expires);
+                    }
+                    Err(reason) => {
+                        self.assemblies.remove(&call);
+                        self.error(call.into(), error_code::PROTOCOL, &reason);
+                    }
+                }
+            }
+            (other, Some(reply)) => {
+                self.error(reply, error_code::PROTOCOL, &format!("a {} sent to a server instance", other.as_str()))
+            }
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! `nats:` against foreign publishers (a raw NATS protocol client writing
+//! garbage to a served subject) and with the largest messages.
+
+mod nats_support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use ipcall::{Client, Error, ErrorKind, Server, DEFAULT_MAX_MESSAGE_SIZE};
+use nats_support::{subject, Node};
+
+/// A bare NATS protocol connection (what any foreign program could write).
+struct Raw {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+/// A message the raw connection received: its header block and payload.
+#[derive(Debug)]
+struct Received {
+    headers: String,
+    payload: Vec<u8>,
+}
+
+impl Raw {
+    fn connect(addr: &str) -> Raw {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut raw = Raw { reader: BufReader::new(stream.try_clone().unwrap()), writer: stream };
+        let info = raw.line();
+        assert!(info.starts_with("INFO "), "{info}");
+        raw.send(b"CONNECT {\"verbose\":false,\"pedantic\":false,\"headers\":true,\"no_responders\":true,\"protocol\":1}\r\n");
+        raw.send(b"SUB _INBOX.raw.* 1\r\nPING\r\n");
+        assert_eq!(raw.line(), "PONG");
+        raw
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        self.writer.write_all(bytes).unwrap();
+    }
+
+    fn line(&mut self) -> String {
+        let mut line = String::new();
+        self.reader.read_line(&mut line).unwrap();
+        line.trim_end().to_owned()
+    }
+
+    fn publish(&mut self, subject: &str, reply: &str, headers: &[(&str, &str)], payload: &[u8]) {
+        if headers.is_empty() {
+            self.send(format!("PUB {subject} {reply} {}\r\n", payload.len()).as_bytes());
+        } else {
+            let mut block = "NATS/1.0\r\n".to_owned();
+            for (k, v) in headers {
+                block.push_str(&format!("{k}: {v}\r\n"));
+            }
+            block.push_str("\r\n");
+            let total = block.len() + payload.len();
+            self.send(format!("HPUB {subject} {reply} {} {total}\r\n{block}", block.len()).as_bytes());
+        }
+        self.send(payload);
+        self.send(b"\r\n");
+    }
+
+    /// The next message for our subscription (answering server PINGs).
+    fn receive(&mut self) -> Received {
+        loop {
+            let line = self.line();
+            if line == "PING" {
+                self.send(b"PONG\r\n");
+                continue;
+            }
+            // Servers send updated INFO at any time.
+            if line.starts_with("INFO ") {
+                continue;
+            }
+            let parts: Vec<&str> = line.split(' ').collect();
+            let (header_len, total) = match parts[0] {
+                "HMSG" => (parts[parts.len() - 2].parse().unwrap(), parts[parts.len() - 1].parse().unwrap()),
+                "MSG" => (0usize, parts[parts.len() - 1].parse().unwrap()),
+                _ => panic!("unexpected line from nats-server: {line}"),
+            };
+            let mut body = vec![0u8; total + 2];
+            self.reader.read_exact(&mut body).unwrap();
+            body.truncate(total);
+            let payload = body.split_off(header_len);
+            return Received { headers: String::from_utf8(body).unwrap(), payload };
+        }
+    }
+}
+
+fn header<'a>(received: &'a Received, name: &str) -> Option<&'a str> {
+    received.headers.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(": "))
+}
+
+fn assert_protocol_error(received: &Received) {
+    assert_eq!(header(received, "Ipcall-Kind"), Some("error"), "{received:?}");
+    assert_eq!(header(received, "Ipcall-Error"), Some("protocol"), "{received:?}");
+}
+
+#[test]
+fn garbage_fails_only_its_own_request_and_the_server_keeps_serving() {
+    let node = Node::start();
+    let subject = subject("garbage");
+    let server = Server::bind(&node.name(&subject)).unwrap();
+    let client = Client::connect(server.name()).unwrap();
+    let worker = std::thread::spawn(move || {
+        let mut served = 0;
+        while let Ok(request) = server.recv_timeout(Duration::from_secs(20)) {
+            let data = request.data().to_vec();
+            let stop = data == b"stop";
+            request.reply(&data).unwrap();
+            served += 1;
+            if stop {
+                break;
+            }
+        }
+        served
+    });
+    let mut raw = Raw::connect(&node.addr);
+    // Plain NATS message, no ipcall headers.
+    raw.publish(&subject, "_INBOX.raw.1", &[], b"garbage");
+    assert_protocol_error(&raw.receive());
+    // Wrong protocol version.
+    raw.publish(&subject, "_INBOX.raw.2", &[("Ipcall-Version", "99"), ("Ipcall-Kind", "request")], b"x");
+    assert_protocol_error(&raw.receive());
+    // Unknown kind, and a kind a server never takes.
+    raw.publish(&subject, "_INBOX.raw.3", &[("Ipcall-Version", "1"), ("Ipcall-Kind", "bogus")], b"x");
+    assert_protocol_error(&raw.receive());
+    raw.publish(&subject, "_INBOX.raw.4", &[("Ipcall-Version", "1"), ("Ipcall-Kind", "reply")], b"x");
+    assert_protocol_error(&raw.receive());
+    // A size that is not a number, and one smaller than the payload.
+    let bad_size = [("Ipcall-Version", "1"), ("Ipcall-Kind", "request"), ("Ipcall-Size", "lots")];
+    raw.publish(&subject, "_INBOX.raw.5", &bad_size, b"x");
+    assert_protocol_error(&raw.receive());
+    let short = [("Ipcall-Version", "1"), ("Ipcall-Kind", "request"), ("Ipcall-Size", "1")];
+    raw.publish(&subject, "_INBOX.raw.6", &short, b"xyz");
+    assert_protocol_error(&raw.receive());
+    // A chunked request whose next chunk comes out of order: acked first,
+    // then failed when the bad chunk reaches the instance.
+    let chunked = [("Ipcall-Version", "1"), ("Ipcall-Kind", "request"), ("Ipcall-Size", "10")];
+    raw.publish(&subject, "_INBOX.raw.7", &chunked, b"12345");
+    let ack = raw.receive();
+    assert_eq!(header(&ack, "Ipcall-Kind"), Some("ack"), "{ack:?}");
+    let instance = header(&ack, "Ipcall-Instance").unwrap().to_owned();
+    let chunk =
+        [("Ipcall-Version", "1"), ("Ipcall-Kind", "chunk"), ("Ipcall-Call", "_INBOX.raw.7"), ("Ipcall-Seq", "5")];
+    raw.publish(&instance, "_INBOX.raw.8", &chunk, b"67890");
+    assert_protocol_error(&raw.receive());
+    // A too large announced size is refused with its numbers.
+    let huge = [("Ipcall-Version", "1"), ("Ipcall-Kind", "request"), ("Ipcall-Size", "999999999999")];
+    raw.publish(&subject, "_INBOX.raw.9", &huge, b"x");
+    let refused = raw.receive();
+    assert_eq!(header(&refused, "Ipcall-Error"), Some("too-large"), "{refused:?}");
+    assert_eq!(refused.payload, format!("999999999999 {DEFAULT_MAX_MESSAGE_SIZE}").as_bytes());
+    // Garbage with nowhere to answer is dropped.
+    raw.send(format!("PUB {subject} 4\r\njunk\r\n").as_bytes());
+    // The server served none of that, and serves the real client.
+    assert_eq!(client.call(b"real").unwrap(), b"real");
+    assert_eq!(client.call(b"stop").unwrap(), b"stop");
+    assert_eq!(worker.join().unwrap(), 2);
+}
+
+#[test]
+fn sixteen_and_sixty_four_mib_messages_pass_in_chunks() {
+    let node = Node::start();
+    let server = Server::bind(&node.name(&subject("big"))).unwrap();
+    let client = Client::connect(server.name()).unwrap();
+    let worker = std::thread::spawn(move || {
+        for _ in 0..2 {
+            let mut request = server.recv().unwrap();
+            let data = request.take_data();
+            request.reply(&data).unwrap();
+        }
+    });
+    for size in [16usize << 20, DEFAULT_MAX_MESSAGE_SIZE as usize] {
+        let data: Vec<u8> = (0..size).map(|i| (i % 253) as u8 ^ (i >> 20) as u8).collect();
+        let reply = client.call(&data).unwrap();
+        assert!(reply == data, "{size} bytes: the echo differs");
+    }
+    worker.join().unwrap();
+    match client.call(&vec![0u8; DEFAULT_MAX_MESSAGE_SIZE as usize + 1]) {
+        Err(Error::TooLarge { size, max }) => {
+            assert_eq!((size, max), (u64::from(DEFAULT_MAX_MESSAGE_SIZE) + 1, u64::from(DEFAULT_MAX_MESSAGE_SIZE)))
+        }
+        other => panic!("expected TooLarge, got {:?}", other.map(|r| r.len())),
+    }
+    assert_eq!(client.call(b"x").map_err(|e| e.kind()).unwrap_err(), ErrorKind::Disconnected);
+}
