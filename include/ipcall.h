@@ -402,6 +402,7 @@ ipcall_status ipcall_server_options_set_ring_size(struct ipcall_server_options *
  * blocks on the client: what its connection cannot take at once is queued,
  * and a client whose queue grows past this budget is dropped alone (its
  * calls fail with `IPCALL_E_DISCONNECTED`; other clients are unaffected).
+ * 0 is `IPCALL_E_INVALID`.
  */
 ipcall_status ipcall_server_options_set_max_queued_reply_bytes(struct ipcall_server_options *options, uint64_t max_bytes);
 
@@ -416,7 +417,8 @@ ipcall_status ipcall_server_options_set_reply_timeout(struct ipcall_server_optio
 /**
  * Most clients served at once (default 1024). A client over it is refused
  * at connect: its `ipcall_client_connect` returns `IPCALL_E_IO` with a
- * message that mentions the maximum number of connections.
+ * message that mentions the maximum number of connections. 0 is
+ * `IPCALL_E_INVALID`: it would refuse every client.
  */
 ipcall_status ipcall_server_options_set_max_connections(struct ipcall_server_options *options, size_t max_connections);
 

@@ -67,6 +67,10 @@ static void test_invalid_limit_arguments(void) {
     CHECK(strstr(ipcall_last_error_message(), "-7") != NULL);
     CHECK_OK(ipcall_server_options_set_frame_timeout(options, -1));
     CHECK_OK(ipcall_server_options_set_frame_timeout(options, 250));
+    CHECK_STATUS(ipcall_server_options_set_max_queued_reply_bytes(options, 0), IPCALL_E_INVALID);
+    CHECK(strstr(ipcall_last_error_message(), "0 bytes") != NULL);
+    CHECK_STATUS(ipcall_server_options_set_max_connections(options, 0), IPCALL_E_INVALID);
+    CHECK(strstr(ipcall_last_error_message(), "0 connections") != NULL);
     CHECK_OK(ipcall_server_options_set_max_queued_reply_bytes(options, 1u << 20));
     CHECK_OK(ipcall_server_options_set_max_connections(options, 1));
     /* Options with every limit set still bind and serve. */

@@ -174,12 +174,20 @@ pub extern "C" fn ipcall_server_options_set_ring_size(
 /// blocks on the client: what its connection cannot take at once is queued,
 /// and a client whose queue grows past this budget is dropped alone (its
 /// calls fail with `IPCALL_E_DISCONNECTED`; other clients are unaffected).
+/// 0 is `IPCALL_E_INVALID`.
 #[no_mangle]
 pub extern "C" fn ipcall_server_options_set_max_queued_reply_bytes(
     options: *mut ipcall_server_options,
     max_bytes: u64,
 ) -> ipcall_status {
-    update(options, |o| rebuild(&mut o.inner, |b| b.max_queued_reply_bytes(max_bytes)))
+    guard(|| {
+        let options = options_mut(options)?;
+        if max_bytes == 0 {
+            return Err(Failure::invalid("a reply budget of 0 bytes would drop every client a reply waits for"));
+        }
+        rebuild(&mut options.inner, |b| b.max_queued_reply_bytes(max_bytes));
+        Ok(())
+    })
 }
 
 /// How long a connection's queued replies may make no progress (its client
@@ -200,13 +208,21 @@ pub extern "C" fn ipcall_server_options_set_reply_timeout(
 
 /// Most clients served at once (default 1024). A client over it is refused
 /// at connect: its `ipcall_client_connect` returns `IPCALL_E_IO` with a
-/// message that mentions the maximum number of connections.
+/// message that mentions the maximum number of connections. 0 is
+/// `IPCALL_E_INVALID`: it would refuse every client.
 #[no_mangle]
 pub extern "C" fn ipcall_server_options_set_max_connections(
     options: *mut ipcall_server_options,
     max_connections: usize,
 ) -> ipcall_status {
-    update(options, |o| rebuild(&mut o.inner, |b| b.max_connections(max_connections)))
+    guard(|| {
+        let options = options_mut(options)?;
+        if max_connections == 0 {
+            return Err(Failure::invalid("a maximum of 0 connections would refuse every client"));
+        }
+        rebuild(&mut options.inner, |b| b.max_connections(max_connections));
+        Ok(())
+    })
 }
 
 /// How long a request frame may take from its first byte to its last, in
