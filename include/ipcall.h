@@ -397,6 +397,40 @@ ipcall_status ipcall_server_options_set_handshake_timeout(struct ipcall_server_o
 ipcall_status ipcall_server_options_set_ring_size(struct ipcall_server_options *options, size_t ring_bytes);
 
 /**
+ * Most bytes of replies that may wait on one connection for its client to
+ * read them (default: four times the maximum message size). Replying never
+ * blocks on the client: what its connection cannot take at once is queued,
+ * and a client whose queue grows past this budget is dropped alone (its
+ * calls fail with `IPCALL_E_DISCONNECTED`; other clients are unaffected).
+ * 0 is `IPCALL_E_INVALID`.
+ */
+ipcall_status ipcall_server_options_set_max_queued_reply_bytes(struct ipcall_server_options *options, uint64_t max_bytes);
+
+/**
+ * How long a connection's queued replies may make no progress (its client
+ * reads nothing) before the connection is dropped, in milliseconds (default
+ * 30000; -1 = no limit). 0 is `IPCALL_E_INVALID`: any queued reply would
+ * drop its client at once.
+ */
+ipcall_status ipcall_server_options_set_reply_timeout(struct ipcall_server_options *options, int32_t timeout_ms);
+
+/**
+ * Most clients served at once (default 1024). A client over it is refused
+ * at connect: its `ipcall_client_connect` returns `IPCALL_E_IO` with a
+ * message that mentions the maximum number of connections. 0 is
+ * `IPCALL_E_INVALID`: it would refuse every client.
+ */
+ipcall_status ipcall_server_options_set_max_connections(struct ipcall_server_options *options, size_t max_connections);
+
+/**
+ * How long a request frame may take from its first byte to its last, in
+ * milliseconds (default 30000; -1 = no limit); a connection that trickles
+ * slower, or stalls halfway, is dropped (byte-stream transports: `unix:`,
+ * `pipe:`). 0 is `IPCALL_E_INVALID`: no frame could ever arrive in time.
+ */
+ipcall_status ipcall_server_options_set_frame_timeout(struct ipcall_server_options *options, int32_t timeout_ms);
+
+/**
  * Creates client options with the defaults (messages up to 64 MiB). On
  * success writes the handle to `*out`.
  */

@@ -228,6 +228,26 @@ export interface ServerOptions {
   handshakeTimeout?: number
   /** Size in bytes of each shared-memory ring (`shm:` only; default 1 MiB). */
   ringSize?: number
+  /**
+   * Most bytes of unread replies queued for one client before it is dropped
+   * alone (its calls reject with `DISCONNECTED`); default 4 × `maxMessageSize`.
+   */
+  maxQueuedReplyBytes?: number
+  /**
+   * How long a client's queued replies may make no progress before it is
+   * dropped, in milliseconds (default 30000).
+   */
+  replyTimeout?: number
+  /**
+   * Most clients served at once (default 1024); one more is refused at
+   * connect with `IO` ("maximum number of connections").
+   */
+  maxConnections?: number
+  /**
+   * How long a request frame may take from its first byte to its last, in
+   * milliseconds (default 30000); a slower client is dropped (`unix:`, `pipe:`).
+   */
+  frameTimeout?: number
 }
 
 /** The version of the ipcall package (and of the Rust core it is built from). */

@@ -225,6 +225,26 @@ public:
         detail::check(ipcall_server_options_set_ring_size(handle_.get(), bytes));
         return *this;
     }
+    /// Most reply bytes queued on one connection before its client is dropped.
+    ServerOptions &max_queued_reply_bytes(uint64_t bytes) {
+        detail::check(ipcall_server_options_set_max_queued_reply_bytes(handle_.get(), bytes));
+        return *this;
+    }
+    /// How long queued replies may make no progress before their client is dropped.
+    ServerOptions &reply_timeout(Timeout timeout) {
+        detail::check(ipcall_server_options_set_reply_timeout(handle_.get(), detail::timeout_ms(timeout)));
+        return *this;
+    }
+    /// Most clients served at once; more are refused at connect.
+    ServerOptions &max_connections(size_t connections) {
+        detail::check(ipcall_server_options_set_max_connections(handle_.get(), connections));
+        return *this;
+    }
+    /// How long a request frame may take from its first byte to its last.
+    ServerOptions &frame_timeout(Timeout timeout) {
+        detail::check(ipcall_server_options_set_frame_timeout(handle_.get(), detail::timeout_ms(timeout)));
+        return *this;
+    }
     /// The C handle (owned by this object).
     const ipcall_server_options *get() const noexcept { return handle_.get(); }
 

@@ -26,6 +26,18 @@ pub struct ServerOptions {
     pub handshake_timeout: Option<f64>,
     /// Size in bytes of each shared-memory ring (`shm:` only; default 1 MiB).
     pub ring_size: Option<f64>,
+    /// Most bytes of unread replies queued for one client before it is dropped
+    /// alone (its calls reject with `DISCONNECTED`); default 4 × `maxMessageSize`.
+    pub max_queued_reply_bytes: Option<f64>,
+    /// How long a client's queued replies may make no progress before it is
+    /// dropped, in milliseconds (default 30000).
+    pub reply_timeout: Option<f64>,
+    /// Most clients served at once (default 1024); one more is refused at
+    /// connect with `IO` ("maximum number of connections").
+    pub max_connections: Option<f64>,
+    /// How long a request frame may take from its first byte to its last, in
+    /// milliseconds (default 30000); a slower client is dropped (`unix:`, `pipe:`).
+    pub frame_timeout: Option<f64>,
 }
 
 /// Options of `connect` and `connectAsync`.
@@ -90,6 +102,20 @@ impl ServerOptions {
         }
         if let Some(size) = self.ring_size {
             options = options.ring_size(byte_count(env, "ringSize", size, (1u64 << 40) as f64)? as usize);
+        }
+        if let Some(bytes) = self.max_queued_reply_bytes {
+            // 2^53: the largest integer a JavaScript number holds exactly.
+            let max = (1u64 << 53) as f64;
+            options = options.max_queued_reply_bytes(byte_count(env, "maxQueuedReplyBytes", bytes, max)? as u64);
+        }
+        if let Some(timeout) = millis(env, "replyTimeout", self.reply_timeout)? {
+            options = options.reply_timeout(timeout);
+        }
+        if let Some(count) = self.max_connections {
+            options = options.max_connections(byte_count(env, "maxConnections", count, u32::MAX as f64)? as usize);
+        }
+        if let Some(timeout) = millis(env, "frameTimeout", self.frame_timeout)? {
+            options = options.frame_timeout(timeout);
         }
         Ok(options)
     }

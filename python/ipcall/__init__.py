@@ -139,6 +139,10 @@ class Server(_ClosedByContext):
         allow_any_uid: bool = False,
         handshake_timeout: Optional[float] = None,
         ring_size: Optional[int] = None,
+        max_queued_reply_bytes: Optional[int] = None,
+        reply_timeout: Optional[float] = None,
+        max_connections: Optional[int] = None,
+        frame_timeout: Optional[float] = None,
     ) -> Server:
         """Listens on `name` (``"mem:jobs"``, ``"unix:/run/app.sock"``, ...).
 
@@ -148,6 +152,16 @@ class Server(_ClosedByContext):
         when it leaves), `allow_uids` / `allow_gids` / `allow_any_uid` (who
         besides this user may connect), `handshake_timeout` (seconds),
         `ring_size` (bytes, ``shm:`` only).
+
+        Limits (a client over one is dropped alone; the others keep being
+        served): `max_queued_reply_bytes` (unread replies queued for one
+        client, default 4 × `max_message_size`; its waits then raise
+        `Disconnected`), `reply_timeout` (seconds queued replies may make no
+        progress, default 30), `max_connections` (clients served at once,
+        default 1024; one more gets `IoError` at connect) and
+        `frame_timeout` (seconds a request frame may take to arrive whole,
+        default 30; ``unix:`` and ``pipe:``). A negative, NaN or zero-count
+        value raises `ValueError`.
         """
         return cls(
             _ipcall.Server.bind(
@@ -159,6 +173,10 @@ class Server(_ClosedByContext):
                 allow_any_uid=allow_any_uid,
                 handshake_timeout=handshake_timeout,
                 ring_size=ring_size,
+                max_queued_reply_bytes=max_queued_reply_bytes,
+                reply_timeout=reply_timeout,
+                max_connections=max_connections,
+                frame_timeout=frame_timeout,
             )
         )
 
@@ -174,6 +192,10 @@ class Server(_ClosedByContext):
         allow_any_uid: bool = False,
         handshake_timeout: Optional[float] = None,
         ring_size: Optional[int] = None,
+        max_queued_reply_bytes: Optional[int] = None,
+        reply_timeout: Optional[float] = None,
+        max_connections: Optional[int] = None,
+        frame_timeout: Optional[float] = None,
     ) -> Server:
         """Listens on a new, unguessable name of `kind` (``"mem"``,
         ``"unix"``, ``"pipe"``, ``"shm"``, ``"nats"``); read it from `name`. Same options
@@ -188,6 +210,10 @@ class Server(_ClosedByContext):
                 allow_any_uid=allow_any_uid,
                 handshake_timeout=handshake_timeout,
                 ring_size=ring_size,
+                max_queued_reply_bytes=max_queued_reply_bytes,
+                reply_timeout=reply_timeout,
+                max_connections=max_connections,
+                frame_timeout=frame_timeout,
             )
         )
 

@@ -41,6 +41,10 @@ class Server:
         allow_any_uid: bool = False,
         handshake_timeout: Optional[float] = None,
         ring_size: Optional[int] = None,
+        max_queued_reply_bytes: Optional[int] = None,
+        reply_timeout: Optional[float] = None,
+        max_connections: Optional[int] = None,
+        frame_timeout: Optional[float] = None,
     ) -> Server: ...
     @staticmethod
     def bind_unique(
@@ -53,6 +57,10 @@ class Server:
         allow_any_uid: bool = False,
         handshake_timeout: Optional[float] = None,
         ring_size: Optional[int] = None,
+        max_queued_reply_bytes: Optional[int] = None,
+        reply_timeout: Optional[float] = None,
+        max_connections: Optional[int] = None,
+        frame_timeout: Optional[float] = None,
     ) -> Server: ...
     @property
     def name(self) -> str: ...

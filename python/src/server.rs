@@ -30,6 +30,7 @@ fn server_options(
     allow_any_uid: bool,
     handshake_timeout: Option<f64>,
     ring_size: Option<usize>,
+    limits: Limits,
 ) -> PyResult<ServerOptions> {
     let mut options = ServerOptions::new().one_shot(one_shot).allow_any_uid(allow_any_uid);
     if let Some(max) = max_message_size {
@@ -49,7 +50,52 @@ fn server_options(
     if let Some(bytes) = ring_size {
         options = options.ring_size(bytes);
     }
-    Ok(options)
+    limits.apply(options)
+}
+
+/// The limit keywords of `Server.bind` and `Server.bind_unique` (a client
+/// over one of them is dropped alone).
+struct Limits {
+    max_queued_reply_bytes: Option<i128>,
+    reply_timeout: Option<f64>,
+    max_connections: Option<i128>,
+    frame_timeout: Option<f64>,
+}
+
+impl Limits {
+    fn apply(self, mut options: ServerOptions) -> PyResult<ServerOptions> {
+        if let Some(bytes) = self.max_queued_reply_bytes {
+            options = options.max_queued_reply_bytes(positive("max_queued_reply_bytes", bytes)?);
+        }
+        if let Some(seconds) = self.reply_timeout {
+            options = options.reply_timeout(seconds_of("reply_timeout", seconds)?);
+        }
+        if let Some(count) = self.max_connections {
+            let count = usize::try_from(positive("max_connections", count)?)
+                .map_err(|_| PyValueError::new_err(format!("max_connections is too large: {count}")))?;
+            options = options.max_connections(count);
+        }
+        if let Some(seconds) = self.frame_timeout {
+            options = options.frame_timeout(seconds_of("frame_timeout", seconds)?);
+        }
+        Ok(options)
+    }
+}
+
+/// A count that must be at least 1 (a 0 limit would refuse every client);
+/// a `ValueError` otherwise, not the `OverflowError` of a plain unsigned
+/// argument.
+fn positive(what: &str, value: i128) -> PyResult<u64> {
+    u64::try_from(value)
+        .ok()
+        .filter(|&v| v >= 1)
+        .ok_or_else(|| PyValueError::new_err(format!("{what} must be an integer from 1 to {}, not {value}", u64::MAX)))
+}
+
+/// A time limit in seconds; a `ValueError` if negative, NaN or too large.
+fn seconds_of(what: &str, seconds: f64) -> PyResult<Duration> {
+    Duration::try_from_secs_f64(seconds)
+        .map_err(|_| PyValueError::new_err(format!("{what} must be >= 0 seconds, not {seconds}")))
 }
 
 /// A server bound to a name. Use `ipcall.Server` (which adds asyncio).
@@ -87,7 +133,7 @@ impl PyServer {
 impl PyServer {
     /// Listens on `name` (`mem:jobs`, `unix:/path.sock`, ...).
     #[staticmethod]
-    #[pyo3(signature = (name, *, max_message_size=None, one_shot=false, allow_uids=Vec::new(), allow_gids=Vec::new(), allow_any_uid=false, handshake_timeout=None, ring_size=None))]
+    #[pyo3(signature = (name, *, max_message_size=None, one_shot=false, allow_uids=Vec::new(), allow_gids=Vec::new(), allow_any_uid=false, handshake_timeout=None, ring_size=None, max_queued_reply_bytes=None, reply_timeout=None, max_connections=None, frame_timeout=None))]
     #[allow(clippy::too_many_arguments)]
     fn bind(
         py: Python<'_>,
@@ -99,6 +145,10 @@ impl PyServer {
         allow_any_uid: bool,
         handshake_timeout: Option<f64>,
         ring_size: Option<usize>,
+        max_queued_reply_bytes: Option<i128>,
+        reply_timeout: Option<f64>,
+        max_connections: Option<i128>,
+        frame_timeout: Option<f64>,
     ) -> PyResult<PyServer> {
         let options = server_options(
             max_message_size,
@@ -108,13 +158,14 @@ impl PyServer {
             allow_any_uid,
             handshake_timeout,
             ring_size,
+            Limits { max_queued_reply_bytes, reply_timeout, max_connections, frame_timeout },
         )?;
         py.detach(|| Server::bind_with(name, &options)).py_err(py).map(PyServer::new)
     }
 
     /// Listens on a new, unguessable name of `kind` (`"mem"`, `"unix"`, ...).
     #[staticmethod]
-    #[pyo3(signature = (kind, *, max_message_size=None, one_shot=false, allow_uids=Vec::new(), allow_gids=Vec::new(), allow_any_uid=false, handshake_timeout=None, ring_size=None))]
+    #[pyo3(signature = (kind, *, max_message_size=None, one_shot=false, allow_uids=Vec::new(), allow_gids=Vec::new(), allow_any_uid=false, handshake_timeout=None, ring_size=None, max_queued_reply_bytes=None, reply_timeout=None, max_connections=None, frame_timeout=None))]
     #[allow(clippy::too_many_arguments)]
     fn bind_unique(
         py: Python<'_>,
@@ -126,6 +177,10 @@ impl PyServer {
         allow_any_uid: bool,
         handshake_timeout: Option<f64>,
         ring_size: Option<usize>,
+        max_queued_reply_bytes: Option<i128>,
+        reply_timeout: Option<f64>,
+        max_connections: Option<i128>,
+        frame_timeout: Option<f64>,
     ) -> PyResult<PyServer> {
         let kind: Kind = kind.parse().py_err(py)?;
         let options = server_options(
@@ -136,6 +191,7 @@ impl PyServer {
             allow_any_uid,
             handshake_timeout,
             ring_size,
+            Limits { max_queued_reply_bytes, reply_timeout, max_connections, frame_timeout },
         )?;
         py.detach(|| Server::bind_unique_with(kind, &options)).py_err(py).map(PyServer::new)
     }

@@ -197,9 +197,25 @@ static void test_errors(const std::string &kind) {
     expect_error(IPCALL_E_DISCONNECTED, [&] { disconnected.wait(); });
 }
 
+// The limit setters chain and check their arguments; max_connections
+// refuses the client over it with IPCALL_E_IO.
+static void test_limits() {
+    expect_error(IPCALL_E_INVALID, [] { ipcall::ServerOptions().reply_timeout(0ms); });
+    expect_error(IPCALL_E_INVALID, [] { ipcall::ServerOptions().frame_timeout(0ms); });
+    ipcall::ServerOptions options;
+    options.max_queued_reply_bytes(1 << 20).reply_timeout(10s).frame_timeout(ipcall::forever).max_connections(1);
+    ipcall::Server server = ipcall::Server::bind_unique("unix", options);
+    ipcall::Client first = connect_while_serving(server);
+    ipcall::Error refused = expect_error(IPCALL_E_IO, [&] { ipcall::Client::connect(server.name()); });
+    CHECK(std::strstr(refused.what(), "maximum number of connections") != nullptr);
+}
+
 int main() {
     std::setvbuf(stdout, nullptr, _IOLBF, 0);
     CHECK(ipcall::version() == ipcall_version());
+    if (kind_available("unix", "the C++ limit tests")) {
+        test_limits();
+    }
     int kinds_run = 0;
     for (const char *kind : ALL_KINDS) {
         if (!kind_available(kind, "the C++ wrapper tests")) {

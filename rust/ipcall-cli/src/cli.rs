@@ -71,7 +71,19 @@ pub fn command() -> Command {
                 .arg(option("exec", "CMD", "run `sh -c CMD` per request: stdin the request, stdout the reply"))
                 .arg(switch("one-shot", "accept exactly one client; end when it goes away"))
                 .arg(option("jobs", "N", "answer up to N requests at once (default 1)"))
-                .arg(option("max-size", "B", "largest request or reply in bytes (default 64 MiB)")),
+                .arg(option("max-size", "B", "largest request or reply in bytes (default 64 MiB)"))
+                .arg(option(
+                    "max-queued-reply-bytes",
+                    "N",
+                    "drop a client whose unread replies queue past N bytes (default 4 × max size)",
+                ))
+                .arg(option("reply-timeout", "MS", "drop a client whose queued replies stall MS ms (default 30000)"))
+                .arg(option("max-connections", "N", "serve at most N clients at once; refuse more (default 1024)"))
+                .arg(option(
+                    "frame-timeout",
+                    "MS",
+                    "drop a client whose request takes over MS ms to arrive (default 30000)",
+                )),
         )
         .subcommand(
             Command::new("call")

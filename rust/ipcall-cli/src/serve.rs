@@ -4,6 +4,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use ipcall::{Error, Kind, Name, Request, Server, ServerOptions};
 
@@ -29,6 +30,19 @@ with --one-shot, until its one client goes away).
   --one-shot       accept exactly one client; end when it goes away
   --jobs N         answer up to N requests at once (default 1)
   --max-size B     largest request or reply in bytes (default 64 MiB)
+
+Limits (a client over one is dropped alone; the others keep being served):
+  --max-queued-reply-bytes N
+                   most bytes of unread replies queued for one client
+                   (default 4 x the max size)
+  --reply-timeout MS
+                   how long queued replies may make no progress (default 30000)
+  --max-connections N
+                   clients served at once; one more is refused at connect,
+                   its `ipcall call` exits IO (22) (default 1024)
+  --frame-timeout MS
+                   how long a request may take from its first byte to its
+                   last (unix:, pipe:; default 30000)
 
 SIGINT, SIGTERM and SIGHUP stop it cleanly: its name is removed, and it
 exits with 128 + the signal number (130 for Ctrl+C).
@@ -64,6 +78,7 @@ pub fn run(args: &Args) -> Result<(), Failure> {
     if let Some(max) = args.number::<u32>("--max-size")? {
         options = options.max_message_size(max);
     }
+    let options = limits(args, options)?;
     let target = match (args.positionals.as_slice(), args.value("--unique")) {
         ([name], None) => Target::Name(name.to_string(), Name::parse(name)?.kind()),
         ([], Some(kind)) => Target::Unique(kind.parse::<Kind>()?),
@@ -94,6 +109,33 @@ pub fn run(args: &Args) -> Result<(), Failure> {
         0 => Ok(()),
         signal => Err(Failure::Signal(signal)),
     }
+}
+
+/// Applies the limit options; each must be at least 1 (0 would refuse or
+/// drop every client).
+fn limits(args: &Args, mut options: ServerOptions) -> Result<ServerOptions, Failure> {
+    fn at_least_one<T: std::str::FromStr + PartialEq + From<u8>>(args: &Args, flag: &str) -> Result<Option<T>, Failure>
+    where
+        T::Err: std::fmt::Display,
+    {
+        match args.number::<T>(flag)? {
+            Some(value) if value == T::from(0) => Err(Failure::usage(format!("{flag} must be at least 1"))),
+            value => Ok(value),
+        }
+    }
+    if let Some(bytes) = at_least_one::<u64>(args, "--max-queued-reply-bytes")? {
+        options = options.max_queued_reply_bytes(bytes);
+    }
+    if let Some(ms) = at_least_one::<u64>(args, "--reply-timeout")? {
+        options = options.reply_timeout(Duration::from_millis(ms));
+    }
+    if let Some(count) = at_least_one::<usize>(args, "--max-connections")? {
+        options = options.max_connections(count);
+    }
+    if let Some(ms) = at_least_one::<u64>(args, "--frame-timeout")? {
+        options = options.frame_timeout(Duration::from_millis(ms));
+    }
+    Ok(options)
 }
 
 /// Blocks SIGINT, SIGTERM and SIGHUP in this thread, and so in every

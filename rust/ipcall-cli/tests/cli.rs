@@ -393,3 +393,139 @@ fn bench_json_is_one_object_per_run() {
     let round_trips: u64 = row.split("\"round_trips\": ").nth(1).unwrap().split('}').next().unwrap().parse().unwrap();
     assert!(round_trips > 0, "{text}");
 }
+
+// ----- the serve limits ------------------------------------------------------
+
+/// Generous bound for anything that must happen (a loaded 2-CPU machine);
+/// far above the limits the tests below set, far below the 30 s defaults.
+const BOUND: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// A raw connection to `ipcall serve` on a `unix:` path that has sent its
+/// hello (docs/PROTOCOL.md §2) and read the server's; reads and writes give
+/// up after `BOUND`.
+fn raw_client(name: &str) -> std::os::unix::net::UnixStream {
+    let path = name.strip_prefix("unix:").expect("a unix: name");
+    let mut stream = std::os::unix::net::UnixStream::connect(path).unwrap();
+    stream.set_read_timeout(Some(BOUND)).unwrap();
+    stream.set_write_timeout(Some(BOUND)).unwrap();
+    let mut hello = [0u8; 16];
+    hello[..4].copy_from_slice(b"IPCL");
+    hello[4..6].copy_from_slice(&1u16.to_le_bytes());
+    hello[8..12].copy_from_slice(&(64u32 << 20).to_le_bytes());
+    stream.write_all(&hello).unwrap();
+    let mut theirs = [0u8; 16];
+    stream.read_exact(&mut theirs).unwrap();
+    assert_eq!(&theirs[..4], b"IPCL");
+    assert_eq!(u16::from_le_bytes([theirs[6], theirs[7]]), 0, "the server accepted the raw client");
+    stream
+}
+
+/// A request frame (docs/PROTOCOL.md §3).
+fn request_frame(id: u64, payload: &[u8]) -> Vec<u8> {
+    let mut frame = Vec::with_capacity(16 + payload.len());
+    frame.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    frame.extend_from_slice(&[1, 0, 0, 0]);
+    frame.extend_from_slice(&id.to_le_bytes());
+    frame.extend_from_slice(payload);
+    frame
+}
+
+/// Sends `count` echo requests of `size` bytes without reading, optionally
+/// sits still for `sit`, then reads: true if the server closed the
+/// connection before all the answers came, false if they all came. A write
+/// or read error (the server reset the connection) counts as closed; a read
+/// that waits past `BOUND` fails the test.
+fn dropped_before_answering(name: &str, count: u64, size: usize, sit: std::time::Duration) -> bool {
+    let mut stream = raw_client(name);
+    for id in 1..=count {
+        if stream.write_all(&request_frame(id, &vec![7u8; size])).is_err() {
+            return true;
+        }
+    }
+    std::thread::sleep(sit);
+    let full = count as usize * (16 + size);
+    let mut received = 0;
+    let mut buf = vec![0u8; 1 << 16];
+    while received < full {
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(n) => received += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {
+                panic!("neither dropped nor answered within {BOUND:?} ({received} of {full} bytes)")
+            }
+            Err(_) => return true,
+        }
+    }
+    false
+}
+
+#[test]
+fn max_connections_refuses_a_client_over_it_with_io() {
+    let served = Served::start(&["--unique", "unix", "--echo", "--max-connections", "1", "--jobs", "2"]);
+    let held = ipcall::Client::connect(&served.name).unwrap();
+    assert_eq!(held.call(b"held").unwrap(), b"held");
+    let refused = run(&["call", &served.name, "x"]);
+    assert_fails(&refused, IO, "IO");
+    assert!(stderr(&refused).contains("maximum number of connections"), "{}", stderr(&refused));
+    // Once the server has seen the held one leave, a caller gets in.
+    drop(held);
+    let started = std::time::Instant::now();
+    loop {
+        let output = run(&["call", &served.name, "in"]);
+        if output.status.success() {
+            assert_eq!(output.stdout, b"in");
+            break;
+        }
+        assert_eq!(output.status.code(), Some(IO), "{}", stderr(&output));
+        assert!(started.elapsed() < BOUND, "no slot freed after a client left");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn max_queued_reply_bytes_drops_a_client_that_never_reads() {
+    let served = Served::start(&["--unique", "unix", "--echo", "--max-queued-reply-bytes", "1048576"]);
+    // 4 MiB of answers, unread, pass the 1 MiB budget. (16 KiB each: a
+    // large message would make the server enlarge the socket's buffer.)
+    assert!(dropped_before_answering(&served.name, 256, 16 << 10, std::time::Duration::ZERO));
+    assert_eq!(run(&["call", &served.name, "still served"]).stdout, b"still served");
+}
+
+#[test]
+fn reply_timeout_drops_a_client_whose_replies_stall() {
+    let served = Served::start(&["--unique", "unix", "--echo", "--reply-timeout", "200"]);
+    // 4 MiB of answers is within the default budget, but they stop moving
+    // for 2 s, ten times the reply timeout.
+    assert!(dropped_before_answering(&served.name, 256, 16 << 10, std::time::Duration::from_secs(2)));
+    assert_eq!(run(&["call", &served.name, "still served"]).stdout, b"still served");
+}
+
+#[test]
+fn frame_timeout_drops_a_stalled_frame() {
+    let served = Served::start(&["--unique", "unix", "--echo", "--frame-timeout", "200"]);
+    let mut stream = raw_client(&served.name);
+    // Half a frame header, then nothing: dropped after 200 ms (the default
+    // 30 s is past the read's bound, so a flag that did nothing fails).
+    stream.write_all(&request_frame(1, b"never finished")[..8]).unwrap();
+    let mut buf = [0u8; 64];
+    match stream.read(&mut buf) {
+        Ok(0) => {}
+        Ok(n) => panic!("the server sent {n} bytes to a half frame"),
+        Err(e) => assert!(
+            !matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut),
+            "a stalled frame was not dropped within {BOUND:?}"
+        ),
+    }
+    assert_eq!(run(&["call", &served.name, "still served"]).stdout, b"still served");
+}
+
+#[test]
+fn invalid_limit_values_are_usage_errors() {
+    for flag in ["--max-queued-reply-bytes", "--reply-timeout", "--max-connections", "--frame-timeout"] {
+        for value in ["0", "-1", "lots", "1.5"] {
+            let output = run(&["serve", "--unique", "unix", "--echo", &format!("{flag}={value}")]);
+            assert_eq!(output.status.code(), Some(USAGE), "{flag} {value}: {}", stderr(&output));
+            assert!(stderr(&output).contains(flag), "{flag} {value}: {}", stderr(&output));
+        }
+    }
+}

@@ -141,16 +141,22 @@ pub extern "C" fn ipcall_server_options_set_handshake_timeout(
     timeout_ms: i32,
 ) -> ipcall_status {
     guard(|| {
-        let timeout = match Wait::from_ms(timeout_ms)? {
-            Wait::Now => return Err(Failure::invalid("a handshake timeout of 0 ms would refuse every client")),
-            // A century: "no limit" without risking an overflowing deadline
-            // in a transport that adds it to the current time.
-            Wait::Forever => Duration::from_secs(100 * 365 * 24 * 3600),
-            Wait::For(d) => d,
-        };
+        let timeout = limit_from_ms(timeout_ms, "a handshake timeout of 0 ms would refuse every client")?;
         rebuild(&mut options_mut(options)?.inner, |b| b.handshake_timeout(timeout));
         Ok(())
     })
+}
+
+/// A server-side time limit from milliseconds: -1 = no limit, > 0 = that
+/// long; 0 (which `why_not_zero` explains) and < -1 are invalid.
+fn limit_from_ms(timeout_ms: i32, why_not_zero: &'static str) -> Result<Duration, Failure> {
+    match Wait::from_ms(timeout_ms)? {
+        Wait::Now => Err(Failure::invalid(why_not_zero)),
+        // A century: "no limit" without risking an overflowing deadline
+        // in a transport that adds it to the current time.
+        Wait::Forever => Ok(Duration::from_secs(100 * 365 * 24 * 3600)),
+        Wait::For(d) => Ok(d),
+    }
 }
 
 /// Size in bytes of each shared-memory ring (`shm:` only; default 1 MiB).
@@ -161,6 +167,78 @@ pub extern "C" fn ipcall_server_options_set_ring_size(
     ring_bytes: usize,
 ) -> ipcall_status {
     update(options, |o| rebuild(&mut o.inner, |b| b.ring_size(ring_bytes)))
+}
+
+/// Most bytes of replies that may wait on one connection for its client to
+/// read them (default: four times the maximum message size). Replying never
+/// blocks on the client: what its connection cannot take at once is queued,
+/// and a client whose queue grows past this budget is dropped alone (its
+/// calls fail with `IPCALL_E_DISCONNECTED`; other clients are unaffected).
+/// 0 is `IPCALL_E_INVALID`.
+#[no_mangle]
+pub extern "C" fn ipcall_server_options_set_max_queued_reply_bytes(
+    options: *mut ipcall_server_options,
+    max_bytes: u64,
+) -> ipcall_status {
+    guard(|| {
+        let options = options_mut(options)?;
+        if max_bytes == 0 {
+            return Err(Failure::invalid("a reply budget of 0 bytes would drop every client a reply waits for"));
+        }
+        rebuild(&mut options.inner, |b| b.max_queued_reply_bytes(max_bytes));
+        Ok(())
+    })
+}
+
+/// How long a connection's queued replies may make no progress (its client
+/// reads nothing) before the connection is dropped, in milliseconds (default
+/// 30000; -1 = no limit). 0 is `IPCALL_E_INVALID`: any queued reply would
+/// drop its client at once.
+#[no_mangle]
+pub extern "C" fn ipcall_server_options_set_reply_timeout(
+    options: *mut ipcall_server_options,
+    timeout_ms: i32,
+) -> ipcall_status {
+    guard(|| {
+        let timeout = limit_from_ms(timeout_ms, "a reply timeout of 0 ms would drop every client a reply waits for")?;
+        rebuild(&mut options_mut(options)?.inner, |b| b.reply_timeout(timeout));
+        Ok(())
+    })
+}
+
+/// Most clients served at once (default 1024). A client over it is refused
+/// at connect: its `ipcall_client_connect` returns `IPCALL_E_IO` with a
+/// message that mentions the maximum number of connections. 0 is
+/// `IPCALL_E_INVALID`: it would refuse every client.
+#[no_mangle]
+pub extern "C" fn ipcall_server_options_set_max_connections(
+    options: *mut ipcall_server_options,
+    max_connections: usize,
+) -> ipcall_status {
+    guard(|| {
+        let options = options_mut(options)?;
+        if max_connections == 0 {
+            return Err(Failure::invalid("a maximum of 0 connections would refuse every client"));
+        }
+        rebuild(&mut options.inner, |b| b.max_connections(max_connections));
+        Ok(())
+    })
+}
+
+/// How long a request frame may take from its first byte to its last, in
+/// milliseconds (default 30000; -1 = no limit); a connection that trickles
+/// slower, or stalls halfway, is dropped (byte-stream transports: `unix:`,
+/// `pipe:`). 0 is `IPCALL_E_INVALID`: no frame could ever arrive in time.
+#[no_mangle]
+pub extern "C" fn ipcall_server_options_set_frame_timeout(
+    options: *mut ipcall_server_options,
+    timeout_ms: i32,
+) -> ipcall_status {
+    guard(|| {
+        let timeout = limit_from_ms(timeout_ms, "a frame timeout of 0 ms would drop every client")?;
+        rebuild(&mut options_mut(options)?.inner, |b| b.frame_timeout(timeout));
+        Ok(())
+    })
 }
 
 /// Creates client options with the defaults (messages up to 64 MiB). On
