@@ -143,3 +143,24 @@ fn a_client_whose_replies_stop_moving_is_dropped_after_the_reply_timeout() {
         });
     }
 }
+
+#[test]
+fn limits_too_long_to_reach_mean_no_limit() {
+    // Duration::MAX must not overflow a deadline anywhere (the flusher adds
+    // the reply timeout to a stall's start, the accepting thread the frame
+    // timeout to a frame's).
+    for kind in KINDS {
+        bounded(&format!("{kind:?}: Duration::MAX limits"), move || {
+            let options = ServerOptions::new().reply_timeout(Duration::MAX).frame_timeout(Duration::MAX);
+            let server = echo_server(kind, &options, 2, 1024);
+            let bad = Client::connect(server.name()).unwrap();
+            let unread: Vec<_> = (0..8).filter_map(|_| bad.send(&[4u8; 1 << 10]).ok()).collect();
+            let good = Client::connect(server.name()).unwrap();
+            assert_eq!(good.call(b"fine").unwrap(), b"fine".repeat(1024), "{kind:?}");
+            // Read late: nothing was dropped, every answer arrives whole.
+            for pending in unread {
+                assert_eq!(pending.wait_timeout(BOUND).unwrap(), vec![4u8; 1 << 20], "{kind:?}");
+            }
+        });
+    }
+}

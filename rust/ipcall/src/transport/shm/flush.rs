@@ -244,7 +244,9 @@ impl<C: Flushable> ShmFlusher<C> {
             let until_timeout = waiting
                 .iter()
                 .filter_map(|c| c.stalled_since())
-                .map(|since| (since + self.reply_timeout).saturating_duration_since(now))
+                .map(|since| {
+                    since.checked_add(self.reply_timeout).map_or(Duration::MAX, |at| at.saturating_duration_since(now))
+                })
                 .min()
                 .unwrap_or(self.reply_timeout);
             if let [only] = &waiting[..] {

@@ -74,7 +74,8 @@ impl ServerConn {
     pub(crate) fn frame_deadline(&self, limit: Duration) -> Option<Instant> {
         match self.frame_since.load(Ordering::Relaxed) {
             0 => None,
-            since => Some(*EPOCH + Duration::from_nanos(since) + limit),
+            // A limit too long to reach is no deadline.
+            since => (*EPOCH + Duration::from_nanos(since)).checked_add(limit),
         }
     }
     /// Sends one frame without ever blocking on the client (DESIGN §6): what

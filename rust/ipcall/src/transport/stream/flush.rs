@@ -215,14 +215,17 @@ impl Flusher {
             };
             // The state lock is released before any outbox is locked.
             let now = Instant::now();
+            // (`None`: a timeout too long to reach; writability still wakes us.)
             let next_check = waiting
                 .iter()
                 .filter_map(|conn| lock(&conn.outbox).stalled_since)
                 .min()
-                .map_or(now + self.reply_timeout, |since| since + self.reply_timeout);
+                .unwrap_or(now)
+                .checked_add(self.reply_timeout)
+                .map(|at| at.max(now));
             drop(waiting);
             let mut writable = Vec::new();
-            let _ = self.epoll.wait(Some(next_check.max(now)), |token| writable.push(token));
+            let _ = self.epoll.wait(next_check, |token| writable.push(token));
             for token in writable {
                 let conn = lock(&self.state).waiting.get(&token).cloned();
                 if let Some(conn) = conn {
