@@ -511,7 +511,7 @@ impl Shared {
                 }
             }
             if deadline.expired() {
-                return Err(Error::Timeout { name: self.name.clone() });
+                return Err(self.out_of_time());
             }
             let my_cpu = super::current_cpu();
             // Spin if some client last ran on another CPU.
@@ -542,8 +542,22 @@ impl Shared {
             self.sleepers.fetch_sub(1, Ordering::SeqCst);
             if deadline.expired() && !conns.iter().any(|c| c.has_requests()) {
                 self.budget.observe(at.elapsed());
-                return Err(Error::Timeout { name: self.name.clone() });
+                return Err(self.out_of_time());
             }
+        }
+    }
+
+    /// What a `recv` whose deadline passed reports: `Closed` if the server
+    /// is finished, else `Timeout`. Hang-ups are seen only in `wait_events`,
+    /// which a `try_recv` never reaches otherwise: without this look a
+    /// one-shot server whose client left would report `Timeout` to a
+    /// poll-only loop for ever.
+    fn out_of_time(&self) -> Error {
+        self.wait_events(Deadline::Now);
+        if self.finished(&lock(&self.state)) {
+            Error::Closed { name: self.name.clone() }
+        } else {
+            Error::Timeout { name: self.name.clone() }
         }
     }
 
