@@ -7,9 +7,9 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::os::fd::AsRawFd;
-use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
@@ -85,4 +85,31 @@ fn a_one_shot_server_whose_client_left_is_readable_then_closed() {
             }
         }
     }
+}
+
+/// Serves `server` on a thread: echoes every request until the server closes.
+fn echo_on_a_thread(server: Arc<Server>) -> thread::JoinHandle<()> {
+    thread::spawn(move || {
+        while let Ok(request) = server.recv() {
+            let data = request.data().to_vec();
+            let _ = request.reply(&data);
+        }
+    })
+}
+
+#[test]
+fn unterminated_junk_in_the_pipe_accept_fifo_does_not_swallow_the_next_connect() {
+    let server = Arc::new(Server::bind_unique(Kind::Pipe).unwrap());
+    let name = server.name().to_string();
+    let accept = std::path::Path::new(name.strip_prefix("pipe:").unwrap()).join("accept");
+    let serving = echo_on_a_thread(server.clone());
+    for junk in [&b"x"[..], b"\x00\x01\x02", b"ipcall-fifo 1 ", b"ipcall-fifo 1 0000000001 0123"] {
+        // Anyone who may write the accept FIFO may write junk without a newline.
+        std::fs::OpenOptions::new().write(true).open(&accept).unwrap().write_all(junk).unwrap();
+        let client = Client::connect_timeout(&name, Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("after {:?}: {e}", String::from_utf8_lossy(junk)));
+        assert_eq!(client.call(b"through").unwrap(), b"through");
+    }
+    server.close();
+    serving.join().unwrap();
 }
