@@ -7,8 +7,9 @@
 
 mod common;
 
-use std::io::Write;
-use std::os::fd::AsRawFd;
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
@@ -112,4 +113,141 @@ fn unterminated_junk_in_the_pipe_accept_fifo_does_not_swallow_the_next_connect()
     }
     server.close();
     serving.join().unwrap();
+}
+
+// ------------------------------------------------------------ out of descriptors
+
+/// A child process (this test binary in a child mode), killed and reaped
+/// when dropped so that a failing test leaves no process behind.
+struct ChildProcess {
+    child: Child,
+    out: BufReader<std::process::ChildStdout>,
+}
+
+impl ChildProcess {
+    fn spawn(mode: &str, extra: &[(&str, &str)]) -> ChildProcess {
+        let mut command = Command::new(std::env::current_exe().unwrap());
+        command
+            .args(["child_process_entry", "--exact", "--ignored", "--nocapture", "--test-threads=1", "-q"])
+            .env("IPCALL_TEST_CHILD", mode)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (k, v) in extra {
+            command.env(k, v);
+        }
+        let mut child = command.spawn().expect("spawn child process");
+        let out = BufReader::new(child.stdout.take().unwrap());
+        ChildProcess { child, out }
+    }
+
+    /// The rest of the child's next stdout line that starts with `prefix`.
+    fn line_with(&mut self, prefix: &str) -> String {
+        let mut line = String::new();
+        loop {
+            line.clear();
+            assert!(self.out.read_line(&mut line).unwrap() > 0, "child exited before printing {prefix:?}");
+            if let Some(rest) = line.trim_end().strip_prefix(prefix) {
+                return rest.to_string();
+            }
+        }
+    }
+
+    /// Sends one line to the child's stdin.
+    fn tell(&mut self, line: &str) {
+        writeln!(self.child.stdin.as_mut().unwrap(), "{line}").unwrap();
+    }
+
+    /// CPU time (user + system) the child has used so far, in clock ticks.
+    fn cpu_ticks(&self) -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
+        // Fields after the parenthesised command name; utime and stime are 14 and 15.
+        let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+        fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+    }
+}
+
+impl Drop for ChildProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Clock ticks per second (for `/proc/<pid>/stat` times).
+fn ticks_per_second() -> u64 {
+    // SAFETY: (1) sysconf takes no pointers.
+    (unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).max(1) as u64
+}
+
+#[test]
+fn a_server_out_of_descriptors_backs_off_instead_of_spinning_and_recovers() {
+    for kind in ["unix", "shm"] {
+        let mut child = ChildProcess::spawn("fd-starved-server", &[("IPCALL_TEST_KIND", kind)]);
+        let name = child.line_with("NAME=");
+        child.line_with("FULL");
+        let path = name.split_once(':').unwrap().1.to_string();
+        // Clients the starved server cannot accept: its listener stays readable.
+        let waiting: Vec<_> = (0..4).map(|_| std::os::unix::net::UnixStream::connect(&path).unwrap()).collect();
+        // Let the accepting thread meet the shortage, then measure its CPU
+        // time (not wall time) over two seconds: a spinning accept loop
+        // burns whatever CPU it gets, a backed-off one next to none.
+        thread::sleep(Duration::from_millis(200));
+        let before = child.cpu_ticks();
+        thread::sleep(Duration::from_secs(2));
+        let used = child.cpu_ticks() - before;
+        assert!(
+            used * 4 < ticks_per_second(),
+            "{kind}: the starved server used {used} ticks of CPU in 2 s ({} per second)",
+            ticks_per_second()
+        );
+        // Once descriptors are free again, a client is served.
+        child.tell("free");
+        child.line_with("FREED");
+        drop(waiting);
+        let client = Client::connect_timeout(&name, Duration::from_secs(30)).unwrap();
+        assert_eq!(client.call(b"back").unwrap(), b"back");
+    }
+}
+
+/// Child mode `fd-starved-server`: binds `IPCALL_TEST_KIND`, echoes on two
+/// threads, fills its descriptor table (`FULL`), frees it when told `free`
+/// on stdin (`FREED`), and exits when stdin closes.
+fn child_fd_starved_server() {
+    let kind: Kind = std::env::var("IPCALL_TEST_KIND").unwrap().parse().unwrap();
+    let server = Arc::new(Server::bind_unique(kind).unwrap());
+    for _ in 0..2 {
+        let _ = echo_on_a_thread(server.clone());
+    }
+    println!("NAME={}", server.name());
+    // A low limit makes filling the table quick.
+    let limit = libc::rlimit { rlim_cur: 256, rlim_max: 256 };
+    // SAFETY: (1) `limit` is a live rlimit; lowering our own limit is allowed.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) }, 0);
+    let mut filler: Vec<OwnedFd> = Vec::new();
+    while let Ok(file) = std::fs::File::open("/dev/null") {
+        filler.push(file.into());
+    }
+    println!("FULL");
+    let mut stdin = std::io::stdin().lock();
+    let mut line = String::new();
+    while stdin.read_line(&mut line).unwrap_or(0) > 0 {
+        if line.trim() == "free" {
+            filler.clear();
+            println!("FREED");
+        }
+        line.clear();
+    }
+    server.close();
+}
+
+/// The entry point of child processes (ignored unless `IPCALL_TEST_CHILD` is set).
+#[test]
+#[ignore = "run as a child process by the tests above"]
+fn child_process_entry() {
+    let Ok(mode) = std::env::var("IPCALL_TEST_CHILD") else { return };
+    match mode.as_str() {
+        "fd-starved-server" => child_fd_starved_server(),
+        other => panic!("unknown child mode {other}"),
+    }
 }

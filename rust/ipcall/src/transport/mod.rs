@@ -13,6 +13,7 @@
 //! (what a `Request` answers through). Calls end by completing a
 //! [`Slot`](crate::slot::Slot).
 
+pub(crate) mod backoff;
 pub(crate) mod fifo;
 pub(crate) mod inproc;
 pub(crate) mod pipe;

@@ -31,6 +31,7 @@ use crate::name::Name;
 use crate::options::{ServerOptions, WaitMode};
 use crate::server::{Peer, Request};
 use crate::sys::EventFd;
+use crate::transport::backoff::AcceptBackoff;
 use crate::transport::ring::{self, kind, take_sleeper, Consumer, Partial, Producer, Taken};
 use crate::transport::stream::poll_timeout_ms;
 use crate::transport::stream::server::Access;
@@ -368,6 +369,7 @@ impl Shared {
     /// The accepting thread: exits when the server closes or a one-shot
     /// server has its client.
     fn accept_loop(self: Arc<Self>) {
+        let mut backoff = AcceptBackoff::default();
         loop {
             let listener_fd = match &lock(&self.state).listener {
                 Some(listener) if !self.closed.load(Ordering::Relaxed) => listener.fd().as_raw_fd(),
@@ -375,12 +377,14 @@ impl Shared {
             };
             let mut fds = [
                 libc::pollfd { fd: self.stop.as_fd().as_raw_fd(), events: libc::POLLIN, revents: 0 },
-                libc::pollfd { fd: listener_fd, events: libc::POLLIN, revents: 0 },
+                // Ignored by poll while paused (-1).
+                libc::pollfd { fd: backoff.listener_fd(listener_fd), events: libc::POLLIN, revents: 0 },
             ];
+            let timeout = poll_timeout_ms(backoff.paused_until().map_or(Deadline::Never, Deadline::At));
             // SAFETY: (1) two live pollfds. (2) If `close` drops the listener
             // while we poll, poll reports POLLNVAL or the `stop` eventfd, and
             // we only touch the listener again through `state`.
-            let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+            let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, timeout) };
             if n < 0 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
                 return;
             }
@@ -394,7 +398,15 @@ impl Shared {
                 };
                 match accepted {
                     Ok(Some((socket, peer))) => self.set_up(socket, peer),
-                    _ => break,
+                    Ok(None) => {
+                        backoff.succeeded();
+                        break;
+                    }
+                    // Out of descriptors or memory: see `transport::backoff`.
+                    Err(_) => {
+                        backoff.failed();
+                        break;
+                    }
                 }
             }
         }
