@@ -42,6 +42,7 @@ mod options;
 mod queue;
 mod server;
 mod slot;
+mod sweep;
 mod sys;
 mod transport;
 mod wait;

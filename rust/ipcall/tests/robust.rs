@@ -126,6 +126,10 @@ struct ChildProcess {
 
 impl ChildProcess {
     fn spawn(mode: &str, extra: &[(&str, &str)]) -> ChildProcess {
+        ChildProcess::spawn_with(mode, extra, &[])
+    }
+
+    fn spawn_with(mode: &str, extra: &[(&str, &str)], unset: &[&str]) -> ChildProcess {
         let mut command = Command::new(std::env::current_exe().unwrap());
         command
             .args(["child_process_entry", "--exact", "--ignored", "--nocapture", "--test-threads=1", "-q"])
@@ -135,6 +139,9 @@ impl ChildProcess {
             .stderr(Stdio::inherit());
         for (k, v) in extra {
             command.env(k, v);
+        }
+        for k in unset {
+            command.env_remove(k);
         }
         let mut child = command.spawn().expect("spawn child process");
         let out = BufReader::new(child.stdout.take().unwrap());
@@ -241,6 +248,154 @@ fn child_fd_starved_server() {
     server.close();
 }
 
+// ------------------------------------------------------------ names left behind
+
+/// Child mode `unique-servers`: binds a unique name of every file-system
+/// kind, echoes on each, prints `NAME=<name>` per server and `READY`, and
+/// exits when stdin closes.
+fn child_unique_servers() {
+    let mut serving = Vec::new();
+    for kind in [Kind::Unix, Kind::Pipe, Kind::Shm] {
+        let server = Arc::new(Server::bind_unique(kind).unwrap());
+        println!("NAME={}", server.name());
+        serving.push((server.clone(), echo_on_a_thread(server)));
+    }
+    println!("READY");
+    let mut sink = String::new();
+    while std::io::stdin().read_line(&mut sink).unwrap_or(0) > 0 {}
+    for (server, thread) in serving {
+        server.close();
+        thread.join().unwrap();
+    }
+}
+
+/// The file-system path of a name (`unix:/p`, `pipe:/p`, `shm:/p`).
+fn path_of(name: &str) -> std::path::PathBuf {
+    name.split_once(':').unwrap().1.into()
+}
+
+/// A fresh private directory for a test, removed (with its contents) on drop.
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("ipcall-robust-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Starts `unique-servers` with `env`; returns it and its server names.
+fn unique_servers(env: &[(&str, &str)], unset: &[&str]) -> (ChildProcess, Vec<String>) {
+    let mut child = ChildProcess::spawn_with("unique-servers", env, unset);
+    let names = (0..3).map(|_| child.line_with("NAME=")).collect();
+    child.line_with("READY");
+    (child, names)
+}
+
+#[test]
+fn bind_unique_sweeps_what_killed_servers_left_and_nothing_else() {
+    let runtime = TempDir::new("sweep");
+    let xdg = runtime.0.to_str().unwrap();
+    let env = [("XDG_RUNTIME_DIR", xdg)];
+    let (live, live_names) = unique_servers(&env, &[]);
+    let (mut killed, killed_names) = unique_servers(&env, &[]);
+    killed.child.kill().unwrap();
+    killed.child.wait().unwrap();
+    for name in &killed_names {
+        assert!(path_of(name).exists(), "{name}: nothing was left to sweep");
+    }
+    // Entries that are not ipcall's, or look like ours but are not sockets
+    // or pipe: directories: never touched.
+    let dir = runtime.0.join("ipcall");
+    let strays = [
+        dir.join("notes.txt"),
+        dir.join("0123456789abcdef0123456789abcdef.sock"),
+        dir.join("0123456789abcdef0123456789abcdef.pipe").join("lock"),
+        dir.join("0123456789abcdef0123456789abcdef.pipe").join("mine"),
+    ];
+    std::fs::create_dir(dir.join("0123456789abcdef0123456789abcdef.pipe")).unwrap();
+    for stray in &strays {
+        std::fs::write(stray, b"123\n").unwrap();
+    }
+
+    let (_sweeper, new_names) = unique_servers(&env, &[]);
+    for name in &killed_names {
+        assert!(!path_of(name).exists(), "{name}: left behind by a killed server, not swept");
+    }
+    for name in live_names.iter().chain(&new_names) {
+        assert!(path_of(name).exists(), "{name}: a live server's name was swept");
+        let client = Client::connect_timeout(name, Duration::from_secs(10)).unwrap();
+        assert_eq!(client.call(b"alive").unwrap(), b"alive", "{name}");
+    }
+    for stray in &strays {
+        assert!(stray.exists(), "{}: not ipcall's, but swept", stray.display());
+    }
+    drop(live);
+}
+
+/// Puts something at a path before ipcall can make its directory there.
+type Squat = dyn Fn(&std::path::Path);
+
+#[test]
+fn a_temp_runtime_dir_taken_by_someone_else_gives_way_to_a_fresh_private_one() {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: (1) getuid has no preconditions.
+    let uid = unsafe { libc::getuid() };
+    let mut squatters: Vec<(&str, Box<Squat>)> = vec![
+        ("a regular file", Box::new(|p| std::fs::write(p, b"").unwrap())),
+        ("a link to a directory", Box::new(|p| std::os::unix::fs::symlink(p.parent().unwrap(), p).unwrap())),
+        (
+            "a directory others may write",
+            Box::new(|p| {
+                std::fs::create_dir(p).unwrap();
+                std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+            }),
+        ),
+    ];
+    if uid == 0 {
+        squatters.push((
+            "a directory of another user",
+            Box::new(|p| {
+                std::fs::create_dir(p).unwrap();
+                std::os::unix::fs::chown(p, Some(65534), Some(65534)).unwrap();
+            }),
+        ));
+    }
+    for (what, squat) in squatters {
+        let tmp = TempDir::new("fallback");
+        let taken = tmp.0.join(format!("ipcall-{uid}"));
+        squat(&taken);
+        let before = std::fs::symlink_metadata(&taken).unwrap();
+        let (child, names) = unique_servers(&[("TMPDIR", tmp.0.to_str().unwrap())], &["XDG_RUNTIME_DIR"]);
+        for name in &names {
+            let dir = path_of(name).parent().unwrap().to_path_buf();
+            let base = dir.file_name().unwrap().to_str().unwrap().to_string();
+            assert!(
+                dir.parent() == Some(tmp.0.as_path()) && base.starts_with(&format!("ipcall-{uid}-")),
+                "{what}: {name} is not in a fresh directory next to it"
+            );
+            let meta = std::fs::symlink_metadata(&dir).unwrap();
+            assert!(meta.is_dir() && meta.uid() == uid && meta.mode() & 0o777 == 0o700, "{what}: {dir:?}");
+            let client = Client::connect_timeout(name, Duration::from_secs(10)).unwrap();
+            assert_eq!(client.call(b"here").unwrap(), b"here");
+        }
+        let after = std::fs::symlink_metadata(&taken).unwrap();
+        assert_eq!((before.ino(), before.mode(), before.uid()), (after.ino(), after.mode(), after.uid()), "{what}");
+        drop(child);
+    }
+}
+
 /// The entry point of child processes (ignored unless `IPCALL_TEST_CHILD` is set).
 #[test]
 #[ignore = "run as a child process by the tests above"]
@@ -248,6 +403,7 @@ fn child_process_entry() {
     let Ok(mode) = std::env::var("IPCALL_TEST_CHILD") else { return };
     match mode.as_str() {
         "fd-starved-server" => child_fd_starved_server(),
+        "unique-servers" => child_unique_servers(),
         other => panic!("unknown child mode {other}"),
     }
 }
