@@ -37,6 +37,9 @@ mod client;
 mod error;
 #[doc(hidden)]
 pub mod frame;
+#[doc(hidden)]
+#[cfg(not(ipcall_loom))]
+pub mod fuzzing;
 mod name;
 mod options;
 mod queue;

@@ -149,7 +149,7 @@
 pub(crate) mod os;
 #[cfg(test)]
 mod process_tests;
-mod record;
+pub(crate) mod record;
 pub(crate) mod sigpipe;
 #[cfg(test)]
 mod tests;

@@ -83,7 +83,6 @@ impl RecordBuffer {
 
     /// Appends bytes as if read from `accept` (for tests and the fuzz
     /// targets: real input comes through `next_record`).
-    #[cfg(test)]
     pub(crate) fn push(&mut self, bytes: &[u8]) {
         self.bytes.extend_from_slice(bytes);
     }
@@ -95,12 +94,12 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 /// `ipcall-fifo 1 <pid> <token>\n`.
-pub(super) fn format_record(pid: u32, token: &str) -> Vec<u8> {
+pub(crate) fn format_record(pid: u32, token: &str) -> Vec<u8> {
     format!("ipcall-fifo 1 {pid:010} {token}\n").into_bytes()
 }
 
 /// The pid and token of a well-formed record.
-pub(super) fn parse_record(line: &[u8]) -> Option<(u32, String)> {
+pub(crate) fn parse_record(line: &[u8]) -> Option<(u32, String)> {
     let rest = line.strip_prefix(MAGIC)?.strip_suffix(b"\n")?;
     let (pid, token) = (rest.get(..10)?, rest.get(10..)?.strip_prefix(b" ")?);
     let valid_token = token.len() == 32 && token.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
@@ -114,7 +113,7 @@ pub(super) fn format_answer(accepted: bool, pid: u32) -> Vec<u8> {
 }
 
 /// Whether the answer accepts, and the server's pid.
-pub(super) fn parse_answer(answer: &[u8]) -> Option<(bool, u32)> {
+pub(crate) fn parse_answer(answer: &[u8]) -> Option<(bool, u32)> {
     let rest = answer.strip_prefix(MAGIC)?.strip_suffix(b"\n")?;
     let (verdict, pid) = (rest.get(..3)?, rest.get(3..)?);
     let accepted = match verdict {
