@@ -117,7 +117,7 @@ fn unterminated_junk_in_the_pipe_accept_fifo_does_not_swallow_the_next_connect()
 
 // ------------------------------------------------------------ out of descriptors
 
-/// A child process (this test binary in a child mode), killed and reaped
+/// A child process (this test binary in a child mode), ended and reaped
 /// when dropped so that a failing test leaves no process behind.
 struct ChildProcess {
     child: Child,
@@ -175,7 +175,17 @@ impl ChildProcess {
 }
 
 impl Drop for ChildProcess {
+    /// Closes the child's stdin, which tells it to close its servers (so
+    /// that it leaves no name behind) and exit; kills it if it has not
+    /// exited after 10 s.
     fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        for _ in 0..1000 {
+            if !matches!(self.child.try_wait(), Ok(None)) {
+                return;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
