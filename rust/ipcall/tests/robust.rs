@@ -258,6 +258,77 @@ fn child_fd_starved_server() {
     server.close();
 }
 
+// ------------------------------------------------------------ dead clients released
+
+/// Child mode `idle-server`: binds a unique `IPCALL_TEST_KIND` name, echoes
+/// on four threads, prints `NAME=<name>`, and exits when stdin closes.
+fn child_idle_server() {
+    let kind: Kind = std::env::var("IPCALL_TEST_KIND").unwrap().parse().unwrap();
+    let server = Arc::new(Server::bind_unique(kind).unwrap());
+    let threads: Vec<_> = (0..4).map(|_| echo_on_a_thread(server.clone())).collect();
+    println!("NAME={}", server.name());
+    let mut sink = String::new();
+    while std::io::stdin().read_line(&mut sink).unwrap_or(0) > 0 {}
+    server.close();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+}
+
+impl ChildProcess {
+    /// How many descriptors the child has open.
+    fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.child.id())).unwrap().count()
+    }
+}
+
+#[test]
+fn an_idle_server_releases_the_connection_of_a_client_that_left() {
+    for kind in ["unix", "pipe", "shm"] {
+        let mut child = ChildProcess::spawn("idle-server", &[("IPCALL_TEST_KIND", kind)]);
+        let name = child.line_with("NAME=");
+        // A first client, so that whatever a server makes once is made.
+        let client = Client::connect_timeout(&name, Duration::from_secs(10)).unwrap();
+        assert_eq!(client.call(b"warm").unwrap(), b"warm");
+        drop(client);
+        let mut baseline = child.open_fds();
+        for _ in 0..100 {
+            thread::sleep(Duration::from_millis(20));
+            baseline = baseline.min(child.open_fds());
+        }
+        // Two clients that keep several receiving threads busy at once (so
+        // that each of them has seen their connections), then leave while
+        // every receiving thread sleeps: no connection may stay open.
+        let callers: Vec<_> = (0..2)
+            .map(|_| {
+                let client = Client::connect_timeout(&name, Duration::from_secs(10)).unwrap();
+                (0..2)
+                    .map(|_| {
+                        let client = client.clone();
+                        thread::spawn(move || {
+                            for i in 0..200u32 {
+                                assert_eq!(client.call(&i.to_le_bytes()).unwrap(), i.to_le_bytes());
+                            }
+                        })
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        for caller in callers.into_iter().flatten() {
+            caller.join().unwrap();
+        }
+        let mut open = child.open_fds();
+        for _ in 0..500 {
+            if open <= baseline {
+                break;
+            }
+            thread::sleep(Duration::from_millis(20));
+            open = child.open_fds();
+        }
+        assert!(open <= baseline, "{kind}: {open} descriptors open 10 s after the client left, {baseline} before");
+    }
+}
+
 // ------------------------------------------------------------ names left behind
 
 /// Child mode `unique-servers`: binds a unique name of every file-system
@@ -414,6 +485,7 @@ fn child_process_entry() {
     match mode.as_str() {
         "fd-starved-server" => child_fd_starved_server(),
         "unique-servers" => child_unique_servers(),
+        "idle-server" => child_idle_server(),
         other => panic!("unknown child mode {other}"),
     }
 }

@@ -549,10 +549,14 @@ impl Shared {
             if conns.iter().any(|c| c.has_requests()) {
                 continue;
             }
+            // Sleep without our snapshot: another thread may drop a
+            // connection meanwhile, and a snapshot held by a thread asleep
+            // would keep that client's socket and rings until some event.
+            drop(conns);
             self.sleepers.fetch_add(1, Ordering::SeqCst);
             self.wait_events(deadline);
             self.sleepers.fetch_sub(1, Ordering::SeqCst);
-            if deadline.expired() && !conns.iter().any(|c| c.has_requests()) {
+            if deadline.expired() && !lock(&self.state).conns.iter().any(|c| c.has_requests()) {
                 self.budget.observe(at.elapsed());
                 return Err(self.out_of_time());
             }
