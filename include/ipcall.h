@@ -257,7 +257,9 @@ const char *ipcall_last_error_message(void);
  * it to appear (-1 = as long as it takes; 0 = not at all: `IPCALL_E_NOT_FOUND`
  * at once if no server is bound). On success writes the client to `*out`.
  *
- * `IPCALL_E_TIMEOUT`: no server appeared within `timeout_ms` (> 0).
+ * `IPCALL_E_NOT_FOUND`: no server appeared within `timeout_ms`.
+ * `IPCALL_E_TIMEOUT`: a server is there but did not complete the handshake
+ * within `timeout_ms`.
  * `IPCALL_E_INVALID_NAME`: the name does not parse, or names a transport
  * this build does not provide.
  */
@@ -468,9 +470,12 @@ ipcall_status ipcall_server_bind(const char *name, const struct ipcall_server_op
  * `options` (NULL = defaults). Read the name with `ipcall_server_name` and
  * hand it to the clients. On success writes the new server to `*out`.
  *
- * File-system names are created in `$XDG_RUNTIME_DIR/ipcall/` or else
- * `/tmp/ipcall-<uid>/`, a directory of mode 0700 that must belong to this
- * user (else `IPCALL_E_PERMISSION_DENIED`).
+ * File-system names are created in `$XDG_RUNTIME_DIR/ipcall/` (a directory
+ * of mode 0700 that must belong to this user, else
+ * `IPCALL_E_PERMISSION_DENIED`) or else `/tmp/ipcall-<uid>/` (`$TMPDIR`
+ * for `/tmp` if set; if another user holds it, a fresh private
+ * `/tmp/ipcall-<uid>-XXXXXX` instead). Names left by servers that died
+ * are swept from that directory first.
  */
 ipcall_status ipcall_server_bind_unique(const char *kind, const struct ipcall_server_options *options, struct ipcall_server **out);
 

@@ -178,7 +178,8 @@ export declare function connect(name: string, options?: ConnectOptions | undefin
 
 /**
  * Connects without blocking the event loop; with `options.timeout` it keeps
- * retrying until the server appears (then rejects with `TIMEOUT`).
+ * retrying until the server appears (then rejects with `NOT_FOUND`;
+ * `TIMEOUT` if a server is there but does not complete the handshake).
  */
 export declare function connectAsync(name: string, options?: ConnectOptions | undefined | null): Promise<Client>
 
@@ -188,7 +189,7 @@ export interface ConnectOptions {
   maxMessageSize?: number
   /**
    * `connectAsync` only: keep retrying until the server appears, for at most
-   * this many milliseconds (then `TIMEOUT`). Without it a missing server is `NOT_FOUND` at once.
+   * this many milliseconds (then `NOT_FOUND`). Without it a missing server is `NOT_FOUND` at once.
    */
   timeout?: number
 }

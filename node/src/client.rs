@@ -96,7 +96,8 @@ pub fn connect(env: &Env, name: String, options: Option<ConnectOptions>) -> napi
 }
 
 /// Connects without blocking the event loop; with `options.timeout` it keeps
-/// retrying until the server appears (then rejects with `TIMEOUT`).
+/// retrying until the server appears (then rejects with `NOT_FOUND`;
+/// `TIMEOUT` if a server is there but does not complete the handshake).
 #[napi(ts_return_type = "Promise<Client>")]
 pub fn connect_async<'env>(
     env: &'env Env,

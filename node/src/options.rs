@@ -47,7 +47,7 @@ pub struct ConnectOptions {
     /// Largest reply accepted and largest request sent, in bytes (default 64 MiB).
     pub max_message_size: Option<f64>,
     /// `connectAsync` only: keep retrying until the server appears, for at most
-    /// this many milliseconds (then `TIMEOUT`). Without it a missing server is `NOT_FOUND` at once.
+    /// this many milliseconds (then `NOT_FOUND`). Without it a missing server is `NOT_FOUND` at once.
     pub timeout: Option<f64>,
 }
 

@@ -416,7 +416,8 @@ class Client(_ClosedByContext):
     ) -> Client:
         """Connects to `name`. Without `timeout`, raises `NotFound` at once
         if no server holds it; with one, waits up to `timeout` seconds for
-        the server to appear (then `Timeout`). `max_message_size` bounds the
+        the server to appear (then `NotFound`; `Timeout` if one is there but
+        does not complete the handshake). `max_message_size` bounds the
         replies accepted and the requests sent (default 64 MiB)."""
         return cls(_ipcall.Client.connect(name, timeout, max_message_size=max_message_size))
 

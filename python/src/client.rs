@@ -56,7 +56,8 @@ fn finish(py: Python<'_>, name: &Arc<str>, mut pending: Pending, deadline: Optio
 #[pymethods]
 impl PyClient {
     /// Connects to `name`. With `timeout` (seconds), waits for the server to
-    /// appear and raises `Timeout` if it never does; without, raises
+    /// appear and raises `NotFound` if it never does (`Timeout` if one is
+    /// there but does not complete the handshake); without, raises
     /// `NotFound` at once.
     #[staticmethod]
     #[pyo3(signature = (name, timeout=None, *, max_message_size=None))]
@@ -69,15 +70,22 @@ impl PyClient {
             return py.detach(|| Client::connect_with(name, &options)).py_err(py).map(PyClient::wrap);
         }
         let deadline = deadline_after(timeout)?;
+        // Each slice ends with `NotFound` (nobody there yet) or `Timeout` (a
+        // server there did not finish the handshake within the slice); both
+        // are retried, and the last one says why the whole wait failed.
+        let mut last = None;
         let connected = wait_in_slices(py, deadline, |slice| {
             match Client::connect_with(name, &options.clone().connect_timeout(slice)) {
-                Err(Error::Timeout { .. }) => None,
+                Err(e @ (Error::NotFound { .. } | Error::Timeout { .. })) => {
+                    last = Some(e);
+                    None
+                }
                 other => Some(other),
             }
         })?;
         match connected {
             Some(result) => result.py_err(py).map(PyClient::wrap),
-            None => Err(errors::to_py(py, Error::Timeout { name: name.into() })),
+            None => Err(errors::to_py(py, last.unwrap_or(Error::NotFound { name: name.into() }))),
         }
     }
 

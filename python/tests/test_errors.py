@@ -121,9 +121,9 @@ def test_timeouts_and_late_replies_are_discarded(kind: str) -> None:
         server.recv(timeout=10).reply(b"nobody listens")
 
 
-def test_connect_timeout_when_the_server_never_appears(kind: str) -> None:
+def test_connect_not_found_after_waiting_for_a_server_that_never_appears(kind: str) -> None:
     name = fresh_name(kind)
-    with pytest.raises(ipcall.Timeout) as caught:
+    with pytest.raises(ipcall.NotFound) as caught:
         ipcall.connect(name, timeout=0.1)
     assert caught.value.name == name
 

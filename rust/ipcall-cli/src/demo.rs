@@ -222,7 +222,8 @@ fn start(stage: Stage, kind: Kind) -> Result<Running, Failure> {
     let client = loop {
         match Client::connect_timeout(name.as_str(), Duration::from_millis(100)) {
             Ok(client) => break client,
-            Err(Error::Timeout { .. }) if started.elapsed() < STAGE_START_TIMEOUT => {
+            // Not bound yet, or bound but not answering the handshake yet.
+            Err(Error::NotFound { .. } | Error::Timeout { .. }) if started.elapsed() < STAGE_START_TIMEOUT => {
                 if let Some(status) = child.try_wait().map_err(|e| Failure::other(e.to_string()))? {
                     return Err(Failure::other(format!(
                         "the {} stage ended ({status}) before binding its name",

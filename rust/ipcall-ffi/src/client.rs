@@ -74,7 +74,9 @@ fn deliver(outcome: ipcall_core::Result<Vec<u8>>, reply: *mut ipcall_buf) -> Res
 /// it to appear (-1 = as long as it takes; 0 = not at all: `IPCALL_E_NOT_FOUND`
 /// at once if no server is bound). On success writes the client to `*out`.
 ///
-/// `IPCALL_E_TIMEOUT`: no server appeared within `timeout_ms` (> 0).
+/// `IPCALL_E_NOT_FOUND`: no server appeared within `timeout_ms`.
+/// `IPCALL_E_TIMEOUT`: a server is there but did not complete the handshake
+/// within `timeout_ms`.
 /// `IPCALL_E_INVALID_NAME`: the name does not parse, or names a transport
 /// this build does not provide.
 #[no_mangle]

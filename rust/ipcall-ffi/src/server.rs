@@ -110,9 +110,12 @@ pub extern "C" fn ipcall_server_bind(
 /// `options` (NULL = defaults). Read the name with `ipcall_server_name` and
 /// hand it to the clients. On success writes the new server to `*out`.
 ///
-/// File-system names are created in `$XDG_RUNTIME_DIR/ipcall/` or else
-/// `/tmp/ipcall-<uid>/`, a directory of mode 0700 that must belong to this
-/// user (else `IPCALL_E_PERMISSION_DENIED`).
+/// File-system names are created in `$XDG_RUNTIME_DIR/ipcall/` (a directory
+/// of mode 0700 that must belong to this user, else
+/// `IPCALL_E_PERMISSION_DENIED`) or else `/tmp/ipcall-<uid>/` (`$TMPDIR`
+/// for `/tmp` if set; if another user holds it, a fresh private
+/// `/tmp/ipcall-<uid>-XXXXXX` instead). Names left by servers that died
+/// are swept from that directory first.
 #[no_mangle]
 pub extern "C" fn ipcall_server_bind_unique(
     kind: *const c_char,

@@ -37,6 +37,11 @@
 // → `core` and `sys`. Only `api` makes the public types.
 mod api;
 mod core;
+// For the fuzz targets (fuzz/): entry points into the decoders that read
+// peer-controlled bytes. Not part of the API.
+#[doc(hidden)]
+#[cfg(not(ipcall_loom))]
+pub mod fuzzing;
 mod sys;
 mod transport;
 

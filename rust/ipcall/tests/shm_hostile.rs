@@ -186,11 +186,16 @@ fn fake_server(serve: impl FnOnce(UnixStream) + Send + 'static) -> String {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("fake.shm");
     let listener = UnixListener::bind(&path).unwrap();
+    let name = format!("shm:{}", path.display());
     thread::spawn(move || {
         let (stream, _) = listener.accept().unwrap();
+        // Every caller connects once: the name has served its purpose, and
+        // the test leaves nothing behind in the temp directory.
+        let _ = std::fs::remove_file(&path);
+        let _ = std::fs::remove_dir(&dir);
         serve(stream);
     });
-    format!("shm:{}", path.display())
+    name
 }
 
 fn rand_tag() -> u64 {

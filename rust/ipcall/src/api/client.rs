@@ -29,7 +29,9 @@ impl Client {
         Client::connect_with(name, &ClientOptions::default())
     }
 
-    /// Connects, retrying until the server appears or `timeout` passes.
+    /// Connects, retrying until the server appears or `timeout` passes;
+    /// `NotFound` if it never appeared (`Timeout` is kept for a server that
+    /// is there but did not complete the handshake in time).
     pub fn connect_timeout(name: &str, timeout: Duration) -> Result<Client> {
         Client::connect_with(name, &ClientOptions::default().connect_timeout(timeout))
     }
@@ -45,10 +47,6 @@ impl Client {
                 Err(Error::NotFound { .. }) if !deadline.expired() => {
                     std::thread::sleep(deadline.remaining().map_or(pause, |left| left.min(pause)));
                     pause = (pause * 2).min(Duration::from_millis(20));
-                }
-                // The caller asked to wait for the server, and it never came.
-                Err(Error::NotFound { name }) if options.connect_timeout.is_some() => {
-                    return Err(Error::Timeout { name })
                 }
                 Err(e) => return Err(e),
             }

@@ -45,6 +45,10 @@ impl Server {
     /// [`bind_unique`](Self::bind_unique) with options.
     pub fn bind_unique_with(kind: Kind, options: &ServerOptions) -> Result<Server> {
         let name = Name::unique(kind)?;
+        // Generated names are never reused: remove those of dead servers.
+        if let Some(dir) = name.path().and_then(std::path::Path::parent) {
+            crate::transport::sweep::sweep(dir);
+        }
         let transport = transport::bind(&name, options)?;
         Ok(Server { name, transport })
     }

@@ -209,16 +209,44 @@ impl FromStr for Name {
 }
 
 /// The private directory for generated names: `$XDG_RUNTIME_DIR/ipcall/`, or
-/// else `/tmp/ipcall-<uid>/`. Created with mode 0700; an existing one must be
-/// a real directory (not a link), owned by this user, with no group or other
-/// permissions — otherwise `PermissionDenied`, since another user could then
-/// swap our sockets.
+/// else `/tmp/ipcall-<uid>/` (`$TMPDIR` if set, instead of `/tmp`). Created
+/// with mode 0700; an existing one must be a real directory (not a link),
+/// owned by this user, with no group or other permissions, since another
+/// user could otherwise swap our sockets. A bad `$XDG_RUNTIME_DIR/ipcall`
+/// (a directory only this user can create) is `PermissionDenied`; a bad
+/// `/tmp/ipcall-<uid>`, which any user may have created first, is avoided:
+/// a fresh private directory `/tmp/ipcall-<uid>-XXXXXX` is made instead
+/// (one per process, like `mkdtemp`), so that `bind_unique` still works.
 pub fn runtime_dir() -> std::io::Result<PathBuf> {
     let uid = sys::uid();
-    let dir = match std::env::var_os("XDG_RUNTIME_DIR") {
-        Some(base) if !base.is_empty() && Path::new(&base).is_dir() => PathBuf::from(base).join("ipcall"),
-        _ => PathBuf::from(format!("/tmp/ipcall-{uid}")),
-    };
-    sys::ensure_private_dir(&dir, uid)?;
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(base) if !base.is_empty() && Path::new(&base).is_dir() => {
+            let dir = PathBuf::from(base).join("ipcall");
+            sys::ensure_private_dir(&dir, uid)?;
+            Ok(dir)
+        }
+        _ => {
+            let dir = std::env::temp_dir().join(format!("ipcall-{uid}"));
+            match sys::ensure_private_dir(&dir, uid) {
+                Ok(()) => Ok(dir),
+                Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => fallback_dir(uid),
+                Err(e) => Err(e),
+            }
+        }
+    }
+}
+
+/// This process's fallback runtime directory, made on first use (and again
+/// if it vanished) with `mkdtemp`: new, 0700, ours, in the temp directory.
+fn fallback_dir(uid: u32) -> std::io::Result<PathBuf> {
+    static DIR: std::sync::Mutex<Option<PathBuf>> = std::sync::Mutex::new(None);
+    let mut made = DIR.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(dir) = made.as_ref() {
+        if sys::ensure_private_dir(dir, uid).is_ok() {
+            return Ok(dir.clone());
+        }
+    }
+    let dir = sys::make_temp_dir(&std::env::temp_dir().join(format!("ipcall-{uid}-")))?;
+    *made = Some(dir.clone());
     Ok(dir)
 }

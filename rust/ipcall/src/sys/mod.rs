@@ -101,3 +101,19 @@ pub(crate) fn ensure_private_dir(dir: &Path, uid: u32) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// `mkdtemp(prefix + "XXXXXX")`: a new directory of mode 0700 with a
+/// random suffix, which nobody else can have created or entered. On libc:
+/// rustix has no `mkdtemp`.
+pub(crate) fn make_temp_dir(prefix: &Path) -> io::Result<std::path::PathBuf> {
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    let mut template = prefix.as_os_str().as_bytes().to_vec();
+    template.extend_from_slice(b"XXXXXX\0");
+    // SAFETY: (1) `template` is a live, writable, NUL-terminated buffer that
+    // mkdtemp rewrites in place; the result is checked.
+    if unsafe { libc::mkdtemp(template.as_mut_ptr().cast()) }.is_null() {
+        return Err(io::Error::last_os_error());
+    }
+    template.pop();
+    Ok(std::ffi::OsString::from_vec(template).into())
+}

@@ -7,7 +7,9 @@
 //! - [`stream`]: the connection layer `unix:` and `pipe:` share
 //!   (handshake, frames, calls matched by id, one epoll per server).
 //! - [`access`]: who may connect (same user, a group, listed uids).
+//! - [`backoff`]: pausing an accept loop that is out of descriptors or memory.
 //! - [`calls`]: the table of calls in flight on one client connection.
+//! - [`sweep`]: removing the names of dead servers from the runtime directory.
 //! - [`watch`]: a server's async waiters, the thread that wakes them, and
 //!   waiting for and stopping its accepting thread.
 //! - [`nats`]: `nats:` — request/reply over a NATS server or cluster (feature `nats`).
@@ -19,6 +21,7 @@
 //! public types. Calls end by completing a [`Slot`].
 
 pub(crate) mod access;
+pub(crate) mod backoff;
 pub(crate) mod calls;
 pub(crate) mod mem;
 pub(crate) mod nats;
@@ -31,6 +34,7 @@ pub(crate) mod ring;
 #[cfg(not(ipcall_loom))]
 pub(crate) mod shm;
 pub(crate) mod stream;
+pub(crate) mod sweep;
 pub(crate) mod unix;
 pub(crate) mod watch;
 

@@ -30,7 +30,7 @@ use crate::core::name::Name;
 use crate::core::options::{ClientOptions, ServerOptions};
 mod conn;
 pub(crate) mod fifo;
-mod record;
+pub(crate) mod record;
 
 use crate::core::wait::Deadline;
 use crate::sys::sigpipe;

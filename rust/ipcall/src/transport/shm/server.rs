@@ -33,6 +33,7 @@ use crate::core::wait::{lock, Deadline};
 use crate::sys::epoll::{Epoll, EPOLL_BATCH, READABLE};
 use crate::sys::EventFd;
 use crate::transport::access::Access;
+use crate::transport::backoff::AcceptBackoff;
 use crate::transport::shm::conn::{RequestReader, ServerConn};
 use crate::transport::shm::flush::{ReplyWriter, ShmFlusher};
 use crate::transport::shm::ring::{self, kind, take_sleeper, Consumer, Producer, Taken};
@@ -280,6 +281,7 @@ impl Shared {
     /// The accepting thread: exits when the server closes or a one-shot
     /// server has its client.
     fn accept_loop(self: Arc<Self>) {
+        let mut backoff = AcceptBackoff::default();
         loop {
             let listener_fd = match &lock(&self.state).listener {
                 Some(listener) if !self.closed.load(Ordering::Relaxed) => listener.fd().as_raw_fd(),
@@ -287,12 +289,14 @@ impl Shared {
             };
             let mut fds = [
                 libc::pollfd { fd: self.stop.as_fd().as_raw_fd(), events: libc::POLLIN, revents: 0 },
-                libc::pollfd { fd: listener_fd, events: libc::POLLIN, revents: 0 },
+                // Ignored by poll while paused (-1).
+                libc::pollfd { fd: backoff.listener_fd(listener_fd), events: libc::POLLIN, revents: 0 },
             ];
             // If `close` drops the listener while we poll, poll reports
             // POLLNVAL or the `stop` eventfd, and we only touch the listener
             // again through `state`.
-            if crate::sys::poll::poll_until(&mut fds, Deadline::Never).is_err() {
+            let until = backoff.paused_until().map_or(Deadline::Never, Deadline::At);
+            if crate::sys::poll::poll_until(&mut fds, until).is_err() {
                 return;
             }
             if fds[0].revents != 0 {
@@ -305,7 +309,15 @@ impl Shared {
                 };
                 match accepted {
                     Ok(Some((socket, peer))) => self.set_up(socket, peer),
-                    _ => break,
+                    Ok(None) => {
+                        backoff.succeeded();
+                        break;
+                    }
+                    // Out of descriptors or memory: see `transport::backoff`.
+                    Err(_) => {
+                        backoff.failed();
+                        break;
+                    }
                 }
             }
         }
@@ -419,7 +431,7 @@ impl Shared {
                 }
             }
             if deadline.expired() {
-                return Err(Error::Timeout { name: self.name.clone() });
+                return Err(self.out_of_time());
             }
             let my_cpu = super::current_cpu();
             // Spin if some client last ran on another CPU.
@@ -445,13 +457,31 @@ impl Shared {
             if conns.iter().any(|c| c.has_requests()) {
                 continue;
             }
+            // Sleep without our snapshot: another thread may drop a
+            // connection meanwhile, and a snapshot held by a thread asleep
+            // would keep that client's socket and rings until some event.
+            drop(conns);
             self.sleepers.fetch_add(1, Ordering::SeqCst);
             self.wait_events(deadline);
             self.sleepers.fetch_sub(1, Ordering::SeqCst);
-            if deadline.expired() && !conns.iter().any(|c| c.has_requests()) {
+            if deadline.expired() && !lock(&self.state).conns.iter().any(|c| c.has_requests()) {
                 self.budget.observe(at.elapsed());
-                return Err(Error::Timeout { name: self.name.clone() });
+                return Err(self.out_of_time());
             }
+        }
+    }
+
+    /// What a `recv` whose deadline passed reports: `Closed` if the server
+    /// is finished, else `Timeout`. Hang-ups are seen only in `wait_events`,
+    /// which a `try_recv` never reaches otherwise: without this look a
+    /// one-shot server whose client left would report `Timeout` to a
+    /// poll-only loop for ever.
+    fn out_of_time(&self) -> Error {
+        self.wait_events(Deadline::Now);
+        if self.finished(&lock(&self.state)) {
+            Error::Closed { name: self.name.clone() }
+        } else {
+            Error::Timeout { name: self.name.clone() }
         }
     }
 

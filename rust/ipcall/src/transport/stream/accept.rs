@@ -5,17 +5,18 @@
 use super::*;
 
 impl Shared {
-    /// Accepts every waiting connection.
-    fn accept_all(&self) {
+    /// Accepts every waiting connection; `Err` if `accept` failed (the
+    /// caller backs off: see `transport::backoff`).
+    fn accept_all(&self) -> io::Result<()> {
         loop {
             let accepted = {
                 let state = lock(&self.state);
                 match &state.acceptor {
                     Some(acceptor) => acceptor.accept(),
-                    None => return,
+                    None => return Ok(()),
                 }
             };
-            let Ok(Some(accepted)) = accepted else { return };
+            let Some(accepted) = accepted? else { return Ok(()) };
             if !self.access.allows(&accepted.peer) {
                 // Tell it why, then hang up; it does not count as a client.
                 let hello = frame::encode_hello(frame::STATUS_REFUSED, self.local_max);
@@ -37,7 +38,7 @@ impl Shared {
             }
             let mut state = lock(&self.state);
             if state.closed {
-                return;
+                return Ok(());
             }
             let token = state.next_token;
             state.next_token += 1;
@@ -66,7 +67,7 @@ impl Shared {
                     acceptor.unbind();
                 }
                 self.accepted_cond.notify_all();
-                return;
+                return Ok(());
             }
             self.accepted_cond.notify_all();
         }
@@ -79,6 +80,7 @@ impl Shared {
     /// closes, or when a one-shot server has its client and its handshake
     /// is over.
     pub(super) fn accept_loop(self: Arc<Self>) {
+        let mut backoff = AcceptBackoff::default();
         loop {
             let (acceptor_fd, next_handshake) = {
                 let state = lock(&self.state);
@@ -89,11 +91,15 @@ impl Shared {
                 let frames = state.conns.values().filter_map(|c| c.frame_deadline(self.frame_timeout));
                 (fd, state.handshakes.iter().map(|(_, at)| *at).chain(frames).min())
             };
-            let deadline = next_handshake.map_or(Deadline::Never, Deadline::At);
+            let wake_at = match (next_handshake, backoff.paused_until()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let deadline = wake_at.map_or(Deadline::Never, Deadline::At);
             let mut fds = [
                 libc::pollfd { fd: self.stop.as_fd().as_raw_fd(), events: libc::POLLIN, revents: 0 },
-                // A negative descriptor is ignored by poll.
-                libc::pollfd { fd: acceptor_fd.unwrap_or(-1), events: libc::POLLIN, revents: 0 },
+                // A negative descriptor is ignored by poll (no acceptor, or paused).
+                libc::pollfd { fd: backoff.listener_fd(acceptor_fd.unwrap_or(-1)), events: libc::POLLIN, revents: 0 },
             ];
             // If `close` drops the acceptor while we poll, poll reports the
             // stale slot (POLLNVAL) or the `stop` eventfd, and we only ever
@@ -102,7 +108,10 @@ impl Shared {
                 return;
             }
             if fds[1].revents != 0 {
-                self.accept_all();
+                match self.accept_all() {
+                    Ok(()) => backoff.succeeded(),
+                    Err(_) => backoff.failed(),
+                }
             }
             self.expire_handshakes();
             self.expire_frames();

@@ -41,6 +41,7 @@ use crate::core::wait::{lock, Deadline};
 use crate::sys::epoll::{Epoll, READABLE};
 use crate::sys::EventFd;
 use crate::transport::access::Access;
+use crate::transport::backoff::AcceptBackoff;
 use crate::transport::stream::conn::{deliver, Decoded, ServerConn};
 use crate::transport::stream::flush::{Flusher, Outbox};
 use crate::transport::stream::{readable_bytes, write_all_blocking, Acceptor, FrameReader, ReadError};
