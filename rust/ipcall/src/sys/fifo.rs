@@ -120,6 +120,19 @@ pub(crate) fn try_lock_exclusive(fd: BorrowedFd<'_>) -> io::Result<bool> {
     }
 }
 
+/// `flock(LOCK_SH | LOCK_NB)`: true if a shared lock was taken (so nobody
+/// holds an exclusive one), false if somebody does.
+pub(crate) fn try_lock_shared(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    loop {
+        match rustix::fs::flock(fd, FlockOperation::NonBlockingLockShared) {
+            Ok(()) => return Ok(true),
+            Err(Errno::WOULDBLOCK) => return Ok(false),
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 /// Sets or clears `O_NONBLOCK` on `fd`'s open file description.
 pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>, nonblocking: bool) -> io::Result<()> {
     let flags = rustix::fs::fcntl_getfl(fd)?;

@@ -24,7 +24,7 @@
 use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::fs;
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -126,8 +126,7 @@ fn pipe_server_gone(dir: &Path, uid: u32) -> bool {
     }
     // A live server holds LOCK_EX for its whole life; the kernel drops it
     // when the process dies, however it dies.
-    // SAFETY: (1) flock takes no pointers; `lock` is open for the call.
-    unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) == 0 }
+    crate::sys::fifo::try_lock_shared(lock.as_fd()).unwrap_or(false)
 }
 
 #[cfg(test)]
