@@ -50,7 +50,7 @@ def found(version: str) -> list:
         constants = c_constants(path, define)
         if constants != want_c:
             wrong.append((str(path.relative_to(ROOT)) + " IPCALL_VERSION_*", constants))
-    cli = re.search(r'^ipcall = \{ path = "../ipcall", version = "=([^"]*)" \}$', (ROOT / "rust/ipcall-cli/Cargo.toml").read_text(), re.M)
+    cli = re.search(r'^ipcall = \{ path = "../ipcall", version = "=([^"]*)"[^}]*\}$', (ROOT / "rust/ipcall-cli/Cargo.toml").read_text(), re.M)
     if cli is None or cli.group(1) != version:
         wrong.append(("rust/ipcall-cli/Cargo.toml (ipcall dependency)", cli and cli.group(1)))
     return wrong
@@ -75,7 +75,7 @@ def set_version(version: str) -> None:
         text = re.sub(rf"(pub const IPCALL_VERSION_{part}: u32 = )\d+;", rf"\g<1>{value};", text)
     ffi.write_text(text)
     cli = ROOT / "rust/ipcall-cli/Cargo.toml"
-    cli.write_text(re.sub(r'(ipcall = \{ path = "../ipcall", version = "=)[^"]*(" \})', rf"\g<1>{version}\g<2>", cli.read_text()))
+    cli.write_text(re.sub(r'(ipcall = \{ path = "../ipcall", version = "=)[^"]*(")', rf"\g<1>{version}\g<2>", cli.read_text()))
 
 
 def main(argv: list) -> int:
