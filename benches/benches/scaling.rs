@@ -19,6 +19,8 @@
 //!
 //! Environment: `IPCALL_BENCH_SCALING_SECS` (default 3; 0.5 with
 //! `IPCALL_BENCH_QUICK`) is the measured time per cell;
+//! `IPCALL_BENCH_SCALING_ROUNDS` (default 1) interleaved rounds, the median
+//! reported;
 //! `IPCALL_BENCH_SCALING_ONLY=shm` (a substring of the row label) runs only
 //! matching rows; `IPCALL_BENCH_SCALING_CLIENTS=1,8,64` sets the columns.
 
@@ -31,6 +33,7 @@ use std::time::{Duration, Instant};
 use ipcall::{Client, ClientOptions, Kind, Server, ServerOptions, WaitMode};
 use ipcall_benches::process::CHILD_ROLE_ENV;
 use ipcall_benches::table::{ratio, Table};
+use ipcall_benches::median;
 use ipcall_benches::timing::quick;
 
 /// The child's role, and the variables that tell it what to serve.
@@ -162,28 +165,36 @@ fn main() {
     let counts: Vec<usize> = std::env::var("IPCALL_BENCH_SCALING_CLIENTS")
         .map(|s| s.split(',').map(|n| n.trim().parse().expect("a client count")).collect())
         .unwrap_or_else(|_| vec![1, 8, 64]);
+    let rounds: usize = std::env::var("IPCALL_BENCH_SCALING_ROUNDS").map_or(1, |s| s.parse().expect("a round count"));
     let only = std::env::var("IPCALL_BENCH_SCALING_ONLY").unwrap_or_default();
     let rows: Vec<&Row> = ROWS.iter().filter(|r| r.label.contains(only.as_str())).collect();
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(
         "N-client scaling: one server thread (child process), N client threads each with its own Client; \
-         64 B calls, {secs} s per cell, {cpus} CPUs"
+         64 B calls, {secs} s per cell, {cpus} CPUs, median of {rounds} interleaved round(s)"
     );
     let mut headers = vec!["transport".to_string()];
     headers.extend(counts.iter().map(|n| format!("N={n} calls/s")));
     headers.extend(counts.iter().skip(1).map(|n| format!("{n}/1")));
     let headers: Vec<&str> = headers.iter().map(String::as_str).collect();
     let mut table = Table::new(&headers);
-    let total = rows.len() * counts.len();
+    // Rounds interleave rows and counts, so that a change in the machine's
+    // load lands on every cell alike; a cell reports its median round.
+    let mut samples = vec![vec![Vec::new(); counts.len()]; rows.len()];
+    let total = rounds * rows.len() * counts.len();
     let mut done = 0;
-    let mut results: Vec<(&str, Vec<f64>)> = Vec::new();
-    for row in &rows {
-        let mut rates = Vec::new();
-        for &n in &counts {
-            done += 1;
-            eprintln!("scaling [{done}/{total}] {} N={n} ...", row.label);
-            rates.push(measure(row, n, measured));
+    for _ in 0..rounds {
+        for (r, row) in rows.iter().enumerate() {
+            for (c, &n) in counts.iter().enumerate() {
+                done += 1;
+                eprintln!("scaling [{done}/{total}] {} N={n} ...", row.label);
+                samples[r][c].push(measure(row, n, measured));
+            }
         }
+    }
+    let mut results: Vec<(&str, Vec<f64>)> = Vec::new();
+    for (row, cells) in rows.iter().zip(&mut samples) {
+        let rates: Vec<f64> = cells.iter_mut().map(|s| median(s)).collect();
         let mut cells = vec![row.label.to_string()];
         cells.extend(rates.iter().map(|&r| rate(r)));
         cells.extend(rates.iter().skip(1).map(|&r| ratio(r / rates[0])));
