@@ -3,7 +3,9 @@
 //! process, each with its own `Client` (so its own connection), calling in
 //! a loop. Rows: `unix:`, `pipe:`, and `shm:` with adaptive waiting (the
 //! default) and with `WaitMode::Block` on both sides; columns: calls/s for
-//! N = 1, 8, 64 and the ratio to N = 1.
+//! N = 1, 8, 64, the ratio to N = 1, and the CPU time both processes
+//! spent per call (spinning shows there: a spinner on a busy machine can
+//! buy throughput with other programs' CPU).
 //!
 //! Why a separate process for the server and threads for the clients: a
 //! server in a process of its own is how ipcall is used (the clients'
@@ -31,9 +33,9 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use ipcall::{Client, ClientOptions, Kind, Server, ServerOptions, WaitMode};
+use ipcall_benches::median;
 use ipcall_benches::process::CHILD_ROLE_ENV;
 use ipcall_benches::table::{ratio, Table};
-use ipcall_benches::median;
 use ipcall_benches::timing::quick;
 
 /// The child's role, and the variables that tell it what to serve.
@@ -105,7 +107,7 @@ fn start_server(row: &Row) -> (Child, String) {
 }
 
 /// N client threads calling for `measured` after a warm-up; calls/s.
-fn measure(row: &Row, clients: usize, measured: Duration) -> f64 {
+fn measure(row: &Row, clients: usize, measured: Duration) -> Cell {
     let (mut child, name) = start_server(row);
     let calls = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
@@ -129,16 +131,43 @@ fn measure(row: &Row, clients: usize, measured: Duration) -> f64 {
     ready.wait();
     // Warm-up: connections settle, spin budgets learn.
     std::thread::sleep((measured / 10).max(Duration::from_millis(100)));
-    let (start, before) = (Instant::now(), calls.load(Ordering::Relaxed));
+    let (start, before, cpu_before) = (Instant::now(), calls.load(Ordering::Relaxed), cpu_time(child.id()));
     std::thread::sleep(measured);
-    let (elapsed, after) = (start.elapsed(), calls.load(Ordering::Relaxed));
+    let (elapsed, after, cpu_after) = (start.elapsed(), calls.load(Ordering::Relaxed), cpu_time(child.id()));
     stop.store(true, Ordering::Relaxed);
     for thread in threads {
         thread.join().expect("a client thread");
     }
     let _ = child.kill();
     let _ = child.wait();
-    (after - before) as f64 / elapsed.as_secs_f64()
+    let calls = (after - before) as f64;
+    Cell { rate: calls / elapsed.as_secs_f64(), cpu_per_call_us: (cpu_after - cpu_before).as_secs_f64() * 1e6 / calls }
+}
+
+/// One measurement: calls/s, and CPU time (both processes) per call.
+#[derive(Debug, Clone, Copy)]
+struct Cell {
+    rate: f64,
+    cpu_per_call_us: f64,
+}
+
+/// CPU time used so far by this process (every thread) and by `child`:
+/// what the clients and the server spent, spinning included.
+fn cpu_time(child: u32) -> Duration {
+    // SAFETY: (1) an all-zero rusage is valid; getrusage fills it.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: (1) a live, writable rusage.
+    assert_eq!(unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) }, 0);
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    let own = tv(usage.ru_utime) + tv(usage.ru_stime);
+    // The child's utime and stime, fields 14 and 15 of /proc/<pid>/stat
+    // (counted after the command name, which may hold spaces), in ticks.
+    let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).expect("the child's stat");
+    let fields: Vec<&str> = stat[stat.rfind(')').expect("a stat line") + 2..].split(' ').collect();
+    let ticks: u64 = fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+    // SAFETY: (1) sysconf reads a constant.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    own + Duration::from_micros(ticks * 1_000_000 / hz)
 }
 
 /// Calls per second with a k/M suffix ("2.06 M", "121 k").
@@ -176,6 +205,7 @@ fn main() {
     let mut headers = vec!["transport".to_string()];
     headers.extend(counts.iter().map(|n| format!("N={n} calls/s")));
     headers.extend(counts.iter().skip(1).map(|n| format!("{n}/1")));
+    headers.extend(counts.iter().map(|n| format!("N={n} CPU µs/call")));
     let headers: Vec<&str> = headers.iter().map(String::as_str).collect();
     let mut table = Table::new(&headers);
     // Rounds interleave rows and counts, so that a change in the machine's
@@ -193,11 +223,14 @@ fn main() {
         }
     }
     let mut results: Vec<(&str, Vec<f64>)> = Vec::new();
-    for (row, cells) in rows.iter().zip(&mut samples) {
-        let rates: Vec<f64> = cells.iter_mut().map(|s| median(s)).collect();
+    for (row, cells) in rows.iter().zip(&samples) {
+        let rates: Vec<f64> = cells.iter().map(|s| median(&mut s.iter().map(|c| c.rate).collect::<Vec<_>>())).collect();
+        let cpu: Vec<f64> =
+            cells.iter().map(|s| median(&mut s.iter().map(|c| c.cpu_per_call_us).collect::<Vec<_>>())).collect();
         let mut cells = vec![row.label.to_string()];
         cells.extend(rates.iter().map(|&r| rate(r)));
         cells.extend(rates.iter().skip(1).map(|&r| ratio(r / rates[0])));
+        cells.extend(cpu.iter().map(|&c| format!("{c:.2}")));
         table.row(cells);
         results.push((row.label, rates));
     }
