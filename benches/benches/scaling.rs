@@ -24,7 +24,9 @@
 //! `IPCALL_BENCH_SCALING_ROUNDS` (default 1) interleaved rounds, the median
 //! reported;
 //! `IPCALL_BENCH_SCALING_ONLY=shm` (a substring of the row label) runs only
-//! matching rows; `IPCALL_BENCH_SCALING_CLIENTS=1,8,64` sets the columns.
+//! matching rows; `IPCALL_BENCH_SCALING_CLIENTS=1,8,64` sets the columns;
+//! `IPCALL_BENCH_SCALING_SERVER_CPU=1` pins the server to CPU 1 (and
+//! `taskset` on the bench pins the clients), to see one placement alone.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -34,7 +36,7 @@ use std::time::{Duration, Instant};
 
 use ipcall::{Client, ClientOptions, Kind, Server, ServerOptions, WaitMode};
 use ipcall_benches::median;
-use ipcall_benches::process::CHILD_ROLE_ENV;
+use ipcall_benches::process::{pin_to_cpu, CHILD_ROLE_ENV};
 use ipcall_benches::table::{ratio, Table};
 use ipcall_benches::timing::quick;
 
@@ -42,6 +44,8 @@ use ipcall_benches::timing::quick;
 const ROLE: &str = "scaling-server";
 const KIND_ENV: &str = "IPCALL_BENCH_KIND";
 const WAIT_ENV: &str = "IPCALL_BENCH_WAIT";
+/// Pins the server to this CPU (unset: not pinned).
+const SERVER_CPU_ENV: &str = "IPCALL_BENCH_SCALING_SERVER_CPU";
 
 /// One row: a transport and the wait mode of both sides.
 struct Row {
@@ -79,6 +83,9 @@ fn parse_kind(text: &str) -> Kind {
 
 /// The server child: binds a unique name, prints it, answers until killed.
 fn serve() {
+    if let Ok(cpu) = std::env::var(SERVER_CPU_ENV) {
+        pin_to_cpu(cpu.parse().expect("a CPU number")).expect("pin the server");
+    }
     let kind = parse_kind(&std::env::var(KIND_ENV).expect("the transport"));
     let wait = parse_wait(&std::env::var(WAIT_ENV).unwrap_or_default());
     let server = Server::bind_unique_with(kind, &ServerOptions::new().wait_mode(wait)).expect("bind");
