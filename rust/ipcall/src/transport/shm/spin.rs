@@ -5,14 +5,19 @@
 //!
 //! 1. never spins when the peer last ran on its own CPU (it would only
 //!    delay the peer — the "spin trap") or the machine has one CPU;
-//! 2. spins only in one of this process's *spin slots*: at most online
-//!    CPUs − 1 threads of a process spin at once, so that at least one CPU
-//!    is left for the peer however many threads wait (64 client threads on
-//!    2 CPUs: one spins, the others sleep at once, and the server keeps its
-//!    CPU). A waiter that finds every slot taken watches the slots for a
-//!    moment ([`HANDOFF_CHECKS`], no clock) before it sleeps, because the
-//!    holder is often just finishing (two threads of one process taking
-//!    turns, as an in-process server and client do);
+//! 2. spins only in one of this process's *spin slots*: threads of a
+//!    process spin on at most online CPUs − 1 CPUs at once, so that at
+//!    least one CPU is left for the peer however many threads wait (64
+//!    client threads on 2 CPUs: while one spins on CPU 0, those that run on
+//!    CPU 1 sleep at once, and the server keeps CPU 1). Spinners registered
+//!    on the waiter's own CPU do not count: the waiter runs there, so they
+//!    are preempted — they use no CPU, and their answer waits for them
+//!    without a wake-up (threads that share one CPU away from the peer keep
+//!    spinning in turns, the cheapest way for them). A waiter that finds
+//!    every slot taken watches the slots for a moment ([`HANDOFF_CHECKS`],
+//!    no clock) before it sleeps, because the holder is often just
+//!    finishing (two threads of one process taking turns, as an in-process
+//!    server and client do);
 //! 3. spins for a budget that follows what recent waits saw: a wait that
 //!    ended within the maximum raises the budget to cover four times it (a
 //!    busy peer: keep spinning), one that outlasted the maximum (an idle
@@ -62,54 +67,66 @@ fn online_cpus() -> usize {
     *CPUS.get_or_init(crate::sys::shm::online_cpus)
 }
 
-/// Spin slots: how many threads spin now in an `Adaptive` wait, of at
-/// most `limit`.
+/// Per-CPU counters kept (CPU numbers above wrap around).
+const CPU_COUNTERS: usize = 64;
+
+/// Spin slots: how many threads spin now in an `Adaptive` wait, in all
+/// and by the CPU they started spinning on.
 pub(crate) struct Slots {
-    spinning: AtomicUsize,
+    total: AtomicUsize,
+    on_cpu: [AtomicUsize; CPU_COUNTERS],
 }
 
 impl Slots {
     pub(crate) const fn new() -> Slots {
-        Slots { spinning: AtomicUsize::new(0) }
+        Slots { total: AtomicUsize::new(0), on_cpu: [const { AtomicUsize::new(0) }; CPU_COUNTERS] }
     }
 
-    /// Takes a slot if fewer than `limit` are taken.
-    fn take(&self, limit: usize) -> bool {
-        let mut spinning = self.spinning.load(Ordering::Relaxed);
-        loop {
-            if spinning >= limit {
-                return false;
-            }
-            match self.spinning.compare_exchange_weak(spinning, spinning + 1, Ordering::Relaxed, Ordering::Relaxed) {
-                Ok(_) => return true,
-                Err(now) => spinning = now,
-            }
+    /// Takes a slot on `cpu` if fewer than `limit` threads spin on other
+    /// CPUs. Spinners registered on our own CPU do not count: we run there
+    /// now, so they are preempted (they use no CPU, and their answer waits
+    /// for them without a wake-up). A heuristic: two threads may both see a
+    /// free slot and both spin, and a spinner may migrate.
+    fn take(&self, limit: usize, cpu: usize) -> bool {
+        let mine = &self.on_cpu[cpu % CPU_COUNTERS];
+        let others = self.total.load(Ordering::Relaxed).saturating_sub(mine.load(Ordering::Relaxed));
+        if others >= limit {
+            return false;
         }
+        mine.fetch_add(1, Ordering::Relaxed);
+        self.total.fetch_add(1, Ordering::Relaxed);
+        true
     }
 
     /// Takes a slot, watching for one to free up a moment if none is free.
-    fn take_soon(&self, limit: usize) -> bool {
+    fn take_soon(&self, limit: usize, cpu: usize) -> bool {
         for _ in 0..HANDOFF_CHECKS {
-            if self.take(limit) {
+            if self.take(limit, cpu) {
                 return true;
             }
             std::hint::spin_loop();
         }
         false
     }
+
+    fn give_back(&self, cpu: usize) {
+        self.on_cpu[cpu % CPU_COUNTERS].fetch_sub(1, Ordering::Relaxed);
+        self.total.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Permission to spin for `ns` nanoseconds (zero: sleep at once). Holds a
-/// spin slot while it lives: drop it before sleeping.
+/// spin slot (with the CPU it was taken on) while it lives: drop it before
+/// sleeping.
 pub(crate) struct Allowance {
     pub(crate) ns: u32,
-    slot: Option<&'static Slots>,
+    slot: Option<(&'static Slots, usize)>,
 }
 
 impl Drop for Allowance {
     fn drop(&mut self) {
-        if let Some(slots) = self.slot {
-            slots.spinning.fetch_sub(1, Ordering::Relaxed);
+        if let Some((slots, cpu)) = self.slot {
+            slots.give_back(cpu);
         }
     }
 }
@@ -134,8 +151,8 @@ fn allowance_in(
         WaitMode::Spin => Allowance { ns: PURE_SLICE_NS, slot: None },
         WaitMode::Adaptive if cpus < 2 || peer_cpu == my_cpu => none,
         // One CPU is left for the peer.
-        WaitMode::Adaptive if slots.take_soon(cpus - 1) => {
-            Allowance { ns: budget.0.load(Ordering::Relaxed), slot: Some(slots) }
+        WaitMode::Adaptive if slots.take_soon(cpus - 1, my_cpu as usize) => {
+            Allowance { ns: budget.0.load(Ordering::Relaxed), slot: Some((slots, my_cpu as usize)) }
         }
         WaitMode::Adaptive => none,
     }
@@ -187,25 +204,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn adaptive_waiters_spin_in_at_most_cpus_minus_one_slots() {
+    fn adaptive_waiters_spin_on_at_most_cpus_minus_one_other_cpus() {
         static SLOTS: Slots = Slots::new();
         let budget = Budget::new();
-        let adaptive = |cpus, peer| allowance_in(&SLOTS, cpus, WaitMode::Adaptive, &budget, peer, 0);
-        // Three CPUs: two spinners at once, the third waiter sleeps at once.
-        let first = adaptive(3, 1);
-        let second = adaptive(3, 1);
-        assert_eq!((first.ns, second.ns), (MAX_NS / 2, MAX_NS / 2));
-        assert_eq!(adaptive(3, 1).ns, 0);
-        // A slot given back is taken again.
-        drop(first);
-        let third = adaptive(3, 1);
-        assert_eq!(third.ns, MAX_NS / 2);
-        drop((second, third));
-        assert_eq!(SLOTS.spinning.load(Ordering::Relaxed), 0);
+        // (CPUs online, the peer's CPU, ours)
+        let adaptive = |cpus, peer, mine| allowance_in(&SLOTS, cpus, WaitMode::Adaptive, &budget, peer, mine);
+        let spins = MAX_NS / 2;
+        // Two CPUs: one spinning on CPU 0 leaves none for CPU 1...
+        let first = adaptive(2, 7, 0);
+        assert_eq!(first.ns, spins);
+        assert_eq!(adaptive(2, 7, 1).ns, 0);
+        // ...but another waiter on CPU 0 runs there, so the first one is
+        // preempted: it may spin.
+        let second = adaptive(2, 7, 0);
+        assert_eq!(second.ns, spins);
+        assert_eq!(SLOTS.total.load(Ordering::Relaxed), 2);
+        // Slots given back are taken again.
+        drop((first, second));
+        let third = adaptive(2, 7, 1);
+        assert_eq!(third.ns, spins);
+        // Three CPUs: spinners on two other CPUs fill the slots.
+        let fourth = adaptive(3, 7, 2);
+        assert_eq!(fourth.ns, spins);
+        assert_eq!(adaptive(3, 7, 0).ns, 0);
+        drop((third, fourth));
+        assert_eq!(SLOTS.total.load(Ordering::Relaxed), 0);
         // Never with the peer on our CPU, nor on one CPU; and no slot taken.
-        assert_eq!(adaptive(3, 0).ns, 0);
-        assert_eq!(adaptive(1, 1).ns, 0);
-        assert_eq!(SLOTS.spinning.load(Ordering::Relaxed), 0);
+        assert_eq!(adaptive(3, 0, 0).ns, 0);
+        assert_eq!(adaptive(1, 1, 0).ns, 0);
+        assert_eq!(SLOTS.total.load(Ordering::Relaxed), 0);
+        assert!(SLOTS.on_cpu.iter().all(|n| n.load(Ordering::Relaxed) == 0));
     }
 
     #[test]
@@ -215,11 +243,11 @@ mod tests {
         let held: Vec<Allowance> = (0..3).map(|_| allowance_in(&SLOTS, 2, WaitMode::Spin, &budget, 1, 0)).collect();
         assert!(held.iter().all(|a| a.ns == PURE_SLICE_NS));
         assert_eq!(allowance_in(&SLOTS, 2, WaitMode::Block, &budget, 1, 0).ns, 0);
-        assert_eq!(SLOTS.spinning.load(Ordering::Relaxed), 0);
-        // Two CPUs: one adaptive spinner.
+        assert_eq!(SLOTS.total.load(Ordering::Relaxed), 0);
+        // Two CPUs: an adaptive spinner on CPU 0 keeps CPU 1's waiters asleep.
         let one = allowance_in(&SLOTS, 2, WaitMode::Adaptive, &budget, 1, 0);
         assert_eq!(one.ns, MAX_NS / 2);
-        assert_eq!(allowance_in(&SLOTS, 2, WaitMode::Adaptive, &budget, 1, 0).ns, 0);
+        assert_eq!(allowance_in(&SLOTS, 2, WaitMode::Adaptive, &budget, 0, 1).ns, 0);
     }
 
     #[test]
