@@ -20,10 +20,11 @@
 //! Spinning (`WaitMode::Adaptive`, the default; details in [`spin`]): a
 //! waiter spins before it announces sleep only while spinning pays — its
 //! peer last ran on another CPU, the machine has more than one, and one of
-//! this process's spin slots is free: at most online CPUs − 1 threads of a
-//! process spin at once, so many waiting threads (64 clients on 2 CPUs)
-//! leave the peer its CPU and degrade toward the blocking floor instead of
-//! below it — for a budget of 5–50 µs learned from recent waits.
+//! this process's spin slots is free: its threads spin on at most online
+//! CPUs − 1 other CPUs at once (spinners on the waiter's own CPU are
+//! preempted and do not count), so many waiting threads (64 clients on 2
+//! CPUs) leave the peer its CPU and degrade toward the blocking floor
+//! instead of below it — for a budget of 5–50 µs learned from recent waits.
 //! `WaitMode::Spin` always spins and `WaitMode::Block` never does.
 //!
 //! SAFETY rule for everything under `shm/` (as in [`ring`](super::ring)):
