@@ -38,7 +38,8 @@ lint:
 ## (`ipcall demo`; the recipe is in mk/cli.mk).
 demo:
 
-## bench: ratios against the raw floors, in one run (peer libraries: not yet).
+## bench: ratios against the raw floors and N-client scaling, in one run
+## (peer libraries: not yet; IPCALL_BENCH_SCALING_SECS=0.5 for a quick scaling).
 bench:
 	$(CARGO) bench -p ipcall-benches
 

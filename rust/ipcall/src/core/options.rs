@@ -8,10 +8,12 @@ pub const DEFAULT_MAX_MESSAGE_SIZE: u32 = 64 << 20;
 /// How a `shm:` endpoint waits for its peer (other transports ignore it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum WaitMode {
-    /// Spin while it can pay off — the peer runs on another CPU and recent
-    /// waits ended within the spin budget — then sleep on a futex or the
-    /// server's doorbell. A busy pair makes no system calls; an idle pair
-    /// burns no CPU. The default.
+    /// Spin while it can pay off — the peer runs on another CPU, this
+    /// process's threads spin on fewer than online CPUs − 1 other CPUs, and
+    /// recent waits ended within the spin budget — then sleep on a futex or
+    /// the server's doorbell. A busy pair makes no system calls; an idle
+    /// pair burns no CPU; many waiting threads leave the peer a CPU. The
+    /// default.
     #[default]
     Adaptive,
     /// Never sleep: poll the ring until the answer comes (lowest latency

@@ -258,7 +258,8 @@ impl Shared {
             }
             let header = self.mapping.header();
             let my_cpu = publish_cpu(&header.client_cpu);
-            let ns = spin::allowance(self.mode, &self.budget, header.server_cpu.load(Ordering::Relaxed), my_cpu);
+            let spinning = spin::allowance(self.mode, &self.budget, header.server_cpu.load(Ordering::Relaxed), my_cpu);
+            let ns = spinning.ns;
             if waiting_since.is_none() && spin::quick(ns, || self.has_news(reader)) {
                 continue;
             }
@@ -266,6 +267,7 @@ impl Shared {
             if spin::spin_for(ns, || self.has_news(reader)) {
                 continue;
             }
+            drop(spinning);
             if self.mode == WaitMode::Spin {
                 self.check_gone(reader);
                 continue;

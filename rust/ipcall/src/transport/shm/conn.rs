@@ -112,8 +112,9 @@ impl Responder for ServerConn {
         // Never blocks on the client (DESIGN §6): a short spin while it may
         // pay, as a busy pair always makes, then what does not fit waits.
         let mut room = |producer: &Producer| {
-            let ns = spin::allowance(self.mode, &self.budget, header.client_cpu.load(Ordering::Relaxed), current_cpu());
-            spin::quick(ns, || producer.head_moved()) || spin::spin_for(ns, || producer.head_moved())
+            let spinning =
+                spin::allowance(self.mode, &self.budget, header.client_cpu.load(Ordering::Relaxed), current_cpu());
+            spin::quick(spinning.ns, || producer.head_moved()) || spin::spin_for(spinning.ns, || producer.head_moved())
         };
         match writer.send(kind, id, payload, self.reply_budget, &wake, &mut room) {
             Ok(Sent::Done) => {}

@@ -15,8 +15,17 @@
 //! `producer_sleeping`); whoever then publishes clears the flag and wakes it —
 //! the server through its one doorbell eventfd (so one `epoll` waits for all
 //! connections), the client by `FUTEX_WAKE` on the flag word. A busy pair
-//! never announces, so it makes no system call. See [`spin`] for when waiting
-//! spins first.
+//! never announces, so it makes no system call.
+//!
+//! Spinning (`WaitMode::Adaptive`, the default; details in [`spin`]): a
+//! waiter spins before it announces sleep only while spinning pays — its
+//! peer last ran on another CPU, the machine has more than one, and one of
+//! this process's spin slots is free: its threads spin on at most online
+//! CPUs − 1 other CPUs at once (spinners on the waiter's own CPU are
+//! preempted and do not count), so many waiting threads (64 clients on 2
+//! CPUs) leave the peer its CPU and degrade toward the blocking floor
+//! instead of below it — for a budget of 5–50 µs learned from recent waits.
+//! `WaitMode::Spin` always spins and `WaitMode::Block` never does.
 //!
 //! SAFETY rule for everything under `shm/` (as in [`ring`](super::ring)):
 //! every shared value is read once, checked, then used.
@@ -214,102 +223,7 @@ pub(crate) fn publish_cpu(slot: &AtomicU32) -> u32 {
     cpu
 }
 
-pub(crate) mod spin {
-    //! When waiting spins. Spinning pays only while the peer runs at the
-    //! same time on another CPU and answers sooner than a sleep and wake-up
-    //! would take (~45 µs across CPUs here). So an `Adaptive` waiter
-    //! (1) never spins when the peer last ran on its own CPU (it would only
-    //! delay the peer — the "spin trap") or the machine has one CPU, and
-    //! (2) spins for a budget that follows what recent waits saw: a wait
-    //! that ended within the maximum raises the budget to cover four times
-    //! it (a busy peer: keep spinning), one that outlasted the maximum (an
-    //! idle peer) halves it, down to a floor.
-
-    use super::*;
-
-    /// Longest spin: about one cross-CPU wake-up; spinning longer cannot pay.
-    pub(crate) const MAX_NS: u32 = 50_000;
-    /// Shortest budget: what an idle peer costs per wait, at most.
-    pub(crate) const MIN_NS: u32 = 5_000;
-    /// A `Spin` waiter looks at its deadline and its peer this often.
-    pub(crate) const PURE_SLICE_NS: u32 = 1_000_000;
-
-    /// An adaptive spin budget, in nanoseconds.
-    pub(crate) struct Budget(std::sync::atomic::AtomicU32);
-
-    impl Budget {
-        pub(crate) fn new() -> Budget {
-            Budget(std::sync::atomic::AtomicU32::new(MAX_NS / 2))
-        }
-
-        /// Learns from a whole wait (spin and any sleep) that took `waited`.
-        pub(crate) fn observe(&self, waited: Duration) {
-            let ns = waited.as_nanos().min(u128::from(u32::MAX)) as u32;
-            let current = self.0.load(Ordering::Relaxed);
-            let next =
-                if ns <= MAX_NS { current.max(ns.saturating_mul(4)).min(MAX_NS) } else { (current / 2).max(MIN_NS) };
-            if next != current {
-                self.0.store(next, Ordering::Relaxed);
-            }
-        }
-    }
-
-    fn many_cpus() -> bool {
-        static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-        *CPUS.get_or_init(crate::sys::shm::online_cpus) > 1
-    }
-
-    /// How long to spin now (zero: sleep at once).
-    pub(crate) fn allowance(mode: WaitMode, budget: &Budget, peer_cpu: u32, my_cpu: u32) -> u32 {
-        match mode {
-            WaitMode::Block => 0,
-            WaitMode::Spin => PURE_SLICE_NS,
-            WaitMode::Adaptive if !many_cpus() || peer_cpu == my_cpu => 0,
-            WaitMode::Adaptive => budget.0.load(Ordering::Relaxed),
-        }
-    }
-
-    /// Checks before the clock is first read: an answer that arrives within
-    /// them costs no clock read (which takes ~50 ns in a VM).
-    const QUICK_CHECKS: u32 = 256;
-
-    /// A short spin without reading the clock (nothing if `ns` is zero).
-    pub(crate) fn quick(ns: u32, mut ready: impl FnMut() -> bool) -> bool {
-        if ns == 0 {
-            return false;
-        }
-        for _ in 0..QUICK_CHECKS {
-            if ready() {
-                return true;
-            }
-            std::hint::spin_loop();
-        }
-        false
-    }
-
-    /// Spins up to `ns` nanoseconds until `ready()`; returns whether it became true.
-    pub(crate) fn spin_for(ns: u32, mut ready: impl FnMut() -> bool) -> bool {
-        if ns == 0 {
-            return ready();
-        }
-        if quick(ns, &mut ready) {
-            return true;
-        }
-        let start = Instant::now();
-        let limit = Duration::from_nanos(u64::from(ns));
-        loop {
-            for _ in 0..32 {
-                if ready() {
-                    return true;
-                }
-                std::hint::spin_loop();
-            }
-            if start.elapsed() >= limit {
-                return ready();
-            }
-        }
-    }
-}
+pub(crate) mod spin;
 
 /// Why a message could not be written.
 pub(crate) enum SendError {
@@ -360,7 +274,8 @@ pub(crate) fn send_message(
 }
 
 fn wait_for_space(producer: &Producer, how: &mut Sending<'_>) -> std::result::Result<(), SendError> {
-    let ns = spin::allowance(how.mode, how.budget, how.peer_cpu.load(Ordering::Relaxed), current_cpu());
+    let spinning = spin::allowance(how.mode, how.budget, how.peer_cpu.load(Ordering::Relaxed), current_cpu());
+    let ns = spinning.ns;
     if spin::quick(ns, || producer.head_moved()) {
         return Ok(());
     }
@@ -369,6 +284,7 @@ fn wait_for_space(producer: &Producer, how: &mut Sending<'_>) -> std::result::Re
         how.budget.observe(start.elapsed());
         return Ok(());
     }
+    drop(spinning);
     let flag = &producer.ring().control().producer_sleeping;
     loop {
         if how.mode == WaitMode::Spin {

@@ -440,7 +440,8 @@ impl Shared {
                 .map(|c| c.mapping.header().client_cpu.load(Ordering::Relaxed))
                 .find(|&cpu| cpu != my_cpu)
                 .unwrap_or(my_cpu);
-            let ns = spin::allowance(self.mode, &self.budget, peer_cpu, my_cpu);
+            let spinning = spin::allowance(self.mode, &self.budget, peer_cpu, my_cpu);
+            let ns = spinning.ns;
             if waiting_since.is_none() && spin::quick(ns, || conns.iter().any(|c| c.has_requests())) {
                 continue;
             }
@@ -448,6 +449,7 @@ impl Shared {
             if spin::spin_for(ns, || conns.iter().any(|c| c.has_requests()) || self.closed.load(Ordering::Relaxed)) {
                 continue;
             }
+            drop(spinning);
             if self.mode == WaitMode::Spin {
                 // Look at hang-ups and new connections now and then.
                 self.wait_events(Deadline::Now);
