@@ -543,6 +543,27 @@ ipcall_status ipcall_request_data(const struct ipcall_request *request, const ui
 ipcall_status ipcall_request_peer(const struct ipcall_request *request, struct ipcall_peer *out);
 
 /**
+ * The sender's NATS client id (`nats:` only): writes it to `*out`. It is
+ * the id the sender's NATS server assigned to its connection, as the sender
+ * states it (NATS does not check it; unique per NATS server, not across a
+ * cluster). `IPCALL_E_NOT_FOUND` (with a last-error message) when the
+ * request tells none: every other transport, or a sender that sent none or
+ * a malformed one. `*out` is then untouched.
+ */
+ipcall_status ipcall_request_peer_nats_client_id(const struct ipcall_request *request, uint64_t *out);
+
+/**
+ * The name of the sender's connection (`nats:` only: its NATS connection
+ * name, `ipcall client (pid <pid>)` for ipcall's clients, as the sender
+ * states it): writes a pointer to the NUL-terminated UTF-8 text to `*name`
+ * and its length in bytes, without the NUL, to `*len` (`len` may be NULL).
+ * The text belongs to the request and stays valid until it is answered or
+ * freed. `IPCALL_E_NOT_FOUND` (with a last-error message) when the request
+ * tells none; `*name` and `*len` are then untouched.
+ */
+ipcall_status ipcall_request_peer_name(const struct ipcall_request *request, const char **name, size_t *len);
+
+/**
  * Answers the request with `data[0..len]` (copied; `data` may be NULL when
  * `len` is 0) and frees the request handle, whatever the status.
  *

@@ -67,11 +67,11 @@ c-build-tree: c-lib
 
 # ctest: the C and C++ tests (each transport in this build; cross-process
 # ones against the Rust peer), the examples, and the C tests under valgrind.
-c-tests: c-tools c-lib
+c-tests: c-tools c-lib nats-server
 	$(CARGO) build -q -p ipcall --features nats --example peer
 	cmake/install.sh "$(C_PREFIX)" "$(C_RELEASE)" >/dev/null
 	cmake -S tests/c -B "$(C_WORK)/build" -DCMAKE_PREFIX_PATH="$(C_PREFIX)" \
-	  -DIPCALL_PEER="$(IPCALL_PEER)" -DCMAKE_BUILD_TYPE=Debug >/dev/null
+	  -DIPCALL_PEER="$(IPCALL_PEER)" -DIPCALL_NATS_SERVER="$(NATS_SERVER_BIN)" -DCMAKE_BUILD_TYPE=Debug >/dev/null
 	env -u MAKEFLAGS -u MAKELEVEL cmake --build "$(C_WORK)/build" -j2 -- --no-print-directory
 	cd "$(C_WORK)/build" && { ctest --output-on-failure -j2 --timeout 300; status=$$?; \
 	  grep -h '^SKIP' Testing/Temporary/LastTest.log | sort -u || true; exit $$status; }

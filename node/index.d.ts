@@ -208,6 +208,17 @@ export interface Peer {
   uid?: number
   /** The sender's group id. */
   gid?: number
+  /**
+   * `nats:` only: the client id the sender's NATS server assigned to its
+   * connection, as the sender states it (unchecked). Absent elsewhere, and
+   * when above `Number.MAX_SAFE_INTEGER` (not exact as a number).
+   */
+  natsClientId?: number
+  /**
+   * `nats:` only: the sender's NATS connection name (ipcall's clients:
+   * `ipcall client (pid N)`), as the sender states it.
+   */
+  name?: string
 }
 
 /** Options of `Server.bind` and `Server.bindUnique`; every field is optional. */

@@ -297,6 +297,27 @@ public:
         return peer;
     }
 
+    /// `nats:` only: the sender's NATS client id, as it states it; empty
+    /// when the request tells none (every other transport).
+    std::optional<uint64_t> nats_client_id() const {
+        uint64_t id = 0;
+        ipcall_status status = ipcall_request_peer_nats_client_id(live(), &id);
+        if (status == IPCALL_E_NOT_FOUND) return std::nullopt;
+        detail::check(status);
+        return id;
+    }
+
+    /// `nats:` only: the sender's connection name, as it states it (valid
+    /// until the request is answered or destroyed); empty when it tells none.
+    std::optional<std::string_view> peer_name() const {
+        const char *name = nullptr;
+        size_t len = 0;
+        ipcall_status status = ipcall_request_peer_name(live(), &name, &len);
+        if (status == IPCALL_E_NOT_FOUND) return std::nullopt;
+        detail::check(status);
+        return std::string_view(name, len);
+    }
+
     /// Answers with `reply`. The request is spent afterwards, even on error.
     void reply(Bytes reply) { detail::check(ipcall_request_reply(handle_.release(), reply.data(), reply.size())); }
 

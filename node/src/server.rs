@@ -144,7 +144,17 @@ pub struct Peer {
     pub uid: Option<u32>,
     /// The sender's group id.
     pub gid: Option<u32>,
+    /// `nats:` only: the client id the sender's NATS server assigned to its
+    /// connection, as the sender states it (unchecked). Absent elsewhere, and
+    /// when above `Number.MAX_SAFE_INTEGER` (not exact as a number).
+    pub nats_client_id: Option<f64>,
+    /// `nats:` only: the sender's NATS connection name (ipcall's clients:
+    /// `ipcall client (pid N)`), as the sender states it.
+    pub name: Option<String>,
 }
+
+/// The largest integer a JavaScript number holds exactly (2^53 − 1).
+const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
 
 /// One received request: its bytes (`data`), its sender (`peer`), and the
 /// duty to answer with `reply(buf)` or `fail(buf)`, exactly once. A request
@@ -156,6 +166,8 @@ pub struct Request {
     inner: Option<ipcall::Request>,
     /// The sender, copied out so it stays readable after the answer.
     peer: ipcall::Peer,
+    /// The sender's connection name (`nats:`), copied out likewise.
+    peer_name: Option<String>,
     /// The request's bytes until `data` is first read (then moved into the Buffer).
     bytes: Option<Vec<u8>>,
     /// A strong reference to the Buffer `data` returns, created on first
@@ -167,7 +179,8 @@ pub struct Request {
 impl Request {
     fn new(mut request: ipcall::Request) -> Request {
         let bytes = request.take_data();
-        Request { peer: request.peer(), inner: Some(request), bytes: Some(bytes), data_ref: ptr::null_mut() }
+        let peer_name = request.peer_name().map(str::to_owned);
+        Request { peer: request.peer(), peer_name, inner: Some(request), bytes: Some(bytes), data_ref: ptr::null_mut() }
     }
 
     fn take_inner(&mut self, env: &Env) -> napi::Result<ipcall::Request> {
@@ -207,7 +220,13 @@ impl Request {
     /// Who sent the request.
     #[napi(getter)]
     pub fn peer(&self) -> Peer {
-        Peer { pid: self.peer.pid, uid: self.peer.uid, gid: self.peer.gid }
+        Peer {
+            pid: self.peer.pid,
+            uid: self.peer.uid,
+            gid: self.peer.gid,
+            nats_client_id: self.peer.nats_client_id.filter(|&id| id <= MAX_SAFE_INTEGER).map(|id| id as f64),
+            name: self.peer_name.clone(),
+        }
     }
 
     /// Whether the request has been answered (by `reply` or `fail`).

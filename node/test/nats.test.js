@@ -91,6 +91,49 @@ describe('nats: from Node', () => {
     client.close()
   })
 
+  test("the peer is the caller's NATS connection: natsClientId and name", async () => {
+    const server = ipcall.Server.bind(`nats://${node.addr}/${subject('peer')}`)
+    const peers = []
+    const serving = (async () => {
+      for await (const req of server) {
+        peers.push(req.peer)
+        req.reply('')
+      }
+    })()
+    const a = await ipcall.connectAsync(server.name)
+    const b = await ipcall.connectAsync(server.name)
+    for (const client of [a, b, a]) await client.call('who')
+    server.close()
+    await serving
+    a.close()
+    b.close()
+    assert.equal(peers.length, 3)
+    for (const peer of peers) {
+      // NATS tells nothing of the sender's process or user.
+      assert.equal(peer.pid, undefined)
+      assert.equal(peer.uid, undefined)
+      assert.equal(typeof peer.natsClientId, 'number')
+      assert.equal(peer.name, `ipcall client (pid ${process.pid})`)
+    }
+    // One id per connection.
+    assert.equal(peers[0].natsClientId, peers[2].natsClientId)
+    assert.notEqual(peers[0].natsClientId, peers[1].natsClientId)
+  })
+
+  test('other transports tell no NATS identity', async () => {
+    const server = ipcall.Server.bindUnique('unix')
+    const client = await ipcall.connectAsync(server.name)
+    const call = client.call('x')
+    const req = await server.recv()
+    assert.equal(req.peer.natsClientId, undefined)
+    assert.equal(req.peer.name, undefined)
+    assert.equal(req.peer.pid, process.pid)
+    req.reply('')
+    await call
+    client.close()
+    server.close()
+  })
+
   test('NOT_FOUND for a subject nobody serves', async () => {
     assert.equal((await caught(() => ipcall.connect(`nats://${node.addr}/${subject('nobody')}`))).code, 'NOT_FOUND')
   })

@@ -92,6 +92,14 @@ class Peer:
     def uid(self) -> Optional[int]: ...
     @property
     def gid(self) -> Optional[int]: ...
+    @property
+    def nats_client_id(self) -> Optional[int]:
+        """`nats:` only: the client id the sender's NATS server assigned to
+        its connection, as the sender states it (unchecked); else None."""
+    @property
+    def name(self) -> Optional[str]:
+        """`nats:` only: the sender's NATS connection name (ipcall's clients:
+        ``ipcall client (pid N)``), as the sender states it; else None."""
     def __eq__(self, value: object, /) -> bool: ...
     def __hash__(self) -> int: ...
 

@@ -323,7 +323,7 @@ fn is_closed(py: Python<'_>, err: &PyErr) -> bool {
 
 /// Who sent a request, as far as the transport can tell.
 #[pyclass(frozen, eq, hash, get_all, module = "ipcall._ipcall", name = "Peer")]
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub(crate) struct PyPeer {
     /// The sender's process id, or None.
     pid: Option<u32>,
@@ -331,13 +331,24 @@ pub(crate) struct PyPeer {
     uid: Option<u32>,
     /// The sender's group id, or None.
     gid: Option<u32>,
+    /// `nats:` only: the sender's NATS client id, as it states it, or None.
+    nats_client_id: Option<u64>,
+    /// `nats:` only: the sender's connection name, as it states it, or None.
+    name: Option<String>,
 }
 
 #[pymethods]
 impl PyPeer {
     fn __repr__(&self) -> String {
         let show = |v: Option<u32>| v.map_or_else(|| "None".to_string(), |v| v.to_string());
-        format!("Peer(pid={}, uid={}, gid={})", show(self.pid), show(self.uid), show(self.gid))
+        let id = self.nats_client_id.map_or_else(|| "None".to_string(), |v| v.to_string());
+        let name = self.name.as_ref().map_or_else(|| "None".to_string(), |v| format!("{v:?}"));
+        format!(
+            "Peer(pid={}, uid={}, gid={}, nats_client_id={id}, name={name})",
+            show(self.pid),
+            show(self.uid),
+            show(self.gid)
+        )
     }
 }
 
@@ -359,8 +370,10 @@ impl PyRequest {
     pub(crate) fn new(py: Python<'_>, mut request: Request, server_name: Arc<str>) -> PyRequest {
         // One copy, from the received buffer into the bytes object.
         let data = PyBytes::new(py, &request.take_data()).unbind();
-        let Peer { pid, uid, gid } = request.peer();
-        PyRequest { data, peer: PyPeer { pid, uid, gid }, inner: Mutex::new(Some(request)), server_name }
+        let Peer { pid, uid, gid, nats_client_id } = request.peer();
+        let name = request.peer_name().map(str::to_owned);
+        let peer = PyPeer { pid, uid, gid, nats_client_id, name };
+        PyRequest { data, peer, inner: Mutex::new(Some(request)), server_name }
     }
 
     fn take(&self, py: Python<'_>) -> PyResult<Request> {
@@ -383,7 +396,7 @@ impl PyRequest {
     /// Who sent it.
     #[getter]
     fn peer(&self) -> PyPeer {
-        self.peer
+        self.peer.clone()
     }
 
     /// True until it is answered (or closed).

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Iterator, List, Optional
 
 import pytest
-from conftest import REPO, EchoThread, spawn_peer
+from conftest import REPO, EchoThread, peer_script, spawn_peer
 
 import ipcall
 
@@ -140,6 +140,58 @@ def test_python_and_rust_processes(nats: NatsNode, peer_binary: Path, direction:
         thread.stop()
         assert child.returncode == 0, err
         assert out.strip() == "ok 100"
+
+
+def test_peer_is_the_callers_nats_connection(nats: NatsNode) -> None:
+    server = ipcall.Server.bind(nats.name("peer"))
+    peers: List[ipcall.Peer] = []
+
+    def record(request: ipcall.Request) -> None:
+        peers.append(request.peer)
+        request.reply(b"")
+
+    thread = EchoThread(server, record)
+    with ipcall.connect(server.name) as a, ipcall.connect(server.name) as b:
+        for client in (a, b, a):
+            client.call(b"who")
+    thread.stop()
+    me = f"ipcall client (pid {os.getpid()})"
+    for peer in peers:
+        # NATS tells nothing of the sender's process or user.
+        assert (peer.pid, peer.uid, peer.gid) == (None, None, None)
+        assert isinstance(peer.nats_client_id, int) and peer.name == me
+        assert f"name={me!r}".replace("'", '"') in repr(peer)
+    # One id per connection.
+    assert peers[0].nats_client_id == peers[2].nats_client_id != peers[1].nats_client_id
+    assert peers[0] == peers[2] and hash(peers[0]) == hash(peers[2]) and peers[0] != peers[1]
+
+
+def test_peer_from_a_rust_process(nats: NatsNode, peer_binary: Path) -> None:
+    server = ipcall.Server.bind(nats.name("peer-rust"))
+    peers: List[ipcall.Peer] = []
+
+    def record(request: ipcall.Request) -> None:
+        peers.append(request.peer)
+        peer_script(request)
+
+    thread = EchoThread(server, record)
+    child = spawn_peer(peer_binary, "client", server.name, "--calls", "3")
+    out, err = child.communicate(timeout=120)
+    thread.stop()
+    assert child.returncode == 0, err
+    assert peers and {p.name for p in peers} == {f"ipcall client (pid {child.pid})"}
+    assert len({p.nats_client_id for p in peers}) == 1 and peers[0].nats_client_id is not None
+
+
+def test_other_transports_tell_no_nats_identity() -> None:
+    for kind in ("unix", "mem"):
+        with ipcall.Server.bind_unique(kind) as server, ipcall.connect(server.name) as client:
+            pending = client.send(b"x")
+            request = server.recv(timeout=10)
+            assert request.peer.nats_client_id is None and request.peer.name is None
+            assert request.peer.pid == os.getpid()
+            request.reply(b"")
+            pending.wait(timeout=10)
 
 
 def test_credentials_never_show() -> None:

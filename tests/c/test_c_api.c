@@ -142,6 +142,13 @@ static void test_invalid_arguments(void) {
     CHECK_STATUS(ipcall_request_data(request, &data, NULL), IPCALL_E_INVALID);
     CHECK_STATUS(ipcall_request_peer(NULL, &peer), IPCALL_E_INVALID);
     CHECK_STATUS(ipcall_request_peer(request, NULL), IPCALL_E_INVALID);
+    uint64_t nats_id = 7;
+    const char *peer_name = SENTINEL;
+    CHECK_STATUS(ipcall_request_peer_nats_client_id(NULL, &nats_id), IPCALL_E_INVALID);
+    CHECK_STATUS(ipcall_request_peer_nats_client_id(request, NULL), IPCALL_E_INVALID);
+    CHECK_STATUS(ipcall_request_peer_name(NULL, &peer_name, &len), IPCALL_E_INVALID);
+    CHECK_STATUS(ipcall_request_peer_name(request, NULL, &len), IPCALL_E_INVALID);
+    CHECK(nats_id == 7 && peer_name == SENTINEL);
     CHECK(data == SENTINEL && len == 99);
     CHECK_OK(ipcall_request_data(request, &data, &len));
     CHECK(data == NULL && len == 0); /* an empty request */
@@ -303,6 +310,15 @@ static void test_request_data_and_peer(const char *kind) {
     CHECK(peer.pid == -1 || peer.pid == (int64_t)getpid());
     CHECK(peer.uid == -1 || peer.uid == (int64_t)getuid());
     CHECK(peer.gid == -1 || peer.gid == (int64_t)getgid());
+    /* Only nats: requests tell a NATS client id and a connection name:
+     * IPCALL_E_NOT_FOUND with a message, the out-parameters untouched. */
+    uint64_t nats_id = 7;
+    CHECK_STATUS(ipcall_request_peer_nats_client_id(request, &nats_id), IPCALL_E_NOT_FOUND);
+    CHECK(nats_id == 7 && strstr(ipcall_last_error_message(), "NATS client id") != NULL);
+    const char *peer_name = SENTINEL;
+    len = 99;
+    CHECK_STATUS(ipcall_request_peer_name(request, &peer_name, &len), IPCALL_E_NOT_FOUND);
+    CHECK(peer_name == SENTINEL && len == 99 && strstr(ipcall_last_error_message(), "peer name") != NULL);
     CHECK_OK(ipcall_request_reply(request, NULL, 0));
     ipcall_buf reply = {SENTINEL, 42};
     CHECK_OK(ipcall_pending_wait(pending, -1, &reply));

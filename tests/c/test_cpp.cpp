@@ -88,6 +88,8 @@ static void test_echo_and_views(const std::string &kind) {
             }
             ipcall::Peer peer = request.peer();
             CHECK(peer.uid == -1 || peer.uid == static_cast<int64_t>(getuid()));
+            // Only nats: requests tell these (tested in test_nats_peer.c).
+            CHECK(!request.nats_client_id() && !request.peer_name());
             std::string_view data = request.text();
             if (data.substr(0, 5) == "fail:") {
                 request.fail(data.substr(5));

@@ -25,7 +25,9 @@ with --one-shot, until its one client goes away).
                    its stdout the reply; a non-zero exit (or a signal) fails
                    the request with its stderr as the error payload (or a
                    description of the exit when stderr is empty). The
-                   command sees IPCALL_PEER_PID / _UID / _GID when known.
+                   command sees IPCALL_PEER_PID / _UID / _GID when known
+                   (over nats: IPCALL_PEER_NATS_CLIENT_ID / IPCALL_PEER_NAME,
+                   as the caller states them).
   --unique KIND    bind a generated name of this transport kind
   --one-shot       accept exactly one client; end when it goes away
   --jobs N         answer up to N requests at once (default 1)
@@ -216,6 +218,7 @@ fn serve_loop(server: &Server, handler: &Handler) -> Result<(), Failure> {
 /// outcome.
 fn answer_with_command(mut request: Request, command: &str) -> ipcall::Result<()> {
     let peer = request.peer();
+    let peer_name = request.peer_name().map(str::to_owned);
     let data = request.take_data();
     let mut shell = Command::new("sh");
     shell.arg("-c").arg(command).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
@@ -224,6 +227,15 @@ fn answer_with_command(mut request: Request, command: &str) -> ipcall::Result<()
     {
         match value {
             Some(value) => shell.env(variable, value.to_string()),
+            None => shell.env_remove(variable),
+        };
+    }
+    // nats: only; a name holds no NUL (the server refuses control characters).
+    for (variable, value) in
+        [("IPCALL_PEER_NATS_CLIENT_ID", peer.nats_client_id.map(|id| id.to_string())), ("IPCALL_PEER_NAME", peer_name)]
+    {
+        match value {
+            Some(value) => shell.env(variable, value),
             None => shell.env_remove(variable),
         };
     }

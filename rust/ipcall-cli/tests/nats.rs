@@ -78,3 +78,22 @@ fn the_cli_never_prints_credentials() {
         assert!(!text.contains("hunter2") && !text.contains("wrong-pw"), "{text}");
     }
 }
+
+#[test]
+fn serve_exec_sees_the_callers_nats_identity() {
+    let node = Node::start();
+    let name = node.name(&subject("cli-peer"));
+    let script = r#"printf '%s|%s|%s' "$IPCALL_PEER_NATS_CLIENT_ID" "$IPCALL_PEER_NAME" "${IPCALL_PEER_PID-unset}""#;
+    let served = Served::start(&[&name, "--exec", script]);
+    assert_eq!(served.printed, name);
+    let child = Command::new(IPCALL).args(["call", &name, "x"]).stdout(Stdio::piped()).spawn().unwrap();
+    let pid = child.id();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success());
+    let text = String::from_utf8(output.stdout).unwrap();
+    let parts: Vec<&str> = text.trim_end().split('|').collect();
+    assert_eq!(parts.len(), 3, "{text:?}");
+    assert!(parts[0].parse::<u64>().is_ok(), "{text:?}");
+    assert_eq!(parts[1], format!("ipcall client (pid {pid})"));
+    assert_eq!(parts[2], "unset");
+}

@@ -164,6 +164,11 @@ impl Failure {
     pub(crate) fn invalid(message: impl Into<String>) -> Failure {
         Failure { status: IPCALL_E_INVALID, message: message.into() }
     }
+
+    /// An `IPCALL_E_NOT_FOUND` error: what was asked for is not there.
+    pub(crate) fn not_found(message: impl Into<String>) -> Failure {
+        Failure { status: IPCALL_E_NOT_FOUND, message: message.into() }
+    }
 }
 
 impl From<Error> for Failure {

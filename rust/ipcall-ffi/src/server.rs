@@ -34,6 +34,9 @@ pub struct ipcall_server {
 /// thread, and after the server was freed. Use it from one thread at a time.
 pub struct ipcall_request {
     request: Request,
+    /// `request.peer_name()` as a C string, for `ipcall_request_peer_name`
+    /// (`None` when it has none). Never changes while the handle lives.
+    peer_name: Option<CString>,
 }
 
 /// Who sent a request, as far as the transport can tell; `-1` where it
@@ -167,7 +170,9 @@ pub extern "C" fn ipcall_server_recv(
             Wait::Now => server.try_recv()?.ok_or_else(|| Error::Timeout { name: Arc::from(server.name()) })?,
             Wait::For(d) => server.recv_timeout(d)?,
         };
-        write_out(out, Box::into_raw(Box::new(ipcall_request { request })));
+        // A name holds no NUL (the nats: server refuses control characters).
+        let peer_name = request.peer_name().and_then(|name| CString::new(name).ok());
+        write_out(out, Box::into_raw(Box::new(ipcall_request { request, peer_name })));
         Ok(())
     })
 }
@@ -242,6 +247,52 @@ pub extern "C" fn ipcall_request_peer(request: *const ipcall_request, out: *mut 
         non_null(out, "out")?;
         let id = |v: Option<u32>| v.map_or(-1, i64::from);
         write_out(out, ipcall_peer { pid: id(peer.pid), uid: id(peer.uid), gid: id(peer.gid) });
+        Ok(())
+    })
+}
+
+/// The sender's NATS client id (`nats:` only): writes it to `*out`. It is
+/// the id the sender's NATS server assigned to its connection, as the sender
+/// states it (NATS does not check it; unique per NATS server, not across a
+/// cluster). `IPCALL_E_NOT_FOUND` (with a last-error message) when the
+/// request tells none: every other transport, or a sender that sent none or
+/// a malformed one. `*out` is then untouched.
+#[no_mangle]
+pub extern "C" fn ipcall_request_peer_nats_client_id(request: *const ipcall_request, out: *mut u64) -> ipcall_status {
+    guard(|| {
+        let peer = request_ref(request)?.request.peer();
+        non_null(out, "out")?;
+        let id = peer.nats_client_id.ok_or_else(|| {
+            Failure::not_found("this request tells no NATS client id (only nats: requests that carry one do)")
+        })?;
+        write_out(out, id);
+        Ok(())
+    })
+}
+
+/// The name of the sender's connection (`nats:` only: its NATS connection
+/// name, `ipcall client (pid <pid>)` for ipcall's clients, as the sender
+/// states it): writes a pointer to the NUL-terminated UTF-8 text to `*name`
+/// and its length in bytes, without the NUL, to `*len` (`len` may be NULL).
+/// The text belongs to the request and stays valid until it is answered or
+/// freed. `IPCALL_E_NOT_FOUND` (with a last-error message) when the request
+/// tells none; `*name` and `*len` are then untouched.
+#[no_mangle]
+pub extern "C" fn ipcall_request_peer_name(
+    request: *const ipcall_request,
+    name: *mut *const c_char,
+    len: *mut usize,
+) -> ipcall_status {
+    guard(|| {
+        let request = request_ref(request)?;
+        non_null(name, "name")?;
+        let text = request.peer_name.as_ref().ok_or_else(|| {
+            Failure::not_found("this request tells no peer name (only nats: requests that carry one do)")
+        })?;
+        write_out(name, text.as_ptr());
+        if !len.is_null() {
+            write_out(len, text.as_bytes().len());
+        }
         Ok(())
     })
 }

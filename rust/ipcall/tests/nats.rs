@@ -353,3 +353,55 @@ fn a_call_right_after_close_is_disconnected_not_lost() {
         worker.join().unwrap();
     }
 }
+
+#[test]
+fn the_peer_is_the_callers_nats_connection() {
+    let node = Node::start_with(&Config { monitor: true, ..Config::default() });
+    let server = Server::bind(&node.name(&subject("peer"))).unwrap();
+    let (a, b) = (Client::connect(server.name()).unwrap(), Client::connect(server.name()).unwrap());
+    let worker = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        for _ in 0..3 {
+            let request = server.recv_timeout(Duration::from_secs(20)).unwrap();
+            seen.push((request.data().to_vec(), request.peer(), request.peer_name().map(str::to_owned)));
+            request.reply(b"").unwrap();
+        }
+        seen
+    });
+    for (client, data) in [(&a, b"a1"), (&b, b"b1"), (&a, b"a2")] {
+        client.call(data).unwrap();
+    }
+    let seen = worker.join().unwrap();
+    let me = format!("ipcall client (pid {})", std::process::id());
+    let ours: Vec<u64> = node.connections().into_iter().filter(|(_, name)| *name == me).map(|(cid, _)| cid).collect();
+    assert_eq!(ours.len(), 2, "{:?}", node.connections());
+    let id = |i: usize| seen[i].1.nats_client_id.expect("a nats request says its client id");
+    for (data, peer, name) in &seen {
+        // NATS tells nothing of the sender's process or user.
+        assert_eq!((peer.pid, peer.uid, peer.gid), (None, None, None), "{data:?}");
+        assert_eq!(name.as_deref(), Some(me.as_str()));
+        assert!(ours.contains(&peer.nats_client_id.unwrap()), "{peer:?} not in {ours:?}");
+    }
+    // Each client is its own connection; one client's calls say the same id.
+    assert_eq!(id(0), id(2));
+    assert_ne!(id(0), id(1));
+}
+
+#[test]
+fn other_transports_tell_no_nats_identity() {
+    for kind in [Kind::Mem, Kind::Unix, Kind::Pipe, Kind::Shm] {
+        let server = Server::bind_unique(kind).unwrap();
+        let client = Client::connect(server.name()).unwrap();
+        let worker = std::thread::spawn(move || {
+            let request = server.recv_timeout(Duration::from_secs(20)).unwrap();
+            let seen = (request.peer(), request.peer_name().map(str::to_owned));
+            request.reply(b"").unwrap();
+            seen
+        });
+        client.call(b"x").unwrap();
+        let (peer, name) = worker.join().unwrap();
+        assert_eq!((peer.nats_client_id, name), (None, None), "{kind:?}");
+        // These do know the sender's process.
+        assert_eq!(peer.pid, Some(std::process::id()), "{kind:?}");
+    }
+}

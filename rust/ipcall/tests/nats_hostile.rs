@@ -187,3 +187,39 @@ fn sixteen_and_sixty_four_mib_messages_pass_in_chunks() {
     }
     assert_eq!(client.call(b"x").map_err(|e| e.kind()).unwrap_err(), ErrorKind::Disconnected);
 }
+
+#[test]
+fn identity_claims_are_parsed_strictly_and_malformed_ones_are_ignored() {
+    let node = Node::start();
+    let subject = subject("claims");
+    let server = Server::bind(&node.name(&subject)).unwrap();
+    // Echoes who the request says it is from.
+    let worker = std::thread::spawn(move || {
+        for _ in 0..3 {
+            let request = server.recv_timeout(Duration::from_secs(20)).unwrap();
+            let peer = request.peer();
+            let said = format!("{:?} {:?} {:?}", peer.nats_client_id, request.peer_name(), peer.pid);
+            request.reply(said.as_bytes()).unwrap();
+        }
+    });
+    let mut raw = Raw::connect(&node.addr);
+    let request = [("Ipcall-Version", "1"), ("Ipcall-Kind", "request")];
+    let long = "n".repeat(257);
+    let cases: [(&[(&str, &str)], &str); 3] = [
+        // Malformed: served all the same, the claims dropped.
+        (&[("Ipcall-Client-Id", "-7"), ("Ipcall-Client-Name", &long)], "None None None"),
+        (&[("Ipcall-Client-Id", "99999999999999999999"), ("Ipcall-Client-Name", "")], "None None None"),
+        // Well formed: passed on as claimed (anyone may claim anything).
+        (&[("Ipcall-Client-Id", "42"), ("Ipcall-Client-Name", "raw one")], "Some(42) Some(\"raw one\") None"),
+    ];
+    for (i, (claims, expected)) in cases.into_iter().enumerate() {
+        let headers: Vec<(&str, &str)> = request.iter().chain(claims).copied().collect();
+        raw.publish(&subject, &format!("_INBOX.raw.{i}"), &headers, b"x");
+        let ack = raw.receive();
+        assert_eq!(header(&ack, "Ipcall-Kind"), Some("ack"), "{ack:?}");
+        let answer = raw.receive();
+        assert_eq!(header(&answer, "Ipcall-Kind"), Some("reply"), "{answer:?}");
+        assert_eq!(String::from_utf8(answer.payload).unwrap(), expected);
+    }
+    worker.join().unwrap();
+}

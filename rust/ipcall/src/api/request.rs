@@ -38,6 +38,14 @@ impl Request {
         self.incoming.peer
     }
 
+    /// The name the sender's connection gave itself, where the transport
+    /// tells one: over `nats:`, its NATS connection name (ipcall's clients
+    /// name theirs `ipcall client (pid <pid>)`), as the sender states it,
+    /// unverified. `None` on every other transport.
+    pub fn peer_name(&self) -> Option<&str> {
+        self.incoming.peer_name.as_deref()
+    }
+
     /// Answers with `data`.
     ///
     /// A reply larger than the caller's limit is refused here with
@@ -58,6 +66,7 @@ impl fmt::Debug for Request {
         f.debug_struct("Request")
             .field("len", &self.incoming.data.len())
             .field("peer", &self.incoming.peer)
+            .field("peer_name", &self.incoming.peer_name)
             .finish_non_exhaustive()
     }
 }

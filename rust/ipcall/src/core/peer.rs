@@ -9,4 +9,8 @@ pub struct Peer {
     pub uid: Option<u32>,
     /// The peer's group id.
     pub gid: Option<u32>,
+    /// `nats:` only: the client id the NATS server the sender is attached
+    /// to assigned to its connection, as the sender states it (a claim, not
+    /// verified by NATS; unique per NATS server, not across a cluster).
+    pub nats_client_id: Option<u64>,
 }

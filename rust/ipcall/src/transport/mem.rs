@@ -45,7 +45,8 @@ struct Endpoint {
 impl Endpoint {
     fn new(name: Arc<str>, max_request: u32, one_shot: bool, named: bool) -> Result<Arc<Endpoint>> {
         let queue = Queue::new().map_err(|e| Error::Io { name: name.clone(), source: e })?;
-        let peer = Peer { pid: Some(std::process::id()), uid: Some(sys::uid()), gid: Some(sys::gid()) };
+        let peer =
+            Peer { pid: Some(std::process::id()), uid: Some(sys::uid()), gid: Some(sys::gid()), nats_client_id: None };
         Ok(Arc::new(Endpoint { name, queue, max_request, one_shot, named, peer }))
     }
 

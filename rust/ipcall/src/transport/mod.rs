@@ -58,6 +58,8 @@ pub(crate) struct Incoming {
     pub(crate) data: Vec<u8>,
     /// Who sent it.
     pub(crate) peer: Peer,
+    /// The sender's connection name, where the transport tells one (`nats:`).
+    pub(crate) peer_name: Option<Box<str>>,
     /// `None` once answered. Invariant: `Some` from `new` until `answer`
     /// or drop takes it, so the call is answered exactly once.
     responder: Option<Arc<dyn Responder>>,
@@ -69,7 +71,7 @@ pub(crate) struct Incoming {
 
 impl Incoming {
     pub(crate) fn new(data: Vec<u8>, peer: Peer, responder: Arc<dyn Responder>, id: u64, reply_max: u32) -> Incoming {
-        Incoming { data, peer, responder: Some(responder), id, reply_max }
+        Incoming { data, peer, peer_name: None, responder: Some(responder), id, reply_max }
     }
 
     /// Answers the call (once; later answers are ignored). An answer over

@@ -133,7 +133,7 @@ pub(crate) fn connect_fd(fd: &OwnedFd, name: &Name) -> io::Result<()> {
 /// The peer's credentials (`SO_PEERCRED`); unknown if the call fails.
 pub(crate) fn peer_credentials(fd: &OwnedFd) -> Peer {
     match socket::peer_credentials(fd.as_fd()) {
-        Ok(cred) => Peer { pid: Some(cred.pid), uid: Some(cred.uid), gid: Some(cred.gid) },
+        Ok(cred) => Peer { pid: Some(cred.pid), uid: Some(cred.uid), gid: Some(cred.gid), nats_client_id: None },
         Err(_) => Peer::default(),
     }
 }

@@ -41,6 +41,8 @@ pub struct Node {
     pub addr: String,
     /// `127.0.0.1:<route port>` when clustered.
     pub route: Option<String>,
+    /// `127.0.0.1:<monitoring port>` when asked for ([`Config::monitor`]).
+    pub monitor: Option<String>,
 }
 
 /// Options for a node.
@@ -50,6 +52,8 @@ pub struct Config {
     pub user: Option<(String, String)>,
     /// Join a cluster: route URLs of nodes already running.
     pub cluster: Option<Vec<String>>,
+    /// Serve NATS's HTTP monitoring (`/connz`) on a loopback port.
+    pub monitor: bool,
 }
 
 fn scratch_dir() -> PathBuf {
@@ -72,6 +76,9 @@ impl Node {
         let mut cmd = Command::new(binary());
         cmd.args(["-a", "127.0.0.1", "-p", "-1", "--ports_file_dir"]).arg(&dir);
         cmd.arg("-l").arg(dir.join("log"));
+        if config.monitor {
+            cmd.args(["-m", "-1"]);
+        }
         if let Some((user, pass)) = &config.user {
             cmd.args(["--user", user, "--pass", pass]);
         }
@@ -83,13 +90,13 @@ impl Node {
         }
         cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
         let child = cmd.spawn().unwrap_or_else(|e| panic!("start {:?}: {e}", binary()));
-        let mut node = Node { child: Some(child), dir, addr: String::new(), route: None };
-        node.read_ports(config.cluster.is_some());
+        let mut node = Node { child: Some(child), dir, addr: String::new(), route: None, monitor: None };
+        node.read_ports(config.cluster.is_some(), config.monitor);
         node
     }
 
     /// Waits (bounded) for the ports file and the client port to accept.
-    fn read_ports(&mut self, clustered: bool) {
+    fn read_ports(&mut self, clustered: bool, monitored: bool) {
         let pid = self.child.as_ref().unwrap().id();
         let file = self.dir.join(format!("nats-server_{pid}.ports"));
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -97,10 +104,15 @@ impl Node {
             if let Ok(text) = std::fs::read_to_string(&file) {
                 let client = url_in(&text, "\"nats\"");
                 let route = url_in(&text, "\"cluster\"");
+                let monitor = url_in(&text, "\"monitoring\"");
                 if let Some(client) = client {
-                    if (!clustered || route.is_some()) && std::net::TcpStream::connect(&client).is_ok() {
+                    if (!clustered || route.is_some())
+                        && (!monitored || monitor.is_some())
+                        && std::net::TcpStream::connect(&client).is_ok()
+                    {
                         self.addr = client;
                         self.route = route;
+                        self.monitor = monitor;
                         return;
                     }
                 }
@@ -117,6 +129,37 @@ impl Node {
     /// `nats://<addr>/<subject>`.
     pub fn name(&self, subject: &str) -> String {
         format!("nats://{}/{subject}", self.addr)
+    }
+
+    /// The node's client connections as its monitoring reports them:
+    /// `(cid, name)` (name empty when the client set none). Needs
+    /// [`Config::monitor`].
+    pub fn connections(&self) -> Vec<(u64, String)> {
+        use std::io::{Read, Write};
+        let addr = self.monitor.as_ref().expect("a node started with Config::monitor");
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        write!(stream, "GET /connz HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+        let mut text = String::new();
+        stream.read_to_string(&mut text).unwrap();
+        assert!(text.starts_with("HTTP/1.0 200") || text.starts_with("HTTP/1.1 200"), "{text}");
+        // Each connection's object starts with its "cid"; its "name" follows.
+        text.split("\"cid\":")
+            .skip(1)
+            .map(|entry| {
+                let digits: String = entry.trim_start().chars().take_while(char::is_ascii_digit).collect();
+                let name = entry
+                    .find("\"name\":")
+                    .and_then(|at| {
+                        let rest = &entry[at + 7..];
+                        let start = rest.find('"')? + 1;
+                        let end = start + rest[start..].find('"')?;
+                        Some(rest[start..end].to_owned())
+                    })
+                    .unwrap_or_default();
+                (digits.parse().expect("a numeric cid"), name)
+            })
+            .collect()
     }
 
     /// SIGKILL, and wait for it.

@@ -161,7 +161,7 @@ pub(crate) fn connect(name: &Name, options: &ClientOptions) -> Result<Arc<dyn Cl
     let max = options.max_message_size;
     conn::run(&shared, SETUP_TIMEOUT, async move {
         let shared = name2.shared().clone();
-        let Connection { nats, events, address } = conn::connect(name2, "client").await?;
+        let Connection { nats, events, address, name: connection_name } = conn::connect(name2, "client").await?;
         let io = |e: &dyn std::fmt::Display| Error::Io {
             name: shared.clone(),
             source: std::io::Error::other(e.to_string()),
@@ -180,7 +180,7 @@ pub(crate) fn connect(name: &Name, options: &ClientOptions) -> Result<Arc<dyn Cl
         let chunk = wire::chunk_size(nats.server_info().max_payload);
         let calls = Arc::new(Calls { name: shared.clone(), map: Mutex::new(HashMap::new()) });
         let (commands, command_rx) = unbounded_channel();
-        let task = Task { nats, calls: calls.clone(), inbox: inbox.clone(), pings: HashMap::new() };
+        let task = Task { nats, calls: calls.clone(), inbox: inbox.clone(), pings: HashMap::new(), connection_name };
         conn::spawn(task.run(replies, command_rx, events));
         let client = NatsClient {
             name: shared,
@@ -210,6 +210,8 @@ struct Task {
     calls: Arc<Calls>,
     inbox: String,
     pings: HashMap<String, PingState>,
+    /// Sent with every request ([`wire::H_CLIENT_NAME`]).
+    connection_name: String,
 }
 
 impl Task {
@@ -225,9 +227,15 @@ impl Task {
             tokio::select! {
                 Some(message) = replies.next() => self.on_reply(message).await,
                 command = commands.recv() => match command {
-                    Some(Command::Publish { subject, reply, headers, payload }) => {
+                    Some(Command::Publish { subject, reply, mut headers, payload }) => {
                         let _ = match reply {
-                            Some(reply) => self.nats.publish_with_reply_and_headers(subject, reply, headers, payload).await,
+                            // A request: say who sends it. The client id is
+                            // read at sending, as a reconnect changes it.
+                            Some(reply) => {
+                                headers.insert(wire::H_CLIENT_ID, self.nats.server_info().client_id.to_string());
+                                headers.insert(wire::H_CLIENT_NAME, self.connection_name.as_str());
+                                self.nats.publish_with_reply_and_headers(subject, reply, headers, payload).await
+                            }
                             None => self.nats.publish_with_headers(subject, headers, payload).await,
                         };
                     }

@@ -62,6 +62,8 @@ pub(crate) struct Connection {
     pub(crate) nats: async_nats::Client,
     pub(crate) events: UnboundedReceiver<Event>,
     pub(crate) address: Address,
+    /// The name this connection gave itself (`ipcall <role> (pid <pid>)`).
+    pub(crate) name: String,
 }
 
 /// Connects to the servers of `name`, in the order given (later ones, and
@@ -72,8 +74,9 @@ pub(crate) async fn connect(name: Name, role: &'static str) -> Result<Connection
         Address::parse(name.as_str()).map_err(|reason| Error::InvalidName { name: shared.clone(), reason })?;
     let credentials = name.credentials().cloned().or_else(env_credentials);
     let (tx, events) = unbounded_channel();
+    let connection_name = format!("ipcall {role} (pid {})", std::process::id());
     let mut options = ConnectOptions::new()
-        .name(format!("ipcall {role} (pid {})", std::process::id()))
+        .name(connection_name.clone())
         .retain_servers_order()
         .connection_timeout(Duration::from_secs(5))
         .event_callback(move |event| {
@@ -92,7 +95,7 @@ pub(crate) async fn connect(name: Name, role: &'static str) -> Result<Connection
     let servers =
         servers.map_err(|_| Error::InvalidName { name: shared.clone(), reason: "bad NATS server address" })?;
     match options.connect(servers).await {
-        Ok(nats) => Ok(Connection { nats, events, address }),
+        Ok(nats) => Ok(Connection { nats, events, address, name: connection_name }),
         Err(e) => Err(match e.kind() {
             // Nothing listens there: like a socket nobody listens on.
             ConnectErrorKind::Io if is_refused(&e) => Error::NotFound { name: shared },

@@ -69,8 +69,13 @@ struct Queued {
     reply_max: u32,
     /// The caller's deadline, as far as it said.
     expires: Option<Instant>,
+    /// Who the caller says it is.
+    from: Claim,
     shared: Arc<Shared>,
 }
+
+/// A request's claimed sender: its NATS client id and connection name.
+type Claim = (Option<u64>, Option<Box<str>>);
 
 impl Drop for Queued {
     fn drop(&mut self) {
@@ -123,9 +128,12 @@ fn send_error(shared: &Shared, reply: Subject, code: &str, reason: &str) {
 fn make_request(mut incoming: Queued) -> Incoming {
     let reply = incoming.reply.take().expect("a queued request holds its reply subject");
     let responder = Arc::new(NatsResponder { reply, shared: incoming.shared.clone() });
-    // NATS tells no pid or uid; the peer stays unknown.
-    let peer = Peer::default();
-    Incoming::new(std::mem::take(&mut incoming.data), peer, responder, 0, incoming.reply_max)
+    // NATS tells no pid or uid: only what the caller says of its connection.
+    let (nats_client_id, name) = std::mem::take(&mut incoming.from);
+    let peer = Peer { nats_client_id, ..Peer::default() };
+    let mut request = Incoming::new(std::mem::take(&mut incoming.data), peer, responder, 0, incoming.reply_max);
+    request.peer_name = name;
+    request
 }
 
 struct NatsServer {
@@ -197,7 +205,7 @@ pub(crate) fn bind(name: &Name, options: &ServerOptions) -> Result<Box<dyn Serve
     let (max, one_shot) = (options.max_message_size, options.one_shot);
     let (name2, queue2, instance2) = (name.clone(), queue.clone(), instance.clone());
     conn::run(&shared_name, SETUP_TIMEOUT, async move {
-        let Connection { nats, events, address } = conn::connect(name2.clone(), "server").await?;
+        let Connection { nats, events, address, .. } = conn::connect(name2.clone(), "server").await?;
         let io = |e: &dyn std::fmt::Display| Error::Io {
             name: name2.shared().clone(),
             source: std::io::Error::other(e.to_string()),
@@ -232,6 +240,7 @@ struct Partial {
     assembly: Assembly,
     reply_max: u32,
     expires: Option<Instant>,
+    from: Claim,
     touched: Instant,
 }
 
@@ -432,19 +441,20 @@ impl Task {
         headers.insert(wire::H_INSTANCE, self.instance.as_str());
         let _ = self.nats.publish_with_headers(reply.clone(), headers, Bytes::new()).await;
         let total = total as usize;
+        let from = wire::identity(&message);
         if message.payload.len() == total {
-            self.push(Vec::from(message.payload), reply, reply_max, expires);
+            self.push(Vec::from(message.payload), reply, reply_max, expires, from);
         } else {
             let assembly = Assembly::new(&message.payload, total);
-            let partial = Partial { assembly, reply_max, expires, touched: Instant::now() };
+            let partial = Partial { assembly, reply_max, expires, from, touched: Instant::now() };
             self.assemblies.insert(reply.to_string(), partial);
         }
         Ok(())
     }
 
-    fn push(&self, data: Vec<u8>, reply: Subject, reply_max: u32, expires: Option<Instant>) {
+    fn push(&self, data: Vec<u8>, reply: Subject, reply_max: u32, expires: Option<Instant>, from: Claim) {
         let Some(shared) = self.shared.upgrade() else { return };
-        let incoming = Queued { data, reply: Some(reply), reply_max, expires, shared };
+        let incoming = Queued { data, reply: Some(reply), reply_max, expires, from, shared };
         // Refused (closed): dropping it tells the caller `Disconnected`.
         let _ = self.queue.push(incoming);
     }
@@ -485,7 +495,7 @@ impl Task {
                     Ok(false) => {}
                     Ok(true) => {
                         let partial = self.assemblies.remove(&call).expect("present above");
-                        self.push(partial.assembly.buf, call.into(), partial.reply_max, partial.expires);
+                        self.push(partial.assembly.buf, call.into(), partial.reply_max, partial.expires, partial.from);
                     }
                     Err(reason) => {
                         self.assemblies.remove(&call);

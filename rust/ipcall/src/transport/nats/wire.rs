@@ -31,6 +31,13 @@ pub(crate) const H_CLIENT: &str = "Ipcall-Client";
 pub(crate) const CLIENT_PING: &str = "ping";
 /// Header (error): what went wrong ([`error_code`]).
 pub(crate) const H_ERROR: &str = "Ipcall-Error";
+/// Header (request): the client id the caller's NATS server assigned to its
+/// connection (decimal). Untrusted: see [`identity`].
+pub(crate) const H_CLIENT_ID: &str = "Ipcall-Client-Id";
+/// Header (request): the caller's NATS connection name. Untrusted.
+pub(crate) const H_CLIENT_NAME: &str = "Ipcall-Client-Name";
+/// The longest connection name a server accepts in [`H_CLIENT_NAME`].
+pub(crate) const MAX_CLIENT_NAME: usize = 256;
 
 /// Room left in each chunk for the headers, below the server's `max_payload`.
 pub(crate) const HEADER_ROOM: usize = 4096;
@@ -124,6 +131,28 @@ pub(crate) fn number(message: &Message, name: &str) -> Result<Option<u64>, Strin
     }
 }
 
+/// Who a request says it comes from: its [`H_CLIENT_ID`] and
+/// [`H_CLIENT_NAME`], each `None` unless present exactly once and well
+/// formed. Anyone can publish on a subject, so these are claims: a
+/// malformed one is dropped, never a reason to fail the request.
+pub(crate) fn identity(message: &Message) -> (Option<u64>, Option<Box<str>>) {
+    let once = |name: &str| {
+        let headers = message.headers.as_ref()?;
+        let mut values = headers.get_all(name);
+        match (values.next(), values.next()) {
+            (Some(value), None) => Some(value.as_str()),
+            _ => None,
+        }
+    };
+    let id = once(H_CLIENT_ID)
+        .filter(|v| (1..=20).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|v| v.parse::<u64>().ok());
+    let name = once(H_CLIENT_NAME)
+        .filter(|v| (1..=MAX_CLIENT_NAME).contains(&v.len()) && !v.chars().any(char::is_control))
+        .map(Box::from);
+    (id, name)
+}
+
 /// The kind of an ipcall message; `Err` (with the reason) for anything else.
 pub(crate) fn kind(message: &Message) -> Result<MsgKind, String> {
     match header(message, H_VERSION) {
@@ -187,6 +216,47 @@ impl Assembly {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn with_headers(pairs: &[(&str, &str)]) -> Message {
+        let mut headers = headers(MsgKind::Request);
+        for (name, value) in pairs {
+            headers.append(*name, *value);
+        }
+        Message {
+            subject: "s".into(),
+            reply: None,
+            payload: Bytes::new(),
+            headers: Some(headers),
+            status: None,
+            description: None,
+            length: 0,
+        }
+    }
+
+    #[test]
+    fn identity_takes_well_formed_claims() {
+        let message = with_headers(&[(H_CLIENT_ID, "18446744073709551615"), (H_CLIENT_NAME, "ipcall client (pid 7)")]);
+        assert_eq!(identity(&message), (Some(u64::MAX), Some("ipcall client (pid 7)".into())));
+        assert_eq!(identity(&with_headers(&[(H_CLIENT_ID, "0")])), (Some(0), None));
+        assert_eq!(identity(&with_headers(&[])), (None, None));
+    }
+
+    #[test]
+    fn identity_drops_malformed_claims() {
+        let long = "n".repeat(MAX_CLIENT_NAME + 1);
+        for id in ["", "-1", "+1", " 1", "1 ", "0x10", "1.0", "18446744073709551616", "99999999999999999999999", "١٢"]
+        {
+            assert_eq!(identity(&with_headers(&[(H_CLIENT_ID, id)])).0, None, "{id:?}");
+        }
+        for name in ["", "tab\there", "bell\u{7}", long.as_str()] {
+            assert_eq!(identity(&with_headers(&[(H_CLIENT_NAME, name)])).1, None, "{name:?}");
+        }
+        // Twice: which one is true cannot be told.
+        let twice = with_headers(&[(H_CLIENT_ID, "1"), (H_CLIENT_ID, "2"), (H_CLIENT_NAME, "a"), (H_CLIENT_NAME, "b")]);
+        assert_eq!(identity(&twice), (None, None));
+        let longest = "n".repeat(MAX_CLIENT_NAME);
+        assert_eq!(identity(&with_headers(&[(H_CLIENT_NAME, &longest)])).1.as_deref(), Some(longest.as_str()));
+    }
 
     #[test]
     fn split_covers_the_message_in_order() {

@@ -357,7 +357,12 @@ impl FifoListener {
         }
         os::set_nonblocking(request.as_fd(), false)?;
         os::set_nonblocking(reply.as_fd(), false)?;
-        let peer = Peer { pid: Some(pid), uid: Some(request_stat.st_uid), gid: Some(request_stat.st_gid) };
+        let peer = Peer {
+            pid: Some(pid),
+            uid: Some(request_stat.st_uid),
+            gid: Some(request_stat.st_gid),
+            nats_client_id: None,
+        };
         Ok(Some(FifoConn { read: request, write: reply, peer }))
     }
 
@@ -537,7 +542,12 @@ pub(crate) fn fifo_connect(dir: &Path, deadline: Deadline) -> io::Result<FifoCon
     // Step 8: blocking mode for the stream layer; `names` unlinks on drop.
     os::set_nonblocking(request.as_fd(), false)?;
     os::set_nonblocking(reply.as_fd(), false)?;
-    let peer = Peer { pid: Some(server_pid), uid: Some(accept_stat.st_uid), gid: Some(accept_stat.st_gid) };
+    let peer = Peer {
+        pid: Some(server_pid),
+        uid: Some(accept_stat.st_uid),
+        gid: Some(accept_stat.st_gid),
+        nats_client_id: None,
+    };
     Ok(FifoConn { read: reply, write: request, peer })
 }
 

@@ -147,7 +147,12 @@ fn bytes_flow_both_ways_and_peers_know_each_other() {
     });
     let server_side = listener.accept(soon()).expect("accept");
     let client_side = client.join().unwrap();
-    let me = Peer { pid: Some(std::process::id()), uid: Some(os::euid()), gid: Some(unsafe { libc::getegid() }) };
+    let me = Peer {
+        pid: Some(std::process::id()),
+        uid: Some(os::euid()),
+        gid: Some(unsafe { libc::getegid() }),
+        nats_client_id: None,
+    };
     assert_eq!(server_side.peer, me);
     assert_eq!(client_side.peer, me);
 
