@@ -185,9 +185,14 @@ describe('error codes', () => {
   })
 
   test('IO: an OS error with no closer kind (a path through a regular file: ENOTDIR)', { skip: unixSkip }, async () => {
-    const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'ipcall-io-')), 'regular-file')
-    fs.writeFileSync(file, '')
-    assertCode(await caught(() => ipcall.Server.bind(`unix:${file}/x.sock`)), 'IO')
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ipcall-io-'))
+    try {
+      const file = path.join(dir, 'regular-file')
+      fs.writeFileSync(file, '')
+      assertCode(await caught(() => ipcall.Server.bind(`unix:${file}/x.sock`)), 'IO')
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true })
+    }
   })
 
   test('PROTOCOL: a "server" that answers the handshake with garbage', { skip: unixSkip }, async () => {
@@ -209,6 +214,7 @@ describe('error codes', () => {
       }
     })
     garbage.close()
+    fs.rmSync(dir, { recursive: true, force: true })
     assertCode(err, 'PROTOCOL')
   })
 
