@@ -180,7 +180,15 @@ pub(crate) fn connect(name: &Name, options: &ClientOptions) -> Result<Arc<dyn Cl
         let chunk = wire::chunk_size(nats.server_info().max_payload);
         let calls = Arc::new(Calls { name: shared.clone(), map: Mutex::new(HashMap::new()) });
         let (commands, command_rx) = unbounded_channel();
-        let task = Task { nats, calls: calls.clone(), inbox: inbox.clone(), pings: HashMap::new(), connection_name };
+        let client_id = nats.server_info().client_id.to_string();
+        let task = Task {
+            nats,
+            calls: calls.clone(),
+            inbox: inbox.clone(),
+            pings: HashMap::new(),
+            connection_name,
+            client_id,
+        };
         conn::spawn(task.run(replies, command_rx, events));
         let client = NatsClient {
             name: shared,
@@ -212,6 +220,10 @@ struct Task {
     pings: HashMap<String, PingState>,
     /// Sent with every request ([`wire::H_CLIENT_NAME`]).
     connection_name: String,
+    /// The client id the NATS server gave this connection, as a header
+    /// value; read again at each (re)connect, as a reconnect changes it
+    /// (not per request: `server_info()` copies the whole INFO).
+    client_id: String,
 }
 
 impl Task {
@@ -229,10 +241,9 @@ impl Task {
                 command = commands.recv() => match command {
                     Some(Command::Publish { subject, reply, mut headers, payload }) => {
                         let _ = match reply {
-                            // A request: say who sends it. The client id is
-                            // read at sending, as a reconnect changes it.
+                            // A request: say who sends it.
                             Some(reply) => {
-                                headers.insert(wire::H_CLIENT_ID, self.nats.server_info().client_id.to_string());
+                                headers.insert(wire::H_CLIENT_ID, self.client_id.as_str());
                                 headers.insert(wire::H_CLIENT_NAME, self.connection_name.as_str());
                                 self.nats.publish_with_reply_and_headers(subject, reply, headers, payload).await
                             }
@@ -247,6 +258,9 @@ impl Task {
                     // fail every pending call now rather than leave it hanging.
                     if matches!(event, Event::Disconnected) {
                         self.calls.fail_where(|_| true);
+                    }
+                    if matches!(event, Event::Connected) {
+                        self.client_id = self.nats.server_info().client_id.to_string();
                     }
                 }
                 Some((instance, alive)) = ping_rx.recv() => {
