@@ -285,9 +285,17 @@ fn stop(mut child: Child, driver: Driver) {
     if let Driver::Floor { shared, how, .. } = &driver {
         shared.requests().publish(u32::MAX, *how);
     }
+    // The killed server cannot remove its rendezvous socket: we do.
+    let socket = match &driver {
+        Driver::Ipcall(client) => client.name().strip_prefix("shm:").map(std::path::PathBuf::from),
+        Driver::Floor { .. } => None,
+    };
     drop(driver);
     let _ = child.kill();
     let _ = child.wait();
+    if let Some(socket) = socket {
+        let _ = std::fs::remove_file(socket);
+    }
 }
 
 /// 64 B round trips: (p50, p99) ns.
