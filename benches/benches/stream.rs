@@ -396,4 +396,18 @@ fn main() {
             }
         }
     }
+    remove_leftovers();
+}
+
+/// Removes what the killed server children of this run left in the runtime
+/// directory (a `unix:` socket file or a `pipe:` server directory each).
+fn remove_leftovers() {
+    let Ok(dir) = ipcall::runtime_dir() else { return };
+    let prefix = format!("bench-{}-", std::process::id());
+    for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+            let path = entry.path();
+            let _ = std::fs::remove_dir_all(&path).or_else(|_| std::fs::remove_file(&path));
+        }
+    }
 }
