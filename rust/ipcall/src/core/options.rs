@@ -159,7 +159,9 @@ impl ServerOptions {
     }
 
     /// How long a request frame may take from its first byte to its last
-    /// (default 30 s); a connection that trickles slower is dropped.
+    /// (default 30 s); a connection that trickles slower, or stalls halfway,
+    /// is dropped. Byte-stream transports (`unix:`, `pipe:`) only: `shm:`
+    /// and `nats:` have no partial frame that holds a server resource.
     pub fn frame_timeout(mut self, timeout: Duration) -> Self {
         self.frame_timeout = timeout;
         self
