@@ -160,8 +160,8 @@ impl ServerOptions {
 
     /// How long a request frame may take from its first byte to its last
     /// (default 30 s); a connection that trickles slower, or stalls halfway,
-    /// is dropped. Byte-stream transports (`unix:`, `pipe:`) only: `shm:`
-    /// and `nats:` have no partial frame that holds a server resource.
+    /// is dropped. Applies to the byte-stream transports (`unix:`, `pipe:`)
+    /// only.
     pub fn frame_timeout(mut self, timeout: Duration) -> Self {
         self.frame_timeout = timeout;
         self
