@@ -6,19 +6,21 @@
 //!     the name on one stdout line, then answers until Closed:
 //!       "fail:<payload>" -> fail(<payload>)
 //!       "noreply"        -> dropped unanswered
+//!       "peer-name"      -> reply with the caller's `peer_name()` ("" if none)
 //!       anything else    -> echoed back unchanged
-//! peer client [NAME] [--calls N]
+//! peer client [NAME] [--calls N] [--connection-name TEXT]
 //!     Connects (NAME, else $IPCALL_SERVER) and runs the script against such a
 //!     server: N echo calls of checksummed random sizes (0 B..64 KiB), one
 //!     "fail:boom" that must come back as Remote("boom"), one "noreply" that
 //!     must come back as NoReply. Prints "ok <N>" and exits 0, or prints what
-//!     went wrong and exits 1.
+//!     went wrong and exits 1. `--connection-name` names its `nats:`
+//!     connection (what the server sees as `peer_name()`).
 //! ```
 
 use std::io::Write;
 use std::process::ExitCode;
 
-use ipcall::{Client, Error, Kind, Server, ServerOptions};
+use ipcall::{Client, ClientOptions, Error, Kind, Server, ServerOptions};
 
 fn arg_value(args: &[String], flag: &str) -> Option<String> {
     args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1).cloned())
@@ -29,7 +31,7 @@ fn positional(args: &[String]) -> Option<String> {
     for a in args {
         if skip {
             skip = false;
-        } else if a == "--unique" || a == "--calls" {
+        } else if a == "--unique" || a == "--calls" || a == "--connection-name" {
             skip = true;
         } else if !a.starts_with("--") {
             return Some(a.clone());
@@ -61,6 +63,9 @@ fn serve(args: &[String]) -> Result<(), String> {
         } else if data == b"noreply" {
             drop(request);
             Ok(())
+        } else if data == b"peer-name" {
+            let name = request.peer_name().unwrap_or_default().as_bytes().to_vec();
+            request.reply(&name)
         } else {
             request.reply(&data)
         };
@@ -74,7 +79,11 @@ fn client(args: &[String]) -> Result<usize, String> {
         .ok_or("client needs NAME or $IPCALL_SERVER")?;
     let calls: usize =
         arg_value(args, "--calls").map_or(Ok(100), |n| n.parse()).map_err(|e| format!("--calls: {e}"))?;
-    let client = Client::connect_timeout(&name, std::time::Duration::from_secs(10)).map_err(|e| e.to_string())?;
+    let mut options = ClientOptions::new().connect_timeout(std::time::Duration::from_secs(10));
+    if let Some(chosen) = arg_value(args, "--connection-name") {
+        options = options.connection_name(chosen);
+    }
+    let client = Client::connect_with(&name, &options).map_err(|e| e.to_string())?;
     let mut state = 0x2545_F491_4F6C_DD1Du64;
     for i in 0..calls {
         state ^= state << 13;
@@ -103,7 +112,9 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("serve") => serve(&args[1..]).map(|()| None),
         Some("client") => client(&args[1..]).map(Some),
-        _ => Err("usage: peer serve [NAME | --unique KIND] [--one-shot] | peer client [NAME] [--calls N]".into()),
+        _ => Err("usage: peer serve [NAME | --unique KIND] [--one-shot] | peer client [NAME] [--calls N] \
+                  [--connection-name TEXT]"
+            .into()),
     };
     match result {
         Ok(Some(calls)) => {

@@ -51,7 +51,8 @@ pub use crate::core::error::{Error, ErrorKind, Result};
 pub use crate::core::frame;
 pub use crate::core::name::{runtime_dir, Kind, Name};
 pub use crate::core::options::{
-    ClientOptions, ServerOptions, WaitMode, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_MESSAGE_SIZE,
+    check_connection_name, ClientOptions, ParseWaitModeError, ServerOptions, WaitMode, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_MESSAGE_SIZE, MAX_CONNECTION_NAME,
 };
 pub use crate::core::peer::Peer;
 

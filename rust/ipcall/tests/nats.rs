@@ -405,3 +405,53 @@ fn other_transports_tell_no_nats_identity() {
         assert_eq!(peer.pid, Some(std::process::id()), "{kind:?}");
     }
 }
+
+#[test]
+fn a_chosen_connection_name_is_the_peer_name_and_what_nats_shows() {
+    let node = Node::start_with(&Config { monitor: true, ..Config::default() });
+    let options = ServerOptions::new().connection_name("jobs server ✓");
+    let server = Arc::new(Server::bind_with(&node.name(&subject("chosen")), &options).unwrap());
+    let longest = "n".repeat(ipcall::MAX_CONNECTION_NAME);
+    let clients: Vec<Client> = ["billing worker 7", longest.as_str()]
+        .iter()
+        .map(|name| Client::connect_with(server.name(), &ClientOptions::new().connection_name(*name)).unwrap())
+        .collect();
+    let serving = server.clone();
+    let worker = std::thread::spawn(move || {
+        let server = serving;
+        (0..2)
+            .map(|_| {
+                let request = server.recv_timeout(Duration::from_secs(20)).unwrap();
+                let name = request.peer_name().map(str::to_owned);
+                request.reply(b"").unwrap();
+                name
+            })
+            .collect::<Vec<_>>()
+    });
+    for client in &clients {
+        client.call(b"who").unwrap();
+    }
+    let seen = worker.join().unwrap();
+    assert_eq!(seen, [Some("billing worker 7".to_owned()), Some(longest.clone())]);
+    // nats-server's monitoring shows the chosen names, the server's too.
+    let names: Vec<String> = node.connections().into_iter().map(|(_, name)| name).collect();
+    for name in ["jobs server ✓", "billing worker 7", longest.as_str()] {
+        assert!(names.iter().any(|n| n == name), "{name:?} not in {names:?}");
+    }
+}
+
+#[test]
+fn a_bad_connection_name_is_invalid_name_before_anything_is_sent() {
+    let node = Node::start();
+    let name = node.name(&subject("bad-conn-name"));
+    let server = Server::bind(&name).unwrap();
+    let too_long = "n".repeat(ipcall::MAX_CONNECTION_NAME + 1);
+    for bad in ["", "line\nbreak", "nul\0", too_long.as_str()] {
+        let err = Client::connect_with(&name, &ClientOptions::new().connection_name(bad)).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidName, "{bad:?}: {err}");
+        assert!(err.to_string().contains("connection name"), "{err}");
+        let err = Server::bind_with(&name, &ServerOptions::new().connection_name(bad)).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidName, "{bad:?}: {err}");
+    }
+    drop(server);
+}

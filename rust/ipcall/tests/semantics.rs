@@ -440,3 +440,31 @@ fn error_messages_name_the_server() {
         assert!(!kind.code().is_empty());
     }
 }
+
+#[test]
+fn a_connection_name_is_checked_everywhere_and_used_by_nats_only() {
+    // A valid one is accepted and ignored by the local transports.
+    for kind in [Kind::Mem, Kind::Unix] {
+        let options = ServerOptions::new().connection_name("local server");
+        let server = Server::bind_unique_with(kind, &options).unwrap();
+        let client = Client::connect_with(server.name(), &ClientOptions::new().connection_name("local client")).unwrap();
+        let t = thread::spawn(move || {
+            let request = server.recv().unwrap();
+            assert_eq!(request.peer_name(), None, "{kind:?}");
+            request.reply(b"ok").unwrap();
+        });
+        assert_eq!(client.call(b"x").unwrap(), b"ok");
+        t.join().unwrap();
+    }
+    // An invalid one is refused whatever the transport: InvalidName.
+    let server = Server::bind("mem:conn-name-checked").unwrap();
+    for bad in ["", "tab\there", &"n".repeat(257)] {
+        let err = Client::connect_with(server.name(), &ClientOptions::new().connection_name(bad)).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidName, "{bad:?}");
+        let err = Server::bind_with("mem:conn-name-refused", &ServerOptions::new().connection_name(bad)).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidName, "{bad:?}");
+        let err = Server::bind_unique_with(Kind::Unix, &ServerOptions::new().connection_name(bad)).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidName, "{bad:?}");
+        assert!(err.to_string().contains("connection name"), "{err}");
+    }
+}

@@ -39,6 +39,7 @@ impl Client {
     /// Connects with `options`.
     pub fn connect_with(name: &str, options: &ClientOptions) -> Result<Client> {
         let parsed = Name::parse(name)?;
+        options.check(parsed.shared())?;
         let deadline = options.connect_timeout.map_or(Deadline::Now, Deadline::after);
         let mut pause = Duration::from_micros(200);
         loop {

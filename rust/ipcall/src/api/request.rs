@@ -39,8 +39,9 @@ impl Request {
     }
 
     /// The name the sender's connection gave itself, where the transport
-    /// tells one: over `nats:`, its NATS connection name (ipcall's clients
-    /// name theirs `ipcall client (pid <pid>)`), as the sender states it,
+    /// tells one: over `nats:`, its NATS connection name (the client's
+    /// [`ClientOptions::connection_name`](crate::ClientOptions::connection_name),
+    /// by default `ipcall client (pid <pid>)`), as the sender states it,
     /// unverified. `None` on every other transport.
     pub fn peer_name(&self) -> Option<&str> {
         self.incoming.peer_name.as_deref()

@@ -33,6 +33,7 @@ impl Server {
     /// Listens on `name` with `options`.
     pub fn bind_with(name: &str, options: &ServerOptions) -> Result<Server> {
         let name = Name::parse(name)?;
+        options.check(name.shared())?;
         let transport = transport::bind(&name, options)?;
         Ok(Server { name, transport })
     }
@@ -45,6 +46,7 @@ impl Server {
     /// [`bind_unique`](Self::bind_unique) with options.
     pub fn bind_unique_with(kind: Kind, options: &ServerOptions) -> Result<Server> {
         let name = Name::unique(kind)?;
+        options.check(name.shared())?;
         // Generated names are never reused: remove those of dead servers.
         if let Some(dir) = name.path().and_then(std::path::Path::parent) {
             crate::transport::sweep::sweep(dir);

@@ -1,6 +1,9 @@
 //! Server and client options (builders; every field has a safe default).
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use crate::core::error::{Error, Result};
 
 /// The default maximum message size: 64 MiB.
 pub const DEFAULT_MAX_MESSAGE_SIZE: u32 = 64 << 20;
@@ -21,6 +24,76 @@ pub enum WaitMode {
     Spin,
     /// Never spin: sleep at once (a system call per message each way).
     Block,
+}
+
+impl WaitMode {
+    /// Every mode, the default first.
+    pub const ALL: [WaitMode; 3] = [WaitMode::Adaptive, WaitMode::Spin, WaitMode::Block];
+
+    /// The mode's name in every face: `"adaptive"`, `"spin"` or `"block"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WaitMode::Adaptive => "adaptive",
+            WaitMode::Spin => "spin",
+            WaitMode::Block => "block",
+        }
+    }
+}
+
+impl std::fmt::Display for WaitMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A text that names no [`WaitMode`] (its message lists the valid ones).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseWaitModeError(String);
+
+impl std::fmt::Display for ParseWaitModeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "unknown wait mode {:?}: use \"adaptive\", \"spin\" or \"block\"", self.0)
+    }
+}
+
+impl std::error::Error for ParseWaitModeError {}
+
+impl std::str::FromStr for WaitMode {
+    type Err = ParseWaitModeError;
+
+    /// Reads `"adaptive"`, `"spin"` or `"block"` (exactly: no other case
+    /// or spelling, so that every face accepts the same words).
+    fn from_str(text: &str) -> std::result::Result<WaitMode, ParseWaitModeError> {
+        WaitMode::ALL.into_iter().find(|m| m.as_str() == text).ok_or_else(|| ParseWaitModeError(text.to_owned()))
+    }
+}
+
+/// The longest connection name, in bytes (as a `nats:` server accepts in
+/// `Ipcall-Client-Name`, docs/PROTOCOL.md §13.2).
+pub const MAX_CONNECTION_NAME: usize = 256;
+
+/// Checks a connection name ([`ClientOptions::connection_name`],
+/// [`ServerOptions::connection_name`]): 1 to [`MAX_CONNECTION_NAME`] bytes
+/// of UTF-8 with no control characters. `Err` says why not.
+pub fn check_connection_name(name: &str) -> std::result::Result<(), &'static str> {
+    if name.is_empty() {
+        Err("the connection name is empty (give 1 to 256 bytes)")
+    } else if name.len() > MAX_CONNECTION_NAME {
+        Err("the connection name is longer than 256 bytes")
+    } else if name.chars().any(char::is_control) {
+        Err("the connection name contains a control character")
+    } else {
+        Ok(())
+    }
+}
+
+/// [`check_connection_name`] of an optional name, as the error that
+/// binding or connecting to `target` reports.
+fn check_chosen_name(chosen: Option<&str>, target: &Arc<str>) -> Result<()> {
+    match chosen.map(check_connection_name) {
+        Some(Err(reason)) => Err(Error::InvalidName { name: target.clone(), reason }),
+        _ => Ok(()),
+    }
 }
 
 /// Options for [`Server::bind_with`](crate::Server::bind_with).
@@ -52,6 +125,9 @@ pub struct ServerOptions {
     pub(crate) max_connections: usize,
     /// How long a started frame may take to arrive whole.
     pub(crate) frame_timeout: Duration,
+    /// The name of the server's NATS connection (`nats:` only); `None` =
+    /// `ipcall server (pid <pid>)`.
+    pub(crate) connection_name: Option<String>,
 }
 
 /// How many connections a server serves at once by default.
@@ -72,6 +148,7 @@ impl Default for ServerOptions {
             reply_timeout: Duration::from_secs(30),
             max_connections: DEFAULT_MAX_CONNECTIONS,
             frame_timeout: Duration::from_secs(30),
+            connection_name: None,
         }
     }
 }
@@ -167,9 +244,35 @@ impl ServerOptions {
         self
     }
 
+    /// The name this server's NATS connection gives itself (`nats:` only;
+    /// local transports ignore it): what nats-server's monitoring (`/connz`)
+    /// shows for it. Default `ipcall server (pid <pid>)`. It must be 1 to
+    /// 256 bytes without control characters ([`check_connection_name`]);
+    /// binding with any other is `InvalidName`, whatever the transport.
+    pub fn connection_name(mut self, name: impl Into<String>) -> Self {
+        self.connection_name = Some(name.into());
+        self
+    }
+
     /// The configured maximum message size.
     pub fn get_max_message_size(&self) -> u32 {
         self.max_message_size
+    }
+
+    /// The configured wait mode (`shm:` only).
+    pub fn get_wait_mode(&self) -> WaitMode {
+        self.wait_mode
+    }
+
+    /// The connection name set with [`ServerOptions::connection_name`].
+    pub fn get_connection_name(&self) -> Option<&str> {
+        self.connection_name.as_deref()
+    }
+
+    /// Checks what only binding can refuse: `InvalidName` (naming `target`)
+    /// for a connection name that [`check_connection_name`] refuses.
+    pub(crate) fn check(&self, target: &Arc<str>) -> Result<()> {
+        check_chosen_name(self.connection_name.as_deref(), target)
     }
 
     /// The reply budget of one connection, in bytes.
@@ -192,6 +295,9 @@ pub struct ClientOptions {
     pub(crate) connect_timeout: Option<Duration>,
     /// How `shm:` waits for replies and ring space (`shm:` only).
     pub(crate) wait_mode: WaitMode,
+    /// The name of the client's NATS connection (`nats:` only); `None` =
+    /// `ipcall client (pid <pid>)`.
+    pub(crate) connection_name: Option<String>,
 }
 
 impl Default for ClientOptions {
@@ -200,6 +306,7 @@ impl Default for ClientOptions {
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             connect_timeout: None,
             wait_mode: WaitMode::Adaptive,
+            connection_name: None,
         }
     }
 }
@@ -228,8 +335,69 @@ impl ClientOptions {
         self
     }
 
+    /// The name this client's NATS connection gives itself (`nats:` only;
+    /// local transports ignore it). A server sees it as the request's
+    /// `peer_name()` (sent in `Ipcall-Client-Name`), and nats-server's
+    /// monitoring (`/connz`) shows it. Default `ipcall client (pid <pid>)`.
+    /// It must be 1 to 256 bytes without control characters
+    /// ([`check_connection_name`]); connecting with any other is
+    /// `InvalidName`, whatever the transport.
+    pub fn connection_name(mut self, name: impl Into<String>) -> Self {
+        self.connection_name = Some(name.into());
+        self
+    }
+
     /// The configured maximum message size.
     pub fn get_max_message_size(&self) -> u32 {
         self.max_message_size
+    }
+
+    /// The configured wait mode (`shm:` only).
+    pub fn get_wait_mode(&self) -> WaitMode {
+        self.wait_mode
+    }
+
+    /// The connection name set with [`ClientOptions::connection_name`].
+    pub fn get_connection_name(&self) -> Option<&str> {
+        self.connection_name.as_deref()
+    }
+
+    /// Checks what only connecting can refuse: `InvalidName` (naming
+    /// `target`) for a connection name that [`check_connection_name`]
+    /// refuses.
+    pub(crate) fn check(&self, target: &Arc<str>) -> Result<()> {
+        check_chosen_name(self.connection_name.as_deref(), target)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wait_modes_read_back_their_names_and_nothing_else() {
+        for mode in WaitMode::ALL {
+            assert_eq!(mode.as_str().parse::<WaitMode>(), Ok(mode));
+            assert_eq!(mode.to_string(), mode.as_str());
+        }
+        assert_eq!(WaitMode::ALL[0], WaitMode::default());
+        for bad in ["", "Spin", "SPIN", " spin", "busy", "adaptive\0"] {
+            let err = bad.parse::<WaitMode>().unwrap_err();
+            assert!(err.to_string().contains("\"adaptive\", \"spin\" or \"block\""), "{err}");
+        }
+    }
+
+    #[test]
+    fn connection_names_are_1_to_256_bytes_without_control_characters() {
+        for good in ["a", "billing worker (pid 7)", "ünïcödé ✓", &"n".repeat(256), &"é".repeat(128)] {
+            assert_eq!(check_connection_name(good), Ok(()), "{good:?}");
+        }
+        for bad in ["", "\n", "a\tb", "nul\0", "del\u{7f}", "c1\u{85}", &"n".repeat(257), &"é".repeat(129)] {
+            assert!(check_connection_name(bad).is_err(), "{bad:?}");
+        }
+        let options = ClientOptions::new().connection_name("x").wait_mode(WaitMode::Block);
+        assert_eq!((options.get_connection_name(), options.get_wait_mode()), (Some("x"), WaitMode::Block));
+        let options = ServerOptions::new().connection_name("y").wait_mode(WaitMode::Spin);
+        assert_eq!((options.get_connection_name(), options.get_wait_mode()), (Some("y"), WaitMode::Spin));
     }
 }

@@ -62,19 +62,21 @@ pub(crate) struct Connection {
     pub(crate) nats: async_nats::Client,
     pub(crate) events: UnboundedReceiver<Event>,
     pub(crate) address: Address,
-    /// The name this connection gave itself (`ipcall <role> (pid <pid>)`).
+    /// The name this connection gave itself (the one chosen in the options,
+    /// or `ipcall <role> (pid <pid>)`).
     pub(crate) name: String,
 }
 
 /// Connects to the servers of `name`, in the order given (later ones, and
-/// those the cluster advertises, are where it reconnects to).
-pub(crate) async fn connect(name: Name, role: &'static str) -> Result<Connection> {
+/// those the cluster advertises, are where it reconnects to). The
+/// connection is named `chosen` (checked by the options), or after `role`.
+pub(crate) async fn connect(name: Name, role: &'static str, chosen: Option<String>) -> Result<Connection> {
     let shared = name.shared().clone();
     let address =
         Address::parse(name.as_str()).map_err(|reason| Error::InvalidName { name: shared.clone(), reason })?;
     let credentials = name.credentials().cloned().or_else(env_credentials);
     let (tx, events) = unbounded_channel();
-    let connection_name = format!("ipcall {role} (pid {})", std::process::id());
+    let connection_name = chosen.unwrap_or_else(|| format!("ipcall {role} (pid {})", std::process::id()));
     let mut options = ConnectOptions::new()
         .name(connection_name.clone())
         .retain_servers_order()

@@ -202,10 +202,10 @@ pub(crate) fn bind(name: &Name, options: &ServerOptions) -> Result<Box<dyn Serve
     let queue = Arc::new(Queue::new().map_err(|e| Error::Io { name: shared_name.clone(), source: e })?);
     let token = sys::random_hex_128().map_err(|e| Error::Io { name: shared_name.clone(), source: e })?;
     let instance: Subject = format!("{}{token}", wire::INSTANCE_PREFIX).into();
-    let (max, one_shot) = (options.max_message_size, options.one_shot);
+    let (max, one_shot, chosen) = (options.max_message_size, options.one_shot, options.connection_name.clone());
     let (name2, queue2, instance2) = (name.clone(), queue.clone(), instance.clone());
     conn::run(&shared_name, SETUP_TIMEOUT, async move {
-        let Connection { nats, events, address, .. } = conn::connect(name2.clone(), "server").await?;
+        let Connection { nats, events, address, .. } = conn::connect(name2.clone(), "server", chosen).await?;
         let io = |e: &dyn std::fmt::Display| Error::Io {
             name: name2.shared().clone(),
             source: std::io::Error::other(e.to_string()),
