@@ -128,6 +128,42 @@ typedef uint32_t ipcall_status;
 #endif // __cplusplus
 
 /**
+ * How a `shm:` endpoint waits for its peer (other transports ignore it);
+ * set with `ipcall_server_options_set_wait_mode` and
+ * `ipcall_client_options_set_wait_mode`.
+ *
+ * The numbers are part of the ABI: each is fixed forever and never given
+ * to another meaning. A number that names no mode is `IPCALL_E_INVALID`.
+ */
+enum ipcall_wait_mode
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * Spin while it pays off (the peer runs on another CPU, CPUs are to
+   * spare, recent waits ended soon), then sleep. The default.
+   */
+  IPCALL_WAIT_ADAPTIVE = 0,
+  /**
+   * Never sleep: poll until the answer comes (lowest latency across
+   * CPUs; burns a CPU while waiting, and is slow on a shared CPU).
+   */
+  IPCALL_WAIT_SPIN = 1,
+  /**
+   * Never spin: sleep at once (a system call per message each way).
+   */
+  IPCALL_WAIT_BLOCK = 2,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum ipcall_wait_mode ipcall_wait_mode;
+#else
+typedef uint32_t ipcall_wait_mode;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
  * A connection to a server. Created by `ipcall_client_connect*` or
  * `ipcall_client_clone`, released by `ipcall_client_free`.
  *
@@ -433,6 +469,22 @@ ipcall_status ipcall_server_options_set_max_connections(struct ipcall_server_opt
 ipcall_status ipcall_server_options_set_frame_timeout(struct ipcall_server_options *options, int32_t timeout_ms);
 
 /**
+ * How the server waits for requests and for ring space (`shm:` only;
+ * default `IPCALL_WAIT_ADAPTIVE`). A number that names no
+ * `ipcall_wait_mode` is `IPCALL_E_INVALID` and leaves the options unchanged.
+ */
+ipcall_status ipcall_server_options_set_wait_mode(struct ipcall_server_options *options, ipcall_wait_mode mode);
+
+/**
+ * The name of the server's NATS connection (`nats:` only; local transports
+ * ignore it), which nats-server's monitoring shows (default
+ * `ipcall server (pid <pid>)`). `name` is copied; it must be UTF-8 of 1 to
+ * 256 bytes without control characters, or this is `IPCALL_E_INVALID` and
+ * the options are unchanged.
+ */
+ipcall_status ipcall_server_options_set_connection_name(struct ipcall_server_options *options, const char *name);
+
+/**
  * Creates client options with the defaults (messages up to 64 MiB). On
  * success writes the handle to `*out`.
  */
@@ -451,6 +503,22 @@ void ipcall_client_options_free(struct ipcall_client_options *options);
  * caller `IPCALL_E_NO_REPLY`.
  */
 ipcall_status ipcall_client_options_set_max_message_size(struct ipcall_client_options *options, uint32_t max_bytes);
+
+/**
+ * How the client waits for replies and for ring space (`shm:` only;
+ * default `IPCALL_WAIT_ADAPTIVE`). A number that names no
+ * `ipcall_wait_mode` is `IPCALL_E_INVALID` and leaves the options unchanged.
+ */
+ipcall_status ipcall_client_options_set_wait_mode(struct ipcall_client_options *options, ipcall_wait_mode mode);
+
+/**
+ * The name of the client's NATS connection (`nats:` only; local transports
+ * ignore it): a server reads it with `ipcall_request_peer_name`, and
+ * nats-server's monitoring shows it (default `ipcall client (pid <pid>)`).
+ * `name` is copied; it must be UTF-8 of 1 to 256 bytes without control
+ * characters, or this is `IPCALL_E_INVALID` and the options are unchanged.
+ */
+ipcall_status ipcall_client_options_set_connection_name(struct ipcall_client_options *options, const char *name);
 
 /**
  * Listens on `name` (`"unix:/run/user/1000/app.sock"`, `"mem:jobs"`, ...)

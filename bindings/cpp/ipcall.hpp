@@ -96,6 +96,14 @@ inline int32_t timeout_ms(Timeout timeout) {
     return timeout.count() > INT32_MAX ? INT32_MAX : static_cast<int32_t>(timeout.count());
 }
 
+/// Throws IPCALL_E_INVALID if `text` holds a NUL byte, which the C API
+/// would take for its end (a silently shortened string).
+inline void no_nul(const std::string &text, const char *what) {
+    if (text.find('\0') != std::string::npos) {
+        throw Error(IPCALL_E_INVALID, std::string(what) + " contains a NUL byte");
+    }
+}
+
 /// Moves the bytes of a C buffer into a vector and frees the C buffer.
 inline Buffer take(ipcall_buf &buf) {
     Buffer bytes(buf.data, buf.data + buf.len);
@@ -182,6 +190,16 @@ private:
     size_t size_ = 0;
 };
 
+/// How a shm: endpoint waits for its peer (other transports ignore it).
+enum class WaitMode : uint32_t {
+    /// Spin while it pays off, then sleep (the default).
+    Adaptive = IPCALL_WAIT_ADAPTIVE,
+    /// Never sleep: lowest latency across CPUs, burns a CPU while waiting.
+    Spin = IPCALL_WAIT_SPIN,
+    /// Never spin: sleep at once (a system call per message each way).
+    Block = IPCALL_WAIT_BLOCK,
+};
+
 /// Options of Server::bind / bind_unique; setters chain.
 class ServerOptions {
 public:
@@ -245,6 +263,19 @@ public:
         detail::check(ipcall_server_options_set_frame_timeout(handle_.get(), detail::timeout_ms(timeout)));
         return *this;
     }
+    /// How the server waits for requests and ring space (shm: only).
+    /// A value that names no WaitMode throws IPCALL_E_INVALID.
+    ServerOptions &wait_mode(WaitMode mode) {
+        detail::check(ipcall_server_options_set_wait_mode(handle_.get(), static_cast<ipcall_wait_mode>(mode)));
+        return *this;
+    }
+    /// The server's NATS connection name (nats: only): 1 to 256 bytes of
+    /// UTF-8 without control characters, else IPCALL_E_INVALID.
+    ServerOptions &connection_name(const std::string &name) {
+        detail::no_nul(name, "the connection name");
+        detail::check(ipcall_server_options_set_connection_name(handle_.get(), name.c_str()));
+        return *this;
+    }
     /// The C handle (owned by this object).
     const ipcall_server_options *get() const noexcept { return handle_.get(); }
 
@@ -263,6 +294,20 @@ public:
     /// Largest reply accepted and request sent, in bytes (default 64 MiB).
     ClientOptions &max_message_size(uint32_t bytes) {
         detail::check(ipcall_client_options_set_max_message_size(handle_.get(), bytes));
+        return *this;
+    }
+    /// How the client waits for replies and ring space (shm: only).
+    /// A value that names no WaitMode throws IPCALL_E_INVALID.
+    ClientOptions &wait_mode(WaitMode mode) {
+        detail::check(ipcall_client_options_set_wait_mode(handle_.get(), static_cast<ipcall_wait_mode>(mode)));
+        return *this;
+    }
+    /// The client's NATS connection name (nats: only), which a server reads
+    /// as Request::peer_name(): 1 to 256 bytes of UTF-8 without control
+    /// characters, else IPCALL_E_INVALID.
+    ClientOptions &connection_name(const std::string &name) {
+        detail::no_nul(name, "the connection name");
+        detail::check(ipcall_client_options_set_connection_name(handle_.get(), name.c_str()));
         return *this;
     }
     /// The C handle (owned by this object).

@@ -212,11 +212,60 @@ static void test_limits() {
     CHECK(std::strstr(refused.what(), "maximum number of connections") != nullptr);
 }
 
+// Every server wait mode with every client wait mode carries calls over
+// shm:; a value that names no mode throws IPCALL_E_INVALID.
+static void test_wait_modes() {
+    const ipcall::WaitMode modes[] = {ipcall::WaitMode::Adaptive, ipcall::WaitMode::Spin, ipcall::WaitMode::Block};
+    for (ipcall::WaitMode server_mode : modes) {
+        ipcall::Server server = ipcall::Server::bind_unique("shm", ipcall::ServerOptions().wait_mode(server_mode));
+        std::thread serving([&] {
+            for (;;) {
+                try {
+                    ipcall::Request request = server.recv();
+                    request.reply(request.data());
+                } catch (const ipcall::Error &e) {
+                    CHECK(e.status() == IPCALL_E_CLOSED);
+                    return;
+                }
+            }
+        });
+        for (ipcall::WaitMode client_mode : modes) {
+            ipcall::ClientOptions options;
+            options.wait_mode(client_mode).max_message_size(1 << 20);
+            ipcall::Client client = ipcall::Client::connect(server.name(), 10s, &options);
+            for (int i = 0; i < 20; i++) {
+                CHECK(text(client.call("mode", 60s)) == "mode");
+            }
+        }
+        server.close();
+        serving.join();
+    }
+    expect_error(IPCALL_E_INVALID, [] { ipcall::ClientOptions().wait_mode(static_cast<ipcall::WaitMode>(3)); });
+    expect_error(IPCALL_E_INVALID, [] { ipcall::ServerOptions().wait_mode(static_cast<ipcall::WaitMode>(99)); });
+}
+
+// Connection names chain, and a bad one throws IPCALL_E_INVALID (an
+// embedded NUL too, which C would silently cut the name at).
+static void test_connection_names() {
+    ipcall::ClientOptions options;
+    options.connection_name("c++ client").max_message_size(1024);
+    ipcall::ServerOptions().connection_name(std::string(256, 'n'));
+    expect_error(IPCALL_E_INVALID, [] { ipcall::ClientOptions().connection_name(""); });
+    expect_error(IPCALL_E_INVALID, [] { ipcall::ServerOptions().connection_name(std::string(257, 'n')); });
+    expect_error(IPCALL_E_INVALID, [] { ipcall::ClientOptions().connection_name("new\nline"); });
+    ipcall::Error nul = expect_error(IPCALL_E_INVALID, [] { ipcall::ClientOptions().connection_name(std::string("a\0b", 3)); });
+    CHECK(std::strstr(nul.what(), "NUL") != nullptr);
+}
+
 int main() {
     std::setvbuf(stdout, nullptr, _IOLBF, 0);
     CHECK(ipcall::version() == ipcall_version());
+    test_connection_names();
     if (kind_available("unix", "the C++ limit tests")) {
         test_limits();
+    }
+    if (kind_available("shm", "the C++ wait-mode tests")) {
+        test_wait_modes();
     }
     int kinds_run = 0;
     for (const char *kind : ALL_KINDS) {

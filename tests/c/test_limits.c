@@ -1,4 +1,8 @@
-/* The server limits through the C API: the setters' invalid arguments, a
+/* The options through the C API. Wait modes: every server mode with every
+ * client mode carries calls over shm:, and a number that names no mode is
+ * IPCALL_E_INVALID. Connection names: what is refused at the setters (what
+ * a nats: server sees is tested in test_nats_peer.c). The server limits:
+ * the setters' invalid arguments, a
  * client over max_connections refused at connect with IPCALL_E_IO, and a
  * client that never reads dropped alone once its queued replies pass
  * max_queued_reply_bytes (rust/ipcall/tests/slow_peer.rs and hostile.rs test
@@ -201,9 +205,101 @@ static void test_reply_budget(const char *kind) {
     ipcall_server_free(server);
 }
 
+/* Every server wait mode with every client wait mode carries calls over
+ * shm: (other transports accept and ignore the mode). */
+static void test_wait_modes(void) {
+    const ipcall_wait_mode modes[] = {IPCALL_WAIT_ADAPTIVE, IPCALL_WAIT_SPIN, IPCALL_WAIT_BLOCK};
+    for (size_t s = 0; s < COUNT_OF(modes); s++) {
+        ipcall_server_options *server_options = NULL;
+        CHECK_OK(ipcall_server_options_new(&server_options));
+        CHECK_OK(ipcall_server_options_set_wait_mode(server_options, modes[s]));
+        ipcall_server *server = NULL;
+        CHECK_OK(ipcall_server_bind_unique("shm", server_options, &server));
+        ipcall_server_options_free(server_options);
+        struct echo e = {server, 1};
+        pthread_t thread;
+        CHECK(pthread_create(&thread, NULL, echo_thread, &e) == 0);
+        for (size_t c = 0; c < COUNT_OF(modes); c++) {
+            ipcall_client_options *client_options = NULL;
+            CHECK_OK(ipcall_client_options_new(&client_options));
+            CHECK_OK(ipcall_client_options_set_wait_mode(client_options, modes[c]));
+            ipcall_client *client = NULL;
+            CHECK_OK(ipcall_client_connect_with(ipcall_server_name(server), client_options, BOUND_MS, &client));
+            ipcall_client_options_free(client_options);
+            for (int i = 0; i < 20; i++) {
+                ipcall_buf reply = {0};
+                CHECK_OK(ipcall_client_call(client, (const uint8_t *)"mode", 4, BOUND_MS, &reply));
+                CHECK(buf_equals(&reply, "mode", 4));
+                ipcall_buf_free(&reply);
+            }
+            ipcall_client_free(client);
+        }
+        CHECK_OK(ipcall_server_close(server));
+        CHECK(pthread_join(thread, NULL) == 0);
+        ipcall_server_free(server);
+    }
+    /* A number that names no mode is refused and changes nothing. */
+    ipcall_server_options *server_options = NULL;
+    ipcall_client_options *client_options = NULL;
+    CHECK_OK(ipcall_server_options_new(&server_options));
+    CHECK_OK(ipcall_client_options_new(&client_options));
+    CHECK_STATUS(ipcall_server_options_set_wait_mode(server_options, (ipcall_wait_mode)3), IPCALL_E_INVALID);
+    CHECK(strstr(ipcall_last_error_message(), "wait mode 3") != NULL);
+    CHECK_STATUS(ipcall_client_options_set_wait_mode(client_options, (ipcall_wait_mode)UINT32_MAX), IPCALL_E_INVALID);
+    CHECK_STATUS(ipcall_server_options_set_wait_mode(NULL, IPCALL_WAIT_SPIN), IPCALL_E_INVALID);
+    CHECK_STATUS(ipcall_client_options_set_wait_mode(NULL, IPCALL_WAIT_SPIN), IPCALL_E_INVALID);
+    ipcall_server_options_free(server_options);
+    ipcall_client_options_free(client_options);
+}
+
+/* Connection names: 1 to 256 bytes of UTF-8 without control characters;
+ * anything else is IPCALL_E_INVALID at the setter. Local transports accept
+ * a valid one and ignore it. */
+static void test_connection_names(void) {
+    ipcall_server_options *server_options = NULL;
+    ipcall_client_options *client_options = NULL;
+    CHECK_OK(ipcall_server_options_new(&server_options));
+    CHECK_OK(ipcall_client_options_new(&client_options));
+    char longest[258];
+    memset(longest, 'n', 256);
+    longest[256] = '\0';
+    CHECK_OK(ipcall_server_options_set_connection_name(server_options, longest));
+    CHECK_OK(ipcall_client_options_set_connection_name(client_options, "c client \xc3\xa9"));
+    longest[256] = 'n';
+    longest[257] = '\0';
+    const char *bad[] = {"", "tab\there", "\xff", longest, NULL};
+    for (size_t i = 0; i < COUNT_OF(bad); i++) {
+        CHECK_STATUS(ipcall_server_options_set_connection_name(server_options, bad[i]), IPCALL_E_INVALID);
+        CHECK_STATUS(ipcall_client_options_set_connection_name(client_options, bad[i]), IPCALL_E_INVALID);
+    }
+    CHECK_STATUS(ipcall_client_options_set_connection_name(NULL, "x"), IPCALL_E_INVALID);
+    ipcall_server *server = NULL;
+    CHECK_OK(ipcall_server_bind_unique("unix", server_options, &server));
+    struct echo e = {server, 1};
+    pthread_t thread;
+    CHECK(pthread_create(&thread, NULL, echo_thread, &e) == 0);
+    ipcall_client *client = NULL;
+    CHECK_OK(ipcall_client_connect_with(ipcall_server_name(server), client_options, BOUND_MS, &client));
+    ipcall_buf reply = {0};
+    CHECK_OK(ipcall_client_call(client, (const uint8_t *)"named", 5, BOUND_MS, &reply));
+    CHECK(buf_equals(&reply, "named", 5));
+    ipcall_buf_free(&reply);
+    ipcall_client_free(client);
+    CHECK_OK(ipcall_server_close(server));
+    CHECK(pthread_join(thread, NULL) == 0);
+    ipcall_server_free(server);
+    ipcall_server_options_free(server_options);
+    ipcall_client_options_free(client_options);
+}
+
 int main(void) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     test_invalid_limit_arguments();
+    test_connection_names();
+    if (kind_available("shm", "the C wait-mode tests")) {
+        test_wait_modes();
+        printf("wait modes: every server mode with every client mode passed over shm\n");
+    }
     int kinds_run = 0;
     for (size_t k = 0; k < COUNT_OF(CROSS_PROCESS_KINDS); k++) {
         const char *kind = CROSS_PROCESS_KINDS[k];

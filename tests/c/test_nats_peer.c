@@ -1,7 +1,8 @@
 /* What a `nats:` request tells of its sender, through the C API, against a
  * real nats-server this test starts on a loopback port it picks itself
  * (`-p -1`, read back from the ports file) and stops at exit:
- * ipcall_request_peer_nats_client_id and ipcall_request_peer_name.
+ * ipcall_request_peer_nats_client_id and ipcall_request_peer_name, and the
+ * name a client chooses with ipcall_client_options_set_connection_name.
  *
  *   test_nats_peer NATS_SERVER_BINARY
  *
@@ -136,6 +137,21 @@ int main(int argc, char **argv) {
     /* One id per connection: a's calls say the same one, b's another. */
     CHECK(id_a1 == id_a2 && id_a1 != id_b);
     CHECK(strcmp(name_a, expected) == 0 && strcmp(name_b, expected) == 0);
+
+    /* A name chosen in the options is the one the server sees. */
+    ipcall_client_options *options = NULL;
+    CHECK_OK(ipcall_client_options_new(&options));
+    CHECK_OK(ipcall_client_options_set_connection_name(options, "billing worker 7 \xe2\x9c\x93"));
+    CHECK_STATUS(ipcall_client_options_set_connection_name(options, "bad\nname"), IPCALL_E_INVALID);
+    ipcall_client *c = NULL;
+    CHECK_OK(ipcall_client_connect_with(name, options, 20000, &c));
+    ipcall_client_options_free(options);
+    uint64_t id_c = 0;
+    char name_c[256];
+    call_and_look(server, c, &id_c, name_c, sizeof name_c);
+    CHECK(strcmp(name_c, "billing worker 7 \xe2\x9c\x93") == 0);
+    CHECK(id_c != id_a1 && id_c != id_b);
+    ipcall_client_free(c);
 
     ipcall_client_free(a);
     ipcall_client_free(b);

@@ -4,11 +4,66 @@
 //! adds a function and never changes a layout the caller compiled against
 //! (the ABI stays compatible in both directions).
 
+use std::ffi::{c_char, CStr};
 use std::time::Duration;
 
-use ipcall_core::{ClientOptions, ServerOptions};
+use ipcall_core::{check_connection_name, ClientOptions, ServerOptions, WaitMode};
 
 use crate::{guard, ipcall_status, non_null, write_out, Failure, Wait};
+
+/// How a `shm:` endpoint waits for its peer (other transports ignore it);
+/// set with `ipcall_server_options_set_wait_mode` and
+/// `ipcall_client_options_set_wait_mode`.
+///
+/// The numbers are part of the ABI: each is fixed forever and never given
+/// to another meaning. A number that names no mode is `IPCALL_E_INVALID`.
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ipcall_wait_mode {
+    /// Spin while it pays off (the peer runs on another CPU, CPUs are to
+    /// spare, recent waits ended soon), then sleep. The default.
+    IPCALL_WAIT_ADAPTIVE = 0,
+    /// Never sleep: poll until the answer comes (lowest latency across
+    /// CPUs; burns a CPU while waiting, and is slow on a shared CPU).
+    IPCALL_WAIT_SPIN = 1,
+    /// Never spin: sleep at once (a system call per message each way).
+    IPCALL_WAIT_BLOCK = 2,
+}
+
+/// A wait mode passed *into* ipcall: a plain `u32`, so that any number a C
+/// caller passes is defined behaviour; the header spells it
+/// `ipcall_wait_mode`.
+pub type ipcall_wait_mode_arg = u32;
+
+impl ipcall_wait_mode {
+    /// Every mode with its core counterpart.
+    const ALL: [(ipcall_wait_mode, WaitMode); 3] = [
+        (ipcall_wait_mode::IPCALL_WAIT_ADAPTIVE, WaitMode::Adaptive),
+        (ipcall_wait_mode::IPCALL_WAIT_SPIN, WaitMode::Spin),
+        (ipcall_wait_mode::IPCALL_WAIT_BLOCK, WaitMode::Block),
+    ];
+
+    /// The core's mode numbered `mode`; `IPCALL_E_INVALID` for any other number.
+    pub(crate) fn to_core(mode: ipcall_wait_mode_arg) -> Result<WaitMode, Failure> {
+        Self::ALL.into_iter().find(|(c, _)| *c as u32 == mode).map(|(_, core)| core).ok_or_else(|| {
+            Failure::invalid(format!(
+                "wait mode {mode} is none of IPCALL_WAIT_ADAPTIVE (0), IPCALL_WAIT_SPIN (1), IPCALL_WAIT_BLOCK (2)"
+            ))
+        })
+    }
+}
+
+/// A connection name given by C: non-NULL, UTF-8, and what
+/// `check_connection_name` accepts; `IPCALL_E_INVALID` otherwise.
+fn connection_name(name: *const c_char) -> Result<String, Failure> {
+    let name = non_null(name, "name")?;
+    // SAFETY: (1) `name` is non-NULL and, by the documented contract, points
+    // to a NUL-terminated string that stays alive and unchanged for this call.
+    let name = unsafe { CStr::from_ptr(name) };
+    let text = name.to_str().map_err(|_| Failure::invalid(format!("the connection name is not UTF-8: {name:?}")))?;
+    check_connection_name(text).map_err(|reason| Failure::invalid(format!("{reason}: {text:?}")))?;
+    Ok(text.to_owned())
+}
 
 /// Options for `ipcall_server_bind` / `ipcall_server_bind_unique`: created
 /// with `ipcall_server_options_new`, released with
@@ -241,6 +296,40 @@ pub extern "C" fn ipcall_server_options_set_frame_timeout(
     })
 }
 
+/// How the server waits for requests and for ring space (`shm:` only;
+/// default `IPCALL_WAIT_ADAPTIVE`). A number that names no
+/// `ipcall_wait_mode` is `IPCALL_E_INVALID` and leaves the options unchanged.
+#[no_mangle]
+pub extern "C" fn ipcall_server_options_set_wait_mode(
+    options: *mut ipcall_server_options,
+    mode: ipcall_wait_mode_arg,
+) -> ipcall_status {
+    guard(|| {
+        let options = options_mut(options)?;
+        let mode = ipcall_wait_mode::to_core(mode)?;
+        rebuild(&mut options.inner, |b| b.wait_mode(mode));
+        Ok(())
+    })
+}
+
+/// The name of the server's NATS connection (`nats:` only; local transports
+/// ignore it), which nats-server's monitoring shows (default
+/// `ipcall server (pid <pid>)`). `name` is copied; it must be UTF-8 of 1 to
+/// 256 bytes without control characters, or this is `IPCALL_E_INVALID` and
+/// the options are unchanged.
+#[no_mangle]
+pub extern "C" fn ipcall_server_options_set_connection_name(
+    options: *mut ipcall_server_options,
+    name: *const c_char,
+) -> ipcall_status {
+    guard(|| {
+        let options = options_mut(options)?;
+        let name = connection_name(name)?;
+        rebuild(&mut options.inner, |b| b.connection_name(name));
+        Ok(())
+    })
+}
+
 /// Creates client options with the defaults (messages up to 64 MiB). On
 /// success writes the handle to `*out`.
 #[no_mangle]
@@ -276,4 +365,38 @@ pub extern "C" fn ipcall_client_options_set_max_message_size(
     max_bytes: u32,
 ) -> ipcall_status {
     update(options, |o| rebuild(&mut o.inner, |b| b.max_message_size(max_bytes)))
+}
+
+/// How the client waits for replies and for ring space (`shm:` only;
+/// default `IPCALL_WAIT_ADAPTIVE`). A number that names no
+/// `ipcall_wait_mode` is `IPCALL_E_INVALID` and leaves the options unchanged.
+#[no_mangle]
+pub extern "C" fn ipcall_client_options_set_wait_mode(
+    options: *mut ipcall_client_options,
+    mode: ipcall_wait_mode_arg,
+) -> ipcall_status {
+    guard(|| {
+        let options = options_mut(options)?;
+        let mode = ipcall_wait_mode::to_core(mode)?;
+        rebuild(&mut options.inner, |b| b.wait_mode(mode));
+        Ok(())
+    })
+}
+
+/// The name of the client's NATS connection (`nats:` only; local transports
+/// ignore it): a server reads it with `ipcall_request_peer_name`, and
+/// nats-server's monitoring shows it (default `ipcall client (pid <pid>)`).
+/// `name` is copied; it must be UTF-8 of 1 to 256 bytes without control
+/// characters, or this is `IPCALL_E_INVALID` and the options are unchanged.
+#[no_mangle]
+pub extern "C" fn ipcall_client_options_set_connection_name(
+    options: *mut ipcall_client_options,
+    name: *const c_char,
+) -> ipcall_status {
+    guard(|| {
+        let options = options_mut(options)?;
+        let name = connection_name(name)?;
+        rebuild(&mut options.inner, |b| b.connection_name(name));
+        Ok(())
+    })
 }

@@ -104,3 +104,61 @@ fn empty_and_non_empty_buffers_round_trip_through_free() {
     ipcall_buf_free(&mut full);
     ipcall_buf_free(std::ptr::null_mut());
 }
+
+#[test]
+fn wait_mode_numbers_are_the_documented_ones_and_reach_the_core_options() {
+    use ipcall_core::WaitMode;
+    assert_eq!(
+        [ipcall_wait_mode::IPCALL_WAIT_ADAPTIVE, ipcall_wait_mode::IPCALL_WAIT_SPIN, ipcall_wait_mode::IPCALL_WAIT_BLOCK]
+            .map(|m| m as u32),
+        [0, 1, 2]
+    );
+    let (mut server, mut client) = (std::ptr::null_mut(), std::ptr::null_mut());
+    assert_eq!(ipcall_server_options_new(&mut server), IPCALL_OK);
+    assert_eq!(ipcall_client_options_new(&mut client), IPCALL_OK);
+    for (number, mode) in [(1, WaitMode::Spin), (2, WaitMode::Block), (0, WaitMode::Adaptive)] {
+        assert_eq!(ipcall_server_options_set_wait_mode(server, number), IPCALL_OK);
+        assert_eq!(ipcall_client_options_set_wait_mode(client, number), IPCALL_OK);
+        // SAFETY: (1) both are live handles from the `_new` calls above.
+        let (s, c) = unsafe { (&(*server).inner, &(*client).inner) };
+        assert_eq!((s.get_wait_mode(), c.get_wait_mode()), (mode, mode));
+        assert!(format!("{s:?}").contains(&format!("wait_mode: {mode:?}")), "{s:?}");
+    }
+    assert_eq!(ipcall_server_options_set_wait_mode(server, 1), IPCALL_OK);
+    for bad in [3, 100, u32::MAX] {
+        assert_eq!(ipcall_server_options_set_wait_mode(server, bad), IPCALL_E_INVALID);
+        assert!(text(ipcall_last_error_message()).contains(&format!("wait mode {bad}")));
+        assert_eq!(ipcall_client_options_set_wait_mode(client, bad), IPCALL_E_INVALID);
+    }
+    // SAFETY: (1) as above.
+    assert_eq!(unsafe { &(*server).inner }.get_wait_mode(), WaitMode::Spin, "a refused value changes nothing");
+    assert_eq!(ipcall_server_options_set_wait_mode(std::ptr::null_mut(), 0), IPCALL_E_INVALID);
+    assert_eq!(ipcall_client_options_set_wait_mode(std::ptr::null_mut(), 0), IPCALL_E_INVALID);
+    ipcall_server_options_free(server);
+    ipcall_client_options_free(client);
+}
+
+#[test]
+fn connection_names_are_checked_and_copied_into_the_core_options() {
+    let (mut server, mut client) = (std::ptr::null_mut(), std::ptr::null_mut());
+    assert_eq!(ipcall_server_options_new(&mut server), IPCALL_OK);
+    assert_eq!(ipcall_client_options_new(&mut client), IPCALL_OK);
+    let name = std::ffi::CString::new("billing worker ✓").unwrap();
+    assert_eq!(ipcall_server_options_set_connection_name(server, name.as_ptr()), IPCALL_OK);
+    assert_eq!(ipcall_client_options_set_connection_name(client, name.as_ptr()), IPCALL_OK);
+    drop(name);
+    // SAFETY: (1) both are live handles from the `_new` calls above.
+    let (s, c) = unsafe { (&(*server).inner, &(*client).inner) };
+    assert_eq!((s.get_connection_name(), c.get_connection_name()), (Some("billing worker ✓"), Some("billing worker ✓")));
+    let long = std::ffi::CString::new("n".repeat(257)).unwrap();
+    for bad in [c"".as_ptr(), c"tab\there".as_ptr(), c"\xff\xfe".as_ptr(), long.as_ptr(), std::ptr::null()] {
+        assert_eq!(ipcall_server_options_set_connection_name(server, bad), IPCALL_E_INVALID);
+        assert_eq!(ipcall_client_options_set_connection_name(client, bad), IPCALL_E_INVALID);
+    }
+    assert!(text(ipcall_last_error_message()).contains("name is NULL"));
+    // SAFETY: (1) as above.
+    assert_eq!(unsafe { &(*client).inner }.get_connection_name(), Some("billing worker ✓"));
+    assert_eq!(ipcall_client_options_set_connection_name(std::ptr::null_mut(), c"x".as_ptr()), IPCALL_E_INVALID);
+    ipcall_server_options_free(server);
+    ipcall_client_options_free(client);
+}
