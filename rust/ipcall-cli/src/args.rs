@@ -6,6 +6,7 @@
 use std::collections::{HashMap, HashSet};
 
 use clap::{ArgAction, ArgMatches, Command};
+use ipcall::{check_connection_name, WaitMode};
 
 use crate::failure::Failure;
 
@@ -58,6 +59,22 @@ impl Args {
             .transpose()
     }
 
+    /// The value of `--wait-mode`, if given.
+    pub fn wait_mode(&self) -> Result<Option<WaitMode>, Failure> {
+        self.value("--wait-mode").map(|text| text.parse().map_err(|e| Failure::usage(format!("--wait-mode: {e}")))).transpose()
+    }
+
+    /// The value of `--connection-name`, if given and valid (1 to 256
+    /// bytes without control characters).
+    pub fn connection_name(&self) -> Result<Option<&str>, Failure> {
+        self.value("--connection-name")
+            .map(|text| {
+                check_connection_name(text).map_err(|reason| Failure::usage(format!("--connection-name: {reason}")))?;
+                Ok(text)
+            })
+            .transpose()
+    }
+
     /// Whether switch `flag` was given.
     pub fn switch(&self, flag: &str) -> bool {
         self.switches.contains(flag)
@@ -93,6 +110,21 @@ mod tests {
     fn double_dash_ends_options() {
         let args = parse(&["call", "n", "--", "--timeout"]);
         assert_eq!(args.positionals, ["n", "--timeout"]);
+    }
+
+    #[test]
+    fn wait_modes_and_connection_names() {
+        let args = parse(&["call", "n", "--wait-mode", "spin", "--connection-name", "cli caller"]);
+        assert_eq!(args.wait_mode().unwrap(), Some(WaitMode::Spin));
+        assert_eq!(args.connection_name().unwrap(), Some("cli caller"));
+        let none = parse(&["serve", "n", "--echo"]);
+        assert_eq!((none.wait_mode().unwrap(), none.connection_name().unwrap()), (None, None));
+        // clap lists the core's spellings.
+        assert_eq!(crate::cli::WAIT_MODES, WaitMode::ALL.map(WaitMode::as_str));
+        for bad in ["", "a\tb"] {
+            let args = parse(&["call", "n", "--connection-name", bad]);
+            assert_eq!(args.connection_name().unwrap_err().exit_code(), 2, "{bad:?}");
+        }
     }
 
     #[test]

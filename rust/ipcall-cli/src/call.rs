@@ -10,6 +10,7 @@ use crate::failure::Failure;
 
 pub const HELP: &str = "\
 Usage: ipcall call NAME [DATA | -] [--timeout MS] [--max-size B]
+                   [--wait-mode MODE] [--connection-name TEXT]
 
 Connects to NAME, sends DATA (the argument's bytes; `-` reads stdin until
 its end; nothing sends an empty request) and writes the reply, byte for
@@ -20,6 +21,14 @@ byte, on stdout.
                    Without it, a missing server is NOT_FOUND (18) at once
                    and the reply is awaited as long as it takes.
   --max-size B     largest request or reply in bytes (default 64 MiB)
+  --wait-mode MODE how shm: waits for the reply: adaptive (the default:
+                   spin while it pays off, then sleep), spin (never sleep)
+                   or block (never spin); other transports ignore it
+  --connection-name TEXT
+                   the name of the NATS connection (nats: only), which the
+                   server sees as the caller's name (IPCALL_PEER_NAME under
+                   `ipcall serve --exec`): 1 to 256 bytes, no control
+                   characters
 
 When the server fails the request, its error payload is printed (escaped,
 on one line) on stderr and the exit code is REMOTE (13); a request the
@@ -39,6 +48,12 @@ pub fn run(args: &Args) -> Result<(), Failure> {
     let mut options = ClientOptions::new();
     if let Some(max) = args.number::<u32>("--max-size")? {
         options = options.max_message_size(max);
+    }
+    if let Some(mode) = args.wait_mode()? {
+        options = options.wait_mode(mode);
+    }
+    if let Some(chosen) = args.connection_name()? {
+        options = options.connection_name(chosen);
     }
     let reply = match timeout {
         None => Client::connect_with(name, &options)?.call(&data)?,

@@ -43,6 +43,14 @@ fn switch(long: &'static str, help: &'static str) -> Arg {
     Arg::new(long).long(long).help(help).action(ArgAction::SetTrue)
 }
 
+/// `--wait-mode MODE` (its values are checked, and completed, by clap).
+fn wait_mode(help: &'static str) -> Arg {
+    option("wait-mode", "MODE", help).value_parser(clap::builder::PossibleValuesParser::new(WAIT_MODES))
+}
+
+/// The values of `--wait-mode`, as the core spells them (a test checks).
+pub const WAIT_MODES: [&str; 3] = ["adaptive", "spin", "block"];
+
 /// A positional argument (never required here: the commands check their
 /// own positionals, so that their messages stay theirs).
 fn positional(id: &'static str, help: &'static str) -> Arg {
@@ -83,7 +91,9 @@ pub fn command() -> Command {
                     "frame-timeout",
                     "MS",
                     "drop a client whose request takes over MS ms to arrive (default 30000)",
-                )),
+                ))
+                .arg(wait_mode("how shm: waits for requests: adaptive (default), spin or block"))
+                .arg(option("connection-name", "TEXT", "the server's NATS connection name (nats: only)")),
         )
         .subcommand(
             Command::new("call")
@@ -91,7 +101,9 @@ pub fn command() -> Command {
                 .arg(positional("NAME", "the server's name"))
                 .arg(positional("DATA", "the request's bytes; - reads stdin"))
                 .arg(option("timeout", "MS", "give up after MS milliseconds in all"))
-                .arg(option("max-size", "B", "largest request or reply in bytes (default 64 MiB)")),
+                .arg(option("max-size", "B", "largest request or reply in bytes (default 64 MiB)"))
+                .arg(wait_mode("how shm: waits for the reply: adaptive (default), spin or block"))
+                .arg(option("connection-name", "TEXT", "the NATS connection name the server sees (nats: only)")),
         )
         .subcommand(
             Command::new("bench")

@@ -32,6 +32,13 @@ with --one-shot, until its one client goes away).
   --one-shot       accept exactly one client; end when it goes away
   --jobs N         answer up to N requests at once (default 1)
   --max-size B     largest request or reply in bytes (default 64 MiB)
+  --wait-mode MODE how shm: waits for requests: adaptive (the default:
+                   spin while it pays off, then sleep), spin (never sleep)
+                   or block (never spin); other transports ignore it
+  --connection-name TEXT
+                   the name of the server's NATS connection (nats: only;
+                   nats-server's monitoring shows it): 1 to 256 bytes, no
+                   control characters
 
 Limits (a client over one is dropped alone; the others keep being served):
   --max-queued-reply-bytes N
@@ -79,6 +86,12 @@ pub fn run(args: &Args) -> Result<(), Failure> {
     let mut options = ServerOptions::new().one_shot(args.switch("--one-shot"));
     if let Some(max) = args.number::<u32>("--max-size")? {
         options = options.max_message_size(max);
+    }
+    if let Some(mode) = args.wait_mode()? {
+        options = options.wait_mode(mode);
+    }
+    if let Some(chosen) = args.connection_name()? {
+        options = options.connection_name(chosen);
     }
     let options = limits(args, options)?;
     let target = match (args.positionals.as_slice(), args.value("--unique")) {

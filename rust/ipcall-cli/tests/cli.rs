@@ -530,3 +530,19 @@ fn invalid_limit_values_are_usage_errors() {
         }
     }
 }
+
+#[test]
+fn every_wait_mode_serves_and_calls_over_shm_and_a_bad_one_is_a_usage_error() {
+    for server_mode in ["adaptive", "spin", "block"] {
+        let served = Served::start(&["--unique", "shm", "--echo", "--wait-mode", server_mode]);
+        for client_mode in ["adaptive", "spin", "block"] {
+            let output = run(&["call", &served.name, "moded", "--wait-mode", client_mode, "--timeout", "60000"]);
+            assert_eq!(output.stdout, b"moded", "{server_mode}/{client_mode}: {}", stderr(&output));
+        }
+    }
+    for command in [&["serve", "--unique", "shm", "--echo"][..], &["call", "shm:/nonexistent.shm", "x"][..]] {
+        let output = Command::new(IPCALL).args(command).args(["--wait-mode", "busy"]).output().unwrap();
+        assert_eq!(output.status.code(), Some(USAGE), "{command:?}: {}", stderr(&output));
+        assert!(stderr(&output).contains("--wait-mode"), "{}", stderr(&output));
+    }
+}

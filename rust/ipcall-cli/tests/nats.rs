@@ -97,3 +97,19 @@ fn serve_exec_sees_the_callers_nats_identity() {
     assert_eq!(parts[1], format!("ipcall client (pid {pid})"));
     assert_eq!(parts[2], "unset");
 }
+
+#[test]
+fn connection_names_chosen_on_the_command_line() {
+    let node = Node::start_with(&Config { monitor: true, ..Config::default() });
+    let name = node.name(&subject("cli-conn-name"));
+    let served = Served::start(&[&name, "--connection-name", "cli jobs server", "--exec", r#"printf %s "$IPCALL_PEER_NAME""#]);
+    assert_eq!(served.printed, name);
+    let output = Command::new(IPCALL).args(["call", &name, "x", "--connection-name", "cli caller ✓"]).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(String::from_utf8(output.stdout).unwrap(), "cli caller ✓");
+    assert!(node.connections().iter().any(|(_, n)| n == "cli jobs server"), "{:?}", node.connections());
+    // A bad one is a usage error (exit 2) naming the option.
+    let output = Command::new(IPCALL).args(["call", &name, "x", "--connection-name", ""]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--connection-name"));
+}
