@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from types import TracebackType
-from typing import TYPE_CHECKING, Deque, Dict, Iterator, Optional, Sequence, Type, Union
+from typing import TYPE_CHECKING, Deque, Dict, Iterator, Literal, Optional, Sequence, Type, Union
 
 from . import _ipcall
 from ._errors import (
@@ -143,6 +143,8 @@ class Server(_ClosedByContext):
         reply_timeout: Optional[float] = None,
         max_connections: Optional[int] = None,
         frame_timeout: Optional[float] = None,
+        wait_mode: Optional[Literal["adaptive", "spin", "block"]] = None,
+        connection_name: Optional[str] = None,
     ) -> Server:
         """Listens on `name` (``"mem:jobs"``, ``"unix:/run/app.sock"``, ...).
 
@@ -151,7 +153,13 @@ class Server(_ClosedByContext):
         64 MiB), `one_shot` (accept exactly one client, unbind at once, end
         when it leaves), `allow_uids` / `allow_gids` / `allow_any_uid` (who
         besides this user may connect), `handshake_timeout` (seconds),
-        `ring_size` (bytes, ``shm:`` only).
+        `ring_size` (bytes, ``shm:`` only), `wait_mode` (how ``shm:`` waits
+        for requests: ``"adaptive"``, the default, spins while it pays off
+        and then sleeps; ``"spin"`` never sleeps; ``"block"`` never spins;
+        any other text raises `ValueError`), `connection_name` (the name of
+        the server's NATS connection, ``nats:`` only, which nats-server's
+        monitoring shows: 1 to 256 bytes without control characters, else
+        `ValueError`).
 
         Limits (a client over one is dropped alone; the others keep being
         served): `max_queued_reply_bytes` (unread replies queued for one
@@ -177,6 +185,8 @@ class Server(_ClosedByContext):
                 reply_timeout=reply_timeout,
                 max_connections=max_connections,
                 frame_timeout=frame_timeout,
+                wait_mode=wait_mode,
+                connection_name=connection_name,
             )
         )
 
@@ -196,6 +206,8 @@ class Server(_ClosedByContext):
         reply_timeout: Optional[float] = None,
         max_connections: Optional[int] = None,
         frame_timeout: Optional[float] = None,
+        wait_mode: Optional[Literal["adaptive", "spin", "block"]] = None,
+        connection_name: Optional[str] = None,
     ) -> Server:
         """Listens on a new, unguessable name of `kind` (``"mem"``,
         ``"unix"``, ``"pipe"``, ``"shm"``, ``"nats"``); read it from `name`. Same options
@@ -214,6 +226,8 @@ class Server(_ClosedByContext):
                 reply_timeout=reply_timeout,
                 max_connections=max_connections,
                 frame_timeout=frame_timeout,
+                wait_mode=wait_mode,
+                connection_name=connection_name,
             )
         )
 
@@ -412,14 +426,33 @@ class Client(_ClosedByContext):
 
     @classmethod
     def connect(
-        cls, name: str, timeout: Optional[float] = None, *, max_message_size: Optional[int] = None
+        cls,
+        name: str,
+        timeout: Optional[float] = None,
+        *,
+        max_message_size: Optional[int] = None,
+        wait_mode: Optional[Literal["adaptive", "spin", "block"]] = None,
+        connection_name: Optional[str] = None,
     ) -> Client:
         """Connects to `name`. Without `timeout`, raises `NotFound` at once
         if no server holds it; with one, waits up to `timeout` seconds for
         the server to appear (then `NotFound`; `Timeout` if one is there but
         does not complete the handshake). `max_message_size` bounds the
-        replies accepted and the requests sent (default 64 MiB)."""
-        return cls(_ipcall.Client.connect(name, timeout, max_message_size=max_message_size))
+        replies accepted and the requests sent (default 64 MiB).
+        `wait_mode` is how ``shm:`` waits for replies (``"adaptive"``, the
+        default, ``"spin"`` or ``"block"``; see `Server.bind`).
+        `connection_name` names the NATS connection (``nats:`` only): the
+        server sees it as ``request.peer.name``. A bad value of either
+        raises `ValueError`."""
+        return cls(
+            _ipcall.Client.connect(
+                name,
+                timeout,
+                max_message_size=max_message_size,
+                wait_mode=wait_mode,
+                connection_name=connection_name,
+            )
+        )
 
     @property
     def name(self) -> str:
@@ -462,6 +495,15 @@ class Client(_ClosedByContext):
         self._native.close()
 
 
-def connect(name: str, timeout: Optional[float] = None, *, max_message_size: Optional[int] = None) -> Client:
+def connect(
+    name: str,
+    timeout: Optional[float] = None,
+    *,
+    max_message_size: Optional[int] = None,
+    wait_mode: Optional[Literal["adaptive", "spin", "block"]] = None,
+    connection_name: Optional[str] = None,
+) -> Client:
     """Connects to the server bound to `name`; see `Client.connect`."""
-    return Client.connect(name, timeout, max_message_size=max_message_size)
+    return Client.connect(
+        name, timeout, max_message_size=max_message_size, wait_mode=wait_mode, connection_name=connection_name
+    )

@@ -3,7 +3,7 @@
 wraps `Server` and `Client` and re-exports the rest."""
 
 from types import TracebackType
-from typing import List, Optional, Sequence, Tuple, Type, Union, final
+from typing import List, Literal, Optional, Sequence, Tuple, Type, Union, final
 
 from typing_extensions import Buffer, Self
 
@@ -45,6 +45,8 @@ class Server:
         reply_timeout: Optional[float] = None,
         max_connections: Optional[int] = None,
         frame_timeout: Optional[float] = None,
+        wait_mode: Optional[Literal["adaptive", "spin", "block"]] = None,
+        connection_name: Optional[str] = None,
     ) -> Server: ...
     @staticmethod
     def bind_unique(
@@ -61,6 +63,8 @@ class Server:
         reply_timeout: Optional[float] = None,
         max_connections: Optional[int] = None,
         frame_timeout: Optional[float] = None,
+        wait_mode: Optional[Literal["adaptive", "spin", "block"]] = None,
+        connection_name: Optional[str] = None,
     ) -> Server: ...
     @property
     def name(self) -> str: ...
@@ -129,7 +133,14 @@ class Request:
 @final
 class Client:
     @staticmethod
-    def connect(name: str, timeout: Optional[float] = None, *, max_message_size: Optional[int] = None) -> Client: ...
+    def connect(
+        name: str,
+        timeout: Optional[float] = None,
+        *,
+        max_message_size: Optional[int] = None,
+        wait_mode: Optional[Literal["adaptive", "spin", "block"]] = None,
+        connection_name: Optional[str] = None,
+    ) -> Client: ...
     @property
     def name(self) -> str: ...
     @property

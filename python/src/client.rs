@@ -60,11 +60,24 @@ impl PyClient {
     /// there but does not complete the handshake); without, raises
     /// `NotFound` at once.
     #[staticmethod]
-    #[pyo3(signature = (name, timeout=None, *, max_message_size=None))]
-    fn connect(py: Python<'_>, name: &str, timeout: Option<f64>, max_message_size: Option<u32>) -> PyResult<PyClient> {
+    #[pyo3(signature = (name, timeout=None, *, max_message_size=None, wait_mode=None, connection_name=None))]
+    fn connect(
+        py: Python<'_>,
+        name: &str,
+        timeout: Option<f64>,
+        max_message_size: Option<u32>,
+        wait_mode: Option<&str>,
+        connection_name: Option<&str>,
+    ) -> PyResult<PyClient> {
         let mut options = ClientOptions::new();
         if let Some(max) = max_message_size {
             options = options.max_message_size(max);
+        }
+        if let Some(mode) = crate::wait_mode_of(wait_mode)? {
+            options = options.wait_mode(mode);
+        }
+        if let Some(chosen) = crate::connection_name_of(connection_name)? {
+            options = options.connection_name(chosen);
         }
         if timeout.is_none() {
             return py.detach(|| Client::connect_with(name, &options)).py_err(py).map(PyClient::wrap);

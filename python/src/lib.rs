@@ -40,6 +40,23 @@ pub(crate) fn deadline_after(timeout: Option<f64>) -> PyResult<Option<Instant>> 
     Ok(Duration::try_from_secs_f64(seconds).ok().and_then(|d| Instant::now().checked_add(d)))
 }
 
+/// The `wait_mode` keyword: `"adaptive"`, `"spin"` or `"block"` (`None` =
+/// the default); any other text is a `ValueError`.
+pub(crate) fn wait_mode_of(text: Option<&str>) -> PyResult<Option<ipcall::WaitMode>> {
+    text.map(|t| t.parse().map_err(|e: ipcall::ParseWaitModeError| PyValueError::new_err(format!("wait_mode: {e}"))))
+        .transpose()
+}
+
+/// The `connection_name` keyword, checked as the core checks it (1 to 256
+/// bytes, no control characters); a `ValueError` otherwise.
+pub(crate) fn connection_name_of(text: Option<&str>) -> PyResult<Option<&str>> {
+    if let Some(name) = text {
+        ipcall::check_connection_name(name)
+            .map_err(|reason| PyValueError::new_err(format!("connection_name: {reason}: {name:?}")))?;
+    }
+    Ok(text)
+}
+
 /// Runs `attempt(slice)` without the GIL until it yields `Some`, with slices
 /// no longer than [`SLICE`] and no later than `deadline`, checking for
 /// signals between them. `Ok(None)` once the deadline has passed (after at

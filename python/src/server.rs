@@ -31,6 +31,7 @@ fn server_options(
     handshake_timeout: Option<f64>,
     ring_size: Option<usize>,
     limits: Limits,
+    nats: Naming<'_>,
 ) -> PyResult<ServerOptions> {
     let mut options = ServerOptions::new().one_shot(one_shot).allow_any_uid(allow_any_uid);
     if let Some(max) = max_message_size {
@@ -50,7 +51,20 @@ fn server_options(
     if let Some(bytes) = ring_size {
         options = options.ring_size(bytes);
     }
+    if let Some(mode) = crate::wait_mode_of(nats.wait_mode)? {
+        options = options.wait_mode(mode);
+    }
+    if let Some(chosen) = crate::connection_name_of(nats.connection_name)? {
+        options = options.connection_name(chosen);
+    }
     limits.apply(options)
+}
+
+/// The keywords given as text: how `shm:` waits, and the NATS connection's
+/// name.
+struct Naming<'a> {
+    wait_mode: Option<&'a str>,
+    connection_name: Option<&'a str>,
 }
 
 /// The limit keywords of `Server.bind` and `Server.bind_unique` (a client
@@ -133,7 +147,7 @@ impl PyServer {
 impl PyServer {
     /// Listens on `name` (`mem:jobs`, `unix:/path.sock`, ...).
     #[staticmethod]
-    #[pyo3(signature = (name, *, max_message_size=None, one_shot=false, allow_uids=Vec::new(), allow_gids=Vec::new(), allow_any_uid=false, handshake_timeout=None, ring_size=None, max_queued_reply_bytes=None, reply_timeout=None, max_connections=None, frame_timeout=None))]
+    #[pyo3(signature = (name, *, max_message_size=None, one_shot=false, allow_uids=Vec::new(), allow_gids=Vec::new(), allow_any_uid=false, handshake_timeout=None, ring_size=None, max_queued_reply_bytes=None, reply_timeout=None, max_connections=None, frame_timeout=None, wait_mode=None, connection_name=None))]
     #[allow(clippy::too_many_arguments)]
     fn bind(
         py: Python<'_>,
@@ -149,6 +163,8 @@ impl PyServer {
         reply_timeout: Option<f64>,
         max_connections: Option<i128>,
         frame_timeout: Option<f64>,
+        wait_mode: Option<&str>,
+        connection_name: Option<&str>,
     ) -> PyResult<PyServer> {
         let options = server_options(
             max_message_size,
@@ -159,13 +175,14 @@ impl PyServer {
             handshake_timeout,
             ring_size,
             Limits { max_queued_reply_bytes, reply_timeout, max_connections, frame_timeout },
+            Naming { wait_mode, connection_name },
         )?;
         py.detach(|| Server::bind_with(name, &options)).py_err(py).map(PyServer::new)
     }
 
     /// Listens on a new, unguessable name of `kind` (`"mem"`, `"unix"`, ...).
     #[staticmethod]
-    #[pyo3(signature = (kind, *, max_message_size=None, one_shot=false, allow_uids=Vec::new(), allow_gids=Vec::new(), allow_any_uid=false, handshake_timeout=None, ring_size=None, max_queued_reply_bytes=None, reply_timeout=None, max_connections=None, frame_timeout=None))]
+    #[pyo3(signature = (kind, *, max_message_size=None, one_shot=false, allow_uids=Vec::new(), allow_gids=Vec::new(), allow_any_uid=false, handshake_timeout=None, ring_size=None, max_queued_reply_bytes=None, reply_timeout=None, max_connections=None, frame_timeout=None, wait_mode=None, connection_name=None))]
     #[allow(clippy::too_many_arguments)]
     fn bind_unique(
         py: Python<'_>,
@@ -181,6 +198,8 @@ impl PyServer {
         reply_timeout: Option<f64>,
         max_connections: Option<i128>,
         frame_timeout: Option<f64>,
+        wait_mode: Option<&str>,
+        connection_name: Option<&str>,
     ) -> PyResult<PyServer> {
         let kind: Kind = kind.parse().py_err(py)?;
         let options = server_options(
@@ -192,6 +211,7 @@ impl PyServer {
             handshake_timeout,
             ring_size,
             Limits { max_queued_reply_bytes, reply_timeout, max_connections, frame_timeout },
+            Naming { wait_mode, connection_name },
         )?;
         py.detach(|| Server::bind_unique_with(kind, &options)).py_err(py).map(PyServer::new)
     }

@@ -183,6 +183,39 @@ def test_peer_from_a_rust_process(nats: NatsNode, peer_binary: Path) -> None:
     assert len({p.nats_client_id for p in peers}) == 1 and peers[0].nats_client_id is not None
 
 
+def test_a_chosen_connection_name_reaches_a_rust_server(nats: NatsNode, peer_binary: Path) -> None:
+    """Python client -> Rust server in another process: the Rust server's
+    `peer_name()` is the name the Python client chose."""
+    name = nats.name("conn-name-to-rust")
+    child = spawn_peer(peer_binary, "serve", name)
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == name
+        with ipcall.connect(name, timeout=10, connection_name="python billing ✓") as client:
+            assert client.call(b"peer-name", timeout=60).decode() == "python billing ✓"
+        with ipcall.connect(name, timeout=10) as client:
+            assert client.call(b"peer-name", timeout=60).decode() == f"ipcall client (pid {os.getpid()})"
+    finally:
+        child.kill()
+        child.communicate()
+
+
+def test_a_rust_clients_chosen_name_reaches_a_python_server(nats: NatsNode, peer_binary: Path) -> None:
+    server = ipcall.Server.bind(nats.name("conn-name-from-rust"), connection_name="python server")
+    names: List[Optional[str]] = []
+
+    def record(request: ipcall.Request) -> None:
+        names.append(request.peer.name)
+        peer_script(request)
+
+    thread = EchoThread(server, record)
+    child = spawn_peer(peer_binary, "client", server.name, "--calls", "2", "--connection-name", "rust worker 7")
+    out, err = child.communicate(timeout=120)
+    thread.stop()
+    assert child.returncode == 0, err
+    assert names and set(names) == {"rust worker 7"}
+
+
 def test_other_transports_tell_no_nats_identity() -> None:
     for kind in ("unix", "mem"):
         with ipcall.Server.bind_unique(kind) as server, ipcall.connect(server.name) as client:
