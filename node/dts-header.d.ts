@@ -17,6 +17,13 @@ export type ErrorCode =
   | 'IO'
 
 /**
+ * How `shm:` waits (`waitMode` in `ServerOptions` and `ConnectOptions`; other
+ * transports ignore it): `'adaptive'` (the default) spins while it pays off,
+ * then sleeps; `'spin'` never sleeps; `'block'` never spins.
+ */
+export type WaitMode = 'adaptive' | 'spin' | 'block'
+
+/**
  * The fields of `IpcallError` (the class below, exported at run time: its
  * instances are `Error`s, and `err instanceof IpcallError` holds for every
  * error ipcall throws or rejects with).

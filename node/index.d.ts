@@ -17,6 +17,13 @@ export type ErrorCode =
   | 'IO'
 
 /**
+ * How `shm:` waits (`waitMode` in `ServerOptions` and `ConnectOptions`; other
+ * transports ignore it): `'adaptive'` (the default) spins while it pays off,
+ * then sleeps; `'spin'` never sleeps; `'block'` never spins.
+ */
+export type WaitMode = 'adaptive' | 'spin' | 'block'
+
+/**
  * The fields of `IpcallError` (the class below, exported at run time: its
  * instances are `Error`s, and `err instanceof IpcallError` holds for every
  * error ipcall throws or rejects with).
@@ -192,6 +199,16 @@ export interface ConnectOptions {
    * this many milliseconds (then `NOT_FOUND`). Without it a missing server is `NOT_FOUND` at once.
    */
   timeout?: number
+  /**
+   * How `shm:` waits for replies: `'adaptive'` (the default), `'spin'` or
+   * `'block'` (see `ServerOptions.waitMode`). Other transports ignore it.
+   */
+  waitMode?: WaitMode
+  /**
+   * The name of the client's NATS connection (`nats:` only): the server sees
+   * it as `req.peer.name`. 1 to 256 bytes, no control characters.
+   */
+  connectionName?: string
 }
 
 /**
@@ -260,6 +277,17 @@ export interface ServerOptions {
    * milliseconds (default 30000); a slower client is dropped (`unix:`, `pipe:`).
    */
   frameTimeout?: number
+  /**
+   * How `shm:` waits for requests: `'adaptive'` (the default) spins while it
+   * pays off, then sleeps; `'spin'` never sleeps; `'block'` never spins.
+   * Other transports ignore it.
+   */
+  waitMode?: WaitMode
+  /**
+   * The name of the server's NATS connection (`nats:` only), which
+   * nats-server's monitoring shows: 1 to 256 bytes, no control characters.
+   */
+  connectionName?: string
 }
 
 /** The version of the ipcall package (and of the Rust core it is built from). */

@@ -38,6 +38,14 @@ pub struct ServerOptions {
     /// How long a request frame may take from its first byte to its last, in
     /// milliseconds (default 30000); a slower client is dropped (`unix:`, `pipe:`).
     pub frame_timeout: Option<f64>,
+    /// How `shm:` waits for requests: `'adaptive'` (the default) spins while it
+    /// pays off, then sleeps; `'spin'` never sleeps; `'block'` never spins.
+    /// Other transports ignore it.
+    #[napi(ts_type = "WaitMode")]
+    pub wait_mode: Option<String>,
+    /// The name of the server's NATS connection (`nats:` only), which
+    /// nats-server's monitoring shows: 1 to 256 bytes, no control characters.
+    pub connection_name: Option<String>,
 }
 
 /// Options of `connect` and `connectAsync`.
@@ -49,6 +57,13 @@ pub struct ConnectOptions {
     /// `connectAsync` only: keep retrying until the server appears, for at most
     /// this many milliseconds (then `NOT_FOUND`). Without it a missing server is `NOT_FOUND` at once.
     pub timeout: Option<f64>,
+    /// How `shm:` waits for replies: `'adaptive'` (the default), `'spin'` or
+    /// `'block'` (see `ServerOptions.waitMode`). Other transports ignore it.
+    #[napi(ts_type = "WaitMode")]
+    pub wait_mode: Option<String>,
+    /// The name of the client's NATS connection (`nats:` only): the server sees
+    /// it as `req.peer.name`. 1 to 256 bytes, no control characters.
+    pub connection_name: Option<String>,
 }
 
 /// Options of `call`, `callSync` and `recv`.
@@ -76,6 +91,22 @@ pub(crate) fn byte_count(env: &Env, what: &str, value: f64, max: f64) -> napi::R
     } else {
         Err(type_error(env, format!("{what} must be an integer from 1 to {max}, got {value}")))
     }
+}
+
+/// The `waitMode` option; a `TypeError` unless `'adaptive'`, `'spin'` or `'block'`.
+fn wait_mode(env: &Env, mode: Option<&str>) -> napi::Result<Option<ipcall::WaitMode>> {
+    mode.map(|text| text.parse().map_err(|e: ipcall::ParseWaitModeError| type_error(env, format!("waitMode: {e}"))))
+        .transpose()
+}
+
+/// The `connectionName` option; a `TypeError` unless 1 to 256 bytes without
+/// control characters.
+fn connection_name<'a>(env: &Env, name: Option<&'a str>) -> napi::Result<Option<&'a str>> {
+    if let Some(text) = name {
+        ipcall::check_connection_name(text)
+            .map_err(|reason| type_error(env, format!("connectionName: {reason}: {text:?}")))?;
+    }
+    Ok(name)
 }
 
 impl ServerOptions {
@@ -117,6 +148,12 @@ impl ServerOptions {
         if let Some(timeout) = millis(env, "frameTimeout", self.frame_timeout)? {
             options = options.frame_timeout(timeout);
         }
+        if let Some(mode) = wait_mode(env, self.wait_mode.as_deref())? {
+            options = options.wait_mode(mode);
+        }
+        if let Some(chosen) = connection_name(env, self.connection_name.as_deref())? {
+            options = options.connection_name(chosen);
+        }
         Ok(options)
     }
 }
@@ -130,6 +167,12 @@ impl ConnectOptions {
         }
         if let Some(timeout) = millis(env, "timeout", self.timeout)? {
             options = options.connect_timeout(timeout);
+        }
+        if let Some(mode) = wait_mode(env, self.wait_mode.as_deref())? {
+            options = options.wait_mode(mode);
+        }
+        if let Some(chosen) = connection_name(env, self.connection_name.as_deref())? {
+            options = options.connection_name(chosen);
         }
         Ok(options)
     }

@@ -160,6 +160,36 @@ describe('nats: from Node', () => {
     }
   })
 
+  test('a Node client\'s connectionName is what a Rust server process sees as peer_name()', { skip: peerSkipReason() }, async () => {
+    const name = `nats://${node.addr}/${subject('conn-name')}`
+    const child = spawn(peerPath, ['serve', name], { stdio: ['ignore', 'pipe', 'inherit'] })
+    try {
+      const printed = await new Promise((resolve, reject) => {
+        readline.createInterface({ input: child.stdout }).once('line', resolve)
+        child.once('exit', () => reject(new Error('peer serve exited early')))
+      })
+      assert.equal(printed.trim(), name)
+      const named = await ipcall.connectAsync(name, { timeout: 10000, connectionName: 'node billing ✓' })
+      assert.equal((await named.call('peer-name')).toString(), 'node billing ✓')
+      named.close()
+      const unnamed = await ipcall.connectAsync(name, { timeout: 10000 })
+      assert.equal((await unnamed.call('peer-name')).toString(), `ipcall client (pid ${process.pid})`)
+      unnamed.close()
+    } finally {
+      child.kill('SIGKILL')
+    }
+  })
+
+  test('a server\'s connectionName is accepted over nats:', async () => {
+    const server = ipcall.Server.bind(`nats://${node.addr}/${subject('server-name')}`, { connectionName: 'node server' })
+    const serving = serveScript(server)
+    const client = await ipcall.connectAsync(server.name, { connectionName: 'node client' })
+    assert.equal((await client.call('hi')).toString(), 'hi')
+    client.close()
+    server.close()
+    await serving
+  })
+
   test('credentials never show', async () => {
     const locked = await startNats(['--user', 'nd', '--pass', 'swordfish-pw'])
     try {
