@@ -61,7 +61,9 @@ impl Args {
 
     /// The value of `--wait-mode`, if given.
     pub fn wait_mode(&self) -> Result<Option<WaitMode>, Failure> {
-        self.value("--wait-mode").map(|text| text.parse().map_err(|e| Failure::usage(format!("--wait-mode: {e}")))).transpose()
+        self.value("--wait-mode")
+            .map(|text| text.parse().map_err(|e| Failure::usage(format!("--wait-mode: {e}"))))
+            .transpose()
     }
 
     /// The value of `--connection-name`, if given and valid (1 to 256

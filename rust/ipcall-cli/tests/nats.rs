@@ -102,7 +102,8 @@ fn serve_exec_sees_the_callers_nats_identity() {
 fn connection_names_chosen_on_the_command_line() {
     let node = Node::start_with(&Config { monitor: true, ..Config::default() });
     let name = node.name(&subject("cli-conn-name"));
-    let served = Served::start(&[&name, "--connection-name", "cli jobs server", "--exec", r#"printf %s "$IPCALL_PEER_NAME""#]);
+    let served =
+        Served::start(&[&name, "--connection-name", "cli jobs server", "--exec", r#"printf %s "$IPCALL_PEER_NAME""#]);
     assert_eq!(served.printed, name);
     let output = Command::new(IPCALL).args(["call", &name, "x", "--connection-name", "cli caller ✓"]).output().unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));

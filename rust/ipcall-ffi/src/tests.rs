@@ -109,8 +109,12 @@ fn empty_and_non_empty_buffers_round_trip_through_free() {
 fn wait_mode_numbers_are_the_documented_ones_and_reach_the_core_options() {
     use ipcall_core::WaitMode;
     assert_eq!(
-        [ipcall_wait_mode::IPCALL_WAIT_ADAPTIVE, ipcall_wait_mode::IPCALL_WAIT_SPIN, ipcall_wait_mode::IPCALL_WAIT_BLOCK]
-            .map(|m| m as u32),
+        [
+            ipcall_wait_mode::IPCALL_WAIT_ADAPTIVE,
+            ipcall_wait_mode::IPCALL_WAIT_SPIN,
+            ipcall_wait_mode::IPCALL_WAIT_BLOCK
+        ]
+        .map(|m| m as u32),
         [0, 1, 2]
     );
     let (mut server, mut client) = (std::ptr::null_mut(), std::ptr::null_mut());
@@ -149,7 +153,10 @@ fn connection_names_are_checked_and_copied_into_the_core_options() {
     drop(name);
     // SAFETY: (1) both are live handles from the `_new` calls above.
     let (s, c) = unsafe { (&(*server).inner, &(*client).inner) };
-    assert_eq!((s.get_connection_name(), c.get_connection_name()), (Some("billing worker ✓"), Some("billing worker ✓")));
+    assert_eq!(
+        (s.get_connection_name(), c.get_connection_name()),
+        (Some("billing worker ✓"), Some("billing worker ✓"))
+    );
     let long = std::ffi::CString::new("n".repeat(257)).unwrap();
     for bad in [c"".as_ptr(), c"tab\there".as_ptr(), c"\xff\xfe".as_ptr(), long.as_ptr(), std::ptr::null()] {
         assert_eq!(ipcall_server_options_set_connection_name(server, bad), IPCALL_E_INVALID);

@@ -447,7 +447,8 @@ fn a_connection_name_is_checked_everywhere_and_used_by_nats_only() {
     for kind in [Kind::Mem, Kind::Unix] {
         let options = ServerOptions::new().connection_name("local server");
         let server = Server::bind_unique_with(kind, &options).unwrap();
-        let client = Client::connect_with(server.name(), &ClientOptions::new().connection_name("local client")).unwrap();
+        let client =
+            Client::connect_with(server.name(), &ClientOptions::new().connection_name("local client")).unwrap();
         let t = thread::spawn(move || {
             let request = server.recv().unwrap();
             assert_eq!(request.peer_name(), None, "{kind:?}");

@@ -161,7 +161,8 @@ pub(crate) fn connect(name: &Name, options: &ClientOptions) -> Result<Arc<dyn Cl
     let (max, chosen) = (options.max_message_size, options.connection_name.clone());
     conn::run(&shared, SETUP_TIMEOUT, async move {
         let shared = name2.shared().clone();
-        let Connection { nats, events, address, name: connection_name } = conn::connect(name2, "client", chosen).await?;
+        let Connection { nats, events, address, name: connection_name } =
+            conn::connect(name2, "client", chosen).await?;
         let io = |e: &dyn std::fmt::Display| Error::Io {
             name: shared.clone(),
             source: std::io::Error::other(e.to_string()),
