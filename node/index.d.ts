@@ -232,8 +232,8 @@ export interface Peer {
    */
   natsClientId?: number
   /**
-   * `nats:` only: the sender's NATS connection name (ipcall's clients:
-   * `ipcall client (pid N)`), as the sender states it.
+   * `nats:` only: the sender's NATS connection name (its `connectionName`,
+   * by default `ipcall client (pid N)`), as the sender states it.
    */
   name?: string
 }

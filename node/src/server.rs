@@ -148,8 +148,8 @@ pub struct Peer {
     /// connection, as the sender states it (unchecked). Absent elsewhere, and
     /// when above `Number.MAX_SAFE_INTEGER` (not exact as a number).
     pub nats_client_id: Option<f64>,
-    /// `nats:` only: the sender's NATS connection name (ipcall's clients:
-    /// `ipcall client (pid N)`), as the sender states it.
+    /// `nats:` only: the sender's NATS connection name (its `connectionName`,
+    /// by default `ipcall client (pid N)`), as the sender states it.
     pub name: Option<String>,
 }
 

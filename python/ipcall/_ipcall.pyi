@@ -102,8 +102,9 @@ class Peer:
         its connection, as the sender states it (unchecked); else None."""
     @property
     def name(self) -> Optional[str]:
-        """`nats:` only: the sender's NATS connection name (ipcall's clients:
-        ``ipcall client (pid N)``), as the sender states it; else None."""
+        """`nats:` only: the sender's NATS connection name (its
+        `connection_name`, by default ``ipcall client (pid N)``), as the
+        sender states it; else None."""
     def __eq__(self, value: object, /) -> bool: ...
     def __hash__(self) -> int: ...
 

@@ -271,8 +271,8 @@ pub extern "C" fn ipcall_request_peer_nats_client_id(request: *const ipcall_requ
 }
 
 /// The name of the sender's connection (`nats:` only: its NATS connection
-/// name, `ipcall client (pid <pid>)` for ipcall's clients, as the sender
-/// states it): writes a pointer to the NUL-terminated UTF-8 text to `*name`
+/// name: what the client set with `ipcall_client_options_set_connection_name`,
+/// by default `ipcall client (pid <pid>)`, as the sender states it): writes a pointer to the NUL-terminated UTF-8 text to `*name`
 /// and its length in bytes, without the NUL, to `*len` (`len` may be NULL).
 /// The text belongs to the request and stays valid until it is answered or
 /// freed. `IPCALL_E_NOT_FOUND` (with a last-error message) when the request
