@@ -256,7 +256,19 @@ pub(crate) fn send_message(
     data: &[u8],
     how: &mut Sending<'_>,
 ) -> std::result::Result<(), SendError> {
-    let mut offset = 0;
+    send_message_from(producer, kind, id, data, 0, how)
+}
+
+/// Like [`send_message`], for a message whose first `offset` bytes already
+/// went out (an event loop's `try_send` left the rest in its outbox).
+pub(crate) fn send_message_from(
+    producer: &mut Producer,
+    kind: u32,
+    id: u64,
+    data: &[u8],
+    mut offset: usize,
+    how: &mut Sending<'_>,
+) -> std::result::Result<(), SendError> {
     loop {
         match producer.write(kind, id, data, offset).map_err(SendError::Violation)? {
             Some(n) => {
