@@ -163,3 +163,25 @@ fn clones_share_one_descriptor() {
     use std::os::fd::AsRawFd;
     assert_eq!(client.fd().unwrap().as_raw_fd(), clone.fd().unwrap().as_raw_fd());
 }
+
+/// The threads of this process whose name starts with `prefix`.
+fn threads_named(prefix: &str) -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|comm| comm.starts_with(prefix))
+        .count()
+}
+
+#[test]
+fn shm_rings_the_clients_bell_instead_of_starting_a_reader_thread() {
+    let server = Arc::new(Server::bind_unique(Kind::Shm).unwrap());
+    let serving = serve(server.clone());
+    let client = Client::connect(server.name()).unwrap();
+    client.fd().unwrap();
+    drive(&client, 500, 64, 100, "shm bell");
+    // The server took the bell: no reader thread was needed.
+    assert_eq!(threads_named("ipcall-shm-read"), 0);
+    server.close();
+    serving.join().unwrap();
+}

@@ -31,11 +31,33 @@ struct Bell(EventFd);
 
 impl Wake for Bell {
     fn wake(self: Arc<Self>) {
-        self.0.set();
+        self.wake_by_ref();
     }
     fn wake_by_ref(self: &Arc<Self>) {
-        self.0.set();
+        if !QUIET.get() {
+            self.0.set();
+        }
     }
+}
+
+thread_local! {
+    /// This thread runs `progress`: what it completes is seen when
+    /// `progress` returns, so it rings no bell (no wake-up for nothing).
+    static QUIET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` (a `progress` step) without ringing the notifier for what this
+/// thread completes in it.
+pub(crate) fn quietly<R>(f: impl FnOnce() -> R) -> R {
+    struct Loud;
+    impl Drop for Loud {
+        fn drop(&mut self) {
+            QUIET.set(false);
+        }
+    }
+    QUIET.set(true);
+    let _loud = Loud;
+    f()
 }
 
 /// A connection's lazily made "some call may have completed" eventfd.
@@ -73,10 +95,12 @@ impl Notifier {
         }
     }
 
-    /// Makes the eventfd readable (if made).
+    /// Makes the eventfd readable (if made; not inside [`quietly`]).
     pub(crate) fn ring(&self) {
         if let Some((bell, _)) = self.bell.get() {
-            bell.0.set();
+            if !QUIET.get() {
+                bell.0.set();
+            }
         }
     }
 

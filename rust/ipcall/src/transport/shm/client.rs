@@ -93,6 +93,14 @@ struct Shared {
     notifier: Notifier,
     /// The event loop's descriptor (made by the first `fd()`).
     poll_set: std::sync::OnceLock<PollSet>,
+    /// The server has our bell (the notifier's eventfd) and rings it with
+    /// every wake-up: evented calls need no reader thread.
+    bell: std::sync::atomic::AtomicBool,
+    /// A `try_send` found no room: the event loop waits for the server to
+    /// free some (announced in the request ring's `producer_sleeping`).
+    send_blocked: std::sync::atomic::AtomicBool,
+    /// Serialises the first `fd()` (the bell is sent once).
+    fd_init: Mutex<()>,
 }
 
 /// The connection as `Client` sees it; clones and `Pending`s share it.
@@ -156,6 +164,9 @@ impl ShmClient {
             send_budget: spin::Budget::new(),
             notifier: Notifier::new(),
             poll_set: std::sync::OnceLock::new(),
+            bell: std::sync::atomic::AtomicBool::new(false),
+            send_blocked: std::sync::atomic::AtomicBool::new(false),
+            fd_init: Mutex::new(()),
         };
         Ok(Arc::new(ShmClient { shared: Arc::new(shared) }))
     }
@@ -311,6 +322,7 @@ impl Shared {
         // Pairs with the follower's registration before its second attempt
         // at the role (store, then try_lock) against our unlock, then load.
         std::sync::atomic::fence(Ordering::SeqCst);
+        self.after_leading();
         if self.interest.load(Ordering::Relaxed) == 0 {
             return;
         }
@@ -410,6 +422,7 @@ impl ClientConn for ShmClient {
             sent = send_message(&mut writer.producer, kind::REQUEST, id, data, &mut how);
         }
         drop(writer);
+        shared.after_blocking_send();
         if start_reader {
             self.start_reader_thread();
         }
