@@ -441,3 +441,114 @@ fn a_reply_ring_head_past_its_tail_drops_that_client_when_the_server_next_reads_
     drop(good);
     drop(serving);
 }
+
+// The client's bell (PROTOCOL.md §12.6): `features` at 44, `client_bell` at 40.
+const FEATURES: usize = 44;
+const CLIENT_BELL: usize = 40;
+const SLEEPING: usize = 8;
+
+/// Whether `fd` turns readable within 10 s.
+fn readable_soon(fd: RawFd) -> bool {
+    let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+    // SAFETY: (1) one live, initialised pollfd.
+    unsafe { libc::poll(&mut pfd, 1, 10_000) == 1 }
+}
+
+#[test]
+fn a_client_bell_is_rung_with_wake_ups_and_a_bad_one_drops_that_client_alone() {
+    let server = Server::bind_unique_with(Kind::Shm, &ServerOptions::new().ring_size(CAPACITY)).unwrap();
+    let name = server.name().to_string();
+    let serving = thread::spawn(move || {
+        while let Ok(request) = server.recv() {
+            let data = request.data().to_vec();
+            request.reply(&data).unwrap();
+        }
+    });
+    let good = Client::connect(&name).unwrap();
+    let path = name.strip_prefix("shm:").unwrap().to_string();
+    // A request with the bell flag set, after `send` ran; then the doorbell.
+    let request_with_bell = |send: &dyn Fn(&UnixStream, &OwnedFd)| {
+        let stream = UnixStream::connect(&path).unwrap();
+        let mut fds = recv_fds(&stream);
+        assert_eq!(fds.len(), 2);
+        let doorbell = fds.pop().unwrap();
+        let memory = Memory::from_fd(fds.pop().unwrap());
+        assert_eq!(memory.u32_at(FEATURES).load(Ordering::Relaxed) & 1, 1, "the server offers the bell");
+        send(&stream, &memory.fd);
+        memory.u32_at(CLIENT_BELL).store(1, Ordering::Release);
+        memory.u32_at(REPLIES + SLEEPING).store(1, Ordering::SeqCst);
+        memory.record(HEADER_PAGE, 8, 1, 1, 8, 0);
+        memory.u64_at(REQUESTS + TAIL).store(32, Ordering::Release);
+        let one: u64 = 1;
+        // SAFETY: (1) 8 bytes from a live u64 to the doorbell eventfd.
+        unsafe { libc::write(doorbell.as_raw_fd(), (&one as *const u64).cast(), 8) };
+        (stream, memory)
+    };
+    // A good bell is rung when the server wakes us for the reply.
+    let bell = eventfd();
+    let (stream, memory) = request_with_bell(&|stream, _| send_fds(stream, b"B", &[bell.as_raw_fd()]));
+    assert!(readable_soon(bell.as_raw_fd()), "the bell was not rung for the reply");
+    assert_eq!(memory.u64_at(REPLIES + TAIL).load(Ordering::Acquire) % 8, 0);
+    assert_ne!(memory.u64_at(REPLIES + TAIL).load(Ordering::Acquire), 0, "a reply was published");
+    drop((stream, memory));
+    // Bad bells: the server hangs up on that client and serves the others.
+    type Send = fn(&UnixStream, &OwnedFd);
+    let bad: [(&str, Send); 4] = [
+        ("the flag without a bell", |_, _| {}),
+        ("a bell that is no eventfd", |stream, memfd| send_fds(stream, b"B", &[memfd.as_raw_fd()])),
+        ("two bytes", |stream, _| send_fds(stream, b"BB", &[eventfd().as_raw_fd()])),
+        ("a wrong byte", |stream, _| send_fds(stream, b"X", &[eventfd().as_raw_fd()])),
+    ];
+    for (what, send) in bad {
+        let (stream, _memory) = request_with_bell(&send);
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut byte = [0u8; 1];
+        let n = (&stream).read(&mut byte).unwrap_or_else(|e| panic!("{what}: no hang-up: {e}"));
+        assert_eq!(n, 0, "{what}");
+        assert_eq!(good.call(what.as_bytes()).unwrap(), what.as_bytes(), "{what}");
+    }
+    drop(good);
+    drop(serving);
+}
+
+#[test]
+fn an_event_loop_client_works_with_a_server_that_has_no_bell() {
+    // A server of layout version 1 without the `features` word (0): the
+    // client must not send it a bell, and its event loop still works (the
+    // client reads the reply ring on a thread of its own).
+    let name = fake_server(|s| {
+        let memory = Memory::new(true);
+        assert_eq!(memory.u32_at(FEATURES).load(Ordering::Relaxed), 0);
+        let doorbell = eventfd();
+        send_fds(&s, &hello(0), &[memory.fd.as_raw_fd(), doorbell.as_raw_fd()]);
+        // Answer one 8-byte request with its bytes reversed.
+        while memory.u64_at(REQUESTS + TAIL).load(Ordering::Acquire) < 32 {
+            thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(memory.u32_at(CLIENT_BELL).load(Ordering::Acquire), 0, "no bell for a server without it");
+        // SAFETY: (1) the request's payload, inside the request ring's data.
+        let request = unsafe { std::slice::from_raw_parts(memory.base.add(HEADER_PAGE + RECORD), 8) }.to_vec();
+        memory.u64_at(REQUESTS + HEAD).store(32, Ordering::Release);
+        let reply: Vec<u8> = request.iter().rev().copied().collect();
+        memory.record(DATA_REPLIES, 8, 2, 1, 8, 0);
+        memory.bytes(DATA_REPLIES + RECORD, &reply);
+        memory.u64_at(REPLIES + TAIL).store(32, Ordering::Release);
+        // No futex wake: the client's reader looks again within its slice.
+        let mut s = s;
+        let _ = s.read(&mut [0u8; 1]);
+    });
+    let client = Client::connect(&name).unwrap();
+    let fd = client.fd().unwrap();
+    let mut pending = client.try_send(b"abcdefgh").unwrap().expect("room in an empty ring");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let reply = loop {
+        assert!(std::time::Instant::now() < deadline, "no reply");
+        if let Some(outcome) = pending.try_wait() {
+            break outcome.unwrap();
+        }
+        if readable_soon(std::os::fd::AsRawFd::as_raw_fd(&fd)) {
+            client.progress().unwrap();
+        }
+    };
+    assert_eq!(reply, b"hgfedcba");
+}
