@@ -7,9 +7,11 @@
 //! Variants: the default pipe buffer (64 KiB), a 1 MiB buffer
 //! (`F_SETPIPE_SZ`, the best for large messages), and, for latency, the
 //! default buffer with every write guarded against SIGPIPE the way a
-//! library must: masked as `transport::fifo::write_no_sigpipe` does (two
-//! `pthread_sigmask` calls), or by reading the disposition first (one
-//! `sigaction`), to show what not dying of SIGPIPE costs.
+//! library must: `pwritev2` with `RWF_NOSIGNAL` in place of `write`, as
+//! `sys::sigpipe::write_no_sigpipe` does where the kernel has the flag
+//! (Linux 6.18), or masked as it does elsewhere (two `pthread_sigmask`
+//! calls), or by reading the disposition first (one `sigaction`), to show
+//! what not dying of SIGPIPE costs.
 //!
 //! `IPCALL_BENCH_QUICK=1` runs fewer samples.
 
@@ -46,6 +48,10 @@ const VARIANTS: &[Variant] = &[
     Variant {
         label: "+ SIGPIPE disposition read per write",
         options: FifoOptions { pipe_size: 0, sigpipe: SigpipeGuard::CheckIgnored },
+    },
+    Variant {
+        label: "+ RWF_NOSIGNAL per write",
+        options: FifoOptions { pipe_size: 0, sigpipe: SigpipeGuard::NoSignalFlag },
     },
 ];
 

@@ -41,6 +41,23 @@ impl<T> State<T> {
     }
 }
 
+/// The sleeping threads to wake after a state change, learnt under the lock.
+#[must_use = "wake them with `run` once the lock is released"]
+struct Wake {
+    /// Threads sleep on the condition variable.
+    sleepers: bool,
+}
+
+impl Wake {
+    fn run(self, cond: &Condvar) {
+        // A sleeper cannot miss it: it checks the state under the lock
+        // before it sleeps, and the change was made under the lock.
+        if self.sleepers {
+            cond.notify_all();
+        }
+    }
+}
+
 /// The queue. Invariant: once `armed`, `event` is readable exactly when an
 /// item is queued or the queue is finished (kept in step under the lock).
 pub(crate) struct Queue<T> {
@@ -78,14 +95,11 @@ impl<T> Queue<T> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Wakes every kind of waiter after a state change made under `state`.
-    fn wake(&self, state: &mut State<T>) {
-        if state.sleepers > 0 {
-            self.cond.notify_all();
-        }
-        for waker in state.wakers.drain(..) {
-            waker.wake();
-        }
+    /// Brings the descriptor in step after a state change made under
+    /// `state`, wakes async waiters, and says whether threads sleep;
+    /// [`Wake::run`] wakes those once the lock is released (a thread woken
+    /// while we still hold it would block on it at once).
+    fn wake(&self, state: &mut State<T>) -> Wake {
         if self.armed.load(Ordering::Relaxed) {
             if state.items.is_empty() && !state.finished() {
                 self.event.clear();
@@ -93,6 +107,12 @@ impl<T> Queue<T> {
                 self.event.set();
             }
         }
+        // Async waiters are woken here: waking schedules a task, and
+        // draining keeps the list's allocation for the next registration.
+        for waker in state.wakers.drain(..) {
+            waker.wake();
+        }
+        Wake { sleepers: state.sleepers > 0 }
     }
 
     /// Registers a producer; fails if the queue is finished or closed to new ones.
@@ -114,7 +134,9 @@ impl<T> Queue<T> {
         let mut state = self.lock();
         state.producers = state.producers.saturating_sub(1);
         if state.finished() {
-            self.wake(&mut state);
+            let wake = self.wake(&mut state);
+            drop(state);
+            wake.run(&self.cond);
         }
     }
 
@@ -123,7 +145,9 @@ impl<T> Queue<T> {
         let mut state = self.lock();
         state.open_to_new = false;
         if state.finished() {
-            self.wake(&mut state);
+            let wake = self.wake(&mut state);
+            drop(state);
+            wake.run(&self.cond);
         }
     }
 
@@ -136,7 +160,9 @@ impl<T> Queue<T> {
         state.items.push_back(item);
         self.len.store(state.items.len(), Ordering::Release);
         if state.items.len() == 1 || state.sleepers > 0 || !state.wakers.is_empty() {
-            self.wake(&mut state);
+            let wake = self.wake(&mut state);
+            drop(state);
+            wake.run(&self.cond);
         }
         Ok(())
     }
@@ -224,7 +250,9 @@ impl<T> Queue<T> {
         state.closed = true;
         let items = std::mem::take(&mut state.items);
         self.len.store(0, Ordering::Release);
-        self.wake(&mut state);
+        let wake = self.wake(&mut state);
+        drop(state);
+        wake.run(&self.cond);
         items
     }
 
@@ -233,7 +261,9 @@ impl<T> Queue<T> {
     pub(crate) fn fd(&self) -> BorrowedFd<'_> {
         if !self.armed.swap(true, Ordering::AcqRel) {
             let mut state = self.lock();
-            self.wake(&mut state);
+            let wake = self.wake(&mut state);
+            drop(state);
+            wake.run(&self.cond);
         }
         self.event.as_fd()
     }

@@ -78,7 +78,7 @@ impl Slot {
     /// Delivers the outcome. Returns false (and drops it) if the slot was
     /// already completed or the caller abandoned it.
     pub(crate) fn complete(&self, outcome: Outcome) -> bool {
-        let waker = {
+        let (sleeping, waker) = {
             let mut state = self.lock();
             if state.completed || state.abandoned {
                 return false;
@@ -86,11 +86,15 @@ impl Slot {
             state.completed = true;
             state.outcome = Some(outcome);
             self.ready.store(true, Ordering::Release);
-            if state.sleeping {
-                self.cond.notify_all();
-            }
-            state.waker.take()
+            (state.sleeping, state.waker.take())
         };
+        // Notified after unlocking: a sleeper woken while we still held the
+        // lock would block on it at once (two more futex calls and context
+        // switches per call). It cannot miss the notification: it checks
+        // `completed` under the lock before it sleeps.
+        if sleeping {
+            self.cond.notify_all();
+        }
         if let Some(waker) = waker {
             waker.wake();
         }
@@ -146,9 +150,13 @@ impl Slot {
     /// without completing the slot (stream transports use it to hand the
     /// reading role to a waiting caller).
     pub(crate) fn nudge(&self) {
-        let mut state = self.lock();
-        state.nudged = true;
-        if state.sleeping {
+        let sleeping = {
+            let mut state = self.lock();
+            state.nudged = true;
+            state.sleeping
+        };
+        // After unlocking, as in `complete`.
+        if sleeping {
             self.cond.notify_all();
         }
     }

@@ -40,7 +40,8 @@ impl Deadline {
 }
 
 /// Spinning only pays when the peer can run at the same time on another CPU;
-/// on one CPU it only delays the peer we wait for.
+/// on one CPU it only delays the peer we wait for (yielding, which
+/// [`spin_until`] does next, hands it the CPU instead).
 fn spin_rounds() -> u32 {
     static ROUNDS: AtomicUsize = AtomicUsize::new(usize::MAX);
     let cached = ROUNDS.load(Ordering::Relaxed);
@@ -53,10 +54,13 @@ fn spin_rounds() -> u32 {
     rounds as u32
 }
 
-/// Spins with exponential backoff (1, 2, 4 … 64 PAUSEs, then a few
-/// `yield_now`s) until `ready()` is true; returns whether it became true.
-/// The caller then blocks for real. This is what crossbeam-channel does
-/// before parking, so a busy pair rarely pays for a sleep and wake-up.
+/// Spins with exponential backoff (1, 2, 4 … 64 PAUSEs, where there is more
+/// than one CPU), then yields a few times, until `ready()` is true; returns
+/// whether it became true. The caller then blocks for real. This is what
+/// crossbeam-channel does before parking, so a busy pair rarely pays for a
+/// sleep and wake-up. On one CPU the yields matter most: a peer that is
+/// runnable gets the CPU at once, one context switch, where sleeping on a
+/// futex costs a wait, a wake and two more switches per hand-over.
 pub(crate) fn spin_until(mut ready: impl FnMut() -> bool) -> bool {
     let rounds = spin_rounds();
     for step in 0..rounds {
@@ -67,12 +71,10 @@ pub(crate) fn spin_until(mut ready: impl FnMut() -> bool) -> bool {
             return true;
         }
     }
-    if rounds > 0 {
-        for _ in 0..4 {
-            std::thread::yield_now();
-            if ready() {
-                return true;
-            }
+    for _ in 0..4 {
+        std::thread::yield_now();
+        if ready() {
+            return true;
         }
     }
     ready()

@@ -3,7 +3,8 @@
 //!
 //! A call is a [`Slot`] pushed with its bytes onto the server's queue; the
 //! answering thread completes the slot directly, so no thread is hopped and
-//! the only allocations are the message buffers and the slot.
+//! the only allocations are the message buffers (a client reuses the slot
+//! of its previous call once that call is over).
 
 use std::collections::HashMap;
 use std::os::fd::BorrowedFd;
@@ -153,6 +154,30 @@ struct MemClient {
     /// The event loop's descriptor: the answering thread completes a call's
     /// slot, which rings it.
     notifier: Notifier,
+    /// The slot of the latest call, reused by the next one once nobody
+    /// else holds it (the call ended and was dropped), so that a call
+    /// allocates nothing beyond its message buffers.
+    spare: Mutex<Option<Arc<Slot>>>,
+}
+
+impl MemClient {
+    fn new(endpoint: Arc<Endpoint>, max: u32) -> MemClient {
+        MemClient { endpoint, max, notifier: Notifier::new(), spare: Mutex::new(None) }
+    }
+
+    /// A fresh slot: the spare one, reset, if this is its only holder (no
+    /// caller, request or late answer can see it any more), else a new one.
+    fn slot(&self) -> Arc<Slot> {
+        // Contended (calls from several threads at once): allocate rather
+        // than wait.
+        let Ok(mut spare) = self.spare.try_lock() else { return Arc::new(Slot::new()) };
+        if let Some(slot) = spare.as_mut().and_then(Arc::get_mut) {
+            *slot = Slot::new();
+        } else {
+            *spare = Some(Arc::new(Slot::new()));
+        }
+        spare.clone().expect("a spare slot was just set")
+    }
 }
 
 impl Drop for MemClient {
@@ -167,7 +192,7 @@ impl ClientConn for MemClient {
         if data.len() as u64 > u64::from(max) {
             return Err(Error::TooLarge { size: data.len() as u64, max: u64::from(max) });
         }
-        let slot = Arc::new(Slot::new());
+        let slot = self.slot();
         self.notifier.arm(&slot);
         let call = Queued { data: data.to_vec(), slot: Some(slot.clone()), reply_max: self.max };
         if let Err(mut refused) = self.endpoint.queue.push(call) {
@@ -203,7 +228,7 @@ pub(crate) fn connect(name: &Name, options: &ClientOptions) -> Result<Arc<dyn Cl
         endpoint.unregister();
         endpoint.queue.close_to_new();
     }
-    Ok(Arc::new(MemClient { endpoint, max: options.max_message_size, notifier: Notifier::new() }))
+    Ok(Arc::new(MemClient::new(endpoint, options.max_message_size)))
 }
 
 /// The parts of an unnamed pair: its name, its server, its one connection.
@@ -219,6 +244,55 @@ pub(crate) fn pair() -> Result<Pair> {
     let added = endpoint.queue.add_producer();
     debug_assert!(added, "a new queue accepts its first producer");
     endpoint.queue.close_to_new();
-    let client = Arc::new(MemClient { endpoint: endpoint.clone(), max, notifier: Notifier::new() });
+    let client = Arc::new(MemClient::new(endpoint.clone(), max));
     Ok((name, Box::new(MemServer { endpoint }), client))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Answers the oldest queued request with `data`.
+    fn answer(server: &dyn ServerTransport, data: &[u8]) {
+        let mut request = server.recv(Deadline::Now).expect("a queued request");
+        request.answer(Answer::Reply(data)).unwrap();
+    }
+
+    #[test]
+    fn a_slot_is_reused_only_once_nobody_holds_it() {
+        let (_name, server, client) = pair().unwrap();
+        let first = client.clone().send(b"1").unwrap();
+        let first_slot = first.slot.clone();
+        // In flight: the next call must get a slot of its own.
+        let second = client.clone().send(b"2").unwrap();
+        assert!(!Arc::ptr_eq(&first_slot, &second.slot));
+        answer(&*server, b"one");
+        answer(&*server, b"two");
+        assert!(matches!(first.slot.take(), Some(Outcome::Reply(v)) if v == b"one"));
+        assert!(matches!(second.slot.take(), Some(Outcome::Reply(v)) if v == b"two"));
+        // Its address only: a clone would hold it.
+        let second_slot = Arc::as_ptr(&second.slot);
+        drop((first, second, first_slot));
+        // The latest call is over and dropped: its slot comes back, empty.
+        let third = client.clone().send(b"3").unwrap();
+        assert!(std::ptr::eq(Arc::as_ptr(&third.slot), second_slot), "the spare slot was not reused");
+        assert!(!third.slot.is_ready());
+        assert!(third.slot.take().is_none());
+        answer(&*server, b"three");
+        assert!(matches!(third.slot.take(), Some(Outcome::Reply(v)) if v == b"three"));
+    }
+
+    #[test]
+    fn an_abandoned_call_keeps_its_slot_so_its_late_answer_reaches_no_other_call() {
+        let (_name, server, client) = pair().unwrap();
+        let abandoned = client.clone().send(b"late").unwrap();
+        abandoned.slot.abandon();
+        drop(abandoned);
+        // The server still holds the abandoned call's slot: a new one.
+        let next = client.clone().send(b"next").unwrap();
+        answer(&*server, b"late answer");
+        assert!(!next.slot.is_ready(), "the late answer reached the next call");
+        answer(&*server, b"next answer");
+        assert!(matches!(next.slot.take(), Some(Outcome::Reply(v)) if v == b"next answer"));
+    }
 }

@@ -5,8 +5,8 @@
 
 use std::collections::HashSet;
 use std::fs;
-use std::io::{self, BufRead, BufReader, Write};
-use std::os::fd::{AsFd, AsRawFd};
+use std::io::{self, BufRead, BufReader, IoSlice, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use super::tests::{entries, exchange, fresh_dir, read_exact, serve, soon, write_all};
 use super::*;
-use crate::sys::sigpipe::write_no_sigpipe;
+use crate::sys::sigpipe::{write_no_sigpipe, writev_masked};
 
 const CHILD_ROLE: &str = "IPCALL_FIFO_CHILD";
 const CHILD_DIR: &str = "IPCALL_FIFO_DIR";
@@ -225,32 +225,38 @@ fn child_entry() {
                 println!("raw write survived (it should not have)");
                 return;
             }
-            let err = write_no_sigpipe(conn.write.as_fd(), b"x").unwrap_err();
-            assert_eq!(err.kind(), io::ErrorKind::BrokenPipe);
-            assert_eq!(sigpipe_action(), before, "the disposition changed");
-            assert_eq!(sigpipe_blocked_and_pending(), (false, false), "mask or pending set changed");
+            // Both ways of writing: `RWF_NOSIGNAL` where the kernel has it
+            // (else the same fallback), and the signal mask itself.
+            type WriteFn = fn(BorrowedFd<'_>, &[u8]) -> io::Result<usize>;
+            let masked: WriteFn = |fd, buf| writev_masked(fd, &[IoSlice::new(buf)]);
+            for write in [write_no_sigpipe as WriteFn, masked] {
+                let err = write(conn.write.as_fd(), b"x").unwrap_err();
+                assert_eq!(err.kind(), io::ErrorKind::BrokenPipe);
+                assert_eq!(sigpipe_action(), before, "the disposition changed");
+                assert_eq!(sigpipe_blocked_and_pending(), (false, false), "mask or pending set changed");
 
-            // Already blocked, with a SIGPIPE of someone else's pending: both
-            // stay exactly as they were.
-            // SAFETY: (1) valid pointers to live sigset_t locals; the mask
-            // is restored at the end of this block.
-            unsafe {
-                let mut set = std::mem::zeroed::<libc::sigset_t>();
-                libc::sigemptyset(&mut set);
-                libc::sigaddset(&mut set, libc::SIGPIPE);
-                libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-                libc::pthread_kill(libc::pthread_self(), libc::SIGPIPE);
-                assert_eq!(sigpipe_blocked_and_pending(), (true, true));
-                let err = write_no_sigpipe(conn.write.as_fd(), b"x").unwrap_err();
-                assert_eq!(err.kind(), io::ErrorKind::BrokenPipe);
-                assert_eq!(sigpipe_blocked_and_pending(), (true, true), "someone else's SIGPIPE was eaten");
-                let no_wait = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-                assert_eq!(libc::sigtimedwait(&set, std::ptr::null_mut(), &no_wait), libc::SIGPIPE);
-                // Blocked and nothing pending: ours is consumed, the mask kept.
-                let err = write_no_sigpipe(conn.write.as_fd(), b"x").unwrap_err();
-                assert_eq!(err.kind(), io::ErrorKind::BrokenPipe);
-                assert_eq!(sigpipe_blocked_and_pending(), (true, false));
-                libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+                // Already blocked, with a SIGPIPE of someone else's pending: both
+                // stay exactly as they were.
+                // SAFETY: (1) valid pointers to live sigset_t locals; the mask
+                // is restored at the end of this block.
+                unsafe {
+                    let mut set = std::mem::zeroed::<libc::sigset_t>();
+                    libc::sigemptyset(&mut set);
+                    libc::sigaddset(&mut set, libc::SIGPIPE);
+                    libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+                    libc::pthread_kill(libc::pthread_self(), libc::SIGPIPE);
+                    assert_eq!(sigpipe_blocked_and_pending(), (true, true));
+                    let err = write(conn.write.as_fd(), b"x").unwrap_err();
+                    assert_eq!(err.kind(), io::ErrorKind::BrokenPipe);
+                    assert_eq!(sigpipe_blocked_and_pending(), (true, true), "someone else's SIGPIPE was eaten");
+                    let no_wait = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+                    assert_eq!(libc::sigtimedwait(&set, std::ptr::null_mut(), &no_wait), libc::SIGPIPE);
+                    // Blocked and nothing pending: ours is consumed, the mask kept.
+                    let err = write(conn.write.as_fd(), b"x").unwrap_err();
+                    assert_eq!(err.kind(), io::ErrorKind::BrokenPipe);
+                    assert_eq!(sigpipe_blocked_and_pending(), (true, false));
+                    libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+                }
             }
             assert_eq!(sigpipe_action(), before);
             println!("survived");
