@@ -119,14 +119,10 @@ export declare class Request {
  * A server bound to a name. Receive with `await server.recv()` or
  * `for await (const req of server)`; `close()` unbinds the name.
  *
- * Waiting for a request never blocks the event loop: it is a future on the
- * addon's async runtime, and a pending `recv()` keeps the process alive
- * until a request comes or the server is closed.
- *
- * This type implements JavaScript's async iterable protocol.
- * It can be used with `for await...of` loops.
- *
- * @see https://developer.mozilla.org/en-US/docs/Web/JavaScript/Reference/Iteration_protocols#the_async_iterator_and_async_iterable_protocols
+ * Waiting for a request never blocks the event loop: libuv watches the
+ * server's descriptor and the request is taken and handed to JavaScript on
+ * the JavaScript thread (no other thread is involved). A pending `recv()`
+ * keeps the process alive until a request comes or the server is closed.
  */
 export declare class Server {
   /**
@@ -150,7 +146,8 @@ export declare class Server {
   tryRecv(): Request | null
   /**
    * Stops taking requests and unbinds the name. Pending `recv()`s reject
-   * with `CLOSED`; requests already received can still be answered.
+   * with `CLOSED` (a `for await` loop ends); requests already received
+   * can still be answered.
    */
   close(): void
 }

@@ -66,7 +66,7 @@ fn call_error(env: &Env, err: ipcall::Error) -> napi::Error {
 }
 
 /// [`call_error`] as a value to reject a call's Promise with.
-fn call_error_value(env: &Env, err: ipcall::Error) -> napi::Result<napi::sys::napi_value> {
+pub(crate) fn call_error_value(env: &Env, err: ipcall::Error) -> napi::Result<napi::sys::napi_value> {
     match err {
         ipcall::Error::Closed { ref name } => {
             let message = closed_message(name);
