@@ -8,6 +8,10 @@
 //          Rust with `await call()` and with `callSync()`, Rust -> Node.
 //
 // Prints medians (and p99) in microseconds and each one's ratio to Rust <-> Rust.
+//
+// Placement: `taskset -c 0 node bench/roundtrip.js` runs everything on one
+// CPU (the Rust processes inherit the mask); with IPCALL_BENCH_PEER_CPU=1 as
+// well, every Rust process (server or client) runs on CPU 1 instead: cross-CPU.
 'use strict'
 
 const { spawn } = require('node:child_process')
@@ -20,10 +24,16 @@ const roundtripBin = path.join(targetDir, 'release', 'examples', 'roundtrip')
 const peerBin = path.join(targetDir, 'release', 'examples', 'peer')
 const ITERS = Number(process.env.ITERS || 20000)
 const SIZE = 64
+const PEER_CPU = process.env.IPCALL_BENCH_PEER_CPU
+
+/** `command args` as spawn arguments, under `taskset -c $IPCALL_BENCH_PEER_CPU` when set. */
+function placed(command, args) {
+  return PEER_CPU === undefined ? [command, args] : ['taskset', ['-c', PEER_CPU, command, ...args]]
+}
 
 function run(command, args) {
   return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'inherit'] })
+    const child = spawn(...placed(command, args), { stdio: ['ignore', 'pipe', 'inherit'] })
     let out = ''
     child.stdout.on('data', (chunk) => (out += chunk))
     child.once('error', reject)
@@ -57,7 +67,7 @@ function echo(server) {
 }
 
 async function startRustServer(kind) {
-  const child = spawn(peerBin, ['serve', '--unique', kind], { stdio: ['ignore', 'pipe', 'inherit'] })
+  const child = spawn(...placed(peerBin, ['serve', '--unique', kind]), { stdio: ['ignore', 'pipe', 'inherit'] })
   const name = await new Promise((resolve, reject) => {
     readline.createInterface({ input: child.stdout }).once('line', resolve)
     child.once('error', reject)
@@ -98,8 +108,10 @@ async function benchKind(kind) {
 
 async function main() {
   console.log(`ipcall round trip, ${SIZE} B request and reply, ${ITERS} sequential calls, median (p99) in µs`)
+  if (PEER_CPU !== undefined) console.log(`Rust processes on CPU ${PEER_CPU} (IPCALL_BENCH_PEER_CPU)`)
   const us = (ns) => (ns / 1000).toFixed(1)
-  for (const kind of ['mem', 'unix', 'pipe', 'shm']) {
+  const kinds = process.env.IPCALL_BENCH_KINDS ? process.env.IPCALL_BENCH_KINDS.split(',') : ['mem', 'unix', 'pipe', 'shm']
+  for (const kind of kinds) {
     if (!ipcall.availableKinds().includes(kind)) {
       console.log(`\n${kind}: not available in this build, skipped`)
       continue
