@@ -56,10 +56,12 @@ export declare class Client {
    * `DISCONNECTED`, `TIMEOUT` (after `options.timeout` ms; the call is
    * abandoned), `TOO_LARGE`, or `CLOSED` (this client was closed).
    *
-   * Requests leave in call order. Over `mem:` the request is queued before
-   * `call` returns; over sockets a copy is written by this client's writer
-   * thread (a full socket never blocks the event loop). Waiting for the
-   * reply is a future on the addon's async runtime, never a blocked thread.
+   * Requests leave in call order. The request is written on the
+   * JavaScript thread when the transport has room, and the reply is read
+   * and the Promise settled there too, when libuv reports the client's
+   * descriptor readable: no thread hop. Only a request that finds no room
+   * (e.g. a full `shm:` ring) is copied to this client's writer thread,
+   * so a full transport never blocks the event loop.
    */
   call(data: Buffer | ArrayBufferView | ArrayBuffer | string, options?: CallOptions): Promise<Buffer>
   /**

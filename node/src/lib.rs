@@ -18,7 +18,6 @@
 //! sleeps and exits. No thread is parked per call, so thousands of calls
 //! can be in flight at once.
 
-mod bridge;
 mod bytes;
 mod client;
 mod error;

@@ -147,11 +147,6 @@ impl Reactor {
         }
     }
 
-    /// Whether the handles are closed or closing (nothing can be waited for any more).
-    pub(crate) fn is_closed(&self) -> bool {
-        matches!(self.phase, Phase::Closing | Phase::Closed)
-    }
-
     /// Closes the handles (their close callbacks release the state). Idempotent.
     pub(crate) fn close<S: Driven>(&mut self) {
         match self.phase {
