@@ -185,3 +185,29 @@ fn shm_rings_the_clients_bell_instead_of_starting_a_reader_thread() {
     server.close();
     serving.join().unwrap();
 }
+
+#[test]
+fn one_call_at_a_time_never_loses_a_wake_up() {
+    // A reply that races with the loop's announcement must still make the
+    // descriptor readable: here `progress` runs only when it is readable.
+    for kind in KINDS {
+        let server = Arc::new(Server::bind_unique(kind).unwrap());
+        let serving = serve(server.clone());
+        let client = Client::connect(server.name()).unwrap();
+        let fd = client.fd().unwrap();
+        for i in 0..3000u32 {
+            let data = request(i, 64);
+            let mut pending = client.try_send(&data).unwrap().expect("an empty transport has room");
+            let outcome = loop {
+                if let Some(outcome) = pending.try_wait() {
+                    break outcome;
+                }
+                assert!(readable(fd, 30_000), "{kind}: call {i}: the descriptor never turned readable");
+                client.progress().unwrap();
+            };
+            assert_eq!(outcome.unwrap(), reply_to(&data), "{kind}: call {i}");
+        }
+        server.close();
+        serving.join().unwrap();
+    }
+}

@@ -282,8 +282,13 @@ impl ShmClient {
         shared.wake_server(&writer);
         if bell {
             // Ask for a wake-up for the reply (a `progress` with nothing
-            // pending announced none).
-            announce_sleep(&shared.mapping.header().replies.consumer_sleeping);
+            // pending announced none), then look again (§12.4): a reply
+            // published before the announcement woke nobody.
+            let replies = &shared.mapping.header().replies;
+            announce_sleep(&replies.consumer_sleeping);
+            if replies.tail.load(Ordering::Acquire) != replies.head.load(Ordering::Relaxed) {
+                shared.notifier.ring();
+            }
         }
         if n < data.len() {
             writer.outbox = Some(Outbox { id, data: data.to_vec(), offset: n });
