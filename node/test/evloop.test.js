@@ -51,6 +51,34 @@ for (const [kind, skip] of kindsWithAvailability()) {
       await serving
     })
 
+    test('requests that find no room (a small shm: ring, a full socket) leave in call order and are all answered', async () => {
+      const server = ipcall.Server.bindUnique(kind, kind === 'shm' ? { ringSize: 65536 } : {})
+      const client = ipcall.connect(server.name)
+      // 4 MiB of requests before the server reads any: far more than a ring
+      // or a socket buffer holds, so later ones wait (writer thread, outbox).
+      const count = 256
+      const body = (i) => Buffer.concat([Buffer.from(`${i};`), Buffer.alloc(16 << 10, i & 0xff)])
+      const calls = Array.from({ length: count / 2 }, (_, i) => client.call(body(i)))
+      // Given up while still queued behind the others: abandoned, its late answer discarded.
+      const timedOut = caught(() => client.call('t;', { timeout: 1 }))
+      for (let i = count / 2; i < count; i++) calls.push(client.call(body(i)))
+      assert.equal((await timedOut).code, 'TIMEOUT')
+      const order = []
+      const serving = (async () => {
+        for await (const req of server) {
+          const head = req.data.subarray(0, req.data.indexOf(';')).toString()
+          order.push(head)
+          req.reply(head)
+        }
+      })()
+      const replies = await Promise.all(calls)
+      replies.forEach((reply, i) => assert.equal(reply.toString(), String(i)))
+      assert.deepEqual(order, [...replies.slice(0, count / 2), 't', ...replies.slice(count / 2)].map(String))
+      client.close()
+      server.close()
+      await serving
+    })
+
     test('timeouts fire without a thread: per call, the others unaffected', async () => {
       const server = ipcall.Server.bindUnique(kind)
       const client = ipcall.connect(server.name)
