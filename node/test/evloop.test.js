@@ -113,6 +113,22 @@ for (const [kind, skip] of kindsWithAvailability()) {
       assert.equal(result.code, 0)
     })
 
+    test('a process whose queued requests (writer thread) were all answered exits by itself', async () => {
+      const result = await runScript(`
+        const server = ipcall.Server.bindUnique('${kind}', ${kind === 'shm' ? '{ ringSize: 65536 }' : '{}'})
+        const client = ipcall.connect(server.name)
+        const calls = Array.from({ length: 128 }, () => client.call(Buffer.alloc(32 << 10)))
+        ;(async () => {
+          for (let i = 0; i < 128; i++) (await server.recv()).reply('ok')
+          await Promise.all(calls)
+          console.log('answered')
+        })()`)
+      assert.equal(result.signal, null, 'the child had to be killed: something kept it alive')
+      assert.equal(result.stderr, '')
+      assert.equal(result.stdout, 'answered\n')
+      assert.equal(result.code, 0)
+    })
+
     test('a worker thread that ends with a recv() and a call pending is torn down cleanly', async () => {
       const server = ipcall.Server.bindUnique(kind)
       const worker = new Worker(
