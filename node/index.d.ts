@@ -63,10 +63,12 @@ export declare class Client {
    * `DISCONNECTED`, `TIMEOUT` (after `options.timeout` ms; the call is
    * abandoned), `TOO_LARGE`, or `CLOSED` (this client was closed).
    *
-   * Requests leave in call order. Over `mem:` the request is queued before
-   * `call` returns; over sockets a copy is written by this client's writer
-   * thread (a full socket never blocks the event loop). Waiting for the
-   * reply is a future on the addon's async runtime, never a blocked thread.
+   * Requests leave in call order. The request is written on the
+   * JavaScript thread when the transport has room, and the reply is read
+   * and the Promise settled there too, when libuv reports the client's
+   * descriptor readable: no thread hop. Only a request that finds no room
+   * (e.g. a full `shm:` ring) is copied to this client's writer thread,
+   * so a full transport never blocks the event loop.
    */
   call(data: Buffer | ArrayBufferView | ArrayBuffer | string, options?: CallOptions): Promise<Buffer>
   /**
@@ -126,14 +128,10 @@ export declare class Request {
  * A server bound to a name. Receive with `await server.recv()` or
  * `for await (const req of server)`; `close()` unbinds the name.
  *
- * Waiting for a request never blocks the event loop: it is a future on the
- * addon's async runtime, and a pending `recv()` keeps the process alive
- * until a request comes or the server is closed.
- *
- * This type implements JavaScript's async iterable protocol.
- * It can be used with `for await...of` loops.
- *
- * @see https://developer.mozilla.org/en-US/docs/Web/JavaScript/Reference/Iteration_protocols#the_async_iterator_and_async_iterable_protocols
+ * Waiting for a request never blocks the event loop: libuv watches the
+ * server's descriptor and the request is taken and handed to JavaScript on
+ * the JavaScript thread (no other thread is involved). A pending `recv()`
+ * keeps the process alive until a request comes or the server is closed.
  */
 export declare class Server {
   /**
@@ -157,7 +155,8 @@ export declare class Server {
   tryRecv(): Request | null
   /**
    * Stops taking requests and unbinds the name. Pending `recv()`s reject
-   * with `CLOSED`; requests already received can still be answered.
+   * with `CLOSED` (a `for await` loop ends); requests already received
+   * can still be answered.
    */
   close(): void
 }

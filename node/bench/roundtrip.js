@@ -8,6 +8,13 @@
 //          Rust with `await call()` and with `callSync()`, Rust -> Node.
 //
 // Prints medians (and p99) in microseconds and each one's ratio to Rust <-> Rust.
+//
+// Placement: `taskset -c 0 node bench/roundtrip.js` runs everything on one
+// CPU (the Rust processes inherit the mask); with IPCALL_BENCH_PEER_CPU=1 as
+// well, the server's side of each row runs on CPU 1 instead (cross-CPU): the
+// Rust server of the first rows, the Rust client of "Rust -> Node" (the Node
+// server stays on the CPU node runs on), and the Rust server of "Rust -> Rust"
+// while its Rust client stays with node.
 'use strict'
 
 const { spawn } = require('node:child_process')
@@ -20,10 +27,16 @@ const roundtripBin = path.join(targetDir, 'release', 'examples', 'roundtrip')
 const peerBin = path.join(targetDir, 'release', 'examples', 'peer')
 const ITERS = Number(process.env.ITERS || 20000)
 const SIZE = 64
+const PEER_CPU = process.env.IPCALL_BENCH_PEER_CPU
 
-function run(command, args) {
+/** `command args` as spawn arguments; `onPeerCpu`: under `taskset -c $IPCALL_BENCH_PEER_CPU` when set. */
+function placed(command, args, onPeerCpu) {
+  return PEER_CPU === undefined || !onPeerCpu ? [command, args] : ['taskset', ['-c', PEER_CPU, command, ...args]]
+}
+
+function run(command, args, onPeerCpu = false) {
   return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'inherit'] })
+    const child = spawn(...placed(command, args, onPeerCpu), { stdio: ['ignore', 'pipe', 'inherit'] })
     let out = ''
     child.stdout.on('data', (chunk) => (out += chunk))
     child.once('error', reject)
@@ -57,7 +70,7 @@ function echo(server) {
 }
 
 async function startRustServer(kind) {
-  const child = spawn(peerBin, ['serve', '--unique', kind], { stdio: ['ignore', 'pipe', 'inherit'] })
+  const child = spawn(...placed(peerBin, ['serve', '--unique', kind], true), { stdio: ['ignore', 'pipe', 'inherit'] })
   const name = await new Promise((resolve, reject) => {
     readline.createInterface({ input: child.stdout }).once('line', resolve)
     child.once('error', reject)
@@ -81,16 +94,21 @@ async function benchKind(kind) {
   const rust = await startRustServer(kind)
   try {
     rows.push(['Rust -> Rust', await run(roundtripBin, ['client', rust.name, '--iters', String(ITERS), '--size', String(SIZE)])])
+    // One client each: a client that has made an async call is driven by
+    // the event loop from then on (the core's pollable client), which is
+    // not what a callSync()-only client pays.
+    const syncClient = await ipcall.connectAsync(rust.name, { timeout: 10000 })
+    rows.push(['Node -> Rust, callSync()', await nodeCalls(syncClient, true)])
+    syncClient.close()
     const client = await ipcall.connectAsync(rust.name, { timeout: 10000 })
     rows.push(['Node -> Rust, await call()', await nodeCalls(client, false)])
-    rows.push(['Node -> Rust, callSync()', await nodeCalls(client, true)])
     client.close()
   } finally {
     rust.child.kill()
   }
   const server = ipcall.Server.bindUnique(kind)
   const serving = echo(server)
-  rows.push(['Rust -> Node (for await server)', await run(roundtripBin, ['client', server.name, '--iters', String(ITERS), '--size', String(SIZE)])])
+  rows.push(['Rust -> Node (for await server)', await run(roundtripBin, ['client', server.name, '--iters', String(ITERS), '--size', String(SIZE)], true)])
   server.close()
   await serving
   return rows
@@ -98,8 +116,10 @@ async function benchKind(kind) {
 
 async function main() {
   console.log(`ipcall round trip, ${SIZE} B request and reply, ${ITERS} sequential calls, median (p99) in µs`)
+  if (PEER_CPU !== undefined) console.log(`servers' sides on CPU ${PEER_CPU} (IPCALL_BENCH_PEER_CPU)`)
   const us = (ns) => (ns / 1000).toFixed(1)
-  for (const kind of ['mem', 'unix', 'pipe', 'shm']) {
+  const kinds = process.env.IPCALL_BENCH_KINDS ? process.env.IPCALL_BENCH_KINDS.split(',') : ['mem', 'unix', 'pipe', 'shm']
+  for (const kind of kinds) {
     if (!ipcall.availableKinds().includes(kind)) {
       console.log(`\n${kind}: not available in this build, skipped`)
       continue

@@ -1,58 +1,257 @@
 //! `Client`: `connect`, `call` (a Promise), `callSync`, `close`.
 
+use std::cell::RefCell;
+use std::collections::{BTreeSet, HashMap};
+use std::os::fd::AsRawFd;
+use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use napi::bindgen_prelude::{Buffer, Env, PromiseRaw, Unknown};
+use napi::sys;
 use napi_derive::napi;
-use tokio::sync::watch;
 
-use crate::bridge;
 use crate::bytes::Bytes;
 use crate::error::{js_error_value, js_error_value_with, to_js, to_js_message, type_error};
 use crate::options::{millis, CallOptions, ConnectOptions};
-use crate::writer::{Sent, Writer};
+use crate::reactor::{self, Driven, Reactor, Settlement, Value};
+use crate::writer::{Handoff, Writer};
 
 /// A connection to a server. Many calls may be in flight at once; each
 /// resolves with its own reply (matched by id, never by order).
 #[napi]
 pub struct Client {
-    /// The core client; `None` after `close()`.
-    inner: Option<ipcall::Client>,
+    /// The core client and its calls in flight, shared with the libuv
+    /// handles that watch it.
+    shared: Rc<RefCell<Calling>>,
     /// The server's name (kept for errors after `close()`).
     name: String,
-    /// Set to `true` by `close()`: every call in flight then rejects with
-    /// `CLOSED` at once (so nothing keeps the process alive).
-    closed: watch::Sender<bool>,
-    /// The thread that writes requests for transports whose writes can wait
-    /// (every kind but `mem:`); `None` for `mem:` and after `close()`.
+}
+
+/// A client's calls in flight, driven on the JavaScript thread.
+struct Calling {
+    /// The core client; `None` after `close()`.
+    client: Option<ipcall::Client>,
+    name: Arc<str>,
+    reactor: Reactor,
+    /// Whether the core's event-loop descriptor was asked for (on the
+    /// first `call()`: calls before it were synchronous and are finished).
+    evented: bool,
+    calls: HashMap<u64, Call>,
+    /// `(deadline, id)` of the calls with a timeout, earliest first.
+    deadlines: BTreeSet<(Instant, u64)>,
+    next_id: u64,
+    /// Started on the first request that found no room; `None` before and after `close()`.
     writer: Option<Writer>,
+    handoff: Arc<Handoff>,
+    /// Requests given to the writer thread and not handed back yet; while
+    /// non-zero, new requests queue behind them (call order is kept).
+    queued: usize,
+}
+
+/// One call in flight.
+struct Call {
+    deferred: sys::napi_deferred,
+    /// `None` while the writer thread still holds the request.
+    pending: Option<ipcall::Pending>,
+    deadline: Option<Instant>,
+}
+
+impl Calling {
+    fn closed_error(&self) -> ipcall::Error {
+        ipcall::Error::Closed { name: self.name.clone() }
+    }
+
+    /// Sends a request (or queues it for the writer thread) and records the
+    /// call; a request refused at once settles in `out`.
+    fn start(
+        &mut self,
+        data: &[u8],
+        deferred: sys::napi_deferred,
+        timeout: Option<Duration>,
+        out: &mut Vec<Settlement>,
+    ) {
+        let reject = |out: &mut Vec<Settlement>, err| out.push(Settlement { deferred, value: Value::Reply(Err(err)) });
+        let Some(client) = self.client.clone() else {
+            return reject(out, self.closed_error());
+        };
+        if !self.evented {
+            // Asked before the first request, so that every request from
+            // now on is announced on it.
+            match client.fd() {
+                Ok(fd) => self.reactor.set_fd(fd.as_raw_fd()),
+                Err(e) => return reject(out, e),
+            }
+            self.evented = true;
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        let pending = if self.queued > 0 {
+            None
+        } else {
+            match client.try_send(data) {
+                Ok(sent) => sent,
+                Err(e) => return reject(out, e),
+            }
+        };
+        if pending.is_none() {
+            // No room now: the writer thread waits for it.
+            if self.writer.is_none() {
+                match Writer::start(client, self.handoff.clone()) {
+                    Ok(writer) => self.writer = Some(writer),
+                    Err(source) => return reject(out, ipcall::Error::Io { name: self.name.clone(), source }),
+                }
+            }
+            let writer = self.writer.as_ref().expect("started above");
+            if !writer.send(id, data.to_vec()) {
+                return reject(out, ipcall::Error::Disconnected { name: self.name.clone() });
+            }
+            self.queued += 1;
+        }
+        let deadline = timeout.map(|limit| Instant::now() + limit);
+        if let Some(at) = deadline {
+            self.deadlines.insert((at, id));
+        }
+        self.calls.insert(id, Call { deferred, pending, deadline });
+    }
+
+    /// Settles every call whose answer has arrived (after `progress`).
+    fn collect(&mut self, out: &mut Vec<Settlement>) {
+        let Calling { calls, deadlines, .. } = self;
+        calls.retain(|id, call| {
+            let Some(answer) = call.pending.as_mut().and_then(ipcall::Pending::try_wait) else {
+                return true;
+            };
+            if let Some(at) = call.deadline {
+                deadlines.remove(&(at, *id));
+            }
+            out.push(Settlement { deferred: call.deferred, value: Value::Reply(answer) });
+            false
+        });
+    }
+
+    /// Rejects every call with what `error` makes for it.
+    fn fail_all(&mut self, out: &mut Vec<Settlement>, error: impl Fn() -> ipcall::Error) {
+        self.deadlines.clear();
+        for (_, call) in self.calls.drain() {
+            out.push(Settlement { deferred: call.deferred, value: Value::Reply(Err(error())) });
+        }
+    }
+}
+
+impl Driven for Calling {
+    fn reactor(&mut self) -> &mut Reactor {
+        &mut self.reactor
+    }
+
+    fn readable(&mut self, failed: Option<std::io::Error>, out: &mut Vec<Settlement>) {
+        let progressed = match (&self.client, failed) {
+            (_, Some(source)) => Err(ipcall::Error::Io { name: self.name.clone(), source }),
+            (Some(client), None) => client.progress(),
+            (None, None) => Ok(()),
+        };
+        match progressed {
+            Ok(()) => self.collect(out),
+            // The connection cannot be read: no call can complete.
+            Err(e) => {
+                let (kind, message) = (e.kind(), e.to_string());
+                let name = self.name.clone();
+                self.fail_all(out, || match kind {
+                    ipcall::ErrorKind::Disconnected => ipcall::Error::Disconnected { name: name.clone() },
+                    _ => ipcall::Error::Io { name: name.clone(), source: std::io::Error::other(message.clone()) },
+                });
+            }
+        }
+    }
+
+    fn expire(&mut self, now: Instant, out: &mut Vec<Settlement>) {
+        // An answer that is already here wins over a timeout that is due.
+        self.readable(None, out);
+        while let Some(&(at, id)) = self.deadlines.first() {
+            if at > now {
+                break;
+            }
+            self.deadlines.pop_first();
+            // Dropping its `Pending` abandons the call: a late answer is discarded.
+            if let Some(call) = self.calls.remove(&id) {
+                let timeout = ipcall::Error::Timeout { name: self.name.clone() };
+                out.push(Settlement { deferred: call.deferred, value: Value::Reply(Err(timeout)) });
+            }
+        }
+    }
+
+    fn woken(&mut self, out: &mut Vec<Settlement>) {
+        for (id, sent) in self.handoff.take() {
+            self.queued -= 1;
+            let Some(call) = self.calls.get_mut(&id) else {
+                // Given up (timeout) meanwhile: dropping the `Pending` abandons it.
+                continue;
+            };
+            match sent {
+                Ok(pending) => call.pending = Some(pending),
+                Err(e) => {
+                    let call = self.calls.remove(&id).expect("found above");
+                    if let Some(at) = call.deadline {
+                        self.deadlines.remove(&(at, id));
+                    }
+                    out.push(Settlement { deferred: call.deferred, value: Value::Reply(Err(e)) });
+                }
+            }
+        }
+        // An answer may have been read before its `Pending` came back.
+        self.collect(out);
+    }
+
+    fn wants_poll(&self) -> bool {
+        !self.calls.is_empty()
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        self.deadlines.first().map(|&(at, _)| at)
+    }
+
+    fn wants_waker(&self) -> bool {
+        self.queued > 0
+    }
+
+    fn abandon(&mut self) {
+        self.calls.clear();
+        self.deadlines.clear();
+        self.writer = None;
+    }
 }
 
 impl Client {
-    fn from_core(client: ipcall::Client) -> ipcall::Result<Client> {
+    fn from_core(env: &Env, client: ipcall::Client) -> Client {
         let name: Arc<str> = client.name().into();
-        // A `mem:` queue never fills, so its requests need no writer thread.
-        let writes_can_wait = ipcall::Name::parse(&name)?.kind() != ipcall::Kind::Mem;
-        let writer = if writes_can_wait {
-            Some(Writer::start(client.clone()).map_err(|source| ipcall::Error::Io { name: name.clone(), source })?)
-        } else {
-            None
+        let handoff = Arc::new(Handoff::default());
+        let mut reactor = Reactor::new(env, -1);
+        let (opened, closing) = (handoff.clone(), handoff.clone());
+        reactor.with_waker(Box::new(move |waker| opened.opened(waker)), Box::new(move || closing.closing()));
+        let calling = Calling {
+            client: Some(client),
+            name: name.clone(),
+            reactor,
+            evented: false,
+            calls: HashMap::new(),
+            deadlines: BTreeSet::new(),
+            next_id: 0,
+            writer: None,
+            handoff,
+            queued: 0,
         };
-        Ok(Client { name: name.to_string(), inner: Some(client), closed: watch::Sender::new(false), writer })
-    }
-
-    fn closed_error(&self) -> ipcall::Error {
-        ipcall::Error::Closed { name: self.name.as_str().into() }
+        Client { shared: Rc::new(RefCell::new(calling)), name: name.to_string() }
     }
 }
 
-/// A request on its way out.
-enum Sending {
-    /// Written already (or refused): the call's `Pending`, or why not.
-    Done(ipcall::Result<ipcall::Pending>),
-    /// Queued for the writer thread.
-    Queued(Sent),
+impl Drop for Client {
+    fn drop(&mut self) {
+        // Calls still in flight keep the connection until they are answered;
+        // then the handles close and the core client is dropped.
+        if let Ok(mut state) = self.shared.try_borrow_mut() {
+            reactor::owner_gone(&mut *state);
+        }
+    }
 }
 
 /// `to_js` for a call's error. A call only ends in `Closed` because this
@@ -66,7 +265,7 @@ fn call_error(env: &Env, err: ipcall::Error) -> napi::Error {
 }
 
 /// [`call_error`] as a value to reject a call's Promise with.
-fn call_error_value(env: &Env, err: ipcall::Error) -> napi::Result<napi::sys::napi_value> {
+pub(crate) fn call_error_value(env: &Env, err: ipcall::Error) -> napi::Result<napi::sys::napi_value> {
     match err {
         ipcall::Error::Closed { ref name } => {
             let message = closed_message(name);
@@ -91,8 +290,8 @@ pub fn connect(env: &Env, name: String, options: Option<ConnectOptions>) -> napi
             "connect() never waits: use connectAsync(name, { timeout }) to wait for the server",
         ));
     }
-    let client = ipcall::Client::connect_with(&name, &options.to_core(env)?).and_then(Client::from_core);
-    client.map_err(|e| to_js(env, e))
+    let client = ipcall::Client::connect_with(&name, &options.to_core(env)?).map_err(|e| to_js(env, e))?;
+    Ok(Client::from_core(env, client))
 }
 
 /// Connects without blocking the event loop; with `options.timeout` it keeps
@@ -108,14 +307,11 @@ pub fn connect_async<'env>(
     // Connecting may sleep between retries: do it on a blocking thread of the
     // runtime (one per connect, never one per call).
     let connecting = async move {
-        let joined = tokio::task::spawn_blocking(move || {
-            ipcall::Client::connect_with(&name, &options).and_then(Client::from_core)
-        })
-        .await;
+        let joined = tokio::task::spawn_blocking(move || ipcall::Client::connect_with(&name, &options)).await;
         joined.map_err(|e| napi::Error::from_reason(format!("connect thread failed: {e}")))
     };
     env.spawn_future_with_callback(connecting, |env, connected| match connected {
-        Ok(client) => Ok(client),
+        Ok(client) => Ok(Client::from_core(env, client)),
         Err(e) => Err(to_js(env, e)),
     })
 }
@@ -133,51 +329,23 @@ impl Client {
     /// `DISCONNECTED`, `TIMEOUT` (after `options.timeout` ms; the call is
     /// abandoned), `TOO_LARGE`, or `CLOSED` (this client was closed).
     ///
-    /// Requests leave in call order. Over `mem:` the request is queued before
-    /// `call` returns; over sockets a copy is written by this client's writer
-    /// thread (a full socket never blocks the event loop). Waiting for the
-    /// reply is a future on the addon's async runtime, never a blocked thread.
+    /// Requests leave in call order. The request is written on the
+    /// JavaScript thread when the transport has room, and the reply is read
+    /// and the Promise settled there too, when libuv reports the client's
+    /// descriptor readable: no thread hop. Only a request that finds no room
+    /// (e.g. a full `shm:` ring) is copied to this client's writer thread,
+    /// so a full transport never blocks the event loop.
     #[napi(
         ts_args_type = "data: Buffer | ArrayBufferView | ArrayBuffer | string, options?: CallOptions",
         ts_return_type = "Promise<Buffer>"
     )]
     pub fn call<'env>(&self, env: &'env Env, data: Bytes, options: Option<CallOptions>) -> napi::Result<Unknown<'env>> {
         let timeout = millis(env, "timeout", options.and_then(|o| o.timeout))?;
-        let sent = match (&self.inner, &self.writer) {
-            (None, _) => Sending::Done(Err(self.closed_error())),
-            // Copied: the writer thread may write it after this call returns.
-            (Some(_), Some(writer)) => Sending::Queued(writer.send(data.as_slice().to_vec())),
-            (Some(client), None) => Sending::Done(client.send(data.as_slice())),
-        };
-        let mut closed = self.closed.subscribe();
-        let name: Arc<str> = self.name.as_str().into();
-        let answer = async move {
-            let writer_gone = || ipcall::Error::Disconnected { name: name.clone() };
-            let sent_and_answered = async {
-                let pending = match sent {
-                    Sending::Done(sent) => sent?,
-                    Sending::Queued(queued) => queued.await.unwrap_or_else(|_| Err(writer_gone()))?,
-                };
-                pending.await
-            };
-            let waited = async {
-                tokio::select! {
-                    // An answer that is already here wins over a close.
-                    biased;
-                    answer = sent_and_answered => answer,
-                    _ = closed.wait_for(|closed| *closed) => Err(ipcall::Error::Closed { name: name.clone() }),
-                }
-            };
-            match timeout {
-                None => waited.await,
-                // On timeout `waited` (and the `Pending` in it) is dropped,
-                // which abandons the call: a late answer is discarded.
-                Some(limit) => tokio::time::timeout(limit, waited)
-                    .await
-                    .unwrap_or_else(|_| Err(ipcall::Error::Timeout { name: name.clone() })),
-            }
-        };
-        let promise = bridge::spawn_call(env, answer, call_error_value)?;
+        let (deferred, promise) = reactor::promise(env)?;
+        let mut out = Vec::new();
+        self.shared.borrow_mut().start(data.as_slice(), deferred, timeout, &mut out);
+        reactor::settle_all(env, out);
+        reactor::update(&self.shared)?;
         // SAFETY: (1) `promise` was just created in `env`, on this thread.
         Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), promise) })
     }
@@ -188,7 +356,10 @@ impl Client {
     #[napi(ts_args_type = "data: Buffer | ArrayBufferView | ArrayBuffer | string, options?: CallOptions")]
     pub fn call_sync(&self, env: &Env, data: Bytes, options: Option<CallOptions>) -> napi::Result<Buffer> {
         let timeout: Option<Duration> = millis(env, "timeout", options.and_then(|o| o.timeout))?;
-        let client = self.inner.as_ref().ok_or_else(|| call_error(env, self.closed_error()))?;
+        let client = {
+            let state = self.shared.borrow();
+            state.client.clone().ok_or_else(|| call_error(env, state.closed_error()))?
+        };
         let answer = match timeout {
             None => client.call(data.as_slice()),
             Some(limit) => client.call_timeout(data.as_slice(), limit),
@@ -199,9 +370,16 @@ impl Client {
     /// Closes the connection: calls in flight reject with `CLOSED` at once,
     /// later calls too. Closing twice is harmless.
     #[napi]
-    pub fn close(&mut self) {
-        self.inner = None;
-        self.writer = None;
-        self.closed.send_replace(true);
+    pub fn close(&self, env: &Env) {
+        let mut out = Vec::new();
+        {
+            let mut state = self.shared.borrow_mut();
+            state.client = None;
+            state.writer = None;
+            let name = state.name.clone();
+            state.fail_all(&mut out, || ipcall::Error::Closed { name: name.clone() });
+            state.reactor.close::<Calling>();
+        }
+        reactor::settle_all(env, out);
     }
 }

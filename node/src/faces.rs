@@ -44,6 +44,23 @@ const SETUP: &str = r#"(function setup(exports) {
   }
   Object.defineProperty(IpcallError, '__ipcallAdopt', { value: adopt })
 
+  // `for await (const req of server)`: each step is one native call that
+  // resolves the iteration result itself (see `Server.__ipcallNext`).
+  // Leaving the loop early does not close the server.
+  Object.defineProperty(Server.prototype, '__ipcallNext', { enumerable: false })
+  Object.defineProperty(Server.prototype, Symbol.asyncIterator, {
+    value() {
+      const server = this
+      return {
+        next() { return server.__ipcallNext() },
+        return(value) { return Promise.resolve({ value, done: true }) },
+        [Symbol.asyncIterator]() { return this },
+      }
+    },
+    writable: true,
+    configurable: true,
+  })
+
   const custom = Symbol.for('nodejs.util.inspect.custom')
   // Fields read through getters; one that throws (a request already
   // answered has no data to show) is left out.

@@ -8,21 +8,24 @@
 //! JavaScript `Error`s whose `code` is [`ipcall::ErrorKind::code`].
 //!
 //! Nothing here blocks the event loop except the explicitly synchronous
-//! `callSync`: waiting for a request or a reply is a future on napi's tokio
-//! runtime (the core's `recv_async` and `Pending` are futures). A call's
-//! Promise settles through one shared threadsafe function per JavaScript
-//! thread ([`bridge`]); `recv()` and async iteration use napi's own
-//! future-to-Promise path (one at a time per loop, so its per-Promise
-//! threadsafe function costs nothing). No thread is parked per call, so
-//! thousands of calls can be in flight at once.
+//! `callSync`, and an `await` costs no thread hop: libuv (the loop Node-API
+//! exposes) watches the descriptors of servers and clients ([`reactor`],
+//! [`uv`]); requests are taken, replies read and Promises settled on the
+//! JavaScript thread. A request is written there too when the transport has
+//! room; only one that would block goes to the client's writer thread
+//! ([`writer`]). A poll handle is active — keeping the process alive —
+//! exactly while a `recv()` or a call waits on it, so an idle process
+//! sleeps and exits. No thread is parked per call, so thousands of calls
+//! can be in flight at once.
 
-mod bridge;
 mod bytes;
 mod client;
 mod error;
 mod faces;
 mod options;
+mod reactor;
 mod server;
+mod uv;
 mod writer;
 
 use napi_derive::napi;
@@ -32,7 +35,7 @@ use napi_derive::napi;
 pub use client::{connect, connect_async, Client};
 pub use faces::{init, IpcallError};
 pub use options::{CallOptions, ConnectOptions, ServerOptions};
-pub use server::{Peer, Received, Request, Server};
+pub use server::{Peer, Request, Server};
 
 /// The version of the ipcall package (and of the Rust core it is built from).
 #[napi]

@@ -1,29 +1,199 @@
 //! `Server` (bind, recv, async iteration) and `Request` (data, peer, reply, fail).
 
-use std::future::Future;
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::os::fd::AsRawFd;
 use std::ptr;
+use std::rc::Rc;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use napi::bindgen_prelude::{
-    AsyncGenerator, Buffer, Env, FromNapiValue, ObjectFinalize, PromiseRaw, ToNapiValue, Unknown,
-};
+use napi::bindgen_prelude::{Buffer, Env, FromNapiValue, ObjectFinalize, ToNapiValue, Unknown};
 use napi::sys;
 use napi_derive::napi;
 
 use crate::bytes::Bytes;
 use crate::error::{to_js, type_error};
 use crate::options::{millis, CallOptions, ServerOptions};
+use crate::reactor::{self, Driven, Reactor, Settlement, Value};
 
 /// A server bound to a name. Receive with `await server.recv()` or
 /// `for await (const req of server)`; `close()` unbinds the name.
 ///
-/// Waiting for a request never blocks the event loop: it is a future on the
-/// addon's async runtime, and a pending `recv()` keeps the process alive
-/// until a request comes or the server is closed.
-#[napi(async_iterator)]
+/// Waiting for a request never blocks the event loop: libuv watches the
+/// server's descriptor and the request is taken and handed to JavaScript on
+/// the JavaScript thread (no other thread is involved). A pending `recv()`
+/// keeps the process alive until a request comes or the server is closed.
+#[napi]
 pub struct Server {
-    /// The core server, shared with the `recv` futures in flight.
-    inner: Arc<ipcall::Server>,
+    /// The core server and the `recv()`s waiting on it, shared with the
+    /// libuv handles that watch it.
+    shared: Rc<RefCell<Receiving>>,
+    /// The name clients connect to (kept to answer without borrowing).
+    name: String,
+}
+
+/// A server's waiting `recv()`s (and `for await` steps), first come first served.
+struct Receiving {
+    server: ipcall::Server,
+    reactor: Reactor,
+    waiters: VecDeque<Waiter>,
+    /// Requests handed out straight from `recv()` since libuv last ran this
+    /// server's callback (bounded: see [`SERVED_IN_A_ROW`]).
+    served_in_a_row: u32,
+}
+
+/// How many `recv()`s in a row may be answered at once, inside the caller's
+/// own turn, before the next waits for the loop's next turn: a server whose
+/// requests never run out would otherwise hold the microtask queue forever
+/// and starve timers and I/O.
+const SERVED_IN_A_ROW: u32 = 64;
+
+/// One `recv()` or iteration step waiting for a request.
+struct Waiter {
+    deferred: sys::napi_deferred,
+    /// A `for await` step (resolves `{ value, done }`; `CLOSED` ends the loop).
+    step: bool,
+    deadline: Option<Instant>,
+}
+
+impl Waiter {
+    fn settle(self, received: ipcall::Result<ipcall::Request>) -> Settlement {
+        let value = match (self.step, received) {
+            (false, received) => Value::Request(received),
+            (true, Ok(request)) => Value::Step(Ok(Some(request))),
+            (true, Err(ipcall::Error::Closed { .. })) => Value::Step(Ok(None)),
+            (true, Err(e)) => Value::Step(Err(e)),
+        };
+        Settlement { deferred: self.deferred, value }
+    }
+}
+
+impl Receiving {
+    /// Hands ready requests to the waiters in order; once no request can
+    /// come again (`Closed`) every waiter learns it.
+    fn pump(&mut self, out: &mut Vec<Settlement>) {
+        while !self.waiters.is_empty() {
+            match self.server.try_recv() {
+                Ok(Some(request)) => {
+                    let waiter = self.waiters.pop_front().expect("checked non-empty");
+                    out.push(waiter.settle(Ok(request)));
+                }
+                Ok(None) => break,
+                Err(e @ ipcall::Error::Closed { .. }) => {
+                    let name: Arc<str> = self.server.name().into();
+                    let mut first = Some(e);
+                    for waiter in self.waiters.drain(..) {
+                        let closed = first.take().unwrap_or_else(|| ipcall::Error::Closed { name: name.clone() });
+                        out.push(waiter.settle(Err(closed)));
+                    }
+                }
+                // Anything else (an I/O error) fails the first waiter only;
+                // the next readiness tries again for the others.
+                Err(e) => {
+                    let waiter = self.waiters.pop_front().expect("checked non-empty");
+                    out.push(waiter.settle(Err(e)));
+                    break;
+                }
+            }
+        }
+    }
+}
+
+impl Driven for Receiving {
+    fn reactor(&mut self) -> &mut Reactor {
+        &mut self.reactor
+    }
+
+    fn readable(&mut self, failed: Option<std::io::Error>, out: &mut Vec<Settlement>) {
+        if let Some(source) = failed {
+            let name: Arc<str> = self.server.name().into();
+            for waiter in self.waiters.drain(..) {
+                let error = std::io::Error::new(source.kind(), source.to_string());
+                out.push(waiter.settle(Err(ipcall::Error::Io { name: name.clone(), source: error })));
+            }
+            return;
+        }
+        self.served_in_a_row = 0;
+        self.pump(out);
+    }
+
+    fn expire(&mut self, now: Instant, out: &mut Vec<Settlement>) {
+        // A request that is ready wins over a timeout that is due.
+        self.pump(out);
+        let mut kept = VecDeque::with_capacity(self.waiters.len());
+        for waiter in self.waiters.drain(..) {
+            if waiter.deadline.is_some_and(|at| at <= now) {
+                let timeout = ipcall::Error::Timeout { name: self.server.name().into() };
+                out.push(waiter.settle(Err(timeout)));
+            } else {
+                kept.push_back(waiter);
+            }
+        }
+        self.waiters = kept;
+    }
+
+    fn woken(&mut self, _out: &mut Vec<Settlement>) {}
+
+    fn wants_poll(&self) -> bool {
+        !self.waiters.is_empty()
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        self.waiters.iter().filter_map(|waiter| waiter.deadline).min()
+    }
+
+    fn wants_waker(&self) -> bool {
+        false
+    }
+
+    fn abandon(&mut self) {
+        self.waiters.clear();
+    }
+}
+
+impl Server {
+    fn new(env: &Env, server: ipcall::Server) -> Server {
+        // Asking for the descriptor makes the core keep it current from now on.
+        let fd = server.as_raw_fd();
+        let name = server.name().to_owned();
+        let reactor = Reactor::new(env, fd);
+        Server {
+            shared: Rc::new(RefCell::new(Receiving { server, reactor, waiters: VecDeque::new(), served_in_a_row: 0 })),
+            name,
+        }
+    }
+
+    /// Queues a waiter, serves what is ready now, and lets libuv watch for the rest.
+    fn wait(&self, env: &Env, step: bool, timeout: Option<Duration>) -> napi::Result<sys::napi_value> {
+        let (deferred, promise) = reactor::promise(env)?;
+        let mut out = Vec::new();
+        {
+            let mut state = self.shared.borrow_mut();
+            let deadline = timeout.map(|limit| Instant::now() + limit);
+            state.waiters.push_back(Waiter { deferred, step, deadline });
+            if state.served_in_a_row < SERVED_IN_A_ROW {
+                state.pump(&mut out);
+                state.served_in_a_row += out.len() as u32;
+            }
+            if timeout == Some(Duration::ZERO) {
+                state.expire(Instant::now(), &mut out);
+            }
+        }
+        reactor::settle_all(env, out);
+        reactor::update(&self.shared)?;
+        Ok(promise)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // `recv()`s still waiting keep the core server (and its name) until
+        // they are answered; then the handles close and it is dropped.
+        if let Ok(mut state) = self.shared.try_borrow_mut() {
+            reactor::owner_gone(&mut *state);
+        }
+    }
 }
 
 #[napi]
@@ -34,7 +204,7 @@ impl Server {
     pub fn bind(env: &Env, name: String, options: Option<ServerOptions>) -> napi::Result<Server> {
         let options = options.unwrap_or_default().to_core(env)?;
         let server = ipcall::Server::bind_with(&name, &options).map_err(|e| to_js(env, e))?;
-        Ok(Server { inner: Arc::new(server) })
+        Ok(Server::new(env, server))
     }
 
     /// Listens on a new, unguessable name of transport `kind` (`'mem'`,
@@ -44,95 +214,95 @@ impl Server {
         let kind: ipcall::Kind = kind.parse().map_err(|e| to_js(env, e))?;
         let options = options.unwrap_or_default().to_core(env)?;
         let server = ipcall::Server::bind_unique_with(kind, &options).map_err(|e| to_js(env, e))?;
-        Ok(Server { inner: Arc::new(server) })
+        Ok(Server::new(env, server))
     }
 
     /// The name clients connect to.
     #[napi(getter)]
     pub fn name(&self) -> String {
-        self.inner.name().to_owned()
+        self.name.clone()
     }
 
     /// Resolves with the next request. Rejects with `CLOSED` once no request
     /// can come again, `TIMEOUT` after `options.timeout` milliseconds.
     #[napi(ts_return_type = "Promise<Request>")]
-    pub fn recv<'env>(&self, env: &'env Env, options: Option<CallOptions>) -> napi::Result<PromiseRaw<'env, Request>> {
+    pub fn recv<'env>(&self, env: &'env Env, options: Option<CallOptions>) -> napi::Result<Unknown<'env>> {
         let timeout = millis(env, "timeout", options.and_then(|o| o.timeout))?;
-        let server = self.inner.clone();
-        let next = async move {
-            let received = match timeout {
-                None => server.recv_async().await,
-                Some(limit) => match tokio::time::timeout(limit, server.recv_async()).await {
-                    Ok(received) => received,
-                    Err(_) => Err(ipcall::Error::Timeout { name: server.name().into() }),
-                },
-            };
-            Ok(received)
-        };
-        env.spawn_future_with_callback(next, |env, received| match received {
-            Ok(request) => Ok(Request::new(request)),
-            Err(e) => Err(to_js(env, e)),
-        })
+        let promise = self.wait(env, false, timeout)?;
+        // SAFETY: (1) `promise` was just created in `env`, on this thread.
+        Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), promise) })
+    }
+
+    /// One step of `for await (const req of server)` (the iterator is made
+    /// in JavaScript, see `faces.rs`): resolves `{ value: request, done:
+    /// false }`, or `{ value: undefined, done: true }` once the server is
+    /// closed; any other error rejects.
+    #[napi(js_name = "__ipcallNext", skip_typescript)]
+    pub fn next_step<'env>(&self, env: &'env Env) -> napi::Result<Unknown<'env>> {
+        let promise = self.wait(env, true, None)?;
+        // SAFETY: (1) `promise` was just created in `env`, on this thread.
+        Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), promise) })
     }
 
     /// The next request if one is ready now, `null` if not (never waits).
     #[napi]
     pub fn try_recv(&self, env: &Env) -> napi::Result<Option<Request>> {
-        match self.inner.try_recv() {
+        let received = self.shared.borrow().server.try_recv();
+        match received {
             Ok(request) => Ok(request.map(Request::new)),
             Err(e) => Err(to_js(env, e)),
         }
     }
 
     /// Stops taking requests and unbinds the name. Pending `recv()`s reject
-    /// with `CLOSED`; requests already received can still be answered.
+    /// with `CLOSED` (a `for await` loop ends); requests already received
+    /// can still be answered.
     #[napi]
-    pub fn close(&self) {
-        self.inner.close();
+    pub fn close(&self, env: &Env) -> napi::Result<()> {
+        let mut out = Vec::new();
+        {
+            let mut state = self.shared.borrow_mut();
+            state.server.close();
+            state.pump(&mut out);
+        }
+        reactor::settle_all(env, out);
+        reactor::update(&self.shared)
     }
 }
 
-/// `for await (const req of server)`: yields requests until the server is
-/// closed (then the loop ends); any other error rejects the iteration.
-/// Leaving the loop early does not close the server.
-impl AsyncGenerator for Server {
-    type Yield = Received;
-    type Next = Unknown<'static>;
-    type Return = Unknown<'static>;
+/// A received request as the JavaScript `Request` object.
+pub(crate) fn request_value(env: &Env, request: ipcall::Request) -> napi::Result<sys::napi_value> {
+    // SAFETY: (1) `env` is live, on its JavaScript thread, inside a handle scope.
+    unsafe { Request::to_napi_value(env.raw(), Request::new(request)) }
+}
 
-    fn next(
-        &mut self,
-        _value: Option<Self::Next>,
-    ) -> impl Future<Output = napi::Result<Option<Received>>> + Send + 'static {
-        let server = self.inner.clone();
-        async move {
-            match server.recv_async().await {
-                Ok(request) => Ok(Some(Received::Request(request))),
-                Err(ipcall::Error::Closed { .. }) => Ok(None),
-                Err(e) => Ok(Some(Received::Failed(e))),
-            }
+/// An iteration result: `{ value: request, done: false }`, or
+/// `{ value: undefined, done: true }` for `None`.
+pub(crate) fn step_value(env: &Env, step: Option<ipcall::Request>) -> napi::Result<sys::napi_value> {
+    let raw = env.raw();
+    let done = step.is_none();
+    let value = match step {
+        Some(request) => request_value(env, request)?,
+        // SAFETY: (1) as in `request_value`.
+        None => unsafe { <()>::to_napi_value(raw, ()) }?,
+    };
+    let mut object = ptr::null_mut();
+    // SAFETY: (1) as above; (2) `object` is a live out-pointer.
+    let status = unsafe { sys::napi_create_object(raw, &mut object) };
+    if status != sys::Status::napi_ok {
+        return Err(napi::Error::new(napi::Status::from(status), "could not create an iteration result"));
+    }
+    // SAFETY: (1) as above.
+    let done_value = unsafe { bool::to_napi_value(raw, done) }?;
+    for (key, field) in [(c"value", value), (c"done", done_value)] {
+        // SAFETY: (1) as above; (3) `object` and `field` are live values of
+        // this env; `key` is NUL-terminated.
+        let status = unsafe { sys::napi_set_named_property(raw, object, key.as_ptr(), field) };
+        if status != sys::Status::napi_ok {
+            return Err(napi::Error::new(napi::Status::from(status), "could not fill an iteration result"));
         }
     }
-}
-
-/// One step of the async iteration: a request, or an error that must reach
-/// JavaScript as the `Error` with a `code` (which only the JavaScript thread
-/// can build, so the conversion happens in `to_napi_value`).
-pub enum Received {
-    /// A request to hand out.
-    Request(ipcall::Request),
-    /// An error to reject the iteration with.
-    Failed(ipcall::Error),
-}
-
-impl ToNapiValue for Received {
-    unsafe fn to_napi_value(env: sys::napi_env, value: Self) -> napi::Result<sys::napi_value> {
-        match value {
-            // SAFETY: (1) `env` is the live environment napi passed in, on the JavaScript thread.
-            Received::Request(request) => unsafe { Request::to_napi_value(env, Request::new(request)) },
-            Received::Failed(e) => Err(to_js(&Env::from_raw(env), e)),
-        }
-    }
+    Ok(object)
 }
 
 /// Who sent a request, as far as the transport can tell (absent fields are unknown).

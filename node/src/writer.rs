@@ -1,25 +1,81 @@
-//! One writer thread per client whose transport's writes can wait for the peer.
+//! The writer thread a client starts only when a write would block.
 //!
-//! Writing a request to a socket waits when the socket's buffer is full,
-//! which lasts until the server's side reads — forever if that server is
-//! waiting for this same event loop (a Node server and client in one process,
-//! many calls in flight). So for every transport but `mem:` (whose queue
-//! never waits) `call()` copies the request and hands it to this client's
-//! writer thread, which writes the requests in call order and passes each
-//! call's `Pending` on to the future that awaits it. One thread per client,
-//! never one per call.
+//! `call()` writes its request itself, on the JavaScript thread, whenever
+//! the transport has room (`try_send`). When it has none — an `shm:` request
+//! ring full because the server is not reading, perhaps because it waits for
+//! this very event loop (a Node server and client in one process) — the
+//! request is copied to this client's writer thread, which waits for room
+//! and hands each call's `Pending` back through [`Handoff`], waking the
+//! JavaScript thread with a libuv async handle. Later calls queue behind it
+//! until the thread has caught up, so requests still leave in call order.
+//! One thread per client at most, started on first need, never one per call.
 
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 
-use tokio::sync::oneshot;
+use crate::uv;
 
-/// Where a queued request's `Pending` (or the error of sending it) arrives.
-pub(crate) type Sent = oneshot::Receiver<ipcall::Result<ipcall::Pending>>;
+/// Requests the writer thread has written (or failed to), by call id, and
+/// the async handle that wakes the JavaScript thread to collect them.
+#[derive(Default)]
+pub(crate) struct Handoff {
+    state: Mutex<HandoffState>,
+}
+
+#[derive(Default)]
+struct HandoffState {
+    sent: Vec<(u64, ipcall::Result<ipcall::Pending>)>,
+    /// `Some` while the async handle is open (set to `None` under this lock
+    /// before it is closed, so the thread never wakes a closed handle).
+    waker: Option<Waker>,
+}
+
+/// A `uv_async_t`, which libuv allows any thread to send to.
+#[derive(Clone, Copy)]
+struct Waker(uv::Handle);
+
+// SAFETY: (1) libuv documents `uv_async_send` as callable from any thread;
+// (2) it is only used under `Handoff::state`'s lock, whose `None` marks it closed.
+unsafe impl Send for Waker {}
+
+impl Handoff {
+    fn lock(&self) -> MutexGuard<'_, HandoffState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The async handle now exists: wake it for anything handed over before.
+    pub(crate) fn opened(&self, waker: uv::Handle) {
+        let mut state = self.lock();
+        state.waker = Some(Waker(waker));
+        if !state.sent.is_empty() {
+            // SAFETY: (1) just opened, and the lock is held (see `Waker`).
+            unsafe { uv::async_send(waker) };
+        }
+    }
+
+    /// The async handle is about to close: wake it no more.
+    pub(crate) fn closing(&self) {
+        self.lock().waker = None;
+    }
+
+    /// What the thread has handed over since the last call.
+    pub(crate) fn take(&self) -> Vec<(u64, ipcall::Result<ipcall::Pending>)> {
+        std::mem::take(&mut self.lock().sent)
+    }
+
+    fn put(&self, id: u64, sent: ipcall::Result<ipcall::Pending>) {
+        let mut state = self.lock();
+        state.sent.push((id, sent));
+        if let Some(Waker(waker)) = state.waker {
+            // SAFETY: (1) `Some` under the lock: the handle is open (see `Waker`).
+            unsafe { uv::async_send(waker) };
+        }
+    }
+}
 
 /// A request waiting for the writer thread.
 struct Job {
+    id: u64,
     data: Vec<u8>,
-    sent: oneshot::Sender<ipcall::Result<ipcall::Pending>>,
 }
 
 /// The sending end of a client's writer thread; dropping it lets the thread
@@ -31,23 +87,22 @@ pub(crate) struct Writer {
 impl Writer {
     /// Starts the writer thread for `client` (a clone: the connection stays
     /// open while the thread has requests to write).
-    pub(crate) fn start(client: ipcall::Client) -> std::io::Result<Writer> {
+    pub(crate) fn start(client: ipcall::Client, handoff: Arc<Handoff>) -> std::io::Result<Writer> {
         let (jobs, queue) = mpsc::channel::<Job>();
         std::thread::Builder::new().name("ipcall-writer".into()).spawn(move || {
             for job in queue {
-                // A caller that gave up (timeout, close) dropped its receiver:
-                // the returned `Pending` is dropped too, abandoning the call.
-                let _ = job.sent.send(client.send(&job.data));
+                // Waits for room. A call that gave up meanwhile (timeout,
+                // close) is no longer in the table: its `Pending` is dropped
+                // when handed over, abandoning the call.
+                handoff.put(job.id, client.send(&job.data));
             }
         })?;
         Ok(Writer { jobs })
     }
 
-    /// Queues `data`; its `Pending` arrives on the returned receiver. If the
-    /// thread is gone the receiver reports that at once (its sender is dropped).
-    pub(crate) fn send(&self, data: Vec<u8>) -> Sent {
-        let (sent, receiver) = oneshot::channel();
-        let _ = self.jobs.send(Job { data, sent });
-        receiver
+    /// Queues `data` as call `id`; its `Pending` comes back through the
+    /// [`Handoff`]. `false` if the thread is gone.
+    pub(crate) fn send(&self, id: u64, data: Vec<u8>) -> bool {
+        self.jobs.send(Job { id, data }).is_ok()
     }
 }

@@ -10,7 +10,7 @@ const os = require('node:os')
 const path = require('node:path')
 const readline = require('node:readline')
 const { after, before, describe, test } = require('node:test')
-const { caught, ipcall, peerPath, peerSkipReason } = require('./helpers.js')
+const { caught, ipcall, peerPath, peerSkipReason, runToEnd } = require('./helpers.js')
 
 const repoRoot = path.join(__dirname, '..', '..')
 
@@ -89,6 +89,43 @@ describe('nats: from Node', () => {
     assert.equal(await serving, 4)
     assert.equal((await caught(() => client.call('anyone?'))).code, 'DISCONNECTED')
     client.close()
+  })
+
+  test('a for-await server and clients in this process: 2,000 calls in flight, a timeout, replies matched by id', async () => {
+    const server = ipcall.Server.bind(`nats://${node.addr}/${subject('loop')}`)
+    const held = []
+    const serving = (async () => {
+      for await (const req of server) {
+        if (req.data.toString() === 'hold') held.push(req)
+        else req.reply(Buffer.concat([Buffer.from('re:'), req.data]))
+      }
+    })()
+    const clients = [await ipcall.connectAsync(server.name), await ipcall.connectAsync(server.name)]
+    const timedOut = caught(() => clients[0].call('hold', { timeout: 50 }))
+    const replies = await Promise.all(
+      Array.from({ length: 2000 }, (_, i) => clients[i % 2].call(String(i))),
+    )
+    replies.forEach((reply, i) => assert.equal(reply.toString(), `re:${i}`))
+    assert.equal((await timedOut).code, 'TIMEOUT')
+    server.close()
+    await serving
+    for (const client of clients) client.close()
+    assert.equal(held.length, 1)
+  })
+
+  test('a process whose nats: calls are answered exits by itself', async () => {
+    const script = `const ipcall = require(${JSON.stringify(require.resolve('ipcall'))})
+      const server = ipcall.Server.bind('nats://${node.addr}/${subject('exit')}')
+      server.recv().then((req) => req.reply('pong'))
+      ipcall.connectAsync(server.name).then(async (client) => {
+        console.log((await client.call('ping')).toString())
+        server.close()
+      })`
+    const result = await runToEnd(process.execPath, ['-e', script], { timeout: 60000 })
+    assert.equal(result.signal, null, 'the child had to be killed: something kept it alive')
+    assert.equal(result.stderr, '')
+    assert.equal(result.stdout, 'pong\n')
+    assert.equal(result.code, 0)
   })
 
   test("the peer is the caller's NATS connection: natsClientId and name", async () => {
