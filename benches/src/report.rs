@@ -124,12 +124,12 @@ mod tests {
             floor: "raw UDS".into(),
             ratio: 1.5,
         };
-        let parsed = Record::parse(record.line().trim_end()).unwrap();
+        let parsed = Record::parse(record.line().trim_end_matches('\n')).unwrap();
         assert_eq!(parsed.mechanism, "zmq REQ");
         assert_eq!(parsed.value, 1234.5);
         assert_eq!(parsed.ratio, 1.5);
         let no_ratio = Record { ratio: f64::NAN, floor: String::new(), ..record };
-        assert!(Record::parse(no_ratio.line().trim_end()).unwrap().ratio.is_nan());
+        assert!(Record::parse(no_ratio.line().trim_end_matches('\n')).unwrap().ratio.is_nan());
         assert!(Record::parse("too\tfew").is_none());
         assert!(Record::parse("a\tb\tc\td\tnot-a-number\tf\t").is_none());
     }

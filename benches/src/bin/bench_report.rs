@@ -316,7 +316,7 @@ mod tests {
             },
         ];
         let text = markdown(&records, "docs/x.svg");
-        assert!(text.contains("| zmq <ipc>      | raw UDS | 30,000 (3.00×) | 60,000 (1.20×) |"), "{text}");
+        assert!(text.contains("| zmq <ipc>      | raw UDS |       30,000 (3.00×) |        60,000 (1.20×) |"), "{text}");
         assert!(!text.contains("p99"), "{text}");
         assert!(text.contains("80 k (5.30×)"), "{text}");
         assert!(text.contains("- skipped iceoryx2: no /dev/shm"), "{text}");
