@@ -48,7 +48,7 @@ demo:
 BENCH_RESULTS := $(abspath $(or $(CARGO_TARGET_DIR),target))/bench-results
 BENCH_CHART := docs/bench-peers.svg
 bench:
-	rm -rf $(BENCH_RESULTS) && mkdir -p $(BENCH_RESULTS)
+	rm -rf $(BENCH_RESULTS) && mkdir -p $(BENCH_RESULTS) && cp /proc/loadavg $(BENCH_RESULTS)/loadavg-start
 	IPCALL_BENCH_RESULTS=$(BENCH_RESULTS) $(CARGO) bench -p ipcall-benches --features peers
 	IPCALL_BENCH_RESULTS=$(BENCH_RESULTS) $(MAKE) --no-print-directory bench-node bench-python
 	$(CARGO) run -q --release -p ipcall-benches --bin bench_report -- \

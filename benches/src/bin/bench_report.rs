@@ -38,7 +38,9 @@ fn run(results: &Path, readme: &Path, svg: &Path, link: &str) -> Result<(), Stri
     if records.is_empty() {
         return Err(format!("no results in {}", results.display()));
     }
-    let block = markdown(&records, link);
+    // `make bench` leaves the load average of its start there.
+    let start_load = std::fs::read_to_string(results.join("loadavg-start")).unwrap_or_default();
+    let block = markdown(&records, link, &start_load);
     print!("{block}");
     let text = std::fs::read_to_string(readme).map_err(|e| format!("{}: {e}", readme.display()))?;
     let updated = replace_block(&text, &block)
@@ -90,7 +92,7 @@ fn format_value(metric: &str, value: f64) -> String {
 /// The tables (one per `table` of the records, in first-seen order): a
 /// row per mechanism, a column per (placement, metric) — p99s left out —
 /// each cell "value (ratio×)".
-fn markdown(records: &[Record], link: &str) -> String {
+fn markdown(records: &[Record], link: &str, start_load: &str) -> String {
     let mut out = String::new();
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let load: Vec<&str> = load.split_whitespace().take(3).collect();
@@ -104,9 +106,11 @@ fn markdown(records: &[Record], link: &str) -> String {
         })
         .unwrap_or_default();
     let _ = writeln!(out, "Written by `make bench` (`benches/src/bin/bench_report.rs`; edits here are overwritten).");
+    let start: Vec<&str> = start_load.split_whitespace().take(3).collect();
+    let start = if start.len() == 3 { format!("{} at the start, ", start.join(" ")) } else { String::new() };
     let _ = writeln!(
         out,
-        "Last run: {}, {cpus} CPUs ({model}), load average {} when the report was written.",
+        "Last run: {}, {cpus} CPUs ({model}); load average {start}{} at the end (other builds ran on the machine when it is above the CPU count).",
         utc_date(),
         load.join(" ")
     );
@@ -117,6 +121,9 @@ fn markdown(records: &[Record], link: &str) -> String {
             tables.push(&r.table);
         }
     }
+    // The pinned comparison first, then scaling, then the faces; others after.
+    let rank = |t: &str| ["peers", "scaling", "node", "python"].iter().position(|&k| k == t).unwrap_or(usize::MAX);
+    tables.sort_by_key(|t| rank(t));
     for table in tables {
         let rows: Vec<&Record> = records.iter().filter(|r| r.table == table && !r.metric.contains("p99")).collect();
         let mut columns: Vec<(String, String)> = Vec::new();
@@ -135,6 +142,13 @@ fn markdown(records: &[Record], link: &str) -> String {
                 list.push(r.floor.clone());
             }
         }
+        // Floors first, then the rest, each in first-seen order; columns by
+        // metric, then placement (all p50s side by side).
+        mechanisms.sort_by_key(|m| !m.starts_with("floor:"));
+        let metric_rank = |metric: &str| columns.iter().position(|(_, m)| m == metric).unwrap_or(usize::MAX);
+        let mut ordered = columns.clone();
+        ordered.sort_by_key(|(_, metric)| metric_rank(metric));
+        let columns = ordered;
         let mut headers = vec!["mechanism".to_string(), "against".to_string()];
         headers.extend(columns.iter().map(|(p, m)| if p.is_empty() { m.clone() } else { format!("{p} {m}") }));
         let headers: Vec<&str> = headers.iter().map(String::as_str).collect();
@@ -199,7 +213,7 @@ fn chart(records: &[Record]) -> String {
     let colors = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759"];
     let (left, width, bar, gap, top) = (230.0, 560.0, 13.0, 10.0, 60.0);
     let group = bar * placements.len().max(1) as f64 + gap;
-    let height = top + group * mechanisms.len() as f64 + 40.0;
+    let height = top + group * mechanisms.len() as f64 + 62.0;
     let max_ratio = bars.iter().map(|r| r.ratio).fold(2.0f64, f64::max);
     let (lo, hi) = (0.5f64.log10(), (max_ratio * 1.5).log10());
     let x = |ratio: f64| left + (ratio.max(0.5).log10() - lo) / (hi - lo) * width;
@@ -219,18 +233,28 @@ fn chart(records: &[Record]) -> String {
         let _ = writeln!(svg, r#"<rect x="{lx}" y="32" width="12" height="12" fill="{}"/>"#, colors[i % colors.len()]);
         let _ = writeln!(svg, r#"<text x="{}" y="42">{}</text>"#, lx + 16.0, escape(placement));
     }
-    let mut tick = 0.5;
-    while tick <= max_ratio * 1.5 {
+    let ticks = [0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0];
+    for tick in ticks.into_iter().filter(|&t| t <= max_ratio * 1.5) {
         let tx = x(tick);
-        let stroke = if (tick - 1.0f64).abs() < 1e-9 { "#333" } else { "#ddd" };
+        // The 1× line is the floor itself.
+        let stroke = if tick == 1.0 { "#333" } else { "#ddd" };
         let _ = writeln!(
             svg,
             r#"<line x1="{tx:.1}" y1="{top}" x2="{tx:.1}" y2="{:.1}" stroke="{stroke}"/>"#,
-            height - 30.0
+            height - 52.0
         );
-        let _ = writeln!(svg, r#"<text x="{tx:.1}" y="{:.1}" text-anchor="middle">{tick}×</text>"#, height - 15.0);
-        tick *= if format!("{tick}").starts_with('1') || format!("{tick}").starts_with('5') { 2.0 } else { 2.5 };
+        let _ = writeln!(svg, r#"<text x="{tx:.1}" y="{:.1}" text-anchor="middle">{tick}×</text>"#, height - 37.0);
     }
+    let _ = writeln!(
+        svg,
+        r##"<text x="10" y="{:.1}" font-size="11" fill="#555">floors, same run: sockets = raw Unix socket; threads = crossbeam-channel; shared memory = raw futex</text>"##,
+        height - 16.0
+    );
+    let _ = writeln!(
+        svg,
+        r##"<text x="10" y="{:.1}" font-size="11" fill="#555">ping-pong on one CPU (and for iceoryx2 event), pure-spin ping-pong across CPUs</text>"##,
+        height - 3.0
+    );
     for (m, mechanism) in mechanisms.iter().enumerate() {
         let gy = top + m as f64 * group;
         let _ = writeln!(
@@ -308,6 +332,8 @@ mod tests {
             record("peers", "same CPU", "zmq <ipc>", "64 B p50 ns", 30_000.0, 3.0),
             record("peers", "same CPU", "zmq <ipc>", "64 B p99 ns", 90_000.0, f64::NAN),
             record("peers", "cross CPU", "zmq <ipc>", "64 B p50 ns", 60_000.0, 1.2),
+            record("peers", "cross CPU", "floor: raw shm spin", "64 B p50 ns", 600.0, f64::NAN),
+            record("peers", "same CPU", "zmq <ipc>", "1 MiB GB/s", 1.5, 0.5),
             record("scaling", "N=8", "unix:", "calls/s", 80_000.0, 5.3),
             Record {
                 table: "peers-skipped".into(),
@@ -315,8 +341,14 @@ mod tests {
                 ..record("", "", "iceoryx2", "", 0.0, f64::NAN)
             },
         ];
-        let text = markdown(&records, "docs/x.svg");
-        assert!(text.contains("| zmq <ipc>      | raw UDS |       30,000 (3.00×) |        60,000 (1.20×) |"), "{text}");
+        let text = markdown(&records, "docs/x.svg", "1.00 2.00 3.00 1/100 42");
+        assert!(text.contains("load average 1.00 2.00 3.00 at the start, "), "{text}");
+        let zmq = text.lines().find(|l| l.starts_with("| zmq <ipc>")).unwrap();
+        let cells: Vec<&str> = zmq.split('|').map(str::trim).collect();
+        // Floors first; all p50s before the GB/s column.
+        assert_eq!(cells[1..6], ["zmq <ipc>", "raw UDS", "30,000 (3.00×)", "60,000 (1.20×)", "1.50 (0.50×)"], "{text}");
+        assert!(text.find("floor: raw shm spin").unwrap() < text.find("| zmq <ipc>").unwrap(), "{text}");
+        assert!(text.find("ipcall, its peers").unwrap() < text.find("N-client scaling").unwrap(), "{text}");
         assert!(!text.contains("p99"), "{text}");
         assert!(text.contains("80 k (5.30×)"), "{text}");
         assert!(text.contains("- skipped iceoryx2: no /dev/shm"), "{text}");
