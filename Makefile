@@ -38,10 +38,27 @@ lint:
 ## (`ipcall demo`; the recipe is in mk/cli.mk).
 demo:
 
-## bench: ratios against the raw floors and N-client scaling, in one run
-## (peer libraries: not yet; IPCALL_BENCH_SCALING_SECS=0.5 for a quick scaling).
+## bench: ratios against the raw floors, the peer libraries (ZeroMQ,
+## ipc-channel, iceoryx2; zeromq.js and pyzmq next to the Node and Python
+## rows) and N-client scaling, in one run; then bench_report writes the
+## results into the README's ipcall-bench-peers block and $(BENCH_CHART)
+## (IPCALL_BENCH_SCALING_SECS=0.5 for a quick scaling, IPCALL_BENCH_QUICK=1
+## for fewer samples everywhere). The peers are built only here and in
+## bench-lint (the `peers` feature of ipcall-benches), never by `make test`.
+BENCH_RESULTS := $(abspath $(or $(CARGO_TARGET_DIR),target))/bench-results
+BENCH_CHART := docs/bench-peers.svg
 bench:
-	$(CARGO) bench -p ipcall-benches
+	rm -rf $(BENCH_RESULTS) && mkdir -p $(BENCH_RESULTS) && cp /proc/loadavg $(BENCH_RESULTS)/loadavg-start
+	IPCALL_BENCH_RESULTS=$(BENCH_RESULTS) $(CARGO) bench -p ipcall-benches --features peers
+	IPCALL_BENCH_RESULTS=$(BENCH_RESULTS) $(MAKE) --no-print-directory bench-node bench-python
+	$(CARGO) run -q --release -p ipcall-benches --bin bench_report -- \
+	  $(BENCH_RESULTS) README.md $(BENCH_CHART) $(BENCH_CHART)
+
+## bench-lint: clippy over the benches with the peer libraries (what
+## `make lint` leaves out, since it builds without the `peers` feature).
+.PHONY: bench-lint
+bench-lint:
+	$(CARGO) clippy -p ipcall-benches --all-targets --features peers -- -D warnings -D missing_docs
 
 clean:
 	$(CARGO) clean

@@ -6,7 +6,8 @@
 #                           it includes the new-user `npm install` tests, whose
 #                           cargo build is cold once, then warm)
 #   make test-node-install  only those install tests, with a cold cargo build
-#   make bench-node         Node<->Rust round trips next to Rust<->Rust
+#   make bench-node         Node<->Rust round trips next to Rust<->Rust and
+#                           zeromq.js (installed for the bench only)
 
 NODE_DIR := node
 NPM ?= npm
@@ -39,7 +40,18 @@ test-node: node-build
 test-node-install: node-build
 	cd $(NODE_DIR) && IPCALL_TEST_INSTALL_COLD=1 node --test --test-reporter=spec test/install.test.js
 
-bench-node: node-build
+# zeromq.js, the Node peer of the bench, pinned, in a bench-only directory
+# (never in node/package.json: the package does not depend on it). Its npm
+# package carries prebuilt addons for linux-x64, so nothing is compiled.
+ZEROMQ_JS_VERSION := 6.8.0
+BENCH_NODE_PEERS := $(abspath $(or $(CARGO_TARGET_DIR),target))/bench-node-peers
+$(BENCH_NODE_PEERS)/.zeromq-$(ZEROMQ_JS_VERSION): | node-tools
+	rm -rf $(BENCH_NODE_PEERS) && mkdir -p $(BENCH_NODE_PEERS)
+	cd $(BENCH_NODE_PEERS) && npm_config_audit=false npm_config_fund=false \
+	  $(NPM) install --no-save --prefix . zeromq@$(ZEROMQ_JS_VERSION)
+	touch $@
+
+bench-node: node-build $(BENCH_NODE_PEERS)/.zeromq-$(ZEROMQ_JS_VERSION)
 	$(CARGO) build -q --release --example peer -p ipcall --features nats
 	$(CARGO) build -q --release --example roundtrip -p ipcall-node
-	cd $(NODE_DIR) && node bench/roundtrip.js
+	cd $(NODE_DIR) && IPCALL_BENCH_ZEROMQ=$(BENCH_NODE_PEERS)/node_modules/zeromq node bench/roundtrip.js

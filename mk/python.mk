@@ -43,7 +43,10 @@ test-python: python-wheel
 	cd python && IPCALL_WHEEL="$(PY_WHEEL_DIR)/ipcall-*-cp39-abi3-*.whl" \
 		IPCALL_PEER="$(PY_CARGO_TARGET)/debug/examples/peer" ../$(VENV_BIN)/pytest
 
-## bench-python: Python<->Rust round trips next to Rust<->Rust, per transport.
+## bench-python: Python<->Rust round trips next to Rust<->Rust, per
+## transport, and pyzmq (pinned in python/requirements-bench.txt, installed
+## into .venv for the bench only).
 bench-python: python-wheel
+	$(VENV_BIN)/python -m pip install -q --disable-pip-version-check -r python/requirements-bench.txt
 	$(CARGO) build -q --release -p ipcall --features nats --example peer
 	IPCALL_PEER=$(PY_CARGO_TARGET)/release/examples/peer $(VENV_BIN)/python python/bench/roundtrip.py

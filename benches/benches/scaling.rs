@@ -27,6 +27,10 @@
 //! matching rows; `IPCALL_BENCH_SCALING_CLIENTS=1,8,64` sets the columns;
 //! `IPCALL_BENCH_SCALING_SERVER_CPU=1` pins the server to CPU 1 (and
 //! `taskset` on the bench pins the clients), to see one placement alone.
+//!
+//! With the `peers` feature (`make bench`), a ZeroMQ row joins: one ROUTER
+//! socket in the server child over `ipc://`, a REQ socket per client
+//! thread. Results also go to `$IPCALL_BENCH_RESULTS/scaling.tsv`.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -37,6 +41,7 @@ use std::time::{Duration, Instant};
 use ipcall::{Client, ClientOptions, Kind, Server, ServerOptions, WaitMode};
 use ipcall_benches::median;
 use ipcall_benches::process::{pin_to_cpu, CHILD_ROLE_ENV};
+use ipcall_benches::report::{self, Record};
 use ipcall_benches::table::{ratio, Table};
 use ipcall_benches::timing::quick;
 
@@ -50,15 +55,37 @@ const SERVER_CPU_ENV: &str = "IPCALL_BENCH_SCALING_SERVER_CPU";
 /// One row: a transport and the wait mode of both sides.
 struct Row {
     label: &'static str,
-    kind: Kind,
+    kind: RowKind,
     wait: WaitMode,
 }
 
+/// What a row's server and clients speak.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum RowKind {
+    /// ipcall over this transport.
+    Ipcall(Kind),
+    /// ZeroMQ: a ROUTER server, REQ clients, over `ipc://`.
+    #[cfg(feature = "peers")]
+    Zmq,
+}
+
+impl RowKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            RowKind::Ipcall(kind) => kind.as_str(),
+            #[cfg(feature = "peers")]
+            RowKind::Zmq => "zmq",
+        }
+    }
+}
+
 const ROWS: &[Row] = &[
-    Row { label: "unix:", kind: Kind::Unix, wait: WaitMode::Adaptive },
-    Row { label: "pipe:", kind: Kind::Pipe, wait: WaitMode::Adaptive },
-    Row { label: "shm: adaptive", kind: Kind::Shm, wait: WaitMode::Adaptive },
-    Row { label: "shm: block", kind: Kind::Shm, wait: WaitMode::Block },
+    Row { label: "unix:", kind: RowKind::Ipcall(Kind::Unix), wait: WaitMode::Adaptive },
+    Row { label: "pipe:", kind: RowKind::Ipcall(Kind::Pipe), wait: WaitMode::Adaptive },
+    Row { label: "shm: adaptive", kind: RowKind::Ipcall(Kind::Shm), wait: WaitMode::Adaptive },
+    Row { label: "shm: block", kind: RowKind::Ipcall(Kind::Shm), wait: WaitMode::Block },
+    #[cfg(feature = "peers")]
+    Row { label: "zmq ROUTER/REQ ipc://", kind: RowKind::Zmq, wait: WaitMode::Block },
 ];
 
 fn wait_name(wait: WaitMode) -> &'static str {
@@ -77,8 +104,12 @@ fn parse_wait(text: &str) -> WaitMode {
     }
 }
 
-fn parse_kind(text: &str) -> Kind {
-    *Kind::ALL.iter().find(|k| k.as_str() == text).unwrap_or_else(|| panic!("no transport {text}"))
+fn parse_kind(text: &str) -> RowKind {
+    #[cfg(feature = "peers")]
+    if text == "zmq" {
+        return RowKind::Zmq;
+    }
+    RowKind::Ipcall(*Kind::ALL.iter().find(|k| k.as_str() == text).unwrap_or_else(|| panic!("no transport {text}")))
 }
 
 /// The server child: binds a unique name, prints it, answers until killed.
@@ -88,6 +119,13 @@ fn serve() {
     }
     let kind = parse_kind(&std::env::var(KIND_ENV).expect("the transport"));
     let wait = parse_wait(&std::env::var(WAIT_ENV).unwrap_or_default());
+    // One arm without the `peers` feature, two with it.
+    #[allow(clippy::infallible_destructuring_match)]
+    let kind = match kind {
+        RowKind::Ipcall(kind) => kind,
+        #[cfg(feature = "peers")]
+        RowKind::Zmq => return zmq_rows::serve(),
+    };
     let server = Server::bind_unique_with(kind, &ServerOptions::new().wait_mode(wait)).expect("bind");
     println!("ready {}", server.name());
     while let Ok(request) = server.recv() {
@@ -124,12 +162,22 @@ fn measure(row: &Row, clients: usize, measured: Duration) -> Cell {
         .map(|_| {
             let (calls, stop, ready, name, options) =
                 (calls.clone(), stop.clone(), ready.clone(), name.clone(), options.clone());
+            let kind = row.kind;
             std::thread::spawn(move || {
-                let client = Client::connect_with(&name, &options).expect("connect");
                 let request = [0xa5u8; 64];
+                let mut call: Box<dyn FnMut()> = match kind {
+                    RowKind::Ipcall(_) => {
+                        let client = Client::connect_with(&name, &options).expect("connect");
+                        Box::new(move || {
+                            std::hint::black_box(client.call(&request).expect("call"));
+                        })
+                    }
+                    #[cfg(feature = "peers")]
+                    RowKind::Zmq => zmq_rows::caller(&name, request),
+                };
                 ready.wait();
                 while !stop.load(Ordering::Relaxed) {
-                    std::hint::black_box(client.call(&request).expect("call"));
+                    call();
                     calls.fetch_add(1, Ordering::Relaxed);
                 }
             })
@@ -147,6 +195,10 @@ fn measure(row: &Row, clients: usize, measured: Duration) -> Cell {
     }
     let _ = child.kill();
     let _ = child.wait();
+    if let Some(path) = name.strip_prefix("ipc://") {
+        // The killed ZeroMQ server leaves its socket file.
+        let _ = std::fs::remove_file(path);
+    }
     let calls = (after - before) as f64;
     Cell { rate: calls / elapsed.as_secs_f64(), cpu_per_call_us: (cpu_after - cpu_before).as_secs_f64() * 1e6 / calls }
 }
@@ -230,6 +282,7 @@ fn main() {
         }
     }
     let mut results: Vec<(&str, Vec<f64>)> = Vec::new();
+    let mut records = Vec::new();
     for (row, cells) in rows.iter().zip(&samples) {
         let rates: Vec<f64> = cells.iter().map(|s| median(&mut s.iter().map(|c| c.rate).collect::<Vec<_>>())).collect();
         let cpu: Vec<f64> =
@@ -239,6 +292,17 @@ fn main() {
         cells.extend(rates.iter().skip(1).map(|&r| ratio(r / rates[0])));
         cells.extend(cpu.iter().map(|&c| format!("{c:.2}")));
         table.row(cells);
+        for (&n, &r) in counts.iter().zip(&rates) {
+            records.push(Record {
+                table: "scaling".into(),
+                placement: format!("N={n}"),
+                mechanism: row.label.into(),
+                metric: "calls/s".into(),
+                value: r,
+                floor: if n == counts[0] { String::new() } else { format!("N={}", counts[0]) },
+                ratio: if n == counts[0] { f64::NAN } else { r / rates[0] },
+            });
+        }
         results.push((row.label, rates));
     }
     println!();
@@ -252,5 +316,46 @@ fn main() {
             ratio(a / b),
             ratio(a / b1)
         );
+    }
+    if let Err(error) = report::write("scaling", &records) {
+        eprintln!("scaling: could not write the results file: {error}");
+    }
+}
+
+/// The ZeroMQ row: a ROUTER server (one thread, as the ipcall servers)
+/// and a REQ socket per client thread.
+#[cfg(feature = "peers")]
+mod zmq_rows {
+    /// The server child: binds a ROUTER socket at a fresh `ipc://` path,
+    /// prints it, echoes every request until killed.
+    pub fn serve() {
+        let dir = ipcall::runtime_dir().expect("the runtime directory");
+        let address = format!("ipc://{}", dir.join(format!("bench-scaling-zmq-{}", std::process::id())).display());
+        let context = zmq::Context::new();
+        let router = context.socket(zmq::ROUTER).expect("a ROUTER socket");
+        router.bind(&address).expect("bind the ROUTER socket");
+        println!("ready {address}");
+        // [identity, empty delimiter, request] in, the same frames out.
+        while let Ok(frames) = router.recv_multipart(0) {
+            if router.send_multipart(frames, 0).is_err() {
+                break;
+            }
+        }
+    }
+
+    /// One context (one I/O thread) for every client thread of the run, as
+    /// an application with many callers would have.
+    static CONTEXT: std::sync::OnceLock<zmq::Context> = std::sync::OnceLock::new();
+
+    /// One client thread's call: a REQ socket connected to `address`.
+    pub fn caller(address: &str, request: [u8; 64]) -> Box<dyn FnMut()> {
+        let socket = CONTEXT.get_or_init(zmq::Context::new).socket(zmq::REQ).expect("a REQ socket");
+        socket.connect(address).expect("connect the REQ socket");
+        let mut reply = zmq::Message::new();
+        Box::new(move || {
+            socket.send(&request[..], 0).expect("zmq send");
+            socket.recv(&mut reply, 0).expect("zmq recv");
+            std::hint::black_box(&reply);
+        })
     }
 }

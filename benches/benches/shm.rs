@@ -15,26 +15,15 @@
 //! `IPCALL_BENCH_QUICK=1` runs fewer samples.
 
 use std::io::Read;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{fence, AtomicU32, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use ipcall::{Client, Server};
+use ipcall_benches::shm_floor::{self, Shared, Wait};
 use ipcall_benches::{median, quantile};
 
-/// Request data area, reply data area: offsets in the floor's memfd.
-const REQ_DATA: usize = 4096;
-const REP_DATA: usize = REQ_DATA + (1 << 20);
-const MEM_LEN: usize = REP_DATA + 4096;
 const ROUNDS: usize = 3;
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Wait {
-    Spin,
-    SpinFutex,
-    Futex,
-}
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Mechanism {
@@ -55,134 +44,16 @@ fn pin_to(cpu: usize) {
     }
 }
 
-/// One direction's mailbox: a sequence number (the futex word), the
-/// waiter's "sleeping" flag on its own line, and a length.
-struct Mailbox {
-    base: *mut u8,
-}
-
-impl Mailbox {
-    fn seq(&self) -> &AtomicU32 {
-        // SAFETY: (1) inside the mapping, aligned.
-        unsafe { &*(self.base as *const AtomicU32) }
-    }
-    fn len(&self) -> &AtomicU32 {
-        // SAFETY: (1) as above.
-        unsafe { &*(self.base.add(4) as *const AtomicU32) }
-    }
-    fn sleeping(&self) -> &AtomicU32 {
-        // SAFETY: (1) as above.
-        unsafe { &*(self.base.add(64) as *const AtomicU32) }
-    }
-
-    fn wait(&self, last: u32, how: Wait) -> u32 {
-        let spins = match how {
-            Wait::Spin => usize::MAX,
-            Wait::SpinFutex => 200,
-            Wait::Futex => 0,
-        };
-        let mut i = 0;
-        while i < spins {
-            let v = self.seq().load(Ordering::Acquire);
-            if v != last {
-                return v;
-            }
-            std::hint::spin_loop();
-            i += 1;
-        }
-        loop {
-            let v = self.seq().load(Ordering::Acquire);
-            if v != last {
-                return v;
-            }
-            self.sleeping().store(1, Ordering::Relaxed);
-            fence(Ordering::SeqCst);
-            let v = self.seq().load(Ordering::Acquire);
-            if v == last {
-                // SAFETY: (1) a shared futex on a live, aligned word.
-                unsafe {
-                    libc::syscall(libc::SYS_futex, self.seq().as_ptr(), libc::FUTEX_WAIT, last, 0usize, 0usize, 0u32)
-                };
-            }
-            self.sleeping().store(0, Ordering::Relaxed);
-        }
-    }
-
-    fn publish(&self, len: u32, how: Wait) -> u32 {
-        self.len().store(len, Ordering::Relaxed);
-        let v = self.seq().fetch_add(1, Ordering::Release) + 1;
-        if how != Wait::Spin {
-            fence(Ordering::SeqCst);
-            if self.sleeping().load(Ordering::Relaxed) != 0 && self.sleeping().swap(0, Ordering::AcqRel) != 0 {
-                // SAFETY: (1) as above.
-                unsafe {
-                    libc::syscall(libc::SYS_futex, self.seq().as_ptr(), libc::FUTEX_WAKE, 1, 0usize, 0usize, 0u32)
-                };
-            }
-        }
-        v
-    }
-}
-
-/// The floor's shared memory.
-struct Shared {
-    fd: OwnedFd,
-    base: *mut u8,
-}
-
-impl Shared {
-    fn create() -> Shared {
-        // SAFETY: (1) raw calls with checked results; no CLOEXEC so the child inherits it.
-        unsafe {
-            let fd = libc::memfd_create(c"ipcall-bench-floor".as_ptr(), 0);
-            assert!(fd >= 0);
-            assert_eq!(libc::ftruncate(fd, MEM_LEN as libc::off_t), 0);
-            Shared::map(OwnedFd::from_raw_fd(fd))
-        }
-    }
-    fn map(fd: OwnedFd) -> Shared {
-        // SAFETY: (1) a fresh shared mapping of the memfd; checked.
-        let base = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                MEM_LEN,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                fd.as_raw_fd(),
-                0,
-            )
-        };
-        assert_ne!(base, libc::MAP_FAILED);
-        Shared { fd, base: base.cast() }
-    }
-    fn requests(&self) -> Mailbox {
-        Mailbox { base: self.base }
-    }
-    fn replies(&self) -> Mailbox {
-        // SAFETY: (1) inside the mapping.
-        Mailbox { base: unsafe { self.base.add(1024) } }
-    }
-    fn area(&self, at: usize, len: usize) -> *mut u8 {
-        assert!(at + len <= MEM_LEN);
-        // SAFETY: (1) inside the mapping (asserted).
-        unsafe { self.base.add(at) }
-    }
-}
-
 fn wait_name(how: Wait) -> &'static str {
-    match how {
-        Wait::Spin => "spin",
-        Wait::SpinFutex => "spin-futex",
-        Wait::Futex => "futex",
-    }
+    how.name()
 }
 
 /// The server child.
 fn child(mode: &str) {
     pin_to(std::env::var("IPCALL_BENCH_CPU").unwrap().parse().unwrap());
     let reply_len: usize = std::env::var("IPCALL_BENCH_REPLY").unwrap().parse().unwrap();
-    let answer = vec![0x5au8; reply_len];
     if mode == "ipcall" {
+        let answer = vec![0x5au8; reply_len];
         let server = Server::bind(&std::env::var("IPCALL_BENCH_ADDRESS").unwrap()).unwrap();
         println!("ready");
         while let Ok(request) = server.recv() {
@@ -190,53 +61,19 @@ fn child(mode: &str) {
         }
         return;
     }
-    let how = match mode {
-        "spin" => Wait::Spin,
-        "spin-futex" => Wait::SpinFutex,
-        _ => Wait::Futex,
-    };
-    let fd: i32 = std::env::var("IPCALL_BENCH_FD").unwrap().parse().unwrap();
-    // SAFETY: (1) the inherited memfd, owned by this process now.
-    let shared = Shared::map(unsafe { OwnedFd::from_raw_fd(fd) });
-    println!("ready");
-    let mut copy = vec![0u8; 1 << 20];
-    let mut last = 0;
-    loop {
-        last = shared.requests().wait(last, how);
-        let len = shared.requests().len().load(Ordering::Relaxed) as usize;
-        if len == u32::MAX as usize {
-            return;
-        }
-        // The receiver copies the request out, as ipcall's `data()` does.
-        // SAFETY: (1) `len` ≤ 1 MiB, written by our own parent.
-        unsafe { std::ptr::copy_nonoverlapping(shared.area(REQ_DATA, len), copy.as_mut_ptr(), len) };
-        std::hint::black_box(&copy);
-        // SAFETY: (1) the reply area holds 4096 bytes.
-        unsafe { std::ptr::copy_nonoverlapping(answer.as_ptr(), shared.area(REP_DATA, reply_len), reply_len) };
-        shared.replies().publish(reply_len as u32, how);
-    }
+    shm_floor::serve(Wait::parse(mode).expect("a floor wait mode"), reply_len);
 }
 
 /// The client side of one pair.
 enum Driver {
-    Floor { shared: Shared, how: Wait, last: u32, reply: Vec<u8> },
+    Floor { shared: Shared, how: Wait },
     Ipcall(Client),
 }
 
 impl Driver {
     fn round_trip(&mut self, request: &[u8]) {
         match self {
-            Driver::Floor { shared, how, last, reply } => {
-                // SAFETY: (1) the request area holds 1 MiB.
-                unsafe {
-                    std::ptr::copy_nonoverlapping(request.as_ptr(), shared.area(REQ_DATA, request.len()), request.len())
-                };
-                shared.requests().publish(request.len() as u32, *how);
-                *last = shared.replies().wait(*last, *how);
-                let len = shared.replies().len().load(Ordering::Relaxed) as usize;
-                // SAFETY: (1) the reply area holds 4096 bytes.
-                unsafe { std::ptr::copy_nonoverlapping(shared.area(REP_DATA, len), reply.as_mut_ptr(), len) };
-            }
+            Driver::Floor { shared, how } => shared.round_trip(request, *how),
             Driver::Ipcall(client) => {
                 std::hint::black_box(client.call(request).unwrap());
             }
@@ -264,7 +101,7 @@ fn start(mechanism: Mechanism, server_cpu: usize, reply: usize) -> (Child, Drive
             let shared = Shared::create();
             command
                 .env("IPCALL_SHM_BENCH_CHILD", wait_name(how))
-                .env("IPCALL_BENCH_FD", shared.fd.as_raw_fd().to_string());
+                .env(shm_floor::FD_ENV, shared.fd_number().to_string());
             floor = Some((shared, how));
         }
         Mechanism::Ipcall => {
@@ -275,7 +112,7 @@ fn start(mechanism: Mechanism, server_cpu: usize, reply: usize) -> (Child, Drive
     let mut ready = [0u8; 6];
     child.stdout.as_mut().unwrap().read_exact(&mut ready).unwrap();
     let driver = match floor {
-        Some((shared, how)) => Driver::Floor { shared, how, last: 0, reply: vec![0u8; 4096] },
+        Some((shared, how)) => Driver::Floor { shared, how },
         None => Driver::Ipcall(Client::connect_timeout(&address, Duration::from_secs(10)).unwrap()),
     };
     (child, driver)
@@ -283,7 +120,7 @@ fn start(mechanism: Mechanism, server_cpu: usize, reply: usize) -> (Child, Drive
 
 fn stop(mut child: Child, driver: Driver) {
     if let Driver::Floor { shared, how, .. } = &driver {
-        shared.requests().publish(u32::MAX, *how);
+        shared.stop(*how);
     }
     // The killed server cannot remove its rendezvous socket: we do.
     let socket = match &driver {

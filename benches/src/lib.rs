@@ -27,5 +27,7 @@ pub fn quantile(samples: &mut [f64], q: f64) -> f64 {
 
 pub mod fifo_pair;
 pub mod process;
+pub mod report;
+pub mod shm_floor;
 pub mod table;
 pub mod timing;

@@ -15,9 +15,16 @@
 // Rust server of the first rows, the Rust client of "Rust -> Node" (the Node
 // server stays on the CPU node runs on), and the Rust server of "Rust -> Rust"
 // while its Rust client stays with node.
+// zeromq.js: when IPCALL_BENCH_ZEROMQ names its package directory (`make
+// bench-node` installs it for the bench only), a zeromq.js Request client
+// against a zeromq.js Reply server in another Node process over ipc://, with
+// its ratio to Node `await call()` over shm: and over unix:.
+// IPCALL_BENCH_RESULTS: a directory to write node.tsv to (`make bench`).
 'use strict'
 
 const { spawn } = require('node:child_process')
+const fs = require('node:fs')
+const os = require('node:os')
 const path = require('node:path')
 const readline = require('node:readline')
 const ipcall = require('..')
@@ -114,10 +121,61 @@ async function benchKind(kind) {
   return rows
 }
 
+const ZMQ_SERVER = `
+const zmq = require(process.argv[1])
+async function main() {
+  const socket = new zmq.Reply()
+  await socket.bind(process.argv[2])
+  console.log('ready')
+  for await (const [message] of socket) await socket.send(message)
+}
+main().catch((err) => { console.error(err); process.exit(1) })
+`
+
+/** zeromq.js Request -> Reply (another Node process) over ipc://, sequential. */
+async function benchZeromq(zmqPath) {
+  const zmq = require(zmqPath)
+  const dir = process.env.XDG_RUNTIME_DIR || os.tmpdir()
+  const file = path.join(dir, `bench-zeromq-js-${process.pid}`)
+  const address = `ipc://${file}`
+  const child = spawn(process.execPath, ['-e', ZMQ_SERVER, zmqPath, address], { stdio: ['ignore', 'pipe', 'inherit'] })
+  try {
+    const line = await new Promise((resolve, reject) => {
+      readline.createInterface({ input: child.stdout }).once('line', resolve)
+      child.once('error', reject)
+      child.once('exit', (code) => reject(new Error(`the zeromq.js server exited ${code}`)))
+    })
+    if (line.trim() !== 'ready') throw new Error(`the zeromq.js server said ${line}`)
+    const socket = new zmq.Request()
+    socket.connect(address)
+    const message = Buffer.alloc(SIZE, 0x5a)
+    const once = async () => {
+      await socket.send(message)
+      await socket.receive()
+    }
+    for (let i = 0; i < Math.min(ITERS, 1000); i++) await once()
+    const samples = new Array(ITERS)
+    for (let i = 0; i < ITERS; i++) {
+      const start = process.hrtime.bigint()
+      await once()
+      samples[i] = Number(process.hrtime.bigint() - start)
+    }
+    socket.close()
+    return stats(samples)
+  } finally {
+    child.kill()
+    fs.rmSync(file, { force: true })
+  }
+}
+
 async function main() {
   console.log(`ipcall round trip, ${SIZE} B request and reply, ${ITERS} sequential calls, median (p99) in µs`)
   if (PEER_CPU !== undefined) console.log(`servers' sides on CPU ${PEER_CPU} (IPCALL_BENCH_PEER_CPU)`)
   const us = (ns) => (ns / 1000).toFixed(1)
+  const records = []
+  const record = (mechanism, ns, floor, ratio) =>
+    records.push(['node', 'unpinned', mechanism, '64 B p50 µs', ns / 1000, floor, Number.isFinite(ratio) ? ratio : ''])
+  const nodeAsync = {}
   const kinds = process.env.IPCALL_BENCH_KINDS ? process.env.IPCALL_BENCH_KINDS.split(',') : ['mem', 'unix', 'pipe', 'shm']
   for (const kind of kinds) {
     if (!ipcall.availableKinds().includes(kind)) {
@@ -125,11 +183,38 @@ async function main() {
       continue
     }
     const rows = await benchKind(kind)
-    const base = rows[0][1].median_ns
+    const [baseLabel, { median_ns: base }] = rows[0]
     console.log(`\n${kind}:`)
     for (const [label, { median_ns, p99_ns }] of rows) {
       console.log(`  ${label.padEnd(42)} ${us(median_ns).padStart(8)} (${us(p99_ns)})  x${(median_ns / base).toFixed(2)}`)
+      if (label === baseLabel) record(`${kind}: ${label}`, median_ns, '', NaN)
+      else record(`${kind}: ${label}`, median_ns, `${kind}: ${baseLabel}`, median_ns / base)
+      if (label.endsWith('await call()')) nodeAsync[kind] = median_ns
     }
+  }
+  const zmqPath = process.env.IPCALL_BENCH_ZEROMQ
+  if (zmqPath) {
+    const label = 'zeromq.js Request -> Reply (Node process), ipc://'
+    const { median_ns, p99_ns } = await benchZeromq(zmqPath)
+    console.log(`\nzeromq.js ${require(path.join(zmqPath, 'package.json')).version}:`)
+    console.log(`  ${label.padEnd(42)} ${us(median_ns).padStart(8)} (${us(p99_ns)})`)
+    let recorded = false
+    for (const kind of ['shm', 'unix']) {
+      if (nodeAsync[kind] === undefined) continue
+      const ratio = median_ns / nodeAsync[kind]
+      console.log(`  zeromq.js / Node -> Rust await call() over ${kind}: x${ratio.toFixed(2)}`)
+      // The table keeps one ratio per row: against shm: (the issue's goal), else unix:.
+      if (!recorded) record(label, median_ns, `${kind}: Node -> Rust, await call()`, ratio)
+      recorded = true
+    }
+    if (!recorded) record(label, median_ns, '', NaN)
+  } else {
+    console.log('\nzeromq.js: skipped (IPCALL_BENCH_ZEROMQ is not set; `make bench-node` installs it)')
+  }
+  const results = process.env.IPCALL_BENCH_RESULTS
+  if (results) {
+    fs.mkdirSync(results, { recursive: true })
+    fs.writeFileSync(path.join(results, 'node.tsv'), records.map((r) => r.join('\t') + '\n').join(''))
   }
 }
 

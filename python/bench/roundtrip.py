@@ -10,6 +10,12 @@ and p99 of many calls; lower is better):
 - Rust -> Python:   the Rust client loop against a Python echo server;
 - Python -> Python: both ends in Python.
 
+With pyzmq installed (`make bench-python` installs the pinned version of
+python/requirements-bench.txt), a pyzmq REQ client against a pyzmq REP
+server in a child Python process over ipc:// joins, with its ratio to
+Python -> Rust over shm: and unix:. With IPCALL_BENCH_RESULTS set, the
+medians also go to $IPCALL_BENCH_RESULTS/python.tsv (`make bench`).
+
 Each pair runs in 3 interleaved rounds. For `mem:` both ends are threads
 of this process; for the other kinds the
 Rust server is the `peer serve` process and the Python server a child
@@ -36,6 +42,16 @@ PEER = Path(os.environ.get("IPCALL_PEER", REPO / "target" / "release" / "example
 SIZE = 64
 ITERATIONS = int(os.environ.get("IPCALL_BENCH_ITERATIONS", "10000"))
 ROUNDS = 3
+
+ZMQ_ECHO = r"""
+import sys
+import zmq
+socket = zmq.Context().socket(zmq.REP)
+socket.bind(sys.argv[1])
+print("ready", flush=True)
+while True:
+    socket.send(socket.recv())
+"""
 
 PY_ECHO = r"""
 import sys
@@ -130,6 +146,45 @@ def summary(samples: List[int]) -> str:
 PAIRS = ["Rust -> Rust", "Python -> Rust", "Rust -> Python", "Python -> Python"]
 
 
+def pyzmq_client() -> Optional[List[int]]:
+    """pyzmq REQ -> REP (a child Python process) over ipc://; None without pyzmq."""
+    try:
+        import zmq  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    path = Path(os.environ.get("XDG_RUNTIME_DIR") or "/tmp") / f"bench-pyzmq-{os.getpid()}"
+    address = f"ipc://{path}"
+    try:
+        with child_server([sys.executable, "-c", ZMQ_ECHO, address]) as ready:
+            if ready != "ready":
+                raise RuntimeError(f"the pyzmq server said {ready!r}")
+            socket = zmq.Context.instance().socket(zmq.REQ)
+            socket.connect(address)
+            payload = b"x" * SIZE
+            for _ in range(ITERATIONS // 10):
+                socket.send(payload)
+                socket.recv()
+            samples = []
+            clock = time.perf_counter_ns
+            for _ in range(ITERATIONS):
+                start = clock()
+                socket.send(payload)
+                socket.recv()
+                samples.append(clock() - start)
+            socket.close(linger=0)
+            return samples
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def write_results(records: List[List[str]]) -> None:
+    results = os.environ.get("IPCALL_BENCH_RESULTS")
+    if results:
+        Path(results).mkdir(parents=True, exist_ok=True)
+        lines = "".join("\t".join(record) + "\n" for record in records)
+        (Path(results) / "python.tsv").write_text(lines)
+
+
 def main() -> None:
     if not PEER.exists():
         sys.exit(f"the Rust peer is not built: {PEER} (cargo build --release -p ipcall --example peer)")
@@ -137,6 +192,8 @@ def main() -> None:
     print(f"{ITERATIONS} calls per pair, all samples pooled (median, p99; lower is better)")
     print(f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs\n")
     print(f"{'transport':<10} {'pair':<18} {'round trip':>34} {'vs Rust->Rust':>14}")
+    records: List[List[str]] = []
+    python_to_rust: Dict[str, float] = {}
     for kind in ["mem", "unix", "pipe", "shm"]:
         why = available(kind)
         if why:
@@ -152,9 +209,32 @@ def main() -> None:
                 samples["Rust -> Python"] += rust_client(python_name)
                 samples["Python -> Python"] += python_client(python_name)
         base = statistics.median(samples["Rust -> Rust"])
+        python_to_rust[kind] = statistics.median(samples["Python -> Rust"])
         for pair in PAIRS:
-            ratio = statistics.median(samples[pair]) / base
+            median = statistics.median(samples[pair])
+            ratio = median / base
             print(f"{kind:<10} {pair:<18} {summary(samples[pair]):>34} {ratio:13.2f}x")
+            floor, shown = ("", "") if pair == "Rust -> Rust" else (f"{kind}: Rust -> Rust", str(ratio))
+            records.append(["python", "unpinned", f"{kind}: {pair}", "64 B p50 µs", str(median / 1000), floor, shown])
+    zmq_samples = pyzmq_client()
+    if zmq_samples is None:
+        print("pyzmq      skipped: not installed (`make bench-python` installs it)")
+    else:
+        import zmq  # type: ignore[import-not-found]
+
+        median = statistics.median(zmq_samples)
+        print(f"pyzmq {zmq.__version__} REQ -> REP (Python process), ipc://: {summary(zmq_samples)}")
+        recorded = False
+        for kind in ["shm", "unix"]:
+            if kind in python_to_rust:
+                ratio = median / python_to_rust[kind]
+                print(f"  pyzmq / Python -> Rust over {kind}: {ratio:.2f}x")
+                if not recorded:
+                    floor = f"{kind}: Python -> Rust"
+                    records.append(["python", "unpinned", "pyzmq REQ -> REP (Python process), ipc://",
+                                    "64 B p50 µs", str(median / 1000), floor, str(ratio)])
+                    recorded = True
+    write_results(records)
 
 
 if __name__ == "__main__":
