@@ -69,6 +69,8 @@ pub(crate) struct Queue<T> {
     /// Someone asked for the descriptor; only then is it kept in step, so a
     /// pair that never polls makes no system calls per message.
     armed: AtomicBool,
+    /// Spin before sleeping in `pop` ([`Queue::without_spin`] turns it off).
+    spin: bool,
 }
 
 impl<T> Queue<T> {
@@ -86,7 +88,15 @@ impl<T> Queue<T> {
             cond: Condvar::new(),
             event: EventFd::new()?,
             armed: AtomicBool::new(false),
+            spin: true,
         })
+    }
+
+    /// A queue whose `pop` sleeps at once: for items that come over the
+    /// network (`nats:`), far later than any spin lasts, so spinning and its
+    /// closing yields would only take the CPU from the thread that feeds it.
+    pub(crate) fn without_spin() -> io::Result<Queue<T>> {
+        Ok(Queue { spin: false, ..Queue::new()? })
     }
 
     fn lock(&self) -> MutexGuard<'_, State<T>> {
@@ -178,7 +188,7 @@ impl<T> Queue<T> {
 
     /// Takes the oldest item, waiting until `deadline`.
     pub(crate) fn pop(&self, deadline: Deadline) -> Result<T, PopError> {
-        if deadline != Deadline::Now && self.len.load(Ordering::Acquire) == 0 {
+        if self.spin && deadline != Deadline::Now && self.len.load(Ordering::Acquire) == 0 {
             spin_until(|| self.len.load(Ordering::Acquire) != 0);
         }
         let mut state = self.lock();
@@ -266,5 +276,30 @@ impl<T> Queue<T> {
             wake.run(&self.cond);
         }
         self.event.as_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    #[test]
+    fn pop_waits_alike_with_or_without_the_spin() {
+        for queue in [Queue::new().unwrap(), Queue::without_spin().unwrap()] {
+            let queue = Arc::new(queue);
+            assert!(queue.add_producer());
+            assert_eq!(queue.pop(Deadline::after(Duration::from_millis(10))).unwrap_err(), PopError::Timeout);
+            let other = queue.clone();
+            let t = std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(20));
+                other.push(7u8).is_ok()
+            });
+            assert_eq!(queue.pop(Deadline::Never).unwrap(), 7);
+            assert!(t.join().unwrap());
+            queue.close();
+            assert_eq!(queue.pop(Deadline::Never).unwrap_err(), PopError::Closed);
+        }
     }
 }

@@ -121,7 +121,8 @@ impl NatsClient {
             return Err(Error::TooLarge { size: data.len() as u64, max: u64::from(self.max_send) });
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let slot = Arc::new(Slot::new());
+        // An answer is a network round trip away: the caller sleeps at once.
+        let slot = Arc::new(Slot::without_spin());
         self.notifier.arm(&slot);
         let data = Bytes::copy_from_slice(data);
         let (first, rest) = wire::split(&data, self.chunk);

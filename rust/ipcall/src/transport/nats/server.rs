@@ -199,7 +199,8 @@ impl ServerTransport for NatsServer {
 
 pub(crate) fn bind(name: &Name, options: &ServerOptions) -> Result<Box<dyn ServerTransport>> {
     let shared_name = name.shared().clone();
-    let queue = Arc::new(Queue::new().map_err(|e| Error::Io { name: shared_name.clone(), source: e })?);
+    // Requests come over the network: `recv` sleeps at once, no spin.
+    let queue = Arc::new(Queue::without_spin().map_err(|e| Error::Io { name: shared_name.clone(), source: e })?);
     let token = sys::random_hex_128().map_err(|e| Error::Io { name: shared_name.clone(), source: e })?;
     let instance: Subject = format!("{}{token}", wire::INSTANCE_PREFIX).into();
     let (max, one_shot, chosen) = (options.max_message_size, options.one_shot, options.connection_name.clone());
@@ -435,16 +436,20 @@ impl Task {
         if (message.payload.len() as u64) > total {
             return Err(format!("first part of {} bytes is larger than the announced {total}", message.payload.len()));
         }
+        let total = total as usize;
+        let from = wire::identity(&message);
         // The ack names this instance: later chunks come here, and the
         // caller pings here while the call is pending.
         let mut headers = wire::headers(MsgKind::Ack);
         headers.insert(wire::H_INSTANCE, self.instance.as_str());
-        let _ = self.nats.publish_with_headers(reply.clone(), headers, Bytes::new()).await;
-        let total = total as usize;
-        let from = wire::identity(&message);
         if message.payload.len() == total {
-            self.push(Vec::from(message.payload), reply, reply_max, expires, from);
+            // Queued first, so the application starts on it while the ack
+            // goes out. The answer still follows the ack on the wire: it
+            // comes back through this task, which publishes the ack first.
+            self.push(Vec::from(message.payload), reply.clone(), reply_max, expires, from);
+            let _ = self.nats.publish_with_headers(reply, headers, Bytes::new()).await;
         } else {
+            let _ = self.nats.publish_with_headers(reply.clone(), headers, Bytes::new()).await;
             let assembly = Assembly::new(&message.payload, total);
             let partial = Partial { assembly, reply_max, expires, from, touched: Instant::now() };
             self.assemblies.insert(reply.to_string(), partial);
