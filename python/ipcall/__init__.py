@@ -276,13 +276,26 @@ class Server(_ClosedByContext):
                 # The request was taken for us just as we were cancelled:
                 # hand it back so the next receiver gets it, not NoReply.
                 self._native._push_back(future.result())
-                loop.call_soon(self._dispatch, loop)
+                self._wake_all(loop)
             raise
         finally:
             if future in waiters:
                 waiters.remove(future)
             if not waiters:
                 self._release(loop)
+
+    def _wake_all(self, running: asyncio.AbstractEventLoop) -> None:
+        """Makes every loop with receivers look again (a handed-back request
+        does not make the descriptor readable); threads blocked in `recv`
+        see it within a slice."""
+        for loop in list(self._waiters):
+            if loop is running:
+                loop.call_soon(self._dispatch, loop)
+            else:
+                try:
+                    loop.call_soon_threadsafe(self._dispatch, loop)
+                except RuntimeError:  # that loop was closed meanwhile
+                    pass
 
     def _release(self, loop: asyncio.AbstractEventLoop) -> None:
         """Stops watching the descriptor on `loop` (no receivers left there)."""
