@@ -297,6 +297,48 @@ ipcall_status ipcall_client_call(const struct ipcall_client *client, const uint8
 ipcall_status ipcall_client_send(const struct ipcall_client *client, const uint8_t *data, size_t len, struct ipcall_pending **out);
 
 /**
+ * Sends `data[0..len]` (copied) without ever blocking, for an event loop.
+ *
+ * `IPCALL_OK`: the request was sent (or, over `unix:`/`pipe:`, its first
+ * bytes were, and the rest waits in the client's outbox, which
+ * `ipcall_client_progress` or the next send writes before anything else);
+ * the call in flight is written to `*out`.
+ * `IPCALL_E_TIMEOUT`: the transport has no room now and NOTHING was sent;
+ * `*out` is untouched. Retry when `ipcall_client_fd` turns readable (after
+ * `ipcall_client_progress`), or send with `ipcall_client_send` on a worker
+ * thread. (`mem:` and `nats:` queue without limit and never say so.)
+ * Otherwise the statuses of `ipcall_client_send` (`IPCALL_E_TOO_LARGE`,
+ * `IPCALL_E_DISCONNECTED`, ...).
+ */
+ipcall_status ipcall_client_try_send(const struct ipcall_client *client, const uint8_t *data, size_t len, struct ipcall_pending **out);
+
+/**
+ * The client's descriptor for an event loop (poll, epoll, libuv,
+ * libevent): readable, level-triggered, when some call of this client may
+ * have completed, when the connection died, or when the outbox can be
+ * written. Then call `ipcall_client_progress` and `ipcall_pending_try_wait`
+ * on the calls. On success writes it to `*out_fd`.
+ *
+ * Made on the first call and shared by the clones of the client; owned by
+ * the client (never close it), valid until the last clone is freed. Ask
+ * for it before sending: calls sent earlier are not announced on it. It is
+ * not readable while nothing is pending; once the connection died it stays
+ * readable.
+ */
+ipcall_status ipcall_client_fd(const struct ipcall_client *client, int32_t *out_fd);
+
+/**
+ * Makes progress without blocking: reads what the connection has,
+ * completes the calls it answers, writes the outbox, and clears the
+ * readiness of `ipcall_client_fd`. After it returns, every call completed
+ * so far is seen by `ipcall_pending_try_wait`. A dead connection completes
+ * its calls with their error (`IPCALL_E_DISCONNECTED`, ...); progress
+ * itself still returns `IPCALL_OK`. Safe to call while other threads wait
+ * on calls of the same client.
+ */
+ipcall_status ipcall_client_progress(const struct ipcall_client *client);
+
+/**
  * A second client talking to the same server, independent of this one
  * (free each). On success writes it to `*out`.
  */
@@ -324,7 +366,8 @@ ipcall_status ipcall_pending_wait(struct ipcall_pending *pending, int32_t timeou
 
 /**
  * The call's outcome if it has arrived, without waiting and without giving
- * up on the call.
+ * up on the call. Never blocks; once `ipcall_client_fd` was asked for, it
+ * does no I/O either (`ipcall_client_progress` reads).
  *
  * `IPCALL_E_TIMEOUT`: no answer yet; the call is still in flight and the
  * pending may be waited on again. Any other status is the outcome, as for

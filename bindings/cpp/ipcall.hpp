@@ -475,6 +475,33 @@ public:
         return Pending(raw);
     }
 
+    /// Sends `request` without ever blocking (for an event loop):
+    /// std::nullopt if the transport has no room now and nothing was sent
+    /// (retry when fd() turns readable, after progress()).
+    std::optional<Pending> try_send(Bytes request) const {
+        ipcall_pending *raw = nullptr;
+        ipcall_status status = ipcall_client_try_send(handle_.get(), request.data(), request.size(), &raw);
+        if (status == IPCALL_E_TIMEOUT) {
+            return std::nullopt;
+        }
+        detail::check(status);
+        return Pending(raw);
+    }
+
+    /// A descriptor for an event loop: readable (level-triggered) when a
+    /// call may have completed or the connection died; then call progress()
+    /// and Pending::try_wait(). Owned by the client (never close it); ask
+    /// for it before sending the calls it should announce.
+    int fd() const {
+        int fd = -1;
+        detail::check(ipcall_client_fd(handle_.get(), &fd));
+        return fd;
+    }
+
+    /// Reads what the connection has and completes calls, without blocking;
+    /// clears fd()'s readiness.
+    void progress() const { detail::check(ipcall_client_progress(handle_.get())); }
+
     /// A second client to the same server.
     Client clone() const {
         ipcall_client *raw = nullptr;

@@ -11,6 +11,7 @@
 #include <type_traits>
 #include <vector>
 
+#include <poll.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -212,6 +213,64 @@ static void test_limits() {
     CHECK(std::strstr(refused.what(), "maximum number of connections") != nullptr);
 }
 
+// The event-loop methods: try_send, fd, progress and Pending::try_wait,
+// driven from this one thread with poll(2) while a thread serves.
+static void test_event_loop(const std::string &kind) {
+    ipcall::Server server = ipcall::Server::bind_unique(kind);
+    std::thread serving([&] {
+        try {
+            for (;;) {
+                ipcall::Request request = server.recv();
+                request.reply(request.data());
+            }
+        } catch (const ipcall::Error &e) {
+            CHECK(e.status() == IPCALL_E_CLOSED);
+        }
+    });
+    ipcall::Client client = ipcall::Client::connect(server.name(), 10s);
+    int fd = client.fd();
+    CHECK(fd >= 0 && client.fd() == fd);
+    struct pollfd idle = {fd, POLLIN, 0};
+    CHECK(poll(&idle, 1, 0) == 0);
+    std::vector<std::pair<std::string, ipcall::Pending>> pendings;
+    int sent = 0;
+    int done = 0;
+    const int calls = 300;
+    auto deadline = std::chrono::steady_clock::now() + 120s;
+    while (done < calls) {
+        CHECK(std::chrono::steady_clock::now() < deadline);
+        while (sent < calls) {
+            std::string request = kind + " call " + std::to_string(sent);
+            std::optional<ipcall::Pending> pending = client.try_send(request);
+            if (!pending) {
+                break;
+            }
+            pendings.emplace_back(request, std::move(*pending));
+            sent++;
+        }
+        struct pollfd ready = {fd, POLLIN, 0};
+        if (poll(&ready, 1, 1000) <= 0) {
+            continue;
+        }
+        client.progress();
+        for (auto it = pendings.begin(); it != pendings.end();) {
+            std::optional<ipcall::Buffer> reply = it->second.try_wait();
+            if (!reply) {
+                ++it;
+                continue;
+            }
+            CHECK(text(*reply) == it->first);
+            it = pendings.erase(it);
+            done++;
+        }
+    }
+    client.progress();
+    struct pollfd after = {fd, POLLIN, 0};
+    CHECK(poll(&after, 1, 50) == 0);
+    server.close();
+    serving.join();
+}
+
 int main() {
     std::setvbuf(stdout, nullptr, _IOLBF, 0);
     CHECK(ipcall::version() == ipcall_version());
@@ -225,6 +284,7 @@ int main() {
         }
         test_echo_and_views(kind);
         test_errors(kind);
+        test_event_loop(kind);
         std::printf("transport %s: all C++ wrapper tests passed\n", kind);
         kinds_run++;
     }

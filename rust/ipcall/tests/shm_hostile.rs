@@ -441,3 +441,72 @@ fn a_reply_ring_head_past_its_tail_drops_that_client_when_the_server_next_reads_
     drop(good);
     drop(serving);
 }
+
+// The client's bell (PROTOCOL.md §12.6): `features` at 44, `client_bell` at 40.
+const FEATURES: usize = 44;
+const CLIENT_BELL: usize = 40;
+const SLEEPING: usize = 8;
+
+/// Whether `fd` turns readable within 10 s.
+fn readable_soon(fd: RawFd) -> bool {
+    let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+    // SAFETY: (1) one live, initialised pollfd.
+    unsafe { libc::poll(&mut pfd, 1, 10_000) == 1 }
+}
+
+#[test]
+fn a_client_bell_is_rung_with_wake_ups_and_a_bad_one_drops_that_client_alone() {
+    let server = Server::bind_unique_with(Kind::Shm, &ServerOptions::new().ring_size(CAPACITY)).unwrap();
+    let name = server.name().to_string();
+    let serving = thread::spawn(move || {
+        while let Ok(request) = server.recv() {
+            let data = request.data().to_vec();
+            request.reply(&data).unwrap();
+        }
+    });
+    let good = Client::connect(&name).unwrap();
+    let path = name.strip_prefix("shm:").unwrap().to_string();
+    // A request with the bell flag set, after `send` ran; then the doorbell.
+    let request_with_bell = |send: &dyn Fn(&UnixStream, &OwnedFd)| {
+        let stream = UnixStream::connect(&path).unwrap();
+        let mut fds = recv_fds(&stream);
+        assert_eq!(fds.len(), 2);
+        let doorbell = fds.pop().unwrap();
+        let memory = Memory::from_fd(fds.pop().unwrap());
+        assert_eq!(memory.u32_at(FEATURES).load(Ordering::Relaxed) & 1, 1, "the server offers the bell");
+        send(&stream, &memory.fd);
+        memory.u32_at(CLIENT_BELL).store(1, Ordering::Release);
+        memory.u32_at(REPLIES + SLEEPING).store(1, Ordering::SeqCst);
+        memory.record(HEADER_PAGE, 8, 1, 1, 8, 0);
+        memory.u64_at(REQUESTS + TAIL).store(32, Ordering::Release);
+        let one: u64 = 1;
+        // SAFETY: (1) 8 bytes from a live u64 to the doorbell eventfd.
+        unsafe { libc::write(doorbell.as_raw_fd(), (&one as *const u64).cast(), 8) };
+        (stream, memory)
+    };
+    // A good bell is rung when the server wakes us for the reply.
+    let bell = eventfd();
+    let (stream, memory) = request_with_bell(&|stream, _| send_fds(stream, b"B", &[bell.as_raw_fd()]));
+    assert!(readable_soon(bell.as_raw_fd()), "the bell was not rung for the reply");
+    assert_eq!(memory.u64_at(REPLIES + TAIL).load(Ordering::Acquire) % 8, 0);
+    assert_ne!(memory.u64_at(REPLIES + TAIL).load(Ordering::Acquire), 0, "a reply was published");
+    drop((stream, memory));
+    // Bad bells: the server hangs up on that client and serves the others.
+    type Send = fn(&UnixStream, &OwnedFd);
+    let bad: [(&str, Send); 4] = [
+        ("the flag without a bell", |_, _| {}),
+        ("a bell that is no eventfd", |stream, memfd| send_fds(stream, b"B", &[memfd.as_raw_fd()])),
+        ("two bytes", |stream, _| send_fds(stream, b"BB", &[eventfd().as_raw_fd()])),
+        ("a wrong byte", |stream, _| send_fds(stream, b"X", &[eventfd().as_raw_fd()])),
+    ];
+    for (what, send) in bad {
+        let (stream, _memory) = request_with_bell(&send);
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut byte = [0u8; 1];
+        let n = (&stream).read(&mut byte).unwrap_or_else(|e| panic!("{what}: no hang-up: {e}"));
+        assert_eq!(n, 0, "{what}");
+        assert_eq!(good.call(what.as_bytes()).unwrap(), what.as_bytes(), "{what}");
+    }
+    drop(good);
+    drop(serving);
+}

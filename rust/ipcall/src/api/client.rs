@@ -1,6 +1,7 @@
 //! `Client`: connects to a name and makes calls.
 
 use std::fmt;
+use std::os::fd::BorrowedFd;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -77,6 +78,56 @@ impl Client {
     /// Sends `data` and returns the call in flight, to wait for (or await) later.
     pub fn send(&self, data: &[u8]) -> Result<Pending> {
         self.conn.clone().send(data).map(|call| Pending::new(self.name.clone(), call))
+    }
+
+    /// Sends `data` without blocking: `Ok(None)` if the transport has no
+    /// room now, and then nothing was sent (retry after [`progress`](Self::progress),
+    /// when [`fd`](Self::fd) is readable, or fall back to [`send`](Self::send)
+    /// on a worker thread). Otherwise the same as `send`, with the same
+    /// errors (`TooLarge`, `Disconnected`, ...).
+    ///
+    /// Over `unix:` and `pipe:` a request the socket or pipe takes only in
+    /// part is still sent whole: its tail waits in the connection's outbox,
+    /// which [`progress`](Self::progress) (when `fd()` reports writability)
+    /// or the next send finishes before anything else is written. Over
+    /// `shm:` it is `None` while the request ring is full. `mem:` and
+    /// `nats:` queue without limit, so they never say `None`.
+    pub fn try_send(&self, data: &[u8]) -> Result<Option<Pending>> {
+        Ok(self.conn.clone().try_send(data)?.map(|call| Pending::new(self.name.clone(), call)))
+    }
+
+    /// A descriptor for an event loop (poll, epoll, libuv, asyncio's
+    /// `add_reader`): readable, level-triggered, when some pending call of
+    /// this client may have completed, when the connection died, or when a
+    /// request's unsent tail can be written. On readable, call
+    /// [`progress`](Self::progress), then [`Pending::try_wait`] the calls.
+    ///
+    /// Made on the first call and shared by the clones of this client; the
+    /// client owns it (do not close it). Calls sent before the first `fd()`,
+    /// and calls `.await`ed, are not announced on it: ask for it before
+    /// sending. It is idle (not readable) while nothing is pending and
+    /// nothing is to be written; once the connection died it stays readable.
+    /// Which descriptor it is depends on the transport (an eventfd, or an
+    /// epoll set of the connection's descriptors and an eventfd); treat it
+    /// as opaque.
+    pub fn fd(&self) -> Result<BorrowedFd<'_>> {
+        self.conn.fd().map_err(|e| Error::from_io(&self.name, e))
+    }
+
+    /// Makes progress without blocking: reads what the connection has,
+    /// completes the calls it answers, writes what waits in the outbox, and
+    /// clears [`fd`](Self::fd)'s readiness. After it returns, every call
+    /// completed so far is visible through [`Pending::try_wait`].
+    ///
+    /// A dead connection completes its calls with their error
+    /// (`Disconnected`, `Protocol`); `progress` itself does not fail for it.
+    /// Safe to call from any thread, also while other threads block in
+    /// `wait` on the same client: if another thread is reading the
+    /// connection, it returns at once, and that thread makes `fd()`
+    /// readable again when it completes calls sent after `fd()`.
+    pub fn progress(&self) -> Result<()> {
+        self.conn.progress();
+        Ok(())
     }
 
     /// Sends `data` and awaits the answer without blocking a thread; works

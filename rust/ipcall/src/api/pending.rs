@@ -66,11 +66,23 @@ impl Pending {
         self.finish()
     }
 
-    /// The answer if it has arrived, `None` if not yet. After it returned
-    /// `Some`, the `Pending` is spent and further waits report `Closed`.
+    /// The answer if it has arrived, `None` if not yet. Never blocks. After
+    /// it returned `Some`, the `Pending` is spent and further waits report
+    /// `Closed`.
+    ///
+    /// Once the client's [`fd`](crate::Client::fd) was asked for, it does
+    /// no I/O: it only looks whether the call completed, and the event
+    /// loop's [`progress`](crate::Client::progress) does the reading.
+    /// Before that, it reads what the connection has without blocking.
     pub fn try_wait(&mut self) -> Option<Result<Vec<u8>>> {
         if self.spent {
             return Some(self.finish());
+        }
+        if self.call.slot.is_ready() {
+            return Some(self.finish());
+        }
+        if self.call.conn.is_evented() {
+            return None;
         }
         if self.call.conn.wait(self.call.id, &self.call.slot, Deadline::Now) {
             Some(self.finish())

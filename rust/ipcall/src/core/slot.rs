@@ -180,6 +180,22 @@ impl Slot {
         }
     }
 
+    /// Registers `waker` to be woken at completion unless a waker is
+    /// already registered (an event loop's notifier, set when the call is
+    /// sent; a later `poll_ready` replaces it). Wakes it at once if the
+    /// slot already completed.
+    pub(crate) fn set_waker(&self, waker: &Waker) {
+        let mut state = self.lock();
+        if state.completed {
+            drop(state);
+            waker.wake_by_ref();
+            return;
+        }
+        if state.waker.is_none() {
+            state.waker = Some(waker.clone());
+        }
+    }
+
     /// Async form of [`wait_ready`](Self::wait_ready): registers the waker.
     pub(crate) fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<()> {
         if self.is_ready() {

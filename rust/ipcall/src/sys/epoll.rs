@@ -21,6 +21,9 @@ pub(crate) const EPOLL_BATCH: usize = 64;
 /// Readable (`EPOLLIN`).
 pub(crate) const READABLE: u32 = EventFlags::IN.bits();
 
+/// Writable (`EPOLLOUT`).
+pub(crate) const WRITABLE: u32 = EventFlags::OUT.bits();
+
 impl Epoll {
     /// A new close-on-exec epoll instance.
     pub(crate) fn new() -> io::Result<Epoll> {

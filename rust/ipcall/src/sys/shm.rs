@@ -114,10 +114,19 @@ pub(crate) fn send_with_fds(socket: BorrowedFd<'_>, bytes: &[u8], fds: &[Borrowe
 /// (close-on-exec). Extra or unexpected descriptors are returned too, so the
 /// caller closes them by dropping.
 pub(crate) fn recv_with_fds(socket: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(usize, Vec<OwnedFd>)> {
+    recv_fds(socket, buf, RecvFlags::CMSG_CLOEXEC)
+}
+
+/// Like [`recv_with_fds`], but never blocks (`WouldBlock` if nothing waits).
+pub(crate) fn recv_with_fds_now(socket: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(usize, Vec<OwnedFd>)> {
+    recv_fds(socket, buf, RecvFlags::CMSG_CLOEXEC | RecvFlags::DONTWAIT)
+}
+
+fn recv_fds(socket: BorrowedFd<'_>, buf: &mut [u8], flags: RecvFlags) -> io::Result<(usize, Vec<OwnedFd>)> {
     let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(8))];
     let mut control = RecvAncillaryBuffer::new(&mut space);
     let received = loop {
-        match rustix::net::recvmsg(socket, &mut [IoSliceMut::new(buf)], &mut control, RecvFlags::CMSG_CLOEXEC) {
+        match rustix::net::recvmsg(socket, &mut [IoSliceMut::new(buf)], &mut control, flags) {
             Ok(received) => break received,
             Err(rustix::io::Errno::INTR) => {}
             Err(e) => return Err(e.into()),

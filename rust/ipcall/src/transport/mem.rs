@@ -18,6 +18,7 @@ use crate::core::queue::{PopError, Queue};
 use crate::core::slot::{Outcome, Slot};
 use crate::core::wait::Deadline;
 use crate::sys;
+use crate::transport::evented::Notifier;
 use crate::transport::{Answer, Call, ClientConn, Incoming, Responder, ServerTransport};
 
 /// Live `mem:` servers by name. Invariant: an entry is removed (under this
@@ -149,6 +150,9 @@ struct MemClient {
     endpoint: Arc<Endpoint>,
     /// Largest request this client sends and largest reply it accepts.
     max: u32,
+    /// The event loop's descriptor: the answering thread completes a call's
+    /// slot, which rings it.
+    notifier: Notifier,
 }
 
 impl Drop for MemClient {
@@ -164,12 +168,17 @@ impl ClientConn for MemClient {
             return Err(Error::TooLarge { size: data.len() as u64, max: u64::from(max) });
         }
         let slot = Arc::new(Slot::new());
+        self.notifier.arm(&slot);
         let call = Queued { data: data.to_vec(), slot: Some(slot.clone()), reply_max: self.max };
         if let Err(mut refused) = self.endpoint.queue.push(call) {
             refused.slot = None;
             return Err(Error::Disconnected { name: self.endpoint.name.clone() });
         }
         Ok(Call { conn: self, id: 0, slot })
+    }
+
+    fn notifier(&self) -> &Notifier {
+        &self.notifier
     }
 }
 
@@ -194,7 +203,7 @@ pub(crate) fn connect(name: &Name, options: &ClientOptions) -> Result<Arc<dyn Cl
         endpoint.unregister();
         endpoint.queue.close_to_new();
     }
-    Ok(Arc::new(MemClient { endpoint, max: options.max_message_size }))
+    Ok(Arc::new(MemClient { endpoint, max: options.max_message_size, notifier: Notifier::new() }))
 }
 
 /// The parts of an unnamed pair: its name, its server, its one connection.
@@ -210,6 +219,6 @@ pub(crate) fn pair() -> Result<Pair> {
     let added = endpoint.queue.add_producer();
     debug_assert!(added, "a new queue accepts its first producer");
     endpoint.queue.close_to_new();
-    let client = Arc::new(MemClient { endpoint: endpoint.clone(), max });
+    let client = Arc::new(MemClient { endpoint: endpoint.clone(), max, notifier: Notifier::new() });
     Ok((name, Box::new(MemServer { endpoint }), client))
 }

@@ -9,6 +9,7 @@
 //! - [`access`]: who may connect (same user, a group, listed uids).
 //! - [`backoff`]: pausing an accept loop that is out of descriptors or memory.
 //! - [`calls`]: the table of calls in flight on one client connection.
+//! - [`evented`]: the client's pollable descriptor for event loops.
 //! - [`sweep`]: removing the names of dead servers from the runtime directory.
 //! - [`watch`]: a server's async waiters, the thread that wakes them, and
 //!   waiting for and stopping its accepting thread.
@@ -23,6 +24,7 @@
 pub(crate) mod access;
 pub(crate) mod backoff;
 pub(crate) mod calls;
+pub(crate) mod evented;
 pub(crate) mod mem;
 pub(crate) mod nats;
 pub(crate) mod pipe;
@@ -154,6 +156,32 @@ pub(crate) trait ClientConn: Send + Sync {
     /// The caller gave up on call `id`; a late answer must be discarded.
     fn abandon(&self, _id: u64, slot: &Slot) {
         slot.abandon();
+    }
+    /// The connection's notifier (see [`evented`]), if the default
+    /// `fd`/`progress` below serve it: transports whose calls are completed
+    /// by someone else (`mem:`, `nats:`) need nothing more.
+    fn notifier(&self) -> &evented::Notifier;
+    /// Readable when some call may have completed (level-triggered); made
+    /// on first use. The default is the notifier's eventfd.
+    fn fd(&self) -> std::io::Result<BorrowedFd<'_>> {
+        self.notifier().get_or_make()
+    }
+    /// Never blocks: reads what the connection has, completes the calls it
+    /// answers, flushes what waits to be written, and clears the
+    /// descriptor's readiness.
+    fn progress(&self) {
+        self.notifier().clear();
+    }
+    /// True once `fd` was asked for: then a `try_wait` only looks at its
+    /// slot (the event loop's `progress` does the reading).
+    fn is_evented(&self) -> bool {
+        self.notifier().is_armed()
+    }
+    /// Sends without blocking: `Ok(None)` if there is no room now and
+    /// nothing was sent. The default suits transports whose send never
+    /// blocks (`mem:`'s queue and `nats:`'s command channel are unbounded).
+    fn try_send(self: Arc<Self>, data: &[u8]) -> Result<Option<Call>> {
+        self.send(data).map(Some)
     }
 }
 

@@ -24,6 +24,7 @@ use crate::core::error::{Error, Result};
 use crate::core::name::Name;
 use crate::core::options::ClientOptions;
 use crate::core::slot::{Outcome, Slot};
+use crate::transport::evented::Notifier;
 use crate::transport::Call as CallInFlight;
 use crate::transport::ClientConn;
 
@@ -93,6 +94,9 @@ enum Command {
 /// the task and closes the NATS connection.
 struct NatsClient {
     name: Arc<str>,
+    /// The event loop's descriptor: the runtime completes a call's slot,
+    /// which rings it.
+    notifier: Notifier,
     calls: Arc<Calls>,
     commands: UnboundedSender<Command>,
     next_id: AtomicU64,
@@ -118,6 +122,7 @@ impl NatsClient {
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let slot = Arc::new(Slot::new());
+        self.notifier.arm(&slot);
         let data = Bytes::copy_from_slice(data);
         let (first, rest) = wire::split(&data, self.chunk);
         let mut headers = wire::headers(MsgKind::Request);
@@ -152,6 +157,10 @@ impl ClientConn for NatsClient {
     fn abandon(&self, id: u64, slot: &Slot) {
         slot.abandon();
         self.calls.lock().remove(&id);
+    }
+
+    fn notifier(&self) -> &Notifier {
+        &self.notifier
     }
 }
 
@@ -191,6 +200,7 @@ pub(crate) fn connect(name: &Name, options: &ClientOptions) -> Result<Arc<dyn Cl
         };
         conn::spawn(task.run(replies, command_rx, events));
         let client = NatsClient {
+            notifier: Notifier::new(),
             name: shared,
             calls,
             commands,

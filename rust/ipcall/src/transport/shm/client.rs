@@ -15,6 +15,8 @@
 //! for the connection, which takes the reading role while async calls are
 //! pending.
 //!
+//! **Event loops** ([`evented`]): see there.
+//!
 //! **Death.** The server's hang-up fails every pending call with
 //! `Disconnected`; a broken reply ring with `Protocol`. A server that closed
 //! publishes the last request it took: later calls fail at once.
@@ -27,8 +29,8 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use super::{
-    futex_wait, map_conn_memory, peer_gone, protocol, publish_cpu, recv_with_fds, send_message, spin, wake_producer,
-    Mapping, SendError, Sending, DEATH_CHECK,
+    futex_wait, map_conn_memory, peer_gone, protocol, publish_cpu, recv_with_fds, send_message, send_message_from,
+    spin, wake_producer, Mapping, SendError, Sending, DEATH_CHECK,
 };
 use crate::core::error::{Error, Result};
 use crate::core::frame;
@@ -38,16 +40,29 @@ use crate::core::slot::{Outcome, Slot, Woken};
 use crate::core::wait::lock;
 use crate::core::wait::Deadline;
 use crate::transport::calls::{busy, fail_all, Calls, Death, Entry};
+use crate::transport::evented::{Notifier, PollSet};
 use crate::transport::shm::ring::{self, announce_sleep, kind, Consumer, Partial, Producer, Taken};
 use crate::transport::stream::client::CLIENT_HANDSHAKE_TIMEOUT;
 use crate::transport::stream::wait_fd;
 use crate::transport::unix;
 use crate::transport::{Call, ClientConn};
 
+mod evented;
+
 struct Writer {
     /// The next request id (ids start at 1 and grow by one).
     next_id: u64,
     producer: Producer,
+    /// The rest of a request `try_send` wrote only in part: written before
+    /// anything else.
+    outbox: Option<Outbox>,
+}
+
+/// A request whose first `offset` bytes are in the ring.
+struct Outbox {
+    id: u64,
+    data: Vec<u8>,
+    offset: usize,
 }
 
 struct ReplyReader {
@@ -74,6 +89,18 @@ struct Shared {
     /// Spin budget for replies, and for request-ring space.
     budget: spin::Budget,
     send_budget: spin::Budget,
+    /// The event loop's eventfd (made by the first `fd()`).
+    notifier: Notifier,
+    /// The event loop's descriptor (made by the first `fd()`).
+    poll_set: std::sync::OnceLock<PollSet>,
+    /// The server has our bell (the notifier's eventfd) and rings it with
+    /// every wake-up: evented calls need no reader thread.
+    bell: std::sync::atomic::AtomicBool,
+    /// A `try_send` found no room: the event loop waits for the server to
+    /// free some (announced in the request ring's `producer_sleeping`).
+    send_blocked: std::sync::atomic::AtomicBool,
+    /// Serialises the first `fd()` (the bell is sent once).
+    fd_init: Mutex<()>,
 }
 
 /// The connection as `Client` sees it; clones and `Pending`s share it.
@@ -127,7 +154,7 @@ impl ShmClient {
             doorbell,
             max: options.max_message_size.min(hello.max_message_size),
             mode: options.wait_mode,
-            writer: Mutex::new(Writer { next_id: 1, producer: Producer::new(mapping.requests()) }),
+            writer: Mutex::new(Writer { next_id: 1, producer: Producer::new(mapping.requests()), outbox: None }),
             reader: Mutex::new(ReplyReader { consumer: Consumer::new(mapping.replies()), partial: None }),
             mapping,
             calls: Mutex::new(Calls::new()),
@@ -135,6 +162,11 @@ impl ShmClient {
             async_cond: Condvar::new(),
             budget: spin::Budget::new(),
             send_budget: spin::Budget::new(),
+            notifier: Notifier::new(),
+            poll_set: std::sync::OnceLock::new(),
+            bell: std::sync::atomic::AtomicBool::new(false),
+            send_blocked: std::sync::atomic::AtomicBool::new(false),
+            fd_init: Mutex::new(()),
         };
         Ok(Arc::new(ShmClient { shared: Arc::new(shared) }))
     }
@@ -290,6 +322,7 @@ impl Shared {
         // Pairs with the follower's registration before its second attempt
         // at the role (store, then try_lock) against our unlock, then load.
         std::sync::atomic::fence(Ordering::SeqCst);
+        self.after_leading();
         if self.interest.load(Ordering::Relaxed) == 0 {
             return;
         }
@@ -359,16 +392,7 @@ impl ClientConn for ShmClient {
         let slot = Arc::new(Slot::new());
         let mut writer = lock(&shared.writer);
         let id = writer.next_id;
-        {
-            let mut calls = lock(&shared.calls);
-            if let Some(death) = &calls.dead {
-                return Err(shared.error_for(death));
-            }
-            if calls.server_closed.is_some() || shared.mapping.header().closed.load(Ordering::Acquire) != 0 {
-                return Err(Error::Disconnected { name: shared.name.clone() });
-            }
-            calls.pending.insert(id, Entry { slot: slot.clone(), is_async: false, following: false });
-        }
+        let start_reader = shared.insert_call(id, &slot)?;
         writer.next_id += 1;
         let header = shared.mapping.header();
         publish_cpu(&header.client_cpu);
@@ -390,8 +414,18 @@ impl ClientConn for ShmClient {
             wake_consumer: &wake,
             on_wait: &mut on_wait,
         };
-        let sent = send_message(&mut writer.producer, kind::REQUEST, id, data, &mut how);
+        let mut sent = Ok(());
+        if let Some(rest) = writer.outbox.take() {
+            sent = send_message_from(&mut writer.producer, kind::REQUEST, rest.id, &rest.data, rest.offset, &mut how);
+        }
+        if sent.is_ok() {
+            sent = send_message(&mut writer.producer, kind::REQUEST, id, data, &mut how);
+        }
         drop(writer);
+        shared.after_blocking_send();
+        if start_reader {
+            self.start_reader_thread();
+        }
         match sent {
             Ok(()) => {}
             Err(SendError::Gone) => shared.die(Death::Disconnected),
@@ -469,15 +503,7 @@ impl ClientConn for ShmClient {
             start
         };
         if start {
-            let reader = shared.clone();
-            if std::thread::Builder::new()
-                .name("ipcall-shm-reader".into())
-                .spawn(move || reader.async_reader())
-                .is_err()
-            {
-                lock(&shared.calls).async_reader = false;
-                shared.die(Death::Protocol("cannot start the async reader thread".into()));
-            }
+            self.start_reader_thread();
         } else {
             shared.async_cond.notify_all();
         }
@@ -492,5 +518,21 @@ impl ClientConn for ShmClient {
     fn abandon(&self, id: u64, slot: &Slot) {
         self.shared.remove(&mut lock(&self.shared.calls), id);
         slot.abandon();
+    }
+
+    fn notifier(&self) -> &Notifier {
+        &self.shared.notifier
+    }
+
+    fn fd(&self) -> io::Result<std::os::fd::BorrowedFd<'_>> {
+        self.evented_fd()
+    }
+
+    fn progress(&self) {
+        self.evented_progress();
+    }
+
+    fn try_send(self: Arc<Self>, data: &[u8]) -> Result<Option<Call>> {
+        self.evented_try_send(data)
     }
 }

@@ -6,14 +6,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use super::{current_cpu, futex_wait, futex_wake, publish_cpu, spin, Mapping};
+use super::{current_cpu, futex_wait, futex_wake, publish_cpu, recv_with_fds_now, spin, Mapping, BELL_BYTE};
 use crate::core::error::Result;
 use crate::core::options::WaitMode;
 use crate::core::peer::Peer;
 use crate::core::wait::lock;
 use crate::sys;
 use crate::transport::shm::flush::{Flushable, Flushed, ReplyWriter, ShmFlusher};
-use crate::transport::shm::ring::{announce_sleep, kind, Consumer, Partial, Producer};
+use crate::transport::shm::ring::{announce_sleep, kind, take_sleeper, Consumer, Partial, Producer};
 use crate::transport::stream::flush::Sent;
 use crate::transport::{Answer, Responder};
 
@@ -53,6 +53,10 @@ pub(crate) struct ServerConn {
     pub(crate) broken: AtomicBool,
     /// Spin budget for waiting on reply-ring space.
     pub(crate) budget: spin::Budget,
+    /// The client's bell eventfd (PROTOCOL.md §12.6), rung with every wake-up.
+    pub(crate) bell: std::sync::OnceLock<OwnedFd>,
+    /// The client's `client_bell` flag was seen and handled.
+    pub(crate) bell_seen: AtomicBool,
 }
 
 impl ServerConn {
@@ -85,6 +89,43 @@ impl ServerConn {
 
     pub(crate) fn wake_client(&self) {
         futex_wake(&self.mapping.header().replies.consumer_sleeping);
+        self.ring_bell();
+    }
+
+    /// Rings the client's bell, if it gave us one (an event loop's client).
+    fn ring_bell(&self) {
+        if let Some(bell) = self.bell.get() {
+            sys::eventfd::signal(bell.as_fd());
+        }
+    }
+
+    /// After taking from the request ring: wakes a client waiting for room.
+    pub(crate) fn wake_producer(&self, consumer: &Consumer) {
+        let flag = &consumer.ring().control().producer_sleeping;
+        if take_sleeper(flag) {
+            futex_wake(flag);
+            self.ring_bell();
+        }
+    }
+
+    /// Before taking a request: takes the client's bell once its flag says
+    /// it was sent. False if the client broke the protocol (flag set but no
+    /// bell, or not one eventfd behind the one byte).
+    pub(crate) fn look_for_bell(&self) -> bool {
+        if self.bell_seen.load(Ordering::Relaxed) {
+            return true;
+        }
+        if self.mapping.header().client_bell.load(Ordering::Acquire) == 0 {
+            return true;
+        }
+        self.bell_seen.store(true, Ordering::Relaxed);
+        let mut byte = [0u8; 2];
+        let Ok((n, mut fds)) = recv_with_fds_now(self.socket.as_fd(), &mut byte) else { return false };
+        if n != 1 || byte[0] != BELL_BYTE || fds.len() != 1 || !sys::shm::is_eventfd(fds[0].as_fd()) {
+            return false;
+        }
+        let _ = self.bell.set(fds.pop().expect("one"));
+        true
     }
 }
 

@@ -46,7 +46,9 @@ use crate::core::error::{Error, Result};
 use crate::core::name::Name;
 use crate::core::options::{ClientOptions, ServerOptions, WaitMode};
 use crate::sys;
-pub(crate) use crate::sys::shm::{current_cpu, futex_wait, futex_wake, peer_gone, recv_with_fds, send_with_fds};
+pub(crate) use crate::sys::shm::{
+    current_cpu, futex_wait, futex_wake, peer_gone, recv_with_fds, recv_with_fds_now, send_with_fds,
+};
 use crate::transport::shm::ring::{
     announce_sleep, take_sleeper, Consumer, Control, Producer, Ring, Violation, MAX_CAPACITY, MIN_CAPACITY,
 };
@@ -56,6 +58,11 @@ use crate::transport::{ClientConn, ServerTransport};
 pub(crate) const MAGIC: [u8; 8] = *b"IPCALLSH";
 /// The layout version of the mapping.
 pub(crate) const LAYOUT_VERSION: u32 = 1;
+/// `features` bit: the server takes a client's bell eventfd (PROTOCOL.md
+/// §12.6) and rings it whenever it wakes that client.
+pub(crate) const FEATURE_CLIENT_BELL: u32 = 1;
+/// The one byte that carries a client's bell eventfd over the socket.
+pub(crate) const BELL_BYTE: u8 = b'B';
 /// Bytes before the request ring's data: the [`ConnHeader`] page.
 pub(crate) const HEADER_PAGE: usize = 4096;
 /// How often a sleeping waiter looks whether its peer died (hang-up of the
@@ -81,7 +88,13 @@ pub(crate) struct ConnHeader {
     _pad0: u32,
     /// With `closed`: the id of the last request the server took.
     pub(crate) last_taken: std::sync::atomic::AtomicU64,
-    _pad1: [u8; 24],
+    /// 1 once the client sent its bell eventfd over the rendezvous socket
+    /// (before its next request; see [`FEATURE_CLIENT_BELL`]).
+    pub(crate) client_bell: AtomicU32,
+    /// What the server supports beyond layout version 1 (`FEATURE_*`
+    /// bits; 0 from a server that predates them), written before sending.
+    pub(crate) features: AtomicU32,
+    _pad1: [u8; 16],
     /// The CPU the server's thread last ran on (a hint for spinning).
     pub(crate) server_cpu: AtomicU32,
     _pad2: [u8; 60],
@@ -99,6 +112,8 @@ const _: () = {
     assert!(std::mem::offset_of!(ConnHeader, client_max) == 20);
     assert!(std::mem::offset_of!(ConnHeader, closed) == 24);
     assert!(std::mem::offset_of!(ConnHeader, last_taken) == 32);
+    assert!(std::mem::offset_of!(ConnHeader, client_bell) == 40);
+    assert!(std::mem::offset_of!(ConnHeader, features) == 44);
     assert!(std::mem::offset_of!(ConnHeader, server_cpu) == 64);
     assert!(std::mem::offset_of!(ConnHeader, client_cpu) == 128);
     assert!(std::mem::offset_of!(ConnHeader, requests) == 256);
@@ -186,6 +201,7 @@ pub(crate) fn create_conn_memory(capacity: usize, server_max: u32) -> io::Result
         (*header).version = LAYOUT_VERSION;
         (*header).ring_capacity = capacity as u32;
         (*header).server_max = server_max;
+        (*header).features = AtomicU32::new(FEATURE_CLIENT_BELL);
     }
     Ok((fd, mapping))
 }
@@ -256,7 +272,19 @@ pub(crate) fn send_message(
     data: &[u8],
     how: &mut Sending<'_>,
 ) -> std::result::Result<(), SendError> {
-    let mut offset = 0;
+    send_message_from(producer, kind, id, data, 0, how)
+}
+
+/// Like [`send_message`], for a message whose first `offset` bytes already
+/// went out (an event loop's `try_send` left the rest in its outbox).
+pub(crate) fn send_message_from(
+    producer: &mut Producer,
+    kind: u32,
+    id: u64,
+    data: &[u8],
+    mut offset: usize,
+    how: &mut Sending<'_>,
+) -> std::result::Result<(), SendError> {
     loop {
         match producer.write(kind, id, data, offset).map_err(SendError::Violation)? {
             Some(n) => {

@@ -21,9 +21,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use super::{
-    announce_sleep_all, create_conn_memory, futex_wake, publish_cpu, ring_capacity, send_with_fds, spin, wake_producer,
-};
+use super::{announce_sleep_all, create_conn_memory, publish_cpu, ring_capacity, send_with_fds, spin};
 use crate::core::error::{Error, Result};
 use crate::core::frame;
 use crate::core::name::Name;
@@ -251,6 +249,8 @@ impl Shared {
             last_taken: AtomicU64::new(0),
             broken: AtomicBool::new(false),
             budget: spin::Budget::new(),
+            bell: std::sync::OnceLock::new(),
+            bell_seen: AtomicBool::new(false),
         });
         let hangup = (libc::EPOLLRDHUP | libc::EPOLLHUP) as u32;
         if self.epoll.add(conn.socket.as_fd(), hangup, token).is_err() {
@@ -340,13 +340,19 @@ impl Shared {
                 return None;
             }
             let reader = &mut *reader;
+            if !conn.look_for_bell() {
+                // The client said it sent its bell and did not: drop it alone.
+                let token = conn.token;
+                self.drop_conn(token);
+                continue;
+            }
             let max = conn.local_max;
             let allowed = |k: u32| k == kind::REQUEST;
             let taken = match in_place {
                 Some(f) => ring::take_with(&mut reader.consumer, &mut reader.partial, max, allowed, *f),
                 None => ring::take(&mut reader.consumer, &mut reader.partial, max, allowed),
             };
-            wake_producer(&reader.consumer);
+            conn.wake_producer(&reader.consumer);
             match taken {
                 Ok(Taken::Message(message)) => {
                     conn.last_taken.store(message.id, Ordering::Release);
@@ -578,7 +584,7 @@ impl ServerTransport for ShmServer {
             header.last_taken.store(conn.last_taken.load(Ordering::Acquire), Ordering::Relaxed);
             header.closed.store(1, Ordering::Release);
             if take_sleeper(&header.replies.consumer_sleeping) {
-                futex_wake(&header.replies.consumer_sleeping);
+                conn.wake_client();
             }
         }
     }

@@ -19,6 +19,14 @@
 //! complete under any executor. Connections used only synchronously never
 //! start it.
 //!
+//! **Event loops** ([`evented`]): `fd()` is an epoll set of the read
+//! descriptor and the notifier (rung by another thread that completes an
+//! evented call, or leaves read bytes undecoded); `progress()` takes the
+//! reading role only if it is free and reads what is there without
+//! blocking; `try_send` writes without blocking and keeps the tail of a
+//! partly written frame in the outbox, which the next send or `progress()`
+//! finishes first (while it is not empty `fd()` also reports writability).
+//!
 //! **Death.** End of stream, an I/O error or a protocol violation fails every
 //! pending call at once (`Disconnected`, or `Protocol` naming the violation),
 //! and every later call fails the same way.
@@ -35,11 +43,22 @@ use crate::core::wait::lock;
 use crate::core::wait::Deadline;
 use crate::sys::poll::{poll_until, pollfd};
 use crate::transport::calls::{busy, fail_all, Calls, Death, Entry};
+use crate::transport::evented::{Notifier, PollSet};
 use crate::transport::stream::{
     is_disconnect, remaining_slices, wait_fd, write_all_blocking, FrameReader, ReadError, Wire,
 };
 use crate::transport::{Call, ClientConn};
 
+mod evented;
+
+/// The writer's state, locked while a request is written.
+struct Writer {
+    /// The next request id.
+    next_id: u64,
+    /// The unsent tail of a frame `try_send` wrote only in part; written
+    /// before anything else.
+    outbox: Vec<u8>,
+}
 /// How long a client waits for the server's half of the handshake, unless
 /// its `connect_timeout` says otherwise.
 pub(crate) const CLIENT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -50,14 +69,18 @@ struct Shared {
     wire: Box<dyn Wire>,
     /// The negotiated maximum message size, both ways.
     max: u32,
-    /// The next request id. Locked while a request is written, so requests
-    /// leave in id order and never interleave.
-    writer: Mutex<u64>,
+    /// The next request id and the outbox. Locked while a request is
+    /// written, so requests leave in id order and never interleave.
+    writer: Mutex<Writer>,
     calls: Mutex<Calls>,
     /// Wakes the async reader when async calls appear or the role frees up.
     async_cond: Condvar,
     /// Locked only by the holder of the reading role.
     reader: Mutex<FrameReader>,
+    /// The event loop's eventfd (made by the first `fd()`).
+    notifier: Notifier,
+    /// The event loop's descriptor (made by the first `fd()`).
+    poll_set: std::sync::OnceLock<PollSet>,
 }
 
 /// The connection as `Client` sees it; its clones and `Pending`s share it.
@@ -109,10 +132,12 @@ impl StreamClient {
             name,
             wire,
             max: reader.max(),
-            writer: Mutex::new(1),
+            writer: Mutex::new(Writer { next_id: 1, outbox: Vec::new() }),
             calls: Mutex::new(Calls::new()),
             async_cond: Condvar::new(),
             reader: Mutex::new(reader),
+            notifier: Notifier::new(),
+            poll_set: std::sync::OnceLock::new(),
         };
         Ok(Arc::new(StreamClient { shared: Arc::new(shared) }))
     }
@@ -217,6 +242,7 @@ impl Shared {
         let mut reader = lock(&self.reader);
         loop {
             if slot.is_ready() {
+                self.leave_reader(&reader);
                 return true;
             }
             if !self.read_one(&mut reader, deadline) {
@@ -253,6 +279,7 @@ impl Shared {
                             if fds[1].revents != 0 {
                                 self.read_one(&mut reader, Deadline::Now);
                             }
+                            self.leave_reader(&reader);
                         }
                         self.give_up_reading();
                     } else {
@@ -296,6 +323,7 @@ impl Shared {
                         break;
                     }
                 }
+                self.leave_reader(&reader);
             }
             self.give_up_reading();
         }
@@ -309,9 +337,18 @@ impl ClientConn for StreamClient {
             return Err(Error::TooLarge { size: data.len() as u64, max: u64::from(shared.max) });
         }
         let slot = Arc::new(Slot::new());
+        shared.notifier.arm(&slot);
         let id;
         {
-            let mut next_id = lock(&shared.writer);
+            let mut writer = lock(&shared.writer);
+            if !writer.outbox.is_empty() {
+                let outbox = std::mem::take(&mut writer.outbox);
+                if shared.write_request(&outbox, &[]).is_err() {
+                    drop(writer);
+                    return Err(shared.broken_write(None));
+                }
+                shared.want_write(false);
+            }
             {
                 let mut calls = lock(&shared.calls);
                 if let Some(death) = &calls.dead {
@@ -320,25 +357,14 @@ impl ClientConn for StreamClient {
                 if calls.server_closed.is_some() || calls.write_broken {
                     return Err(Error::Disconnected { name: shared.name.clone() });
                 }
-                id = *next_id;
+                id = writer.next_id;
                 calls.pending.insert(id, Entry { slot: slot.clone(), is_async: false, following: false });
             }
-            *next_id += 1;
+            writer.next_id += 1;
             let header = frame::encode_header(FrameKind::Request, id, data.len() as u32);
             if shared.write_request(&header, data).is_err() {
-                drop(next_id);
-                // This call cannot reach the server, and after a half-written
-                // frame no other can. But the calls already sent may still be
-                // answered (a server that closed answers what it took): they
-                // are left to the read side, which fails them when the stream
-                // ends, not here.
-                let mut calls = lock(&shared.calls);
-                calls.write_broken = true;
-                calls.remove(id);
-                return Err(match &calls.dead {
-                    Some(death) => shared.error_for(death),
-                    None => Error::Disconnected { name: shared.name.clone() },
-                });
+                drop(writer);
+                return Err(shared.broken_write(Some(id)));
             }
         }
         Ok(Call { conn: self, id, slot })
@@ -432,5 +458,21 @@ impl ClientConn for StreamClient {
         let shared = &self.shared;
         lock(&shared.calls).remove(id);
         slot.abandon();
+    }
+
+    fn notifier(&self) -> &Notifier {
+        &self.shared.notifier
+    }
+
+    fn fd(&self) -> io::Result<std::os::fd::BorrowedFd<'_>> {
+        self.evented_fd()
+    }
+
+    fn progress(&self) {
+        self.evented_progress();
+    }
+
+    fn try_send(self: Arc<Self>, data: &[u8]) -> Result<Option<Call>> {
+        self.evented_try_send(data)
     }
 }

@@ -1,0 +1,305 @@
+//! The `shm:` client's face for event loops (see
+//! [`transport::evented`](crate::transport::evented)).
+//!
+//! `fd()` is an epoll set of the notifier's eventfd and the rendezvous
+//! socket (which turns readable when the server dies). With a server that
+//! takes a client's bell (PROTOCOL.md §12.6), the first `fd()` sends it the
+//! notifier's eventfd over the socket and sets `client_bell`; the server
+//! then rings it whenever it wakes this client — which it does only when
+//! the client announced sleep in a ring's `*_sleeping` flag, so a busy
+//! pair still makes no system call. `progress()` reads the reply ring if no
+//! other thread does and, while calls are pending, announces sleep in
+//! `consumer_sleeping` (and in the request ring's `producer_sleeping` while
+//! a request waits for room) before it returns.
+//!
+//! With an older server (no bell), calls sent after `fd()` are marked
+//! async: the connection's reader thread reads for them, and completing
+//! them rings the notifier.
+//!
+//! `try_send` writes a request only if the request ring has room for it
+//! (or, for a request larger than one piece, for its first piece: the rest
+//! waits in the outbox for `progress()` or the next send).
+
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, MutexGuard, TryLockError};
+
+use super::{Outbox, Shared, ShmClient, Writer};
+use crate::core::error::{Error, Result};
+use crate::core::slot::Slot;
+use crate::core::wait::lock;
+use crate::transport::calls::{Death, Entry};
+use crate::transport::evented::{quietly, PollSet};
+use crate::transport::shm::ring::{announce_sleep, kind, take_sleeper, Violation};
+use crate::transport::shm::{publish_cpu, send_with_fds, BELL_BYTE, FEATURE_CLIENT_BELL};
+use crate::transport::Call;
+
+impl Shared {
+    /// Enters call `id` in the table. Once an event loop asked for the
+    /// descriptor of a server without the bell, as an async call (the
+    /// reader thread reads for it). Returns whether the reader thread must
+    /// be started.
+    pub(super) fn insert_call(&self, id: u64, slot: &Arc<Slot>) -> Result<bool> {
+        self.notifier.arm(slot);
+        let threaded = self.notifier.is_armed() && !self.bell.load(Ordering::Acquire);
+        let start = {
+            let mut calls = lock(&self.calls);
+            if let Some(death) = &calls.dead {
+                return Err(self.error_for(death));
+            }
+            if calls.server_closed.is_some() || self.mapping.header().closed.load(Ordering::Acquire) != 0 {
+                return Err(Error::Disconnected { name: self.name.clone() });
+            }
+            calls.pending.insert(id, Entry { slot: slot.clone(), is_async: threaded, following: false });
+            if !threaded {
+                return Ok(false);
+            }
+            calls.async_calls += 1;
+            self.interest.store(calls.async_calls + calls.followers, Ordering::Relaxed);
+            let start = !calls.async_reader;
+            calls.async_reader = true;
+            start
+        };
+        if !start {
+            self.async_cond.notify_all();
+        }
+        Ok(start)
+    }
+
+    /// Called by a reader leaving the role: it may have cleared the
+    /// announcement an event loop made, so the loop is told to look again.
+    pub(super) fn after_leading(&self) {
+        if self.bell.load(Ordering::Relaxed) && !lock(&self.calls).pending.is_empty() {
+            self.notifier.ring();
+        }
+    }
+
+    /// Called after a blocking send: an event loop whose `try_send` found
+    /// no room may try again (the blocking sender may have taken the
+    /// wake-up it waited for).
+    pub(super) fn after_blocking_send(&self) {
+        if self.send_blocked.load(Ordering::Relaxed) && self.send_blocked.swap(false, Ordering::Relaxed) {
+            self.notifier.ring();
+        }
+    }
+
+    /// The writer, unless another thread is writing.
+    fn try_writer(&self) -> Option<MutexGuard<'_, Writer>> {
+        match self.writer.try_lock() {
+            Ok(guard) => Some(guard),
+            Err(TryLockError::Poisoned(e)) => Some(e.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        }
+    }
+
+    /// Wakes the server if it announced that it sleeps.
+    fn wake_server(&self, writer: &Writer) {
+        if take_sleeper(&writer.producer.ring().control().consumer_sleeping) {
+            self.ring_doorbell();
+        }
+    }
+
+    /// Writes what the ring takes now of the outbox; `Ok(true)` once empty.
+    fn flush_now(&self, writer: &mut Writer) -> std::result::Result<bool, Violation> {
+        let writer = &mut *writer;
+        while let Some(rest) = &mut writer.outbox {
+            match writer.producer.write(kind::REQUEST, rest.id, &rest.data, rest.offset)? {
+                Some(n) => {
+                    rest.offset += n;
+                    if rest.offset == rest.data.len() {
+                        writer.outbox = None;
+                    }
+                    if take_sleeper(&writer.producer.ring().control().consumer_sleeping) {
+                        self.ring_doorbell();
+                    }
+                }
+                None => return Ok(false),
+            }
+        }
+        Ok(true)
+    }
+
+    /// With the bell: asks the server to ring it when it frees room in the
+    /// request ring; true if room freed meanwhile (try again now).
+    fn wait_for_room_evented(&self, writer: &Writer) -> bool {
+        announce_sleep(&writer.producer.ring().control().producer_sleeping);
+        writer.producer.head_moved()
+    }
+
+    /// The error of a broken ring (the connection is dead after it).
+    fn violated(&self, v: Violation) -> Error {
+        self.die(Death::Protocol(v.to_string()));
+        lock(&self.calls).dead.as_ref().map_or(Error::Disconnected { name: self.name.clone() }, |d| self.error_for(d))
+    }
+}
+
+impl ShmClient {
+    /// Starts the connection's reader thread (its `async_reader` flag is set).
+    pub(super) fn start_reader_thread(&self) {
+        let shared = &self.shared;
+        let reader = shared.clone();
+        if std::thread::Builder::new().name("ipcall-shm-reader".into()).spawn(move || reader.async_reader()).is_err() {
+            lock(&shared.calls).async_reader = false;
+            shared.die(Death::Protocol("cannot start the async reader thread".into()));
+        }
+    }
+
+    /// See [`ClientConn::fd`](crate::transport::ClientConn::fd).
+    pub(super) fn evented_fd(&self) -> io::Result<BorrowedFd<'_>> {
+        let shared = &self.shared;
+        if let Some(set) = shared.poll_set.get() {
+            return Ok(set.as_fd());
+        }
+        let _once = lock(&shared.fd_init);
+        if let Some(set) = shared.poll_set.get() {
+            return Ok(set.as_fd());
+        }
+        let bell = shared.notifier.get_or_make()?;
+        let set = PollSet::new(bell, shared.socket.as_fd())?;
+        let header = shared.mapping.header();
+        // Read once: a server without the feature (0) never rings a bell.
+        let features = header.features.load(Ordering::Relaxed);
+        // The bell goes first, then the flag: a server that sees the flag
+        // (before it takes our next request) finds the bell in the socket.
+        // If sending fails, the reader thread serves the event loop.
+        if features & FEATURE_CLIENT_BELL != 0 && send_with_fds(shared.socket.as_fd(), &[BELL_BYTE], &[bell]).is_ok() {
+            header.client_bell.store(1, Ordering::Release);
+            shared.bell.store(true, Ordering::Release);
+        }
+        let _ = shared.poll_set.set(set);
+        Ok(shared.poll_set.get().expect("set above").as_fd())
+    }
+
+    /// See [`ClientConn::progress`](crate::transport::ClientConn::progress).
+    pub(super) fn evented_progress(&self) {
+        let shared = &self.shared;
+        let bell = shared.bell.load(Ordering::Acquire);
+        if bell {
+            // First: a wake-up from now on stays readable.
+            shared.notifier.clear();
+        }
+        let mut again = false;
+        quietly(|| {
+            if let Some(mut writer) = shared.try_writer() {
+                match shared.flush_now(&mut writer) {
+                    Ok(empty) => {
+                        if !empty || shared.send_blocked.load(Ordering::Relaxed) {
+                            // Without the bell nobody tells us about room:
+                            // stay readable until the outbox is written.
+                            again = !bell || shared.wait_for_room_evented(&writer);
+                        }
+                    }
+                    Err(violation) => {
+                        drop(writer);
+                        shared.die(Death::Protocol(violation.to_string()));
+                    }
+                }
+            }
+            if let Ok(mut reader) = shared.reader.try_lock() {
+                loop {
+                    shared.drain(&mut reader);
+                    shared.check_closed();
+                    if !bell {
+                        break;
+                    }
+                    let waiting = {
+                        let calls = lock(&shared.calls);
+                        calls.dead.is_none() && !calls.pending.is_empty()
+                    };
+                    if !waiting {
+                        break;
+                    }
+                    announce_sleep(&shared.mapping.header().replies.consumer_sleeping);
+                    if !shared.has_news(&reader) {
+                        break;
+                    }
+                }
+                shared.check_gone(&mut reader);
+                drop(reader);
+                shared.hand_on();
+            }
+        });
+        if again {
+            shared.notifier.ring();
+        } else if !bell {
+            // Last: a completion after this (by the reader thread) rings again.
+            shared.notifier.clear();
+        }
+    }
+
+    /// See [`ClientConn::try_send`](crate::transport::ClientConn::try_send).
+    pub(super) fn evented_try_send(self: Arc<Self>, data: &[u8]) -> Result<Option<Call>> {
+        let shared = &self.shared;
+        if data.len() as u64 > u64::from(shared.max) {
+            return Err(Error::TooLarge { size: data.len() as u64, max: u64::from(shared.max) });
+        }
+        let Some(mut writer) = shared.try_writer() else { return Ok(None) };
+        let bell = shared.bell.load(Ordering::Acquire);
+        match shared.flush_now(&mut writer) {
+            Ok(true) => {}
+            Ok(false) => {
+                shared.send_blocked.store(true, Ordering::Relaxed);
+                if bell && shared.wait_for_room_evented(&writer) {
+                    shared.notifier.ring();
+                }
+                return Ok(None);
+            }
+            Err(v) => {
+                drop(writer);
+                return Err(shared.violated(v));
+            }
+        }
+        let slot = Arc::new(Slot::new());
+        let id = writer.next_id;
+        // In the table before the server can see the request.
+        let start_reader = shared.insert_call(id, &slot)?;
+        publish_cpu(&shared.mapping.header().client_cpu);
+        let n = match writer.producer.write(kind::REQUEST, id, data, 0) {
+            Ok(Some(n)) => n,
+            Ok(None) => {
+                // No room: as if never sent (the id is reused).
+                shared.send_blocked.store(true, Ordering::Relaxed);
+                let retry = bell && shared.wait_for_room_evented(&writer);
+                drop(writer);
+                shared.remove(&mut lock(&shared.calls), id);
+                if retry {
+                    shared.notifier.ring();
+                }
+                if start_reader {
+                    self.start_reader_thread();
+                }
+                return Ok(None);
+            }
+            Err(v) => {
+                drop(writer);
+                shared.remove(&mut lock(&shared.calls), id);
+                return Err(shared.violated(v));
+            }
+        };
+        shared.send_blocked.store(false, Ordering::Relaxed);
+        writer.next_id += 1;
+        shared.wake_server(&writer);
+        if bell {
+            // Ask for a wake-up for the reply (a `progress` with nothing
+            // pending announced none), then look again (§12.4): a reply
+            // published before the announcement woke nobody.
+            let replies = &shared.mapping.header().replies;
+            announce_sleep(&replies.consumer_sleeping);
+            if replies.tail.load(Ordering::Acquire) != replies.head.load(Ordering::Relaxed) {
+                shared.notifier.ring();
+            }
+        }
+        if n < data.len() {
+            writer.outbox = Some(Outbox { id, data: data.to_vec(), offset: n });
+            if !bell || shared.wait_for_room_evented(&writer) {
+                shared.notifier.ring();
+            }
+        }
+        drop(writer);
+        if start_reader {
+            self.start_reader_thread();
+        }
+        Ok(Some(Call { conn: self, id, slot }))
+    }
+}

@@ -1,0 +1,232 @@
+//! The stream client's face for event loops (see
+//! [`transport::evented`](crate::transport::evented)): `fd`, `progress`
+//! and `try_send`, and what the blocking paths do so that an event loop
+//! never misses a completion.
+
+use std::io::{self, IoSlice};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::{Arc, MutexGuard, TryLockError};
+
+use super::{Shared, StreamClient, Writer};
+use crate::core::error::{Error, Result};
+use crate::core::frame::{self, Event, FrameKind};
+use crate::core::slot::Slot;
+use crate::core::wait::{lock, Deadline};
+use crate::transport::calls::{Death, Entry};
+use crate::transport::evented::PollSet;
+use crate::transport::stream::{remaining_slices, FrameReader, ReadError};
+use crate::transport::Call;
+
+impl Shared {
+    /// Called by a holder of the reading role as it leaves: bytes it read
+    /// but did not decode make no descriptor readable, so an event loop is
+    /// told to come and read them.
+    pub(super) fn leave_reader(&self, reader: &FrameReader) {
+        if reader.has_buffered() {
+            self.notifier.ring();
+        }
+    }
+
+    /// The error of a send whose write failed. After a half-written frame no
+    /// request can reach the server; the calls already sent may still be
+    /// answered (a server that closed answers what it took), so they are
+    /// left to the read side, which fails them when the stream ends.
+    pub(super) fn broken_write(&self, id: Option<u64>) -> Error {
+        let mut calls = lock(&self.calls);
+        calls.write_broken = true;
+        if let Some(id) = id {
+            calls.remove(id);
+        }
+        match &calls.dead {
+            Some(death) => self.error_for(death),
+            None => Error::Disconnected { name: self.name.clone() },
+        }
+    }
+
+    /// Watches (or stops watching) the write descriptor in the event loop's
+    /// descriptor, if there is one.
+    pub(super) fn want_write(&self, yes: bool) {
+        if let Some(set) = self.poll_set.get() {
+            if set.want_write(self.wire.read_fd(), self.wire.write_fd(), yes).is_err() {
+                // epoll_ctl failed (out of memory): have the loop call
+                // `progress` anyway, which retries.
+                self.notifier.ring();
+            }
+        }
+    }
+
+    /// The writer, unless another thread is writing.
+    fn try_writer(&self) -> Option<MutexGuard<'_, Writer>> {
+        match self.writer.try_lock() {
+            Ok(guard) => Some(guard),
+            Err(TryLockError::Poisoned(e)) => Some(e.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        }
+    }
+
+    /// Writes what it can of the outbox without blocking; `Ok(true)` once
+    /// it is empty.
+    fn flush_now(&self, writer: &mut Writer) -> io::Result<bool> {
+        while !writer.outbox.is_empty() {
+            match self.wire.write_now(&[IoSlice::new(&writer.outbox)]) {
+                Ok(n) => {
+                    writer.outbox.drain(..n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(true)
+    }
+
+    /// Flushes the outbox as far as the wire takes now, if no other thread
+    /// writes. `Err` if the write failed (the connection is then broken
+    /// for writing).
+    fn flush_outbox_now(&self) -> Result<()> {
+        let Some(mut writer) = self.try_writer() else { return Ok(()) };
+        match self.flush_now(&mut writer) {
+            Ok(empty) => {
+                self.want_write(!empty);
+                Ok(())
+            }
+            Err(_) => {
+                writer.outbox.clear();
+                drop(writer);
+                self.want_write(false);
+                Err(self.broken_write(None))
+            }
+        }
+    }
+
+    /// Reads and dispatches every frame the wire has now, if the reading
+    /// role is free; never blocks.
+    fn read_available(&self) {
+        if !self.try_take_reading() {
+            // The holder reads (and rings the notifier for what it leaves).
+            return;
+        }
+        {
+            let mut reader = lock(&self.reader);
+            loop {
+                match reader.next(&*self.wire, Deadline::Now) {
+                    Ok(Some(Event::Frame(frame))) => self.dispatch(frame),
+                    Ok(Some(Event::Hello(_))) => unreachable!("the decoder yields the hello once, at handshake"),
+                    Ok(None) => break,
+                    Err(ReadError::Eof) | Err(ReadError::Io(_)) => {
+                        self.die(Death::Disconnected);
+                        break;
+                    }
+                    Err(ReadError::Protocol(e)) => {
+                        self.die(Death::Protocol(e.to_string()));
+                        break;
+                    }
+                }
+            }
+        }
+        self.give_up_reading();
+    }
+}
+
+impl StreamClient {
+    /// See [`ClientConn::fd`](crate::transport::ClientConn::fd): an epoll
+    /// set of the notifier and the read descriptor.
+    pub(super) fn evented_fd(&self) -> io::Result<BorrowedFd<'_>> {
+        let shared = &self.shared;
+        if let Some(set) = shared.poll_set.get() {
+            return Ok(set.as_fd());
+        }
+        let bell = shared.notifier.get_or_make()?;
+        let set = PollSet::new(bell, shared.wire.read_fd())?;
+        // A racing first call may have set it meanwhile: either one is kept.
+        let _ = shared.poll_set.set(set);
+        match shared.try_writer() {
+            Some(writer) if !writer.outbox.is_empty() => shared.want_write(true),
+            Some(_) => {}
+            // A writer is busy: let the loop look again soon.
+            None => shared.notifier.ring(),
+        }
+        Ok(shared.poll_set.get().expect("set above").as_fd())
+    }
+
+    /// See [`ClientConn::progress`](crate::transport::ClientConn::progress).
+    pub(super) fn evented_progress(&self) {
+        let shared = &self.shared;
+        // A failed flush already marked the connection broken for writing;
+        // its calls end through the read side.
+        let _ = shared.flush_outbox_now();
+        shared.read_available();
+        // Last: a completion after this rings again.
+        shared.notifier.clear();
+    }
+
+    /// See [`ClientConn::try_send`](crate::transport::ClientConn::try_send).
+    pub(super) fn evented_try_send(self: Arc<Self>, data: &[u8]) -> Result<Option<Call>> {
+        let shared = &self.shared;
+        if data.len() as u64 > u64::from(shared.max) {
+            return Err(Error::TooLarge { size: data.len() as u64, max: u64::from(shared.max) });
+        }
+        let Some(mut writer) = shared.try_writer() else { return Ok(None) };
+        match shared.flush_now(&mut writer) {
+            Ok(true) => shared.want_write(false),
+            Ok(false) => return Ok(None),
+            Err(_) => {
+                writer.outbox.clear();
+                drop(writer);
+                shared.want_write(false);
+                return Err(shared.broken_write(None));
+            }
+        }
+        let slot = Arc::new(Slot::new());
+        shared.notifier.arm(&slot);
+        let id = writer.next_id;
+        {
+            let mut calls = lock(&shared.calls);
+            if let Some(death) = &calls.dead {
+                return Err(shared.error_for(death));
+            }
+            if calls.server_closed.is_some() || calls.write_broken {
+                return Err(Error::Disconnected { name: shared.name.clone() });
+            }
+            calls.pending.insert(id, Entry { slot: slot.clone(), is_async: false, following: false });
+        }
+        shared.wire.before_write(data.len());
+        let header = frame::encode_header(FrameKind::Request, id, data.len() as u32);
+        let parts = [&header[..], data];
+        let total = header.len() + data.len();
+        let mut sent = 0usize;
+        while sent < total {
+            let slices = remaining_slices(&parts, sent);
+            match shared.wire.write_now(&slices.slices[..slices.len]) {
+                Ok(n) => sent += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(_) => {
+                    drop(writer);
+                    return Err(shared.broken_write(Some(id)));
+                }
+            }
+        }
+        if sent == 0 {
+            // Nothing went out: as if never sent (the id is reused). The
+            // descriptor reports when the wire takes bytes again.
+            lock(&shared.calls).remove(id);
+            drop(writer);
+            shared.want_write(true);
+            return Ok(None);
+        }
+        writer.next_id += 1;
+        if sent < total {
+            // Keep the frame whole on the wire: its tail goes out before
+            // anything else, by `progress` or the next send.
+            let mut rest = Vec::with_capacity(total - sent);
+            for part in &remaining_slices(&parts, sent).slices {
+                rest.extend_from_slice(part);
+            }
+            writer.outbox = rest;
+            shared.want_write(true);
+        }
+        drop(writer);
+        Ok(Some(Call { conn: self, id, slot }))
+    }
+}
