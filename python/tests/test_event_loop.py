@@ -5,12 +5,16 @@ with no thread per call and no thread hop; cancellation loses nothing."""
 from __future__ import annotations
 
 import asyncio
+import os
 import select
+import signal
 import threading
 import time
+from pathlib import Path
 from typing import List, Optional
 
 import pytest
+from conftest import spawn_peer
 
 import ipcall
 
@@ -164,5 +168,185 @@ def test_cancelling_receivers_loses_no_request(kind: str) -> None:
             sender.join(timeout=30)
             assert sorted(seen) == sorted(b"%d" % i for i in range(count))
             assert [p.wait(timeout=10) for p in pendings] == [b"%d" % i for i in range(count)]
+
+    run(main())
+def test_server_and_client_in_one_loop(kind: str) -> None:
+    threads_before = threading.active_count()
+
+    async def main() -> None:
+        async with ipcall.Server.bind_unique(kind) as server, ipcall.connect(server.name) as client:
+
+            async def serve() -> int:
+                served = 0
+                async for request in server:
+                    request.reply(b"re:" + request.data)
+                    served += 1
+                return served
+
+            serving = asyncio.ensure_future(serve())
+            replies = await asyncio.gather(*(client.call_async(b"%d" % i) for i in range(1000)))
+            assert replies == [b"re:%d" % i for i in range(1000)]
+            assert threading.active_count() <= threads_before
+            server.close()
+            assert await serving == 1000
+
+    run(main())
+
+
+
+
+def test_a_thousand_concurrent_calls_all_matched(echo: ipcall.Server) -> None:
+    async def main() -> None:
+        async with ipcall.connect(echo.name) as client:
+            assert await client.call_async(b"warm-up") == b"warm-up"
+            threads_before = threading.active_count()
+            replies = await asyncio.gather(*(client.call_async(b"call %d" % i) for i in range(1000)))
+            assert replies == [b"call %d" % i for i in range(1000)]
+            # No thread was started per call (nor any at all).
+            assert threading.active_count() <= threads_before
+            assert client._native._async_len() == 0
+
+    run(main())
+
+
+def test_large_requests_wait_on_the_loop_for_room(kind: str) -> None:
+    """More bytes than the socket, pipe or ring holds, from one loop that also
+    serves them: requests that find no room wait on the loop, in order."""
+
+    async def main() -> None:
+        async with ipcall.Server.bind_unique(kind, ring_size=64 * 1024) as server, ipcall.connect(server.name) as client:
+
+            async def serve() -> None:
+                async for request in server:
+                    request.reply(request.data[:8])
+
+            serving = asyncio.ensure_future(serve())
+            blobs = [bytes([i]) * (256 * 1024) for i in range(40)]
+            replies = await asyncio.gather(*(client.call_async(blob) for blob in blobs))
+            assert replies == [blob[:8] for blob in blobs]
+            server.close()
+            await serving
+
+    run(main())
+
+
+def test_call_async_timeout(kind: str) -> None:
+    async def main() -> None:
+        async with ipcall.Server.bind_unique(kind) as server, ipcall.connect(server.name) as client:
+            with pytest.raises(ipcall.Timeout):
+                await client.call_async(b"unanswered", timeout=0.05)
+            late = await server.recv_async()
+            late.reply(b"late")  # discarded, never given to the next call
+            following = asyncio.ensure_future(client.call_async(b"next", timeout=30))
+            request = await server.recv_async()
+            request.reply(b"next reply")
+            assert await following == b"next reply"
+            with pytest.raises(ValueError):
+                await client.call_async(b"x", timeout=-1)
+            assert client._native._async_len() == 0
+
+    run(main())
+
+
+def test_cancelling_calls_loses_nothing(kind: str) -> None:
+    """Every other call is cancelled in flight: the server still gets every
+    request, the others get their own replies, and late replies go nowhere."""
+
+    async def main() -> None:
+        async with ipcall.Server.bind_unique(kind) as server, ipcall.connect(server.name) as client:
+            calls = [asyncio.ensure_future(client.call_async(b"%d" % i)) for i in range(200)]
+            await asyncio.sleep(0)  # all sent
+            for call in calls[::2]:
+                call.cancel()
+            received = []
+            for _ in range(200):
+                request = await server.recv_async()
+                received.append(request.data)
+                request.reply(b"re:" + request.data)
+            assert sorted(received) == sorted(b"%d" % i for i in range(200))
+            outcomes = await asyncio.gather(*calls, return_exceptions=True)
+            for i, outcome in enumerate(outcomes):
+                if i % 2 == 0:
+                    assert isinstance(outcome, asyncio.CancelledError)
+                else:
+                    assert outcome == b"re:%d" % i
+            following = asyncio.ensure_future(client.call_async(b"after"))
+            request = await server.recv_async()
+            assert request.data == b"after"
+            request.reply(b"after reply")
+            assert await following == b"after reply"
+            assert client._native._async_len() == 0
+
+    run(main())
+
+
+def test_server_killed_mid_call_raises_disconnected(process_kind: str, peer_binary: Path) -> None:
+    peer = spawn_peer(peer_binary, "serve", "--unique", process_kind)
+    try:
+        assert peer.stdout is not None
+        name = peer.stdout.readline().strip()
+
+        async def main() -> None:
+            async with ipcall.connect(name, timeout=10) as client:
+                assert await client.call_async(b"alive") == b"alive"
+                os.kill(peer.pid, signal.SIGSTOP)  # it cannot answer what follows
+                calls = [asyncio.ensure_future(client.call_async(b"%d" % i)) for i in range(10)]
+                await asyncio.sleep(0.01)
+                os.kill(peer.pid, signal.SIGKILL)
+                for outcome in await asyncio.gather(*calls, return_exceptions=True):
+                    assert isinstance(outcome, ipcall.Disconnected), outcome
+                with pytest.raises(ipcall.Disconnected):
+                    await client.call_async(b"after")
+
+        run(main())
+    finally:
+        peer.kill()
+        peer.communicate()
+
+
+def test_one_client_many_loops_clones_and_threads(echo: ipcall.Server) -> None:
+    """Four loops on four threads, a clone on each, and a thread making
+    blocking calls, all on one connection: every reply reaches its caller."""
+    client = ipcall.connect(echo.name)
+    results: List[object] = []
+
+    def on_a_loop(tag: bytes) -> None:
+        async def main() -> List[bytes]:
+            mine = client.clone()
+            half = [client.call_async(tag + b"%d" % i) for i in range(150)]
+            other = [mine.call_async(tag + b"c%d" % i) for i in range(150)]
+            replies = list(await asyncio.gather(*half, *other))
+            mine.close()
+            return replies
+
+        results.append(asyncio.run(asyncio.wait_for(main(), timeout=30)))
+
+    def blocking() -> None:
+        results.append([client.call(b"sync %d" % i, timeout=30) for i in range(100)])
+
+    threads = [threading.Thread(target=on_a_loop, args=(tag,)) for tag in (b"a", b"b", b"c", b"d")]
+    threads.append(threading.Thread(target=blocking))
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(map(repr, results)) == sorted(
+        [repr([bytes([t]) + b"%d" % i for i in range(150)] + [bytes([t]) + b"c%d" % i for i in range(150)]) for t in b"abcd"]
+        + [repr([b"sync %d" % i for i in range(100)])]
+    )
+    assert client._native._async_len() == 0
+    client.close()
+
+
+def test_pending_done_on_a_connection_an_event_loop_drives(echo: ipcall.Server) -> None:
+    async def main() -> None:
+        async with ipcall.connect(echo.name) as client:
+            assert await client.call_async(b"evented now") == b"evented now"
+            pending = client.send(b"polled")
+            deadline = time.monotonic() + 30
+            while not pending.done():
+                assert time.monotonic() < deadline, "done() never became true"
+                await asyncio.sleep(0.001)
+            assert pending.wait(timeout=1) == b"polled"
 
     run(main())
