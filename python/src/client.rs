@@ -132,7 +132,7 @@ impl PyClient {
         Ok(PyPending {
             state: Mutex::new(PendingState::Waiting(pending)),
             name: this.name.clone(),
-            progress: Some((client, slf.clone().into_any().unbind())),
+            owner: Some(slf.clone().unbind()),
         })
     }
 
@@ -205,9 +205,12 @@ impl PyClient {
 
     /// Closes this client (the connection closes with its last clone).
     /// Calls already in flight still complete.
-    fn close(&self, py: Python<'_>) {
-        let client = lock(&self.inner).take();
+    fn close(slf: &Bound<'_, Self>, py: Python<'_>) -> PyResult<()> {
+        let this = slf.get();
+        let client = lock(&this.inner).take();
         py.detach(|| drop(client));
+        // An idle asyncio reader keeps a clone of the connection: let it go.
+        this.async_conn.release_idle(py, slf.as_any())
     }
 
     fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
@@ -215,13 +218,13 @@ impl PyClient {
     }
 
     fn __exit__(
-        &self,
+        slf: &Bound<'_, Self>,
         py: Python<'_>,
         _ty: Option<&Bound<'_, PyAny>>,
         _value: Option<&Bound<'_, PyAny>>,
         _tb: Option<&Bound<'_, PyAny>>,
-    ) {
-        self.close(py);
+    ) -> PyResult<()> {
+        Self::close(slf, py)
     }
 
     fn __repr__(&self) -> String {
@@ -248,9 +251,10 @@ pub(crate) struct PyPending {
     /// it never waits for the GIL while another thread waits for it.
     state: Mutex<PendingState>,
     name: Arc<str>,
-    /// The client and its native object, for `done()` on a connection that
-    /// an event loop drives (there `try_wait` reads nothing itself).
-    progress: Option<(Client, Py<PyAny>)>,
+    /// The native client, for `done()` on a connection that an event loop
+    /// drives (there `try_wait` reads nothing itself). Not a clone of the
+    /// connection: a pending call must not keep a closed client connected.
+    owner: Option<Py<PyClient>>,
 }
 
 impl PyPending {
@@ -316,9 +320,10 @@ impl PyPending {
         // Once an event loop drives the connection, `try_wait` reads
         // nothing: make progress here, and wake the loops whose calls that
         // completed (it cleared the readiness they wait for).
-        if let Some((client, owner)) = &self.progress {
-            let owner = owner.bind(py).cast::<PyClient>()?;
-            if owner.get().async_conn.is_evented() {
+        if let Some(owner) = &self.owner {
+            let owner = owner.bind(py);
+            let client = lock(&owner.get().inner).clone();
+            if let (Some(client), true) = (client, owner.get().async_conn.is_evented()) {
                 let _ = client.progress();
                 owner.get().async_conn.wake_loops(py, owner.as_any())?;
                 return Ok(py.detach(look));

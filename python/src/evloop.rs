@@ -270,7 +270,12 @@ impl AsyncConn {
     }
 
     /// The retry timer of `event_loop` fired.
-    pub(crate) fn retry(&self, py: Python<'_>, event_loop: &Bound<'_, PyAny>, owner: &Bound<'_, PyAny>) -> PyResult<()> {
+    pub(crate) fn retry(
+        &self,
+        py: Python<'_>,
+        event_loop: &Bound<'_, PyAny>,
+        owner: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
         {
             let mut state = lock(&self.state);
             if let Some(index) = state.find(py, event_loop) {
@@ -281,7 +286,12 @@ impl AsyncConn {
     }
 
     /// The reader callback of `event_loop`: progress, then settle.
-    pub(crate) fn on_ready(&self, py: Python<'_>, event_loop: &Bound<'_, PyAny>, owner: &Bound<'_, PyAny>) -> PyResult<()> {
+    pub(crate) fn on_ready(
+        &self,
+        py: Python<'_>,
+        event_loop: &Bound<'_, PyAny>,
+        owner: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
         let client = lock(&self.state).client.clone();
         let Some(client) = client else { return Ok(()) };
         // Non-blocking; its errors are the calls' outcomes.
@@ -339,7 +349,13 @@ impl AsyncConn {
     }
 
     /// Does what `after` says, without our lock.
-    fn finish(&self, py: Python<'_>, event_loop: &Bound<'_, PyAny>, owner: &Bound<'_, PyAny>, after: After) -> PyResult<()> {
+    fn finish(
+        &self,
+        py: Python<'_>,
+        event_loop: &Bound<'_, PyAny>,
+        owner: &Bound<'_, PyAny>,
+        after: After,
+    ) -> PyResult<()> {
         for (future, outcome) in after.settle {
             settle(py, future.bind(py), outcome)?;
         }
@@ -376,6 +392,39 @@ impl AsyncConn {
         }
         // The connection may close with the last clone.
         py.detach(|| drop(client));
+        Ok(())
+    }
+
+    /// On `close()`: stops watching the descriptor on every loop that has
+    /// no call left — at once on this thread's running loop, soon on the
+    /// others — so that an idle reader does not keep the connection open.
+    pub(crate) fn release_idle(&self, py: Python<'_>, owner: &Bound<'_, PyAny>) -> PyResult<()> {
+        let idle: Vec<Py<PyAny>> = {
+            let mut state = lock(&self.state);
+            let mut idle = Vec::new();
+            state.loops.retain(|l| l.event_loop.bind(py).upgrade().is_some());
+            for calls in &state.loops {
+                if calls.idle() {
+                    if let Some(event_loop) = calls.event_loop.bind(py).upgrade() {
+                        idle.push(event_loop.unbind());
+                    }
+                }
+            }
+            idle
+        };
+        if idle.is_empty() {
+            return Ok(());
+        }
+        let running = py.import("asyncio")?.call_method0("_get_running_loop")?;
+        for event_loop in idle {
+            let event_loop = event_loop.bind(py);
+            if event_loop.is(&running) {
+                self.release(py, event_loop)?;
+            } else {
+                // A loop closed meanwhile raises RuntimeError: nothing to do.
+                let _ = event_loop.call_method1("call_soon_threadsafe", (method(owner, "_release_loop")?, event_loop));
+            }
+        }
         Ok(())
     }
 

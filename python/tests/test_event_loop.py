@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import List, Optional
 
 import pytest
-from conftest import spawn_peer
+from conftest import EchoThread, fresh_name, spawn_peer
 
 import ipcall
 
@@ -348,5 +348,23 @@ def test_pending_done_on_a_connection_an_event_loop_drives(echo: ipcall.Server) 
                 assert time.monotonic() < deadline, "done() never became true"
                 await asyncio.sleep(0.001)
             assert pending.wait(timeout=1) == b"polled"
+
+    run(main())
+
+
+def test_closing_an_async_client_disconnects_at_once(kind: str) -> None:
+    """The loop's reader holds the connection only while calls are in
+    flight: a one-shot server sees its client leave as soon as it closes."""
+
+    async def main() -> None:
+        name = fresh_name(kind)
+        with ipcall.Server.bind(name, one_shot=True) as server:
+            thread = EchoThread(server)
+            client = ipcall.connect(name)
+            assert await client.call_async(b"one") == b"one"
+            client.close()  # no loop turn in between
+            thread.thread.join(timeout=30)
+            assert not thread.thread.is_alive(), "the server did not see its client leave"
+            assert not thread.errors, thread.errors
 
     run(main())
