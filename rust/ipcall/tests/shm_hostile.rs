@@ -510,3 +510,45 @@ fn a_client_bell_is_rung_with_wake_ups_and_a_bad_one_drops_that_client_alone() {
     drop(good);
     drop(serving);
 }
+
+#[test]
+fn an_event_loop_client_works_with_a_server_that_has_no_bell() {
+    // A server of layout version 1 without the `features` word (0): the
+    // client must not send it a bell, and its event loop still works (the
+    // client reads the reply ring on a thread of its own).
+    let name = fake_server(|s| {
+        let memory = Memory::new(true);
+        assert_eq!(memory.u32_at(FEATURES).load(Ordering::Relaxed), 0);
+        let doorbell = eventfd();
+        send_fds(&s, &hello(0), &[memory.fd.as_raw_fd(), doorbell.as_raw_fd()]);
+        // Answer one 8-byte request with its bytes reversed.
+        while memory.u64_at(REQUESTS + TAIL).load(Ordering::Acquire) < 32 {
+            thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(memory.u32_at(CLIENT_BELL).load(Ordering::Acquire), 0, "no bell for a server without it");
+        // SAFETY: (1) the request's payload, inside the request ring's data.
+        let request = unsafe { std::slice::from_raw_parts(memory.base.add(HEADER_PAGE + RECORD), 8) }.to_vec();
+        memory.u64_at(REQUESTS + HEAD).store(32, Ordering::Release);
+        let reply: Vec<u8> = request.iter().rev().copied().collect();
+        memory.record(DATA_REPLIES, 8, 2, 1, 8, 0);
+        memory.bytes(DATA_REPLIES + RECORD, &reply);
+        memory.u64_at(REPLIES + TAIL).store(32, Ordering::Release);
+        // No futex wake: the client's reader looks again within its slice.
+        let mut s = s;
+        let _ = s.read(&mut [0u8; 1]);
+    });
+    let client = Client::connect(&name).unwrap();
+    let fd = client.fd().unwrap();
+    let mut pending = client.try_send(b"abcdefgh").unwrap().expect("room in an empty ring");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let reply = loop {
+        assert!(std::time::Instant::now() < deadline, "no reply");
+        if let Some(outcome) = pending.try_wait() {
+            break outcome.unwrap();
+        }
+        if readable_soon(std::os::fd::AsRawFd::as_raw_fd(&fd)) {
+            client.progress().unwrap();
+        }
+    };
+    assert_eq!(reply, b"hgfedcba");
+}
