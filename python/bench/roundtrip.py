@@ -19,7 +19,8 @@ A second table puts `await client.call_async()` (on an asyncio loop, one
 call at a time) next to `client.call()`, both against the Rust server, with
 the two processes pinned to one CPU ("same CPU") and to two different CPUs
 ("cross CPU"), on a machine with at least two CPUs. The issue's goal:
-`call_async` p50 <= 1.5x `call` p50.
+`call_async` p50 <= 1.5x `call` p50. IPCALL_BENCH_ONLY=async prints only
+this table; IPCALL_BENCH_ASYNC_KINDS=unix,shm picks its transports.
 """
 
 from __future__ import annotations
@@ -188,7 +189,7 @@ def main() -> None:
             print(f"{kind:<10} {pair:<18} {summary(samples[pair]):>34} {ratio:13.2f}x")
 
 
-ASYNC_KINDS = ["unix", "shm", "pipe"]
+ASYNC_KINDS = os.environ.get("IPCALL_BENCH_ASYNC_KINDS", "unix,shm,pipe").split(",")
 
 
 def async_table() -> None:
