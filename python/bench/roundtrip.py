@@ -20,10 +20,18 @@ Each pair runs in 3 interleaved rounds. For `mem:` both ends are threads
 of this process; for the other kinds the
 Rust server is the `peer serve` process and the Python server a child
 Python process, so every pair crosses a process boundary.
+
+A second table puts `await client.call_async()` (on an asyncio loop, one
+call at a time) next to `client.call()`, both against the Rust server, with
+the two processes pinned to one CPU ("same CPU") and to two different CPUs
+("cross CPU"), on a machine with at least two CPUs. The issue's goal:
+`call_async` p50 <= 1.5x `call` p50. IPCALL_BENCH_ONLY=async prints only
+this table; IPCALL_BENCH_ASYNC_KINDS=unix,shm picks its transports.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import statistics
 import subprocess
@@ -83,7 +91,7 @@ def child_server(command: List[str]) -> Iterator[str]:
 
 
 @contextmanager
-def rust_server(kind: str) -> Iterator[str]:
+def rust_server(kind: str, cpu: Optional[int] = None) -> Iterator[str]:
     if kind == "mem":
         server = _ipcall._BenchEchoServer(ipcall.Server.bind_unique("mem").name)
         try:
@@ -91,7 +99,8 @@ def rust_server(kind: str) -> Iterator[str]:
         finally:
             server.close()
     else:
-        with child_server([str(PEER), "serve", "--unique", kind]) as name:
+        pin = ["taskset", "-c", str(cpu)] if cpu is not None else []
+        with child_server([*pin, str(PEER), "serve", "--unique", kind]) as name:
             yield name
 
 
@@ -130,6 +139,29 @@ def python_client(name: str) -> List[int]:
         samples.append(clock() - start)
     client.close()
     return samples
+
+
+def python_async_client(name: str) -> List[int]:
+    """`await client.call_async()` one at a time on a fresh event loop."""
+    client = ipcall.connect(name, timeout=10)
+    payload = b"x" * SIZE
+
+    async def run() -> List[int]:
+        call = client.call_async
+        for _ in range(ITERATIONS // 10):
+            await call(payload)
+        samples = []
+        clock = time.perf_counter_ns
+        for _ in range(ITERATIONS):
+            start = clock()
+            await call(payload)
+            samples.append(clock() - start)
+        return samples
+
+    try:
+        return asyncio.run(run())
+    finally:
+        client.close()
 
 
 def rust_client(name: str) -> List[int]:
@@ -237,5 +269,45 @@ def main() -> None:
     write_results(records)
 
 
+ASYNC_KINDS = os.environ.get("IPCALL_BENCH_ASYNC_KINDS", "unix,shm,pipe").split(",")
+
+
+def async_table() -> None:
+    """`await call_async()` next to `call()`, per transport and placement."""
+    cpus = sorted(os.sched_getaffinity(0))
+    placements = [("same CPU", cpus[0], cpus[0])]
+    if len(cpus) >= 2:
+        placements.append(("cross CPU", cpus[0], cpus[1]))
+    print(f"\nawait call_async() vs call(), Python -> Rust server, {ITERATIONS} calls x {ROUNDS} rounds")
+    print(f"{'transport':<10} {'placement':<10} {'call() p50':>12} {'call_async p50':>15} {'ratio':>7}")
+    saved = os.sched_getaffinity(0)
+    try:
+        for kind in ASYNC_KINDS:
+            why = available(kind)
+            if why:
+                print(f"{kind:<10} skipped: {why}")
+                continue
+            for placement, client_cpu, server_cpu in placements:
+                # Threads this process starts from now on inherit the CPU.
+                os.sched_setaffinity(0, {client_cpu})
+                sync: List[int] = []
+                asynchronous: List[int] = []
+                with rust_server(kind, server_cpu) as name:
+                    for _ in range(ROUNDS):
+                        sync += python_client(name)
+                        asynchronous += python_async_client(name)
+                os.sched_setaffinity(0, saved)
+                p50_sync = statistics.median(sync) / 1000
+                p50_async = statistics.median(asynchronous) / 1000
+                print(
+                    f"{kind:<10} {placement:<10} {p50_sync:9.2f} µs {p50_async:12.2f} µs "
+                    f"{p50_async / p50_sync:6.2f}x"
+                )
+    finally:
+        os.sched_setaffinity(0, saved)
+
+
 if __name__ == "__main__":
-    main()
+    if os.environ.get("IPCALL_BENCH_ONLY") != "async":
+        main()
+    async_table()

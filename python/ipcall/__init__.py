@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from types import TracebackType
-from typing import TYPE_CHECKING, Deque, Dict, Iterator, Literal, Optional, Sequence, Type, Union
+from typing import TYPE_CHECKING, Deque, Dict, Iterator, Literal, Optional, Sequence, Type
 
 from . import _ipcall
 from ._errors import (
@@ -290,13 +290,26 @@ class Server(_ClosedByContext):
                 # The request was taken for us just as we were cancelled:
                 # hand it back so the next receiver gets it, not NoReply.
                 self._native._push_back(future.result())
-                loop.call_soon(self._dispatch, loop)
+                self._wake_all(loop)
             raise
         finally:
             if future in waiters:
                 waiters.remove(future)
             if not waiters:
                 self._release(loop)
+
+    def _wake_all(self, running: asyncio.AbstractEventLoop) -> None:
+        """Makes every loop with receivers look again (a handed-back request
+        does not make the descriptor readable); threads blocked in `recv`
+        see it within a slice."""
+        for loop in list(self._waiters):
+            if loop is running:
+                loop.call_soon(self._dispatch, loop)
+            else:
+                try:
+                    loop.call_soon_threadsafe(self._dispatch, loop)
+                except RuntimeError:  # that loop was closed meanwhile
+                    pass
 
     def _release(self, loop: asyncio.AbstractEventLoop) -> None:
         """Stops watching the descriptor on `loop` (no receivers left there)."""
@@ -343,73 +356,6 @@ class Server(_ClosedByContext):
             raise StopAsyncIteration from None
 
 
-class _AsyncCalls:
-    """A client's calls in flight on event loops: one completion descriptor
-    (an eventfd the native side makes readable when any call finishes),
-    watched with ``add_reader`` by each loop that has calls in flight."""
-
-    __slots__ = ("_completions", "_fd", "_futures", "_loops")
-
-    def __init__(self) -> None:
-        self._completions = _ipcall.Completions()
-        self._fd = self._completions.fileno()
-        self._futures: Dict[int, asyncio.Future[bytes]] = {}
-        # Loops watching `_fd`, with how many calls each has in flight.
-        self._loops: Dict[asyncio.AbstractEventLoop, int] = {}
-
-    async def call(self, client: _ipcall.Client, data: Buffer) -> bytes:
-        outcome = self._completions.submit(client, data)
-        if isinstance(outcome, bytes):
-            return outcome
-        token = outcome
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[bytes] = loop.create_future()
-        self._futures[token] = future
-        in_flight = self._loops.get(loop, 0)
-        if in_flight == 0:
-            loop.add_reader(self._fd, self._on_ready)
-        self._loops[loop] = in_flight + 1
-        try:
-            return await future
-        except asyncio.CancelledError:
-            # Abandon the call: its late reply is discarded, and the client
-            # stays usable for the next one.
-            self._completions.cancel(token)
-            raise
-        finally:
-            del self._futures[token]
-            left = self._loops[loop] - 1
-            if left:
-                self._loops[loop] = left
-            else:
-                del self._loops[loop]
-                if not loop.is_closed():
-                    loop.remove_reader(self._fd)
-
-    def _on_ready(self) -> None:
-        running = asyncio.get_running_loop()
-        for token, outcome in self._completions.drain():
-            future = self._futures.get(token)
-            if future is None:
-                continue
-            if future.get_loop() is running:
-                _settle(future, outcome)
-            else:
-                future.get_loop().call_soon_threadsafe(_settle, future, outcome)
-
-    def __len__(self) -> int:
-        return len(self._completions)
-
-
-def _settle(future: asyncio.Future[bytes], outcome: Union[bytes, BaseException]) -> None:
-    if future.done():  # cancelled meanwhile
-        return
-    if isinstance(outcome, BaseException):
-        future.set_exception(outcome)
-    else:
-        future.set_result(outcome)
-
-
 class Client(_ClosedByContext):
     """A connection to a server: `connect()` or `Client.connect()`.
 
@@ -418,11 +364,10 @@ class Client(_ClosedByContext):
     never by order.
     """
 
-    __slots__ = ("_native", "_async", "__weakref__")
+    __slots__ = ("_native", "__weakref__")
 
     def __init__(self, native: _ipcall.Client) -> None:
         self._native = native
-        self._async: Optional[_AsyncCalls] = None
 
     @classmethod
     def connect(
@@ -478,13 +423,34 @@ class Client(_ClosedByContext):
         """Sends `data` and returns the call in flight; `wait()` on it later."""
         return self._native.send(data)
 
-    async def call_async(self, data: Buffer) -> bytes:
-        """`call` on the running event loop, with no thread per call.
-        Cancelling it abandons the call; the client stays usable."""
-        calls = self._async
-        if calls is None:
-            calls = self._async = _AsyncCalls()
-        return await calls.call(self._native, data)
+    async def call_async(self, data: Buffer, timeout: Optional[float] = None) -> bytes:
+        """`call` on the running event loop, read on the loop thread itself.
+
+        The request is written at once if the transport has room (else it
+        waits, on the loop, until there is); the loop watches the
+        connection's descriptor with ``add_reader`` (once per loop) and
+        settles the reply there. No thread is started or crossed per call.
+        After `timeout` seconds it raises `Timeout` and the call is
+        abandoned; cancelling it abandons it too (a late reply is
+        discarded, and a request still waiting for room is never sent). The
+        client stays usable either way."""
+        if timeout is not None and not timeout >= 0:
+            raise ValueError(f"timeout must be None or >= 0 seconds, not {timeout}")
+        native = self._native
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[bytes] = loop.create_future()
+        token = native._submit(loop, data, future)
+        if isinstance(token, bytes):  # answered at once
+            return token
+        timer = None if timeout is None else loop.call_later(timeout, native._expire, loop, token)
+        try:
+            return await future
+        except asyncio.CancelledError:
+            native._cancel(loop, token)
+            raise
+        finally:
+            if timer is not None:
+                timer.cancel()
 
     def clone(self) -> Client:
         """A new client on the same connection, closed independently."""

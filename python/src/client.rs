@@ -8,6 +8,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
 use crate::errors::{self, ToPyResult};
+use crate::evloop::{AsyncConn, Owned, Submitted};
 use crate::server::lock;
 use crate::{deadline_after, wait_in_slices, BytesLike, SLICE};
 
@@ -20,24 +21,20 @@ pub(crate) struct PyClient {
     inner: Mutex<Option<Client>>,
     /// The server's name.
     name: Arc<str>,
+    /// The connection's calls on asyncio loops (shared by clones, which
+    /// share the connection).
+    async_conn: Arc<AsyncConn>,
 }
 
 impl PyClient {
     fn wrap(client: Client) -> PyClient {
         let name = client.name().into();
-        PyClient { inner: Mutex::new(Some(client)), name }
+        PyClient { inner: Mutex::new(Some(client)), name, async_conn: Arc::default() }
     }
 
     /// A clone of the connection to call on, or `Closed` if closed.
     pub(crate) fn client(&self, py: Python<'_>) -> PyResult<Client> {
         lock(&self.inner).clone().ok_or_else(|| errors::new(py, ErrorKind::Closed, &self.name, "this client is closed"))
-    }
-
-    /// Sends `data` without the GIL.
-    pub(crate) fn send(&self, py: Python<'_>, data: &BytesLike<'_>) -> PyResult<Pending> {
-        let client = self.client(py)?;
-        let bytes = data.as_slice();
-        py.detach(|| client.send(bytes)).py_err(py)
     }
 }
 
@@ -140,22 +137,93 @@ impl PyClient {
 
     /// Sends `data` and returns the call in flight.
     #[pyo3(name = "send")]
-    fn send_py(&self, py: Python<'_>, data: BytesLike<'_>) -> PyResult<PyPending> {
-        let pending = self.send(py, &data)?;
-        Ok(PyPending { state: Mutex::new(PendingState::Waiting(pending)), name: self.name.clone() })
+    fn send_py(slf: &Bound<'_, Self>, py: Python<'_>, data: BytesLike<'_>) -> PyResult<PyPending> {
+        let this = slf.get();
+        let client = this.client(py)?;
+        let bytes = data.as_slice();
+        let pending = py.detach(|| client.send(bytes)).py_err(py)?;
+        Ok(PyPending {
+            state: Mutex::new(PendingState::Waiting(pending)),
+            name: this.name.clone(),
+            owner: Some(slf.clone().unbind()),
+        })
     }
 
     /// A new client on the same connection, independent of this one
     /// (closing one does not close the other).
     fn clone(&self, py: Python<'_>) -> PyResult<PyClient> {
-        Ok(PyClient { inner: Mutex::new(Some(self.client(py)?)), name: self.name.clone() })
+        Ok(PyClient {
+            inner: Mutex::new(Some(self.client(py)?)),
+            name: self.name.clone(),
+            async_conn: self.async_conn.clone(),
+        })
+    }
+
+    /// `call_async`'s first step, on the loop thread: sends `data` without
+    /// blocking (or queues it until the transport has room) for `future`,
+    /// watching the connection's descriptor on `event_loop` if it was not
+    /// yet. Returns the call's token, or the reply if it was there at once.
+    fn _submit(
+        slf: &Bound<'_, Self>,
+        py: Python<'_>,
+        event_loop: &Bound<'_, PyAny>,
+        data: BytesLike<'_>,
+        future: Py<PyAny>,
+    ) -> PyResult<Py<PyAny>> {
+        let this = slf.get();
+        let client = this.client(py)?;
+        let data = match data {
+            BytesLike::Shared(bytes) => Owned::Bytes(bytes.unbind()),
+            BytesLike::Copied(vec) => Owned::Copied(vec),
+        };
+        Ok(match this.async_conn.submit(py, &client, event_loop, data, future, slf.as_any())? {
+            Submitted::Token(token) => token.into_pyobject(py)?.into_any().unbind(),
+            Submitted::Reply(reply) => reply.into_any(),
+        })
+    }
+
+    /// The reader callback: makes progress and settles completed calls.
+    fn _on_ready(slf: &Bound<'_, Self>, py: Python<'_>, event_loop: &Bound<'_, PyAny>) -> PyResult<()> {
+        slf.get().async_conn.on_ready(py, event_loop, slf.as_any())
+    }
+
+    /// The timer of requests waiting for room on `event_loop`.
+    fn _retry_loop(slf: &Bound<'_, Self>, py: Python<'_>, event_loop: &Bound<'_, PyAny>) -> PyResult<()> {
+        slf.get().async_conn.retry(py, event_loop, slf.as_any())
+    }
+
+    /// Stops watching the descriptor on `event_loop` if no call is left there.
+    fn _release_loop(&self, py: Python<'_>, event_loop: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.async_conn.release(py, event_loop)
+    }
+
+    /// Abandons `call_async` call `token` (its caller was cancelled).
+    fn _cancel(slf: &Bound<'_, Self>, py: Python<'_>, event_loop: &Bound<'_, PyAny>, token: u64) -> PyResult<()> {
+        let this = slf.get();
+        this.async_conn.cancel(py, event_loop, token, &this.name, false, slf.as_any())
+    }
+
+    /// Abandons `call_async` call `token` at its timeout: its Future raises
+    /// `Timeout` (unless the reply had arrived).
+    fn _expire(slf: &Bound<'_, Self>, py: Python<'_>, event_loop: &Bound<'_, PyAny>, token: u64) -> PyResult<()> {
+        let this = slf.get();
+        this.async_conn.cancel(py, event_loop, token, &this.name, true, slf.as_any())
+    }
+
+    /// The number of `call_async` calls in flight (or waiting for room) on
+    /// this connection, on every loop.
+    fn _async_len(&self) -> usize {
+        self.async_conn.len()
     }
 
     /// Closes this client (the connection closes with its last clone).
     /// Calls already in flight still complete.
-    fn close(&self, py: Python<'_>) {
-        let client = lock(&self.inner).take();
+    fn close(slf: &Bound<'_, Self>, py: Python<'_>) -> PyResult<()> {
+        let this = slf.get();
+        let client = lock(&this.inner).take();
         py.detach(|| drop(client));
+        // An idle asyncio reader keeps a clone of the connection: let it go.
+        this.async_conn.release_idle(py, slf.as_any())
     }
 
     fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
@@ -163,13 +231,13 @@ impl PyClient {
     }
 
     fn __exit__(
-        &self,
+        slf: &Bound<'_, Self>,
         py: Python<'_>,
         _ty: Option<&Bound<'_, PyAny>>,
         _value: Option<&Bound<'_, PyAny>>,
         _tb: Option<&Bound<'_, PyAny>>,
-    ) {
-        self.close(py);
+    ) -> PyResult<()> {
+        Self::close(slf, py)
     }
 
     fn __repr__(&self) -> String {
@@ -196,6 +264,10 @@ pub(crate) struct PyPending {
     /// it never waits for the GIL while another thread waits for it.
     state: Mutex<PendingState>,
     name: Arc<str>,
+    /// The native client, for `done()` on a connection that an event loop
+    /// drives (there `try_wait` reads nothing itself). Not a clone of the
+    /// connection: a pending call must not keep a closed client connected.
+    owner: Option<Py<PyClient>>,
 }
 
 impl PyPending {
@@ -244,8 +316,8 @@ impl PyPending {
     }
 
     /// True once the outcome has arrived (or the reply was taken); never blocks.
-    fn done(&self, py: Python<'_>) -> bool {
-        py.detach(|| {
+    fn done(&self, py: Python<'_>) -> PyResult<bool> {
+        let look = || {
             let mut state = lock(&self.state);
             if let PendingState::Waiting(pending) = &mut *state {
                 match pending.try_wait() {
@@ -254,7 +326,23 @@ impl PyPending {
                 }
             }
             true
-        })
+        };
+        if py.detach(look) {
+            return Ok(true);
+        }
+        // Once an event loop drives the connection, `try_wait` reads
+        // nothing: make progress here, and wake the loops whose calls that
+        // completed (it cleared the readiness they wait for).
+        if let Some(owner) = &self.owner {
+            let owner = owner.bind(py);
+            let client = lock(&owner.get().inner).clone();
+            if let (Some(client), true) = (client, owner.get().async_conn.is_evented()) {
+                let _ = client.progress();
+                owner.get().async_conn.wake_loops(py, owner.as_any())?;
+                return Ok(py.detach(look));
+            }
+        }
+        Ok(false)
     }
 
     /// Abandons the call (a late reply is discarded); does nothing once the
@@ -280,8 +368,8 @@ impl PyPending {
         self.close(py);
     }
 
-    fn __repr__(&self, py: Python<'_>) -> String {
-        let state = if self.done(py) { "done" } else { "waiting" };
-        format!("<ipcall.Pending {:?} {state}>", &*self.name)
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        let state = if self.done(py)? { "done" } else { "waiting" };
+        Ok(format!("<ipcall.Pending {:?} {state}>", &*self.name))
     }
 }

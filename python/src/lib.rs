@@ -15,8 +15,8 @@
 
 mod bench;
 mod client;
-mod completions;
 mod errors;
+mod evloop;
 mod server;
 
 use std::time::{Duration, Instant};
@@ -131,7 +131,6 @@ fn _ipcall(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<server::PyPeer>()?;
     m.add_class::<client::PyClient>()?;
     m.add_class::<client::PyPending>()?;
-    m.add_class::<completions::PyCompletions>()?;
     m.add_class::<bench::PyBenchEchoServer>()?;
     m.add_function(wrap_pyfunction!(bench::bench_rust_client, m)?)?;
     m.add_function(wrap_pyfunction!(errors::error_kinds, m)?)?;

@@ -112,6 +112,14 @@ fn seconds_of(what: &str, seconds: f64) -> PyResult<Duration> {
         .map_err(|_| PyValueError::new_err(format!("{what} must be >= 0 seconds, not {seconds}")))
 }
 
+/// What one slice of a blocking `recv` got.
+enum Received {
+    /// A request handed back by a cancelled asyncio receiver.
+    Returned(Py<PyRequest>),
+    /// What the server's own `recv` gave.
+    Fresh(ipcall::Result<Request>),
+}
+
 /// A server bound to a name. Use `ipcall.Server` (which adds asyncio).
 #[pyclass(frozen, module = "ipcall._ipcall", name = "Server")]
 pub(crate) struct PyServer {
@@ -237,12 +245,22 @@ impl PyServer {
         }
         let deadline = deadline_after(timeout)?;
         let server = &self.inner;
-        let received = wait_in_slices(py, deadline, |slice| match server.recv_timeout(slice) {
-            Err(Error::Timeout { .. }) => None,
-            other => Some(other),
+        let returned = &self.returned;
+        // A request handed back by a cancelled asyncio receiver does not make
+        // the descriptor readable, so each slice looks for one first: a
+        // thread blocked here picks it up within a slice.
+        let received = wait_in_slices(py, deadline, |slice| {
+            if let Some(request) = lock(returned).pop_front() {
+                return Some(Received::Returned(request));
+            }
+            match server.recv_timeout(slice) {
+                Err(Error::Timeout { .. }) => None,
+                other => Some(Received::Fresh(other)),
+            }
         })?;
         match received {
-            Some(result) => self.wrap(py, result.py_err(py)?),
+            Some(Received::Returned(request)) => Ok(request),
+            Some(Received::Fresh(result)) => self.wrap(py, result.py_err(py)?),
             None => Err(errors::to_py(py, Error::Timeout { name: server.name().into() })),
         }
     }

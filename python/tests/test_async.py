@@ -65,7 +65,7 @@ def test_cancelling_a_call_leaves_the_client_usable(kind: str) -> None:
             with pytest.raises(asyncio.TimeoutError):
                 await asyncio.wait_for(client.call_async(b"too slow"), timeout=0.05)
             (await server.recv_async()).reply(b"too late")
-            assert client._async is not None and len(client._async) == 0
+            assert client._native._async_len() == 0
 
     run(main())
 

@@ -240,8 +240,11 @@ def test_permission_denied_for_a_runtime_dir_others_can_write(
 def test_io_error_when_out_of_descriptors(tmp_path: Path) -> None:
     # In a child, so that exhausting descriptors cannot disturb the tests.
     script = """
-import errno, os, resource
+import asyncio, errno, os, resource
 import ipcall
+server = ipcall.Server.bind_unique("mem")
+client = ipcall.connect(server.name)
+loop = asyncio.new_event_loop()
 resource.setrlimit(resource.RLIMIT_NOFILE, (64, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
 held = []
 try:
@@ -256,8 +259,9 @@ except ipcall.IoError as error:
     assert error.code == "IO" and error.name and error.name in str(error), str(error)
     print("IoError", error.errno)
 try:
-    ipcall._ipcall.Completions()  # the descriptor behind call_async
-except OSError as error:
+    # The client's descriptor for event loops is made by the first call_async.
+    loop.run_until_complete(client.call_async(b"x"))
+except ipcall.IoError as error:
     assert error.errno == errno.EMFILE, error
     print("OSError", error.errno)
 """

@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Iterator, List, Optional
@@ -103,6 +104,41 @@ def test_asyncio_over_nats(nats: NatsNode) -> None:
 
     assert asyncio.run(main()) == b"async!"
     server.close()
+
+
+def test_a_thousand_concurrent_async_calls_over_nats(nats: NatsNode) -> None:
+    """call_async over nats: on the loop thread (the NATS runtime completes
+    the calls and rings the client's descriptor), all matched, no thread per
+    call; a server in the same loop; cancelled and timed-out calls lose
+    nothing."""
+    server = ipcall.Server.bind(nats.name("async1000"))
+
+    async def main() -> None:
+        async def serve() -> None:
+            async for request in server:
+                if request.data != b"unanswered":
+                    request.reply(b"re:" + request.data)
+
+        serving = asyncio.ensure_future(serve())
+        async with ipcall.connect(server.name, timeout=10) as client:
+            assert await client.call_async(b"warm-up", timeout=30) == b"re:warm-up"
+            threads_before = threading.active_count()
+            replies = await asyncio.gather(*(client.call_async(b"%d" % i, timeout=60) for i in range(1000)))
+            assert replies == [b"re:%d" % i for i in range(1000)]
+            assert threading.active_count() <= threads_before
+            with pytest.raises(ipcall.Timeout):
+                await client.call_async(b"unanswered", timeout=0.2)
+            cancelled = asyncio.ensure_future(client.call_async(b"cancelled"))
+            await asyncio.sleep(0)
+            cancelled.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await cancelled
+            assert await client.call_async(b"after", timeout=30) == b"re:after"
+            assert client._native._async_len() == 0
+        server.close()
+        await serving
+
+    asyncio.run(asyncio.wait_for(main(), timeout=60))
 
 
 def test_not_found_and_disconnected(nats: NatsNode) -> None:
