@@ -211,3 +211,55 @@ fn one_call_at_a_time_never_loses_a_wake_up() {
         serving.join().unwrap();
     }
 }
+
+#[test]
+fn one_evented_call_at_a_time_beside_a_blocking_caller_never_stalls() {
+    // Rounds in lockstep: another thread makes one blocking call while the
+    // loop makes one evented call, and waits for the loop before its next,
+    // so no later call comes to help: the loop calls `progress` only when
+    // the descriptor is readable. The blocking caller may hold the writer
+    // when `try_send` tries (it rings when it lets go), or the reading role
+    // when the evented reply comes (it rings for what it completes, or for
+    // bytes it read but did not decode once it lets the role go).
+    for kind in KINDS {
+        let server = Arc::new(Server::bind_unique(kind).unwrap());
+        let serving = serve(server.clone());
+        let client = Client::connect(server.name()).unwrap();
+        let fd = client.fd().unwrap();
+        const ROUNDS: u32 = 2000;
+        let rounds = Arc::new(std::sync::Barrier::new(2));
+        let blocking = client.clone();
+        let (tag, other_rounds) = (kind.to_string(), rounds.clone());
+        let other = thread::spawn(move || {
+            for i in 0..ROUNDS {
+                other_rounds.wait();
+                let data = request(i, [16, 16, 3000][i as usize % 3]);
+                assert_eq!(blocking.call(&data).unwrap(), reply_to(&data), "{tag}: blocking call {i}");
+                other_rounds.wait();
+            }
+        });
+        for i in 0..ROUNDS {
+            rounds.wait();
+            let data = request(i, [64, 64, 5000][i as usize % 3]);
+            let mut pending = loop {
+                if let Some(p) = client.try_send(&data).unwrap() {
+                    break p;
+                }
+                assert!(readable(fd, 30_000), "{kind}: call {i}: no room and no readiness");
+                client.progress().unwrap();
+            };
+            let outcome = loop {
+                if let Some(outcome) = pending.try_wait() {
+                    break outcome;
+                }
+                assert!(readable(fd, 30_000), "{kind}: call {i}: the descriptor never turned readable");
+                client.progress().unwrap();
+            };
+            assert_eq!(outcome.unwrap(), reply_to(&data), "{kind}: call {i}");
+            rounds.wait();
+        }
+        other.join().unwrap();
+        server.close();
+        serving.join().unwrap();
+    }
+}

@@ -22,11 +22,12 @@ impl EventFd {
         signal(self.fd.as_fd());
     }
 
-    /// Makes the descriptor unreadable (resets the counter to 0).
-    pub(crate) fn clear(&self) {
+    /// Makes the descriptor unreadable (resets the counter to 0); true if
+    /// it was readable.
+    pub(crate) fn clear(&self) -> bool {
         let mut value = [0u8; 8];
-        // EAGAIN (already zero) is the expected failure and needs no handling.
-        let _ = rustix::io::read(&self.fd, &mut value);
+        // EAGAIN (already zero) is the expected failure: nothing was there.
+        rustix::io::read(&self.fd, &mut value).is_ok_and(|n| n == value.len())
     }
 }
 

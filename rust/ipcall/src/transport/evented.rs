@@ -6,9 +6,12 @@
 //! every call sent on the connection carries the notifier's waker in its
 //! [`Slot`]: whoever completes the call — the server's thread (`mem:`), the
 //! NATS runtime, another thread holding the reading role, a connection's
-//! death — makes the eventfd readable. `progress()` clears it *after* doing
-//! its work, so a completion that raced with it is either seen by it or
-//! sets the eventfd again: never a lost wake-up.
+//! death — makes the eventfd readable, and not for what a `progress` on this
+//! thread completes ([`quietly`]: it is seen when `progress` returns).
+//! `progress()` clears it either after its work, so a completion that
+//! raced with it is seen by the caller or sets the eventfd again, or — when
+//! every ring comes after the state it announces — before its work, which
+//! then sees what the cleared rings announced: never a lost wake-up.
 //!
 //! Calls sent before the first `fd()` carry no waker, and calls later
 //! `.await`ed replace it with their task's; those are not announced on the
@@ -18,6 +21,7 @@
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Wake, Waker};
 
@@ -27,16 +31,36 @@ use crate::sys::epoll::{Epoll, READABLE, WRITABLE};
 use crate::sys::EventFd;
 
 /// The eventfd, woken as a `Waker`.
-struct Bell(EventFd);
+///
+/// `rung` lets the rings of this process write the eventfd once per
+/// clearing instead of once each: a ring that finds it set writes nothing,
+/// because a write it did is still to be read. It is reset only after a
+/// read (see [`Notifier::clear`] and [`Notifier::clear_own`]); the reset
+/// is a swap, so it reads every skipped ring's swap and whoever cleared
+/// sees what those rings announced.
+struct Bell {
+    fd: EventFd,
+    /// A ring of this process wrote the eventfd and no read took it since.
+    rung: AtomicBool,
+}
+
+impl Bell {
+    fn ring(&self) {
+        if QUIET.get() {
+            return;
+        }
+        if !self.rung.swap(true, Ordering::SeqCst) {
+            self.fd.set();
+        }
+    }
+}
 
 impl Wake for Bell {
     fn wake(self: Arc<Self>) {
         self.wake_by_ref();
     }
     fn wake_by_ref(self: &Arc<Self>) {
-        if !QUIET.get() {
-            self.0.set();
-        }
+        self.ring();
     }
 }
 
@@ -74,13 +98,13 @@ impl Notifier {
     /// The eventfd, made on first use.
     pub(crate) fn get_or_make(&self) -> io::Result<BorrowedFd<'_>> {
         if let Some((bell, _)) = self.bell.get() {
-            return Ok(bell.0.as_fd());
+            return Ok(bell.fd.as_fd());
         }
-        let bell = Arc::new(Bell(EventFd::new()?));
+        let bell = Arc::new(Bell { fd: EventFd::new()?, rung: AtomicBool::new(false) });
         let waker = Waker::from(bell.clone());
         // A racing first call may have set it meanwhile: either one is kept.
         let _ = self.bell.set((bell, waker));
-        Ok(self.bell.get().expect("set above").0 .0.as_fd())
+        Ok(self.bell.get().expect("set above").0.fd.as_fd())
     }
 
     /// True once an event loop asked for the descriptor.
@@ -98,17 +122,38 @@ impl Notifier {
     /// Makes the eventfd readable (if made; not inside [`quietly`]).
     pub(crate) fn ring(&self) {
         if let Some((bell, _)) = self.bell.get() {
-            if !QUIET.get() {
-                bell.0.set();
-            }
+            bell.ring();
         }
     }
 
-    /// Makes the eventfd unreadable (if made). Call it after the work a
-    /// readiness asked for is done.
-    pub(crate) fn clear(&self) {
-        if let Some((bell, _)) = self.bell.get() {
-            bell.0.clear();
+    /// Makes the eventfd unreadable (if made); true if it was readable.
+    /// Call it after the work a readiness asked for is done, or before it
+    /// if every ring comes after the state it announces. Always reads: for
+    /// an eventfd another process may write too (the `shm:` bell).
+    pub(crate) fn clear(&self) -> bool {
+        let Some((bell, _)) = self.bell.get() else { return false };
+        let was = bell.fd.clear();
+        // After the read: a ring whose write is still in flight leaves the
+        // eventfd readable (read next time), and one that skipped its write
+        // is seen through this swap by whoever cleared.
+        bell.rung.swap(false, Ordering::SeqCst);
+        was
+    }
+
+    /// Like [`clear`](Self::clear), for an eventfd only this process
+    /// writes (through [`ring`](Self::ring) and the waker): reads it only
+    /// if a ring wrote it, so a `progress` that nothing rang for makes no
+    /// system call here. Call it *before* the work: a ring that skips its
+    /// write (one is pending) is seen by the work that follows.
+    ///
+    /// `rung` goes false only after a read took the one write of its
+    /// cycle; a read that finds nothing leaves it set, the write in flight
+    /// then lands on a set flag and the next call reads it. So a readable
+    /// eventfd always has `rung` set: never a readiness this call ignores.
+    pub(crate) fn clear_own(&self) {
+        let Some((bell, _)) = self.bell.get() else { return };
+        if bell.rung.load(Ordering::SeqCst) && bell.fd.clear() {
+            bell.rung.swap(false, Ordering::SeqCst);
         }
     }
 }

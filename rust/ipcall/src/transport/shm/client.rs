@@ -96,8 +96,9 @@ struct Shared {
     /// The server has our bell (the notifier's eventfd) and rings it with
     /// every wake-up: evented calls need no reader thread.
     bell: std::sync::atomic::AtomicBool,
-    /// A `try_send` found no room: the event loop waits for the server to
-    /// free some (announced in the request ring's `producer_sleeping`).
+    /// A `try_send` found no room (the event loop waits for the server to
+    /// free some, announced in the request ring's `producer_sleeping`) or
+    /// the writer busy (the blocking sender rings when it lets go).
     send_blocked: std::sync::atomic::AtomicBool,
     /// Serialises the first `fd()` (the bell is sent once).
     fd_init: Mutex<()>,
@@ -392,7 +393,14 @@ impl ClientConn for ShmClient {
         let slot = Arc::new(Slot::new());
         let mut writer = lock(&shared.writer);
         let id = writer.next_id;
-        let start_reader = shared.insert_call(id, &slot)?;
+        let start_reader = match shared.insert_call(id, &slot) {
+            Ok(start) => start,
+            Err(e) => {
+                drop(writer);
+                shared.after_blocking_send();
+                return Err(e);
+            }
+        };
         writer.next_id += 1;
         let header = shared.mapping.header();
         publish_cpu(&header.client_cpu);

@@ -81,6 +81,9 @@ struct Shared {
     notifier: Notifier,
     /// The event loop's descriptor (made by the first `fd()`).
     poll_set: std::sync::OnceLock<PollSet>,
+    /// A `try_send` found the writer busy: the blocking sender that held
+    /// it rings the notifier when it lets go.
+    send_blocked: std::sync::atomic::AtomicBool,
 }
 
 /// The connection as `Client` sees it; its clones and `Pending`s share it.
@@ -138,6 +141,7 @@ impl StreamClient {
             reader: Mutex::new(reader),
             notifier: Notifier::new(),
             poll_set: std::sync::OnceLock::new(),
+            send_blocked: std::sync::atomic::AtomicBool::new(false),
         };
         Ok(Arc::new(StreamClient { shared: Arc::new(shared) }))
     }
@@ -223,33 +227,41 @@ impl Shared {
 
     /// Gives the reading role back and hands it on: to a sleeping caller if
     /// there is one, and to the async reader if async calls are pending.
-    fn give_up_reading(&self) {
-        let mut calls = lock(&self.calls);
-        calls.reading = false;
-        if calls.followers > 0 {
-            if let Some(next) = calls.pending.values().find(|e| e.following && !e.slot.is_ready()) {
-                next.slot.nudge();
+    ///
+    /// `left_bytes` (from [`leave_reader`](Self::leave_reader)): rings the
+    /// event loop's notifier once the role is free.
+    fn give_up_reading(&self, left_bytes: bool) {
+        {
+            let mut calls = lock(&self.calls);
+            calls.reading = false;
+            if calls.followers > 0 {
+                if let Some(next) = calls.pending.values().find(|e| e.following && !e.slot.is_ready()) {
+                    next.slot.nudge();
+                }
+            }
+            if calls.async_calls > 0 {
+                self.async_cond.notify_all();
             }
         }
-        if calls.async_calls > 0 {
-            self.async_cond.notify_all();
+        if left_bytes {
+            self.notifier.ring();
         }
     }
 
     /// Reads as the holder of the reading role until `slot` is answered or
-    /// the deadline passes; returns whether the slot is answered.
-    fn lead(&self, slot: &Slot, deadline: Deadline) -> bool {
+    /// the deadline passes; returns whether the slot is answered, and
+    /// whether undecoded bytes are left (for [`give_up_reading`](Self::give_up_reading)).
+    fn lead(&self, slot: &Slot, deadline: Deadline) -> (bool, bool) {
         let mut reader = lock(&self.reader);
         loop {
             if slot.is_ready() {
-                self.leave_reader(&reader);
-                return true;
+                return (true, self.leave_reader(&reader));
             }
             if !self.read_one(&mut reader, deadline) {
-                return slot.is_ready();
+                return (slot.is_ready(), false);
             }
             if deadline.expired() && !reader.has_buffered() {
-                return slot.is_ready();
+                return (slot.is_ready(), false);
             }
         }
     }
@@ -269,19 +281,25 @@ impl Shared {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     if self.try_take_reading() {
-                        {
+                        let left = {
                             let mut reader = lock(&self.reader);
                             let mut fds = [
                                 pollfd(self.wire.write_fd(), libc::POLLOUT),
                                 pollfd(self.wire.read_fd(), libc::POLLIN),
                             ];
-                            poll_until(&mut fds, Deadline::Never)?;
-                            if fds[1].revents != 0 {
+                            let polled = poll_until(&mut fds, Deadline::Never);
+                            if polled.is_ok() && fds[1].revents != 0 {
                                 self.read_one(&mut reader, Deadline::Now);
                             }
-                            self.leave_reader(&reader);
-                        }
-                        self.give_up_reading();
+                            let left = self.leave_reader(&reader);
+                            if let Err(e) = polled {
+                                drop(reader);
+                                self.give_up_reading(left);
+                                return Err(e);
+                            }
+                            left
+                        };
+                        self.give_up_reading(left);
                     } else {
                         // Someone else reads; re-check now and then in case
                         // they stop while we are still blocked.
@@ -295,6 +313,39 @@ impl Shared {
             }
         }
         Ok(())
+    }
+
+    /// Writes request `data` for `slot`, blocking while the wire is full;
+    /// returns its id. The writer lock is held throughout.
+    fn send_blocking(&self, slot: &Arc<Slot>, data: &[u8]) -> Result<u64> {
+        let mut writer = lock(&self.writer);
+        if !writer.outbox.is_empty() {
+            let outbox = std::mem::take(&mut writer.outbox);
+            if self.write_request(&outbox, &[]).is_err() {
+                drop(writer);
+                return Err(self.broken_write(None));
+            }
+            self.want_write(false);
+        }
+        let id;
+        {
+            let mut calls = lock(&self.calls);
+            if let Some(death) = &calls.dead {
+                return Err(self.error_for(death));
+            }
+            if calls.server_closed.is_some() || calls.write_broken {
+                return Err(Error::Disconnected { name: self.name.clone() });
+            }
+            id = writer.next_id;
+            calls.pending.insert(id, Entry { slot: slot.clone(), is_async: false, following: false });
+        }
+        writer.next_id += 1;
+        let header = frame::encode_header(FrameKind::Request, id, data.len() as u32);
+        if self.write_request(&header, data).is_err() {
+            drop(writer);
+            return Err(self.broken_write(Some(id)));
+        }
+        Ok(id)
     }
 
     /// The async reader: reads whenever async calls are pending and nobody
@@ -316,16 +367,16 @@ impl Shared {
                 }
                 calls.reading = true;
             }
-            {
+            let left = {
                 let mut reader = lock(&self.reader);
                 while self.read_one(&mut reader, Deadline::Never) {
                     if lock(&self.calls).async_calls == 0 {
                         break;
                     }
                 }
-                self.leave_reader(&reader);
-            }
-            self.give_up_reading();
+                self.leave_reader(&reader)
+            };
+            self.give_up_reading(left);
         }
     }
 }
@@ -338,35 +389,11 @@ impl ClientConn for StreamClient {
         }
         let slot = Arc::new(Slot::new());
         shared.notifier.arm(&slot);
-        let id;
-        {
-            let mut writer = lock(&shared.writer);
-            if !writer.outbox.is_empty() {
-                let outbox = std::mem::take(&mut writer.outbox);
-                if shared.write_request(&outbox, &[]).is_err() {
-                    drop(writer);
-                    return Err(shared.broken_write(None));
-                }
-                shared.want_write(false);
-            }
-            {
-                let mut calls = lock(&shared.calls);
-                if let Some(death) = &calls.dead {
-                    return Err(shared.error_for(death));
-                }
-                if calls.server_closed.is_some() || calls.write_broken {
-                    return Err(Error::Disconnected { name: shared.name.clone() });
-                }
-                id = writer.next_id;
-                calls.pending.insert(id, Entry { slot: slot.clone(), is_async: false, following: false });
-            }
-            writer.next_id += 1;
-            let header = frame::encode_header(FrameKind::Request, id, data.len() as u32);
-            if shared.write_request(&header, data).is_err() {
-                drop(writer);
-                return Err(shared.broken_write(Some(id)));
-            }
-        }
+        let sent = shared.send_blocking(&slot, data);
+        // The writer is free again: an event loop whose `try_send` found it
+        // busy may try again.
+        shared.after_blocking_send();
+        let id = sent?;
         Ok(Call { conn: self, id, slot })
     }
 
@@ -377,8 +404,8 @@ impl ClientConn for StreamClient {
                 return true;
             }
             if shared.try_take_reading() {
-                let done = shared.lead(slot, deadline);
-                shared.give_up_reading();
+                let (done, left) = shared.lead(slot, deadline);
+                shared.give_up_reading(left);
                 if done || deadline.expired() {
                     return done;
                 }

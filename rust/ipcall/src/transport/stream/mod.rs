@@ -199,6 +199,9 @@ pub(crate) struct FrameReader {
     buf: Box<[MaybeUninit<u8>]>,
     start: usize,
     end: usize,
+    /// The last read returned less than it asked for: the wire was empty
+    /// after it.
+    short: bool,
 }
 
 impl FrameReader {
@@ -209,6 +212,7 @@ impl FrameReader {
             buf: vec![MaybeUninit::uninit(); STAGING].into_boxed_slice(),
             start: 0,
             end: 0,
+            short: false,
         }
     }
 
@@ -240,6 +244,12 @@ impl FrameReader {
         self.decoder.in_frame() || self.start < self.end
     }
 
+    /// True if the last read emptied the wire and every byte read is
+    /// decoded: reading again now would most likely find nothing.
+    pub(crate) fn drained(&self) -> bool {
+        self.short && self.start >= self.end
+    }
+
     /// True if buffered bytes are waiting to be decoded.
     pub(crate) fn has_buffered(&self) -> bool {
         self.start < self.end
@@ -266,6 +276,7 @@ impl FrameReader {
             // The staging buffer is empty here.
             let direct = self.decoder.payload_missing() >= DIRECT_READ_MIN;
             let target = if direct { self.decoder.payload_spare() } else { &mut self.buf[..] };
+            let asked = target.len();
             let read = match how {
                 ReadFor::Slice(slice) => wire.read_timeout(target, slice),
                 ReadFor::Deadline(Deadline::Never) => wire.read_blocking(target),
@@ -278,13 +289,17 @@ impl FrameReader {
             match read {
                 Ok(0) => return Err(ReadError::Eof),
                 Ok(n) if direct => {
+                    self.short = n < asked;
                     // SAFETY: (1) `read_*` wrote `n` initialised bytes at the
                     // start of the spare tail `payload_spare` returned.
                     if let Some(event) = unsafe { self.decoder.payload_filled(n) } {
                         return Ok(Some(event));
                     }
                 }
-                Ok(n) => self.end = n,
+                Ok(n) => {
+                    self.short = n < asked;
+                    self.end = n;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
                 Err(e) if is_disconnect(&e) => return Err(ReadError::Eof),

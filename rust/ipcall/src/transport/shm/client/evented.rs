@@ -22,7 +22,7 @@
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{fence, Ordering};
 use std::sync::{Arc, MutexGuard, TryLockError};
 
 use super::{Outbox, Shared, ShmClient, Writer};
@@ -79,7 +79,10 @@ impl Shared {
     /// no room may try again (the blocking sender may have taken the
     /// wake-up it waited for).
     pub(super) fn after_blocking_send(&self) {
-        if self.send_blocked.load(Ordering::Relaxed) && self.send_blocked.swap(false, Ordering::Relaxed) {
+        // Pairs with the fence in `writer_or_ring_later` (unlock, then look
+        // at the flag; against store, then look at the lock).
+        fence(Ordering::SeqCst);
+        if self.send_blocked.load(Ordering::Relaxed) && self.send_blocked.swap(false, Ordering::SeqCst) {
             self.notifier.ring();
         }
     }
@@ -91,6 +94,18 @@ impl Shared {
             Err(TryLockError::Poisoned(e)) => Some(e.into_inner()),
             Err(TryLockError::WouldBlock) => None,
         }
+    }
+
+    /// The writer for `try_send`. If another thread writes, asks it (by
+    /// `send_blocked`) to ring the notifier once it lets go, and looks once
+    /// more: it may have let go before it saw the flag.
+    fn writer_or_ring_later(&self) -> Option<MutexGuard<'_, Writer>> {
+        if let Some(writer) = self.try_writer() {
+            return Some(writer);
+        }
+        self.send_blocked.store(true, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        self.try_writer()
     }
 
     /// Wakes the server if it announced that it sleeps.
@@ -175,10 +190,8 @@ impl ShmClient {
     pub(super) fn evented_progress(&self) {
         let shared = &self.shared;
         let bell = shared.bell.load(Ordering::Acquire);
-        if bell {
-            // First: a wake-up from now on stays readable.
-            shared.notifier.clear();
-        }
+        // First: a wake-up from now on stays readable.
+        let rung = bell && shared.notifier.clear();
         let mut again = false;
         quietly(|| {
             if let Some(mut writer) = shared.try_writer() {
@@ -215,7 +228,14 @@ impl ShmClient {
                         break;
                     }
                 }
-                shared.check_gone(&mut reader);
+                // The rendezvous socket is in `fd()`'s epoll set, level-
+                // triggered: a hang-up keeps it readable. When the bell
+                // rang (the usual wake-up) the `poll` is left to the next
+                // `progress`, which that readiness calls for; it finds the
+                // bell quiet unless someone rang again, and then looks.
+                if !rung {
+                    shared.check_gone(&mut reader);
+                }
                 drop(reader);
                 shared.hand_on();
             }
@@ -234,7 +254,7 @@ impl ShmClient {
         if data.len() as u64 > u64::from(shared.max) {
             return Err(Error::TooLarge { size: data.len() as u64, max: u64::from(shared.max) });
         }
-        let Some(mut writer) = shared.try_writer() else { return Ok(None) };
+        let Some(mut writer) = shared.writer_or_ring_later() else { return Ok(None) };
         let bell = shared.bell.load(Ordering::Acquire);
         match shared.flush_now(&mut writer) {
             Ok(true) => {}

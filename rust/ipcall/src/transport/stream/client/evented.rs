@@ -5,6 +5,7 @@
 
 use std::io::{self, IoSlice};
 use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::atomic::{fence, Ordering};
 use std::sync::{Arc, MutexGuard, TryLockError};
 
 use super::{Shared, StreamClient, Writer};
@@ -13,18 +14,19 @@ use crate::core::frame::{self, Event, FrameKind};
 use crate::core::slot::Slot;
 use crate::core::wait::{lock, Deadline};
 use crate::transport::calls::{Death, Entry};
-use crate::transport::evented::PollSet;
+use crate::transport::evented::{quietly, PollSet};
 use crate::transport::stream::{remaining_slices, FrameReader, ReadError};
 use crate::transport::Call;
 
 impl Shared {
-    /// Called by a holder of the reading role as it leaves: bytes it read
-    /// but did not decode make no descriptor readable, so an event loop is
-    /// told to come and read them.
-    pub(super) fn leave_reader(&self, reader: &FrameReader) {
-        if reader.has_buffered() {
-            self.notifier.ring();
-        }
+    /// Called by a holder of the reading role as it leaves, while it still
+    /// holds the reader: whether it leaves bytes it read but did not decode.
+    /// Those make no descriptor readable, so
+    /// [`give_up_reading`](Self::give_up_reading) is told to ring the event
+    /// loop's notifier — after the role is free, so the `progress` the ring
+    /// calls for can take it.
+    pub(super) fn leave_reader(&self, reader: &FrameReader) -> bool {
+        reader.has_buffered()
     }
 
     /// The error of a send whose write failed. After a half-written frame no
@@ -80,6 +82,29 @@ impl Shared {
         Ok(true)
     }
 
+    /// The writer for `try_send`. If another thread writes, asks it (by
+    /// `send_blocked`) to ring the notifier once it lets go, and looks once
+    /// more: it may have let go before it saw the flag.
+    fn writer_or_ring_later(&self) -> Option<MutexGuard<'_, Writer>> {
+        if let Some(writer) = self.try_writer() {
+            return Some(writer);
+        }
+        self.send_blocked.store(true, Ordering::SeqCst);
+        // Pairs with the fence in `after_blocking_send` (store, then look
+        // at the lock; against unlock, then look at the flag).
+        fence(Ordering::SeqCst);
+        self.try_writer()
+    }
+
+    /// Called by a blocking send after it let go of the writer: rings the
+    /// notifier if a `try_send` found the writer busy meanwhile.
+    pub(super) fn after_blocking_send(&self) {
+        fence(Ordering::SeqCst);
+        if self.send_blocked.load(Ordering::Relaxed) && self.send_blocked.swap(false, Ordering::SeqCst) {
+            self.notifier.ring();
+        }
+    }
+
     /// Flushes the outbox as far as the wire takes now, if no other thread
     /// writes. `Err` if the write failed (the connection is then broken
     /// for writing).
@@ -99,8 +124,15 @@ impl Shared {
         }
     }
 
-    /// Reads and dispatches every frame the wire has now, if the reading
+    /// Reads and dispatches the frames the wire has now, if the reading
     /// role is free; never blocks.
+    ///
+    /// It stops after a frame when the read that brought it found the wire
+    /// emptied (it returned less than asked) and no undecoded bytes are
+    /// left: the read that would follow is an EAGAIN for nothing. Bytes
+    /// that arrive meanwhile make the read descriptor, which `fd()`
+    /// watches level-triggered, readable again; the rest of a frame begun
+    /// is still to come on the wire, so it does too.
     fn read_available(&self) {
         if !self.try_take_reading() {
             // The holder reads (and rings the notifier for what it leaves).
@@ -110,7 +142,12 @@ impl Shared {
             let mut reader = lock(&self.reader);
             loop {
                 match reader.next(&*self.wire, Deadline::Now) {
-                    Ok(Some(Event::Frame(frame))) => self.dispatch(frame),
+                    Ok(Some(Event::Frame(frame))) => {
+                        self.dispatch(frame);
+                        if reader.drained() {
+                            break;
+                        }
+                    }
                     Ok(Some(Event::Hello(_))) => unreachable!("the decoder yields the hello once, at handshake"),
                     Ok(None) => break,
                     Err(ReadError::Eof) | Err(ReadError::Io(_)) => {
@@ -124,7 +161,8 @@ impl Shared {
                 }
             }
         }
-        self.give_up_reading();
+        // Everything read was decoded: nothing to ring for.
+        self.give_up_reading(false);
     }
 }
 
@@ -152,12 +190,18 @@ impl StreamClient {
     /// See [`ClientConn::progress`](crate::transport::ClientConn::progress).
     pub(super) fn evented_progress(&self) {
         let shared = &self.shared;
+        // First: every ring comes after the state it announces (a
+        // completion, a reading role given up with bytes left), so what a
+        // ring cleared here announced is seen by the work below, and a
+        // ring from now on stays readable.
+        shared.notifier.clear_own();
         // A failed flush already marked the connection broken for writing;
-        // its calls end through the read side.
+        // its calls end through the read side. (Not quietly: a failed
+        // `epoll_ctl` rings to have the loop call again.)
         let _ = shared.flush_outbox_now();
-        shared.read_available();
-        // Last: a completion after this rings again.
-        shared.notifier.clear();
+        // What this thread completes is seen when `progress` returns: no
+        // ring (a write and a read of the eventfd) for it.
+        quietly(|| shared.read_available());
     }
 
     /// See [`ClientConn::try_send`](crate::transport::ClientConn::try_send).
@@ -166,7 +210,7 @@ impl StreamClient {
         if data.len() as u64 > u64::from(shared.max) {
             return Err(Error::TooLarge { size: data.len() as u64, max: u64::from(shared.max) });
         }
-        let Some(mut writer) = shared.try_writer() else { return Ok(None) };
+        let Some(mut writer) = shared.writer_or_ring_later() else { return Ok(None) };
         match shared.flush_now(&mut writer) {
             Ok(true) => shared.want_write(false),
             Ok(false) => return Ok(None),
