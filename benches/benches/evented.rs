@@ -4,7 +4,9 @@
 //!
 //! "evented" is one call at a time the way an event loop makes it:
 //! `try_send`, `poll(2)` on `Client::fd()`, `progress()`, `try_wait()`.
-//! The ratio is evented / blocking (1.0 = the evented path costs nothing
+//! "evented + spin" lets `Client::progress_spin()` catch the reply before
+//! each `poll(2)`, as the Node client does before its loop sleeps.
+//! The ratios are to blocking (1.0 = the evented path costs nothing
 //! more). `IPCALL_BENCH_QUICK=1` runs fewer samples.
 
 use std::os::fd::{AsRawFd, BorrowedFd};
@@ -37,7 +39,7 @@ fn wait_readable(fd: BorrowedFd<'_>) {
 
 /// One evented round trip: send without blocking, then poll, progress and
 /// try_wait until the reply is there.
-fn evented_call(client: &Client, request: &[u8]) -> Vec<u8> {
+fn evented_call(client: &Client, request: &[u8], spin: bool) -> Vec<u8> {
     let fd = client.fd().expect("fd");
     let mut pending = loop {
         if let Some(p) = client.try_send(request).expect("try_send") {
@@ -50,12 +52,15 @@ fn evented_call(client: &Client, request: &[u8]) -> Vec<u8> {
         if let Some(outcome) = pending.try_wait() {
             return outcome.expect("reply");
         }
+        if spin && client.progress_spin().expect("progress_spin") {
+            continue;
+        }
         wait_readable(fd);
         client.progress().expect("progress");
     }
 }
 
-fn measure(kind: Kind, placement: Placement, samples: usize) -> (f64, f64) {
+fn measure(kind: Kind, placement: Placement, samples: usize) -> (f64, f64, f64) {
     let name = match kind {
         Kind::Unix => format!("unix:@ipcall-bench-evented-{}", std::process::id()),
         _ => format!("shm:@ipcall-bench-evented-{}", std::process::id()),
@@ -68,16 +73,20 @@ fn measure(kind: Kind, placement: Placement, samples: usize) -> (f64, f64) {
     let blocking = Client::connect(&name).expect("connect");
     let evented = Client::connect(&name).expect("connect");
     evented.fd().expect("fd");
+    let spinning = Client::connect(&name).expect("connect");
+    spinning.fd().expect("fd");
     let mut blocking_p50 = Vec::new();
     let mut evented_p50 = Vec::new();
+    let mut spinning_p50 = Vec::new();
     for _ in 0..ROUNDS {
         blocking_p50.push(latency_ns(samples, || assert_eq!(blocking.call(&request).expect("call").len(), 64)).0);
-        evented_p50.push(latency_ns(samples, || assert_eq!(evented_call(&evented, &request).len(), 64)).0);
+        evented_p50.push(latency_ns(samples, || assert_eq!(evented_call(&evented, &request, false).len(), 64)).0);
+        spinning_p50.push(latency_ns(samples, || assert_eq!(evented_call(&spinning, &request, true).len(), 64)).0);
     }
-    drop((blocking, evented));
+    drop((blocking, evented, spinning));
     let _ = child.kill();
     let _ = child.wait();
-    (median(&mut blocking_p50), median(&mut evented_p50))
+    (median(&mut blocking_p50), median(&mut evented_p50), median(&mut spinning_p50))
 }
 
 fn main() {
@@ -87,19 +96,29 @@ fn main() {
         return;
     }
     let samples = if quick() { 2_000 } else { 20_000 };
-    let mut table = Table::new(&["transport", "placement", "blocking call p50", "evented p50", "evented / blocking"])
-        .left_columns(2);
+    let mut table = Table::new(&[
+        "transport",
+        "placement",
+        "blocking call p50",
+        "evented p50",
+        "evented / blocking",
+        "evented + spin p50",
+        "+ spin / blocking",
+    ])
+    .left_columns(2);
     // Read before anything pins this process.
     let placements = placements();
     for kind in [Kind::Unix, Kind::Shm] {
         for &placement in &placements {
-            let (blocking, evented) = measure(kind, placement, samples);
+            let (blocking, evented, spinning) = measure(kind, placement, samples);
             table.row(vec![
                 kind.to_string(),
                 placement.label.to_string(),
                 ns(blocking),
                 ns(evented),
                 ratio(evented / blocking),
+                ns(spinning),
+                ratio(spinning / blocking),
             ]);
         }
     }

@@ -66,6 +66,18 @@ pub(crate) trait Driven: 'static {
     fn wants_waker(&self) -> bool;
     /// Environment teardown: drop every waiter unsettled (no JavaScript can run).
     fn abandon(&mut self);
+    /// Whether to spin briefly before the loop sleeps (an answer is
+    /// expected soon: see [`spin`](Self::spin)).
+    fn wants_spin(&self) -> bool {
+        false
+    }
+    /// Right before the loop polls for I/O, at most once per turn: spin
+    /// briefly for what `wants_spin` expects (the core's policy decides
+    /// whether and how long); true if something came (then the loop turns
+    /// again without sleeping, and spins again if still wanted).
+    fn spin(&mut self, _out: &mut Vec<Settlement>) -> bool {
+        false
+    }
 }
 
 /// Where the handles are in their life.
@@ -91,7 +103,17 @@ pub(crate) struct Reactor {
     poll: uv::Handle,
     timer: uv::Handle,
     waker: uv::Handle,
+    /// Runs [`Driven::spin`] before the loop polls, while started.
+    prepare: uv::Handle,
+    /// Keeps the loop from sleeping in its poll, while started.
+    idle: uv::Handle,
     polling: bool,
+    /// The prepare handle is started.
+    spinning: bool,
+    /// The last spin caught something: turn again without sleeping.
+    hot: bool,
+    /// The idle handle is started.
+    idling: bool,
     timer_at: Option<Instant>,
     waker_ref: bool,
     /// Handles whose close callback has not run yet.
@@ -119,7 +141,12 @@ impl Reactor {
             poll: ptr::null_mut(),
             timer: ptr::null_mut(),
             waker: ptr::null_mut(),
+            prepare: ptr::null_mut(),
+            idle: ptr::null_mut(),
             polling: false,
+            spinning: false,
+            hot: false,
+            idling: false,
             timer_at: None,
             waker_ref: false,
             open: 0,
@@ -157,7 +184,7 @@ impl Reactor {
                 if let Some(closing) = self.on_waker_close.take() {
                     closing();
                 }
-                for handle in [self.poll, self.timer, self.waker] {
+                for handle in [self.poll, self.timer, self.prepare, self.idle, self.waker] {
                     if !handle.is_null() {
                         // SAFETY: (1) on the loop's thread; (2) each handle is
                         // live and closed once (phase moves past Open here).
@@ -208,7 +235,7 @@ fn open<S: Driven>(shared: &Rc<RefCell<S>>, state: &mut S) -> napi::Result<()> {
     let mut context = ptr::null_mut();
     // SAFETY: (3) `env` is live; a null resource lets Node make one.
     check(unsafe { sys::napi_async_init(env, ptr::null_mut(), name, &mut context) }, "creating the async context")?;
-    let mut made: Vec<uv::Handle> = Vec::with_capacity(3);
+    let mut made: Vec<uv::Handle> = Vec::with_capacity(5);
     let fd = reactor.fd;
     let with_waker = reactor.with_waker;
     let mut handles = || -> std::io::Result<()> {
@@ -217,6 +244,10 @@ fn open<S: Driven>(shared: &Rc<RefCell<S>>, state: &mut S) -> napi::Result<()> {
         made.push(unsafe { uv::poll_new(event_loop, fd, data) }?);
         // SAFETY: (5) as (4).
         made.push(unsafe { uv::timer_new(event_loop, data) }?);
+        // SAFETY: (5a) as (4).
+        made.push(unsafe { uv::turn_new(event_loop, false, data) }?);
+        // SAFETY: (5b) as (4).
+        made.push(unsafe { uv::turn_new(event_loop, true, data) }?);
         if with_waker {
             // SAFETY: (6) as (4).
             let waker = unsafe { uv::async_new(event_loop, on_wake::<S>, data) }?;
@@ -250,7 +281,9 @@ fn open<S: Driven>(shared: &Rc<RefCell<S>>, state: &mut S) -> napi::Result<()> {
     reactor.open = made.len() as u8;
     reactor.poll = made[0];
     reactor.timer = made[1];
-    reactor.waker = made.get(2).copied().unwrap_or(ptr::null_mut());
+    reactor.prepare = made[2];
+    reactor.idle = made[3];
+    reactor.waker = made.get(4).copied().unwrap_or(ptr::null_mut());
     reactor.context = context;
     reactor.hook = hook;
     reactor.phase = Phase::Open;
@@ -266,9 +299,21 @@ fn apply<S: Driven>(state: &mut S) {
     let poll = state.wants_poll();
     let deadline = state.next_deadline();
     let waker = state.wants_waker();
+    let spin = state.wants_spin();
     let reactor = state.reactor();
     if reactor.phase != Phase::Open {
         return;
+    }
+    if spin != reactor.spinning {
+        // SAFETY: (7) on the loop's thread; the handle is open (phase) and a prepare handle.
+        unsafe { uv::turn_set(reactor.prepare, false, spin, on_prepare::<S>) };
+        reactor.spinning = spin;
+    }
+    let idle = spin && reactor.hot;
+    if idle != reactor.idling {
+        // SAFETY: (8) as (7), an idle handle.
+        unsafe { uv::turn_set(reactor.idle, true, idle, on_idle) };
+        reactor.idling = idle;
     }
     if reactor.owner_gone && !poll && deadline.is_none() && !waker {
         reactor.close::<S>();
@@ -374,6 +419,19 @@ unsafe extern "C" fn on_timer<S: Driven>(handle: uv::Handle) {
         })
     }
 }
+
+unsafe extern "C" fn on_prepare<S: Driven>(handle: uv::Handle) {
+    // SAFETY: (1) libuv passes a live prepare handle made by `open`.
+    unsafe {
+        dispatch::<S>(handle, |state, out| {
+            let caught = state.spin(out);
+            state.reactor().hot = caught;
+        })
+    }
+}
+
+/// The idle handle only keeps the loop's poll from sleeping.
+unsafe extern "C" fn on_idle(_handle: uv::Handle) {}
 
 unsafe extern "C" fn on_wake<S: Driven>(handle: uv::Handle) {
     // SAFETY: (1) libuv passes a live async handle made by `open`.

@@ -41,6 +41,9 @@ struct Receiving {
     /// Requests handed out straight from `recv()` since libuv last ran this
     /// server's callback (bounded: see [`SERVED_IN_A_ROW`]).
     served_in_a_row: u32,
+    /// A request was handed out since the last spin that caught nothing:
+    /// the next may follow soon, so spin briefly before the loop sleeps.
+    spin_armed: bool,
 }
 
 /// How many `recv()`s in a row may be answered at once, inside the caller's
@@ -73,11 +76,21 @@ impl Receiving {
     /// Hands ready requests to the waiters in order; once no request can
     /// come again (`Closed`) every waiter learns it.
     fn pump(&mut self, out: &mut Vec<Settlement>) {
+        self.pump_after(false, out);
+    }
+
+    /// [`pump`](Self::pump), whose first look may spin briefly for a
+    /// request (`Server::try_recv_spin`). Returns how many it handed out.
+    fn pump_after(&mut self, mut spin: bool, out: &mut Vec<Settlement>) -> usize {
+        let mut served = 0;
         while !self.waiters.is_empty() {
-            match self.server.try_recv() {
+            let received = if std::mem::take(&mut spin) { self.server.try_recv_spin() } else { self.server.try_recv() };
+            match received {
                 Ok(Some(request)) => {
                     let waiter = self.waiters.pop_front().expect("checked non-empty");
                     out.push(waiter.settle(Ok(request)));
+                    served += 1;
+                    self.spin_armed = true;
                 }
                 Ok(None) => break,
                 Err(e @ ipcall::Error::Closed { .. }) => {
@@ -97,6 +110,7 @@ impl Receiving {
                 }
             }
         }
+        served
     }
 }
 
@@ -150,6 +164,23 @@ impl Driven for Receiving {
     fn abandon(&mut self) {
         self.waiters.clear();
     }
+
+    fn wants_spin(&self) -> bool {
+        self.spin_armed && !self.waiters.is_empty()
+    }
+
+    fn spin(&mut self, out: &mut Vec<Settlement>) -> bool {
+        // A new turn of the loop, as in `readable`.
+        self.served_in_a_row = 0;
+        let before = out.len();
+        let served = self.pump_after(true, out);
+        if served == 0 {
+            // Nothing came (or the server ended): disarm until the next
+            // request, so an idle server never spins.
+            self.spin_armed = false;
+        }
+        out.len() > before
+    }
 }
 
 impl Server {
@@ -159,7 +190,13 @@ impl Server {
         let name = server.name().to_owned();
         let reactor = Reactor::new(env, fd);
         Server {
-            shared: Rc::new(RefCell::new(Receiving { server, reactor, waiters: VecDeque::new(), served_in_a_row: 0 })),
+            shared: Rc::new(RefCell::new(Receiving {
+                server,
+                reactor,
+                waiters: VecDeque::new(),
+                served_in_a_row: 0,
+                spin_armed: false,
+            })),
             name,
         }
     }

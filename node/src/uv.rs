@@ -1,6 +1,7 @@
 //! The few libuv calls the addon makes, on the event loop Node-API hands
 //! out (`napi_get_uv_event_loop`): a poll handle on an ipcall descriptor, a
-//! timer for timeouts, and an async handle another thread can wake.
+//! timer for timeouts, an async handle another thread can wake, and a
+//! prepare and an idle handle for the brief spin before the loop sleeps.
 //!
 //! Node-API has no poll handle of its own, but the `node` binary exports
 //! libuv's symbols (libuv's ABI is stable across 1.x), so these declarations
@@ -21,7 +22,9 @@ pub(crate) const READABLE: c_int = 1;
 
 // `uv_handle_type` values (fixed by libuv's 1.x ABI).
 const UV_ASYNC: c_int = 1;
+const UV_IDLE: c_int = 6;
 const UV_POLL: c_int = 8;
+const UV_PREPARE: c_int = 9;
 const UV_TIMER: c_int = 13;
 
 /// Callback of a poll handle: (handle, status, events).
@@ -39,6 +42,12 @@ unsafe extern "C" {
     fn uv_timer_stop(handle: Handle) -> c_int;
     fn uv_async_init(event_loop: *mut uv_loop_s, handle: Handle, cb: HandleCb) -> c_int;
     fn uv_async_send(handle: Handle) -> c_int;
+    fn uv_prepare_init(event_loop: *mut uv_loop_s, handle: Handle) -> c_int;
+    fn uv_prepare_start(handle: Handle, cb: HandleCb) -> c_int;
+    fn uv_prepare_stop(handle: Handle) -> c_int;
+    fn uv_idle_init(event_loop: *mut uv_loop_s, handle: Handle) -> c_int;
+    fn uv_idle_start(handle: Handle, cb: HandleCb) -> c_int;
+    fn uv_idle_stop(handle: Handle) -> c_int;
     fn uv_close(handle: Handle, cb: HandleCb);
     fn uv_ref(handle: Handle);
     fn uv_unref(handle: Handle);
@@ -53,7 +62,10 @@ fn layout() -> Layout {
     static LAYOUT: OnceLock<Layout> = OnceLock::new();
     *LAYOUT.get_or_init(|| {
         // SAFETY: (1) `uv_handle_size` only reads a table; every kind passed is valid.
-        let size = unsafe { uv_handle_size(UV_POLL).max(uv_handle_size(UV_TIMER)).max(uv_handle_size(UV_ASYNC)) };
+        let size = unsafe {
+            [UV_POLL, UV_TIMER, UV_ASYNC, UV_PREPARE, UV_IDLE].into_iter().map(|kind| uv_handle_size(kind)).max()
+        }
+        .unwrap_or(0);
         Layout::from_size_align(size.max(1), 16).expect("libuv handle sizes are small")
     })
 }
@@ -138,6 +150,50 @@ pub(crate) unsafe fn async_new(event_loop: *mut uv_loop_s, cb: HandleCb, data: *
     // SAFETY: (4) initialised just above.
     unsafe { uv_handle_set_data(handle, data) };
     Ok(handle)
+}
+
+/// A new prepare handle (its callback runs right before the loop polls for
+/// I/O, once per turn) or idle handle (while started, the loop polls
+/// without sleeping), not started, carrying `data`. Both are unref'd: they
+/// never keep the process alive by themselves.
+///
+/// # Safety
+/// As [`poll_new`].
+pub(crate) unsafe fn turn_new(event_loop: *mut uv_loop_s, idle: bool, data: *mut c_void) -> std::io::Result<Handle> {
+    let handle = allocate();
+    // SAFETY: (1) per the contract; (2) zeroed memory of a prepare's or an
+    // idle handle's size (the layout covers both). Their init cannot fail.
+    unsafe {
+        if idle {
+            uv_idle_init(event_loop, handle);
+        } else {
+            uv_prepare_init(event_loop, handle);
+        }
+    }
+    // SAFETY: (3) initialised just above.
+    unsafe {
+        uv_handle_set_data(handle, data);
+        uv_unref(handle);
+    }
+    Ok(handle)
+}
+
+/// Starts or stops a handle made by [`turn_new`] (a no-op if already so).
+///
+/// # Safety
+/// On the loop's thread; `handle` is a live, not closing handle made by
+/// [`turn_new`] with the same `idle`.
+pub(crate) unsafe fn turn_set(handle: Handle, idle: bool, on: bool, cb: HandleCb) {
+    // SAFETY: (1) per the contract; starting (with a callback) or stopping
+    // a live prepare or idle handle cannot fail.
+    unsafe {
+        match (idle, on) {
+            (false, true) => uv_prepare_start(handle, cb),
+            (false, false) => uv_prepare_stop(handle),
+            (true, true) => uv_idle_start(handle, cb),
+            (true, false) => uv_idle_stop(handle),
+        };
+    }
 }
 
 /// The data pointer given at creation.

@@ -185,3 +185,43 @@ for (const [kind, skip] of crossProcessKinds()) {
     })
   })
 }
+
+for (const [kind, skip] of crossProcessKinds()) {
+  describe(`${kind}: an idle process sleeps`, { skip }, () => {
+    test('with a recv() and a call pending it uses almost no CPU for 2 s, after a burst of fast calls', async () => {
+      // A Node server in a child process: answers the first 300 requests,
+      // then holds the next one (the burst primes the brief spin's budget).
+      const script = `const ipcall = require(${JSON.stringify(modulePath)})
+        const server = ipcall.Server.bindUnique('${kind}')
+        console.log(server.name)
+        const held = []
+        let n = 0
+        ;(async () => { for await (const req of server) { if (++n <= 300) req.reply(req.data); else { held.push(req); console.log('held') } } })()`
+      const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'inherit'] })
+      const exited = new Promise((resolve) => child.once('exit', resolve))
+      try {
+        const lines = readline.createInterface({ input: child.stdout })[Symbol.asyncIterator]()
+        const name = (await lines.next()).value.trim()
+        const client = await ipcall.connectAsync(name, { timeout: 30000 })
+        for (let i = 0; i < 300; i++) assert.equal((await client.call(`fast ${i}`)).toString(), `fast ${i}`)
+        const call = caught(() => client.call('held'))
+        assert.equal((await lines.next()).value, 'held')
+        const local = ipcall.Server.bindUnique(kind)
+        const receiving = caught(() => local.recv())
+        const before = process.cpuUsage()
+        await new Promise((resolve) => setTimeout(resolve, 2000))
+        const used = process.cpuUsage(before)
+        // A loop that spun while idle would use ~2 s of CPU; sleeping, ~none.
+        // Generous bound: a loaded machine only makes it smaller.
+        assert.ok(used.user + used.system < 400000, `idle for 2 s used ${used.user + used.system} µs of CPU`)
+        client.close()
+        assert.equal((await call).code, 'CLOSED')
+        local.close()
+        assert.equal((await receiving).code, 'CLOSED')
+      } finally {
+        child.kill('SIGKILL')
+        await exited
+      }
+    })
+  })
+}

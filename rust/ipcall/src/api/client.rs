@@ -131,6 +131,26 @@ impl Client {
         Ok(())
     }
 
+    /// For an event loop about to sleep with calls pending: over `shm:`,
+    /// spins briefly until a reply comes, then makes
+    /// [`progress`](Self::progress); returns whether it caught one (then
+    /// [`Pending::try_wait`] the calls). It never sleeps and never blocks.
+    ///
+    /// It spins only where a blocking wait would (`WaitMode::Adaptive`:
+    /// the server last ran on another CPU and one of the process's spin
+    /// slots is free; never with `WaitMode::Block`), for at most a budget
+    /// of ~50 µs that follows its outcomes: every failed spin halves it and
+    /// a few in a row drop it to zero, so a slow server soon costs nothing
+    /// (one short probe in 32 calls finds a server that became fast again).
+    /// Call it at most once per turn of the loop (so other work is not
+    /// starved), after the loop's own work, only while calls are pending;
+    /// keep watching [`fd`](Self::fd) as usual. Other transports, and a
+    /// client with nothing pending, return `false` at once: their replies
+    /// come through the descriptor.
+    pub fn progress_spin(&self) -> Result<bool> {
+        Ok(self.conn.progress_spin())
+    }
+
     /// Sends `data` and awaits the answer without blocking a thread; works
     /// under any executor.
     pub async fn call_async(&self, data: &[u8]) -> Result<Vec<u8>> {

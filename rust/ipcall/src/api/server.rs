@@ -110,6 +110,23 @@ impl Server {
         }
     }
 
+    /// [`try_recv`](Self::try_recv) for an event loop about to sleep
+    /// after answering a request: over `shm:`, if no request is ready, it
+    /// first spins briefly for the next one, under the same policy and
+    /// budget rules as [`Client::progress_spin`](crate::Client::progress_spin)
+    /// (some client last ran on another CPU, a spin slot is free, a budget
+    /// of at most ~50 µs that drops to zero after a few failed spins). It
+    /// never sleeps. Other transports: the same as `try_recv`. Call it at
+    /// most once per turn of the loop, and only after answering (an idle
+    /// server should just wait on its descriptor).
+    pub fn try_recv_spin(&self) -> Result<Option<Request>> {
+        match self.transport.try_recv_spin() {
+            Ok(incoming) => Ok(Some(Request::new(incoming))),
+            Err(Error::Timeout { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Waits for the next request without blocking a thread; works under any
     /// executor.
     pub async fn recv_async(&self) -> Result<Request> {

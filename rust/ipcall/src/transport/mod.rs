@@ -124,6 +124,12 @@ pub(crate) trait ServerTransport: Send + Sync {
         in_place(&data);
         Ok(request)
     }
+    /// `recv(Deadline::Now)` for an event loop about to sleep after
+    /// answering: a transport whose server spins (`shm:`) may spin briefly
+    /// for the next request first; never sleeps. The default never spins.
+    fn try_recv_spin(&self) -> Result<Incoming> {
+        self.recv(Deadline::Now)
+    }
     /// Async form of `recv`.
     fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Result<Incoming>>;
     /// Waits until a client has connected.
@@ -182,6 +188,13 @@ pub(crate) trait ClientConn: Send + Sync {
     /// blocks (`mem:`'s queue and `nats:`'s command channel are unbounded).
     fn try_send(self: Arc<Self>, data: &[u8]) -> Result<Option<Call>> {
         self.send(data).map(Some)
+    }
+    /// An event loop about to sleep with calls pending: spins briefly for
+    /// a reply where that may pay, then makes progress; true if it caught
+    /// one. Never sleeps. The default (every transport but `shm:`) never
+    /// spins: their replies come through the descriptor.
+    fn progress_spin(&self) -> bool {
+        false
     }
 }
 

@@ -75,6 +75,18 @@ pub fn finish(client: &Client, mut pendings: Vec<(Vec<u8>, Pending)>, what: &str
 /// thread alone: `try_send` while the transport takes them, then `poll` on
 /// the client's descriptor, `progress`, `try_wait`. Asserts every reply.
 pub fn drive(client: &Client, n: u32, len: usize, window: usize, what: &str) {
+    drive_with(client, n, len, window, false, what);
+}
+
+/// [`drive`] that, before each sleep in `poll` with calls pending, lets
+/// `Client::progress_spin` catch replies first (as the Node client does).
+/// Returns how many times the spin caught one.
+pub fn drive_spinning(client: &Client, n: u32, len: usize, window: usize, what: &str) -> u32 {
+    drive_with(client, n, len, window, true, what)
+}
+
+fn drive_with(client: &Client, n: u32, len: usize, window: usize, spin: bool, what: &str) -> u32 {
+    let mut caught = 0;
     let fd = client.fd().unwrap();
     let mut pendings: Vec<(Vec<u8>, Pending)> = Vec::new();
     let mut next = 0u32;
@@ -92,10 +104,14 @@ pub fn drive(client: &Client, n: u32, len: usize, window: usize, what: &str) {
                 None => break,
             }
         }
-        if !readable(fd, 1000) {
-            continue;
+        if spin && !pendings.is_empty() && client.progress_spin().unwrap() {
+            caught += 1;
+        } else {
+            if !readable(fd, 1000) {
+                continue;
+            }
+            client.progress().unwrap();
         }
-        client.progress().unwrap();
         pendings.retain_mut(|(data, p)| match p.try_wait() {
             Some(outcome) => {
                 assert_eq!(outcome.unwrap(), reply_to(data), "{what}");
@@ -105,4 +121,5 @@ pub fn drive(client: &Client, n: u32, len: usize, window: usize, what: &str) {
             None => true,
         });
     }
+    caught
 }

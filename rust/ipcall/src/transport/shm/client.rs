@@ -47,6 +47,7 @@ use crate::transport::stream::wait_fd;
 use crate::transport::unix;
 use crate::transport::{Call, ClientConn};
 
+mod brief;
 mod evented;
 
 struct Writer {
@@ -89,6 +90,8 @@ struct Shared {
     /// Spin budget for replies, and for request-ring space.
     budget: spin::Budget,
     send_budget: spin::Budget,
+    /// Spin budget of an event loop's `progress_spin` (see [`brief`]).
+    event_budget: spin::EventBudget,
     /// The event loop's eventfd (made by the first `fd()`).
     notifier: Notifier,
     /// The event loop's descriptor (made by the first `fd()`).
@@ -163,6 +166,7 @@ impl ShmClient {
             async_cond: Condvar::new(),
             budget: spin::Budget::new(),
             send_budget: spin::Budget::new(),
+            event_budget: spin::EventBudget::new(),
             notifier: Notifier::new(),
             poll_set: std::sync::OnceLock::new(),
             bell: std::sync::atomic::AtomicBool::new(false),
@@ -542,5 +546,9 @@ impl ClientConn for ShmClient {
 
     fn try_send(self: Arc<Self>, data: &[u8]) -> Result<Option<Call>> {
         self.evented_try_send(data)
+    }
+
+    fn progress_spin(&self) -> bool {
+        self.evented_progress_spin()
     }
 }

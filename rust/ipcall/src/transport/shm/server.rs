@@ -89,6 +89,8 @@ struct Shared {
     access: Access,
     /// Spin budget of `recv`.
     budget: spin::Budget,
+    /// Spin budget of an event loop's `try_recv_spin`.
+    event_budget: spin::EventBudget,
     /// Mirrors `State::closed` for the ring readers (checked under `reader`).
     closed: AtomicBool,
     /// Threads sleeping in `epoll_wait` inside `recv`.
@@ -143,6 +145,7 @@ impl ShmServer {
             one_shot: options.one_shot,
             access: Access::from_options(options),
             budget: spin::Budget::new(),
+            event_budget: spin::EventBudget::new(),
             closed: AtomicBool::new(false),
             sleepers: AtomicUsize::new(0),
             pollable: AtomicBool::new(false),
@@ -394,12 +397,45 @@ impl Shared {
     }
 
     fn recv(&self, deadline: Deadline, mut in_place: InPlace<'_>) -> Result<Incoming> {
-        let result = self.recv_loop(deadline, &mut in_place);
+        let result = self.recv_loop(deadline, &mut in_place, false);
         self.after_recv();
         result
     }
 
-    fn recv_loop(&self, deadline: Deadline, in_place: &mut InPlace<'_>) -> Result<Incoming> {
+    /// `recv(Deadline::Now)` that, if no request is ready, first spins
+    /// briefly for one as an event loop may (see `Server::try_recv_spin`).
+    fn try_recv_spin(&self) -> Result<Incoming> {
+        let result = self.recv_loop(Deadline::Now, &mut None, true);
+        self.after_recv();
+        result
+    }
+
+    /// An event loop's brief spin for the next request: under the policy
+    /// (some client on another CPU, a spin slot) and `event_budget`.
+    /// Returns whether a request (or the close) came. Never sleeps.
+    fn spin_briefly(&self, conns: &[Arc<ServerConn>]) -> bool {
+        let my_cpu = super::current_cpu();
+        let Some(peer_cpu) =
+            conns.iter().map(|c| c.mapping.header().client_cpu.load(Ordering::Relaxed)).find(|&cpu| cpu != my_cpu)
+        else {
+            return false;
+        };
+        let mut withdrawn = false;
+        spin::spin_evented(self.mode, &self.event_budget, peer_cpu, my_cpu, || {
+            if !withdrawn {
+                // Once allowed to spin we look ourselves: a request sent now
+                // need not ring the doorbell (`after_recv` arms the rings
+                // again and looks once more before the loop sleeps).
+                for conn in conns {
+                    conn.mapping.header().requests.consumer_sleeping.store(0, Ordering::Relaxed);
+                }
+                withdrawn = true;
+            }
+            conns.iter().any(|c| c.has_requests()) || self.closed.load(Ordering::Relaxed)
+        })
+    }
+
+    fn recv_loop(&self, deadline: Deadline, in_place: &mut InPlace<'_>, mut spin_once: bool) -> Result<Incoming> {
         let pollable = self.pollable.load(Ordering::Relaxed);
         if pollable {
             // Consumes the doorbell's edge and any hang-ups, so that the
@@ -437,6 +473,9 @@ impl Shared {
                 }
             }
             if deadline.expired() {
+                if std::mem::take(&mut spin_once) && self.spin_briefly(&conns) {
+                    continue;
+                }
                 return Err(self.out_of_time());
             }
             let my_cpu = super::current_cpu();
@@ -530,6 +569,10 @@ impl ServerTransport for ShmServer {
 
     fn recv_with(&self, deadline: Deadline, in_place: &mut dyn FnMut(&[u8])) -> Result<Incoming> {
         self.recv_in_place(deadline, in_place)
+    }
+
+    fn try_recv_spin(&self) -> Result<Incoming> {
+        self.shared.try_recv_spin()
     }
 
     fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Result<Incoming>> {

@@ -62,6 +62,94 @@ impl Budget {
     }
 }
 
+/// The spin budget of an event loop's brief spin (`progress_spin`,
+/// `try_recv_spin`). Unlike [`Budget`], which learns from whole waits, an
+/// event loop only sees its spin: one that ended with an answer after
+/// `waited` raises the budget to cover four times it; one that failed
+/// halves it, and below [`MIN_NS`] drops it to zero, so that a slow or idle
+/// peer soon costs nothing. At zero, one spin in [`PROBE_EVERY`] probes
+/// with [`MIN_NS`], so that a peer that became fast is found again.
+pub(crate) struct EventBudget {
+    ns: AtomicU32,
+    /// Spins skipped at zero since the last probe.
+    skipped: AtomicU32,
+}
+
+/// At a zero budget, one spin in this many probes with [`MIN_NS`].
+pub(crate) const PROBE_EVERY: u32 = 32;
+
+impl EventBudget {
+    pub(crate) fn new() -> EventBudget {
+        EventBudget { ns: AtomicU32::new(MAX_NS / 2), skipped: AtomicU32::new(0) }
+    }
+
+    /// How long the next spin may last (zero: do not spin).
+    pub(crate) fn next(&self) -> u32 {
+        let ns = self.ns.load(Ordering::Relaxed);
+        if ns != 0 {
+            return ns;
+        }
+        let skipped = self.skipped.fetch_add(1, Ordering::Relaxed) + 1;
+        if skipped >= PROBE_EVERY {
+            self.skipped.store(0, Ordering::Relaxed);
+            MIN_NS
+        } else {
+            0
+        }
+    }
+
+    /// A spin ended with an answer after `waited`.
+    pub(crate) fn succeeded(&self, waited: Duration) {
+        let ns = waited.as_nanos().min(u128::from(MAX_NS)) as u32;
+        let current = self.ns.load(Ordering::Relaxed);
+        self.ns.store(current.max(ns.saturating_mul(4)).clamp(MIN_NS, MAX_NS), Ordering::Relaxed);
+    }
+
+    /// A spin ended without an answer.
+    pub(crate) fn failed(&self) {
+        let half = self.ns.load(Ordering::Relaxed) / 2;
+        self.ns.store(if half < MIN_NS { 0 } else { half }, Ordering::Relaxed);
+    }
+}
+
+/// An event loop's brief spin: under `mode`'s policy (the peer on another
+/// CPU, a spin slot, `budget`) spins until `ready()` or the budget ends,
+/// and learns from the outcome. Returns whether `ready()` became true;
+/// `false` at once if the policy says not to spin. Never sleeps.
+pub(crate) fn spin_evented(
+    mode: WaitMode,
+    budget: &EventBudget,
+    peer_cpu: u32,
+    my_cpu: u32,
+    mut ready: impl FnMut() -> bool,
+) -> bool {
+    let ns = match mode {
+        WaitMode::Block => return false,
+        // A `Spin` waiter's event loop still returns to its loop: one budget.
+        WaitMode::Spin => MAX_NS,
+        WaitMode::Adaptive => budget.next(),
+    };
+    if ns == 0 {
+        return false;
+    }
+    // The slot and the CPUs as for a blocking wait; the length is ours.
+    let allowed = allowance(mode, &Budget::new(), peer_cpu, my_cpu);
+    if allowed.ns == 0 {
+        return false;
+    }
+    let start = Instant::now();
+    let got = spin_for(ns, &mut ready);
+    drop(allowed);
+    if mode == WaitMode::Adaptive {
+        if got {
+            budget.succeeded(start.elapsed());
+        } else {
+            budget.failed();
+        }
+    }
+    got
+}
+
 fn online_cpus() -> usize {
     static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     *CPUS.get_or_init(crate::sys::shm::online_cpus)
@@ -248,6 +336,46 @@ mod tests {
         let one = allowance_in(&SLOTS, 2, WaitMode::Adaptive, &budget, 1, 0);
         assert_eq!(one.ns, MAX_NS / 2);
         assert_eq!(allowance_in(&SLOTS, 2, WaitMode::Adaptive, &budget, 0, 1).ns, 0);
+    }
+
+    #[test]
+    fn the_event_budget_drops_to_zero_after_failed_spins_and_probes_now_and_then() {
+        let budget = EventBudget::new();
+        assert_eq!(budget.next(), MAX_NS / 2);
+        budget.failed();
+        budget.failed();
+        assert_eq!(budget.next(), MAX_NS / 8);
+        budget.failed();
+        assert_eq!(budget.next(), 0);
+        // At zero: one probe of MIN_NS in PROBE_EVERY.
+        let probes = (0..PROBE_EVERY * 2).filter(|_| budget.next() != 0).count();
+        assert_eq!(probes, 2);
+        // A probe that succeeded makes it spin again, covering four times the wait.
+        budget.succeeded(Duration::from_micros(3));
+        assert_eq!(budget.next(), 12_000);
+        budget.succeeded(Duration::from_micros(40));
+        assert_eq!(budget.next(), MAX_NS);
+    }
+
+    #[test]
+    fn an_event_loop_spin_follows_the_policy() {
+        let budget = EventBudget::new();
+        // Never with the peer on our CPU, nor in Block mode: and nothing learnt.
+        assert!(!spin_evented(WaitMode::Adaptive, &budget, 0, 0, || true));
+        assert!(!spin_evented(WaitMode::Block, &budget, 1, 0, || true));
+        assert_eq!(budget.next(), MAX_NS / 2);
+        if online_cpus() >= 2 && SLOTS.total.load(Ordering::Relaxed) == 0 {
+            // Peer elsewhere: it spins (a ready answer ends it at once).
+            let mut looks = 0;
+            let got = spin_evented(WaitMode::Adaptive, &budget, 1, 0, || {
+                looks += 1;
+                looks > 3
+            });
+            // Another test's waiter may hold the only slot meanwhile.
+            if got {
+                assert!(looks > 3);
+            }
+        }
     }
 
     #[test]

@@ -1,0 +1,211 @@
+//! An event loop's brief spin: `Client::progress_spin()` and
+//! `Server::try_recv_spin()` — spin only over `shm:` under the adaptive
+//! policy, never sleep, never block, and return at once when nothing is
+//! pending or the transport does not spin.
+
+#[path = "evented_support/mod.rs"]
+mod evented_support;
+
+use std::os::fd::AsFd;
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use evented_support::{drive_spinning, readable, reply_to, request, serve};
+use ipcall::{Client, ClientOptions, ErrorKind, Kind, Server, WaitMode};
+
+const KINDS: [Kind; 4] = [Kind::Mem, Kind::Unix, Kind::Pipe, Kind::Shm];
+
+#[test]
+fn calls_driven_with_progress_spin_all_match() {
+    for kind in KINDS {
+        let server = Arc::new(Server::bind_unique(kind).unwrap());
+        let serving = serve(server.clone());
+        let client = Client::connect(server.name()).unwrap();
+        client.fd().unwrap();
+        let what = format!("{kind}");
+        // One at a time (what an `await` loop does), then many in flight,
+        // then large calls (shm: several ring pieces each).
+        let caught = drive_spinning(&client, 300, 64, 1, &what);
+        drive_spinning(&client, 1000, 64, 64, &what);
+        drive_spinning(&client, 20, 200 << 10, 20, &what);
+        if kind != Kind::Shm {
+            assert_eq!(caught, 0, "{kind}: only shm spins");
+        }
+        // Nothing pending: the descriptor settles to idle.
+        client.progress().unwrap();
+        assert!(!readable(client.fd().unwrap(), 50), "{kind}: idle after the calls");
+        server.close();
+        serving.join().unwrap();
+    }
+}
+
+/// Keeps this thread on `cpu` (if the machine has it): the spin needs the
+/// peer on another CPU, which the scheduler may not choose by itself.
+fn pin_to(cpu: usize) {
+    // SAFETY: (1) a zeroed cpu_set_t is a valid empty set; CPU_SET writes
+    // inside it; sched_setaffinity reads it (0: this thread). Failure
+    // (e.g. fewer CPUs) leaves the placement to the scheduler.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+#[test]
+fn progress_spin_completes_a_call_answered_on_another_thread() {
+    let server = Arc::new(Server::bind_unique(Kind::Shm).unwrap());
+    let pinned = server.clone();
+    let serving = thread::spawn(move || {
+        pin_to(1);
+        while let Ok(request) = pinned.recv() {
+            let answer = reply_to(request.data());
+            let _ = request.reply(&answer);
+        }
+    });
+    pin_to(0);
+    let client = Client::connect(server.name()).unwrap();
+    let fd = client.fd().unwrap();
+    let mut caught = 0;
+    for i in 0..500u32 {
+        let data = request(i, 64);
+        let mut pending = client.try_send(&data).unwrap().expect("an empty ring has room");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let reply = loop {
+            assert!(Instant::now() < deadline, "call {i} never completed");
+            if client.progress_spin().unwrap() {
+                caught += 1;
+                // It caught the reply and made progress: the call is done.
+                let done = pending.try_wait();
+                assert!(done.is_some(), "call {i}: progress_spin said true, try_wait found nothing");
+                break done.unwrap();
+            }
+            if readable(fd, 1000) {
+                client.progress().unwrap();
+                if let Some(done) = pending.try_wait() {
+                    break done;
+                }
+            }
+        };
+        assert_eq!(reply.unwrap(), reply_to(&data), "call {i}");
+    }
+    // Placement decides whether it spins (the server thread on another
+    // CPU): said, not asserted.
+    eprintln!("progress_spin caught {caught} of 500 replies");
+    server.close();
+    serving.join().unwrap();
+}
+
+#[test]
+fn progress_spin_returns_at_once_when_nothing_is_pending() {
+    for kind in KINDS {
+        let server = Arc::new(Server::bind_unique(kind).unwrap());
+        let serving = serve(server.clone());
+        let client = Client::connect(server.name()).unwrap();
+        // Before fd(), and after it with nothing pending.
+        assert!(!client.progress_spin().unwrap(), "{kind}: before fd()");
+        client.fd().unwrap();
+        assert!(!client.progress_spin().unwrap(), "{kind}: nothing pending");
+        assert_eq!(client.call(b"x").unwrap(), b"x");
+        assert!(!client.progress_spin().unwrap(), "{kind}: after a finished call");
+        server.close();
+        serving.join().unwrap();
+    }
+}
+
+#[test]
+fn a_pending_call_to_a_silent_server_is_never_caught_and_never_blocks() {
+    for kind in KINDS {
+        let server = Server::bind_unique(kind).unwrap();
+        let client = Client::connect(server.name()).unwrap();
+        client.fd().unwrap();
+        let mut pending = client.try_send(b"unanswered").unwrap().expect("room");
+        // Taken but not answered: each spin fails (and the budget falls to
+        // zero), none waits for ever.
+        let request = server.recv_timeout(Duration::from_secs(60)).unwrap();
+        for _ in 0..100 {
+            assert!(!client.progress_spin().unwrap(), "{kind}: no reply to catch");
+        }
+        assert!(pending.try_wait().is_none(), "{kind}");
+        request.reply(b"late").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let reply = loop {
+            assert!(Instant::now() < deadline, "{kind}: the late reply never came");
+            client.progress_spin().unwrap();
+            if readable(client.fd().unwrap(), 100) {
+                client.progress().unwrap();
+            }
+            if let Some(reply) = pending.try_wait() {
+                break reply;
+            }
+        };
+        assert_eq!(reply.unwrap(), b"late");
+    }
+}
+
+#[test]
+fn a_blocking_wait_mode_never_spins() {
+    let server = Arc::new(Server::bind_unique(Kind::Shm).unwrap());
+    let serving = serve(server.clone());
+    let options = ClientOptions::new().wait_mode(WaitMode::Block);
+    let client = Client::connect_with(server.name(), &options).unwrap();
+    let fd = client.fd().unwrap();
+    for i in 0..50u32 {
+        let data = request(i, 64);
+        let mut pending = client.try_send(&data).unwrap().expect("room");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let reply = loop {
+            assert!(Instant::now() < deadline, "call {i}");
+            assert!(!client.progress_spin().unwrap(), "WaitMode::Block: call {i} spun");
+            if readable(fd, 1000) {
+                client.progress().unwrap();
+            }
+            if let Some(reply) = pending.try_wait() {
+                break reply;
+            }
+        };
+        assert_eq!(reply.unwrap(), reply_to(&data));
+    }
+    server.close();
+    serving.join().unwrap();
+}
+
+#[test]
+fn try_recv_spin_serves_requests_sent_from_another_thread() {
+    for kind in KINDS {
+        let server = Server::bind_unique(kind).unwrap();
+        // Watched by the loop from the start, as the Node server does.
+        let fd = server.as_fd();
+        assert!(server.try_recv_spin().unwrap().is_none(), "{kind}: nothing yet");
+        let name = server.name().to_owned();
+        let calling = thread::spawn(move || {
+            let client = Client::connect(&name).unwrap();
+            for i in 0..300u32 {
+                let data = request(i, 64);
+                assert_eq!(client.call(&data).unwrap(), reply_to(&data), "call {i}");
+            }
+        });
+        let mut served = 0;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while served < 300 {
+            assert!(Instant::now() < deadline, "{kind}: served {served} of 300");
+            // After an answer: spin for the next request, then sleep on the descriptor.
+            match server.try_recv_spin().unwrap() {
+                Some(request) => {
+                    let answer = reply_to(request.data());
+                    request.reply(&answer).unwrap();
+                    served += 1;
+                }
+                None => {
+                    readable(fd, 1000);
+                }
+            }
+        }
+        calling.join().unwrap();
+        // Idle again: it returns (no request), and a closed server says so.
+        assert!(server.try_recv_spin().unwrap().is_none(), "{kind}: idle");
+        server.close();
+        assert_eq!(server.try_recv_spin().unwrap_err().kind(), ErrorKind::Closed, "{kind}");
+    }
+}
