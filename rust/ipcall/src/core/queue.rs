@@ -95,6 +95,8 @@ impl<T> Queue<T> {
     /// A queue whose `pop` sleeps at once: for items that come over the
     /// network (`nats:`), far later than any spin lasts, so spinning and its
     /// closing yields would only take the CPU from the thread that feeds it.
+    // Only `nats:` uses it.
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))]
     pub(crate) fn without_spin() -> io::Result<Queue<T>> {
         Ok(Queue { spin: false, ..Queue::new()? })
     }

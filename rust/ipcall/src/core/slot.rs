@@ -75,6 +75,8 @@ impl Slot {
     /// trip away (`nats:`), which never come within a spin, so spinning and
     /// the yields that end it only take the CPU from the threads that
     /// produce the answer (on a busy machine, a yield can cost a time slice).
+    // Only `nats:` uses it.
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))]
     pub(crate) fn without_spin() -> Slot {
         Slot { no_spin: true, ..Slot::default() }
     }

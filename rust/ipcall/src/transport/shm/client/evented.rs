@@ -23,7 +23,7 @@
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::atomic::{fence, Ordering};
-use std::sync::{Arc, MutexGuard, TryLockError};
+use std::sync::{Arc, MutexGuard};
 
 use super::{Outbox, Shared, ShmClient, Writer};
 use crate::core::error::{Error, Result};
@@ -89,11 +89,7 @@ impl Shared {
 
     /// The writer, unless another thread is writing.
     fn try_writer(&self) -> Option<MutexGuard<'_, Writer>> {
-        match self.writer.try_lock() {
-            Ok(guard) => Some(guard),
-            Err(TryLockError::Poisoned(e)) => Some(e.into_inner()),
-            Err(TryLockError::WouldBlock) => None,
-        }
+        crate::core::wait::try_lock(&self.writer)
     }
 
     /// The writer for `try_send`. If another thread writes, asks it (by

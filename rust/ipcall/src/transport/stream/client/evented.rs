@@ -6,7 +6,7 @@
 use std::io::{self, IoSlice};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::atomic::{fence, Ordering};
-use std::sync::{Arc, MutexGuard, TryLockError};
+use std::sync::{Arc, MutexGuard};
 
 use super::{Shared, StreamClient, Writer};
 use crate::core::error::{Error, Result};
@@ -59,11 +59,7 @@ impl Shared {
 
     /// The writer, unless another thread is writing.
     fn try_writer(&self) -> Option<MutexGuard<'_, Writer>> {
-        match self.writer.try_lock() {
-            Ok(guard) => Some(guard),
-            Err(TryLockError::Poisoned(e)) => Some(e.into_inner()),
-            Err(TryLockError::WouldBlock) => None,
-        }
+        crate::core::wait::try_lock(&self.writer)
     }
 
     /// Writes what it can of the outbox without blocking; `Ok(true)` once
