@@ -21,12 +21,12 @@
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::atomic::{fence, AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::{Wake, Waker};
 
 use crate::core::slot::Slot;
-use crate::core::wait::lock;
+use crate::core::wait::{lock, try_lock};
 use crate::sys::epoll::{Epoll, READABLE, WRITABLE};
 use crate::sys::EventFd;
 
@@ -203,5 +203,51 @@ impl PollSet {
 impl AsFd for PollSet {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.epoll.as_fd()
+    }
+}
+
+/// The hand-off between an event loop's `try_send`, which never waits for
+/// a connection's writer, and a blocking sender holding it: the loop marks
+/// the gate before it looks at the lock once more, and the blocking sender
+/// rings the notifier when it lets go and finds the gate marked, so the
+/// loop learns when to try again. (`shm:` marks it too when the ring has
+/// no room.)
+#[derive(Debug, Default)]
+pub(crate) struct SendGate {
+    /// Set: some `try_send` gave up and waits for a ring.
+    blocked: AtomicBool,
+}
+
+impl SendGate {
+    /// `writer`, unless another thread holds it; then marks the gate and
+    /// looks once more: the holder may have let go before it saw the mark.
+    pub(crate) fn writer_or_ring_later<'a, T>(&self, writer: &'a Mutex<T>) -> Option<MutexGuard<'a, T>> {
+        if let Some(guard) = try_lock(writer) {
+            return Some(guard);
+        }
+        self.blocked.store(true, Ordering::SeqCst);
+        // Pairs with the fence in `after_blocking_send` (store, then look
+        // at the lock; against unlock, then look at the flag).
+        fence(Ordering::SeqCst);
+        try_lock(writer)
+    }
+
+    /// Called by a blocking send after it let go of the writer: rings
+    /// `notifier` if a `try_send` gave up meanwhile.
+    pub(crate) fn after_blocking_send(&self, notifier: &Notifier) {
+        fence(Ordering::SeqCst);
+        if self.blocked.load(Ordering::Relaxed) && self.blocked.swap(false, Ordering::SeqCst) {
+            notifier.ring();
+        }
+    }
+
+    /// Marks (or clears) the gate without a lock hand-off.
+    pub(crate) fn set(&self, blocked: bool) {
+        self.blocked.store(blocked, Ordering::Relaxed);
+    }
+
+    /// True while some `try_send` waits for a ring.
+    pub(crate) fn is_set(&self) -> bool {
+        self.blocked.load(Ordering::Relaxed)
     }
 }

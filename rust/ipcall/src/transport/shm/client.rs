@@ -102,7 +102,7 @@ struct Shared {
     /// A `try_send` found no room (the event loop waits for the server to
     /// free some, announced in the request ring's `producer_sleeping`) or
     /// the writer busy (the blocking sender rings when it lets go).
-    send_blocked: std::sync::atomic::AtomicBool,
+    send_blocked: crate::transport::evented::SendGate,
     /// Serialises the first `fd()` (the bell is sent once).
     fd_init: Mutex<()>,
 }
@@ -170,7 +170,7 @@ impl ShmClient {
             notifier: Notifier::new(),
             poll_set: std::sync::OnceLock::new(),
             bell: std::sync::atomic::AtomicBool::new(false),
-            send_blocked: std::sync::atomic::AtomicBool::new(false),
+            send_blocked: crate::transport::evented::SendGate::default(),
             fd_init: Mutex::new(()),
         };
         Ok(Arc::new(ShmClient { shared: Arc::new(shared) }))
@@ -401,7 +401,7 @@ impl ClientConn for ShmClient {
             Ok(start) => start,
             Err(e) => {
                 drop(writer);
-                shared.after_blocking_send();
+                shared.send_blocked.after_blocking_send(&shared.notifier);
                 return Err(e);
             }
         };
@@ -434,7 +434,7 @@ impl ClientConn for ShmClient {
             sent = send_message(&mut writer.producer, kind::REQUEST, id, data, &mut how);
         }
         drop(writer);
-        shared.after_blocking_send();
+        shared.send_blocked.after_blocking_send(&shared.notifier);
         if start_reader {
             self.start_reader_thread();
         }

@@ -83,7 +83,7 @@ struct Shared {
     poll_set: std::sync::OnceLock<PollSet>,
     /// A `try_send` found the writer busy: the blocking sender that held
     /// it rings the notifier when it lets go.
-    send_blocked: std::sync::atomic::AtomicBool,
+    send_blocked: crate::transport::evented::SendGate,
 }
 
 /// The connection as `Client` sees it; its clones and `Pending`s share it.
@@ -141,7 +141,7 @@ impl StreamClient {
             reader: Mutex::new(reader),
             notifier: Notifier::new(),
             poll_set: std::sync::OnceLock::new(),
-            send_blocked: std::sync::atomic::AtomicBool::new(false),
+            send_blocked: crate::transport::evented::SendGate::default(),
         };
         Ok(Arc::new(StreamClient { shared: Arc::new(shared) }))
     }
@@ -392,7 +392,7 @@ impl ClientConn for StreamClient {
         let sent = shared.send_blocking(&slot, data);
         // The writer is free again: an event loop whose `try_send` found it
         // busy may try again.
-        shared.after_blocking_send();
+        shared.send_blocked.after_blocking_send(&shared.notifier);
         let id = sent?;
         Ok(Call { conn: self, id, slot })
     }

@@ -22,7 +22,7 @@
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
-use std::sync::atomic::{fence, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, MutexGuard};
 
 use super::{Outbox, Shared, ShmClient, Writer};
@@ -75,33 +75,9 @@ impl Shared {
         }
     }
 
-    /// Called after a blocking send: an event loop whose `try_send` found
-    /// no room may try again (the blocking sender may have taken the
-    /// wake-up it waited for).
-    pub(super) fn after_blocking_send(&self) {
-        // Pairs with the fence in `writer_or_ring_later` (unlock, then look
-        // at the flag; against store, then look at the lock).
-        fence(Ordering::SeqCst);
-        if self.send_blocked.load(Ordering::Relaxed) && self.send_blocked.swap(false, Ordering::SeqCst) {
-            self.notifier.ring();
-        }
-    }
-
     /// The writer, unless another thread is writing.
     fn try_writer(&self) -> Option<MutexGuard<'_, Writer>> {
         crate::core::wait::try_lock(&self.writer)
-    }
-
-    /// The writer for `try_send`. If another thread writes, asks it (by
-    /// `send_blocked`) to ring the notifier once it lets go, and looks once
-    /// more: it may have let go before it saw the flag.
-    fn writer_or_ring_later(&self) -> Option<MutexGuard<'_, Writer>> {
-        if let Some(writer) = self.try_writer() {
-            return Some(writer);
-        }
-        self.send_blocked.store(true, Ordering::SeqCst);
-        fence(Ordering::SeqCst);
-        self.try_writer()
     }
 
     /// Wakes the server if it announced that it sleeps.
@@ -193,7 +169,7 @@ impl ShmClient {
             if let Some(mut writer) = shared.try_writer() {
                 match shared.flush_now(&mut writer) {
                     Ok(empty) => {
-                        if !empty || shared.send_blocked.load(Ordering::Relaxed) {
+                        if !empty || shared.send_blocked.is_set() {
                             // Without the bell nobody tells us about room:
                             // stay readable until the outbox is written.
                             again = !bell || shared.wait_for_room_evented(&writer);
@@ -250,12 +226,12 @@ impl ShmClient {
         if data.len() as u64 > u64::from(shared.max) {
             return Err(Error::TooLarge { size: data.len() as u64, max: u64::from(shared.max) });
         }
-        let Some(mut writer) = shared.writer_or_ring_later() else { return Ok(None) };
+        let Some(mut writer) = shared.send_blocked.writer_or_ring_later(&shared.writer) else { return Ok(None) };
         let bell = shared.bell.load(Ordering::Acquire);
         match shared.flush_now(&mut writer) {
             Ok(true) => {}
             Ok(false) => {
-                shared.send_blocked.store(true, Ordering::Relaxed);
+                shared.send_blocked.set(true);
                 if bell && shared.wait_for_room_evented(&writer) {
                     shared.notifier.ring();
                 }
@@ -275,7 +251,7 @@ impl ShmClient {
             Ok(Some(n)) => n,
             Ok(None) => {
                 // No room: as if never sent (the id is reused).
-                shared.send_blocked.store(true, Ordering::Relaxed);
+                shared.send_blocked.set(true);
                 let retry = bell && shared.wait_for_room_evented(&writer);
                 drop(writer);
                 shared.remove(&mut lock(&shared.calls), id);
@@ -293,7 +269,7 @@ impl ShmClient {
                 return Err(shared.violated(v));
             }
         };
-        shared.send_blocked.store(false, Ordering::Relaxed);
+        shared.send_blocked.set(false);
         writer.next_id += 1;
         shared.wake_server(&writer);
         if bell {

@@ -5,7 +5,6 @@
 
 use std::io::{self, IoSlice};
 use std::os::fd::{AsFd, BorrowedFd};
-use std::sync::atomic::{fence, Ordering};
 use std::sync::{Arc, MutexGuard};
 
 use super::{Shared, StreamClient, Writer};
@@ -76,29 +75,6 @@ impl Shared {
             }
         }
         Ok(true)
-    }
-
-    /// The writer for `try_send`. If another thread writes, asks it (by
-    /// `send_blocked`) to ring the notifier once it lets go, and looks once
-    /// more: it may have let go before it saw the flag.
-    fn writer_or_ring_later(&self) -> Option<MutexGuard<'_, Writer>> {
-        if let Some(writer) = self.try_writer() {
-            return Some(writer);
-        }
-        self.send_blocked.store(true, Ordering::SeqCst);
-        // Pairs with the fence in `after_blocking_send` (store, then look
-        // at the lock; against unlock, then look at the flag).
-        fence(Ordering::SeqCst);
-        self.try_writer()
-    }
-
-    /// Called by a blocking send after it let go of the writer: rings the
-    /// notifier if a `try_send` found the writer busy meanwhile.
-    pub(super) fn after_blocking_send(&self) {
-        fence(Ordering::SeqCst);
-        if self.send_blocked.load(Ordering::Relaxed) && self.send_blocked.swap(false, Ordering::SeqCst) {
-            self.notifier.ring();
-        }
     }
 
     /// Flushes the outbox as far as the wire takes now, if no other thread
@@ -206,7 +182,7 @@ impl StreamClient {
         if data.len() as u64 > u64::from(shared.max) {
             return Err(Error::TooLarge { size: data.len() as u64, max: u64::from(shared.max) });
         }
-        let Some(mut writer) = shared.writer_or_ring_later() else { return Ok(None) };
+        let Some(mut writer) = shared.send_blocked.writer_or_ring_later(&shared.writer) else { return Ok(None) };
         match shared.flush_now(&mut writer) {
             Ok(true) => shared.want_write(false),
             Ok(false) => return Ok(None),
