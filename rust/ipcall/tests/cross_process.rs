@@ -133,6 +133,17 @@ fn spawn_server(kind: Kind) -> (Child, BufReader<ChildStdout>, String) {
     (child, out, name)
 }
 
+/// Removes what a server child killed with SIGKILL leaves in the runtime
+/// directory (it had no chance to): its socket, or its FIFO directory.
+fn remove_name_of_killed(name: &str) {
+    let Some((_, path)) = name.split_once(':') else { return };
+    let path = std::path::Path::new(path);
+    if !path.is_absolute() {
+        return; // an abstract socket leaves nothing behind
+    }
+    let _ = if path.is_dir() { std::fs::remove_dir_all(path) } else { std::fs::remove_file(path) };
+}
+
 /// The entry point of every child process; does nothing in a normal test run.
 #[test]
 #[ignore = "the child-process entry point, run only by re-executing this binary"]
@@ -281,6 +292,7 @@ fn kill_9_of_the_server_fails_every_pending_call_disconnected() {
         println!("{kind}: all 8 pending calls failed Disconnected {:?} after kill -9", killed_at.elapsed());
         assert_eq!(client.call(b"after").unwrap_err().kind(), ErrorKind::Disconnected);
         child.wait().unwrap();
+        remove_name_of_killed(&name);
     }
 }
 
@@ -401,6 +413,7 @@ fn no_descriptor_leak_over_1000_connect_disconnect_cycles() {
         assert_eq!(settled_server_fds(), before_there, "{kind}: server-side descriptors leaked");
         child.kill().unwrap();
         child.wait().unwrap();
+        remove_name_of_killed(&name);
     }
 }
 

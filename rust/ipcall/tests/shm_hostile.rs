@@ -198,6 +198,16 @@ fn fake_server(serve: impl FnOnce(UnixStream) + Send + 'static) -> String {
     name
 }
 
+/// Closes a server whose receiving thread holds it, when the test ends
+/// (also by a panic): the thread's `recv` ends and the name is removed.
+struct CloseOnDrop(std::sync::Arc<Server>);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
 fn rand_tag() -> u64 {
     static N: AtomicU64 = AtomicU64::new(0);
     N.fetch_add(1, Ordering::Relaxed)
@@ -335,7 +345,9 @@ fn a_request_ring_head_that_runs_backwards_or_ahead_is_a_protocol_error() {
 
 #[test]
 fn garbage_from_one_client_drops_it_alone_and_the_server_goes_on() {
-    let server = Server::bind_unique_with(Kind::Shm, &ServerOptions::new().ring_size(CAPACITY)).unwrap();
+    let server =
+        std::sync::Arc::new(Server::bind_unique_with(Kind::Shm, &ServerOptions::new().ring_size(CAPACITY)).unwrap());
+    let _closer = CloseOnDrop(server.clone());
     let name = server.name().to_string();
     let serving = thread::spawn(move || {
         while let Ok(request) = server.recv() {
@@ -389,7 +401,9 @@ fn garbage_from_one_client_drops_it_alone_and_the_server_goes_on() {
 
 #[test]
 fn a_reply_ring_head_past_its_tail_drops_that_client_when_the_server_next_reads_it() {
-    let server = Server::bind_unique_with(Kind::Shm, &ServerOptions::new().ring_size(CAPACITY)).unwrap();
+    let server =
+        std::sync::Arc::new(Server::bind_unique_with(Kind::Shm, &ServerOptions::new().ring_size(CAPACITY)).unwrap());
+    let _closer = CloseOnDrop(server.clone());
     let name = server.name().to_string();
     let serving = thread::spawn(move || {
         while let Ok(request) = server.recv() {
@@ -456,7 +470,9 @@ fn readable_soon(fd: RawFd) -> bool {
 
 #[test]
 fn a_client_bell_is_rung_with_wake_ups_and_a_bad_one_drops_that_client_alone() {
-    let server = Server::bind_unique_with(Kind::Shm, &ServerOptions::new().ring_size(CAPACITY)).unwrap();
+    let server =
+        std::sync::Arc::new(Server::bind_unique_with(Kind::Shm, &ServerOptions::new().ring_size(CAPACITY)).unwrap());
+    let _closer = CloseOnDrop(server.clone());
     let name = server.name().to_string();
     let serving = thread::spawn(move || {
         while let Ok(request) = server.recv() {

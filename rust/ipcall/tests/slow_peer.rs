@@ -24,9 +24,26 @@ fn bounded<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static
     rx.recv_timeout(BOUND).unwrap_or_else(|_| panic!("{what} did not finish within {BOUND:?}: a reply blocked"))
 }
 
+/// A server whose receiving threads hold it: dropping this closes it, so
+/// the threads end and its name leaves the runtime directory.
+struct EchoServer(Arc<Server>);
+
+impl std::ops::Deref for EchoServer {
+    type Target = Server;
+    fn deref(&self) -> &Server {
+        &self.0
+    }
+}
+
+impl Drop for EchoServer {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
 /// An echo server with `threads` receiving threads; each reply is the
-/// request repeated `factor` times. Returns the server and its threads.
-fn echo_server(kind: Kind, options: &ServerOptions, threads: usize, factor: usize) -> Arc<Server> {
+/// request repeated `factor` times.
+fn echo_server(kind: Kind, options: &ServerOptions, threads: usize, factor: usize) -> EchoServer {
     let server = Arc::new(Server::bind_unique_with(kind, options).unwrap());
     for _ in 0..threads {
         let server = server.clone();
@@ -37,7 +54,7 @@ fn echo_server(kind: Kind, options: &ServerOptions, threads: usize, factor: usiz
             }
         });
     }
-    server
+    EchoServer(server)
 }
 
 #[test]
