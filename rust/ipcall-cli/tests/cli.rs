@@ -21,7 +21,8 @@ const PROTOCOL: i32 = 21;
 const IO: i32 = 22;
 const USAGE: i32 = 2;
 
-/// A running `ipcall serve`, killed when dropped.
+/// A running `ipcall serve`, killed when dropped (and its name, which a
+/// SIGKILLed server cannot remove, removed).
 struct Served {
     child: Child,
     name: String,
@@ -43,6 +44,12 @@ impl Drop for Served {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some((_, path)) = self.name.split_once(':') {
+            let path = std::path::Path::new(path);
+            if path.is_absolute() {
+                let _ = if path.is_dir() { std::fs::remove_dir_all(path) } else { std::fs::remove_file(path) };
+            }
+        }
     }
 }
 
