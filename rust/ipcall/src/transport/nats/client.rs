@@ -9,6 +9,7 @@
 //! (the instance's connection is gone) fails its calls with `Disconnected`.
 
 use std::collections::HashMap;
+use std::future::poll_fn;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -19,11 +20,13 @@ use futures_util::StreamExt;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
 use super::conn::{self, ping, Connection, Ping, SETUP_TIMEOUT};
+use super::driver::{driver, Side};
 use super::wire::{self, error_code, Assembly, MsgKind};
 use crate::core::error::{Error, Result};
 use crate::core::name::Name;
 use crate::core::options::ClientOptions;
 use crate::core::slot::{Outcome, Slot};
+use crate::core::wait::Deadline;
 use crate::transport::evented::Notifier;
 use crate::transport::Call as CallInFlight;
 use crate::transport::ClientConn;
@@ -37,8 +40,11 @@ const PING_EVERY: Duration = Duration::from_millis(400);
 const PING_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long a closing connection may take to send what it still has.
 const FLUSH_LIMIT: Duration = Duration::from_secs(5);
-/// A request no server acked in this long was lost on the way.
-const ACK_TIMEOUT: Duration = Duration::from_secs(10);
+/// A request neither acked nor answered in this long was lost on the way,
+/// or its server died before acking it: a server acks every request it has
+/// held unanswered for 10 ms (docs/PROTOCOL.md §13.3), so this stays well
+/// inside the 2 s a killed server's calls may take to fail.
+const ACK_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// One call in flight.
 struct Call {
@@ -138,7 +144,12 @@ impl NatsClient {
         self.calls.lock().insert(id, call);
         let reply = Subject::from(format!("{}{id}", self.inbox));
         let command = Command::Publish { subject: self.subject.clone(), reply: Some(reply), headers, payload: first };
-        if self.commands.send(command).is_err() {
+        let mut sent = false;
+        match driver(Side::Client) {
+            Ok(driver) => driver.send_here(|| sent = self.commands.send(command).is_ok()),
+            Err(_) => sent = self.commands.send(command).is_ok(),
+        }
+        if !sent {
             self.calls.lock().remove(&id);
             return Err(Error::Disconnected { name: self.name.clone() });
         }
@@ -155,6 +166,19 @@ impl ClientConn for NatsClient {
         self.start(data, Some(timeout))
     }
 
+    /// Runs the runtime while it waits (see [`driver`](super::driver)): the
+    /// answer is read on this thread, with no hand-off from another.
+    fn wait(&self, _id: u64, slot: &Slot, deadline: Deadline) -> bool {
+        if slot.is_ready() || deadline == Deadline::Now {
+            return slot.is_ready();
+        }
+        let Ok(driver) = driver(Side::Client) else { return slot.wait_ready(deadline) };
+        match driver.block_on(deadline, poll_fn(|cx| slot.poll_ready(cx))) {
+            Some(_) => slot.is_ready(),
+            None => slot.wait_ready(deadline),
+        }
+    }
+
     fn abandon(&self, id: u64, slot: &Slot) {
         slot.abandon();
         self.calls.lock().remove(&id);
@@ -169,7 +193,7 @@ pub(crate) fn connect(name: &Name, options: &ClientOptions) -> Result<Arc<dyn Cl
     let shared = name.shared().clone();
     let name2 = name.clone();
     let (max, chosen) = (options.max_message_size, options.connection_name.clone());
-    conn::run(&shared, SETUP_TIMEOUT, async move {
+    conn::run(Side::Client, &shared, SETUP_TIMEOUT, async move {
         let shared = name2.shared().clone();
         let Connection { nats, events, address, name: connection_name } =
             conn::connect(name2, "client", chosen).await?;
@@ -200,7 +224,7 @@ pub(crate) fn connect(name: &Name, options: &ClientOptions) -> Result<Arc<dyn Cl
             connection_name,
             client_id,
         };
-        conn::spawn(task.run(replies, command_rx, events));
+        tokio::spawn(task.run(replies, command_rx, events));
         let client = NatsClient {
             notifier: Notifier::new(),
             name: shared,
@@ -293,7 +317,8 @@ impl Task {
     /// Fails calls nobody acked in time; pings the instances holding calls.
     fn look_after_calls(&mut self, ping_tx: &UnboundedSender<(Subject, bool)>) {
         let now = Instant::now();
-        self.calls.fail_where(|c| c.instance.is_none() && now.duration_since(c.sent) > ACK_TIMEOUT);
+        self.calls
+            .fail_where(|c| c.instance.is_none() && c.answer.is_none() && now.duration_since(c.sent) > ACK_TIMEOUT);
         let mut holding: Vec<Subject> = self.calls.lock().values().filter_map(|c| c.instance.clone()).collect();
         holding.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
         holding.dedup();
@@ -306,7 +331,7 @@ impl Task {
             state.in_flight = true;
             state.last = Some(now);
             let (nats, tx) = (self.nats.clone(), ping_tx.clone());
-            conn::spawn(async move {
+            tokio::spawn(async move {
                 let alive = matches!(ping(&nats, instance.clone(), None, PING_TIMEOUT).await, Ping::Alive { .. });
                 let _ = tx.send((instance, alive));
             });
@@ -392,6 +417,13 @@ fn step(call: &mut Call, kind: MsgKind, message: &Message, calls: &Calls) -> Ste
                 return Step::Done(calls.protocol(format!("bad answer size {total}")));
             }
             call.answer = Some((kind, Assembly::new(&message.payload, total as usize)));
+            // Unacked so far (answered within the ack delay): the first
+            // part names the instance to ping while the rest comes.
+            if call.instance.is_none() {
+                call.instance = wire::header(message, wire::H_INSTANCE)
+                    .filter(|i| i.starts_with(wire::INSTANCE_PREFIX))
+                    .map(|i| Subject::from(i.to_owned()));
+            }
             Step::Wait
         }
         MsgKind::Chunk => {

@@ -1,60 +1,47 @@
-//! The internal tokio runtime and NATS connection set-up, shared by the
+//! NATS connection set-up and the runtime's entry points, shared by the
 //! client and server sides.
 
 use std::future::Future;
-use std::sync::{mpsc, Arc, OnceLock};
+use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use async_nats::{ConnectErrorKind, ConnectOptions, Event};
-use tokio::runtime::Runtime;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
+use super::driver::{driver, Side};
 use super::wire::{self, MsgKind};
 use crate::core::error::{Error, Result};
 use crate::core::name::Name;
 use crate::core::nats_name::{env_credentials, Address, Credentials};
+use crate::core::wait::Deadline;
 
 /// How long set-up (connecting, subscribing, the first ping) may take.
 pub(crate) const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The runtime every `nats:` connection of the process lives on: one
-/// worker thread, started on first use.
-fn runtime() -> std::result::Result<&'static Runtime, String> {
-    static RUNTIME: OnceLock<std::result::Result<Runtime, String>> = OnceLock::new();
-    RUNTIME
-        .get_or_init(|| {
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .thread_name("ipcall-nats")
-                .enable_all()
-                .build()
-                .map_err(|e| e.to_string())
-        })
-        .as_ref()
-        .map_err(Clone::clone)
-}
-
-/// Runs `future` on the runtime without entering it from this thread (so
-/// it works from plain threads and from inside any other executor alike),
-/// and waits for its result at most `limit`.
+/// Runs `future` on the `nats:` runtime of `side` and waits for its result at most
+/// `limit`, driving the runtime from this thread meanwhile (see
+/// [`driver`](super::driver)); from inside another tokio runtime, where
+/// that cannot be, the background thread runs it.
 pub(crate) fn run<T: Send + 'static>(
+    side: Side,
     name: &Arc<str>,
     limit: Duration,
     future: impl Future<Output = Result<T>> + Send + 'static,
 ) -> Result<T> {
-    let runtime = runtime().map_err(|e| Error::Io { name: name.clone(), source: std::io::Error::other(e) })?;
+    let driver = driver(side).map_err(|e| Error::Io { name: name.clone(), source: std::io::Error::other(e) })?;
     let (tx, rx) = mpsc::sync_channel(1);
-    runtime.spawn(async move {
+    let (done, finished) = tokio::sync::oneshot::channel::<()>();
+    // A task, not run in place, so that a thread inside another runtime
+    // can wait for it too.
+    driver.spawn(async move {
         let _ = tx.send(future.await);
+        drop(done);
     });
-    rx.recv_timeout(limit).unwrap_or_else(|_| Err(Error::Timeout { name: name.clone() }))
-}
-
-/// Spawns a task on the runtime (which `run` has created by then).
-pub(crate) fn spawn(future: impl Future<Output = ()> + Send + 'static) {
-    if let Ok(runtime) = runtime() {
-        runtime.spawn(future);
-    }
+    let wait = match driver.block_on(Deadline::after(limit), finished) {
+        Some(_) => Duration::ZERO,
+        None => limit,
+    };
+    rx.recv_timeout(wait).unwrap_or_else(|_| Err(Error::Timeout { name: name.clone() }))
 }
 
 /// A live NATS connection and its stream of connection events.

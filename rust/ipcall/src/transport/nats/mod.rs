@@ -3,15 +3,17 @@
 //!
 //! - names, credentials and their redaction: [`crate::core::nats_name`] (always built).
 //! - `wire`: headers, message kinds, chunking.
-//! - `conn`: the shared tokio runtime and the NATS connection set-up.
+//! - `driver`: the shared tokio runtime, run by the threads that wait on it.
+//! - `conn`: the NATS connection set-up.
 //! - `client`: the caller's side — a reply inbox, calls matched by id,
 //!   liveness pings to the instance that took a call.
 //! - `server`: a queue-group member plus its own instance subject, feeding
 //!   the same pollable queue as `mem:`.
 //!
-//! async-nats needs tokio, so the connections live on one small internal
-//! runtime thread, created on first use and shared by every `nats:` server
-//! and client of the process. Callers never block on tokio: a call
+//! async-nats needs tokio, so the connections live on one internal
+//! current-thread runtime, created on first use and shared by every `nats:`
+//! server and client of the process. A thread that blocks on `nats:` runs
+//! it while it waits; otherwise a background thread does (`driver`). A call
 //! completes a [`Slot`](crate::core::slot::Slot), which sync waiters and any
 //! executor's wakers both watch.
 
@@ -19,6 +21,8 @@
 mod client;
 #[cfg(feature = "nats")]
 mod conn;
+#[cfg(feature = "nats")]
+mod driver;
 #[cfg(feature = "nats")]
 mod server;
 #[cfg(feature = "nats")]

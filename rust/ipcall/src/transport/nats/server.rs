@@ -9,6 +9,7 @@
 //! travel back through the task as well, so `reply()` never blocks.
 
 use std::collections::HashMap;
+use std::future::poll_fn;
 use std::os::fd::BorrowedFd;
 use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
@@ -20,6 +21,7 @@ use futures_util::StreamExt;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
 use super::conn::{self, Connection, Ping, SETUP_TIMEOUT};
+use super::driver::{driver, Side};
 use super::wire::{self, error_code, Assembly, MsgKind};
 use crate::core::error::{Error, Result};
 use crate::core::name::Name;
@@ -33,6 +35,12 @@ use crate::transport::{Answer, Responder, ServerTransport};
 
 /// A partly received request is dropped when no part came for this long.
 const ASSEMBLY_IDLE: Duration = Duration::from_secs(30);
+/// A whole request that arrives while no other waits unanswered is acked
+/// only if still unanswered this long after (docs/PROTOCOL.md §13.3): most
+/// are answered sooner, and then the answer alone goes back, one message
+/// per call as with raw NATS. Requests arriving behind others are acked at
+/// once.
+const ACK_DELAY: Duration = Duration::from_millis(10);
 /// How often a one-shot server checks that its client is still there.
 const CLIENT_PING_EVERY: Duration = Duration::from_millis(400);
 /// A client ping unanswered this long counts as the client being gone.
@@ -45,6 +53,9 @@ struct Shared {
     commands: UnboundedSender<Command>,
     /// Payload room per message (from the NATS server's `max_payload`).
     chunk: usize,
+    /// This instance's subject, named in the first part of a chunked
+    /// answer (the caller may not have had an ack).
+    instance: Subject,
 }
 
 enum Command {
@@ -103,6 +114,7 @@ impl Responder for NatsResponder {
         let mut headers = wire::headers(kind);
         if !rest.is_empty() {
             headers.insert(wire::H_SIZE, data.len().to_string());
+            headers.insert(wire::H_INSTANCE, self.shared.instance.as_str());
         }
         let mut out = vec![Outgoing { subject: self.reply.clone(), headers, payload: first }];
         for (seq, part) in rest.into_iter().enumerate() {
@@ -112,7 +124,13 @@ impl Responder for NatsResponder {
         }
         // The task is gone only when the process's runtime is; then no
         // answer can go anywhere, and the caller's liveness check fails it.
-        let _ = self.shared.commands.send(Command::Publish(out));
+        let send = || {
+            let _ = self.shared.commands.send(Command::Publish(out));
+        };
+        match driver(Side::Server) {
+            Ok(driver) => driver.send_here(send),
+            Err(_) => send(),
+        }
         Ok(())
     }
 }
@@ -159,6 +177,17 @@ impl NatsServer {
 
 impl ServerTransport for NatsServer {
     fn recv(&self, deadline: Deadline) -> Result<Incoming> {
+        // Runs the runtime while it waits (see [`driver`](super::driver)):
+        // the request is read on this thread, and the answer to the last
+        // one goes out from here too. At the deadline, or inside another
+        // tokio runtime, the queue decides below.
+        if deadline != Deadline::Now {
+            if let Some(Some(result)) =
+                driver(Side::Server).ok().and_then(|d| d.block_on(deadline, poll_fn(|cx| self.poll_recv(cx))))
+            {
+                return result;
+            }
+        }
         loop {
             if let Some(result) = self.popped(self.queue.pop(deadline)) {
                 return result;
@@ -205,7 +234,7 @@ pub(crate) fn bind(name: &Name, options: &ServerOptions) -> Result<Box<dyn Serve
     let instance: Subject = format!("{}{token}", wire::INSTANCE_PREFIX).into();
     let (max, one_shot, chosen) = (options.max_message_size, options.one_shot, options.connection_name.clone());
     let (name2, queue2, instance2) = (name.clone(), queue.clone(), instance.clone());
-    conn::run(&shared_name, SETUP_TIMEOUT, async move {
+    conn::run(Side::Server, &shared_name, SETUP_TIMEOUT, async move {
         let Connection { nats, events, address, .. } = conn::connect(name2.clone(), "server", chosen).await?;
         let io = |e: &dyn std::fmt::Display| Error::Io {
             name: name2.shared().clone(),
@@ -217,7 +246,7 @@ pub(crate) fn bind(name: &Name, options: &ServerOptions) -> Result<Box<dyn Serve
         nats.flush().await.map_err(|e| io(&e))?;
         let (commands, command_rx) = unbounded_channel();
         let chunk = wire::chunk_size(nats.server_info().max_payload);
-        let shared = Arc::new(Shared { commands, chunk });
+        let shared = Arc::new(Shared { commands, chunk, instance: instance2.clone() });
         let task = Task {
             nats,
             shared: Arc::downgrade(&shared),
@@ -230,8 +259,9 @@ pub(crate) fn bind(name: &Name, options: &ServerOptions) -> Result<Box<dyn Serve
             one_shot,
             left_group: false,
             client: None,
+            unacked: HashMap::new(),
         };
-        conn::spawn(task.run(jobs, own, command_rx, events));
+        tokio::spawn(task.run(jobs, own, command_rx, events));
         Ok(Box::new(NatsServer { name: name2.shared().clone(), queue, shared }) as Box<dyn ServerTransport>)
     })
 }
@@ -262,6 +292,9 @@ struct Task {
     left_group: bool,
     /// The one-shot server's client, pinged at this subject while here.
     client: Option<Subject>,
+    /// Whole requests not yet acked nor answered, by reply subject, with
+    /// when they arrived; acked once [`ACK_DELAY`] old.
+    unacked: HashMap<String, (Subject, Instant)>,
 }
 
 impl Task {
@@ -274,6 +307,8 @@ impl Task {
     ) {
         let mut sweep = tokio::time::interval(Duration::from_secs(1));
         let mut client_check = tokio::time::interval(CLIENT_PING_EVERY);
+        let mut ack_check = tokio::time::interval(ACK_DELAY);
+        ack_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let (alive_tx, mut alive_rx) = unbounded_channel::<bool>();
         let mut checking = false;
         // Read until the subscription ends, even after leaving the group:
@@ -303,7 +338,7 @@ impl Task {
                     if let Some(client) = self.client.clone() {
                         checking = true;
                         let (nats, tx) = (self.nats.clone(), alive_tx.clone());
-                        conn::spawn(async move {
+                        tokio::spawn(async move {
                             let alive = matches!(conn::ping(&nats, client, None, PING_TIMEOUT).await, Ping::Alive { .. });
                             let _ = tx.send(alive);
                         });
@@ -330,6 +365,7 @@ impl Task {
                     // Server and every request are gone.
                     None => break,
                 },
+                _ = ack_check.tick(), if !self.unacked.is_empty() => self.ack_the_slow().await,
                 // Events only matter to callers; drain them.
                 Some(_) = events.recv() => {}
                 _ = sweep.tick() => {
@@ -349,7 +385,11 @@ impl Task {
         }
     }
 
-    async fn publish(&self, out: Vec<Outgoing>) {
+    async fn publish(&mut self, out: Vec<Outgoing>) {
+        if let Some(first) = out.first() {
+            // Answered (or failed) before its ack was due: none is sent.
+            self.unacked.remove(first.subject.as_str());
+        }
         for o in out {
             // A failed publish means the connection is gone for good; the
             // caller's liveness check then fails the call.
@@ -440,21 +480,49 @@ impl Task {
         let from = wire::identity(&message);
         // The ack names this instance: later chunks come here, and the
         // caller pings here while the call is pending.
-        let mut headers = wire::headers(MsgKind::Ack);
-        headers.insert(wire::H_INSTANCE, self.instance.as_str());
         if message.payload.len() == total {
-            // Queued first, so the application starts on it while the ack
-            // goes out. The answer still follows the ack on the wire: it
-            // comes back through this task, which publishes the ack first.
-            self.push(Vec::from(message.payload), reply.clone(), reply_max, expires, from);
-            let _ = self.nats.publish_with_headers(reply, headers, Bytes::new()).await;
+            if self.unacked.is_empty() {
+                // Acked only if still unanswered after ACK_DELAY (its
+                // answer comes back through this task, which then drops
+                // the ack).
+                self.unacked.insert(reply.to_string(), (reply.clone(), Instant::now()));
+                self.push(Vec::from(message.payload), reply, reply_max, expires, from);
+            } else {
+                // Requests wait already: this one will too, so its caller
+                // learns the instance now (queued first, so the application
+                // may start on it while the ack goes out).
+                self.push(Vec::from(message.payload), reply.clone(), reply_max, expires, from);
+                let _ = self.nats.publish_with_headers(reply, self.ack_headers(), Bytes::new()).await;
+            }
         } else {
-            let _ = self.nats.publish_with_headers(reply.clone(), headers, Bytes::new()).await;
+            let _ = self.nats.publish_with_headers(reply.clone(), self.ack_headers(), Bytes::new()).await;
             let assembly = Assembly::new(&message.payload, total);
             let partial = Partial { assembly, reply_max, expires, from, touched: Instant::now() };
             self.assemblies.insert(reply.to_string(), partial);
         }
         Ok(())
+    }
+
+    /// Acks the whole requests unanswered for [`ACK_DELAY`] or more.
+    async fn ack_the_slow(&mut self) {
+        let now = Instant::now();
+        let due: Vec<String> = self
+            .unacked
+            .iter()
+            .filter(|(_, (_, at))| now.duration_since(*at) >= ACK_DELAY)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in due {
+            if let Some((reply, _)) = self.unacked.remove(&key) {
+                let _ = self.nats.publish_with_headers(reply, self.ack_headers(), Bytes::new()).await;
+            }
+        }
+    }
+
+    fn ack_headers(&self) -> async_nats::HeaderMap {
+        let mut headers = wire::headers(MsgKind::Ack);
+        headers.insert(wire::H_INSTANCE, self.instance.as_str());
+        headers
     }
 
     fn push(&self, data: Vec<u8>, reply: Subject, reply_max: u32, expires: Option<Instant>, from: Claim) {
