@@ -76,3 +76,20 @@ fn a_dead_nats_server_completes_every_evented_call_with_disconnected() {
     }
     drop(server);
 }
+
+#[test]
+fn a_short_wait_on_an_evented_call_keeps_its_descriptor_ringing() {
+    let node = Node::start();
+    let server = Server::bind(&node.name(&subject("short-wait"))).unwrap();
+    let client = Client::connect(server.name()).unwrap();
+    let fd = client.fd().unwrap();
+    let mut pending = client.try_send(b"later").unwrap().expect("nats: always room");
+    // What Python's call_async does before it leaves a lone call to the
+    // loop: a few µs' wait, which must not take the call off the descriptor.
+    assert!(pending.try_wait_timeout(Duration::from_micros(10)).is_none(), "not answered yet");
+    let request = server.recv_timeout(Duration::from_secs(20)).unwrap();
+    request.reply(b"now").unwrap();
+    assert!(readable(fd, 20_000), "the answer rings the descriptor");
+    client.progress().unwrap();
+    assert_eq!(pending.try_wait().expect("completed").unwrap(), b"now");
+}

@@ -172,6 +172,12 @@ impl ClientConn for NatsClient {
         if slot.is_ready() || deadline == Deadline::Now {
             return slot.is_ready();
         }
+        // An event loop's call keeps the notifier as its slot's waker
+        // (polling the slot here would replace it); the runtime's
+        // background thread completes it meanwhile.
+        if self.notifier.is_armed() {
+            return slot.wait_ready(deadline);
+        }
         let Ok(driver) = driver(Side::Client) else { return slot.wait_ready(deadline) };
         match driver.block_on(deadline, poll_fn(|cx| slot.poll_ready(cx))) {
             Some(_) => slot.is_ready(),
