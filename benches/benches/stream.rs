@@ -10,9 +10,11 @@
 //! [`PAIRINGS`] and, for its floor, one more [`Floor`] variant.
 //!
 //! Environment: `IPCALL_BENCH_QUICK=1` runs fewer samples;
-//! `IPCALL_BENCH_PROFILE=floor|ipcall|client-only[:bytes]` runs one
-//! mechanism on CPU 0 only (for perf), `client-only` being an ipcall client
-//! against a hand-written server of the same protocol.
+//! `IPCALL_BENCH_PROFILE=floor|ipcall|client-only|pipe|pipe-floor[:bytes]`
+//! runs one mechanism on CPU 0 only (for perf or `strace -c -f`): `floor`
+//! and `ipcall` are `unix:`, `client-only` is an ipcall client against a
+//! hand-written server of the same protocol, `pipe`/`pipe-floor` are
+//! `pipe:` and its raw FIFO pair.
 
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -313,6 +315,8 @@ fn main() {
         let (which, size) = which.split_once(':').map_or((which.as_str(), None), |(w, s)| (w, s.parse().ok()));
         let mechanism = match which {
             "floor" => Mechanism::Floor(Floor::Uds { big: false }),
+            "pipe" => Mechanism::Ipcall("pipe"),
+            "pipe-floor" => Mechanism::Floor(Floor::Fifo { big: false }),
             "client-only" => Mechanism::IpcallClientOnly,
             "server-only" => Mechanism::IpcallServerOnly,
             _ => Mechanism::Ipcall("unix"),

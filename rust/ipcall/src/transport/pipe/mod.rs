@@ -33,7 +33,7 @@ pub(crate) mod fifo;
 pub(crate) mod record;
 
 use crate::core::wait::Deadline;
-use crate::sys::sigpipe;
+use crate::sys::{poll, sigpipe};
 use crate::transport::stream::client::StreamClient;
 use crate::transport::stream::server::StreamServer;
 use crate::transport::stream::{wait_fd, Accepted, Acceptor, Wire};
@@ -109,6 +109,21 @@ impl Wire for FifoWire {
             return Ok(0);
         }
         if wait_fd(self.conn.read.as_fd(), libc::POLLIN, Deadline::after(timeout))? == 0 {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        self.read_once(buf)
+    }
+
+    fn read_or_wake(&self, buf: &mut [MaybeUninit<u8>], wake: BorrowedFd<'_>, _slice: Duration) -> io::Result<usize> {
+        if self.stopped.load(Ordering::Acquire) {
+            return Ok(0);
+        }
+        // `poll` then `read` as in `read_timeout`, but with no timeout: the
+        // server's `wake` says when to look around instead (see
+        // `Wire::read_or_wake`).
+        let mut fds = [poll::pollfd(self.conn.read.as_fd(), libc::POLLIN), poll::pollfd(wake, libc::POLLIN)];
+        poll::poll_until(&mut fds, None)?;
+        if fds[0].revents == 0 {
             return Err(io::ErrorKind::WouldBlock.into());
         }
         self.read_once(buf)
@@ -375,6 +390,75 @@ mod tests {
         answers.extend_from_slice(b"ours");
         write.write_all(&answers).unwrap();
         assert_eq!(client.join().unwrap().unwrap(), b"ours");
+    }
+
+    /// The only receiving thread waits on its only, idle connection with no
+    /// time slice (`read_or_wake`); a client that connects then is still
+    /// served: its hello makes the epoll descriptor readable, which ends
+    /// that wait.
+    #[test]
+    fn a_new_client_is_served_while_the_only_receiver_waits_on_an_idle_one() {
+        let victim = Victim::new(&ServerOptions::new());
+        // Give the receiving thread time to settle into the direct wait on
+        // `good` (not asserted: if it has not yet, the test still holds).
+        thread::sleep(Duration::from_millis(100));
+        for round in 0..3 {
+            let fresh = Client::connect_timeout(victim.server.name(), Duration::from_secs(20)).unwrap();
+            let data = format!("fresh {round}");
+            assert_eq!(fresh.call_timeout(data.as_bytes(), Duration::from_secs(20)).unwrap(), data.as_bytes());
+            drop(fresh);
+            // Back to one connection: the receiver returns to the direct wait.
+            assert_eq!(victim.good.call_timeout(b"good", Duration::from_secs(20)).unwrap(), b"good");
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// A half-sent frame on the only connection, sent while the receiver
+    /// waits on it with no time slice, is still dropped after the frame
+    /// timeout (inside a frame the wait is sliced again).
+    #[test]
+    fn a_frame_stalled_on_the_only_connection_is_dropped_after_the_frame_timeout() {
+        let options = ServerOptions::new().frame_timeout(Duration::from_millis(300));
+        let server = Arc::new(Server::bind_unique_with(Kind::Pipe, &options).unwrap());
+        let s = server.clone();
+        let serving = thread::spawn(move || {
+            while let Ok(request) = s.recv() {
+                let data = request.data().to_vec();
+                request.reply(&data).unwrap();
+            }
+        });
+        let dir = server.name().strip_prefix("pipe:").unwrap().to_string();
+        let FifoConn { read, write, .. } =
+            fifo_connect(dir.as_ref(), Deadline::after(Duration::from_secs(10))).unwrap();
+        let (mut read, mut write) = (File::from(read), File::from(write));
+        write.write_all(&raw_hello(b"IPCL", 1, 1 << 20)).unwrap();
+        let mut hello = [0u8; 16];
+        read.read_exact(&mut hello).unwrap();
+        assert_eq!(&hello[..4], b"IPCL");
+        // A whole request first: the handshake is over and the connection
+        // is the server's only one, read directly.
+        let mut request = raw_header(2, REQUEST, 1);
+        request.extend_from_slice(b"ok");
+        write.write_all(&request).unwrap();
+        let mut reply = [0u8; 18];
+        read.read_exact(&mut reply).unwrap();
+        assert_eq!(&reply[16..], b"ok");
+        thread::sleep(Duration::from_millis(100));
+        // Then half a frame, and silence with the connection left open.
+        write.write_all(&raw_header(100, REQUEST, 2)).unwrap();
+        write.write_all(&[7; 10]).unwrap();
+        let mut buf = [0u8; 64];
+        loop {
+            let ready =
+                wait_fd(std::os::fd::AsFd::as_fd(&read), libc::POLLIN, Deadline::after(Duration::from_secs(20)));
+            assert_ne!(ready.unwrap(), 0, "the server did not drop the stalled connection");
+            if read.read(&mut buf).unwrap() == 0 {
+                break;
+            }
+        }
+        drop(write);
+        server.close();
+        serving.join().unwrap();
     }
 
     #[test]

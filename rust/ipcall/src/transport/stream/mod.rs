@@ -70,6 +70,17 @@ pub(crate) trait Wire: Send + Sync + 'static {
             other => other,
         }
     }
+    /// Reads, blocking until at least one byte or the end of the stream;
+    /// `WouldBlock` once `wake` is readable or `slice` passed — whichever
+    /// the wire can watch without a system call more. The default (a
+    /// socket, whose blocking read takes a receive timeout) waits `slice`;
+    /// a FIFO, which can only wait with a timeout in `poll` anyway, polls
+    /// `wake` beside its read end with no timer (no clock read, no timer
+    /// armed and cancelled per request).
+    fn read_or_wake(&self, buf: &mut [MaybeUninit<u8>], wake: BorrowedFd<'_>, slice: Duration) -> io::Result<usize> {
+        let _ = wake;
+        self.read_timeout(buf, slice)
+    }
     /// Stops reading: a thread blocked reading returns end of stream; writing
     /// still works (a closing server still answers requests it took).
     fn stop_reading(&self) {}
@@ -169,9 +180,12 @@ const DIRECT_READ_MIN: usize = 2 << 10;
 
 /// How long one read of [`FrameReader::next_with`] may wait.
 #[derive(Clone, Copy)]
-enum ReadFor {
+enum ReadFor<'a> {
     Deadline(Deadline),
     Slice(Duration),
+    /// Until `wake` is readable or (a wire that cannot watch it) the slice
+    /// passed; one read per call (see [`FrameReader::next_or_wake`]).
+    Wake(BorrowedFd<'a>, Duration),
 }
 
 /// Why reading a connection stopped.
@@ -268,17 +282,37 @@ impl FrameReader {
         self.next_with(wire, ReadFor::Slice(slice))
     }
 
-    fn next_with(&mut self, wire: &dyn Wire, how: ReadFor) -> Result<Option<Event>, ReadError> {
+    /// Like [`next_within`](Self::next_within), but a wire that can (a
+    /// FIFO) waits until `wake` is readable instead of a time slice; and it
+    /// reads at most once: `Ok(None)` also when that read left a frame
+    /// begun, so that the caller can bound the rest by the frame timeout
+    /// (nothing else would: the wait has no time limit).
+    pub(crate) fn next_or_wake(
+        &mut self,
+        wire: &dyn Wire,
+        wake: BorrowedFd<'_>,
+        slice: Duration,
+    ) -> Result<Option<Event>, ReadError> {
+        self.next_with(wire, ReadFor::Wake(wake, slice))
+    }
+
+    fn next_with(&mut self, wire: &dyn Wire, how: ReadFor<'_>) -> Result<Option<Event>, ReadError> {
+        let mut reads = 0u32;
         loop {
             if let Some(event) = self.buffered_event()? {
                 return Ok(Some(event));
             }
+            if reads > 0 && matches!(how, ReadFor::Wake(..)) {
+                return Ok(None);
+            }
+            reads += 1;
             // The staging buffer is empty here.
             let direct = self.decoder.payload_missing() >= DIRECT_READ_MIN;
             let target = if direct { self.decoder.payload_spare() } else { &mut self.buf[..] };
             let asked = target.len();
             let read = match how {
                 ReadFor::Slice(slice) => wire.read_timeout(target, slice),
+                ReadFor::Wake(wake, slice) => wire.read_or_wake(target, wake, slice),
                 ReadFor::Deadline(Deadline::Never) => wire.read_blocking(target),
                 ReadFor::Deadline(Deadline::Now) => wire.read_now(target),
                 ReadFor::Deadline(deadline @ Deadline::At(_)) => match deadline.remaining() {

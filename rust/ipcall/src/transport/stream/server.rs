@@ -389,11 +389,14 @@ impl Shared {
 
     /// The single-connection fast path: blocks in a plain read of the one
     /// connection instead of in epoll (waking from epoll costs a cross-CPU
-    /// round trip ~10 µs more, see docs/DECISIONS.md). It reads in slices of
-    /// [`DIRECT_SLICE`] and goes back to epoll as soon as a second
-    /// connection, a second receiving thread or `close` shows up — so a new
-    /// client's first request waits at most one slice when the only
-    /// receiving thread is busy here.
+    /// round trip ~10 µs more, see docs/DECISIONS.md). A socket reads in
+    /// slices of [`DIRECT_SLICE`] (a receive timeout: still one system
+    /// call) and goes back to epoll as soon as a second connection, a
+    /// second receiving thread or `close` shows up — so a new client's
+    /// first request waits at most one slice when the only receiving thread
+    /// is busy here. A FIFO, which cannot time a read, polls its read end
+    /// and the epoll descriptor without a timeout instead, and leaves as
+    /// soon as epoll is readable (`Wire::read_or_wake`).
     /// Returns the first request read; any others that one read brought are
     /// appended to `out`.
     fn read_directly(&self, conn: &Arc<ServerConn>, deadline: Deadline, out: &mut Vec<Decoded>) -> Option<Decoded> {
@@ -416,9 +419,22 @@ impl Shared {
         }
         let mut failed = false;
         let mut first = None;
+        // The last wait for `wake` ended with nothing read and nothing to
+        // leave for: the next one is a timed slice, so that epoll staying
+        // readable for a reason this loop does not act on cannot make it spin.
+        let mut idle_wake = false;
         loop {
+            let by_wake = !idle_wake && !reader.in_frame();
             let read = match deadline {
                 Deadline::At(at) if at < Instant::now() + DIRECT_SLICE => reader.next(&*conn.wire, deadline),
+                // Between frames, a wire that can (a FIFO) waits for its
+                // next request or for the epoll descriptor, with no time
+                // slice: epoll becomes readable when another connection
+                // speaks (a new client's hello) or the wake eventfd is set
+                // (`close`); a second receiving thread waits in epoll
+                // itself. Inside a frame, slices bound the wait so that a
+                // stalled frame is seen (`frame_overdue`).
+                _ if by_wake => reader.next_or_wake(&*conn.wire, self.epoll.as_fd(), DIRECT_SLICE),
                 _ => reader.next_within(&*conn.wire, DIRECT_SLICE),
             };
             match read {
@@ -451,6 +467,7 @@ impl Shared {
                     if deadline.expired() || state.closed || self.sole_connection(&state, deadline).is_none() {
                         break;
                     }
+                    idle_wake = by_wake && !reader.in_frame();
                 }
                 // The decoder yields the hello once, first: a client whose
                 // hello waited in the kernel past the handshake deadline
