@@ -437,11 +437,12 @@ class Client(_ClosedByContext):
         if timeout is not None and not timeout >= 0:
             raise ValueError(f"timeout must be None or >= 0 seconds, not {timeout}")
         native = self._native
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[bytes] = loop.create_future()
-        token = native._submit(loop, data, future)
-        if isinstance(token, bytes):  # answered at once
-            return token
+        # The reply if it was there at once; else the call's token, its
+        # Future and the running loop (RuntimeError if none runs).
+        submitted = native._submit(data)
+        if type(submitted) is bytes:
+            return submitted
+        token, future, loop = submitted
         timer = None if timeout is None else loop.call_later(timeout, native._expire, loop, token)
         try:
             return await future
