@@ -440,7 +440,7 @@ class Client(_ClosedByContext):
         # The reply if it was there at once; else the call's token, its
         # Future and the running loop (RuntimeError if none runs).
         submitted = native._submit(data)
-        if type(submitted) is bytes:
+        if isinstance(submitted, bytes):
             return submitted
         token, future, loop = submitted
         timer = None if timeout is None else loop.call_later(timeout, native._expire, loop, token)

@@ -173,7 +173,9 @@ impl PyClient {
             BytesLike::Copied(vec) => Owned::Copied(vec),
         };
         Ok(match this.async_conn.submit(py, &client, data, slf.as_any())? {
-            Submitted::Token { token, future, event_loop } => (token, future, event_loop).into_pyobject(py)?.into_any().unbind(),
+            Submitted::Token { token, future, event_loop } => {
+                (token, future, event_loop).into_pyobject(py)?.into_any().unbind()
+            }
             Submitted::Reply(reply) => reply.into_any(),
         })
     }

@@ -183,7 +183,8 @@ static GET_RUNNING_LOOP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 /// The running asyncio loop of this thread (`RuntimeError` if none).
 fn running_loop(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
-    let get = GET_RUNNING_LOOP.get_or_try_init(py, || py.import("asyncio")?.getattr("get_running_loop").map(Bound::unbind))?;
+    let get = GET_RUNNING_LOOP
+        .get_or_try_init(py, || py.import("asyncio")?.getattr("get_running_loop").map(Bound::unbind))?;
     get.bind(py).call0()
 }
 
