@@ -430,6 +430,10 @@ class Client(_ClosedByContext):
         waits, on the loop, until there is); the loop watches the
         connection's descriptor with ``add_reader`` (once per loop) and
         settles the reply there. No thread is started or crossed per call.
+        A call with no other `call_async` in flight on its connection first
+        looks for its reply on this thread (over ``shm:`` with a brief spin,
+        where the server runs on another CPU) and involves the loop only if
+        it has to wait.
         After `timeout` seconds it raises `Timeout` and the call is
         abandoned; cancelling it abandons it too (a late reply is
         discarded, and a request still waiting for room is never sent). The
