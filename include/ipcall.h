@@ -375,6 +375,25 @@ ipcall_status ipcall_client_fd(const struct ipcall_client *client, int32_t *out_
 ipcall_status ipcall_client_progress(const struct ipcall_client *client);
 
 /**
+ * For an event loop about to sleep with calls pending: over `shm:`,
+ * spins briefly until a reply comes, then makes progress (as
+ * `ipcall_client_progress`); writes whether it caught one to `*out_caught`
+ * (then `ipcall_pending_try_wait` the calls). Never sleeps, never blocks.
+ *
+ * It spins only where a blocking wait would (`IPCALL_WAIT_ADAPTIVE`: the
+ * server last ran on another CPU and a spin slot is free; never with
+ * `IPCALL_WAIT_BLOCK`), for at most ~50 µs, a budget that halves with
+ * every spin that catches nothing and soon drops to zero, so a slow server
+ * costs nothing (one short probe in 32 calls finds a server that became
+ * fast again). Call it at most once per turn of the loop, after the loop's
+ * own work, only while calls are pending, and keep watching
+ * `ipcall_client_fd` as usual. Other transports, and a client with
+ * nothing pending, write `false` at once (their replies come through the
+ * descriptor): call `ipcall_client_progress` on readiness as always.
+ */
+ipcall_status ipcall_client_progress_spin(const struct ipcall_client *client, bool *out_caught);
+
+/**
  * A second client talking to the same server, independent of this one
  * (free each). On success writes it to `*out`.
  */

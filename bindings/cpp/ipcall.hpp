@@ -547,6 +547,16 @@ public:
     /// clears fd()'s readiness.
     void progress() const { detail::check(ipcall_client_progress(handle_.get())); }
 
+    /// For an event loop about to sleep with calls pending: over shm:,
+    /// spins briefly (only where it pays; never sleeps) until a reply
+    /// comes, then progress(); true if it caught one (then
+    /// Pending::try_wait()). Other transports return false at once.
+    bool progress_spin() const {
+        bool caught = false;
+        detail::check(ipcall_client_progress_spin(handle_.get(), &caught));
+        return caught;
+    }
+
     /// A second client to the same server.
     Client clone() const {
         ipcall_client *raw = nullptr;

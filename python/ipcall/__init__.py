@@ -430,6 +430,10 @@ class Client(_ClosedByContext):
         waits, on the loop, until there is); the loop watches the
         connection's descriptor with ``add_reader`` (once per loop) and
         settles the reply there. No thread is started or crossed per call.
+        A call with no other `call_async` in flight on its connection first
+        looks for its reply on this thread (over ``shm:`` with a brief spin,
+        where the server runs on another CPU) and involves the loop only if
+        it has to wait.
         After `timeout` seconds it raises `Timeout` and the call is
         abandoned; cancelling it abandons it too (a late reply is
         discarded, and a request still waiting for room is never sent). The
@@ -437,11 +441,12 @@ class Client(_ClosedByContext):
         if timeout is not None and not timeout >= 0:
             raise ValueError(f"timeout must be None or >= 0 seconds, not {timeout}")
         native = self._native
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[bytes] = loop.create_future()
-        token = native._submit(loop, data, future)
-        if isinstance(token, bytes):  # answered at once
-            return token
+        # The reply if it was there at once; else the call's token, its
+        # Future and the running loop (RuntimeError if none runs).
+        submitted = native._submit(data)
+        if isinstance(submitted, bytes):
+            return submitted
+        token, future, loop = submitted
         timer = None if timeout is None else loop.call_later(timeout, native._expire, loop, token)
         try:
             return await future

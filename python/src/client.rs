@@ -160,24 +160,22 @@ impl PyClient {
     }
 
     /// `call_async`'s first step, on the loop thread: sends `data` without
-    /// blocking (or queues it until the transport has room) for `future`,
-    /// watching the connection's descriptor on `event_loop` if it was not
-    /// yet. Returns the call's token, or the reply if it was there at once.
-    fn _submit(
-        slf: &Bound<'_, Self>,
-        py: Python<'_>,
-        event_loop: &Bound<'_, PyAny>,
-        data: BytesLike<'_>,
-        future: Py<PyAny>,
-    ) -> PyResult<Py<PyAny>> {
+    /// blocking (or queues it until the transport has room). Returns the
+    /// reply if it was there at once, else `(token, future, loop)`: the
+    /// call's token and Future on the running loop, which watches the
+    /// connection's descriptor (once per loop). `RuntimeError` if no loop
+    /// runs (and the reply was not there at once).
+    fn _submit(slf: &Bound<'_, Self>, py: Python<'_>, data: BytesLike<'_>) -> PyResult<Py<PyAny>> {
         let this = slf.get();
         let client = this.client(py)?;
         let data = match data {
             BytesLike::Shared(bytes) => Owned::Bytes(bytes.unbind()),
             BytesLike::Copied(vec) => Owned::Copied(vec),
         };
-        Ok(match this.async_conn.submit(py, &client, event_loop, data, future, slf.as_any())? {
-            Submitted::Token(token) => token.into_pyobject(py)?.into_any().unbind(),
+        Ok(match this.async_conn.submit(py, &client, data, slf.as_any())? {
+            Submitted::Token { token, future, event_loop } => {
+                (token, future, event_loop).into_pyobject(py)?.into_any().unbind()
+            }
             Submitted::Reply(reply) => reply.into_any(),
         })
     }

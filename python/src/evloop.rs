@@ -28,6 +28,7 @@ use std::time::Duration;
 
 use ipcall::{Client, Error, Pending};
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyWeakrefReference};
 
 use crate::errors;
@@ -134,28 +135,36 @@ struct After {
 
 /// What `submit` did.
 pub(crate) enum Submitted {
-    /// The call is in flight (or waits for room) under this token.
-    Token(u64),
+    /// The call is in flight (or waits for room) under this token, on the
+    /// running loop, whose Future will have its outcome.
+    Token { token: u64, future: Py<PyAny>, event_loop: Py<PyAny> },
     /// The reply was there at once.
     Reply(Py<PyBytes>),
 }
 
-/// How long a lone call (no other call of its loop in flight) waits for
-/// its reply on the loop thread, without the GIL, before it leaves the
-/// wait to the loop. The core's wait spins where that pays (a peer on
-/// another CPU answers over `shm:` in ~1 µs) and reads the wire itself, so
-/// a quick reply costs no trip through the loop; a slow one costs the loop
-/// at most this much. Longer waits measured worse over `shm:` on one CPU.
+/// How long a lone call (no call of any loop in flight on its connection)
+/// waits for its reply on the loop thread, without the GIL, before it
+/// leaves the wait to the loop. The core's wait spins where that pays and
+/// reads the wire itself, so a quick reply costs no trip through the loop;
+/// a slow one costs the loop at most this much. Longer waits measured
+/// worse over `shm:` on one CPU.
 const LONE_WAIT: Duration = Duration::from_micros(10);
 
 /// A lone call's short wait for its reply (see [`LONE_WAIT`]).
 fn wait_alone(py: Python<'_>, client: &Client, pending: &mut Pending) -> Option<Outcome> {
-    // A first look with the GIL: the peer may have answered already (woken
-    // on this CPU by the request).
-    let _ = client.progress();
-    if let Some(outcome) = pending.try_wait() {
-        return Some(outcome);
+    // Over `shm:` with the server on another CPU the reply comes in ~1 µs:
+    // the core's brief spin catches it with the GIL held (shorter than a
+    // GIL hand-off), withdrawing the wake-up that `try_send` asked for, so
+    // the server rings no bell. It spins only where a blocking wait would,
+    // and its budget drops to zero while spins catch nothing; elsewhere
+    // (other transports, one CPU) it returns false at once.
+    if client.progress_spin().unwrap_or(false) {
+        if let Some(outcome) = pending.try_wait() {
+            return Some(outcome);
+        }
     }
+    // The wait reads the connection itself first (no system call if the
+    // peer answered already, woken on this CPU by the request).
     py.detach(|| pending.try_wait_timeout(LONE_WAIT))
 }
 
@@ -169,17 +178,28 @@ fn method<'py>(owner: &Bound<'py, PyAny>, name: &str) -> PyResult<Bound<'py, PyA
     owner.getattr(name)
 }
 
+/// `asyncio.get_running_loop`, looked up once.
+static GET_RUNNING_LOOP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// The running asyncio loop of this thread (`RuntimeError` if none).
+fn running_loop(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+    let get = GET_RUNNING_LOOP
+        .get_or_try_init(py, || py.import("asyncio")?.getattr("get_running_loop").map(Bound::unbind))?;
+    get.bind(py).call0()
+}
+
 impl AsyncConn {
-    /// Sends `data` for a call on `event_loop` whose Future is `future`;
-    /// returns its token. `owner` is the native client (its `_on_ready`,
-    /// `_retry_loop` and `_release_loop` are the loop's callbacks).
+    /// Sends `data` for a call on the running loop. Returns the reply if
+    /// it was there at once (a lone call that `wait_alone` caught: then no
+    /// loop is looked up and no Future made, which cost more than the
+    /// round trip over `shm:`), else the call's token, its Future and the
+    /// loop. `owner` is the native client (its `_on_ready`, `_retry_loop`
+    /// and `_release_loop` are the loop's callbacks).
     pub(crate) fn submit(
         &self,
         py: Python<'_>,
         client: &Client,
-        event_loop: &Bound<'_, PyAny>,
         data: Owned,
-        future: Py<PyAny>,
         owner: &Bound<'_, PyAny>,
     ) -> PyResult<Submitted> {
         let mut state = lock(&self.state);
@@ -192,48 +212,65 @@ impl AsyncConn {
                 fd
             }
         };
-        let index = state.find(py, event_loop);
-        let queue_behind = index.is_some_and(|i| !state.loops[i].blocked.is_empty());
-        let mut sent = if queue_behind {
-            None
-        } else {
+        // A lone call (none of any loop in flight here) is sent at once and
+        // looks for its reply before anything else: the peer may have
+        // answered already (woken on this CPU by the request), or answer
+        // within a short wait (a peer on another CPU).
+        let lone = state.loops.iter().all(LoopCalls::idle);
+        let mut sent = None;
+        if lone {
             match client.try_send(data.as_slice(py)) {
-                Ok(sent) => sent,
+                Ok(Some(mut pending)) => {
+                    let others = !state.loops.is_empty();
+                    drop(state);
+                    let outcome = wait_alone(py, client, &mut pending);
+                    if others {
+                        // Our progress may have cleared readiness other loops wait for.
+                        self.wake_loops(py, owner)?;
+                    }
+                    if let Some(outcome) = outcome {
+                        return match outcome {
+                            Ok(reply) => Ok(Submitted::Reply(PyBytes::new(py, &reply).unbind())),
+                            Err(e) => Err(errors::to_py(py, e)),
+                        };
+                    }
+                    sent = Some(pending);
+                }
+                Ok(None) => drop(state),
                 Err(e) => {
                     drop(state);
                     return Err(errors::to_py(py, e));
                 }
             }
-        };
-        // A lone call (none other of this loop in flight) looks for its
-        // reply before the loop waits: the peer may have answered already
-        // (woken on this CPU by the request), or answer within a short
-        // wait (a peer on another CPU; the core spins only where it pays).
-        let lone = index.is_none_or(|i| state.loops[i].idle());
-        if let (true, Some(pending)) = (lone, &mut sent) {
-            let others = !state.loops.is_empty();
+        } else {
             drop(state);
-            let outcome = wait_alone(py, client, pending);
-            if others {
-                // Our progress may have cleared readiness other loops wait for.
-                self.wake_loops(py, owner)?;
-            }
-            if let Some(outcome) = outcome {
-                return match outcome {
-                    Ok(reply) => Ok(Submitted::Reply(PyBytes::new(py, &reply).unbind())),
-                    Err(e) => Err(errors::to_py(py, e)),
-                };
-            }
-            state = lock(&self.state);
         }
-        let index = state.find(py, event_loop);
+        // The call goes to the loop: a call in flight is abandoned (by
+        // dropping it) if there is no running loop.
+        let event_loop = running_loop(py)?;
+        let future = event_loop.call_method0("create_future")?.unbind();
+        let mut state = lock(&self.state);
+        let index = state.find(py, &event_loop);
+        if !lone {
+            // Behind requests of this loop that wait for room, in order.
+            let queue_behind = index.is_some_and(|i| !state.loops[i].blocked.is_empty());
+            if !queue_behind {
+                match client.try_send(data.as_slice(py)) {
+                    Ok(pending) => sent = pending,
+                    Err(e) => {
+                        drop(state);
+                        return Err(errors::to_py(py, e));
+                    }
+                }
+            }
+        }
         let new_loop = index.is_none();
         let index = match index {
             Some(i) => i,
             None => {
                 state.loops.push(LoopCalls {
                     key: event_loop.as_ptr() as usize,
-                    event_loop: PyWeakrefReference::new(event_loop)?.unbind(),
+                    event_loop: PyWeakrefReference::new(&event_loop)?.unbind(),
                     calls: HashMap::new(),
                     blocked: VecDeque::new(),
                     woken: false,
@@ -252,21 +289,21 @@ impl AsyncConn {
         let mut arm_retry = false;
         match sent {
             Some(pending) => {
-                calls.calls.insert(token, Call { future, pending: Some(pending), outcome: None });
+                calls.calls.insert(token, Call { future: future.clone_ref(py), pending: Some(pending), outcome: None });
             }
             None => {
-                calls.blocked.push_back(Blocked { token, data, future });
+                calls.blocked.push_back(Blocked { token, data, future: future.clone_ref(py) });
                 arm_retry = !std::mem::replace(&mut calls.retry_armed, true);
             }
         }
         drop(state);
         if new_loop {
-            event_loop.call_method1("add_reader", (fd, method(owner, "_on_ready")?, event_loop))?;
+            event_loop.call_method1("add_reader", (fd, method(owner, "_on_ready")?, &event_loop))?;
         }
         if arm_retry {
-            event_loop.call_method1("call_later", (RETRY, method(owner, "_retry_loop")?, event_loop))?;
+            event_loop.call_method1("call_later", (RETRY, method(owner, "_retry_loop")?, &event_loop))?;
         }
-        Ok(Submitted::Token(token))
+        Ok(Submitted::Token { token, future, event_loop: event_loop.unbind() })
     }
 
     /// The retry timer of `event_loop` fired.

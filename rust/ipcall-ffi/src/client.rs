@@ -243,6 +243,32 @@ pub extern "C" fn ipcall_client_progress(client: *const ipcall_client) -> ipcall
     })
 }
 
+/// For an event loop about to sleep with calls pending: over `shm:`,
+/// spins briefly until a reply comes, then makes progress (as
+/// `ipcall_client_progress`); writes whether it caught one to `*out_caught`
+/// (then `ipcall_pending_try_wait` the calls). Never sleeps, never blocks.
+///
+/// It spins only where a blocking wait would (`IPCALL_WAIT_ADAPTIVE`: the
+/// server last ran on another CPU and a spin slot is free; never with
+/// `IPCALL_WAIT_BLOCK`), for at most ~50 µs, a budget that halves with
+/// every spin that catches nothing and soon drops to zero, so a slow server
+/// costs nothing (one short probe in 32 calls finds a server that became
+/// fast again). Call it at most once per turn of the loop, after the loop's
+/// own work, only while calls are pending, and keep watching
+/// `ipcall_client_fd` as usual. Other transports, and a client with
+/// nothing pending, write `false` at once (their replies come through the
+/// descriptor): call `ipcall_client_progress` on readiness as always.
+#[no_mangle]
+pub extern "C" fn ipcall_client_progress_spin(client: *const ipcall_client, out_caught: *mut bool) -> ipcall_status {
+    guard(|| {
+        let client = &client_ref(client)?.client;
+        non_null(out_caught, "out_caught")?;
+        let caught = client.progress_spin()?;
+        write_out(out_caught, caught);
+        Ok(())
+    })
+}
+
 /// A second client talking to the same server, independent of this one
 /// (free each). On success writes it to `*out`.
 #[no_mangle]

@@ -171,6 +171,53 @@ fn a_blocking_wait_mode_never_spins() {
     serving.join().unwrap();
 }
 
+/// A caught reply skips the descriptor's clearing and the hang-up look
+/// (`Look::AfterSpin`): the bell the server rang stays readable until the
+/// next `progress`, which clears it, and a server that dies after a caught
+/// reply still fails the next call with `Disconnected`.
+#[test]
+fn a_caught_reply_leaves_readiness_to_progress_and_a_later_death_is_seen() {
+    let server = Arc::new(Server::bind_unique(Kind::Shm).unwrap());
+    let serving = serve(server.clone());
+    // `Spin` spins wherever the server runs: a reply already in the ring
+    // is always caught.
+    let options = ClientOptions::new().wait_mode(WaitMode::Spin);
+    let client = Client::connect_with(server.name(), &options).unwrap();
+    let fd = client.fd().unwrap();
+    for i in 0..20u32 {
+        let data = request(i, 64);
+        let mut pending = client.try_send(&data).unwrap().expect("room");
+        // The reply is in the ring once the bell made the descriptor readable.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !readable(fd, 1000) {
+            assert!(Instant::now() < deadline, "call {i}: no readiness");
+        }
+        assert!(client.progress_spin().unwrap(), "call {i}: a waiting reply not caught");
+        assert_eq!(pending.try_wait().expect("caught").unwrap(), reply_to(&data), "call {i}");
+        client.progress().unwrap();
+        assert!(!readable(fd, 0), "call {i}: progress leaves the descriptor idle");
+    }
+    server.close();
+    serving.join().unwrap();
+    drop(server);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let outcome = match client.try_send(b"after") {
+        Err(e) => Err(e),
+        Ok(None) => panic!("an empty ring has room"),
+        Ok(Some(mut pending)) => loop {
+            assert!(Instant::now() < deadline, "the server's death was never seen");
+            let _ = client.progress_spin().unwrap();
+            if readable(fd, 1000) {
+                client.progress().unwrap();
+            }
+            if let Some(outcome) = pending.try_wait() {
+                break outcome;
+            }
+        },
+    };
+    assert_eq!(outcome.unwrap_err().kind(), ErrorKind::Disconnected);
+}
+
 #[test]
 fn try_recv_spin_serves_requests_sent_from_another_thread() {
     for kind in KINDS {

@@ -16,6 +16,7 @@
 
 use std::sync::atomic::Ordering;
 
+use super::evented::Look;
 use super::ShmClient;
 use crate::core::wait::lock;
 use crate::transport::shm::ring::announce_sleep;
@@ -61,7 +62,7 @@ impl ShmClient {
         drop(reader);
         if got {
             // Reads the replies; announces sleep again if calls stay pending.
-            self.evented_progress();
+            self.evented_progress_as(Look::AfterSpin);
         }
         got
     }

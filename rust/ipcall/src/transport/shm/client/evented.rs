@@ -121,6 +121,15 @@ impl Shared {
     }
 }
 
+/// How much [`ShmClient::evented_progress_as`] looks at.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Look {
+    /// All of `progress`: clears the descriptor, looks for a hang-up.
+    Full,
+    /// After a brief spin that caught a reply (only with the bell).
+    AfterSpin,
+}
+
 impl ShmClient {
     /// Starts the connection's reader thread (its `async_reader` flag is set).
     pub(super) fn start_reader_thread(&self) {
@@ -160,10 +169,25 @@ impl ShmClient {
 
     /// See [`ClientConn::progress`](crate::transport::ClientConn::progress).
     pub(super) fn evented_progress(&self) {
+        self.evented_progress_as(Look::Full);
+    }
+
+    /// `progress`, or with [`Look::AfterSpin`] the lighter step after a
+    /// brief spin caught a reply: it leaves the descriptor's readiness (and
+    /// the look for a hang-up, which that readiness reports) to the loop's
+    /// next `progress`, which saves the two system calls per call that a
+    /// loop caught by the spin would otherwise make. The server rang no bell
+    /// unless it saw the sleep announcement before the spin withdrew it;
+    /// then the descriptor stays readable, and costs the loop one look.
+    pub(super) fn evented_progress_as(&self, look: Look) {
         let shared = &self.shared;
         let bell = shared.bell.load(Ordering::Acquire);
         // First: a wake-up from now on stays readable.
-        let rung = bell && shared.notifier.clear();
+        let rung = match look {
+            Look::Full => bell && shared.notifier.clear(),
+            // As if rung: no poll for a hang-up.
+            Look::AfterSpin => true,
+        };
         let mut again = false;
         quietly(|| {
             if let Some(mut writer) = shared.try_writer() {
