@@ -7,7 +7,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use napi::bindgen_prelude::{Buffer, Env, PromiseRaw, Unknown};
+use napi::bindgen_prelude::{Env, PromiseRaw, Unknown};
 use napi::sys;
 use napi_derive::napi;
 
@@ -378,8 +378,16 @@ impl Client {
     /// Sends `data` and blocks the calling thread until the reply (or
     /// `options.timeout` ms). Same errors as `call`. For scripts and
     /// worker threads; in a server process prefer `await call()`.
-    #[napi(ts_args_type = "data: Buffer | ArrayBufferView | ArrayBuffer | string, options?: CallOptions")]
-    pub fn call_sync(&self, env: &Env, data: Bytes, options: Option<CallOptions>) -> napi::Result<Buffer> {
+    #[napi(
+        ts_args_type = "data: Buffer | ArrayBufferView | ArrayBuffer | string, options?: CallOptions",
+        ts_return_type = "Buffer"
+    )]
+    pub fn call_sync<'env>(
+        &self,
+        env: &'env Env,
+        data: Bytes,
+        options: Option<CallOptions>,
+    ) -> napi::Result<Unknown<'env>> {
         let timeout: Option<Duration> = millis(env, "timeout", options.and_then(|o| o.timeout))?;
         let client = {
             let state = self.shared.borrow();
@@ -389,7 +397,11 @@ impl Client {
             None => client.call(data.as_slice()),
             Some(limit) => client.call_timeout(data.as_slice(), limit),
         };
-        answer.map(Buffer::from).map_err(|e| call_error(env, e))
+        let reply = answer.map_err(|e| call_error(env, e))?;
+        // SAFETY: (1) `env` is this call's live environment, on its thread.
+        let value = unsafe { crate::bytes::buffer_value(env.raw(), reply) }?;
+        // SAFETY: (2) `value` was just created in `env`.
+        Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), value) })
     }
 
     /// Closes the connection: calls in flight reject with `CLOSED` at once,
