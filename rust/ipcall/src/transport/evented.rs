@@ -140,6 +140,12 @@ impl Notifier {
         was
     }
 
+    /// Whether a ring of this process wrote the eventfd and no read took
+    /// it since (a [`clear`](Self::clear) is owed for it).
+    pub(crate) fn rung_here(&self) -> bool {
+        self.bell.get().is_some_and(|(bell, _)| bell.rung.load(Ordering::SeqCst))
+    }
+
     /// Like [`clear`](Self::clear), for an eventfd only this process
     /// writes (through [`ring`](Self::ring) and the waker): reads it only
     /// if a ring wrote it, so a `progress` that nothing rang for makes no

@@ -42,10 +42,13 @@ impl ShmClient {
         let server_cpu = header.server_cpu.load(Ordering::Relaxed);
         let flag = &header.replies.consumer_sleeping;
         let mut withdrawn = false;
+        // The server took the announcement before we withdrew it: it rings
+        // (or rang) the bell.
+        let mut taken = false;
         let got = spin::spin_evented(shared.mode, &shared.event_budget, server_cpu, my_cpu, || {
             if !withdrawn {
                 // Inside the spin (only once it is allowed): we look ourselves.
-                flag.store(0, Ordering::Relaxed);
+                taken = flag.swap(0, Ordering::AcqRel) == 0;
                 withdrawn = true;
             }
             shared.has_news(&reader)
@@ -61,7 +64,13 @@ impl ShmClient {
         drop(reader);
         if got {
             // Reads the replies; announces sleep again if calls stay pending.
-            self.evented_progress();
+            // When neither the server (it found no announcement) nor this
+            // process rang the bell since it was last read, the eventfd is
+            // not read, nor the rendezvous socket polled: the caught reply
+            // costs no system call. (A bell whose ring landed after the last
+            // read stays readable, and the loop's next `progress` reads it;
+            // a server that died since keeps the socket readable likewise.)
+            self.progress_reading(taken || shared.notifier.rung_here());
         }
         got
     }

@@ -160,10 +160,18 @@ impl ShmClient {
 
     /// See [`ClientConn::progress`](crate::transport::ClientConn::progress).
     pub(super) fn evented_progress(&self) {
+        self.progress_reading(true);
+    }
+
+    /// [`evented_progress`](Self::evented_progress); `clear: false` (only
+    /// with the bell, when nothing rang it since it was last read: see
+    /// `evented_progress_spin`) skips reading the eventfd and polling the
+    /// rendezvous socket — two system calls — and only reads the replies.
+    pub(super) fn progress_reading(&self, clear: bool) {
         let shared = &self.shared;
         let bell = shared.bell.load(Ordering::Acquire);
         // First: a wake-up from now on stays readable.
-        let rung = bell && shared.notifier.clear();
+        let rung = bell && clear && shared.notifier.clear();
         let mut again = false;
         quietly(|| {
             if let Some(mut writer) = shared.try_writer() {
@@ -205,7 +213,7 @@ impl ShmClient {
                 // rang (the usual wake-up) the `poll` is left to the next
                 // `progress`, which that readiness calls for; it finds the
                 // bell quiet unless someone rang again, and then looks.
-                if !rung {
+                if clear && !rung {
                     shared.check_gone(&mut reader);
                 }
                 drop(reader);
