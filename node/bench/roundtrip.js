@@ -9,16 +9,21 @@
 //
 // Prints medians (and p99) in microseconds and each one's ratio to Rust <-> Rust.
 //
-// Placement: `taskset -c 0 node bench/roundtrip.js` runs everything on one
-// CPU (the Rust processes inherit the mask); with IPCALL_BENCH_PEER_CPU=1 as
-// well, the server's side of each row runs on CPU 1 instead (cross-CPU): the
-// Rust server of the first rows, the Rust client of "Rust -> Node" (the Node
-// server stays on the CPU node runs on), and the Rust server of "Rust -> Rust"
-// while its Rust client stays with node.
+// Placement: by default (`make bench-node`) the bench runs itself twice,
+// pinned: "same CPU" (`taskset -c A`: everything on the first allowed CPU,
+// the Rust processes inherit the mask) and, given a second allowed CPU B,
+// "cross CPU" (`taskset -c A` with IPCALL_BENCH_PEER_CPU=B: the server's
+// side of each row runs on B instead: the Rust server of the first rows,
+// the Rust client of "Rust -> Node" (the Node server stays on A), the Rust
+// server of "Rust -> Rust" while its Rust client stays with node, and the
+// zeromq.js Reply server). IPCALL_BENCH_PLACEMENT=unpinned runs once, not
+// pinned (or as placed by the caller's own taskset).
 // zeromq.js: when IPCALL_BENCH_ZEROMQ names its package directory (`make
 // bench-node` installs it for the bench only), a zeromq.js Request client
 // against a zeromq.js Reply server in another Node process over ipc://, with
 // its ratio to Node `await call()` over shm: and over unix:.
+// Besides each row's ratio to Rust <-> Rust, the goals' ratios are printed
+// (and recorded): `await call()` / `callSync()` per transport.
 // IPCALL_BENCH_RESULTS: a directory to write node.tsv to (`make bench`).
 'use strict'
 
@@ -35,6 +40,8 @@ const peerBin = path.join(targetDir, 'release', 'examples', 'peer')
 const ITERS = Number(process.env.ITERS || 20000)
 const SIZE = 64
 const PEER_CPU = process.env.IPCALL_BENCH_PEER_CPU
+/** The placement's label in the results ("same CPU", "cross CPU", "unpinned"). */
+const PLACEMENT = process.env.IPCALL_BENCH_PLACEMENT || 'unpinned'
 
 /** `command args` as spawn arguments; `onPeerCpu`: under `taskset -c $IPCALL_BENCH_PEER_CPU` when set. */
 function placed(command, args, onPeerCpu) {
@@ -138,7 +145,9 @@ async function benchZeromq(zmqPath) {
   const dir = process.env.XDG_RUNTIME_DIR || os.tmpdir()
   const file = path.join(dir, `bench-zeromq-js-${process.pid}`)
   const address = `ipc://${file}`
-  const child = spawn(process.execPath, ['-e', ZMQ_SERVER, zmqPath, address], { stdio: ['ignore', 'pipe', 'inherit'] })
+  const child = spawn(...placed(process.execPath, ['-e', ZMQ_SERVER, zmqPath, address], true), {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  })
   try {
     const line = await new Promise((resolve, reject) => {
       readline.createInterface({ input: child.stdout }).once('line', resolve)
@@ -168,13 +177,63 @@ async function benchZeromq(zmqPath) {
   }
 }
 
+/** The CPUs this process may run on (from `taskset -p`), in order. */
+function allowedCpus() {
+  try {
+    const out = require('node:child_process').execFileSync('taskset', ['-c', '-p', String(process.pid)], { encoding: 'utf8' })
+    const list = out.slice(out.lastIndexOf(':') + 1).trim()
+    const cpus = []
+    for (const part of list.split(',')) {
+      const [from, to = from] = part.split('-').map(Number)
+      for (let cpu = from; cpu <= to; cpu++) cpus.push(cpu)
+    }
+    return cpus.filter(Number.isInteger)
+  } catch {
+    return []
+  }
+}
+
+/** Runs this bench once per placement (pinned with taskset) and joins their results. */
+async function placements() {
+  const cpus = allowedCpus()
+  if (cpus.length === 0) {
+    console.log('(taskset is not available: running once, not pinned)')
+    return main()
+  }
+  const runs = [['same CPU', {}]]
+  if (cpus.length > 1) runs.push(['cross CPU', { IPCALL_BENCH_PEER_CPU: String(cpus[1]) }])
+  else console.log('(one CPU only: the cross-CPU placement is skipped)')
+  const results = process.env.IPCALL_BENCH_RESULTS
+  const parts = []
+  for (const [label, extra] of runs) {
+    const dir = results ? fs.mkdtempSync(path.join(os.tmpdir(), 'ipcall-bench-node-')) : undefined
+    const env = { ...process.env, ...extra, IPCALL_BENCH_PLACEMENT: label }
+    if (dir) env.IPCALL_BENCH_RESULTS = dir
+    console.log(`\n=== ${label} (node on CPU ${cpus[0]}${extra.IPCALL_BENCH_PEER_CPU ? `, servers' sides on CPU ${extra.IPCALL_BENCH_PEER_CPU}` : ''})`)
+    const child = spawn('taskset', ['-c', String(cpus[0]), process.execPath, __filename], { env, stdio: 'inherit' })
+    const code = await new Promise((resolve, reject) => {
+      child.once('error', reject)
+      child.once('close', resolve)
+    })
+    if (code !== 0) throw new Error(`the ${label} run exited ${code}`)
+    if (dir) {
+      parts.push(fs.readFileSync(path.join(dir, 'node.tsv'), 'utf8'))
+      fs.rmSync(dir, { recursive: true, force: true })
+    }
+  }
+  if (results) {
+    fs.mkdirSync(results, { recursive: true })
+    fs.writeFileSync(path.join(results, 'node.tsv'), parts.join(''))
+  }
+}
+
 async function main() {
   console.log(`ipcall round trip, ${SIZE} B request and reply, ${ITERS} sequential calls, median (p99) in µs`)
   if (PEER_CPU !== undefined) console.log(`servers' sides on CPU ${PEER_CPU} (IPCALL_BENCH_PEER_CPU)`)
   const us = (ns) => (ns / 1000).toFixed(1)
   const records = []
   const record = (mechanism, ns, floor, ratio) =>
-    records.push(['node', 'unpinned', mechanism, '64 B p50 µs', ns / 1000, floor, Number.isFinite(ratio) ? ratio : ''])
+    records.push(['node', PLACEMENT, mechanism, '64 B p50 µs', ns / 1000, floor, Number.isFinite(ratio) ? ratio : ''])
   const nodeAsync = {}
   const kinds = process.env.IPCALL_BENCH_KINDS ? process.env.IPCALL_BENCH_KINDS.split(',') : ['mem', 'unix', 'pipe', 'shm']
   for (const kind of kinds) {
@@ -190,6 +249,13 @@ async function main() {
       if (label === baseLabel) record(`${kind}: ${label}`, median_ns, '', NaN)
       else record(`${kind}: ${label}`, median_ns, `${kind}: ${baseLabel}`, median_ns / base)
       if (label.endsWith('await call()')) nodeAsync[kind] = median_ns
+    }
+    const sync = rows.find(([label]) => label.endsWith('callSync()'))
+    if (sync && nodeAsync[kind] !== undefined) {
+      // The goal's ratio: `await call()` against `callSync()`, same transport and placement.
+      const ratio = nodeAsync[kind] / sync[1].median_ns
+      console.log(`  await call() / callSync(): x${ratio.toFixed(2)}`)
+      record(`${kind}: Node -> Rust, await call() / callSync()`, nodeAsync[kind], `${kind}: ${sync[0]}`, ratio)
     }
   }
   const zmqPath = process.env.IPCALL_BENCH_ZEROMQ
@@ -218,7 +284,8 @@ async function main() {
   }
 }
 
-main().catch((err) => {
+const pinned = process.env.IPCALL_BENCH_PLACEMENT !== undefined || process.env.IPCALL_BENCH_PEER_CPU !== undefined
+;(pinned ? main() : placements()).catch((err) => {
   console.error(err)
   process.exit(1)
 })

@@ -3,7 +3,7 @@
 
 use std::ptr;
 
-use napi::bindgen_prelude::{FromNapiValue, TypeName, ValueType};
+use napi::bindgen_prelude::{Buffer, FromNapiValue, ToNapiValue, TypeName, ValueType};
 use napi::{sys, Env};
 
 use crate::error::type_error;
@@ -143,4 +143,31 @@ impl TypeName for Bytes {
     fn value_type() -> ValueType {
         ValueType::Unknown
     }
+}
+
+/// Messages up to this size reach JavaScript as a copy in a Buffer V8
+/// allocates; larger ones as an external Buffer over the Rust `Vec` (no
+/// copy). An external Buffer costs a boxed finalizer, a backing-store
+/// registration and a finalizer call at garbage collection — more than
+/// copying a few KiB, which is what most messages are.
+const COPY_MAX: usize = 4096;
+
+/// `data` as a new JavaScript Buffer (copied if small, see [`COPY_MAX`]).
+///
+/// # Safety
+/// `env` is live and this is its JavaScript thread, inside a handle scope.
+pub(crate) unsafe fn buffer_value(env: sys::napi_env, data: Vec<u8>) -> napi::Result<sys::napi_value> {
+    if data.is_empty() || data.len() > COPY_MAX {
+        // SAFETY: (1) per the contract.
+        return unsafe { Buffer::to_napi_value(env, Buffer::from(data)) };
+    }
+    let mut value = ptr::null_mut();
+    // SAFETY: (1) per the contract; (2) `data` holds `len` readable bytes,
+    // copied before the call returns; (3) the out-pointers are live locals.
+    let status =
+        unsafe { sys::napi_create_buffer_copy(env, data.len(), data.as_ptr().cast(), ptr::null_mut(), &mut value) };
+    if status != sys::Status::napi_ok {
+        return Err(napi::Error::new(napi::Status::from(status), "could not create a Buffer"));
+    }
+    Ok(value)
 }

@@ -7,7 +7,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use napi::bindgen_prelude::{Buffer, Env, PromiseRaw, Unknown};
+use napi::bindgen_prelude::{Env, PromiseRaw, Unknown};
 use napi::sys;
 use napi_derive::napi;
 
@@ -50,7 +50,30 @@ struct Calling {
     /// A reply is expected soon (a request left or a reply came since the
     /// last spin that caught nothing): spin briefly before the loop sleeps.
     spin_armed: bool,
+    /// Calls settled inside `call()` itself since libuv last ran one of
+    /// this client's callbacks (bounded: see [`EAGER_IN_A_ROW`]).
+    eager_in_a_row: u32,
+    /// Looks for a reply right after sending that found none, in a row
+    /// (a server on this CPU has mostly answered while `try_send` woke it;
+    /// one on another CPU mostly not).
+    eager_misses: u32,
+    /// While looking does not pay: calls left before the next probe.
+    eager_probe_in: u32,
 }
+
+/// How many calls in a row may settle inside `call()`, before the next
+/// one waits for the loop's next turn: a client whose answers always come
+/// at once would otherwise hold the microtask queue forever and starve
+/// timers and I/O.
+const EAGER_IN_A_ROW: u32 = 64;
+
+/// After this many looks right after sending found no reply in a row,
+/// only one call in [`EAGER_PROBE_EVERY`] looks (a look that finds nothing
+/// costs a system call on most transports).
+const EAGER_MISSES: u32 = 4;
+
+/// See [`EAGER_MISSES`].
+const EAGER_PROBE_EVERY: u32 = 32;
 
 /// One call in flight.
 struct Call {
@@ -89,7 +112,7 @@ impl Calling {
         }
         let id = self.next_id;
         self.next_id += 1;
-        let pending = if self.queued > 0 {
+        let mut pending = if self.queued > 0 {
             None
         } else {
             match client.try_send(data) {
@@ -97,6 +120,10 @@ impl Calling {
                 Err(e) => return reject(out, e),
             }
         };
+        if let Some(answer) = pending.as_mut().and_then(|sent| self.eager(&client, sent)) {
+            // Answered already: no handle is armed, no loop turn is needed.
+            return out.push(Settlement { deferred, value: Value::Reply(answer) });
+        }
         if pending.is_none() {
             // No room now: the writer thread waits for it.
             if self.writer.is_none() {
@@ -118,6 +145,38 @@ impl Calling {
             self.deadlines.insert((at, id));
         }
         self.calls.insert(id, Call { deferred, pending, deadline });
+    }
+
+    /// The answer of the call just sent, if it is here before the call
+    /// returns to JavaScript: over `shm:` a brief spin (the core's adaptive
+    /// policy: the server on another CPU), else — while it pays — one
+    /// non-blocking look (a server on this CPU has often answered while
+    /// `try_send` woke it). Then the Promise settles at once: no poll, no
+    /// loop turn. Only for a call alone in flight (a look completes no
+    /// other call, so nothing else needs collecting), and at most
+    /// [`EAGER_IN_A_ROW`] times per loop turn.
+    fn eager(&mut self, client: &ipcall::Client, sent: &mut ipcall::Pending) -> Option<ipcall::Result<Vec<u8>>> {
+        if !self.calls.is_empty() || self.eager_in_a_row >= EAGER_IN_A_ROW {
+            return None;
+        }
+        let answer = if client.progress_spin().unwrap_or(false) {
+            sent.try_wait()
+        } else {
+            if self.eager_misses >= EAGER_MISSES {
+                if self.eager_probe_in > 0 {
+                    self.eager_probe_in -= 1;
+                    return None;
+                }
+                self.eager_probe_in = EAGER_PROBE_EVERY;
+            }
+            let answer = client.progress().ok().and_then(|()| sent.try_wait());
+            self.eager_misses = if answer.is_some() { 0 } else { self.eager_misses.saturating_add(1) };
+            answer
+        };
+        if answer.is_some() {
+            self.eager_in_a_row += 1;
+        }
+        answer
     }
 
     /// Settles every call whose answer has arrived (after `progress`).
@@ -152,6 +211,8 @@ impl Driven for Calling {
     }
 
     fn readable(&mut self, failed: Option<std::io::Error>, out: &mut Vec<Settlement>) {
+        // The loop turned: calls may settle inside `call()` again.
+        self.eager_in_a_row = 0;
         let progressed = match (&self.client, failed) {
             (_, Some(source)) => Err(ipcall::Error::Io { name: self.name.clone(), source }),
             (Some(client), None) => client.progress(),
@@ -232,6 +293,8 @@ impl Driven for Calling {
     }
 
     fn spin(&mut self, out: &mut Vec<Settlement>) -> bool {
+        // A new turn of the loop, as in `readable`.
+        self.eager_in_a_row = 0;
         // The core spins only over shm:, under its adaptive policy and
         // budget; a spin that catches nothing disarms until the next
         // request or reply (an idle client never spins).
@@ -264,6 +327,9 @@ impl Client {
             handoff,
             queued: 0,
             spin_armed: false,
+            eager_in_a_row: 0,
+            eager_misses: 0,
+            eager_probe_in: 0,
         };
         Client { shared: Rc::new(RefCell::new(calling)), name: name.to_string() }
     }
@@ -378,8 +444,16 @@ impl Client {
     /// Sends `data` and blocks the calling thread until the reply (or
     /// `options.timeout` ms). Same errors as `call`. For scripts and
     /// worker threads; in a server process prefer `await call()`.
-    #[napi(ts_args_type = "data: Buffer | ArrayBufferView | ArrayBuffer | string, options?: CallOptions")]
-    pub fn call_sync(&self, env: &Env, data: Bytes, options: Option<CallOptions>) -> napi::Result<Buffer> {
+    #[napi(
+        ts_args_type = "data: Buffer | ArrayBufferView | ArrayBuffer | string, options?: CallOptions",
+        ts_return_type = "Buffer"
+    )]
+    pub fn call_sync<'env>(
+        &self,
+        env: &'env Env,
+        data: Bytes,
+        options: Option<CallOptions>,
+    ) -> napi::Result<Unknown<'env>> {
         let timeout: Option<Duration> = millis(env, "timeout", options.and_then(|o| o.timeout))?;
         let client = {
             let state = self.shared.borrow();
@@ -389,7 +463,11 @@ impl Client {
             None => client.call(data.as_slice()),
             Some(limit) => client.call_timeout(data.as_slice(), limit),
         };
-        answer.map(Buffer::from).map_err(|e| call_error(env, e))
+        let reply = answer.map_err(|e| call_error(env, e))?;
+        // SAFETY: (1) `env` is this call's live environment, on its thread.
+        let value = unsafe { crate::bytes::buffer_value(env.raw(), reply) }?;
+        // SAFETY: (2) `value` was just created in `env`.
+        Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), value) })
     }
 
     /// Closes the connection: calls in flight reject with `CLOSED` at once,

@@ -25,7 +25,7 @@ use std::ptr;
 use std::rc::Rc;
 use std::time::Instant;
 
-use napi::bindgen_prelude::{Buffer, Env, ToNapiValue};
+use napi::bindgen_prelude::{Env, ToNapiValue};
 use napi::sys;
 
 use crate::uv;
@@ -521,7 +521,7 @@ fn settle(env: &Env, Settlement { deferred, value }: Settlement) {
     let raw = env.raw();
     let settled: napi::Result<(sys::napi_value, bool)> = match value {
         // SAFETY: (1) `raw` is live on its thread, inside a handle scope.
-        Value::Reply(Ok(reply)) => unsafe { Buffer::to_napi_value(raw, Buffer::from(reply)) }.map(|v| (v, true)),
+        Value::Reply(Ok(reply)) => unsafe { crate::bytes::buffer_value(raw, reply) }.map(|v| (v, true)),
         Value::Reply(Err(err)) => crate::client::call_error_value(env, err).map(|v| (v, false)),
         Value::Request(Ok(request)) => crate::server::request_value(env, request).map(|v| (v, true)),
         Value::Request(Err(err)) => crate::error::js_error_value(env, err).map(|v| (v, false)),

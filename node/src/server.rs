@@ -8,7 +8,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use napi::bindgen_prelude::{Buffer, Env, FromNapiValue, ObjectFinalize, ToNapiValue, Unknown};
+use napi::bindgen_prelude::{Env, FromNapiValue, ObjectFinalize, ToNapiValue, Unknown};
 use napi::sys;
 use napi_derive::napi;
 
@@ -375,7 +375,7 @@ pub struct Request {
     peer: ipcall::Peer,
     /// The sender's connection name (`nats:`), copied out likewise.
     peer_name: Option<String>,
-    /// The request's bytes until `data` is first read (then moved into the Buffer).
+    /// The request's bytes until `data` is first read (then given to the Buffer).
     bytes: Option<Vec<u8>>,
     /// A strong reference to the Buffer `data` returns, created on first
     /// read so every read returns the same object; deleted in `finalize`.
@@ -402,9 +402,8 @@ impl Request {
     pub fn data(&mut self, env: &Env) -> napi::Result<Unknown<'_>> {
         let raw = env.raw();
         if self.data_ref.is_null() {
-            let buffer = Buffer::from(self.bytes.take().unwrap_or_default());
             // SAFETY: (1) `raw` is the live environment of this call, on the JavaScript thread.
-            let value = unsafe { Buffer::to_napi_value(raw, buffer) }?;
+            let value = unsafe { crate::bytes::buffer_value(raw, self.bytes.take().unwrap_or_default()) }?;
             let mut reference = ptr::null_mut();
             // SAFETY: (1) as above; (2) `value` was just created in `raw`; (3) `reference` is a live local.
             let status = unsafe { sys::napi_create_reference(raw, value, 1, &mut reference) };

@@ -10,7 +10,15 @@ const { spawn } = require('node:child_process')
 const readline = require('node:readline')
 const { Worker } = require('node:worker_threads')
 const { describe, test } = require('node:test')
-const { caught, crossProcessKinds, ipcall, kindsWithAvailability, runToEnd } = require('./helpers.js')
+const {
+  caught,
+  crossProcessKinds,
+  ipcall,
+  kindsWithAvailability,
+  peerSkipReason,
+  runToEnd,
+  startRustServer,
+} = require('./helpers.js')
 
 const modulePath = require.resolve('ipcall')
 
@@ -153,6 +161,32 @@ for (const [kind, skip] of kindsWithAvailability()) {
       // The worker's connection is gone; answering it is harmless.
       req.reply('too late')
       server.close()
+    })
+  })
+}
+
+for (const [kind, kindSkip] of crossProcessKinds()) {
+  const skip = kindSkip || peerSkipReason()
+  describe(`${kind}: calls answered at once still let the loop turn`, { skip }, () => {
+    test('sequential awaited calls to a Rust server: a setImmediate scheduled before them runs', async () => {
+      // A call whose reply is there before call() returns settles inside
+      // call(); a bounded number in a row, then one waits for the loop, so
+      // a loop of such calls never starves the loop's own callbacks.
+      const { child, name } = await startRustServer(kind)
+      try {
+        const client = await ipcall.connectAsync(name, { timeout: 10000 })
+        let turned = false
+        setImmediate(() => (turned = true))
+        let calls = 0
+        while (!turned && calls < 10000) {
+          assert.equal((await client.call(`call ${calls}`)).toString(), `call ${calls}`)
+          calls += 1
+        }
+        assert.ok(turned, `the loop did not turn during ${calls} calls`)
+        client.close()
+      } finally {
+        child.kill()
+      }
     })
   })
 }
