@@ -166,6 +166,102 @@ fn a_timeout_abandons_the_call_and_its_late_reply_is_discarded() {
     }
 }
 
+/// Requests far larger than a socket buffer or an `shm:` ring, with the
+/// server on the same thread: a send that blocked the executor thread
+/// would never let the server read (a deadlock), so every request must
+/// go out in pieces as the descriptor reports room.
+#[test]
+fn large_requests_with_the_server_on_the_same_thread_never_block_it() {
+    for kind in [Kind::Unix, Kind::Pipe, Kind::Shm] {
+        let server = Server::bind_unique(kind).expect("bind");
+        let client = connect(&server);
+        on_tokio(&format!("{kind}: large requests"), async {
+            let calls = futures::future::join_all((0..16u8).map(|i| {
+                let client = client.clone();
+                async move {
+                    let data = vec![i; 1 << 20];
+                    let reply = client.call_async(&data).await.expect("call_async");
+                    assert_eq!(reply.len(), data.len());
+                    assert!(reply.iter().all(|&b| b == i), "{kind}: call {i}");
+                }
+            }));
+            futures::future::join(serve_async(&server, 16), calls).await;
+        });
+    }
+}
+
+/// A multi-thread runtime: its workers poll the calls and the server at
+/// once, taking turns at watching the descriptors.
+#[test]
+fn a_thousand_calls_on_a_multi_thread_runtime() {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    for kind in [Kind::Unix, Kind::Pipe, Kind::Shm] {
+        let server = Arc::new(Server::bind_unique(kind).expect("bind"));
+        let client = connect(&server);
+        runtime.block_on(async {
+            let serving: Vec<_> = (0..2)
+                .map(|_| {
+                    let server = server.clone();
+                    tokio::spawn(async move {
+                        while let Ok(request) = server.recv_async().await {
+                            let answer = reversed(request.data());
+                            if request.reply(&answer).is_err() {
+                                break;
+                            }
+                        }
+                    })
+                })
+                .collect();
+            let calls: Vec<_> = (0..1_000u32)
+                .map(|i| {
+                    let client = client.clone();
+                    tokio::spawn(async move {
+                        let data = format!("call {i}").into_bytes();
+                        assert_eq!(client.call_async(&data).await.expect("call_async"), reversed(&data));
+                    })
+                })
+                .collect();
+            let all = futures::future::join_all(calls);
+            for done in tokio::time::timeout(Duration::from_secs(120), all).await.expect("the calls completed") {
+                done.expect("call task");
+            }
+            server.close();
+            for task in serving {
+                tokio::time::timeout(Duration::from_secs(10), task).await.expect("receivers end").expect("task");
+            }
+        });
+    }
+}
+
+/// Blocking calls on other threads of the same client read the wire too
+/// (the reading role passes between them and the runtime's tasks): no
+/// reply is lost to either.
+#[test]
+fn blocking_threads_and_tokio_tasks_share_one_client() {
+    for kind in [Kind::Unix, Kind::Pipe, Kind::Shm] {
+        let server = Arc::new(Server::bind_unique(kind).expect("bind"));
+        let client = connect(&server);
+        let serving = serve_on_thread(server.clone(), 4 * 250 + 1_000);
+        let blocking: Vec<_> = (0..4)
+            .map(|t| {
+                let client = client.clone();
+                thread::spawn(move || {
+                    for i in 0..250 {
+                        let data = format!("thread {t} call {i}").into_bytes();
+                        let reply = client.call_timeout(&data, Duration::from_secs(60)).expect("call");
+                        assert_eq!(reply, reversed(&data));
+                    }
+                })
+            })
+            .collect();
+        on_tokio(&format!("{kind}: shared client"), many_calls(&client, 1_000));
+        for t in blocking {
+            t.join().expect("blocking caller");
+        }
+        serving.join().expect("server thread");
+    }
+}
+
 // ------------------------------------------------- a killed server process
 
 /// Starts this test binary as a server child of `kind` that holds every

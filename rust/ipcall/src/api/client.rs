@@ -5,13 +5,13 @@ use std::os::fd::BorrowedFd;
 use std::sync::Arc;
 use std::time::Duration;
 
+#[cfg(feature = "tokio")]
+use crate::api::on_tokio;
 use crate::api::pending::Pending;
 use crate::core::error::{Error, Result};
 use crate::core::name::Name;
 use crate::core::options::ClientOptions;
 use crate::core::wait::Deadline;
-#[cfg(feature = "tokio")]
-use crate::api::on_tokio;
 #[cfg(feature = "tokio")]
 use crate::transport::reactor::Registry;
 use crate::transport::{self, Call, ClientConn};

@@ -75,8 +75,8 @@ pub(crate) async fn send(
             Poll::Pending => return Poll::Pending,
             Poll::Ready(Err(e)) => return Poll::Ready(Err(Error::from_io(name, e))),
             Poll::Ready(Ok(guard)) => {
-                conn.progress();
-                if turn.reactor.settle(guard, &mut turn.round, cx).is_pending() {
+                let look = !conn.progress_edge();
+                if turn.reactor.settle(guard, look, &mut turn.round, cx).is_pending() {
                     return Poll::Pending;
                 }
             }
@@ -115,12 +115,20 @@ impl TokioWait {
                     break Poll::Ready(true);
                 }
                 match turn.reactor.poll_wait(&mut turn.token, false, cx) {
-                    Poll::Pending => break Poll::Pending,
+                    Poll::Pending => {
+                        // A lone call about to wait: over `shm:` the reply
+                        // may be a short spin away (the core spins only
+                        // where that pays, within a budget); others: no-op.
+                        if turn.reactor.is_alone(turn.token) && call.conn.progress_spin() {
+                            continue;
+                        }
+                        break Poll::Pending;
+                    }
                     // The runtime shuts down: no more readiness from it.
                     Poll::Ready(Err(_)) => break Poll::Ready(false),
                     Poll::Ready(Ok(guard)) => {
-                        call.conn.progress();
-                        if turn.reactor.settle(guard, &mut turn.round, cx).is_pending() {
+                        let look = !call.conn.progress_edge();
+                        if turn.reactor.settle(guard, look, &mut turn.round, cx).is_pending() {
                             break Poll::Pending;
                         }
                     }
@@ -163,7 +171,7 @@ pub(crate) async fn recv(name: &Arc<str>, reactor: Arc<Reactor>, transport: &dyn
             Poll::Ready(Err(e)) => return Poll::Ready(Err(Error::from_io(name, e))),
             Poll::Ready(Ok(guard)) => match transport.recv(Deadline::Now) {
                 Err(Error::Timeout { .. }) => {
-                    if turn.reactor.settle(guard, &mut turn.round, cx).is_pending() {
+                    if turn.reactor.settle(guard, true, &mut turn.round, cx).is_pending() {
                         return Poll::Pending;
                     }
                 }

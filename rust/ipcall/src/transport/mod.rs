@@ -210,6 +210,16 @@ pub(crate) trait ClientConn: Send + Sync {
     fn needs_progress(&self) -> bool {
         false
     }
+    /// `progress`, for an edge-triggered watcher (tokio's reactor): true
+    /// if afterwards the descriptor is readable only for what happens from
+    /// now on, so its readiness may be cleared without a second look;
+    /// false if this step may have left it readable (another thread held
+    /// the reading role; `shm:` leaves a hang-up look to the next step).
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    fn progress_edge(&self) -> bool {
+        self.progress();
+        true
+    }
     /// An event loop about to sleep with calls pending: spins briefly for
     /// a reply where that may pay, then makes progress; true if it caught
     /// one. Never sleeps. The default (every transport but `shm:`) never

@@ -20,10 +20,11 @@
 //! found no room are woken after every readiness (it may have brought room).
 //!
 //! tokio registers descriptors edge-triggered and clears its readiness only
-//! when told; the descriptors here are level-triggered, and one `progress`
-//! may leave it readable (another thread holds the reading role, or a
-//! hang-up is left for the next `progress`). So readiness is cleared only
-//! after a zero-timeout `poll(2)` found the descriptor quiet ([`Reactor::settle`]);
+//! when told; the descriptors here are level-triggered. Where one
+//! `progress` may leave it readable with no new edge to come (`shm:` leaves
+//! a hang-up for the next `progress`; a server's `try_recv` that found
+//! nothing), readiness is cleared only after a zero-timeout `poll(2)` found
+//! the descriptor quiet ([`Reactor::settle`]);
 //! what arrives after that look is a new edge, and what arrived between the
 //! readiness and the clearing keeps tokio's readiness (its clearing is tied
 //! to the event it saw).
@@ -90,8 +91,8 @@ impl Reactor {
     unsafe fn new(fd: RawFd, runtime: Id, owner: Option<Box<dyn Send + Sync>>) -> io::Result<Reactor> {
         // SAFETY: (1) the caller's promise above is what tokio asks: the
         // descriptor outlives the `AsyncFd` and stays the same file.
-        let fd = unsafe { AsyncFd::register_with_interest(Raw(fd), Interest::READABLE) }
-            .map_err(|e| e.into_parts().1)?;
+        let fd =
+            unsafe { AsyncFd::register_with_interest(Raw(fd), Interest::READABLE) }.map_err(|e| e.into_parts().1)?;
         Ok(Reactor { fd, runtime, waiters: Mutex::new(Waiters::default()), _owner: owner })
     }
 
@@ -134,8 +135,23 @@ impl Reactor {
     /// look again at once (the caller loops); `Pending` after the leader
     /// yielded (it found the descriptor readable [`ROUNDS`] times running:
     /// someone else's work is in the way, e.g. another thread reading).
-    pub(crate) fn settle(&self, guard: AsyncFdReadyGuard<'_, Raw>, round: &mut u32, cx: &mut Context<'_>) -> Poll<()> {
-        let senders = std::mem::take(&mut lock(&self.waiters).senders);
+    /// `look`: the work may have left a readiness without a new edge, so
+    /// look with `poll(2)` before clearing.
+    pub(crate) fn settle(
+        &self,
+        guard: AsyncFdReadyGuard<'_, Raw>,
+        look: bool,
+        round: &mut u32,
+        cx: &mut Context<'_>,
+    ) -> Poll<()> {
+        let senders = {
+            let mut waiters = lock(&self.waiters);
+            if waiters.senders.is_empty() {
+                Vec::new()
+            } else {
+                std::mem::take(&mut waiters.senders)
+            }
+        };
         for sender in senders {
             if !sender.will_wake(cx.waker()) {
                 sender.wake();
@@ -144,7 +160,7 @@ impl Reactor {
         // SAFETY: (1) the descriptor is open while this reactor lives
         // (its owner is dropped after it, see `Registry`).
         let fd = unsafe { BorrowedFd::borrow_raw(self.fd.get_ref().0) };
-        let readable = wait_fd(fd, libc::POLLIN, Deadline::Now).is_ok_and(|events| events != 0);
+        let readable = look && wait_fd(fd, libc::POLLIN, Deadline::Now).is_ok_and(|events| events != 0);
         if !readable {
             *round = 0;
             let mut guard = guard;
@@ -160,6 +176,11 @@ impl Reactor {
         drop(guard);
         cx.waker().wake_by_ref();
         Poll::Pending
+    }
+
+    /// True if no task but the one of `token` waits here.
+    pub(crate) fn is_alone(&self, token: Option<u64>) -> bool {
+        lock(&self.waiters).tasks.iter().all(|(t, _)| Some(*t) == token)
     }
 
     /// The task of `token` stops waiting (done, or dropped). If it was the

@@ -555,4 +555,9 @@ impl ClientConn for ShmClient {
     fn progress_spin(&self) -> bool {
         self.evented_progress_spin()
     }
+
+    fn progress_edge(&self) -> bool {
+        self.evented_progress();
+        false
+    }
 }

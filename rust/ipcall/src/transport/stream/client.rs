@@ -499,6 +499,10 @@ impl ClientConn for StreamClient {
         self.evented_progress();
     }
 
+    fn progress_edge(&self) -> bool {
+        self.evented_progress()
+    }
+
     fn needs_progress(&self) -> bool {
         true
     }

@@ -97,7 +97,8 @@ impl Shared {
     }
 
     /// Reads and dispatches the frames the wire has now, if the reading
-    /// role is free; never blocks.
+    /// role is free; never blocks. False if another thread held the role
+    /// (the wire may stay readable for what that thread leaves).
     ///
     /// It stops after a frame when the read that brought it found the wire
     /// emptied (it returned less than asked) and no undecoded bytes are
@@ -105,10 +106,10 @@ impl Shared {
     /// that arrive meanwhile make the read descriptor, which `fd()`
     /// watches level-triggered, readable again; the rest of a frame begun
     /// is still to come on the wire, so it does too.
-    fn read_available(&self) {
+    fn read_available(&self) -> bool {
         if !self.try_take_reading() {
             // The holder reads (and rings the notifier for what it leaves).
-            return;
+            return false;
         }
         {
             let mut reader = lock(&self.reader);
@@ -135,6 +136,7 @@ impl Shared {
         }
         // Everything read was decoded: nothing to ring for.
         self.give_up_reading(false);
+        true
     }
 }
 
@@ -159,8 +161,9 @@ impl StreamClient {
         Ok(shared.poll_set.get().expect("set above").as_fd())
     }
 
-    /// See [`ClientConn::progress`](crate::transport::ClientConn::progress).
-    pub(super) fn evented_progress(&self) {
+    /// See [`ClientConn::progress`](crate::transport::ClientConn::progress);
+    /// returns what [`ClientConn::progress_edge`](crate::transport::ClientConn::progress_edge) does.
+    pub(super) fn evented_progress(&self) -> bool {
         let shared = &self.shared;
         // First: every ring comes after the state it announces (a
         // completion, a reading role given up with bytes left), so what a
@@ -173,7 +176,7 @@ impl StreamClient {
         let _ = shared.flush_outbox_now();
         // What this thread completes is seen when `progress` returns: no
         // ring (a write and a read of the eventfd) for it.
-        quietly(|| shared.read_available());
+        quietly(|| shared.read_available())
     }
 
     /// See [`ClientConn::try_send`](crate::transport::ClientConn::try_send).
