@@ -113,13 +113,15 @@ impl Reactor {
             waiters.issued += 1;
             waiters.issued
         });
-        match waiters.tasks.iter_mut().find(|(t, _)| *t == me) {
-            Some((_, waker)) => {
+        // Tokens only grow, so `tasks` stays sorted by them.
+        match waiters.tasks.binary_search_by_key(&me, |(t, _)| *t) {
+            Ok(at) => {
+                let waker = &mut waiters.tasks[at].1;
                 if !waker.will_wake(cx.waker()) {
                     waker.clone_from(cx.waker());
                 }
             }
-            None => waiters.tasks.push((me, cx.waker().clone())),
+            Err(at) => waiters.tasks.insert(at, (me, cx.waker().clone())),
         }
         if sender && !waiters.senders.iter().any(|w| w.will_wake(cx.waker())) {
             waiters.senders.push(cx.waker().clone());
@@ -184,13 +186,17 @@ impl Reactor {
     }
 
     /// The task of `token` stops waiting (done, or dropped). If it was the
-    /// leader, another waiting task is woken to take the role.
+    /// leader, or no task leads (a hand-off is on its way, and its target
+    /// may be this very task, finishing on another thread), another
+    /// waiting task is woken to take the role.
     pub(crate) fn leave(&self, token: Option<u64>) {
         let Some(me) = token else { return };
         let next = {
             let mut waiters = lock(&self.waiters);
-            waiters.tasks.retain(|(t, _)| *t != me);
-            if waiters.leader != Some(me) {
+            if let Ok(at) = waiters.tasks.binary_search_by_key(&me, |(t, _)| *t) {
+                waiters.tasks.remove(at);
+            }
+            if waiters.leader.is_some_and(|leader| leader != me) {
                 return;
             }
             waiters.leader = None;

@@ -82,8 +82,9 @@ impl Shared {
     /// for writing).
     fn flush_outbox_now(&self) -> Result<()> {
         let Some(mut writer) = self.try_writer() else { return Ok(()) };
-        match self.flush_now(&mut writer) {
+        let flushed = match self.flush_now(&mut writer) {
             Ok(empty) => {
+                drop(writer);
                 self.want_write(!empty);
                 Ok(())
             }
@@ -93,7 +94,10 @@ impl Shared {
                 self.want_write(false);
                 Err(self.broken_write(None))
             }
-        }
+        };
+        // A `try_send` that found the writer busy meanwhile tries again.
+        self.send_blocked.after_blocking_send(&self.notifier);
+        flushed
     }
 
     /// Reads and dispatches the frames the wire has now, if the reading
@@ -181,11 +185,21 @@ impl StreamClient {
 
     /// See [`ClientConn::try_send`](crate::transport::ClientConn::try_send).
     pub(super) fn evented_try_send(self: Arc<Self>, data: &[u8]) -> Result<Option<Call>> {
-        let shared = &self.shared;
+        let shared = self.shared.clone();
         if data.len() as u64 > u64::from(shared.max) {
             return Err(Error::TooLarge { size: data.len() as u64, max: u64::from(shared.max) });
         }
-        let Some(mut writer) = shared.send_blocked.writer_or_ring_later(&shared.writer) else { return Ok(None) };
+        let Some(writer) = shared.send_blocked.writer_or_ring_later(&shared.writer) else { return Ok(None) };
+        let sent = self.try_send_holding(writer, data);
+        // The writer is free again: a `try_send` that found it busy
+        // meanwhile (another thread's, or task's) is told to try again.
+        shared.send_blocked.after_blocking_send(&shared.notifier);
+        sent
+    }
+
+    /// The rest of `evented_try_send`, holding the writer.
+    fn try_send_holding(self: Arc<Self>, mut writer: MutexGuard<'_, Writer>, data: &[u8]) -> Result<Option<Call>> {
+        let shared = &self.shared;
         match shared.flush_now(&mut writer) {
             Ok(true) => shared.want_write(false),
             Ok(false) => return Ok(None),
