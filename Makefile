@@ -36,6 +36,8 @@ lint:
 	# The core as a crate user builds it by default: without the `nats`
 	# feature the workspace turns on (no dead code left behind by it).
 	$(CARGO) clippy -p ipcall --all-targets -- -D warnings -D missing_docs
+	# The core with only `tokio` (the workspace has it with `nats`).
+	$(CARGO) clippy -p ipcall --all-targets --features tokio -- -D warnings -D missing_docs
 
 ## demo: build what it needs, then run the mixed-language pipeline
 ## (`ipcall demo`; the recipe is in mk/cli.mk).

@@ -6,10 +6,14 @@
 //! `try_send`, `poll(2)` on `Client::fd()`, `progress()`, `try_wait()`.
 //! "evented + spin" lets `Client::progress_spin()` catch the reply before
 //! each `poll(2)`, as the Node client does before its loop sleeps.
+//! "tokio" is `call_async().await` on a current-thread tokio runtime with
+//! the core's `tokio` feature: the connection's descriptor is watched by
+//! the runtime's reactor and the task makes progress itself.
 //! The ratios are to blocking (1.0 = the evented path costs nothing
 //! more). `IPCALL_BENCH_QUICK=1` runs fewer samples.
 
 use std::os::fd::{AsRawFd, BorrowedFd};
+use std::time::Instant;
 
 use ipcall::{Client, Kind, Server};
 use ipcall_benches::median;
@@ -60,7 +64,24 @@ fn evented_call(client: &Client, request: &[u8], spin: bool) -> Vec<u8> {
     }
 }
 
-fn measure(kind: Kind, placement: Placement, samples: usize) -> (f64, f64, f64) {
+/// The p50 of `samples` sequential `call_async().await`s inside one
+/// `block_on` of a current-thread runtime (after `samples / 10` untimed).
+fn tokio_p50(runtime: &tokio::runtime::Runtime, client: &Client, request: &[u8], samples: usize) -> f64 {
+    runtime.block_on(async {
+        for _ in 0..samples / 10 {
+            assert_eq!(client.call_async(request).await.expect("call_async").len(), 64);
+        }
+        let mut times = Vec::with_capacity(samples);
+        for _ in 0..samples {
+            let start = Instant::now();
+            assert_eq!(client.call_async(request).await.expect("call_async").len(), 64);
+            times.push(start.elapsed().as_nanos() as f64);
+        }
+        median(&mut times)
+    })
+}
+
+fn measure(kind: Kind, placement: Placement, samples: usize) -> (f64, f64, f64, f64) {
     let name = match kind {
         Kind::Unix => format!("unix:@ipcall-bench-evented-{}", std::process::id()),
         _ => format!("shm:@ipcall-bench-evented-{}", std::process::id()),
@@ -75,18 +96,22 @@ fn measure(kind: Kind, placement: Placement, samples: usize) -> (f64, f64, f64) 
     evented.fd().expect("fd");
     let spinning = Client::connect(&name).expect("connect");
     spinning.fd().expect("fd");
+    let on_tokio = Client::connect(&name).expect("connect");
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let mut blocking_p50 = Vec::new();
     let mut evented_p50 = Vec::new();
     let mut spinning_p50 = Vec::new();
+    let mut tokio_p50s = Vec::new();
     for _ in 0..ROUNDS {
         blocking_p50.push(latency_ns(samples, || assert_eq!(blocking.call(&request).expect("call").len(), 64)).0);
         evented_p50.push(latency_ns(samples, || assert_eq!(evented_call(&evented, &request, false).len(), 64)).0);
         spinning_p50.push(latency_ns(samples, || assert_eq!(evented_call(&spinning, &request, true).len(), 64)).0);
+        tokio_p50s.push(tokio_p50(&runtime, &on_tokio, &request, samples));
     }
-    drop((blocking, evented, spinning));
+    drop((blocking, evented, spinning, on_tokio));
     let _ = child.kill();
     let _ = child.wait();
-    (median(&mut blocking_p50), median(&mut evented_p50), median(&mut spinning_p50))
+    (median(&mut blocking_p50), median(&mut evented_p50), median(&mut spinning_p50), median(&mut tokio_p50s))
 }
 
 fn main() {
@@ -104,13 +129,15 @@ fn main() {
         "evented / blocking",
         "evented + spin p50",
         "+ spin / blocking",
+        "tokio p50",
+        "tokio / blocking",
     ])
     .left_columns(2);
     // Read before anything pins this process.
     let placements = placements();
     for kind in [Kind::Unix, Kind::Shm] {
         for &placement in &placements {
-            let (blocking, evented, spinning) = measure(kind, placement, samples);
+            let (blocking, evented, spinning, on_tokio) = measure(kind, placement, samples);
             table.row(vec![
                 kind.to_string(),
                 placement.label.to_string(),
@@ -119,6 +146,8 @@ fn main() {
                 ratio(evented / blocking),
                 ns(spinning),
                 ratio(spinning / blocking),
+                ns(on_tokio),
+                ratio(on_tokio / blocking),
             ]);
         }
     }

@@ -31,6 +31,12 @@
 //! and an async form (`recv_async`, `call_async`, `.await` on a [`Pending`])
 //! that works under any executor; a [`Server`] is also a pollable file
 //! descriptor for event loops.
+//!
+//! Cargo features (both off by default; without them the crate depends on
+//! libc and rustix alone): `nats` adds `nats:` names (request/reply across
+//! hosts over NATS); `tokio` makes the async forms, inside a tokio runtime
+//! with I/O enabled, wait on that runtime's reactor instead of a reader or
+//! watcher thread of ours (see [`Client::call_async`]).
 #![warn(missing_docs, unsafe_op_in_unsafe_fn)]
 
 // Three layers, one direction (docs/ARCHITECTURE.md): `api` → `transport`

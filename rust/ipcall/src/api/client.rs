@@ -5,12 +5,16 @@ use std::os::fd::BorrowedFd;
 use std::sync::Arc;
 use std::time::Duration;
 
+#[cfg(feature = "tokio")]
+use crate::api::on_tokio;
 use crate::api::pending::Pending;
 use crate::core::error::{Error, Result};
 use crate::core::name::Name;
 use crate::core::options::ClientOptions;
 use crate::core::wait::Deadline;
-use crate::transport::{self, ClientConn};
+#[cfg(feature = "tokio")]
+use crate::transport::reactor::Registry;
+use crate::transport::{self, Call, ClientConn};
 
 /// A connection to a server.
 ///
@@ -21,6 +25,11 @@ use crate::transport::{self, ClientConn};
 #[derive(Clone)]
 pub struct Client {
     name: Arc<str>,
+    /// The connection's registrations with tokio runtimes (feature
+    /// `tokio`), shared by the clones; `None` for transports whose calls
+    /// need nobody's progress (`mem:`, `nats:`).
+    #[cfg(feature = "tokio")]
+    reactors: Option<Arc<Registry>>,
     conn: Arc<dyn ClientConn>,
 }
 
@@ -45,7 +54,7 @@ impl Client {
         let mut pause = Duration::from_micros(200);
         loop {
             match transport::connect(&parsed, options) {
-                Ok(conn) => return Ok(Client { name: parsed.shared().clone(), conn }),
+                Ok(conn) => return Ok(Client::from_conn(parsed.shared().clone(), conn)),
                 Err(Error::NotFound { .. }) if !deadline.expired() => {
                     std::thread::sleep(deadline.remaining().map_or(pause, |left| left.min(pause)));
                     pause = (pause * 2).min(Duration::from_millis(20));
@@ -56,7 +65,20 @@ impl Client {
     }
 
     pub(crate) fn from_conn(name: Arc<str>, conn: Arc<dyn ClientConn>) -> Client {
-        Client { name, conn }
+        Client {
+            name,
+            #[cfg(feature = "tokio")]
+            reactors: conn.needs_progress().then(|| Arc::new(Registry::new())),
+            conn,
+        }
+    }
+
+    /// A call in flight, to be awaited on tokio's reactor where there is one.
+    fn pending(&self, call: Call) -> Pending {
+        let pending = Pending::new(self.name.clone(), call);
+        #[cfg(feature = "tokio")]
+        let pending = pending.on_tokio(self.reactors.clone());
+        pending
     }
 
     /// The name of the server this client talks to.
@@ -78,7 +100,7 @@ impl Client {
 
     /// Sends `data` and returns the call in flight, to wait for (or await) later.
     pub fn send(&self, data: &[u8]) -> Result<Pending> {
-        self.conn.clone().send(data).map(|call| Pending::new(self.name.clone(), call))
+        self.conn.clone().send(data).map(|call| self.pending(call))
     }
 
     /// Sends `data` without blocking: `Ok(None)` if the transport has no
@@ -94,7 +116,7 @@ impl Client {
     /// `shm:` it is `None` while the request ring is full. `mem:` and
     /// `nats:` queue without limit, so they never say `None`.
     pub fn try_send(&self, data: &[u8]) -> Result<Option<Pending>> {
-        Ok(self.conn.clone().try_send(data)?.map(|call| Pending::new(self.name.clone(), call)))
+        Ok(self.conn.clone().try_send(data)?.map(|call| self.pending(call)))
     }
 
     /// A descriptor for an event loop (poll, epoll, libuv, asyncio's
@@ -153,7 +175,23 @@ impl Client {
 
     /// Sends `data` and awaits the answer without blocking a thread; works
     /// under any executor.
+    ///
+    /// With the `tokio` feature, inside a tokio runtime whose I/O driver is
+    /// on, `unix:`, `pipe:` and `shm:` calls are driven by that runtime's
+    /// reactor: the connection's [`fd`](Self::fd) is registered with it
+    /// (once per connection and runtime), requests go out with
+    /// [`try_send`](Self::try_send) (one that finds no room waits for the
+    /// descriptor, never blocking the executor thread), and readiness is
+    /// answered with [`progress`](Self::progress) on the runtime's threads.
+    /// Elsewhere (and for `mem:` and `nats:`, whose calls are completed by
+    /// someone else) a blocking send and the connection's reader thread
+    /// serve the future.
     pub async fn call_async(&self, data: &[u8]) -> Result<Vec<u8>> {
+        #[cfg(feature = "tokio")]
+        if let Some(reactor) = self.reactors.as_ref().and_then(|r| on_tokio::client_reactor(r, &self.conn)) {
+            let call = on_tokio::send(&self.name, reactor, &self.conn, data).await?;
+            return self.pending(call).await;
+        }
         self.send(data)?.await
     }
 }

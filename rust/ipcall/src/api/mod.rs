@@ -8,9 +8,12 @@
 //! - [`client`]: `Client` — connects to a name and makes calls.
 //! - [`pending`]: `Pending` — one call in flight.
 //! - [`channel`](mod@channel): an unnamed in-process server/client pair.
+//! - `on_tokio`: `.await` on tokio's own reactor (feature `tokio`).
 
 pub(crate) mod channel;
 pub(crate) mod client;
+#[cfg(feature = "tokio")]
+pub(crate) mod on_tokio;
 pub(crate) mod pending;
 pub(crate) mod request;
 pub(crate) mod server;

@@ -16,6 +16,11 @@ use crate::transport::Call;
 ///
 /// Dropping it abandons the call: a late answer is discarded.
 pub struct Pending {
+    /// The wait on tokio's reactor (feature `tokio`; wire transports only).
+    /// Before `call`: it may hold the last reference to the connection's
+    /// reactors, which must go before the connection's descriptor.
+    #[cfg(feature = "tokio")]
+    tokio: Option<crate::api::on_tokio::TokioWait>,
     name: Arc<str>,
     /// The transport's call: its connection, id and slot.
     call: Call,
@@ -26,7 +31,20 @@ pub struct Pending {
 
 impl Pending {
     pub(crate) fn new(name: Arc<str>, call: Call) -> Pending {
-        Pending { name, call, spent: false }
+        Pending {
+            #[cfg(feature = "tokio")]
+            tokio: None,
+            name,
+            call,
+            spent: false,
+        }
+    }
+
+    /// A call that waits on tokio's reactor when polled in a runtime.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn on_tokio(mut self, registry: Option<Arc<crate::transport::reactor::Registry>>) -> Pending {
+        self.tokio = registry.map(crate::api::on_tokio::TokioWait::new);
+        self
     }
 
     fn finish(&mut self) -> Result<Vec<u8>> {
@@ -108,6 +126,10 @@ impl Pending {
     }
 
     fn abandon(&mut self) {
+        #[cfg(feature = "tokio")]
+        if let Some(tokio) = &mut self.tokio {
+            tokio.leave();
+        }
         if !self.spent {
             self.spent = true;
             self.call.conn.abandon(self.call.id, &self.call.slot);
@@ -120,6 +142,15 @@ impl Future for Pending {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
+        #[cfg(feature = "tokio")]
+        if let (false, Some(tokio)) = (this.spent, &mut this.tokio) {
+            match tokio.poll(&this.call, cx) {
+                Some(Poll::Pending) => return Poll::Pending,
+                Some(Poll::Ready(())) => return Poll::Ready(this.finish()),
+                // Not in a tokio runtime with I/O: the neutral path.
+                None => {}
+            }
+        }
         if !this.spent && this.call.conn.poll(this.call.id, &this.call.slot, cx).is_pending() {
             return Poll::Pending;
         }

@@ -5,11 +5,15 @@ use std::future::poll_fn;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::time::Duration;
 
+#[cfg(feature = "tokio")]
+use crate::api::on_tokio;
 use crate::api::request::Request;
 use crate::core::error::{Error, Result};
 use crate::core::name::{Kind, Name};
 use crate::core::options::ServerOptions;
 use crate::core::wait::Deadline;
+#[cfg(feature = "tokio")]
+use crate::transport::reactor::Registry;
 use crate::transport::{self, ServerTransport};
 
 /// A server bound to a name.
@@ -18,6 +22,10 @@ use crate::transport::{self, ServerTransport};
 /// several receiving threads, and `close` from one wakes the others.
 pub struct Server {
     name: Name,
+    /// Registrations of the descriptor with tokio runtimes (feature
+    /// `tokio`). Before `transport`: dropped while its descriptor is open.
+    #[cfg(feature = "tokio")]
+    reactors: Registry,
     transport: Box<dyn ServerTransport>,
 }
 
@@ -35,7 +43,7 @@ impl Server {
         let name = Name::parse(name)?;
         options.check(name.shared())?;
         let transport = transport::bind(&name, options)?;
-        Ok(Server { name, transport })
+        Ok(Server::from_transport(name, transport))
     }
 
     /// Listens on a new, unguessable name of `kind`; read it with [`name`](Self::name).
@@ -52,11 +60,16 @@ impl Server {
             crate::transport::sweep::sweep(dir);
         }
         let transport = transport::bind(&name, options)?;
-        Ok(Server { name, transport })
+        Ok(Server::from_transport(name, transport))
     }
 
     pub(crate) fn from_transport(name: Name, transport: Box<dyn ServerTransport>) -> Server {
-        Server { name, transport }
+        Server {
+            name,
+            #[cfg(feature = "tokio")]
+            reactors: Registry::new(),
+            transport,
+        }
     }
 
     /// The name clients connect to.
@@ -129,7 +142,19 @@ impl Server {
 
     /// Waits for the next request without blocking a thread; works under any
     /// executor.
+    ///
+    /// With the `tokio` feature, inside a tokio runtime whose I/O driver is
+    /// on, a `unix:`, `pipe:` or `shm:` server's descriptor is registered
+    /// with that runtime's reactor (once per runtime) and watched there.
+    /// Elsewhere, one thread per server sleeps on it while async receivers
+    /// wait; `mem:` and `nats:` wake them from their queue.
     pub async fn recv_async(&self) -> Result<Request> {
+        #[cfg(feature = "tokio")]
+        if self.transport.waits_on_fd() {
+            if let Some(reactor) = on_tokio::server_reactor(&self.reactors, &*self.transport) {
+                return on_tokio::recv(self.name.shared(), reactor, &*self.transport).await.map(Request::new);
+            }
+        }
         poll_fn(|cx| self.transport.poll_recv(cx)).await.map(Request::new)
     }
 

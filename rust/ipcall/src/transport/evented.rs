@@ -232,8 +232,9 @@ impl SendGate {
         try_lock(writer)
     }
 
-    /// Called by a blocking send after it let go of the writer: rings
-    /// `notifier` if a `try_send` gave up meanwhile.
+    /// Called by a sender (a blocking one; an evented one that held the
+    /// writer, or a `progress` that flushed) after it let go of the
+    /// writer: rings `notifier` if a `try_send` gave up meanwhile.
     pub(crate) fn after_blocking_send(&self, notifier: &Notifier) {
         fence(Ordering::SeqCst);
         if self.blocked.load(Ordering::Relaxed) && self.blocked.swap(false, Ordering::SeqCst) {

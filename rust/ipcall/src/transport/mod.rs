@@ -14,6 +14,7 @@
 //! - [`watch`]: a server's async waiters, the thread that wakes them, and
 //!   waiting for and stopping its accepting thread.
 //! - [`nats`]: `nats:` — request/reply over a NATS server or cluster (feature `nats`).
+//! - `reactor`: async waiting on tokio's own reactor (feature `tokio`).
 //!
 //! A transport provides a [`ServerTransport`] (what a server drives), a
 //! [`ClientConn`] (what a client and its calls drive) and a [`Responder`]
@@ -28,6 +29,8 @@ pub(crate) mod evented;
 pub(crate) mod mem;
 pub(crate) mod nats;
 pub(crate) mod pipe;
+#[cfg(feature = "tokio")]
+pub(crate) mod reactor;
 // Under `--cfg ipcall_loom` only the ring's model checks are built: loom's
 // atomics cannot live in shared memory.
 #[cfg(ipcall_loom)]
@@ -132,6 +135,14 @@ pub(crate) trait ServerTransport: Send + Sync {
     }
     /// Async form of `recv`.
     fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Result<Incoming>>;
+    /// True if `poll_recv` waits through the descriptor (a watcher thread):
+    /// under tokio the runtime's reactor watches it instead. The default
+    /// (`mem:`, `nats:`) wakes async receivers from its queue, no thread.
+    // Asked only with the `tokio` feature.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    fn waits_on_fd(&self) -> bool {
+        false
+    }
     /// Waits until a client has connected.
     fn accept(&self, deadline: Deadline) -> Result<()>;
     /// Readable when a request may be ready (or the server is finished).
@@ -188,6 +199,26 @@ pub(crate) trait ClientConn: Send + Sync {
     /// blocks (`mem:`'s queue and `nats:`'s command channel are unbounded).
     fn try_send(self: Arc<Self>, data: &[u8]) -> Result<Option<Call>> {
         self.send(data).map(Some)
+    }
+    /// True if replies are read by whoever calls `progress` or waits (a
+    /// wire: `unix:`, `pipe:`, `shm:`), so that under tokio the runtime's
+    /// reactor watches `fd` and its tasks make progress. The default
+    /// (`mem:`, `nats:`): calls are completed by someone else, whose
+    /// completion wakes the task, with no thread of ours.
+    // Asked only with the `tokio` feature.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    fn needs_progress(&self) -> bool {
+        false
+    }
+    /// `progress`, for an edge-triggered watcher (tokio's reactor): true
+    /// if afterwards the descriptor is readable only for what happens from
+    /// now on, so its readiness may be cleared without a second look;
+    /// false if this step may have left it readable (another thread held
+    /// the reading role; `shm:` leaves a hang-up look to the next step).
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    fn progress_edge(&self) -> bool {
+        self.progress();
+        true
     }
     /// An event loop about to sleep with calls pending: spins briefly for
     /// a reply where that may pay, then makes progress; true if it caught

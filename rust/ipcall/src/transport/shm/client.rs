@@ -544,11 +544,20 @@ impl ClientConn for ShmClient {
         self.evented_progress();
     }
 
+    fn needs_progress(&self) -> bool {
+        true
+    }
+
     fn try_send(self: Arc<Self>, data: &[u8]) -> Result<Option<Call>> {
         self.evented_try_send(data)
     }
 
     fn progress_spin(&self) -> bool {
         self.evented_progress_spin()
+    }
+
+    fn progress_edge(&self) -> bool {
+        self.evented_progress();
+        false
     }
 }

@@ -575,6 +575,10 @@ impl ServerTransport for ShmServer {
         self.shared.try_recv_spin()
     }
 
+    fn waits_on_fd(&self) -> bool {
+        true
+    }
+
     fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Result<Incoming>> {
         let shared = &self.shared;
         shared.pollable.store(true, Ordering::SeqCst);

@@ -499,6 +499,14 @@ impl ClientConn for StreamClient {
         self.evented_progress();
     }
 
+    fn progress_edge(&self) -> bool {
+        self.evented_progress()
+    }
+
+    fn needs_progress(&self) -> bool {
+        true
+    }
+
     fn try_send(self: Arc<Self>, data: &[u8]) -> Result<Option<Call>> {
         self.evented_try_send(data)
     }

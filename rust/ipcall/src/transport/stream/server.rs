@@ -513,6 +513,10 @@ impl ServerTransport for StreamServer {
         self.shared.recv(deadline)
     }
 
+    fn waits_on_fd(&self) -> bool {
+        true
+    }
+
     fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Result<Incoming>> {
         let shared = &self.shared;
         // Async receiving waits on the epoll descriptor (in the watcher), so

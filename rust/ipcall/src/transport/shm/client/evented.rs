@@ -293,7 +293,6 @@ impl ShmClient {
                 return Err(shared.violated(v));
             }
         };
-        shared.send_blocked.set(false);
         writer.next_id += 1;
         shared.wake_server(&writer);
         if bell {
@@ -313,6 +312,9 @@ impl ShmClient {
             }
         }
         drop(writer);
+        // Sent, so the ring had room: a `try_send` that found the writer
+        // busy (or the ring full) meanwhile is told to try again.
+        shared.send_blocked.after_blocking_send(&shared.notifier);
         if start_reader {
             self.start_reader_thread();
         }

@@ -82,8 +82,9 @@ impl Shared {
     /// for writing).
     fn flush_outbox_now(&self) -> Result<()> {
         let Some(mut writer) = self.try_writer() else { return Ok(()) };
-        match self.flush_now(&mut writer) {
+        let flushed = match self.flush_now(&mut writer) {
             Ok(empty) => {
+                drop(writer);
                 self.want_write(!empty);
                 Ok(())
             }
@@ -93,11 +94,15 @@ impl Shared {
                 self.want_write(false);
                 Err(self.broken_write(None))
             }
-        }
+        };
+        // A `try_send` that found the writer busy meanwhile tries again.
+        self.send_blocked.after_blocking_send(&self.notifier);
+        flushed
     }
 
     /// Reads and dispatches the frames the wire has now, if the reading
-    /// role is free; never blocks.
+    /// role is free; never blocks. False if another thread held the role
+    /// (the wire may stay readable for what that thread leaves).
     ///
     /// It stops after a frame when the read that brought it found the wire
     /// emptied (it returned less than asked) and no undecoded bytes are
@@ -105,10 +110,10 @@ impl Shared {
     /// that arrive meanwhile make the read descriptor, which `fd()`
     /// watches level-triggered, readable again; the rest of a frame begun
     /// is still to come on the wire, so it does too.
-    fn read_available(&self) {
+    fn read_available(&self) -> bool {
         if !self.try_take_reading() {
             // The holder reads (and rings the notifier for what it leaves).
-            return;
+            return false;
         }
         {
             let mut reader = lock(&self.reader);
@@ -135,6 +140,7 @@ impl Shared {
         }
         // Everything read was decoded: nothing to ring for.
         self.give_up_reading(false);
+        true
     }
 }
 
@@ -159,8 +165,9 @@ impl StreamClient {
         Ok(shared.poll_set.get().expect("set above").as_fd())
     }
 
-    /// See [`ClientConn::progress`](crate::transport::ClientConn::progress).
-    pub(super) fn evented_progress(&self) {
+    /// See [`ClientConn::progress`](crate::transport::ClientConn::progress);
+    /// returns what [`ClientConn::progress_edge`](crate::transport::ClientConn::progress_edge) does.
+    pub(super) fn evented_progress(&self) -> bool {
         let shared = &self.shared;
         // First: every ring comes after the state it announces (a
         // completion, a reading role given up with bytes left), so what a
@@ -173,16 +180,26 @@ impl StreamClient {
         let _ = shared.flush_outbox_now();
         // What this thread completes is seen when `progress` returns: no
         // ring (a write and a read of the eventfd) for it.
-        quietly(|| shared.read_available());
+        quietly(|| shared.read_available())
     }
 
     /// See [`ClientConn::try_send`](crate::transport::ClientConn::try_send).
     pub(super) fn evented_try_send(self: Arc<Self>, data: &[u8]) -> Result<Option<Call>> {
-        let shared = &self.shared;
+        let shared = self.shared.clone();
         if data.len() as u64 > u64::from(shared.max) {
             return Err(Error::TooLarge { size: data.len() as u64, max: u64::from(shared.max) });
         }
-        let Some(mut writer) = shared.send_blocked.writer_or_ring_later(&shared.writer) else { return Ok(None) };
+        let Some(writer) = shared.send_blocked.writer_or_ring_later(&shared.writer) else { return Ok(None) };
+        let sent = self.try_send_holding(writer, data);
+        // The writer is free again: a `try_send` that found it busy
+        // meanwhile (another thread's, or task's) is told to try again.
+        shared.send_blocked.after_blocking_send(&shared.notifier);
+        sent
+    }
+
+    /// The rest of `evented_try_send`, holding the writer.
+    fn try_send_holding(self: Arc<Self>, mut writer: MutexGuard<'_, Writer>, data: &[u8]) -> Result<Option<Call>> {
+        let shared = &self.shared;
         match shared.flush_now(&mut writer) {
             Ok(true) => shared.want_write(false),
             Ok(false) => return Ok(None),
