@@ -10,6 +10,7 @@
 //! - [`slot`]: `Slot` — where one call's outcome lands.
 //! - [`queue`]: the bounded request queue of `mem:`.
 //! - [`wait`]: `Deadline` and the one condition-variable wait loop.
+//! - [`spin`]: when a waiter spins (the adaptive policy of `shm:` and `mem:`).
 //! - [`frame`]: the stream wire format (handshake, frame headers).
 
 pub(crate) mod error;
@@ -20,4 +21,5 @@ pub(crate) mod options;
 pub(crate) mod peer;
 pub(crate) mod queue;
 pub(crate) mod slot;
+pub(crate) mod spin;
 pub(crate) mod wait;
