@@ -4,11 +4,14 @@
 use std::collections::VecDeque;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
-use crate::core::wait::{spin_until, wait_until, Deadline};
+use std::time::Instant;
+
+use crate::core::spin::Budget;
+use crate::core::wait::{publish_cpu, wait_until, Deadline, SpinHint};
 use crate::sys::EventFd;
 
 /// Why a pop returned nothing.
@@ -71,6 +74,13 @@ pub(crate) struct Queue<T> {
     armed: AtomicBool,
     /// Spin before sleeping in `pop` ([`Queue::without_spin`] turns it off).
     spin: bool,
+    /// The CPU the latest producer pushed from and the latest consumer
+    /// popped on (kept only when `spin`): what a consumer's or a caller's
+    /// spin asks ([`SpinHint`]).
+    producer_cpu: AtomicU32,
+    consumer_cpu: AtomicU32,
+    /// The spin budget of `pop`'s waits.
+    budget: Budget,
 }
 
 impl<T> Queue<T> {
@@ -89,6 +99,9 @@ impl<T> Queue<T> {
             event: EventFd::new()?,
             armed: AtomicBool::new(false),
             spin: true,
+            producer_cpu: AtomicU32::new(u32::MAX),
+            consumer_cpu: AtomicU32::new(u32::MAX),
+            budget: Budget::new(),
         })
     }
 
@@ -165,6 +178,9 @@ impl<T> Queue<T> {
 
     /// Appends an item; gives it back if the queue is closed.
     pub(crate) fn push(&self, item: T) -> Result<(), T> {
+        if self.spin {
+            publish_cpu(&self.producer_cpu);
+        }
         let mut state = self.lock();
         if state.closed {
             return Err(item);
@@ -190,9 +206,26 @@ impl<T> Queue<T> {
 
     /// Takes the oldest item, waiting until `deadline`.
     pub(crate) fn pop(&self, deadline: Deadline) -> Result<T, PopError> {
-        if self.spin && deadline != Deadline::Now && self.len.load(Ordering::Acquire) == 0 {
-            spin_until(|| self.len.load(Ordering::Acquire) != 0);
+        let mut start = None;
+        if self.spin && deadline != Deadline::Now {
+            publish_cpu(&self.consumer_cpu);
+            if self.len.load(Ordering::Acquire) == 0 {
+                start = Some(Instant::now());
+                let hint = SpinHint { peer_cpu: &self.producer_cpu, budget: &self.budget };
+                if hint.spin_until(|| self.len.load(Ordering::Acquire) != 0) {
+                    hint.observe(start.take().expect("set above"));
+                }
+            }
         }
+        let popped = self.pop_or_sleep(deadline);
+        if let Some(start) = start {
+            SpinHint { peer_cpu: &self.producer_cpu, budget: &self.budget }.observe(start);
+        }
+        popped
+    }
+
+    /// The locked part of `pop`: takes an item or sleeps for one.
+    fn pop_or_sleep(&self, deadline: Deadline) -> Result<T, PopError> {
         let mut state = self.lock();
         loop {
             if let Some(item) = self.pop_locked(&mut state) {
@@ -266,6 +299,12 @@ impl<T> Queue<T> {
         drop(state);
         wake.run(&self.cond);
         items
+    }
+
+    /// What a caller waiting for a consumer's answer knows of that
+    /// consumer, to decide whether to spin: the CPU it last popped on.
+    pub(crate) fn consumer_cpu(&self) -> &AtomicU32 {
+        &self.consumer_cpu
     }
 
     /// The pollable descriptor; from the first call on it is kept readable
