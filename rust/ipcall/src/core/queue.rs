@@ -497,6 +497,85 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
+    fn readable(queue: &Queue<u32>) -> bool {
+        crate::sys::poll::wait_fd(queue.fd(), libc::POLLIN, Some(std::time::Instant::now())).unwrap() != 0
+    }
+
+    #[test]
+    fn items_past_the_ring_spill_and_come_out_in_order_with_the_fd_in_step() {
+        let queue = Queue::new().unwrap();
+        assert!(queue.add_producer());
+        assert!(!readable(&queue));
+        let n = RING_CELLS as u32 * 3;
+        for i in 0..n {
+            queue.push(i).unwrap();
+            if i == 10 {
+                assert!(readable(&queue));
+            }
+        }
+        assert!(queue.spilled.load(Ordering::Relaxed));
+        for i in 0..n {
+            assert!(readable(&queue), "readable while item {i} is queued");
+            assert_eq!(queue.pop(Deadline::Now).unwrap(), i);
+        }
+        assert!(!readable(&queue));
+        assert!(!queue.spilled.load(Ordering::Relaxed));
+        assert_eq!(queue.pop(Deadline::Now).unwrap_err(), PopError::Timeout);
+        // Closing returns what is left, ring and overflow, in order.
+        for i in 0..RING_CELLS as u32 + 5 {
+            queue.push(i).unwrap();
+        }
+        let left: Vec<u32> = queue.close().into_iter().collect();
+        assert_eq!(left, (0..RING_CELLS as u32 + 5).collect::<Vec<_>>());
+        assert_eq!(queue.push(7).unwrap_err(), 7);
+        assert_eq!(queue.pop(Deadline::Now).unwrap_err(), PopError::Closed);
+        assert!(readable(&queue), "a finished queue is readable");
+    }
+
+    #[test]
+    fn producers_and_sleeping_consumers_lose_nothing() {
+        let queue = Arc::new(Queue::new().unwrap());
+        assert!(queue.add_producer());
+        let per = 2_000u32;
+        let consumers: Vec<_> = (0..2)
+            .map(|_| {
+                let queue = queue.clone();
+                std::thread::spawn(move || {
+                    let mut got = Vec::new();
+                    while let Ok(v) = queue.pop(Deadline::after(Duration::from_secs(30))) {
+                        got.push(v);
+                    }
+                    got
+                })
+            })
+            .collect();
+        let producers: Vec<_> = (0..2)
+            .map(|p| {
+                let queue = queue.clone();
+                std::thread::spawn(move || {
+                    for i in 0..per {
+                        queue.push(p * per + i).unwrap();
+                        if i % 64 == 0 {
+                            // Let the consumers fall asleep now and then.
+                            std::thread::sleep(Duration::from_micros(200));
+                        }
+                    }
+                })
+            })
+            .collect();
+        producers.into_iter().for_each(|t| t.join().unwrap());
+        // Every item taken: then the producer leaves and the consumers see `Closed`.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while queue.has_items() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        queue.remove_producer();
+        queue.close_to_new();
+        let mut all: Vec<u32> = consumers.into_iter().flat_map(|t| t.join().unwrap()).collect();
+        all.sort_unstable();
+        assert_eq!(all, (0..per * 2).collect::<Vec<_>>());
+    }
+
     #[test]
     fn pop_waits_alike_with_or_without_the_spin() {
         for queue in [Queue::new().unwrap(), Queue::without_spin().unwrap()] {

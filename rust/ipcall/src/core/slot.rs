@@ -366,6 +366,34 @@ mod tests {
     }
 
     #[test]
+    fn racing_completions_and_abandons_deliver_at_most_once() {
+        for round in 0..300 {
+            let slot = Arc::new(Slot::new());
+            let completers: Vec<_> = (0..2u8)
+                .map(|i| {
+                    let slot = slot.clone();
+                    std::thread::spawn(move || slot.complete(Outcome::Reply(vec![i])))
+                })
+                .collect();
+            let abandon = round % 2 == 0;
+            if abandon {
+                slot.abandon();
+            }
+            let wins = completers.into_iter().map(|t| t.join().unwrap()).filter(|&won| won).count();
+            assert!(wins <= 1, "two completions were accepted");
+            if abandon {
+                // Completed before the abandon or refused after it: either
+                // way nothing is left to take.
+                assert!(slot.take().is_none());
+            } else {
+                assert_eq!(wins, 1);
+                assert!(matches!(slot.take(), Some(Outcome::Reply(_))));
+                assert!(slot.take().is_none());
+            }
+        }
+    }
+
+    #[test]
     fn nudge_wakes_a_waiter_without_completing() {
         let slot = Arc::new(Slot::new());
         assert_eq!(slot.wait_ready_or_nudged(Deadline::after(Duration::from_millis(5))), Woken::TimedOut);
