@@ -17,11 +17,10 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
-use std::time::Instant;
 
 use crate::core::mpmc::Ring;
 use crate::core::spin::Budget;
-use crate::core::wait::{publish_cpu, wait_until, Deadline, SpinHint};
+use crate::core::wait::{publish_cpu, wait_until, Deadline, SpinHint, Spun};
 use crate::sys::EventFd;
 
 /// Cells of the lock-free ring; more items in flight spill into the list.
@@ -343,14 +342,13 @@ impl<T> Queue<T> {
 
     /// Takes the oldest item, waiting until `deadline`.
     pub(crate) fn pop(&self, deadline: Deadline) -> Result<T, PopError> {
-        let mut start = None;
+        let mut spun_since = None;
         if self.spin && deadline != Deadline::Now {
             publish_cpu(&self.consumer_cpu);
             if !self.has_items() {
-                start = Some(Instant::now());
                 let hint = SpinHint { peer_cpu: &self.producer_cpu, budget: &self.budget };
-                if hint.spin_until(|| self.has_items()) {
-                    hint.observe(start.take().expect("set above"));
+                if let Spun::NotReady(start) = hint.spin_until(|| self.has_items()) {
+                    spun_since = start;
                 }
             }
         }
@@ -358,7 +356,7 @@ impl<T> Queue<T> {
             Some(item) => Ok(item),
             None => self.pop_or_sleep(deadline),
         };
-        if let Some(start) = start {
+        if let Some(start) = spun_since {
             SpinHint { peer_cpu: &self.producer_cpu, budget: &self.budget }.observe(start);
         }
         popped

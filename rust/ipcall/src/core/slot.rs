@@ -9,9 +9,8 @@ use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
-use std::time::Instant;
 
-use crate::core::wait::{spin_until, Deadline, SpinHint};
+use crate::core::wait::{spin_until, Deadline, SpinHint, Spun};
 
 /// How a call ended, before it is turned into the caller's `Result` (which
 /// needs the server name that only the caller's side keeps).
@@ -218,18 +217,22 @@ impl Slot {
         if deadline == Deadline::Now {
             return false;
         }
-        // The clock only for a wait that learns from its length.
-        let start = hint.map(|_| Instant::now());
-        let spun = match hint {
-            _ if self.no_spin => false,
-            Some(hint) => hint.spin_until(|| self.is_ready()),
-            None => spin_until(|| self.is_ready()),
-        };
-        let ready = spun || self.sleep(deadline);
-        if let (Some(hint), Some(start)) = (hint, start) {
-            hint.observe(start);
+        if self.no_spin {
+            return self.sleep(deadline);
         }
-        ready
+        let Some(hint) = hint else {
+            return spin_until(|| self.is_ready()) || self.sleep(deadline);
+        };
+        match hint.spin_until(|| self.is_ready()) {
+            Spun::Ready => true,
+            Spun::NotReady(spun_since) => {
+                let ready = self.sleep(deadline);
+                if let Some(start) = spun_since {
+                    hint.observe(start);
+                }
+                ready
+            }
+        }
     }
 
     /// The sleeping part of a wait.

@@ -101,20 +101,36 @@ pub(crate) struct SpinHint<'a> {
     pub(crate) budget: &'a Budget,
 }
 
+/// How a [`SpinHint::spin_until`] ended.
+pub(crate) enum Spun {
+    /// `ready()` became true.
+    Ready,
+    /// Not yet: the caller sleeps, then reports the whole wait with
+    /// [`SpinHint::observe`] if it spun (`Some(start)`). A wait that was
+    /// not allowed to spin reads no clock and teaches the budget nothing.
+    NotReady(Option<Instant>),
+}
+
 impl SpinHint<'_> {
     /// [`spin_until`] under the adaptive policy of [`spin`]: spins only
     /// while the peer last ran on another CPU and a spin slot of this
     /// process is free (so N waiters on fewer CPUs sleep instead of taking
     /// the peer's CPU), for the learnt budget; then yields a few times.
-    /// The caller reports the whole wait with [`observe`](Self::observe).
-    pub(crate) fn spin_until(self, mut ready: impl FnMut() -> bool) -> bool {
+    pub(crate) fn spin_until(self, mut ready: impl FnMut() -> bool) -> Spun {
         let cpu = crate::sys::shm::current_cpu();
         let allowed = spin::allowance(WaitMode::Adaptive, self.budget, self.peer_cpu.load(Ordering::Relaxed), cpu);
+        let start = (allowed.ns > 0).then(Instant::now);
         if spin::spin_for(allowed.ns, &mut ready) {
-            return true;
+            if let Some(start) = start {
+                self.observe(start);
+            }
+            return Spun::Ready;
         }
         drop(allowed);
-        yield_until(ready)
+        if yield_until(ready) {
+            return Spun::Ready;
+        }
+        Spun::NotReady(start)
     }
 
     /// Learns from a whole wait (spin and any sleep) that began at `start`.
