@@ -113,7 +113,9 @@ fn p50(start: fn(usize) -> Box<dyn Pair>, server_cpu: usize) -> f64 {
 }
 
 fn main() {
-    println!("| 64 B round trip between two threads (p50, median of {ROUNDS} rounds) | crossbeam ns | mem: ns | ratio |");
+    println!(
+        "| 64 B round trip between two threads (p50, median of {ROUNDS} rounds) | crossbeam ns | mem: ns | ratio |"
+    );
     println!("|---|---:|---:|---:|");
     for placement in placements() {
         pin_to_cpu(placement.client_cpu).expect("pin the client");
