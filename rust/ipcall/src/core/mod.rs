@@ -8,16 +8,20 @@
 //! - [`nats_name`]: the address part of `nats:` names (servers, credentials kept out of sight).
 //! - [`peer`]: `Peer` — who sent a request.
 //! - [`slot`]: `Slot` — where one call's outcome lands.
-//! - [`queue`]: the bounded request queue of `mem:`.
+//! - [`queue`]: the request queue of `mem:` (and `nats:`' server).
+//! - [`mpmc`]: the lock-free ring at the queue's fast path.
 //! - [`wait`]: `Deadline` and the one condition-variable wait loop.
+//! - [`spin`]: when a waiter spins (the adaptive policy of `shm:` and `mem:`).
 //! - [`frame`]: the stream wire format (handshake, frame headers).
 
 pub(crate) mod error;
 pub mod frame;
+pub(crate) mod mpmc;
 pub(crate) mod name;
 pub(crate) mod nats_name;
 pub(crate) mod options;
 pub(crate) mod peer;
 pub(crate) mod queue;
 pub(crate) mod slot;
+pub(crate) mod spin;
 pub(crate) mod wait;

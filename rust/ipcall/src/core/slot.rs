@@ -5,11 +5,12 @@
 //! [`Slot::complete`], and the caller's `Pending` waits on the slot — by
 //! spinning briefly, then on a condition variable, or through a `Waker`.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::cell::UnsafeCell;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
-use crate::core::wait::{spin_until, Deadline};
+use crate::core::wait::{spin_until, Deadline, SpinHint, Spun};
 
 /// How a call ended, before it is turned into the caller's `Result` (which
 /// needs the server name that only the caller's side keeps).
@@ -39,31 +40,70 @@ pub(crate) enum Woken {
     TimedOut,
 }
 
-#[derive(Debug, Default)]
-struct SlotState {
-    /// The outcome, once completed and until taken.
-    outcome: Option<Outcome>,
-    /// Set once `complete` succeeded; later completions are ignored.
-    completed: bool,
-    /// The caller gave up; a completion is discarded.
-    abandoned: bool,
-    /// A thread sleeps on `cond`.
-    sleeping: bool,
-    /// `nudge` was called and the waiter has not seen it yet.
-    nudged: bool,
-    /// An async caller to wake.
-    waker: Option<Waker>,
-}
+// The slot's state word. A completer claims the slot (`CLAIMED`), writes
+// the outcome, then publishes it (`COMPLETE`, a Release read-modify-write);
+// whoever sets `TAKEN` (the caller's `take`, or an abandon) owns the outcome
+// from then on. `SLEEPING` and `WAKER` say that a completion must take the
+// lock to wake someone: without them it takes none.
+/// A completer owns the outcome cell until `COMPLETE`.
+const CLAIMED: u32 = 1;
+/// The outcome is written (set with Release after the write).
+const COMPLETE: u32 = 1 << 1;
+/// The outcome was taken or dropped; the cell is empty.
+const TAKEN: u32 = 1 << 2;
+/// The caller gave up: a completion is discarded.
+const ABANDONED: u32 = 1 << 3;
+/// A thread waits on `cond` (set under `waiters`, never cleared: a slot is
+/// waited on by one call).
+const SLEEPING: u32 = 1 << 4;
+/// A waker is registered in `waiters` (set under it, never cleared).
+const WAKER: u32 = 1 << 5;
+/// `nudge` was called and the waiter has not seen it yet (under `waiters`).
+const NUDGED: u32 = 1 << 6;
 
 /// A one-shot outcome cell shared by a caller and whoever answers it.
-#[derive(Debug, Default)]
+///
+/// Lock-free where a call passes when nobody sleeps: `complete` is one
+/// compare-and-swap, a write and one `fetch_or`; `is_ready` one load;
+/// `take` one compare-and-swap. The lock (`waiters`) is taken only to
+/// sleep, to register a waker, to nudge, and by a completion that found a
+/// sleeper or a waker to wake.
 pub(crate) struct Slot {
-    /// Mirrors `state.completed`, readable without the lock for spinning.
-    ready: AtomicBool,
-    state: Mutex<SlotState>,
+    state: AtomicU32,
+    /// Written once by the completer that set `CLAIMED`, read (taken) once
+    /// by whoever set `TAKEN` after `COMPLETE`.
+    outcome: UnsafeCell<Option<Outcome>>,
+    /// An async caller to wake; the lock sleepers wait under.
+    waiters: Mutex<Option<Waker>>,
     cond: Condvar,
     /// Sleep at once instead of spinning first ([`Slot::without_spin`]).
     no_spin: bool,
+}
+
+// SAFETY: (1) `outcome` is the only field that is not `Sync`; it is written
+// only by the one thread that won `CLAIMED`, before it publishes `COMPLETE`
+// with Release, and read only by the one thread that won `TAKEN` after
+// seeing `COMPLETE` with Acquire (or by `Drop`, which has `&mut`): never two
+// threads at once. (2) `Outcome` is `Send`, so handing it between threads
+// is sound.
+unsafe impl Sync for Slot {}
+
+impl std::fmt::Debug for Slot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Slot").field("state", &self.state.load(Ordering::Relaxed)).finish_non_exhaustive()
+    }
+}
+
+impl Default for Slot {
+    fn default() -> Slot {
+        Slot {
+            state: AtomicU32::new(0),
+            outcome: UnsafeCell::new(None),
+            waiters: Mutex::new(None),
+            cond: Condvar::new(),
+            no_spin: false,
+        }
+    }
 }
 
 impl Slot {
@@ -81,94 +121,148 @@ impl Slot {
         Slot { no_spin: true, ..Slot::default() }
     }
 
-    fn lock(&self) -> MutexGuard<'_, SlotState> {
-        // A panic while holding this lock leaves the state consistent (every
-        // critical section is a few assignments), so poisoning is ignored.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> MutexGuard<'_, Option<Waker>> {
+        // A panic while holding this lock leaves the waker consistent (the
+        // critical sections are single assignments), so poisoning is ignored.
+        self.waiters.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Delivers the outcome. Returns false (and drops it) if the slot was
     /// already completed or the caller abandoned it.
     pub(crate) fn complete(&self, outcome: Outcome) -> bool {
-        let (sleeping, waker) = {
-            let mut state = self.lock();
-            if state.completed || state.abandoned {
+        let mut state = self.state.load(Ordering::Relaxed);
+        loop {
+            if state & (CLAIMED | ABANDONED) != 0 {
                 return false;
             }
-            state.completed = true;
-            state.outcome = Some(outcome);
-            self.ready.store(true, Ordering::Release);
-            (state.sleeping, state.waker.take())
-        };
-        // Notified after unlocking: a sleeper woken while we still held the
-        // lock would block on it at once (two more futex calls and context
-        // switches per call). It cannot miss the notification: it checks
-        // `completed` under the lock before it sleeps.
-        if sleeping {
-            self.cond.notify_all();
+            match self.state.compare_exchange_weak(state, state | CLAIMED, Ordering::Acquire, Ordering::Relaxed) {
+                Ok(_) => break,
+                Err(now) => state = now,
+            }
         }
-        if let Some(waker) = waker {
-            waker.wake();
+        // SAFETY: (1) we set `CLAIMED`, which is set once: no other thread
+        // writes the cell, and none reads it before `COMPLETE` (below).
+        unsafe { *self.outcome.get() = Some(outcome) };
+        let before = self.state.fetch_or(COMPLETE, Ordering::AcqRel);
+        if before & ABANDONED != 0 {
+            // The caller left after our claim and takes nothing: the
+            // outcome is ours to drop (unless `abandon` already did).
+            drop(self.take());
+            return false;
+        }
+        if before & (SLEEPING | WAKER) != 0 {
+            // Those flags are set under the lock before the waiter looks at
+            // `COMPLETE` and sleeps; taking the lock here means it sleeps
+            // already (or is gone), so the notification cannot be lost. It
+            // is sent after unlocking: a sleeper woken while we still held
+            // the lock would block on it at once.
+            let waker = self.lock().take();
+            if before & SLEEPING != 0 {
+                self.cond.notify_all();
+            }
+            if let Some(waker) = waker {
+                waker.wake();
+            }
         }
         true
     }
 
     /// The caller gives up: a later completion is discarded.
     pub(crate) fn abandon(&self) {
-        let mut state = self.lock();
-        state.abandoned = true;
-        state.outcome = None;
-        state.waker = None;
+        let before = self.state.fetch_or(ABANDONED, Ordering::AcqRel);
+        if before & COMPLETE != 0 {
+            // Completed before: drop the outcome now, not with the slot.
+            drop(self.take());
+        }
+        if before & WAKER != 0 {
+            drop(self.lock().take());
+        }
     }
 
     /// True once completed (even if the outcome was taken since).
     pub(crate) fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
+        self.state.load(Ordering::Acquire) & COMPLETE != 0
     }
 
     /// Takes the outcome if there is one.
     pub(crate) fn take(&self) -> Option<Outcome> {
-        if !self.is_ready() {
-            return None;
+        let mut state = self.state.load(Ordering::Acquire);
+        loop {
+            if state & COMPLETE == 0 || state & TAKEN != 0 {
+                return None;
+            }
+            match self.state.compare_exchange_weak(state, state | TAKEN, Ordering::Acquire, Ordering::Acquire) {
+                Ok(_) => break,
+                Err(now) => state = now,
+            }
         }
-        self.lock().outcome.take()
+        // SAFETY: (1) we set `TAKEN` (once) after `COMPLETE`, whose Release
+        // our Acquire read: the completer's write is visible and done, and
+        // no other thread touches the cell from now on.
+        unsafe { (*self.outcome.get()).take() }
     }
 
     /// Blocks until completed or `deadline`; returns whether it completed.
     pub(crate) fn wait_ready(&self, deadline: Deadline) -> bool {
+        self.wait_ready_for(deadline, None)
+    }
+
+    /// [`wait_ready`](Self::wait_ready), spinning first under the adaptive
+    /// policy when `hint` says who completes it (`mem:`: the server thread),
+    /// else with the fixed brief spin.
+    pub(crate) fn wait_ready_for(&self, deadline: Deadline, hint: Option<SpinHint<'_>>) -> bool {
         if self.is_ready() {
             return true;
         }
         if deadline == Deadline::Now {
             return false;
         }
-        if !self.no_spin && spin_until(|| self.is_ready()) {
+        if self.no_spin {
+            return self.sleep(deadline);
+        }
+        let Some(hint) = hint else {
+            return spin_until(|| self.is_ready()) || self.sleep(deadline);
+        };
+        match hint.spin_until(|| self.is_ready()) {
+            Spun::Ready => true,
+            Spun::NotReady(spun_since) => {
+                let ready = self.sleep(deadline);
+                if let Some(start) = spun_since {
+                    hint.observe(start);
+                }
+                ready
+            }
+        }
+    }
+
+    /// The sleeping part of a wait.
+    fn sleep(&self, deadline: Deadline) -> bool {
+        let mut guard = self.lock();
+        if self.state.fetch_or(SLEEPING, Ordering::AcqRel) & COMPLETE != 0 {
             return true;
         }
-        let mut state = self.lock();
-        while !state.completed {
-            state.sleeping = true;
-            state = match deadline.remaining() {
-                None => self.cond.wait(state).unwrap_or_else(|e| e.into_inner()),
-                Some(left) if left.is_zero() => break,
-                Some(left) => self.cond.wait_timeout(state, left).unwrap_or_else(|e| e.into_inner()).0,
+        loop {
+            guard = match deadline.remaining() {
+                None => self.cond.wait(guard).unwrap_or_else(|e| e.into_inner()),
+                Some(left) if left.is_zero() => return self.is_ready(),
+                Some(left) => self.cond.wait_timeout(guard, left).unwrap_or_else(|e| e.into_inner()).0,
             };
+            if self.is_ready() {
+                return true;
+            }
         }
-        state.sleeping = false;
-        state.completed
     }
 
     /// Wakes a thread in [`wait_ready_or_nudged`](Self::wait_ready_or_nudged)
     /// without completing the slot (stream transports use it to hand the
     /// reading role to a waiting caller).
     pub(crate) fn nudge(&self) {
-        let sleeping = {
-            let mut state = self.lock();
-            state.nudged = true;
-            state.sleeping
+        let before = {
+            let _guard = self.lock();
+            self.state.fetch_or(NUDGED, Ordering::AcqRel)
         };
         // After unlocking, as in `complete`.
-        if sleeping {
+        if before & SLEEPING != 0 {
             self.cond.notify_all();
         }
     }
@@ -178,24 +272,20 @@ impl Slot {
         if self.is_ready() {
             return Woken::Ready;
         }
-        let mut state = self.lock();
+        let mut guard = self.lock();
         loop {
-            if state.completed {
-                state.sleeping = false;
+            let state = self.state.fetch_or(SLEEPING, Ordering::AcqRel);
+            if state & COMPLETE != 0 {
                 return Woken::Ready;
             }
-            if std::mem::take(&mut state.nudged) {
-                state.sleeping = false;
+            if state & NUDGED != 0 {
+                self.state.fetch_and(!NUDGED, Ordering::Relaxed);
                 return Woken::Nudged;
             }
-            state.sleeping = true;
-            state = match deadline.remaining() {
-                None => self.cond.wait(state).unwrap_or_else(|e| e.into_inner()),
-                Some(left) if left.is_zero() => {
-                    state.sleeping = false;
-                    return Woken::TimedOut;
-                }
-                Some(left) => self.cond.wait_timeout(state, left).unwrap_or_else(|e| e.into_inner()).0,
+            guard = match deadline.remaining() {
+                None => self.cond.wait(guard).unwrap_or_else(|e| e.into_inner()),
+                Some(left) if left.is_zero() => return Woken::TimedOut,
+                Some(left) => self.cond.wait_timeout(guard, left).unwrap_or_else(|e| e.into_inner()).0,
             };
         }
     }
@@ -205,14 +295,17 @@ impl Slot {
     /// sent; a later `poll_ready` replaces it). Wakes it at once if the
     /// slot already completed.
     pub(crate) fn set_waker(&self, waker: &Waker) {
-        let mut state = self.lock();
-        if state.completed {
-            drop(state);
-            waker.wake_by_ref();
-            return;
+        let mut guard = self.lock();
+        if guard.is_none() {
+            *guard = Some(waker.clone());
         }
-        if state.waker.is_none() {
-            state.waker = Some(waker.clone());
+        if self.state.fetch_or(WAKER, Ordering::AcqRel) & COMPLETE != 0 {
+            // The completion came first and saw no waker: wake it here.
+            let waker = guard.take();
+            drop(guard);
+            if let Some(waker) = waker {
+                waker.wake();
+            }
         }
     }
 
@@ -221,13 +314,14 @@ impl Slot {
         if self.is_ready() {
             return Poll::Ready(());
         }
-        let mut state = self.lock();
-        if state.completed {
-            return Poll::Ready(());
-        }
-        match &mut state.waker {
+        let mut guard = self.lock();
+        match &mut *guard {
             Some(w) if w.will_wake(cx.waker()) => {}
             slot => *slot = Some(cx.waker().clone()),
+        }
+        if self.state.fetch_or(WAKER, Ordering::AcqRel) & COMPLETE != 0 {
+            *guard = None;
+            return Poll::Ready(());
         }
         Poll::Pending
     }
@@ -271,6 +365,34 @@ mod tests {
             assert!(slot.wait_ready(Deadline::Never));
             assert!(t.join().unwrap());
             assert!(matches!(slot.take(), Some(Outcome::NoReply)));
+        }
+    }
+
+    #[test]
+    fn racing_completions_and_abandons_deliver_at_most_once() {
+        for round in 0..300 {
+            let slot = Arc::new(Slot::new());
+            let completers: Vec<_> = (0..2u8)
+                .map(|i| {
+                    let slot = slot.clone();
+                    std::thread::spawn(move || slot.complete(Outcome::Reply(vec![i])))
+                })
+                .collect();
+            let abandon = round % 2 == 0;
+            if abandon {
+                slot.abandon();
+            }
+            let wins = completers.into_iter().map(|t| t.join().unwrap()).filter(|&won| won).count();
+            assert!(wins <= 1, "two completions were accepted");
+            if abandon {
+                // Completed before the abandon or refused after it: either
+                // way nothing is left to take.
+                assert!(slot.take().is_none());
+            } else {
+                assert_eq!(wins, 1);
+                assert!(matches!(slot.take(), Some(Outcome::Reply(_))));
+                assert!(slot.take().is_none());
+            }
         }
     }
 

@@ -1,7 +1,10 @@
 //! Deadlines and the brief spin that precedes every blocking wait.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+
+use crate::core::options::WaitMode;
+use crate::core::spin::{self, Budget};
 
 /// When a wait gives up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,7 +44,11 @@ impl Deadline {
 
 /// Spinning only pays when the peer can run at the same time on another CPU;
 /// on one CPU it only delays the peer we wait for (yielding, which
-/// [`spin_until`] does next, hands it the CPU instead).
+/// [`spin_until`] does next, hands it the CPU instead). Decided once, from
+/// the first caller's affinity: a process confined to one CPU spins not.
+/// (A thread pinned to one CPU in a process that has more also turns it
+/// off: `mem:` waits under [`SpinHint`] instead, which asks where the peer
+/// runs each time.)
 fn spin_rounds() -> u32 {
     static ROUNDS: AtomicUsize = AtomicUsize::new(usize::MAX);
     let cached = ROUNDS.load(Ordering::Relaxed);
@@ -71,6 +78,11 @@ pub(crate) fn spin_until(mut ready: impl FnMut() -> bool) -> bool {
             return true;
         }
     }
+    yield_until(ready)
+}
+
+/// Yields a few times until `ready()`: a peer runnable on this CPU gets it.
+fn yield_until(mut ready: impl FnMut() -> bool) -> bool {
     for _ in 0..4 {
         std::thread::yield_now();
         if ready() {
@@ -78,6 +90,62 @@ pub(crate) fn spin_until(mut ready: impl FnMut() -> bool) -> bool {
         }
     }
     ready()
+}
+
+/// What a waiter knows of the thread it waits for, to decide whether to
+/// spin: the CPU that thread last ran on (it publishes it) and the spin
+/// budget learnt from the recent waits of this kind.
+#[derive(Clone, Copy)]
+pub(crate) struct SpinHint<'a> {
+    pub(crate) peer_cpu: &'a AtomicU32,
+    pub(crate) budget: &'a Budget,
+}
+
+/// How a [`SpinHint::spin_until`] ended.
+pub(crate) enum Spun {
+    /// `ready()` became true.
+    Ready,
+    /// Not yet: the caller sleeps, then reports the whole wait with
+    /// [`SpinHint::observe`] if it spun (`Some(start)`). A wait that was
+    /// not allowed to spin reads no clock and teaches the budget nothing.
+    NotReady(Option<Instant>),
+}
+
+impl SpinHint<'_> {
+    /// [`spin_until`] under the adaptive policy of [`spin`]: spins only
+    /// while the peer last ran on another CPU and a spin slot of this
+    /// process is free (so N waiters on fewer CPUs sleep instead of taking
+    /// the peer's CPU), for the learnt budget; then yields a few times.
+    pub(crate) fn spin_until(self, mut ready: impl FnMut() -> bool) -> Spun {
+        let cpu = crate::sys::shm::current_cpu();
+        let allowed = spin::allowance(WaitMode::Adaptive, self.budget, self.peer_cpu.load(Ordering::Relaxed), cpu);
+        let start = (allowed.ns > 0).then(Instant::now);
+        if spin::spin_for(allowed.ns, &mut ready) {
+            if let Some(start) = start {
+                self.observe(start);
+            }
+            return Spun::Ready;
+        }
+        drop(allowed);
+        if yield_until(ready) {
+            return Spun::Ready;
+        }
+        Spun::NotReady(start)
+    }
+
+    /// Learns from a whole wait (spin and any sleep) that began at `start`.
+    pub(crate) fn observe(self, start: Instant) {
+        self.budget.observe(start.elapsed());
+    }
+}
+
+/// Publishes the calling thread's CPU in `cell`, for a [`SpinHint`] of
+/// whoever waits for this thread.
+pub(crate) fn publish_cpu(cell: &AtomicU32) {
+    let cpu = crate::sys::shm::current_cpu();
+    if cell.load(Ordering::Relaxed) != cpu {
+        cell.store(cpu, Ordering::Relaxed);
+    }
 }
 
 /// Waits on `cond` (with `guard` held between checks) until `check` returns

@@ -17,7 +17,8 @@ use crate::core::options::{ClientOptions, ServerOptions};
 use crate::core::peer::Peer;
 use crate::core::queue::{PopError, Queue};
 use crate::core::slot::{Outcome, Slot};
-use crate::core::wait::Deadline;
+use crate::core::spin::Budget;
+use crate::core::wait::{Deadline, SpinHint};
 use crate::sys;
 use crate::transport::evented::Notifier;
 use crate::transport::{Answer, Call, ClientConn, Incoming, Responder, ServerTransport};
@@ -158,11 +159,13 @@ struct MemClient {
     /// else holds it (the call ended and was dropped), so that a call
     /// allocates nothing beyond its message buffers.
     spare: Mutex<Option<Arc<Slot>>>,
+    /// The spin budget of this connection's waits for answers.
+    budget: Budget,
 }
 
 impl MemClient {
     fn new(endpoint: Arc<Endpoint>, max: u32) -> MemClient {
-        MemClient { endpoint, max, notifier: Notifier::new(), spare: Mutex::new(None) }
+        MemClient { endpoint, max, notifier: Notifier::new(), spare: Mutex::new(None), budget: Budget::new() }
     }
 
     /// A fresh slot: the spare one, reset, if this is its only holder (no
@@ -200,6 +203,13 @@ impl ClientConn for MemClient {
             return Err(Error::Disconnected { name: self.endpoint.name.clone() });
         }
         Ok(Call { conn: self, id: 0, slot })
+    }
+
+    fn wait(&self, _id: u64, slot: &Slot, deadline: Deadline) -> bool {
+        // The server thread completes the slot: spin while it runs on
+        // another CPU (the adaptive policy), as `shm:` does.
+        let hint = SpinHint { peer_cpu: self.endpoint.queue.consumer_cpu(), budget: &self.budget };
+        slot.wait_ready_for(deadline, Some(hint))
     }
 
     fn notifier(&self) -> &Notifier {

@@ -239,7 +239,8 @@ pub(crate) fn publish_cpu(slot: &AtomicU32) -> u32 {
     cpu
 }
 
-pub(crate) mod spin;
+// The spin policy lives in the core: `mem:` waits under it too.
+pub(crate) use crate::core::spin;
 
 /// Why a message could not be written.
 pub(crate) enum SendError {
