@@ -2,7 +2,7 @@
 //!
 //! An event loop sleeps in `epoll_wait` and pays a wake-up for every reply
 //! (~25–45 µs across CPUs here), where a blocking caller spins under the
-//! adaptive policy ([`spin`](crate::transport::shm::spin)). Right before its
+//! adaptive policy ([`spin`](crate::core::spin)). Right before its
 //! loop would sleep with calls pending, an event loop may call this: it
 //! spins under the same policy (the server on another CPU, a spin slot)
 //! with the connection's own [`EventBudget`](spin::EventBudget), which
