@@ -489,3 +489,34 @@ fn child_process_entry() {
         other => panic!("unknown child mode {other}"),
     }
 }
+
+/// `recv_timeout` on a server whose only client is connected and idle
+/// returns `Timeout` on every transport. The sole `pipe:` connection is
+/// read directly with no time slice; that wait once ignored the caller's
+/// deadline, so `recv_timeout` never returned (Python's `recv`, which
+/// waits in slices, hung until a request came).
+#[test]
+fn recv_timeout_with_one_idle_client_times_out() {
+    for kind in KINDS {
+        let server = Arc::new(Server::bind_unique(kind).unwrap());
+        let client = Client::connect(server.name()).unwrap();
+        let serving = server.clone();
+        let (done, finished) = std::sync::mpsc::channel();
+        let receiver = thread::spawn(move || {
+            // One round trip first: the handshake is over and the
+            // connection is the server's only one (read directly).
+            let request = serving.recv_timeout(Duration::from_secs(20)).unwrap();
+            request.reply(b"ok").unwrap();
+            for _ in 0..3 {
+                let idle = serving.recv_timeout(Duration::from_millis(50)).map(|_| ()).unwrap_err().kind();
+                done.send(idle).unwrap();
+            }
+        });
+        assert_eq!(client.call_timeout(b"hi", Duration::from_secs(20)).unwrap(), b"ok");
+        for _ in 0..3 {
+            let idle = finished.recv_timeout(Duration::from_secs(20));
+            assert_eq!(idle, Ok(ErrorKind::Timeout), "{kind:?}: recv_timeout on an idle connection");
+        }
+        receiver.join().unwrap();
+    }
+}

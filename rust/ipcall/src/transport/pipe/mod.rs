@@ -23,7 +23,7 @@ use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::core::error::{Error, Result};
 use crate::core::name::Name;
@@ -114,15 +114,21 @@ impl Wire for FifoWire {
         self.read_once(buf)
     }
 
-    fn read_or_wake(&self, buf: &mut [MaybeUninit<u8>], wake: BorrowedFd<'_>, _slice: Duration) -> io::Result<usize> {
+    fn read_or_wake(
+        &self,
+        buf: &mut [MaybeUninit<u8>],
+        wake: BorrowedFd<'_>,
+        _slice: Duration,
+        until: Option<Instant>,
+    ) -> io::Result<usize> {
         if self.stopped.load(Ordering::Acquire) {
             return Ok(0);
         }
-        // `poll` then `read` as in `read_timeout`, but with no timeout: the
+        // `poll` then `read` as in `read_timeout`, but with no slice: the
         // server's `wake` says when to look around instead (see
-        // `Wire::read_or_wake`).
+        // `Wire::read_or_wake`); only the caller's own deadline times it.
         let mut fds = [poll::pollfd(self.conn.read.as_fd(), libc::POLLIN), poll::pollfd(wake, libc::POLLIN)];
-        poll::poll_until(&mut fds, None)?;
+        poll::poll_until(&mut fds, until)?;
         if fds[0].revents == 0 {
             return Err(io::ErrorKind::WouldBlock.into());
         }

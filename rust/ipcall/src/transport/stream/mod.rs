@@ -30,7 +30,7 @@ pub(crate) mod server;
 use std::io::{self, IoSlice};
 use std::mem::MaybeUninit;
 use std::os::fd::BorrowedFd;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::core::frame::{Decoder, Event, ProtocolError, Role};
 use crate::core::peer::Peer;
@@ -76,9 +76,16 @@ pub(crate) trait Wire: Send + Sync + 'static {
     /// socket, whose blocking read takes a receive timeout) waits `slice`;
     /// a FIFO, which can only wait with a timeout in `poll` anyway, polls
     /// `wake` beside its read end with no timer (no clock read, no timer
-    /// armed and cancelled per request).
-    fn read_or_wake(&self, buf: &mut [MaybeUninit<u8>], wake: BorrowedFd<'_>, slice: Duration) -> io::Result<usize> {
-        let _ = wake;
+    /// armed and cancelled per request) — but never past `until`, the
+    /// caller's own deadline (`None`: it has none).
+    fn read_or_wake(
+        &self,
+        buf: &mut [MaybeUninit<u8>],
+        wake: BorrowedFd<'_>,
+        slice: Duration,
+        until: Option<Instant>,
+    ) -> io::Result<usize> {
+        let _ = (wake, until);
         self.read_timeout(buf, slice)
     }
     /// Stops reading: a thread blocked reading returns end of stream; writing
@@ -183,9 +190,10 @@ const DIRECT_READ_MIN: usize = 2 << 10;
 enum ReadFor<'a> {
     Deadline(Deadline),
     Slice(Duration),
-    /// Until `wake` is readable or (a wire that cannot watch it) the slice
-    /// passed; one read per call (see [`FrameReader::next_or_wake`]).
-    Wake(BorrowedFd<'a>, Duration),
+    /// Until `wake` is readable, or (a wire that cannot watch it) the slice
+    /// passed, or the deadline passed; one read per call (see
+    /// [`FrameReader::next_or_wake`]).
+    Wake(BorrowedFd<'a>, Duration, Option<Instant>),
 }
 
 /// Why reading a connection stopped.
@@ -283,17 +291,23 @@ impl FrameReader {
     }
 
     /// Like [`next_within`](Self::next_within), but a wire that can (a
-    /// FIFO) waits until `wake` is readable instead of a time slice; and it
-    /// reads at most once: `Ok(None)` also when that read left a frame
-    /// begun, so that the caller can bound the rest by the frame timeout
-    /// (nothing else would: the wait has no time limit).
+    /// FIFO) waits until `wake` is readable or `deadline` passed instead of
+    /// a time slice; and it reads at most once: `Ok(None)` also when that
+    /// read left a frame begun, so that the caller can bound the rest by the
+    /// frame timeout (nothing else would: the wait has no slice).
     pub(crate) fn next_or_wake(
         &mut self,
         wire: &dyn Wire,
         wake: BorrowedFd<'_>,
         slice: Duration,
+        deadline: Deadline,
     ) -> Result<Option<Event>, ReadError> {
-        self.next_with(wire, ReadFor::Wake(wake, slice))
+        let until = match deadline {
+            Deadline::Never => None,
+            Deadline::Now => Some(Instant::now()),
+            Deadline::At(at) => Some(at),
+        };
+        self.next_with(wire, ReadFor::Wake(wake, slice, until))
     }
 
     fn next_with(&mut self, wire: &dyn Wire, how: ReadFor<'_>) -> Result<Option<Event>, ReadError> {
@@ -312,7 +326,7 @@ impl FrameReader {
             let asked = target.len();
             let read = match how {
                 ReadFor::Slice(slice) => wire.read_timeout(target, slice),
-                ReadFor::Wake(wake, slice) => wire.read_or_wake(target, wake, slice),
+                ReadFor::Wake(wake, slice, until) => wire.read_or_wake(target, wake, slice, until),
                 ReadFor::Deadline(Deadline::Never) => wire.read_blocking(target),
                 ReadFor::Deadline(Deadline::Now) => wire.read_now(target),
                 ReadFor::Deadline(deadline @ Deadline::At(_)) => match deadline.remaining() {

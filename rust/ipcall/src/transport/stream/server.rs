@@ -434,7 +434,7 @@ impl Shared {
                 // (`close`); a second receiving thread waits in epoll
                 // itself. Inside a frame, slices bound the wait so that a
                 // stalled frame is seen (`frame_overdue`).
-                _ if by_wake => reader.next_or_wake(&*conn.wire, self.epoll.as_fd(), DIRECT_SLICE),
+                _ if by_wake => reader.next_or_wake(&*conn.wire, self.epoll.as_fd(), DIRECT_SLICE, deadline),
                 _ => reader.next_within(&*conn.wire, DIRECT_SLICE),
             };
             match read {
