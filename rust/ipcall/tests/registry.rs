@@ -100,12 +100,31 @@ fn a_killed_servers_entry_is_removed_by_the_next_listing() {
     };
     let entry = registry::list().unwrap().into_iter().find(|e| e.name == name).expect("the child's entry");
     assert_eq!(entry.pid, child.id());
+    let text = fs::read(&entry.path).unwrap();
     child.kill().unwrap();
     child.wait().unwrap();
-    assert!(entry.path.exists(), "SIGKILL leaves the entry behind");
+    // Other tests of this binary bind meanwhile, and a bind removes dead
+    // entries too: so the listing is shown at work on a copy of the entry.
+    let copy_dir = temp_dir("killed");
+    let copy = copy_dir.join(entry.path.file_name().unwrap());
+    fs::write(&copy, &text).unwrap();
+    assert!(registry::list_in(&copy_dir).unwrap().is_empty());
+    assert!(!copy.exists(), "the listing removed the dead server's entry");
     assert!(registry::list().unwrap().iter().all(|e| e.name != name));
     assert!(!entry.path.exists(), "the listing removed the dead server's entry");
+    fs::remove_dir(&copy_dir).unwrap();
     let _ = fs::remove_file(name.strip_prefix("unix:").unwrap());
+}
+
+#[test]
+fn a_bind_removes_the_entries_of_dead_processes() {
+    let dir = registry::directory().unwrap();
+    let _first = Server::bind_unique(Kind::Unix).unwrap(); // the directory exists
+                                                           // A pid above the kernel's largest (2^22) is never alive.
+    let dead = dir.join("4194306.1");
+    fs::write(&dead, entry_text("unix:@dead", 4194306, 1)).unwrap();
+    let _second = Server::bind_unique(Kind::Unix).unwrap();
+    assert!(!dead.exists());
 }
 
 /// This process's `starttime` (`/proc/self/stat` field 22).

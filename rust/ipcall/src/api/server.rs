@@ -181,8 +181,10 @@ impl Server {
     /// with `Disconnected`; requests already received can still be answered.
     /// `recv` then reports `Closed`. Dropping the server does the same.
     pub fn close(&self) {
-        self.transport.close();
+        // Unlisted first: whoever sees the server closed (a thread in
+        // `recv` that then exits the process) finds its entry gone too.
         self.registration.lock().unwrap_or_else(|e| e.into_inner()).take();
+        self.transport.close();
     }
 }
 

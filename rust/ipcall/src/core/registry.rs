@@ -24,7 +24,8 @@
 //! `start_ticks` is the server process's start time (`/proc/<pid>/stat`
 //! field 22): [`list`] takes an entry whose pid is gone, or now belongs to a
 //! process that started at another time (a reused pid), for the leftover of
-//! a killed server, and removes it.
+//! a killed server, and removes it. Each registering bind also removes the
+//! files whose pid is gone (not the reused ones: that needs their content).
 //!
 //! Registering is best effort: a runtime directory that cannot be written
 //! never makes a bind fail (the server is then just not listed).
@@ -223,7 +224,26 @@ pub(crate) fn register(name: &Name, one_shot: bool) -> Option<Registration> {
     }
     let dir = directory().ok()?;
     sys::ensure_private_dir(&dir, sys::uid()).ok()?;
+    remove_dead(&dir);
     write_entry(&dir, name, one_shot).ok()
+}
+
+/// Removes the files of `dir` whose writer's process is gone, so that
+/// servers killed by SIGKILL do not pile up where nobody runs `ls`. Cheaper
+/// than [`list_in`]: one `/proc/<pid>/stat` read per file, no entry read
+/// (a reused pid is left for `list`).
+fn remove_dead(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else { return };
+    if sys::own_start_ticks().is_none() {
+        return; // no /proc: nothing can be told dead
+    }
+    for entry in entries.flatten() {
+        let file = entry.file_name();
+        let Some(pid) = file.to_str().and_then(pid_of_file_name) else { continue };
+        if sys::process_state(pid) == ProcessState::Gone {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// Numbers the entries of this process (`<pid>.<n>`).
