@@ -131,7 +131,7 @@ fn json_report(seconds: f64, results: &[(Kind, Measured)], skipped: &[(Kind, Str
 }
 
 /// `text` as a JSON string literal.
-fn json_string(text: &str) -> String {
+pub fn json_string(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 2);
     out.push('"');
     for c in text.chars() {

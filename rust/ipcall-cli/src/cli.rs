@@ -106,6 +106,11 @@ pub fn command() -> Command {
                 .arg(option("connection-name", "TEXT", "the NATS connection name the server sees (nats: only)")),
         )
         .subcommand(
+            Command::new("ls")
+                .about("List the servers this user has bound (name, transport, pid, uptime)")
+                .arg(switch("json", "print one JSON object instead of a table")),
+        )
+        .subcommand(
             Command::new("bench")
                 .about("Measure every transport of this build side by side")
                 .arg(option("kinds", "LIST", "comma-separated kinds to measure (default mem,unix,pipe,shm)"))

@@ -9,6 +9,7 @@ mod call;
 mod cli;
 mod demo;
 mod failure;
+mod ls;
 mod nats_server;
 mod serve;
 mod stats;
@@ -26,6 +27,7 @@ Usage:
   ipcall serve NAME (--echo | --exec CMD) [--one-shot] [--jobs N]
   ipcall serve --unique KIND (--echo | --exec CMD) [--one-shot] [--jobs N]
   ipcall call NAME [DATA | -] [--timeout MS]
+  ipcall ls [--json]
   ipcall bench [--kinds LIST] [--seconds S] [--json]
   ipcall demo [--items N] [--root DIR]
   ipcall completions SHELL     (bash, elvish, fish, powershell, zsh)
@@ -78,6 +80,7 @@ fn main() -> ExitCode {
     let outcome = match name {
         "serve" => serve::run(&parsed),
         "call" => call::run(&parsed),
+        "ls" => ls::run(&parsed),
         "bench" => bench::run(&parsed),
         "bench-peer" => bench::run_peer(&parsed),
         "demo" => demo::run(&parsed),
@@ -100,6 +103,7 @@ fn with_help_texts(command: clap::Command, top_help: &str) -> clap::Command {
         .override_help(top_help.to_string())
         .mut_subcommand("serve", |c| c.override_help(serve::HELP))
         .mut_subcommand("call", |c| c.override_help(call::HELP))
+        .mut_subcommand("ls", |c| c.override_help(ls::HELP))
         .mut_subcommand("bench", |c| c.override_help(bench::HELP))
         .mut_subcommand("demo", |c| c.override_help(demo::HELP))
 }

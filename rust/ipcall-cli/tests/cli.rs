@@ -44,6 +44,8 @@ impl Drop for Served {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // SIGKILL leaves its registry entry (`ipcall ls`); listing removes it.
+        let _ = ipcall::registry::list();
         if let Some((_, path)) = self.name.split_once(':') {
             let path = std::path::Path::new(path);
             if path.is_absolute() {

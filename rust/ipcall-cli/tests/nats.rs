@@ -36,6 +36,8 @@ impl Drop for Served {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // SIGKILL leaves its registry entry (`ipcall ls`); listing removes it.
+        let _ = ipcall::registry::list();
     }
 }
 

@@ -61,6 +61,7 @@ pub use crate::core::options::{
     DEFAULT_MAX_MESSAGE_SIZE, MAX_CONNECTION_NAME,
 };
 pub use crate::core::peer::Peer;
+pub use crate::core::registry;
 
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]

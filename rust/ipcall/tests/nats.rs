@@ -292,6 +292,10 @@ fn credentials_never_show() {
     let name = format!("nats://alice:s3cr3t-pw@{}/{}", node.addr, subject("creds"));
     let server = Server::bind(&name).unwrap();
     assert_eq!(server.name(), format!("nats://{}/{}", node.addr, &name[name.rfind('/').unwrap() + 1..]));
+    // Its registry entry (what `ipcall ls` lists) names it without them.
+    let entry = ipcall::registry::list().unwrap().into_iter().find(|e| e.name == server.name()).expect("listed");
+    assert_eq!((entry.kind, entry.pid), (Kind::Nats, std::process::id()));
+    assert!(!std::fs::read_to_string(&entry.path).unwrap().contains("s3cr3t"));
     let client = Client::connect(&name).unwrap();
     let _worker = serve(server);
     assert_eq!(client.call(b"hi").unwrap(), b"hi");

@@ -11,6 +11,7 @@ use crate::api::request::Request;
 use crate::core::error::{Error, Result};
 use crate::core::name::{Kind, Name};
 use crate::core::options::ServerOptions;
+use crate::core::registry::{self, Registration};
 use crate::core::wait::Deadline;
 #[cfg(feature = "tokio")]
 use crate::transport::reactor::Registry;
@@ -27,6 +28,9 @@ pub struct Server {
     #[cfg(feature = "tokio")]
     reactors: Registry,
     transport: Box<dyn ServerTransport>,
+    /// This server's entry in the registry `ipcall ls` reads (`None` for
+    /// `mem:`, once closed, or if it could not be written); taken by close.
+    registration: std::sync::Mutex<Option<Registration>>,
 }
 
 impl Server {
@@ -43,7 +47,7 @@ impl Server {
         let name = Name::parse(name)?;
         options.check(name.shared())?;
         let transport = transport::bind(&name, options)?;
-        Ok(Server::from_transport(name, transport))
+        Ok(Server::from_transport(name, transport).registered(options))
     }
 
     /// Listens on a new, unguessable name of `kind`; read it with [`name`](Self::name).
@@ -60,7 +64,14 @@ impl Server {
             crate::transport::sweep::sweep(dir);
         }
         let transport = transport::bind(&name, options)?;
-        Ok(Server::from_transport(name, transport))
+        Ok(Server::from_transport(name, transport).registered(options))
+    }
+
+    /// With its registry entry written (best effort: see `core::registry`).
+    fn registered(mut self, options: &ServerOptions) -> Server {
+        *self.registration.get_mut().unwrap_or_else(|e| e.into_inner()) =
+            registry::register(&self.name, options.is_one_shot());
+        self
     }
 
     pub(crate) fn from_transport(name: Name, transport: Box<dyn ServerTransport>) -> Server {
@@ -69,6 +80,7 @@ impl Server {
             #[cfg(feature = "tokio")]
             reactors: Registry::new(),
             transport,
+            registration: std::sync::Mutex::new(None),
         }
     }
 
@@ -169,6 +181,9 @@ impl Server {
     /// with `Disconnected`; requests already received can still be answered.
     /// `recv` then reports `Closed`. Dropping the server does the same.
     pub fn close(&self) {
+        // Unlisted first: whoever sees the server closed (a thread in
+        // `recv` that then exits the process) finds its entry gone too.
+        self.registration.lock().unwrap_or_else(|e| e.into_inner()).take();
         self.transport.close();
     }
 }

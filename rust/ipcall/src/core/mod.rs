@@ -13,6 +13,7 @@
 //! - [`wait`]: `Deadline` and the one condition-variable wait loop.
 //! - [`spin`]: when a waiter spins (the adaptive policy of `shm:` and `mem:`).
 //! - [`frame`]: the stream wire format (handshake, frame headers).
+//! - [`registry`]: the per-server entries `ipcall ls` lists.
 
 pub(crate) mod error;
 pub mod frame;
@@ -22,6 +23,7 @@ pub(crate) mod nats_name;
 pub(crate) mod options;
 pub(crate) mod peer;
 pub(crate) mod queue;
+pub mod registry;
 pub(crate) mod slot;
 pub(crate) mod spin;
 pub(crate) mod wait;

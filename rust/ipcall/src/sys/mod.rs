@@ -117,3 +117,73 @@ pub(crate) fn make_temp_dir(prefix: &Path) -> io::Result<std::path::PathBuf> {
     template.pop();
     Ok(std::ffi::OsString::from_vec(template).into())
 }
+
+/// What `/proc/<pid>/stat` tells of a process, for telling a live server's
+/// registry entry from one left by a dead process (or by one whose pid was
+/// reused since).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ProcessState {
+    /// Running (or sleeping, stopped...): its start time, in clock ticks
+    /// since boot (field 22, `starttime`), which a reused pid does not share.
+    Alive {
+        /// `starttime` of `/proc/<pid>/stat`.
+        start_ticks: u64,
+    },
+    /// No such process, or a zombie (dead, not yet reaped by its parent).
+    Gone,
+    /// `/proc` did not say (not mounted, unreadable, a format we do not
+    /// know): nothing may be concluded.
+    Unknown,
+}
+
+/// The state of process `pid` from `/proc/<pid>/stat`.
+pub(crate) fn process_state(pid: u32) -> ProcessState {
+    match fs::read(format!("/proc/{pid}/stat")) {
+        Ok(stat) => parse_proc_stat(&stat),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => ProcessState::Gone,
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => ProcessState::Gone,
+        Err(_) => ProcessState::Unknown,
+    }
+}
+
+/// This process's `starttime` (read once: it never changes).
+pub(crate) fn own_start_ticks() -> Option<u64> {
+    static TICKS: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| match fs::read("/proc/self/stat").map(|s| parse_proc_stat(&s)) {
+        Ok(ProcessState::Alive { start_ticks }) => Some(start_ticks),
+        _ => None,
+    })
+}
+
+/// `pid (comm) state ppid ... starttime ...`: `comm` may hold spaces and
+/// parentheses, so the fields are counted from the last `)`; `state` is
+/// field 3 and `starttime` field 22.
+fn parse_proc_stat(stat: &[u8]) -> ProcessState {
+    let Some(close) = stat.iter().rposition(|&b| b == b')') else { return ProcessState::Unknown };
+    let Ok(rest) = std::str::from_utf8(&stat[close + 1..]) else { return ProcessState::Unknown };
+    let fields: Vec<&str> = rest.split_ascii_whitespace().collect();
+    match (fields.first(), fields.get(22 - 3).and_then(|t| t.parse::<u64>().ok())) {
+        (Some(&("Z" | "X" | "x")), _) => ProcessState::Gone,
+        (Some(_), Some(start_ticks)) => ProcessState::Alive { start_ticks },
+        _ => ProcessState::Unknown,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proc_stat_is_read_from_its_last_parenthesis() {
+        let line = b"42 (a (b) c) S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 987654 20 21\n";
+        assert_eq!(parse_proc_stat(line), ProcessState::Alive { start_ticks: 987654 });
+        assert_eq!(parse_proc_stat(b"42 (x) Z 1 2 3"), ProcessState::Gone);
+        assert_eq!(parse_proc_stat(b"42 (x) S 1 2"), ProcessState::Unknown);
+        assert_eq!(parse_proc_stat(b"garbage"), ProcessState::Unknown);
+        assert!(matches!(process_state(std::process::id()), ProcessState::Alive { .. }));
+        assert_eq!(
+            process_state(std::process::id()),
+            ProcessState::Alive { start_ticks: own_start_ticks().expect("/proc/self/stat") }
+        );
+    }
+}
