@@ -24,6 +24,8 @@ test: $(TEST_TARGETS)
 # The default members: the Rust crates only (no Python or Node needed).
 test-rust:
 	$(CARGO) test
+	# The `tracing` feature's events (no face turns it on by default).
+	$(CARGO) test -p ipcall --features tracing --test tracing_events
 
 fmt-check:
 	$(CARGO) fmt --all -- --check
@@ -38,6 +40,8 @@ lint:
 	$(CARGO) clippy -p ipcall --all-targets -- -D warnings -D missing_docs
 	# The core with only `tokio` (the workspace has it with `nats`).
 	$(CARGO) clippy -p ipcall --all-targets --features tokio -- -D warnings -D missing_docs
+	# The core with only `tracing` (its events compiled in; off, they are not).
+	$(CARGO) clippy -p ipcall --all-targets --features tracing -- -D warnings -D missing_docs
 
 ## demo: build what it needs, then run the mixed-language pipeline
 ## (`ipcall demo`; the recipe is in mk/cli.mk).

@@ -11,6 +11,7 @@
 //! - [`calls`]: the table of calls in flight on one client connection.
 //! - [`evented`]: the client's pollable descriptor for event loops.
 //! - [`sweep`]: removing the names of dead servers from the runtime directory.
+//! - [`trace`]: `tracing` events at connect, accept, refusal and drop (feature `tracing`).
 //! - [`watch`]: a server's async waiters, the thread that wakes them, and
 //!   waiting for and stopping its accepting thread.
 //! - [`nats`]: `nats:` — request/reply over a NATS server or cluster (feature `nats`).
@@ -40,6 +41,7 @@ pub(crate) mod ring;
 pub(crate) mod shm;
 pub(crate) mod stream;
 pub(crate) mod sweep;
+pub(crate) mod trace;
 pub(crate) mod unix;
 pub(crate) mod watch;
 
@@ -261,6 +263,13 @@ pub(crate) fn bind(name: &Name, options: &ServerOptions) -> Result<Box<dyn Serve
 
 /// Connects to `name` with the transport its kind selects.
 pub(crate) fn connect(name: &Name, options: &ClientOptions) -> Result<Arc<dyn ClientConn>> {
+    let connected = connect_by_kind(name, options);
+    trace::connected(name, &connected);
+    connected
+}
+
+/// [`connect`] with the transport `name`'s kind selects.
+fn connect_by_kind(name: &Name, options: &ClientOptions) -> Result<Arc<dyn ClientConn>> {
     match name.kind() {
         Kind::Mem => mem::connect(name, options),
         Kind::Unix => unix::connect(name, options),

@@ -195,6 +195,7 @@ impl Shared {
     /// Marks the connection dead and fails every pending call at once.
     fn die(&self, death: Death) {
         let Some(drained) = lock(&self.calls).kill(&death) else { return };
+        crate::transport::trace::client_died(&self.name, &death);
         self.interest.store(0, Ordering::Relaxed);
         self.async_cond.notify_all();
         if matches!(death, Death::Protocol(_)) {

@@ -15,6 +15,7 @@ use crate::sys;
 use crate::transport::shm::flush::{Flushable, Flushed, ReplyWriter, ShmFlusher};
 use crate::transport::shm::ring::{announce_sleep, kind, take_sleeper, Consumer, Partial, Producer};
 use crate::transport::stream::flush::Sent;
+use crate::transport::trace::{ConnTrace, DropReason};
 use crate::transport::{Answer, Responder};
 
 /// The reading end of a connection's request ring.
@@ -57,6 +58,8 @@ pub(crate) struct ServerConn {
     pub(crate) bell: std::sync::OnceLock<OwnedFd>,
     /// The client's `client_bell` flag was seen and handled.
     pub(crate) bell_seen: AtomicBool,
+    /// Its server's name for its events, and whether its drop was reported.
+    pub(crate) trace: ConnTrace,
 }
 
 impl ServerConn {
@@ -164,7 +167,11 @@ impl Responder for ServerConn {
                     self.break_off(&mut writer);
                 }
             }
-            Ok(Sent::OverBudget) | Err(_) => self.break_off(&mut writer),
+            Ok(Sent::OverBudget) => {
+                self.trace.dropped(self.token, &self.peer, DropReason::OverBudget);
+                self.break_off(&mut writer)
+            }
+            Err(_) => self.break_off(&mut writer),
         }
         Ok(())
     }
@@ -198,6 +205,7 @@ impl Flushable for ServerConn {
     }
 
     fn give_up(&self) {
+        self.trace.dropped(self.token, &self.peer, DropReason::Stalled);
         self.break_off(&mut lock(&self.writer));
     }
 

@@ -36,6 +36,7 @@ use crate::transport::shm::conn::{RequestReader, ServerConn};
 use crate::transport::shm::flush::{ReplyWriter, ShmFlusher};
 use crate::transport::shm::ring::{self, kind, take_sleeper, Consumer, Producer, Taken};
 use crate::transport::stream::Acceptor;
+use crate::transport::trace::{self, ConnTrace, DropReason};
 use crate::transport::unix::{self, Listener};
 use crate::transport::watch::{stop_accepting, wait_accepted, Watch, Watched};
 use crate::transport::{Incoming, ServerTransport};
@@ -197,9 +198,10 @@ impl Shared {
 
     /// Drops a connection: the client sees the hang-up once no request
     /// holds it any more.
-    fn drop_conn(&self, token: u64) {
+    fn drop_conn(&self, token: u64, reason: DropReason) {
         let mut state = lock(&self.state);
         if let Some(conn) = state.conns.iter().find(|c| c.token == token).cloned() {
+            conn.trace.dropped(token, &conn.peer, reason);
             let _ = self.epoll.delete(conn.socket.as_fd());
             conn.broken.store(true, Ordering::Relaxed);
             crate::sys::socket::shutdown(conn.socket.as_fd());
@@ -212,12 +214,14 @@ impl Shared {
     /// Sets up one accepted connection: memfd, hello and descriptors.
     fn set_up(&self, socket: OwnedFd, peer: Peer) {
         if !self.access.allows(&peer) {
+            trace::refused(&self.name, &peer, trace::Refusal::Permission);
             let hello = frame::encode_hello(frame::STATUS_REFUSED, self.local_max);
             let _ = send_with_fds(socket.as_fd(), &hello, &[]);
             return;
         }
         if lock(&self.state).conns.len() >= self.max_connections {
             // Over the cap: a clear answer at connect, and no rings mapped.
+            trace::refused(&self.name, &peer, trace::Refusal::Busy);
             let hello = frame::encode_hello(frame::STATUS_BUSY, self.local_max);
             let _ = send_with_fds(socket.as_fd(), &hello, &[]);
             return;
@@ -254,6 +258,7 @@ impl Shared {
             budget: spin::Budget::new(),
             bell: std::sync::OnceLock::new(),
             bell_seen: AtomicBool::new(false),
+            trace: ConnTrace::accepted(&self.name, token, &peer),
         });
         let hangup = (libc::EPOLLRDHUP | libc::EPOLLHUP) as u32;
         if self.epoll.add(conn.socket.as_fd(), hangup, token).is_err() {
@@ -346,7 +351,7 @@ impl Shared {
             if !conn.look_for_bell() {
                 // The client said it sent its bell and did not: drop it alone.
                 let token = conn.token;
-                self.drop_conn(token);
+                self.drop_conn(token, DropReason::Misbehaved("a client's bell flag set with no bell sent"));
                 continue;
             }
             let max = conn.local_max;
@@ -365,11 +370,11 @@ impl Shared {
                     return Some(Incoming::new(message.data, conn.peer, responder, message.id, reply_max));
                 }
                 Ok(Taken::Empty) => {}
-                Err(_violation) => {
+                Err(violation) => {
                     // The client broke the ring: drop it alone. Its pending
                     // calls see the hang-up (Disconnected).
                     let token = conn.token;
-                    self.drop_conn(token);
+                    self.drop_conn(token, DropReason::Ring(violation));
                 }
             }
         }
@@ -386,7 +391,7 @@ impl Shared {
                 reported += 1;
                 if token >= FIRST_CONN {
                     // Only hang-ups are registered for connections.
-                    self.drop_conn(token);
+                    self.drop_conn(token, DropReason::ClientLeft);
                 }
             });
             if reported < EPOLL_BATCH {

@@ -18,6 +18,7 @@ impl Shared {
             };
             let Some(accepted) = accepted? else { return Ok(()) };
             if !self.access.allows(&accepted.peer) {
+                trace::refused(&self.name, &accepted.peer, trace::Refusal::Permission);
                 // Tell it why, then hang up; it does not count as a client.
                 let hello = frame::encode_hello(frame::STATUS_REFUSED, self.local_max);
                 let _ = accepted.wire.write_now(&[io::IoSlice::new(&hello)]);
@@ -27,6 +28,7 @@ impl Shared {
             if lock(&self.state).conns.len() >= self.max_connections {
                 // Over the cap: a clear answer at connect, and no resources
                 // held for it; it does not count as a client.
+                trace::refused(&self.name, &accepted.peer, trace::Refusal::Busy);
                 let hello = frame::encode_hello(frame::STATUS_BUSY, self.local_max);
                 let _ = accepted.wire.write_now(&[io::IoSlice::new(&hello)]);
                 accepted.wire.shutdown();
@@ -54,6 +56,7 @@ impl Shared {
                 reader: Mutex::new(FrameReader::new(Role::Server, self.local_max)),
                 arm: Mutex::new(false),
                 last_taken: AtomicU64::new(0),
+                trace: ConnTrace::accepted(&self.name, token, &accepted.peer),
             });
             if self.epoll.add(conn.wire.read_fd(), READABLE, token).is_err() {
                 continue;
@@ -141,7 +144,7 @@ impl Shared {
         for conn in expired {
             let hello_waiting = readable_bytes(conn.wire.read_fd()).is_ok_and(|n| n >= frame::HELLO_LEN);
             if !hello_waiting {
-                self.drop_conn(&conn);
+                self.drop_conn(&conn, DropReason::HandshakeTimeout);
             }
         }
     }
@@ -158,7 +161,7 @@ impl Shared {
             .cloned()
             .collect();
         for conn in overdue {
-            self.drop_conn(&conn);
+            self.drop_conn(&conn, DropReason::FrameTimeout);
         }
     }
 }

@@ -166,6 +166,7 @@ impl Shared {
     /// Marks the connection dead and fails every pending call at once.
     fn die(&self, death: Death) {
         let Some(drained) = lock(&self.calls).kill(&death) else { return };
+        crate::transport::trace::client_died(&self.name, &death);
         self.async_cond.notify_all();
         // Blocked readers and writers of this connection return now.
         self.wire.shutdown();

@@ -11,6 +11,7 @@ use crate::core::peer::Peer;
 use crate::core::wait::lock;
 use crate::transport::stream::flush::{Flusher, Outbox, Sent};
 use crate::transport::stream::{FrameReader, Wire};
+use crate::transport::trace::{ConnTrace, DropReason};
 use crate::transport::{Answer, Incoming, Responder};
 
 /// One client connection. Requests hold it (as their `Responder`), so it
@@ -42,6 +43,8 @@ pub(crate) struct ServerConn {
     /// The id of the last request a `recv` took (ids only grow), for the
     /// `close` frame. Written under the server's state lock.
     pub(crate) last_taken: AtomicU64,
+    /// Its server's name for its events, and whether its drop was reported.
+    pub(crate) trace: ConnTrace,
 }
 
 /// The instant `frame_since` counts from.
@@ -95,7 +98,10 @@ impl ServerConn {
                     outbox.break_off(&*self.wire);
                 }
             }
-            Sent::OverBudget => outbox.break_off(&*self.wire),
+            Sent::OverBudget => {
+                self.trace.dropped(self.token, &self.peer, DropReason::OverBudget);
+                outbox.break_off(&*self.wire)
+            }
         }
     }
 }

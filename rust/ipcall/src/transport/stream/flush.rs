@@ -14,6 +14,7 @@ use crate::core::wait::lock;
 use crate::sys::epoll::Epoll;
 use crate::transport::stream::conn::ServerConn;
 use crate::transport::stream::{remaining_slices, Wire};
+use crate::transport::trace::DropReason;
 
 /// Writability of a write descriptor (`EPOLLOUT`).
 const WRITABLE: u32 = rustix::event::epoll::EventFlags::OUT.bits();
@@ -255,6 +256,7 @@ impl Flusher {
         for conn in waiting {
             let mut outbox = lock(&conn.outbox);
             if outbox.stalled_since.is_some_and(|since| now.duration_since(since) >= self.reply_timeout) {
+                conn.trace.dropped(conn.token, &conn.peer, DropReason::Stalled);
                 outbox.break_off(&*conn.wire);
                 self.forget(conn.token);
             }

@@ -45,6 +45,7 @@ use crate::transport::backoff::AcceptBackoff;
 use crate::transport::stream::conn::{deliver, Decoded, ServerConn};
 use crate::transport::stream::flush::{Flusher, Outbox};
 use crate::transport::stream::{readable_bytes, write_all_blocking, Acceptor, FrameReader, ReadError};
+use crate::transport::trace::{self, ConnTrace, DropReason};
 use crate::transport::watch::{stop_accepting, wait_accepted, Watch, Watched};
 use crate::transport::{Incoming, ServerTransport};
 
@@ -220,7 +221,8 @@ impl Shared {
 
     /// Drops a connection from the server (it stays open for requests still
     /// holding it, but is shut down so the client sees the end at once).
-    fn drop_conn(&self, conn: &ServerConn) {
+    fn drop_conn(&self, conn: &ServerConn, reason: DropReason) {
+        conn.trace.dropped(conn.token, &conn.peer, reason);
         let mut state = lock(&self.state);
         if state.direct == Some(conn.token) {
             state.direct = None;
@@ -265,7 +267,7 @@ impl Shared {
             match reader.next(&*conn.wire, Deadline::Now) {
                 Ok(Some(Event::Hello(hello))) => {
                     if hello.status != frame::STATUS_OK {
-                        break Err(());
+                        break Err(DropReason::Misbehaved("a client's hello with a status other than ok"));
                     }
                     lock(&self.state).handshakes.retain(|(t, _)| *t != token);
                 }
@@ -274,20 +276,21 @@ impl Shared {
                         batch.push(Decoded { conn: conn.clone(), id: f.id, data: f.payload, max: reader.max() })
                     }
                     // The client sends nothing more: it is gone.
-                    _ => break Err(()),
+                    _ => break Err(DropReason::ClientLeft),
                 },
                 Ok(None) => break Ok(()),
-                Err(ReadError::Eof) | Err(ReadError::Io(_)) | Err(ReadError::Protocol(_)) => break Err(()),
+                Err(ReadError::Eof) | Err(ReadError::Io(_)) => break Err(DropReason::ClientLeft),
+                Err(ReadError::Protocol(e)) => break Err(DropReason::Protocol(e)),
             }
         };
         let outcome = match outcome {
-            Ok(()) if conn.frame_overdue(reader.in_frame(), self.frame_timeout) => Err(()),
+            Ok(()) if conn.frame_overdue(reader.in_frame(), self.frame_timeout) => Err(DropReason::FrameTimeout),
             other => other,
         };
         self.release_reader(&conn, reader);
-        if outcome.is_err() {
+        if let Err(reason) = outcome {
             // Hung up, or broke the protocol: only this connection goes.
-            self.drop_conn(&conn);
+            self.drop_conn(&conn, reason);
         }
     }
 
@@ -417,7 +420,7 @@ impl Shared {
                 }
             }
         }
-        let mut failed = false;
+        let mut failed = None;
         let mut first = None;
         // The last wait for `wake` ended with nothing read and nothing to
         // leave for: the next one is a timed slice, so that epoll staying
@@ -448,8 +451,8 @@ impl Shared {
                                 out.push(Decoded { conn: conn.clone(), id: f.id, data: f.payload, max: reader.max() })
                             }
                             Ok(None) => break,
-                            _ => {
-                                failed = true;
+                            other => {
+                                failed = Some(Self::why_failed(other));
                                 break;
                             }
                         }
@@ -460,7 +463,7 @@ impl Shared {
                 }
                 Ok(None) => {
                     if conn.frame_overdue(reader.in_frame(), self.frame_timeout) {
-                        failed = true;
+                        failed = Some(DropReason::FrameTimeout);
                         break;
                     }
                     let state = lock(&self.state);
@@ -475,17 +478,30 @@ impl Shared {
                 Ok(Some(Event::Hello(hello))) if hello.status == frame::STATUS_OK => {}
                 // Anything else from the client (close, a reply, a refused
                 // hello, bad bytes, end of stream) ends it.
-                _ => {
-                    failed = true;
+                other => {
+                    failed = Some(Self::why_failed(other));
                     break;
                 }
             }
         }
         self.release_reader(conn, reader);
-        if failed && !lock(&self.state).closed {
-            self.drop_conn(conn);
+        if let Some(reason) = failed {
+            if !lock(&self.state).closed {
+                self.drop_conn(conn, reason);
+            }
         }
         first
+    }
+
+    /// Why a read that was not a request (nor nothing) ends a connection.
+    fn why_failed(read: std::result::Result<Option<Event>, ReadError>) -> DropReason {
+        match read {
+            Err(ReadError::Protocol(e)) => DropReason::Protocol(e),
+            Ok(Some(Event::Hello(_))) => DropReason::Misbehaved("a client's hello with a status other than ok"),
+            // Its close frame (the decoder refuses any other kind from a
+            // client), end of stream, or an I/O error: it left.
+            _ => DropReason::ClientLeft,
+        }
     }
 
     /// Puts the connection the fast path took out of epoll back in.
