@@ -654,6 +654,19 @@ ipcall_status ipcall_server_accept(const struct ipcall_server *server, int32_t t
 ipcall_status ipcall_server_close(const struct ipcall_server *server);
 
 /**
+ * Closes gracefully: does what `ipcall_server_close` does at once (the
+ * name is unbound, so a connect gets `IPCALL_E_NOT_FOUND`; calls not yet
+ * received fail with `IPCALL_E_DISCONNECTED` at their callers; `recv`
+ * reports `IPCALL_E_CLOSED`), then waits at most `timeout_ms` (-1 = as
+ * long as it takes, 0 = do not wait) until every request already
+ * received has been answered or freed. `IPCALL_OK` if all were;
+ * `IPCALL_E_TIMEOUT` if the timeout passed first (the server is closed
+ * either way; requests still held stay answerable, as after close). Call
+ * it from a thread other than the one holding the requests.
+ */
+ipcall_status ipcall_server_drain(const struct ipcall_server *server, int32_t timeout_ms);
+
+/**
  * Closes (as `ipcall_server_close`) and releases the server. `server` may
  * be NULL. Requests already received stay valid and answerable.
  */

@@ -154,6 +154,15 @@ export declare class Server {
   /** The next request if one is ready now, `null` if not (never waits). */
   tryRecv(): Request | null
   /**
+   * Closes gracefully: as `close()` at once (the name is unbound, calls
+   * not yet received reject with `DISCONNECTED`, pending `recv()`s with
+   * `CLOSED`), then resolves once every request already received is
+   * answered or closed — `true` — or after `timeoutMs` milliseconds —
+   * `false`. The wait runs on a thread of napi's runtime: the JavaScript
+   * thread stays free to answer.
+   */
+  drain(timeoutMs?: number | undefined | null): Promise<boolean>
+  /**
    * Stops taking requests and unbinds the name. Pending `recv()`s reject
    * with `CLOSED` (a `for await` loop ends); requests already received
    * can still be answered.

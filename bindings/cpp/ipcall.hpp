@@ -448,6 +448,18 @@ public:
     /// Stops taking requests; receivers wake with IPCALL_E_CLOSED.
     void close() const { detail::check(ipcall_server_close(handle_.get())); }
 
+    /// Closes gracefully (as close, at once), then waits at most `timeout`
+    /// (`forever` by default) until every request already received is
+    /// answered or destroyed; false if the timeout passed first.
+    bool drain(Timeout timeout = forever) const {
+        ipcall_status status = ipcall_server_drain(handle_.get(), detail::timeout_ms(timeout));
+        if (status == IPCALL_E_TIMEOUT) {
+            return false;
+        }
+        detail::check(status);
+        return true;
+    }
+
     /// The C handle (owned by this object).
     const ipcall_server *get() const noexcept { return handle_.get(); }
 

@@ -8,7 +8,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use napi::bindgen_prelude::{Env, FromNapiValue, ObjectFinalize, ToNapiValue, Unknown};
+use napi::bindgen_prelude::{Env, FromNapiValue, ObjectFinalize, PromiseRaw, ToNapiValue, Unknown};
 use napi::sys;
 use napi_derive::napi;
 
@@ -35,7 +35,8 @@ pub struct Server {
 
 /// A server's waiting `recv()`s (and `for await` steps), first come first served.
 struct Receiving {
-    server: ipcall::Server,
+    /// Shared with a `drain()`'s waiting thread.
+    server: Arc<ipcall::Server>,
     reactor: Reactor,
     waiters: VecDeque<Waiter>,
     /// Requests handed out straight from `recv()` since libuv last ran this
@@ -191,7 +192,7 @@ impl Server {
         let reactor = Reactor::new(env, fd);
         Server {
             shared: Rc::new(RefCell::new(Receiving {
-                server,
+                server: Arc::new(server),
                 reactor,
                 waiters: VecDeque::new(),
                 served_in_a_row: 0,
@@ -289,6 +290,24 @@ impl Server {
             Ok(request) => Ok(request.map(Request::new)),
             Err(e) => Err(to_js(env, e)),
         }
+    }
+
+    /// Closes gracefully: as `close()` at once (the name is unbound, calls
+    /// not yet received reject with `DISCONNECTED`, pending `recv()`s with
+    /// `CLOSED`), then resolves once every request already received is
+    /// answered or closed — `true` — or after `timeoutMs` milliseconds —
+    /// `false`. The wait runs on a thread of napi's runtime: the JavaScript
+    /// thread stays free to answer.
+    #[napi(ts_return_type = "Promise<boolean>")]
+    pub fn drain<'env>(&self, env: &'env Env, timeout_ms: Option<f64>) -> napi::Result<PromiseRaw<'env, bool>> {
+        let timeout = millis(env, "timeoutMs", timeout_ms)?;
+        self.close(env)?;
+        let server = self.shared.borrow().server.clone();
+        let waiting = async move {
+            let joined = tokio::task::spawn_blocking(move || server.drain(timeout)).await;
+            joined.map_err(|e| napi::Error::from_reason(format!("drain thread failed: {e}")))
+        };
+        env.spawn_future(waiting)
     }
 
     /// Stops taking requests and unbinds the name. Pending `recv()`s reject

@@ -269,6 +269,22 @@ class Server(_ClosedByContext):
         # readable once the server is finished.
         self._native.close()
 
+    def drain(self, timeout: Optional[float] = None) -> bool:
+        """Closes gracefully: as `close()` at once (the name is unbound,
+        calls not yet received fail with `Disconnected`, receivers raise
+        `Closed`), then waits at most `timeout` seconds (`None`: as long as
+        it takes; the GIL is released) until every request already received
+        is answered or closed. Returns True if all were, False if the
+        timeout passed first. Call it from another thread than the one that
+        answers, or use `drain_async`."""
+        return self._native.drain(timeout)
+
+    async def drain_async(self, timeout: Optional[float] = None) -> bool:
+        """`drain` for asyncio: the wait runs in the loop's default
+        executor, so handlers on this loop keep answering meanwhile."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, self._native.drain, timeout)
+
     async def recv_async(self) -> Request:
         """Waits for the next request on the running event loop, without a
         thread: the server's descriptor is watched with ``loop.add_reader``.

@@ -307,6 +307,19 @@ impl PyServer {
         drop(returned);
     }
 
+    /// Closes gracefully: `close` at once, then waits (without the GIL, at
+    /// most `timeout` seconds; `None` = as long as it takes) until every
+    /// request already received is answered or closed. True if all were.
+    #[pyo3(signature = (timeout=None))]
+    fn drain(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
+        let deadline = deadline_after(timeout)?;
+        self.close();
+        let server = &self.inner;
+        // In slices, so that Ctrl-C interrupts a long wait.
+        let drained = wait_in_slices(py, deadline, |slice| server.drain(Some(slice)).then_some(()))?;
+        Ok(drained.is_some())
+    }
+
     /// Hands a request back to the server, to be returned by the next
     /// `recv`: used by `recv_async` when its caller was cancelled after the
     /// request had been taken for it. The request must be unanswered.

@@ -544,6 +544,72 @@ static void test_disconnected_and_closed(const char *kind) {
     ipcall_server_free(server);
 }
 
+static void *drain_thread(void *server) {
+    static ipcall_status status;
+    status = ipcall_server_drain(server, -1);
+    return &status;
+}
+
+/* Graceful drain: the request taken before is answered, later calls and
+ * connects are refused at once, drain returns OK once it is answered;
+ * TIMEOUT when a request stays unanswered; OK at once when idle. */
+static void test_drain(const char *kind) {
+    ipcall_server *server = bind_fresh(kind, NULL);
+    ipcall_client *client = connect_to(server);
+    ipcall_pending *owed = NULL;
+    ipcall_buf reply = {0};
+    CHECK_STATUS(ipcall_server_drain(NULL, 0), IPCALL_E_INVALID);
+    CHECK_STATUS(ipcall_server_drain(server, -2), IPCALL_E_INVALID);
+
+    CHECK_OK(ipcall_client_send(client, bytes("taken"), 5, &owed));
+    ipcall_request *taken = recv_expecting(server, "taken");
+    pthread_t thread;
+    CHECK(pthread_create(&thread, NULL, drain_thread, server) == 0);
+    /* Bounded: the drain unbinds the name at once. */
+    ipcall_client *late = NULL;
+    ipcall_status connected = IPCALL_OK;
+    for (int i = 0; i < 3000; i++) {
+        connected = ipcall_client_connect(ipcall_server_name(server), 0, &late);
+        if (connected == IPCALL_OK) {
+            ipcall_client_free(late);
+            late = NULL;
+        }
+        if (connected == IPCALL_E_NOT_FOUND) {
+            break;
+        }
+        usleep(10000);
+    }
+    CHECK_STATUS(connected, IPCALL_E_NOT_FOUND);
+    CHECK_STATUS(ipcall_client_call(client, bytes("after"), 5, -1, &reply), IPCALL_E_DISCONNECTED);
+    CHECK_OK(ipcall_request_reply(taken, bytes("answered"), 8));
+    CHECK_OK(ipcall_pending_wait(owed, -1, &reply));
+    CHECK(buf_equals(&reply, "answered", 8));
+    ipcall_buf_free(&reply);
+    ipcall_pending_free(owed);
+    void *drained = NULL;
+    CHECK(pthread_join(thread, &drained) == 0);
+    CHECK_STATUS(*(ipcall_status *)drained, IPCALL_OK);
+    ipcall_client_free(client);
+    ipcall_server_free(server);
+
+    /* A request never answered: TIMEOUT at the timeout, NO_REPLY once freed. */
+    server = bind_fresh(kind, NULL);
+    client = connect_to(server);
+    CHECK_OK(ipcall_client_send(client, bytes("held"), 4, &owed));
+    ipcall_request *held = recv_expecting(server, "held");
+    CHECK_STATUS(ipcall_server_drain(server, 100), IPCALL_E_TIMEOUT);
+    ipcall_request_free(held);
+    CHECK_STATUS(ipcall_pending_wait(owed, -1, &reply), IPCALL_E_NO_REPLY);
+    ipcall_pending_free(owed);
+    ipcall_client_free(client);
+    ipcall_server_free(server);
+
+    /* Idle: clean at once, even with no time to wait. */
+    server = bind_fresh(kind, NULL);
+    CHECK_OK(ipcall_server_drain(server, 0));
+    ipcall_server_free(server);
+}
+
 /* A one-shot server: accept with a timeout, exactly one client (and its
  * clones), CLOSED once it is gone. */
 static void test_one_shot(const char *kind) {
@@ -729,6 +795,7 @@ int main(void) {
         test_names_in_use_and_missing(kind);
         test_too_large(kind);
         test_disconnected_and_closed(kind);
+        test_drain(kind);
         test_one_shot(kind);
         test_pollable_fd(kind);
         test_threads(kind);

@@ -200,6 +200,32 @@ static void test_errors(const std::string &kind) {
     expect_error(IPCALL_E_DISCONNECTED, [&] { disconnected.wait(); });
 }
 
+// drain: a request taken before is answered and drain reports true; a
+// request left unanswered makes it report false at its timeout.
+static void test_drain(const std::string &kind) {
+    ipcall::Server server = ipcall::Server::bind_unique(kind);
+    ipcall::Client client = connect_while_serving(server);
+    ipcall::Pending owed = client.send("taken");
+    ipcall::Request taken = server.recv();
+    std::thread answer([&] {
+        // drain (below) waits for this answer, whenever it comes.
+        taken.reply("answered");
+    });
+    CHECK(server.drain());
+    answer.join();
+    CHECK(text(owed.wait()) == "answered");
+    expect_error(IPCALL_E_DISCONNECTED, [&] { client.call("after"); });
+    expect_error(IPCALL_E_NOT_FOUND, [&] { ipcall::Client::connect(server.name()); });
+
+    ipcall::Server held_server = ipcall::Server::bind_unique(kind);
+    ipcall::Client second = connect_while_serving(held_server);
+    ipcall::Pending unanswered = second.send("held");
+    std::optional<ipcall::Request> held = held_server.recv();
+    CHECK(!held_server.drain(10ms));
+    held.reset();
+    expect_error(IPCALL_E_NO_REPLY, [&] { unanswered.wait(); });
+}
+
 // The limit setters chain and check their arguments; max_connections
 // refuses the client over it with IPCALL_E_IO.
 static void test_limits() {
@@ -339,6 +365,7 @@ int main() {
         }
         test_echo_and_views(kind);
         test_errors(kind);
+        test_drain(kind);
         test_event_loop(kind);
         std::printf("transport %s: all C++ wrapper tests passed\n", kind);
         kinds_run++;

@@ -27,7 +27,7 @@ pub const EXIT_CODES: &str = "  0   success
   20  INVALID_NAME
   21  PROTOCOL
   22  IO
-  128+N  serve stopped by signal N (its name removed; 130 for Ctrl+C)
+  128+N  serve stopped by SIGINT/SIGHUP N (130 for Ctrl+C); SIGTERM drains, exits 0
 ";
 
 /// The shells `ipcall completions` writes scripts for.

@@ -80,7 +80,7 @@ pub fn exit_code_table() -> String {
     for kind in ErrorKind::ALL {
         table.push_str(&format!("  {:<3} {}\n", exit_code_of(kind), kind.code()));
     }
-    table.push_str("  128+N  serve stopped by signal N (its name removed; 130 for Ctrl+C)\n");
+    table.push_str("  128+N  serve stopped by SIGINT/SIGHUP N (130 for Ctrl+C); SIGTERM drains, exits 0\n");
     table
 }
 

@@ -53,8 +53,10 @@ Limits (a client over one is dropped alone; the others keep being served):
                    how long a request may take from its first byte to its
                    last (unix:, pipe:; default 30000)
 
-SIGINT, SIGTERM and SIGHUP stop it cleanly: its name is removed, and it
-exits with 128 + the signal number (130 for Ctrl+C).
+SIGTERM drains it: its name is removed at once, calls not yet received
+fail with DISCONNECTED, the requests in hand (a running --exec command)
+are answered, then it exits 0. SIGINT and SIGHUP stop it the same way but
+exit with 128 + the signal number (130 for Ctrl+C).
 ";
 
 /// What `serve` binds.
@@ -121,7 +123,8 @@ pub fn run(args: &Args) -> Result<(), Failure> {
         workers.into_iter().try_for_each(|w| w.join().expect("a serve worker panicked"))
     })?;
     match stopped_by.load(Ordering::SeqCst) {
-        0 => Ok(()),
+        // A drain is how a supervisor asks a server to stop: a success.
+        0 | libc::SIGTERM => Ok(()),
         signal => Err(Failure::Signal(signal)),
     }
 }
@@ -178,8 +181,9 @@ fn block_stop_signals() -> Result<libc::sigset_t, Failure> {
 }
 
 /// Starts a thread that waits for the signals of `set` (blocked by
-/// [`block_stop_signals`]) and closes `server` on the first, so that serving
-/// ends and the name is removed. Returns where the signal's number lands
+/// [`block_stop_signals`]) and drains `server` on the first, so that serving
+/// ends and the name is removed while the requests in hand are answered (the
+/// workers, which hold them, answer and then see `Closed`). Returns where the signal's number lands
 /// (0 until one came).
 fn close_on_signal(set: libc::sigset_t, server: Arc<Server>) -> Result<Arc<AtomicI32>, Failure> {
     let stopped_by = Arc::new(AtomicI32::new(0));
@@ -195,7 +199,9 @@ fn close_on_signal(set: libc::sigset_t, server: Arc<Server>) -> Result<Arc<Atomi
             // (2) `signal` is valid writable memory for the result.
             if unsafe { libc::sigwait(&set, &mut signal) } == 0 {
                 record.store(signal, Ordering::SeqCst);
-                server.close();
+                // The workers end once their requests are answered; the
+                // process exits then, whatever this wait still does.
+                let _ = server.drain(None);
             }
         })
         .map_err(|e| Failure::other(format!("starting the signal thread: {e}")))?;

@@ -290,7 +290,7 @@ fn one_shot_server_ends_when_its_client_goes() {
 
 #[test]
 fn a_signal_stops_the_server_and_removes_its_name() {
-    for (signal, code) in [(libc::SIGTERM, 143), (libc::SIGINT, 130)] {
+    for (signal, code) in [(libc::SIGTERM, 0), (libc::SIGINT, 130)] {
         let mut served = Served::start(&["--unique", "unix", "--echo"]);
         let path = served.name.strip_prefix("unix:").unwrap().to_string();
         assert!(std::path::Path::new(&path).exists());
@@ -300,6 +300,54 @@ fn a_signal_stops_the_server_and_removes_its_name() {
         let status = served.child.wait().unwrap();
         assert_eq!(status.code(), Some(code), "stopped by signal {signal}");
         assert!(!std::path::Path::new(&path).exists(), "{path} is removed");
+    }
+}
+
+#[test]
+fn sigterm_drains_serve_exec_the_request_in_flight_is_answered_and_exit_is_0() {
+    let dir = tempfile_dir("drain");
+    let started = dir.join("started");
+    let go = dir.join("go");
+    // The command says it started, then waits for the test's go-ahead: the
+    // request is in flight when SIGTERM comes.
+    let script = format!(
+        "touch {s}; while [ ! -e {g} ]; do sleep 0.01; done; tr a-z A-Z",
+        s = started.display(),
+        g = go.display()
+    );
+    let mut served = Served::start(&["--unique", "unix", "--exec", &script]);
+    let name = served.name.clone();
+    let caller = std::thread::spawn(move || run(&["call", &name, "in flight"]));
+    wait_for_file(&started);
+    // SAFETY: (1) kill has no memory preconditions; the pid is our child's,
+    // which we have not waited for, so it cannot be reused.
+    assert_eq!(unsafe { libc::kill(served.child.id() as libc::pid_t, libc::SIGTERM) }, 0);
+    // Draining: the name goes at once, while the request is still in hand.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while run(&["call", &served.name, "late"]).status.code() != Some(NOT_FOUND) {
+        assert!(std::time::Instant::now() < deadline, "the name stayed bound after SIGTERM");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    std::fs::write(&go, b"").unwrap();
+    let answered = caller.join().unwrap();
+    assert!(answered.status.success(), "the call in flight: {}", stderr(&answered));
+    assert_eq!(answered.stdout, b"IN FLIGHT");
+    let status = served.child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "serve exits 0 after draining on SIGTERM");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn tempfile_dir(tag: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("ipcall-cli-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn wait_for_file(path: &std::path::Path) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !path.exists() {
+        assert!(std::time::Instant::now() < deadline, "{} never appeared", path.display());
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }
 

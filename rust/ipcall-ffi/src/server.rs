@@ -204,6 +204,31 @@ pub extern "C" fn ipcall_server_close(server: *const ipcall_server) -> ipcall_st
     })
 }
 
+/// Closes gracefully: does what `ipcall_server_close` does at once (the
+/// name is unbound, so a connect gets `IPCALL_E_NOT_FOUND`; calls not yet
+/// received fail with `IPCALL_E_DISCONNECTED` at their callers; `recv`
+/// reports `IPCALL_E_CLOSED`), then waits at most `timeout_ms` (-1 = as
+/// long as it takes, 0 = do not wait) until every request already
+/// received has been answered or freed. `IPCALL_OK` if all were;
+/// `IPCALL_E_TIMEOUT` if the timeout passed first (the server is closed
+/// either way; requests still held stay answerable, as after close). Call
+/// it from a thread other than the one holding the requests.
+#[no_mangle]
+pub extern "C" fn ipcall_server_drain(server: *const ipcall_server, timeout_ms: i32) -> ipcall_status {
+    guard(|| {
+        let server = &server_ref(server)?.server;
+        let timeout = match Wait::from_ms(timeout_ms)? {
+            Wait::Forever => None,
+            wait => Some(wait.as_duration()),
+        };
+        if server.drain(timeout) {
+            Ok(())
+        } else {
+            Err(Error::Timeout { name: Arc::from(server.name()) }.into())
+        }
+    })
+}
+
 /// Closes (as `ipcall_server_close`) and releases the server. `server` may
 /// be NULL. Requests already received stay valid and answerable.
 #[no_mangle]

@@ -8,6 +8,7 @@
 //! - [`client`]: `Client` — connects to a name and makes calls.
 //! - [`pending`]: `Pending` — one call in flight.
 //! - [`channel`](mod@channel): an unnamed in-process server/client pair.
+//! - [`taken`]: counting requests out of a server's hands (for `drain`).
 //! - `on_tokio`: `.await` on tokio's own reactor (feature `tokio`).
 
 pub(crate) mod channel;
@@ -17,6 +18,7 @@ pub(crate) mod on_tokio;
 pub(crate) mod pending;
 pub(crate) mod request;
 pub(crate) mod server;
+pub(crate) mod taken;
 
 pub use channel::channel;
 pub use client::Client;

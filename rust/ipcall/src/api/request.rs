@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use crate::api::taken::TakenMark;
 use crate::core::error::Result;
 use crate::core::peer::Peer;
 use crate::transport::{Answer, Incoming};
@@ -15,11 +16,14 @@ use crate::transport::{Answer, Incoming};
 pub struct Request {
     /// The transport's request; dropped unanswered, it answers `NoReply`.
     incoming: Incoming,
+    /// Counts this request as out of its server's hands until it is
+    /// answered or dropped (after `incoming`, so after its answer).
+    _taken: TakenMark,
 }
 
 impl Request {
-    pub(crate) fn new(incoming: Incoming) -> Request {
-        Request { incoming }
+    pub(crate) fn new(incoming: Incoming, taken: TakenMark) -> Request {
+        Request { incoming, _taken: taken }
     }
 
     /// The request's bytes.

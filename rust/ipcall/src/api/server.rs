@@ -3,11 +3,13 @@
 use std::fmt;
 use std::future::poll_fn;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::sync::Arc;
 use std::time::Duration;
 
 #[cfg(feature = "tokio")]
 use crate::api::on_tokio;
 use crate::api::request::Request;
+use crate::api::taken::Taken;
 use crate::core::error::{Error, Result};
 use crate::core::name::{Kind, Name};
 use crate::core::options::ServerOptions;
@@ -31,6 +33,8 @@ pub struct Server {
     /// This server's entry in the registry `ipcall ls` reads (`None` for
     /// `mem:`, once closed, or if it could not be written); taken by close.
     registration: std::sync::Mutex<Option<Registration>>,
+    /// The requests handed out and not yet answered, for `drain`.
+    taken: Arc<Taken>,
 }
 
 impl Server {
@@ -81,7 +85,12 @@ impl Server {
             reactors: Registry::new(),
             transport,
             registration: std::sync::Mutex::new(None),
+            taken: Arc::default(),
         }
+    }
+
+    fn request(&self, incoming: transport::Incoming) -> Request {
+        Request::new(incoming, self.taken.mark())
     }
 
     /// The name clients connect to.
@@ -91,7 +100,7 @@ impl Server {
 
     /// Waits for the next request. `Closed` once no request can come again.
     pub fn recv(&self) -> Result<Request> {
-        self.transport.recv(Deadline::Never).map(Request::new)
+        self.transport.recv(Deadline::Never).map(|r| self.request(r))
     }
 
     /// Waits for the next request and shows its bytes to `f` *in place* —
@@ -115,7 +124,7 @@ impl Server {
             }
         })?;
         match out {
-            Some(out) => Ok((Request::new(request), out)),
+            Some(out) => Ok((self.request(request), out)),
             // A transport always shows the bytes of the request it returns.
             None => Err(Error::Closed { name: self.name.shared().clone() }),
         }
@@ -123,13 +132,13 @@ impl Server {
 
     /// Waits at most `timeout` for the next request (`Timeout` after it).
     pub fn recv_timeout(&self, timeout: Duration) -> Result<Request> {
-        self.transport.recv(Deadline::after(timeout)).map(Request::new)
+        self.transport.recv(Deadline::after(timeout)).map(|r| self.request(r))
     }
 
     /// The next request if one is ready now, `Ok(None)` if not.
     pub fn try_recv(&self) -> Result<Option<Request>> {
         match self.transport.recv(Deadline::Now) {
-            Ok(incoming) => Ok(Some(Request::new(incoming))),
+            Ok(incoming) => Ok(Some(self.request(incoming))),
             Err(Error::Timeout { .. }) => Ok(None),
             Err(e) => Err(e),
         }
@@ -146,7 +155,7 @@ impl Server {
     /// server should just wait on its descriptor).
     pub fn try_recv_spin(&self) -> Result<Option<Request>> {
         match self.transport.try_recv_spin() {
-            Ok(incoming) => Ok(Some(Request::new(incoming))),
+            Ok(incoming) => Ok(Some(self.request(incoming))),
             Err(Error::Timeout { .. }) => Ok(None),
             Err(e) => Err(e),
         }
@@ -164,10 +173,10 @@ impl Server {
         #[cfg(feature = "tokio")]
         if self.transport.waits_on_fd() {
             if let Some(reactor) = on_tokio::server_reactor(&self.reactors, &*self.transport) {
-                return on_tokio::recv(self.name.shared(), reactor, &*self.transport).await.map(Request::new);
+                return on_tokio::recv(self.name.shared(), reactor, &*self.transport).await.map(|r| self.request(r));
             }
         }
-        poll_fn(|cx| self.transport.poll_recv(cx)).await.map(Request::new)
+        poll_fn(|cx| self.transport.poll_recv(cx)).await.map(|r| self.request(r))
     }
 
     /// Waits at most `timeout` until a client has connected (for a one-shot
@@ -185,6 +194,27 @@ impl Server {
         // `recv` that then exits the process) finds its entry gone too.
         self.registration.lock().unwrap_or_else(|e| e.into_inner()).take();
         self.transport.close();
+    }
+
+    /// Closes gracefully: stops taking calls at once, then waits at most
+    /// `timeout` (`None`: as long as it takes) until every request already
+    /// received has been answered or dropped. True if all were; false if
+    /// the timeout passed first.
+    ///
+    /// At once, as [`close`](Self::close): the name is unbound (`connect`
+    /// gets `NotFound`), no new connection is accepted, and calls not yet
+    /// received — queued in the server, or sent later on an open
+    /// connection — fail at once with `Disconnected` (the server never saw
+    /// them, so they are safe to send elsewhere). Over `nats:` the server
+    /// leaves the queue group first: the other members serve new calls.
+    /// `recv` reports `Closed`, so a receiving loop ends while its requests
+    /// in hand are still answered. A request still unanswered at the
+    /// timeout stays answerable as after `close`; dropping it answers
+    /// `NoReply`, and its caller gets `Disconnected` if the process exits.
+    /// Call it from a thread other than the one that holds the requests.
+    pub fn drain(&self, timeout: Option<Duration>) -> bool {
+        self.close();
+        self.taken.wait_idle(timeout.map_or(Deadline::Never, Deadline::after))
     }
 }
 

@@ -41,6 +41,8 @@ const ASSEMBLY_IDLE: Duration = Duration::from_secs(30);
 /// per call as with raw NATS. Requests arriving behind others are acked at
 /// once.
 const ACK_DELAY: Duration = Duration::from_millis(10);
+/// How long `close` waits for NATS to confirm that this member left the group.
+const LEAVE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often a one-shot server checks that its client is still there.
 const CLIENT_PING_EVERY: Duration = Duration::from_millis(400);
 /// A client ping unanswered this long counts as the client being gone.
@@ -61,8 +63,9 @@ struct Shared {
 enum Command {
     /// Publish these messages, in order.
     Publish(Vec<Outgoing>),
-    /// Leave the queue group; unfinished assemblies fail.
-    Close,
+    /// Leave the queue group; unfinished assemblies fail. The sender, if
+    /// any, hears once NATS has processed the unsubscribe.
+    Close(Option<tokio::sync::oneshot::Sender<()>>),
 }
 
 struct Outgoing {
@@ -220,7 +223,16 @@ impl ServerTransport for NatsServer {
     }
 
     fn close(&self) {
-        let _ = self.shared.commands.send(Command::Close);
+        let (left, has_left) = tokio::sync::oneshot::channel();
+        if self.shared.commands.send(Command::Close(Some(left))).is_ok() {
+            // Wait (bounded) until this member has left the queue group, so
+            // that once `close` or `drain` returns, new calls on the name go
+            // to the other members or find none. Inside another tokio
+            // runtime `block_on` declines and the leaving goes on behind.
+            if let Ok(driver) = driver(Side::Server) {
+                let _ = driver.block_on(Deadline::after(LEAVE_TIMEOUT), has_left);
+            }
+        }
         // Dropping the queued requests tells their callers `Disconnected`.
         drop(self.queue.close());
     }
@@ -355,12 +367,19 @@ impl Task {
                 }
                 command = commands.recv() => match command {
                     Some(Command::Publish(out)) => self.publish(out).await,
-                    Some(Command::Close) => {
+                    Some(Command::Close(left)) => {
                         if subscribed {
                             subscribed = false;
                             let _ = jobs.drain().await;
+                            // The NATS server has the unsubscribe once it
+                            // answers the flush's ping: from then on the
+                            // group's other members get the new calls.
+                            let _ = tokio::time::timeout(Duration::from_secs(5), self.nats.flush()).await;
                         }
                         self.close();
+                        if let Some(left) = left {
+                            let _ = left.send(());
+                        }
                     }
                     // Server and every request are gone.
                     None => break,
