@@ -105,6 +105,10 @@ struct Shared {
     send_blocked: crate::transport::evented::SendGate,
     /// Serialises the first `fd()` (the bell is sent once).
     fd_init: Mutex<()>,
+    /// The server's close (the header's `closed`) has been applied to the
+    /// calls (`check_closed`): from then on `closed` is no longer news, so
+    /// waiters for the calls it took still sleep until their replies.
+    closed_applied: std::sync::atomic::AtomicBool,
 }
 
 /// The connection as `Client` sees it; clones and `Pending`s share it.
@@ -172,6 +176,7 @@ impl ShmClient {
             bell: std::sync::atomic::AtomicBool::new(false),
             send_blocked: crate::transport::evented::SendGate::default(),
             fd_init: Mutex::new(()),
+            closed_applied: std::sync::atomic::AtomicBool::new(false),
         };
         Ok(Arc::new(ShmClient { shared: Arc::new(shared) }))
     }
@@ -256,6 +261,7 @@ impl Shared {
             self.interest.store(calls.async_calls + calls.followers, Ordering::Relaxed);
             failed
         };
+        self.closed_applied.store(true, Ordering::Release);
         fail_all(failed, &Death::Disconnected, &self.name);
     }
 
@@ -270,8 +276,13 @@ impl Shared {
         true
     }
 
+    /// Replies to read, or a close not yet applied. A close already applied
+    /// is not news: the server may still answer the calls it took (a
+    /// draining server), and their waiters must sleep, not spin, until then.
     fn has_news(&self, reader: &ReplyReader) -> bool {
-        reader.consumer.has_data() || self.mapping.header().closed.load(Ordering::Relaxed) != 0
+        reader.consumer.has_data()
+            || (self.mapping.header().closed.load(Ordering::Relaxed) != 0
+                && !self.closed_applied.load(Ordering::Acquire))
     }
 
     /// The reading role: reads replies until `done()` or the deadline. The
