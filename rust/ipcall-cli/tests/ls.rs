@@ -116,11 +116,11 @@ fn ls_removes_the_entry_of_a_killed_server_and_serve_removes_its_own() {
     assert!(!table.contains(&killed_name) && table.contains(&stopped_name), "{table}");
     assert_eq!(entries(&runtime.servers()), 1, "ls removed the dead server's entry");
 
-    // SIGTERM: serve closes its server, which removes its entry.
+    // SIGTERM: serve drains its server (exit 0), which removes its entry.
     // SAFETY: (1) kill takes plain integers; the pid is our live child's.
     assert_eq!(unsafe { libc::kill(stopped.id() as libc::pid_t, libc::SIGTERM) }, 0);
     let output = stopped.wait_with_output().unwrap();
-    assert_eq!(output.status.code(), Some(128 + libc::SIGTERM), "{output:?}");
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
     assert_eq!(entries(&runtime.servers()), 0);
     assert_eq!(stdout(&runtime.ls(&["--json"])), "{\"servers\": []}\n");
     let _ = std::fs::remove_file(killed_name.strip_prefix("shm:").unwrap());
