@@ -103,6 +103,15 @@ impl Client {
         self.conn.clone().send(data).map(|call| self.pending(call))
     }
 
+    /// Like [`send`](Self::send), for a caller that will wait at most
+    /// `timeout`: the server sees it as the request's
+    /// [`deadline`](crate::Request::deadline). The returned `Pending` is
+    /// not bounded by it: wait with [`Pending::wait_timeout`] (or a timer)
+    /// as you meant to.
+    pub fn send_timeout(&self, data: &[u8], timeout: Duration) -> Result<Pending> {
+        self.conn.clone().send_timeout(data, timeout).map(|call| self.pending(call))
+    }
+
     /// Sends `data` without blocking: `Ok(None)` if the transport has no
     /// room now, and then nothing was sent (retry after [`progress`](Self::progress),
     /// when [`fd`](Self::fd) is readable, or fall back to [`send`](Self::send)

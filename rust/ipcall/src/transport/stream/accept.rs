@@ -19,7 +19,7 @@ impl Shared {
             let Some(accepted) = accepted? else { return Ok(()) };
             if !self.access.allows(&accepted.peer) {
                 // Tell it why, then hang up; it does not count as a client.
-                let hello = frame::encode_hello(frame::STATUS_REFUSED, self.local_max);
+                let hello = frame::encode_hello(frame::STATUS_REFUSED, self.local_max, 0);
                 let _ = accepted.wire.write_now(&[io::IoSlice::new(&hello)]);
                 accepted.wire.shutdown();
                 continue;
@@ -27,12 +27,12 @@ impl Shared {
             if lock(&self.state).conns.len() >= self.max_connections {
                 // Over the cap: a clear answer at connect, and no resources
                 // held for it; it does not count as a client.
-                let hello = frame::encode_hello(frame::STATUS_BUSY, self.local_max);
+                let hello = frame::encode_hello(frame::STATUS_BUSY, self.local_max, 0);
                 let _ = accepted.wire.write_now(&[io::IoSlice::new(&hello)]);
                 accepted.wire.shutdown();
                 continue;
             }
-            let hello = frame::encode_hello(frame::STATUS_OK, self.local_max);
+            let hello = frame::encode_hello(frame::STATUS_OK, self.local_max, frame::FLAGS);
             if write_all_blocking(&*accepted.wire, &[&hello]).is_err() {
                 continue;
             }
