@@ -120,6 +120,121 @@ fn large_requests_keep_their_deadline_and_bytes() {
     }
 }
 
+// ---- an event loop's sends (`try_send_timeout`) ----
+
+/// Whether `fd` is readable within a second.
+fn readable(fd: std::os::fd::BorrowedFd<'_>) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    // SAFETY: (1) `pfd` is a live, initialised pollfd and the count is 1.
+    unsafe { libc::poll(&mut pfd, 1, 1000) == 1 }
+}
+
+/// Drives `pendings` as an event loop does (poll the client's descriptor,
+/// `progress`, `try_wait`) until each completed; returns the replies in order.
+fn finish_evented(client: &Client, mut pendings: Vec<ipcall::Pending>) -> Vec<Vec<u8>> {
+    let fd = client.fd().unwrap();
+    let mut replies: Vec<Option<Vec<u8>>> = vec![None; pendings.len()];
+    let give_up = Instant::now() + Duration::from_secs(120);
+    while replies.iter().any(Option::is_none) {
+        assert!(Instant::now() < give_up, "calls never completed: {replies:?}");
+        for (reply, pending) in replies.iter_mut().zip(&mut pendings) {
+            if reply.is_none() {
+                *reply = pending.try_wait().map(|outcome| outcome.unwrap());
+            }
+        }
+        if replies.iter().any(Option::is_none) && readable(fd) {
+            client.progress().unwrap();
+        }
+    }
+    replies.into_iter().map(Option::unwrap).collect()
+}
+
+#[test]
+fn an_event_loops_timed_send_carries_its_deadline_over_every_local_transport() {
+    for kind in [Kind::Mem, Kind::Unix, Kind::Pipe, Kind::Shm] {
+        let server = Server::bind_unique(kind).unwrap();
+        let client = Client::connect(server.name()).unwrap();
+        let serving = serve(server);
+        // As an event loop: the descriptor first, then sends that never block.
+        client.fd().unwrap();
+        let long = Duration::from_secs(60);
+        let room = "an idle connection has room";
+        let pendings = vec![
+            client.try_send_timeout(b"60000", long).unwrap().expect(room),
+            client.try_send(b"-").unwrap().expect(room),
+            client.try_send_timeout(b"max", Duration::MAX).unwrap().expect(room),
+        ];
+        let replies = finish_evented(&client, pendings);
+        assert_eq!(replies, [&b"ok"[..], b"none", b"ok"], "{kind:?}");
+        drop(client);
+        drop(serving);
+    }
+}
+
+/// Answers `n` requests with `[deadline seen, every byte 7]`.
+fn serve_checking_bytes(server: Server, n: usize) -> thread::JoinHandle<()> {
+    thread::spawn(move || {
+        for _ in 0..n {
+            let request = server.recv_timeout(Duration::from_secs(60)).unwrap();
+            let answer = [request.deadline().is_some() as u8, request.data().iter().all(|&b| b == 7) as u8];
+            request.reply(&answer).unwrap();
+        }
+    })
+}
+
+#[test]
+fn an_event_loops_large_timed_send_keeps_its_deadline_and_bytes() {
+    // Larger than a socket's or pipe's buffer and than one shm piece: the
+    // tail waits in the outbox, written by `progress`.
+    for kind in [Kind::Unix, Kind::Pipe, Kind::Shm] {
+        let server = Server::bind_unique_with(kind, &ServerOptions::new().ring_size(4096)).unwrap();
+        let client = Client::connect(server.name()).unwrap();
+        client.fd().unwrap();
+        let serving = serve_checking_bytes(server, 2);
+        let big = vec![7u8; 1 << 20];
+        let long = Duration::from_secs(60);
+        let first = client.try_send_timeout(&big, long).unwrap().expect("an idle connection has room");
+        // The next waits for the first's tail: retry as a loop would.
+        let give_up = Instant::now() + long;
+        let second = loop {
+            if let Some(pending) = client.try_send_timeout(&big, long).unwrap() {
+                break pending;
+            }
+            assert!(Instant::now() < give_up, "{kind:?}: no room for the second call");
+            readable(client.fd().unwrap());
+            client.progress().unwrap();
+        };
+        assert_eq!(finish_evented(&client, vec![first, second]), [[1, 1], [1, 1]], "{kind:?}");
+        drop(client);
+        serving.join().unwrap();
+    }
+}
+
+#[test]
+fn over_shm_a_timed_send_whose_record_fits_but_not_its_request_is_sent_from_the_outbox() {
+    // A 4096-byte request ring; nobody takes from it until all are sent.
+    // Each timed 512-byte call (one whole piece) takes a 32-byte deadline
+    // record and a 536-byte request record: 7 fit (3976 bytes), and the
+    // 8th's record fits in the 120 left while its request does not, so
+    // that request waits whole in the outbox; the 9th finds no room.
+    let server = Server::bind_unique_with(Kind::Shm, &ServerOptions::new().ring_size(4096)).unwrap();
+    let client = Client::connect(server.name()).unwrap();
+    client.fd().unwrap();
+    let data = [7u8; 512];
+    let long = Duration::from_secs(60);
+    let mut pendings = Vec::new();
+    while let Some(pending) = client.try_send_timeout(&data, long).unwrap() {
+        pendings.push(pending);
+        assert!(pendings.len() <= 8, "the ring took more than it holds");
+    }
+    assert_eq!(pendings.len(), 8, "7 whole calls and one from the outbox");
+    let serving = serve_checking_bytes(server, 8);
+    assert_eq!(finish_evented(&client, pendings), vec![[1u8, 1]; 8]);
+    drop(client);
+    serving.join().unwrap();
+}
+
 // ---- hand-written peers over unix: (docs/PROTOCOL.md §2–§8) ----
 
 fn hello(flags: u32) -> [u8; 16] {
@@ -269,9 +384,12 @@ fn a_version_1_server_without_the_flag_never_sees_a_deadline_frame() {
     assert_eq!(client.call_timeout(b"a", Duration::from_secs(60)).unwrap(), b"ok");
     assert_eq!(client.send_timeout(b"b", Duration::from_secs(60)).unwrap().wait().unwrap(), b"ok");
     assert_eq!(client.call(b"c").unwrap(), b"ok");
+    let evented = client.try_send_timeout(b"d", Duration::from_secs(60)).unwrap().expect("room");
+    assert_eq!(evented.wait().unwrap(), b"ok");
     drop(client);
     let seen = raw.join().unwrap();
-    assert_eq!(seen, vec![(1, 1, b"a".to_vec()), (1, 2, b"b".to_vec()), (1, 3, b"c".to_vec())]);
+    let expected = [(1, 1, b"a".to_vec()), (1, 2, b"b".to_vec()), (1, 3, b"c".to_vec()), (1, 4, b"d".to_vec())];
+    assert_eq!(seen, expected);
 }
 
 #[test]
@@ -281,14 +399,19 @@ fn a_server_with_the_flag_gets_the_deadline_frame_right_before_its_request() {
     let timeout = Duration::from_millis(1500);
     assert_eq!(client.call_timeout(b"a", timeout).unwrap(), b"ok");
     assert_eq!(client.call(b"b").unwrap(), b"ok");
+    let evented = client.try_send_timeout(b"c", timeout).unwrap().expect("room");
+    assert_eq!(evented.wait().unwrap(), b"ok");
     drop(client);
     let seen = raw.join().unwrap();
-    assert_eq!(seen.len(), 3, "{seen:?}");
-    let (kind, id, ns) = &seen[0];
-    assert_eq!((*kind, *id, ns.len()), (6, 1, 8));
-    let ns = u64::from_le_bytes(ns[..].try_into().unwrap());
-    assert!(ns <= 1_500_000_000 && ns > 0, "{ns}");
-    assert_eq!(&seen[1..], &[(1, 1, b"a".to_vec()), (1, 2, b"b".to_vec())]);
+    assert_eq!(seen.len(), 5, "{seen:?}");
+    for (at, id) in [(0, 1), (3, 3)] {
+        let (kind, seen_id, ns) = &seen[at];
+        assert_eq!((*kind, *seen_id, ns.len()), (6, id, 8));
+        let ns = u64::from_le_bytes(ns[..].try_into().unwrap());
+        assert!(ns <= 1_500_000_000 && ns > 0, "{ns}");
+    }
+    assert_eq!(&seen[1..3], &[(1, 1, b"a".to_vec()), (1, 2, b"b".to_vec())]);
+    assert_eq!(seen[4], (1, 3, b"c".to_vec()));
 }
 
 #[test]

@@ -575,8 +575,8 @@ const FEATURE_DEADLINE: u32 = 2;
 /// A record as the client wrote it: kind, id, len, payload.
 type Written = (u32, u64, u32, Vec<u8>);
 
-/// A fake server offering `features`: it answers two 1-byte requests with
-/// `ok` and returns every record the client wrote.
+/// A fake server offering `features`: it answers three 1-byte requests
+/// with `ok` and returns every record the client wrote.
 fn fake_server_reading_records(features: u32) -> (String, std::sync::mpsc::Receiver<Vec<Written>>) {
     let (tx, rx) = std::sync::mpsc::channel();
     let name = fake_server(move |s| {
@@ -589,7 +589,7 @@ fn fake_server_reading_records(features: u32) -> (String, std::sync::mpsc::Recei
         let mut answered = 0u64;
         let mut reply_at = 0usize;
         let give_up = std::time::Instant::now() + Duration::from_secs(30);
-        while answered < 2 && std::time::Instant::now() < give_up {
+        while answered < 3 && std::time::Instant::now() < give_up {
             let tail = memory.u64_at(REQUESTS + TAIL).load(Ordering::Acquire) as usize;
             if head == tail {
                 thread::sleep(Duration::from_millis(1));
@@ -628,8 +628,10 @@ fn a_server_without_the_deadline_feature_never_sees_a_deadline_record() {
     let client = Client::connect_with(&name, &ipcall::ClientOptions::new().wait_mode(ipcall::WaitMode::Spin)).unwrap();
     assert_eq!(client.call_timeout(b"a", Duration::from_secs(60)).unwrap(), b"ok");
     assert_eq!(client.call(b"b").unwrap(), b"ok");
+    let evented = client.try_send_timeout(b"c", Duration::from_secs(60)).unwrap().expect("room");
+    assert_eq!(evented.wait().unwrap(), b"ok");
     let records = records.recv_timeout(Duration::from_secs(60)).unwrap();
-    assert_eq!(records, vec![(1, 1, 1, b"a".to_vec()), (1, 2, 1, b"b".to_vec())]);
+    assert_eq!(records, vec![(1, 1, 1, b"a".to_vec()), (1, 2, 1, b"b".to_vec()), (1, 3, 1, b"c".to_vec())]);
 }
 
 #[test]
@@ -638,13 +640,18 @@ fn a_server_with_the_deadline_feature_gets_the_record_right_before_its_request()
     let client = Client::connect_with(&name, &ipcall::ClientOptions::new().wait_mode(ipcall::WaitMode::Spin)).unwrap();
     assert_eq!(client.call_timeout(b"a", Duration::from_millis(1500)).unwrap(), b"ok");
     assert_eq!(client.call(b"b").unwrap(), b"ok");
+    let evented = client.try_send_timeout(b"c", Duration::from_millis(1500)).unwrap().expect("room");
+    assert_eq!(evented.wait().unwrap(), b"ok");
     let records = records.recv_timeout(Duration::from_secs(60)).unwrap();
-    assert_eq!(records.len(), 3, "{records:?}");
-    let (kind, id, len, ns) = &records[0];
-    assert_eq!((*kind, *id, *len), (6, 1, 8));
-    let ns = u64::from_le_bytes(ns[..].try_into().unwrap());
-    assert!(ns > 0 && ns <= 1_500_000_000, "{ns}");
-    assert_eq!(&records[1..], &[(1, 1, 1, b"a".to_vec()), (1, 2, 1, b"b".to_vec())]);
+    assert_eq!(records.len(), 5, "{records:?}");
+    for (at, id) in [(0, 1), (3, 3)] {
+        let (kind, seen_id, len, ns) = &records[at];
+        assert_eq!((*kind, *seen_id, *len), (6, id, 8));
+        let ns = u64::from_le_bytes(ns[..].try_into().unwrap());
+        assert!(ns > 0 && ns <= 1_500_000_000, "{ns}");
+    }
+    assert_eq!(&records[1..3], &[(1, 1, 1, b"a".to_vec()), (1, 2, 1, b"b".to_vec())]);
+    assert_eq!(records[4], (1, 3, 1, b"c".to_vec()));
 }
 
 #[test]

@@ -218,10 +218,16 @@ pub(crate) trait ClientConn: Send + Sync {
         self.notifier().is_armed()
     }
     /// Sends without blocking: `Ok(None)` if there is no room now and
-    /// nothing was sent. The default suits transports whose send never
-    /// blocks (`mem:`'s queue and `nats:`'s command channel are unbounded).
-    fn try_send(self: Arc<Self>, data: &[u8]) -> Result<Option<Call>> {
-        self.send(data).map(Some)
+    /// nothing was sent. With `timeout`, like `send_timeout` (the request
+    /// carries its deadline where the peer takes one). The default suits
+    /// transports whose send never blocks (`mem:`'s queue and `nats:`'s
+    /// command channel are unbounded).
+    fn try_send(self: Arc<Self>, data: &[u8], timeout: Option<std::time::Duration>) -> Result<Option<Call>> {
+        match timeout {
+            None => self.send(data),
+            Some(timeout) => self.send_timeout(data, timeout),
+        }
+        .map(Some)
     }
     /// True if replies are read by whoever calls `progress` or waits (a
     /// wire: `unix:`, `pipe:`, `shm:`), so that under tokio the runtime's

@@ -568,8 +568,8 @@ impl ClientConn for ShmClient {
         true
     }
 
-    fn try_send(self: Arc<Self>, data: &[u8]) -> Result<Option<Call>> {
-        self.evented_try_send(data)
+    fn try_send(self: Arc<Self>, data: &[u8], timeout: Option<Duration>) -> Result<Option<Call>> {
+        self.evented_try_send(data, timeout)
     }
 
     fn progress_spin(&self) -> bool {

@@ -533,7 +533,7 @@ impl ClientConn for StreamClient {
         true
     }
 
-    fn try_send(self: Arc<Self>, data: &[u8]) -> Result<Option<Call>> {
-        self.evented_try_send(data)
+    fn try_send(self: Arc<Self>, data: &[u8], timeout: Option<Duration>) -> Result<Option<Call>> {
+        self.evented_try_send(data, timeout)
     }
 }
