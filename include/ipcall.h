@@ -696,6 +696,18 @@ ipcall_status ipcall_request_peer(const struct ipcall_request *request, struct i
 ipcall_status ipcall_request_peer_nats_client_id(const struct ipcall_request *request, uint64_t *out);
 
 /**
+ * The caller's deadline: writes how many nanoseconds remain until the
+ * caller stops waiting to `*out_remaining_ns` (0 once it has passed: the
+ * caller has given up, and an answer is discarded). Counted in this
+ * process's clock from the caller's remaining time at send (at most 100
+ * years). `IPCALL_E_NOT_FOUND` (with a last-error message) when the caller
+ * set no timeout at send (only a call with a timeout, `ipcall_client_call`
+ * with `timeout_ms` >= 0 or the faces' timed calls, sets one);
+ * `*out_remaining_ns` is then untouched.
+ */
+ipcall_status ipcall_request_deadline(const struct ipcall_request *request, uint64_t *out_remaining_ns);
+
+/**
  * The name of the sender's connection (`nats:` only: its NATS connection
  * name: what the client set with `ipcall_client_options_set_connection_name`,
  * by default `ipcall client (pid <pid>)`, as the sender states it): writes a pointer to the NUL-terminated UTF-8 text to `*name`

@@ -69,12 +69,16 @@ export declare class Client {
    * descriptor readable: no thread hop. Only a request that finds no room
    * (e.g. a full `shm:` ring) is copied to this client's writer thread,
    * so a full transport never blocks the event loop.
+   *
+   * With `options.timeout`, the server sees the caller's deadline as
+   * `req.deadline` (what is left of the timeout when the request leaves).
    */
   call(data: Buffer | ArrayBufferView | ArrayBuffer | string, options?: CallOptions): Promise<Buffer>
   /**
    * Sends `data` and blocks the calling thread until the reply (or
-   * `options.timeout` ms). Same errors as `call`. For scripts and
-   * worker threads; in a server process prefer `await call()`.
+   * `options.timeout` ms, which the server sees as `req.deadline`). Same
+   * errors as `call`. For scripts and worker threads; in a server
+   * process prefer `await call()`.
    */
   callSync(data: Buffer | ArrayBufferView | ArrayBuffer | string, options?: CallOptions): Buffer
   /**
@@ -103,6 +107,16 @@ export declare class Request {
   get data(): Buffer
   /** Who sent the request. */
   get peer(): Peer
+  /**
+   * When the caller stops waiting, in milliseconds on the
+   * `performance.now()` clock (so `req.deadline - performance.now()` is
+   * the time left; it may be negative: the caller gave up), or `null` if
+   * the caller set no timeout (a `call`/`callSync` without
+   * `options.timeout`). The caller's remaining time is added to this
+   * process's clock on arrival (no clock is shared); over 100 years is
+   * clamped to 100 years. The same number on every read.
+   */
+  get deadline(): number | null
   /** Whether the request has been answered (by `reply` or `fail`). */
   get answered(): boolean
   /**
@@ -181,6 +195,7 @@ export interface CallOptions {
   /**
    * Give up after this many milliseconds with `TIMEOUT`; a call that timed out is
    * abandoned and its late answer discarded. Default: wait for the answer.
+   * On `call` and `callSync` the server sees it as the request's `deadline`.
    */
   timeout?: number
 }

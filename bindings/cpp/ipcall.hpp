@@ -363,6 +363,17 @@ public:
         return std::string_view(name, len);
     }
 
+    /// The time left until the caller stops waiting (zero once it passed);
+    /// empty when the caller set no timeout when it sent the request.
+    std::optional<std::chrono::nanoseconds> deadline_remaining() const {
+        uint64_t ns = 0;
+        ipcall_status status = ipcall_request_deadline(live(), &ns);
+        if (status == IPCALL_E_NOT_FOUND) return std::nullopt;
+        detail::check(status);
+        // At most 100 years: fits a signed 64-bit count of nanoseconds.
+        return std::chrono::nanoseconds(static_cast<int64_t>(ns));
+    }
+
     /// Answers with `reply`. The request is spent afterwards, even on error.
     void reply(Bytes reply) { detail::check(ipcall_request_reply(handle_.release(), reply.data(), reply.size())); }
 

@@ -8,7 +8,7 @@ use libfuzzer_sys::fuzz_target;
 
 /// Decodes `bytes` fed in chunks of `chunk` bytes; stops at the first error.
 fn decode(role: Role, max: u32, bytes: &[u8], chunk: usize) -> (Vec<Event>, Option<ProtocolError>) {
-    let mut decoder = Decoder::new(role, max);
+    let mut decoder = Decoder::new(role, max, ipcall::frame::FLAGS);
     let mut events = Vec::new();
     for piece in bytes.chunks(chunk.max(1)) {
         let mut rest = piece;

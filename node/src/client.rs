@@ -110,12 +110,18 @@ impl Calling {
             }
             self.evented = true;
         }
+        let since = Instant::now();
         let id = self.next_id;
         self.next_id += 1;
         let mut pending = if self.queued > 0 {
             None
         } else {
-            match client.try_send(data) {
+            // The server sees the timeout as the request's deadline.
+            let sent = match timeout {
+                None => client.try_send(data),
+                Some(limit) => client.try_send_timeout(data, limit),
+            };
+            match sent {
                 Ok(sent) => sent,
                 Err(e) => return reject(out, e),
             }
@@ -133,14 +139,15 @@ impl Calling {
                 }
             }
             let writer = self.writer.as_ref().expect("started above");
-            if !writer.send(id, data.to_vec()) {
+            if !writer.send(id, data.to_vec(), timeout.map(|limit| (limit, since))) {
                 return reject(out, ipcall::Error::Disconnected { name: self.name.clone() });
             }
             self.queued += 1;
         } else {
             self.spin_armed = true;
         }
-        let deadline = timeout.map(|limit| Instant::now() + limit);
+        // Too far away to represent: the same as none.
+        let deadline = timeout.and_then(|limit| since.checked_add(limit));
         if let Some(at) = deadline {
             self.deadlines.insert((at, id));
         }
@@ -426,6 +433,9 @@ impl Client {
     /// descriptor readable: no thread hop. Only a request that finds no room
     /// (e.g. a full `shm:` ring) is copied to this client's writer thread,
     /// so a full transport never blocks the event loop.
+    ///
+    /// With `options.timeout`, the server sees the caller's deadline as
+    /// `req.deadline` (what is left of the timeout when the request leaves).
     #[napi(
         ts_args_type = "data: Buffer | ArrayBufferView | ArrayBuffer | string, options?: CallOptions",
         ts_return_type = "Promise<Buffer>"
@@ -442,8 +452,9 @@ impl Client {
     }
 
     /// Sends `data` and blocks the calling thread until the reply (or
-    /// `options.timeout` ms). Same errors as `call`. For scripts and
-    /// worker threads; in a server process prefer `await call()`.
+    /// `options.timeout` ms, which the server sees as `req.deadline`). Same
+    /// errors as `call`. For scripts and worker threads; in a server
+    /// process prefer `await call()`.
     #[napi(
         ts_args_type = "data: Buffer | ArrayBufferView | ArrayBuffer | string, options?: CallOptions",
         ts_return_type = "Buffer"

@@ -72,14 +72,18 @@ pub struct ConnectOptions {
 pub struct CallOptions {
     /// Give up after this many milliseconds with `TIMEOUT`; a call that timed out is
     /// abandoned and its late answer discarded. Default: wait for the answer.
+    /// On `call` and `callSync` the server sees it as the request's `deadline`.
     pub timeout: Option<f64>,
 }
 
 /// Milliseconds from JavaScript as a `Duration`; a `TypeError` if not finite and ≥ 0.
+/// One too long for a `Duration` (`Number.MAX_VALUE`) is the longest one.
 pub(crate) fn millis(env: &Env, what: &str, ms: Option<f64>) -> napi::Result<Option<Duration>> {
     match ms {
         None => Ok(None),
-        Some(ms) if ms.is_finite() && ms >= 0.0 => Ok(Some(Duration::from_secs_f64(ms / 1000.0))),
+        Some(ms) if ms.is_finite() && ms >= 0.0 => {
+            Ok(Some(Duration::try_from_secs_f64(ms / 1000.0).unwrap_or(Duration::MAX)))
+        }
         Some(ms) => Err(type_error(env, format!("{what} must be a finite number of milliseconds ≥ 0, got {ms}"))),
     }
 }

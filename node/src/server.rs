@@ -8,7 +8,9 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use napi::bindgen_prelude::{Env, FromNapiValue, ObjectFinalize, PromiseRaw, ToNapiValue, Unknown};
+use napi::bindgen_prelude::{
+    Env, FromNapiValue, Function, JsObjectValue, Object, ObjectFinalize, PromiseRaw, ToNapiValue, Unknown,
+};
 use napi::sys;
 use napi_derive::napi;
 
@@ -208,7 +210,8 @@ impl Server {
         let mut out = Vec::new();
         {
             let mut state = self.shared.borrow_mut();
-            let deadline = timeout.map(|limit| Instant::now() + limit);
+            // Too far away to represent: the same as none.
+            let deadline = timeout.and_then(|limit| Instant::now().checked_add(limit));
             state.waiters.push_back(Waiter { deferred, step, deadline });
             if state.served_in_a_row < SERVED_IN_A_ROW {
                 state.pump(&mut out);
@@ -394,6 +397,11 @@ pub struct Request {
     peer: ipcall::Peer,
     /// The sender's connection name (`nats:`), copied out likewise.
     peer_name: Option<String>,
+    /// The caller's deadline (copied out so it stays readable after the answer).
+    deadline: Option<Instant>,
+    /// `deadline` on the `performance.now()` clock, converted on first read
+    /// so that every read returns the same number.
+    deadline_ms: Option<f64>,
     /// The request's bytes until `data` is first read (then given to the Buffer).
     bytes: Option<Vec<u8>>,
     /// A strong reference to the Buffer `data` returns, created on first
@@ -406,7 +414,15 @@ impl Request {
     fn new(mut request: ipcall::Request) -> Request {
         let bytes = request.take_data();
         let peer_name = request.peer_name().map(str::to_owned);
-        Request { peer: request.peer(), peer_name, inner: Some(request), bytes: Some(bytes), data_ref: ptr::null_mut() }
+        Request {
+            peer: request.peer(),
+            peer_name,
+            deadline: request.deadline(),
+            deadline_ms: None,
+            inner: Some(request),
+            bytes: Some(bytes),
+            data_ref: ptr::null_mut(),
+        }
     }
 
     fn take_inner(&mut self, env: &Env) -> napi::Result<ipcall::Request> {
@@ -452,6 +468,30 @@ impl Request {
             nats_client_id: self.peer.nats_client_id.filter(|&id| id <= MAX_SAFE_INTEGER).map(|id| id as f64),
             name: self.peer_name.clone(),
         }
+    }
+
+    /// When the caller stops waiting, in milliseconds on the
+    /// `performance.now()` clock (so `req.deadline - performance.now()` is
+    /// the time left; it may be negative: the caller gave up), or `null` if
+    /// the caller set no timeout (a `call`/`callSync` without
+    /// `options.timeout`). The caller's remaining time is added to this
+    /// process's clock on arrival (no clock is shared); over 100 years is
+    /// clamped to 100 years. The same number on every read.
+    #[napi(getter, ts_return_type = "number | null")]
+    pub fn deadline(&mut self, env: &Env) -> napi::Result<Option<f64>> {
+        let Some(at) = self.deadline else { return Ok(None) };
+        if self.deadline_ms.is_none() {
+            let now = Instant::now();
+            let performance: Object<'_> = env.get_global()?.get_named_property("performance")?;
+            let performance_now: Function<'_, (), f64> = performance.get_named_property("now")?;
+            let js_now = performance_now.apply(performance, ())?;
+            let ms = match at.checked_duration_since(now) {
+                Some(ahead) => js_now + ahead.as_secs_f64() * 1000.0,
+                None => js_now - now.duration_since(at).as_secs_f64() * 1000.0,
+            };
+            self.deadline_ms = Some(ms);
+        }
+        Ok(self.deadline_ms)
     }
 
     /// Whether the request has been answered (by `reply` or `fail`).

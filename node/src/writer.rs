@@ -11,6 +11,7 @@
 //! One thread per client at most, started on first need, never one per call.
 
 use std::sync::{mpsc, Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use crate::uv;
 
@@ -76,6 +77,9 @@ impl Handoff {
 struct Job {
     id: u64,
     data: Vec<u8>,
+    /// The caller's timeout and when it began: what is left of it when the
+    /// request goes out is the request's deadline.
+    timeout: Option<(Duration, Instant)>,
 }
 
 /// The sending end of a client's writer thread; dropping it lets the thread
@@ -94,15 +98,20 @@ impl Writer {
                 // Waits for room. A call that gave up meanwhile (timeout,
                 // close) is no longer in the table: its `Pending` is dropped
                 // when handed over, abandoning the call.
-                handoff.put(job.id, client.send(&job.data));
+                let sent = match job.timeout {
+                    None => client.send(&job.data),
+                    Some((limit, since)) => client.send_timeout(&job.data, limit.saturating_sub(since.elapsed())),
+                };
+                handoff.put(job.id, sent);
             }
         })?;
         Ok(Writer { jobs })
     }
 
-    /// Queues `data` as call `id`; its `Pending` comes back through the
+    /// Queues `data` as call `id` (with the caller's timeout and when it
+    /// began, if it gave one); its `Pending` comes back through the
     /// [`Handoff`]. `false` if the thread is gone.
-    pub(crate) fn send(&self, id: u64, data: Vec<u8>) -> bool {
-        self.jobs.send(Job { id, data }).is_ok()
+    pub(crate) fn send(&self, id: u64, data: Vec<u8>, timeout: Option<(Duration, Instant)>) -> bool {
+        self.jobs.send(Job { id, data, timeout }).is_ok()
     }
 }

@@ -91,6 +91,25 @@ describe('nats: from Node', () => {
     client.close()
   })
 
+  test("a call's timeout is the request's deadline over nats: too; a plain call has null", async () => {
+    const server = ipcall.Server.bind(`nats://${node.addr}/${subject('deadline')}`)
+    const seen = (async () => {
+      const deadlines = []
+      for await (const req of server) {
+        const now = performance.now()
+        deadlines.push(req.deadline === null ? null : req.deadline >= now && req.deadline <= now + 60000)
+        req.reply('ok')
+      }
+      return deadlines
+    })()
+    const client = await ipcall.connectAsync(server.name)
+    await client.call('timed', { timeout: 60000 })
+    await client.call('plain')
+    client.close()
+    server.close()
+    assert.deepEqual(await seen, [true, null])
+  })
+
   test('a for-await server and clients in this process: 2,000 calls in flight, a timeout, replies matched by id', async () => {
     const server = ipcall.Server.bind(`nats://${node.addr}/${subject('loop')}`)
     const held = []

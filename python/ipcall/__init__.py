@@ -429,7 +429,8 @@ class Client(_ClosedByContext):
         """Sends `data` (any bytes-like object) and returns the reply.
 
         Waits at most `timeout` seconds (then `Timeout`, and the call is
-        abandoned: a late reply is discarded). Raises `RemoteError` if the
+        abandoned: a late reply is discarded); the server sees the timeout
+        as the request's `deadline`. Raises `RemoteError` if the
         server failed the request, `NoReply` if it dropped it,
         `Disconnected` if it went away, `TooLarge` if `data` is over the
         limit."""
@@ -453,13 +454,15 @@ class Client(_ClosedByContext):
         After `timeout` seconds it raises `Timeout` and the call is
         abandoned; cancelling it abandons it too (a late reply is
         discarded, and a request still waiting for room is never sent). The
-        client stays usable either way."""
+        client stays usable either way. The server sees the timeout (what
+        is left of it when the request goes out) as the request's
+        `deadline`."""
         if timeout is not None and not timeout >= 0:
             raise ValueError(f"timeout must be None or >= 0 seconds, not {timeout}")
         native = self._native
         # The reply if it was there at once; else the call's token, its
         # Future and the running loop (RuntimeError if none runs).
-        submitted = native._submit(data)
+        submitted = native._submit(data, timeout)
         if isinstance(submitted, bytes):
             return submitted
         token, future, loop = submitted

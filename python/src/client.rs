@@ -8,9 +8,9 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
 use crate::errors::{self, ToPyResult};
-use crate::evloop::{AsyncConn, Owned, Submitted};
+use crate::evloop::{AsyncConn, Owned, Submitted, Timed};
 use crate::server::lock;
-use crate::{deadline_after, wait_in_slices, BytesLike, SLICE};
+use crate::{deadline_after, send_timeout_of, wait_in_slices, BytesLike, SLICE};
 
 /// A connection to a server. Use `ipcall.connect` / `ipcall.Client` (which
 /// add asyncio).
@@ -116,13 +116,18 @@ impl PyClient {
     #[pyo3(signature = (data, timeout=None))]
     fn call(&self, py: Python<'_>, data: BytesLike<'_>, timeout: Option<f64>) -> PyResult<Py<PyBytes>> {
         let deadline = deadline_after(timeout)?;
+        let send_timeout = send_timeout_of(timeout)?;
         let client = self.client(py)?;
         let bytes = data.as_slice();
         // Send and wait the first slice in one stretch without the GIL: a
         // quick reply costs one GIL release, not two.
         let first_slice = deadline.map_or(SLICE, |d| d.saturating_duration_since(Instant::now()).min(SLICE));
         let sent = py.detach(|| {
-            let mut pending = client.send(bytes)?;
+            // The server sees the timeout as the request's deadline.
+            let mut pending = match send_timeout {
+                Some(timeout) => client.send_timeout(bytes, timeout)?,
+                None => client.send(bytes)?,
+            };
             let outcome = pending.try_wait_timeout(first_slice);
             Ok::<_, ipcall::Error>((pending, outcome))
         });
@@ -164,15 +169,23 @@ impl PyClient {
     /// reply if it was there at once, else `(token, future, loop)`: the
     /// call's token and Future on the running loop, which watches the
     /// connection's descriptor (once per loop). `RuntimeError` if no loop
-    /// runs (and the reply was not there at once).
-    fn _submit(slf: &Bound<'_, Self>, py: Python<'_>, data: BytesLike<'_>) -> PyResult<Py<PyAny>> {
+    /// runs (and the reply was not there at once). With `timeout`
+    /// (seconds), the request carries the caller's deadline.
+    #[pyo3(signature = (data, timeout=None))]
+    fn _submit(
+        slf: &Bound<'_, Self>,
+        py: Python<'_>,
+        data: BytesLike<'_>,
+        timeout: Option<f64>,
+    ) -> PyResult<Py<PyAny>> {
         let this = slf.get();
+        let timeout = send_timeout_of(timeout)?.map(|total| Timed { total, since: Instant::now() });
         let client = this.client(py)?;
         let data = match data {
             BytesLike::Shared(bytes) => Owned::Bytes(bytes.unbind()),
             BytesLike::Copied(vec) => Owned::Copied(vec),
         };
-        Ok(match this.async_conn.submit(py, &client, data, slf.as_any())? {
+        Ok(match this.async_conn.submit(py, &client, data, timeout, slf.as_any())? {
             Submitted::Token { token, future, event_loop } => {
                 (token, future, event_loop).into_pyobject(py)?.into_any().unbind()
             }

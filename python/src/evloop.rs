@@ -24,7 +24,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ipcall::{Client, Error, Pending};
 use pyo3::prelude::*;
@@ -68,7 +68,25 @@ struct Call {
 struct Blocked {
     token: u64,
     data: Owned,
+    /// The caller's timeout, if it gave one: what is left of it when the
+    /// request goes out is its deadline.
+    timeout: Option<Timed>,
     future: Py<PyAny>,
+}
+
+/// A `call_async` timeout: `total` seconds from `since` (when it was called).
+#[derive(Clone, Copy)]
+pub(crate) struct Timed {
+    pub(crate) total: Duration,
+    pub(crate) since: Instant,
+}
+
+/// `try_send`, carrying what is left of `timeout` as the request's deadline.
+fn try_send(client: &Client, data: &[u8], timeout: Option<Timed>) -> ipcall::Result<Option<Pending>> {
+    match timeout {
+        None => client.try_send(data),
+        Some(Timed { total, since }) => client.try_send_timeout(data, total.saturating_sub(since.elapsed())),
+    }
 }
 
 /// The calls of one event loop on this connection.
@@ -200,6 +218,7 @@ impl AsyncConn {
         py: Python<'_>,
         client: &Client,
         data: Owned,
+        timeout: Option<Timed>,
         owner: &Bound<'_, PyAny>,
     ) -> PyResult<Submitted> {
         let mut state = lock(&self.state);
@@ -219,7 +238,7 @@ impl AsyncConn {
         let lone = state.loops.iter().all(LoopCalls::idle);
         let mut sent = None;
         if lone {
-            match client.try_send(data.as_slice(py)) {
+            match try_send(client, data.as_slice(py), timeout) {
                 Ok(Some(mut pending)) => {
                     let others = !state.loops.is_empty();
                     drop(state);
@@ -255,7 +274,7 @@ impl AsyncConn {
             // Behind requests of this loop that wait for room, in order.
             let queue_behind = index.is_some_and(|i| !state.loops[i].blocked.is_empty());
             if !queue_behind {
-                match client.try_send(data.as_slice(py)) {
+                match try_send(client, data.as_slice(py), timeout) {
                     Ok(pending) => sent = pending,
                     Err(e) => {
                         drop(state);
@@ -292,7 +311,7 @@ impl AsyncConn {
                 calls.calls.insert(token, Call { future: future.clone_ref(py), pending: Some(pending), outcome: None });
             }
             None => {
-                calls.blocked.push_back(Blocked { token, data, future: future.clone_ref(py) });
+                calls.blocked.push_back(Blocked { token, data, timeout, future: future.clone_ref(py) });
                 arm_retry = !std::mem::replace(&mut calls.retry_armed, true);
             }
         }
@@ -343,7 +362,7 @@ impl AsyncConn {
                     calls.woken = false;
                     // Requests that found no room, in order, while it lasts.
                     while let Some(blocked) = calls.blocked.front() {
-                        match client.try_send(blocked.data.as_slice(py)) {
+                        match try_send(&client, blocked.data.as_slice(py), blocked.timeout) {
                             Ok(None) => break,
                             Ok(Some(pending)) => {
                                 let blocked = calls.blocked.pop_front().expect("front exists");

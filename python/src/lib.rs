@@ -40,6 +40,30 @@ pub(crate) fn deadline_after(timeout: Option<f64>) -> PyResult<Option<Instant>> 
     Ok(Duration::try_from_secs_f64(seconds).ok().and_then(|d| Instant::now().checked_add(d)))
 }
 
+/// The remaining time a call with `timeout` (seconds) sends along as its
+/// deadline (`None`: no timeout, no deadline). A timeout too long for a
+/// `Duration` (e.g. `inf`) is sent as the longest one, which the server
+/// clamps to 100 years, as a Rust `call_timeout(Duration::MAX)` is.
+pub(crate) fn send_timeout_of(timeout: Option<f64>) -> PyResult<Option<Duration>> {
+    let Some(seconds) = timeout else { return Ok(None) };
+    if seconds.is_nan() || seconds < 0.0 {
+        return Err(PyValueError::new_err(format!("timeout must be None or >= 0 seconds, not {seconds}")));
+    }
+    Ok(Some(Duration::try_from_secs_f64(seconds).unwrap_or(Duration::MAX)))
+}
+
+/// `instant` as a `time.monotonic()` value: both are CLOCK_MONOTONIC on
+/// Linux, but read through the two clocks' "now", so an offset between
+/// them (none is expected) cannot skew it. May lie in the past.
+pub(crate) fn monotonic_of(py: Python<'_>, instant: Instant) -> PyResult<f64> {
+    let now = Instant::now();
+    let monotonic: f64 = py.import("time")?.call_method0("monotonic")?.extract()?;
+    Ok(match instant.checked_duration_since(now) {
+        Some(ahead) => monotonic + ahead.as_secs_f64(),
+        None => monotonic - now.duration_since(instant).as_secs_f64(),
+    })
+}
+
 /// The `wait_mode` keyword: `"adaptive"`, `"spin"` or `"block"` (`None` =
 /// the default); any other text is a `ValueError`.
 pub(crate) fn wait_mode_of(text: Option<&str>) -> PyResult<Option<ipcall::WaitMode>> {

@@ -147,7 +147,7 @@ impl PyServer {
     }
 
     fn wrap(&self, py: Python<'_>, request: Request) -> PyResult<Py<PyRequest>> {
-        Py::new(py, PyRequest::new(py, request, self.name.clone()))
+        Py::new(py, PyRequest::new(py, request, self.name.clone())?)
     }
 }
 
@@ -411,6 +411,9 @@ pub(crate) struct PyRequest {
     /// The request's bytes, moved out of the Rust request on arrival.
     data: Py<PyBytes>,
     peer: PyPeer,
+    /// The caller's deadline as a `time.monotonic()` value, converted once
+    /// on arrival so that every read gives the same number.
+    deadline: Option<f64>,
     /// `None` once answered or closed. Only ever locked for a take.
     inner: Mutex<Option<Request>>,
     /// The server's name, for error messages.
@@ -418,13 +421,14 @@ pub(crate) struct PyRequest {
 }
 
 impl PyRequest {
-    pub(crate) fn new(py: Python<'_>, mut request: Request, server_name: Arc<str>) -> PyRequest {
+    pub(crate) fn new(py: Python<'_>, mut request: Request, server_name: Arc<str>) -> PyResult<PyRequest> {
         // One copy, from the received buffer into the bytes object.
         let data = PyBytes::new(py, &request.take_data()).unbind();
         let Peer { pid, uid, gid, nats_client_id } = request.peer();
         let name = request.peer_name().map(str::to_owned);
         let peer = PyPeer { pid, uid, gid, nats_client_id, name };
-        PyRequest { data, peer, inner: Mutex::new(Some(request)), server_name }
+        let deadline = request.deadline().map(|d| crate::monotonic_of(py, d)).transpose()?;
+        Ok(PyRequest { data, peer, deadline, inner: Mutex::new(Some(request)), server_name })
     }
 
     fn take(&self, py: Python<'_>) -> PyResult<Request> {
@@ -448,6 +452,14 @@ impl PyRequest {
     #[getter]
     fn peer(&self) -> PyPeer {
         self.peer.clone()
+    }
+
+    /// When the caller stops waiting, as a `time.monotonic()` value
+    /// (seconds; compare with `time.monotonic()`, may already be past), or
+    /// `None` if the caller set no timeout when it sent the request.
+    #[getter]
+    fn deadline(&self) -> Option<f64> {
+        self.deadline
     }
 
     /// True until it is answered (or closed).

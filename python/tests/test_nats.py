@@ -141,6 +141,24 @@ def test_a_thousand_concurrent_async_calls_over_nats(nats: NatsNode) -> None:
     asyncio.run(asyncio.wait_for(main(), timeout=60))
 
 
+def test_a_timed_call_carries_its_deadline_over_nats(nats: NatsNode) -> None:
+    from test_deadline import judge
+
+    server = ipcall.Server.bind(nats.name("deadline"))
+    thread = EchoThread(server, judge)
+    with ipcall.connect(server.name) as client:
+        assert client.call(b"60", timeout=60) == b"ok"
+        assert client.call(b"-") == b"none"
+        assert client.call(b"max", timeout=float("inf")) == b"ok"
+
+        async def main() -> None:
+            assert await client.call_async(b"60", timeout=60) == b"ok"
+            assert await client.call_async(b"-") == b"none"
+
+        asyncio.run(main())
+    thread.stop()
+
+
 def test_not_found_and_disconnected(nats: NatsNode) -> None:
     with pytest.raises(ipcall.NotFound):
         ipcall.connect(nats.name("nobody"))

@@ -92,6 +92,12 @@ static void test_echo_and_views(const std::string &kind) {
             // Only nats: requests tell these (tested in test_nats_peer.c).
             CHECK(!request.nats_client_id() && !request.peer_name());
             std::string_view data = request.text();
+            if (data == "deadline?") {
+                // A timed call carries its deadline; an untimed one none.
+                std::optional<std::chrono::nanoseconds> left = request.deadline_remaining();
+                request.reply(!left ? "none" : (left->count() > 0 && *left <= 60s) ? "ok" : "bad");
+                continue;
+            }
             if (data.substr(0, 5) == "fail:") {
                 request.fail(data.substr(5));
             } else if (data == "noreply") {
@@ -105,6 +111,8 @@ static void test_echo_and_views(const std::string &kind) {
     });
 
     CHECK(text(client.call("hello")) == "hello");
+    CHECK(text(client.call("deadline?", 60s)) == "ok");
+    CHECK(text(client.call("deadline?")) == "none");
     CHECK(client.call(std::string_view{}).empty());
     const std::vector<uint8_t> binary{0, 1, 2, 0, 255};
     CHECK(client.call(binary) == binary);

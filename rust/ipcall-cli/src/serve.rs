@@ -27,7 +27,9 @@ with --one-shot, until its one client goes away).
                    description of the exit when stderr is empty). The
                    command sees IPCALL_PEER_PID / _UID / _GID when known
                    (over nats: IPCALL_PEER_NATS_CLIENT_ID / IPCALL_PEER_NAME,
-                   as the caller states them).
+                   as the caller states them), and IPCALL_DEADLINE_MS, the
+                   milliseconds the caller still waits (0 once it gave up),
+                   when it called with a timeout (unset otherwise).
   --unique KIND    bind a generated name of this transport kind
   --one-shot       accept exactly one client; end when it goes away
   --jobs N         answer up to N requests at once (default 1)
@@ -238,6 +240,9 @@ fn serve_loop(server: &Server, handler: &Handler) -> Result<(), Failure> {
 fn answer_with_command(mut request: Request, command: &str) -> ipcall::Result<()> {
     let peer = request.peer();
     let peer_name = request.peer_name().map(str::to_owned);
+    // Whole milliseconds left at spawn, rounded down.
+    let deadline_ms =
+        request.deadline().map(|d| d.saturating_duration_since(std::time::Instant::now()).as_millis().to_string());
     let data = request.take_data();
     let mut shell = Command::new("sh");
     shell.arg("-c").arg(command).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
@@ -252,6 +257,8 @@ fn answer_with_command(mut request: Request, command: &str) -> ipcall::Result<()
     // nats: only; a name holds no NUL (the server refuses control characters).
     for (variable, value) in
         [("IPCALL_PEER_NATS_CLIENT_ID", peer.nats_client_id.map(|id| id.to_string())), ("IPCALL_PEER_NAME", peer_name)]
+            .into_iter()
+            .chain([("IPCALL_DEADLINE_MS", deadline_ms)])
     {
         match value {
             Some(value) => shell.env(variable, value),

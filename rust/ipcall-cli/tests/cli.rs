@@ -148,6 +148,21 @@ fn exec_gets_the_request_on_stdin_and_the_peer_in_its_environment() {
 }
 
 #[test]
+fn exec_sees_the_callers_deadline_only_when_it_called_with_a_timeout() {
+    for kind in ["unix", "pipe", "shm"] {
+        let served =
+            Served::start(&["--unique", kind, "--exec", "cat >/dev/null; printf %s \"${IPCALL_DEADLINE_MS-unset}\""]);
+        let timed = run(&["call", &served.name, "x", "--timeout", "60000"]);
+        assert!(timed.status.success(), "{kind}: {}", stderr(&timed));
+        let left: u64 = String::from_utf8(timed.stdout).unwrap().parse().unwrap_or_else(|e| panic!("{kind}: {e}"));
+        assert!(left > 0 && left <= 60_000, "{kind}: {left} ms left of a 60 s timeout");
+        let plain = run(&["call", &served.name, "x"]);
+        assert!(plain.status.success(), "{kind}: {}", stderr(&plain));
+        assert_eq!(plain.stdout, b"unset", "{kind}");
+    }
+}
+
+#[test]
 fn exec_failure_is_remote_with_its_stderr() {
     let served = Served::start(&["--unique", "unix", "--exec", "cat >/dev/null; echo 'bad input' >&2; exit 3"]);
     let output = run(&["call", &served.name, "x"]);

@@ -295,6 +295,28 @@ pub extern "C" fn ipcall_request_peer_nats_client_id(request: *const ipcall_requ
     })
 }
 
+/// The caller's deadline: writes how many nanoseconds remain until the
+/// caller stops waiting to `*out_remaining_ns` (0 once it has passed: the
+/// caller has given up, and an answer is discarded). Counted in this
+/// process's clock from the caller's remaining time at send (at most 100
+/// years). `IPCALL_E_NOT_FOUND` (with a last-error message) when the caller
+/// set no timeout at send (only a call with a timeout, `ipcall_client_call`
+/// with `timeout_ms` >= 0 or the faces' timed calls, sets one);
+/// `*out_remaining_ns` is then untouched.
+#[no_mangle]
+pub extern "C" fn ipcall_request_deadline(request: *const ipcall_request, out_remaining_ns: *mut u64) -> ipcall_status {
+    guard(|| {
+        let deadline = request_ref(request)?.request.deadline();
+        non_null(out_remaining_ns, "out_remaining_ns")?;
+        let deadline = deadline.ok_or_else(|| {
+            Failure::not_found("this request has no deadline (its caller set no timeout when it sent it)")
+        })?;
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        write_out(out_remaining_ns, u64::try_from(left.as_nanos()).unwrap_or(u64::MAX));
+        Ok(())
+    })
+}
+
 /// The name of the sender's connection (`nats:` only: its NATS connection
 /// name: what the client set with `ipcall_client_options_set_connection_name`,
 /// by default `ipcall client (pid <pid>)`, as the sender states it): writes a pointer to the NUL-terminated UTF-8 text to `*name`

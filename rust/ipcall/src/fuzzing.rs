@@ -324,12 +324,12 @@ mod tests {
 
     #[test]
     fn stream_client_session_takes_a_reply_and_survives_noise() {
-        let mut bytes = frame::encode_hello(frame::STATUS_OK, 1 << 20).to_vec();
+        let mut bytes = frame::encode_hello(frame::STATUS_OK, 1 << 20, 0).to_vec();
         bytes.extend_from_slice(&frame::encode_header(FrameKind::Reply, 1, 3));
         bytes.extend_from_slice(b"yes");
         stream_client_session(&bytes, 1 << 20);
         for seed in 0..100 {
-            let mut bytes = frame::encode_hello(frame::STATUS_OK, 1 << 20).to_vec();
+            let mut bytes = frame::encode_hello(frame::STATUS_OK, 1 << 20, 0).to_vec();
             bytes.extend_from_slice(&noise(seed, 64));
             stream_client_session(&bytes, 1000);
         }

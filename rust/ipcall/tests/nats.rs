@@ -88,6 +88,50 @@ fn the_deadline_travels_and_an_expired_request_is_skipped() {
 }
 
 #[test]
+fn a_timed_call_carries_its_deadline_and_a_plain_call_none() {
+    let node = Node::start();
+    let server = Server::bind(&node.name(&subject("request-deadline"))).unwrap();
+    let client = Client::connect(server.name()).unwrap();
+    let worker = std::thread::spawn(move || {
+        // (deadline seen, within [now, now + 60 s], within 100 years)
+        let mut seen = Vec::new();
+        for _ in 0..6 {
+            let request = server.recv_timeout(Duration::from_secs(30)).unwrap();
+            let now = std::time::Instant::now();
+            let verdict = request.deadline().map(|d| {
+                let left = d.saturating_duration_since(now);
+                (d >= now && left <= Duration::from_secs(60), left)
+            });
+            seen.push(verdict);
+            request.reply(b"ok").unwrap();
+        }
+        seen
+    });
+    let minute = Duration::from_secs(60);
+    assert_eq!(client.call_timeout(b"a", minute).unwrap(), b"ok");
+    assert_eq!(client.call(b"b").unwrap(), b"ok");
+    assert_eq!(client.send_timeout(b"c", minute).unwrap().wait_timeout(minute).unwrap(), b"ok");
+    // "Forever" is clamped (to 100 years), not refused.
+    assert_eq!(client.call_timeout(b"d", Duration::MAX).unwrap(), b"ok");
+    // The event loop's sends: with a timeout, and without.
+    let timed = client.try_send_timeout(b"e", minute).unwrap().expect("nats: always room");
+    assert_eq!(timed.wait_timeout(minute).unwrap(), b"ok");
+    let plain = client.try_send(b"f").unwrap().expect("nats: always room");
+    assert_eq!(plain.wait_timeout(minute).unwrap(), b"ok");
+    let seen = worker.join().unwrap();
+    assert!(matches!(seen[0], Some((true, _))), "{seen:?}");
+    assert_eq!(seen[1], None);
+    assert!(matches!(seen[2], Some((true, _))), "{seen:?}");
+    let hundred_years = Duration::from_secs(100 * 365 * 24 * 60 * 60);
+    assert!(
+        matches!(seen[3], Some((false, left)) if left <= hundred_years && left > hundred_years - Duration::from_secs(3600)),
+        "{seen:?}"
+    );
+    assert!(matches!(seen[4], Some((true, _))), "{seen:?}");
+    assert_eq!(seen[5], None);
+}
+
+#[test]
 fn pipelined_calls_from_threads_are_matched_by_id() {
     let node = Node::start();
     let server = Server::bind(&node.name(&subject("pipeline"))).unwrap();

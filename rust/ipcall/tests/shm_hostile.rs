@@ -568,3 +568,145 @@ fn an_event_loop_client_works_with_a_server_that_has_no_bell() {
     };
     assert_eq!(reply, b"hgfedcba");
 }
+
+// Deadline records (PROTOCOL.md §12.7): `features` bit 1, record kind 6.
+const FEATURE_DEADLINE: u32 = 2;
+
+/// A record as the client wrote it: kind, id, len, payload.
+type Written = (u32, u64, u32, Vec<u8>);
+
+/// A fake server offering `features`: it answers three 1-byte requests
+/// with `ok` and returns every record the client wrote.
+fn fake_server_reading_records(features: u32) -> (String, std::sync::mpsc::Receiver<Vec<Written>>) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let name = fake_server(move |s| {
+        let memory = Memory::new(true);
+        memory.u32_at(FEATURES).store(features, Ordering::Relaxed);
+        let doorbell = eventfd();
+        send_fds(&s, &hello(0), &[memory.fd.as_raw_fd(), doorbell.as_raw_fd()]);
+        let mut records = Vec::new();
+        let mut head = 0usize;
+        let mut answered = 0u64;
+        let mut reply_at = 0usize;
+        let give_up = std::time::Instant::now() + Duration::from_secs(30);
+        while answered < 3 && std::time::Instant::now() < give_up {
+            let tail = memory.u64_at(REQUESTS + TAIL).load(Ordering::Acquire) as usize;
+            if head == tail {
+                thread::sleep(Duration::from_millis(1));
+                continue;
+            }
+            // SAFETY: (1) a published record header inside the request ring.
+            let raw = unsafe { std::slice::from_raw_parts(memory.base.add(HEADER_PAGE + head), RECORD) }.to_vec();
+            let len = u32::from_le_bytes(raw[0..4].try_into().unwrap());
+            let kind = u32::from_le_bytes(raw[4..8].try_into().unwrap());
+            let id = u64::from_le_bytes(raw[8..16].try_into().unwrap());
+            // SAFETY: (1) its payload, inside the ring.
+            let payload =
+                unsafe { std::slice::from_raw_parts(memory.base.add(HEADER_PAGE + head + RECORD), len as usize) }
+                    .to_vec();
+            records.push((kind, id, len, payload));
+            head += RECORD + (len as usize).div_ceil(8) * 8;
+            memory.u64_at(REQUESTS + HEAD).store(head as u64, Ordering::Release);
+            if kind == 1 {
+                memory.record(DATA_REPLIES + reply_at, 2, 2, id, 2, 0);
+                memory.bytes(DATA_REPLIES + reply_at + RECORD, b"ok");
+                reply_at += 32;
+                memory.u64_at(REPLIES + TAIL).store(reply_at as u64, Ordering::Release);
+                answered += 1;
+            }
+        }
+        tx.send(records).unwrap();
+        let mut s = s;
+        let _ = s.read(&mut [0u8; 1]);
+    });
+    (name, rx)
+}
+
+#[test]
+fn a_server_without_the_deadline_feature_never_sees_a_deadline_record() {
+    let (name, records) = fake_server_reading_records(0);
+    let client = Client::connect_with(&name, &ipcall::ClientOptions::new().wait_mode(ipcall::WaitMode::Spin)).unwrap();
+    assert_eq!(client.call_timeout(b"a", Duration::from_secs(60)).unwrap(), b"ok");
+    assert_eq!(client.call(b"b").unwrap(), b"ok");
+    let evented = client.try_send_timeout(b"c", Duration::from_secs(60)).unwrap().expect("room");
+    assert_eq!(evented.wait().unwrap(), b"ok");
+    let records = records.recv_timeout(Duration::from_secs(60)).unwrap();
+    assert_eq!(records, vec![(1, 1, 1, b"a".to_vec()), (1, 2, 1, b"b".to_vec()), (1, 3, 1, b"c".to_vec())]);
+}
+
+#[test]
+fn a_server_with_the_deadline_feature_gets_the_record_right_before_its_request() {
+    let (name, records) = fake_server_reading_records(FEATURE_DEADLINE);
+    let client = Client::connect_with(&name, &ipcall::ClientOptions::new().wait_mode(ipcall::WaitMode::Spin)).unwrap();
+    assert_eq!(client.call_timeout(b"a", Duration::from_millis(1500)).unwrap(), b"ok");
+    assert_eq!(client.call(b"b").unwrap(), b"ok");
+    let evented = client.try_send_timeout(b"c", Duration::from_millis(1500)).unwrap().expect("room");
+    assert_eq!(evented.wait().unwrap(), b"ok");
+    let records = records.recv_timeout(Duration::from_secs(60)).unwrap();
+    assert_eq!(records.len(), 5, "{records:?}");
+    for (at, id) in [(0, 1), (3, 3)] {
+        let (kind, seen_id, len, ns) = &records[at];
+        assert_eq!((*kind, *seen_id, *len), (6, id, 8));
+        let ns = u64::from_le_bytes(ns[..].try_into().unwrap());
+        assert!(ns > 0 && ns <= 1_500_000_000, "{ns}");
+    }
+    assert_eq!(&records[1..3], &[(1, 1, 1, b"a".to_vec()), (1, 2, 1, b"b".to_vec())]);
+    assert_eq!(records[4], (1, 3, 1, b"c".to_vec()));
+}
+
+#[test]
+fn a_bad_deadline_record_drops_that_client_alone() {
+    let server =
+        std::sync::Arc::new(Server::bind_unique_with(Kind::Shm, &ServerOptions::new().ring_size(CAPACITY)).unwrap());
+    let _closer = CloseOnDrop(server.clone());
+    let name = server.name().to_string();
+    let serving = thread::spawn(move || {
+        while let Ok(request) = server.recv() {
+            let data = request.data().to_vec();
+            request.reply(&data).unwrap();
+        }
+    });
+    let good = Client::connect(&name).unwrap();
+    type Harm = fn(&Memory);
+    let harms: [(&str, Harm); 4] = [
+        ("a deadline record of 4 bytes", |m| {
+            m.record(HEADER_PAGE, 4, 6, 1, 4, 0);
+            m.u64_at(REQUESTS + TAIL).store(32, Ordering::Release);
+        }),
+        ("a deadline then another request's record", |m| {
+            m.record(HEADER_PAGE, 8, 6, 1, 8, 0);
+            m.record(HEADER_PAGE + 32, 8, 1, 2, 8, 0);
+            m.u64_at(REQUESTS + TAIL).store(64, Ordering::Release);
+        }),
+        ("two deadline records", |m| {
+            m.record(HEADER_PAGE, 8, 6, 1, 8, 0);
+            m.record(HEADER_PAGE + 32, 8, 6, 1, 8, 0);
+            m.u64_at(REQUESTS + TAIL).store(64, Ordering::Release);
+        }),
+        ("a deadline record inside a pieced request", |m| {
+            m.record(HEADER_PAGE, 8, 1, 1, 16, 0);
+            m.record(HEADER_PAGE + 32, 8, 6, 1, 8, 0);
+            m.u64_at(REQUESTS + TAIL).store(64, Ordering::Release);
+        }),
+    ];
+    for (what, harm) in harms {
+        let path = name.strip_prefix("shm:").unwrap();
+        let stream = UnixStream::connect(path).unwrap();
+        let mut fds = recv_fds(&stream);
+        assert_eq!(fds.len(), 2, "{what}");
+        let bell = fds.pop().unwrap();
+        let memory = Memory::from_fd(fds.pop().unwrap());
+        assert_eq!(memory.u32_at(FEATURES).load(Ordering::Relaxed) & FEATURE_DEADLINE, FEATURE_DEADLINE);
+        harm(&memory);
+        let one: u64 = 1;
+        // SAFETY: (1) 8 bytes from a live u64 to the doorbell eventfd.
+        unsafe { libc::write(bell.as_raw_fd(), (&one as *const u64).cast(), 8) };
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut byte = [0u8; 1];
+        let n = (&stream).read(&mut byte).unwrap_or_else(|e| panic!("{what}: no hang-up: {e}"));
+        assert_eq!(n, 0, "{what}");
+        assert_eq!(good.call(what.as_bytes()).unwrap(), what.as_bytes(), "{what}");
+    }
+    drop(good);
+    drop(serving);
+}

@@ -103,6 +103,15 @@ impl Client {
         self.conn.clone().send(data).map(|call| self.pending(call))
     }
 
+    /// Like [`send`](Self::send), for a caller that will wait at most
+    /// `timeout`: the server sees it as the request's
+    /// [`deadline`](crate::Request::deadline). The returned `Pending` is
+    /// not bounded by it: wait with [`Pending::wait_timeout`] (or a timer)
+    /// as you meant to.
+    pub fn send_timeout(&self, data: &[u8], timeout: Duration) -> Result<Pending> {
+        self.conn.clone().send_timeout(data, timeout).map(|call| self.pending(call))
+    }
+
     /// Sends `data` without blocking: `Ok(None)` if the transport has no
     /// room now, and then nothing was sent (retry after [`progress`](Self::progress),
     /// when [`fd`](Self::fd) is readable, or fall back to [`send`](Self::send)
@@ -116,7 +125,20 @@ impl Client {
     /// `shm:` it is `None` while the request ring is full. `mem:` and
     /// `nats:` queue without limit, so they never say `None`.
     pub fn try_send(&self, data: &[u8]) -> Result<Option<Pending>> {
-        Ok(self.conn.clone().try_send(data)?.map(|call| self.pending(call)))
+        Ok(self.conn.clone().try_send(data, None)?.map(|call| self.pending(call)))
+    }
+
+    /// Like [`try_send`](Self::try_send), for a caller that will wait at
+    /// most `timeout`: the server sees it as the request's
+    /// [`deadline`](crate::Request::deadline), as with
+    /// [`send_timeout`](Self::send_timeout) (an event loop's timed call).
+    /// The returned `Pending` is not bounded by it.
+    ///
+    /// Over `shm:` a request whose deadline record fits in the ring is
+    /// sent even if the request itself does not fit yet: it waits whole in
+    /// the outbox, as a partly written one does.
+    pub fn try_send_timeout(&self, data: &[u8], timeout: Duration) -> Result<Option<Pending>> {
+        Ok(self.conn.clone().try_send(data, Some(timeout))?.map(|call| self.pending(call)))
     }
 
     /// A descriptor for an event loop (poll, epoll, libuv, asyncio's

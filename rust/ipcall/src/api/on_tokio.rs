@@ -65,7 +65,7 @@ pub(crate) async fn send(
 ) -> Result<Call> {
     let mut turn = Turn::new(reactor);
     poll_fn(|cx| loop {
-        match conn.clone().try_send(data) {
+        match conn.clone().try_send(data, None) {
             Ok(Some(call)) => return Poll::Ready(Ok(call)),
             Ok(None) => {}
             Err(e) => return Poll::Ready(Err(e)),

@@ -1,6 +1,7 @@
 //! `Request`: one received request and the duty to answer it.
 
 use std::fmt;
+use std::time::Instant;
 
 use crate::api::taken::TakenMark;
 use crate::core::error::Result;
@@ -51,6 +52,22 @@ impl Request {
         self.incoming.peer_name.as_deref()
     }
 
+    /// When the caller stops waiting, in this process's clock; `None` if
+    /// the caller set no timeout at send time (a plain `call`/`send`; a
+    /// `send` followed by a timed wait does not count).
+    ///
+    /// Set by [`Client::call_timeout`](crate::Client::call_timeout) and
+    /// [`Client::send_timeout`](crate::Client::send_timeout) (and the faces'
+    /// calls with a timeout) over every transport. The caller's remaining
+    /// time at send is added to this side's clock when the request arrives,
+    /// so no clock is shared between processes or hosts; the time in transit
+    /// makes it later by that much. Remaining times over 100 years are
+    /// clamped to 100 years. A deadline may already have passed: the caller
+    /// has given up, and an answer will be discarded.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.incoming.deadline
+    }
+
     /// Answers with `data`.
     ///
     /// A reply larger than the caller's limit is refused here with
@@ -72,6 +89,7 @@ impl fmt::Debug for Request {
             .field("len", &self.incoming.data.len())
             .field("peer", &self.incoming.peer)
             .field("peer_name", &self.incoming.peer_name)
+            .field("deadline", &self.incoming.deadline)
             .finish_non_exhaustive()
     }
 }

@@ -20,6 +20,18 @@ pub const HELLO_LEN: usize = 16;
 /// Size of a frame header in bytes.
 pub const HEADER_LEN: usize = 16;
 
+/// `flags` bit of a hello: this side understands [`FrameKind::Deadline`]
+/// frames. A client sends them only when both hellos carry the bit.
+pub const FLAG_DEADLINE: u32 = 1;
+/// `flags` bit reserved for request cancellation (a later extension); no
+/// side sets it yet, and receivers ignore it like every unknown bit.
+pub const FLAG_CANCEL_RESERVED: u32 = 2;
+/// The `flags` this build announces in its hellos.
+pub const FLAGS: u32 = FLAG_DEADLINE;
+/// Length of a [`FrameKind::Deadline`] frame's payload: the caller's
+/// remaining time in nanoseconds (`u64`, little-endian).
+pub const DEADLINE_LEN: u32 = 8;
+
 /// `status` of a hello: the connection is accepted (always sent by clients).
 pub const STATUS_OK: u16 = 0;
 /// `status` of a server's hello: the peer's credentials are not allowed.
@@ -43,6 +55,10 @@ pub enum FrameKind {
     /// Either way: the sender sends nothing more. From a server, `id` is the
     /// last request it took; later requests will never be answered.
     Close = 5,
+    /// Client to server, only once both hellos announced [`FLAG_DEADLINE`]:
+    /// the request that follows at once, with the same `id`, has a caller
+    /// waiting at most the payload's 8 bytes (`u64` LE nanoseconds) more.
+    Deadline = 6,
 }
 
 impl FrameKind {
@@ -53,6 +69,7 @@ impl FrameKind {
             3 => FrameKind::Fail,
             4 => FrameKind::NoReply,
             5 => FrameKind::Close,
+            6 => FrameKind::Deadline,
             _ => return None,
         })
     }
@@ -76,6 +93,9 @@ pub struct Hello {
     pub status: u16,
     /// The largest message the sender accepts (and sends).
     pub max_message_size: u32,
+    /// The optional features the sender announces (`FLAG_*`; unknown bits
+    /// are ignored).
+    pub flags: u32,
 }
 
 /// A decoded frame header.
@@ -98,6 +118,10 @@ pub struct Frame {
     pub id: u64,
     /// The payload.
     pub payload: Vec<u8>,
+    /// A request's caller's remaining time in nanoseconds, from the
+    /// [`FrameKind::Deadline`] frame before it; `None` on other frames and
+    /// on requests without one.
+    pub deadline_ns: Option<u64>,
 }
 
 /// What a [`Decoder`] produced.
@@ -146,6 +170,15 @@ pub enum ProtocolError {
         /// The previous request's id.
         previous: u64,
     },
+    /// A deadline frame, but the hellos did not both announce [`FLAG_DEADLINE`].
+    NotNegotiated(FrameKind),
+    /// A deadline frame whose payload is not exactly [`DEADLINE_LEN`] bytes.
+    DeadlineLength(u32),
+    /// A deadline frame not followed at once by the request of its id.
+    DeadlineWithoutRequest {
+        /// The deadline frame's id.
+        id: u64,
+    },
 }
 
 impl fmt::Display for ProtocolError {
@@ -168,18 +201,27 @@ impl fmt::Display for ProtocolError {
             ProtocolError::IdNotIncreasing { id, previous } => {
                 write!(f, "request id {id} does not follow the previous request id {previous}")
             }
+            ProtocolError::NotNegotiated(k) => {
+                write!(f, "a {k:?} frame, but its feature was not announced by both hellos")
+            }
+            ProtocolError::DeadlineLength(len) => {
+                write!(f, "a deadline frame must carry {DEADLINE_LEN} bytes, not {len}")
+            }
+            ProtocolError::DeadlineWithoutRequest { id } => {
+                write!(f, "the deadline frame of id {id} is not followed by request {id}")
+            }
         }
     }
 }
 
-/// The 16 bytes of a hello.
-pub fn encode_hello(status: u16, max_message_size: u32) -> [u8; HELLO_LEN] {
+/// The 16 bytes of a hello announcing `flags` (`FLAG_*`).
+pub fn encode_hello(status: u16, max_message_size: u32, flags: u32) -> [u8; HELLO_LEN] {
     let mut out = [0u8; HELLO_LEN];
     out[0..4].copy_from_slice(&MAGIC);
     out[4..6].copy_from_slice(&VERSION.to_le_bytes());
     out[6..8].copy_from_slice(&status.to_le_bytes());
     out[8..12].copy_from_slice(&max_message_size.to_le_bytes());
-    // 12..16: flags, zero in version 1.
+    out[12..16].copy_from_slice(&flags.to_le_bytes());
     out
 }
 
@@ -213,11 +255,23 @@ pub fn decode_hello(bytes: &[u8; HELLO_LEN]) -> Result<Hello, ProtocolError> {
         return Err(ProtocolError::BadStatus(status));
     }
     let max_message_size = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
-    // Bytes 12..16 are flags: version 1 sends zero and ignores them.
-    Ok(Hello { version: VERSION, status, max_message_size })
+    let flags = u32::from_le_bytes([bytes[12], bytes[13], bytes[14], bytes[15]]);
+    Ok(Hello { version: VERSION, status, max_message_size, flags })
 }
 
-/// Decodes a header and checks it against `role` and the maximum `max`.
+/// The 24 bytes that announce request `id`'s deadline: a
+/// [`FrameKind::Deadline`] header and the remaining nanoseconds. The
+/// request's own frame must follow at once.
+pub fn encode_deadline(id: u64, remaining_ns: u64) -> [u8; HEADER_LEN + DEADLINE_LEN as usize] {
+    let mut out = [0u8; HEADER_LEN + DEADLINE_LEN as usize];
+    out[..HEADER_LEN].copy_from_slice(&encode_header(FrameKind::Deadline, id, DEADLINE_LEN));
+    out[HEADER_LEN..].copy_from_slice(&remaining_ns.to_le_bytes());
+    out
+}
+
+/// Decodes a header and checks it against `role` and the maximum `max`
+/// (a deadline frame is checked by the [`Decoder`], which knows what the
+/// hellos negotiated).
 pub fn decode_header(bytes: &[u8; HEADER_LEN], role: Role, max: u32) -> Result<Header, ProtocolError> {
     let len = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
     let kind = FrameKind::from_byte(bytes[4]).ok_or(ProtocolError::BadKind(bytes[4]))?;
@@ -227,8 +281,8 @@ pub fn decode_header(bytes: &[u8; HEADER_LEN], role: Role, max: u32) -> Result<H
     }
     let id = u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes"));
     let legal = match role {
-        Role::Server => matches!(kind, FrameKind::Request | FrameKind::Close),
-        Role::Client => kind != FrameKind::Request,
+        Role::Server => matches!(kind, FrameKind::Request | FrameKind::Close | FrameKind::Deadline),
+        Role::Client => !matches!(kind, FrameKind::Request | FrameKind::Deadline),
     };
     if !legal {
         return Err(ProtocolError::WrongDirection(kind));
@@ -273,12 +327,36 @@ pub struct Decoder {
     have: usize,
     /// The last request id seen (server role), to enforce increasing ids.
     last_request: u64,
+    /// The flags this side announces in its own hello.
+    local_flags: u32,
+    /// The flags both hellos announced (valid once the hello was decoded).
+    negotiated: u32,
+    /// A deadline frame was decoded: (its id, its remaining nanoseconds).
+    /// Invariant: while `Some`, the next frame must be the request of that id.
+    deadline: Option<(u64, u64)>,
 }
 
 impl Decoder {
-    /// A decoder for the bytes `role`'s peer sends, starting with its hello.
-    pub fn new(role: Role, local_max: u32) -> Decoder {
-        Decoder { role, local_max, max: 0, phase: Phase::Hello, fixed: [0; HEADER_LEN], have: 0, last_request: 0 }
+    /// A decoder for the bytes `role`'s peer sends, starting with its hello;
+    /// `local_flags` are the flags this side's own hello announces.
+    pub fn new(role: Role, local_max: u32, local_flags: u32) -> Decoder {
+        Decoder {
+            role,
+            local_max,
+            max: 0,
+            phase: Phase::Hello,
+            fixed: [0; HEADER_LEN],
+            have: 0,
+            last_request: 0,
+            local_flags,
+            negotiated: 0,
+            deadline: None,
+        }
+    }
+
+    /// The flags both hellos announced (0 before the peer's hello).
+    pub fn negotiated(&self) -> u32 {
+        self.negotiated
     }
 
     /// The negotiated maximum message size (0 before the hello).
@@ -307,21 +385,44 @@ impl Decoder {
                 if matches!(self.phase, Phase::Hello) {
                     let hello = decode_hello(&self.fixed)?;
                     self.max = self.local_max.min(hello.max_message_size);
+                    self.negotiated = self.local_flags & hello.flags;
                     self.phase = Phase::Header;
                     return Ok((take, Some(Event::Hello(hello))));
                 }
                 let header = decode_header(&self.fixed, self.role, self.max)?;
-                if header.kind == FrameKind::Request {
-                    if header.id <= self.last_request {
-                        return Err(ProtocolError::IdNotIncreasing { id: header.id, previous: self.last_request });
+                if let Some((id, _)) = self.deadline {
+                    if header.kind != FrameKind::Request || header.id != id {
+                        return Err(ProtocolError::DeadlineWithoutRequest { id });
                     }
-                    self.last_request = header.id;
+                }
+                match header.kind {
+                    FrameKind::Request => {
+                        if header.id <= self.last_request {
+                            return Err(ProtocolError::IdNotIncreasing { id: header.id, previous: self.last_request });
+                        }
+                        self.last_request = header.id;
+                    }
+                    FrameKind::Deadline => {
+                        if self.negotiated & FLAG_DEADLINE == 0 {
+                            return Err(ProtocolError::NotNegotiated(FrameKind::Deadline));
+                        }
+                        if header.len != DEADLINE_LEN {
+                            return Err(ProtocolError::DeadlineLength(header.len));
+                        }
+                        if header.id <= self.last_request {
+                            return Err(ProtocolError::IdNotIncreasing { id: header.id, previous: self.last_request });
+                        }
+                    }
+                    _ => {}
                 }
                 if header.len == 0 {
-                    return Ok((
-                        take,
-                        Some(Event::Frame(Frame { kind: header.kind, id: header.id, payload: Vec::new() })),
-                    ));
+                    let frame = Frame {
+                        kind: header.kind,
+                        id: header.id,
+                        payload: Vec::new(),
+                        deadline_ns: self.deadline.take().map(|(_, ns)| ns),
+                    };
+                    return Ok((take, Some(Event::Frame(frame))));
                 }
                 // The length was checked against the maximum above: only now allocate.
                 self.phase = Phase::Payload { header, payload: Vec::with_capacity(header.len as usize) };
@@ -333,23 +434,36 @@ impl Decoder {
                 if payload.len() < header.len as usize {
                     return Ok((take, None));
                 }
-                Ok((take, Some(self.finish_payload())))
+                Ok((take, self.finish_payload()))
             }
         }
     }
 
-    fn finish_payload(&mut self) -> Event {
+    /// Ends the payload phase: the frame, or `None` for a deadline frame
+    /// (kept for the request that must follow it).
+    fn finish_payload(&mut self) -> Option<Event> {
         match std::mem::replace(&mut self.phase, Phase::Header) {
-            Phase::Payload { header, payload } => Event::Frame(Frame { kind: header.kind, id: header.id, payload }),
+            Phase::Payload { header, payload } if header.kind == FrameKind::Deadline => {
+                let ns = u64::from_le_bytes(payload[..8].try_into().expect("the length was checked: 8 bytes"));
+                self.deadline = Some((header.id, ns));
+                None
+            }
+            Phase::Payload { header, payload } => Some(Event::Frame(Frame {
+                kind: header.kind,
+                id: header.id,
+                payload,
+                deadline_ns: self.deadline.take().map(|(_, ns)| ns),
+            })),
             _ => unreachable!("finish_payload is called in the payload phase"),
         }
     }
 
     /// True while a frame has begun but not ended (part of a header or of a
-    /// payload was taken); the hello does not count.
+    /// payload was taken, or a deadline frame waits for its request); the
+    /// hello does not count.
     pub fn in_frame(&self) -> bool {
         match self.phase {
-            Phase::Header => self.have > 0,
+            Phase::Header => self.have > 0 || self.deadline.is_some(),
             Phase::Payload { .. } => true,
             _ => false,
         }
@@ -389,202 +503,10 @@ impl Decoder {
         if payload.len() < header.len as usize {
             return None;
         }
-        Some(self.finish_payload())
+        self.finish_payload()
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn hex(text: &str) -> Vec<u8> {
-        let digits: String = text.chars().filter(|c| c.is_ascii_hexdigit()).collect();
-        (0..digits.len()).step_by(2).map(|i| u8::from_str_radix(&digits[i..i + 2], 16).unwrap()).collect()
-    }
-
-    /// Feeds `bytes` to a decoder in chunks of `chunk` bytes, collecting events.
-    fn decode_all(role: Role, max: u32, bytes: &[u8], chunk: usize) -> Result<Vec<Event>, ProtocolError> {
-        let mut decoder = Decoder::new(role, max);
-        let mut events = Vec::new();
-        for piece in bytes.chunks(chunk.max(1)) {
-            let mut rest = piece;
-            while !rest.is_empty() {
-                let (used, event) = decoder.push(rest)?;
-                rest = &rest[used..];
-                events.extend(event);
-            }
-        }
-        Ok(events)
-    }
-
-    // The vectors of docs/PROTOCOL.md §6, byte for byte.
-    const V1_HELLO_64MIB: &str = "49 50 43 4c 01 00 00 00 00 00 00 04 00 00 00 00";
-    const V2_REFUSED_HELLO_1MIB: &str = "49 50 43 4c 01 00 01 00 00 00 10 00 00 00 00 00";
-    const V3_REQUEST_1_HI: &str = "02 00 00 00 01 00 00 00 01 00 00 00 00 00 00 00 68 69";
-    const V4_REPLY_1_HELLO: &str = "05 00 00 00 02 00 00 00 01 00 00 00 00 00 00 00 68 65 6c 6c 6f";
-    const V5_FAIL_300_X: &str = "01 00 00 00 03 00 00 00 2c 01 00 00 00 00 00 00 78";
-    const V6_NOREPLY_2: &str = "00 00 00 00 04 00 00 00 02 00 00 00 00 00 00 00";
-    const V7_CLOSE_LAST_7: &str = "00 00 00 00 05 00 00 00 07 00 00 00 00 00 00 00";
-    const V8_VERSION_2: &str = "49 50 43 4c 02 00 00 00 00 00 00 04 00 00 00 00";
-    const V9_TOO_LONG: &str = "01 00 00 04 01 00 00 00 03 00 00 00 00 00 00 00";
-    const V10_BUSY_HELLO_64MIB: &str = "49 50 43 4c 01 00 02 00 00 00 00 04 00 00 00 00";
-
-    #[test]
-    fn vector_hellos_encode_and_decode() {
-        assert_eq!(encode_hello(STATUS_OK, 64 << 20).to_vec(), hex(V1_HELLO_64MIB));
-        assert_eq!(encode_hello(STATUS_REFUSED, 1 << 20).to_vec(), hex(V2_REFUSED_HELLO_1MIB));
-        let refused: [u8; 16] = hex(V2_REFUSED_HELLO_1MIB).try_into().unwrap();
-        assert_eq!(decode_hello(&refused), Ok(Hello { version: 1, status: STATUS_REFUSED, max_message_size: 1 << 20 }));
-        assert_eq!(encode_hello(STATUS_BUSY, 64 << 20).to_vec(), hex(V10_BUSY_HELLO_64MIB));
-        let busy: [u8; 16] = hex(V10_BUSY_HELLO_64MIB).try_into().unwrap();
-        assert_eq!(decode_hello(&busy), Ok(Hello { version: 1, status: STATUS_BUSY, max_message_size: 64 << 20 }));
-    }
-
-    #[test]
-    fn vector_frames_encode() {
-        let mut request = encode_header(FrameKind::Request, 1, 2).to_vec();
-        request.extend_from_slice(b"hi");
-        assert_eq!(request, hex(V3_REQUEST_1_HI));
-        let mut reply = encode_header(FrameKind::Reply, 1, 5).to_vec();
-        reply.extend_from_slice(b"hello");
-        assert_eq!(reply, hex(V4_REPLY_1_HELLO));
-        let mut fail = encode_header(FrameKind::Fail, 300, 1).to_vec();
-        fail.extend_from_slice(b"x");
-        assert_eq!(fail, hex(V5_FAIL_300_X));
-        assert_eq!(encode_header(FrameKind::NoReply, 2, 0).to_vec(), hex(V6_NOREPLY_2));
-        assert_eq!(encode_header(FrameKind::Close, 7, 0).to_vec(), hex(V7_CLOSE_LAST_7));
-    }
-
-    #[test]
-    fn vector_streams_decode_in_any_chunking() {
-        // What a server reads: the client's hello, then a request.
-        let mut to_server = hex(V1_HELLO_64MIB);
-        to_server.extend(hex(V3_REQUEST_1_HI));
-        // What a client reads: the server's hello, reply, fail, no-reply, close.
-        let mut to_client = hex(V1_HELLO_64MIB);
-        for v in [V4_REPLY_1_HELLO, V5_FAIL_300_X, V6_NOREPLY_2, V7_CLOSE_LAST_7] {
-            to_client.extend(hex(v));
-        }
-        let hello = Event::Hello(Hello { version: 1, status: 0, max_message_size: 64 << 20 });
-        let frame = |kind, id, payload: &[u8]| Event::Frame(Frame { kind, id, payload: payload.to_vec() });
-        for chunk in [1, 2, 3, 7, 16, 17, 1000] {
-            assert_eq!(
-                decode_all(Role::Server, 1 << 20, &to_server, chunk).unwrap(),
-                vec![hello.clone(), frame(FrameKind::Request, 1, b"hi")]
-            );
-            assert_eq!(
-                decode_all(Role::Client, 1 << 20, &to_client, chunk).unwrap(),
-                vec![
-                    hello.clone(),
-                    frame(FrameKind::Reply, 1, b"hello"),
-                    frame(FrameKind::Fail, 300, b"x"),
-                    frame(FrameKind::NoReply, 2, b""),
-                    frame(FrameKind::Close, 7, b""),
-                ]
-            );
-        }
-    }
-
-    #[test]
-    fn vector_wrong_version_names_both_versions() {
-        for chunk in [1, 6, 16] {
-            let err = decode_all(Role::Server, 1024, &hex(V8_VERSION_2), chunk).unwrap_err();
-            assert_eq!(err, ProtocolError::Version { peer: 2, ours: 1 });
-            let text = err.to_string();
-            assert!(text.contains("version 2") && text.contains("version 1"), "{text}");
-        }
-        // Six bytes suffice to name the version, whatever follows.
-        assert_eq!(
-            Decoder::new(Role::Client, 1).push(&hex("49 50 43 4c 07 00")).unwrap_err(),
-            ProtocolError::Version { peer: 7, ours: 1 }
-        );
-    }
-
-    #[test]
-    fn vector_length_over_the_negotiated_max_is_refused_before_allocation() {
-        // The client accepts 1 MiB, the server 64 MiB: the maximum is 1 MiB, and
-        // a request announcing 64 MiB + 1 byte is refused from its header alone.
-        let mut bytes = hex("49 50 43 4c 01 00 00 00 00 00 10 00 00 00 00 00");
-        bytes.extend(hex(V9_TOO_LONG));
-        let err = decode_all(Role::Server, 64 << 20, &bytes, 5).unwrap_err();
-        assert_eq!(err, ProtocolError::TooLong { len: (64 << 20) + 1, max: 1 << 20 });
-    }
-
-    #[test]
-    fn garbage_and_bad_fields_are_protocol_errors() {
-        assert!(matches!(
-            decode_all(Role::Server, 1024, b"GET / HTTP/1.1\r\n\r\n", 3),
-            Err(ProtocolError::BadMagic(m)) if &m == b"GET "
-        ));
-        let hello = hex(V1_HELLO_64MIB);
-        let with = |header: &str| {
-            let mut b = hello.clone();
-            b.extend(hex(header));
-            decode_all(Role::Server, 1024, &b, 16)
-        };
-        assert_eq!(with("00 00 00 00 09 00 00 00 01 00 00 00 00 00 00 00"), Err(ProtocolError::BadKind(9)));
-        assert_eq!(with("00 00 00 00 00 00 00 00 01 00 00 00 00 00 00 00"), Err(ProtocolError::BadKind(0)));
-        assert_eq!(with("00 00 00 00 01 00 01 00 01 00 00 00 00 00 00 00"), Err(ProtocolError::Reserved([0, 1, 0])));
-        assert_eq!(with(V6_NOREPLY_2), Err(ProtocolError::WrongDirection(FrameKind::NoReply)));
-        assert_eq!(
-            with("01 00 00 00 05 00 00 00 00 00 00 00 00 00 00 00 00"),
-            Err(ProtocolError::UnexpectedPayload(FrameKind::Close))
-        );
-        let mut twice = hex(V3_REQUEST_1_HI);
-        twice.extend(hex(V3_REQUEST_1_HI));
-        let mut b = hello.clone();
-        b.extend(twice);
-        assert_eq!(decode_all(Role::Server, 1024, &b, 4), Err(ProtocolError::IdNotIncreasing { id: 1, previous: 1 }));
-        let mut to_client = hello;
-        to_client.extend(hex(V3_REQUEST_1_HI));
-        assert_eq!(
-            decode_all(Role::Client, 1024, &to_client, 16),
-            Err(ProtocolError::WrongDirection(FrameKind::Request))
-        );
-        let mut bad_status = hex(V1_HELLO_64MIB);
-        bad_status[6] = 9;
-        assert_eq!(decode_all(Role::Client, 1024, &bad_status, 16), Err(ProtocolError::BadStatus(9)));
-    }
-
-    #[test]
-    fn vector_session_of_protocol_md() {
-        // docs/PROTOCOL.md §9, the server's side of the session.
-        let to_client = hex("49 50 43 4c 01 00 00 00 00 00 00 04 00 00 00 00
-             01 00 00 00 02 00 00 00 02 00 00 00 00 00 00 00 42
-             03 00 00 00 03 00 00 00 01 00 00 00 00 00 00 00 6e 6f 21");
-        let events = decode_all(Role::Client, 64 << 20, &to_client, 5).unwrap();
-        assert_eq!(events.len(), 3);
-        assert_eq!(events[1], Event::Frame(Frame { kind: FrameKind::Reply, id: 2, payload: b"B".to_vec() }));
-        assert_eq!(events[2], Event::Frame(Frame { kind: FrameKind::Fail, id: 1, payload: b"no!".to_vec() }));
-        let mut to_server = hex(V1_HELLO_64MIB);
-        for (id, byte) in [(1u64, b'a'), (2, b'b')] {
-            to_server.extend_from_slice(&encode_header(FrameKind::Request, id, 1));
-            to_server.push(byte);
-        }
-        assert_eq!(
-            to_server,
-            hex("49 50 43 4c 01 00 00 00 00 00 00 04 00 00 00 00
-                 01 00 00 00 01 00 00 00 01 00 00 00 00 00 00 00 61
-                 01 00 00 00 01 00 00 00 02 00 00 00 00 00 00 00 62")
-        );
-    }
-
-    #[test]
-    fn payload_can_be_read_in_place() {
-        let mut decoder = Decoder::new(Role::Client, 1 << 20);
-        assert!(matches!(decoder.push(&hex(V1_HELLO_64MIB)), Ok((16, Some(Event::Hello(_))))));
-        assert_eq!(decoder.push(&encode_header(FrameKind::Reply, 4, 10)), Ok((16, None)));
-        assert_eq!(decoder.payload_missing(), 10);
-        let spare = decoder.payload_spare();
-        assert_eq!(spare.len(), 10);
-        for (i, b) in spare.iter_mut().take(6).enumerate() {
-            b.write(i as u8);
-        }
-        // SAFETY: (1) six bytes of the spare tail were just written.
-        assert_eq!(unsafe { decoder.payload_filled(6) }, None);
-        assert_eq!(decoder.payload_missing(), 4);
-        let (used, event) = decoder.push(&[6, 7, 8, 9, 0xaa]).unwrap();
-        assert_eq!(used, 4);
-        assert_eq!(event, Some(Event::Frame(Frame { kind: FrameKind::Reply, id: 4, payload: (0..10).collect() })));
-    }
-}
+#[path = "frame_tests.rs"]
+mod tests;

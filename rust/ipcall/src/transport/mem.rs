@@ -76,6 +76,8 @@ struct Queued {
     /// Invariant: `Some` until turned into a `Request` or refused by `push`.
     slot: Option<Arc<Slot>>,
     reply_max: u32,
+    /// The caller's deadline (one process, one clock: set at send).
+    deadline: Option<std::time::Instant>,
 }
 
 impl Drop for Queued {
@@ -107,7 +109,9 @@ impl MemServer {
     fn request(&self, mut call: Queued) -> Incoming {
         let slot = call.slot.take().expect("a queued call holds its slot");
         let data = std::mem::take(&mut call.data);
-        Incoming::new(data, self.endpoint.peer, slot, 0, call.reply_max)
+        let mut incoming = Incoming::new(data, self.endpoint.peer, slot, 0, call.reply_max);
+        incoming.deadline = call.deadline;
+        incoming
     }
 
     fn popped(&self, popped: std::result::Result<Queued, PopError>) -> Result<Incoming> {
@@ -189,20 +193,30 @@ impl Drop for MemClient {
     }
 }
 
-impl ClientConn for MemClient {
-    fn send(self: Arc<Self>, data: &[u8]) -> Result<Call> {
+impl MemClient {
+    fn send_with(self: Arc<Self>, data: &[u8], deadline: Option<std::time::Instant>) -> Result<Call> {
         let max = self.max.min(self.endpoint.max_request);
         if data.len() as u64 > u64::from(max) {
             return Err(Error::TooLarge { size: data.len() as u64, max: u64::from(max) });
         }
         let slot = self.slot();
         self.notifier.arm(&slot);
-        let call = Queued { data: data.to_vec(), slot: Some(slot.clone()), reply_max: self.max };
+        let call = Queued { data: data.to_vec(), slot: Some(slot.clone()), reply_max: self.max, deadline };
         if let Err(mut refused) = self.endpoint.queue.push(call) {
             refused.slot = None;
             return Err(Error::Disconnected { name: self.endpoint.name.clone() });
         }
         Ok(Call { conn: self, id: 0, slot })
+    }
+}
+
+impl ClientConn for MemClient {
+    fn send(self: Arc<Self>, data: &[u8]) -> Result<Call> {
+        self.send_with(data, None)
+    }
+
+    fn send_timeout(self: Arc<Self>, data: &[u8], timeout: std::time::Duration) -> Result<Call> {
+        self.send_with(data, Some(crate::transport::request_deadline(timeout)))
     }
 
     fn wait(&self, _id: u64, slot: &Slot, deadline: Deadline) -> bool {

@@ -67,6 +67,9 @@ pub(crate) struct Incoming {
     pub(crate) peer: Peer,
     /// The sender's connection name, where the transport tells one (`nats:`).
     pub(crate) peer_name: Option<Box<str>>,
+    /// When the caller stops waiting, in this process's clock: `Some` only
+    /// if the caller sent its timeout along (see [`request_deadline`]).
+    pub(crate) deadline: Option<std::time::Instant>,
     /// `None` once answered. Invariant: `Some` from `new` until `answer`
     /// or drop takes it, so the call is answered exactly once.
     responder: Option<Arc<dyn Responder>>,
@@ -78,7 +81,7 @@ pub(crate) struct Incoming {
 
 impl Incoming {
     pub(crate) fn new(data: Vec<u8>, peer: Peer, responder: Arc<dyn Responder>, id: u64, reply_max: u32) -> Incoming {
-        Incoming { data, peer, peer_name: None, responder: Some(responder), id, reply_max }
+        Incoming { data, peer, peer_name: None, deadline: None, responder: Some(responder), id, reply_max }
     }
 
     /// Answers the call (once; later answers are ignored). An answer over
@@ -105,6 +108,26 @@ impl Drop for Incoming {
             let _ = responder.answer(self.id, Answer::NoReply);
         }
     }
+}
+
+/// The longest remaining time a request's deadline carries: a caller's
+/// longer timeout (a "forever" one, or an absurd value from the wire) is
+/// clamped to it, so that every face can represent the deadline (docs/DECISIONS.md).
+pub(crate) const MAX_REQUEST_DEADLINE: std::time::Duration = std::time::Duration::from_secs(100 * 365 * 24 * 60 * 60);
+
+/// The deadline of a request received now whose caller had `remaining`
+/// time left when it sent it: the receiver's own clock plus `remaining`
+/// (clamped to [`MAX_REQUEST_DEADLINE`]), so no clock is shared between
+/// hosts — the time in transit only makes the deadline later by that much.
+pub(crate) fn request_deadline(remaining: std::time::Duration) -> std::time::Instant {
+    let now = std::time::Instant::now();
+    now.checked_add(remaining.min(MAX_REQUEST_DEADLINE)).unwrap_or(now)
+}
+
+/// A timeout as the wire carries it: nanoseconds, saturated at `u64::MAX`
+/// (585 years: the receiver clamps it further).
+pub(crate) fn timeout_ns(timeout: std::time::Duration) -> u64 {
+    u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// A call in flight as a transport hands it over: the connection that
@@ -197,10 +220,16 @@ pub(crate) trait ClientConn: Send + Sync {
         self.notifier().is_armed()
     }
     /// Sends without blocking: `Ok(None)` if there is no room now and
-    /// nothing was sent. The default suits transports whose send never
-    /// blocks (`mem:`'s queue and `nats:`'s command channel are unbounded).
-    fn try_send(self: Arc<Self>, data: &[u8]) -> Result<Option<Call>> {
-        self.send(data).map(Some)
+    /// nothing was sent. With `timeout`, like `send_timeout` (the request
+    /// carries its deadline where the peer takes one). The default suits
+    /// transports whose send never blocks (`mem:`'s queue and `nats:`'s
+    /// command channel are unbounded).
+    fn try_send(self: Arc<Self>, data: &[u8], timeout: Option<std::time::Duration>) -> Result<Option<Call>> {
+        match timeout {
+            None => self.send(data),
+            Some(timeout) => self.send_timeout(data, timeout),
+        }
+        .map(Some)
     }
     /// True if replies are read by whoever calls `progress` or waits (a
     /// wire: `unix:`, `pipe:`, `shm:`), so that under tokio the runtime's

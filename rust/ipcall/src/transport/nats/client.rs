@@ -138,7 +138,7 @@ impl NatsClient {
             headers.insert(wire::H_SIZE, data.len().to_string());
         }
         if let Some(timeout) = timeout {
-            headers.insert(wire::H_TIMEOUT, timeout.as_millis().max(1).to_string());
+            headers.insert(wire::H_TIMEOUT, u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX).max(1).to_string());
         }
         let call = Call { slot: slot.clone(), sent: Instant::now(), instance: None, rest, answer: None };
         self.calls.lock().insert(id, call);

@@ -154,6 +154,7 @@ fn make_request(mut incoming: Queued) -> Incoming {
     let peer = Peer { nats_client_id, ..Peer::default() };
     let mut request = Incoming::new(std::mem::take(&mut incoming.data), peer, responder, 0, incoming.reply_max);
     request.peer_name = name;
+    request.deadline = incoming.expires;
     request
 }
 
@@ -485,7 +486,7 @@ impl Task {
     async fn on_request(&mut self, message: Message, reply: Subject) -> std::result::Result<(), String> {
         let reply_max = wire::number(&message, wire::H_MAX)?.map_or(u32::MAX, |m| m.min(u64::from(u32::MAX)) as u32);
         let expires = wire::number(&message, wire::H_TIMEOUT)?
-            .map(|ms| Instant::now().checked_add(Duration::from_millis(ms)).unwrap_or_else(Instant::now));
+            .map(|ms| crate::transport::request_deadline(Duration::from_millis(ms)));
         let total = wire::number(&message, wire::H_SIZE)?.unwrap_or(message.payload.len() as u64);
         if total > u64::from(self.max) {
             let reason = format!("{total} {}", self.max);

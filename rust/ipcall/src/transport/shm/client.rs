@@ -79,6 +79,8 @@ struct Shared {
     mapping: Mapping,
     /// The negotiated maximum message size, both ways.
     max: u32,
+    /// The server offers `FEATURE_DEADLINE`: requests may carry deadline records.
+    sends_deadlines: bool,
     mode: WaitMode,
     writer: Mutex<Writer>,
     calls: Mutex<Calls>,
@@ -161,6 +163,7 @@ impl ShmClient {
             socket,
             doorbell,
             max: options.max_message_size.min(hello.max_message_size),
+            sends_deadlines: header.features.load(Ordering::Relaxed) & super::FEATURE_DEADLINE != 0,
             mode: options.wait_mode,
             writer: Mutex::new(Writer { next_id: 1, producer: Producer::new(mapping.requests()), outbox: None }),
             reader: Mutex::new(ReplyReader { consumer: Consumer::new(mapping.replies()), partial: None }),
@@ -400,8 +403,8 @@ impl Shared {
     }
 }
 
-impl ClientConn for ShmClient {
-    fn send(self: Arc<Self>, data: &[u8]) -> Result<Call> {
+impl ShmClient {
+    fn send_with(self: Arc<Self>, data: &[u8], timeout: Option<std::time::Duration>) -> Result<Call> {
         let shared = &self.shared;
         if data.len() as u64 > u64::from(shared.max) {
             return Err(Error::TooLarge { size: data.len() as u64, max: u64::from(shared.max) });
@@ -442,6 +445,13 @@ impl ClientConn for ShmClient {
         if let Some(rest) = writer.outbox.take() {
             sent = send_message_from(&mut writer.producer, kind::REQUEST, rest.id, &rest.data, rest.offset, &mut how);
         }
+        // A server that does not offer deadlines never sees the record.
+        if let Some(timeout) = timeout.filter(|_| shared.sends_deadlines) {
+            if sent.is_ok() {
+                let ns = crate::transport::timeout_ns(timeout).to_le_bytes();
+                sent = send_message(&mut writer.producer, kind::DEADLINE, id, &ns, &mut how);
+            }
+        }
         if sent.is_ok() {
             sent = send_message(&mut writer.producer, kind::REQUEST, id, data, &mut how);
         }
@@ -456,6 +466,16 @@ impl ClientConn for ShmClient {
             Err(SendError::Violation(v)) => shared.die(Death::Protocol(v.to_string())),
         }
         Ok(Call { conn: self, id, slot })
+    }
+}
+
+impl ClientConn for ShmClient {
+    fn send(self: Arc<Self>, data: &[u8]) -> Result<Call> {
+        self.send_with(data, None)
+    }
+
+    fn send_timeout(self: Arc<Self>, data: &[u8], timeout: std::time::Duration) -> Result<Call> {
+        self.send_with(data, Some(timeout))
     }
 
     fn wait(&self, id: u64, slot: &Slot, deadline: Deadline) -> bool {
@@ -560,8 +580,8 @@ impl ClientConn for ShmClient {
         true
     }
 
-    fn try_send(self: Arc<Self>, data: &[u8]) -> Result<Option<Call>> {
-        self.evented_try_send(data)
+    fn try_send(self: Arc<Self>, data: &[u8], timeout: Option<Duration>) -> Result<Option<Call>> {
+        self.evented_try_send(data, timeout)
     }
 
     fn progress_spin(&self) -> bool {

@@ -22,6 +22,9 @@ use crate::transport::{Answer, Responder};
 pub(crate) struct RequestReader {
     pub(crate) consumer: Consumer,
     pub(crate) partial: Option<Partial>,
+    /// A deadline record was taken: (its id, its remaining nanoseconds).
+    /// Invariant: while `Some`, the next message must be request `id`.
+    pub(crate) deadline: Option<(u64, u64)>,
 }
 
 /// One client connection. Requests hold it (as their `Responder`), so its

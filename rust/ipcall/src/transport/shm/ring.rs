@@ -52,6 +52,10 @@ pub(crate) mod kind {
     pub(crate) const NO_REPLY: u32 = 4;
     /// Padding to the end of the data area; the next record is at offset 0.
     pub(crate) const SKIP: u32 = 5;
+    /// Client to server, only if the server offers `FEATURE_DEADLINE`: the
+    /// caller's remaining time (8 bytes, `u64` LE nanoseconds) for request
+    /// `id`, whose first record follows at once.
+    pub(crate) const DEADLINE: u32 = 6;
 }
 
 /// The shared control block of one ring. `#[repr(C)]`, 128 bytes: the

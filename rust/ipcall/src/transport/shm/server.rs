@@ -19,7 +19,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::{announce_sleep_all, create_conn_memory, publish_cpu, ring_capacity, send_with_fds, spin};
 use crate::core::error::{Error, Result};
@@ -215,14 +215,14 @@ impl Shared {
     fn set_up(&self, socket: OwnedFd, peer: Peer) {
         if !self.access.allows(&peer) {
             trace::refused(&self.name, &peer, trace::Refusal::Permission);
-            let hello = frame::encode_hello(frame::STATUS_REFUSED, self.local_max);
+            let hello = frame::encode_hello(frame::STATUS_REFUSED, self.local_max, 0);
             let _ = send_with_fds(socket.as_fd(), &hello, &[]);
             return;
         }
         if lock(&self.state).conns.len() >= self.max_connections {
             // Over the cap: a clear answer at connect, and no rings mapped.
             trace::refused(&self.name, &peer, trace::Refusal::Busy);
-            let hello = frame::encode_hello(frame::STATUS_BUSY, self.local_max);
+            let hello = frame::encode_hello(frame::STATUS_BUSY, self.local_max, 0);
             let _ = send_with_fds(socket.as_fd(), &hello, &[]);
             return;
         }
@@ -239,7 +239,7 @@ impl Shared {
         }
         let token = state.next_token;
         state.next_token += 1;
-        let reader = RequestReader { consumer: Consumer::new(mapping.requests()), partial: None };
+        let reader = RequestReader { consumer: Consumer::new(mapping.requests()), partial: None, deadline: None };
         let writer = ReplyWriter::new(Producer::new(mapping.replies()));
         let conn = Arc::new_cyclic(|me| ServerConn {
             token,
@@ -264,7 +264,7 @@ impl Shared {
         if self.epoll.add(conn.socket.as_fd(), hangup, token).is_err() {
             return;
         }
-        let hello = frame::encode_hello(frame::STATUS_OK, self.local_max);
+        let hello = frame::encode_hello(frame::STATUS_OK, self.local_max, 0);
         let fds = [memfd.as_fd(), self.doorbell.as_fd()];
         if send_with_fds(conn.socket.as_fd(), &hello, &fds).is_err() {
             let _ = self.epoll.delete(conn.socket.as_fd());
@@ -356,6 +356,11 @@ impl Shared {
             }
             let max = conn.local_max;
             let allowed = |k: u32| k == kind::REQUEST;
+            if let Err(violation) = take_deadline(reader) {
+                let token = conn.token;
+                self.drop_conn(token, DropReason::Ring(violation));
+                continue;
+            }
             let taken = match in_place {
                 Some(f) => ring::take_with(&mut reader.consumer, &mut reader.partial, max, allowed, *f),
                 None => ring::take(&mut reader.consumer, &mut reader.partial, max, allowed),
@@ -363,11 +368,25 @@ impl Shared {
             conn.wake_producer(&reader.consumer);
             match taken {
                 Ok(Taken::Message(message)) => {
+                    let deadline = match reader.deadline.take() {
+                        None => None,
+                        Some((id, ns)) if id == message.id => {
+                            Some(crate::transport::request_deadline(Duration::from_nanos(ns)))
+                        }
+                        // The deadline of another request: a violation.
+                        Some(_) => {
+                            let token = conn.token;
+                            self.drop_conn(token, DropReason::Misbehaved("a deadline record for another request"));
+                            continue;
+                        }
+                    };
                     conn.last_taken.store(message.id, Ordering::Release);
                     publish_cpu(&conn.mapping.header().server_cpu);
                     let reply_max = conn.max_reply();
                     let responder: Arc<dyn crate::transport::Responder> = conn.clone();
-                    return Some(Incoming::new(message.data, conn.peer, responder, message.id, reply_max));
+                    let mut incoming = Incoming::new(message.data, conn.peer, responder, message.id, reply_max);
+                    incoming.deadline = deadline;
+                    return Some(incoming);
                 }
                 Ok(Taken::Empty) => {}
                 Err(violation) => {
@@ -646,4 +665,26 @@ impl Drop for ShmServer {
     fn drop(&mut self) {
         self.close();
     }
+}
+
+/// Takes a deadline record (PROTOCOL.md §12.7) if one is next, between
+/// messages: it must be whole (8 bytes, offset 0), and only one may wait
+/// for its request; anything else is a violation.
+fn take_deadline(reader: &mut RequestReader) -> std::result::Result<(), ring::Violation> {
+    if reader.partial.is_some() || reader.deadline.is_some() {
+        // A deadline record here is refused by the request's `allowed`.
+        return Ok(());
+    }
+    let Some(record) = reader.consumer.peek(|k| k == kind::REQUEST || k == kind::DEADLINE)? else { return Ok(()) };
+    let h = record.header;
+    if h.kind != kind::DEADLINE {
+        return Ok(());
+    }
+    if h.len != 8 || h.total != 8 || h.offset != 0 {
+        return Err(ring::Violation::Piece("a deadline record must be one whole 8-byte piece"));
+    }
+    let ns = u64::from_le_bytes(reader.consumer.payload(&record).try_into().expect("8 bytes"));
+    reader.consumer.release(&record);
+    reader.deadline = Some((h.id, ns));
+    Ok(())
 }

@@ -20,7 +20,7 @@ impl Shared {
             if !self.access.allows(&accepted.peer) {
                 trace::refused(&self.name, &accepted.peer, trace::Refusal::Permission);
                 // Tell it why, then hang up; it does not count as a client.
-                let hello = frame::encode_hello(frame::STATUS_REFUSED, self.local_max);
+                let hello = frame::encode_hello(frame::STATUS_REFUSED, self.local_max, 0);
                 let _ = accepted.wire.write_now(&[io::IoSlice::new(&hello)]);
                 accepted.wire.shutdown();
                 continue;
@@ -29,12 +29,12 @@ impl Shared {
                 // Over the cap: a clear answer at connect, and no resources
                 // held for it; it does not count as a client.
                 trace::refused(&self.name, &accepted.peer, trace::Refusal::Busy);
-                let hello = frame::encode_hello(frame::STATUS_BUSY, self.local_max);
+                let hello = frame::encode_hello(frame::STATUS_BUSY, self.local_max, 0);
                 let _ = accepted.wire.write_now(&[io::IoSlice::new(&hello)]);
                 accepted.wire.shutdown();
                 continue;
             }
-            let hello = frame::encode_hello(frame::STATUS_OK, self.local_max);
+            let hello = frame::encode_hello(frame::STATUS_OK, self.local_max, frame::FLAGS);
             if write_all_blocking(&*accepted.wire, &[&hello]).is_err() {
                 continue;
             }

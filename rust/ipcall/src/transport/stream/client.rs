@@ -69,6 +69,8 @@ struct Shared {
     wire: Box<dyn Wire>,
     /// The negotiated maximum message size, both ways.
     max: u32,
+    /// Both hellos announced `FLAG_DEADLINE`: requests may carry deadline frames.
+    sends_deadlines: bool,
     /// The next request id and the outbox. Locked while a request is
     /// written, so requests leave in id order and never interleave.
     writer: Mutex<Writer>,
@@ -111,7 +113,7 @@ impl StreamClient {
         };
         // A server that refuses us may have closed before our hello went out:
         // its own hello (with the refusal) is still there to read.
-        let written = write_all_blocking(&*wire, &[&frame::encode_hello(frame::STATUS_OK, local_max)]);
+        let written = write_all_blocking(&*wire, &[&frame::encode_hello(frame::STATUS_OK, local_max, frame::FLAGS)]);
         let mut reader = FrameReader::new(Role::Client, local_max);
         let deadline = Deadline::after(options.connect_timeout.unwrap_or(CLIENT_HANDSHAKE_TIMEOUT));
         let hello = match reader.next(&*wire, deadline) {
@@ -135,6 +137,7 @@ impl StreamClient {
             name,
             wire,
             max: reader.max(),
+            sends_deadlines: reader.negotiated() & frame::FLAG_DEADLINE != 0,
             writer: Mutex::new(Writer { next_id: 1, outbox: Vec::new() }),
             calls: Mutex::new(Calls::new()),
             async_cond: Condvar::new(),
@@ -189,7 +192,7 @@ impl Shared {
                 fail_all(orphans, &Death::Disconnected, &self.name);
                 return;
             }
-            FrameKind::Request => unreachable!("the client decoder refuses requests"),
+            FrameKind::Request | FrameKind::Deadline => unreachable!("the client decoder refuses requests"),
         };
         let entry = lock(&self.calls).remove(frame.id);
         // An unknown id (abandoned, or never issued) is discarded.
@@ -318,7 +321,9 @@ impl Shared {
 
     /// Writes request `data` for `slot`, blocking while the wire is full;
     /// returns its id. The writer lock is held throughout.
-    fn send_blocking(&self, slot: &Arc<Slot>, data: &[u8]) -> Result<u64> {
+    /// Sends a request (preceded by its deadline frame when `timeout_ns`
+    /// is `Some`, which the caller allows only if both sides announced it).
+    fn send_blocking(&self, slot: &Arc<Slot>, data: &[u8], timeout_ns: Option<u64>) -> Result<u64> {
         let mut writer = lock(&self.writer);
         if !writer.outbox.is_empty() {
             let outbox = std::mem::take(&mut writer.outbox);
@@ -342,7 +347,16 @@ impl Shared {
         }
         writer.next_id += 1;
         let header = frame::encode_header(FrameKind::Request, id, data.len() as u32);
-        if self.write_request(&header, data).is_err() {
+        let mut with_deadline = [0u8; 2 * frame::HEADER_LEN + frame::DEADLINE_LEN as usize];
+        let header: &[u8] = match timeout_ns {
+            None => &header,
+            Some(ns) => {
+                with_deadline[..frame::HEADER_LEN + 8].copy_from_slice(&frame::encode_deadline(id, ns));
+                with_deadline[frame::HEADER_LEN + 8..].copy_from_slice(&header);
+                &with_deadline
+            }
+        };
+        if self.write_request(header, data).is_err() {
             drop(writer);
             return Err(self.broken_write(Some(id)));
         }
@@ -382,20 +396,32 @@ impl Shared {
     }
 }
 
-impl ClientConn for StreamClient {
-    fn send(self: Arc<Self>, data: &[u8]) -> Result<Call> {
+impl StreamClient {
+    fn send_with(self: Arc<Self>, data: &[u8], timeout: Option<Duration>) -> Result<Call> {
         let shared = &self.shared;
         if data.len() as u64 > u64::from(shared.max) {
             return Err(Error::TooLarge { size: data.len() as u64, max: u64::from(shared.max) });
         }
         let slot = Arc::new(Slot::new());
         shared.notifier.arm(&slot);
-        let sent = shared.send_blocking(&slot, data);
+        // A peer that did not announce deadlines never sees the frame.
+        let timeout_ns = timeout.filter(|_| shared.sends_deadlines).map(crate::transport::timeout_ns);
+        let sent = shared.send_blocking(&slot, data, timeout_ns);
         // The writer is free again: an event loop whose `try_send` found it
         // busy may try again.
         shared.send_blocked.after_blocking_send(&shared.notifier);
         let id = sent?;
         Ok(Call { conn: self, id, slot })
+    }
+}
+
+impl ClientConn for StreamClient {
+    fn send(self: Arc<Self>, data: &[u8]) -> Result<Call> {
+        self.send_with(data, None)
+    }
+
+    fn send_timeout(self: Arc<Self>, data: &[u8], timeout: Duration) -> Result<Call> {
+        self.send_with(data, Some(timeout))
     }
 
     fn wait(&self, id: u64, slot: &Slot, deadline: Deadline) -> bool {
@@ -508,7 +534,7 @@ impl ClientConn for StreamClient {
         true
     }
 
-    fn try_send(self: Arc<Self>, data: &[u8]) -> Result<Option<Call>> {
-        self.evented_try_send(data)
+    fn try_send(self: Arc<Self>, data: &[u8], timeout: Option<Duration>) -> Result<Option<Call>> {
+        self.evented_try_send(data, timeout)
     }
 }

@@ -129,13 +129,27 @@ pub(crate) struct Decoded {
     pub(crate) data: Vec<u8>,
     /// The negotiated maximum on its connection: the largest allowed reply.
     pub(crate) max: u32,
+    /// The caller's deadline (see `transport::request_deadline`), if its
+    /// request came with a deadline frame.
+    pub(crate) deadline: Option<std::time::Instant>,
+}
+
+impl Decoded {
+    /// A request frame just decoded on `conn`; its deadline counts from now.
+    pub(crate) fn new(conn: &Arc<ServerConn>, frame: crate::core::frame::Frame, max: u32) -> Decoded {
+        let deadline =
+            frame.deadline_ns.map(|ns| crate::transport::request_deadline(std::time::Duration::from_nanos(ns)));
+        Decoded { conn: conn.clone(), id: frame.id, data: frame.payload, max, deadline }
+    }
 }
 
 /// Turns a decoded request into an `Incoming`; called under the state lock
 /// (which orders `last_taken` against `close`).
 pub(crate) fn deliver(decoded: Decoded) -> Incoming {
-    let Decoded { conn, id, data, max } = decoded;
+    let Decoded { conn, id, data, max, deadline } = decoded;
     let peer = conn.peer;
     conn.last_taken.store(id, Ordering::Release);
-    Incoming::new(data, peer, conn, id, max)
+    let mut incoming = Incoming::new(data, peer, conn, id, max);
+    incoming.deadline = deadline;
+    incoming
 }

@@ -230,7 +230,7 @@ impl FrameReader {
     /// A reader for what `role`'s peer sends; `local_max` is our own limit.
     pub(crate) fn new(role: Role, local_max: u32) -> FrameReader {
         FrameReader {
-            decoder: Decoder::new(role, local_max),
+            decoder: Decoder::new(role, local_max, crate::core::frame::FLAGS),
             buf: vec![MaybeUninit::uninit(); STAGING].into_boxed_slice(),
             start: 0,
             end: 0,
@@ -241,6 +241,11 @@ impl FrameReader {
     /// The negotiated maximum (valid after the hello).
     pub(crate) fn max(&self) -> u32 {
         self.decoder.max()
+    }
+
+    /// The flags both hellos announced (valid after the hello).
+    pub(crate) fn negotiated(&self) -> u32 {
+        self.decoder.negotiated()
     }
 
     /// The next event from bytes already buffered, without I/O.

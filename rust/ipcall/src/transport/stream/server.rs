@@ -272,9 +272,7 @@ impl Shared {
                     lock(&self.state).handshakes.retain(|(t, _)| *t != token);
                 }
                 Ok(Some(Event::Frame(f))) => match f.kind {
-                    FrameKind::Request => {
-                        batch.push(Decoded { conn: conn.clone(), id: f.id, data: f.payload, max: reader.max() })
-                    }
+                    FrameKind::Request => batch.push(Decoded::new(&conn, f, reader.max())),
                     // The client sends nothing more: it is gone.
                     _ => break Err(DropReason::ClientLeft),
                 },
@@ -442,13 +440,13 @@ impl Shared {
             };
             match read {
                 Ok(Some(Event::Frame(f))) if f.kind == FrameKind::Request => {
-                    first = Some(Decoded { conn: conn.clone(), id: f.id, data: f.payload, max: reader.max() });
+                    first = Some(Decoded::new(conn, f, reader.max()));
                     conn.frame_overdue(false, self.frame_timeout);
                     // Decode whatever else that read brought, without reading more.
                     while reader.has_buffered() {
                         match reader.next(&*conn.wire, Deadline::Now) {
                             Ok(Some(Event::Frame(f))) if f.kind == FrameKind::Request => {
-                                out.push(Decoded { conn: conn.clone(), id: f.id, data: f.payload, max: reader.max() })
+                                out.push(Decoded::new(conn, f, reader.max()))
                             }
                             Ok(None) => break,
                             other => {

@@ -18,12 +18,15 @@
 //!
 //! `try_send` writes a request only if the request ring has room for it
 //! (or, for a request larger than one piece, for its first piece: the rest
-//! waits in the outbox for `progress()` or the next send).
+//! waits in the outbox for `progress()` or the next send). A request with a
+//! deadline is sent once its deadline record fits; if the request then does
+//! not, all of it waits in the outbox, so that it still follows its record.
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, MutexGuard};
+use std::time::Duration;
 
 use super::{Outbox, Shared, ShmClient, Writer};
 use crate::core::error::{Error, Result};
@@ -245,7 +248,7 @@ impl ShmClient {
     }
 
     /// See [`ClientConn::try_send`](crate::transport::ClientConn::try_send).
-    pub(super) fn evented_try_send(self: Arc<Self>, data: &[u8]) -> Result<Option<Call>> {
+    pub(super) fn evented_try_send(self: Arc<Self>, data: &[u8], timeout: Option<Duration>) -> Result<Option<Call>> {
         let shared = &self.shared;
         if data.len() as u64 > u64::from(shared.max) {
             return Err(Error::TooLarge { size: data.len() as u64, max: u64::from(shared.max) });
@@ -271,8 +274,23 @@ impl ShmClient {
         // In the table before the server can see the request.
         let start_reader = shared.insert_call(id, &slot)?;
         publish_cpu(&shared.mapping.header().client_cpu);
-        let n = match writer.producer.write(kind::REQUEST, id, data, 0) {
-            Ok(Some(n)) => n,
+        // A server that does not offer deadlines never sees the record.
+        let deadline =
+            timeout.filter(|_| shared.sends_deadlines).map(|t| crate::transport::timeout_ns(t).to_le_bytes());
+        let mut wrote_deadline = false;
+        let mut written = Ok(None);
+        if let Some(ns) = &deadline {
+            written = writer.producer.write(kind::DEADLINE, id, ns, 0);
+            wrote_deadline = matches!(written, Ok(Some(_)));
+        }
+        if deadline.is_none() || wrote_deadline {
+            written = writer.producer.write(kind::REQUEST, id, data, 0);
+        }
+        // How much of the request went out; `None` if nothing did, yet it
+        // is sent: its deadline record is out, so it follows from the outbox.
+        let n = match written {
+            Ok(Some(n)) => Some(n),
+            Ok(None) if wrote_deadline => None,
             Ok(None) => {
                 // No room: as if never sent (the id is reused).
                 shared.send_blocked.set(true);
@@ -305,8 +323,8 @@ impl ShmClient {
                 shared.notifier.ring();
             }
         }
-        if n < data.len() {
-            writer.outbox = Some(Outbox { id, data: data.to_vec(), offset: n });
+        if n != Some(data.len()) {
+            writer.outbox = Some(Outbox { id, data: data.to_vec(), offset: n.unwrap_or(0) });
             if !bell || shared.wait_for_room_evented(&writer) {
                 shared.notifier.ring();
             }

@@ -6,6 +6,7 @@
 use std::io::{self, IoSlice};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::{Arc, MutexGuard};
+use std::time::Duration;
 
 use super::{Shared, StreamClient, Writer};
 use crate::core::error::{Error, Result};
@@ -184,21 +185,29 @@ impl StreamClient {
     }
 
     /// See [`ClientConn::try_send`](crate::transport::ClientConn::try_send).
-    pub(super) fn evented_try_send(self: Arc<Self>, data: &[u8]) -> Result<Option<Call>> {
+    pub(super) fn evented_try_send(self: Arc<Self>, data: &[u8], timeout: Option<Duration>) -> Result<Option<Call>> {
         let shared = self.shared.clone();
         if data.len() as u64 > u64::from(shared.max) {
             return Err(Error::TooLarge { size: data.len() as u64, max: u64::from(shared.max) });
         }
         let Some(writer) = shared.send_blocked.writer_or_ring_later(&shared.writer) else { return Ok(None) };
-        let sent = self.try_send_holding(writer, data);
+        // A peer that did not announce deadlines never sees the frame.
+        let timeout_ns = timeout.filter(|_| shared.sends_deadlines).map(crate::transport::timeout_ns);
+        let sent = self.try_send_holding(writer, data, timeout_ns);
         // The writer is free again: a `try_send` that found it busy
         // meanwhile (another thread's, or task's) is told to try again.
         shared.send_blocked.after_blocking_send(&shared.notifier);
         sent
     }
 
-    /// The rest of `evented_try_send`, holding the writer.
-    fn try_send_holding(self: Arc<Self>, mut writer: MutexGuard<'_, Writer>, data: &[u8]) -> Result<Option<Call>> {
+    /// The rest of `evented_try_send`, holding the writer: the request,
+    /// preceded by its deadline frame when `timeout_ns` is `Some`.
+    fn try_send_holding(
+        self: Arc<Self>,
+        mut writer: MutexGuard<'_, Writer>,
+        data: &[u8],
+        timeout_ns: Option<u64>,
+    ) -> Result<Option<Call>> {
         let shared = &self.shared;
         match shared.flush_now(&mut writer) {
             Ok(true) => shared.want_write(false),
@@ -225,8 +234,12 @@ impl StreamClient {
         }
         shared.wire.before_write(data.len());
         let header = frame::encode_header(FrameKind::Request, id, data.len() as u32);
-        let parts = [&header[..], data];
-        let total = header.len() + data.len();
+        // The deadline frame and its request leave as one run of bytes: a
+        // partial write keeps the rest of both in the outbox, so the request
+        // still follows its deadline frame at once.
+        let deadline = timeout_ns.map(|ns| frame::encode_deadline(id, ns));
+        let parts = [deadline.as_ref().map_or(&[][..], |d| &d[..]), &header[..], data];
+        let total = parts.iter().map(|part| part.len()).sum::<usize>();
         let mut sent = 0usize;
         while sent < total {
             let slices = remaining_slices(&parts, sent);
