@@ -26,6 +26,7 @@ test-rust:
 	$(CARGO) test
 	# The `tracing` feature's events (no face turns it on by default).
 	$(CARGO) test -p ipcall --features tracing --test tracing_events
+	$(CARGO) test -p ipcall --features tracing,nats --test tracing_nats
 
 fmt-check:
 	$(CARGO) fmt --all -- --check
@@ -42,6 +43,8 @@ lint:
 	$(CARGO) clippy -p ipcall --all-targets --features tokio -- -D warnings -D missing_docs
 	# The core with only `tracing` (its events compiled in; off, they are not).
 	$(CARGO) clippy -p ipcall --all-targets --features tracing -- -D warnings -D missing_docs
+	# ... and with `nats` (its events).
+	$(CARGO) clippy -p ipcall --all-targets --features tracing,nats -- -D warnings -D missing_docs
 
 ## demo: build what it needs, then run the mixed-language pipeline
 ## (`ipcall demo`; the recipe is in mk/cli.mk).

@@ -17,6 +17,7 @@ mod bench;
 mod client;
 mod errors;
 mod evloop;
+mod pylog;
 mod server;
 
 use std::time::{Duration, Instant};
@@ -150,6 +151,8 @@ impl<'py> FromPyObject<'_, 'py> for BytesLike<'py> {
 fn _ipcall(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // The workspace version (Cargo.toml), the one the wheel is named after.
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    // The core's events go to `logging.getLogger("ipcall")` ([`pylog`]).
+    pylog::install();
     m.add_class::<server::PyServer>()?;
     m.add_class::<server::PyRequest>()?;
     m.add_class::<server::PyPeer>()?;

@@ -6,105 +6,18 @@
 //! threads emit most events); each test looks only at the events that name
 //! its own server.
 
-use std::collections::BTreeMap;
+mod tracing_support;
+
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, Once};
+use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ipcall::{Client, ErrorKind, Kind, Server, ServerOptions};
-use tracing::field::{Field, Visit};
-use tracing::span::{Attributes, Id, Record};
-use tracing::{Event, Level, Metadata, Subscriber};
-
-/// Every wait for an event ends by this (a generous bound, not a timing).
-const BOUND: Duration = Duration::from_secs(20);
-
-/// One event as the subscriber saw it.
-#[derive(Debug, Clone)]
-struct Seen {
-    level: Level,
-    target: String,
-    /// Every field as text (`message` included), by field name.
-    fields: BTreeMap<String, String>,
-}
-
-impl Seen {
-    fn field(&self, name: &str) -> Option<&str> {
-        self.fields.get(name).map(String::as_str)
-    }
-}
-
-/// What every event so far, and a way to wait for more.
-struct Log {
-    seen: Mutex<Vec<Seen>>,
-    grew: Condvar,
-}
-
-static LOG: Log = Log { seen: Mutex::new(Vec::new()), grew: Condvar::new() };
-
-struct Fields<'a>(&'a mut BTreeMap<String, String>);
-
-impl Visit for Fields<'_> {
-    fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.insert(field.name().to_string(), value.to_string());
-    }
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        self.0.insert(field.name().to_string(), format!("{value:?}"));
-    }
-}
-
-/// A subscriber that keeps every event of the `ipcall` targets.
-struct Collect;
-
-impl Subscriber for Collect {
-    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
-        metadata.target().starts_with("ipcall")
-    }
-    fn new_span(&self, _: &Attributes<'_>) -> Id {
-        Id::from_u64(1)
-    }
-    fn record(&self, _: &Id, _: &Record<'_>) {}
-    fn record_follows_from(&self, _: &Id, _: &Id) {}
-    fn event(&self, event: &Event<'_>) {
-        let mut fields = BTreeMap::new();
-        event.record(&mut Fields(&mut fields));
-        let seen = Seen { level: *event.metadata().level(), target: event.metadata().target().to_string(), fields };
-        LOG.seen.lock().unwrap().push(seen);
-        LOG.grew.notify_all();
-    }
-    fn enter(&self, _: &Id) {}
-    fn exit(&self, _: &Id) {}
-}
-
-fn install() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| tracing::subscriber::set_global_default(Collect).unwrap());
-}
-
-/// The first event with `message` and `name` (and whatever else `also`
-/// checks), waiting for it up to [`BOUND`].
-fn wait_for(message: &str, name: &str, also: impl Fn(&Seen) -> bool) -> Seen {
-    let until = Instant::now() + BOUND;
-    let mut seen = LOG.seen.lock().unwrap();
-    loop {
-        let found =
-            seen.iter().find(|s| s.field("message") == Some(message) && s.field("name") == Some(name) && also(s));
-        if let Some(found) = found {
-            return found.clone();
-        }
-        let now = Instant::now();
-        assert!(now < until, "no {message:?} event for {name} within {BOUND:?}; events: {:#?}", *seen);
-        seen = LOG.grew.wait_timeout(seen, until - now).unwrap().0;
-    }
-}
-
-/// Every event naming `name` so far.
-fn events_of(name: &str) -> Vec<Seen> {
-    LOG.seen.lock().unwrap().iter().filter(|s| s.field("name") == Some(name)).cloned().collect()
-}
+use tracing::Level;
+use tracing_support::{events_of, install, wait_for, BOUND};
 
 /// A server on a fresh name of `kind`, answering every request with
 /// itself repeated `factor` times, on two threads; closed on drop.

@@ -275,6 +275,13 @@ pub(crate) trait Responder: Send + Sync {
 
 /// Binds `name` with the transport its kind selects.
 pub(crate) fn bind(name: &Name, options: &ServerOptions) -> Result<Box<dyn ServerTransport>> {
+    let bound = bind_by_kind(name, options);
+    trace::bound(name, &bound);
+    bound
+}
+
+/// [`bind`] with the transport `name`'s kind selects.
+fn bind_by_kind(name: &Name, options: &ServerOptions) -> Result<Box<dyn ServerTransport>> {
     match name.kind() {
         Kind::Mem => mem::bind(name, options),
         Kind::Unix => unix::bind(name, options),

@@ -237,3 +237,94 @@ pub(crate) fn client_died(name: &str, death: &Death) {
         );
     }
 }
+
+/// Emits the event of a server bound on `name` (DEBUG; every transport,
+/// so a `nats:` member joining its queue group shows too).
+#[inline(always)]
+pub(crate) fn bound<T>(name: &Name, result: &Result<T>) {
+    let _ = (name, result);
+    #[cfg(feature = "tracing")]
+    match result {
+        Ok(_) => event!(tracing::Level::DEBUG, transport = name.kind().as_str(), name = name.as_str(), "server bound"),
+        Err(e) => event!(
+            tracing::Level::DEBUG,
+            transport = name.kind().as_str(),
+            name = name.as_str(),
+            error_kind = ?e.kind(),
+            error = %e,
+            "bind failed"
+        ),
+    }
+}
+
+/// What a `nats:` connection's event stream said, as far as its events go.
+#[cfg(feature = "nats")]
+#[derive(Debug, Clone, Copy)]
+#[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+pub(crate) enum NatsLink {
+    /// The connection to the NATS server was lost (async-nats reconnects).
+    Lost,
+    /// It is back after a loss.
+    Restored,
+}
+
+/// Emits the event of the `nats:` connection of `side` (`client` or
+/// `server`) of `name` being lost (WARN) or restored after a loss (INFO).
+#[cfg(feature = "nats")]
+#[inline(always)]
+pub(crate) fn nats_link(name: &str, side: &'static str, link: NatsLink) {
+    let _ = (name, side, link);
+    match link {
+        NatsLink::Lost => event!(tracing::Level::WARN, transport = "nats", name, side, "nats connection lost"),
+        NatsLink::Restored => {
+            event!(tracing::Level::INFO, transport = "nats", name, side, "nats connection restored")
+        }
+    }
+}
+
+/// Emits the event of another trouble async-nats reported on the
+/// connection of `side` of `name` (WARN): a slow consumer, a server or
+/// client error, lame-duck mode.
+#[cfg(feature = "nats")]
+#[inline(always)]
+pub(crate) fn nats_trouble(name: &str, side: &'static str, what: &dyn std::fmt::Display) {
+    let _ = (name, side, what);
+    event!(tracing::Level::WARN, transport = "nats", name, side, event = %what, "nats event");
+}
+
+/// Emits the event of a `nats:` client failing `calls` calls held by the
+/// server instance `instance` of `name` with `Disconnected` (WARN):
+/// `reason` is `no_pong` (its liveness ping found it gone or silent) or
+/// `no_ack` (a request neither acked nor answered in time; `instance`
+/// unknown then, empty).
+#[cfg(feature = "nats")]
+#[inline(always)]
+pub(crate) fn nats_member_gone(name: &str, instance: &str, reason: &'static str, calls: usize) {
+    let _ = (name, instance, reason, calls);
+    event!(tracing::Level::WARN, transport = "nats", name, instance, reason, calls, "server instance gone");
+}
+
+/// Emits the event of a `nats:` server answering a message that broke the
+/// protocol with `Ipcall-Error: protocol` (WARN).
+#[cfg(feature = "nats")]
+#[inline(always)]
+pub(crate) fn nats_error_sent(name: &str, violation: &str) {
+    let _ = (name, violation);
+    event!(tracing::Level::WARN, transport = "nats", name, violation, "protocol error sent");
+}
+
+/// Emits the event of a `nats:` call failing with a protocol error
+/// (WARN): `received` when the server answered `Ipcall-Error: protocol`
+/// (it says our request broke the protocol), else the answer itself
+/// broke it (a foreign publisher's garbage on the reply subject).
+#[cfg(feature = "nats")]
+#[inline(always)]
+pub(crate) fn nats_call_violation(name: &str, violation: &str, received: bool) {
+    let _ = (name, violation, received);
+    #[cfg(feature = "tracing")]
+    if received {
+        event!(tracing::Level::WARN, transport = "nats", name, violation, "protocol error received");
+    } else {
+        event!(tracing::Level::WARN, transport = "nats", name, violation, "protocol violation by the server");
+    }
+}

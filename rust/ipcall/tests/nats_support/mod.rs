@@ -4,6 +4,8 @@
 //! dropped.
 #![allow(dead_code)]
 
+pub mod raw;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -54,6 +56,9 @@ pub struct Config {
     pub cluster: Option<Vec<String>>,
     /// Serve NATS's HTTP monitoring (`/connz`) on a loopback port.
     pub monitor: bool,
+    /// Listen on this client port rather than one the node picks (a node
+    /// started again where a killed one was).
+    pub port: Option<u16>,
 }
 
 fn scratch_dir() -> PathBuf {
@@ -74,7 +79,8 @@ impl Node {
     pub fn start_with(config: &Config) -> Node {
         let dir = scratch_dir();
         let mut cmd = Command::new(binary());
-        cmd.args(["-a", "127.0.0.1", "-p", "-1", "--ports_file_dir"]).arg(&dir);
+        let port = config.port.map_or_else(|| "-1".to_owned(), |p| p.to_string());
+        cmd.args(["-a", "127.0.0.1", "-p", &port, "--ports_file_dir"]).arg(&dir);
         cmd.arg("-l").arg(dir.join("log"));
         if config.monitor {
             cmd.args(["-m", "-1"]);

@@ -28,6 +28,7 @@ use crate::core::options::ClientOptions;
 use crate::core::slot::{Outcome, Slot};
 use crate::core::wait::Deadline;
 use crate::transport::evented::Notifier;
+use crate::transport::trace;
 use crate::transport::Call as CallInFlight;
 use crate::transport::ClientConn;
 
@@ -76,15 +77,30 @@ impl Calls {
         }
     }
 
-    fn fail_where(&self, mut which: impl FnMut(&Call) -> bool) {
+    /// [`finish`](Self::finish), emitting the `tracing` event of a
+    /// protocol error first (outside the lock) if the call is still held:
+    /// `received` when the server answered `Ipcall-Error`.
+    fn finish_traced(&self, id: u64, outcome: Outcome, received: bool) {
+        if let Outcome::Error(Error::Protocol { reason, .. }) = &outcome {
+            if self.lock().contains_key(&id) {
+                trace::nats_call_violation(&self.name, reason, received);
+            }
+        }
+        self.finish(id, outcome);
+    }
+
+    /// Fails the calls `which` picks with `Disconnected`; how many.
+    fn fail_where(&self, mut which: impl FnMut(&Call) -> bool) -> usize {
         let failed: Vec<Call> = {
             let mut map = self.lock();
             let ids: Vec<u64> = map.iter().filter(|(_, c)| which(c)).map(|(&id, _)| id).collect();
             ids.into_iter().filter_map(|id| map.remove(&id)).collect()
         };
+        let count = failed.len();
         for call in failed {
             call.slot.complete(Outcome::Disconnected);
         }
+        count
     }
 
     fn protocol(&self, reason: String) -> Outcome {
@@ -277,6 +293,7 @@ impl Task {
     ) {
         let (ping_tx, mut ping_rx) = unbounded_channel::<(Subject, bool)>();
         let mut tick = tokio::time::interval(TICK);
+        let mut lost = false;
         loop {
             tokio::select! {
                 Some(message) = replies.next() => self.on_reply(message).await,
@@ -296,6 +313,7 @@ impl Task {
                     None => break,
                 },
                 Some(event) = events.recv() => {
+                    conn::trace_event(&self.calls.name, "client", &event, &mut lost);
                     // Answers in flight may be lost with the connection:
                     // fail every pending call now rather than leave it hanging.
                     if matches!(event, Event::Disconnected) {
@@ -310,7 +328,10 @@ impl Task {
                         state.in_flight = false;
                     }
                     if !alive {
-                        self.calls.fail_where(|c| c.instance.as_ref() == Some(&instance));
+                        let failed = self.calls.fail_where(|c| c.instance.as_ref() == Some(&instance));
+                        if failed > 0 {
+                            trace::nats_member_gone(&self.calls.name, instance.as_str(), "no_pong", failed);
+                        }
                     }
                 }
                 _ = tick.tick() => self.look_after_calls(&ping_tx),
@@ -323,8 +344,12 @@ impl Task {
     /// Fails calls nobody acked in time; pings the instances holding calls.
     fn look_after_calls(&mut self, ping_tx: &UnboundedSender<(Subject, bool)>) {
         let now = Instant::now();
-        self.calls
+        let unacked = self
+            .calls
             .fail_where(|c| c.instance.is_none() && c.answer.is_none() && now.duration_since(c.sent) > ACK_TIMEOUT);
+        if unacked > 0 {
+            trace::nats_member_gone(&self.calls.name, "", "no_ack", unacked);
+        }
         let mut holding: Vec<Subject> = self.calls.lock().values().filter_map(|c| c.instance.clone()).collect();
         holding.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
         holding.dedup();
@@ -360,7 +385,7 @@ impl Task {
         }
         let kind = match wire::kind(&message) {
             Ok(kind) => kind,
-            Err(reason) => return self.calls.finish(id, self.calls.protocol(reason)),
+            Err(reason) => return self.calls.finish_traced(id, self.calls.protocol(reason), false),
         };
         let step = {
             let mut map = self.calls.lock();
@@ -371,7 +396,7 @@ impl Task {
         match step {
             Step::Wait => {}
             Step::SendRest(instance, rest) => self.send_rest(id, instance, rest).await,
-            Step::Done(outcome) => self.calls.finish(id, outcome),
+            Step::Done(outcome) => self.calls.finish_traced(id, outcome, kind == MsgKind::Error),
         }
     }
 

@@ -150,3 +150,20 @@ pub(crate) async fn ping(
         Err(_) => Ping::Silent,
     }
 }
+
+/// Emits the `tracing` event of an async-nats connection `event` on the
+/// connection of `side` of `name`; `lost` remembers a loss, so that only a
+/// `Connected` after one reads as restored (the first is the connect's).
+pub(crate) fn trace_event(name: &str, side: &'static str, event: &Event, lost: &mut bool) {
+    use crate::transport::trace::{self, NatsLink};
+    match event {
+        Event::Disconnected => {
+            *lost = true;
+            trace::nats_link(name, side, NatsLink::Lost);
+        }
+        Event::Connected if std::mem::take(lost) => trace::nats_link(name, side, NatsLink::Restored),
+        // Our own close, and the first connect (its own event).
+        Event::Connected | Event::Draining | Event::Closed => {}
+        other => trace::nats_trouble(name, side, other),
+    }
+}

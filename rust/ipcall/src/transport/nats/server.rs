@@ -30,6 +30,7 @@ use crate::core::peer::Peer;
 use crate::core::queue::{PopError, Queue};
 use crate::core::wait::Deadline;
 use crate::sys;
+use crate::transport::trace;
 use crate::transport::Incoming;
 use crate::transport::{Answer, Responder, ServerTransport};
 
@@ -261,6 +262,7 @@ pub(crate) fn bind(name: &Name, options: &ServerOptions) -> Result<Box<dyn Serve
         let chunk = wire::chunk_size(nats.server_info().max_payload);
         let shared = Arc::new(Shared { commands, chunk, instance: instance2.clone() });
         let task = Task {
+            name: name2.shared().clone(),
             nats,
             shared: Arc::downgrade(&shared),
             queue: queue2,
@@ -289,6 +291,8 @@ struct Partial {
 }
 
 struct Task {
+    /// The server's name, for its `tracing` events.
+    name: Arc<str>,
     nats: async_nats::Client,
     shared: Weak<Shared>,
     queue: Arc<Queue<Queued>>,
@@ -323,6 +327,7 @@ impl Task {
         let mut ack_check = tokio::time::interval(ACK_DELAY);
         ack_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let (alive_tx, mut alive_rx) = unbounded_channel::<bool>();
+        let mut lost = false;
         let mut checking = false;
         // Read until the subscription ends, even after leaving the group:
         // what NATS delivered before our unsubscribe still gets an answer.
@@ -386,8 +391,8 @@ impl Task {
                     None => break,
                 },
                 _ = ack_check.tick(), if !self.unacked.is_empty() => self.ack_the_slow().await,
-                // Events only matter to callers; drain them.
-                Some(_) = events.recv() => {}
+                // Events only matter to callers and to `tracing`.
+                Some(event) = events.recv() => conn::trace_event(&self.name, "server", &event, &mut lost),
                 _ = sweep.tick() => {
                     let now = Instant::now();
                     self.assemblies.retain(|_, p| now.duration_since(p.touched) < ASSEMBLY_IDLE);
@@ -418,6 +423,9 @@ impl Task {
     }
 
     fn error(&self, reply: Subject, code: &str, reason: &str) {
+        if code == error_code::PROTOCOL {
+            trace::nats_error_sent(&self.name, reason);
+        }
         if let Some(shared) = self.shared.upgrade() {
             send_error(&shared, reply, code, reason);
         }
@@ -468,8 +476,13 @@ impl Task {
                 self.left_group = true;
                 self.pong(reply, true).await;
             }
-            // Refused: the client reports NotFound.
-            Some(_) => self.error(reply, error_code::PROTOCOL, "this one-shot server has its client already"),
+            // Refused: the client reports NotFound. Not a violation, so
+            // no `tracing` event: sent past `error`.
+            Some(_) => {
+                if let Some(shared) = self.shared.upgrade() {
+                    send_error(&shared, reply, error_code::PROTOCOL, "this one-shot server has its client already");
+                }
+            }
             None => self.error(reply, error_code::PROTOCOL, "connect ping without Ipcall-Client"),
         }
     }
