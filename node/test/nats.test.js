@@ -126,10 +126,16 @@ describe('nats: from Node', () => {
     )
     replies.forEach((reply, i) => assert.equal(reply.toString(), `re:${i}`))
     assert.equal((await timedOut).code, 'TIMEOUT')
+    // The held request reached the server, unless its 50 ms deadline passed
+    // first (on a loaded machine): a server drops a request whose caller
+    // gave up before it was received. A late answer to it is discarded, and
+    // the client that timed out keeps working.
+    assert.ok(held.length <= 1, `held ${held.length}`)
+    for (const req of held) req.reply('late')
+    assert.equal((await clients[0].call('after')).toString(), 're:after')
     server.close()
     await serving
     for (const client of clients) client.close()
-    assert.equal(held.length, 1)
   })
 
   test('a process whose nats: calls are answered exits by itself', async () => {
