@@ -208,6 +208,22 @@ impl Drop for CloseOnDrop {
     }
 }
 
+/// An `shm:` echo server (rings of [`CAPACITY`]) served by a thread: its
+/// name, what closes it when the test ends, and the serving thread.
+fn echo_server() -> (String, CloseOnDrop, thread::JoinHandle<()>) {
+    let server =
+        std::sync::Arc::new(Server::bind_unique_with(Kind::Shm, &ServerOptions::new().ring_size(CAPACITY)).unwrap());
+    let closer = CloseOnDrop(server.clone());
+    let name = server.name().to_string();
+    let serving = thread::spawn(move || {
+        while let Ok(request) = server.recv() {
+            let data = request.data().to_vec();
+            request.reply(&data).unwrap();
+        }
+    });
+    (name, closer, serving)
+}
+
 fn rand_tag() -> u64 {
     static N: AtomicU64 = AtomicU64::new(0);
     N.fetch_add(1, Ordering::Relaxed)
@@ -345,16 +361,7 @@ fn a_request_ring_head_that_runs_backwards_or_ahead_is_a_protocol_error() {
 
 #[test]
 fn garbage_from_one_client_drops_it_alone_and_the_server_goes_on() {
-    let server =
-        std::sync::Arc::new(Server::bind_unique_with(Kind::Shm, &ServerOptions::new().ring_size(CAPACITY)).unwrap());
-    let _closer = CloseOnDrop(server.clone());
-    let name = server.name().to_string();
-    let serving = thread::spawn(move || {
-        while let Ok(request) = server.recv() {
-            let data = request.data().to_vec();
-            request.reply(&data).unwrap();
-        }
-    });
+    let (name, _closer, serving) = echo_server();
     let good = Client::connect(&name).unwrap();
     type Harm = fn(&Memory);
     let harms: [(&str, Harm); 5] = [
@@ -401,16 +408,7 @@ fn garbage_from_one_client_drops_it_alone_and_the_server_goes_on() {
 
 #[test]
 fn a_reply_ring_head_past_its_tail_drops_that_client_when_the_server_next_reads_it() {
-    let server =
-        std::sync::Arc::new(Server::bind_unique_with(Kind::Shm, &ServerOptions::new().ring_size(CAPACITY)).unwrap());
-    let _closer = CloseOnDrop(server.clone());
-    let name = server.name().to_string();
-    let serving = thread::spawn(move || {
-        while let Ok(request) = server.recv() {
-            let data = request.data().to_vec();
-            request.reply(&data).unwrap();
-        }
-    });
+    let (name, _closer, serving) = echo_server();
     let stream = UnixStream::connect(name.strip_prefix("shm:").unwrap()).unwrap();
     let mut fds = recv_fds(&stream);
     let bell = fds.pop().unwrap();
@@ -470,16 +468,7 @@ fn readable_soon(fd: RawFd) -> bool {
 
 #[test]
 fn a_client_bell_is_rung_with_wake_ups_and_a_bad_one_drops_that_client_alone() {
-    let server =
-        std::sync::Arc::new(Server::bind_unique_with(Kind::Shm, &ServerOptions::new().ring_size(CAPACITY)).unwrap());
-    let _closer = CloseOnDrop(server.clone());
-    let name = server.name().to_string();
-    let serving = thread::spawn(move || {
-        while let Ok(request) = server.recv() {
-            let data = request.data().to_vec();
-            request.reply(&data).unwrap();
-        }
-    });
+    let (name, _closer, serving) = echo_server();
     let good = Client::connect(&name).unwrap();
     let path = name.strip_prefix("shm:").unwrap().to_string();
     // A request with the bell flag set, after `send` ran; then the doorbell.
@@ -656,16 +645,7 @@ fn a_server_with_the_deadline_feature_gets_the_record_right_before_its_request()
 
 #[test]
 fn a_bad_deadline_record_drops_that_client_alone() {
-    let server =
-        std::sync::Arc::new(Server::bind_unique_with(Kind::Shm, &ServerOptions::new().ring_size(CAPACITY)).unwrap());
-    let _closer = CloseOnDrop(server.clone());
-    let name = server.name().to_string();
-    let serving = thread::spawn(move || {
-        while let Ok(request) = server.recv() {
-            let data = request.data().to_vec();
-            request.reply(&data).unwrap();
-        }
-    });
+    let (name, _closer, serving) = echo_server();
     let good = Client::connect(&name).unwrap();
     type Harm = fn(&Memory);
     let harms: [(&str, Harm); 4] = [
