@@ -205,17 +205,24 @@ pub(crate) fn refused(name: &str, peer: &Peer, refusal: Refusal) {
 /// kind and text on failure).
 #[inline(always)]
 pub(crate) fn connected<T>(name: &Name, result: &Result<T>) {
-    let _ = (name, result);
+    outcome(name, result, "connected", "connect failed");
+}
+
+/// The DEBUG event of a connect or bind of `name`: `ok`, or `failed` with
+/// the error's kind and text.
+#[inline(always)]
+fn outcome<T>(name: &Name, result: &Result<T>, ok: &'static str, failed: &'static str) {
+    let _ = (name, result, ok, failed);
     #[cfg(feature = "tracing")]
     match result {
-        Ok(_) => event!(tracing::Level::DEBUG, transport = name.kind().as_str(), name = name.as_str(), "connected"),
+        Ok(_) => event!(tracing::Level::DEBUG, transport = name.kind().as_str(), name = name.as_str(), "{ok}"),
         Err(e) => event!(
             tracing::Level::DEBUG,
             transport = name.kind().as_str(),
             name = name.as_str(),
             error_kind = ?e.kind(),
             error = %e,
-            "connect failed"
+            "{failed}"
         ),
     }
 }
@@ -242,19 +249,7 @@ pub(crate) fn client_died(name: &str, death: &Death) {
 /// so a `nats:` member joining its queue group shows too).
 #[inline(always)]
 pub(crate) fn bound<T>(name: &Name, result: &Result<T>) {
-    let _ = (name, result);
-    #[cfg(feature = "tracing")]
-    match result {
-        Ok(_) => event!(tracing::Level::DEBUG, transport = name.kind().as_str(), name = name.as_str(), "server bound"),
-        Err(e) => event!(
-            tracing::Level::DEBUG,
-            transport = name.kind().as_str(),
-            name = name.as_str(),
-            error_kind = ?e.kind(),
-            error = %e,
-            "bind failed"
-        ),
-    }
+    outcome(name, result, "server bound", "bind failed");
 }
 
 /// What a `nats:` connection's event stream said, as far as its events go.
