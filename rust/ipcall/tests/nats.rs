@@ -503,3 +503,38 @@ fn a_bad_connection_name_is_invalid_name_before_anything_is_sent() {
     }
     drop(server);
 }
+
+#[test]
+fn owned_calls_and_replies_carry_the_same_bytes_whole_and_in_chunks() {
+    let node = Node::start();
+    let options = ServerOptions::new().max_message_size(4 << 20);
+    let server = Arc::new(Server::bind_with(&node.name(&subject("owned")), &options).unwrap());
+    let client = Client::connect_with(server.name(), &ClientOptions::new().max_message_size(4 << 20)).unwrap();
+    let serving = server.clone();
+    // Hands every request's own buffer back: the reply is the message's
+    // payload as it is, with no copy.
+    let echo = std::thread::spawn(move || {
+        while let Ok(mut request) = serving.recv() {
+            let data = request.take_data();
+            let _ = request.reply_owned(data);
+        }
+    });
+    // Up to 1 MiB fits one message; 3 MiB goes in chunks each way.
+    for len in [0usize, 1, 64, 1 << 20, 3 << 20] {
+        let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        assert_eq!(client.call_owned(data.clone()).unwrap(), data, "call_owned {len} B");
+        let timed = client.call_timeout_owned(data.clone(), Duration::from_secs(30)).unwrap();
+        assert_eq!(timed, data, "call_timeout_owned {len} B");
+    }
+    let pendings: Vec<_> = (0..8u8).map(|i| (i, client.send_owned(vec![i; 1000]).unwrap())).collect();
+    for (i, pending) in pendings {
+        assert_eq!(pending.wait().unwrap(), vec![i; 1000]);
+    }
+    match client.call_owned(vec![7u8; (4 << 20) + 1]) {
+        Err(Error::TooLarge { size, max }) => assert_eq!((size, max), (((4 << 20) + 1) as u64, (4 << 20) as u64)),
+        other => panic!("expected TooLarge, got {other:?}"),
+    }
+    assert_eq!(client.call(b"still fine").unwrap(), b"still fine");
+    server.close();
+    echo.join().unwrap();
+}

@@ -98,6 +98,26 @@ impl Client {
         Pending::new(self.name.clone(), call).wait_timeout(timeout)
     }
 
+    /// Like [`call`](Self::call), handing over the buffer: over `mem:` and
+    /// `nats:` the request goes out without a copy (the other transports
+    /// write it from the buffer as `call` does).
+    pub fn call_owned(&self, data: Vec<u8>) -> Result<Vec<u8>> {
+        self.send_owned(data)?.wait()
+    }
+
+    /// Like [`call_timeout`](Self::call_timeout), handing over the buffer
+    /// as [`call_owned`](Self::call_owned) does.
+    pub fn call_timeout_owned(&self, data: Vec<u8>, timeout: Duration) -> Result<Vec<u8>> {
+        let call = self.conn.clone().send_owned(data, Some(timeout))?;
+        Pending::new(self.name.clone(), call).wait_timeout(timeout)
+    }
+
+    /// Like [`send`](Self::send), handing over the buffer as
+    /// [`call_owned`](Self::call_owned) does.
+    pub fn send_owned(&self, data: Vec<u8>) -> Result<Pending> {
+        self.conn.clone().send_owned(data, None).map(|call| self.pending(call))
+    }
+
     /// Sends `data` and returns the call in flight, to wait for (or await) later.
     pub fn send(&self, data: &[u8]) -> Result<Pending> {
         self.conn.clone().send(data).map(|call| self.pending(call))

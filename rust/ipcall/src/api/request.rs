@@ -6,7 +6,7 @@ use std::time::Instant;
 use crate::api::taken::TakenMark;
 use crate::core::error::Result;
 use crate::core::peer::Peer;
-use crate::transport::{Answer, Incoming};
+use crate::transport::{Answer, Body, Incoming};
 
 /// One received request: its bytes, its sender, and the duty to answer.
 ///
@@ -73,7 +73,16 @@ impl Request {
     /// A reply larger than the caller's limit is refused here with
     /// `TooLarge`; the caller then gets `NoReply` (nothing is truncated).
     pub fn reply(mut self, data: &[u8]) -> Result<()> {
-        self.incoming.answer(Answer::Reply(data))
+        self.incoming.answer(Answer::Reply(Body::Borrowed(data)))
+    }
+
+    /// Like [`reply`](Self::reply), handing over the buffer: over `mem:`
+    /// and `nats:` the bytes go out without a copy (the other transports
+    /// write them from the buffer as `reply` does). With
+    /// [`take_data`](Self::take_data) an echo or an in-place transform
+    /// copies nothing of its own.
+    pub fn reply_owned(mut self, data: Vec<u8>) -> Result<()> {
+        self.incoming.answer(Answer::Reply(Body::Owned(data)))
     }
 
     /// Answers with an application error: the caller gets `Remote(payload)`.

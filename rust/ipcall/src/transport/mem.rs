@@ -21,7 +21,7 @@ use crate::core::spin::Budget;
 use crate::core::wait::{Deadline, SpinHint};
 use crate::sys;
 use crate::transport::evented::Notifier;
-use crate::transport::{Answer, Call, ClientConn, Incoming, Responder, ServerTransport};
+use crate::transport::{Answer, Body, Call, ClientConn, Incoming, Responder, ServerTransport};
 
 /// Live `mem:` servers by name. Invariant: an entry is removed (under this
 /// lock) before its endpoint's queue is closed, so any entry whose `Weak`
@@ -93,7 +93,7 @@ impl Responder for Slot {
         // A completion refused because the caller gave up is the documented
         // "late reply is discarded", not an error of the server's.
         self.complete(match answer {
-            Answer::Reply(data) => Outcome::Reply(data.to_vec()),
+            Answer::Reply(data) => Outcome::Reply(data.into_vec()),
             Answer::Fail(payload) => Outcome::Fail(payload.to_vec()),
             Answer::NoReply => Outcome::NoReply,
         });
@@ -194,14 +194,15 @@ impl Drop for MemClient {
 }
 
 impl MemClient {
-    fn send_with(self: Arc<Self>, data: &[u8], deadline: Option<std::time::Instant>) -> Result<Call> {
+    fn send_with(self: Arc<Self>, data: Body<'_>, deadline: Option<std::time::Instant>) -> Result<Call> {
+        let len = data.as_slice().len();
         let max = self.max.min(self.endpoint.max_request);
-        if data.len() as u64 > u64::from(max) {
-            return Err(Error::TooLarge { size: data.len() as u64, max: u64::from(max) });
+        if len as u64 > u64::from(max) {
+            return Err(Error::TooLarge { size: len as u64, max: u64::from(max) });
         }
         let slot = self.slot();
         self.notifier.arm(&slot);
-        let call = Queued { data: data.to_vec(), slot: Some(slot.clone()), reply_max: self.max, deadline };
+        let call = Queued { data: data.into_vec(), slot: Some(slot.clone()), reply_max: self.max, deadline };
         if let Err(mut refused) = self.endpoint.queue.push(call) {
             refused.slot = None;
             return Err(Error::Disconnected { name: self.endpoint.name.clone() });
@@ -212,11 +213,15 @@ impl MemClient {
 
 impl ClientConn for MemClient {
     fn send(self: Arc<Self>, data: &[u8]) -> Result<Call> {
-        self.send_with(data, None)
+        self.send_with(Body::Borrowed(data), None)
     }
 
     fn send_timeout(self: Arc<Self>, data: &[u8], timeout: std::time::Duration) -> Result<Call> {
-        self.send_with(data, Some(crate::transport::request_deadline(timeout)))
+        self.send_with(Body::Borrowed(data), Some(crate::transport::request_deadline(timeout)))
+    }
+
+    fn send_owned(self: Arc<Self>, data: Vec<u8>, timeout: Option<std::time::Duration>) -> Result<Call> {
+        self.send_with(Body::Owned(data), timeout.map(crate::transport::request_deadline))
     }
 
     fn wait(&self, _id: u64, slot: &Slot, deadline: Deadline) -> bool {
@@ -279,7 +284,7 @@ mod tests {
     /// Answers the oldest queued request with `data`.
     fn answer(server: &dyn ServerTransport, data: &[u8]) {
         let mut request = server.recv(Deadline::Now).expect("a queued request");
-        request.answer(Answer::Reply(data)).unwrap();
+        request.answer(Answer::Reply(Body::Borrowed(data))).unwrap();
     }
 
     #[test]

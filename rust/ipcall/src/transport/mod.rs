@@ -89,7 +89,8 @@ impl Incoming {
     /// sent, and the request then answers `NoReply` when dropped.
     pub(crate) fn answer(&mut self, answer: Answer<'_>) -> Result<()> {
         let len = match answer {
-            Answer::Reply(d) | Answer::Fail(d) => d.len(),
+            Answer::Reply(ref d) => d.as_slice().len(),
+            Answer::Fail(d) => d.len(),
             Answer::NoReply => 0,
         };
         if len as u64 > u64::from(self.reply_max) {
@@ -186,6 +187,14 @@ pub(crate) trait ClientConn: Send + Sync {
     fn send_timeout(self: Arc<Self>, data: &[u8], _timeout: std::time::Duration) -> Result<Call> {
         self.send(data)
     }
+    /// Like `send` (or `send_timeout` with a timeout), taking the buffer:
+    /// the default copies as `send` does; `mem:` and `nats:` keep it.
+    fn send_owned(self: Arc<Self>, data: Vec<u8>, timeout: Option<std::time::Duration>) -> Result<Call> {
+        match timeout {
+            None => self.send(&data),
+            Some(timeout) => self.send_timeout(&data, timeout),
+        }
+    }
     /// Blocks until `slot` (call `id`) completes or the deadline passes.
     /// Transports that read the wire in the caller's thread do so here.
     fn wait(&self, _id: u64, slot: &Slot, deadline: Deadline) -> bool {
@@ -263,9 +272,36 @@ pub(crate) trait ClientConn: Send + Sync {
 /// How a request's answer travels back.
 #[derive(Debug)]
 pub(crate) enum Answer<'a> {
-    Reply(&'a [u8]),
+    Reply(Body<'a>),
     Fail(&'a [u8]),
     NoReply,
+}
+
+/// Bytes to send, borrowed from the caller or handed over with their
+/// buffer. A transport that keeps bytes as they are (`mem:` queues them,
+/// `nats:` gives them to its socket writer) takes an owned buffer without
+/// copying it; the others write either form from the slice.
+#[derive(Debug)]
+pub(crate) enum Body<'a> {
+    Borrowed(&'a [u8]),
+    Owned(Vec<u8>),
+}
+
+impl Body<'_> {
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        match self {
+            Body::Borrowed(data) => data,
+            Body::Owned(data) => data,
+        }
+    }
+
+    /// The bytes in a buffer of their own: the owned one, or a copy.
+    pub(crate) fn into_vec(self) -> Vec<u8> {
+        match self {
+            Body::Borrowed(data) => data.to_vec(),
+            Body::Owned(data) => data,
+        }
+    }
 }
 
 /// The answering end of a request (call `id` on some connection).

@@ -138,15 +138,22 @@ fn make_pending(conn: Arc<NatsClient>, id: u64, slot: Arc<Slot>) -> CallInFlight
 }
 
 impl NatsClient {
-    fn start(self: Arc<Self>, data: &[u8], timeout: Option<Duration>) -> Result<CallInFlight> {
-        if data.len() as u64 > u64::from(self.max_send) {
-            return Err(Error::TooLarge { size: data.len() as u64, max: u64::from(self.max_send) });
+    /// Sends a request; `data` is asked for only once the size is known to
+    /// fit (a borrowed request is copied then, an owned one is not).
+    fn start(
+        self: Arc<Self>,
+        len: usize,
+        data: impl FnOnce() -> Bytes,
+        timeout: Option<Duration>,
+    ) -> Result<CallInFlight> {
+        if len as u64 > u64::from(self.max_send) {
+            return Err(Error::TooLarge { size: len as u64, max: u64::from(self.max_send) });
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         // An answer is a network round trip away: the caller sleeps at once.
         let slot = Arc::new(Slot::without_spin());
         self.notifier.arm(&slot);
-        let data = Bytes::copy_from_slice(data);
+        let data = data();
         let (first, rest) = wire::split(&data, self.chunk);
         let mut headers = wire::headers(MsgKind::Request);
         headers.insert(wire::H_MAX, self.max_reply.to_string());
@@ -175,11 +182,15 @@ impl NatsClient {
 
 impl ClientConn for NatsClient {
     fn send(self: Arc<Self>, data: &[u8]) -> Result<CallInFlight> {
-        self.start(data, None)
+        self.start(data.len(), || Bytes::copy_from_slice(data), None)
     }
 
     fn send_timeout(self: Arc<Self>, data: &[u8], timeout: Duration) -> Result<CallInFlight> {
-        self.start(data, Some(timeout))
+        self.start(data.len(), || Bytes::copy_from_slice(data), Some(timeout))
+    }
+
+    fn send_owned(self: Arc<Self>, data: Vec<u8>, timeout: Option<Duration>) -> Result<CallInFlight> {
+        self.start(data.len(), || Bytes::from(data), timeout)
     }
 
     /// Runs the runtime while it waits (see [`driver`](super::driver)): the

@@ -32,7 +32,7 @@ use crate::core::wait::Deadline;
 use crate::sys;
 use crate::transport::trace;
 use crate::transport::Incoming;
-use crate::transport::{Answer, Responder, ServerTransport};
+use crate::transport::{Answer, Body, Responder, ServerTransport};
 
 /// A partly received request is dropped when no part came for this long.
 const ASSEMBLY_IDLE: Duration = Duration::from_secs(30);
@@ -108,12 +108,13 @@ struct NatsResponder {
 
 impl Responder for NatsResponder {
     fn answer(&self, _id: u64, answer: Answer<'_>) -> Result<()> {
+        // An owned reply becomes the message's payload as it is: no copy.
         let (kind, data) = match answer {
-            Answer::Reply(data) => (MsgKind::Reply, data),
-            Answer::Fail(data) => (MsgKind::Fail, data),
-            Answer::NoReply => (MsgKind::NoReply, &[][..]),
+            Answer::Reply(Body::Owned(data)) => (MsgKind::Reply, Bytes::from(data)),
+            Answer::Reply(Body::Borrowed(data)) => (MsgKind::Reply, Bytes::copy_from_slice(data)),
+            Answer::Fail(data) => (MsgKind::Fail, Bytes::copy_from_slice(data)),
+            Answer::NoReply => (MsgKind::NoReply, Bytes::new()),
         };
-        let data = Bytes::copy_from_slice(data);
         let (first, rest) = wire::split(&data, self.shared.chunk);
         let mut headers = wire::headers(kind);
         if !rest.is_empty() {

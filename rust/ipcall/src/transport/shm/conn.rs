@@ -138,7 +138,7 @@ impl ServerConn {
 impl Responder for ServerConn {
     fn answer(&self, id: u64, answer: Answer<'_>) -> Result<()> {
         let (kind, payload) = match answer {
-            Answer::Reply(data) => (kind::REPLY, data),
+            Answer::Reply(ref data) => (kind::REPLY, data.as_slice()),
             Answer::Fail(data) => (kind::FAIL, data),
             Answer::NoReply => (kind::NO_REPLY, &[][..]),
         };

@@ -109,7 +109,7 @@ impl ServerConn {
 impl Responder for ServerConn {
     fn answer(&self, id: u64, answer: Answer<'_>) -> Result<()> {
         let (kind, payload) = match answer {
-            Answer::Reply(data) => (FrameKind::Reply, data),
+            Answer::Reply(ref data) => (FrameKind::Reply, data.as_slice()),
             Answer::Fail(data) => (FrameKind::Fail, data),
             Answer::NoReply => (FrameKind::NoReply, &[][..]),
         };
