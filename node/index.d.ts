@@ -235,6 +235,31 @@ export interface ConnectOptions {
 }
 
 /**
+ * Stops publishing the core's events in this JavaScript thread (events
+ * already queued are still published to whoever subscribes then). With
+ * no thread left publishing, they cost nothing again. Harmless when
+ * events are not enabled.
+ */
+export declare function disableEvents(): void
+
+/**
+ * How many events were dropped because a JavaScript thread's queue was
+ * full (1,024 waiting), since the process began.
+ */
+export declare function droppedEvents(): number
+
+/**
+ * Starts publishing the core's events on the `diagnostics_channel`s
+ * `ipcall:connect`, `ipcall:bind`, `ipcall:accept`, `ipcall:refuse`,
+ * `ipcall:drop`, `ipcall:protocol-error` and `ipcall:nats` in this
+ * JavaScript thread (a worker calls it for itself). Until then the events
+ * cost nothing. Calling it again is harmless. Events reach subscribers
+ * when the event loop next turns, never inside the call that caused
+ * them; past 1,024 waiting they are dropped (see `droppedEvents()`).
+ */
+export declare function enableEvents(): void
+
+/**
  * Every error `code` (`'DISCONNECTED'`, ...), in the core's order: the
  * table errors are built from (`ipcall::ErrorKind::all`).
  */

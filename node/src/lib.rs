@@ -21,6 +21,7 @@
 mod bytes;
 mod client;
 mod error;
+mod events;
 mod faces;
 mod options;
 mod reactor;
@@ -33,6 +34,7 @@ use napi_derive::napi;
 // What the addon exports, also as Rust items (so that every export is
 // reachable, including in clippy's `cfg(test)` build, where napi registers nothing).
 pub use client::{connect, connect_async, Client};
+pub use events::{disable_events, dropped_events, enable_events};
 pub use faces::{init, IpcallError};
 pub use options::{CallOptions, ConnectOptions, ServerOptions};
 pub use server::{Peer, Request, Server};
