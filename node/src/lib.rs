@@ -17,6 +17,10 @@
 //! exactly while a `recv()` or a call waits on it, so an idle process
 //! sleeps and exits. No thread is parked per call, so thousands of calls
 //! can be in flight at once.
+//!
+//! The core's `tracing` events are published on `diagnostics_channel`s
+//! after `enableEvents()` ([`events`]); the threads that emit them only
+//! queue them.
 
 mod bytes;
 mod client;

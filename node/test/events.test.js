@@ -306,6 +306,50 @@ describe('ipcall events on diagnostics_channel', () => {
     }
   })
 
+  test('a worker thread that enabled events gets every event of the process; one that ended is let go', async () => {
+    const { Worker } = require('node:worker_threads')
+    const server = ipcall.Server.bindUnique('mem')
+    const seen = record(['ipcall:accept'], (m) => m.name === server.name)
+    const worker = new Worker(
+      `const { parentPort, workerData } = require('node:worker_threads')
+      const dc = require('node:diagnostics_channel')
+      const ipcall = require(${JSON.stringify(path.join(__dirname, '..'))})
+      dc.subscribe('ipcall:accept', (m) => { if (m.name === workerData) parentPort.postMessage(m) })
+      ipcall.enableEvents()
+      // ipcall's queue keeps no thread alive: listening does, until terminate().
+      parentPort.on('message', () => {})
+      parentPort.postMessage('ready')`,
+      { eval: true, workerData: server.name },
+    )
+    try {
+      const messages = []
+      let wake = () => {}
+      worker.on('message', (m) => {
+        messages.push(m)
+        wake()
+      })
+      const until = (found) =>
+        new Promise((resolve, reject) => {
+          const timer = setTimeout(() => reject(new Error(`worker: ${JSON.stringify(messages)}`)), BOUND_MS)
+          wake = () => found() && (clearTimeout(timer), resolve())
+          wake()
+        })
+      await until(() => messages.includes('ready'))
+      connectAndLeave(server.name)
+      await until(() => messages.some((m) => m.conn === 0))
+      await seen.waitFor('ipcall:accept', (m) => m.conn === 0)
+      await worker.terminate()
+      // Its queue is gone: the next event drops it, this thread still gets it.
+      connectAndLeave(server.name)
+      await seen.waitFor('ipcall:accept', (m) => m.conn === 1)
+      assert.equal(messages.filter((m) => m !== 'ready').length, 1)
+    } finally {
+      await worker.terminate()
+      seen.stop()
+      server.close()
+    }
+  })
+
   test('a failed connect is an ipcall:connect message with ok: false and the error code', async () => {
     const name = `unix:${path.join(os.tmpdir(), `ipcall-events-nobody-${process.pid}`)}`
     assert.equal(fs.existsSync(name.slice('unix:'.length)), false)
