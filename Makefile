@@ -24,7 +24,9 @@ test: $(TEST_TARGETS)
 # The default members: the Rust crates only (no Python or Node needed).
 test-rust:
 	$(CARGO) test
-	# The `tracing` feature's events (no face turns it on by default).
+	# The `tracing` feature's events. The C ABI's crate turns the feature on,
+	# so `cargo test` above builds the core with it too (as with `nats`); named
+	# here so that they run whatever the workspace unifies.
 	$(CARGO) test -p ipcall --features tracing --test tracing_events
 	$(CARGO) test -p ipcall --features tracing,nats --test tracing_nats
 

@@ -128,6 +128,46 @@ typedef uint32_t ipcall_status;
 #endif // __cplusplus
 
 /**
+ * How severe an event is. The numbers are part of the ABI (fixed
+ * forever); a smaller number is more severe. As `max_level` of
+ * `ipcall_set_event_callback`, the least severe level delivered.
+ */
+enum ipcall_event_level
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * Not used by ipcall today; reserved for failures of ipcall itself.
+   */
+  IPCALL_EVENT_ERROR = 1,
+  /**
+   * A peer dropped for misbehaving or being slow, a refusal, a lost
+   * `nats:` link, a protocol violation.
+   */
+  IPCALL_EVENT_WARN = 2,
+  /**
+   * A `nats:` link restored.
+   */
+  IPCALL_EVENT_INFO = 3,
+  /**
+   * Connects, binds, accepts, a client that left.
+   */
+  IPCALL_EVENT_DEBUG = 4,
+  /**
+   * Not used by ipcall today.
+   */
+  IPCALL_EVENT_TRACE = 5,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum ipcall_event_level ipcall_event_level;
+#else
+typedef uint32_t ipcall_event_level;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
  * How a `shm:` endpoint waits for its peer (other transports ignore it);
  * set with `ipcall_server_options_set_wait_mode` and
  * `ipcall_client_options_set_wait_mode`.
@@ -236,6 +276,96 @@ typedef struct ipcall_buf {
    */
   size_t len;
 } ipcall_buf;
+
+/**
+ * One event, as the callback sees it. Every pointer in it, and the event
+ * itself, is valid only during the callback: copy what you keep. Strings
+ * are NUL-terminated UTF-8; those that may be absent are NULL then,
+ * numbers that may be absent are -1. No field carries credentials (`name`
+ * is the server's name as `ipcall_server_name` shows it). New fields may
+ * be appended in later versions (ipcall allocates the struct; read only
+ * the fields you know).
+ */
+typedef struct ipcall_event {
+  /**
+   * Its severity.
+   */
+  ipcall_event_level level;
+  /**
+   * What happened, a fixed text of the core (docs/ARCHITECTURE.md
+   * §Observability): `"connected"`, `"connect failed"`, `"server bound"`,
+   * `"bind failed"`, `"connection accepted"`, `"connection refused"`,
+   * `"connection dropped"`, `"protocol violation by the server"`, and
+   * the `nats:` ones. Never NULL.
+   */
+  const char *message;
+  /**
+   * The transport: `"mem"`, `"unix"`, `"pipe"`, `"shm"` or `"nats"`.
+   * Never NULL.
+   */
+  const char *transport;
+  /**
+   * The server's name. Never NULL.
+   */
+  const char *name;
+  /**
+   * `"connection dropped"`: `"client_left"`, `"protocol_violation"`,
+   * `"over_reply_budget"`, `"reply_stalled"`, `"frame_timeout"`,
+   * `"handshake_timeout"`; `"connection refused"`: `"permission"`,
+   * `"busy"`; `nats:` `"server instance gone"`: `"no_pong"`,
+   * `"no_ack"`. Else NULL.
+   */
+  const char *reason;
+  /**
+   * What the peer broke, for protocol violations; else NULL.
+   */
+  const char *violation;
+  /**
+   * A failed connect or bind: the error's text; else NULL.
+   */
+  const char *error;
+  /**
+   * A failed connect or bind: the status the call returned
+   * (`IPCALL_E_NOT_FOUND`, ...); else `IPCALL_OK`.
+   */
+  ipcall_status status;
+  /**
+   * The connection's number in its server (accept, drop); else -1.
+   */
+  int64_t conn;
+  /**
+   * The peer's process id (accept, refusal, drop), where the transport
+   * tells it; else -1.
+   */
+  int64_t pid;
+  /**
+   * The peer's user id, likewise; else -1.
+   */
+  int64_t uid;
+  /**
+   * `nats:` only: `"client"` or `"server"`, whose NATS connection; else NULL.
+   */
+  const char *side;
+  /**
+   * `nats:` only (`"nats event"`): async-nats's text; else NULL.
+   */
+  const char *detail;
+  /**
+   * `nats:` only (`"server instance gone"`): its subject (may be
+   * empty); else NULL.
+   */
+  const char *instance;
+  /**
+   * `nats:` only (`"server instance gone"`): how many calls failed; else -1.
+   */
+  int64_t calls;
+} ipcall_event;
+
+/**
+ * The callback: `event` and everything it points to are valid only
+ * during the call; `user` is what was passed with the callback.
+ */
+typedef void (*ipcall_event_callback)(const struct ipcall_event *event, void *user);
 
 /**
  * Who sent a request, as far as the transport can tell; `-1` where it
@@ -436,6 +566,27 @@ ipcall_status ipcall_pending_try_wait(struct ipcall_pending *pending, struct ipc
  * is abandoned (its late answer is discarded). `pending` may be NULL.
  */
 void ipcall_pending_free(struct ipcall_pending *pending);
+
+/**
+ * Sets the function ipcall calls with each of its events (connect, bind,
+ * accept, refusal, a connection dropped with its reason, protocol
+ * violations, the `nats:` link; docs/C-API.md "Events") whose level is
+ * `max_level` or more severe (`IPCALL_EVENT_WARN`: only misbehaving and
+ * slow peers, refusals, lost links; `IPCALL_EVENT_DEBUG`: everything).
+ * `callback` NULL removes the callback (`max_level` is then ignored).
+ *
+ * `callback(event, user)` runs on the thread that emitted the event —
+ * one of ipcall's own threads, or yours inside a connect or bind —
+ * possibly on several threads at once. It must return quickly, must not
+ * block, and must not call ipcall functions; `event` and its strings are
+ * valid only during the call. When this function returns, no call of a
+ * previous callback is running any more, so its `user` may be freed.
+ *
+ * Returns `IPCALL_E_INVALID` (and changes nothing) for a `max_level`
+ * that names no level when `callback` is set, or when called from inside
+ * an event callback.
+ */
+ipcall_status ipcall_set_event_callback(ipcall_event_callback callback, void *user, ipcall_event_level max_level);
 
 /**
  * Creates server options with the defaults: messages up to 64 MiB, many

@@ -41,3 +41,68 @@ export interface IpcallError extends Error {
 /** `for await (const req of server)` yields requests until the server is closed. */
 export interface Server extends AsyncIterable<Request> {}
 
+
+/**
+ * The `diagnostics_channel`s ipcall publishes the core's events on, once
+ * `enableEvents()` was called in this thread. Each event goes to exactly
+ * one channel: `ipcall:connect` (a client's connect, `ok` or failed with
+ * `code`), `ipcall:bind` (a server bound, or failed), `ipcall:accept` (a
+ * server accepted a connection), `ipcall:refuse` (turned one away:
+ * `reason` `'permission'` or `'busy'`), `ipcall:drop` (a server dropped a
+ * connection, with `reason`; a slow peer is `'over_reply_budget'` or
+ * `'reply_stalled'`, a server-side protocol error `'protocol_violation'`
+ * with `violation`), `ipcall:protocol-error` (a violation a client sees;
+ * `nats:` protocol errors sent and received), `ipcall:nats` (the NATS
+ * link, instances declared gone). A message the table does not know goes
+ * to `ipcall:event`.
+ */
+export type EventChannel =
+  | 'ipcall:connect'
+  | 'ipcall:bind'
+  | 'ipcall:accept'
+  | 'ipcall:refuse'
+  | 'ipcall:drop'
+  | 'ipcall:protocol-error'
+  | 'ipcall:nats'
+  | 'ipcall:event'
+
+/**
+ * What is published on an `EventChannel`: the core's event (docs/ARCHITECTURE.md
+ * §Observability) with its fields in camel case. Never credentials: `name`
+ * is the server's name as `server.name` shows it.
+ */
+export interface IpcallEvent {
+  level: 'error' | 'warn' | 'info' | 'debug' | 'trace'
+  /** The core's message: `'connected'`, `'connection accepted'`, `'connection dropped'`, ... */
+  message: string
+  /** `'mem'`, `'unix'`, `'pipe'`, `'shm'` or `'nats'`. */
+  transport: string
+  /** The server's name. */
+  name: string
+  /** `ipcall:connect` and `ipcall:bind`: whether it worked. */
+  ok?: boolean
+  /** A failed connect or bind: the error's code and text. */
+  code?: ErrorCode
+  error?: string
+  /** `ipcall:accept`, `ipcall:drop`: the connection's number in its server. */
+  conn?: number
+  /** The peer's pid and uid, where the transport tells them. */
+  pid?: number
+  uid?: number
+  /**
+   * `ipcall:drop`: `'client_left'`, `'protocol_violation'`,
+   * `'over_reply_budget'`, `'reply_stalled'`, `'frame_timeout'`,
+   * `'handshake_timeout'`; `ipcall:refuse`: `'permission'`, `'busy'`;
+   * `ipcall:nats` (instance gone): `'no_pong'`, `'no_ack'`.
+   */
+  reason?: string
+  /** What the peer broke (protocol violations). */
+  violation?: string
+  /** `ipcall:nats`: which side's NATS connection. */
+  side?: 'client' | 'server'
+  /** `ipcall:nats`: async-nats's text of the event. */
+  event?: string
+  /** `ipcall:nats` (instance gone): its subject, and how many calls failed. */
+  instance?: string
+  calls?: number
+}

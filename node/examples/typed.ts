@@ -1,7 +1,8 @@
 // A typed tour of the API, checked by `tsc --noEmit` (test/typescript.test.js):
 // the declarations in index.d.ts must describe what the package really does.
-import { Server, Request, Client, IpcallError, connect, connectAsync, availableKinds } from 'ipcall'
-import type { ErrorCode, CallOptions, ServerOptions, Peer } from 'ipcall'
+import { Server, Request, Client, IpcallError, connect, connectAsync, availableKinds, enableEvents, disableEvents, droppedEvents } from 'ipcall'
+import type { ErrorCode, CallOptions, ServerOptions, Peer, EventChannel, IpcallEvent } from 'ipcall'
+import { subscribe, unsubscribe } from 'node:diagnostics_channel'
 
 async function serve(server: Server): Promise<number> {
   let served = 0
@@ -22,7 +23,24 @@ function codeOf(err: unknown): ErrorCode | undefined {
   return err instanceof IpcallError ? err.code : undefined
 }
 
+function watchDrops(): () => void {
+  const channel: EventChannel = 'ipcall:drop'
+  const onDrop = (message: unknown): void => {
+    const event = message as IpcallEvent
+    if (event.reason !== 'client_left') console.warn(event.name, event.reason, event.pid, event.violation)
+  }
+  subscribe(channel, onDrop)
+  enableEvents()
+  return () => {
+    unsubscribe(channel, onDrop)
+    disableEvents()
+    const lost: number = droppedEvents()
+    if (lost > 0) console.warn(`${lost} ipcall events dropped`)
+  }
+}
+
 export async function main(): Promise<void> {
+  const unwatch = watchDrops()
   const options: ServerOptions = { maxMessageSize: 1 << 20, oneShot: false }
   const server: Server = Server.bindUnique('mem', options)
   const serving: Promise<number> = serve(server)
@@ -47,4 +65,5 @@ export async function main(): Promise<void> {
   client.close()
   server.close()
   console.log(reply.length + text.length + view.length, kinds, await serving)
+  unwatch()
 }

@@ -17,10 +17,15 @@
 //! exactly while a `recv()` or a call waits on it, so an idle process
 //! sleeps and exits. No thread is parked per call, so thousands of calls
 //! can be in flight at once.
+//!
+//! The core's `tracing` events are published on `diagnostics_channel`s
+//! after `enableEvents()` ([`events`]); the threads that emit them only
+//! queue them.
 
 mod bytes;
 mod client;
 mod error;
+mod events;
 mod faces;
 mod options;
 mod reactor;
@@ -33,6 +38,7 @@ use napi_derive::napi;
 // What the addon exports, also as Rust items (so that every export is
 // reachable, including in clippy's `cfg(test)` build, where napi registers nothing).
 pub use client::{connect, connect_async, Client};
+pub use events::{disable_events, dropped_events, enable_events};
 pub use faces::{init, IpcallError};
 pub use options::{CallOptions, ConnectOptions, ServerOptions};
 pub use server::{Peer, Request, Server};

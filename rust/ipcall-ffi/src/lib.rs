@@ -20,6 +20,7 @@
 #![allow(clippy::not_unsafe_ptr_arg_deref)]
 
 mod client;
+mod events;
 mod options;
 mod server;
 
@@ -31,6 +32,7 @@ use std::time::Duration;
 use ipcall_core::{Error, ErrorKind};
 
 pub use client::*;
+pub use events::*;
 pub use options::*;
 pub use server::*;
 

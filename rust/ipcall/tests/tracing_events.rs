@@ -297,3 +297,71 @@ fn a_server_breaking_the_protocol_is_a_client_side_violation() {
     server.join().unwrap();
     std::fs::remove_file(&path).unwrap();
 }
+
+#[test]
+fn a_mem_connection_is_accepted_and_dropped_when_its_last_handle_goes() {
+    install();
+    let (pid, uid) = own_ids();
+    let echo = Echo::new(Kind::Mem, &ServerOptions::new(), 1);
+    let client = Client::connect(echo.name()).unwrap();
+    let clone = client.clone();
+    assert_eq!(clone.call(b"hi").unwrap(), b"hi");
+
+    let bound = wait_for("server bound", echo.name(), |_| true);
+    assert_eq!(bound.field("transport"), Some("mem"));
+    let accepted = wait_for("connection accepted", echo.name(), |_| true);
+    assert_eq!((accepted.level, accepted.target.as_str()), (Level::DEBUG, "ipcall"));
+    assert_eq!(accepted.field("transport"), Some("mem"));
+    assert_eq!(accepted.field("pid"), Some(pid.as_str()), "{accepted:?}");
+    assert_eq!(accepted.field("uid"), Some(uid.as_str()), "{accepted:?}");
+    let conn = accepted.field("conn").expect("a connection number").to_string();
+
+    // A clone shares the connection: it still stands.
+    drop(client);
+    let dropped_yet = || events_of(echo.name()).iter().any(|s| s.field("message") == Some("connection dropped"));
+    assert!(!dropped_yet(), "dropped while a clone still holds the connection");
+    drop(clone);
+    // The last handle went on this thread: the event is already there.
+    let dropped = wait_for("connection dropped", echo.name(), |_| true);
+    assert_eq!(dropped.level, Level::DEBUG, "{dropped:?}");
+    assert_eq!(dropped.field("reason"), Some("client_left"));
+    assert_eq!(dropped.field("conn"), Some(conn.as_str()));
+    assert_eq!(dropped.field("pid"), Some(pid.as_str()));
+
+    // The next connection has a number of its own.
+    drop(Client::connect(echo.name()).unwrap());
+    let second = wait_for("connection accepted", echo.name(), |s| s.field("conn") != Some(conn.as_str()));
+    let second = second.field("conn").unwrap().to_string();
+    wait_for("connection dropped", echo.name(), |s| s.field("conn") == Some(second.as_str()));
+    let accepts = events_of(echo.name()).into_iter().filter(|s| s.field("message") == Some("connection accepted"));
+    assert_eq!(accepts.count(), 2);
+}
+
+#[test]
+fn a_mem_connect_to_nobody_fails_not_found_and_accepts_nothing() {
+    install();
+    let name = format!("mem:ipcall-tracing-nobody-{}", std::process::id());
+    assert_eq!(Client::connect(&name).unwrap_err().kind(), ErrorKind::NotFound);
+    let failed = wait_for("connect failed", &name, |_| true);
+    assert_eq!(failed.field("transport"), Some("mem"));
+    assert_eq!(failed.field("error_kind"), Some("NotFound"));
+    let accepts = events_of(&name).into_iter().filter(|s| s.field("message") == Some("connection accepted"));
+    assert_eq!(accepts.count(), 0);
+}
+
+#[test]
+fn a_channel_pair_emits_no_connection_events() {
+    install();
+    let (server, client) = ipcall::channel().unwrap();
+    let name = server.name().to_string();
+    let before = events_of(&name).len();
+    let answering = thread::spawn(move || {
+        let request = server.recv().unwrap();
+        request.reply(b"ok").unwrap();
+    });
+    assert_eq!(client.call(b"x").unwrap(), b"ok");
+    answering.join().unwrap();
+    drop(client);
+    // Every channel shares the name `mem:(channel)`: no event may name it.
+    assert_eq!(events_of(&name).len(), before, "{:?}", events_of(&name));
+}

@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::os::fd::BorrowedFd;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, Weak};
 use std::task::{Context, Poll};
 
@@ -21,6 +22,7 @@ use crate::core::spin::Budget;
 use crate::core::wait::{Deadline, SpinHint};
 use crate::sys;
 use crate::transport::evented::Notifier;
+use crate::transport::trace::{ConnTrace, DropReason};
 use crate::transport::{Answer, Body, Call, ClientConn, Incoming, Responder, ServerTransport};
 
 /// Live `mem:` servers by name. Invariant: an entry is removed (under this
@@ -43,6 +45,9 @@ struct Endpoint {
     named: bool,
     /// Every request comes from this process.
     peer: Peer,
+    /// The number the next connection gets in its events (`conn`); counts
+    /// up from 0 and is never reused.
+    next_conn: AtomicU64,
 }
 
 impl Endpoint {
@@ -50,7 +55,7 @@ impl Endpoint {
         let queue = Queue::new().map_err(|e| Error::Io { name: name.clone(), source: e })?;
         let peer =
             Peer { pid: Some(std::process::id()), uid: Some(sys::uid()), gid: Some(sys::gid()), nats_client_id: None };
-        Ok(Arc::new(Endpoint { name, queue, max_request, one_shot, named, peer }))
+        Ok(Arc::new(Endpoint { name, queue, max_request, one_shot, named, peer, next_conn: AtomicU64::new(0) }))
     }
 
     fn unregister(self: &Arc<Self>) {
@@ -165,11 +170,15 @@ struct MemClient {
     spare: Mutex<Option<Arc<Slot>>>,
     /// The spin budget of this connection's waits for answers.
     budget: Budget,
+    /// The connection's number and its events (accept when made, drop when
+    /// the last handle goes); `None` for a `channel()` pair, which is no
+    /// connection made by `connect`.
+    trace: Option<(u64, ConnTrace)>,
 }
 
 impl MemClient {
-    fn new(endpoint: Arc<Endpoint>, max: u32) -> MemClient {
-        MemClient { endpoint, max, notifier: Notifier::new(), spare: Mutex::new(None), budget: Budget::new() }
+    fn new(endpoint: Arc<Endpoint>, max: u32, trace: Option<(u64, ConnTrace)>) -> MemClient {
+        MemClient { endpoint, max, notifier: Notifier::new(), spare: Mutex::new(None), budget: Budget::new(), trace }
     }
 
     /// A fresh slot: the spare one, reset, if this is its only holder (no
@@ -189,6 +198,11 @@ impl MemClient {
 
 impl Drop for MemClient {
     fn drop(&mut self) {
+        // The connection ends with its last handle (a `Client` and its
+        // clones share this one), whether or not the server still runs.
+        if let Some((token, trace)) = &self.trace {
+            trace.dropped(*token, &self.endpoint.peer, DropReason::ClientLeft);
+        }
         self.endpoint.queue.remove_producer();
     }
 }
@@ -257,7 +271,9 @@ pub(crate) fn connect(name: &Name, options: &ClientOptions) -> Result<Arc<dyn Cl
         endpoint.unregister();
         endpoint.queue.close_to_new();
     }
-    Ok(Arc::new(MemClient::new(endpoint, options.max_message_size)))
+    let token = endpoint.next_conn.fetch_add(1, Ordering::Relaxed);
+    let trace = ConnTrace::accepted(&endpoint.name, token, &endpoint.peer);
+    Ok(Arc::new(MemClient::new(endpoint, options.max_message_size, Some((token, trace)))))
 }
 
 /// The parts of an unnamed pair: its name, its server, its one connection.
@@ -273,7 +289,7 @@ pub(crate) fn pair() -> Result<Pair> {
     let added = endpoint.queue.add_producer();
     debug_assert!(added, "a new queue accepts its first producer");
     endpoint.queue.close_to_new();
-    let client = Arc::new(MemClient::new(endpoint.clone(), max));
+    let client = Arc::new(MemClient::new(endpoint.clone(), max, None));
     Ok((name, Box::new(MemServer { endpoint }), client))
 }
 
