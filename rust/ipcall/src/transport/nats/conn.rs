@@ -151,6 +151,23 @@ pub(crate) async fn ping(
     }
 }
 
+/// Waits until the NATS server has processed everything this connection
+/// sent before the call (a subscribe, an unsubscribe): a message to a
+/// fresh inbox of its own comes back only after the server read what
+/// preceded it, since it reads a connection's protocol in order. (async-nats's
+/// `flush` only writes the socket; it does not wait for the server.) On a
+/// cluster, the other nodes learn of the change a little later.
+pub(crate) async fn round_trip(nats: &async_nats::Client) -> std::result::Result<(), String> {
+    let inbox = nats.new_inbox();
+    let mut echo = nats.subscribe(inbox.clone()).await.map_err(|e| e.to_string())?;
+    nats.publish(inbox, bytes::Bytes::new()).await.map_err(|e| e.to_string())?;
+    nats.flush().await.map_err(|e| e.to_string())?;
+    match futures_util::StreamExt::next(&mut echo).await {
+        Some(_) => Ok(()),
+        None => Err("the connection closed".into()),
+    }
+}
+
 /// Emits the `tracing` event of an async-nats connection `event` on the
 /// connection of `side` of `name`; `lost` remembers a loss, so that only a
 /// `Connected` after one reads as restored (the first is the connect's).

@@ -258,7 +258,7 @@ pub(crate) fn bind(name: &Name, options: &ServerOptions) -> Result<Box<dyn Serve
         let jobs = nats.queue_subscribe(address.subject.clone(), wire::QUEUE_GROUP.into()).await.map_err(|e| io(&e))?;
         let own = nats.subscribe(instance2.clone()).await.map_err(|e| io(&e))?;
         // Subscriptions are in place on the NATS server before bind returns.
-        nats.flush().await.map_err(|e| io(&e))?;
+        conn::round_trip(&nats).await.map_err(|e| io(&e))?;
         let (commands, command_rx) = unbounded_channel();
         let chunk = wire::chunk_size(nats.server_info().max_payload);
         let shared = Arc::new(Shared { commands, chunk, instance: instance2.clone() });
@@ -378,10 +378,11 @@ impl Task {
                         if subscribed {
                             subscribed = false;
                             let _ = jobs.drain().await;
-                            // The NATS server has the unsubscribe once it
-                            // answers the flush's ping: from then on the
-                            // group's other members get the new calls.
-                            let _ = tokio::time::timeout(Duration::from_secs(5), self.nats.flush()).await;
+                            // From the round trip on, the NATS server has the
+                            // unsubscribe: the group's other members get the
+                            // new calls (a flush alone only wrote it, and a
+                            // call sent meanwhile still came here).
+                            let _ = tokio::time::timeout(LEAVE_TIMEOUT, conn::round_trip(&self.nats)).await;
                         }
                         self.close();
                         if let Some(left) = left {
