@@ -4,6 +4,7 @@ use std::fmt;
 use std::time::Instant;
 
 use crate::api::taken::TakenMark;
+use crate::core::cancel::Cancelled;
 use crate::core::error::Result;
 use crate::core::peer::Peer;
 use crate::transport::{Answer, Incoming};
@@ -68,6 +69,40 @@ impl Request {
         self.incoming.deadline
     }
 
+    /// True once the caller gave up on this request: its timeout passed,
+    /// it dropped its `Pending` unanswered, its task was cancelled, or its
+    /// `AbortSignal` fired (Node). Answering is still allowed and harmless:
+    /// the caller discards the answer, as any late answer.
+    ///
+    /// Always false where the caller cannot tell the server: a peer of the
+    /// older protocol (it announced no cancellation), or a `nats:` call not
+    /// yet acknowledged when it was abandoned (docs/PROTOCOL.md §13). A
+    /// cancel is best effort: a client whose connection had no room for it
+    /// at that moment drops it.
+    pub fn is_cancelled(&self) -> bool {
+        self.incoming.cancel.as_ref().is_some_and(crate::core::cancel::CancelRef::is_cancelled)
+    }
+
+    /// A future that completes when the caller gives up (when
+    /// [`is_cancelled`](Self::is_cancelled) becomes true): race it against
+    /// the work, e.g. in `tokio::select!`. It owns what it needs (no borrow
+    /// of the request), and never completes where the caller cannot tell.
+    pub fn cancelled(&self) -> Cancelled {
+        Cancelled { cancel: self.incoming.cancel.clone() }
+    }
+
+    /// Runs `callback` once when the caller gives up — at once if it
+    /// already has — for an event loop that learns it by a message to
+    /// itself. It runs in the thread that learns the cancel (the
+    /// transport's reader, or the caller's own thread over `mem:`): it
+    /// must be short and must not block. It is dropped unrun when the
+    /// request is answered, or if the transport cannot tell.
+    pub fn on_cancel(&self, callback: impl FnOnce() + Send + 'static) {
+        if let Some(cancel) = &self.incoming.cancel {
+            cancel.on_cancel(Box::new(callback));
+        }
+    }
+
     /// Answers with `data`.
     ///
     /// A reply larger than the caller's limit is refused here with
@@ -90,6 +125,7 @@ impl fmt::Debug for Request {
             .field("peer", &self.incoming.peer)
             .field("peer_name", &self.incoming.peer_name)
             .field("deadline", &self.incoming.deadline)
+            .field("cancelled", &self.incoming.cancel.as_ref().is_some_and(|c| c.get().is_fired()))
             .finish_non_exhaustive()
     }
 }
