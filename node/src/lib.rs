@@ -18,6 +18,7 @@
 //! sleeps and exits. No thread is parked per call, so thousands of calls
 //! can be in flight at once.
 
+mod abort;
 mod bytes;
 mod client;
 mod error;
