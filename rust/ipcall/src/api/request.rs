@@ -1,10 +1,13 @@
 //! `Request`: one received request and the duty to answer it.
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use crate::api::taken::TakenMark;
-use crate::core::cancel::Cancelled;
+use crate::core::cancel::CancelRef;
 use crate::core::error::Result;
 use crate::core::peer::Peer;
 use crate::transport::{Answer, Incoming};
@@ -80,7 +83,7 @@ impl Request {
     /// cancel is best effort: a client whose connection had no room for it
     /// at that moment drops it.
     pub fn is_cancelled(&self) -> bool {
-        self.incoming.cancel.as_ref().is_some_and(crate::core::cancel::CancelRef::is_cancelled)
+        self.incoming.cancel.as_ref().is_some_and(CancelRef::is_cancelled)
     }
 
     /// A future that completes when the caller gives up (when
@@ -127,5 +130,42 @@ impl fmt::Debug for Request {
             .field("deadline", &self.incoming.deadline)
             .field("cancelled", &self.incoming.cancel.as_ref().is_some_and(|c| c.get().is_fired()))
             .finish_non_exhaustive()
+    }
+}
+
+/// A future that completes when the caller of a request gives up (see
+/// [`Request::cancelled`]). It never completes for a request whose
+/// transport or peer cannot tell. Cheap to clone; it keeps nothing of the
+/// request alive but its cancellation flag.
+#[must_use = "a future does nothing unless polled"]
+#[derive(Clone)]
+pub struct Cancelled {
+    /// `None`: the transport cannot tell; the future stays pending.
+    cancel: Option<CancelRef>,
+}
+
+impl Cancelled {
+    /// True once the caller gave up (as [`Request::is_cancelled`]; after
+    /// the request was answered, what was known then).
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.as_ref().is_some_and(CancelRef::is_cancelled)
+    }
+}
+
+impl fmt::Debug for Cancelled {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let fired = self.cancel.as_ref().is_some_and(|c| c.get().is_fired());
+        f.debug_struct("Cancelled").field("is_cancelled", &fired).finish()
+    }
+}
+
+impl Future for Cancelled {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        match &self.cancel {
+            Some(cancel) => cancel.poll_fired(cx),
+            None => Poll::Pending,
+        }
     }
 }

@@ -2,7 +2,8 @@
 //! when the caller gave up (a cancel frame or record, a `nats:` cancel
 //! message, an abandoned `mem:` slot), and whoever waits for it.
 //!
-//! Setting it is all a cancel does: the request stays answerable, and its
+//! The public face is `api::request`'s `Cancelled` future and
+//! `Request::is_cancelled`. Setting the flag is all a cancel does: the request stays answerable, and its
 //! answer is discarded by the client as any late answer is.
 //!
 //! **Who reads the cancel.** A wire server reads its connections only while
@@ -14,8 +15,6 @@
 //! connection every [`WATCH_PERIOD`] until the flag fires or the request is
 //! answered (docs/DECISIONS.md).
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll, Waker};
@@ -198,7 +197,9 @@ impl CancelRef {
         }
     }
 
-    fn poll_fired(&self, cx: &mut Context<'_>) -> Poll<()> {
+    /// Polls for the cancel (reading the connection first), registering
+    /// `cx`'s waker and handing the flag to the watcher thread if pending.
+    pub(crate) fn poll_fired(&self, cx: &mut Context<'_>) -> Poll<()> {
         let cancel = self.get();
         cancel.pump_now();
         let polled = cancel.poll_fired(cx);
@@ -266,45 +267,6 @@ mod watcher {
             for cancel in live {
                 cancel.pump_now();
             }
-        }
-    }
-}
-
-/// A future that completes when the caller of a request gives up (see
-/// [`Request::cancelled`](crate::Request::cancelled)). It never completes
-/// for a request whose transport or peer cannot tell.
-#[must_use = "a future does nothing unless polled"]
-pub struct Cancelled {
-    /// `None`: the transport cannot tell; the future stays pending.
-    pub(crate) cancel: Option<CancelRef>,
-}
-
-impl Cancelled {
-    /// True once the caller gave up (as [`Request::is_cancelled`](crate::Request::is_cancelled)).
-    pub fn is_cancelled(&self) -> bool {
-        self.cancel.as_ref().is_some_and(CancelRef::is_cancelled)
-    }
-}
-
-impl Clone for Cancelled {
-    fn clone(&self) -> Cancelled {
-        Cancelled { cancel: self.cancel.clone() }
-    }
-}
-
-impl std::fmt::Debug for Cancelled {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Cancelled").field("is_cancelled", &self.is_cancelled()).finish()
-    }
-}
-
-impl Future for Cancelled {
-    type Output = ();
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        match &self.cancel {
-            Some(cancel) => cancel.poll_fired(cx),
-            None => Poll::Pending,
         }
     }
 }
