@@ -80,8 +80,9 @@ impl Request {
     /// Always false where the caller cannot tell the server: a peer of the
     /// older protocol (it announced no cancellation), or a `nats:` call not
     /// yet acknowledged when it was abandoned (docs/PROTOCOL.md §13). A
-    /// cancel is best effort: a client whose connection had no room for it
-    /// at that moment drops it.
+    /// cancel is best effort: the client never blocks to send it; one that
+    /// finds no room waits for the client's next send or `progress` (and
+    /// past 1,024 waiting it is dropped).
     pub fn is_cancelled(&self) -> bool {
         self.incoming.cancel.as_ref().is_some_and(CancelRef::is_cancelled)
     }
