@@ -859,6 +859,18 @@ ipcall_status ipcall_request_peer_nats_client_id(const struct ipcall_request *re
 ipcall_status ipcall_request_deadline(const struct ipcall_request *request, uint64_t *out_remaining_ns);
 
 /**
+ * Whether the caller gave up on this request: writes `true` to
+ * `*out_cancelled` once its timeout passed or it dropped the call
+ * unanswered (`ipcall_pending_free` before the answer, an event loop
+ * cancelling a task, a Node `AbortSignal`). Polling it reads what the
+ * request's connection has now, without blocking, so a server busy with
+ * the request still learns it. Answering a cancelled request is harmless:
+ * the caller discards the answer. Always `false` where the caller cannot
+ * tell (a peer of the older protocol, a `nats:` call not yet acknowledged).
+ */
+ipcall_status ipcall_request_cancelled(const struct ipcall_request *request, bool *out_cancelled);
+
+/**
  * The name of the sender's connection (`nats:` only: its NATS connection
  * name: what the client set with `ipcall_client_options_set_connection_name`,
  * by default `ipcall client (pid <pid>)`, as the sender states it): writes a pointer to the NUL-terminated UTF-8 text to `*name`

@@ -106,3 +106,15 @@ export interface IpcallEvent {
   instance?: string
   calls?: number
 }
+
+/**
+ * Options of `call`: those of `callSync`, and an `AbortSignal`. When the
+ * signal aborts, the call is given up as on a timeout (its late answer is
+ * discarded, and the server's `req.signal` aborts) and the Promise rejects
+ * with an `AbortError`: `err.name === 'AbortError'`, `err.code ===
+ * 'ABORT_ERR'` (as Node's own APIs reject), `err.cause` the signal's
+ * `reason`. An already aborted signal rejects without sending anything.
+ */
+export interface AsyncCallOptions extends CallOptions {
+  signal?: AbortSignal
+}

@@ -108,6 +108,18 @@ export interface IpcallEvent {
 }
 
 /**
+ * Options of `call`: those of `callSync`, and an `AbortSignal`. When the
+ * signal aborts, the call is given up as on a timeout (its late answer is
+ * discarded, and the server's `req.signal` aborts) and the Promise rejects
+ * with an `AbortError`: `err.name === 'AbortError'`, `err.code ===
+ * 'ABORT_ERR'` (as Node's own APIs reject), `err.cause` the signal's
+ * `reason`. An already aborted signal rejects without sending anything.
+ */
+export interface AsyncCallOptions extends CallOptions {
+  signal?: AbortSignal
+}
+
+/**
  * Which binding artifact the generated loader actually loaded: `'native'` for
  * a native addon, otherwise the `platformArchABI` of the WASI flavor. Every
  * flavor napi-rs can build is listed, because `NAPI_RS_NATIVE_LIBRARY_PATH`
@@ -137,8 +149,15 @@ export declare class Client {
    *
    * With `options.timeout`, the server sees the caller's deadline as
    * `req.deadline` (what is left of the timeout when the request leaves).
+   *
+   * With `options.signal` (an `AbortSignal`), the call is given up when
+   * it aborts, like a timeout: the Promise rejects at once with an
+   * `AbortError` (`err.name === 'AbortError'`, `err.code ===
+   * 'ABORT_ERR'`, `err.cause` the signal's reason), the late answer is
+   * discarded, and the server's `req.signal` aborts. An already aborted
+   * signal rejects without sending anything.
    */
-  call(data: Buffer | ArrayBufferView | ArrayBuffer | string, options?: CallOptions): Promise<Buffer>
+  call(data: Buffer | ArrayBufferView | ArrayBuffer | string, options?: AsyncCallOptions): Promise<Buffer>
   /**
    * Sends `data` and blocks the calling thread until the reply (or
    * `options.timeout` ms, which the server sees as `req.deadline`). Same
@@ -182,6 +201,21 @@ export declare class Request {
    * clamped to 100 years. The same number on every read.
    */
   get deadline(): number | null
+  /**
+   * An `AbortSignal` that aborts when the caller gives up: its timeout
+   * passed, it dropped the call, or its own `AbortSignal` aborted
+   * (`call(data, {signal})`). Pass it on to `fetch`, timers, streams...
+   * Answering after it aborted is allowed and harmless (the caller
+   * discards the answer). Never aborts where the caller cannot tell (an
+   * older peer; a `nats:` call not yet acknowledged). The same signal on
+   * every read.
+   */
+  get signal(): AbortSignal
+  /**
+   * True once the caller gave up (see `signal`); reading it looks at the
+   * connection without blocking, so a busy handler can poll it.
+   */
+  get cancelled(): boolean
   /** Whether the request has been answered (by `reply` or `fail`). */
   get answered(): boolean
   /**

@@ -374,6 +374,15 @@ public:
         return std::chrono::nanoseconds(static_cast<int64_t>(ns));
     }
 
+    /// True once the caller gave up (its timeout passed, or it dropped the
+    /// call unanswered); answering is still allowed and harmless. Reads what
+    /// the request's connection has now, without blocking.
+    bool cancelled() const {
+        bool cancelled = false;
+        detail::check(ipcall_request_cancelled(live(), &cancelled));
+        return cancelled;
+    }
+
     /// Answers with `reply`. The request is spent afterwards, even on error.
     void reply(Bytes reply) { detail::check(ipcall_request_reply(handle_.release(), reply.data(), reply.size())); }
 

@@ -3,11 +3,12 @@
 use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap};
 use std::os::fd::AsRawFd;
+use std::ptr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use napi::bindgen_prelude::{Env, PromiseRaw, Unknown};
+use napi::bindgen_prelude::{Env, FromNapiValue, JsValue, PromiseRaw, Unknown};
 use napi::sys;
 use napi_derive::napi;
 
@@ -89,15 +90,19 @@ impl Calling {
     }
 
     /// Sends a request (or queues it for the writer thread) and records the
-    /// call; a request refused at once settles in `out`.
+    /// call; a request refused at once (or answered already) settles in
+    /// `out`. Returns the call's id while it is in flight.
     fn start(
         &mut self,
         data: &[u8],
         deferred: sys::napi_deferred,
         timeout: Option<Duration>,
         out: &mut Vec<Settlement>,
-    ) {
-        let reject = |out: &mut Vec<Settlement>, err| out.push(Settlement { deferred, value: Value::Reply(Err(err)) });
+    ) -> Option<u64> {
+        let reject = |out: &mut Vec<Settlement>, err| {
+            out.push(Settlement { deferred, value: Value::Reply(Err(err)) });
+            None
+        };
         let Some(client) = self.client.clone() else {
             return reject(out, self.closed_error());
         };
@@ -128,7 +133,8 @@ impl Calling {
         };
         if let Some(answer) = pending.as_mut().and_then(|sent| self.eager(&client, sent)) {
             // Answered already: no handle is armed, no loop turn is needed.
-            return out.push(Settlement { deferred, value: Value::Reply(answer) });
+            out.push(Settlement { deferred, value: Value::Reply(answer) });
+            return None;
         }
         if pending.is_none() {
             // No room now: the writer thread waits for it.
@@ -152,6 +158,18 @@ impl Calling {
             self.deadlines.insert((at, id));
         }
         self.calls.insert(id, Call { deferred, pending, deadline });
+        Some(id)
+    }
+
+    /// Gives up on call `id` (its `AbortSignal` aborted): dropping its
+    /// `Pending` abandons it, which tells the server; returns its deferred,
+    /// for the caller to reject, if the call was still in flight.
+    fn abort(&mut self, id: u64) -> Option<sys::napi_deferred> {
+        let call = self.calls.remove(&id)?;
+        if let Some(at) = call.deadline {
+            self.deadlines.remove(&(at, id));
+        }
+        Some(call.deferred)
     }
 
     /// The answer of the call just sent, if it is here before the call
@@ -436,19 +454,121 @@ impl Client {
     ///
     /// With `options.timeout`, the server sees the caller's deadline as
     /// `req.deadline` (what is left of the timeout when the request leaves).
+    ///
+    /// With `options.signal` (an `AbortSignal`), the call is given up when
+    /// it aborts, like a timeout: the Promise rejects at once with an
+    /// `AbortError` (`err.name === 'AbortError'`, `err.code ===
+    /// 'ABORT_ERR'`, `err.cause` the signal's reason), the late answer is
+    /// discarded, and the server's `req.signal` aborts. An already aborted
+    /// signal rejects without sending anything.
     #[napi(
-        ts_args_type = "data: Buffer | ArrayBufferView | ArrayBuffer | string, options?: CallOptions",
+        ts_args_type = "data: Buffer | ArrayBufferView | ArrayBuffer | string, options?: AsyncCallOptions",
         ts_return_type = "Promise<Buffer>"
     )]
-    pub fn call<'env>(&self, env: &'env Env, data: Bytes, options: Option<CallOptions>) -> napi::Result<Unknown<'env>> {
+    pub fn call<'env>(
+        &self,
+        env: &'env Env,
+        data: Bytes,
+        options: Option<Unknown<'env>>,
+    ) -> napi::Result<Unknown<'env>> {
+        let raw = env.raw();
+        let (options, signal) = match options {
+            None => (None, None),
+            Some(options) => {
+                let value = options.raw();
+                // SAFETY: (1) as above.
+                if unsafe { crate::abort::is_nullish(raw, value) }? {
+                    (None, None)
+                } else {
+                    // SAFETY: (1) as above; the typed options read only their own fields.
+                    let typed = unsafe { CallOptions::from_napi_value(raw, value) }?;
+                    // SAFETY: (1) as above (an object: it just converted).
+                    let signal = unsafe { crate::abort::property(raw, value, "signal") }?;
+                    // SAFETY: (1) as above.
+                    let signal = (!unsafe { crate::abort::is_nullish(raw, signal) }?).then_some(signal);
+                    (Some(typed), signal)
+                }
+            }
+        };
         let timeout = millis(env, "timeout", options.and_then(|o| o.timeout))?;
+        // Checked before the Promise exists: a bad signal throws, nothing is sent.
+        let aborted = match signal {
+            None => false,
+            Some(signal) => {
+                let not_a_signal = || type_error(env, "options.signal must be an AbortSignal");
+                // SAFETY: (1) `signal` is a live value of `raw`.
+                let listen =
+                    unsafe { crate::abort::property(raw, signal, "addEventListener") }.map_err(|_| not_a_signal())?;
+                // SAFETY: (1) as above.
+                if !unsafe { crate::abort::is_function(raw, listen) }? {
+                    return Err(not_a_signal());
+                }
+                // SAFETY: (1) as above.
+                let aborted = unsafe { crate::abort::property(raw, signal, "aborted") }.map_err(|_| not_a_signal())?;
+                // SAFETY: (1) as above.
+                unsafe { crate::abort::is_true(raw, aborted) }
+            }
+        };
         let (deferred, promise) = reactor::promise(env)?;
+        // SAFETY: (1) `promise` was just created in `env`, on this thread.
+        let promise = unsafe { Unknown::from_raw_unchecked(raw, promise) };
+        if let (true, Some(signal)) = (aborted, signal) {
+            // Given up before it began: nothing is sent.
+            // SAFETY: (1) as above; (2) `deferred` is new and settled once, here.
+            unsafe {
+                let reason = crate::abort::property(raw, signal, "reason")?;
+                let error = crate::abort::abort_error(env, reason)?;
+                sys::napi_reject_deferred(raw, deferred, error);
+            }
+            return Ok(promise);
+        }
         let mut out = Vec::new();
-        self.shared.borrow_mut().start(data.as_slice(), deferred, timeout, &mut out);
+        let id = self.shared.borrow_mut().start(data.as_slice(), deferred, timeout, &mut out);
         reactor::settle_all(env, out);
         reactor::update(&self.shared)?;
-        // SAFETY: (1) `promise` was just created in `env`, on this thread.
-        Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), promise) })
+        if let (Some(signal), Some(id)) = (signal, id) {
+            self.on_abort(env, signal, id)?;
+        }
+        Ok(promise)
+    }
+
+    /// Adds a one-time `abort` listener to `signal` that gives up call `id`
+    /// (if it is still in flight then) and rejects its Promise.
+    fn on_abort(&self, env: &Env, signal: sys::napi_value, id: u64) -> napi::Result<()> {
+        let calling = Rc::downgrade(&self.shared);
+        let listener = env.create_function_from_closure::<Unknown, (), _>("ipcallAbort", move |ctx| {
+            let Some(shared) = calling.upgrade() else { return Ok(()) };
+            let deferred = shared.borrow_mut().abort(id);
+            let Some(deferred) = deferred else { return Ok(()) };
+            let env = &*ctx.env;
+            let raw = env.raw();
+            // SAFETY: (1) a listener runs on the JavaScript thread of its live
+            // environment; `this` is the signal; (2) `deferred` was taken out of
+            // the call table above, so it is settled once, here.
+            unsafe {
+                // The listener's argument is the `abort` Event; its target the signal.
+                let event = ctx.get::<Unknown>(0)?.raw();
+                let signal = crate::abort::property(raw, event, "target")?;
+                let reason = crate::abort::property(raw, signal, "reason")?;
+                let error = crate::abort::abort_error(env, reason)?;
+                sys::napi_reject_deferred(raw, deferred, error);
+            }
+            reactor::update(&shared)
+        })?;
+        let raw = env.raw();
+        // SAFETY: (1) `raw` is live on this thread; `signal` and the values
+        // made here are live values of it.
+        unsafe {
+            let mut event = ptr::null_mut();
+            sys::napi_create_string_utf8(raw, c"abort".as_ptr(), 5, &mut event);
+            let mut options = ptr::null_mut();
+            sys::napi_create_object(raw, &mut options);
+            let mut yes = ptr::null_mut();
+            sys::napi_get_boolean(raw, true, &mut yes);
+            sys::napi_set_named_property(raw, options, c"once".as_ptr(), yes);
+            crate::abort::call_method(raw, signal, "addEventListener", &[event, listener.raw(), options])?;
+        }
+        Ok(())
     }
 
     /// Sends `data` and blocks the calling thread until the reply (or

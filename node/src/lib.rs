@@ -22,6 +22,7 @@
 //! after `enableEvents()` ([`events`]); the threads that emit them only
 //! queue them.
 
+mod abort;
 mod bytes;
 mod client;
 mod error;

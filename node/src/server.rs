@@ -408,6 +408,12 @@ pub struct Request {
     /// read so every read returns the same object; deleted in `finalize`.
     /// Invariant: null, or a live reference created in this object's environment.
     data_ref: sys::napi_ref,
+    /// Whether its caller gave up, readable after the answer too.
+    cancellation: ipcall::Cancelled,
+    /// The `AbortController` behind `signal`, made on first read so every
+    /// read returns the same signal; deleted in `finalize`.
+    /// Invariant: null, or a live reference created in this object's environment.
+    abort_ref: sys::napi_ref,
 }
 
 impl Request {
@@ -419,6 +425,8 @@ impl Request {
             peer_name,
             deadline: request.deadline(),
             deadline_ms: None,
+            cancellation: request.cancelled(),
+            abort_ref: ptr::null_mut(),
             inner: Some(request),
             bytes: Some(bytes),
             data_ref: ptr::null_mut(),
@@ -494,6 +502,54 @@ impl Request {
         Ok(self.deadline_ms)
     }
 
+    /// An `AbortSignal` that aborts when the caller gives up: its timeout
+    /// passed, it dropped the call, or its own `AbortSignal` aborted
+    /// (`call(data, {signal})`). Pass it on to `fetch`, timers, streams...
+    /// Answering after it aborted is allowed and harmless (the caller
+    /// discards the answer). Never aborts where the caller cannot tell (an
+    /// older peer; a `nats:` call not yet acknowledged). The same signal on
+    /// every read.
+    #[napi(getter, ts_return_type = "AbortSignal")]
+    pub fn signal(&mut self, env: &Env) -> napi::Result<Unknown<'_>> {
+        let raw = env.raw();
+        if self.abort_ref.is_null() {
+            // SAFETY: (1) `raw` is the live environment of this call, on its thread.
+            let controller = unsafe { crate::abort::new_controller(raw) }?;
+            let cancelled = match &self.inner {
+                Some(request) => request.is_cancelled(),
+                None => self.cancellation.is_cancelled(),
+            };
+            if cancelled {
+                // SAFETY: (1) as above; `controller` was just made in `raw`.
+                unsafe { crate::abort::abort(raw, controller) }?;
+            } else if let Some(request) = &self.inner {
+                // SAFETY: (1) as above.
+                let aborter = unsafe { crate::abort::Aborter::new(raw, controller) }?;
+                // Dropped unrun once the request is answered.
+                request.on_cancel(move || aborter.fire());
+            }
+            // SAFETY: (1) as above.
+            self.abort_ref = unsafe { crate::abort::reference(raw, controller) }?;
+        }
+        // SAFETY: (1) as above; (2) `abort_ref` is live (struct invariant).
+        let signal = unsafe {
+            let controller = crate::abort::referenced(raw, self.abort_ref)?;
+            crate::abort::property(raw, controller, "signal")?
+        };
+        // SAFETY: (1) `signal` is a live value of `raw`.
+        unsafe { Unknown::from_napi_value(raw, signal) }
+    }
+
+    /// True once the caller gave up (see `signal`); reading it looks at the
+    /// connection without blocking, so a busy handler can poll it.
+    #[napi(getter)]
+    pub fn cancelled(&self) -> bool {
+        match &self.inner {
+            Some(request) => request.is_cancelled(),
+            None => self.cancellation.is_cancelled(),
+        }
+    }
+
     /// Whether the request has been answered (by `reply` or `fail`).
     #[napi(getter)]
     pub fn answered(&self) -> bool {
@@ -531,6 +587,10 @@ impl ObjectFinalize for Request {
             // live `env`; (2) `data_ref` is live (struct invariant) and deleted
             // exactly once, here.
             unsafe { sys::napi_delete_reference(env.raw(), self.data_ref) };
+        }
+        if !self.abort_ref.is_null() {
+            // SAFETY: (1) as above, for `abort_ref`.
+            unsafe { sys::napi_delete_reference(env.raw(), self.abort_ref) };
         }
         // Dropping an unanswered `inner` tells the caller NO_REPLY.
         Ok(())

@@ -110,6 +110,42 @@ describe('nats: from Node', () => {
     assert.deepEqual(await seen, [true, null])
   })
 
+  test("an aborted call aborts its acknowledged request's req.signal over nats:", async () => {
+    // Only a call its server acknowledged can be cancelled over nats (the
+    // ack, 10 ms after arrival, names the instance): the signal aborts once
+    // that may have happened; an attempt whose ack had not arrived yet
+    // cannot cancel, so the wait grows and the attempt repeats (bounded).
+    const server = ipcall.Server.bind(`nats://${node.addr}/${subject('cancel')}`)
+    const client = await ipcall.connectAsync(server.name)
+    let cancelled = false
+    for (let attempt = 1; attempt <= 10 && !cancelled; attempt += 1) {
+      const controller = new AbortController()
+      const call = client.call('slow', { signal: controller.signal })
+      const req = await server.recv({ timeout: 30000 })
+      await new Promise((resolve) => setTimeout(resolve, 100 * attempt))
+      controller.abort()
+      await assert.rejects(call, { name: 'AbortError', code: 'ABORT_ERR' })
+      cancelled = await new Promise((resolve) => {
+        if (req.signal.aborted) return resolve(true)
+        const timer = setTimeout(() => resolve(false), 2000)
+        req.signal.addEventListener('abort', () => {
+          clearTimeout(timer)
+          resolve(true)
+        })
+      })
+      assert.equal(req.cancelled, cancelled)
+      req.reply('late')
+    }
+    assert.ok(cancelled, "no attempt's cancel reached the server")
+    const next = client.call('next')
+    const req = await server.recv({ timeout: 30000 })
+    assert.equal(req.signal.aborted, false)
+    req.reply('ok')
+    assert.equal((await next).toString(), 'ok')
+    client.close()
+    server.close()
+  })
+
   test('a for-await server and clients in this process: 2,000 calls in flight, a timeout, replies matched by id', async () => {
     const server = ipcall.Server.bind(`nats://${node.addr}/${subject('loop')}`)
     const held = []

@@ -128,6 +128,14 @@ class Request:
         arrival, so no clock is shared; over 100 years is clamped to 100
         years (so a `timeout=float("inf")` call has one, 100 years away)."""
     @property
+    def cancelled(self) -> bool:
+        """True once the caller gave up (its timeout passed, its
+        `call_async` task was cancelled, or it dropped the call unanswered).
+        Reading it reads what the connection has now, without blocking, so a
+        busy handler learns it by polling. Answering is still harmless.
+        Always False where the caller cannot tell (an older peer; a `nats:`
+        call not yet acknowledged)."""
+    @property
     def pending(self) -> bool: ...
     def reply(self, data: Buffer) -> None: ...
     def fail(self, payload: Buffer) -> None: ...

@@ -414,6 +414,8 @@ pub(crate) struct PyRequest {
     /// The caller's deadline as a `time.monotonic()` value, converted once
     /// on arrival so that every read gives the same number.
     deadline: Option<f64>,
+    /// Whether its caller gave up, readable after the answer too.
+    cancellation: ipcall::Cancelled,
     /// `None` once answered or closed. Only ever locked for a take.
     inner: Mutex<Option<Request>>,
     /// The server's name, for error messages.
@@ -428,7 +430,8 @@ impl PyRequest {
         let name = request.peer_name().map(str::to_owned);
         let peer = PyPeer { pid, uid, gid, nats_client_id, name };
         let deadline = request.deadline().map(|d| crate::monotonic_of(py, d)).transpose()?;
-        Ok(PyRequest { data, peer, deadline, inner: Mutex::new(Some(request)), server_name })
+        let cancellation = request.cancelled();
+        Ok(PyRequest { data, peer, deadline, cancellation, inner: Mutex::new(Some(request)), server_name })
     }
 
     fn take(&self, py: Python<'_>) -> PyResult<Request> {
@@ -460,6 +463,20 @@ impl PyRequest {
     #[getter]
     fn deadline(&self) -> Option<f64> {
         self.deadline
+    }
+
+    /// True once the caller gave up: its timeout passed, its `call_async`
+    /// task was cancelled, or it dropped the call unanswered. Reading it
+    /// reads what the request's connection has now (never blocks), so a
+    /// handler busy with the request learns it by polling. Answering is
+    /// still allowed and harmless. Always False where the caller cannot
+    /// tell (an older peer; a `nats:` call not yet acknowledged).
+    #[getter]
+    fn cancelled(&self, py: Python<'_>) -> bool {
+        py.detach(|| match lock(&self.inner).as_ref() {
+            Some(request) => request.is_cancelled(),
+            None => self.cancellation.is_cancelled(),
+        })
     }
 
     /// True until it is answered (or closed).

@@ -5,9 +5,11 @@ another process, asyncio, errors, and credentials that never show."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import os
+import queue
 import shutil
 import subprocess
 import tempfile
@@ -305,3 +307,47 @@ def test_credentials_never_show() -> None:
         thread.stop()
     finally:
         node.stop()
+
+
+def test_a_cancelled_call_async_task_cancels_its_acknowledged_request_over_nats(nats: NatsNode) -> None:
+    # Only a call its server acknowledged can be cancelled over nats (the
+    # ack, 10 ms after arrival, names the instance): the task is cancelled
+    # once that may have happened; an attempt whose ack had not arrived yet
+    # cannot cancel, so the wait grows and the attempt repeats (bounded).
+    server = ipcall.Server.bind(nats.name("cancel"))
+    got: "queue.Queue[None]" = queue.Queue()
+    verdicts: "queue.Queue[bool]" = queue.Queue()
+
+    def serve() -> None:
+        for request in server:
+            if request.data == b"done":
+                request.reply(b"bye")
+                return
+            got.put(None)
+            until = time.monotonic() + 2
+            while not request.cancelled and time.monotonic() < until:
+                time.sleep(0.001)
+            verdicts.put(request.cancelled)
+            request.reply(b"late")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+
+    async def main() -> bool:
+        async with ipcall.connect(server.name) as client:
+            loop = asyncio.get_running_loop()
+            for attempt in range(1, 11):
+                task = asyncio.ensure_future(client.call_async(b"slow"))
+                await loop.run_in_executor(None, lambda: got.get(timeout=30))
+                await asyncio.sleep(0.1 * attempt)
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                if await loop.run_in_executor(None, lambda: verdicts.get(timeout=30)):
+                    assert await client.call_async(b"done", timeout=30) == b"bye"
+                    return True
+            return False
+
+    assert asyncio.run(main()), "no attempt's cancel reached the server"
+    thread.join(30)
+    server.close()

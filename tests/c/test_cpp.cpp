@@ -98,6 +98,11 @@ static void test_echo_and_views(const std::string &kind) {
                 request.reply(!left ? "none" : (left->count() > 0 && *left <= 60s) ? "ok" : "bad");
                 continue;
             }
+            if (data == "cancelled?") {
+                // A caller that waits is not one that gave up.
+                request.reply(request.cancelled() ? "yes" : "no");
+                continue;
+            }
             if (data.substr(0, 5) == "fail:") {
                 request.fail(data.substr(5));
             } else if (data == "noreply") {
@@ -113,6 +118,7 @@ static void test_echo_and_views(const std::string &kind) {
     CHECK(text(client.call("hello")) == "hello");
     CHECK(text(client.call("deadline?", 60s)) == "ok");
     CHECK(text(client.call("deadline?")) == "none");
+    CHECK(text(client.call("cancelled?")) == "no");
     CHECK(client.call(std::string_view{}).empty());
     const std::vector<uint8_t> binary{0, 1, 2, 0, 255};
     CHECK(client.call(binary) == binary);

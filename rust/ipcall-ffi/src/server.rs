@@ -317,6 +317,24 @@ pub extern "C" fn ipcall_request_deadline(request: *const ipcall_request, out_re
     })
 }
 
+/// Whether the caller gave up on this request: writes `true` to
+/// `*out_cancelled` once its timeout passed or it dropped the call
+/// unanswered (`ipcall_pending_free` before the answer, an event loop
+/// cancelling a task, a Node `AbortSignal`). Polling it reads what the
+/// request's connection has now, without blocking, so a server busy with
+/// the request still learns it. Answering a cancelled request is harmless:
+/// the caller discards the answer. Always `false` where the caller cannot
+/// tell (a peer of the older protocol, a `nats:` call not yet acknowledged).
+#[no_mangle]
+pub extern "C" fn ipcall_request_cancelled(request: *const ipcall_request, out_cancelled: *mut bool) -> ipcall_status {
+    guard(|| {
+        let request = &request_ref(request)?.request;
+        non_null(out_cancelled, "out_cancelled")?;
+        write_out(out_cancelled, request.is_cancelled());
+        Ok(())
+    })
+}
+
 /// The name of the sender's connection (`nats:` only: its NATS connection
 /// name: what the client set with `ipcall_client_options_set_connection_name`,
 /// by default `ipcall client (pid <pid>)`, as the sender states it): writes a pointer to the NUL-terminated UTF-8 text to `*name`

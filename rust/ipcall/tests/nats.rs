@@ -538,3 +538,91 @@ fn owned_calls_and_replies_carry_the_same_bytes_whole_and_in_chunks() {
     server.close();
     echo.join().unwrap();
 }
+
+/// Over `nats:` a cancel reaches only the instance that acked the call
+/// (docs/PROTOCOL.md §13.3): the server holds each request unanswered,
+/// so it acks it after 10 ms; the client gives up once that ack may have
+/// come. An attempt whose ack had not arrived yet cannot cancel, so the
+/// wait grows and the attempt repeats (bounded) — never a timed assertion.
+fn a_given_up_call_is_cancelled_at_the_server(give_up: fn(&Client, ipcall::Pending)) {
+    let node = Node::start();
+    let server = Server::bind(&node.name(&subject("cancel"))).unwrap();
+    let client = Client::connect(server.name()).unwrap();
+    let (got_tx, got_rx) = std::sync::mpsc::channel();
+    let (verdict_tx, verdict_rx) = std::sync::mpsc::channel();
+    let worker = std::thread::spawn(move || {
+        while let Ok(request) = server.recv_timeout(Duration::from_secs(30)) {
+            if request.data() == b"done" {
+                request.reply(b"bye").unwrap();
+                return;
+            }
+            got_tx.send(()).unwrap();
+            // Cancelled within 2 s, or this attempt's ack was too late.
+            let until = std::time::Instant::now() + Duration::from_secs(2);
+            let mut cancelled = false;
+            while !cancelled && std::time::Instant::now() < until {
+                cancelled = request.is_cancelled();
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            // Answering a cancelled request is harmless.
+            request.reply(b"late").unwrap();
+            verdict_tx.send(cancelled).unwrap();
+        }
+    });
+    let mut cancelled = false;
+    for attempt in 1..=10u64 {
+        let pending = client.send(b"slow").unwrap();
+        got_rx.recv_timeout(Duration::from_secs(30)).unwrap();
+        std::thread::sleep(Duration::from_millis(100 * attempt));
+        give_up(&client, pending);
+        if verdict_rx.recv_timeout(Duration::from_secs(30)).unwrap() {
+            cancelled = true;
+            break;
+        }
+    }
+    assert!(cancelled, "no attempt's cancel reached the server");
+    // The late answers were discarded; the client works on.
+    assert_eq!(client.call_timeout(b"done", Duration::from_secs(30)).unwrap(), b"bye");
+    worker.join().unwrap();
+}
+
+#[test]
+fn a_dropped_pending_is_cancelled_at_the_server_once_acked() {
+    a_given_up_call_is_cancelled_at_the_server(|_, pending| drop(pending));
+}
+
+#[test]
+fn a_timed_out_wait_is_cancelled_at_the_server_once_acked() {
+    a_given_up_call_is_cancelled_at_the_server(|_, pending| {
+        assert_eq!(pending.wait_timeout(Duration::from_millis(1)).unwrap_err().kind(), ErrorKind::Timeout);
+    });
+}
+
+#[test]
+fn a_cancel_for_a_call_the_server_does_not_hold_is_ignored() {
+    let node = Node::start();
+    let subject = subject("cancel-unknown");
+    let server = Server::bind(&node.name(&subject)).unwrap();
+    let client = Client::connect(server.name()).unwrap();
+    let worker = serve(server);
+    // A raw caller: a slow request is acked (naming the instance), then
+    // answered.
+    let mut raw = nats_support::raw::Raw::connect(&node.addr);
+    let request = [("Ipcall-Version", "1"), ("Ipcall-Kind", "request")];
+    raw.publish(&subject, "_INBOX.raw.1", &request, b"sleep:100");
+    let ack = raw.receive();
+    assert_eq!(nats_support::raw::header(&ack, "Ipcall-Kind"), Some("ack"), "{ack:?}");
+    let instance = nats_support::raw::header(&ack, "Ipcall-Instance").unwrap().to_owned();
+    let answer = raw.receive();
+    assert_eq!(answer.payload, b"late");
+    // Cancels of that answered call, and of a call never made: ignored.
+    for call in ["_INBOX.raw.1", "_INBOX.raw.99"] {
+        raw.publish(&instance, "", &[("Ipcall-Version", "1"), ("Ipcall-Kind", "cancel"), ("Ipcall-Call", call)], b"");
+    }
+    // A cancel to the name's subject is a kind a server never takes there.
+    raw.publish(&subject, "_INBOX.raw.2", &[("Ipcall-Version", "1"), ("Ipcall-Kind", "cancel")], b"");
+    nats_support::raw::assert_protocol_error(&raw.receive());
+    assert_eq!(client.call(b"after").unwrap(), b"after");
+    assert_eq!(client.call(b"close").unwrap(), b"closing");
+    worker.join().unwrap();
+}

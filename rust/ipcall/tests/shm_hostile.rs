@@ -690,3 +690,81 @@ fn a_bad_deadline_record_drops_that_client_alone() {
     drop(good);
     drop(serving);
 }
+
+// Cancel records (PROTOCOL.md §12.8): `features` bit 2, record kind 7.
+const FEATURE_CANCEL: u32 = 4;
+
+/// Drops a call's `Pending` at once (its reply unread, so the call is
+/// unanswered for the client), then makes two calls.
+fn drop_one_then_call_two(name: &str) -> Client {
+    let client = Client::connect_with(name, &ipcall::ClientOptions::new().wait_mode(ipcall::WaitMode::Spin)).unwrap();
+    drop(client.send(b"a").unwrap());
+    assert_eq!(client.call(b"b").unwrap(), b"ok");
+    assert_eq!(client.call(b"c").unwrap(), b"ok");
+    client
+}
+
+#[test]
+fn a_server_without_the_cancel_feature_never_sees_a_cancel_record() {
+    for features in [0, FEATURE_DEADLINE] {
+        let (name, records) = fake_server_reading_records(features);
+        let _client = drop_one_then_call_two(&name);
+        let records = records.recv_timeout(Duration::from_secs(60)).unwrap();
+        assert_eq!(records, vec![(1, 1, 1, b"a".to_vec()), (1, 2, 1, b"b".to_vec()), (1, 3, 1, b"c".to_vec())]);
+    }
+}
+
+#[test]
+fn a_server_with_the_cancel_feature_gets_an_empty_cancel_record_after_the_request() {
+    let (name, records) = fake_server_reading_records(FEATURE_CANCEL);
+    let _client = drop_one_then_call_two(&name);
+    let records = records.recv_timeout(Duration::from_secs(60)).unwrap();
+    assert_eq!(
+        records,
+        vec![(1, 1, 1, b"a".to_vec()), (7, 1, 0, vec![]), (1, 2, 1, b"b".to_vec()), (1, 3, 1, b"c".to_vec())]
+    );
+}
+
+#[test]
+fn a_bad_cancel_record_drops_that_client_alone() {
+    let (name, _closer, serving) = echo_server();
+    let good = Client::connect(&name).unwrap();
+    type Harm = fn(&Memory);
+    let harms: [(&str, Harm); 3] = [
+        ("a cancel record for a request never sent", |m| {
+            m.record(HEADER_PAGE, 0, 7, 1, 0, 0);
+            m.u64_at(REQUESTS + TAIL).store(24, Ordering::Release);
+        }),
+        ("a cancel record with a payload", |m| {
+            m.record(HEADER_PAGE, 8, 1, 1, 8, 0);
+            m.record(HEADER_PAGE + 32, 8, 7, 1, 8, 0);
+            m.u64_at(REQUESTS + TAIL).store(64, Ordering::Release);
+        }),
+        ("a cancel record between a deadline and its request", |m| {
+            m.record(HEADER_PAGE, 8, 1, 1, 8, 0);
+            m.record(HEADER_PAGE + 32, 8, 6, 2, 8, 0);
+            m.record(HEADER_PAGE + 64, 0, 7, 1, 0, 0);
+            m.u64_at(REQUESTS + TAIL).store(88, Ordering::Release);
+        }),
+    ];
+    for (what, harm) in harms {
+        let path = name.strip_prefix("shm:").unwrap();
+        let stream = UnixStream::connect(path).unwrap();
+        let mut fds = recv_fds(&stream);
+        assert_eq!(fds.len(), 2, "{what}");
+        let bell = fds.pop().unwrap();
+        let memory = Memory::from_fd(fds.pop().unwrap());
+        assert_eq!(memory.u32_at(FEATURES).load(Ordering::Relaxed) & FEATURE_CANCEL, FEATURE_CANCEL);
+        harm(&memory);
+        let one: u64 = 1;
+        // SAFETY: (1) 8 bytes from a live u64 to the doorbell eventfd.
+        unsafe { libc::write(bell.as_raw_fd(), (&one as *const u64).cast(), 8) };
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut byte = [0u8; 1];
+        let n = (&stream).read(&mut byte).unwrap_or_else(|e| panic!("{what}: no hang-up: {e}"));
+        assert_eq!(n, 0, "{what}");
+        assert_eq!(good.call(what.as_bytes()).unwrap(), what.as_bytes(), "{what}");
+    }
+    drop(good);
+    drop(serving);
+}

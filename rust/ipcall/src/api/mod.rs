@@ -4,7 +4,8 @@
 //! [`Call`](crate::transport::Call) in flight) into these types.
 //!
 //! - [`server`]: `Server` — binds a name and receives requests.
-//! - [`request`]: `Request` — one received request and the duty to answer it.
+//! - [`request`]: `Request` — one received request and the duty to answer it;
+//!   `Cancelled` — the future of its caller giving up.
 //! - [`client`]: `Client` — connects to a name and makes calls.
 //! - [`pending`]: `Pending` — one call in flight.
 //! - [`channel`](mod@channel): an unnamed in-process server/client pair.
@@ -23,5 +24,5 @@ pub(crate) mod taken;
 pub use channel::channel;
 pub use client::Client;
 pub use pending::Pending;
-pub use request::Request;
+pub use request::{Cancelled, Request};
 pub use server::Server;

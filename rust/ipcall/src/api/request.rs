@@ -1,9 +1,13 @@
 //! `Request`: one received request and the duty to answer it.
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use crate::api::taken::TakenMark;
+use crate::core::cancel::CancelRef;
 use crate::core::error::Result;
 use crate::core::peer::Peer;
 use crate::transport::{Answer, Body, Incoming};
@@ -68,6 +72,41 @@ impl Request {
         self.incoming.deadline
     }
 
+    /// True once the caller gave up on this request: its timeout passed,
+    /// it dropped its `Pending` unanswered, its task was cancelled, or its
+    /// `AbortSignal` fired (Node). Answering is still allowed and harmless:
+    /// the caller discards the answer, as any late answer.
+    ///
+    /// Always false where the caller cannot tell the server: a peer of the
+    /// older protocol (it announced no cancellation), or a `nats:` call not
+    /// yet acknowledged when it was abandoned (docs/PROTOCOL.md §13). A
+    /// cancel is best effort: the client never blocks to send it; one that
+    /// finds no room waits for the client's next send or `progress` (and
+    /// past 1,024 waiting it is dropped).
+    pub fn is_cancelled(&self) -> bool {
+        self.incoming.cancel.as_ref().is_some_and(CancelRef::is_cancelled)
+    }
+
+    /// A future that completes when the caller gives up (when
+    /// [`is_cancelled`](Self::is_cancelled) becomes true): race it against
+    /// the work, e.g. in `tokio::select!`. It owns what it needs (no borrow
+    /// of the request), and never completes where the caller cannot tell.
+    pub fn cancelled(&self) -> Cancelled {
+        Cancelled { cancel: self.incoming.cancel.clone() }
+    }
+
+    /// Runs `callback` once when the caller gives up — at once if it
+    /// already has — for an event loop that learns it by a message to
+    /// itself. It runs in the thread that learns the cancel (the
+    /// transport's reader, or the caller's own thread over `mem:`): it
+    /// must be short and must not block. It is dropped unrun when the
+    /// request is answered, or if the transport cannot tell.
+    pub fn on_cancel(&self, callback: impl FnOnce() + Send + 'static) {
+        if let Some(cancel) = &self.incoming.cancel {
+            cancel.on_cancel(Box::new(callback));
+        }
+    }
+
     /// Answers with `data`.
     ///
     /// A reply larger than the caller's limit is refused here with
@@ -99,6 +138,44 @@ impl fmt::Debug for Request {
             .field("peer", &self.incoming.peer)
             .field("peer_name", &self.incoming.peer_name)
             .field("deadline", &self.incoming.deadline)
+            .field("cancelled", &self.incoming.cancel.as_ref().is_some_and(|c| c.get().is_fired()))
             .finish_non_exhaustive()
+    }
+}
+
+/// A future that completes when the caller of a request gives up (see
+/// [`Request::cancelled`]). It never completes for a request whose
+/// transport or peer cannot tell. Cheap to clone; it keeps nothing of the
+/// request alive but its cancellation flag.
+#[must_use = "a future does nothing unless polled"]
+#[derive(Clone)]
+pub struct Cancelled {
+    /// `None`: the transport cannot tell; the future stays pending.
+    cancel: Option<CancelRef>,
+}
+
+impl Cancelled {
+    /// True once the caller gave up (as [`Request::is_cancelled`]; after
+    /// the request was answered, what was known then).
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.as_ref().is_some_and(CancelRef::is_cancelled)
+    }
+}
+
+impl fmt::Debug for Cancelled {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let fired = self.cancel.as_ref().is_some_and(|c| c.get().is_fired());
+        f.debug_struct("Cancelled").field("is_cancelled", &fired).finish()
+    }
+}
+
+impl Future for Cancelled {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        match &self.cancel {
+            Some(cancel) => cancel.poll_fired(cx),
+            None => Poll::Pending,
+        }
     }
 }

@@ -23,11 +23,11 @@ pub const HEADER_LEN: usize = 16;
 /// `flags` bit of a hello: this side understands [`FrameKind::Deadline`]
 /// frames. A client sends them only when both hellos carry the bit.
 pub const FLAG_DEADLINE: u32 = 1;
-/// `flags` bit reserved for request cancellation (a later extension); no
-/// side sets it yet, and receivers ignore it like every unknown bit.
-pub const FLAG_CANCEL_RESERVED: u32 = 2;
+/// `flags` bit of a hello: this side understands [`FrameKind::Cancel`]
+/// frames. A client sends them only when both hellos carry the bit.
+pub const FLAG_CANCEL: u32 = 2;
 /// The `flags` this build announces in its hellos.
-pub const FLAGS: u32 = FLAG_DEADLINE;
+pub const FLAGS: u32 = FLAG_DEADLINE | FLAG_CANCEL;
 /// Length of a [`FrameKind::Deadline`] frame's payload: the caller's
 /// remaining time in nanoseconds (`u64`, little-endian).
 pub const DEADLINE_LEN: u32 = 8;
@@ -59,6 +59,10 @@ pub enum FrameKind {
     /// the request that follows at once, with the same `id`, has a caller
     /// waiting at most the payload's 8 bytes (`u64` LE nanoseconds) more.
     Deadline = 6,
+    /// Client to server, only once both hellos announced [`FLAG_CANCEL`]:
+    /// the caller of request `id` (already sent) gave up; empty payload.
+    /// The server ignores it if it no longer holds that request.
+    Cancel = 7,
 }
 
 impl FrameKind {
@@ -70,6 +74,7 @@ impl FrameKind {
             4 => FrameKind::NoReply,
             5 => FrameKind::Close,
             6 => FrameKind::Deadline,
+            7 => FrameKind::Cancel,
             _ => return None,
         })
     }
@@ -170,7 +175,8 @@ pub enum ProtocolError {
         /// The previous request's id.
         previous: u64,
     },
-    /// A deadline frame, but the hellos did not both announce [`FLAG_DEADLINE`].
+    /// A deadline or cancel frame, but the hellos did not both announce
+    /// its flag ([`FLAG_DEADLINE`], [`FLAG_CANCEL`]).
     NotNegotiated(FrameKind),
     /// A deadline frame whose payload is not exactly [`DEADLINE_LEN`] bytes.
     DeadlineLength(u32),
@@ -178,6 +184,14 @@ pub enum ProtocolError {
     DeadlineWithoutRequest {
         /// The deadline frame's id.
         id: u64,
+    },
+    /// A cancel frame for an id no request on this connection had (0, or
+    /// past the last request received).
+    CancelNeverSent {
+        /// The cancel frame's id.
+        id: u64,
+        /// The last request id received.
+        last: u64,
     },
 }
 
@@ -209,6 +223,9 @@ impl fmt::Display for ProtocolError {
             }
             ProtocolError::DeadlineWithoutRequest { id } => {
                 write!(f, "the deadline frame of id {id} is not followed by request {id}")
+            }
+            ProtocolError::CancelNeverSent { id, last } => {
+                write!(f, "a cancel frame for id {id}, but the requests received so far end at id {last}")
             }
         }
     }
@@ -269,6 +286,12 @@ pub fn encode_deadline(id: u64, remaining_ns: u64) -> [u8; HEADER_LEN + DEADLINE
     out
 }
 
+/// The 16 bytes that tell the server that the caller of request `id`
+/// (already sent) gave up: a [`FrameKind::Cancel`] header, no payload.
+pub fn encode_cancel(id: u64) -> [u8; HEADER_LEN] {
+    encode_header(FrameKind::Cancel, id, 0)
+}
+
 /// Decodes a header and checks it against `role` and the maximum `max`
 /// (a deadline frame is checked by the [`Decoder`], which knows what the
 /// hellos negotiated).
@@ -281,13 +304,15 @@ pub fn decode_header(bytes: &[u8; HEADER_LEN], role: Role, max: u32) -> Result<H
     }
     let id = u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes"));
     let legal = match role {
-        Role::Server => matches!(kind, FrameKind::Request | FrameKind::Close | FrameKind::Deadline),
-        Role::Client => !matches!(kind, FrameKind::Request | FrameKind::Deadline),
+        Role::Server => {
+            matches!(kind, FrameKind::Request | FrameKind::Close | FrameKind::Deadline | FrameKind::Cancel)
+        }
+        Role::Client => !matches!(kind, FrameKind::Request | FrameKind::Deadline | FrameKind::Cancel),
     };
     if !legal {
         return Err(ProtocolError::WrongDirection(kind));
     }
-    if matches!(kind, FrameKind::NoReply | FrameKind::Close) && len != 0 {
+    if matches!(kind, FrameKind::NoReply | FrameKind::Close | FrameKind::Cancel) && len != 0 {
         return Err(ProtocolError::UnexpectedPayload(kind));
     }
     if len > max {
@@ -411,6 +436,16 @@ impl Decoder {
                         }
                         if header.id <= self.last_request {
                             return Err(ProtocolError::IdNotIncreasing { id: header.id, previous: self.last_request });
+                        }
+                    }
+                    FrameKind::Cancel => {
+                        if self.negotiated & FLAG_CANCEL == 0 {
+                            return Err(ProtocolError::NotNegotiated(FrameKind::Cancel));
+                        }
+                        // Only a request already sent can be cancelled; one
+                        // already answered is the receiver's to ignore.
+                        if header.id == 0 || header.id > self.last_request {
+                            return Err(ProtocolError::CancelNeverSent { id: header.id, last: self.last_request });
                         }
                     }
                     _ => {}

@@ -235,7 +235,7 @@ fn vector_deadline_hello_and_frame() {
     assert_eq!(decoder.negotiated(), 0);
     let mut decoder = Decoder::new(Role::Server, 1024, FLAGS);
     decoder.push(&hex("49 50 43 4c 01 00 00 00 00 00 00 04 ff ff ff ff")).unwrap();
-    assert_eq!(decoder.negotiated(), FLAG_DEADLINE);
+    assert_eq!(decoder.negotiated(), FLAGS);
 }
 
 #[test]
@@ -283,4 +283,92 @@ fn deadline_frames_out_of_place_are_violations() {
     let (used2, event2) = decoder.push(&bytes[used..]).unwrap();
     assert_eq!((used + used2, event, event2), (24, None, None));
     assert!(decoder.in_frame());
+}
+
+/// V13: hello, status 0, max 64 MiB, flags: deadline and cancel.
+const V13_HELLO_DEADLINE_CANCEL_64MIB: &str = "49 50 43 4c 01 00 00 00 00 00 00 04 03 00 00 00";
+/// V14: cancel of request 1.
+const V14_CANCEL_1: &str = "00 00 00 00 07 00 00 00 01 00 00 00 00 00 00 00";
+
+#[test]
+fn vector_cancel_hello_and_frame() {
+    assert_eq!(
+        encode_hello(STATUS_OK, 64 << 20, FLAG_DEADLINE | FLAG_CANCEL).to_vec(),
+        hex(V13_HELLO_DEADLINE_CANCEL_64MIB)
+    );
+    assert_eq!(encode_cancel(1).to_vec(), hex(V14_CANCEL_1));
+    // V13, V3, V14, V14 again (a second cancel of an id is harmless), then
+    // request 2: in any chunking.
+    let mut to_server = hex(V13_HELLO_DEADLINE_CANCEL_64MIB);
+    to_server.extend(hex(V3_REQUEST_1_HI));
+    to_server.extend(hex(V14_CANCEL_1));
+    to_server.extend(hex(V14_CANCEL_1));
+    to_server.extend(hex(V3_REQUEST_1_HI).iter().enumerate().map(|(i, b)| if i == 8 { 2 } else { *b }));
+    for chunk in [1, 3, 8, 16, 17, 1000] {
+        let events = decode_all(Role::Server, 1 << 20, &to_server, chunk).unwrap();
+        let cancel = Event::Frame(Frame { kind: FrameKind::Cancel, id: 1, payload: Vec::new(), deadline_ns: None });
+        assert_eq!(events.len(), 5, "chunk {chunk}");
+        assert!(matches!(&events[1], Event::Frame(f) if f.kind == FrameKind::Request && f.id == 1));
+        assert_eq!(events[2], cancel, "chunk {chunk}");
+        assert_eq!(events[3], cancel, "chunk {chunk}");
+        assert!(matches!(&events[4], Event::Frame(f) if f.kind == FrameKind::Request && f.id == 2));
+    }
+}
+
+#[test]
+fn cancel_frames_out_of_place_are_violations() {
+    let server_reads = |hello: &str, frames: &[&str]| {
+        let mut bytes = hex(hello);
+        for f in frames {
+            bytes.extend(hex(f));
+        }
+        decode_all(Role::Server, 1024, &bytes, 5)
+    };
+    // From a peer whose hello did not announce the flag: V1 (flags 0) or
+    // V11 (deadline only).
+    for hello in [V1_HELLO_64MIB, V11_HELLO_DEADLINE_64MIB] {
+        assert_eq!(
+            server_reads(hello, &[V3_REQUEST_1_HI, V14_CANCEL_1]),
+            Err(ProtocolError::NotNegotiated(FrameKind::Cancel))
+        );
+    }
+    // For an id no request had: before any request, id 0, past the last.
+    assert_eq!(
+        server_reads(V13_HELLO_DEADLINE_CANCEL_64MIB, &[V14_CANCEL_1]),
+        Err(ProtocolError::CancelNeverSent { id: 1, last: 0 })
+    );
+    assert_eq!(
+        server_reads(
+            V13_HELLO_DEADLINE_CANCEL_64MIB,
+            &[V3_REQUEST_1_HI, "00 00 00 00 07 00 00 00 00 00 00 00 00 00 00 00"]
+        ),
+        Err(ProtocolError::CancelNeverSent { id: 0, last: 1 })
+    );
+    assert_eq!(
+        server_reads(
+            V13_HELLO_DEADLINE_CANCEL_64MIB,
+            &[V3_REQUEST_1_HI, "00 00 00 00 07 00 00 00 02 00 00 00 00 00 00 00"]
+        ),
+        Err(ProtocolError::CancelNeverSent { id: 2, last: 1 })
+    );
+    // With a payload.
+    assert_eq!(
+        server_reads(
+            V13_HELLO_DEADLINE_CANCEL_64MIB,
+            &[V3_REQUEST_1_HI, "01 00 00 00 07 00 00 00 01 00 00 00 00 00 00 00 00"]
+        ),
+        Err(ProtocolError::UnexpectedPayload(FrameKind::Cancel))
+    );
+    // Between a deadline frame and its request.
+    assert_eq!(
+        server_reads(
+            V13_HELLO_DEADLINE_CANCEL_64MIB,
+            &[V3_REQUEST_1_HI, "08 00 00 00 06 00 00 00 02 00 00 00 00 00 00 00 00 2f 68 59 00 00 00 00", V14_CANCEL_1]
+        ),
+        Err(ProtocolError::DeadlineWithoutRequest { id: 2 })
+    );
+    // Never to a client.
+    let mut to_client = hex(V13_HELLO_DEADLINE_CANCEL_64MIB);
+    to_client.extend(hex(V14_CANCEL_1));
+    assert_eq!(decode_all(Role::Client, 1024, &to_client, 16), Err(ProtocolError::WrongDirection(FrameKind::Cancel)));
 }

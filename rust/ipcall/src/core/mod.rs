@@ -2,6 +2,7 @@
 //! names, the peer's identity, call slots, queues, waiting and the wire
 //! frames. Nothing here knows a transport or a public API type.
 //!
+//! - [`cancel`]: a request's cancellation flag, and the `Cancelled` future.
 //! - [`error`]: `Error`, `ErrorKind` — the closed set of errors.
 //! - [`options`]: `ServerOptions`, `ClientOptions`, `WaitMode`.
 //! - [`name`]: `Name`, `Kind` — parsing and generating `kind:address` names.
@@ -15,6 +16,7 @@
 //! - [`frame`]: the stream wire format (handshake, frame headers).
 //! - [`registry`]: the per-server entries `ipcall ls` lists.
 
+pub(crate) mod cancel;
 pub(crate) mod error;
 pub mod frame;
 pub(crate) mod mpmc;

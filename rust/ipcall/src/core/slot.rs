@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
+use crate::core::cancel::Cancel;
 use crate::core::wait::{spin_until, Deadline, SpinHint, Spun};
 
 /// How a call ended, before it is turned into the caller's `Result` (which
@@ -78,6 +79,9 @@ pub(crate) struct Slot {
     cond: Condvar,
     /// Sleep at once instead of spinning first ([`Slot::without_spin`]).
     no_spin: bool,
+    /// Fired when the caller abandons the slot unanswered: over `mem:` the
+    /// server's request watches it (its cancellation, with no message).
+    cancel: Cancel,
 }
 
 // SAFETY: (1) `outcome` is the only field that is not `Sync`; it is written
@@ -102,6 +106,7 @@ impl Default for Slot {
             waiters: Mutex::new(None),
             cond: Condvar::new(),
             no_spin: false,
+            cancel: Cancel::default(),
         }
     }
 }
@@ -167,16 +172,25 @@ impl Slot {
         true
     }
 
-    /// The caller gives up: a later completion is discarded.
+    /// The caller gives up: a later completion is discarded. Fires the
+    /// slot's [`cancel`](Self::cancel) flag unless an answer was claimed.
     pub(crate) fn abandon(&self) {
         let before = self.state.fetch_or(ABANDONED, Ordering::AcqRel);
         if before & COMPLETE != 0 {
             // Completed before: drop the outcome now, not with the slot.
             drop(self.take());
         }
+        if before & CLAIMED == 0 {
+            self.cancel.fire();
+        }
         if before & WAKER != 0 {
             drop(self.lock().take());
         }
+    }
+
+    /// The flag [`abandon`](Self::abandon) fires (see its field).
+    pub(crate) fn cancel(&self) -> &Cancel {
+        &self.cancel
     }
 
     /// True once completed (even if the outcome was taken since).

@@ -114,8 +114,11 @@ impl MemServer {
     fn request(&self, mut call: Queued) -> Incoming {
         let slot = call.slot.take().expect("a queued call holds its slot");
         let data = std::mem::take(&mut call.data);
+        // The caller abandoning its slot is the cancel: no message needed.
+        let cancel = Some(crate::core::cancel::CancelRef::Slot(slot.clone()));
         let mut incoming = Incoming::new(data, self.endpoint.peer, slot, 0, call.reply_max);
         incoming.deadline = call.deadline;
+        incoming.cancel = cancel;
         incoming
     }
 

@@ -49,6 +49,7 @@ use std::os::fd::BorrowedFd;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use crate::core::cancel::CancelRef;
 use crate::core::error::{Error, Result};
 use crate::core::name::{Kind, Name};
 use crate::core::options::{ClientOptions, ServerOptions};
@@ -70,6 +71,10 @@ pub(crate) struct Incoming {
     /// When the caller stops waiting, in this process's clock: `Some` only
     /// if the caller sent its timeout along (see [`request_deadline`]).
     pub(crate) deadline: Option<std::time::Instant>,
+    /// The request's cancellation flag, fired when its caller gives up;
+    /// `None` where the transport or the peer cannot tell (a peer of the
+    /// older protocol). Retired when the request is answered.
+    pub(crate) cancel: Option<CancelRef>,
     /// `None` once answered. Invariant: `Some` from `new` until `answer`
     /// or drop takes it, so the call is answered exactly once.
     responder: Option<Arc<dyn Responder>>,
@@ -81,7 +86,16 @@ pub(crate) struct Incoming {
 
 impl Incoming {
     pub(crate) fn new(data: Vec<u8>, peer: Peer, responder: Arc<dyn Responder>, id: u64, reply_max: u32) -> Incoming {
-        Incoming { data, peer, peer_name: None, deadline: None, responder: Some(responder), id, reply_max }
+        Incoming {
+            data,
+            peer,
+            peer_name: None,
+            deadline: None,
+            cancel: None,
+            responder: Some(responder),
+            id,
+            reply_max,
+        }
     }
 
     /// Answers the call (once; later answers are ignored). An answer over
@@ -97,8 +111,18 @@ impl Incoming {
             return Err(Error::TooLarge { size: len as u64, max: u64::from(self.reply_max) });
         }
         match self.responder.take() {
-            Some(responder) => responder.answer(self.id, answer),
+            Some(responder) => {
+                self.retire_cancel();
+                responder.answer(self.id, answer)
+            }
             None => Ok(()),
+        }
+    }
+
+    /// The request is answered: nobody waits for its cancel any more.
+    fn retire_cancel(&self) {
+        if let Some(cancel) = &self.cancel {
+            cancel.get().retire();
         }
     }
 }
@@ -106,6 +130,7 @@ impl Incoming {
 impl Drop for Incoming {
     fn drop(&mut self) {
         if let Some(responder) = self.responder.take() {
+            self.retire_cancel();
             let _ = responder.answer(self.id, Answer::NoReply);
         }
     }

@@ -214,7 +214,22 @@ impl ClientConn for NatsClient {
 
     fn abandon(&self, id: u64, slot: &Slot) {
         slot.abandon();
-        self.calls.lock().remove(&id);
+        let call = self.calls.lock().remove(&id);
+        // Only the instance that acked the call can be told (a call not yet
+        // acked has no known server: docs/PROTOCOL.md §13.3).
+        if let Some(Call { instance: Some(instance), .. }) = call {
+            let mut headers = wire::headers(MsgKind::Cancel);
+            headers.insert(wire::H_CALL, format!("{}{id}", self.inbox));
+            let command = Command::Publish { subject: instance, reply: None, headers, payload: Bytes::new() };
+            // The command channel is unbounded: this never blocks.
+            let send = || {
+                let _ = self.commands.send(command);
+            };
+            match driver(Side::Client) {
+                Ok(driver) => driver.send_here(send),
+                Err(_) => send(),
+            }
+        }
     }
 
     fn notifier(&self) -> &Notifier {

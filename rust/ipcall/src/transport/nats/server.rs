@@ -23,6 +23,7 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use super::conn::{self, Connection, Ping, SETUP_TIMEOUT};
 use super::driver::{driver, Side};
 use super::wire::{self, error_code, Assembly, MsgKind};
+use crate::core::cancel::{Cancel, CancelRef};
 use crate::core::error::{Error, Result};
 use crate::core::name::Name;
 use crate::core::options::ServerOptions;
@@ -59,6 +60,17 @@ struct Shared {
     /// This instance's subject, named in the first part of a chunked
     /// answer (the caller may not have had an ack).
     instance: Subject,
+    /// The cancellation flags of the whole requests not yet answered, by
+    /// reply subject: a `cancel` message fires the one its `Ipcall-Call`
+    /// names; one for a call no longer here (answered) is ignored.
+    held: std::sync::Mutex<HashMap<String, Arc<Cancel>>>,
+}
+
+impl Shared {
+    fn held(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Cancel>>> {
+        // Inserts and removes only: poisoning leaves the map consistent.
+        self.held.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 enum Command {
@@ -86,6 +98,8 @@ struct Queued {
     expires: Option<Instant>,
     /// Who the caller says it is.
     from: Claim,
+    /// Its cancellation flag, also in `shared.held` until answered.
+    cancel: Arc<Cancel>,
     shared: Arc<Shared>,
 }
 
@@ -95,6 +109,7 @@ type Claim = (Option<u64>, Option<Box<str>>);
 impl Drop for Queued {
     fn drop(&mut self) {
         if let Some(reply) = self.reply.take() {
+            self.shared.held().remove(reply.as_str());
             send_error(&self.shared, reply, error_code::DISCONNECTED, "the server closed");
         }
     }
@@ -115,6 +130,8 @@ impl Responder for NatsResponder {
             Answer::Fail(data) => (MsgKind::Fail, Bytes::copy_from_slice(data)),
             Answer::NoReply => (MsgKind::NoReply, Bytes::new()),
         };
+        // Answered: a later cancel of it is ignored.
+        self.shared.held().remove(self.reply.as_str());
         let (first, rest) = wire::split(&data, self.shared.chunk);
         let mut headers = wire::headers(kind);
         if !rest.is_empty() {
@@ -157,6 +174,7 @@ fn make_request(mut incoming: Queued) -> Incoming {
     let mut request = Incoming::new(std::mem::take(&mut incoming.data), peer, responder, 0, incoming.reply_max);
     request.peer_name = name;
     request.deadline = incoming.expires;
+    request.cancel = Some(CancelRef::Own(incoming.cancel.clone()));
     request
 }
 
@@ -171,7 +189,9 @@ impl NatsServer {
         match popped {
             // The caller has given up already: the answer would be discarded.
             Ok(mut incoming) if incoming.expires.is_some_and(|at| at <= Instant::now()) => {
-                incoming.reply = None;
+                if let Some(reply) = incoming.reply.take() {
+                    incoming.shared.held().remove(reply.as_str());
+                }
                 None
             }
             Ok(incoming) => Some(Ok(make_request(incoming))),
@@ -261,7 +281,7 @@ pub(crate) fn bind(name: &Name, options: &ServerOptions) -> Result<Box<dyn Serve
         conn::round_trip(&nats).await.map_err(|e| io(&e))?;
         let (commands, command_rx) = unbounded_channel();
         let chunk = wire::chunk_size(nats.server_info().max_payload);
-        let shared = Arc::new(Shared { commands, chunk, instance: instance2.clone() });
+        let shared = Arc::new(Shared { commands, chunk, instance: instance2.clone(), held: Default::default() });
         let task = Task {
             name: name2.shared().clone(),
             nats,
@@ -562,7 +582,9 @@ impl Task {
 
     fn push(&self, data: Vec<u8>, reply: Subject, reply_max: u32, expires: Option<Instant>, from: Claim) {
         let Some(shared) = self.shared.upgrade() else { return };
-        let incoming = Queued { data, reply: Some(reply), reply_max, expires, from, shared };
+        let cancel = Arc::new(Cancel::default());
+        shared.held().insert(reply.to_string(), cancel.clone());
+        let incoming = Queued { data, reply: Some(reply), reply_max, expires, from, cancel, shared };
         // Refused (closed): dropping it tells the caller `Disconnected`.
         let _ = self.queue.push(incoming);
     }
@@ -583,6 +605,15 @@ impl Task {
             (MsgKind::Request, Some(reply)) => {
                 if let Err(reason) = self.on_request(message, reply.clone()).await {
                     self.error(reply, error_code::PROTOCOL, &reason);
+                }
+            }
+            // A caller gave up on a call this instance acked. One for a call
+            // no longer held (answered, or never here) is ignored.
+            (MsgKind::Cancel, _) => {
+                let Some(call) = wire::header(&message, wire::H_CALL) else { return };
+                let held = self.shared.upgrade().and_then(|shared| shared.held().get(call).cloned());
+                if let Some(cancel) = held {
+                    cancel.fire();
                 }
             }
             (MsgKind::Chunk, _) => {

@@ -67,6 +67,9 @@ pub(crate) enum MsgKind {
     Chunk,
     /// Server → caller: the call failed ([`error_code`] in [`H_ERROR`]).
     Error,
+    /// Caller → the instance that acked the call ([`H_CALL`] names it):
+    /// the caller gave up.
+    Cancel,
 }
 
 impl MsgKind {
@@ -81,6 +84,7 @@ impl MsgKind {
             MsgKind::NoReply => "no-reply",
             MsgKind::Chunk => "chunk",
             MsgKind::Error => "error",
+            MsgKind::Cancel => "cancel",
         }
     }
 
@@ -95,6 +99,7 @@ impl MsgKind {
             "no-reply" => MsgKind::NoReply,
             "chunk" => MsgKind::Chunk,
             "error" => MsgKind::Error,
+            "cancel" => MsgKind::Cancel,
             _ => return None,
         })
     }

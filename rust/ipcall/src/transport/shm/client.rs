@@ -81,6 +81,12 @@ struct Shared {
     max: u32,
     /// The server offers `FEATURE_DEADLINE`: requests may carry deadline records.
     sends_deadlines: bool,
+    /// The server offers `FEATURE_CANCEL`: an abandoned call sends a cancel record.
+    sends_cancels: bool,
+    /// Ids of abandoned calls whose cancel record waits for the writer (at
+    /// most `MAX_QUEUED_CANCELS`, more are dropped): written by whoever
+    /// holds the writer with no request in the outbox, before letting go.
+    cancels: Mutex<Vec<u64>>,
     mode: WaitMode,
     writer: Mutex<Writer>,
     calls: Mutex<Calls>,
@@ -164,6 +170,8 @@ impl ShmClient {
             doorbell,
             max: options.max_message_size.min(hello.max_message_size),
             sends_deadlines: header.features.load(Ordering::Relaxed) & super::FEATURE_DEADLINE != 0,
+            sends_cancels: header.features.load(Ordering::Relaxed) & super::FEATURE_CANCEL != 0,
+            cancels: Mutex::new(Vec::new()),
             mode: options.wait_mode,
             writer: Mutex::new(Writer { next_id: 1, producer: Producer::new(mapping.requests()), outbox: None }),
             reader: Mutex::new(ReplyReader { consumer: Consumer::new(mapping.replies()), partial: None }),
@@ -457,6 +465,7 @@ impl ShmClient {
         }
         drop(writer);
         shared.send_blocked.after_blocking_send(&shared.notifier);
+        shared.flush_cancels();
         if start_reader {
             self.start_reader_thread();
         }
@@ -560,8 +569,16 @@ impl ClientConn for ShmClient {
     }
 
     fn abandon(&self, id: u64, slot: &Slot) {
-        self.shared.remove(&mut lock(&self.shared.calls), id);
+        let shared = &self.shared;
+        let unanswered = {
+            let mut calls = lock(&shared.calls);
+            let live = calls.dead.is_none() && calls.server_closed.is_none();
+            shared.remove(&mut calls, id).is_some() && live
+        };
         slot.abandon();
+        if unanswered && shared.sends_cancels {
+            shared.cancel(id);
+        }
     }
 
     fn notifier(&self) -> &Notifier {
@@ -574,6 +591,7 @@ impl ClientConn for ShmClient {
 
     fn progress(&self) {
         self.evented_progress();
+        self.shared.flush_cancels();
     }
 
     fn needs_progress(&self) -> bool {
@@ -581,15 +599,21 @@ impl ClientConn for ShmClient {
     }
 
     fn try_send(self: Arc<Self>, data: &[u8], timeout: Option<Duration>) -> Result<Option<Call>> {
-        self.evented_try_send(data, timeout)
+        let shared = self.shared.clone();
+        let sent = self.evented_try_send(data, timeout);
+        shared.flush_cancels();
+        sent
     }
 
     fn progress_spin(&self) -> bool {
-        self.evented_progress_spin()
+        let caught = self.evented_progress_spin();
+        self.shared.flush_cancels();
+        caught
     }
 
     fn progress_edge(&self) -> bool {
         self.evented_progress();
+        self.shared.flush_cancels();
         false
     }
 }

@@ -7,13 +7,15 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use super::{current_cpu, futex_wait, futex_wake, publish_cpu, recv_with_fds_now, spin, Mapping, BELL_BYTE};
+use crate::core::cancel::{Cancel, CancelRef, Pump};
 use crate::core::error::Result;
 use crate::core::options::WaitMode;
 use crate::core::peer::Peer;
 use crate::core::wait::lock;
 use crate::sys;
+use crate::transport::calls::IdMap;
 use crate::transport::shm::flush::{Flushable, Flushed, ReplyWriter, ShmFlusher};
-use crate::transport::shm::ring::{announce_sleep, kind, take_sleeper, Consumer, Partial, Producer};
+use crate::transport::shm::ring::{self, announce_sleep, kind, take_sleeper, Consumer, Partial, Producer};
 use crate::transport::stream::flush::Sent;
 use crate::transport::trace::{ConnTrace, DropReason};
 use crate::transport::{Answer, Responder};
@@ -63,6 +65,82 @@ pub(crate) struct ServerConn {
     pub(crate) bell_seen: AtomicBool,
     /// Its server's name for its events, and whether its drop was reported.
     pub(crate) trace: ConnTrace,
+    /// The cancellation flags of the requests taken and not yet answered,
+    /// by id: a cancel record fires the one of its id, and one for an id no
+    /// longer here (answered) is ignored.
+    pub(crate) held: Mutex<IdMap<Arc<Cancel>>>,
+}
+
+impl Pump for ServerConn {
+    /// Takes the cancel records at the head of the request ring, if no
+    /// other thread reads it. A cancel queued behind a request not yet
+    /// received is seen when `recv` takes that request; a broken record is
+    /// left for `recv`, which drops the connection.
+    fn pump(&self) {
+        if self.broken.load(Ordering::Relaxed) || !self.has_requests() {
+            return;
+        }
+        let Ok(mut reader) = self.reader.try_lock() else { return };
+        let _ = take_control(&mut reader, self);
+        self.wake_producer(&reader.consumer);
+    }
+}
+
+impl ServerConn {
+    /// A cancel record for request `id`: fires its flag if the request is
+    /// still unanswered.
+    fn cancel_request(&self, id: u64) {
+        let held = lock(&self.held).get(&id).cloned();
+        if let Some(cancel) = held {
+            cancel.fire();
+        }
+    }
+
+    /// A request just taken: its cancellation flag, held until answered.
+    pub(crate) fn hold(self: &Arc<Self>, id: u64) -> CancelRef {
+        let pump: Weak<dyn Pump> = self.me.clone();
+        let cancel = Arc::new(Cancel::pumped_by(pump));
+        lock(&self.held).insert(id, cancel.clone());
+        CancelRef::Own(cancel)
+    }
+}
+
+/// Takes the deadline and cancel records (PROTOCOL.md §12.7, §12.8) that
+/// are next, between messages. A deadline record must be whole (8 bytes,
+/// offset 0), and only one may wait for its request (a record after it is
+/// refused by the request's `allowed`); a cancel record must be empty and
+/// name a request already taken. Anything else is a violation.
+pub(crate) fn take_control(reader: &mut RequestReader, conn: &ServerConn) -> std::result::Result<(), ring::Violation> {
+    loop {
+        if reader.partial.is_some() || reader.deadline.is_some() {
+            return Ok(());
+        }
+        let allowed = |k: u32| k == kind::REQUEST || k == kind::DEADLINE || k == kind::CANCEL;
+        let Some(record) = reader.consumer.peek(allowed)? else { return Ok(()) };
+        let h = record.header;
+        match h.kind {
+            kind::DEADLINE => {
+                if h.len != 8 || h.total != 8 || h.offset != 0 {
+                    return Err(ring::Violation::Piece("a deadline record must be one whole 8-byte piece"));
+                }
+                let ns = u64::from_le_bytes(reader.consumer.payload(&record).try_into().expect("8 bytes"));
+                reader.consumer.release(&record);
+                reader.deadline = Some((h.id, ns));
+            }
+            kind::CANCEL => {
+                if h.len != 0 || h.total != 0 || h.offset != 0 {
+                    return Err(ring::Violation::Piece("a cancel record must be empty"));
+                }
+                // Only a request already taken can be cancelled (ids grow).
+                if h.id == 0 || h.id > conn.last_taken.load(Ordering::Acquire) {
+                    return Err(ring::Violation::Piece("a cancel record for a request never sent"));
+                }
+                reader.consumer.release(&record);
+                conn.cancel_request(h.id);
+            }
+            _ => return Ok(()),
+        }
+    }
 }
 
 impl ServerConn {
@@ -142,6 +220,8 @@ impl Responder for ServerConn {
             Answer::Fail(data) => (kind::FAIL, data),
             Answer::NoReply => (kind::NO_REPLY, &[][..]),
         };
+        // Answered: a later cancel of it is ignored.
+        lock(&self.held).remove(&id);
         if self.broken.load(Ordering::Relaxed) {
             // Like a late reply to an abandoned call, the answer is discarded:
             // the client is gone, broke its ring, or was dropped.

@@ -64,9 +64,9 @@ pub(crate) const FEATURE_CLIENT_BELL: u32 = 1;
 /// `features` bit: the server takes deadline records (PROTOCOL.md §12.7),
 /// so a client may precede a request with its caller's remaining time.
 pub(crate) const FEATURE_DEADLINE: u32 = 2;
-/// `features` bit reserved for request cancellation (a later extension).
-#[allow(dead_code)]
-pub(crate) const FEATURE_CANCEL_RESERVED: u32 = 4;
+/// `features` bit: the server takes cancel records (PROTOCOL.md §12.8),
+/// so a client may tell it that the caller of a request gave up.
+pub(crate) const FEATURE_CANCEL: u32 = 4;
 /// The one byte that carries a client's bell eventfd over the socket.
 pub(crate) const BELL_BYTE: u8 = b'B';
 /// Bytes before the request ring's data: the [`ConnHeader`] page.
@@ -207,7 +207,7 @@ pub(crate) fn create_conn_memory(capacity: usize, server_max: u32) -> io::Result
         (*header).version = LAYOUT_VERSION;
         (*header).ring_capacity = capacity as u32;
         (*header).server_max = server_max;
-        (*header).features = AtomicU32::new(FEATURE_CLIENT_BELL | FEATURE_DEADLINE);
+        (*header).features = AtomicU32::new(FEATURE_CLIENT_BELL | FEATURE_DEADLINE | FEATURE_CANCEL);
     }
     Ok((fd, mapping))
 }

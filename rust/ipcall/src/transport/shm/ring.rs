@@ -56,6 +56,9 @@ pub(crate) mod kind {
     /// caller's remaining time (8 bytes, `u64` LE nanoseconds) for request
     /// `id`, whose first record follows at once.
     pub(crate) const DEADLINE: u32 = 6;
+    /// Client to server, only if the server offers `FEATURE_CANCEL`: the
+    /// caller of request `id` (all of it already sent) gave up; no payload.
+    pub(crate) const CANCEL: u32 = 7;
 }
 
 /// The shared control block of one ring. `#[repr(C)]`, 128 bytes: the

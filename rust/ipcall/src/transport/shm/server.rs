@@ -32,7 +32,7 @@ use crate::sys::epoll::{Epoll, EPOLL_BATCH, READABLE};
 use crate::sys::EventFd;
 use crate::transport::access::Access;
 use crate::transport::backoff::AcceptBackoff;
-use crate::transport::shm::conn::{RequestReader, ServerConn};
+use crate::transport::shm::conn::{take_control, RequestReader, ServerConn};
 use crate::transport::shm::flush::{ReplyWriter, ShmFlusher};
 use crate::transport::shm::ring::{self, kind, take_sleeper, Consumer, Producer, Taken};
 use crate::transport::stream::Acceptor;
@@ -259,6 +259,7 @@ impl Shared {
             bell: std::sync::OnceLock::new(),
             bell_seen: AtomicBool::new(false),
             trace: ConnTrace::accepted(&self.name, token, &peer),
+            held: Mutex::new(Default::default()),
         });
         let hangup = (libc::EPOLLRDHUP | libc::EPOLLHUP) as u32;
         if self.epoll.add(conn.socket.as_fd(), hangup, token).is_err() {
@@ -356,7 +357,7 @@ impl Shared {
             }
             let max = conn.local_max;
             let allowed = |k: u32| k == kind::REQUEST;
-            if let Err(violation) = take_deadline(reader) {
+            if let Err(violation) = take_control(reader, conn) {
                 let token = conn.token;
                 self.drop_conn(token, DropReason::Ring(violation));
                 continue;
@@ -386,6 +387,9 @@ impl Shared {
                     let responder: Arc<dyn crate::transport::Responder> = conn.clone();
                     let mut incoming = Incoming::new(message.data, conn.peer, responder, message.id, reply_max);
                     incoming.deadline = deadline;
+                    // Over a ring without the feature's records nothing
+                    // could cancel it: the server offers it to every client.
+                    incoming.cancel = Some(conn.hold(message.id));
                     return Some(incoming);
                 }
                 Ok(Taken::Empty) => {}
@@ -665,26 +669,4 @@ impl Drop for ShmServer {
     fn drop(&mut self) {
         self.close();
     }
-}
-
-/// Takes a deadline record (PROTOCOL.md §12.7) if one is next, between
-/// messages: it must be whole (8 bytes, offset 0), and only one may wait
-/// for its request; anything else is a violation.
-fn take_deadline(reader: &mut RequestReader) -> std::result::Result<(), ring::Violation> {
-    if reader.partial.is_some() || reader.deadline.is_some() {
-        // A deadline record here is refused by the request's `allowed`.
-        return Ok(());
-    }
-    let Some(record) = reader.consumer.peek(|k| k == kind::REQUEST || k == kind::DEADLINE)? else { return Ok(()) };
-    let h = record.header;
-    if h.kind != kind::DEADLINE {
-        return Ok(());
-    }
-    if h.len != 8 || h.total != 8 || h.offset != 0 {
-        return Err(ring::Violation::Piece("a deadline record must be one whole 8-byte piece"));
-    }
-    let ns = u64::from_le_bytes(reader.consumer.payload(&record).try_into().expect("8 bytes"));
-    reader.consumer.release(&record);
-    reader.deadline = Some((h.id, ns));
-    Ok(())
 }

@@ -7,7 +7,7 @@ use super::*;
 impl Shared {
     /// Accepts every waiting connection; `Err` if `accept` failed (the
     /// caller backs off: see `transport::backoff`).
-    fn accept_all(&self) -> io::Result<()> {
+    fn accept_all(self: &Arc<Self>) -> io::Result<()> {
         loop {
             let accepted = {
                 let state = lock(&self.state);
@@ -57,6 +57,11 @@ impl Shared {
                 arm: Mutex::new(false),
                 last_taken: AtomicU64::new(0),
                 trace: ConnTrace::accepted(&self.name, token, &accepted.peer),
+                held: Mutex::new(Default::default()),
+                server: {
+                    let server: Weak<dyn ConnService> = Arc::downgrade(self) as Weak<Shared>;
+                    server
+                },
             });
             if self.epoll.add(conn.wire.read_fd(), READABLE, token).is_err() {
                 continue;

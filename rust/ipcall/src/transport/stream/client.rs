@@ -59,6 +59,10 @@ struct Writer {
     /// before anything else.
     outbox: Vec<u8>,
 }
+/// Most cancel frames that wait for a busy writer; later ones are dropped
+/// (a cancel is best effort: the server just works on for nothing).
+const MAX_QUEUED_CANCELS: usize = 1024;
+
 /// How long a client waits for the server's half of the handshake, unless
 /// its `connect_timeout` says otherwise.
 pub(crate) const CLIENT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -71,6 +75,12 @@ struct Shared {
     max: u32,
     /// Both hellos announced `FLAG_DEADLINE`: requests may carry deadline frames.
     sends_deadlines: bool,
+    /// Both hellos announced `FLAG_CANCEL`: an abandoned call sends a cancel frame.
+    sends_cancels: bool,
+    /// Ids of abandoned calls whose cancel frame waits for the writer (at
+    /// most [`MAX_QUEUED_CANCELS`]; more are dropped). Whoever holds the
+    /// writer moves them into the outbox before letting it go.
+    cancels: Mutex<Vec<u64>>,
     /// The next request id and the outbox. Locked while a request is
     /// written, so requests leave in id order and never interleave.
     writer: Mutex<Writer>,
@@ -138,6 +148,8 @@ impl StreamClient {
             wire,
             max: reader.max(),
             sends_deadlines: reader.negotiated() & frame::FLAG_DEADLINE != 0,
+            sends_cancels: reader.negotiated() & frame::FLAG_CANCEL != 0,
+            cancels: Mutex::new(Vec::new()),
             writer: Mutex::new(Writer { next_id: 1, outbox: Vec::new() }),
             calls: Mutex::new(Calls::new()),
             async_cond: Condvar::new(),
@@ -192,7 +204,9 @@ impl Shared {
                 fail_all(orphans, &Death::Disconnected, &self.name);
                 return;
             }
-            FrameKind::Request | FrameKind::Deadline => unreachable!("the client decoder refuses requests"),
+            FrameKind::Request | FrameKind::Deadline | FrameKind::Cancel => {
+                unreachable!("the client decoder refuses requests")
+            }
         };
         let entry = lock(&self.calls).remove(frame.id);
         // An unknown id (abandoned, or never issued) is discarded.
@@ -408,8 +422,9 @@ impl StreamClient {
         let timeout_ns = timeout.filter(|_| shared.sends_deadlines).map(crate::transport::timeout_ns);
         let sent = shared.send_blocking(&slot, data, timeout_ns);
         // The writer is free again: an event loop whose `try_send` found it
-        // busy may try again.
+        // busy may try again, and cancels queued meanwhile go out.
         shared.send_blocked.after_blocking_send(&shared.notifier);
+        shared.flush_cancels();
         let id = sent?;
         Ok(Call { conn: self, id, slot })
     }
@@ -510,8 +525,15 @@ impl ClientConn for StreamClient {
 
     fn abandon(&self, id: u64, slot: &Slot) {
         let shared = &self.shared;
-        lock(&shared.calls).remove(id);
+        let unanswered = {
+            let mut calls = lock(&shared.calls);
+            let live = calls.dead.is_none() && calls.server_closed.is_none() && !calls.write_broken;
+            calls.remove(id).is_some() && live
+        };
         slot.abandon();
+        if unanswered && shared.sends_cancels {
+            shared.cancel(id);
+        }
     }
 
     fn notifier(&self) -> &Notifier {

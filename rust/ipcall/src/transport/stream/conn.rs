@@ -5,10 +5,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, Weak};
 use std::time::{Duration, Instant};
 
+use crate::core::cancel::{Cancel, CancelRef, Pump};
 use crate::core::error::Result;
 use crate::core::frame::{self, FrameKind};
 use crate::core::peer::Peer;
 use crate::core::wait::lock;
+use crate::transport::calls::IdMap;
 use crate::transport::stream::flush::{Flusher, Outbox, Sent};
 use crate::transport::stream::{FrameReader, Wire};
 use crate::transport::trace::{ConnTrace, DropReason};
@@ -45,6 +47,28 @@ pub(crate) struct ServerConn {
     pub(crate) last_taken: AtomicU64,
     /// Its server's name for its events, and whether its drop was reported.
     pub(crate) trace: ConnTrace,
+    /// The cancellation flags of the requests decoded and not yet answered,
+    /// by id, while both hellos announced `FLAG_CANCEL` (else empty): a
+    /// cancel frame fires the one of its id, and one for an id no longer
+    /// here (answered) is ignored.
+    pub(crate) held: Mutex<IdMap<Arc<Cancel>>>,
+    /// Its server, which reads it on behalf of a request's cancel flag.
+    pub(crate) server: Weak<dyn ConnService>,
+}
+
+/// What a connection's [`Pump`] asks of its server.
+pub(crate) trait ConnService: Send + Sync {
+    /// Reads what connection `token` has now, without blocking, as `recv`
+    /// would: cancel frames fire their flags, requests are queued.
+    fn service_now(&self, token: u64);
+}
+
+impl Pump for ServerConn {
+    fn pump(&self) {
+        if let Some(server) = self.server.upgrade() {
+            server.service_now(self.token);
+        }
+    }
 }
 
 /// The instant `frame_since` counts from.
@@ -55,6 +79,15 @@ fn nanos_since_epoch(at: Instant) -> u64 {
 }
 
 impl ServerConn {
+    /// A cancel frame for request `id`: fires its flag if the request is
+    /// still unanswered (a cancel racing its answer is ignored).
+    pub(crate) fn cancel_request(&self, id: u64) {
+        let held = lock(&self.held).get(&id).cloned();
+        if let Some(cancel) = held {
+            cancel.fire();
+        }
+    }
+
     /// Notes, after a read, whether a frame is under way; true once one has
     /// been under way longer than `limit` (a peer trickling a frame is
     /// dropped: it would hold its connection slot forever).
@@ -113,6 +146,8 @@ impl Responder for ServerConn {
             Answer::Fail(data) => (FrameKind::Fail, data),
             Answer::NoReply => (FrameKind::NoReply, &[][..]),
         };
+        // Answered: a later cancel of it is ignored.
+        lock(&self.held).remove(&id);
         let header = frame::encode_header(kind, id, payload.len() as u32);
         // A client that is gone, or was dropped, never gets the answer: like
         // a late reply to an abandoned call, it is discarded.
@@ -132,24 +167,35 @@ pub(crate) struct Decoded {
     /// The caller's deadline (see `transport::request_deadline`), if its
     /// request came with a deadline frame.
     pub(crate) deadline: Option<std::time::Instant>,
+    /// Its cancellation flag, held by `conn` too, if cancels were negotiated.
+    pub(crate) cancel: Option<Arc<Cancel>>,
 }
 
 impl Decoded {
-    /// A request frame just decoded on `conn`; its deadline counts from now.
-    pub(crate) fn new(conn: &Arc<ServerConn>, frame: crate::core::frame::Frame, max: u32) -> Decoded {
+    /// A request frame just decoded on `conn` by `reader`; its deadline
+    /// counts from now, and it can be cancelled from now on if both hellos
+    /// announced `FLAG_CANCEL`.
+    pub(crate) fn new(conn: &Arc<ServerConn>, frame: crate::core::frame::Frame, reader: &FrameReader) -> Decoded {
         let deadline =
             frame.deadline_ns.map(|ns| crate::transport::request_deadline(std::time::Duration::from_nanos(ns)));
-        Decoded { conn: conn.clone(), id: frame.id, data: frame.payload, max, deadline }
+        let cancel = (reader.negotiated() & frame::FLAG_CANCEL != 0).then(|| {
+            let pump: Weak<dyn Pump> = conn.me.clone();
+            let cancel = Arc::new(Cancel::pumped_by(pump));
+            lock(&conn.held).insert(frame.id, cancel.clone());
+            cancel
+        });
+        Decoded { conn: conn.clone(), id: frame.id, data: frame.payload, max: reader.max(), deadline, cancel }
     }
 }
 
 /// Turns a decoded request into an `Incoming`; called under the state lock
 /// (which orders `last_taken` against `close`).
 pub(crate) fn deliver(decoded: Decoded) -> Incoming {
-    let Decoded { conn, id, data, max, deadline } = decoded;
+    let Decoded { conn, id, data, max, deadline, cancel } = decoded;
     let peer = conn.peer;
     conn.last_taken.store(id, Ordering::Release);
     let mut incoming = Incoming::new(data, peer, conn, id, max);
     incoming.deadline = deadline;
+    incoming.cancel = cancel.map(CancelRef::Own);
     incoming
 }

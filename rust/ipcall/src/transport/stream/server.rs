@@ -30,7 +30,7 @@ use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, TryLockError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, TryLockError, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -42,7 +42,7 @@ use crate::sys::epoll::{Epoll, READABLE};
 use crate::sys::EventFd;
 use crate::transport::access::Access;
 use crate::transport::backoff::AcceptBackoff;
-use crate::transport::stream::conn::{deliver, Decoded, ServerConn};
+use crate::transport::stream::conn::{deliver, ConnService, Decoded, ServerConn};
 use crate::transport::stream::flush::{Flusher, Outbox};
 use crate::transport::stream::{readable_bytes, write_all_blocking, Acceptor, FrameReader, ReadError};
 use crate::transport::trace::{self, ConnTrace, DropReason};
@@ -182,6 +182,23 @@ impl StreamServer {
     }
 }
 
+impl ConnService for Shared {
+    fn service_now(&self, token: u64) {
+        let mut fresh = Vec::new();
+        self.service(token, &mut fresh);
+        if fresh.is_empty() {
+            return;
+        }
+        let mut state = lock(&self.state);
+        // Decoded after `close`: their callers learn from the close frame
+        // that these were never taken.
+        if !state.closed {
+            state.incoming.extend(fresh);
+            self.update_wake(&mut state);
+        }
+    }
+}
+
 impl Shared {
     /// No request can come any more.
     fn finished(&self, state: &State) -> bool {
@@ -272,7 +289,8 @@ impl Shared {
                     lock(&self.state).handshakes.retain(|(t, _)| *t != token);
                 }
                 Ok(Some(Event::Frame(f))) => match f.kind {
-                    FrameKind::Request => batch.push(Decoded::new(&conn, f, reader.max())),
+                    FrameKind::Request => batch.push(Decoded::new(&conn, f, &reader)),
+                    FrameKind::Cancel => conn.cancel_request(f.id),
                     // The client sends nothing more: it is gone.
                     _ => break Err(DropReason::ClientLeft),
                 },
@@ -440,14 +458,15 @@ impl Shared {
             };
             match read {
                 Ok(Some(Event::Frame(f))) if f.kind == FrameKind::Request => {
-                    first = Some(Decoded::new(conn, f, reader.max()));
+                    first = Some(Decoded::new(conn, f, &reader));
                     conn.frame_overdue(false, self.frame_timeout);
                     // Decode whatever else that read brought, without reading more.
                     while reader.has_buffered() {
                         match reader.next(&*conn.wire, Deadline::Now) {
                             Ok(Some(Event::Frame(f))) if f.kind == FrameKind::Request => {
-                                out.push(Decoded::new(conn, f, reader.max()))
+                                out.push(Decoded::new(conn, f, &reader))
                             }
+                            Ok(Some(Event::Frame(f))) if f.kind == FrameKind::Cancel => conn.cancel_request(f.id),
                             Ok(None) => break,
                             other => {
                                 failed = Some(Self::why_failed(other));
@@ -458,6 +477,15 @@ impl Shared {
                     // A partial frame after them starts its clock now.
                     conn.frame_overdue(reader.in_frame(), self.frame_timeout);
                     break;
+                }
+                Ok(Some(Event::Frame(f))) if f.kind == FrameKind::Cancel => {
+                    conn.cancel_request(f.id);
+                    // Not a request: read on, as after a read of nothing.
+                    conn.frame_overdue(reader.in_frame(), self.frame_timeout);
+                    let state = lock(&self.state);
+                    if deadline.expired() || state.closed || self.sole_connection(&state, deadline).is_none() {
+                        break;
+                    }
                 }
                 Ok(None) => {
                     if conn.frame_overdue(reader.in_frame(), self.frame_timeout) {

@@ -38,6 +38,10 @@ use crate::transport::shm::ring::{announce_sleep, kind, take_sleeper, Violation}
 use crate::transport::shm::{publish_cpu, send_with_fds, BELL_BYTE, FEATURE_CLIENT_BELL};
 use crate::transport::Call;
 
+/// Most cancel records that wait for the writer; later ones are dropped (a
+/// cancel is best effort: the server just works on for nothing).
+const MAX_QUEUED_CANCELS: usize = 1024;
+
 impl Shared {
     /// Enters call `id` in the table. Once an event loop asked for the
     /// descriptor of a server without the bell, as an async call (the
@@ -108,6 +112,55 @@ impl Shared {
             }
         }
         Ok(true)
+    }
+
+    /// Sends a cancel record for call `id` without ever blocking: queued
+    /// for the writer, then written if no other thread writes (that thread
+    /// writes it as it lets the writer go). Dropped when the queue is full.
+    pub(super) fn cancel(&self, id: u64) {
+        {
+            let mut cancels = lock(&self.cancels);
+            if cancels.len() >= MAX_QUEUED_CANCELS {
+                return;
+            }
+            cancels.push(id);
+        }
+        self.flush_cancels();
+    }
+
+    /// Writes the queued cancel records the ring takes now, if no other
+    /// thread writes and no request waits in the outbox (pieces of two
+    /// messages never interleave); the rest stay queued for the next send
+    /// or `progress`. Pushes come before this look and every writer looks
+    /// after letting go, so no queued cancel is left behind by a writer
+    /// that missed it.
+    pub(super) fn flush_cancels(&self) {
+        if lock(&self.cancels).is_empty() {
+            return;
+        }
+        let Some(mut writer) = self.try_writer() else { return };
+        if writer.outbox.is_some() {
+            return;
+        }
+        let mut cancels = lock(&self.cancels);
+        let mut sent = 0;
+        for &id in cancels.iter() {
+            match writer.producer.write(kind::CANCEL, id, &[], 0) {
+                Ok(Some(_)) => sent += 1,
+                Ok(None) => break,
+                Err(violation) => {
+                    drop(cancels);
+                    drop(writer);
+                    self.die(Death::Protocol(violation.to_string()));
+                    return;
+                }
+            }
+        }
+        cancels.drain(..sent);
+        drop(cancels);
+        if sent > 0 {
+            self.wake_server(&writer);
+        }
     }
 
     /// With the bell: asks the server to ring it when it frees room in the

@@ -78,6 +78,49 @@ impl Shared {
         Ok(true)
     }
 
+    /// Sends a cancel frame for call `id` without ever blocking: queued for
+    /// the writer, then flushed if no other thread writes (that thread
+    /// flushes it as it lets the writer go). Dropped when the queue is full;
+    /// a frame the wire does not take now waits in the outbox for the next
+    /// send or `progress`.
+    pub(super) fn cancel(&self, id: u64) {
+        {
+            let mut cancels = lock(&self.cancels);
+            if cancels.len() >= super::MAX_QUEUED_CANCELS {
+                return;
+            }
+            cancels.push(id);
+        }
+        self.flush_cancels();
+    }
+
+    /// Moves the queued cancels into the outbox and writes what the wire
+    /// takes now, if no other thread writes. Pushes come before this look
+    /// (in [`cancel`](Self::cancel)) and every writer looks after letting go,
+    /// so a queued cancel is never left behind by a writer that missed it.
+    pub(super) fn flush_cancels(&self) {
+        if lock(&self.cancels).is_empty() {
+            return;
+        }
+        let Some(mut writer) = self.try_writer() else { return };
+        let ids = std::mem::take(&mut *lock(&self.cancels));
+        for id in ids {
+            writer.outbox.extend_from_slice(&frame::encode_cancel(id));
+        }
+        match self.flush_now(&mut writer) {
+            Ok(empty) => {
+                drop(writer);
+                self.want_write(!empty);
+            }
+            Err(_) => {
+                writer.outbox.clear();
+                drop(writer);
+                self.want_write(false);
+                let _ = self.broken_write(None);
+            }
+        }
+    }
+
     /// Flushes the outbox as far as the wire takes now, if no other thread
     /// writes. `Err` if the write failed (the connection is then broken
     /// for writing).
@@ -98,6 +141,7 @@ impl Shared {
         };
         // A `try_send` that found the writer busy meanwhile tries again.
         self.send_blocked.after_blocking_send(&self.notifier);
+        self.flush_cancels();
         flushed
     }
 
@@ -195,8 +239,10 @@ impl StreamClient {
         let timeout_ns = timeout.filter(|_| shared.sends_deadlines).map(crate::transport::timeout_ns);
         let sent = self.try_send_holding(writer, data, timeout_ns);
         // The writer is free again: a `try_send` that found it busy
-        // meanwhile (another thread's, or task's) is told to try again.
+        // meanwhile (another thread's, or task's) is told to try again, and
+        // cancels queued meanwhile go out.
         shared.send_blocked.after_blocking_send(&shared.notifier);
+        shared.flush_cancels();
         sent
     }
 

@@ -1,0 +1,311 @@
+//! The server's side of a call's cancellation: a flag the transport sets
+//! when the caller gave up (a cancel frame or record, a `nats:` cancel
+//! message, an abandoned `mem:` slot), and whoever waits for it.
+//!
+//! The public face is `api::request`'s `Cancelled` future and
+//! `Request::is_cancelled`. Setting the flag is all a cancel does: the request stays answerable, and its
+//! answer is discarded by the client as any late answer is.
+//!
+//! **Who reads the cancel.** A wire server reads its connections only while
+//! the application receives. So that a server busy with a request still
+//! learns of its cancel, a flag may carry a [`Pump`] (its connection): a
+//! look at the flag (`is_cancelled`) first has the connection read what it
+//! has now, without blocking; and while a future or callback waits on an
+//! unfired flag, one process-wide thread (`ipcall-cancel`) pumps its
+//! connection every [`WATCH_PERIOD`] until the flag fires or the request is
+//! answered (docs/DECISIONS.md).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use crate::core::slot::Slot;
+
+/// How often the watcher thread reads the connections of requests whose
+/// cancel someone awaits: the most a future or callback lags behind a
+/// cancel that arrived while the server was not receiving.
+pub(crate) const WATCH_PERIOD: Duration = Duration::from_millis(5);
+
+/// A connection that can read what it has now, without blocking: cancel
+/// frames fire their flags (requests it reads are queued for `recv`).
+pub(crate) trait Pump: Send + Sync {
+    fn pump(&self);
+}
+
+/// A callback run once, when the request is cancelled.
+pub(crate) type OnCancel = Box<dyn FnOnce() + Send>;
+
+/// Who waits for a cancel: async tasks and callbacks (the faces' bridges).
+#[derive(Default)]
+struct Waiters {
+    wakers: Vec<Waker>,
+    callbacks: Vec<OnCancel>,
+}
+
+/// One request's cancellation flag.
+///
+/// `fired` goes from false to true once and never back. `waiters` is
+/// `None` until someone waits (so a request nobody watches allocates
+/// nothing for it), and `None` again once fired or retired: a waiter
+/// registered after that is served at once (fired) or never (retired).
+#[derive(Default)]
+pub(crate) struct Cancel {
+    fired: AtomicBool,
+    /// Set once the request was answered: nobody waits any more, and
+    /// callbacks registered later are dropped at once.
+    retired: AtomicBool,
+    waiters: Mutex<Option<Box<Waiters>>>,
+    /// The connection that reads this request's cancel, where only reading
+    /// it tells (the wire transports); `None` where a cancel is delivered
+    /// by someone else (`mem:`, `nats:`).
+    pump: Option<Weak<dyn Pump>>,
+}
+
+impl std::fmt::Debug for Cancel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cancel").field("fired", &self.is_fired()).finish_non_exhaustive()
+    }
+}
+
+impl Cancel {
+    /// A flag whose cancel `pump` reads.
+    pub(crate) fn pumped_by(pump: Weak<dyn Pump>) -> Cancel {
+        Cancel { pump: Some(pump), ..Cancel::default() }
+    }
+
+    /// Has the connection read what it has now (if this flag has one and
+    /// the request is neither cancelled nor answered).
+    fn pump_now(&self) {
+        if self.is_fired() || self.retired.load(Ordering::Acquire) {
+            return;
+        }
+        if let Some(pump) = self.pump.as_ref().and_then(Weak::upgrade) {
+            pump.pump();
+        }
+    }
+
+    /// Nobody will wait on it any more: fired, or answered.
+    fn is_over(&self) -> bool {
+        self.is_fired() || self.retired.load(Ordering::Acquire)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Box<Waiters>>> {
+        // The critical sections are pushes and takes: poisoning leaves the
+        // lists consistent.
+        self.waiters.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// True once the caller gave up.
+    pub(crate) fn is_fired(&self) -> bool {
+        self.fired.load(Ordering::Acquire)
+    }
+
+    /// The caller gave up: wakes every waiter and runs every callback
+    /// (in this thread: the transport's reading thread). A second call
+    /// does nothing.
+    pub(crate) fn fire(&self) {
+        if self.fired.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let Some(waiters) = self.lock().take() else { return };
+        for waker in waiters.wakers {
+            waker.wake();
+        }
+        for callback in waiters.callbacks {
+            callback();
+        }
+    }
+
+    /// The request was answered: callbacks will never run, so drop them
+    /// now (a face's callback may keep its event loop alive).
+    pub(crate) fn retire(&self) {
+        self.retired.store(true, Ordering::Release);
+        drop(self.lock().take());
+    }
+
+    /// Runs `callback` when the request is cancelled: at once if it was
+    /// already; never (it is dropped) if it was answered. True if it now
+    /// waits.
+    fn on_cancel(&self, callback: OnCancel) -> bool {
+        {
+            let mut waiters = self.lock();
+            // Checked under the lock: `fire` sets the flag before taking
+            // the lock, so a callback added here is either run by it or
+            // sees the flag.
+            if !self.is_fired() {
+                if self.retired.load(Ordering::Acquire) {
+                    return false;
+                }
+                waiters.get_or_insert_with(Default::default).callbacks.push(callback);
+                return true;
+            }
+        }
+        callback();
+        false
+    }
+
+    /// Polls for the cancel, registering `cx`'s waker.
+    fn poll_fired(&self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.is_fired() {
+            return Poll::Ready(());
+        }
+        let mut waiters = self.lock();
+        if self.is_fired() {
+            return Poll::Ready(());
+        }
+        let wakers = &mut waiters.get_or_insert_with(Default::default).wakers;
+        if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
+            wakers.push(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+}
+
+/// Where a request's cancellation flag lives: its own (wire transports),
+/// or in the caller's slot (`mem:`, where the caller abandoning its slot is
+/// the cancel, with no message at all).
+#[derive(Clone)]
+pub(crate) enum CancelRef {
+    /// A flag of its own, shared with the connection that fires it.
+    Own(Arc<Cancel>),
+    /// The `mem:` caller's slot.
+    Slot(Arc<Slot>),
+}
+
+impl CancelRef {
+    pub(crate) fn get(&self) -> &Cancel {
+        match self {
+            CancelRef::Own(cancel) => cancel,
+            CancelRef::Slot(slot) => slot.cancel(),
+        }
+    }
+
+    /// True once the caller gave up; reads the connection first (see the
+    /// module's notes).
+    pub(crate) fn is_cancelled(&self) -> bool {
+        let cancel = self.get();
+        cancel.pump_now();
+        cancel.is_fired()
+    }
+
+    /// See [`Cancel::on_cancel`]; the watcher reads the connection while
+    /// the callback waits.
+    pub(crate) fn on_cancel(&self, callback: OnCancel) {
+        if self.get().on_cancel(callback) {
+            self.watch();
+        }
+    }
+
+    /// Polls for the cancel (reading the connection first), registering
+    /// `cx`'s waker and handing the flag to the watcher thread if pending.
+    pub(crate) fn poll_fired(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let cancel = self.get();
+        cancel.pump_now();
+        let polled = cancel.poll_fired(cx);
+        if polled.is_pending() {
+            self.watch();
+        }
+        polled
+    }
+
+    /// Hands a flag with a pump to the watcher thread.
+    fn watch(&self) {
+        if let CancelRef::Own(cancel) = self {
+            if cancel.pump.is_some() {
+                watcher::watch(cancel);
+            }
+        }
+    }
+}
+
+/// The one thread that reads the connections of awaited cancels.
+mod watcher {
+    use super::*;
+
+    /// The flags watched; `Some` while the thread runs.
+    static WATCHED: Mutex<Option<Vec<Weak<Cancel>>>> = Mutex::new(None);
+
+    fn lock() -> std::sync::MutexGuard<'static, Option<Vec<Weak<Cancel>>>> {
+        WATCHED.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(super) fn watch(cancel: &Arc<Cancel>) {
+        let mut watched = lock();
+        match &mut *watched {
+            Some(list) => {
+                if !list.iter().any(|w| std::ptr::eq(w.as_ptr(), Arc::as_ptr(cancel))) {
+                    list.push(Arc::downgrade(cancel));
+                }
+            }
+            None => {
+                let spawned = std::thread::Builder::new().name("ipcall-cancel".into()).spawn(run);
+                // Without the thread (out of resources), `is_cancelled`
+                // still reads the connection itself.
+                if spawned.is_ok() {
+                    *watched = Some(vec![Arc::downgrade(cancel)]);
+                }
+            }
+        }
+    }
+
+    /// Pumps every watched connection each period; exits once nothing is
+    /// watched (fired, answered or dropped), a later watch starts it again.
+    fn run() {
+        loop {
+            std::thread::sleep(WATCH_PERIOD);
+            let live: Vec<Arc<Cancel>> = {
+                let mut watched = lock();
+                let Some(list) = &mut *watched else { return };
+                list.retain(|w| w.upgrade().is_some_and(|c| !c.is_over()));
+                if list.is_empty() {
+                    *watched = None;
+                    return;
+                }
+                list.iter().filter_map(Weak::upgrade).collect()
+            };
+            for cancel in live {
+                cancel.pump_now();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    #[test]
+    fn callbacks_run_once_at_fire_or_at_once_after_it() {
+        let cancel = Cancel::default();
+        let runs = Arc::new(AtomicUsize::new(0));
+        let counter = runs.clone();
+        let _ = cancel.on_cancel(Box::new(move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+        }));
+        assert_eq!(runs.load(Ordering::SeqCst), 0);
+        cancel.fire();
+        cancel.fire();
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+        let counter = runs.clone();
+        let _ = cancel.on_cancel(Box::new(move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+        }));
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn a_retired_flag_drops_its_callbacks_unrun() {
+        let cancel = Cancel::default();
+        let held = Arc::new(());
+        let in_callback = held.clone();
+        let _ = cancel.on_cancel(Box::new(move || drop(in_callback)));
+        assert_eq!(Arc::strong_count(&held), 2);
+        cancel.retire();
+        assert_eq!(Arc::strong_count(&held), 1, "the callback was dropped at retire");
+        let in_callback = held.clone();
+        let _ = cancel.on_cancel(Box::new(move || drop(in_callback)));
+        assert_eq!(Arc::strong_count(&held), 1, "a callback after retire is dropped at once");
+    }
+}
