@@ -6,6 +6,7 @@ use std::time::Instant;
 use crate::api::taken::TakenMark;
 use crate::core::error::Result;
 use crate::core::peer::Peer;
+use crate::core::stats::Outcome;
 use crate::transport::{Answer, Incoming};
 
 /// One received request: its bytes, its sender, and the duty to answer.
@@ -18,13 +19,32 @@ pub struct Request {
     /// The transport's request; dropped unanswered, it answers `NoReply`.
     incoming: Incoming,
     /// Counts this request as out of its server's hands until it is
-    /// answered or dropped (after `incoming`, so after its answer).
-    _taken: TakenMark,
+    /// answered or dropped (after `incoming`, so after its answer), and
+    /// its outcome in the server's statistics.
+    taken: TakenMark,
 }
 
 impl Request {
     pub(crate) fn new(incoming: Incoming, taken: TakenMark) -> Request {
-        Request { incoming, _taken: taken }
+        Request { incoming, taken }
+    }
+
+    /// Sends `answer` and counts it (a refused one counts as an error of
+    /// its kind; the request then counts as a no-reply when dropped).
+    fn answer(mut self, answer: Answer<'_>) -> Result<()> {
+        let (outcome, len) = match answer {
+            Answer::Reply(d) => (Outcome::Reply, d.len()),
+            Answer::Fail(d) => (Outcome::Fail, d.len()),
+            Answer::NoReply | Answer::Control(_) => (Outcome::NoReply, 0),
+        };
+        // Counted before it is sent: a caller that has its answer finds
+        // it in the server's statistics.
+        if let Err(e) = self.incoming.check(len) {
+            self.taken.counters().error(e.kind());
+            return Err(e);
+        }
+        self.taken.answered(outcome, len);
+        self.incoming.answer(answer)
     }
 
     /// The request's bytes.
@@ -72,14 +92,21 @@ impl Request {
     ///
     /// A reply larger than the caller's limit is refused here with
     /// `TooLarge`; the caller then gets `NoReply` (nothing is truncated).
-    pub fn reply(mut self, data: &[u8]) -> Result<()> {
-        self.incoming.answer(Answer::Reply(data))
+    pub fn reply(self, data: &[u8]) -> Result<()> {
+        self.answer(Answer::Reply(data))
     }
 
     /// Answers with an application error: the caller gets `Remote(payload)`.
     /// The payload is subject to the same size limit as a reply.
-    pub fn fail(mut self, payload: &[u8]) -> Result<()> {
-        self.incoming.answer(Answer::Fail(payload))
+    pub fn fail(self, payload: &[u8]) -> Result<()> {
+        self.answer(Answer::Fail(payload))
+    }
+}
+
+impl Drop for Request {
+    fn drop(&mut self) {
+        // Counted before `incoming` answers `NoReply` (see `answer`).
+        self.taken.unanswered();
     }
 }
 

@@ -67,6 +67,10 @@ pub(crate) enum MsgKind {
     Chunk,
     /// Server → caller: the call failed ([`error_code`] in [`H_ERROR`]).
     Error,
+    /// Client → subject or instance: a control request (payload: its
+    /// operation, docs/PROTOCOL.md §14), answered by the server's transport
+    /// with a `Stats` message carrying the control answer.
+    Stats,
 }
 
 impl MsgKind {
@@ -81,6 +85,7 @@ impl MsgKind {
             MsgKind::NoReply => "no-reply",
             MsgKind::Chunk => "chunk",
             MsgKind::Error => "error",
+            MsgKind::Stats => "stats",
         }
     }
 
@@ -95,6 +100,7 @@ impl MsgKind {
             "no-reply" => MsgKind::NoReply,
             "chunk" => MsgKind::Chunk,
             "error" => MsgKind::Error,
+            "stats" => MsgKind::Stats,
             _ => return None,
         })
     }

@@ -141,6 +141,7 @@ impl Responder for ServerConn {
             Answer::Reply(data) => (kind::REPLY, data),
             Answer::Fail(data) => (kind::FAIL, data),
             Answer::NoReply => (kind::NO_REPLY, &[][..]),
+            Answer::Control(data) => (kind::CONTROL_REPLY, data),
         };
         if self.broken.load(Ordering::Relaxed) {
             // Like a late reply to an abandoned call, the answer is discarded:

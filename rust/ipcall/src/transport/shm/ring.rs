@@ -56,6 +56,13 @@ pub(crate) mod kind {
     /// caller's remaining time (8 bytes, `u64` LE nanoseconds) for request
     /// `id`, whose first record follows at once.
     pub(crate) const DEADLINE: u32 = 6;
+    // 7 is taken by cancellation (a later extension).
+    /// Client to server, only if the server offers `FEATURE_CONTROL`: a
+    /// control request (ping, stats), one whole piece, answered by the
+    /// server's transport itself.
+    pub(crate) const CONTROL_REQUEST: u32 = 8;
+    /// Server to client: the answer to control request `id`.
+    pub(crate) const CONTROL_REPLY: u32 = 9;
 }
 
 /// The shared control block of one ring. `#[repr(C)]`, 128 bytes: the

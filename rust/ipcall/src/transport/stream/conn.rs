@@ -112,6 +112,7 @@ impl Responder for ServerConn {
             Answer::Reply(data) => (FrameKind::Reply, data),
             Answer::Fail(data) => (FrameKind::Fail, data),
             Answer::NoReply => (FrameKind::NoReply, &[][..]),
+            Answer::Control(data) => (FrameKind::ControlReply, data),
         };
         let header = frame::encode_header(kind, id, payload.len() as u32);
         // A client that is gone, or was dropped, never gets the answer: like
