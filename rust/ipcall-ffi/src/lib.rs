@@ -22,6 +22,7 @@
 mod client;
 mod options;
 mod server;
+mod stats;
 
 use std::cell::RefCell;
 use std::ffi::{c_char, CStr, CString};
@@ -33,6 +34,7 @@ use ipcall_core::{Error, ErrorKind};
 pub use client::*;
 pub use options::*;
 pub use server::*;
+pub use stats::*;
 
 /// Major version of this ipcall library (the header's; compare with
 /// `ipcall_version()` for the library actually loaded).
@@ -295,6 +297,15 @@ impl Wait {
             0 => Ok(Wait::Now),
             ms if ms > 0 => Ok(Wait::For(Duration::from_millis(ms as u64))),
             ms => Err(Failure::invalid(format!("timeout_ms is {ms}; use -1 (forever), 0 (do not wait) or > 0"))),
+        }
+    }
+
+    /// The timeout for the core's methods that take an `Option`: `None`
+    /// waits as long as it takes.
+    pub(crate) fn as_option(self) -> Option<Duration> {
+        match self {
+            Wait::Forever => None,
+            wait => Some(wait.as_duration()),
         }
     }
 
