@@ -25,6 +25,7 @@ mod faces;
 mod options;
 mod reactor;
 mod server;
+mod stats;
 mod uv;
 mod writer;
 
