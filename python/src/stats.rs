@@ -2,11 +2,13 @@
 //! (`Server.stats()` in its own process, `Client.server_stats()` from a
 //! client's), and the control requests behind `Client.ping`.
 
+use std::time::{Duration, Instant};
+
 use ipcall::{Client, ServerStats};
 use pyo3::prelude::*;
 
 use crate::errors::ToPyResult;
-use crate::{deadline_after, wait_in_slices};
+use crate::{deadline_after, SLICE};
 
 /// A server's statistics since it was bound, counted by ipcall itself.
 #[pyclass(frozen, get_all, module = "ipcall._ipcall", name = "ServerStats")]
@@ -82,23 +84,37 @@ impl PyServerStats {
     }
 }
 
-/// Runs control request `ask` (a ping or a stats request) in slices until
-/// `timeout` seconds passed (`None`: as long as it takes), without the GIL
-/// and interruptible by Ctrl+C: an unanswered slice's request is abandoned
-/// and asked again (control requests change nothing at the server).
+/// The longest one attempt of [`control`] waits before Ctrl+C is looked at.
+const LONGEST_ATTEMPT: Duration = Duration::from_millis(1600);
+
+/// Runs control request `ask` (a ping or a stats request) until `timeout`
+/// seconds passed (`None`: as long as it takes), without the GIL and
+/// interruptible by Ctrl+C: it waits in attempts of 50 ms, doubling up to
+/// 1.6 s, and looks for signals between them; an unanswered attempt's
+/// request is abandoned and asked again (a control request changes nothing
+/// at the server). The doubling lets an answer that takes longer than one
+/// slice (`nats:` across a slow network) still arrive.
 pub(crate) fn control<T: Send>(
     py: Python<'_>,
     client: &Client,
     name: &str,
     timeout: Option<f64>,
-    ask: impl Fn(&Client, std::time::Duration) -> ipcall::Result<T> + Send + Sync,
+    ask: impl Fn(&Client, Duration) -> ipcall::Result<T> + Send + Sync,
 ) -> PyResult<T> {
     let deadline = deadline_after(timeout)?;
-    let done = wait_in_slices(py, deadline, |slice| match ask(client, slice) {
-        Err(e) if e.kind() == ipcall::ErrorKind::Timeout => None,
-        other => Some(other),
-    })?;
-    done.unwrap_or_else(|| Err(ipcall::Error::Timeout { name: name.into() })).py_err(py)
+    let mut attempt = SLICE;
+    loop {
+        let slice = deadline.map_or(attempt, |d| d.saturating_duration_since(Instant::now()).min(attempt));
+        match py.detach(|| ask(client, slice)) {
+            Err(e) if e.kind() == ipcall::ErrorKind::Timeout => {}
+            done => return done.py_err(py),
+        }
+        py.check_signals()?;
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(ipcall::Error::Timeout { name: name.into() }).py_err(py);
+        }
+        attempt = (attempt * 2).min(LONGEST_ATTEMPT);
+    }
 }
 
 /// `Client.ping`: the answered round trip, in seconds.

@@ -375,7 +375,7 @@ fn garbage_from_one_client_drops_it_alone_and_the_server_goes_on() {
             m.u64_at(REQUESTS + TAIL).store(64, Ordering::Release);
         }),
         ("unknown kind", |m| {
-            m.record(HEADER_PAGE, 8, 9, 1, 8, 0);
+            m.record(HEADER_PAGE, 8, 10, 1, 8, 0);
             m.u64_at(REQUESTS + TAIL).store(32, Ordering::Release);
         }),
         ("a reply kind in the request ring", |m| {
