@@ -39,6 +39,16 @@
 #define IPCALL_ABI_MAJOR 0
 
 /**
+ * Entries of `ipcall_stats.errors`: indexed by status number.
+ */
+#define IPCALL_STATS_ERROR_SLOTS 16
+
+/**
+ * Buckets of `ipcall_stats.latency`.
+ */
+#define IPCALL_STATS_LATENCY_BUCKETS 32
+
+/**
  * What every ipcall function returns: `IPCALL_OK` (0) or why it failed.
  *
  * The numbers are part of the ABI: each is fixed forever, and a number that
@@ -278,6 +288,63 @@ typedef struct ipcall_buf {
 } ipcall_buf;
 
 /**
+ * A server's statistics since it was bound, counted by the library itself
+ * (docs/C-API.md, "Statistics and ping").
+ *
+ * The layout is part of the ABI: fields are only ever added in a new ABI
+ * major version.
+ */
+typedef struct ipcall_stats {
+  /**
+   * Nanoseconds since the server was bound.
+   */
+  uint64_t uptime_ns;
+  /**
+   * Client connections open now (`unix:`, `pipe:`, `shm:`; 0 for
+   * `mem:` and `nats:`).
+   */
+  uint64_t connections;
+  /**
+   * Requests handed to the application by a receive.
+   */
+  uint64_t calls;
+  /**
+   * Requests answered with `ipcall_request_reply`.
+   */
+  uint64_t replies;
+  /**
+   * Requests answered with `ipcall_request_fail` (also `errors[IPCALL_E_REMOTE]`).
+   */
+  uint64_t fails;
+  /**
+   * Requests dropped unanswered (also `errors[IPCALL_E_NO_REPLY]`).
+   */
+  uint64_t no_replies;
+  /**
+   * Bytes of the requests handed to the application.
+   */
+  uint64_t bytes_in;
+  /**
+   * Bytes of the replies and fail payloads sent.
+   */
+  uint64_t bytes_out;
+  /**
+   * Errors by kind, indexed by the kind's status number (`IPCALL_E_*`,
+   * 1 to 15; index 0 unused): `IPCALL_E_REMOTE` (fails),
+   * `IPCALL_E_NO_REPLY` (dropped unanswered), `IPCALL_E_TOO_LARGE` (an
+   * answer over the caller's limit, refused), `IPCALL_E_PROTOCOL` (a
+   * client dropped for breaking the protocol).
+   */
+  uint64_t errors[IPCALL_STATS_ERROR_SLOTS];
+  /**
+   * Answers by the time from the request's receipt by the application to
+   * its answer: `latency[0]` under 1 µs, `latency[i]` (i ≥ 1) in
+   * [2^(i−1), 2^i) µs, the last bucket open-ended.
+   */
+  uint64_t latency[IPCALL_STATS_LATENCY_BUCKETS];
+} ipcall_stats;
+
+/**
  * One event, as the callback sees it. Every pointer in it, and the event
  * itself, is valid only during the callback: copy what you keep. Strings
  * are NUL-terminated UTF-8; those that may be absent are NULL then,
@@ -454,6 +521,22 @@ const char *ipcall_client_name(const struct ipcall_client *client);
  * these two.
  */
 ipcall_status ipcall_client_call(const struct ipcall_client *client, const uint8_t *data, size_t len, int32_t timeout_ms, struct ipcall_buf *reply);
+
+/**
+ * Checks that the server answers, in one round trip its library answers
+ * itself (the application never sees it), waiting at most `timeout_ms`
+ * (-1 = as long as it takes); writes the round trip's time in nanoseconds
+ * to `*out_rtt_ns` (which may be NULL). `IPCALL_E_TIMEOUT` if no answer
+ * came in time; `IPCALL_E_PROTOCOL` if the server's ipcall is too old to
+ * answer (the client stays usable); `IPCALL_E_DISCONNECTED` if it is gone.
+ */
+ipcall_status ipcall_client_ping(const struct ipcall_client *client, int32_t timeout_ms, uint64_t *out_rtt_ns);
+
+/**
+ * Asks the server for its statistics (answered by its library as
+ * `ipcall_client_ping` is) and writes them to `*out`; the same statuses.
+ */
+ipcall_status ipcall_client_server_stats(const struct ipcall_client *client, int32_t timeout_ms, struct ipcall_stats *out);
 
 /**
  * Sends `data[0..len]` (copied) without waiting, and writes the call in
@@ -869,6 +952,12 @@ ipcall_status ipcall_request_deadline(const struct ipcall_request *request, uint
  * tell (a peer of the older protocol, a `nats:` call not yet acknowledged).
  */
 ipcall_status ipcall_request_cancelled(const struct ipcall_request *request, bool *out_cancelled);
+
+/**
+ * Writes this server's statistics since it was bound to `*out` (counted
+ * by the library on every transport; see `ipcall_stats`).
+ */
+ipcall_status ipcall_server_stats(const struct ipcall_server *server, struct ipcall_stats *out);
 
 /**
  * The name of the sender's connection (`nats:` only: its NATS connection

@@ -166,6 +166,20 @@ export declare class Client {
    */
   callSync(data: Buffer | ArrayBufferView | ArrayBuffer | string, options?: CallOptions): Buffer
   /**
+   * Checks that the server answers, in one round trip that its ipcall
+   * library answers itself (the application never sees it); resolves
+   * with the round trip in milliseconds. Rejects with `TIMEOUT` after
+   * `options.timeout` ms, `PROTOCOL` if the server's ipcall is too old to
+   * answer, `DISCONNECTED` if it is gone, `CLOSED` if this client was
+   * closed. The wait runs on a thread of napi's runtime.
+   */
+  ping(options?: CallOptions): Promise<number>
+  /**
+   * The server's statistics (what `server.stats()` returns in its
+   * process), answered by its library as `ping` is; the same errors.
+   */
+  serverStats(options?: CallOptions): Promise<ServerStats>
+  /**
    * Closes the connection: calls in flight reject with `CLOSED` at once,
    * later calls too. Closing twice is harmless.
    */
@@ -266,6 +280,13 @@ export declare class Server {
   recv(options?: CallOptions | undefined | null): Promise<Request>
   /** The next request if one is ready now, `null` if not (never waits). */
   tryRecv(): Request | null
+  /**
+   * What this server has done since it was bound, counted by ipcall
+   * itself: calls, replies, fails, no-replies, errors by code, bytes,
+   * a latency histogram, open connections. A client reads the same with
+   * `client.serverStats()`.
+   */
+  stats(): ServerStats
   /**
    * Closes gracefully: as `close()` at once (the name is unbound, calls
    * not yet received reject with `DISCONNECTED`, pending `recv()`s with
@@ -435,6 +456,42 @@ export interface ServerOptions {
    * nats-server's monitoring shows: 1 to 256 bytes, no control characters.
    */
   connectionName?: string
+}
+
+/**
+ * A server's statistics since it was bound, counted by ipcall itself.
+ * Counts are numbers (exact up to 2^53).
+ */
+export interface ServerStats {
+  /** Milliseconds since the server was bound. */
+  uptimeMs: number
+  /** Client connections open now (`unix:`, `pipe:`, `shm:`; 0 for `mem:` and `nats:`). */
+  connections: number
+  /** Requests handed to the application. */
+  calls: number
+  /** Requests answered with `reply`. */
+  replies: number
+  /** Requests answered with `fail`. */
+  fails: number
+  /** Requests dropped unanswered. */
+  noReplies: number
+  /** Requests handed out and not answered yet. */
+  inFlight: number
+  /** Bytes of the requests handed to the application. */
+  bytesIn: number
+  /** Bytes of the replies and fail payloads sent. */
+  bytesOut: number
+  /**
+   * Errors by kind, keyed by error code (`REMOTE`, `NO_REPLY`,
+   * `TOO_LARGE`, `PROTOCOL`); kinds that occurred only.
+   */
+  errors: Record<string, number>
+  /**
+   * 32 counts of answers by latency (receipt by the application to
+   * answer): `latency[0]` under 1 µs, `latency[i]` in [2^(i-1), 2^i) µs,
+   * the last open-ended.
+   */
+  latency: Array<number>
 }
 
 /** The version of the ipcall package (and of the Rust core it is built from). */

@@ -468,6 +468,13 @@ public:
     /// Stops taking requests; receivers wake with IPCALL_E_CLOSED.
     void close() const { detail::check(ipcall_server_close(handle_.get())); }
 
+    /// This server's statistics since it was bound (see `ipcall_stats`).
+    ipcall_stats stats() const {
+        ipcall_stats out{};
+        detail::check(ipcall_server_stats(handle_.get(), &out));
+        return out;
+    }
+
     /// Closes gracefully (as close, at once), then waits at most `timeout`
     /// (`forever` by default) until every request already received is
     /// answered or destroyed; false if the timeout passed first.
@@ -538,6 +545,22 @@ public:
 
     /// Sends `request` and waits at most `timeout` for the reply. Throws
     /// Error: IPCALL_E_REMOTE with the payload, IPCALL_E_TIMEOUT (abandoned), ...
+    /// Checks that the server answers (its library answers, never the
+    /// application); returns the round trip. Throws IPCALL_E_TIMEOUT after
+    /// `timeout`, IPCALL_E_PROTOCOL if the server's ipcall is too old.
+    std::chrono::nanoseconds ping(Timeout timeout = forever) const {
+        uint64_t ns = 0;
+        detail::check(ipcall_client_ping(handle_.get(), detail::timeout_ms(timeout), &ns));
+        return std::chrono::nanoseconds(static_cast<int64_t>(ns));
+    }
+
+    /// The server's statistics, answered by its library as ping is.
+    ipcall_stats server_stats(Timeout timeout = forever) const {
+        ipcall_stats out{};
+        detail::check(ipcall_client_server_stats(handle_.get(), detail::timeout_ms(timeout), &out));
+        return out;
+    }
+
     Buffer call(Bytes request, Timeout timeout = forever) const {
         ipcall_buf buf{};
         ipcall_status status =

@@ -601,6 +601,52 @@ impl Client {
         Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), value) })
     }
 
+    /// Checks that the server answers, in one round trip that its ipcall
+    /// library answers itself (the application never sees it); resolves
+    /// with the round trip in milliseconds. Rejects with `TIMEOUT` after
+    /// `options.timeout` ms, `PROTOCOL` if the server's ipcall is too old to
+    /// answer, `DISCONNECTED` if it is gone, `CLOSED` if this client was
+    /// closed. The wait runs on a thread of napi's runtime.
+    #[napi(ts_args_type = "options?: CallOptions", ts_return_type = "Promise<number>")]
+    pub fn ping<'env>(&self, env: &'env Env, options: Option<CallOptions>) -> napi::Result<PromiseRaw<'env, f64>> {
+        let timeout = millis(env, "timeout", options.and_then(|o| o.timeout))?;
+        let client = self.core(env)?;
+        let asking = async move {
+            let joined = tokio::task::spawn_blocking(move || client.ping(timeout)).await;
+            joined.map_err(|e| napi::Error::from_reason(format!("ping thread failed: {e}")))
+        };
+        env.spawn_future_with_callback(asking, |env, answered| match answered {
+            Ok(rtt) => Ok(rtt.as_secs_f64() * 1000.0),
+            Err(e) => Err(to_js(env, e)),
+        })
+    }
+
+    /// The server's statistics (what `server.stats()` returns in its
+    /// process), answered by its library as `ping` is; the same errors.
+    #[napi(ts_args_type = "options?: CallOptions", ts_return_type = "Promise<ServerStats>")]
+    pub fn server_stats<'env>(
+        &self,
+        env: &'env Env,
+        options: Option<CallOptions>,
+    ) -> napi::Result<PromiseRaw<'env, crate::stats::ServerStats>> {
+        let timeout = millis(env, "timeout", options.and_then(|o| o.timeout))?;
+        let client = self.core(env)?;
+        let asking = async move {
+            let joined = tokio::task::spawn_blocking(move || client.server_stats(timeout)).await;
+            joined.map_err(|e| napi::Error::from_reason(format!("stats thread failed: {e}")))
+        };
+        env.spawn_future_with_callback(asking, |env, answered| match answered {
+            Ok(stats) => Ok(crate::stats::ServerStats::from(&stats)),
+            Err(e) => Err(to_js(env, e)),
+        })
+    }
+
+    /// The core client, or `CLOSED` once this one was closed.
+    fn core(&self, env: &Env) -> napi::Result<ipcall::Client> {
+        let state = self.shared.borrow();
+        state.client.clone().ok_or_else(|| to_js(env, state.closed_error()))
+    }
+
     /// Closes the connection: calls in flight reject with `CLOSED` at once,
     /// later calls too. Closing twice is harmless.
     #[napi]

@@ -31,6 +31,7 @@ mod faces;
 mod options;
 mod reactor;
 mod server;
+mod stats;
 mod uv;
 mod writer;
 

@@ -295,6 +295,15 @@ impl Server {
         }
     }
 
+    /// What this server has done since it was bound, counted by ipcall
+    /// itself: calls, replies, fails, no-replies, errors by code, bytes,
+    /// a latency histogram, open connections. A client reads the same with
+    /// `client.serverStats()`.
+    #[napi]
+    pub fn stats(&self) -> crate::stats::ServerStats {
+        (&self.shared.borrow().server.stats()).into()
+    }
+
     /// Closes gracefully: as `close()` at once (the name is unbound, calls
     /// not yet received reject with `DISCONNECTED`, pending `recv()`s with
     /// `CLOSED`), then resolves once every request already received is

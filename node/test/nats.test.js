@@ -91,6 +91,23 @@ describe('nats: from Node', () => {
     client.close()
   })
 
+  test('ping and serverStats over nats: answered by the server itself', async () => {
+    const server = ipcall.Server.bind(`nats://${node.addr}/${subject('stats')}`)
+    const client = await ipcall.connectAsync(server.name)
+    // Nobody receives yet: the server's NATS task answers.
+    assert.ok((await client.ping({ timeout: 20000 })) > 0)
+    assert.equal((await client.serverStats({ timeout: 20000 })).calls, 0)
+    const serving = serveScript(server)
+    assert.equal((await client.call('hello')).toString(), 'hello')
+    const stats = await client.serverStats({ timeout: 20000 })
+    assert.deepEqual([stats.calls, stats.replies, stats.bytesIn, stats.bytesOut], [1, 1, 5, 5])
+    assert.equal(server.stats().calls, 1)
+    server.close()
+    await serving
+    assert.equal((await caught(() => client.ping({ timeout: 20000 }))).code, 'DISCONNECTED')
+    client.close()
+  })
+
   test("a call's timeout is the request's deadline over nats: too; a plain call has null", async () => {
     const server = ipcall.Server.bind(`nats://${node.addr}/${subject('deadline')}`)
     const seen = (async () => {

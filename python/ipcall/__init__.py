@@ -44,7 +44,7 @@ from ._errors import (
     Timeout,
     TooLarge,
 )
-from ._ipcall import DEFAULT_MAX_MESSAGE_SIZE, Peer, Pending, Request, __version__
+from ._ipcall import DEFAULT_MAX_MESSAGE_SIZE, Peer, Pending, Request, ServerStats, __version__
 
 if TYPE_CHECKING:
     from typing_extensions import Buffer, Self
@@ -55,6 +55,7 @@ __all__ = [
     "Request",
     "Peer",
     "Pending",
+    "ServerStats",
     "connect",
     "DEFAULT_MAX_MESSAGE_SIZE",
     "Error",
@@ -269,6 +270,13 @@ class Server(_ClosedByContext):
         # readable once the server is finished.
         self._native.close()
 
+    def stats(self) -> ServerStats:
+        """What this server has done since it was bound, counted by ipcall
+        itself: calls, replies, fails, no-replies, errors by kind, bytes in
+        and out, a latency histogram, open connections. A client reads the
+        same with `Client.server_stats()`."""
+        return self._native.stats()
+
     def drain(self, timeout: Optional[float] = None) -> bool:
         """Closes gracefully: as `close()` at once (the name is unbound,
         calls not yet received fail with `Disconnected`, receivers raise
@@ -435,6 +443,19 @@ class Client(_ClosedByContext):
         `Disconnected` if it went away, `TooLarge` if `data` is over the
         limit."""
         return self._native.call(data, timeout)
+
+    def ping(self, timeout: Optional[float] = None) -> float:
+        """Checks that the server answers, in one round trip that its ipcall
+        library answers itself (the application never sees it); returns the
+        round trip in seconds. Waits at most `timeout` seconds (then
+        `Timeout`; the GIL is released). Raises `ProtocolError` if the
+        server's ipcall is too old to answer, `Disconnected` if it is gone."""
+        return self._native.ping(timeout)
+
+    def server_stats(self, timeout: Optional[float] = None) -> ServerStats:
+        """The server's statistics (what `Server.stats()` returns in its
+        process), answered by its library as `ping` is."""
+        return self._native.server_stats(timeout)
 
     def send(self, data: Buffer) -> Pending:
         """Sends `data` and returns the call in flight; `wait()` on it later."""

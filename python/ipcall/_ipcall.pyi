@@ -4,7 +4,7 @@ wraps `Server` and `Client` and re-exports the rest."""
 
 import asyncio
 from types import TracebackType
-from typing import List, Literal, Optional, Sequence, Tuple, Type, Union, final
+from typing import Dict, List, Literal, Optional, Sequence, Tuple, Type, Union, final
 
 from typing_extensions import Buffer, Self
 
@@ -15,6 +15,7 @@ __all__ = [
     "Peer",
     "Client",
     "Pending",
+    "ServerStats",
     "Completions",
     "_BenchEchoServer",
     "_bench_rust_client",
@@ -27,6 +28,47 @@ __all__ = [
 __version__: str
 DEFAULT_MAX_MESSAGE_SIZE: int
 SLICE_SECONDS: float
+
+@final
+class ServerStats:
+    """What a server has done since it was bound, counted by ipcall itself
+    (`Server.stats()`, `Client.server_stats()`)."""
+
+    @property
+    def uptime(self) -> float:
+        """Seconds since the server was bound."""
+    @property
+    def connections(self) -> int:
+        """Client connections open now (unix:, pipe:, shm:; 0 for mem: and nats:)."""
+    @property
+    def calls(self) -> int:
+        """Requests handed to the application."""
+    @property
+    def replies(self) -> int: ...
+    @property
+    def fails(self) -> int: ...
+    @property
+    def no_replies(self) -> int:
+        """Requests dropped unanswered."""
+    @property
+    def in_flight(self) -> int:
+        """Requests handed out and not answered yet."""
+    @property
+    def bytes_in(self) -> int: ...
+    @property
+    def bytes_out(self) -> int: ...
+    @property
+    def errors(self) -> Dict[str, int]:
+        """Errors by kind, named as the exception classes ("RemoteError",
+        "NoReply", "TooLarge", "ProtocolError"); kinds that occurred only."""
+    @property
+    def latency(self) -> List[int]:
+        """32 counts of answers by latency (receipt by the application to
+        answer): ``latency[0]`` under 1 µs, ``latency[i]`` in
+        [2**(i-1), 2**i) µs, the last open-ended."""
+    @staticmethod
+    def latency_bucket_range(i: int) -> Tuple[float, Optional[float]]:
+        """Bucket `i`'s bounds in seconds (the upper one None for the last)."""
 
 @final
 class Server:
@@ -76,6 +118,7 @@ class Server:
     def fileno(self) -> int: ...
     def close(self) -> None: ...
     def drain(self, timeout: Optional[float] = None) -> bool: ...
+    def stats(self) -> ServerStats: ...
     def _push_back(self, request: Request) -> None: ...
     def __enter__(self) -> Self: ...
     def __exit__(
@@ -165,6 +208,8 @@ class Client:
     def closed(self) -> bool: ...
     def call(self, data: Buffer, timeout: Optional[float] = None) -> bytes: ...
     def send(self, data: Buffer) -> Pending: ...
+    def ping(self, timeout: Optional[float] = None) -> float: ...
+    def server_stats(self, timeout: Optional[float] = None) -> ServerStats: ...
     def clone(self) -> Client: ...
     def close(self) -> None: ...
     # call_async on asyncio loops (private; see ipcall.Client.call_async).

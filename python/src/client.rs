@@ -140,6 +140,22 @@ impl PyClient {
         finish(py, &self.name, pending, deadline)
     }
 
+    /// Checks that the server answers (its library answers, never the
+    /// application); returns the round trip in seconds.
+    #[pyo3(signature = (timeout=None))]
+    fn ping(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<f64> {
+        let client = self.client(py)?;
+        crate::stats::ping(py, &client, &self.name, timeout)
+    }
+
+    /// The server's statistics, answered by its library as `ping` is.
+    #[pyo3(signature = (timeout=None))]
+    fn server_stats(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<crate::stats::PyServerStats> {
+        let client = self.client(py)?;
+        let stats = crate::stats::control(py, &client, &self.name, timeout, |c, slice| c.server_stats(Some(slice)))?;
+        Ok((&stats).into())
+    }
+
     /// Sends `data` and returns the call in flight.
     #[pyo3(name = "send")]
     fn send_py(slf: &Bound<'_, Self>, py: Python<'_>, data: BytesLike<'_>) -> PyResult<PyPending> {

@@ -19,6 +19,7 @@ mod errors;
 mod evloop;
 mod pylog;
 mod server;
+mod stats;
 
 use std::time::{Duration, Instant};
 
@@ -158,6 +159,7 @@ fn _ipcall(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<server::PyPeer>()?;
     m.add_class::<client::PyClient>()?;
     m.add_class::<client::PyPending>()?;
+    m.add_class::<stats::PyServerStats>()?;
     m.add_class::<bench::PyBenchEchoServer>()?;
     m.add_function(wrap_pyfunction!(bench::bench_rust_client, m)?)?;
     m.add_function(wrap_pyfunction!(errors::error_kinds, m)?)?;

@@ -307,6 +307,11 @@ impl PyServer {
         drop(returned);
     }
 
+    /// This server's statistics since it was bound.
+    fn stats(&self) -> crate::stats::PyServerStats {
+        (&self.inner.stats()).into()
+    }
+
     /// Closes gracefully: `close` at once, then waits (without the GIL, at
     /// most `timeout` seconds; `None` = as long as it takes) until every
     /// request already received is answered or closed. True if all were.

@@ -89,6 +89,21 @@ def test_python_server_and_client(nats: NatsNode) -> None:
     thread.stop()
 
 
+def test_ping_and_stats_over_nats(nats: NatsNode) -> None:
+    server = ipcall.Server.bind(nats.name("stats"))
+    with ipcall.connect(server.name) as client:
+        # Nobody receives yet: the server's NATS task answers.
+        assert client.ping(timeout=20) > 0
+        assert client.server_stats(timeout=20).calls == 0
+        thread = EchoThread(server)
+        assert client.call(b"hello") == b"hello"
+        stats = client.server_stats(timeout=20)
+        assert (stats.calls, stats.replies, stats.bytes_in, stats.bytes_out, stats.connections) == (1, 1, 5, 5, 0)
+        thread.stop()
+        with pytest.raises(ipcall.Disconnected):
+            client.ping(timeout=20)
+
+
 def test_asyncio_over_nats(nats: NatsNode) -> None:
     server = ipcall.Server.bind(nats.name("async"))
 

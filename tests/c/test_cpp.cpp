@@ -116,6 +116,11 @@ static void test_echo_and_views(const std::string &kind) {
     });
 
     CHECK(text(client.call("hello")) == "hello");
+    // Statistics and ping, answered by the library.
+    CHECK(client.ping(60s).count() > 0);
+    ipcall_stats counted = client.server_stats(60s);
+    CHECK(counted.calls == 1 && counted.replies == 1 && counted.bytes_in == 5 && counted.bytes_out == 5);
+    CHECK(server.stats().calls == 1);
     CHECK(text(client.call("deadline?", 60s)) == "ok");
     CHECK(text(client.call("deadline?")) == "none");
     CHECK(text(client.call("cancelled?")) == "no");

@@ -107,8 +107,21 @@ pub fn command() -> Command {
         )
         .subcommand(
             Command::new("ls")
-                .about("List the servers this user has bound (name, transport, pid, uptime)")
+                .about("List the servers this user has bound (name, transport, pid, uptime, connections)")
                 .arg(switch("json", "print one JSON object instead of a table")),
+        )
+        .subcommand(
+            Command::new("ping")
+                .about("Check that a server answers (its ipcall library replies, not the application)")
+                .arg(positional("NAME", "the server's name"))
+                .arg(option("timeout", "MS", "wait at most MS milliseconds for the answer (default 5000)")),
+        )
+        .subcommand(
+            Command::new("stats")
+                .about("Show a server's calls, errors by kind, bytes and latency histogram")
+                .arg(positional("NAME", "the server's name"))
+                .arg(option("timeout", "MS", "wait at most MS milliseconds for the answer (default 5000)"))
+                .arg(switch("json", "print one JSON object instead of text")),
         )
         .subcommand(
             Command::new("bench")

@@ -19,42 +19,71 @@ each server writes a small entry in the runtime directory
 when it binds and removes it when it closes. Entries left by servers that
 died (their process gone, or its pid since reused) are removed on the way.
 
-Columns: PID, TRANSPORT, UPTIME (since the bind), NAME (what clients
-connect to; a nats: name without its credentials). A one-shot server shows
-`one-shot` after its transport: its name is gone once its client came.
+Columns: PID, TRANSPORT, UPTIME (since the bind), CONNS (client
+connections open now), NAME (what clients connect to; a nats: name without
+its credentials). A one-shot server shows `one-shot` after its transport:
+its name is gone once its client came.
+
+CONNS is asked of each unix:, pipe: and shm: server as `ipcall stats`
+does (its ipcall library answers, within 500 ms; ls's own connection is
+not counted); it shows `-` for one-shot and nats: servers (which ls does
+not connect to) and for servers that do not answer (an older ipcall, or
+one at its connection limit).
 
   --json           one JSON object instead of the table:
                    {\"servers\": [{\"name\", \"transport\", \"pid\",
                    \"uptime_ms\", \"bound_at_ms\" (Unix time), \"one_shot\",
-                   \"version\"}, ...]}, oldest first
+                   \"version\", \"connections\" (null where CONNS shows -)},
+                   ...]}, oldest first
 ";
 
 /// Runs `ipcall ls`.
 pub fn run(args: &Args) -> Result<(), Failure> {
     let servers = registry::list().map_err(|e| Failure::other(format!("reading the server registry: {e}")))?;
-    let text = if args.switch("--json") { json(&servers) } else { table(&servers) };
+    let conns: Vec<Option<u64>> = servers.iter().map(connections).collect();
+    let text = if args.switch("--json") { json(&servers, &conns) } else { table(&servers, &conns) };
     crate::write_stdout(text.as_bytes())
 }
 
-/// The table, one server per line, NAME last (it may be long).
-fn table(servers: &[ServerEntry]) -> String {
-    let mut rows = vec![["PID".to_string(), "TRANSPORT".to_string(), "UPTIME".to_string(), "NAME".to_string()]];
-    for server in servers {
-        let transport = if server.one_shot { format!("{} one-shot", server.kind) } else { server.kind.to_string() };
-        rows.push([server.pid.to_string(), transport, uptime(server.uptime()), server.name.clone()]);
+/// How long `ls` waits for one server's connection count.
+const CONNS_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// The client connections `server` has open, not counting the one this
+/// asks over; `None` for one-shot and `nats:` servers, and servers that do
+/// not answer in time.
+fn connections(server: &ServerEntry) -> Option<u64> {
+    if server.one_shot || server.kind == ipcall::Kind::Nats {
+        return None;
     }
-    let widths: Vec<usize> = (0..3).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
+    let options = ipcall::ClientOptions::new().connect_timeout(CONNS_TIMEOUT);
+    let client = ipcall::Client::connect_with(&server.name, &options).ok()?;
+    let stats = client.server_stats(Some(CONNS_TIMEOUT)).ok()?;
+    Some(stats.connections.saturating_sub(1))
+}
+
+/// The table, one server per line, NAME last (it may be long).
+fn table(servers: &[ServerEntry], conns: &[Option<u64>]) -> String {
+    let header = ["PID", "TRANSPORT", "UPTIME", "CONNS", "NAME"].map(String::from);
+    let mut rows = vec![header];
+    for (server, conns) in servers.iter().zip(conns) {
+        let transport = if server.one_shot { format!("{} one-shot", server.kind) } else { server.kind.to_string() };
+        let conns = conns.map_or_else(|| "-".to_string(), |n| n.to_string());
+        rows.push([server.pid.to_string(), transport, uptime(server.uptime()), conns, server.name.clone()]);
+    }
+    let widths: Vec<usize> = (0..4).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
     let mut out = String::new();
     for row in &rows {
         out.push_str(&format!(
-            "{:>w0$}  {:<w1$}  {:>w2$}  {}\n",
+            "{:>w0$}  {:<w1$}  {:>w2$}  {:>w3$}  {}\n",
             row[0],
             row[1],
             row[2],
             row[3],
+            row[4],
             w0 = widths[0],
             w1 = widths[1],
-            w2 = widths[2]
+            w2 = widths[2],
+            w3 = widths[3]
         ));
     }
     out
@@ -72,20 +101,22 @@ pub fn uptime(d: Duration) -> String {
 }
 
 /// `--json`: one object holding the list.
-fn json(servers: &[ServerEntry]) -> String {
+fn json(servers: &[ServerEntry], conns: &[Option<u64>]) -> String {
     let items: Vec<String> = servers
         .iter()
-        .map(|s| {
+        .zip(conns)
+        .map(|(s, conns)| {
             let bound_at_ms = s.bound_at.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis();
             format!(
                 "{{\"name\": {}, \"transport\": {}, \"pid\": {}, \"uptime_ms\": {}, \"bound_at_ms\": {bound_at_ms}, \
-                 \"one_shot\": {}, \"version\": {}}}",
+                 \"one_shot\": {}, \"version\": {}, \"connections\": {}}}",
                 json_string(&s.name),
                 json_string(s.kind.as_str()),
                 s.pid,
                 s.uptime().as_millis(),
                 s.one_shot,
                 json_string(&s.version),
+                conns.map_or_else(|| "null".to_string(), |n| n.to_string()),
             )
         })
         .collect();

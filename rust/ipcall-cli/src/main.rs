@@ -9,6 +9,7 @@ mod call;
 mod cli;
 mod demo;
 mod failure;
+mod health;
 mod ls;
 mod nats_server;
 mod serve;
@@ -28,6 +29,8 @@ Usage:
   ipcall serve --unique KIND (--echo | --exec CMD) [--one-shot] [--jobs N]
   ipcall call NAME [DATA | -] [--timeout MS]
   ipcall ls [--json]
+  ipcall ping NAME [--timeout MS]
+  ipcall stats NAME [--timeout MS] [--json]
   ipcall bench [--kinds LIST] [--seconds S] [--json]
   ipcall demo [--items N] [--root DIR]
   ipcall completions SHELL     (bash, elvish, fish, powershell, zsh)
@@ -81,6 +84,8 @@ fn main() -> ExitCode {
         "serve" => serve::run(&parsed),
         "call" => call::run(&parsed),
         "ls" => ls::run(&parsed),
+        "ping" => health::run_ping(&parsed),
+        "stats" => health::run_stats(&parsed),
         "bench" => bench::run(&parsed),
         "bench-peer" => bench::run_peer(&parsed),
         "demo" => demo::run(&parsed),
@@ -104,6 +109,8 @@ fn with_help_texts(command: clap::Command, top_help: &str) -> clap::Command {
         .mut_subcommand("serve", |c| c.override_help(serve::HELP))
         .mut_subcommand("call", |c| c.override_help(call::HELP))
         .mut_subcommand("ls", |c| c.override_help(ls::HELP))
+        .mut_subcommand("ping", |c| c.override_help(health::PING_HELP))
+        .mut_subcommand("stats", |c| c.override_help(health::STATS_HELP))
         .mut_subcommand("bench", |c| c.override_help(bench::HELP))
         .mut_subcommand("demo", |c| c.override_help(demo::HELP))
 }

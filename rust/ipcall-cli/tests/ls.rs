@@ -74,23 +74,27 @@ fn entries(dir: &Path) -> usize {
 #[test]
 fn ls_lists_what_is_served_as_a_table_and_as_json() {
     let runtime = RuntimeDir::new();
-    assert_eq!(stdout(&runtime.ls(&[])), "PID  TRANSPORT  UPTIME  NAME\n");
+    assert_eq!(stdout(&runtime.ls(&[])), "PID  TRANSPORT  UPTIME  CONNS  NAME\n");
     assert_eq!(stdout(&runtime.ls(&["--json"])), "{\"servers\": []}\n");
 
     let (unix, unix_name) = runtime.serve(&["--unique", "unix"]);
+    // Two clients of the unix server (ls's own connection is not counted).
+    let clients: Vec<ipcall::Client> = (0..2).map(|_| ipcall::Client::connect(&unix_name).unwrap()).collect();
     let pipe_name = format!("pipe:{}", runtime.0.join("p.pipe").display());
     let (pipe, _) = runtime.serve(&[&pipe_name, "--one-shot"]);
     let table = stdout(&runtime.ls(&[]));
     let lines: Vec<&str> = table.lines().collect();
     assert_eq!(lines.len(), 3, "{table}");
-    assert!(lines[0].split_whitespace().eq(["PID", "TRANSPORT", "UPTIME", "NAME"]), "{table}");
+    assert!(lines[0].split_whitespace().eq(["PID", "TRANSPORT", "UPTIME", "CONNS", "NAME"]), "{table}");
     let row = |name: &str| lines.iter().find(|l| l.ends_with(name)).map(|l| l.split_whitespace().collect::<Vec<_>>());
     let unix_row = row(&unix_name).unwrap_or_else(|| panic!("{unix_name} not in {table}"));
     assert_eq!(unix_row[0], unix.id().to_string());
     assert_eq!(unix_row[1], "unix");
     assert!(unix_row[2].ends_with('s') || unix_row[2].ends_with('m'), "{table}");
+    assert_eq!(unix_row[3], "2", "{table}");
     let pipe_row = row(&pipe_name).unwrap_or_else(|| panic!("{pipe_name} not in {table}"));
-    assert_eq!(pipe_row[..3], [pipe.id().to_string().as_str(), "pipe", "one-shot"], "{table}");
+    // A one-shot server is not asked (ls would be its one client).
+    assert_eq!(pipe_row[..5], [pipe.id().to_string().as_str(), "pipe", "one-shot", pipe_row[3], "-"], "{table}");
 
     let json = stdout(&runtime.ls(&["--json"]));
     assert!(json.starts_with("{\"servers\": [{") && json.ends_with("}]}\n"), "{json}");
@@ -99,6 +103,8 @@ fn ls_lists_what_is_served_as_a_table_and_as_json() {
     assert!(json.contains(&unix_item), "{json}");
     assert!(json.contains(&format!("\"name\": \"{pipe_name}\", \"transport\": \"pipe\"")), "{json}");
     assert!(json.contains("\"one_shot\": true") && json.contains("\"one_shot\": false"), "{json}");
+    assert!(json.contains("\"connections\": 2}") && json.contains("\"connections\": null}"), "{json}");
+    drop(clients);
     stop(unix);
     stop(pipe);
     let _ = std::fs::remove_file(unix_name.strip_prefix("unix:").unwrap());

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use ipcall_core::{Client, ClientOptions, Error, Pending};
 
 use crate::{
-    guard, guard_value, input_bytes, input_str, ipcall_buf, ipcall_client_options, ipcall_status, non_null, write_out,
-    Failure, Wait,
+    guard, guard_value, input_bytes, input_str, ipcall_buf, ipcall_client_options, ipcall_stats, ipcall_status,
+    non_null, write_out, Failure, Wait,
 };
 
 /// A connection to a server. Created by `ipcall_client_connect*` or
@@ -147,6 +147,45 @@ pub extern "C" fn ipcall_client_call(
             wait => client.call_timeout(bytes, wait.as_duration()),
         };
         deliver(outcome, reply)
+    })
+}
+
+/// Checks that the server answers, in one round trip its library answers
+/// itself (the application never sees it), waiting at most `timeout_ms`
+/// (-1 = as long as it takes); writes the round trip's time in nanoseconds
+/// to `*out_rtt_ns` (which may be NULL). `IPCALL_E_TIMEOUT` if no answer
+/// came in time; `IPCALL_E_PROTOCOL` if the server's ipcall is too old to
+/// answer (the client stays usable); `IPCALL_E_DISCONNECTED` if it is gone.
+#[no_mangle]
+pub extern "C" fn ipcall_client_ping(
+    client: *const ipcall_client,
+    timeout_ms: i32,
+    out_rtt_ns: *mut u64,
+) -> ipcall_status {
+    guard(|| {
+        let client = &client_ref(client)?.client;
+        let rtt = client.ping(Wait::from_ms(timeout_ms)?.as_option())?;
+        if !out_rtt_ns.is_null() {
+            write_out(out_rtt_ns, u64::try_from(rtt.as_nanos()).unwrap_or(u64::MAX));
+        }
+        Ok(())
+    })
+}
+
+/// Asks the server for its statistics (answered by its library as
+/// `ipcall_client_ping` is) and writes them to `*out`; the same statuses.
+#[no_mangle]
+pub extern "C" fn ipcall_client_server_stats(
+    client: *const ipcall_client,
+    timeout_ms: i32,
+    out: *mut ipcall_stats,
+) -> ipcall_status {
+    guard(|| {
+        let client = &client_ref(client)?.client;
+        non_null(out, "out")?;
+        let stats = client.server_stats(Wait::from_ms(timeout_ms)?.as_option())?;
+        write_out(out, ipcall_stats::from(&stats));
+        Ok(())
     })
 }
 

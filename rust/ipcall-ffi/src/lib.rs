@@ -23,6 +23,7 @@ mod client;
 mod events;
 mod options;
 mod server;
+mod stats;
 
 use std::cell::RefCell;
 use std::ffi::{c_char, CStr, CString};
@@ -35,6 +36,7 @@ pub use client::*;
 pub use events::*;
 pub use options::*;
 pub use server::*;
+pub use stats::*;
 
 /// Major version of this ipcall library (the header's; compare with
 /// `ipcall_version()` for the library actually loaded).
@@ -297,6 +299,15 @@ impl Wait {
             0 => Ok(Wait::Now),
             ms if ms > 0 => Ok(Wait::For(Duration::from_millis(ms as u64))),
             ms => Err(Failure::invalid(format!("timeout_ms is {ms}; use -1 (forever), 0 (do not wait) or > 0"))),
+        }
+    }
+
+    /// The timeout for the core's methods that take an `Option`: `None`
+    /// waits as long as it takes.
+    pub(crate) fn as_option(self) -> Option<Duration> {
+        match self {
+            Wait::Forever => None,
+            wait => Some(wait.as_duration()),
         }
     }
 

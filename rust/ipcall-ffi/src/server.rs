@@ -8,8 +8,8 @@ use std::sync::Arc;
 use ipcall_core::{Error, Kind, Request, Server, ServerOptions};
 
 use crate::{
-    guard, guard_value, input_bytes, input_str, ipcall_server_options, ipcall_status, non_null, write_out, Failure,
-    Wait,
+    guard, guard_value, input_bytes, input_str, ipcall_server_options, ipcall_stats, ipcall_status, non_null,
+    write_out, Failure, Wait,
 };
 
 /// A server bound to a name. Created by `ipcall_server_bind` or
@@ -331,6 +331,18 @@ pub extern "C" fn ipcall_request_cancelled(request: *const ipcall_request, out_c
         let request = &request_ref(request)?.request;
         non_null(out_cancelled, "out_cancelled")?;
         write_out(out_cancelled, request.is_cancelled());
+        Ok(())
+    })
+}
+
+/// Writes this server's statistics since it was bound to `*out` (counted
+/// by the library on every transport; see `ipcall_stats`).
+#[no_mangle]
+pub extern "C" fn ipcall_server_stats(server: *const ipcall_server, out: *mut ipcall_stats) -> ipcall_status {
+    guard(|| {
+        let stats = server_ref(server)?.server.stats();
+        non_null(out, "out")?;
+        write_out(out, ipcall_stats::from(&stats));
         Ok(())
     })
 }

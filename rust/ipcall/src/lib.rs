@@ -62,6 +62,7 @@ pub use crate::core::options::{
 };
 pub use crate::core::peer::Peer;
 pub use crate::core::registry;
+pub use crate::core::stats::{ServerStats, LATENCY_BUCKETS};
 
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]

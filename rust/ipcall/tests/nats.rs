@@ -626,3 +626,38 @@ fn a_cancel_for_a_call_the_server_does_not_hold_is_ignored() {
     assert_eq!(client.call(b"close").unwrap(), b"closing");
     worker.join().unwrap();
 }
+
+#[test]
+fn ping_and_stats_are_answered_by_the_server_itself() {
+    let node = Node::start();
+    let server = Arc::new(Server::bind(&node.name(&subject("stats"))).unwrap());
+    let client = Client::connect(server.name()).unwrap();
+    // Nobody receives yet: the server's NATS task answers.
+    client.ping(Some(Duration::from_secs(20))).unwrap();
+    assert_eq!(client.server_stats(Some(Duration::from_secs(20))).unwrap().calls, 0);
+    let receiver = server.clone();
+    let worker = std::thread::spawn(move || loop {
+        let Ok(request) = receiver.recv() else { return };
+        let data = request.data().to_vec();
+        if let Some(payload) = data.strip_prefix(b"fail:") {
+            request.fail(payload).unwrap();
+        } else if data == b"noreply" {
+            drop(request);
+        } else {
+            request.reply(&data).unwrap();
+        }
+    });
+    assert_eq!(client.call(b"hello").unwrap(), b"hello");
+    assert_eq!(client.call(b"fail:x").unwrap_err().kind(), ErrorKind::Remote);
+    assert_eq!(client.call(b"noreply").unwrap_err().kind(), ErrorKind::NoReply);
+    let stats = client.server_stats(Some(Duration::from_secs(20))).unwrap();
+    assert_eq!((stats.calls, stats.replies, stats.fails(), stats.no_replies()), (3, 1, 1, 1));
+    assert_eq!((stats.bytes_in, stats.bytes_out, stats.connections), (5 + 6 + 7, 5 + 1, 0));
+    assert_eq!(stats.latency.iter().sum::<u64>(), 3);
+    assert_eq!(server.stats().calls, 3);
+    server.close();
+    worker.join().unwrap();
+    // Gone from the queue group: nobody answers.
+    let err = client.ping(Some(Duration::from_secs(20))).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Disconnected, "{err}");
+}

@@ -188,3 +188,36 @@ fn a_server_that_dies_before_acking_fails_its_call_within_2_s() {
     println!("nats: server gone before its ack -> Disconnected after {took:?}");
     assert!(took < Duration::from_secs(2), "the issue's bound is 2 s; took {took:?}");
 }
+
+/// An older ipcall server played by hand: it answers connect pings with a
+/// pong and any kind it does not know (`stats`) with `error` `protocol`.
+#[test]
+fn stats_from_a_server_that_does_not_know_them_is_a_protocol_error() {
+    let node = Node::start();
+    let subject = subject("old-stats");
+    let mut old = Raw::connect(&node.addr);
+    old.send(format!("SUB {subject} 2\r\nPING\r\n").as_bytes());
+    // The server may send an updated INFO first.
+    while old.line() != "PONG" {}
+    let name = node.name(&subject);
+    let asking = std::thread::spawn(move || {
+        let client = Client::connect(&name).unwrap();
+        client.ping(Some(Duration::from_secs(20))).unwrap();
+        client.server_stats(Some(Duration::from_secs(20))).unwrap_err()
+    });
+    for expected in ["ping", "ping", "stats"] {
+        let message = old.receive();
+        let kind = header(&message, "Ipcall-Kind").unwrap().to_owned();
+        assert_eq!(kind, expected, "{message:?}");
+        let reply = message.reply.clone().unwrap();
+        if kind == "ping" {
+            old.publish(&reply, "", &[("Ipcall-Version", "1"), ("Ipcall-Kind", "pong")], b"");
+        } else {
+            let headers = [("Ipcall-Version", "1"), ("Ipcall-Kind", "error"), ("Ipcall-Error", "protocol")];
+            old.publish(&reply, "", &headers, b"unknown Ipcall-Kind stats");
+        }
+    }
+    let err = asking.join().unwrap();
+    assert_eq!(err.kind(), ErrorKind::Protocol, "{err}");
+    assert!(err.to_string().contains("control requests"), "{err}");
+}

@@ -375,7 +375,7 @@ fn garbage_from_one_client_drops_it_alone_and_the_server_goes_on() {
             m.u64_at(REQUESTS + TAIL).store(64, Ordering::Release);
         }),
         ("unknown kind", |m| {
-            m.record(HEADER_PAGE, 8, 9, 1, 8, 0);
+            m.record(HEADER_PAGE, 8, 10, 1, 8, 0);
             m.u64_at(REQUESTS + TAIL).store(32, Ordering::Release);
         }),
         ("a reply kind in the request ring", |m| {
@@ -755,6 +755,66 @@ fn a_bad_cancel_record_drops_that_client_alone() {
         let bell = fds.pop().unwrap();
         let memory = Memory::from_fd(fds.pop().unwrap());
         assert_eq!(memory.u32_at(FEATURES).load(Ordering::Relaxed) & FEATURE_CANCEL, FEATURE_CANCEL);
+        harm(&memory);
+        let one: u64 = 1;
+        // SAFETY: (1) 8 bytes from a live u64 to the doorbell eventfd.
+        unsafe { libc::write(bell.as_raw_fd(), (&one as *const u64).cast(), 8) };
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut byte = [0u8; 1];
+        let n = (&stream).read(&mut byte).unwrap_or_else(|e| panic!("{what}: no hang-up: {e}"));
+        assert_eq!(n, 0, "{what}");
+        assert_eq!(good.call(what.as_bytes()).unwrap(), what.as_bytes(), "{what}");
+    }
+    drop(good);
+    drop(serving);
+}
+
+// Control records (PROTOCOL.md §12.9): `features` bit 3, record kinds 8 / 9.
+const FEATURE_CONTROL: u32 = 8;
+
+#[test]
+fn a_server_without_the_control_feature_gives_a_protocol_error_and_never_sees_a_control_record() {
+    let (name, records) = fake_server_reading_records(FEATURE_DEADLINE);
+    let client = Client::connect_with(&name, &ipcall::ClientOptions::new().wait_mode(ipcall::WaitMode::Spin)).unwrap();
+    let err = client.ping(Some(Duration::from_secs(60))).unwrap_err();
+    assert_eq!(err.kind(), ipcall::ErrorKind::Protocol, "{err}");
+    assert!(err.to_string().contains("control requests"), "{err}");
+    assert_eq!(client.server_stats(Some(Duration::from_secs(60))).unwrap_err().kind(), ipcall::ErrorKind::Protocol);
+    for data in [b"a", b"b", b"c"] {
+        assert_eq!(client.call(data).unwrap(), b"ok");
+    }
+    let records = records.recv_timeout(Duration::from_secs(60)).unwrap();
+    assert_eq!(records, vec![(1, 1, 1, b"a".to_vec()), (1, 2, 1, b"b".to_vec()), (1, 3, 1, b"c".to_vec())]);
+}
+
+#[test]
+fn a_bad_control_record_drops_that_client_alone() {
+    let (name, _closer, serving) = echo_server();
+    let good = Client::connect(&name).unwrap();
+    type Harm = fn(&Memory);
+    let harms: [(&str, Harm); 3] = [
+        ("a control record of 72 bytes", |m| {
+            m.record(HEADER_PAGE, 72, 8, 1, 72, 0);
+            m.u64_at(REQUESTS + TAIL).store(24 + 72, Ordering::Release);
+        }),
+        ("a control record in pieces", |m| {
+            m.record(HEADER_PAGE, 8, 8, 1, 16, 0);
+            m.u64_at(REQUESTS + TAIL).store(32, Ordering::Release);
+        }),
+        ("a control record inside a pieced request", |m| {
+            m.record(HEADER_PAGE, 8, 1, 1, 16, 0);
+            m.record(HEADER_PAGE + 32, 1, 8, 2, 1, 0);
+            m.u64_at(REQUESTS + TAIL).store(64, Ordering::Release);
+        }),
+    ];
+    for (what, harm) in harms {
+        let path = name.strip_prefix("shm:").unwrap();
+        let stream = UnixStream::connect(path).unwrap();
+        let mut fds = recv_fds(&stream);
+        assert_eq!(fds.len(), 2, "{what}");
+        let bell = fds.pop().unwrap();
+        let memory = Memory::from_fd(fds.pop().unwrap());
+        assert_eq!(memory.u32_at(FEATURES).load(Ordering::Relaxed) & FEATURE_CONTROL, FEATURE_CONTROL);
         harm(&memory);
         let one: u64 = 1;
         // SAFETY: (1) 8 bytes from a live u64 to the doorbell eventfd.

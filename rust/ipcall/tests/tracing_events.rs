@@ -159,12 +159,12 @@ fn an_unknown_frame_kind_is_a_protocol_violation_drop() {
     let echo = Echo::new(Kind::Unix, &ServerOptions::new(), 1);
     let mut raw = UnixStream::connect(echo.path()).unwrap();
     raw.write_all(&raw_hello(b"IPCL", 0)).unwrap();
-    raw.write_all(&raw_header(0, 9, 1)).unwrap();
+    raw.write_all(&raw_header(0, 10, 1)).unwrap();
     read_to_hang_up(&mut raw);
     let dropped = wait_for("connection dropped", echo.name(), |_| true);
     assert_eq!(dropped.level, Level::WARN);
     assert_eq!(dropped.field("reason"), Some("protocol_violation"));
-    assert!(dropped.field("violation").is_some_and(|v| v.contains("kind 9")), "{dropped:?}");
+    assert!(dropped.field("violation").is_some_and(|v| v.contains("kind 10")), "{dropped:?}");
     // One drop event per connection.
     let drops = events_of(echo.name()).into_iter().filter(|s| s.field("message") == Some("connection dropped"));
     assert_eq!(drops.count(), 1);
@@ -284,7 +284,7 @@ fn a_server_breaking_the_protocol_is_a_client_side_violation() {
         let mut hello = [0u8; 16];
         stream.read_exact(&mut hello).unwrap();
         // A frame kind no version defines.
-        stream.write_all(&raw_header(0, 9, 1)).unwrap();
+        stream.write_all(&raw_header(0, 10, 1)).unwrap();
         read_to_hang_up(&mut stream);
     });
     let client = Client::connect(&name).unwrap();
@@ -292,7 +292,7 @@ fn a_server_breaking_the_protocol_is_a_client_side_violation() {
     assert_eq!(e.kind(), ErrorKind::Protocol);
     let violation = wait_for("protocol violation by the server", &name, |_| true);
     assert_eq!(violation.level, Level::WARN);
-    assert!(violation.field("violation").is_some_and(|v| v.contains("kind 9")), "{violation:?}");
+    assert!(violation.field("violation").is_some_and(|v| v.contains("kind 10")), "{violation:?}");
     drop(client);
     server.join().unwrap();
     std::fs::remove_file(&path).unwrap();

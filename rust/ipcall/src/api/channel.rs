@@ -3,6 +3,7 @@
 use crate::api::client::Client;
 use crate::api::server::Server;
 use crate::core::error::Result;
+use crate::core::stats::Counters;
 use crate::transport::mem;
 
 /// An unnamed in-process pair. `recv` reports `Closed` once the client and
@@ -10,7 +11,8 @@ use crate::transport::mem;
 /// Fails only if the process is out of file descriptors (for the server's
 /// pollable descriptor).
 pub fn channel() -> Result<(Server, Client)> {
-    let (name, server, conn) = mem::pair()?;
+    let counters = Counters::new();
+    let (name, server, conn) = mem::pair(counters.clone())?;
     let client = Client::from_conn(name.shared().clone(), conn);
-    Ok((Server::from_transport(name, server), client))
+    Ok((Server::from_transport(name, server, counters), client))
 }

@@ -11,6 +11,7 @@ use crate::api::pending::Pending;
 use crate::core::error::{Error, Result};
 use crate::core::name::Name;
 use crate::core::options::ClientOptions;
+use crate::core::stats::{self, ServerStats};
 use crate::core::wait::Deadline;
 #[cfg(feature = "tokio")]
 use crate::transport::reactor::Registry;
@@ -84,6 +85,44 @@ impl Client {
     /// The name of the server this client talks to.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Sends control request `op` and waits for its answer's body.
+    fn control(&self, op: u8, timeout: Option<Duration>) -> Result<Vec<u8>> {
+        let call = self.conn.clone().control(&stats::control_request(op))?;
+        let pending = Pending::new(self.name.clone(), call);
+        let answer = match timeout {
+            Some(timeout) => pending.wait_timeout(timeout)?,
+            None => pending.wait()?,
+        };
+        stats::check_answer(&self.name, op, &answer).map(<[u8]>::to_vec)
+    }
+
+    /// Checks that the server is there and answering, in one round trip
+    /// that its transport answers itself: the request never reaches the
+    /// application (no `recv` returns it, nothing is counted as a call).
+    /// Returns the round trip's time. `timeout` bounds the wait (`None`:
+    /// wait as long as it takes); `Timeout` after it.
+    ///
+    /// A `unix:`, `pipe:` or `shm:` server answers while some thread of it
+    /// reads its connections: a thread in `recv` (any form, also an event
+    /// loop's), or, when none has for a while, its accepting thread. A
+    /// `nats:` server answers from its NATS connection, a `mem:` one at
+    /// once. `Protocol` if the server's ipcall is too old to take control
+    /// requests (it did not announce them; the connection stays usable).
+    pub fn ping(&self, timeout: Option<Duration>) -> Result<Duration> {
+        let start = std::time::Instant::now();
+        self.control(stats::OP_PING, timeout)?;
+        Ok(start.elapsed())
+    }
+
+    /// The server's statistics ([`ServerStats`], what
+    /// [`Server::stats`](crate::Server::stats) returns in its own process),
+    /// answered by its transport as [`ping`](Self::ping) is. Over `nats:`
+    /// the answer comes from one member of the name's queue group.
+    pub fn server_stats(&self, timeout: Option<Duration>) -> Result<ServerStats> {
+        let body = self.control(stats::OP_STATS, timeout)?;
+        stats::decode_stats(&self.name, &body)
     }
 
     /// Sends `data` and waits for the answer.

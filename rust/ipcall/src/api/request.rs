@@ -10,6 +10,7 @@ use crate::api::taken::TakenMark;
 use crate::core::cancel::CancelRef;
 use crate::core::error::Result;
 use crate::core::peer::Peer;
+use crate::core::stats::Outcome;
 use crate::transport::{Answer, Body, Incoming};
 
 /// One received request: its bytes, its sender, and the duty to answer.
@@ -22,13 +23,32 @@ pub struct Request {
     /// The transport's request; dropped unanswered, it answers `NoReply`.
     incoming: Incoming,
     /// Counts this request as out of its server's hands until it is
-    /// answered or dropped (after `incoming`, so after its answer).
-    _taken: TakenMark,
+    /// answered or dropped (after `incoming`, so after its answer), and
+    /// its outcome in the server's statistics.
+    taken: TakenMark,
 }
 
 impl Request {
     pub(crate) fn new(incoming: Incoming, taken: TakenMark) -> Request {
-        Request { incoming, _taken: taken }
+        Request { incoming, taken }
+    }
+
+    /// Sends `answer` and counts it (a refused one counts as an error of
+    /// its kind; the request then counts as a no-reply when dropped).
+    fn answer(mut self, answer: Answer<'_>) -> Result<()> {
+        let (outcome, len) = match answer {
+            Answer::Reply(ref d) => (Outcome::Reply, d.as_slice().len()),
+            Answer::Fail(d) => (Outcome::Fail, d.len()),
+            Answer::NoReply | Answer::Control(_) => (Outcome::NoReply, 0),
+        };
+        // Counted before it is sent: a caller that has its answer finds
+        // it in the server's statistics.
+        if let Err(e) = self.incoming.check(len) {
+            self.taken.counters().error(e.kind());
+            return Err(e);
+        }
+        self.taken.answered(outcome, len);
+        self.incoming.answer(answer)
     }
 
     /// The request's bytes.
@@ -111,8 +131,8 @@ impl Request {
     ///
     /// A reply larger than the caller's limit is refused here with
     /// `TooLarge`; the caller then gets `NoReply` (nothing is truncated).
-    pub fn reply(mut self, data: &[u8]) -> Result<()> {
-        self.incoming.answer(Answer::Reply(Body::Borrowed(data)))
+    pub fn reply(self, data: &[u8]) -> Result<()> {
+        self.answer(Answer::Reply(Body::Borrowed(data)))
     }
 
     /// Like [`reply`](Self::reply), handing over the buffer: over `mem:`
@@ -120,14 +140,21 @@ impl Request {
     /// write them from the buffer as `reply` does). With
     /// [`take_data`](Self::take_data) an echo or an in-place transform
     /// copies nothing of its own.
-    pub fn reply_owned(mut self, data: Vec<u8>) -> Result<()> {
-        self.incoming.answer(Answer::Reply(Body::Owned(data)))
+    pub fn reply_owned(self, data: Vec<u8>) -> Result<()> {
+        self.answer(Answer::Reply(Body::Owned(data)))
     }
 
     /// Answers with an application error: the caller gets `Remote(payload)`.
     /// The payload is subject to the same size limit as a reply.
-    pub fn fail(mut self, payload: &[u8]) -> Result<()> {
-        self.incoming.answer(Answer::Fail(payload))
+    pub fn fail(self, payload: &[u8]) -> Result<()> {
+        self.answer(Answer::Fail(payload))
+    }
+}
+
+impl Drop for Request {
+    fn drop(&mut self) {
+        // Counted before `incoming` answers `NoReply` (see `answer`).
+        self.taken.unanswered();
     }
 }
 

@@ -14,6 +14,7 @@ use crate::core::error::{Error, Result};
 use crate::core::name::{Kind, Name};
 use crate::core::options::ServerOptions;
 use crate::core::registry::{self, Registration};
+use crate::core::stats::{Counters, ServerStats};
 use crate::core::wait::Deadline;
 #[cfg(feature = "tokio")]
 use crate::transport::reactor::Registry;
@@ -50,8 +51,9 @@ impl Server {
     pub fn bind_with(name: &str, options: &ServerOptions) -> Result<Server> {
         let name = Name::parse(name)?;
         options.check(name.shared())?;
-        let transport = transport::bind(&name, options)?;
-        Ok(Server::from_transport(name, transport).registered(options))
+        let counters = Counters::new();
+        let transport = transport::bind(&name, options, &counters)?;
+        Ok(Server::from_transport(name, transport, counters).registered(options))
     }
 
     /// Listens on a new, unguessable name of `kind`; read it with [`name`](Self::name).
@@ -67,8 +69,9 @@ impl Server {
         if let Some(dir) = name.path().and_then(std::path::Path::parent) {
             crate::transport::sweep::sweep(dir);
         }
-        let transport = transport::bind(&name, options)?;
-        Ok(Server::from_transport(name, transport).registered(options))
+        let counters = Counters::new();
+        let transport = transport::bind(&name, options, &counters)?;
+        Ok(Server::from_transport(name, transport, counters).registered(options))
     }
 
     /// With its registry entry written (best effort: see `core::registry`).
@@ -78,19 +81,29 @@ impl Server {
         self
     }
 
-    pub(crate) fn from_transport(name: Name, transport: Box<dyn ServerTransport>) -> Server {
+    pub(crate) fn from_transport(name: Name, transport: Box<dyn ServerTransport>, counters: Arc<Counters>) -> Server {
         Server {
             name,
             #[cfg(feature = "tokio")]
             reactors: Registry::new(),
             transport,
             registration: std::sync::Mutex::new(None),
-            taken: Arc::default(),
+            taken: Arc::new(Taken::new(counters)),
         }
     }
 
     fn request(&self, incoming: transport::Incoming) -> Request {
-        Request::new(incoming, self.taken.mark())
+        let len = incoming.data.len();
+        Request::new(incoming, self.taken.mark(len))
+    }
+
+    /// What this server has done since it was bound: calls, answers,
+    /// errors by kind, bytes, a latency histogram, open connections (see
+    /// [`ServerStats`]). Counted by the library itself on every transport,
+    /// with a few atomic additions per request; a client reads the same
+    /// with [`Client::server_stats`](crate::Client::server_stats).
+    pub fn stats(&self) -> ServerStats {
+        self.taken.counters.snapshot()
     }
 
     /// The name clients connect to.
@@ -118,13 +131,15 @@ impl Server {
         let deadline = timeout.map_or(Deadline::Never, Deadline::after);
         let mut f = Some(f);
         let mut out = None;
+        let mut len = 0;
         let request = self.transport.recv_with(deadline, &mut |bytes: &[u8]| {
             if let Some(f) = f.take() {
+                len = bytes.len();
                 out = Some(f(bytes));
             }
         })?;
         match out {
-            Some(out) => Ok((self.request(request), out)),
+            Some(out) => Ok((Request::new(request, self.taken.mark(len)), out)),
             // A transport always shows the bytes of the request it returns.
             None => Err(Error::Closed { name: self.name.shared().clone() }),
         }

@@ -26,8 +26,14 @@ pub const FLAG_DEADLINE: u32 = 1;
 /// `flags` bit of a hello: this side understands [`FrameKind::Cancel`]
 /// frames. A client sends them only when both hellos carry the bit.
 pub const FLAG_CANCEL: u32 = 2;
+/// `flags` bit of a hello: this side takes (server) or sends (client)
+/// control requests ([`FrameKind::ControlRequest`]: ping, stats), answered
+/// by the server's transport itself.
+pub const FLAG_CONTROL: u32 = 4;
 /// The `flags` this build announces in its hellos.
-pub const FLAGS: u32 = FLAG_DEADLINE | FLAG_CANCEL;
+pub const FLAGS: u32 = FLAG_DEADLINE | FLAG_CANCEL | FLAG_CONTROL;
+/// The largest payload of a [`FrameKind::ControlRequest`] frame.
+pub const MAX_CONTROL_REQUEST: u32 = 64;
 /// Length of a [`FrameKind::Deadline`] frame's payload: the caller's
 /// remaining time in nanoseconds (`u64`, little-endian).
 pub const DEADLINE_LEN: u32 = 8;
@@ -63,6 +69,12 @@ pub enum FrameKind {
     /// the caller of request `id` (already sent) gave up; empty payload.
     /// The server ignores it if it no longer holds that request.
     Cancel = 7,
+    /// Client to server, only once both hellos announced [`FLAG_CONTROL`]:
+    /// a control request (docs/PROTOCOL.md §14) the server's transport
+    /// answers itself; its `id` comes from the requests' sequence.
+    ControlRequest = 8,
+    /// Server to client, the answer to control request `id`.
+    ControlReply = 9,
 }
 
 impl FrameKind {
@@ -75,6 +87,8 @@ impl FrameKind {
             5 => FrameKind::Close,
             6 => FrameKind::Deadline,
             7 => FrameKind::Cancel,
+            8 => FrameKind::ControlRequest,
+            9 => FrameKind::ControlReply,
             _ => return None,
         })
     }
@@ -180,6 +194,8 @@ pub enum ProtocolError {
     NotNegotiated(FrameKind),
     /// A deadline frame whose payload is not exactly [`DEADLINE_LEN`] bytes.
     DeadlineLength(u32),
+    /// A control request longer than [`MAX_CONTROL_REQUEST`].
+    ControlLength(u32),
     /// A deadline frame not followed at once by the request of its id.
     DeadlineWithoutRequest {
         /// The deadline frame's id.
@@ -220,6 +236,9 @@ impl fmt::Display for ProtocolError {
             }
             ProtocolError::DeadlineLength(len) => {
                 write!(f, "a deadline frame must carry {DEADLINE_LEN} bytes, not {len}")
+            }
+            ProtocolError::ControlLength(len) => {
+                write!(f, "a control request of {len} bytes (at most {MAX_CONTROL_REQUEST})")
             }
             ProtocolError::DeadlineWithoutRequest { id } => {
                 write!(f, "the deadline frame of id {id} is not followed by request {id}")
@@ -305,9 +324,18 @@ pub fn decode_header(bytes: &[u8; HEADER_LEN], role: Role, max: u32) -> Result<H
     let id = u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes"));
     let legal = match role {
         Role::Server => {
-            matches!(kind, FrameKind::Request | FrameKind::Close | FrameKind::Deadline | FrameKind::Cancel)
+            matches!(
+                kind,
+                FrameKind::Request
+                    | FrameKind::Close
+                    | FrameKind::Deadline
+                    | FrameKind::Cancel
+                    | FrameKind::ControlRequest
+            )
         }
-        Role::Client => !matches!(kind, FrameKind::Request | FrameKind::Deadline | FrameKind::Cancel),
+        Role::Client => {
+            !matches!(kind, FrameKind::Request | FrameKind::Deadline | FrameKind::Cancel | FrameKind::ControlRequest)
+        }
     };
     if !legal {
         return Err(ProtocolError::WrongDirection(kind));
@@ -447,6 +475,21 @@ impl Decoder {
                         if header.id == 0 || header.id > self.last_request {
                             return Err(ProtocolError::CancelNeverSent { id: header.id, last: self.last_request });
                         }
+                    }
+                    FrameKind::ControlRequest => {
+                        if self.negotiated & FLAG_CONTROL == 0 {
+                            return Err(ProtocolError::NotNegotiated(header.kind));
+                        }
+                        if header.len > MAX_CONTROL_REQUEST {
+                            return Err(ProtocolError::ControlLength(header.len));
+                        }
+                        if header.id <= self.last_request {
+                            return Err(ProtocolError::IdNotIncreasing { id: header.id, previous: self.last_request });
+                        }
+                        self.last_request = header.id;
+                    }
+                    FrameKind::ControlReply if self.negotiated & FLAG_CONTROL == 0 => {
+                        return Err(ProtocolError::NotNegotiated(header.kind));
                     }
                     _ => {}
                 }

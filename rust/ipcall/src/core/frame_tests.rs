@@ -135,7 +135,7 @@ fn garbage_and_bad_fields_are_protocol_errors() {
         b.extend(hex(header));
         decode_all(Role::Server, 1024, &b, 16)
     };
-    assert_eq!(with("00 00 00 00 09 00 00 00 01 00 00 00 00 00 00 00"), Err(ProtocolError::BadKind(9)));
+    assert_eq!(with("00 00 00 00 0a 00 00 00 01 00 00 00 00 00 00 00"), Err(ProtocolError::BadKind(10)));
     assert_eq!(with("00 00 00 00 00 00 00 00 01 00 00 00 00 00 00 00"), Err(ProtocolError::BadKind(0)));
     assert_eq!(with("00 00 00 00 01 00 01 00 01 00 00 00 00 00 00 00"), Err(ProtocolError::Reserved([0, 1, 0])));
     assert_eq!(with(V6_NOREPLY_2), Err(ProtocolError::WrongDirection(FrameKind::NoReply)));
@@ -371,4 +371,85 @@ fn cancel_frames_out_of_place_are_violations() {
     let mut to_client = hex(V13_HELLO_DEADLINE_CANCEL_64MIB);
     to_client.extend(hex(V14_CANCEL_1));
     assert_eq!(decode_all(Role::Client, 1024, &to_client, 16), Err(ProtocolError::WrongDirection(FrameKind::Cancel)));
+}
+
+/// V15: hello, status 0, max 64 MiB, flags: deadline and control.
+const V15_HELLO_DEADLINE_CONTROL_64MIB: &str = "49 50 43 4c 01 00 00 00 00 00 00 04 05 00 00 00";
+/// V16: control request 1, ping.
+const V16_CONTROL_PING_1: &str = "01 00 00 00 08 00 00 00 01 00 00 00 00 00 00 00 01";
+/// V17: its control reply, pong (status 0).
+const V17_CONTROL_REPLY_PONG_1: &str = "02 00 00 00 09 00 00 00 01 00 00 00 00 00 00 00 01 00";
+
+#[test]
+fn vector_control_frames() {
+    assert_eq!(
+        encode_hello(STATUS_OK, 64 << 20, FLAG_DEADLINE | FLAG_CONTROL).to_vec(),
+        hex(V15_HELLO_DEADLINE_CONTROL_64MIB)
+    );
+    let mut ping = encode_header(FrameKind::ControlRequest, 1, 1).to_vec();
+    ping.push(1);
+    assert_eq!(ping, hex(V16_CONTROL_PING_1));
+    let mut pong = encode_header(FrameKind::ControlReply, 1, 2).to_vec();
+    pong.extend_from_slice(&[1, 0]);
+    assert_eq!(pong, hex(V17_CONTROL_REPLY_PONG_1));
+    // A server after V15: the ping, then request 2 (ids share one sequence).
+    let mut to_server = hex(V15_HELLO_DEADLINE_CONTROL_64MIB);
+    to_server.extend(hex(V16_CONTROL_PING_1));
+    to_server.extend(hex(V3_REQUEST_1_HI).iter().enumerate().map(|(i, b)| if i == 8 { 2 } else { *b }));
+    for chunk in [1, 5, 16, 17, 1000] {
+        let events = decode_all(Role::Server, 1 << 20, &to_server, chunk).unwrap();
+        let frame =
+            |kind, id, payload: &[u8]| Event::Frame(Frame { kind, id, payload: payload.to_vec(), deadline_ns: None });
+        assert_eq!(events[1..], [frame(FrameKind::ControlRequest, 1, &[1]), frame(FrameKind::Request, 2, b"hi")]);
+    }
+    let mut to_client = hex(V15_HELLO_DEADLINE_CONTROL_64MIB);
+    to_client.extend(hex(V17_CONTROL_REPLY_PONG_1));
+    let events = decode_all(Role::Client, 1 << 20, &to_client, 3).unwrap();
+    assert_eq!(
+        events[1],
+        Event::Frame(Frame { kind: FrameKind::ControlReply, id: 1, payload: vec![1, 0], deadline_ns: None })
+    );
+}
+
+#[test]
+fn control_frames_out_of_place_are_violations() {
+    let reads = |role, hello: &str, frames: &[&str]| {
+        let mut bytes = hex(hello);
+        for f in frames {
+            bytes.extend(hex(f));
+        }
+        decode_all(role, 1024, &bytes, 5)
+    };
+    // Not announced by the peer (a hello without bit 2, as V11's).
+    assert_eq!(
+        reads(Role::Server, V11_HELLO_DEADLINE_64MIB, &[V16_CONTROL_PING_1]),
+        Err(ProtocolError::NotNegotiated(FrameKind::ControlRequest))
+    );
+    assert_eq!(
+        reads(Role::Client, V1_HELLO_64MIB, &[V17_CONTROL_REPLY_PONG_1]),
+        Err(ProtocolError::NotNegotiated(FrameKind::ControlReply))
+    );
+    // The wrong way.
+    assert_eq!(
+        reads(Role::Client, V15_HELLO_DEADLINE_CONTROL_64MIB, &[V16_CONTROL_PING_1]),
+        Err(ProtocolError::WrongDirection(FrameKind::ControlRequest))
+    );
+    assert_eq!(
+        reads(Role::Server, V15_HELLO_DEADLINE_CONTROL_64MIB, &[V17_CONTROL_REPLY_PONG_1]),
+        Err(ProtocolError::WrongDirection(FrameKind::ControlReply))
+    );
+    // Too long, an id that does not grow, between a deadline and its request.
+    let mut long = hex("41 00 00 00 08 00 00 00 01 00 00 00 00 00 00 00");
+    long.extend([0u8; 65]);
+    let mut bytes = hex(V15_HELLO_DEADLINE_CONTROL_64MIB);
+    bytes.extend(long);
+    assert_eq!(decode_all(Role::Server, 1024, &bytes, 16), Err(ProtocolError::ControlLength(65)));
+    assert_eq!(
+        reads(Role::Server, V15_HELLO_DEADLINE_CONTROL_64MIB, &[V3_REQUEST_1_HI, V16_CONTROL_PING_1]),
+        Err(ProtocolError::IdNotIncreasing { id: 1, previous: 1 })
+    );
+    assert_eq!(
+        reads(Role::Server, V15_HELLO_DEADLINE_CONTROL_64MIB, &[V12_DEADLINE_1_1500MS, V16_CONTROL_PING_1]),
+        Err(ProtocolError::DeadlineWithoutRequest { id: 1 })
+    );
 }

@@ -15,6 +15,7 @@
 //! - [`spin`]: when a waiter spins (the adaptive policy of `shm:` and `mem:`).
 //! - [`frame`]: the stream wire format (handshake, frame headers).
 //! - [`registry`]: the per-server entries `ipcall ls` lists.
+//! - [`stats`]: a server's counters, `ServerStats`, and the control requests (ping, stats).
 
 pub(crate) mod cancel;
 pub(crate) mod error;
@@ -28,4 +29,5 @@ pub(crate) mod queue;
 pub mod registry;
 pub(crate) mod slot;
 pub(crate) mod spin;
+pub(crate) mod stats;
 pub(crate) mod wait;

@@ -453,6 +453,11 @@ impl<T> Queue<T> {
         outcome.unwrap_or(Err(PopError::Timeout))
     }
 
+    /// True once `close` was called.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
     /// Closes the queue and returns what was still in it.
     pub(crate) fn close(&self) -> VecDeque<T> {
         let mut state = self.lock();

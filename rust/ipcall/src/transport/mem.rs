@@ -19,6 +19,7 @@ use crate::core::peer::Peer;
 use crate::core::queue::{PopError, Queue};
 use crate::core::slot::{Outcome, Slot};
 use crate::core::spin::Budget;
+use crate::core::stats::{answer_control, Counters};
 use crate::core::wait::{Deadline, SpinHint};
 use crate::sys;
 use crate::transport::evented::Notifier;
@@ -48,14 +49,32 @@ struct Endpoint {
     /// The number the next connection gets in its events (`conn`); counts
     /// up from 0 and is never reused.
     next_conn: AtomicU64,
+    /// The server's counters: a client's control request reads them
+    /// directly (one process, no wire).
+    counters: Arc<Counters>,
 }
 
 impl Endpoint {
-    fn new(name: Arc<str>, max_request: u32, one_shot: bool, named: bool) -> Result<Arc<Endpoint>> {
+    fn new(
+        name: Arc<str>,
+        max_request: u32,
+        one_shot: bool,
+        named: bool,
+        counters: Arc<Counters>,
+    ) -> Result<Arc<Endpoint>> {
         let queue = Queue::new().map_err(|e| Error::Io { name: name.clone(), source: e })?;
         let peer =
             Peer { pid: Some(std::process::id()), uid: Some(sys::uid()), gid: Some(sys::gid()), nats_client_id: None };
-        Ok(Arc::new(Endpoint { name, queue, max_request, one_shot, named, peer, next_conn: AtomicU64::new(0) }))
+        Ok(Arc::new(Endpoint {
+            name,
+            queue,
+            max_request,
+            one_shot,
+            named,
+            peer,
+            next_conn: AtomicU64::new(0),
+            counters,
+        }))
     }
 
     fn unregister(self: &Arc<Self>) {
@@ -101,6 +120,7 @@ impl Responder for Slot {
             Answer::Reply(data) => Outcome::Reply(data.into_vec()),
             Answer::Fail(payload) => Outcome::Fail(payload.to_vec()),
             Answer::NoReply => Outcome::NoReply,
+            Answer::Control(data) => Outcome::Reply(data.to_vec()),
         });
         Ok(())
     }
@@ -241,6 +261,18 @@ impl ClientConn for MemClient {
         self.send_with(Body::Owned(data), timeout.map(crate::transport::request_deadline))
     }
 
+    fn control(self: Arc<Self>, request: &[u8]) -> Result<Call> {
+        // Answered here and now, as the server's transport would: a server
+        // that closed is gone for control requests too.
+        if self.endpoint.queue.is_closed() {
+            return Err(Error::Disconnected { name: self.endpoint.name.clone() });
+        }
+        let slot = self.slot();
+        self.notifier.arm(&slot);
+        slot.complete(Outcome::Reply(answer_control(&self.endpoint.counters, request)));
+        Ok(Call { conn: self, id: 0, slot })
+    }
+
     fn wait(&self, _id: u64, slot: &Slot, deadline: Deadline) -> bool {
         // The server thread completes the slot: spin while it runs on
         // another CPU (the adaptive policy), as `shm:` does.
@@ -253,12 +285,12 @@ impl ClientConn for MemClient {
     }
 }
 
-pub(crate) fn bind(name: &Name, options: &ServerOptions) -> Result<Box<dyn ServerTransport>> {
+pub(crate) fn bind(name: &Name, options: &ServerOptions, counters: Arc<Counters>) -> Result<Box<dyn ServerTransport>> {
     let mut registry = registry();
     if registry.get(name.as_str()).is_some_and(|w| w.strong_count() > 0) {
         return Err(Error::AddrInUse { name: name.shared().clone() });
     }
-    let endpoint = Endpoint::new(name.shared().clone(), options.max_message_size, options.one_shot, true)?;
+    let endpoint = Endpoint::new(name.shared().clone(), options.max_message_size, options.one_shot, true, counters)?;
     registry.insert(name.shared().clone(), Arc::downgrade(&endpoint));
     Ok(Box::new(MemServer { endpoint }))
 }
@@ -284,10 +316,10 @@ pub(crate) type Pair = (Name, Box<dyn ServerTransport>, Arc<dyn ClientConn>);
 
 /// An unnamed in-process pair: a server transport and the one connection
 /// to it (see `api::channel`). Fails only when out of file descriptors.
-pub(crate) fn pair() -> Result<Pair> {
+pub(crate) fn pair(counters: Arc<Counters>) -> Result<Pair> {
     let name = Name::parse("mem:(channel)")?;
     let max = crate::core::options::DEFAULT_MAX_MESSAGE_SIZE;
-    let endpoint = Endpoint::new(name.shared().clone(), max, false, false)?;
+    let endpoint = Endpoint::new(name.shared().clone(), max, false, false, counters)?;
     // The pair's one client is its only producer, ever.
     let added = endpoint.queue.add_producer();
     debug_assert!(added, "a new queue accepts its first producer");
@@ -308,7 +340,7 @@ mod tests {
 
     #[test]
     fn a_slot_is_reused_only_once_nobody_holds_it() {
-        let (_name, server, client) = pair().unwrap();
+        let (_name, server, client) = pair(Counters::new()).unwrap();
         let first = client.clone().send(b"1").unwrap();
         let first_slot = first.slot.clone();
         // In flight: the next call must get a slot of its own.
@@ -332,7 +364,7 @@ mod tests {
 
     #[test]
     fn an_abandoned_call_keeps_its_slot_so_its_late_answer_reaches_no_other_call() {
-        let (_name, server, client) = pair().unwrap();
+        let (_name, server, client) = pair(Counters::new()).unwrap();
         let abandoned = client.clone().send(b"late").unwrap();
         abandoned.slot.abandon();
         drop(abandoned);

@@ -55,6 +55,7 @@ use crate::core::name::{Kind, Name};
 use crate::core::options::{ClientOptions, ServerOptions};
 use crate::core::peer::Peer;
 use crate::core::slot::Slot;
+use crate::core::stats::Counters;
 use crate::core::wait::Deadline;
 
 /// A request as a transport hands it over: its bytes, its sender and the
@@ -104,12 +105,10 @@ impl Incoming {
     pub(crate) fn answer(&mut self, answer: Answer<'_>) -> Result<()> {
         let len = match answer {
             Answer::Reply(ref d) => d.as_slice().len(),
-            Answer::Fail(d) => d.len(),
+            Answer::Fail(d) | Answer::Control(d) => d.len(),
             Answer::NoReply => 0,
         };
-        if len as u64 > u64::from(self.reply_max) {
-            return Err(Error::TooLarge { size: len as u64, max: u64::from(self.reply_max) });
-        }
+        self.check(len)?;
         match self.responder.take() {
             Some(responder) => {
                 self.retire_cancel();
@@ -124,6 +123,16 @@ impl Incoming {
         if let Some(cancel) = &self.cancel {
             cancel.get().retire();
         }
+    }
+}
+
+impl Incoming {
+    /// `TooLarge` if an answer of `len` bytes is over the caller's limit.
+    pub(crate) fn check(&self, len: usize) -> Result<()> {
+        if len as u64 > u64::from(self.reply_max) {
+            return Err(Error::TooLarge { size: len as u64, max: u64::from(self.reply_max) });
+        }
+        Ok(())
     }
 }
 
@@ -207,6 +216,10 @@ pub(crate) trait ServerTransport: Send + Sync {
 pub(crate) trait ClientConn: Send + Sync {
     /// Sends a request and returns the pending call.
     fn send(self: Arc<Self>, data: &[u8]) -> Result<Call>;
+    /// Sends a control request (`core::stats`: ping, stats), which the
+    /// server's transport answers itself; its answer completes the call as
+    /// a reply. `Protocol` if the server did not announce control requests.
+    fn control(self: Arc<Self>, request: &[u8]) -> Result<Call>;
     /// Like `send`, for a caller that will wait at most `timeout` (a
     /// transport that can tell the server, as `nats:` does, sends it along).
     fn send_timeout(self: Arc<Self>, data: &[u8], _timeout: std::time::Duration) -> Result<Call> {
@@ -300,6 +313,9 @@ pub(crate) enum Answer<'a> {
     Reply(Body<'a>),
     Fail(&'a [u8]),
     NoReply,
+    /// The transport's own answer to a control request (ping, stats):
+    /// never from the application (see `core::stats`).
+    Control(&'a [u8]),
 }
 
 /// Bytes to send, borrowed from the caller or handed over with their
@@ -334,23 +350,35 @@ pub(crate) trait Responder: Send + Sync {
     fn answer(&self, id: u64, answer: Answer<'_>) -> Result<()>;
 }
 
-/// Binds `name` with the transport its kind selects.
-pub(crate) fn bind(name: &Name, options: &ServerOptions) -> Result<Box<dyn ServerTransport>> {
-    let bound = bind_by_kind(name, options);
+/// The error of a control request to a server that does not take them.
+pub(crate) fn no_control(name: &std::sync::Arc<str>) -> Error {
+    Error::Protocol {
+        name: name.clone(),
+        reason: "the server does not answer control requests (ping, stats): it did not announce them (an older ipcall)"
+            .into(),
+    }
+}
+
+/// Binds `name` with the transport its kind selects; the transport
+/// counts connections and violations in `counters` and answers control
+/// requests from them.
+pub(crate) fn bind(name: &Name, options: &ServerOptions, counters: &Arc<Counters>) -> Result<Box<dyn ServerTransport>> {
+    let bound = bind_by_kind(name, options, counters);
     trace::bound(name, &bound);
     bound
 }
 
 /// [`bind`] with the transport `name`'s kind selects.
-fn bind_by_kind(name: &Name, options: &ServerOptions) -> Result<Box<dyn ServerTransport>> {
+fn bind_by_kind(name: &Name, options: &ServerOptions, counters: &Arc<Counters>) -> Result<Box<dyn ServerTransport>> {
+    let counters = counters.clone();
     match name.kind() {
-        Kind::Mem => mem::bind(name, options),
-        Kind::Unix => unix::bind(name, options),
-        Kind::Pipe => pipe::bind(name, options),
+        Kind::Mem => mem::bind(name, options, counters),
+        Kind::Unix => unix::bind(name, options, counters),
+        Kind::Pipe => pipe::bind(name, options, counters),
         #[cfg(not(ipcall_loom))]
-        Kind::Shm => shm::bind(name, options),
+        Kind::Shm => shm::bind(name, options, counters),
         #[cfg(feature = "nats")]
-        Kind::Nats => nats::bind(name, options),
+        Kind::Nats => nats::bind(name, options, counters),
         // Reached only in a build without some transport (the loom model
         // check builds no shm:).
         #[allow(unreachable_patterns)]

@@ -55,6 +55,19 @@ pub(crate) enum DropReason {
     HandshakeTimeout,
 }
 
+impl DropReason {
+    /// True if the client broke the protocol (counted as a `Protocol`
+    /// error in the server's statistics).
+    pub(crate) fn is_violation(&self) -> bool {
+        match self {
+            DropReason::Protocol(_) | DropReason::Misbehaved(_) => true,
+            #[cfg(not(ipcall_loom))]
+            DropReason::Ring(_) => true,
+            _ => false,
+        }
+    }
+}
+
 #[cfg(feature = "tracing")]
 impl DropReason {
     /// The `reason` field: a stable word for filters and dashboards.

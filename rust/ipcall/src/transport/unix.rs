@@ -271,9 +271,13 @@ pub(crate) fn listen(name: &Name, options: &ServerOptions) -> Result<Listener> {
 }
 
 /// Binds a `unix:` server.
-pub(crate) fn bind(name: &Name, options: &ServerOptions) -> Result<Box<dyn ServerTransport>> {
+pub(crate) fn bind(
+    name: &Name,
+    options: &ServerOptions,
+    counters: Arc<crate::core::stats::Counters>,
+) -> Result<Box<dyn ServerTransport>> {
     let listener = listen(name, options)?;
-    let server = StreamServer::new(name.shared().clone(), Box::new(listener), options)
+    let server = StreamServer::new(name.shared().clone(), Box::new(listener), options, counters)
         .map_err(|e| Error::Io { name: name.shared().clone(), source: e })?;
     Ok(Box::new(server))
 }

@@ -130,6 +130,37 @@ struct NatsClient {
     /// Largest answer we accept.
     max_reply: u32,
     chunk: usize,
+    /// The NATS connection, for control requests (plain NATS requests,
+    /// outside the call table).
+    nats: async_nats::Client,
+}
+
+/// How long a control request waits for its answer before it fails with
+/// `Disconnected` (the caller's own timeout usually ends it first).
+const CONTROL_LIMIT: Duration = Duration::from_secs(10);
+
+/// Sends control request `request` to `subject` and says how it ended: a
+/// `ping` is answered by a `pong` (as a connect ping), anything else by a
+/// `stats` message carrying the control answer (docs/PROTOCOL.md §13.7).
+async fn control(nats: async_nats::Client, subject: Subject, request: Bytes, name: Arc<str>) -> Outcome {
+    let ping = request.first() == Some(&crate::core::stats::OP_PING);
+    let kind = if ping { MsgKind::Ping } else { MsgKind::Stats };
+    let sent = async_nats::Request::new().headers(wire::headers(kind)).payload(request).timeout(Some(CONTROL_LIMIT));
+    let answer = match nats.send_request(subject, sent).await {
+        Ok(answer) => answer,
+        Err(e) if e.kind() == async_nats::RequestErrorKind::NoResponders => return Outcome::Disconnected,
+        Err(_) => return Outcome::Disconnected,
+    };
+    match wire::kind(&answer) {
+        Ok(MsgKind::Pong) if ping => Outcome::Reply(vec![crate::core::stats::OP_PING, 0]),
+        Ok(MsgKind::Stats) if !ping => Outcome::Reply(answer.payload.to_vec()),
+        Ok(MsgKind::Error) if wire::header(&answer, wire::H_ERROR) == Some(error_code::DISCONNECTED) => {
+            Outcome::Disconnected
+        }
+        // An older server refuses the kind it does not know.
+        Ok(MsgKind::Error) => Outcome::Error(crate::transport::no_control(&name)),
+        _ => Outcome::Error(Error::Protocol { name, reason: "a malformed answer to a control request".into() }),
+    }
 }
 
 /// The one place a `nats:` call becomes the public `Pending`.
@@ -191,6 +222,24 @@ impl ClientConn for NatsClient {
 
     fn send_owned(self: Arc<Self>, data: Vec<u8>, timeout: Option<Duration>) -> Result<CallInFlight> {
         self.start(data.len(), || Bytes::from(data), timeout)
+    }
+
+    fn control(self: Arc<Self>, request: &[u8]) -> Result<CallInFlight> {
+        let slot = Arc::new(Slot::without_spin());
+        self.notifier.arm(&slot);
+        let done = slot.clone();
+        let (nats, subject, name) = (self.nats.clone(), self.subject.clone(), self.name.clone());
+        let request = Bytes::copy_from_slice(request);
+        let task = async move {
+            done.complete(control(nats, subject, request, name).await);
+        };
+        match driver(Side::Client) {
+            Ok(driver) => driver.spawn(task),
+            Err(_) => return Err(Error::Disconnected { name: self.name.clone() }),
+        }
+        // Id 0: never in the call table (ids start at 1), so an abandon
+        // removes nothing there.
+        Ok(make_pending(self, 0, slot))
     }
 
     /// Runs the runtime while it waits (see [`driver`](super::driver)): the
@@ -264,6 +313,7 @@ pub(crate) fn connect(name: &Name, options: &ClientOptions) -> Result<Arc<dyn Cl
         let calls = Arc::new(Calls { name: shared.clone(), map: Mutex::new(HashMap::new()) });
         let (commands, command_rx) = unbounded_channel();
         let client_id = nats.server_info().client_id.to_string();
+        let control_nats = nats.clone();
         let task = Task {
             nats,
             calls: calls.clone(),
@@ -284,6 +334,7 @@ pub(crate) fn connect(name: &Name, options: &ClientOptions) -> Result<Arc<dyn Cl
             max_send: max.min(server_max),
             max_reply: max,
             chunk,
+            nats: control_nats,
         };
         Ok(Arc::new(client) as Arc<dyn ClientConn>)
     })

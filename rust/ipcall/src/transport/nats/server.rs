@@ -29,6 +29,7 @@ use crate::core::name::Name;
 use crate::core::options::ServerOptions;
 use crate::core::peer::Peer;
 use crate::core::queue::{PopError, Queue};
+use crate::core::stats::{self, Counters};
 use crate::core::wait::Deadline;
 use crate::sys;
 use crate::transport::trace;
@@ -129,6 +130,8 @@ impl Responder for NatsResponder {
             Answer::Reply(Body::Borrowed(data)) => (MsgKind::Reply, Bytes::copy_from_slice(data)),
             Answer::Fail(data) => (MsgKind::Fail, Bytes::copy_from_slice(data)),
             Answer::NoReply => (MsgKind::NoReply, Bytes::new()),
+            // Control requests are answered by the task (`Task::stats`).
+            Answer::Control(data) => (MsgKind::Stats, Bytes::copy_from_slice(data)),
         };
         // Answered: a later cancel of it is ignored.
         self.shared.held().remove(self.reply.as_str());
@@ -261,7 +264,7 @@ impl ServerTransport for NatsServer {
     }
 }
 
-pub(crate) fn bind(name: &Name, options: &ServerOptions) -> Result<Box<dyn ServerTransport>> {
+pub(crate) fn bind(name: &Name, options: &ServerOptions, counters: Arc<Counters>) -> Result<Box<dyn ServerTransport>> {
     let shared_name = name.shared().clone();
     // Requests come over the network: `recv` sleeps at once, no spin.
     let queue = Arc::new(Queue::without_spin().map_err(|e| Error::Io { name: shared_name.clone(), source: e })?);
@@ -296,6 +299,7 @@ pub(crate) fn bind(name: &Name, options: &ServerOptions) -> Result<Box<dyn Serve
             left_group: false,
             client: None,
             unacked: HashMap::new(),
+            counters,
         };
         tokio::spawn(task.run(jobs, own, command_rx, events));
         Ok(Box::new(NatsServer { name: name2.shared().clone(), queue, shared }) as Box<dyn ServerTransport>)
@@ -333,6 +337,8 @@ struct Task {
     /// Whole requests not yet acked nor answered, by reply subject, with
     /// when they arrived; acked once [`ACK_DELAY`] old.
     unacked: HashMap<String, (Subject, Instant)>,
+    /// The server's statistics, which `stats` messages read.
+    counters: Arc<Counters>,
 }
 
 impl Task {
@@ -469,6 +475,7 @@ impl Task {
         }
         match kind {
             MsgKind::Ping => self.on_connect(&message, reply).await,
+            MsgKind::Stats => self.stats(&message, reply).await,
             MsgKind::Request => {
                 if let Err(reason) = self.on_request(message, reply.clone()).await {
                     self.error(reply, error_code::PROTOCOL, &reason);
@@ -507,6 +514,14 @@ impl Task {
             }
             None => self.error(reply, error_code::PROTOCOL, "connect ping without Ipcall-Client"),
         }
+    }
+
+    /// Answers a control request (docs/PROTOCOL.md §13.7) from the
+    /// counters: it never reaches the application.
+    async fn stats(&self, message: &Message, reply: Subject) {
+        let answer = stats::answer_control(&self.counters, &message.payload);
+        let headers = wire::headers(MsgKind::Stats);
+        let _ = self.nats.publish_with_headers(reply, headers, Bytes::from(answer)).await;
     }
 
     async fn pong(&self, reply: Subject, with_instance: bool) {
@@ -601,6 +616,7 @@ impl Task {
         };
         match (kind, message.reply.clone()) {
             (MsgKind::Ping, Some(reply)) => self.pong(reply, false).await,
+            (MsgKind::Stats, Some(reply)) => self.stats(&message, reply).await,
             // A one-shot server's client sends its requests here.
             (MsgKind::Request, Some(reply)) => {
                 if let Err(reason) = self.on_request(message, reply.clone()).await {

@@ -70,6 +70,10 @@ pub(crate) enum MsgKind {
     /// Caller → the instance that acked the call ([`H_CALL`] names it):
     /// the caller gave up.
     Cancel,
+    /// Client → subject or instance: a control request (payload: its
+    /// operation, docs/PROTOCOL.md §14), answered by the server's transport
+    /// with a `Stats` message carrying the control answer.
+    Stats,
 }
 
 impl MsgKind {
@@ -85,6 +89,7 @@ impl MsgKind {
             MsgKind::Chunk => "chunk",
             MsgKind::Error => "error",
             MsgKind::Cancel => "cancel",
+            MsgKind::Stats => "stats",
         }
     }
 
@@ -100,6 +105,7 @@ impl MsgKind {
             "chunk" => MsgKind::Chunk,
             "error" => MsgKind::Error,
             "cancel" => MsgKind::Cancel,
+            "stats" => MsgKind::Stats,
             _ => return None,
         })
     }

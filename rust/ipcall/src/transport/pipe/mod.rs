@@ -197,7 +197,11 @@ fn directory(name: &Name) -> &std::path::Path {
 }
 
 /// Binds a `pipe:` server.
-pub(crate) fn bind(name: &Name, options: &ServerOptions) -> Result<Box<dyn ServerTransport>> {
+pub(crate) fn bind(
+    name: &Name,
+    options: &ServerOptions,
+    counters: Arc<crate::core::stats::Counters>,
+) -> Result<Box<dyn ServerTransport>> {
     let shared = name.shared();
     if options.allow_any_uid || !options.allowed_uids.is_empty() || !options.allowed_gids.is_empty() {
         // The server directory is 0700: widening it would expose every
@@ -206,7 +210,7 @@ pub(crate) fn bind(name: &Name, options: &ServerOptions) -> Result<Box<dyn Serve
         return Err(Error::PermissionDenied { name: shared.clone() });
     }
     let listener = FifoListener::bind(directory(name)).map_err(|e| Error::from_bind_io(shared, e))?;
-    let server = StreamServer::new(shared.clone(), Box::new(listener), options)
+    let server = StreamServer::new(shared.clone(), Box::new(listener), options, counters)
         .map_err(|e| Error::Io { name: shared.clone(), source: e })?;
     Ok(Box::new(server))
 }

@@ -87,6 +87,8 @@ struct Shared {
     /// most `MAX_QUEUED_CANCELS`, more are dropped): written by whoever
     /// holds the writer with no request in the outbox, before letting go.
     cancels: Mutex<Vec<u64>>,
+    /// The server offers `FEATURE_CONTROL`: control records may be sent.
+    sends_control: bool,
     mode: WaitMode,
     writer: Mutex<Writer>,
     calls: Mutex<Calls>,
@@ -172,6 +174,7 @@ impl ShmClient {
             sends_deadlines: header.features.load(Ordering::Relaxed) & super::FEATURE_DEADLINE != 0,
             sends_cancels: header.features.load(Ordering::Relaxed) & super::FEATURE_CANCEL != 0,
             cancels: Mutex::new(Vec::new()),
+            sends_control: header.features.load(Ordering::Relaxed) & super::FEATURE_CONTROL != 0,
             mode: options.wait_mode,
             writer: Mutex::new(Writer { next_id: 1, producer: Producer::new(mapping.requests()), outbox: None }),
             reader: Mutex::new(ReplyReader { consumer: Consumer::new(mapping.replies()), partial: None }),
@@ -233,7 +236,9 @@ impl Shared {
     /// Reads every whole reply in the ring and completes its call. An answer
     /// to an id that is not pending (abandoned, or never issued) is discarded.
     fn drain(&self, reader: &mut ReplyReader) {
-        let allowed = |k: u32| matches!(k, kind::REPLY | kind::FAIL | kind::NO_REPLY);
+        let control = self.sends_control;
+        let allowed =
+            |k: u32| matches!(k, kind::REPLY | kind::FAIL | kind::NO_REPLY) || (control && k == kind::CONTROL_REPLY);
         loop {
             let taken = ring::take(&mut reader.consumer, &mut reader.partial, self.max, allowed);
             wake_producer(&reader.consumer);
@@ -242,7 +247,7 @@ impl Shared {
                     let entry = self.remove(&mut lock(&self.calls), message.id);
                     if let Some(entry) = entry {
                         let outcome = match message.kind {
-                            kind::REPLY => Outcome::Reply(message.data),
+                            kind::REPLY | kind::CONTROL_REPLY => Outcome::Reply(message.data),
                             kind::FAIL => Outcome::Fail(message.data),
                             _ => Outcome::NoReply,
                         };
@@ -413,6 +418,12 @@ impl Shared {
 
 impl ShmClient {
     fn send_with(self: Arc<Self>, data: &[u8], timeout: Option<std::time::Duration>) -> Result<Call> {
+        self.send_kind(kind::REQUEST, data, timeout)
+    }
+
+    /// Sends a message of `record_kind` (a request, or a control request
+    /// whose id comes from the same sequence).
+    fn send_kind(self: Arc<Self>, record_kind: u32, data: &[u8], timeout: Option<std::time::Duration>) -> Result<Call> {
         let shared = &self.shared;
         if data.len() as u64 > u64::from(shared.max) {
             return Err(Error::TooLarge { size: data.len() as u64, max: u64::from(shared.max) });
@@ -461,7 +472,7 @@ impl ShmClient {
             }
         }
         if sent.is_ok() {
-            sent = send_message(&mut writer.producer, kind::REQUEST, id, data, &mut how);
+            sent = send_message(&mut writer.producer, record_kind, id, data, &mut how);
         }
         drop(writer);
         shared.send_blocked.after_blocking_send(&shared.notifier);
@@ -485,6 +496,13 @@ impl ClientConn for ShmClient {
 
     fn send_timeout(self: Arc<Self>, data: &[u8], timeout: std::time::Duration) -> Result<Call> {
         self.send_with(data, Some(timeout))
+    }
+
+    fn control(self: Arc<Self>, request: &[u8]) -> Result<Call> {
+        if !self.shared.sends_control {
+            return Err(crate::transport::no_control(&self.shared.name));
+        }
+        self.send_kind(kind::CONTROL_REQUEST, request, None)
     }
 
     fn wait(&self, id: u64, slot: &Slot, deadline: Deadline) -> bool {

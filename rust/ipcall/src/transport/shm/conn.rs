@@ -9,8 +9,10 @@ use std::time::{Duration, Instant};
 use super::{current_cpu, futex_wait, futex_wake, publish_cpu, recv_with_fds_now, spin, Mapping, BELL_BYTE};
 use crate::core::cancel::{Cancel, CancelRef, Pump};
 use crate::core::error::Result;
+use crate::core::frame;
 use crate::core::options::WaitMode;
 use crate::core::peer::Peer;
+use crate::core::stats::{self, Counters};
 use crate::core::wait::lock;
 use crate::sys;
 use crate::transport::calls::IdMap;
@@ -81,7 +83,7 @@ impl Pump for ServerConn {
             return;
         }
         let Ok(mut reader) = self.reader.try_lock() else { return };
-        let _ = take_control(&mut reader, self);
+        let _ = take_between(&mut reader, self, None);
         self.wake_producer(&reader.consumer);
     }
 }
@@ -105,18 +107,26 @@ impl ServerConn {
     }
 }
 
-/// Takes the deadline and cancel records (PROTOCOL.md §12.7, §12.8) that
-/// are next, between messages. A deadline record must be whole (8 bytes,
-/// offset 0), and only one may wait for its request (a record after it is
-/// refused by the request's `allowed`); a cancel record must be empty and
-/// name a request already taken. Anything else is a violation.
-pub(crate) fn take_control(reader: &mut RequestReader, conn: &ServerConn) -> std::result::Result<(), ring::Violation> {
+/// Takes the records that may come between messages: a deadline record
+/// (PROTOCOL.md §12.7), which must be whole (8 bytes, offset 0) and waits
+/// for its request (only one may: a record after it is refused by the
+/// request's `allowed`); cancel records (§12.8), empty and naming a request
+/// already taken; control records (§12.9), answered at once from
+/// `counters`, never reaching a `recv`. Without `counters` (a cancel
+/// check's look from a handler's thread) a control record stops the look:
+/// `recv` or the idle accepting thread answers it. Anything else is a
+/// violation.
+pub(crate) fn take_between(
+    reader: &mut RequestReader,
+    conn: &ServerConn,
+    counters: Option<&Counters>,
+) -> std::result::Result<(), ring::Violation> {
     loop {
         if reader.partial.is_some() || reader.deadline.is_some() {
             return Ok(());
         }
-        let allowed = |k: u32| k == kind::REQUEST || k == kind::DEADLINE || k == kind::CANCEL;
-        let Some(record) = reader.consumer.peek(allowed)? else { return Ok(()) };
+        let between = |k: u32| matches!(k, kind::REQUEST | kind::DEADLINE | kind::CANCEL | kind::CONTROL_REQUEST);
+        let Some(record) = reader.consumer.peek(between)? else { return Ok(()) };
         let h = record.header;
         match h.kind {
             kind::DEADLINE => {
@@ -137,6 +147,15 @@ pub(crate) fn take_control(reader: &mut RequestReader, conn: &ServerConn) -> std
                 }
                 reader.consumer.release(&record);
                 conn.cancel_request(h.id);
+            }
+            kind::CONTROL_REQUEST => {
+                if h.len != h.total || h.offset != 0 || h.total > frame::MAX_CONTROL_REQUEST {
+                    return Err(ring::Violation::Piece("a control record must be one whole piece of at most 64 bytes"));
+                }
+                let Some(counters) = counters else { return Ok(()) };
+                let answer = stats::answer_control(counters, reader.consumer.payload(&record));
+                reader.consumer.release(&record);
+                let _ = conn.answer(h.id, Answer::Control(&answer));
             }
             _ => return Ok(()),
         }
@@ -219,6 +238,7 @@ impl Responder for ServerConn {
             Answer::Reply(ref data) => (kind::REPLY, data.as_slice()),
             Answer::Fail(data) => (kind::FAIL, data),
             Answer::NoReply => (kind::NO_REPLY, &[][..]),
+            Answer::Control(data) => (kind::CONTROL_REPLY, data),
         };
         // Answered: a later cancel of it is ignored.
         lock(&self.held).remove(&id);

@@ -67,6 +67,9 @@ pub(crate) const FEATURE_DEADLINE: u32 = 2;
 /// `features` bit: the server takes cancel records (PROTOCOL.md §12.8),
 /// so a client may tell it that the caller of a request gave up.
 pub(crate) const FEATURE_CANCEL: u32 = 4;
+/// `features` bit: the server answers control records (PROTOCOL.md
+/// §12.9: ping, stats) itself.
+pub(crate) const FEATURE_CONTROL: u32 = 8;
 /// The one byte that carries a client's bell eventfd over the socket.
 pub(crate) const BELL_BYTE: u8 = b'B';
 /// Bytes before the request ring's data: the [`ConnHeader`] page.
@@ -207,7 +210,7 @@ pub(crate) fn create_conn_memory(capacity: usize, server_max: u32) -> io::Result
         (*header).version = LAYOUT_VERSION;
         (*header).ring_capacity = capacity as u32;
         (*header).server_max = server_max;
-        (*header).features = AtomicU32::new(FEATURE_CLIENT_BELL | FEATURE_DEADLINE | FEATURE_CANCEL);
+        (*header).features = AtomicU32::new(FEATURE_CLIENT_BELL | FEATURE_DEADLINE | FEATURE_CANCEL | FEATURE_CONTROL);
     }
     Ok((fd, mapping))
 }
@@ -363,8 +366,12 @@ pub(crate) fn wake_producer(consumer: &Consumer) {
 }
 
 /// Binds a `shm:` server.
-pub(crate) fn bind(name: &Name, options: &ServerOptions) -> Result<Box<dyn ServerTransport>> {
-    Ok(Box::new(server::ShmServer::bind(name, options)?))
+pub(crate) fn bind(
+    name: &Name,
+    options: &ServerOptions,
+    counters: Arc<crate::core::stats::Counters>,
+) -> Result<Box<dyn ServerTransport>> {
+    Ok(Box::new(server::ShmServer::bind(name, options, counters)?))
 }
 
 /// Connects to a `shm:` server.

@@ -59,6 +59,12 @@ pub(crate) mod kind {
     /// Client to server, only if the server offers `FEATURE_CANCEL`: the
     /// caller of request `id` (all of it already sent) gave up; no payload.
     pub(crate) const CANCEL: u32 = 7;
+    /// Client to server, only if the server offers `FEATURE_CONTROL`: a
+    /// control request (ping, stats), one whole piece, answered by the
+    /// server's transport itself.
+    pub(crate) const CONTROL_REQUEST: u32 = 8;
+    /// Server to client: the answer to control request `id`.
+    pub(crate) const CONTROL_REPLY: u32 = 9;
 }
 
 /// The shared control block of one ring. `#[repr(C)]`, 128 bytes: the

@@ -22,17 +22,18 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use super::{announce_sleep_all, create_conn_memory, publish_cpu, ring_capacity, send_with_fds, spin};
-use crate::core::error::{Error, Result};
+use crate::core::error::{Error, ErrorKind, Result};
 use crate::core::frame;
 use crate::core::name::Name;
 use crate::core::options::{ServerOptions, WaitMode};
 use crate::core::peer::Peer;
+use crate::core::stats::Counters;
 use crate::core::wait::{lock, Deadline};
 use crate::sys::epoll::{Epoll, EPOLL_BATCH, READABLE};
 use crate::sys::EventFd;
 use crate::transport::access::Access;
 use crate::transport::backoff::AcceptBackoff;
-use crate::transport::shm::conn::{take_control, RequestReader, ServerConn};
+use crate::transport::shm::conn::{take_between, RequestReader, ServerConn};
 use crate::transport::shm::flush::{ReplyWriter, ShmFlusher};
 use crate::transport::shm::ring::{self, kind, take_sleeper, Consumer, Producer, Taken};
 use crate::transport::stream::Acceptor;
@@ -40,6 +41,9 @@ use crate::transport::trace::{self, ConnTrace, DropReason};
 use crate::transport::unix::{self, Listener};
 use crate::transport::watch::{stop_accepting, wait_accepted, Watch, Watched};
 use crate::transport::{Incoming, ServerTransport};
+
+#[path = "accept.rs"]
+mod accept;
 
 /// Where `recv_with` wants a request's bytes shown in place (`None`: copy them).
 type InPlace<'a> = Option<&'a mut dyn FnMut(&[u8])>;
@@ -53,6 +57,10 @@ const FIRST_CONN: u64 = 2;
 /// A busy server with several clients looks for hang-ups once per this
 /// many requests.
 const HANGUP_CHECK: usize = 64;
+/// How long no `recv` must have begun before the accepting thread answers
+/// control records (ping, stats) of a server whose application is busy or
+/// not receiving.
+const IDLE_TICK: Duration = Duration::from_millis(100);
 
 struct State {
     /// The live connections (copy-on-write: `recv` clones the `Arc`).
@@ -70,6 +78,9 @@ struct State {
 
 struct Shared {
     name: Arc<str>,
+    /// The server's statistics: connections, violations, and what control
+    /// records are answered from.
+    counters: Arc<Counters>,
     epoll: Epoll,
     /// Rung by clients that saw our `consumer_sleeping` flag.
     doorbell: EventFd,
@@ -103,6 +114,14 @@ struct Shared {
     scan_start: AtomicUsize,
     /// Requests received (paces hang-up checks of a busy server).
     received: AtomicUsize,
+    /// `recv`s begun (any form): the accepting thread answers control
+    /// records only once none began for a whole [`IDLE_TICK`].
+    recvs: std::sync::atomic::AtomicU64,
+    /// The accepting thread watches the doorbell (idle server); a `recv`
+    /// that begins then rings `nudge` so that it stops.
+    helping: AtomicBool,
+    /// Wakes the accepting thread out of its idle watch.
+    nudge: EventFd,
     state: Mutex<State>,
     accepted_cond: Condvar,
     /// Async `recv`s waiting for readiness.
@@ -122,7 +141,7 @@ pub(crate) struct ShmServer {
 }
 
 impl ShmServer {
-    pub(crate) fn bind(name: &Name, options: &ServerOptions) -> Result<ShmServer> {
+    pub(crate) fn bind(name: &Name, options: &ServerOptions, counters: Arc<Counters>) -> Result<ShmServer> {
         let listener = unix::listen(name, options)?;
         let io_err = |e: io::Error| Error::Io { name: name.shared().clone(), source: e };
         let epoll = Epoll::new().map_err(io_err)?;
@@ -133,6 +152,7 @@ impl ShmServer {
         epoll.add(wake.as_fd(), READABLE, WAKE).map_err(io_err)?;
         let shared = Arc::new(Shared {
             name: name.shared().clone(),
+            counters,
             epoll,
             doorbell,
             wake,
@@ -152,6 +172,9 @@ impl ShmServer {
             pollable: AtomicBool::new(false),
             scan_start: AtomicUsize::new(0),
             received: AtomicUsize::new(0),
+            recvs: std::sync::atomic::AtomicU64::new(0),
+            helping: AtomicBool::new(false),
+            nudge: EventFd::new().map_err(io_err)?,
             state: Mutex::new(State {
                 conns: Arc::new(Vec::new()),
                 next_token: FIRST_CONN,
@@ -201,6 +224,10 @@ impl Shared {
     fn drop_conn(&self, token: u64, reason: DropReason) {
         let mut state = lock(&self.state);
         if let Some(conn) = state.conns.iter().find(|c| c.token == token).cloned() {
+            if reason.is_violation() {
+                self.counters.error(ErrorKind::Protocol);
+            }
+            self.counters.connections_closed(1);
             conn.trace.dropped(token, &conn.peer, reason);
             let _ = self.epoll.delete(conn.socket.as_fd());
             conn.broken.store(true, Ordering::Relaxed);
@@ -209,127 +236,6 @@ impl Shared {
             state.conns = Arc::new(rest);
         }
         self.update_wake(&mut state);
-    }
-
-    /// Sets up one accepted connection: memfd, hello and descriptors.
-    fn set_up(&self, socket: OwnedFd, peer: Peer) {
-        if !self.access.allows(&peer) {
-            trace::refused(&self.name, &peer, trace::Refusal::Permission);
-            let hello = frame::encode_hello(frame::STATUS_REFUSED, self.local_max, 0);
-            let _ = send_with_fds(socket.as_fd(), &hello, &[]);
-            return;
-        }
-        if lock(&self.state).conns.len() >= self.max_connections {
-            // Over the cap: a clear answer at connect, and no rings mapped.
-            trace::refused(&self.name, &peer, trace::Refusal::Busy);
-            let hello = frame::encode_hello(frame::STATUS_BUSY, self.local_max, 0);
-            let _ = send_with_fds(socket.as_fd(), &hello, &[]);
-            return;
-        }
-        let Ok((memfd, mapping)) = create_conn_memory(self.capacity, self.local_max) else { return };
-        // Armed from the start: the first request rings the doorbell, which
-        // wakes a sleeping `recv` (it then rescans with this connection) and
-        // makes the descriptor readable for pollers.
-        mapping.header().requests.consumer_sleeping.store(1, Ordering::Relaxed);
-        // The connection joins the server *before* the client learns of it:
-        // its first request may come the moment the hello is out.
-        let mut state = lock(&self.state);
-        if state.closed {
-            return;
-        }
-        let token = state.next_token;
-        state.next_token += 1;
-        let reader = RequestReader { consumer: Consumer::new(mapping.requests()), partial: None, deadline: None };
-        let writer = ReplyWriter::new(Producer::new(mapping.replies()));
-        let conn = Arc::new_cyclic(|me| ServerConn {
-            token,
-            socket,
-            mapping,
-            peer,
-            local_max: self.local_max,
-            mode: self.mode,
-            reader: Mutex::new(reader),
-            writer: Mutex::new(writer),
-            flusher: self.flusher.clone(),
-            reply_budget: self.reply_budget,
-            me: me.clone(),
-            last_taken: AtomicU64::new(0),
-            broken: AtomicBool::new(false),
-            budget: spin::Budget::new(),
-            bell: std::sync::OnceLock::new(),
-            bell_seen: AtomicBool::new(false),
-            trace: ConnTrace::accepted(&self.name, token, &peer),
-            held: Mutex::new(Default::default()),
-        });
-        let hangup = (libc::EPOLLRDHUP | libc::EPOLLHUP) as u32;
-        if self.epoll.add(conn.socket.as_fd(), hangup, token).is_err() {
-            return;
-        }
-        let hello = frame::encode_hello(frame::STATUS_OK, self.local_max, 0);
-        let fds = [memfd.as_fd(), self.doorbell.as_fd()];
-        if send_with_fds(conn.socket.as_fd(), &hello, &fds).is_err() {
-            let _ = self.epoll.delete(conn.socket.as_fd());
-            return;
-        }
-        // Our descriptor of the memfd is no longer needed: the mapping keeps
-        // the pages, and once both sides unmapped them the kernel frees them.
-        drop(memfd);
-        let mut conns: Vec<Arc<ServerConn>> = state.conns.iter().cloned().collect();
-        conns.push(conn);
-        state.conns = Arc::new(conns);
-        state.accepted += 1;
-        if self.one_shot {
-            // Its one client is here: nobody else may find the name.
-            if let Some(listener) = state.listener.take() {
-                listener.unbind_name();
-            }
-        }
-        self.accepted_cond.notify_all();
-    }
-
-    /// The accepting thread: exits when the server closes or a one-shot
-    /// server has its client.
-    fn accept_loop(self: Arc<Self>) {
-        let mut backoff = AcceptBackoff::default();
-        loop {
-            let listener_fd = match &lock(&self.state).listener {
-                Some(listener) if !self.closed.load(Ordering::Relaxed) => listener.fd().as_raw_fd(),
-                _ => return,
-            };
-            let mut fds = [
-                libc::pollfd { fd: self.stop.as_fd().as_raw_fd(), events: libc::POLLIN, revents: 0 },
-                // Ignored by poll while paused (-1).
-                libc::pollfd { fd: backoff.listener_fd(listener_fd), events: libc::POLLIN, revents: 0 },
-            ];
-            // If `close` drops the listener while we poll, poll reports
-            // POLLNVAL or the `stop` eventfd, and we only touch the listener
-            // again through `state`.
-            let until = backoff.paused_until().map_or(Deadline::Never, Deadline::At);
-            if crate::sys::poll::poll_until(&mut fds, until).is_err() {
-                return;
-            }
-            if fds[0].revents != 0 {
-                return;
-            }
-            loop {
-                let accepted = match &lock(&self.state).listener {
-                    Some(listener) => listener.accept_fd(),
-                    None => return,
-                };
-                match accepted {
-                    Ok(Some((socket, peer))) => self.set_up(socket, peer),
-                    Ok(None) => {
-                        backoff.succeeded();
-                        break;
-                    }
-                    // Out of descriptors or memory: see `transport::backoff`.
-                    Err(_) => {
-                        backoff.failed();
-                        break;
-                    }
-                }
-            }
-        }
     }
 
     /// Takes one whole request from some ring, if any is there.
@@ -357,7 +263,7 @@ impl Shared {
             }
             let max = conn.local_max;
             let allowed = |k: u32| k == kind::REQUEST;
-            if let Err(violation) = take_control(reader, conn) {
+            if let Err(violation) = take_between(reader, conn, Some(&self.counters)) {
                 let token = conn.token;
                 self.drop_conn(token, DropReason::Ring(violation));
                 continue;
@@ -424,7 +330,17 @@ impl Shared {
         }
     }
 
+    /// A `recv` begins: counted, and the accepting thread stops helping
+    /// (SeqCst with its `helping` then `recvs`: one of us sees the other).
+    fn recv_begins(&self) {
+        self.recvs.fetch_add(1, Ordering::SeqCst);
+        if self.helping.load(Ordering::SeqCst) {
+            self.nudge.set();
+        }
+    }
+
     fn recv(&self, deadline: Deadline, mut in_place: InPlace<'_>) -> Result<Incoming> {
+        self.recv_begins();
         let result = self.recv_loop(deadline, &mut in_place, false);
         self.after_recv();
         result
@@ -433,6 +349,7 @@ impl Shared {
     /// `recv(Deadline::Now)` that, if no request is ready, first spins
     /// briefly for one as an event loop may (see `Server::try_recv_spin`).
     fn try_recv_spin(&self) -> Result<Incoming> {
+        self.recv_begins();
         let result = self.recv_loop(Deadline::Now, &mut None, true);
         self.after_recv();
         result
@@ -647,6 +564,7 @@ impl ServerTransport for ShmServer {
                 let _ = shared.epoll.delete(conn.socket.as_fd());
             }
             shared.update_wake(&mut state);
+            shared.counters.connections_closed(state.conns.len());
             std::mem::take(&mut state.conns)
         };
         shared.watch.close();

@@ -67,6 +67,7 @@ impl Shared {
                 continue;
             }
             state.conns.insert(token, conn);
+            self.counters.connection_opened();
             state.handshakes.push((token, Instant::now() + self.handshake_timeout));
             state.accepted += 1;
             if self.one_shot {
@@ -84,36 +85,69 @@ impl Shared {
     /// The accepting thread. Connection set-up is the one thing that does
     /// not wait for a thread in `recv`: a client's `connect` completes (and
     /// learns the server's limits) even while the server is busy, and a
-    /// handshake that stalls is dropped on time. It exits when the server
-    /// closes, or when a one-shot server has its client and its handshake
-    /// is over.
+    /// handshake that stalls is dropped on time; and while no thread
+    /// receives, control requests are answered here. It exits when the
+    /// server closes, or when a one-shot server's client is gone.
     pub(super) fn accept_loop(self: Arc<Self>) {
         let mut backoff = AcceptBackoff::default();
+        // `recvs` at the previous look (`u64::MAX`: none yet).
+        let mut seen_recvs = u64::MAX;
         loop {
-            let (acceptor_fd, next_handshake) = {
+            let (acceptor_fd, next_handshake, has_conns, queued) = {
                 let state = lock(&self.state);
-                if state.closed || (state.acceptor.is_none() && state.handshakes.is_empty()) {
+                // A one-shot server's thread stays while its client does
+                // (to answer its control requests when idle).
+                if state.closed || (state.acceptor.is_none() && state.handshakes.is_empty() && state.conns.is_empty()) {
                     return;
                 }
                 let fd = state.acceptor.as_ref().map(|a| a.fd().as_raw_fd());
                 let frames = state.conns.values().filter_map(|c| c.frame_deadline(self.frame_timeout));
-                (fd, state.handshakes.iter().map(|(_, at)| *at).chain(frames).min())
+                let next = state.handshakes.iter().map(|(_, at)| *at).chain(frames).min();
+                (fd, next, !state.conns.is_empty(), !state.incoming.is_empty())
             };
-            let wake_at = match (next_handshake, backoff.paused_until()) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            // Idle: no `recv` began during a whole tick, none is under way,
+            // nothing decoded waits for one. Then this thread reads the
+            // connections itself (they all go back into epoll), so that
+            // control requests are answered (PROTOCOL.md §14); requests it
+            // decodes wait in `incoming` like any, and until a `recv` takes
+            // them it reads no more (the sockets keep their back-pressure).
+            let recvs = self.recvs.load(Ordering::SeqCst);
+            let mut idle = has_conns && !queued && self.receivers.load(Ordering::Acquire) == 0 && recvs == seen_recvs;
+            seen_recvs = recvs;
+            if idle {
+                self.helping.store(true, Ordering::SeqCst);
+                // A `recv` that began meanwhile may not have seen `helping`.
+                idle = self.recvs.load(Ordering::SeqCst) == recvs;
+            }
+            if idle {
+                self.restore_direct(&mut lock(&self.state));
+            } else {
+                self.helping.store(false, Ordering::SeqCst);
+            }
+            let tick = (has_conns && !idle).then(|| Instant::now() + IDLE_TICK);
+            let wake_at = [next_handshake, backoff.paused_until(), tick].into_iter().flatten().min();
             let deadline = wake_at.map_or(Deadline::Never, Deadline::At);
             let mut fds = [
                 libc::pollfd { fd: self.stop.as_fd().as_raw_fd(), events: libc::POLLIN, revents: 0 },
                 // A negative descriptor is ignored by poll (no acceptor, or paused).
                 libc::pollfd { fd: backoff.listener_fd(acceptor_fd.unwrap_or(-1)), events: libc::POLLIN, revents: 0 },
+                libc::pollfd {
+                    fd: if idle { self.epoll.as_fd().as_raw_fd() } else { -1 },
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+                libc::pollfd { fd: self.nudge.as_fd().as_raw_fd(), events: libc::POLLIN, revents: 0 },
             ];
             // If `close` drops the acceptor while we poll, poll reports the
             // stale slot (POLLNVAL) or the `stop` eventfd, and we only ever
             // touch the acceptor again through `state`, where it is gone.
-            if crate::sys::poll::poll_until(&mut fds, deadline).is_err() {
+            let polled = crate::sys::poll::poll_until(&mut fds, deadline);
+            self.helping.store(false, Ordering::SeqCst);
+            if polled.is_err() {
                 return;
+            }
+            if fds[3].revents != 0 {
+                self.nudge.clear();
             }
             if fds[1].revents != 0 {
                 match self.accept_all() {
@@ -121,8 +155,25 @@ impl Shared {
                     Err(_) => backoff.failed(),
                 }
             }
+            if fds[2].revents != 0 {
+                self.read_while_idle();
+            }
             self.expire_handshakes();
             self.expire_frames();
+        }
+    }
+
+    /// One look at every connection by the accepting thread of an idle
+    /// server: control requests are answered, requests queued for `recv`.
+    fn read_while_idle(&self) {
+        let mut decoded = Vec::new();
+        if self.turn(Deadline::Now, &mut decoded).is_err() || decoded.is_empty() {
+            return;
+        }
+        let mut state = lock(&self.state);
+        if !state.closed {
+            state.incoming.extend(decoded);
+            self.update_wake(&mut state);
         }
     }
 

@@ -81,6 +81,8 @@ struct Shared {
     /// most [`MAX_QUEUED_CANCELS`]; more are dropped). Whoever holds the
     /// writer moves them into the outbox before letting it go.
     cancels: Mutex<Vec<u64>>,
+    /// Both hellos announced `FLAG_CONTROL`: control requests may be sent.
+    sends_control: bool,
     /// The next request id and the outbox. Locked while a request is
     /// written, so requests leave in id order and never interleave.
     writer: Mutex<Writer>,
@@ -150,6 +152,7 @@ impl StreamClient {
             sends_deadlines: reader.negotiated() & frame::FLAG_DEADLINE != 0,
             sends_cancels: reader.negotiated() & frame::FLAG_CANCEL != 0,
             cancels: Mutex::new(Vec::new()),
+            sends_control: reader.negotiated() & frame::FLAG_CONTROL != 0,
             writer: Mutex::new(Writer { next_id: 1, outbox: Vec::new() }),
             calls: Mutex::new(Calls::new()),
             async_cond: Condvar::new(),
@@ -191,7 +194,7 @@ impl Shared {
     /// Delivers one frame from the server.
     fn dispatch(&self, frame: Frame) {
         let outcome = match frame.kind {
-            FrameKind::Reply => Outcome::Reply(frame.payload),
+            FrameKind::Reply | FrameKind::ControlReply => Outcome::Reply(frame.payload),
             FrameKind::Fail => Outcome::Fail(frame.payload),
             FrameKind::NoReply => Outcome::NoReply,
             FrameKind::Close => {
@@ -204,7 +207,7 @@ impl Shared {
                 fail_all(orphans, &Death::Disconnected, &self.name);
                 return;
             }
-            FrameKind::Request | FrameKind::Deadline | FrameKind::Cancel => {
+            FrameKind::Request | FrameKind::Deadline | FrameKind::Cancel | FrameKind::ControlRequest => {
                 unreachable!("the client decoder refuses requests")
             }
         };
@@ -337,7 +340,9 @@ impl Shared {
     /// returns its id. The writer lock is held throughout.
     /// Sends a request (preceded by its deadline frame when `timeout_ns`
     /// is `Some`, which the caller allows only if both sides announced it).
-    fn send_blocking(&self, slot: &Arc<Slot>, data: &[u8], timeout_ns: Option<u64>) -> Result<u64> {
+    /// `kind` is `Request` or `ControlRequest` (whose ids come from the same
+    /// sequence).
+    fn send_blocking(&self, slot: &Arc<Slot>, kind: FrameKind, data: &[u8], timeout_ns: Option<u64>) -> Result<u64> {
         let mut writer = lock(&self.writer);
         if !writer.outbox.is_empty() {
             let outbox = std::mem::take(&mut writer.outbox);
@@ -360,7 +365,7 @@ impl Shared {
             calls.pending.insert(id, Entry { slot: slot.clone(), is_async: false, following: false });
         }
         writer.next_id += 1;
-        let header = frame::encode_header(FrameKind::Request, id, data.len() as u32);
+        let header = frame::encode_header(kind, id, data.len() as u32);
         let mut with_deadline = [0u8; 2 * frame::HEADER_LEN + frame::DEADLINE_LEN as usize];
         let header: &[u8] = match timeout_ns {
             None => &header,
@@ -412,6 +417,10 @@ impl Shared {
 
 impl StreamClient {
     fn send_with(self: Arc<Self>, data: &[u8], timeout: Option<Duration>) -> Result<Call> {
+        self.send_kind(FrameKind::Request, data, timeout)
+    }
+
+    fn send_kind(self: Arc<Self>, kind: FrameKind, data: &[u8], timeout: Option<Duration>) -> Result<Call> {
         let shared = &self.shared;
         if data.len() as u64 > u64::from(shared.max) {
             return Err(Error::TooLarge { size: data.len() as u64, max: u64::from(shared.max) });
@@ -420,7 +429,7 @@ impl StreamClient {
         shared.notifier.arm(&slot);
         // A peer that did not announce deadlines never sees the frame.
         let timeout_ns = timeout.filter(|_| shared.sends_deadlines).map(crate::transport::timeout_ns);
-        let sent = shared.send_blocking(&slot, data, timeout_ns);
+        let sent = shared.send_blocking(&slot, kind, data, timeout_ns);
         // The writer is free again: an event loop whose `try_send` found it
         // busy may try again, and cancels queued meanwhile go out.
         shared.send_blocked.after_blocking_send(&shared.notifier);
@@ -437,6 +446,13 @@ impl ClientConn for StreamClient {
 
     fn send_timeout(self: Arc<Self>, data: &[u8], timeout: Duration) -> Result<Call> {
         self.send_with(data, Some(timeout))
+    }
+
+    fn control(self: Arc<Self>, request: &[u8]) -> Result<Call> {
+        if !self.shared.sends_control {
+            return Err(crate::transport::no_control(&self.shared.name));
+        }
+        self.send_kind(FrameKind::ControlRequest, request, None)
     }
 
     fn wait(&self, id: u64, slot: &Slot, deadline: Deadline) -> bool {

@@ -145,6 +145,7 @@ impl Responder for ServerConn {
             Answer::Reply(ref data) => (FrameKind::Reply, data.as_slice()),
             Answer::Fail(data) => (FrameKind::Fail, data),
             Answer::NoReply => (FrameKind::NoReply, &[][..]),
+            Answer::Control(data) => (FrameKind::ControlReply, data),
         };
         // Answered: a later cancel of it is ignored.
         lock(&self.held).remove(&id);

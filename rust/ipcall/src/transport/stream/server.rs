@@ -34,9 +34,10 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, TryLockError, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use crate::core::error::{Error, Result};
-use crate::core::frame::{self, Event, FrameKind, Role};
+use crate::core::error::{Error, ErrorKind, Result};
+use crate::core::frame::{self, Event, Frame, FrameKind, Role};
 use crate::core::options::ServerOptions;
+use crate::core::stats::{self, Counters};
 use crate::core::wait::{lock, Deadline};
 use crate::sys::epoll::{Epoll, READABLE};
 use crate::sys::EventFd;
@@ -47,7 +48,7 @@ use crate::transport::stream::flush::{Flusher, Outbox};
 use crate::transport::stream::{readable_bytes, write_all_blocking, Acceptor, FrameReader, ReadError};
 use crate::transport::trace::{self, ConnTrace, DropReason};
 use crate::transport::watch::{stop_accepting, wait_accepted, Watch, Watched};
-use crate::transport::{Incoming, ServerTransport};
+use crate::transport::{Answer, Incoming, Responder, ServerTransport};
 
 // The accepting thread: new connections, handshake and frame deadlines.
 #[path = "accept.rs"]
@@ -60,6 +61,10 @@ const FIRST_CONN: u64 = 1;
 /// How long the single-connection fast path blocks in one read before it
 /// looks whether a second connection or receiving thread appeared.
 const DIRECT_SLICE: Duration = Duration::from_millis(20);
+/// How long no `recv` must have begun before the accepting thread reads
+/// the connections itself, to answer control requests (ping, stats) of a
+/// server whose application is busy or not receiving.
+const IDLE_TICK: Duration = Duration::from_millis(100);
 
 /// What the receiving threads, the accepting thread and `close` share.
 /// Invariant: every connection in `conns` is registered in the epoll under
@@ -87,6 +92,9 @@ struct State {
 
 struct Shared {
     name: Arc<str>,
+    /// The server's statistics: connections, violations, and what control
+    /// requests are answered from.
+    counters: Arc<Counters>,
     /// The epoll instance: every connection, and `wake`. Also the server's
     /// pollable descriptor.
     epoll: Epoll,
@@ -99,6 +107,14 @@ struct Shared {
     accepted_cond: Condvar,
     /// Threads inside a blocking or timed `recv`.
     receivers: AtomicUsize,
+    /// `recv`s begun (any form): the accepting thread answers control
+    /// requests only once none began for a whole [`IDLE_TICK`].
+    recvs: AtomicU64,
+    /// The accepting thread watches the connections (idle server); a
+    /// `recv` that begins then rings `nudge` so that it stops.
+    helping: AtomicBool,
+    /// Wakes the accepting thread out of its idle watch.
+    nudge: EventFd,
     /// Someone took the pollable descriptor or received asynchronously: every
     /// connection must then stay registered in epoll, so that it shows every
     /// request.
@@ -139,6 +155,7 @@ impl StreamServer {
         name: Arc<str>,
         acceptor: Box<dyn Acceptor>,
         options: &ServerOptions,
+        counters: Arc<Counters>,
     ) -> io::Result<StreamServer> {
         let epoll = Epoll::new()?;
         let wake = EventFd::new()?;
@@ -157,11 +174,15 @@ impl StreamServer {
         };
         let shared = Shared {
             name,
+            counters,
             epoll,
             wake,
             stop: EventFd::new()?,
             accepted_cond: Condvar::new(),
             receivers: AtomicUsize::new(0),
+            recvs: AtomicU64::new(0),
+            helping: AtomicBool::new(false),
+            nudge: EventFd::new()?,
             polled: AtomicBool::new(false),
             local_max: options.max_message_size,
             flusher: Arc::new(Flusher::new(options.reply_timeout)?),
@@ -239,12 +260,16 @@ impl Shared {
     /// Drops a connection from the server (it stays open for requests still
     /// holding it, but is shut down so the client sees the end at once).
     fn drop_conn(&self, conn: &ServerConn, reason: DropReason) {
+        if reason.is_violation() {
+            self.counters.error(ErrorKind::Protocol);
+        }
         conn.trace.dropped(conn.token, &conn.peer, reason);
         let mut state = lock(&self.state);
         if state.direct == Some(conn.token) {
             state.direct = None;
         }
         if state.conns.remove(&conn.token).is_some() {
+            self.counters.connections_closed(1);
             let _ = self.epoll.delete(conn.wire.read_fd());
         }
         state.handshakes.retain(|(token, _)| *token != conn.token);
@@ -252,6 +277,13 @@ impl Shared {
         // and the replies already written stay readable for the client.
         conn.wire.hang_up();
         self.update_wake(&mut state);
+    }
+
+    /// Answers a control request (ping, stats) on `conn` at once: it never
+    /// reaches a `recv`.
+    fn answer_control(&self, conn: &ServerConn, frame: &Frame) {
+        let answer = stats::answer_control(&self.counters, &frame.payload);
+        let _ = conn.answer(frame.id, Answer::Control(&answer));
     }
 
     /// Reads what connection `token` has to say, queueing its requests.
@@ -291,6 +323,7 @@ impl Shared {
                 Ok(Some(Event::Frame(f))) => match f.kind {
                     FrameKind::Request => batch.push(Decoded::new(&conn, f, &reader)),
                     FrameKind::Cancel => conn.cancel_request(f.id),
+                    FrameKind::ControlRequest => self.answer_control(&conn, &f),
                     // The client sends nothing more: it is gone.
                     _ => break Err(DropReason::ClientLeft),
                 },
@@ -326,6 +359,13 @@ impl Shared {
     }
 
     fn recv(&self, deadline: Deadline) -> Result<Incoming> {
+        // SeqCst with the accepting thread's `helping` then `recvs`: either
+        // it sees this `recv`, or we see it helping and wake it (its watch
+        // may miss a connection the fast path takes out of epoll).
+        self.recvs.fetch_add(1, Ordering::SeqCst);
+        if self.helping.load(Ordering::SeqCst) {
+            self.nudge.set();
+        }
         let blocking = deadline != Deadline::Now;
         if blocking {
             self.receivers.fetch_add(1, Ordering::AcqRel);
@@ -467,6 +507,9 @@ impl Shared {
                                 out.push(Decoded::new(conn, f, &reader))
                             }
                             Ok(Some(Event::Frame(f))) if f.kind == FrameKind::Cancel => conn.cancel_request(f.id),
+                            Ok(Some(Event::Frame(f))) if f.kind == FrameKind::ControlRequest => {
+                                self.answer_control(conn, &f)
+                            }
                             Ok(None) => break,
                             other => {
                                 failed = Some(Self::why_failed(other));
@@ -478,8 +521,12 @@ impl Shared {
                     conn.frame_overdue(reader.in_frame(), self.frame_timeout);
                     break;
                 }
-                Ok(Some(Event::Frame(f))) if f.kind == FrameKind::Cancel => {
-                    conn.cancel_request(f.id);
+                Ok(Some(Event::Frame(f))) if matches!(f.kind, FrameKind::Cancel | FrameKind::ControlRequest) => {
+                    if f.kind == FrameKind::Cancel {
+                        conn.cancel_request(f.id);
+                    } else {
+                        self.answer_control(conn, &f);
+                    }
                     // Not a request: read on, as after a read of nothing.
                     conn.frame_overdue(reader.in_frame(), self.frame_timeout);
                     let state = lock(&self.state);
@@ -606,6 +653,7 @@ impl ServerTransport for StreamServer {
                 let _ = shared.epoll.delete(conn.wire.read_fd());
             }
             shared.update_wake(&mut state);
+            shared.counters.connections_closed(state.conns.len());
             state.conns.drain().map(|(_, c)| c).collect()
         };
         shared.watch.close();
