@@ -14,6 +14,7 @@
 //! - [`spin`]: when a waiter spins (the adaptive policy of `shm:` and `mem:`).
 //! - [`frame`]: the stream wire format (handshake, frame headers).
 //! - [`registry`]: the per-server entries `ipcall ls` lists.
+//! - [`pool_dir`]: the directory of a worker pool's members.
 
 pub(crate) mod error;
 pub mod frame;
@@ -22,6 +23,7 @@ pub(crate) mod name;
 pub(crate) mod nats_name;
 pub(crate) mod options;
 pub(crate) mod peer;
+pub(crate) mod pool_dir;
 pub(crate) mod queue;
 pub mod registry;
 pub(crate) mod slot;
