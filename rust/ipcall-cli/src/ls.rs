@@ -22,11 +22,15 @@ died (their process gone, or its pid since reused) are removed on the way.
 Columns: PID, TRANSPORT, UPTIME (since the bind), NAME (what clients
 connect to; a nats: name without its credentials). A one-shot server shows
 `one-shot` after its transport: its name is gone once its client came.
+Each member of a worker pool (`ipcall serve NAME --workers N`, or servers
+bound with the pool option) is one line showing `pool` after its
+transport, with the pool's NAME.
 
   --json           one JSON object instead of the table:
                    {\"servers\": [{\"name\", \"transport\", \"pid\",
                    \"uptime_ms\", \"bound_at_ms\" (Unix time), \"one_shot\",
-                   \"version\"}, ...]}, oldest first
+                   \"version\", \"pool_member\" (a pool member's private
+                   endpoint, else null)}, ...]}, oldest first
 ";
 
 /// Runs `ipcall ls`.
@@ -40,7 +44,11 @@ pub fn run(args: &Args) -> Result<(), Failure> {
 fn table(servers: &[ServerEntry]) -> String {
     let mut rows = vec![["PID".to_string(), "TRANSPORT".to_string(), "UPTIME".to_string(), "NAME".to_string()]];
     for server in servers {
-        let transport = if server.one_shot { format!("{} one-shot", server.kind) } else { server.kind.to_string() };
+        let transport = match (server.one_shot, &server.pool_member) {
+            (true, _) => format!("{} one-shot", server.kind),
+            (false, Some(_)) => format!("{} pool", server.kind),
+            (false, None) => server.kind.to_string(),
+        };
         rows.push([server.pid.to_string(), transport, uptime(server.uptime()), server.name.clone()]);
     }
     let widths: Vec<usize> = (0..3).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
@@ -79,13 +87,14 @@ fn json(servers: &[ServerEntry]) -> String {
             let bound_at_ms = s.bound_at.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis();
             format!(
                 "{{\"name\": {}, \"transport\": {}, \"pid\": {}, \"uptime_ms\": {}, \"bound_at_ms\": {bound_at_ms}, \
-                 \"one_shot\": {}, \"version\": {}}}",
+                 \"one_shot\": {}, \"version\": {}, \"pool_member\": {}}}",
                 json_string(&s.name),
                 json_string(s.kind.as_str()),
                 s.pid,
                 s.uptime().as_millis(),
                 s.one_shot,
                 json_string(&s.version),
+                s.pool_member.as_deref().map_or_else(|| "null".to_string(), json_string),
             )
         })
         .collect();

@@ -95,6 +95,10 @@ impl Server {
     pub fn bind_unique_with(kind: Kind, options: &ServerOptions) -> Result<Server> {
         let name = Name::unique(kind)?;
         options.check(name.shared())?;
+        if options.is_pool() && kind != Kind::Nats {
+            let reason = "a worker pool is found by its name: bind a chosen name with the pool option";
+            return Err(Error::InvalidName { name: name.shared().clone(), reason });
+        }
         // Generated names are never reused: remove those of dead servers.
         if let Some(dir) = name.path().and_then(std::path::Path::parent) {
             crate::transport::sweep::sweep(dir);

@@ -114,13 +114,21 @@ pub(crate) fn connect(name: &Name, options: &ClientOptions) -> Option<Arc<PoolCo
         options: options.clone(),
         members: RwLock::new(Members { list: Vec::new(), next_no: 0 }),
         scanned: Mutex::new(None),
-        turn: AtomicUsize::new(0),
+        turn: AtomicUsize::new(first_turn()),
         evented: OnceLock::new(),
         notifier: Notifier::new(),
     });
     pool.rescan(&mut lock(&pool.scanned));
     let found = !pool.members.read().unwrap_or_else(|e| e.into_inner()).list.is_empty();
     found.then_some(pool)
+}
+
+/// Where a new client's first search starts: varied per client, so that
+/// many short-lived clients (one call each, as `ipcall call`) do not all
+/// start with the same member.
+fn first_turn() -> usize {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().subsec_nanos();
+    (nanos ^ std::process::id().rotate_left(16)) as usize
 }
 
 impl PoolConn {
