@@ -11,8 +11,6 @@
 #include <type_traits>
 #include <vector>
 
-#include <unistd.h>
-
 #include <poll.h>
 #include <unistd.h>
 
