@@ -253,8 +253,10 @@ mod tests {
         assert!(k.bytes().all(|b| b.is_ascii_hexdigit()));
         assert_eq!(k, key("unix:/tmp/a.sock"));
         assert_ne!(k, key("unix:/tmp/b.sock"));
-        // Pinned: every build and face must agree on where a pool lives.
+        // Pinned (docs/PROTOCOL.md §14's test vectors): every build and face
+        // must agree on where a pool lives.
         assert_eq!(key(""), "cbf29ce4842223256c62272e07bb0142");
+        assert_eq!(key("unix:/tmp/work.sock"), "c0dbebeb68d9d98759bc1037662684e2");
     }
 
     #[test]
