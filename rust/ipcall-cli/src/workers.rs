@@ -64,12 +64,27 @@ pub fn run(args: &Args, workers: usize) -> Result<(), Failure> {
             stop_all(&children);
             return Err(Failure::other(format!("a worker {status} before serving (its error is above)")));
         }
-        children.lock().unwrap_or_else(|e| e.into_inner()).push(child);
+        // A stop signal that came during start-up reaches this worker too:
+        // the signal thread records it before it takes the lock to pass it
+        // on, so either it finds this worker listed or we find it recorded.
+        let mut list = children.lock().unwrap_or_else(|e| e.into_inner());
+        let signal = stopped_by.load(Ordering::SeqCst);
+        if signal != 0 {
+            // SAFETY: (1) our child's pid, not yet reaped, so not reused.
+            unsafe { libc::kill(child.id() as libc::pid_t, signal) };
+        }
+        list.push(child);
+        drop(list);
+        if signal != 0 {
+            break; // stopping: start no more workers
+        }
     }
     let mut stdout = std::io::stdout();
-    writeln!(stdout, "{name}")
-        .and_then(|()| stdout.flush())
-        .map_err(|e| Failure::other(format!("writing the name to stdout: {e}")))?;
+    if stopped_by.load(Ordering::SeqCst) == 0 {
+        writeln!(stdout, "{name}")
+            .and_then(|()| stdout.flush())
+            .map_err(|e| Failure::other(format!("writing the name to stdout: {e}")))?;
+    }
     let pids: Vec<u32> = children.lock().unwrap_or_else(|e| e.into_inner()).iter().map(Child::id).collect();
     let mut failed = None;
     for pid in pids {
