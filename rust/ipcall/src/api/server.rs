@@ -44,13 +44,17 @@ pub struct Server {
 impl Server {
     /// Listens on `name` with default options.
     ///
-    /// Fails with `AddrInUse` if a live server holds the name, `InvalidName`
-    /// if it does not parse.
+    /// Fails with `AddrInUse` if a live server holds the name (or a live
+    /// worker pool serves it), `InvalidName` if it does not parse.
     pub fn bind(name: &str) -> Result<Server> {
         Server::bind_with(name, &ServerOptions::default())
     }
 
-    /// Listens on `name` with `options`.
+    /// Listens on `name` with `options`; with
+    /// [`ServerOptions::pool`], as one member of the worker pool of `name`
+    /// (then [`name`](Self::name) is the pool's name, which clients connect
+    /// to; the member's own endpoint is in its [`registry`](crate::registry)
+    /// entry).
     pub fn bind_with(name: &str, options: &ServerOptions) -> Result<Server> {
         let name = Name::parse(name)?;
         options.check(name.shared())?;
