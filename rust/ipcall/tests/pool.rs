@@ -363,3 +363,84 @@ fn three_member_processes_share_3000_calls_and_one_killed_fails_only_its_in_flig
         Server::bind(&name).unwrap();
     }
 }
+
+/// Sends without blocking, as an event loop does (progress while there is
+/// no room).
+fn try_send(client: &Client, data: &[u8]) -> ipcall::Pending {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(pending) = client.try_send(data).unwrap() {
+            return pending;
+        }
+        assert!(Instant::now() < deadline, "try_send never found room");
+        evented_support::readable(client.fd().unwrap(), 100);
+        client.progress().unwrap();
+    }
+}
+
+/// Evented calls (try_send, poll, progress, try_wait) until every one is
+/// answered; returns who answered each.
+fn evented_calls(client: &Client, count: usize) -> Vec<String> {
+    let fd = client.fd().unwrap();
+    let mut pendings: Vec<_> = (0..count).map(|i| try_send(client, format!("ev {i}").as_bytes())).collect();
+    let mut answered = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !pendings.is_empty() {
+        assert!(Instant::now() < deadline, "{} calls never completed", pendings.len());
+        if !evented_support::readable(fd, 1000) {
+            continue;
+        }
+        client.progress().unwrap();
+        pendings.retain_mut(|p| match p.try_wait() {
+            Some(reply) => {
+                answered.push(answerer(&reply.unwrap()));
+                false
+            }
+            None => true,
+        });
+    }
+    answered
+}
+
+#[test]
+fn an_event_loop_sees_members_join_and_leave() {
+    for kind in KINDS {
+        let name = pool_name(kind, "evented-churn");
+        let first = member(&name, "first");
+        let client = Client::connect(&name).unwrap();
+        let fd = client.fd().unwrap();
+        assert!(evented_calls(&client, 10).iter().all(|m| m == "first"));
+        // A member joining after the descriptor was made is watched too.
+        let late = member(&name, "late");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !evented_calls(&client, 10).iter().any(|m| m == "late") {
+            assert!(Instant::now() < deadline, "{kind}: the late member never answered");
+        }
+        // A member that leaves stops making the descriptor readable once
+        // its loss is seen: idle again after a progress with nothing pending.
+        first.0.close();
+        first.1.join().unwrap();
+        let mut answered = Vec::new();
+        while answered.len() < 20 {
+            let pending = try_send(&client, b"after");
+            let deadline = Instant::now() + Duration::from_secs(60);
+            let mut pending = Some(pending);
+            while let Some(mut p) = pending.take() {
+                assert!(Instant::now() < deadline, "{kind}: a call never completed");
+                evented_support::readable(fd, 1000);
+                client.progress().unwrap();
+                match p.try_wait() {
+                    Some(Ok(reply)) => answered.push(answerer(&reply)),
+                    Some(Err(e)) => assert_eq!(e.kind(), ErrorKind::Disconnected, "{kind}: {e}"),
+                    None => pending = Some(p),
+                }
+            }
+        }
+        assert!(answered.iter().all(|m| m == "late"), "{kind}: {answered:?}");
+        client.progress().unwrap();
+        assert!(!evented_support::readable(fd, 0), "{kind}: the descriptor stays readable with nothing pending");
+        drop(client);
+        late.0.close();
+        late.1.join().unwrap();
+    }
+}
