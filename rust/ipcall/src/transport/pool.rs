@@ -53,8 +53,11 @@ pub(crate) fn is_pool_kind(kind: Kind) -> bool {
 /// The server side of a member: its private endpoint's transport and its
 /// entry in the pool's directory.
 pub(crate) struct BoundMember {
+    /// The server of its private endpoint.
     pub(crate) transport: Box<dyn ServerTransport>,
+    /// The private endpoint's name.
     pub(crate) endpoint: Name,
+    /// Its entry in the pool's directory (removed when dropped).
     pub(crate) entry: MemberEntry,
 }
 
@@ -77,20 +80,25 @@ struct Member {
     no: u32,
     /// Its directory entry's file name (how a rescan knows it).
     file: String,
+    /// The connection to its endpoint.
     conn: Arc<dyn ClientConn>,
 }
 
-/// The members and what rescanning needs. Invariant: `list` holds each
-/// member number at most once, in joining order; every member in `list`
-/// is watched by `PoolConn::evented` once that exists.
+/// The member connections. Invariant: `list` holds each member number at
+/// most once, in joining order; every member in `list` is watched by
+/// `PoolConn::evented` once that exists.
 struct Members {
     list: Vec<Member>,
+    /// The next member's number (numbers are never reused, so that a call's
+    /// id never reaches a later member).
     next_no: u32,
 }
 
 /// A client connection to a pool: one [`ClientConn`] over its members.
 pub(crate) struct PoolConn {
+    /// The pool's name (what the client connected to).
     name: Name,
+    /// The client's options, for connecting to members that join.
     options: ClientOptions,
     members: RwLock<Members>,
     /// When the directory was last read; `None` asks for a read at the
