@@ -77,6 +77,30 @@ pub(crate) fn has_members(name: &Name) -> bool {
     !members(name).is_empty()
 }
 
+/// Removes, in every pool's directory, the entries whose process is gone
+/// (and directories left empty), so that pools whose members all died are
+/// not left behind when nobody connects to their names again. Run by
+/// `registry::list` (`ipcall ls`). A reused pid is left for [`members`].
+pub(crate) fn remove_dead_everywhere() {
+    let Ok(root) = runtime_dir().map(|dir| dir.join("pools")) else { return };
+    let Ok(pools) = fs::read_dir(root) else { return };
+    if sys::own_start_ticks().is_none() {
+        return; // no /proc: nothing can be told dead
+    }
+    for pool in pools.flatten() {
+        let dir = pool.path();
+        let Ok(entries) = fs::read_dir(&dir) else { continue };
+        for entry in entries.flatten() {
+            let file = entry.file_name();
+            let Some(pid) = file.to_str().and_then(pid_of_file_name) else { continue };
+            if sys::process_state(pid) == ProcessState::Gone {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+        let _ = fs::remove_dir(&dir); // fails while a member remains
+    }
+}
+
 /// [`members`] over the entries in `dir`, for pool `pool`.
 fn members_in(dir: &Path, pool: &str) -> Vec<Member> {
     let Ok(entries) = fs::read_dir(dir) else { return Vec::new() };
@@ -276,6 +300,26 @@ mod tests {
         ] {
             assert_eq!(parse_entry(bad, "unix:@p", "7.0".into()), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn listing_the_registry_removes_pools_whose_members_all_died() {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let pools = runtime_dir().unwrap().join("pools");
+        sys::ensure_private_dir(&pools, sys::uid()).unwrap();
+        let dir = pools.join(format!("test-dead-{}", std::process::id()));
+        sys::ensure_private_dir(&dir, sys::uid()).unwrap();
+        fs::write(dir.join(format!("{dead}.0")), "ipcall-pool-member 1\n").unwrap();
+        let live = dir.join(format!("{}.99", std::process::id()));
+        fs::write(&live, "ipcall-pool-member 1\n").unwrap();
+        crate::registry::list().unwrap();
+        assert!(!dir.join(format!("{dead}.0")).exists(), "the dead member's entry is removed");
+        assert!(live.exists(), "a live member's entry stays");
+        fs::remove_file(&live).unwrap();
+        crate::registry::list().unwrap();
+        assert!(!dir.exists(), "an empty pool directory is removed");
     }
 
     #[test]

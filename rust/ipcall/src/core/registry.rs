@@ -87,11 +87,14 @@ pub fn directory() -> io::Result<PathBuf> {
 
 /// The live servers of this user, oldest first. Entries of dead servers
 /// (their pid gone, a zombie, or reused by a later process) are removed on
-/// the way; files that are not well-formed entries are skipped (and
+/// the way, and so are the entries of dead worker-pool members; files that are not well-formed entries are skipped (and
 /// removed only if the pid in their file name is gone). An absent
 /// directory is an empty list; an error only if the runtime directory
 /// itself is unusable.
 pub fn list() -> io::Result<Vec<ServerEntry>> {
+    // The pools' directories too: a pool whose members were all killed
+    // is otherwise cleaned only when someone uses its name again.
+    crate::core::pool_dir::remove_dead_everywhere();
     list_in(&directory()?)
 }
 
