@@ -700,6 +700,19 @@ ipcall_status ipcall_server_options_set_max_message_size(struct ipcall_server_op
 ipcall_status ipcall_server_options_set_one_shot(struct ipcall_server_options *options, bool one_shot);
 
 /**
+ * Makes the server a member of a worker pool (`true`) or not (`false`, the
+ * default). Several servers (processes or threads) may bind the same name
+ * as a pool; a client connecting to the name spreads its calls over the
+ * live members, the least loaded first (docs/PROTOCOL.md §Pools). Only
+ * `unix:`, `pipe:` and `shm:` names (a `nats:` name is a pool by itself):
+ * `ipcall_server_bind` refuses a `mem:` name, `ipcall_server_bind_unique`
+ * and a one-shot server with `IPCALL_E_INVALID_NAME`. A name a plain server
+ * holds is `IPCALL_E_ADDR_IN_USE` for a member, and a pool's name for a
+ * plain server.
+ */
+ipcall_status ipcall_server_options_set_pool(struct ipcall_server_options *options, bool pool);
+
+/**
  * Also lets processes of user id `uid` connect (socket-based transports;
  * call once per uid). By default only the server's own uid may connect.
  */

@@ -415,6 +415,15 @@ export interface ServerOptions {
    * with `CLOSED`) when that client goes away.
    */
   oneShot?: boolean
+  /**
+   * `Server.bind` only: bind as one member of a worker pool on the name
+   * (`unix:`, `pipe:`, `shm:`): several servers, in this process or
+   * others, share it, and each client spreads its calls over the live
+   * members, the least loaded first. A `mem:` name or `bindUnique` rejects
+   * with `INVALID_NAME`; a name a plain server holds with `ADDR_IN_USE`,
+   * as does a plain bind of a pool's name.
+   */
+  pool?: boolean
   /** Extra user ids allowed to connect besides this process's own. */
   allowUids?: Array<number>
   /** Group ids whose members may connect. */

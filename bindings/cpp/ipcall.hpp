@@ -218,6 +218,11 @@ public:
         detail::check(ipcall_server_options_set_one_shot(handle_.get(), yes));
         return *this;
     }
+    /// Bind as one member of a worker pool on the name (unix:, pipe:, shm:).
+    ServerOptions &pool(bool yes = true) {
+        detail::check(ipcall_server_options_set_pool(handle_.get(), yes));
+        return *this;
+    }
     /// Also let processes of this uid connect.
     ServerOptions &allow_uid(uint32_t uid) {
         detail::check(ipcall_server_options_allow_uid(handle_.get(), uid));

@@ -16,6 +16,13 @@ pub struct ServerOptions {
     /// Accept exactly one client, unbind the name at once, and end (`recv` rejects
     /// with `CLOSED`) when that client goes away.
     pub one_shot: Option<bool>,
+    /// `Server.bind` only: bind as one member of a worker pool on the name
+    /// (`unix:`, `pipe:`, `shm:`): several servers, in this process or
+    /// others, share it, and each client spreads its calls over the live
+    /// members, the least loaded first. A `mem:` name or `bindUnique` rejects
+    /// with `INVALID_NAME`; a name a plain server holds with `ADDR_IN_USE`,
+    /// as does a plain bind of a pool's name.
+    pub pool: Option<bool>,
     /// Extra user ids allowed to connect besides this process's own.
     pub allow_uids: Option<Vec<u32>>,
     /// Group ids whose members may connect.
@@ -122,6 +129,9 @@ impl ServerOptions {
         }
         if let Some(one_shot) = self.one_shot {
             options = options.one_shot(one_shot);
+        }
+        if let Some(pool) = self.pool {
+            options = options.pool(pool);
         }
         for uid in self.allow_uids.iter().flatten() {
             options = options.allow_uid(*uid);

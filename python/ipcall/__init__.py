@@ -135,6 +135,7 @@ class Server(_ClosedByContext):
         *,
         max_message_size: Optional[int] = None,
         one_shot: bool = False,
+        pool: bool = False,
         allow_uids: Sequence[int] = (),
         allow_gids: Sequence[int] = (),
         allow_any_uid: bool = False,
@@ -152,7 +153,12 @@ class Server(_ClosedByContext):
         Raises `AddrInUse` if a live server holds the name, `InvalidName` if
         it does not parse. Options: `max_message_size` (bytes, default
         64 MiB), `one_shot` (accept exactly one client, unbind at once, end
-        when it leaves), `allow_uids` / `allow_gids` / `allow_any_uid` (who
+        when it leaves), `pool` (bind as one member of a worker pool on the
+        name: several servers, in this process or others, share it and each
+        client spreads its calls over the live members, the least loaded
+        first; ``unix:``, ``pipe:`` and ``shm:`` names, else `InvalidName`;
+        a name a plain server holds raises `AddrInUse`, as does a plain bind
+        of a pool's name), `allow_uids` / `allow_gids` / `allow_any_uid` (who
         besides this user may connect), `handshake_timeout` (seconds),
         `ring_size` (bytes, ``shm:`` only), `wait_mode` (how ``shm:`` waits
         for requests: ``"adaptive"``, the default, spins while it pays off
@@ -177,6 +183,7 @@ class Server(_ClosedByContext):
                 name,
                 max_message_size=max_message_size,
                 one_shot=one_shot,
+                pool=pool,
                 allow_uids=allow_uids,
                 allow_gids=allow_gids,
                 allow_any_uid=allow_any_uid,

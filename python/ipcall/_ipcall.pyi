@@ -78,6 +78,7 @@ class Server:
         *,
         max_message_size: Optional[int] = None,
         one_shot: bool = False,
+        pool: bool = False,
         allow_uids: Sequence[int] = ...,
         allow_gids: Sequence[int] = ...,
         allow_any_uid: bool = False,

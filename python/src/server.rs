@@ -25,6 +25,7 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 fn server_options(
     max_message_size: Option<u32>,
     one_shot: bool,
+    pool: bool,
     allow_uids: Vec<u32>,
     allow_gids: Vec<u32>,
     allow_any_uid: bool,
@@ -33,7 +34,7 @@ fn server_options(
     limits: Limits,
     nats: Naming<'_>,
 ) -> PyResult<ServerOptions> {
-    let mut options = ServerOptions::new().one_shot(one_shot).allow_any_uid(allow_any_uid);
+    let mut options = ServerOptions::new().one_shot(one_shot).pool(pool).allow_any_uid(allow_any_uid);
     if let Some(max) = max_message_size {
         options = options.max_message_size(max);
     }
@@ -155,13 +156,14 @@ impl PyServer {
 impl PyServer {
     /// Listens on `name` (`mem:jobs`, `unix:/path.sock`, ...).
     #[staticmethod]
-    #[pyo3(signature = (name, *, max_message_size=None, one_shot=false, allow_uids=Vec::new(), allow_gids=Vec::new(), allow_any_uid=false, handshake_timeout=None, ring_size=None, max_queued_reply_bytes=None, reply_timeout=None, max_connections=None, frame_timeout=None, wait_mode=None, connection_name=None))]
+    #[pyo3(signature = (name, *, max_message_size=None, one_shot=false, pool=false, allow_uids=Vec::new(), allow_gids=Vec::new(), allow_any_uid=false, handshake_timeout=None, ring_size=None, max_queued_reply_bytes=None, reply_timeout=None, max_connections=None, frame_timeout=None, wait_mode=None, connection_name=None))]
     #[allow(clippy::too_many_arguments)]
     fn bind(
         py: Python<'_>,
         name: &str,
         max_message_size: Option<u32>,
         one_shot: bool,
+        pool: bool,
         allow_uids: Vec<u32>,
         allow_gids: Vec<u32>,
         allow_any_uid: bool,
@@ -177,6 +179,7 @@ impl PyServer {
         let options = server_options(
             max_message_size,
             one_shot,
+            pool,
             allow_uids,
             allow_gids,
             allow_any_uid,
@@ -213,6 +216,7 @@ impl PyServer {
         let options = server_options(
             max_message_size,
             one_shot,
+            false,
             allow_uids,
             allow_gids,
             allow_any_uid,

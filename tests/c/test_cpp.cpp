@@ -367,6 +367,27 @@ static void test_event_loop(const std::string &kind) {
     serving.join();
 }
 
+// A pool of two members: two calls in flight go one to each (the least
+// loaded member takes the next call), and a plain bind of the name fails.
+static void test_pool(const std::string &kind) {
+    std::string name = kind + ":/tmp/ipcall-cpp-pool-" + std::to_string(getpid());
+    ipcall::Server a = ipcall::Server::bind(name, ipcall::ServerOptions().pool());
+    ipcall::Server b = ipcall::Server::bind(name, ipcall::ServerOptions().pool());
+    expect_error(IPCALL_E_ADDR_IN_USE, [&] { ipcall::Server::bind(name); });
+    ipcall::Client client = ipcall::Client::connect(name);
+    ipcall::Pending first = client.send("one");
+    ipcall::Pending second = client.send("two");
+    a.recv().reply("from a");
+    b.recv().reply("from b");
+    ipcall::Buffer replies[] = {first.wait(), second.wait()};
+    std::string got[] = {std::string(replies[0].begin(), replies[0].end()),
+                         std::string(replies[1].begin(), replies[1].end())};
+    CHECK(got[0] != got[1]);
+    for (const std::string &reply : got) {
+        CHECK(reply == "from a" || reply == "from b");
+    }
+}
+
 int main() {
     std::setvbuf(stdout, nullptr, _IOLBF, 0);
     CHECK(ipcall::version() == ipcall_version());
@@ -386,6 +407,9 @@ int main() {
         test_errors(kind);
         test_drain(kind);
         test_event_loop(kind);
+        if (std::string(kind) != "mem") {
+            test_pool(kind);
+        }
         std::printf("transport %s: all C++ wrapper tests passed\n", kind);
         kinds_run++;
     }

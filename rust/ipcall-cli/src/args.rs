@@ -44,6 +44,21 @@ impl Args {
         args
     }
 
+    /// The arguments again as a command line (positionals first, then
+    /// options and switches in a stable order), without the flags in `skip`.
+    pub fn command_line(&self, skip: &[&str]) -> Vec<String> {
+        let mut line = self.positionals.clone();
+        let mut values: Vec<_> = self.values.iter().filter(|(k, _)| !skip.contains(&k.as_str())).collect();
+        values.sort();
+        for (flag, value) in values {
+            line.push(format!("{flag}={value}"));
+        }
+        let mut switches: Vec<_> = self.switches.iter().filter(|s| !skip.contains(&s.as_str())).collect();
+        switches.sort();
+        line.extend(switches.into_iter().cloned());
+        line
+    }
+
     /// The value of option `flag`, if given.
     pub fn value(&self, flag: &str) -> Option<&str> {
         self.values.get(flag).map(String::as_str)

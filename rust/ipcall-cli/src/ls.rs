@@ -22,19 +22,23 @@ died (their process gone, or its pid since reused) are removed on the way.
 Columns: PID, TRANSPORT, UPTIME (since the bind), CONNS (client
 connections open now), NAME (what clients connect to; a nats: name without
 its credentials). A one-shot server shows `one-shot` after its transport:
-its name is gone once its client came.
+its name is gone once its client came. Each member of a worker pool
+(`ipcall serve NAME --workers N`, or servers bound with the pool option)
+is one line showing `pool` after its transport, with the pool's NAME.
 
 CONNS is asked of each unix:, pipe: and shm: server as `ipcall stats`
 does (its ipcall library answers, within 500 ms; ls's own connection is
 not counted); it shows `-` for one-shot and nats: servers (which ls does
 not connect to) and for servers that do not answer (an older ipcall, or
-one at its connection limit).
+one at its connection limit). A pool member is asked through its own
+endpoint, so its line counts its own connections.
 
   --json           one JSON object instead of the table:
                    {\"servers\": [{\"name\", \"transport\", \"pid\",
                    \"uptime_ms\", \"bound_at_ms\" (Unix time), \"one_shot\",
-                   \"version\", \"connections\" (null where CONNS shows -)},
-                   ...]}, oldest first
+                   \"version\", \"connections\" (null where CONNS shows -),
+                   \"pool_member\" (a pool member's private endpoint, else
+                   null)}, ...]}, oldest first
 ";
 
 /// Runs `ipcall ls`.
@@ -56,7 +60,9 @@ fn connections(server: &ServerEntry) -> Option<u64> {
         return None;
     }
     let options = ipcall::ClientOptions::new().connect_timeout(CONNS_TIMEOUT);
-    let client = ipcall::Client::connect_with(&server.name, &options).ok()?;
+    // A pool member through its own endpoint (the pool's name would reach any member).
+    let name = server.pool_member.as_deref().unwrap_or(&server.name);
+    let client = ipcall::Client::connect_with(name, &options).ok()?;
     let stats = client.server_stats(Some(CONNS_TIMEOUT)).ok()?;
     Some(stats.connections.saturating_sub(1))
 }
@@ -66,7 +72,11 @@ fn table(servers: &[ServerEntry], conns: &[Option<u64>]) -> String {
     let header = ["PID", "TRANSPORT", "UPTIME", "CONNS", "NAME"].map(String::from);
     let mut rows = vec![header];
     for (server, conns) in servers.iter().zip(conns) {
-        let transport = if server.one_shot { format!("{} one-shot", server.kind) } else { server.kind.to_string() };
+        let transport = match (server.one_shot, &server.pool_member) {
+            (true, _) => format!("{} one-shot", server.kind),
+            (false, Some(_)) => format!("{} pool", server.kind),
+            (false, None) => server.kind.to_string(),
+        };
         let conns = conns.map_or_else(|| "-".to_string(), |n| n.to_string());
         rows.push([server.pid.to_string(), transport, uptime(server.uptime()), conns, server.name.clone()]);
     }
@@ -109,7 +119,7 @@ fn json(servers: &[ServerEntry], conns: &[Option<u64>]) -> String {
             let bound_at_ms = s.bound_at.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis();
             format!(
                 "{{\"name\": {}, \"transport\": {}, \"pid\": {}, \"uptime_ms\": {}, \"bound_at_ms\": {bound_at_ms}, \
-                 \"one_shot\": {}, \"version\": {}, \"connections\": {}}}",
+                 \"one_shot\": {}, \"version\": {}, \"connections\": {}, \"pool_member\": {}}}",
                 json_string(&s.name),
                 json_string(s.kind.as_str()),
                 s.pid,
@@ -117,6 +127,7 @@ fn json(servers: &[ServerEntry], conns: &[Option<u64>]) -> String {
                 s.one_shot,
                 json_string(&s.version),
                 conns.map_or_else(|| "null".to_string(), |n| n.to_string()),
+                s.pool_member.as_deref().map_or_else(|| "null".to_string(), json_string),
             )
         })
         .collect();

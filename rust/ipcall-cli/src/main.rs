@@ -14,6 +14,7 @@ mod ls;
 mod nats_server;
 mod serve;
 mod stats;
+mod workers;
 
 use std::process::ExitCode;
 
@@ -27,6 +28,7 @@ ipcall — request/reply messaging between processes on one machine
 Usage:
   ipcall serve NAME (--echo | --exec CMD) [--one-shot] [--jobs N]
   ipcall serve --unique KIND (--echo | --exec CMD) [--one-shot] [--jobs N]
+  ipcall serve NAME --workers N (--echo | --exec CMD) [--jobs N]
   ipcall call NAME [DATA | -] [--timeout MS]
   ipcall ls [--json]
   ipcall ping NAME [--timeout MS]

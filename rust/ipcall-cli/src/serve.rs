@@ -15,6 +15,7 @@ pub const HELP: &str = "\
 Usage:
   ipcall serve NAME (--echo | --exec CMD) [options]
   ipcall serve --unique KIND (--echo | --exec CMD) [options]
+  ipcall serve NAME --workers N (--echo | --exec CMD) [options]
 
 Binds NAME (or a new unguessable name of KIND: unix, pipe, shm, nats), prints the
 name on one line of stdout, and answers requests until it is stopped (or,
@@ -32,6 +33,14 @@ with --one-shot, until its one client goes away).
                    when it called with a timeout (unset otherwise).
   --unique KIND    bind a generated name of this transport kind
   --one-shot       accept exactly one client; end when it goes away
+  --pool           bind NAME as one member of a worker pool (unix:, pipe:,
+                   shm:): several servers share the name and each client
+                   spreads its calls over them, the least loaded first
+  --workers N      start a pool of N worker processes on NAME (each one
+                   `ipcall serve NAME --pool` with these options), print
+                   NAME once all serve, and wait for them; a stop signal is
+                   passed on to every worker (SIGTERM: each drains). A
+                   worker that dies is not restarted; the others go on
   --jobs N         answer up to N requests at once (default 1)
   --max-size B     largest request or reply in bytes (default 64 MiB)
   --wait-mode MODE how shm: waits for requests: adaptive (the default:
@@ -78,6 +87,15 @@ enum Handler {
 
 /// Runs `ipcall serve`.
 pub fn run(args: &Args) -> Result<(), Failure> {
+    if let Some(workers) = args.number::<usize>("--workers")? {
+        if workers == 0 {
+            return Err(Failure::usage("--workers must be at least 1"));
+        }
+        if args.switch("--echo") == args.value("--exec").is_some() {
+            return Err(Failure::usage("give exactly one of --echo or --exec CMD"));
+        }
+        return crate::workers::run(args, workers);
+    }
     let handler = match (args.switch("--echo"), args.value("--exec")) {
         (true, None) => Handler::Echo,
         (false, Some(command)) => Handler::Exec(command.to_string()),
@@ -87,7 +105,7 @@ pub fn run(args: &Args) -> Result<(), Failure> {
     if jobs == 0 {
         return Err(Failure::usage("--jobs must be at least 1"));
     }
-    let mut options = ServerOptions::new().one_shot(args.switch("--one-shot"));
+    let mut options = ServerOptions::new().one_shot(args.switch("--one-shot")).pool(args.switch("--pool"));
     if let Some(max) = args.number::<u32>("--max-size")? {
         options = options.max_message_size(max);
     }
@@ -163,7 +181,7 @@ fn limits(args: &Args, mut options: ServerOptions) -> Result<ServerOptions, Fail
 /// so that [`close_on_signal`] can take them. Commands run by `--exec`
 /// start with an empty signal mask (the standard library resets it in the
 /// child).
-fn block_stop_signals() -> Result<libc::sigset_t, Failure> {
+pub(crate) fn block_stop_signals() -> Result<libc::sigset_t, Failure> {
     let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
     // SAFETY: (1) `set` is valid writable memory for a sigset_t, which
     // sigemptyset initialises before sigaddset and pthread_sigmask read it;
@@ -293,7 +311,7 @@ fn answer_with_command(mut request: Request, command: &str) -> ipcall::Result<()
 }
 
 /// "exited with status 3" / "was killed by signal 9".
-fn describe_exit(status: std::process::ExitStatus) -> String {
+pub(crate) fn describe_exit(status: std::process::ExitStatus) -> String {
     use std::os::unix::process::ExitStatusExt;
     match (status.code(), status.signal()) {
         (Some(code), _) => format!("exited with status {code}"),

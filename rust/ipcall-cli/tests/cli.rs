@@ -618,3 +618,54 @@ fn every_wait_mode_serves_and_calls_over_shm_and_a_bad_one_is_a_usage_error() {
         assert!(stderr(&output).contains("--wait-mode"), "{}", stderr(&output));
     }
 }
+
+#[test]
+fn serve_workers_starts_a_pool_whose_members_share_the_calls() {
+    let name =
+        format!("unix:{}", std::env::temp_dir().join(format!("ipcall-cli-pool-{}.sock", std::process::id())).display());
+    // Each answer says which worker ran it: the shell's parent is the worker.
+    let mut served = Served::start(&[&name, "--workers", "3", "--exec", "printf '%s:' \"$PPID\"; cat"]);
+    assert_eq!(served.name, name);
+    let listed = run(&["ls"]);
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    let members = listed.lines().filter(|l| l.ends_with(&name) && l.contains("unix pool")).count();
+    assert_eq!(members, 3, "{listed}");
+    // New clients start with varied members: all three answer soon.
+    let mut workers = std::collections::HashSet::new();
+    for i in 0..300 {
+        let output = run(&["call", &name, &format!("hi {i}")]);
+        assert!(output.status.success(), "{}", stderr(&output));
+        let text = String::from_utf8(output.stdout).unwrap();
+        let (worker, echoed) = text.split_once(':').unwrap();
+        assert_eq!(echoed, format!("hi {i}"));
+        workers.insert(worker.to_string());
+        if workers.len() == 3 {
+            break;
+        }
+    }
+    assert_eq!(workers.len(), 3, "every worker answers: {workers:?}");
+    // A plain server cannot take the pool's name.
+    assert_fails(&run(&["serve", &name, "--echo"]), ADDR_IN_USE, "ADDR_IN_USE");
+    // SIGTERM to the supervisor drains every worker; it exits 0, the name is free.
+    // SAFETY: (1) kill has no memory preconditions; the pid is our child's,
+    // which we have not waited for, so it cannot be reused.
+    assert_eq!(unsafe { libc::kill(served.child.id() as libc::pid_t, libc::SIGTERM) }, 0);
+    let status = served.child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert_fails(&run(&["call", &name, "after"]), NOT_FOUND, "NOT_FOUND");
+}
+
+#[test]
+fn serve_workers_usage_errors() {
+    for args in [
+        &["serve", "unix:@ipcall-cli-pool-usage", "--workers", "0", "--echo"][..],
+        &["serve", "--unique", "unix", "--workers", "2", "--echo"],
+        &["serve", "unix:@ipcall-cli-pool-usage", "--workers", "2"],
+        &["serve", "unix:@ipcall-cli-pool-usage", "--workers", "2", "--echo", "--one-shot"],
+    ] {
+        assert_eq!(run(args).status.code(), Some(USAGE), "{args:?}");
+    }
+    // A pool is found by its name: a generated one cannot be a pool.
+    let output = run(&["serve", "--unique", "unix", "--pool", "--echo"]);
+    assert_fails(&output, INVALID_NAME, "INVALID_NAME");
+}

@@ -13,12 +13,13 @@ use crate::api::taken::Taken;
 use crate::core::error::{Error, Result};
 use crate::core::name::{Kind, Name};
 use crate::core::options::ServerOptions;
+use crate::core::pool_dir::{self, MemberEntry};
 use crate::core::registry::{self, Registration};
 use crate::core::stats::{Counters, ServerStats};
 use crate::core::wait::Deadline;
 #[cfg(feature = "tokio")]
 use crate::transport::reactor::Registry;
-use crate::transport::{self, ServerTransport};
+use crate::transport::{self, pool, ServerTransport};
 
 /// A server bound to a name.
 ///
@@ -36,24 +37,61 @@ pub struct Server {
     registration: std::sync::Mutex<Option<Registration>>,
     /// The requests handed out and not yet answered, for `drain`.
     taken: Arc<Taken>,
+    /// A pool member's entry in its pool's directory (`None` for a plain
+    /// server, and once closed): while it exists, clients find the member.
+    pool_entry: std::sync::Mutex<Option<MemberEntry>>,
 }
 
 impl Server {
     /// Listens on `name` with default options.
     ///
-    /// Fails with `AddrInUse` if a live server holds the name, `InvalidName`
-    /// if it does not parse.
+    /// Fails with `AddrInUse` if a live server holds the name (or a live
+    /// worker pool serves it), `InvalidName` if it does not parse.
     pub fn bind(name: &str) -> Result<Server> {
         Server::bind_with(name, &ServerOptions::default())
     }
 
-    /// Listens on `name` with `options`.
+    /// Listens on `name` with `options`; with
+    /// [`ServerOptions::pool`], as one member of the worker pool of `name`
+    /// (then [`name`](Self::name) is the pool's name, which clients connect
+    /// to; the member's own endpoint is in its [`registry`](crate::registry)
+    /// entry).
     pub fn bind_with(name: &str, options: &ServerOptions) -> Result<Server> {
         let name = Name::parse(name)?;
         options.check(name.shared())?;
+        if options.is_pool() && name.kind() != Kind::Nats {
+            return Server::bind_pool_member(name, options);
+        }
+        if pool::is_pool_kind(name.kind()) && pool_dir::has_members(&name) {
+            return Err(Error::AddrInUse { name: name.shared().clone() });
+        }
         let counters = Counters::new();
         let transport = transport::bind(&name, options, &counters)?;
-        Ok(Server::from_transport(name, transport, counters).registered(options))
+        Ok(Server::from_transport(name, transport, counters).registered(options, None))
+    }
+
+    /// Binds a member of the worker pool `name` (see [`ServerOptions::pool`]).
+    fn bind_pool_member(name: Name, options: &ServerOptions) -> Result<Server> {
+        let refuse = |reason| Err(Error::InvalidName { name: name.shared().clone(), reason });
+        if !pool::is_pool_kind(name.kind()) {
+            return refuse("a worker pool needs a unix:, pipe: or shm: name (nats: names are pools by themselves)");
+        }
+        if options.is_one_shot() {
+            return refuse("a one-shot server cannot be a member of a worker pool");
+        }
+        // A plain server holding the name keeps it (best effort: found
+        // through its registry entry, docs/DECISIONS.md).
+        let held =
+            registry::list().unwrap_or_default().iter().any(|e| e.name == name.as_str() && e.pool_member.is_none());
+        if held {
+            return Err(Error::AddrInUse { name: name.shared().clone() });
+        }
+        let counters = Counters::new();
+        let member = pool::bind_member(&name, options, &counters)?;
+        let server =
+            Server::from_transport(name, member.transport, counters).registered(options, Some(&member.endpoint));
+        *server.pool_entry.lock().unwrap_or_else(|e| e.into_inner()) = Some(member.entry);
+        Ok(server)
     }
 
     /// Listens on a new, unguessable name of `kind`; read it with [`name`](Self::name).
@@ -65,19 +103,24 @@ impl Server {
     pub fn bind_unique_with(kind: Kind, options: &ServerOptions) -> Result<Server> {
         let name = Name::unique(kind)?;
         options.check(name.shared())?;
+        if options.is_pool() && kind != Kind::Nats {
+            let reason = "a worker pool is found by its name: bind a chosen name with the pool option";
+            return Err(Error::InvalidName { name: name.shared().clone(), reason });
+        }
         // Generated names are never reused: remove those of dead servers.
         if let Some(dir) = name.path().and_then(std::path::Path::parent) {
             crate::transport::sweep::sweep(dir);
         }
         let counters = Counters::new();
         let transport = transport::bind(&name, options, &counters)?;
-        Ok(Server::from_transport(name, transport, counters).registered(options))
+        Ok(Server::from_transport(name, transport, counters).registered(options, None))
     }
 
-    /// With its registry entry written (best effort: see `core::registry`).
-    fn registered(mut self, options: &ServerOptions) -> Server {
+    /// With its registry entry written (best effort: see `core::registry`);
+    /// a pool member's names its private endpoint.
+    fn registered(mut self, options: &ServerOptions, endpoint: Option<&Name>) -> Server {
         *self.registration.get_mut().unwrap_or_else(|e| e.into_inner()) =
-            registry::register(&self.name, options.is_one_shot());
+            registry::register(&self.name, options.is_one_shot(), endpoint);
         self
     }
 
@@ -89,6 +132,7 @@ impl Server {
             transport,
             registration: std::sync::Mutex::new(None),
             taken: Arc::new(Taken::new(counters)),
+            pool_entry: std::sync::Mutex::new(None),
         }
     }
 
@@ -208,6 +252,8 @@ impl Server {
         // Unlisted first: whoever sees the server closed (a thread in
         // `recv` that then exits the process) finds its entry gone too.
         self.registration.lock().unwrap_or_else(|e| e.into_inner()).take();
+        // Out of its pool before it stops: new clients no longer find it.
+        self.pool_entry.lock().unwrap_or_else(|e| e.into_inner()).take();
         self.transport.close();
     }
 
@@ -250,6 +296,7 @@ impl AsRawFd for Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        self.pool_entry.get_mut().unwrap_or_else(|e| e.into_inner()).take();
         self.transport.close();
     }
 }

@@ -16,6 +16,7 @@
 //! - [`frame`]: the stream wire format (handshake, frame headers).
 //! - [`registry`]: the per-server entries `ipcall ls` lists.
 //! - [`stats`]: a server's counters, `ServerStats`, and the control requests (ping, stats).
+//! - [`pool_dir`]: the directory of a worker pool's members.
 
 pub(crate) mod cancel;
 pub(crate) mod error;
@@ -25,6 +26,7 @@ pub(crate) mod name;
 pub(crate) mod nats_name;
 pub(crate) mod options;
 pub(crate) mod peer;
+pub(crate) mod pool_dir;
 pub(crate) mod queue;
 pub mod registry;
 pub(crate) mod slot;

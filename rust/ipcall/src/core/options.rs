@@ -103,6 +103,8 @@ pub struct ServerOptions {
     pub(crate) max_message_size: u32,
     /// Accept exactly one client, unbind the name at once, end when it leaves.
     pub(crate) one_shot: bool,
+    /// Join the worker pool of the name instead of holding it alone.
+    pub(crate) pool: bool,
     /// Extra uids allowed to connect besides the server's own.
     pub(crate) allowed_uids: Vec<u32>,
     /// Extra gids whose members may connect.
@@ -138,6 +140,7 @@ impl Default for ServerOptions {
         ServerOptions {
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             one_shot: false,
+            pool: false,
             allowed_uids: Vec::new(),
             allowed_gids: Vec::new(),
             allow_any_uid: false,
@@ -170,6 +173,20 @@ impl ServerOptions {
     /// once, and `recv` reports `Closed` when that client goes away.
     pub fn one_shot(mut self, yes: bool) -> Self {
         self.one_shot = yes;
+        self
+    }
+
+    /// Binds as a member of a worker pool: several servers (processes or
+    /// threads) may bind the same name with this set, and a client
+    /// connecting to the name spreads its calls over the live members, the
+    /// least loaded first (docs/PROTOCOL.md §Pools). Local transports only
+    /// (`unix:`, `pipe:`, `shm:`); a `nats:` name is a pool by itself (a
+    /// NATS queue group), with or without this; `mem:` refuses it with
+    /// `InvalidName`, as does a one-shot server. Without it, a name that a
+    /// live pool serves is `AddrInUse`, and a pool member cannot bind a name
+    /// a plain server holds (`AddrInUse` too).
+    pub fn pool(mut self, yes: bool) -> Self {
+        self.pool = yes;
         self
     }
 
@@ -283,6 +300,11 @@ impl ServerOptions {
     /// Whether this is a one-shot server.
     pub fn is_one_shot(&self) -> bool {
         self.one_shot
+    }
+
+    /// Whether this server binds as a member of a worker pool.
+    pub fn is_pool(&self) -> bool {
+        self.pool
     }
 }
 

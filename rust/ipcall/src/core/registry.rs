@@ -21,6 +21,9 @@
 //! version=0.1.0
 //! ```
 //!
+//! A member of a worker pool adds `member=<its private endpoint>`; its
+//! `name` is the pool's.
+//!
 //! `start_ticks` is the server process's start time (`/proc/<pid>/stat`
 //! field 22): [`list`] takes an entry whose pid is gone, or now belongs to a
 //! process that started at another time (a reused pid), for the leftover of
@@ -62,6 +65,9 @@ pub struct ServerEntry {
     pub one_shot: bool,
     /// The ipcall version that bound it (`CARGO_PKG_VERSION`).
     pub version: String,
+    /// For a member of a worker pool (whose `name` is the pool's): the
+    /// member's private endpoint; `None` for a plain server.
+    pub pool_member: Option<String>,
     /// The entry's file (what [`list`] removes once the server is gone).
     pub path: PathBuf,
 }
@@ -81,11 +87,14 @@ pub fn directory() -> io::Result<PathBuf> {
 
 /// The live servers of this user, oldest first. Entries of dead servers
 /// (their pid gone, a zombie, or reused by a later process) are removed on
-/// the way; files that are not well-formed entries are skipped (and
+/// the way, and so are the entries of dead worker-pool members; files that are not well-formed entries are skipped (and
 /// removed only if the pid in their file name is gone). An absent
 /// directory is an empty list; an error only if the runtime directory
 /// itself is unusable.
 pub fn list() -> io::Result<Vec<ServerEntry>> {
+    // The pools' directories too: a pool whose members were all killed
+    // is otherwise cleaned only when someone uses its name again.
+    crate::core::pool_dir::remove_dead_everywhere();
     list_in(&directory()?)
 }
 
@@ -165,6 +174,7 @@ fn parse_entry(text: &str, path: &Path) -> Option<(ServerEntry, u64)> {
     }
     let (mut name, mut kind, mut pid, mut start_ticks, mut bound_ms, mut one_shot, mut version) =
         (None, None, None, None, None, false, String::new());
+    let mut pool_member = None;
     for line in lines {
         let (key, value) = line.split_once('=')?;
         match key {
@@ -175,6 +185,7 @@ fn parse_entry(text: &str, path: &Path) -> Option<(ServerEntry, u64)> {
             "bound_ms" => bound_ms = Some(value.parse::<u64>().ok()?),
             "one_shot" => one_shot = value == "1",
             "version" => version = value.to_string(),
+            "member" => pool_member = Name::parse(value).ok().map(|m| m.as_str().to_string()),
             _ => {}
         }
     }
@@ -192,6 +203,7 @@ fn parse_entry(text: &str, path: &Path) -> Option<(ServerEntry, u64)> {
         bound_at,
         one_shot,
         version,
+        pool_member,
         path: path.to_path_buf(),
     };
     Some((entry, start_ticks?))
@@ -218,14 +230,14 @@ impl Drop for Registration {
 
 /// Writes the entry of a server just bound to `name`; `None` for `mem:`
 /// or if it could not be written (never an error: see the module).
-pub(crate) fn register(name: &Name, one_shot: bool) -> Option<Registration> {
+pub(crate) fn register(name: &Name, one_shot: bool, member: Option<&Name>) -> Option<Registration> {
     if name.kind() == Kind::Mem {
         return None;
     }
     let dir = directory().ok()?;
     sys::ensure_private_dir(&dir, sys::uid()).ok()?;
     remove_dead(&dir);
-    write_entry(&dir, name, one_shot).ok()
+    write_entry(&dir, name, one_shot, member).ok()
 }
 
 /// Removes the files of `dir` whose writer's process is gone, so that
@@ -251,18 +263,21 @@ static NEXT: AtomicU64 = AtomicU64::new(0);
 
 /// Writes a temporary file and renames it into place, so that a reader
 /// sees a whole entry or none.
-fn write_entry(dir: &Path, name: &Name, one_shot: bool) -> io::Result<Registration> {
+fn write_entry(dir: &Path, name: &Name, one_shot: bool, member: Option<&Name>) -> io::Result<Registration> {
     let pid = std::process::id();
     let start_ticks = sys::own_start_ticks().ok_or_else(|| io::Error::other("/proc/self/stat unreadable"))?;
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     let bound_ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_millis();
-    let text = format!(
+    let mut text = format!(
         "{MAGIC}\nname={}\nkind={}\npid={pid}\nstart_ticks={start_ticks}\nbound_ms={bound_ms}\none_shot={}\nversion={}\n",
         name.as_str(),
         name.kind(),
         u8::from(one_shot),
         env!("CARGO_PKG_VERSION"),
     );
+    if let Some(member) = member {
+        text.push_str(&format!("member={}\n", member.as_str()));
+    }
     let temp = dir.join(format!(".{pid}.{n}.tmp"));
     let path = dir.join(format!("{pid}.{n}"));
     let written = fs::OpenOptions::new()

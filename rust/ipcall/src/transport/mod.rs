@@ -10,6 +10,8 @@
 //! - [`backoff`]: pausing an accept loop that is out of descriptors or memory.
 //! - [`calls`]: the table of calls in flight on one client connection.
 //! - [`evented`]: the client's pollable descriptor for event loops.
+//! - [`pool`]: worker pools on one name (`unix:`, `pipe:`, `shm:`): a
+//!   member's endpoint, and the client connection over all members.
 //! - [`sweep`]: removing the names of dead servers from the runtime directory.
 //! - [`trace`]: `tracing` events at connect, accept, refusal and drop (feature `tracing`).
 //! - [`watch`]: a server's async waiters, the thread that wakes them, and
@@ -30,6 +32,7 @@ pub(crate) mod evented;
 pub(crate) mod mem;
 pub(crate) mod nats;
 pub(crate) mod pipe;
+pub(crate) mod pool;
 #[cfg(feature = "tokio")]
 pub(crate) mod reactor;
 // Under `--cfg ipcall_loom` only the ring's model checks are built: loom's
@@ -305,6 +308,18 @@ pub(crate) trait ClientConn: Send + Sync {
     fn progress_spin(&self) -> bool {
         false
     }
+    /// How many calls wait for their answer on this connection: a pool
+    /// sends to the member with the fewest. The default (transports no
+    /// pool has) says none.
+    fn in_flight(&self) -> usize {
+        0
+    }
+    /// True once no new call can go through this connection (it died,
+    /// its server closed, or a request broke off mid-write): a pool sends
+    /// elsewhere. The calls already sent may still be answered.
+    fn is_closed(&self) -> bool {
+        false
+    }
 }
 
 /// How a request's answer travels back.
@@ -386,11 +401,25 @@ fn bind_by_kind(name: &Name, options: &ServerOptions, counters: &Arc<Counters>) 
     }
 }
 
-/// Connects to `name` with the transport its kind selects.
+/// Connects to `name` with the transport its kind selects; where no
+/// server is bound to a local name, to the worker pool of that name if it
+/// has live members ([`pool`]). A plain name pays nothing for pools: the
+/// pool's directory is read only after the plain connect found no server.
 pub(crate) fn connect(name: &Name, options: &ClientOptions) -> Result<Arc<dyn ClientConn>> {
-    let connected = connect_by_kind(name, options);
+    let connected = match connect_by_kind(name, options) {
+        Err(e @ Error::NotFound { .. }) if pool::is_pool_kind(name.kind()) => {
+            pool::connect(name, options).map(|pool| pool as Arc<dyn ClientConn>).ok_or(e)
+        }
+        other => other,
+    };
     trace::connected(name, &connected);
     connected
+}
+
+/// Connects to exactly the server bound at `name`, never to a pool (a
+/// pool's members: their endpoints are plain names).
+pub(crate) fn connect_plain(name: &Name, options: &ClientOptions) -> Result<Arc<dyn ClientConn>> {
+    connect_by_kind(name, options)
 }
 
 /// [`connect`] with the transport `name`'s kind selects.

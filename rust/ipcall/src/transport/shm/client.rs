@@ -634,4 +634,18 @@ impl ClientConn for ShmClient {
         self.shared.flush_cancels();
         false
     }
+
+    fn in_flight(&self) -> usize {
+        lock(&self.shared.calls).pending.len()
+    }
+
+    /// Also asks the kernel whether the server's side of the rendezvous is
+    /// gone (one `poll`): a request written into the ring of a killed
+    /// server would otherwise wait for its death to be noticed.
+    fn is_closed(&self) -> bool {
+        let shared = &self.shared;
+        lock(&shared.calls).dead.is_some()
+            || shared.mapping.header().closed.load(Ordering::Acquire) != 0
+            || peer_gone(shared.socket.as_fd())
+    }
 }

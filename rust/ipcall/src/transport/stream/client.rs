@@ -575,4 +575,13 @@ impl ClientConn for StreamClient {
     fn try_send(self: Arc<Self>, data: &[u8], timeout: Option<Duration>) -> Result<Option<Call>> {
         self.evented_try_send(data, timeout)
     }
+
+    fn in_flight(&self) -> usize {
+        lock(&self.shared.calls).pending.len()
+    }
+
+    fn is_closed(&self) -> bool {
+        let calls = lock(&self.shared.calls);
+        calls.dead.is_some() || calls.server_closed.is_some() || calls.write_broken
+    }
 }

@@ -1,0 +1,446 @@
+//! Worker pools on one name (`ServerOptions::pool`) over `unix:`, `pipe:`
+//! and `shm:`: members in threads and in child processes (this test binary
+//! re-executed, see [`child_process_entry`]), a member lost midway, a
+//! member joining later, the event-loop path, and the names' exclusivity.
+
+mod evented_support;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use ipcall::{Client, ErrorKind, Kind, Server, ServerOptions};
+
+const KINDS: [Kind; 3] = [Kind::Unix, Kind::Pipe, Kind::Shm];
+
+/// A fresh pool name of `kind` (nothing is ever bound at its address).
+fn pool_name(kind: Kind, tag: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir();
+    format!("{kind}:{}/ipcall-pool-test-{}-{tag}-{n}", dir.display(), std::process::id())
+}
+
+fn pool_options() -> ServerOptions {
+    ServerOptions::new().pool(true)
+}
+
+/// A member in a thread: answers `<id>:<request>` until closed.
+fn member(name: &str, id: &str) -> (Arc<Server>, thread::JoinHandle<()>) {
+    let server = Arc::new(Server::bind_with(name, &pool_options()).unwrap());
+    let serving = server.clone();
+    let id = id.to_string();
+    let handle = thread::spawn(move || {
+        while let Ok(request) = serving.recv() {
+            let mut answer = format!("{id}:").into_bytes();
+            answer.extend_from_slice(request.data());
+            let _ = request.reply(&answer);
+        }
+    });
+    (server, handle)
+}
+
+/// Who answered: the part of the reply before `:`.
+fn answerer(reply: &[u8]) -> String {
+    let text = String::from_utf8_lossy(reply);
+    text.split_once(':').expect("a member's reply").0.to_string()
+}
+
+/// Outcome of a run of calls.
+#[derive(Default, Debug)]
+struct Tally {
+    by_member: HashMap<String, usize>,
+    disconnected: usize,
+}
+
+/// `threads` threads share `total` calls on `client`; after `lose_after`
+/// answered calls, `lose` runs once (on the thread that saw the count).
+fn run_calls(client: &Client, threads: usize, total: usize, lose_after: usize, lose: impl FnOnce() + Send) -> Tally {
+    let tally = Mutex::new(Tally::default());
+    let done = AtomicUsize::new(0);
+    let next = AtomicUsize::new(0);
+    let lose = Mutex::new(Some(lose));
+    thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= total {
+                    return;
+                }
+                let request = format!("call {i}");
+                match client.call_timeout(request.as_bytes(), Duration::from_secs(60)) {
+                    Ok(reply) => {
+                        assert!(reply.ends_with(request.as_bytes()), "{:?}", String::from_utf8_lossy(&reply));
+                        *tally.lock().unwrap().by_member.entry(answerer(&reply)).or_default() += 1;
+                    }
+                    Err(e) => {
+                        assert_eq!(e.kind(), ErrorKind::Disconnected, "call {i}: {e}");
+                        tally.lock().unwrap().disconnected += 1;
+                    }
+                }
+                if done.fetch_add(1, Ordering::Relaxed) + 1 == lose_after {
+                    if let Some(lose) = lose.lock().unwrap().take() {
+                        lose();
+                    }
+                }
+            });
+        }
+    });
+    tally.into_inner().unwrap()
+}
+
+/// Sequential calls until every member in `want` answered one (bounded).
+fn until_all_answer(client: &Client, want: &[&str]) -> HashMap<String, usize> {
+    let mut seen = HashMap::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !want.iter().all(|m| seen.contains_key(*m)) {
+        assert!(Instant::now() < deadline, "not every member of {want:?} answered: {seen:?}");
+        let reply = client.call(b"x").unwrap();
+        *seen.entry(answerer(&reply)).or_insert(0) += 1;
+    }
+    seen
+}
+
+#[test]
+fn three_thread_members_share_3000_calls_and_one_lost_midway_fails_only_its_own() {
+    for kind in KINDS {
+        let name = pool_name(kind, "share");
+        let members: Vec<_> = ["a", "b", "c"].iter().map(|id| member(&name, id)).collect();
+        let client = Client::connect(&name).unwrap();
+        let victim = members[1].0.clone();
+        let threads = 6;
+        let tally = run_calls(&client, threads, 3000, 1000, move || victim.close());
+        let answered: usize = tally.by_member.values().sum();
+        println!("{kind}: {tally:?}");
+        // Nothing lost: every call was answered or failed Disconnected, and
+        // only a call in flight on the closed member can fail (one per
+        // calling thread at most).
+        assert_eq!(answered + tally.disconnected, 3000, "{kind}");
+        assert!(tally.disconnected <= threads, "{kind}: {tally:?}");
+        for id in ["a", "b", "c"] {
+            assert!(tally.by_member.get(id).copied().unwrap_or(0) > 0, "{kind}: {id} took no share: {tally:?}");
+        }
+        // The survivors keep serving, the closed member takes nothing more.
+        let after = until_all_answer(&client, &["a", "c"]);
+        assert!(!after.contains_key("b"), "{kind}: {after:?}");
+        drop(client);
+        for (server, handle) in members {
+            server.close();
+            handle.join().unwrap();
+        }
+        // The last member out leaves no pool behind: the name is free.
+        Server::bind(&name).unwrap();
+    }
+}
+
+#[test]
+fn a_member_joining_later_receives_calls() {
+    for kind in KINDS {
+        let name = pool_name(kind, "join");
+        let first = member(&name, "first");
+        let client = Client::connect(&name).unwrap();
+        assert_eq!(answerer(&client.call(b"x").unwrap()), "first");
+        let late = member(&name, "late");
+        let seen = until_all_answer(&client, &["first", "late"]);
+        println!("{kind}: {seen:?}");
+        drop(client);
+        for (server, handle) in [first, late] {
+            server.close();
+            handle.join().unwrap();
+        }
+    }
+}
+
+#[test]
+fn pool_and_plain_servers_do_not_share_a_name() {
+    for kind in KINDS {
+        let name = pool_name(kind, "excl");
+        let (pool_member, handle) = member(&name, "m");
+        let err = Server::bind(&name).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::AddrInUse, "{kind}: {err}");
+        pool_member.close();
+        handle.join().unwrap();
+
+        let plain = Server::bind_unique(kind).unwrap();
+        let err = Server::bind_with(plain.name(), &pool_options()).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::AddrInUse, "{kind}: {err}");
+        drop(plain);
+    }
+}
+
+#[test]
+fn pool_option_refused_where_it_cannot_work() {
+    let err = Server::bind_with("mem:pool-test", &pool_options()).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidName, "{err}");
+    let name = pool_name(Kind::Unix, "oneshot");
+    let err = Server::bind_with(&name, &pool_options().one_shot(true)).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidName, "{err}");
+}
+
+#[test]
+fn a_pool_whose_members_all_left_is_not_found_and_its_client_disconnected() {
+    for kind in KINDS {
+        let name = pool_name(kind, "empty");
+        assert_eq!(Client::connect(&name).unwrap_err().kind(), ErrorKind::NotFound, "{kind}");
+        let (server, handle) = member(&name, "only");
+        let client = Client::connect(&name).unwrap();
+        client.call(b"x").unwrap();
+        server.close();
+        handle.join().unwrap();
+        let err = client.call(b"y").unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Disconnected, "{kind}: {err}");
+        assert_eq!(Client::connect(&name).unwrap_err().kind(), ErrorKind::NotFound, "{kind}");
+    }
+}
+
+#[test]
+fn event_loop_calls_spread_over_the_members() {
+    for kind in KINDS {
+        let name = pool_name(kind, "evented");
+        let members: Vec<_> = ["a", "b", "c"].iter().map(|id| member(&name, id)).collect();
+        let client = Client::connect(&name).unwrap();
+        let fd = client.fd().unwrap();
+        let mut pendings = Vec::new();
+        let mut tally: HashMap<String, usize> = HashMap::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        for i in 0..300 {
+            let request = format!("call {i}");
+            loop {
+                assert!(Instant::now() < deadline, "{kind}: try_send never found room");
+                match client.try_send(request.as_bytes()).unwrap() {
+                    Some(p) => break pendings.push((request, p)),
+                    None => {
+                        evented_support::readable(fd, 100);
+                        client.progress().unwrap();
+                    }
+                }
+            }
+        }
+        while !pendings.is_empty() {
+            assert!(Instant::now() < deadline, "{kind}: {} calls never completed", pendings.len());
+            if !evented_support::readable(fd, 1000) {
+                continue;
+            }
+            client.progress().unwrap();
+            let mut left = Vec::new();
+            for (request, mut p) in pendings {
+                match p.try_wait() {
+                    Some(Ok(reply)) => {
+                        assert!(reply.ends_with(request.as_bytes()));
+                        *tally.entry(answerer(&reply)).or_default() += 1;
+                    }
+                    None => left.push((request, p)),
+                    Some(Err(e)) => panic!("{kind}: {e}"),
+                }
+            }
+            pendings = left;
+        }
+        assert_eq!(tally.values().sum::<usize>(), 300);
+        assert_eq!(tally.len(), 3, "{kind}: every member takes calls: {tally:?}");
+        drop(client);
+        for (server, handle) in members {
+            server.close();
+            handle.join().unwrap();
+        }
+    }
+}
+
+#[test]
+fn async_calls_over_a_pool() {
+    let name = pool_name(Kind::Unix, "async");
+    let members: Vec<_> = ["a", "b"].iter().map(|id| member(&name, id)).collect();
+    let client = Client::connect(&name).unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let replies = runtime.block_on(async {
+        let calls = (0..200).map(|i| {
+            let client = client.clone();
+            tokio::spawn(async move { client.call_async(format!("call {i}").as_bytes()).await })
+        });
+        let mut replies = Vec::new();
+        for call in calls.collect::<Vec<_>>() {
+            replies.push(tokio::time::timeout(Duration::from_secs(60), call).await.unwrap().unwrap().unwrap());
+        }
+        replies
+    });
+    assert_eq!(replies.len(), 200);
+    let members_seen: std::collections::HashSet<_> = replies.iter().map(|r| answerer(r)).collect();
+    assert_eq!(members_seen.len(), 2, "{members_seen:?}");
+    drop(client);
+    drop(runtime);
+    for (server, handle) in members {
+        server.close();
+        handle.join().unwrap();
+    }
+}
+
+// ------------------------------------------------------------ child processes
+
+/// The entry point of every child process; does nothing in a normal test run.
+#[test]
+#[ignore = "the child-process entry point, run only by re-executing this binary"]
+fn child_process_entry() {
+    let Ok(name) = std::env::var("IPCALL_TEST_POOL") else { return };
+    let server = Server::bind_with(&name, &pool_options()).unwrap();
+    println!("READY");
+    let id = std::process::id().to_string();
+    while let Ok(request) = server.recv() {
+        let mut answer = format!("{id}:").into_bytes();
+        answer.extend_from_slice(request.data());
+        let _ = request.reply(&answer);
+    }
+}
+
+/// A member process of pool `name`, ready to serve.
+fn spawn_member(name: &str) -> Child {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["child_process_entry", "--exact", "--ignored", "--nocapture", "--test-threads=1", "-q"])
+        .env("IPCALL_TEST_POOL", name)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn a member process");
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(out.read_line(&mut line).unwrap() > 0, "member exited before READY");
+        if line.trim_end() == "READY" {
+            break;
+        }
+    }
+    child
+}
+
+#[test]
+fn three_member_processes_share_3000_calls_and_one_killed_fails_only_its_in_flight_calls() {
+    for kind in KINDS {
+        let name = pool_name(kind, "procs");
+        let mut children: Vec<Child> = (0..3).map(|_| spawn_member(&name)).collect();
+        let pids: Vec<String> = children.iter().map(|c| c.id().to_string()).collect();
+        // Which endpoints the members bound (to clean up after the kill).
+        let endpoints: Vec<String> = ipcall::registry::list()
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.name == name)
+            .filter_map(|e| e.pool_member)
+            .collect();
+        assert_eq!(endpoints.len(), 3, "{kind}: {endpoints:?}");
+        let client = Client::connect(&name).unwrap();
+        let mut victim = children.remove(1);
+        let threads = 6;
+        let tally = run_calls(&client, threads, 3000, 1000, || {
+            victim.kill().unwrap();
+            victim.wait().unwrap();
+        });
+        println!("{kind}: {tally:?}");
+        let answered: usize = tally.by_member.values().sum();
+        assert_eq!(answered + tally.disconnected, 3000, "{kind}");
+        assert!(tally.disconnected <= threads, "{kind}: {tally:?}");
+        for pid in &pids {
+            assert!(tally.by_member.get(pid).copied().unwrap_or(0) > 0, "{kind}: {pid} took no share: {tally:?}");
+        }
+        let survivors = [pids[0].as_str(), pids[2].as_str()];
+        let after = until_all_answer(&client, &survivors);
+        assert!(!after.contains_key(&pids[1]), "{kind}: {after:?}");
+        drop(client);
+        for mut child in children {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+        // What the killed members could not remove: their endpoints.
+        for endpoint in endpoints {
+            if let Some(path) = endpoint.split_once(':').map(|(_, p)| std::path::PathBuf::from(p)) {
+                let _ = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+            }
+        }
+        // Their registry entries go with a listing.
+        let _ = ipcall::registry::list();
+        // Listing the pool removes the dead members' entries; the name is free.
+        Server::bind(&name).unwrap();
+    }
+}
+
+/// Sends without blocking, as an event loop does (progress while there is
+/// no room).
+fn try_send(client: &Client, data: &[u8]) -> ipcall::Pending {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(pending) = client.try_send(data).unwrap() {
+            return pending;
+        }
+        assert!(Instant::now() < deadline, "try_send never found room");
+        evented_support::readable(client.fd().unwrap(), 100);
+        client.progress().unwrap();
+    }
+}
+
+/// Evented calls (try_send, poll, progress, try_wait) until every one is
+/// answered; returns who answered each.
+fn evented_calls(client: &Client, count: usize) -> Vec<String> {
+    let fd = client.fd().unwrap();
+    let mut pendings: Vec<_> = (0..count).map(|i| try_send(client, format!("ev {i}").as_bytes())).collect();
+    let mut answered = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !pendings.is_empty() {
+        assert!(Instant::now() < deadline, "{} calls never completed", pendings.len());
+        if !evented_support::readable(fd, 1000) {
+            continue;
+        }
+        client.progress().unwrap();
+        pendings.retain_mut(|p| match p.try_wait() {
+            Some(reply) => {
+                answered.push(answerer(&reply.unwrap()));
+                false
+            }
+            None => true,
+        });
+    }
+    answered
+}
+
+#[test]
+fn an_event_loop_sees_members_join_and_leave() {
+    for kind in KINDS {
+        let name = pool_name(kind, "evented-churn");
+        let first = member(&name, "first");
+        let client = Client::connect(&name).unwrap();
+        let fd = client.fd().unwrap();
+        assert!(evented_calls(&client, 10).iter().all(|m| m == "first"));
+        // A member joining after the descriptor was made is watched too.
+        let late = member(&name, "late");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !evented_calls(&client, 10).iter().any(|m| m == "late") {
+            assert!(Instant::now() < deadline, "{kind}: the late member never answered");
+        }
+        // A member that leaves stops making the descriptor readable once
+        // its loss is seen: idle again after a progress with nothing pending.
+        first.0.close();
+        first.1.join().unwrap();
+        let mut answered = Vec::new();
+        while answered.len() < 20 {
+            let pending = try_send(&client, b"after");
+            let deadline = Instant::now() + Duration::from_secs(60);
+            let mut pending = Some(pending);
+            while let Some(mut p) = pending.take() {
+                assert!(Instant::now() < deadline, "{kind}: a call never completed");
+                evented_support::readable(fd, 1000);
+                client.progress().unwrap();
+                match p.try_wait() {
+                    Some(Ok(reply)) => answered.push(answerer(&reply)),
+                    Some(Err(e)) => assert_eq!(e.kind(), ErrorKind::Disconnected, "{kind}: {e}"),
+                    None => pending = Some(p),
+                }
+            }
+        }
+        assert!(answered.iter().all(|m| m == "late"), "{kind}: {answered:?}");
+        client.progress().unwrap();
+        assert!(!evented_support::readable(fd, 0), "{kind}: the descriptor stays readable with nothing pending");
+        drop(client);
+        late.0.close();
+        late.1.join().unwrap();
+    }
+}
