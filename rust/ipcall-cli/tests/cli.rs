@@ -628,8 +628,12 @@ fn serve_workers_starts_a_pool_whose_members_share_the_calls() {
     assert_eq!(served.name, name);
     let listed = run(&["ls"]);
     let listed = String::from_utf8_lossy(&listed.stdout);
-    let members = listed.lines().filter(|l| l.ends_with(&name) && l.contains("unix pool")).count();
-    assert_eq!(members, 3, "{listed}");
+    let members: Vec<&str> = listed.lines().filter(|l| l.ends_with(&name) && l.contains("unix pool")).collect();
+    assert_eq!(members.len(), 3, "{listed}");
+    // Each member is asked through its own endpoint: none has a client yet.
+    for line in &members {
+        assert_eq!(line.split_whitespace().nth(4), Some("0"), "CONNS of a member: {listed}");
+    }
     // New clients start with varied members: all three answer soon.
     let mut workers = std::collections::HashSet::new();
     for i in 0..300 {
@@ -644,6 +648,15 @@ fn serve_workers_starts_a_pool_whose_members_share_the_calls() {
         }
     }
     assert_eq!(workers.len(), 3, "every worker answers: {workers:?}");
+    // Ping and stats on the pool's name reach one member, whose library answers.
+    assert!(run(&["ping", &name]).status.success());
+    let stats = run(&["stats", &name, "--json"]);
+    assert!(stats.status.success(), "{}", stderr(&stats));
+    assert!(
+        String::from_utf8_lossy(&stats.stdout).contains("\"calls\": "),
+        "{}",
+        String::from_utf8_lossy(&stats.stdout)
+    );
     // A plain server cannot take the pool's name.
     assert_fails(&run(&["serve", &name, "--echo"]), ADDR_IN_USE, "ADDR_IN_USE");
     // SIGTERM to the supervisor drains every worker; it exits 0, the name is free.

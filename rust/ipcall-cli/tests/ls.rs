@@ -103,7 +103,8 @@ fn ls_lists_what_is_served_as_a_table_and_as_json() {
     assert!(json.contains(&unix_item), "{json}");
     assert!(json.contains(&format!("\"name\": \"{pipe_name}\", \"transport\": \"pipe\"")), "{json}");
     assert!(json.contains("\"one_shot\": true") && json.contains("\"one_shot\": false"), "{json}");
-    assert!(json.contains("\"connections\": 2}") && json.contains("\"connections\": null}"), "{json}");
+    assert!(json.contains("\"connections\": 2, ") && json.contains("\"connections\": null, "), "{json}");
+    assert!(json.contains("\"pool_member\": null}") && !json.contains("\"pool_member\": \""), "{json}");
     drop(clients);
     stop(unix);
     stop(pipe);
