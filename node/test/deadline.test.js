@@ -80,12 +80,17 @@ for (const [kind, skip] of kindsWithAvailability()) {
          parentPort.postMessage(replies)`,
         { eval: true, workerData: { module: require.resolve('ipcall'), name: server.name } },
       )
+      // Listening for 'exit' from the start: a worker that ends before its
+      // message is handled has the message and 'exit' emitted in one go,
+      // and a listener added after the message would wait forever (this
+      // hung under load).
+      const exited = new Promise((resolve) => worker.once('exit', resolve))
       const replies = await new Promise((resolve, reject) => {
         worker.once('message', resolve)
         worker.once('error', reject)
       })
       assert.deepEqual(replies, ['ok', 'none', 'ok'])
-      await new Promise((resolve) => worker.once('exit', resolve))
+      await exited
       server.close()
       await judging
     })
