@@ -327,6 +327,7 @@ fn main() {
                 Some(size) => println!("{which}: GB/s {:.3}", throughput(mechanism, 0, size, 8, 2000)),
             }
         }
+        remove_leftovers();
         return;
     }
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());

@@ -276,6 +276,8 @@ fn a_server_breaking_the_protocol_is_a_client_side_violation() {
     let path = dir.join(format!("tracing-raw-{}-{}.sock", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
     let _ = std::fs::remove_file(&path);
     let listener = UnixListener::bind(&path).unwrap();
+    // Removed however the test ends (a failed assertion too).
+    let _socket_file = RemoveOnDrop(path.clone());
     let name = format!("unix:{}", path.display());
     let server = thread::spawn(move || {
         let (mut stream, _) = listener.accept().unwrap();
@@ -295,7 +297,15 @@ fn a_server_breaking_the_protocol_is_a_client_side_violation() {
     assert!(violation.field("violation").is_some_and(|v| v.contains("kind 10")), "{violation:?}");
     drop(client);
     server.join().unwrap();
-    std::fs::remove_file(&path).unwrap();
+}
+
+/// Removes a file when dropped.
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 #[test]
