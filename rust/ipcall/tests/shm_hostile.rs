@@ -361,9 +361,6 @@ fn a_request_ring_head_that_runs_backwards_or_ahead_is_a_protocol_error() {
 
 #[test]
 fn garbage_from_one_client_drops_it_alone_and_the_server_goes_on() {
-    let (name, _closer, serving) = echo_server();
-    let good = Client::connect(&name).unwrap();
-    type Harm = fn(&Memory);
     let harms: [(&str, Harm); 5] = [
         ("tail past the end", |m| m.u64_at(REQUESTS + TAIL).store(CAPACITY as u64 * 3, Ordering::Release)),
         ("length past the end", |m| {
@@ -383,27 +380,8 @@ fn garbage_from_one_client_drops_it_alone_and_the_server_goes_on() {
             m.u64_at(REQUESTS + TAIL).store(32, Ordering::Release);
         }),
     ];
-    for (what, harm) in harms {
-        let path = name.strip_prefix("shm:").unwrap();
-        let stream = UnixStream::connect(path).unwrap();
-        let mut fds = recv_fds(&stream);
-        assert_eq!(fds.len(), 2, "{what}");
-        let bell = fds.pop().unwrap();
-        let memory = Memory::from_fd(fds.pop().unwrap());
-        harm(&memory);
-        let one: u64 = 1;
-        // SAFETY: (1) 8 bytes from a live u64 to the doorbell eventfd.
-        unsafe { libc::write(bell.as_raw_fd(), (&one as *const u64).cast(), 8) };
-        // The server hangs up on us...
-        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let mut byte = [0u8; 1];
-        let n = (&stream).read(&mut byte).unwrap_or_else(|e| panic!("{what}: no hang-up: {e}"));
-        assert_eq!(n, 0, "{what}");
-        // ...and keeps serving the others.
-        assert_eq!(good.call(what.as_bytes()).unwrap(), what.as_bytes(), "{what}");
-    }
-    drop(good);
-    drop(serving);
+    // No feature needed: plain garbage.
+    each_harm_drops_its_client_alone(0, &harms);
 }
 
 #[test]
@@ -645,9 +623,6 @@ fn a_server_with_the_deadline_feature_gets_the_record_right_before_its_request()
 
 #[test]
 fn a_bad_deadline_record_drops_that_client_alone() {
-    let (name, _closer, serving) = echo_server();
-    let good = Client::connect(&name).unwrap();
-    type Harm = fn(&Memory);
     let harms: [(&str, Harm); 4] = [
         ("a deadline record of 4 bytes", |m| {
             m.record(HEADER_PAGE, 4, 6, 1, 4, 0);
@@ -669,26 +644,7 @@ fn a_bad_deadline_record_drops_that_client_alone() {
             m.u64_at(REQUESTS + TAIL).store(64, Ordering::Release);
         }),
     ];
-    for (what, harm) in harms {
-        let path = name.strip_prefix("shm:").unwrap();
-        let stream = UnixStream::connect(path).unwrap();
-        let mut fds = recv_fds(&stream);
-        assert_eq!(fds.len(), 2, "{what}");
-        let bell = fds.pop().unwrap();
-        let memory = Memory::from_fd(fds.pop().unwrap());
-        assert_eq!(memory.u32_at(FEATURES).load(Ordering::Relaxed) & FEATURE_DEADLINE, FEATURE_DEADLINE);
-        harm(&memory);
-        let one: u64 = 1;
-        // SAFETY: (1) 8 bytes from a live u64 to the doorbell eventfd.
-        unsafe { libc::write(bell.as_raw_fd(), (&one as *const u64).cast(), 8) };
-        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let mut byte = [0u8; 1];
-        let n = (&stream).read(&mut byte).unwrap_or_else(|e| panic!("{what}: no hang-up: {e}"));
-        assert_eq!(n, 0, "{what}");
-        assert_eq!(good.call(what.as_bytes()).unwrap(), what.as_bytes(), "{what}");
-    }
-    drop(good);
-    drop(serving);
+    each_harm_drops_its_client_alone(FEATURE_DEADLINE, &harms);
 }
 
 // Cancel records (PROTOCOL.md §12.8): `features` bit 2, record kind 7.
@@ -727,9 +683,6 @@ fn a_server_with_the_cancel_feature_gets_an_empty_cancel_record_after_the_reques
 
 #[test]
 fn a_bad_cancel_record_drops_that_client_alone() {
-    let (name, _closer, serving) = echo_server();
-    let good = Client::connect(&name).unwrap();
-    type Harm = fn(&Memory);
     let harms: [(&str, Harm); 3] = [
         ("a cancel record for a request never sent", |m| {
             m.record(HEADER_PAGE, 0, 7, 1, 0, 0);
@@ -747,26 +700,7 @@ fn a_bad_cancel_record_drops_that_client_alone() {
             m.u64_at(REQUESTS + TAIL).store(88, Ordering::Release);
         }),
     ];
-    for (what, harm) in harms {
-        let path = name.strip_prefix("shm:").unwrap();
-        let stream = UnixStream::connect(path).unwrap();
-        let mut fds = recv_fds(&stream);
-        assert_eq!(fds.len(), 2, "{what}");
-        let bell = fds.pop().unwrap();
-        let memory = Memory::from_fd(fds.pop().unwrap());
-        assert_eq!(memory.u32_at(FEATURES).load(Ordering::Relaxed) & FEATURE_CANCEL, FEATURE_CANCEL);
-        harm(&memory);
-        let one: u64 = 1;
-        // SAFETY: (1) 8 bytes from a live u64 to the doorbell eventfd.
-        unsafe { libc::write(bell.as_raw_fd(), (&one as *const u64).cast(), 8) };
-        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let mut byte = [0u8; 1];
-        let n = (&stream).read(&mut byte).unwrap_or_else(|e| panic!("{what}: no hang-up: {e}"));
-        assert_eq!(n, 0, "{what}");
-        assert_eq!(good.call(what.as_bytes()).unwrap(), what.as_bytes(), "{what}");
-    }
-    drop(good);
-    drop(serving);
+    each_harm_drops_its_client_alone(FEATURE_CANCEL, &harms);
 }
 
 // Control records (PROTOCOL.md §12.9): `features` bit 3, record kinds 8 / 9.
@@ -789,9 +723,6 @@ fn a_server_without_the_control_feature_gives_a_protocol_error_and_never_sees_a_
 
 #[test]
 fn a_bad_control_record_drops_that_client_alone() {
-    let (name, _closer, serving) = echo_server();
-    let good = Client::connect(&name).unwrap();
-    type Harm = fn(&Memory);
     let harms: [(&str, Harm); 3] = [
         ("a control record of 72 bytes", |m| {
             m.record(HEADER_PAGE, 72, 8, 1, 72, 0);
@@ -807,14 +738,26 @@ fn a_bad_control_record_drops_that_client_alone() {
             m.u64_at(REQUESTS + TAIL).store(64, Ordering::Release);
         }),
     ];
-    for (what, harm) in harms {
+    each_harm_drops_its_client_alone(FEATURE_CONTROL, &harms);
+}
+
+/// A record a hostile client writes into its request ring.
+type Harm = fn(&Memory);
+
+/// For each harm: a client whose server announces `feature` (0: none
+/// needed) writes it and rings the doorbell; the server hangs up on that
+/// client alone, and keeps answering a well-behaved client of its own.
+fn each_harm_drops_its_client_alone(feature: u32, harms: &[(&str, Harm)]) {
+    let (name, _closer, serving) = echo_server();
+    let good = Client::connect(&name).unwrap();
+    for &(what, harm) in harms {
         let path = name.strip_prefix("shm:").unwrap();
         let stream = UnixStream::connect(path).unwrap();
         let mut fds = recv_fds(&stream);
         assert_eq!(fds.len(), 2, "{what}");
         let bell = fds.pop().unwrap();
         let memory = Memory::from_fd(fds.pop().unwrap());
-        assert_eq!(memory.u32_at(FEATURES).load(Ordering::Relaxed) & FEATURE_CONTROL, FEATURE_CONTROL);
+        assert_eq!(memory.u32_at(FEATURES).load(Ordering::Relaxed) & feature, feature);
         harm(&memory);
         let one: u64 = 1;
         // SAFETY: (1) 8 bytes from a live u64 to the doorbell eventfd.
