@@ -25,8 +25,8 @@
 //! collide never mix their members.
 
 use std::fs;
-use std::io::{self, Read, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -154,18 +154,7 @@ fn pid_of_file_name(file: &str) -> Option<u32> {
 /// file of ours, well-formed, and of pool `pool`. Opened without following
 /// links and without blocking.
 fn read_entry(path: &Path, pool: &str, file: String) -> Option<(Member, u64)> {
-    let handle = fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(path)
-        .ok()?;
-    let meta = handle.metadata().ok()?;
-    if !meta.file_type().is_file() || meta.uid() != sys::uid() || meta.len() > MAX_ENTRY {
-        return None;
-    }
-    let mut text = String::new();
-    handle.take(MAX_ENTRY).read_to_string(&mut text).ok()?;
-    parse_entry(&text, pool, file)
+    parse_entry(&crate::core::registry::read_own_file(path, MAX_ENTRY)?, pool, file)
 }
 
 /// Parses an entry's text (see the module's documentation).

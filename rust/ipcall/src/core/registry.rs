@@ -152,18 +152,26 @@ fn read_entry(path: &Path) -> Option<(ServerEntry, u64)> {
     if path.file_name()?.to_str()?.starts_with('.') {
         return None; // still being written
     }
+    parse_entry(&read_own_file(path, MAX_ENTRY)?, path)
+}
+
+/// The text of `path` if it is a regular file of this user's of at most
+/// `max` bytes (what the registry and the pool directories keep). Opened
+/// without following links and without blocking: a FIFO or link planted
+/// there neither hangs nor misleads the reader.
+pub(crate) fn read_own_file(path: &Path, max: u64) -> Option<String> {
     let file = fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
         .open(path)
         .ok()?;
     let meta = file.metadata().ok()?;
-    if !meta.file_type().is_file() || meta.uid() != sys::uid() || meta.len() > MAX_ENTRY {
+    if !meta.file_type().is_file() || meta.uid() != sys::uid() || meta.len() > max {
         return None;
     }
     let mut text = String::new();
-    file.take(MAX_ENTRY).read_to_string(&mut text).ok()?;
-    parse_entry(&text, path)
+    file.take(max).read_to_string(&mut text).ok()?;
+    Some(text)
 }
 
 /// Parses an entry's text (see the module's documentation).
