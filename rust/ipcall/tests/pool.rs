@@ -444,3 +444,64 @@ fn an_event_loop_sees_members_join_and_leave() {
         late.1.join().unwrap();
     }
 }
+
+/// A member that drains while the others serve: it answers the request it
+/// holds, and the calls made once its drain has begun go to the others —
+/// but for a call already on its way to the draining member, which fails
+/// `Disconnected` rather than moving to another member (not yet built:
+/// docs/DECISIONS.md, "Worker pools").
+#[test]
+fn a_draining_member_answers_what_it_holds_and_new_calls_go_to_the_others() {
+    for kind in KINDS {
+        let name = pool_name(kind, "drain");
+        let (a, a_handle) = member(&name, "a");
+        let (c, c_handle) = member(&name, "c");
+        // Member b holds the first request it gets.
+        let b = Arc::new(Server::bind_with(&name, &pool_options()).unwrap());
+        let client = Client::connect(&name).unwrap();
+        let mut held = None;
+        let mut owed = None;
+        for _ in 0..300 {
+            let pending = client.send(b"first").unwrap();
+            if let Ok(request) = b.recv_timeout(Duration::from_millis(20)) {
+                held = Some(request);
+                owed = Some(pending);
+                break;
+            }
+            let reply = pending.wait_timeout(Duration::from_secs(30)).unwrap();
+            assert_ne!(answerer(&reply), "b", "{kind}");
+        }
+        let (held, owed) = (held.expect("a call reached b"), owed.unwrap());
+        let drainer = {
+            let b = b.clone();
+            thread::spawn(move || b.drain(Some(Duration::from_secs(60))))
+        };
+        // Once the drain began (b's name entry is gone), new calls are
+        // answered by a and c.
+        let members_listed = || ipcall::registry::list().unwrap().iter().filter(|e| e.name == name).count();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while members_listed() > 2 {
+            assert!(Instant::now() < deadline, "{kind}: b still listed");
+            thread::sleep(Duration::from_millis(1));
+        }
+        // Six threads at once: a and c are busy too, so the least loaded
+        // member is not always one of them.
+        let tally = run_calls(&client, 6, 600, usize::MAX, || {});
+        let (answered, disconnected) = (&tally.by_member, tally.disconnected);
+        println!("{kind}: after the drain began: {answered:?}, {disconnected} disconnected");
+        // b takes no new call; a call that reached it before its client
+        // noticed the drain fails Disconnected (b never took it), at most
+        // one per calling thread; every other call is answered by a or c.
+        assert!(!answered.contains_key("b"), "{kind}: {answered:?}");
+        assert!(disconnected <= 6, "{kind}: {disconnected} disconnected");
+        assert_eq!(answered.values().sum::<usize>() + disconnected, 600, "{kind}");
+        held.reply(b"b:held").unwrap();
+        assert_eq!(owed.wait_timeout(Duration::from_secs(30)).unwrap(), b"b:held", "{kind}");
+        assert!(drainer.join().unwrap(), "{kind}: drain not clean");
+        drop(client);
+        for (server, handle) in [(a, a_handle), (c, c_handle)] {
+            server.close();
+            handle.join().unwrap();
+        }
+    }
+}
