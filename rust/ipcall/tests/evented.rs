@@ -263,3 +263,48 @@ fn one_evented_call_at_a_time_beside_a_blocking_caller_never_stalls() {
         serving.join().unwrap();
     }
 }
+
+/// A call sent with a blocking `send` from another thread (Node's writer
+/// thread, for requests that found no room) after the loop's last
+/// `progress` found nothing pending: its answer still makes the descriptor
+/// readable. Over `shm:` the loop announced no sleep then, so the server
+/// rang no bell and the answer sat in the ring while the loop slept.
+#[test]
+fn an_answer_to_a_blocking_send_from_another_thread_wakes_the_loop() {
+    for kind in KINDS {
+        let server = Arc::new(Server::bind_unique(kind).unwrap());
+        let client = Client::connect(server.name()).unwrap();
+        let fd = client.fd().unwrap();
+        // One evented call, answered and collected: nothing is pending.
+        let mut first = client.try_send(b"first").unwrap().expect("room for one call");
+        let request = server.recv_timeout(Duration::from_secs(30)).unwrap();
+        request.reply(b"first").unwrap();
+        let until = Instant::now() + Duration::from_secs(30);
+        let answer = loop {
+            assert!(Instant::now() < until, "{kind}: the first answer never came");
+            readable(fd, 100);
+            client.progress().unwrap();
+            if let Some(answer) = first.try_wait() {
+                break answer;
+            }
+        };
+        assert_eq!(answer.unwrap(), b"first", "{kind}");
+        client.progress().unwrap();
+        // A blocking send from another thread, then its answer.
+        let sender = client.clone();
+        let mut second = thread::spawn(move || sender.send(b"second").unwrap()).join().unwrap();
+        let request = server.recv_timeout(Duration::from_secs(30)).unwrap();
+        request.reply(b"second").unwrap();
+        assert!(readable(fd, 10_000), "{kind}: the answer did not make the descriptor readable");
+        let until = Instant::now() + Duration::from_secs(30);
+        let answer = loop {
+            assert!(Instant::now() < until, "{kind}: the second answer never came");
+            client.progress().unwrap();
+            if let Some(answer) = second.try_wait() {
+                break answer;
+            }
+            readable(fd, 100);
+        };
+        assert_eq!(answer.unwrap(), b"second", "{kind}");
+    }
+}

@@ -441,6 +441,14 @@ impl ShmClient {
         };
         writer.next_id += 1;
         let header = shared.mapping.header();
+        if shared.bell.load(Ordering::Acquire) {
+            // A blocking send on an event loop's client (Node's writer
+            // thread): the loop's last `progress` may have seen no call
+            // pending and so announced no sleep; announced now, the server
+            // rings the bell for this call's answer. Without it the answer
+            // sat in the ring while the loop slept (a Node process hung).
+            announce_sleep(&header.replies.consumer_sleeping);
+        }
         publish_cpu(&header.client_cpu);
         let wake = || shared.ring_doorbell();
         let mut on_wait = || {
