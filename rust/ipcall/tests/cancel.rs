@@ -12,6 +12,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use ipcall::{Client, ErrorKind, Kind, Request, Server};
+#[path = "raw_peer/mod.rs"]
+mod raw_peer;
+use raw_peer::{header, hello, read_frame, request};
 
 /// How long a test waits for anything before it fails.
 const BOUND: Duration = Duration::from_secs(30);
@@ -142,39 +145,6 @@ fn an_answered_call_is_never_cancelled_and_its_futures_stay_pending() {
 }
 
 // ---- hand-written peers over unix (docs/PROTOCOL.md §2–§8) ----
-
-fn hello(flags: u32) -> [u8; 16] {
-    let mut h = [0u8; 16];
-    h[0..4].copy_from_slice(b"IPCL");
-    h[4..6].copy_from_slice(&1u16.to_le_bytes());
-    h[8..12].copy_from_slice(&(1u32 << 20).to_le_bytes());
-    h[12..16].copy_from_slice(&flags.to_le_bytes());
-    h
-}
-
-fn header(len: u32, kind: u8, id: u64) -> [u8; 16] {
-    let mut h = [0u8; 16];
-    h[0..4].copy_from_slice(&len.to_le_bytes());
-    h[4] = kind;
-    h[8..16].copy_from_slice(&id.to_le_bytes());
-    h
-}
-
-fn request(id: u64, data: &[u8]) -> Vec<u8> {
-    let mut b = header(data.len() as u32, 1, id).to_vec();
-    b.extend_from_slice(data);
-    b
-}
-
-/// Reads one frame: (kind, id, payload).
-fn read_frame(stream: &mut UnixStream) -> (u8, u64, Vec<u8>) {
-    let mut h = [0u8; 16];
-    stream.read_exact(&mut h).unwrap();
-    let len = u32::from_le_bytes(h[0..4].try_into().unwrap()) as usize;
-    let mut payload = vec![0u8; len];
-    stream.read_exact(&mut payload).unwrap();
-    (h[4], u64::from_le_bytes(h[8..16].try_into().unwrap()), payload)
-}
 
 /// An echo server on a unix name, answering every request.
 fn echo_server() -> (String, thread::JoinHandle<()>, std::sync::Arc<Server>) {

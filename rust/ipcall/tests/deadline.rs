@@ -10,6 +10,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use ipcall::{Client, ErrorKind, Kind, Server, ServerOptions};
+#[path = "raw_peer/mod.rs"]
+mod raw_peer;
+use raw_peer::{header, hello, read_frame};
 
 /// 100 years: the longest remaining time a deadline carries.
 const MAX_REMAINING: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
@@ -236,33 +239,6 @@ fn over_shm_a_timed_send_whose_record_fits_but_not_its_request_is_sent_from_the_
 }
 
 // ---- hand-written peers over unix: (docs/PROTOCOL.md §2–§8) ----
-
-fn hello(flags: u32) -> [u8; 16] {
-    let mut h = [0u8; 16];
-    h[0..4].copy_from_slice(b"IPCL");
-    h[4..6].copy_from_slice(&1u16.to_le_bytes());
-    h[8..12].copy_from_slice(&(1u32 << 20).to_le_bytes());
-    h[12..16].copy_from_slice(&flags.to_le_bytes());
-    h
-}
-
-fn header(len: u32, kind: u8, id: u64) -> [u8; 16] {
-    let mut h = [0u8; 16];
-    h[0..4].copy_from_slice(&len.to_le_bytes());
-    h[4] = kind;
-    h[8..16].copy_from_slice(&id.to_le_bytes());
-    h
-}
-
-/// Reads one frame: (kind, id, payload).
-fn read_frame(stream: &mut UnixStream) -> (u8, u64, Vec<u8>) {
-    let mut h = [0u8; 16];
-    stream.read_exact(&mut h).unwrap();
-    let len = u32::from_le_bytes(h[0..4].try_into().unwrap()) as usize;
-    let mut payload = vec![0u8; len];
-    stream.read_exact(&mut payload).unwrap();
-    (h[4], u64::from_le_bytes(h[8..16].try_into().unwrap()), payload)
-}
 
 fn socket_path(tag: &str) -> (std::path::PathBuf, String) {
     static N: AtomicU64 = AtomicU64::new(0);

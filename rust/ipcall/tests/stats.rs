@@ -11,6 +11,9 @@ use std::thread;
 use std::time::Duration;
 
 use ipcall::{Client, ClientOptions, ErrorKind, Kind, Server, ServerOptions, LATENCY_BUCKETS};
+#[path = "raw_peer/mod.rs"]
+mod raw_peer;
+use raw_peer::{header, hello, read_frame};
 
 const LOCAL: [Kind; 4] = [Kind::Mem, Kind::Unix, Kind::Pipe, Kind::Shm];
 /// Bounds every wait (a loaded machine is slow, never this slow).
@@ -188,32 +191,6 @@ fn drain_still_counts_and_a_channel_has_stats() {
 }
 
 // ---- hand-written peers over unix (docs/PROTOCOL.md §2, §4, §14) ----
-
-fn hello(flags: u32) -> [u8; 16] {
-    let mut h = [0u8; 16];
-    h[0..4].copy_from_slice(b"IPCL");
-    h[4..6].copy_from_slice(&1u16.to_le_bytes());
-    h[8..12].copy_from_slice(&(1u32 << 20).to_le_bytes());
-    h[12..16].copy_from_slice(&flags.to_le_bytes());
-    h
-}
-
-fn header(len: u32, kind: u8, id: u64) -> [u8; 16] {
-    let mut h = [0u8; 16];
-    h[0..4].copy_from_slice(&len.to_le_bytes());
-    h[4] = kind;
-    h[8..16].copy_from_slice(&id.to_le_bytes());
-    h
-}
-
-fn read_frame(stream: &mut UnixStream) -> (u8, u64, Vec<u8>) {
-    let mut h = [0u8; 16];
-    stream.read_exact(&mut h).unwrap();
-    let len = u32::from_le_bytes(h[0..4].try_into().unwrap()) as usize;
-    let mut payload = vec![0u8; len];
-    stream.read_exact(&mut payload).unwrap();
-    (h[4], u64::from_le_bytes(h[8..16].try_into().unwrap()), payload)
-}
 
 /// A hand-written version-1 server announcing `flags`; it answers every
 /// request `ok`, never a control request, and returns the frame kinds it
