@@ -110,7 +110,12 @@
 //!   leftovers, then `lock`, then removes the directory, and releases the
 //!   lock only after that, when it closes it. A new binder can only win the lock
 //!   after `lock` was unlinked, so the old server never deletes the new
-//!   one's files (`rmdir` of a non-empty directory fails harmlessly).
+//!   one's files (`rmdir` of a non-empty directory fails harmlessly). A
+//!   connector that made its FIFOs just before the server's last scan keeps
+//!   that `rmdir` from succeeding; its set-up then fails (the server went
+//!   away), and after unlinking its FIFOs it removes the directory itself
+//!   if `lock` is gone and the path still names it (an empty directory
+//!   only; a binder that just made a new one at the path starts over).
 //! - **Only ipcall's directories are replaced.** A stale directory is emptied
 //!   only if every entry in it is one this layer makes (`lock`, `accept`,
 //!   `<token>.req`/`.rep` of the right types); anything else gives
@@ -237,7 +242,13 @@ impl FifoListener {
             // Refuse a directory that is not ours before creating anything in it.
             our_entries(dir, dir_fd.as_fd())?;
 
-            let lock = os::open_at(Some(dir_fd.as_fd()), LOCK_NAME, libc::O_RDWR | libc::O_CREAT)?;
+            let lock = match os::open_at(Some(dir_fd.as_fd()), LOCK_NAME, libc::O_RDWR | libc::O_CREAT) {
+                Ok(fd) => fd,
+                // A connector that left the old server's empty directory
+                // removed it (`remove_if_abandoned`): start over.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
             let lock_stat = os::fstat(lock.as_fd())?;
             if !os::is_regular(&lock_stat) || lock_stat.st_uid != uid {
                 return Err(in_use(dir, "has a `lock` that is not our regular file"));
@@ -427,6 +438,12 @@ struct ConnNames<'a> {
     dir: BorrowedFd<'a>,
     request: CString,
     reply: CString,
+    /// The connector's side: the directory's path, for
+    /// [`remove_if_abandoned`] when the set-up failed. `None` on the server's
+    /// side (it owns the directory and removes it when it unbinds).
+    connector_path: Option<&'a Path>,
+    /// The set-up succeeded: the directory is a live server's.
+    established: bool,
 }
 
 impl<'a> ConnNames<'a> {
@@ -435,7 +452,7 @@ impl<'a> ConnNames<'a> {
         // no NUL byte, so these cannot fail.
         let request = CString::new(format!("{token}.req")).expect("hex token");
         let reply = CString::new(format!("{token}.rep")).expect("hex token");
-        ConnNames { dir, request, reply }
+        ConnNames { dir, request, reply, connector_path: None, established: false }
     }
 }
 
@@ -443,6 +460,30 @@ impl Drop for ConnNames<'_> {
     fn drop(&mut self) {
         let _ = os::unlink_at(self.dir, &self.request);
         let _ = os::unlink_at(self.dir, &self.reply);
+        if let (Some(path), false) = (self.connector_path, self.established) {
+            remove_if_abandoned(self.dir, path);
+        }
+    }
+}
+
+/// Removes the server directory `dir` (open, at `path`) if its server has
+/// unbound: `lock` is gone and the directory is empty. A server that
+/// unbinds while a connector is between making its FIFOs and learning that
+/// the server went away finds the directory not empty, and its `rmdir`
+/// fails; the connector is then the last to leave, so it removes what is
+/// left. `rmdir` removes only an empty directory, so a live or stale
+/// server's (which holds `accept` and `lock`) is never touched; a binder
+/// that has just made a new directory at the path starts over if this
+/// removes it before its `lock` exists (see `FifoListener::bind`).
+fn remove_if_abandoned(dir: BorrowedFd<'_>, path: &Path) {
+    let unbound = matches!(os::stat_at(Some(dir), LOCK_NAME), Err(e) if e.kind() == io::ErrorKind::NotFound);
+    let Ok(c_path) = os::c_path(path) else { return };
+    let still_named = match (os::fstat(dir), os::stat_at(None, &c_path)) {
+        (Ok(ours), Ok(named)) => os::same_file(&ours, &named),
+        _ => false,
+    };
+    if unbound && still_named {
+        let _ = os::remove_dir(&c_path);
     }
 }
 
@@ -483,7 +524,8 @@ pub(crate) fn fifo_connect(dir: &Path, deadline: Deadline) -> io::Result<FifoCon
     // Steps 3–5: our FIFO pair, with us as the reader of `.rep` and the
     // writer of `.req`.
     let token = sys::random_hex_128()?;
-    let names = ConnNames::new(dir_fd.as_fd(), &token);
+    let mut names = ConnNames::new(dir_fd.as_fd(), &token);
+    names.connector_path = Some(dir);
     os::make_fifo(dir_fd.as_fd(), &names.request)?;
     os::make_fifo(dir_fd.as_fd(), &names.reply)?;
     let reply = os::open_at(Some(dir_fd.as_fd()), &names.reply, libc::O_RDONLY | libc::O_NONBLOCK)?;
@@ -542,6 +584,7 @@ pub(crate) fn fifo_connect(dir: &Path, deadline: Deadline) -> io::Result<FifoCon
     // Step 8: blocking mode for the stream layer; `names` unlinks on drop.
     os::set_nonblocking(request.as_fd(), false)?;
     os::set_nonblocking(reply.as_fd(), false)?;
+    names.established = true;
     let peer = Peer {
         pid: Some(server_pid),
         uid: Some(accept_stat.st_uid),

@@ -630,6 +630,62 @@ fn a_connector_learns_at_once_when_the_server_goes_away() {
     assert!(!dir.exists());
 }
 
+/// A server that unbinds while a connector is between making its FIFOs and
+/// hearing the answer cannot remove its directory (the connector's FIFOs are
+/// in it); the connector, the last to leave, removes it once its set-up
+/// fails — here a hand-made server unbinds in exactly that order.
+#[test]
+fn a_connector_that_outlives_the_unbind_removes_the_empty_directory() {
+    let dir = fresh_dir("last-out");
+    fs::create_dir(&dir).unwrap();
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).unwrap();
+    fs::write(dir.join("lock"), b"1").unwrap();
+    let accept_path = os::c_path(&dir.join("accept")).unwrap();
+    // SAFETY: (1) `accept_path` is a NUL-terminated path that lives across the call.
+    assert_eq!(unsafe { libc::mkfifo(accept_path.as_ptr(), 0o600) }, 0);
+    let accept = os::open_at(None, &accept_path, libc::O_RDWR).unwrap();
+    let client = thread::spawn({
+        let dir = dir.clone();
+        move || fifo_connect(&dir, soon())
+    });
+    let mut record = [0u8; RECORD_LEN];
+    read_exact(accept.as_fd(), &mut record).unwrap();
+    // The server's unbind: `accept`, then `lock`, then rmdir, which the
+    // connector's FIFOs make fail.
+    fs::remove_file(dir.join("accept")).unwrap();
+    fs::remove_file(dir.join("lock")).unwrap();
+    assert_eq!(fs::remove_dir(&dir).unwrap_err().raw_os_error(), Some(libc::ENOTEMPTY));
+    drop(accept); // its read end closes: the connector sees POLLERR
+    let err = client.join().unwrap().unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused, "{err}");
+    assert!(!dir.exists(), "the abandoned directory was left: {:?}", entries(&dir));
+}
+
+/// A connector whose set-up fails while the server lives (or while its
+/// directory is stale) leaves the directory alone: `lock` is there.
+#[test]
+fn a_failed_connect_keeps_a_directory_that_has_a_lock() {
+    let dir = fresh_dir("keep");
+    fs::create_dir(&dir).unwrap();
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).unwrap();
+    fs::write(dir.join("lock"), b"1").unwrap();
+    let accept_path = os::c_path(&dir.join("accept")).unwrap();
+    // SAFETY: (1) `accept_path` is a NUL-terminated path that lives across the call.
+    assert_eq!(unsafe { libc::mkfifo(accept_path.as_ptr(), 0o600) }, 0);
+    let accept = os::open_at(None, &accept_path, libc::O_RDWR).unwrap();
+    let client = thread::spawn({
+        let dir = dir.clone();
+        move || fifo_connect(&dir, soon())
+    });
+    let mut record = [0u8; RECORD_LEN];
+    read_exact(accept.as_fd(), &mut record).unwrap();
+    drop(accept); // the server dies without unbinding
+    let err = client.join().unwrap().unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused, "{err}");
+    assert_eq!(entries(&dir), ["accept", "lock"]);
+    fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn the_accept_fifo_is_pollable_and_try_accept_never_blocks() {
     let dir = fresh_dir("poll");
