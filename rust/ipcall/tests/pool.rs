@@ -608,6 +608,40 @@ fn calls_a_closing_member_never_took_go_to_another_member() {
     }
 }
 
+/// Calls queued on the only member of a pool, which closes without taking
+/// them, with no member to send them to: each fails `Disconnected` (no
+/// hang), whatever way the caller waits.
+#[test]
+fn calls_a_closing_member_never_took_fail_disconnected_when_no_member_is_left() {
+    for kind in KINDS {
+        for waiting in [Waiting::Blocking, Waiting::EventLoop, Waiting::Async] {
+            let name = pool_name(kind, "untaken-alone");
+            let b = Server::bind_with(&name, &pool_options()).unwrap();
+            let client = Client::connect(&name).unwrap();
+            let evented = matches!(waiting, Waiting::EventLoop);
+            if evented {
+                client.fd().unwrap();
+            }
+            let pendings: Vec<ipcall::Pending> = (0..5)
+                .map(|i| {
+                    let request = format!("call {i}");
+                    if evented {
+                        try_send(&client, request.as_bytes())
+                    } else {
+                        client.send(request.as_bytes()).unwrap()
+                    }
+                })
+                .collect();
+            b.close();
+            for (i, result) in wait_all(&client, pendings, waiting).into_iter().enumerate() {
+                let err = result.expect_err("no member could answer");
+                assert_eq!(err.kind(), ErrorKind::Disconnected, "{kind} {waiting:?}: call {i}: {err}");
+            }
+            drop(client);
+        }
+    }
+}
+
 /// Waits for every call of `pendings` the way `waiting` says (bounded);
 /// their results in order.
 fn wait_all(client: &Client, pendings: Vec<ipcall::Pending>, waiting: Waiting) -> Vec<ipcall::Result<Vec<u8>>> {

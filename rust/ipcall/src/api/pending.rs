@@ -230,10 +230,9 @@ impl Pending {
     fn poll_call(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         #[cfg(feature = "tokio")]
         if let Some(tokio) = &mut self.tokio {
-            match tokio.poll(&self.call, cx) {
-                Some(poll) => return poll,
-                // Not in a tokio runtime with I/O: the neutral path.
-                None => {}
+            // `None`: not in a tokio runtime with I/O, the neutral path.
+            if let Some(poll) = tokio.poll(&self.call, cx) {
+                return poll;
             }
         }
         self.call.conn.poll(self.call.id, &self.call.slot, cx)

@@ -503,3 +503,50 @@ impl ClientConn for PoolConn {
         false
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::error::ErrorKind;
+
+    /// A pool of one live member, and a client connection to it.
+    fn one_member_pool(tag: &str) -> (crate::Server, Arc<PoolConn>) {
+        let dir = std::env::temp_dir();
+        let name = format!("unix:{}/ipcall-pool-unit-{}-{tag}", dir.display(), std::process::id());
+        let server = crate::Server::bind_with(&name, &ServerOptions::new().pool(true)).unwrap();
+        let pool = connect(&Name::parse(&name).unwrap(), &ClientOptions::default()).expect("a live member");
+        (server, pool)
+    }
+
+    #[test]
+    fn a_call_is_sent_again_at_most_max_sends_times() {
+        let (server, pool) = one_member_pool("max-sends");
+        let call = pool.clone().send(b"x").unwrap();
+        let mut resend = call.resend.expect("a pool call can be sent again");
+        assert_eq!(resend.sends, 1);
+        // Sent again from a member number no member has: the live member
+        // takes it.
+        let avoided = u64::from(MAX_MEMBER_NO - 1) << MEMBER_SHIFT;
+        assert!(resend.send_again(avoided, true).unwrap().is_some());
+        assert_eq!(resend.sends, 2);
+        // The last allowed send is spent: Disconnected, though a member lives.
+        resend.sends = MAX_SENDS;
+        let Err(err) = resend.send_again(avoided, true) else { panic!("sent a 17th time") };
+        assert_eq!(err.kind(), ErrorKind::Disconnected, "{err}");
+        drop(pool);
+        drop(server);
+    }
+
+    #[test]
+    fn a_call_is_not_sent_again_to_the_member_it_left() {
+        let (server, pool) = one_member_pool("avoid");
+        let call = pool.clone().send(b"x").unwrap();
+        let mut resend = call.resend.expect("a pool call can be sent again");
+        // Its own member is the only one: no other member, even after a
+        // fresh read of the directory.
+        let Err(err) = resend.send_again(call.id, false) else { panic!("sent to the member it left") };
+        assert_eq!(err.kind(), ErrorKind::Disconnected, "{err}");
+        drop(pool);
+        drop(server);
+    }
+}
