@@ -1,7 +1,9 @@
 //! Worker pools on one name (`ServerOptions::pool`) over `unix:`, `pipe:`
 //! and `shm:`: members in threads and in child processes (this test binary
 //! re-executed, see [`child_process_entry`]), a member lost midway, a
-//! member joining later, the event-loop path, and the names' exclusivity.
+//! member joining later, the event-loop path, the names' exclusivity, and
+//! members that close or drain: the calls they never took go to the others
+//! (through every way of waiting), the ones they took never do.
 
 mod evented_support;
 
@@ -286,6 +288,16 @@ fn child_process_entry() {
     let Ok(name) = std::env::var("IPCALL_TEST_POOL") else { return };
     let server = Server::bind_with(&name, &pool_options()).unwrap();
     println!("READY");
+    if std::env::var("IPCALL_TEST_POOL_MODE").as_deref() == Ok("hold") {
+        // Takes one call and holds it; told to, closes and exits without
+        // answering it (no destructor runs: nothing answers `NoReply`).
+        let request = server.recv().unwrap();
+        println!("TOOK {}", String::from_utf8_lossy(request.data()));
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).unwrap();
+        server.close();
+        std::process::exit(0);
+    }
     let id = std::process::id().to_string();
     while let Ok(request) = server.recv() {
         let mut answer = format!("{id}:").into_bytes();
@@ -296,9 +308,17 @@ fn child_process_entry() {
 
 /// A member process of pool `name`, ready to serve.
 fn spawn_member(name: &str) -> Child {
+    spawn_member_with(name, "serve").0
+}
+
+/// A member process of pool `name` in `mode` (`serve`, or `hold`: see
+/// [`child_process_entry`]), ready; with the rest of its stdout.
+fn spawn_member_with(name: &str, mode: &str) -> (Child, BufReader<std::process::ChildStdout>) {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args(["child_process_entry", "--exact", "--ignored", "--nocapture", "--test-threads=1", "-q"])
         .env("IPCALL_TEST_POOL", name)
+        .env("IPCALL_TEST_POOL_MODE", mode)
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -312,7 +332,7 @@ fn spawn_member(name: &str) -> Child {
             break;
         }
     }
-    child
+    (child, out)
 }
 
 #[test]
@@ -446,10 +466,9 @@ fn an_event_loop_sees_members_join_and_leave() {
 }
 
 /// A member that drains while the others serve: it answers the request it
-/// holds, and the calls made once its drain has begun go to the others —
-/// but for a call already on its way to the draining member, which fails
-/// `Disconnected` rather than moving to another member (not yet built:
-/// docs/DECISIONS.md, "Worker pools").
+/// holds, the calls made once its drain has begun go to the others, and so
+/// does a call already on its way to the draining member (it never took
+/// it): no call fails.
 #[test]
 fn a_draining_member_answers_what_it_holds_and_new_calls_go_to_the_others() {
     for kind in KINDS {
@@ -485,16 +504,14 @@ fn a_draining_member_answers_what_it_holds_and_new_calls_go_to_the_others() {
             thread::sleep(Duration::from_millis(1));
         }
         // Six threads at once: a and c are busy too, so the least loaded
-        // member is not always one of them.
+        // member is not always one of them, and b (whose close its client
+        // has not read yet) is sent calls it never takes.
         let tally = run_calls(&client, 6, 600, usize::MAX, || {});
         let (answered, disconnected) = (&tally.by_member, tally.disconnected);
         println!("{kind}: after the drain began: {answered:?}, {disconnected} disconnected");
-        // b takes no new call; a call that reached it before its client
-        // noticed the drain fails Disconnected (b never took it), at most
-        // one per calling thread; every other call is answered by a or c.
         assert!(!answered.contains_key("b"), "{kind}: {answered:?}");
-        assert!(disconnected <= 6, "{kind}: {disconnected} disconnected");
-        assert_eq!(answered.values().sum::<usize>() + disconnected, 600, "{kind}");
+        assert_eq!(disconnected, 0, "{kind}: {tally:?}");
+        assert_eq!(answered.values().sum::<usize>(), 600, "{kind}");
         held.reply(b"b:held").unwrap();
         assert_eq!(owed.wait_timeout(Duration::from_secs(30)).unwrap(), b"b:held", "{kind}");
         assert!(drainer.join().unwrap(), "{kind}: drain not clean");
@@ -503,5 +520,215 @@ fn a_draining_member_answers_what_it_holds_and_new_calls_go_to_the_others() {
             server.close();
             handle.join().unwrap();
         }
+    }
+}
+
+/// Six threads call a pool of three while one member drains midway (its
+/// handler answers what it took): not one call fails, over several rounds.
+#[test]
+fn a_member_draining_midway_loses_no_call() {
+    for kind in KINDS {
+        for round in 0..3 {
+            let name = pool_name(kind, "drain-midway");
+            let members: Vec<_> = ["a", "b", "c"].iter().map(|id| member(&name, id)).collect();
+            let client = Client::connect(&name).unwrap();
+            let victim = members[1].0.clone();
+            let drained = Mutex::new(None);
+            let tally = run_calls(&client, 6, 900, 300, || {
+                *drained.lock().unwrap() = Some(victim.drain(Some(Duration::from_secs(60))));
+            });
+            println!("{kind} round {round}: {tally:?}");
+            assert_eq!(tally.disconnected, 0, "{kind} round {round}: {tally:?}");
+            assert_eq!(tally.by_member.values().sum::<usize>(), 900, "{kind} round {round}");
+            assert_eq!(drained.into_inner().unwrap(), Some(true), "{kind} round {round}: drain not clean");
+            drop(client);
+            for (server, handle) in members {
+                server.close();
+                handle.join().unwrap();
+            }
+        }
+    }
+}
+
+/// How a test waits for its calls.
+#[derive(Clone, Copy, Debug)]
+enum Waiting {
+    /// `Pending::wait_timeout`.
+    Blocking,
+    /// `fd`, `progress`, `try_wait` (the path of Node and Python asyncio).
+    EventLoop,
+    /// `.await` (in a tokio runtime: its reactor with the `tokio` feature,
+    /// the executor-neutral path without).
+    Async,
+}
+
+/// Calls queued on a member that closes without taking them (one only
+/// member, which never receives them, but for the first, which it holds)
+/// are sent to a member that joined meanwhile, whatever way the caller
+/// waits; the one it took is answered by it, after its close.
+#[test]
+fn calls_a_closing_member_never_took_go_to_another_member() {
+    for kind in KINDS {
+        for waiting in [Waiting::Blocking, Waiting::EventLoop, Waiting::Async] {
+            let name = pool_name(kind, "untaken");
+            let b = Server::bind_with(&name, &pool_options()).unwrap();
+            let client = Client::connect(&name).unwrap();
+            let evented = matches!(waiting, Waiting::EventLoop);
+            if evented {
+                client.fd().unwrap();
+            }
+            let pendings: Vec<(String, ipcall::Pending)> = (0..20)
+                .map(|i| {
+                    let request = format!("call {i}");
+                    let pending = if evented {
+                        try_send(&client, request.as_bytes())
+                    } else {
+                        client.send(request.as_bytes()).unwrap()
+                    };
+                    (request, pending)
+                })
+                .collect();
+            let held = b.recv_timeout(Duration::from_secs(30)).unwrap();
+            assert_eq!(held.data(), b"call 0", "{kind} {waiting:?}");
+            let (a, a_handle) = member(&name, "a");
+            b.close();
+            held.reply(b"b:call 0").unwrap();
+            let replies = wait_all(&client, pendings.into_iter().map(|(_, p)| p).collect(), waiting);
+            for (i, reply) in replies.iter().enumerate() {
+                let reply = reply.as_ref().unwrap_or_else(|e| panic!("{kind} {waiting:?}: call {i}: {e}"));
+                let expected = if i == 0 { "b" } else { "a" };
+                assert_eq!(answerer(reply), expected, "{kind} {waiting:?}: call {i}");
+                assert!(reply.ends_with(format!("call {i}").as_bytes()), "{kind} {waiting:?}");
+            }
+            drop(client);
+            drop(b);
+            a.close();
+            a_handle.join().unwrap();
+        }
+    }
+}
+
+/// Calls queued on the only member of a pool, which closes without taking
+/// them, with no member to send them to: each fails `Disconnected` (no
+/// hang), whatever way the caller waits.
+#[test]
+fn calls_a_closing_member_never_took_fail_disconnected_when_no_member_is_left() {
+    for kind in KINDS {
+        for waiting in [Waiting::Blocking, Waiting::EventLoop, Waiting::Async] {
+            let name = pool_name(kind, "untaken-alone");
+            let b = Server::bind_with(&name, &pool_options()).unwrap();
+            let client = Client::connect(&name).unwrap();
+            let evented = matches!(waiting, Waiting::EventLoop);
+            if evented {
+                client.fd().unwrap();
+            }
+            let pendings: Vec<ipcall::Pending> = (0..5)
+                .map(|i| {
+                    let request = format!("call {i}");
+                    if evented {
+                        try_send(&client, request.as_bytes())
+                    } else {
+                        client.send(request.as_bytes()).unwrap()
+                    }
+                })
+                .collect();
+            b.close();
+            for (i, result) in wait_all(&client, pendings, waiting).into_iter().enumerate() {
+                let err = result.expect_err("no member could answer");
+                assert_eq!(err.kind(), ErrorKind::Disconnected, "{kind} {waiting:?}: call {i}: {err}");
+            }
+            drop(client);
+        }
+    }
+}
+
+/// Waits for every call of `pendings` the way `waiting` says (bounded);
+/// their results in order.
+fn wait_all(client: &Client, pendings: Vec<ipcall::Pending>, waiting: Waiting) -> Vec<ipcall::Result<Vec<u8>>> {
+    match waiting {
+        Waiting::Blocking => pendings.into_iter().map(|p| p.wait_timeout(Duration::from_secs(60))).collect(),
+        Waiting::EventLoop => {
+            let fd = client.fd().unwrap();
+            let mut results: Vec<Option<ipcall::Result<Vec<u8>>>> = pendings.iter().map(|_| None).collect();
+            let mut left: Vec<(usize, ipcall::Pending)> = pendings.into_iter().enumerate().collect();
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while !left.is_empty() {
+                assert!(Instant::now() < deadline, "{} calls never completed", left.len());
+                evented_support::readable(fd, 100);
+                client.progress().unwrap();
+                left.retain_mut(|(i, p)| match p.try_wait() {
+                    Some(result) => {
+                        results[*i] = Some(result);
+                        false
+                    }
+                    None => true,
+                });
+            }
+            results.into_iter().map(|r| r.expect("every call completed")).collect()
+        }
+        Waiting::Async => {
+            let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+            runtime.block_on(async {
+                let mut results = Vec::new();
+                for pending in pendings {
+                    results
+                        .push(tokio::time::timeout(Duration::from_secs(60), pending).await.expect("answered in time"));
+                }
+                results
+            })
+        }
+    }
+}
+
+/// A member process that takes a call and goes away without answering it:
+/// that call fails `Disconnected` and is not sent to another member (its
+/// handler ran once: it could run twice); the calls queued behind it,
+/// which the member never took, are answered by another member.
+#[test]
+fn a_call_a_member_took_is_not_sent_again_when_the_member_goes() {
+    for kind in KINDS {
+        let name = pool_name(kind, "taken");
+        let (mut child, mut out) = spawn_member_with(&name, "hold");
+        let client = Client::connect(&name).unwrap();
+        let taken = client.send(b"taken").unwrap();
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        assert_eq!(line.trim_end(), "TOOK taken", "{kind}");
+        // Queued behind it on the child's connection, never taken.
+        let queued: Vec<_> = (0..5).map(|i| client.send(format!("queued {i}").as_bytes()).unwrap()).collect();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (a, a_handle) = {
+            let server = Arc::new(Server::bind_with(&name, &pool_options()).unwrap());
+            let serving = server.clone();
+            let seen = seen.clone();
+            let handle = thread::spawn(move || {
+                while let Ok(request) = serving.recv() {
+                    seen.lock().unwrap().push(request.data().to_vec());
+                    let mut answer = b"a:".to_vec();
+                    answer.extend_from_slice(request.data());
+                    let _ = request.reply(&answer);
+                }
+            });
+            (server, handle)
+        };
+        // The child closes (its close names the taken call as its last)
+        // and exits without answering it.
+        use std::io::Write;
+        writeln!(child.stdin.as_mut().unwrap(), "close").unwrap();
+        assert!(child.wait().unwrap().success(), "{kind}");
+        let err = taken.wait_timeout(Duration::from_secs(60)).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Disconnected, "{kind}: {err}");
+        for (i, pending) in queued.into_iter().enumerate() {
+            let reply = pending.wait_timeout(Duration::from_secs(60)).unwrap();
+            assert_eq!(reply, format!("a:queued {i}").into_bytes(), "{kind}");
+        }
+        // The child took the call once and said so once; a never saw it.
+        line.clear();
+        assert_eq!(out.read_line(&mut line).unwrap(), 0, "{kind}: more from the child: {line}");
+        assert!(!seen.lock().unwrap().iter().any(|r| r == b"taken"), "{kind}: the taken call ran twice");
+        drop(client);
+        a.close();
+        a_handle.join().unwrap();
+        let _ = ipcall::registry::list();
     }
 }

@@ -22,11 +22,17 @@ pub struct Pending {
     #[cfg(feature = "tokio")]
     tokio: Option<crate::api::on_tokio::TokioWait>,
     name: Arc<str>,
-    /// The transport's call: its connection, id and slot.
+    /// The transport's call: its connection, id and slot. A pool's call
+    /// whose member closed without taking it is replaced by the call that
+    /// sends it again (see [`settle`](Self::settle)).
     call: Call,
     /// The outcome was handed out (or the call abandoned); later waits
     /// report `Closed` without blocking.
     spent: bool,
+    /// `call`'s server closed without taking it and it can go to another
+    /// server (a pool's member), but no member had room yet: it is to be
+    /// sent again, and `call`'s slot is spent.
+    owed: bool,
 }
 
 impl Pending {
@@ -37,6 +43,7 @@ impl Pending {
             name,
             call,
             spent: false,
+            owed: false,
         }
     }
 
@@ -47,20 +54,56 @@ impl Pending {
         self
     }
 
-    fn finish(&mut self) -> Result<Vec<u8>> {
+    /// The outcome once `call`'s slot is ready (or `owed`): `None` if the
+    /// call was not taken by its server and is (to be) sent again — over a
+    /// pool, to another member (docs/DECISIONS.md, "Worker pools"); then
+    /// wait for `call` again (unless `owed`: no member had room). With
+    /// `block` a resend waits for room; without, it never blocks.
+    fn settle(&mut self, block: bool) -> Option<Result<Vec<u8>>> {
         if self.spent {
-            return Err(Error::Closed { name: self.name.clone() });
+            return Some(Err(Error::Closed { name: self.name.clone() }));
         }
-        let outcome = self.call.slot.take();
-        self.spent = true;
+        if !self.owed {
+            let outcome = self.call.slot.take();
+            if !matches!(outcome, Some(Outcome::NotTaken)) || self.call.resend.is_none() {
+                self.spent = true;
+                return Some(self.result(outcome));
+            }
+            self.owed = true;
+        }
+        let mut resend = self.call.resend.take().expect("an owed call can be sent again");
+        match resend.send_again(self.call.id, block) {
+            Ok(Some(mut call)) => {
+                call.resend = Some(resend);
+                self.call = call;
+                self.owed = false;
+                None
+            }
+            Ok(None) => {
+                self.call.resend = Some(resend);
+                None
+            }
+            Err(e) => {
+                self.spent = true;
+                Some(Err(match e {
+                    Error::Disconnected { .. } => Error::Disconnected { name: self.name.clone() },
+                    other => other,
+                }))
+            }
+        }
+    }
+
+    /// The caller's result of `outcome`, taken from a ready slot.
+    fn result(&self, outcome: Option<Outcome>) -> Result<Vec<u8>> {
         let name = || self.name.clone();
         match outcome {
             Some(Outcome::Reply(data)) => Ok(data),
             Some(Outcome::Fail(payload)) => Err(Error::Remote { name: name(), payload }),
             Some(Outcome::NoReply) => Err(Error::NoReply { name: name() }),
-            Some(Outcome::Disconnected) => Err(Error::Disconnected { name: name() }),
+            // Not taken, and nowhere else to go: the server went away.
+            Some(Outcome::Disconnected) | Some(Outcome::NotTaken) => Err(Error::Disconnected { name: name() }),
             Some(Outcome::Error(error)) => Err(error),
-            // `is_ready` was true, so an outcome was stored; only a second
+            // The slot was ready, so an outcome was stored; only a second
             // taker could have emptied it, and `spent` rules that out.
             None => Err(Error::Closed { name: name() }),
         }
@@ -68,20 +111,29 @@ impl Pending {
 
     /// Blocks until the answer arrives.
     pub fn wait(mut self) -> Result<Vec<u8>> {
-        if !self.spent {
-            self.call.conn.wait(self.call.id, &self.call.slot, Deadline::Never);
+        loop {
+            if !self.spent && !self.owed {
+                self.call.conn.wait(self.call.id, &self.call.slot, Deadline::Never);
+            }
+            if let Some(result) = self.settle(true) {
+                return result;
+            }
         }
-        self.finish()
     }
 
     /// Blocks at most `timeout`. On `Timeout` the call is abandoned (its
     /// late answer is discarded) and the `Pending` is spent.
     pub fn wait_timeout(mut self, timeout: Duration) -> Result<Vec<u8>> {
-        if !self.spent && !self.call.conn.wait(self.call.id, &self.call.slot, Deadline::after(timeout)) {
-            self.abandon();
-            return Err(Error::Timeout { name: self.name.clone() });
+        let deadline = Deadline::after(timeout);
+        loop {
+            if !self.spent && !self.owed && !self.call.conn.wait(self.call.id, &self.call.slot, deadline) {
+                self.abandon();
+                return Err(Error::Timeout { name: self.name.clone() });
+            }
+            if let Some(result) = self.settle(true) {
+                return result;
+            }
         }
-        self.finish()
     }
 
     /// The answer if it has arrived, `None` if not yet. Never blocks. After
@@ -92,20 +144,25 @@ impl Pending {
     /// no I/O: it only looks whether the call completed, and the event
     /// loop's [`progress`](crate::Client::progress) does the reading.
     /// Before that, it reads what the connection has without blocking.
+    /// (Over a pool, a call whose member closed without taking it is sent
+    /// to another member here, without blocking.)
     pub fn try_wait(&mut self) -> Option<Result<Vec<u8>>> {
-        if self.spent {
-            return Some(self.finish());
-        }
-        if self.call.slot.is_ready() {
-            return Some(self.finish());
-        }
-        if self.call.conn.is_evented() {
-            return None;
-        }
-        if self.call.conn.wait(self.call.id, &self.call.slot, Deadline::Now) {
-            Some(self.finish())
-        } else {
-            None
+        loop {
+            let ready = self.spent
+                || self.owed
+                || self.call.slot.is_ready()
+                || (!self.call.conn.is_evented() && self.call.conn.wait(self.call.id, &self.call.slot, Deadline::Now));
+            if !ready {
+                return None;
+            }
+            match self.settle(false) {
+                Some(result) => return Some(result),
+                // No member had room: the event loop's descriptor reports
+                // it when one has.
+                None if self.owed => return None,
+                // Sent again: look at the new call.
+                None => {}
+            }
         }
     }
 
@@ -115,13 +172,16 @@ impl Pending {
     /// between them) and keep waiting. After it returned `Some`, the
     /// `Pending` is spent and further waits report `Closed`.
     pub fn try_wait_timeout(&mut self, timeout: Duration) -> Option<Result<Vec<u8>>> {
-        if self.spent {
-            return Some(self.finish());
-        }
-        if self.call.conn.wait(self.call.id, &self.call.slot, Deadline::after(timeout)) {
-            Some(self.finish())
-        } else {
-            None
+        let deadline = Deadline::after(timeout);
+        loop {
+            if !self.spent && !self.owed && !self.call.conn.wait(self.call.id, &self.call.slot, deadline) {
+                return None;
+            }
+            match self.settle(false) {
+                Some(result) => return Some(result),
+                None if self.owed => return None,
+                None => {}
+            }
         }
     }
 
@@ -132,7 +192,10 @@ impl Pending {
         }
         if !self.spent {
             self.spent = true;
-            self.call.conn.abandon(self.call.id, &self.call.slot);
+            // An owed call is in no connection's table: nothing to tell.
+            if !self.owed {
+                self.call.conn.abandon(self.call.id, &self.call.slot);
+            }
         }
     }
 }
@@ -142,19 +205,37 @@ impl Future for Pending {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        #[cfg(feature = "tokio")]
-        if let (false, Some(tokio)) = (this.spent, &mut this.tokio) {
-            match tokio.poll(&this.call, cx) {
-                Some(Poll::Pending) => return Poll::Pending,
-                Some(Poll::Ready(())) => return Poll::Ready(this.finish()),
-                // Not in a tokio runtime with I/O: the neutral path.
+        loop {
+            if !this.spent && !this.owed && this.poll_call(cx).is_pending() {
+                return Poll::Pending;
+            }
+            match this.settle(false) {
+                Some(result) => return Poll::Ready(result),
+                None if this.owed => {
+                    // No member had room, and nothing here is woken when
+                    // one has: look again on the executor's next turn.
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
+                // Sent again: poll the new call.
                 None => {}
             }
         }
-        if !this.spent && this.call.conn.poll(this.call.id, &this.call.slot, cx).is_pending() {
-            return Poll::Pending;
+    }
+}
+
+impl Pending {
+    /// Polls `call` until its slot is ready: on tokio's reactor where the
+    /// runtime polling has one, else on the executor-neutral path.
+    fn poll_call(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        #[cfg(feature = "tokio")]
+        if let Some(tokio) = &mut self.tokio {
+            // `None`: not in a tokio runtime with I/O, the neutral path.
+            if let Some(poll) = tokio.poll(&self.call, cx) {
+                return poll;
+            }
         }
-        Poll::Ready(this.finish())
+        self.call.conn.poll(self.call.id, &self.call.slot, cx)
     }
 }
 

@@ -230,18 +230,21 @@ pub(crate) fn join(pool: &Name, endpoint: &Name) -> io::Result<MemberEntry> {
     );
     let mut attempts = 0;
     loop {
-        sys::ensure_private_dir(&dir, uid)?;
         let temp = dir.join(format!(".{pid}.{n}.tmp"));
         let path = dir.join(format!("{pid}.{n}"));
-        let written = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&temp)
-            .and_then(|mut file| file.write_all(text.as_bytes()))
-            .and_then(|()| fs::rename(&temp, &path));
+        // The directory may go between its making and its check, too (a
+        // reader found it empty): that is tried again like the rest.
+        let written = sys::ensure_private_dir(&dir, uid).and_then(|()| {
+            fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                .open(&temp)
+                .and_then(|mut file| file.write_all(text.as_bytes()))
+                .and_then(|()| fs::rename(&temp, &path))
+        });
         match written {
             Ok(()) => return Ok(MemberEntry { path, pid }),
             Err(e) => {

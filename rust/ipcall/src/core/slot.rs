@@ -25,6 +25,10 @@ pub(crate) enum Outcome {
     NoReply,
     /// The server or the connection went away.
     Disconnected,
+    /// The server closed without taking the request: it never ran. The
+    /// caller sees `Disconnected`, unless its call can go to another server
+    /// (a pool's call, sent again to another member: docs/DECISIONS.md).
+    NotTaken,
     /// The call failed with this error (e.g. `Protocol`: the peer broke the
     /// wire format and the connection was dropped).
     Error(crate::core::error::Error),

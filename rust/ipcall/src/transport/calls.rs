@@ -121,7 +121,8 @@ impl Calls {
     }
 
     /// Removes the calls the server will never answer because it closed
-    /// after taking `last_taken`.
+    /// after taking `last_taken`: it never took them (to be completed with
+    /// [`fail_not_taken`] outside the lock).
     pub(crate) fn remove_after(&mut self, last_taken: u64) -> Vec<Entry> {
         self.server_closed = Some(last_taken);
         let ids: Vec<u64> = self.pending.keys().copied().filter(|&id| id > last_taken).collect();
@@ -138,6 +139,15 @@ impl Calls {
         self.async_calls = 0;
         self.followers = 0;
         Some(self.pending.drain().map(|(_, e)| e).collect())
+    }
+}
+
+/// Completes every call in `entries` as never taken by its server (which
+/// closed before reading it): `Outcome::NotTaken`, which a pool sends again
+/// to another member and everyone else reports as `Disconnected`.
+pub(crate) fn fail_not_taken(entries: Vec<Entry>) {
+    for entry in entries {
+        entry.slot.complete(Outcome::NotTaken);
     }
 }
 

@@ -244,7 +244,7 @@ impl MemClient {
             refused.slot = None;
             return Err(Error::Disconnected { name: self.endpoint.name.clone() });
         }
-        Ok(Call { conn: self, id: 0, slot })
+        Ok(Call::new(self, 0, slot))
     }
 }
 
@@ -270,7 +270,7 @@ impl ClientConn for MemClient {
         let slot = self.slot();
         self.notifier.arm(&slot);
         slot.complete(Outcome::Reply(answer_control(&self.endpoint.counters, request)));
-        Ok(Call { conn: self, id: 0, slot })
+        Ok(Call::new(self, 0, slot))
     }
 
     fn wait(&self, _id: u64, slot: &Slot, deadline: Deadline) -> bool {

@@ -174,6 +174,17 @@ pub(crate) struct Call {
     pub(crate) conn: Arc<dyn ClientConn>,
     pub(crate) id: u64,
     pub(crate) slot: Arc<Slot>,
+    /// What sending it again takes, should its server close without taking
+    /// it (`Outcome::NotTaken`): only a pool's calls have it (the request's
+    /// bytes, kept until the call ends; see [`pool::Resend`]).
+    pub(crate) resend: Option<Box<pool::Resend>>,
+}
+
+impl Call {
+    /// A call that cannot be sent again (every transport's own).
+    pub(crate) fn new(conn: Arc<dyn ClientConn>, id: u64, slot: Arc<Slot>) -> Call {
+        Call { conn, id, slot, resend: None }
+    }
 }
 
 /// The server side of a transport.

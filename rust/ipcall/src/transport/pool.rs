@@ -45,6 +45,65 @@ const MEMBER_ID_MASK: u64 = (1 << MEMBER_SHIFT) - 1;
 /// Member numbers stop at this (then no member is added any more).
 const MAX_MEMBER_NO: u32 = 1 << (64 - MEMBER_SHIFT);
 
+/// At most this many sends of one call, the first one included: a call
+/// whose members keep closing before they take it then fails
+/// `Disconnected` instead of moving on for ever.
+const MAX_SENDS: u32 = 16;
+
+/// What a pool keeps of a call so that it can send it again when its
+/// member closes without taking it (`Outcome::NotTaken`: the close frame's
+/// or the ring's `last_taken` is below its id, so the member never ran
+/// it). The request's bytes are kept until the call ends; a call its
+/// member took is never sent again (it might run twice).
+pub(crate) struct Resend {
+    /// The pool the call went through.
+    pool: Arc<PoolConn>,
+    /// The request's bytes (a control request's, if `control`).
+    data: Vec<u8>,
+    /// A control request (ping, stats), sent again as one.
+    control: bool,
+    /// The timeout the caller sent along (`send_timeout`), and when: a
+    /// resend tells the next member the time that is left of it.
+    timeout: Option<(Duration, Instant)>,
+    /// How many times the call was sent (1 after the first send).
+    sends: u32,
+}
+
+impl Resend {
+    /// Sends call `id` of this pool, which its member closed without
+    /// taking, again: to the least loaded live member other than that one.
+    /// With `block` it waits for room as `send` does; without, `Ok(None)`
+    /// says that no member has room now (nothing was sent: try again
+    /// later). `Disconnected` when no live member is left even after
+    /// reading the directory again, or after [`MAX_SENDS`] sends. A control
+    /// request is always sent blocking (at most 64 bytes).
+    pub(crate) fn send_again(&mut self, id: u64, block: bool) -> Result<Option<Call>> {
+        if self.sends >= MAX_SENDS {
+            return Err(Error::Disconnected { name: self.pool.name.shared().clone() });
+        }
+        let (no, _) = split(id);
+        let data = &self.data;
+        let timeout = self.timeout.map(|(timeout, since)| timeout.saturating_sub(since.elapsed()));
+        let sent = if self.control {
+            self.pool.dispatch(&[no], |conn| conn.control(data).map(Some))?
+        } else if block {
+            self.pool.dispatch(&[no], |conn| {
+                match timeout {
+                    None => conn.send(data),
+                    Some(timeout) => conn.send_timeout(data, timeout),
+                }
+                .map(Some)
+            })?
+        } else {
+            self.pool.dispatch(&[no], |conn| conn.try_send(data, timeout))?
+        };
+        if sent.is_some() {
+            self.sends += 1;
+        }
+        Ok(sent)
+    }
+}
+
 /// True for the kinds a pool can have (`mem:` is in-process; `nats:`
 /// names are pools by themselves, through NATS queue groups).
 pub(crate) fn is_pool_kind(kind: Kind) -> bool {
@@ -233,15 +292,18 @@ impl PoolConn {
         self.read().list.iter().find(|m| m.no == no).map(|m| m.conn.clone())
     }
 
-    /// Sends through the least loaded live member with `send`, trying the
-    /// next one when a member turns out closed; `Disconnected` when none
-    /// is left even after reading the directory again.
+    /// Sends through the least loaded live member not in `avoid` with
+    /// `send`, trying the next one when a member turns out closed;
+    /// `Disconnected` when none is left even after reading the directory
+    /// again. The call it returns is the pool's, with nothing kept to send
+    /// it again (see [`keep`](Self::keep)).
     fn dispatch(
         self: &Arc<Self>,
+        avoid: &[u32],
         mut send: impl FnMut(Arc<dyn ClientConn>) -> Result<Option<Call>>,
     ) -> Result<Option<Call>> {
         self.maybe_rescan();
-        let mut skip = Vec::new();
+        let mut skip = avoid.to_vec();
         let mut full = false;
         let mut rescanned = false;
         loop {
@@ -252,7 +314,7 @@ impl PoolConn {
                 if !rescanned {
                     rescanned = true;
                     self.rescan(&mut lock(&self.scanned));
-                    skip.clear();
+                    skip = avoid.to_vec();
                     continue;
                 }
                 return Err(Error::Disconnected { name: self.name.shared().clone() });
@@ -268,7 +330,7 @@ impl PoolConn {
                 Ok(Some(call)) => {
                     debug_assert!(call.id <= MEMBER_ID_MASK);
                     let id = (u64::from(no) << MEMBER_SHIFT) | (call.id & MEMBER_ID_MASK);
-                    return Ok(Some(Call { conn: self.clone(), id, slot: call.slot }));
+                    return Ok(Some(Call::new(self.clone(), id, call.slot)));
                 }
                 Ok(None) => full = true,
                 // Nothing was sent: the member is gone, try another.
@@ -280,6 +342,20 @@ impl PoolConn {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// `call` with what sending it again takes: `data`, the request's
+    /// bytes (a control request's if `control`), and the caller's timeout
+    /// with the moment it was sent along.
+    fn keep(
+        self: &Arc<Self>,
+        mut call: Call,
+        data: Vec<u8>,
+        control: bool,
+        timeout: Option<(Duration, Instant)>,
+    ) -> Call {
+        call.resend = Some(Box::new(Resend { pool: self.clone(), data, control, timeout, sends: 1 }));
+        call
     }
 
     /// Calls `f` on every member's connection (not under the lock), then
@@ -304,22 +380,44 @@ fn split(id: u64) -> (u32, u64) {
 
 impl ClientConn for PoolConn {
     fn send(self: Arc<Self>, data: &[u8]) -> Result<Call> {
-        self.dispatch(|conn| conn.send(data).map(Some)).map(|call| call.expect("a blocking send always sends"))
+        let call = self.dispatch(&[], |conn| conn.send(data).map(Some))?.expect("a blocking send always sends");
+        Ok(self.keep(call, data.to_vec(), false, None))
     }
 
     /// To one member, the least loaded, as a call (a pool's ping or stats
     /// speaks for that member, as on a `nats:` name).
     fn control(self: Arc<Self>, request: &[u8]) -> Result<Call> {
-        self.dispatch(|conn| conn.control(request).map(Some)).map(|call| call.expect("a blocking send always sends"))
+        let call = self.dispatch(&[], |conn| conn.control(request).map(Some))?.expect("a blocking send always sends");
+        Ok(self.keep(call, request.to_vec(), true, None))
     }
 
     fn send_timeout(self: Arc<Self>, data: &[u8], timeout: Duration) -> Result<Call> {
-        self.dispatch(|conn| conn.send_timeout(data, timeout).map(Some))
-            .map(|call| call.expect("a blocking send always sends"))
+        let since = Instant::now();
+        let call = self
+            .dispatch(&[], |conn| conn.send_timeout(data, timeout).map(Some))?
+            .expect("a blocking send always sends");
+        Ok(self.keep(call, data.to_vec(), false, Some((timeout, since))))
+    }
+
+    /// As `send`, keeping the buffer itself for a resend (no copy).
+    fn send_owned(self: Arc<Self>, data: Vec<u8>, timeout: Option<Duration>) -> Result<Call> {
+        let since = Instant::now();
+        let call = self
+            .dispatch(&[], |conn| {
+                match timeout {
+                    None => conn.send(&data),
+                    Some(timeout) => conn.send_timeout(&data, timeout),
+                }
+                .map(Some)
+            })?
+            .expect("a blocking send always sends");
+        Ok(self.keep(call, data, false, timeout.map(|timeout| (timeout, since))))
     }
 
     fn try_send(self: Arc<Self>, data: &[u8], timeout: Option<Duration>) -> Result<Option<Call>> {
-        self.dispatch(|conn| conn.try_send(data, timeout))
+        let since = Instant::now();
+        let call = self.dispatch(&[], |conn| conn.try_send(data, timeout))?;
+        Ok(call.map(|call| self.keep(call, data.to_vec(), false, timeout.map(|timeout| (timeout, since)))))
     }
 
     fn wait(&self, id: u64, slot: &Slot, deadline: Deadline) -> bool {
@@ -403,5 +501,52 @@ impl ClientConn for PoolConn {
 
     fn is_closed(&self) -> bool {
         false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::error::ErrorKind;
+
+    /// A pool of one live member, and a client connection to it.
+    fn one_member_pool(tag: &str) -> (crate::Server, Arc<PoolConn>) {
+        let dir = std::env::temp_dir();
+        let name = format!("unix:{}/ipcall-pool-unit-{}-{tag}", dir.display(), std::process::id());
+        let server = crate::Server::bind_with(&name, &ServerOptions::new().pool(true)).unwrap();
+        let pool = connect(&Name::parse(&name).unwrap(), &ClientOptions::default()).expect("a live member");
+        (server, pool)
+    }
+
+    #[test]
+    fn a_call_is_sent_again_at_most_max_sends_times() {
+        let (server, pool) = one_member_pool("max-sends");
+        let call = pool.clone().send(b"x").unwrap();
+        let mut resend = call.resend.expect("a pool call can be sent again");
+        assert_eq!(resend.sends, 1);
+        // Sent again from a member number no member has: the live member
+        // takes it.
+        let avoided = u64::from(MAX_MEMBER_NO - 1) << MEMBER_SHIFT;
+        assert!(resend.send_again(avoided, true).unwrap().is_some());
+        assert_eq!(resend.sends, 2);
+        // The last allowed send is spent: Disconnected, though a member lives.
+        resend.sends = MAX_SENDS;
+        let Err(err) = resend.send_again(avoided, true) else { panic!("sent a 17th time") };
+        assert_eq!(err.kind(), ErrorKind::Disconnected, "{err}");
+        drop(pool);
+        drop(server);
+    }
+
+    #[test]
+    fn a_call_is_not_sent_again_to_the_member_it_left() {
+        let (server, pool) = one_member_pool("avoid");
+        let call = pool.clone().send(b"x").unwrap();
+        let mut resend = call.resend.expect("a pool call can be sent again");
+        // Its own member is the only one: no other member, even after a
+        // fresh read of the directory.
+        let Err(err) = resend.send_again(call.id, false) else { panic!("sent to the member it left") };
+        assert_eq!(err.kind(), ErrorKind::Disconnected, "{err}");
+        drop(pool);
+        drop(server);
     }
 }

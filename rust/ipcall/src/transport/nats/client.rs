@@ -165,7 +165,7 @@ async fn control(nats: async_nats::Client, subject: Subject, request: Bytes, nam
 
 /// The one place a `nats:` call becomes the public `Pending`.
 fn make_pending(conn: Arc<NatsClient>, id: u64, slot: Arc<Slot>) -> CallInFlight {
-    CallInFlight { conn, id, slot }
+    CallInFlight::new(conn, id, slot)
 }
 
 impl NatsClient {

@@ -39,7 +39,7 @@ use crate::core::options::{ClientOptions, WaitMode};
 use crate::core::slot::{Outcome, Slot, Woken};
 use crate::core::wait::lock;
 use crate::core::wait::Deadline;
-use crate::transport::calls::{busy, fail_all, Calls, Death, Entry};
+use crate::transport::calls::{busy, fail_all, fail_not_taken, Calls, Death, Entry};
 use crate::transport::evented::{Notifier, PollSet};
 use crate::transport::shm::ring::{self, announce_sleep, kind, Consumer, Partial, Producer, Taken};
 use crate::transport::stream::client::CLIENT_HANDSHAKE_TIMEOUT;
@@ -263,8 +263,8 @@ impl Shared {
         }
     }
 
-    /// After a drain: applies the server's close (calls it never took fail
-    /// with `Disconnected`).
+    /// After a drain: applies the server's close (calls it never took end
+    /// as not taken: `Disconnected`, or sent again by a pool).
     fn check_closed(&self) {
         let header = self.mapping.header();
         if header.closed.load(Ordering::Acquire) == 0 {
@@ -278,16 +278,18 @@ impl Shared {
             failed
         };
         self.closed_applied.store(true, Ordering::Release);
-        fail_all(failed, &Death::Disconnected, &self.name);
+        fail_not_taken(failed);
     }
 
     /// True once the server's side of the rendezvous is gone; then fails
-    /// what is left (after reading the replies it wrote before dying).
+    /// what is left (after reading the replies it wrote before dying, and
+    /// its close if it closed first: the calls it never took end as such).
     fn check_gone(&self, reader: &mut ReplyReader) -> bool {
         if !peer_gone(self.socket.as_fd()) {
             return false;
         }
         self.drain(reader);
+        self.check_closed();
         self.die(Death::Disconnected);
         true
     }
@@ -459,7 +461,10 @@ impl ShmClient {
                     return false;
                 }
             }
-            lock(&shared.calls).dead.is_none() && !peer_gone(shared.socket.as_fd())
+            // A server that closed takes nothing more: stop waiting for room.
+            lock(&shared.calls).dead.is_none()
+                && header.closed.load(Ordering::Acquire) == 0
+                && !peer_gone(shared.socket.as_fd())
         };
         let mut how = Sending {
             mode: shared.mode,
@@ -490,10 +495,18 @@ impl ShmClient {
         }
         match sent {
             Ok(()) => {}
-            Err(SendError::Gone) => shared.die(Death::Disconnected),
+            Err(SendError::Gone) => {
+                // A server that closed first never took this call (nor any
+                // after its `last_taken`): they end as such. Closed but not
+                // gone, it still answers the calls it took.
+                shared.check_closed();
+                if header.closed.load(Ordering::Acquire) == 0 || peer_gone(shared.socket.as_fd()) {
+                    shared.die(Death::Disconnected);
+                }
+            }
             Err(SendError::Violation(v)) => shared.die(Death::Protocol(v.to_string())),
         }
-        Ok(Call { conn: self, id, slot })
+        Ok(Call::new(self, id, slot))
     }
 }
 

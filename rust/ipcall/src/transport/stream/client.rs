@@ -42,7 +42,7 @@ use crate::core::slot::{Outcome, Slot, Woken};
 use crate::core::wait::lock;
 use crate::core::wait::Deadline;
 use crate::sys::poll::{poll_until, pollfd};
-use crate::transport::calls::{busy, fail_all, Calls, Death, Entry};
+use crate::transport::calls::{busy, fail_all, fail_not_taken, Calls, Death, Entry};
 use crate::transport::evented::{Notifier, PollSet};
 use crate::transport::stream::{
     is_disconnect, remaining_slices, wait_fd, write_all_blocking, FrameReader, ReadError, Wire,
@@ -204,7 +204,7 @@ impl Shared {
                 // Later calls must not be sent; the answers still owed
                 // arrive before the server's end of stream.
                 let orphans = lock(&self.calls).remove_after(last_taken);
-                fail_all(orphans, &Death::Disconnected, &self.name);
+                fail_not_taken(orphans);
                 return;
             }
             FrameKind::Request | FrameKind::Deadline | FrameKind::Cancel | FrameKind::ControlRequest => {
@@ -326,7 +326,11 @@ impl Shared {
                         // they stop while we are still blocked.
                         wait_fd(self.wire.write_fd(), libc::POLLOUT, Deadline::after(Duration::from_millis(10)))?;
                     }
-                    if lock(&self.calls).dead.is_some() {
+                    // A server that closed reads no more: this request
+                    // will never be taken (its call already ended so), and
+                    // the rest of it need not wait for room.
+                    let calls = lock(&self.calls);
+                    if calls.dead.is_some() || calls.server_closed.is_some() {
                         return Err(io::ErrorKind::BrokenPipe.into());
                     }
                 }
@@ -435,7 +439,7 @@ impl StreamClient {
         shared.send_blocked.after_blocking_send(&shared.notifier);
         shared.flush_cancels();
         let id = sent?;
-        Ok(Call { conn: self, id, slot })
+        Ok(Call::new(self, id, slot))
     }
 }
 

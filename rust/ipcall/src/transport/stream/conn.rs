@@ -42,8 +42,8 @@ pub(crate) struct ServerConn {
     /// When the frame being received began, in nanoseconds since
     /// [`EPOCH`] (0: no frame under way). Only readers touch it.
     pub(crate) frame_since: AtomicU64,
-    /// The id of the last request a `recv` took (ids only grow), for the
-    /// `close` frame. Written under the server's state lock.
+    /// The greatest id of the requests a `recv` took, for the `close`
+    /// frame (see [`deliver`]). Written under the server's state lock.
     pub(crate) last_taken: AtomicU64,
     /// Its server's name for its events, and whether its drop was reported.
     pub(crate) trace: ConnTrace,
@@ -191,10 +191,19 @@ impl Decoded {
 
 /// Turns a decoded request into an `Incoming`; called under the state lock
 /// (which orders `last_taken` against `close`).
+///
+/// `last_taken` only grows: two receiving threads that decoded requests of
+/// one connection may deliver them out of id order, and the close frame
+/// must never name an id below one the application holds (its caller would
+/// be told the request was never taken, and a pool would send it again: it
+/// would run twice). An earlier request still queued then is covered by
+/// the close frame without being taken; its caller learns `Disconnected`
+/// when the connection ends, as for a taken request that was never
+/// answered.
 pub(crate) fn deliver(decoded: Decoded) -> Incoming {
     let Decoded { conn, id, data, max, deadline, cancel } = decoded;
     let peer = conn.peer;
-    conn.last_taken.store(id, Ordering::Release);
+    conn.last_taken.fetch_max(id, Ordering::AcqRel);
     let mut incoming = Incoming::new(data, peer, conn, id, max);
     incoming.deadline = deadline;
     incoming.cancel = cancel.map(CancelRef::Own);

@@ -205,18 +205,8 @@ impl StreamServer {
 
 impl ConnService for Shared {
     fn service_now(&self, token: u64) {
-        let mut fresh = Vec::new();
-        self.service(token, &mut fresh);
-        if fresh.is_empty() {
-            return;
-        }
-        let mut state = lock(&self.state);
-        // Decoded after `close`: their callers learn from the close frame
-        // that these were never taken.
-        if !state.closed {
-            state.incoming.extend(fresh);
-            self.update_wake(&mut state);
-        }
+        // Nothing is taken here: what it decodes is queued (in order).
+        self.service(token, None);
     }
 }
 
@@ -286,8 +276,10 @@ impl Shared {
         let _ = conn.answer(frame.id, Answer::Control(&answer));
     }
 
-    /// Reads what connection `token` has to say, queueing its requests.
-    fn service(&self, token: u64, out: &mut Vec<Decoded>) {
+    /// Reads what connection `token` has to say and publishes its requests
+    /// (see [`publish`](Self::publish)): into `taken` if it is `Some` and
+    /// empty and nothing is queued, the rest into the queue.
+    fn service(&self, token: u64, taken: Option<&mut Option<Incoming>>) {
         let Some(conn) = lock(&self.state).conns.get(&token).cloned() else { return };
         let mut reader = {
             let mut disarmed = lock(&conn.arm);
@@ -304,13 +296,12 @@ impl Shared {
                 }
             }
         };
-        let batch = out;
-        let first_new = batch.len();
+        let mut batch = Vec::new();
         let outcome = loop {
             // Epoll is level-triggered: whatever is left in the socket is
             // reported again, so stop once a request is out and nothing is
             // buffered here (no extra read just to see EAGAIN).
-            if batch.len() > first_new && !reader.has_buffered() {
+            if !batch.is_empty() && !reader.has_buffered() {
                 break Ok(());
             }
             match reader.next(&*conn.wire, Deadline::Now) {
@@ -336,6 +327,9 @@ impl Shared {
             Ok(()) if conn.frame_overdue(reader.in_frame(), self.frame_timeout) => Err(DropReason::FrameTimeout),
             other => other,
         };
+        if !batch.is_empty() {
+            self.publish(batch, taken);
+        }
         self.release_reader(&conn, reader);
         if let Err(reason) = outcome {
             // Hung up, or broke the protocol: only this connection goes.
@@ -344,18 +338,48 @@ impl Shared {
     }
 
     /// One turn of the event loop: waits on epoll until `deadline` (or the
-    /// next handshake deadline) and handles what it reports.
-    /// Decoded requests are appended to `out`.
-    fn turn(&self, deadline: Deadline, out: &mut Vec<Decoded>) -> Result<()> {
+    /// next handshake deadline) and handles what it reports. Decoded
+    /// requests are published: the first into `taken` if it is `Some` (a
+    /// `recv`, which then returns it; also when this fails), the others
+    /// queued.
+    fn turn(&self, deadline: Deadline, mut taken: Option<&mut Option<Incoming>>) -> Result<()> {
         let wait = deadline;
         self.epoll
             .wait(wait, |token| {
                 if token != WAKE {
-                    self.service(token, out);
+                    self.service(token, taken.as_deref_mut());
                 }
             })
             .map_err(|source| Error::Io { name: self.name.clone(), source })?;
         Ok(())
+    }
+
+    /// Publishes requests just decoded from one connection, while its
+    /// reader is still held: the first is taken (delivered into `taken`)
+    /// if `taken` is `Some` and empty and nothing is queued, the rest are
+    /// queued; after `close` they are dropped (the close frame tells their
+    /// callers they were never taken).
+    ///
+    /// Under the reader, so that a connection's requests are taken in id
+    /// order: a thread that decoded the next ones cannot publish before
+    /// these (the `close` frame's "taken up to `id`" counts on it, and a
+    /// pool sends a call again only when its id is above that).
+    fn publish(&self, batch: Vec<Decoded>, taken: Option<&mut Option<Incoming>>) {
+        let mut state = lock(&self.state);
+        if state.closed {
+            return;
+        }
+        let mut batch = batch.into_iter();
+        if let Some(taken) = taken.filter(|taken| taken.is_none()) {
+            if state.incoming.is_empty() {
+                // The common case: take the first new request directly,
+                // queue only the rest (no wake-up needed when there is no
+                // rest).
+                *taken = batch.next().map(deliver);
+            }
+        }
+        state.incoming.extend(batch);
+        self.update_wake(&mut state);
     }
 
     fn recv(&self, deadline: Deadline) -> Result<Incoming> {
@@ -379,27 +403,9 @@ impl Shared {
 
     fn recv_loop(&self, deadline: Deadline) -> Result<Incoming> {
         let mut turned = false;
-        let mut fresh = Vec::new();
         loop {
             let sole = {
                 let mut state = lock(&self.state);
-                if !state.closed && !fresh.is_empty() {
-                    if state.incoming.is_empty() {
-                        // The common case: take the first new request
-                        // directly, queue only the rest (no wake-up needed
-                        // when there is no rest).
-                        let mut fresh = fresh.drain(..);
-                        let first = fresh.next().expect("not empty");
-                        state.incoming.extend(fresh);
-                        self.update_wake(&mut state);
-                        return Ok(deliver(first));
-                    }
-                    state.incoming.extend(fresh.drain(..));
-                    self.update_wake(&mut state);
-                }
-                // Decoded after `close`: their callers learn from the close
-                // frame that these were never taken.
-                fresh.clear();
                 if let Some(result) = self.take(&mut state) {
                     return result;
                 }
@@ -412,21 +418,20 @@ impl Shared {
                 }
                 sole
             };
-            match sole {
+            let mut taken = None;
+            let turn = match sole {
                 Some(conn) => {
-                    if let Some(first) = self.read_directly(&conn, deadline, &mut fresh) {
-                        let mut state = lock(&self.state);
-                        if !state.closed {
-                            if !fresh.is_empty() {
-                                state.incoming.extend(fresh.drain(..));
-                                self.update_wake(&mut state);
-                            }
-                            return Ok(deliver(first));
-                        }
-                    }
+                    taken = self.read_directly(&conn, deadline);
+                    Ok(())
                 }
-                None => self.turn(deadline, &mut fresh)?,
+                None => self.turn(deadline, Some(&mut taken)),
+            };
+            // A request taken is returned even if the turn then failed:
+            // dropped, it would answer `NoReply`.
+            if let Some(incoming) = taken {
+                return Ok(incoming);
             }
+            turn?;
             turned = true;
         }
     }
@@ -456,9 +461,10 @@ impl Shared {
     /// is busy here. A FIFO, which cannot time a read, polls its read end
     /// and the epoll descriptor without a timeout instead, and leaves as
     /// soon as epoll is readable (`Wire::read_or_wake`).
-    /// Returns the first request read; any others that one read brought are
-    /// appended to `out`.
-    fn read_directly(&self, conn: &Arc<ServerConn>, deadline: Deadline, out: &mut Vec<Decoded>) -> Option<Decoded> {
+    /// Returns the first request read, taken (or `None` if it is queued
+    /// behind requests already there: the caller takes from the queue);
+    /// any others that one read brought are queued.
+    fn read_directly(&self, conn: &Arc<ServerConn>, deadline: Deadline) -> Option<Incoming> {
         let mut reader = match conn.reader.try_lock() {
             Ok(reader) => reader,
             Err(TryLockError::Poisoned(e)) => e.into_inner(),
@@ -477,7 +483,7 @@ impl Shared {
             }
         }
         let mut failed = None;
-        let mut first = None;
+        let mut batch = Vec::new();
         // The last wait for `wake` ended with nothing read and nothing to
         // leave for: the next one is a timed slice, so that epoll staying
         // readable for a reason this loop does not act on cannot make it spin.
@@ -498,13 +504,13 @@ impl Shared {
             };
             match read {
                 Ok(Some(Event::Frame(f))) if f.kind == FrameKind::Request => {
-                    first = Some(Decoded::new(conn, f, &reader));
+                    batch.push(Decoded::new(conn, f, &reader));
                     conn.frame_overdue(false, self.frame_timeout);
                     // Decode whatever else that read brought, without reading more.
                     while reader.has_buffered() {
                         match reader.next(&*conn.wire, Deadline::Now) {
                             Ok(Some(Event::Frame(f))) if f.kind == FrameKind::Request => {
-                                out.push(Decoded::new(conn, f, &reader))
+                                batch.push(Decoded::new(conn, f, &reader))
                             }
                             Ok(Some(Event::Frame(f))) if f.kind == FrameKind::Cancel => conn.cancel_request(f.id),
                             Ok(Some(Event::Frame(f))) if f.kind == FrameKind::ControlRequest => {
@@ -557,13 +563,17 @@ impl Shared {
                 }
             }
         }
+        let mut taken = None;
+        if !batch.is_empty() {
+            self.publish(batch, Some(&mut taken));
+        }
         self.release_reader(conn, reader);
         if let Some(reason) = failed {
             if !lock(&self.state).closed {
                 self.drop_conn(conn, reason);
             }
         }
-        first
+        taken
     }
 
     /// Why a read that was not a request (nor nothing) ends a connection.

@@ -389,6 +389,6 @@ impl ShmClient {
         if start_reader {
             self.start_reader_thread();
         }
-        Ok(Some(Call { conn: self, id, slot }))
+        Ok(Some(Call::new(self, id, slot)))
     }
 }

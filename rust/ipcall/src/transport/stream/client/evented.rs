@@ -319,6 +319,6 @@ impl StreamClient {
             shared.want_write(true);
         }
         drop(writer);
-        Ok(Some(Call { conn: self, id, slot }))
+        Ok(Some(Call::new(self, id, slot)))
     }
 }
