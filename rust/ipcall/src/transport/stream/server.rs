@@ -203,6 +203,28 @@ impl StreamServer {
     }
 }
 
+/// Requests one read decoded from a connection, in id order. The first
+/// is kept apart so that the usual batch of one allocates nothing.
+#[derive(Default)]
+struct Batch {
+    first: Option<Decoded>,
+    rest: Vec<Decoded>,
+}
+
+impl Batch {
+    fn push(&mut self, decoded: Decoded) {
+        if self.first.is_none() {
+            self.first = Some(decoded);
+        } else {
+            self.rest.push(decoded);
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.first.is_none()
+    }
+}
+
 impl ConnService for Shared {
     fn service_now(&self, token: u64) {
         // Nothing is taken here: what it decodes is queued (in order).
@@ -296,7 +318,7 @@ impl Shared {
                 }
             }
         };
-        let mut batch = Vec::new();
+        let mut batch = Batch::default();
         let outcome = loop {
             // Epoll is level-triggered: whatever is left in the socket is
             // reported again, so stop once a request is out and nothing is
@@ -364,12 +386,12 @@ impl Shared {
     /// order: a thread that decoded the next ones cannot publish before
     /// these (the `close` frame's "taken up to `id`" counts on it, and a
     /// pool sends a call again only when its id is above that).
-    fn publish(&self, batch: Vec<Decoded>, taken: Option<&mut Option<Incoming>>) {
+    fn publish(&self, batch: Batch, taken: Option<&mut Option<Incoming>>) {
         let mut state = lock(&self.state);
         if state.closed {
             return;
         }
-        let mut batch = batch.into_iter();
+        let mut batch = batch.first.into_iter().chain(batch.rest);
         if let Some(taken) = taken.filter(|taken| taken.is_none()) {
             if state.incoming.is_empty() {
                 // The common case: take the first new request directly,
@@ -483,7 +505,7 @@ impl Shared {
             }
         }
         let mut failed = None;
-        let mut batch = Vec::new();
+        let mut batch = Batch::default();
         // The last wait for `wake` ended with nothing read and nothing to
         // leave for: the next one is a timed slice, so that epoll staying
         // readable for a reason this loop does not act on cannot make it spin.
