@@ -76,7 +76,7 @@ pub fn command() -> Command {
                 .arg(positional("NAME", "the name to bind (kind:address)"))
                 .arg(option("unique", "KIND", "bind a generated name of this kind (unix, pipe, shm)"))
                 .arg(switch("echo", "reply with the request's bytes"))
-                .arg(option("exec", "CMD", "run `sh -c CMD` per request: stdin the request, stdout the reply"))
+                .arg(option("exec", "CMD", "run `sh -c CMD` per request: stdin the request, stdout the reply; ended (SIGTERM to its process group) when its caller gives up"))
                 .arg(switch("one-shot", "accept exactly one client; end when it goes away"))
                 .arg(switch("pool", "bind NAME as one member of a worker pool (unix:, pipe:, shm:)"))
                 .arg(option("workers", "N", "start a pool of N worker processes on NAME"))
