@@ -44,7 +44,10 @@ with --one-shot, until its one client goes away).
                    `ipcall serve NAME --pool` with these options), print
                    NAME once all serve, and wait for them; a stop signal is
                    passed on to every worker (SIGTERM: each drains). A
-                   worker that dies is not restarted; the others go on
+                   worker that dies otherwise is replaced after 100 ms,
+                   doubled per further death of its slot within 10 s;
+                   the sixth within 10 s makes it give up: the others
+                   drain and it exits 1 with the reason on stderr
   --jobs N         answer up to N requests at once (default 1)
   --max-size B     largest request or reply in bytes (default 64 MiB)
   --wait-mode MODE how shm: waits for requests: adaptive (the default:
