@@ -4,7 +4,7 @@ wraps `Server` and `Client` and re-exports the rest."""
 
 import asyncio
 from types import TracebackType
-from typing import Dict, List, Literal, Optional, Sequence, Tuple, Type, Union, final
+from typing import Any, Coroutine, Dict, List, Literal, Optional, Sequence, Tuple, Type, Union, final
 
 from typing_extensions import Buffer, Self
 
@@ -18,6 +18,7 @@ __all__ = [
     "ServerStats",
     "Completions",
     "_BenchEchoServer",
+    "_CancelBell",
     "_bench_rust_client",
     "error_kinds",
     "DEFAULT_MAX_MESSAGE_SIZE",
@@ -179,8 +180,27 @@ class Request:
         busy handler learns it by polling. Answering is still harmless.
         Always False where the caller cannot tell (an older peer; a `nats:`
         call not yet acknowledged)."""
+    def wait_cancelled(self, timeout: Optional[float] = None) -> bool:
+        """Blocks until the caller gives up or the request is answered or
+        closed (by another thread), at most `timeout` seconds (None: until
+        one of them), with the GIL released; returns `cancelled` then: True
+        if the caller gave up, False if the request was answered or closed
+        first or the timeout passed (as `threading.Event.wait`). A negative
+        or NaN timeout raises `ValueError`."""
+    def wait_cancelled_async(self) -> Coroutine[Any, Any, bool]:
+        """`wait_cancelled` for asyncio: ``await request.wait_cancelled_async()``
+        returns True once the caller gives up, False once the request was
+        answered or closed first (at once if either happened already). No
+        thread and no polling: the running loop watches one descriptor for
+        all its waits. Race it against the work (``asyncio.wait(...,
+        return_when=FIRST_COMPLETED)``, a `TaskGroup`) to abandon work
+        nobody waits for; cancelling the wait leaves the request as it
+        was. Never True where the caller cannot tell (see `cancelled`)."""
     @property
     def pending(self) -> bool: ...
+    # wait_cancelled_async's bridge (private; see ipcall/_cancel.py).
+    def _ring_when_settled(self, bell: _CancelBell, token: int) -> Optional[bool]: ...
+    def _forget_bell(self, bell: _CancelBell, token: int) -> None: ...
     def reply(self, data: Buffer) -> None: ...
     def fail(self, payload: Buffer) -> None: ...
     def close(self) -> None: ...
@@ -248,6 +268,15 @@ class Pending:
         _value: Optional[BaseException],
         _tb: Optional[TracebackType],
     ) -> None: ...
+
+@final
+class _CancelBell:
+    """What an asyncio loop watches for `Request.wait_cancelled_async`
+    (private; see ipcall/_cancel.py)."""
+
+    def __new__(cls) -> Self: ...
+    def fileno(self) -> int: ...
+    def take(self) -> List[int]: ...
 
 @final
 class _BenchEchoServer:

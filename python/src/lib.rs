@@ -14,6 +14,7 @@
 //!   our lock and wants the GIL.
 
 mod bench;
+mod cancel;
 mod client;
 mod errors;
 mod evloop;
@@ -157,6 +158,7 @@ fn _ipcall(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<server::PyServer>()?;
     m.add_class::<server::PyRequest>()?;
     m.add_class::<server::PyPeer>()?;
+    m.add_class::<cancel::PyCancelBell>()?;
     m.add_class::<client::PyClient>()?;
     m.add_class::<client::PyPending>()?;
     m.add_class::<stats::PyServerStats>()?;

@@ -3,7 +3,7 @@
 use std::collections::VecDeque;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use ipcall::{Error, ErrorKind, Kind, Peer, Request, Server, ServerOptions};
@@ -11,6 +11,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
+use crate::cancel::{PyCancelBell, Watch};
 use crate::errors::{self, ToPyResult};
 use crate::{deadline_after, wait_in_slices, BytesLike};
 
@@ -425,8 +426,13 @@ pub(crate) struct PyRequest {
     deadline: Option<f64>,
     /// Whether its caller gave up, readable after the answer too.
     cancellation: ipcall::Cancelled,
-    /// `None` once answered or closed. Only ever locked for a take.
+    /// `None` once answered or closed. Locked for a take, a look at the
+    /// cancel, and to start a [`Watch`].
     inner: Mutex<Option<Request>>,
+    /// Who waits for the cancel (`wait_cancelled`, `wait_cancelled_async`);
+    /// made by the first wait, while `inner` is locked and holds the
+    /// request, and settled by every answer after it.
+    watch: OnceLock<Arc<Watch>>,
     /// The server's name, for error messages.
     server_name: Arc<str>,
 }
@@ -440,7 +446,15 @@ impl PyRequest {
         let peer = PyPeer { pid, uid, gid, nats_client_id, name };
         let deadline = request.deadline().map(|d| crate::monotonic_of(py, d)).transpose()?;
         let cancellation = request.cancelled();
-        Ok(PyRequest { data, peer, deadline, cancellation, inner: Mutex::new(Some(request)), server_name })
+        Ok(PyRequest {
+            data,
+            peer,
+            deadline,
+            cancellation,
+            inner: Mutex::new(Some(request)),
+            watch: OnceLock::new(),
+            server_name,
+        })
     }
 
     fn take(&self, py: Python<'_>) -> PyResult<Request> {
@@ -449,6 +463,41 @@ impl PyRequest {
 
     fn answered_error(&self, py: Python<'_>) -> PyErr {
         errors::new(py, ErrorKind::Closed, &self.server_name, "this request was already answered or closed")
+    }
+
+    /// The watch of this request's cancel, registered with the core; `None`
+    /// if it was answered already (nothing can change any more).
+    fn start_watch(&self) -> Option<Arc<Watch>> {
+        let inner = lock(&self.inner);
+        let request = inner.as_ref()?;
+        let watch = self.watch.get_or_init(Default::default).clone();
+        watch.register(request);
+        Some(watch)
+    }
+
+    /// Wakes whoever waits for the cancel: the request was just answered,
+    /// closed or dropped.
+    fn settle_watch(&self) {
+        if let Some(watch) = self.watch.get() {
+            watch.settle();
+        }
+    }
+
+    /// `cancelled`'s value (reads the connection while unanswered).
+    fn cancelled_now(&self) -> bool {
+        match lock(&self.inner).as_ref() {
+            Some(request) => request.is_cancelled(),
+            None => self.cancellation.is_cancelled(),
+        }
+    }
+}
+
+impl Drop for PyRequest {
+    fn drop(&mut self) {
+        // Answers `NoReply` first (as a drop always did), then wakes the
+        // waiters, which can only be threads no longer holding it.
+        drop(self.inner.get_mut().unwrap_or_else(|e| e.into_inner()).take());
+        self.settle_watch();
     }
 }
 
@@ -482,10 +531,46 @@ impl PyRequest {
     /// tell (an older peer; a `nats:` call not yet acknowledged).
     #[getter]
     fn cancelled(&self, py: Python<'_>) -> bool {
-        py.detach(|| match lock(&self.inner).as_ref() {
-            Some(request) => request.is_cancelled(),
-            None => self.cancellation.is_cancelled(),
+        py.detach(|| self.cancelled_now())
+    }
+
+    /// Blocks (without the GIL, at most `timeout` seconds; `None` = until
+    /// it is decided) until the caller gives up or the request is answered
+    /// or closed, whichever comes first; returns `cancelled` then: True if
+    /// the caller gave up, False if it was answered first or the timeout
+    /// passed. Never wakes for nothing: no polling of ours.
+    #[pyo3(signature = (timeout=None))]
+    fn wait_cancelled(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
+        let deadline = deadline_after(timeout)?;
+        if let Some(watch) = py.detach(|| self.start_watch()) {
+            // In slices, so that Ctrl-C interrupts a long wait.
+            wait_in_slices(py, deadline, |slice| watch.wait_settled(slice).then_some(()))?;
+        }
+        Ok(py.detach(|| self.cancelled_now()))
+    }
+
+    /// `wait_cancelled` for asyncio (`ipcall/_cancel.py`): a coroutine that
+    /// returns True once the caller gave up, False once the request was
+    /// answered or closed first.
+    fn wait_cancelled_async<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        slf.py().import("ipcall._cancel")?.getattr("wait_cancelled")?.call1((slf,))
+    }
+
+    /// For `wait_cancelled_async`: rings `bell` with `token` once it is
+    /// decided and returns None; or, decided already, returns `cancelled`.
+    fn _ring_when_settled(&self, py: Python<'_>, bell: &Bound<'_, PyCancelBell>, token: u64) -> Option<bool> {
+        let bell = bell.get().bell();
+        py.detach(|| match self.start_watch() {
+            Some(watch) if watch.ring_when_settled(bell, token) => None,
+            _ => Some(self.cancelled_now()),
         })
+    }
+
+    /// For `wait_cancelled_async`: forgets a wait whose task went away.
+    fn _forget_bell(&self, bell: &Bound<'_, PyCancelBell>, token: u64) {
+        if let Some(watch) = self.watch.get() {
+            watch.forget(&bell.get().bell(), token);
+        }
     }
 
     /// True until it is answered (or closed).
@@ -499,7 +584,9 @@ impl PyRequest {
     fn reply(&self, py: Python<'_>, data: BytesLike<'_>) -> PyResult<()> {
         let request = self.take(py)?;
         let bytes = data.as_slice();
-        py.detach(|| request.reply(bytes)).py_err(py)
+        let sent = py.detach(|| request.reply(bytes));
+        self.settle_watch();
+        sent.py_err(py)
     }
 
     /// Answers with an application error: the caller's call raises
@@ -507,7 +594,9 @@ impl PyRequest {
     fn fail(&self, py: Python<'_>, payload: BytesLike<'_>) -> PyResult<()> {
         let request = self.take(py)?;
         let bytes = payload.as_slice();
-        py.detach(|| request.fail(bytes)).py_err(py)
+        let sent = py.detach(|| request.fail(bytes));
+        self.settle_watch();
+        sent.py_err(py)
     }
 
     /// Drops the request unanswered (its caller gets `NoReply`); does
@@ -515,6 +604,7 @@ impl PyRequest {
     fn close(&self, py: Python<'_>) {
         let request = lock(&self.inner).take();
         py.detach(|| drop(request));
+        self.settle_watch();
     }
 
     fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {

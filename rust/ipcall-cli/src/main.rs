@@ -8,6 +8,7 @@ mod bench;
 mod call;
 mod cli;
 mod demo;
+mod exec;
 mod failure;
 mod health;
 mod ls;

@@ -1,12 +1,11 @@
 //! `ipcall serve`: answer requests by echoing them or by running a command.
 
 use std::io::Write;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ipcall::{Error, Kind, Name, Request, Server, ServerOptions};
+use ipcall::{Error, Kind, Name, Server, ServerOptions};
 
 use crate::args::Args;
 use crate::failure::Failure;
@@ -29,8 +28,13 @@ with --one-shot, until its one client goes away).
                    command sees IPCALL_PEER_PID / _UID / _GID when known
                    (over nats: IPCALL_PEER_NATS_CLIENT_ID / IPCALL_PEER_NAME,
                    as the caller states them), and IPCALL_DEADLINE_MS, the
-                   milliseconds the caller still waits (0 once it gave up),
-                   when it called with a timeout (unset otherwise).
+                   milliseconds the caller still waits, when it called
+                   with a timeout (unset otherwise). The command runs in
+                   a process group of its own; when its caller gives up
+                   (its call timed out or was cancelled, or 100 ms after
+                   its deadline) the group gets SIGTERM, then SIGKILL 2 s
+                   later, and the request is dropped unanswered; a request
+                   whose caller gave up before it was taken runs nothing
   --unique KIND    bind a generated name of this transport kind
   --one-shot       accept exactly one client; end when it goes away
   --pool           bind NAME as one member of a worker pool (unix:, pipe:,
@@ -40,7 +44,10 @@ with --one-shot, until its one client goes away).
                    `ipcall serve NAME --pool` with these options), print
                    NAME once all serve, and wait for them; a stop signal is
                    passed on to every worker (SIGTERM: each drains). A
-                   worker that dies is not restarted; the others go on
+                   worker that dies otherwise is replaced after 100 ms,
+                   doubled per further death of its slot within 10 s;
+                   the sixth within 10 s makes it give up: the others
+                   drain and it exits 1 with the reason on stderr
   --jobs N         answer up to N requests at once (default 1)
   --max-size B     largest request or reply in bytes (default 64 MiB)
   --wait-mode MODE how shm: waits for requests: adaptive (the default:
@@ -178,9 +185,9 @@ fn limits(args: &Args, mut options: ServerOptions) -> Result<ServerOptions, Fail
 
 /// Blocks SIGINT, SIGTERM and SIGHUP in this thread, and so in every
 /// thread started after (including those the server starts when it binds),
-/// so that [`close_on_signal`] can take them. Commands run by `--exec`
-/// start with an empty signal mask (the standard library resets it in the
-/// child).
+/// so that [`close_on_signal`] can take them. A child inherits the mask
+/// (the standard library does not reset it): commands run by `--exec`
+/// clear it before they start (`exec::shell_for`).
 pub(crate) fn block_stop_signals() -> Result<libc::sigset_t, Failure> {
     let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
     // SAFETY: (1) `set` is valid writable memory for a sigset_t, which
@@ -242,7 +249,7 @@ fn serve_loop(server: &Server, handler: &Handler) -> Result<(), Failure> {
                 let data = request.take_data();
                 request.reply(&data)
             }
-            Handler::Exec(command) => answer_with_command(request, command),
+            Handler::Exec(command) => crate::exec::answer_with_command(request, command),
         };
         // One request that cannot be answered (e.g. a reply over the
         // caller's limit; the caller then gets NoReply) does not stop the
@@ -250,63 +257,6 @@ fn serve_loop(server: &Server, handler: &Handler) -> Result<(), Failure> {
         if let Err(error) = answered {
             eprintln!("ipcall serve: answering a request: {error} [{}]", error.kind().code());
         }
-    }
-}
-
-/// Runs `sh -c command` with the request on its stdin and answers with its
-/// outcome.
-fn answer_with_command(mut request: Request, command: &str) -> ipcall::Result<()> {
-    let peer = request.peer();
-    let peer_name = request.peer_name().map(str::to_owned);
-    // Whole milliseconds left at spawn, rounded down.
-    let deadline_ms =
-        request.deadline().map(|d| d.saturating_duration_since(std::time::Instant::now()).as_millis().to_string());
-    let data = request.take_data();
-    let mut shell = Command::new("sh");
-    shell.arg("-c").arg(command).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    for (variable, value) in
-        [("IPCALL_PEER_PID", peer.pid), ("IPCALL_PEER_UID", peer.uid), ("IPCALL_PEER_GID", peer.gid)]
-    {
-        match value {
-            Some(value) => shell.env(variable, value.to_string()),
-            None => shell.env_remove(variable),
-        };
-    }
-    // nats: only; a name holds no NUL (the server refuses control characters).
-    for (variable, value) in
-        [("IPCALL_PEER_NATS_CLIENT_ID", peer.nats_client_id.map(|id| id.to_string())), ("IPCALL_PEER_NAME", peer_name)]
-            .into_iter()
-            .chain([("IPCALL_DEADLINE_MS", deadline_ms)])
-    {
-        match value {
-            Some(value) => shell.env(variable, value),
-            None => shell.env_remove(variable),
-        };
-    }
-    let mut child = match shell.spawn() {
-        Ok(child) => child,
-        Err(e) => return request.fail(format!("ipcall serve: cannot run `sh -c {command}`: {e}").as_bytes()),
-    };
-    // Feed stdin from its own thread: a command that writes a large answer
-    // before reading all of its input must not deadlock against us.
-    let mut stdin = child.stdin.take().expect("stdin is piped");
-    let feeder = std::thread::spawn(move || {
-        // A command that exits without reading its input closes the pipe:
-        // that is its business, not an error of ours.
-        let _ = stdin.write_all(&data);
-    });
-    let output = child.wait_with_output();
-    let _ = feeder.join();
-    let output = match output {
-        Ok(output) => output,
-        Err(e) => return request.fail(format!("ipcall serve: waiting for `{command}`: {e}").as_bytes()),
-    };
-    if output.status.success() {
-        request.reply(&output.stdout)
-    } else if !output.stderr.is_empty() {
-        request.fail(&output.stderr)
-    } else {
-        request.fail(format!("`{command}` {}", describe_exit(output.status)).as_bytes())
     }
 }
 

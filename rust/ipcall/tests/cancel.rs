@@ -204,10 +204,17 @@ fn an_unannounced_or_misplaced_cancel_frame_drops_that_client_alone() {
         raw.write_all(&request(1, b"a")).unwrap();
         assert_eq!(read_frame(&mut raw), (2, 1, b"a".to_vec()), "{what}");
         raw.write_all(&bytes).unwrap();
-        raw.write_all(&request(2, b"b")).unwrap();
+        // The server may hang up as soon as it reads the bad frame: request
+        // 2 then finds the socket closed (EPIPE; 1 run in 6 on a busy
+        // machine), and a hang-up with it unread is a reset, not an EOF.
+        let _ = raw.write_all(&request(2, b"b"));
         // The server hangs up without answering request 2...
         let mut rest = Vec::new();
-        raw.read_to_end(&mut rest).unwrap_or_else(|e| panic!("{what}: no hang-up: {e}"));
+        match raw.read_to_end(&mut rest) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+            Err(e) => panic!("{what}: no hang-up: {e}"),
+        }
         assert!(rest.is_empty(), "{what}: answered {rest:?}");
         // ...and serves the others.
         assert_eq!(good.call_timeout(b"ok", BOUND).unwrap(), b"ok", "{what}");
