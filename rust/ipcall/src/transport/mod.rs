@@ -10,6 +10,8 @@
 //! - [`backoff`]: pausing an accept loop that is out of descriptors or memory.
 //! - [`calls`]: the table of calls in flight on one client connection.
 //! - [`evented`]: the client's pollable descriptor for event loops.
+//! - [`held`]: a server connection's cancellation flags of requests not
+//!   yet answered.
 //! - [`pool`]: worker pools on one name (`unix:`, `pipe:`, `shm:`): a
 //!   member's endpoint, and the client connection over all members.
 //! - [`sweep`]: removing the names of dead servers from the runtime directory.
@@ -29,6 +31,7 @@ pub(crate) mod access;
 pub(crate) mod backoff;
 pub(crate) mod calls;
 pub(crate) mod evented;
+pub(crate) mod held;
 pub(crate) mod mem;
 pub(crate) mod nats;
 pub(crate) mod pipe;

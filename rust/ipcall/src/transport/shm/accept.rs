@@ -53,7 +53,7 @@ impl Shared {
             bell: std::sync::OnceLock::new(),
             bell_seen: AtomicBool::new(false),
             trace: ConnTrace::accepted(&self.name, token, &peer),
-            held: Mutex::new(Default::default()),
+            held: Default::default(),
         });
         let hangup = (libc::EPOLLRDHUP | libc::EPOLLHUP) as u32;
         if self.epoll.add(conn.socket.as_fd(), hangup, token).is_err() {

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use super::{current_cpu, futex_wait, futex_wake, publish_cpu, recv_with_fds_now, spin, Mapping, BELL_BYTE};
-use crate::core::cancel::{Cancel, CancelRef, Pump};
+use crate::core::cancel::{CancelRef, Pump};
 use crate::core::error::Result;
 use crate::core::frame;
 use crate::core::options::WaitMode;
@@ -15,7 +15,7 @@ use crate::core::peer::Peer;
 use crate::core::stats::{self, Counters};
 use crate::core::wait::lock;
 use crate::sys;
-use crate::transport::calls::IdMap;
+use crate::transport::held::Held;
 use crate::transport::shm::flush::{Flushable, Flushed, ReplyWriter, ShmFlusher};
 use crate::transport::shm::ring::{self, announce_sleep, kind, take_sleeper, Consumer, Partial, Producer};
 use crate::transport::stream::flush::Sent;
@@ -67,10 +67,10 @@ pub(crate) struct ServerConn {
     pub(crate) bell_seen: AtomicBool,
     /// Its server's name for its events, and whether its drop was reported.
     pub(crate) trace: ConnTrace,
-    /// The cancellation flags of the requests taken and not yet answered,
-    /// by id: a cancel record fires the one of its id, and one for an id no
-    /// longer here (answered) is ignored.
-    pub(crate) held: Mutex<IdMap<Arc<Cancel>>>,
+    /// The cancellation flags of the requests taken and not yet answered:
+    /// a cancel record fires the one of its id; the server dropping the
+    /// connection fires them all.
+    pub(crate) held: Held,
 }
 
 impl Pump for ServerConn {
@@ -89,21 +89,10 @@ impl Pump for ServerConn {
 }
 
 impl ServerConn {
-    /// A cancel record for request `id`: fires its flag if the request is
-    /// still unanswered.
-    fn cancel_request(&self, id: u64) {
-        let held = lock(&self.held).get(&id).cloned();
-        if let Some(cancel) = held {
-            cancel.fire();
-        }
-    }
-
     /// A request just taken: its cancellation flag, held until answered.
     pub(crate) fn hold(self: &Arc<Self>, id: u64) -> CancelRef {
         let pump: Weak<dyn Pump> = self.me.clone();
-        let cancel = Arc::new(Cancel::pumped_by(pump));
-        lock(&self.held).insert(id, cancel.clone());
-        CancelRef::Own(cancel)
+        CancelRef::Own(self.held.hold(id, pump))
     }
 }
 
@@ -146,7 +135,7 @@ pub(crate) fn take_between(
                     return Err(ring::Violation::Piece("a cancel record for a request never sent"));
                 }
                 reader.consumer.release(&record);
-                conn.cancel_request(h.id);
+                conn.held.cancel(h.id);
             }
             kind::CONTROL_REQUEST => {
                 if h.len != h.total || h.offset != 0 || h.total > frame::MAX_CONTROL_REQUEST {
@@ -241,7 +230,7 @@ impl Responder for ServerConn {
             Answer::Control(data) => (kind::CONTROL_REPLY, data),
         };
         // Answered: a later cancel of it is ignored.
-        lock(&self.held).remove(&id);
+        self.held.release(id);
         if self.broken.load(Ordering::Relaxed) {
             // Like a late reply to an abandoned call, the answer is discarded:
             // the client is gone, broke its ring, or was dropped.

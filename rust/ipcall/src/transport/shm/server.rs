@@ -220,10 +220,14 @@ impl Shared {
     }
 
     /// Drops a connection: the client sees the hang-up once no request
-    /// holds it any more.
+    /// holds it any more, and the requests it still holds are cancelled:
+    /// their caller is gone.
     fn drop_conn(&self, token: u64, reason: DropReason) {
         let mut state = lock(&self.state);
-        if let Some(conn) = state.conns.iter().find(|c| c.token == token).cloned() {
+        // Not there after `close`, which took every connection: requests
+        // the server keeps answering while it closes are not cancelled.
+        let dropped = state.conns.iter().find(|c| c.token == token).cloned();
+        if let Some(conn) = &dropped {
             if reason.is_violation() {
                 self.counters.error(ErrorKind::Protocol);
             }
@@ -236,6 +240,10 @@ impl Shared {
             state.conns = Arc::new(rest);
         }
         self.update_wake(&mut state);
+        drop(state);
+        if let Some(conn) = dropped {
+            conn.held.caller_gone();
+        }
     }
 
     /// Takes one whole request from some ring, if any is there.

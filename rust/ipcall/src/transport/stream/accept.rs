@@ -57,7 +57,7 @@ impl Shared {
                 arm: Mutex::new(false),
                 last_taken: AtomicU64::new(0),
                 trace: ConnTrace::accepted(&self.name, token, &accepted.peer),
-                held: Mutex::new(Default::default()),
+                held: Default::default(),
                 server: {
                     let server: Weak<dyn ConnService> = Arc::downgrade(self) as Weak<Shared>;
                     server

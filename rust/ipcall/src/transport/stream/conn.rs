@@ -10,7 +10,7 @@ use crate::core::error::Result;
 use crate::core::frame::{self, FrameKind};
 use crate::core::peer::Peer;
 use crate::core::wait::lock;
-use crate::transport::calls::IdMap;
+use crate::transport::held::Held;
 use crate::transport::stream::flush::{Flusher, Outbox, Sent};
 use crate::transport::stream::{FrameReader, Wire};
 use crate::transport::trace::{ConnTrace, DropReason};
@@ -48,10 +48,10 @@ pub(crate) struct ServerConn {
     /// Its server's name for its events, and whether its drop was reported.
     pub(crate) trace: ConnTrace,
     /// The cancellation flags of the requests decoded and not yet answered,
-    /// by id, while both hellos announced `FLAG_CANCEL` (else empty): a
-    /// cancel frame fires the one of its id, and one for an id no longer
-    /// here (answered) is ignored.
-    pub(crate) held: Mutex<IdMap<Arc<Cancel>>>,
+    /// while both hellos announced `FLAG_CANCEL` (else empty): a cancel
+    /// frame fires the one of its id; the server dropping the connection
+    /// fires them all.
+    pub(crate) held: Held,
     /// Its server, which reads it on behalf of a request's cancel flag.
     pub(crate) server: Weak<dyn ConnService>,
 }
@@ -79,15 +79,6 @@ fn nanos_since_epoch(at: Instant) -> u64 {
 }
 
 impl ServerConn {
-    /// A cancel frame for request `id`: fires its flag if the request is
-    /// still unanswered (a cancel racing its answer is ignored).
-    pub(crate) fn cancel_request(&self, id: u64) {
-        let held = lock(&self.held).get(&id).cloned();
-        if let Some(cancel) = held {
-            cancel.fire();
-        }
-    }
-
     /// Notes, after a read, whether a frame is under way; true once one has
     /// been under way longer than `limit` (a peer trickling a frame is
     /// dropped: it would hold its connection slot forever).
@@ -148,7 +139,7 @@ impl Responder for ServerConn {
             Answer::Control(data) => (FrameKind::ControlReply, data),
         };
         // Answered: a later cancel of it is ignored.
-        lock(&self.held).remove(&id);
+        self.held.release(id);
         let header = frame::encode_header(kind, id, payload.len() as u32);
         // A client that is gone, or was dropped, never gets the answer: like
         // a late reply to an abandoned call, it is discarded.
@@ -181,11 +172,33 @@ impl Decoded {
             frame.deadline_ns.map(|ns| crate::transport::request_deadline(std::time::Duration::from_nanos(ns)));
         let cancel = (reader.negotiated() & frame::FLAG_CANCEL != 0).then(|| {
             let pump: Weak<dyn Pump> = conn.me.clone();
-            let cancel = Arc::new(Cancel::pumped_by(pump));
-            lock(&conn.held).insert(frame.id, cancel.clone());
-            cancel
+            conn.held.hold(frame.id, pump)
         });
         Decoded { conn: conn.clone(), id: frame.id, data: frame.payload, max: reader.max(), deadline, cancel }
+    }
+}
+
+/// Requests one read decoded from a connection, in id order. The first
+/// is kept apart so that the usual batch of one allocates nothing.
+#[derive(Default)]
+pub(crate) struct Batch {
+    /// The first request; `None` only while the batch is empty.
+    pub(crate) first: Option<Decoded>,
+    /// The ones after it, in id order.
+    pub(crate) rest: Vec<Decoded>,
+}
+
+impl Batch {
+    pub(crate) fn push(&mut self, decoded: Decoded) {
+        if self.first.is_none() {
+            self.first = Some(decoded);
+        } else {
+            self.rest.push(decoded);
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.first.is_none()
     }
 }
 

@@ -43,7 +43,7 @@ use crate::sys::epoll::{Epoll, READABLE};
 use crate::sys::EventFd;
 use crate::transport::access::Access;
 use crate::transport::backoff::AcceptBackoff;
-use crate::transport::stream::conn::{deliver, ConnService, Decoded, ServerConn};
+use crate::transport::stream::conn::{deliver, Batch, ConnService, Decoded, ServerConn};
 use crate::transport::stream::flush::{Flusher, Outbox};
 use crate::transport::stream::{readable_bytes, write_all_blocking, Acceptor, FrameReader, ReadError};
 use crate::transport::trace::{self, ConnTrace, DropReason};
@@ -203,28 +203,6 @@ impl StreamServer {
     }
 }
 
-/// Requests one read decoded from a connection, in id order. The first
-/// is kept apart so that the usual batch of one allocates nothing.
-#[derive(Default)]
-struct Batch {
-    first: Option<Decoded>,
-    rest: Vec<Decoded>,
-}
-
-impl Batch {
-    fn push(&mut self, decoded: Decoded) {
-        if self.first.is_none() {
-            self.first = Some(decoded);
-        } else {
-            self.rest.push(decoded);
-        }
-    }
-
-    fn is_empty(&self) -> bool {
-        self.first.is_none()
-    }
-}
-
 impl ConnService for Shared {
     fn service_now(&self, token: u64) {
         // Nothing is taken here: what it decodes is queued (in order).
@@ -270,7 +248,8 @@ impl Shared {
     }
 
     /// Drops a connection from the server (it stays open for requests still
-    /// holding it, but is shut down so the client sees the end at once).
+    /// holding it, but is shut down so the client sees the end at once),
+    /// and cancels the requests it still holds: their caller is gone.
     fn drop_conn(&self, conn: &ServerConn, reason: DropReason) {
         if reason.is_violation() {
             self.counters.error(ErrorKind::Protocol);
@@ -280,7 +259,10 @@ impl Shared {
         if state.direct == Some(conn.token) {
             state.direct = None;
         }
-        if state.conns.remove(&conn.token).is_some() {
+        // Not there after `close`, which took every connection: requests
+        // the server keeps answering while it closes are not cancelled.
+        let dropped = state.conns.remove(&conn.token).is_some();
+        if dropped {
             self.counters.connections_closed(1);
             let _ = self.epoll.delete(conn.wire.read_fd());
         }
@@ -289,6 +271,10 @@ impl Shared {
         // and the replies already written stay readable for the client.
         conn.wire.hang_up();
         self.update_wake(&mut state);
+        drop(state);
+        if dropped {
+            conn.held.caller_gone();
+        }
     }
 
     /// Answers a control request (ping, stats) on `conn` at once: it never
@@ -335,7 +321,7 @@ impl Shared {
                 }
                 Ok(Some(Event::Frame(f))) => match f.kind {
                     FrameKind::Request => batch.push(Decoded::new(&conn, f, &reader)),
-                    FrameKind::Cancel => conn.cancel_request(f.id),
+                    FrameKind::Cancel => conn.held.cancel(f.id),
                     FrameKind::ControlRequest => self.answer_control(&conn, &f),
                     // The client sends nothing more: it is gone.
                     _ => break Err(DropReason::ClientLeft),
@@ -534,7 +520,7 @@ impl Shared {
                             Ok(Some(Event::Frame(f))) if f.kind == FrameKind::Request => {
                                 batch.push(Decoded::new(conn, f, &reader))
                             }
-                            Ok(Some(Event::Frame(f))) if f.kind == FrameKind::Cancel => conn.cancel_request(f.id),
+                            Ok(Some(Event::Frame(f))) if f.kind == FrameKind::Cancel => conn.held.cancel(f.id),
                             Ok(Some(Event::Frame(f))) if f.kind == FrameKind::ControlRequest => {
                                 self.answer_control(conn, &f)
                             }
@@ -551,7 +537,7 @@ impl Shared {
                 }
                 Ok(Some(Event::Frame(f))) if matches!(f.kind, FrameKind::Cancel | FrameKind::ControlRequest) => {
                     if f.kind == FrameKind::Cancel {
-                        conn.cancel_request(f.id);
+                        conn.held.cancel(f.id);
                     } else {
                         self.answer_control(conn, &f);
                     }
