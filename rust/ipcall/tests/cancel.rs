@@ -9,57 +9,17 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use ipcall::{Client, ErrorKind, Kind, Request, Server};
+use ipcall::{Client, ErrorKind, Kind, Server};
+#[path = "cancel_support/mod.rs"]
+mod cancel_support;
+use cancel_support::{learn, Learn, BOUND};
 #[path = "raw_peer/mod.rs"]
 mod raw_peer;
 use raw_peer::{header, hello, read_frame, request};
 
-/// How long a test waits for anything before it fails.
-const BOUND: Duration = Duration::from_secs(30);
-
 const LOCAL: [Kind; 4] = [Kind::Mem, Kind::Unix, Kind::Pipe, Kind::Shm];
-
-/// Polls `is_cancelled` until it is true (false after [`BOUND`]).
-fn poll_cancelled(request: &Request) -> bool {
-    let until = Instant::now() + BOUND;
-    while Instant::now() < until {
-        if request.is_cancelled() {
-            return true;
-        }
-        thread::sleep(Duration::from_millis(1));
-    }
-    false
-}
-
-/// How the server thread learns of the cancel.
-#[derive(Clone, Copy, Debug)]
-enum Learn {
-    /// Polling `is_cancelled`.
-    Poll,
-    /// Awaiting `cancelled()` (the watcher thread reads the connection).
-    Future,
-    /// An `on_cancel` callback.
-    Callback,
-}
-
-fn learn(request: &Request, how: Learn) -> bool {
-    match how {
-        Learn::Poll => poll_cancelled(request),
-        Learn::Future => {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
-            rt.block_on(async { tokio::time::timeout(BOUND, request.cancelled()).await.is_ok() })
-        }
-        Learn::Callback => {
-            let (tx, rx) = mpsc::channel();
-            request.on_cancel(move || {
-                let _ = tx.send(());
-            });
-            rx.recv_timeout(BOUND).is_ok()
-        }
-    }
-}
 
 /// Serves one request the caller gives up on: reports (through the returned
 /// channel) when it has the request, then whether it learned of the

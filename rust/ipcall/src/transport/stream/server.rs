@@ -248,8 +248,9 @@ impl Shared {
     }
 
     /// Drops a connection from the server (it stays open for requests still
-    /// holding it, but is shut down so the client sees the end at once),
-    /// and cancels the requests it still holds: their caller is gone.
+    /// holding it, but is shut down so the client sees the end at once):
+    /// the requests it still holds are cancelled, those still queued are
+    /// forgotten — their caller is gone.
     fn drop_conn(&self, conn: &ServerConn, reason: DropReason) {
         if reason.is_violation() {
             self.counters.error(ErrorKind::Protocol);
@@ -265,6 +266,9 @@ impl Shared {
         if dropped {
             self.counters.connections_closed(1);
             let _ = self.epoll.delete(conn.wire.read_fd());
+            // Its requests no `recv` took yet are never delivered, as over
+            // `shm:` (whose ring is not read again): nobody waits for them.
+            state.incoming.retain(|decoded| decoded.conn.token != conn.token);
         }
         state.handshakes.retain(|(token, _)| *token != conn.token);
         // Never `shutdown`: no server thread blocks writing (replies queue),
