@@ -7,9 +7,8 @@
 //! cancel nothing: what it holds stays answerable.
 //!
 //! The killed callers are this test binary re-executed in a child mode
-//! (see [`child_process_entry`]). The same over `pipe:` and `shm:` with
-//! hand-written peers that break the protocol: `transport/pipe/mod.rs`'s
-//! tests and `shm_hostile.rs`.
+//! (see [`child_process_entry`]); the callers that break the protocol are
+//! written by hand (over `pipe:`: `transport/pipe/mod.rs`'s tests).
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -25,6 +24,8 @@ use cancel_support::{learn, Learn, BOUND};
 #[path = "raw_peer/mod.rs"]
 mod raw_peer;
 use raw_peer::{header, hello, request};
+#[path = "shm_raw/mod.rs"]
+mod shm_raw;
 
 const LOCAL: [Kind; 4] = [Kind::Mem, Kind::Unix, Kind::Pipe, Kind::Shm];
 /// The transports with a connection that can end under a request.
@@ -113,6 +114,68 @@ fn a_caller_dropped_for_breaking_the_protocol_is_cancelled_and_its_untaken_call_
             Ok(_) => assert!(rest.is_empty(), "{how:?}: answered {rest:?}"),
             Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{how:?}"),
         }
+    }
+}
+
+/// A raw `shm:` client of `server` (bound with rings of
+/// [`shm_raw::CAPACITY`]) that wrote request 1 (`held-req`) into its ring:
+/// its socket, memory and the server's doorbell.
+fn raw_shm_client(server: &Server) -> (UnixStream, shm_raw::Memory, std::os::fd::OwnedFd) {
+    use shm_raw::*;
+    let stream = UnixStream::connect(server.name().strip_prefix("shm:").unwrap()).unwrap();
+    let mut fds = recv_fds(&stream);
+    let doorbell = fds.pop().unwrap();
+    let memory = Memory::from_fd(fds.pop().unwrap());
+    memory.record(HEADER_PAGE, 8, 1, 1, 8, 0);
+    memory.bytes(HEADER_PAGE + RECORD, b"held-req");
+    memory.u64_at(REQUESTS + TAIL).store(32, std::sync::atomic::Ordering::Release);
+    ring(&doorbell);
+    (stream, memory, doorbell)
+}
+
+fn shm_server() -> Server {
+    Server::bind_unique_with(Kind::Shm, &ipcall::ServerOptions::new().ring_size(shm_raw::CAPACITY)).unwrap()
+}
+
+#[test]
+fn an_shm_caller_dropped_for_a_bad_record_is_cancelled_at_the_server() {
+    use shm_raw::*;
+    for how in EVERY_WAY {
+        let server = shm_server();
+        let (stream, memory, doorbell) = raw_shm_client(&server);
+        let (held, serving) = hold_one(server, how);
+        assert!(held.recv_timeout(BOUND).unwrap(), "{how:?}: the server holds request 1");
+        // A record of a kind that does not exist. Nobody receives: the
+        // server's accepting thread finds it once the server is idle.
+        memory.record(HEADER_PAGE + 32, 8, 10, 2, 8, 0);
+        memory.u64_at(REQUESTS + TAIL).store(64, std::sync::atomic::Ordering::Release);
+        ring(&doorbell);
+        assert!(held.recv_timeout(BOUND).unwrap(), "{how:?}: request 1 was cancelled");
+        stream.set_read_timeout(Some(BOUND)).unwrap();
+        assert_eq!((&stream).read(&mut [0u8; 1]).unwrap(), 0, "{how:?}: the server hung up");
+        drop(serving.join().unwrap());
+    }
+}
+
+#[test]
+fn an_shm_caller_that_hangs_up_is_cancelled_and_its_untaken_call_is_never_delivered() {
+    use shm_raw::*;
+    for how in EVERY_WAY {
+        let server = shm_server();
+        let (stream, memory, doorbell) = raw_shm_client(&server);
+        let (held, serving) = hold_one(server, how);
+        assert!(held.recv_timeout(BOUND).unwrap(), "{how:?}: the server holds request 1");
+        // Request 2 waits in the ring, then the caller is gone.
+        memory.record(HEADER_PAGE + 32, 8, 1, 2, 8, 0);
+        memory.bytes(HEADER_PAGE + 32 + RECORD, b"untaken!");
+        memory.u64_at(REQUESTS + TAIL).store(64, std::sync::atomic::Ordering::Release);
+        ring(&doorbell);
+        drop((stream, memory, doorbell));
+        assert!(held.recv_timeout(BOUND).unwrap(), "{how:?}: request 1 was cancelled");
+        // The connection was dropped before the flags fired: request 2 is
+        // never delivered.
+        let server = serving.join().unwrap();
+        assert!(server.try_recv().unwrap().is_none(), "{how:?}: a request of the gone caller was delivered");
     }
 }
 

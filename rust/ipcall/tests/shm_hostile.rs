@@ -9,112 +9,14 @@
 use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 use std::time::Duration;
 
 use ipcall::{Client, ErrorKind, Kind, Server, ServerOptions};
-
-// The layout (docs/PROTOCOL.md, "shm:").
-const HEADER_PAGE: usize = 4096;
-const CAPACITY: usize = 4096;
-const REQUESTS: usize = 256;
-const REPLIES: usize = 384;
-const TAIL: usize = 0;
-const HEAD: usize = 64;
-const RECORD: usize = 24;
-
-/// A memfd as ipcall's server makes it, mapped here.
-struct Memory {
-    fd: OwnedFd,
-    base: *mut u8,
-    len: usize,
-}
-
-impl Memory {
-    fn new(sealed: bool) -> Memory {
-        // SAFETY: (1) raw calls with checked results on memory we own.
-        unsafe {
-            let flags = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
-            let fd = libc::memfd_create(c"hostile".as_ptr(), flags);
-            assert!(fd >= 0);
-            let fd = OwnedFd::from_raw_fd(fd);
-            let len = HEADER_PAGE + 2 * CAPACITY;
-            assert_eq!(libc::ftruncate(fd.as_raw_fd(), len as libc::off_t), 0);
-            if sealed {
-                assert!(libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, libc::F_SEAL_SHRINK | libc::F_SEAL_GROW) >= 0);
-            }
-            let base = libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                fd.as_raw_fd(),
-                0,
-            );
-            assert_ne!(base, libc::MAP_FAILED);
-            let memory = Memory { fd, base: base.cast(), len };
-            memory.bytes(0, b"IPCALLSH");
-            memory.u32_at(8).store(1, Ordering::Relaxed);
-            memory.u32_at(12).store(CAPACITY as u32, Ordering::Relaxed);
-            memory.u32_at(16).store(1 << 20, Ordering::Relaxed);
-            memory
-        }
-    }
-
-    fn from_fd(fd: OwnedFd) -> Memory {
-        let len = HEADER_PAGE + 2 * CAPACITY;
-        // SAFETY: (1) maps the received memfd; checked.
-        let base = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                fd.as_raw_fd(),
-                0,
-            )
-        };
-        assert_ne!(base, libc::MAP_FAILED);
-        Memory { fd, base: base.cast(), len }
-    }
-
-    fn u32_at(&self, at: usize) -> &AtomicU32 {
-        assert!(at + 4 <= self.len);
-        // SAFETY: (1) in bounds, aligned, shared memory viewed as an atomic.
-        unsafe { &*(self.base.add(at) as *const AtomicU32) }
-    }
-
-    fn u64_at(&self, at: usize) -> &AtomicU64 {
-        assert!(at + 8 <= self.len);
-        // SAFETY: (1) as above.
-        unsafe { &*(self.base.add(at) as *const AtomicU64) }
-    }
-
-    fn bytes(&self, at: usize, bytes: &[u8]) {
-        assert!(at + bytes.len() <= self.len);
-        // SAFETY: (1) in bounds of our mapping.
-        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.base.add(at), bytes.len()) };
-    }
-
-    /// A record header at the start of the ring whose data starts at `data`.
-    fn record(&self, data: usize, len: u32, kind: u32, id: u64, total: u32, offset: u32) {
-        let mut b = Vec::with_capacity(RECORD);
-        b.extend_from_slice(&len.to_le_bytes());
-        b.extend_from_slice(&kind.to_le_bytes());
-        b.extend_from_slice(&id.to_le_bytes());
-        b.extend_from_slice(&total.to_le_bytes());
-        b.extend_from_slice(&offset.to_le_bytes());
-        self.bytes(data, &b);
-    }
-}
-
-impl Drop for Memory {
-    fn drop(&mut self) {
-        // SAFETY: (1) exactly our mapping.
-        unsafe { libc::munmap(self.base.cast(), self.len) };
-    }
-}
+#[path = "shm_raw/mod.rs"]
+mod shm_raw;
+use shm_raw::*;
 
 fn hello(status: u16) -> [u8; 16] {
     let mut h = [0u8; 16];
@@ -145,31 +47,6 @@ fn send_fds(stream: &UnixStream, bytes: &[u8], fds: &[RawFd]) {
         }
         assert_eq!(libc::sendmsg(stream.as_raw_fd(), &msg, 0), bytes.len() as isize);
     }
-}
-
-fn recv_fds(stream: &UnixStream) -> Vec<OwnedFd> {
-    let mut buf = [0u8; 16];
-    let mut control = [0u64; 16];
-    let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: 16 };
-    let mut fds = Vec::new();
-    // SAFETY: (1) a standard SCM_RIGHTS recvmsg into live buffers.
-    unsafe {
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control.as_mut_ptr().cast();
-        msg.msg_controllen = std::mem::size_of_val(&control) as _;
-        assert_eq!(libc::recvmsg(stream.as_raw_fd(), &mut msg, 0), 16);
-        let cmsg = libc::CMSG_FIRSTHDR(&msg);
-        assert!(!cmsg.is_null());
-        let data = libc::CMSG_DATA(cmsg).cast::<RawFd>();
-        let n = ((*cmsg).cmsg_len as usize - libc::CMSG_LEN(0) as usize) / 4;
-        for i in 0..n {
-            fds.push(OwnedFd::from_raw_fd(data.add(i).read_unaligned()));
-        }
-    }
-    assert_eq!(&buf[0..4], b"IPCL");
-    fds
 }
 
 fn eventfd() -> OwnedFd {

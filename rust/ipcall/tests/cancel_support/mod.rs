@@ -51,4 +51,3 @@ pub fn learn(request: &Request, how: Learn) -> bool {
         }
     }
 }
-

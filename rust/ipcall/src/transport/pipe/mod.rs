@@ -471,6 +471,38 @@ mod tests {
         serving.join().unwrap();
     }
 
+    /// A peer that can cancel (hello flag bit 1) and breaks the protocol
+    /// while the server holds its request: the server drops it, and that
+    /// request is cancelled (tests/hangup.rs, the same over `unix:`).
+    #[test]
+    fn a_caller_dropped_for_a_bad_frame_has_its_held_request_cancelled() {
+        let server = Server::bind_unique(Kind::Pipe).unwrap();
+        let dir = server.name().strip_prefix("pipe:").unwrap().to_string();
+        let FifoConn { read, write, .. } =
+            fifo_connect(dir.as_ref(), Deadline::after(Duration::from_secs(10))).unwrap();
+        let (mut read, mut write) = (File::from(read), File::from(write));
+        let mut hello = raw_hello(b"IPCL", 1, 1 << 20);
+        hello[12..16].copy_from_slice(&2u32.to_le_bytes());
+        write.write_all(&hello).unwrap();
+        read.read_exact(&mut [0u8; 16]).unwrap();
+        let mut request = raw_header(4, REQUEST, 1);
+        request.extend_from_slice(b"held");
+        write.write_all(&request).unwrap();
+        let held = server.recv_timeout(Duration::from_secs(30)).unwrap();
+        let (tx, cancelled) = std::sync::mpsc::channel();
+        held.on_cancel(move || {
+            let _ = tx.send(());
+        });
+        assert!(!held.is_cancelled());
+        // A frame of a kind that does not exist; nobody receives: the
+        // cancel watcher reads the connection for the callback.
+        write.write_all(&raw_header(0, 99, 2)).unwrap();
+        cancelled.recv_timeout(Duration::from_secs(30)).expect("the held request was cancelled");
+        assert!(held.is_cancelled());
+        held.reply(b"late").unwrap();
+        server.close();
+    }
+
     #[test]
     fn uid_options_are_refused_at_bind() {
         for options in [ServerOptions::new().allow_uid(1), ServerOptions::new().allow_any_uid(true)] {
