@@ -2,7 +2,7 @@
 //! (docs/DECISIONS.md, "Cancellation that reaches the server"): when a
 //! server connection ends while the server runs — the client dropped, its
 //! process killed, the server hanging up on bytes that break the protocol
-//! — each request taken from it and not yet answered is cancelled, and one
+//! or on a client that does not read its answers — each request taken from it and not yet answered is cancelled, and one
 //! not yet taken is never delivered. The server's own `close` and `drain`
 //! cancel nothing: what it holds stays answerable.
 //!
@@ -201,6 +201,27 @@ fn a_caller_hanging_up_cancels_only_its_own_calls() {
         assert!(!live.is_cancelled(), "{kind}: another client's call was cancelled");
         live.reply(b"served").unwrap();
         assert_eq!(theirs.wait_timeout(BOUND).unwrap(), b"served", "{kind}");
+    }
+}
+
+#[test]
+fn a_caller_dropped_for_not_reading_its_answers_is_cancelled_at_the_server() {
+    for kind in WIRE {
+        let options = ipcall::ServerOptions::new().max_queued_reply_bytes(64 << 10);
+        let server = Server::bind_unique_with(kind, &options).unwrap();
+        let client = Client::connect(server.name()).unwrap();
+        let big = client.send(b"big").unwrap();
+        let slow = client.send(b"slow").unwrap();
+        let first = server.recv_timeout(BOUND).unwrap();
+        let second = server.recv_timeout(BOUND).unwrap();
+        let (big_request, held) = if first.data() == b"big" { (first, second) } else { (second, first) };
+        // The client reads nothing meanwhile: an answer far past its
+        // buffers and the reply budget gets it dropped.
+        big_request.reply(&vec![7u8; 8 << 20]).unwrap();
+        assert!(learn(&held, Learn::Future), "{kind}: the held call of the dropped client");
+        held.reply(b"late").unwrap();
+        assert_eq!(slow.wait_timeout(BOUND).unwrap_err().kind(), ErrorKind::Disconnected, "{kind}");
+        drop(big);
     }
 }
 
