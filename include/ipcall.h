@@ -958,7 +958,9 @@ ipcall_status ipcall_request_deadline(const struct ipcall_request *request, uint
  * Whether the caller gave up on this request: writes `true` to
  * `*out_cancelled` once its timeout passed or it dropped the call
  * unanswered (`ipcall_pending_free` before the answer, an event loop
- * cancelling a task, a Node `AbortSignal`). Polling it reads what the
+ * cancelling a task, a Node `AbortSignal`), or once it is gone (its
+ * `unix:`/`pipe:`/`shm:` connection ended other than by the server's
+ * own close or drain: closed, its process died, dropped by the server). Polling it reads what the
  * request's connection has now, without blocking, so a server busy with
  * the request still learns it. Answering a cancelled request is harmless:
  * the caller discards the answer. Always `false` where the caller cannot

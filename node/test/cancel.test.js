@@ -1,13 +1,15 @@
 // Cancellation that reaches the server: a caller that gives up — its
-// `AbortSignal` passed to `call` aborts, its timeout passes — aborts the
-// server's `req.signal` (and sets `req.cancelled`), over every local
-// transport; `call` rejects with an AbortError; answering a cancelled
-// request is harmless; a caller that waits is not cancelled.
+// `AbortSignal` passed to `call` aborts, its timeout passes, its process is
+// killed mid-call — aborts the server's `req.signal` (and sets
+// `req.cancelled`), over every local transport; `call` rejects with an
+// AbortError; answering a cancelled request is harmless; a caller that
+// waits is not cancelled.
 'use strict'
 
 const assert = require('node:assert/strict')
+const { spawn } = require('node:child_process')
 const { describe, test } = require('node:test')
-const { ipcall, kindsWithAvailability } = require('./helpers.js')
+const { crossProcessKinds, ipcall, kindsWithAvailability } = require('./helpers.js')
 
 // How long a test waits for anything before it fails.
 const BOUND_MS = 30000
@@ -120,6 +122,30 @@ for (const [kind, skip] of kindsWithAvailability()) {
       assert.equal(req.cancelled, false)
       client.close()
       server.close()
+    })
+  })
+}
+
+for (const [kind, skip] of crossProcessKinds()) {
+  describe(`${kind}: a caller killed mid-call`, { skip }, () => {
+    test("its connection ends: the server's req.signal aborts", async () => {
+      const server = ipcall.Server.bindUnique(kind)
+      // A Node caller in a child process; it sends no cancel, it just dies.
+      const script = `const ipcall = require(${JSON.stringify(require.resolve('ipcall'))})
+        const client = ipcall.connect(${JSON.stringify(server.name)})
+        client.call('slow', { timeout: ${BOUND_MS * 2} }).catch(() => {})`
+      const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'ignore', 'inherit'] })
+      const exited = new Promise((resolve) => child.once('exit', resolve))
+      try {
+        const req = await server.recv({ timeout: BOUND_MS })
+        assert.equal(req.signal.aborted, false, 'the caller still waits')
+        child.kill('SIGKILL')
+        await exited
+        await expectCancelled(req)
+      } finally {
+        child.kill('SIGKILL')
+        server.close()
+      }
     })
   })
 }

@@ -175,7 +175,10 @@ class Request:
     @property
     def cancelled(self) -> bool:
         """True once the caller gave up (its timeout passed, its
-        `call_async` task was cancelled, or it dropped the call unanswered).
+        `call_async` task was cancelled, or it dropped the call unanswered)
+        or is gone (its `unix:`/`pipe:`/`shm:` connection ended: closed, its
+        process died, or dropped by the server; not the server's own
+        `close`/`drain`).
         Reading it reads what the connection has now, without blocking, so a
         busy handler learns it by polling. Answering is still harmless.
         Always False where the caller cannot tell (an older peer; a `nats:`

@@ -1,14 +1,18 @@
 """Cancellation that reaches the server (`Request.cancelled`): a caller that
 gives up — its `call_async` task cancelled, its timeout passed, its call
-dropped — makes the server's request cancelled, over every local transport;
-a caller that waits does not; answering a cancelled request is harmless."""
+dropped, its process killed — makes the server's request cancelled, over
+every local transport; a caller that waits does not; answering a cancelled
+request is harmless."""
 
 from __future__ import annotations
 
 import asyncio
 import queue
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import ipcall
 
@@ -104,3 +108,27 @@ def test_an_answered_request_was_never_cancelled(kind: str) -> None:
         assert pending.wait(timeout=BOUND) == b"y"
         assert request.cancelled is False
     server.close()
+
+
+def test_a_caller_process_killed_mid_call_cancels_its_request(process_kind: str) -> None:
+    """A caller that is gone gave up on its calls: killed with SIGKILL while
+    its call is in flight (it sends no cancel), its connection ends, and
+    the server's request is cancelled."""
+    server = ipcall.Server.bind_unique(process_kind)
+    script = f"import ipcall\nipcall.connect({server.name!r}, timeout={BOUND}).call(b'slow', timeout={BOUND * 2})\n"
+    # Not from python/, whose ipcall/ is the package's source without its
+    # compiled module (`-c` puts the working directory on the path).
+    caller = subprocess.Popen([sys.executable, "-c", script], cwd=Path(__file__).resolve().parents[2])
+    try:
+        request = server.recv(timeout=BOUND)
+        assert request.cancelled is False, "the caller still waits"
+        caller.kill()
+        caller.wait(BOUND)
+        assert request.wait_cancelled(BOUND) is True
+        assert request.cancelled is True
+        request.reply(b"late")  # harmless: nobody reads it
+    finally:
+        if caller.poll() is None:
+            caller.kill()
+            caller.wait()
+        server.close()

@@ -52,8 +52,8 @@ def caller_process(name: str, mode: str) -> "subprocess.Popen[str]":
     """Another process that calls `name` and gives up: `timeout` with a
     0.2 s timeout; `task` by cancelling its `call_async` task once it reads
     a line on stdin. It prints what happened, and keeps its connection until
-    stdin ends (a cancel record still in a `shm:` ring when its client
-    closes is never read)."""
+    stdin ends, so that what the server learns is its cancel (a caller that
+    closes at once cancels its calls too, by hanging up: test_cancel.py)."""
     script = f"""
 import asyncio, sys, ipcall
 client = ipcall.connect({name!r}, timeout={BOUND})

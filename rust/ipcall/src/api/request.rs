@@ -94,8 +94,12 @@ impl Request {
 
     /// True once the caller gave up on this request: its timeout passed,
     /// it dropped its `Pending` unanswered, its task was cancelled, or its
-    /// `AbortSignal` fired (Node). Answering is still allowed and harmless:
-    /// the caller discards the answer, as any late answer.
+    /// `AbortSignal` fired (Node) — or it is gone: its `unix:`, `pipe:` or
+    /// `shm:` connection ended while the server runs (closed by the
+    /// client, its process died, or dropped by the server for breaking the
+    /// protocol or not reading its answers; never by the server's own
+    /// `close` or `drain`). Answering is still allowed and harmless: the
+    /// caller discards the answer, as any late answer.
     ///
     /// Always false where the caller cannot tell the server: a peer of the
     /// older protocol (it announced no cancellation), or a `nats:` call not
