@@ -220,7 +220,8 @@ export declare class Request {
    * passed, it dropped the call, or its own `AbortSignal` aborted
    * (`call(data, {signal})`) — or when it is gone: its `unix:`/`pipe:`/
    * `shm:` connection ended (closed, its process died, or dropped by the
-   * server; not the server's own `close`/`drain`). Pass it on to `fetch`, timers, streams...
+   * server; not the server's own `close`/`drain`). Pass it on to `fetch`,
+   * timers, streams...
    * Answering after it aborted is allowed and harmless (the caller
    * discards the answer). Never aborts where the caller cannot tell (an
    * older peer; a `nats:` call not yet acknowledged). The same signal on
