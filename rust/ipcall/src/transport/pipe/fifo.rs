@@ -155,6 +155,9 @@
 #[path = "process_tests.rs"]
 mod process_tests;
 #[cfg(test)]
+#[path = "fifo_shutdown_tests.rs"]
+mod shutdown_tests;
+#[cfg(test)]
 #[path = "fifo_tests.rs"]
 mod tests;
 
