@@ -49,22 +49,45 @@ const SETUP: &str = r#"(function setup(exports, native) {
   }
   Object.defineProperty(IpcallError, '__ipcallAdopt', { value: adopt })
 
-  // Received requests (see requests.rs): the core request waits in this
-  // thread's native table; the object holds its token and, copied when it
-  // is made (through `info`, written by the native call just before), what
-  // stays readable after the answer. Small request bytes are in a shared
-  // pool ArrayBuffer, viewed as a Buffer on first read of `data`.
-  const INFO_TOKEN = 0, INFO_OFFSET = 1, INFO_LENGTH = 2, INFO_DEADLINE = 3, INFO_PID = 4, INFO_UID = 5
-  const INFO_GID = 6, INFO_NATS_ID = 7, INFO_HAS_NAME = 8, INFO_STATE = 9
-  const info = new Float64Array(10)
-  const { take, reply, fail, close, cancelled, watch, peerName } = native
+  // Received requests (see requests.rs): the core request waits in a slot
+  // of this thread's native table; the object holds the slot and its
+  // generation and, copied when it is made (through `shared`, written by
+  // the native call just before), what stays readable after the answer.
+  // Small request bytes are in a shared pool ArrayBuffer, viewed as a
+  // Buffer on first read of `data`.
+  const shared = new ArrayBuffer(64)
+  const F_DEADLINE = 0, F_NATS_ID = 1
+  const U_SLOT = 0, U_GENERATION = 1, U_OFFSET = 2, U_LENGTH = 3, U_PID = 4, U_UID = 5, U_GID = 6
+  const U_FLAGS = 7, U_STATE = 8, U_TOOK = 9
+  const OWN_BUFFER = 1, HAS_PID = 2, HAS_UID = 4, HAS_GID = 8, HAS_NATS_ID = 16, HAS_NAME = 32, HAS_DEADLINE = 64
+  const doubles = new Float64Array(shared, 0, 2)
+  const ints = new Uint32Array(shared, 16, 10)
+  const { takeOrWait, reply, fail, close, cancelled, watch, peerName } = native
   // A request collected unanswered is closed: its caller gets NO_REPLY.
-  const unanswered = new FinalizationRegistry(close)
-  const isNumber = (value) => value === value // not NaN
+  // Most requests are answered in the turn that received them, so a new
+  // request is only listed (`fresh`, strongly held) and registered with
+  // the FinalizationRegistry — which costs more than the rest of making it
+  // — only if still unanswered when the turn's handlers have run: a
+  // microtask queued by a tick, itself queued by the first request of the
+  // turn, runs after the microtasks already queued then (the handlers the
+  // turn's settlements resumed). The held value is slot + generation * 2^24.
+  const SLOTS = 2 ** 24
+  const unanswered = new FinalizationRegistry((held) => close(held % SLOTS, Math.floor(held / SLOTS)))
+  const fresh = []
+  let sweepQueued = false
+  const nextTick = process.nextTick
+  const sweepSoon = () => queueMicrotask(sweep)
+  function sweep() {
+    sweepQueued = false
+    for (let i = 0; i < fresh.length; i++) Request_.keep(fresh[i])
+    fresh.length = 0
+  }
 
   class Request_ {
-    #token
+    #slot
+    #generation
     #state = 0 // 0 open, 1 answered, 2 answered after its caller gave up
+    #flags
     #pool
     #offset
     #length
@@ -76,27 +99,41 @@ const SETUP: &str = r#"(function setup(exports, native) {
     #natsId
     #name
     #abort = undefined
+    #registered = false
     constructor(data) {
-      const token = info[INFO_TOKEN]
-      this.#token = token
-      const offset = info[INFO_OFFSET]
-      if (offset < 0) {
+      const slot = ints[U_SLOT]
+      const generation = ints[U_GENERATION]
+      const flags = ints[U_FLAGS]
+      this.#slot = slot
+      this.#generation = generation
+      this.#flags = flags
+      if ((flags & OWN_BUFFER) !== 0) {
         this.#data = data
         this.#pool = undefined
       } else {
         this.#data = undefined
         this.#pool = data
       }
-      this.#offset = offset
-      this.#length = info[INFO_LENGTH]
-      const deadline = info[INFO_DEADLINE]
-      this.#deadline = isNumber(deadline) ? deadline : null
-      this.#pid = info[INFO_PID]
-      this.#uid = info[INFO_UID]
-      this.#gid = info[INFO_GID]
-      this.#natsId = info[INFO_NATS_ID]
-      this.#name = info[INFO_HAS_NAME] === 1 ? peerName(token) : undefined
-      unanswered.register(this, token, this)
+      this.#offset = ints[U_OFFSET]
+      this.#length = ints[U_LENGTH]
+      this.#deadline = (flags & HAS_DEADLINE) !== 0 ? doubles[F_DEADLINE] : null
+      this.#pid = ints[U_PID]
+      this.#uid = ints[U_UID]
+      this.#gid = ints[U_GID]
+      this.#natsId = (flags & HAS_NATS_ID) !== 0 ? doubles[F_NATS_ID] : undefined
+      this.#name = (flags & HAS_NAME) !== 0 ? peerName(slot, generation) : undefined
+      fresh.push(this)
+      if (!sweepQueued) {
+        sweepQueued = true
+        nextTick(sweepSoon)
+      }
+    }
+    // The sweep: registers `request` if it is still unanswered.
+    static keep(request) {
+      if (request.#state === 0) {
+        request.#registered = true
+        unanswered.register(request, request.#slot + request.#generation * SLOTS, request)
+      }
     }
     get data() {
       let data = this.#data
@@ -107,12 +144,13 @@ const SETUP: &str = r#"(function setup(exports, native) {
       return data
     }
     get peer() {
+      const flags = this.#flags
       const peer = {}
-      if (isNumber(this.#pid)) peer.pid = this.#pid
-      if (isNumber(this.#uid)) peer.uid = this.#uid
-      if (isNumber(this.#gid)) peer.gid = this.#gid
-      if (isNumber(this.#natsId)) peer.natsClientId = this.#natsId
-      if (this.#name !== undefined) peer.name = this.#name
+      if ((flags & HAS_PID) !== 0) peer.pid = this.#pid
+      if ((flags & HAS_UID) !== 0) peer.uid = this.#uid
+      if ((flags & HAS_GID) !== 0) peer.gid = this.#gid
+      if ((flags & HAS_NATS_ID) !== 0) peer.natsClientId = this.#natsId
+      if ((flags & HAS_NAME) !== 0) peer.name = this.#name
       return peer
     }
     get deadline() {
@@ -122,43 +160,44 @@ const SETUP: &str = r#"(function setup(exports, native) {
       let controller = this.#abort
       if (controller === undefined) {
         controller = this.#abort = new AbortController()
-        if (this.#state === 0 ? watch(this.#token, controller) : this.#state === 2) controller.abort()
+        const state = this.#state
+        if (state === 0 ? watch(this.#slot, this.#generation, controller) : state === 2) controller.abort()
       }
       return controller.signal
     }
     get cancelled() {
-      return this.#state === 0 ? cancelled(this.#token) : this.#state === 2
+      return this.#state === 0 ? cancelled(this.#slot, this.#generation) : this.#state === 2
     }
     get answered() {
       return this.#state !== 0
     }
     reply(data) {
-      info[INFO_STATE] = 0
+      ints[U_STATE] = 0
       try {
-        reply(this.#token, data)
+        reply(this.#slot, this.#generation, data)
       } finally {
         this.#answered()
       }
     }
     fail(payload) {
-      info[INFO_STATE] = 0
+      ints[U_STATE] = 0
       try {
-        fail(this.#token, payload)
+        fail(this.#slot, this.#generation, payload)
       } finally {
         this.#answered()
       }
     }
     close() {
       if (this.#state !== 0) return
-      info[INFO_STATE] = 0
-      close(this.#token)
+      ints[U_STATE] = 0
+      close(this.#slot, this.#generation)
       this.#answered()
     }
     #answered() {
-      const state = info[INFO_STATE]
+      const state = ints[U_STATE]
       if (state !== 0) {
         this.#state = state
-        unanswered.unregister(this)
+        if (this.#registered) unanswered.unregister(this)
       }
     }
   }
@@ -178,11 +217,11 @@ const SETUP: &str = r#"(function setup(exports, native) {
     const request = new Request_(data)
     return step ? { value: request, done: false } : request
   }
-  native.bind(info, adoptRequest, performance.now())
+  native.bind(shared, adoptRequest, performance.now())
 
-  // The fast path of `recv()` and `for await`: a request ready now is
-  // taken by one native call (`take`) and settled in JavaScript; otherwise
-  // (or after 64 in a row: the loop must turn) the native method waits.
+  // `recv()` (without options) and `for await` steps: one native call
+  // takes a request ready now — the object and a resolved Promise are
+  // made here — or returns the Promise of one (see `takeOrWait`).
   const ID = Symbol('ipcall server id')
   function serverId(server) {
     let id = server[ID]
@@ -192,19 +231,17 @@ const SETUP: &str = r#"(function setup(exports, native) {
     }
     return id
   }
+  function next(id, step) {
+    ints[U_TOOK] = 0
+    const taken = takeOrWait(id, step)
+    if (ints[U_TOOK] === 0) return taken
+    const request = new Request_(taken)
+    return Promise.resolve(step ? { value: request, done: false } : request)
+  }
   const nativeRecv = Server.prototype.recv
   Object.defineProperty(Server.prototype, 'recv', {
     value: function recv(options) {
-      if (options === undefined || options === null) {
-        const id = serverId(this)
-        let data
-        try {
-          data = take(id)
-        } catch (error) {
-          return Promise.reject(error)
-        }
-        if (data !== undefined) return Promise.resolve(new Request_(data))
-      }
+      if (options === undefined || options === null) return next(serverId(this), false)
       return nativeRecv.call(this, options)
     },
     writable: true,
@@ -213,23 +250,12 @@ const SETUP: &str = r#"(function setup(exports, native) {
   })
   // `for await (const req of server)`: leaving the loop early does not
   // close the server.
-  Object.defineProperty(Server.prototype, '__ipcallNext', { enumerable: false })
   Object.defineProperty(Server.prototype, '__ipcallId', { enumerable: false })
   Object.defineProperty(Server.prototype, Symbol.asyncIterator, {
     value() {
-      const server = this
-      const id = serverId(server)
+      const id = serverId(this)
       return {
-        next() {
-          let data
-          try {
-            data = take(id)
-          } catch (error) {
-            return Promise.reject(error)
-          }
-          if (data !== undefined) return Promise.resolve({ value: new Request_(data), done: false })
-          return server.__ipcallNext()
-        },
+        next() { return next(id, true) },
         return(value) { return Promise.resolve({ value, done: true }) },
         [Symbol.asyncIterator]() { return this },
       }

@@ -524,10 +524,14 @@ fn settle(env: &Env, Settlement { deferred, value }: Settlement) {
         Value::Reply(Ok(reply)) => unsafe { crate::bytes::buffer_value(raw, reply) }.map(|v| (v, true)),
         Value::Reply(Err(err)) => crate::client::call_error_value(env, err).map(|v| (v, false)),
         // SAFETY: (1) as above.
-        Value::Request(Ok(request)) => unsafe { crate::requests::request_value(raw, request, false) }.map(|v| (v, true)),
+        Value::Request(Ok(request)) => {
+            unsafe { crate::requests::request_value(raw, request, false) }.map(|v| (v, true))
+        }
         Value::Request(Err(err)) => crate::error::js_error_value(env, err).map(|v| (v, false)),
         // SAFETY: (1) as above.
-        Value::Step(Ok(Some(request))) => unsafe { crate::requests::request_value(raw, request, true) }.map(|v| (v, true)),
+        Value::Step(Ok(Some(request))) => {
+            unsafe { crate::requests::request_value(raw, request, true) }.map(|v| (v, true))
+        }
         Value::Step(Ok(None)) => crate::server::step_done(env).map(|v| (v, true)),
         Value::Step(Err(err)) => crate::error::js_error_value(env, err).map(|v| (v, false)),
     };

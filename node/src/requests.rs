@@ -1,26 +1,29 @@
 //! Received requests as JavaScript holds them: a per-thread table of core
-//! requests indexed by a number, and the JavaScript `Request` objects
-//! (made in `faces.rs`'s setup script) that carry that number.
+//! requests, and the JavaScript `Request` objects (made in `faces.rs`'s
+//! setup script) that name their slot in it.
 //!
 //! A request used to be a napi-rs class instance: `napi_wrap` (a V8 global
 //! handle, a finalizer run at the next garbage collection), a Buffer copied
-//! into its own V8 backing store, and napi-rs's borrow bookkeeping on every
-//! method call — most of the Node server's cost per request
-//! (docs/DECISIONS.md, "Node: requests are JavaScript objects"). Now:
+//! into its own V8 backing store, a `{ value, done }` object built through
+//! Node-API, and napi-rs's borrow bookkeeping on every method call — most
+//! of the Node server's cost per request (docs/DECISIONS.md, "Node: a
+//! received request is a JavaScript object"). Now:
 //!
-//! - the core request waits in a slot of [`Table`]; JavaScript holds its
-//!   *token* (slot index and the slot's generation, so a stale token never
-//!   reaches a reused slot) and answers through the raw functions below;
+//! - the core request waits in a slot of [`Table`]; JavaScript holds the
+//!   slot's index and generation (so a stale object never reaches a reused
+//!   slot) and answers through the raw functions below (no napi-rs
+//!   wrapper: no borrow bookkeeping, no class unwrapping);
 //! - what must stay readable after the answer (peer, deadline) is copied
-//!   into the object when it is made, through a shared `Float64Array`
-//!   ([`Info`]) rather than per-field Node-API calls; whether the caller
+//!   into the object when it is made, through a shared `ArrayBuffer`
+//!   ([`info`]) rather than per-field Node-API calls; whether the caller
 //!   gave up is copied at the answer;
 //! - the request's bytes, when small, are copied into a shared
 //!   `ArrayBuffer` pool ([`POOL_SIZE`]) and the object makes a `Buffer`
 //!   view of them on first read of `data` (as Node pools `Buffer.from`);
-//! - an unanswered request whose object is garbage-collected is dropped by
-//!   a `FinalizationRegistry` callback (`drop`), so its caller gets
-//!   `NO_REPLY` as before.
+//! - an unanswered request whose object is garbage-collected is closed by
+//!   a `FinalizationRegistry` callback, so its caller gets `NO_REPLY` as
+//!   before (the script registers only requests still unanswered once
+//!   their turn's handlers have run).
 //!
 //! Everything here runs on the JavaScript thread of the environment that
 //! bound it (the table is thread-local: each worker thread has its own).
@@ -37,12 +40,12 @@ use napi::sys;
 use crate::bytes::Bytes;
 use crate::error::{to_js, type_error};
 
-/// Bits of a token that hold the slot's generation (the rest: its index).
-/// Index and generation together stay below 2^53, exact in a JavaScript number.
-const GENERATION_BITS: u32 = 29;
-const GENERATION_MASK: u64 = (1 << GENERATION_BITS) - 1;
-/// The most slots (requests held by JavaScript at once): 2^24.
-const MAX_SLOTS: usize = 1 << (53 - GENERATION_BITS);
+/// Generations wrap below 2^29 (a JavaScript small integer).
+const GENERATION_MASK: u32 = (1 << 29) - 1;
+/// The most slots (requests held by JavaScript at once): 2^24, so that
+/// slot and generation fit one exact JavaScript number
+/// (`slot + generation * 2^24`, the FinalizationRegistry's held value).
+const MAX_SLOTS: usize = 1 << 24;
 
 /// Size of one shared `ArrayBuffer` that small requests' bytes are copied
 /// into. A `Buffer` kept from it keeps the whole pool alive (as Node's own
@@ -52,31 +55,51 @@ const POOL_SIZE: usize = 16 * 1024;
 /// `Buffer` ([`crate::bytes::buffer_value`]).
 const POOL_MAX: usize = 2 * 1024;
 
-/// The fields of the shared `Float64Array` (indices), written here and
-/// read by the setup script right after the call that wrote them. Keep in
-/// step with `INFO_*` in `faces.rs`.
+/// The shared `ArrayBuffer` ([`info::BYTES`] bytes) written here and read
+/// by the setup script right after the call that wrote it: two `f64`s,
+/// then `u32`s (so that JavaScript reads small integers, stored in its
+/// objects without boxing). Keep in step with `F_*`, `U_*` and `HAS_*` in
+/// `faces.rs`.
 mod info {
-    /// The request's token.
-    pub(super) const TOKEN: usize = 0;
-    /// Where its bytes start in the pool, or -1 if they are their own `Buffer`.
-    pub(super) const OFFSET: usize = 1;
-    /// How many bytes.
-    pub(super) const LENGTH: usize = 2;
-    /// The deadline on the `performance.now()` clock; NaN if none.
-    pub(super) const DEADLINE: usize = 3;
-    /// `peer.pid`, `uid`, `gid`, `natsClientId`; NaN where unknown.
-    pub(super) const PID: usize = 4;
-    pub(super) const UID: usize = 5;
-    pub(super) const GID: usize = 6;
-    pub(super) const NATS_ID: usize = 7;
-    /// 1 if the sender has a connection name (read it with `peerName`).
-    pub(super) const HAS_NAME: usize = 8;
-    /// What the last answer did: 1 answered, 2 answered and the caller had
-    /// given up; left as the script set it (0) when the request was not
-    /// consumed (a bad argument, already answered).
-    pub(super) const STATE: usize = 9;
-    /// The number of fields.
-    pub(super) const LEN: usize = 10;
+    /// Size of the buffer in bytes.
+    pub(super) const BYTES: usize = 64;
+    /// `f64`: the deadline on the `performance.now()` clock (if `HAS_DEADLINE`).
+    pub(super) const DEADLINE: usize = 0;
+    /// `f64`: `peer.natsClientId` (if `HAS_NATS_ID`).
+    pub(super) const NATS_ID: usize = 1;
+    /// Where the `u32`s start, in `u32`s.
+    pub(super) const INTS: usize = 4;
+    /// `u32`: the request's slot and the slot's generation.
+    pub(super) const SLOT: usize = INTS;
+    pub(super) const GENERATION: usize = INTS + 1;
+    /// `u32`: where its bytes start in the pool (unless `OWN_BUFFER`), how many.
+    pub(super) const OFFSET: usize = INTS + 2;
+    pub(super) const LENGTH: usize = INTS + 3;
+    /// `u32`: `peer.pid`, `uid`, `gid` (if `HAS_PID`, ...).
+    pub(super) const PID: usize = INTS + 4;
+    pub(super) const UID: usize = INTS + 5;
+    pub(super) const GID: usize = INTS + 6;
+    /// `u32`: the `HAS_*` bits below.
+    pub(super) const FLAGS: usize = INTS + 7;
+    /// `u32`: what the last answer did: 1 answered, 2 answered and the
+    /// caller had given up; left as the script set it (0) when the request
+    /// was not consumed (a bad argument, already answered).
+    pub(super) const STATE: usize = INTS + 8;
+    /// `u32`: set to 1 when `takeOrWait` returns a request's data (the
+    /// script clears it before the call; left 0, the call returned a Promise).
+    pub(super) const TOOK: usize = INTS + 9;
+    /// The `u32` fields end here.
+    pub(super) const INTS_END: usize = INTS + 10;
+
+    /// The data argument is the bytes' own `Buffer`, not the pool.
+    pub(super) const OWN_BUFFER: u32 = 1;
+    pub(super) const HAS_PID: u32 = 2;
+    pub(super) const HAS_UID: u32 = 4;
+    pub(super) const HAS_GID: u32 = 8;
+    pub(super) const HAS_NATS_ID: u32 = 16;
+    /// The sender has a connection name (read it with `peerName`).
+    pub(super) const HAS_NAME: u32 = 32;
+    pub(super) const HAS_DEADLINE: u32 = 64;
 }
 
 /// The largest integer a JavaScript number holds exactly (2^53 − 1).
@@ -106,10 +129,11 @@ struct Table {
     slots: Vec<Slot>,
     /// Free slots, most recently freed last (reused first: warm in cache).
     free: Vec<u32>,
-    /// The shared `Float64Array`'s elements.
-    /// Invariant: points to [`info::LEN`] `f64`s of a typed array kept alive
-    /// by `info_ref`, which the setup script never hands out (so never detached).
-    info: *mut f64,
+    /// The shared `ArrayBuffer`'s memory.
+    /// Invariant: points to [`info::BYTES`] bytes, 8-aligned, of an
+    /// `ArrayBuffer` kept alive by `info_ref`, which the setup script never
+    /// hands out (so it is never detached).
+    info: *mut u8,
     /// Invariant: a live strong reference in `env`.
     info_ref: sys::napi_ref,
     /// The setup script's `adoptRequest(data, step)`, which makes the `Request`.
@@ -135,15 +159,21 @@ fn check(status: sys::napi_status, what: &str) -> napi::Result<()> {
 }
 
 impl Table {
-    fn set(&mut self, field: usize, value: f64) {
-        debug_assert!(field < info::LEN);
-        // SAFETY: (1) `info` points to `info::LEN` live f64s (struct
-        // invariant) and `field` is one of the `info` indices, all below it.
-        unsafe { *self.info.add(field) = value };
+    fn set_f64(&mut self, field: usize, value: f64) {
+        debug_assert!(field < info::INTS / 2);
+        // SAFETY: (1) `info` points to `info::BYTES` live, 8-aligned bytes
+        // (struct invariant) and `field` is an `f64` index below `INTS / 2`.
+        unsafe { *self.info.cast::<f64>().add(field) = value };
     }
 
-    /// Puts `request` in a free slot; returns its token.
-    fn insert(&mut self, request: ipcall::Request) -> napi::Result<f64> {
+    fn set_u32(&mut self, field: usize, value: u32) {
+        debug_assert!((info::INTS..info::INTS_END).contains(&field) && info::INTS_END * 4 <= info::BYTES);
+        // SAFETY: (1) as in `set_f64`; `field` is a `u32` index inside the buffer.
+        unsafe { *self.info.cast::<u32>().add(field) = value };
+    }
+
+    /// Puts `request` in a free slot; returns the slot and its generation.
+    fn insert(&mut self, request: ipcall::Request) -> napi::Result<(u32, u32)> {
         let index = match self.free.pop() {
             Some(index) => index,
             None if self.slots.len() < MAX_SLOTS => {
@@ -154,25 +184,21 @@ impl Table {
         };
         let slot = &mut self.slots[index as usize];
         slot.request = Some(request);
-        Ok((((index as u64) << GENERATION_BITS) | slot.generation as u64) as f64)
+        Ok((index, slot.generation))
     }
 
-    /// The slot `token` names, if it still holds that request.
-    fn slot(&mut self, token: f64) -> Option<&mut Slot> {
-        if !(token >= 0.0 && token <= MAX_SAFE_INTEGER as f64) {
-            return None;
-        }
-        let token = token as u64;
-        let slot = self.slots.get_mut((token >> GENERATION_BITS) as usize)?;
-        (slot.generation as u64 == token & GENERATION_MASK && slot.request.is_some()).then_some(slot)
+    /// The slot `(index, generation)` names, if it still holds that request.
+    fn slot(&mut self, (index, generation): (u32, u32)) -> Option<&mut Slot> {
+        let slot = self.slots.get_mut(index as usize)?;
+        (slot.generation == generation && slot.request.is_some()).then_some(slot)
     }
 
-    /// Takes the request out of the slot `token` names, freeing the slot.
-    fn remove(&mut self, token: f64) -> Option<ipcall::Request> {
+    /// Takes the request out of the slot `token` (index, generation) names, freeing the slot.
+    fn remove(&mut self, token: (u32, u32)) -> Option<ipcall::Request> {
         let slot = self.slot(token)?;
         let request = slot.request.take();
-        slot.generation = (slot.generation + 1) & GENERATION_MASK as u32;
-        self.free.push((token as u64 >> GENERATION_BITS) as u32);
+        slot.generation = (slot.generation + 1) & GENERATION_MASK;
+        self.free.push(token.0);
         request
     }
 
@@ -225,35 +251,49 @@ impl Table {
     /// (bytes at `OFFSET`) or the bytes' own `Buffer`.
     fn admit(&mut self, env: sys::napi_env, mut request: ipcall::Request) -> napi::Result<sys::napi_value> {
         let bytes = request.take_data();
-        let length = bytes.len() as f64;
+        let length = bytes.len() as u32;
+        let mut flags = 0;
         let (data, offset) = if bytes.len() <= POOL_MAX {
             let (pool, start) = self.pooled(env, &bytes)?;
-            (pool, start as f64)
+            (pool, start as u32)
         } else {
+            flags |= info::OWN_BUFFER;
             // SAFETY: (1) `env` is live on this thread, inside a handle scope.
-            (unsafe { crate::bytes::buffer_value(env, bytes) }?, -1.0)
+            (unsafe { crate::bytes::buffer_value(env, bytes) }?, 0)
         };
         let peer = request.peer();
-        let deadline = request.deadline().map_or(f64::NAN, |at| {
+        if let Some(at) = request.deadline() {
             let (base, base_ms) = self.clock;
-            match at.checked_duration_since(base) {
+            let ms = match at.checked_duration_since(base) {
                 Some(after) => base_ms + after.as_secs_f64() * 1000.0,
                 None => base_ms - base.duration_since(at).as_secs_f64() * 1000.0,
+            };
+            self.set_f64(info::DEADLINE, ms);
+            flags |= info::HAS_DEADLINE;
+        }
+        if let Some(id) = peer.nats_client_id.filter(|&id| id <= MAX_SAFE_INTEGER) {
+            self.set_f64(info::NATS_ID, id as f64);
+            flags |= info::HAS_NATS_ID;
+        }
+        for (field, flag, value) in [
+            (info::PID, info::HAS_PID, peer.pid),
+            (info::UID, info::HAS_UID, peer.uid),
+            (info::GID, info::HAS_GID, peer.gid),
+        ] {
+            if let Some(value) = value {
+                self.set_u32(field, value);
+                flags |= flag;
             }
-        });
-        let has_name = request.peer_name().is_some();
-        let token = self.insert(request)?;
-        let number = |field: Option<u32>| field.map_or(f64::NAN, f64::from);
-        self.set(info::TOKEN, token);
-        self.set(info::OFFSET, offset);
-        self.set(info::LENGTH, length);
-        self.set(info::DEADLINE, deadline);
-        self.set(info::PID, number(peer.pid));
-        self.set(info::UID, number(peer.uid));
-        self.set(info::GID, number(peer.gid));
-        let nats_id = peer.nats_client_id.filter(|&id| id <= MAX_SAFE_INTEGER).map_or(f64::NAN, |id| id as f64);
-        self.set(info::NATS_ID, nats_id);
-        self.set(info::HAS_NAME, if has_name { 1.0 } else { 0.0 });
+        }
+        if request.peer_name().is_some() {
+            flags |= info::HAS_NAME;
+        }
+        let (slot, generation) = self.insert(request)?;
+        self.set_u32(info::SLOT, slot);
+        self.set_u32(info::GENERATION, generation);
+        self.set_u32(info::OFFSET, offset);
+        self.set_u32(info::LENGTH, length);
+        self.set_u32(info::FLAGS, flags);
         Ok(data)
     }
 }
@@ -274,7 +314,11 @@ fn with_table<T>(f: impl FnOnce(&mut Table) -> napi::Result<T>) -> napi::Result<
 ///
 /// # Safety
 /// `env` is live, this is its JavaScript thread, inside a handle scope.
-pub(crate) unsafe fn request_value(env: sys::napi_env, request: ipcall::Request, step: bool) -> napi::Result<sys::napi_value> {
+pub(crate) unsafe fn request_value(
+    env: sys::napi_env,
+    request: ipcall::Request,
+    step: bool,
+) -> napi::Result<sys::napi_value> {
     let (data, adopt) = with_table(|table| {
         let data = table.admit(env, request)?;
         let mut adopt = ptr::null_mut();
@@ -298,13 +342,17 @@ pub(crate) unsafe fn request_value(env: sys::napi_env, request: ipcall::Request,
 }
 
 /// [`request_value`] for a request taken from JavaScript's own call (the
-/// setup script's fast path): only the `data` argument; the script calls
-/// `adoptRequest` itself.
+/// setup script's fast path): only the `data` argument, with `TOOK` set;
+/// the script calls `adoptRequest` itself.
 ///
 /// # Safety
 /// As [`request_value`].
 pub(crate) unsafe fn admit(env: sys::napi_env, request: ipcall::Request) -> napi::Result<sys::napi_value> {
-    with_table(|table| table.admit(env, request))
+    with_table(|table| {
+        let data = table.admit(env, request)?;
+        table.set_u32(info::TOOK, 1);
+        Ok(data)
+    })
 }
 
 // ---- The raw functions the setup script calls (module-private there). ----
@@ -329,7 +377,7 @@ pub(crate) unsafe fn arguments<const N: usize>(
     Ok(args)
 }
 
-/// A number argument (NaN for anything else: no token matches it).
+/// A number argument (NaN for anything else).
 ///
 /// # Safety
 /// `value` is a live value of `env`, on its thread.
@@ -338,6 +386,17 @@ pub(crate) unsafe fn number(env: sys::napi_env, value: sys::napi_value) -> f64 {
     // SAFETY: (1) per the contract; (2) a non-number leaves `number` NaN.
     let _ = unsafe { sys::napi_get_value_double(env, value, &mut number) };
     number
+}
+
+/// A `u32` argument (`u32::MAX` for anything else: no slot has that index).
+///
+/// # Safety
+/// As [`number`].
+pub(crate) unsafe fn integer(env: sys::napi_env, value: sys::napi_value) -> u32 {
+    let mut integer = u32::MAX;
+    // SAFETY: (1) per the contract; (2) a non-number leaves `integer` as is.
+    let _ = unsafe { sys::napi_get_value_uint32(env, value, &mut integer) };
+    integer
 }
 
 /// Runs a raw callback's body: its error is thrown, a panic becomes a
@@ -362,29 +421,20 @@ pub(crate) unsafe fn boundary(
     }
 }
 
-/// `bind(info, adopt, performanceNow)`: the setup script shares its
-/// `Float64Array` and its `adoptRequest` function.
+/// `bind(buffer, adoptRequest, performanceNow)`: the setup script shares
+/// its `ArrayBuffer` and its `adoptRequest` function.
 unsafe extern "C" fn bind(env: sys::napi_env, call: sys::napi_callback_info) -> sys::napi_value {
     // SAFETY: (1) Node calls this on `env`'s thread with `call`.
     unsafe {
         boundary(env, || {
-            let [array, adopt, now] = arguments::<3>(env, call)?;
+            let [buffer, adopt, now] = arguments::<3>(env, call)?;
             let clock = (Instant::now(), number(env, now));
-            let (mut kind, mut length, mut data) = (0, 0usize, ptr::null_mut());
-            let status = sys::napi_get_typedarray_info(
-                env,
-                array,
-                &mut kind,
-                &mut length,
-                &mut data,
-                ptr::null_mut(),
-                ptr::null_mut(),
-            );
-            check(status, "reading the shared array")?;
-            if kind != sys::TypedarrayType::float64_array || length < info::LEN || data.is_null() {
-                return Err(napi::Error::from_reason("ipcall: bind needs a Float64Array"));
+            let (mut data, mut length) = (ptr::null_mut(), 0usize);
+            check(sys::napi_get_arraybuffer_info(env, buffer, &mut data, &mut length), "reading the shared buffer")?;
+            if length < info::BYTES || data.is_null() || !(data as usize).is_multiple_of(8) {
+                return Err(napi::Error::from_reason("ipcall: bind needs an ArrayBuffer of 64 bytes"));
             }
-            let info_ref = crate::abort::reference(env, array)?;
+            let info_ref = crate::abort::reference(env, buffer)?;
             let adopt_ref = crate::abort::reference(env, adopt)?;
             let table = Table {
                 env,
@@ -428,14 +478,15 @@ unsafe extern "C" fn teardown(_arg: *mut c_void) {
     }
 }
 
-/// How `reply`, `fail` and `close` end the request `token` names.
+/// How `reply`, `fail` and `close` end the request their arguments name.
 enum Answer {
     Reply,
     Fail,
     Close,
 }
 
-/// `reply(token, data)`, `fail(token, payload)`, `close(token)`.
+/// `reply(slot, generation, data)`, `fail(slot, generation, payload)`,
+/// `close(slot, generation)`.
 ///
 /// # Safety
 /// Inside a Node-API callback of `env` with `call`.
@@ -443,16 +494,15 @@ unsafe fn answer(env: sys::napi_env, call: sys::napi_callback_info, how: Answer)
     // SAFETY: (1) per the contract.
     unsafe {
         boundary(env, || {
-            let [token, data] = arguments::<2>(env, call)?;
-            let token = number(env, token);
+            let [slot, generation, data] = arguments::<3>(env, call)?;
+            let token = (integer(env, slot), integer(env, generation));
             // Read before the request is taken: a bad argument leaves it answerable.
             let bytes = match how {
                 Answer::Close => None,
                 Answer::Reply | Answer::Fail => Some(Bytes::from_napi_value(env, data)?),
             };
-            let request = with_table(|table| Ok(table.remove(token)))?;
             let env_ref = Env::from_raw(env);
-            let Some(request) = request else {
+            let Some(request) = with_table(|table| Ok(table.remove(token)))? else {
                 return match how {
                     Answer::Close => Ok(None),
                     _ => Err(type_error(&env_ref, "this request was already answered")),
@@ -468,9 +518,9 @@ unsafe fn answer(env: sys::napi_env, call: sys::napi_callback_info, how: Answer)
                     Ok(())
                 }
             };
-            let state = if cancelled.is_cancelled() { 2.0 } else { 1.0 };
+            let state = if cancelled.is_cancelled() { 2 } else { 1 };
             with_table(|table| {
-                table.set(info::STATE, state);
+                table.set_u32(info::STATE, state);
                 Ok(())
             })?;
             outcome.map(|()| None).map_err(|e| to_js(&env_ref, e))
@@ -494,13 +544,13 @@ unsafe extern "C" fn close(env: sys::napi_env, call: sys::napi_callback_info) ->
     unsafe { answer(env, call, Answer::Close) }
 }
 
-/// `cancelled(token)`: whether the caller of a request not yet answered gave up.
+/// `cancelled(slot, generation)`: whether the caller of a request not yet answered gave up.
 unsafe extern "C" fn cancelled(env: sys::napi_env, call: sys::napi_callback_info) -> sys::napi_value {
     // SAFETY: (1) as in `reply`.
     unsafe {
         boundary(env, || {
-            let [token] = arguments::<1>(env, call)?;
-            let token = number(env, token);
+            let [slot, generation] = arguments::<2>(env, call)?;
+            let token = (integer(env, slot), integer(env, generation));
             let cancelled = with_table(|table| {
                 Ok(table.slot(token).and_then(|slot| slot.request.as_ref()).is_some_and(ipcall::Request::is_cancelled))
             })?;
@@ -509,15 +559,15 @@ unsafe extern "C" fn cancelled(env: sys::napi_env, call: sys::napi_callback_info
     }
 }
 
-/// `watch(token, controller)`: true if the caller already gave up (the
+/// `watch(slot, generation, controller)`: true if the caller already gave up (the
 /// script aborts the controller), else arranges for it to be aborted when
 /// the caller gives up (dropped unrun once the request is answered).
 unsafe extern "C" fn watch(env: sys::napi_env, call: sys::napi_callback_info) -> sys::napi_value {
     // SAFETY: (1) as in `reply`.
     unsafe {
         boundary(env, || {
-            let [token, controller] = arguments::<2>(env, call)?;
-            let token = number(env, token);
+            let [slot, generation, controller] = arguments::<3>(env, call)?;
+            let token = (integer(env, slot), integer(env, generation));
             let already = with_table(|table| {
                 let Some(request) = table.slot(token).and_then(|slot| slot.request.as_ref()) else { return Ok(false) };
                 if request.is_cancelled() {
@@ -532,13 +582,13 @@ unsafe extern "C" fn watch(env: sys::napi_env, call: sys::napi_callback_info) ->
     }
 }
 
-/// `peerName(token)`: the sender's connection name (`nats:`), or undefined.
+/// `peerName(slot, generation)`: the sender's connection name (`nats:`), or undefined.
 unsafe extern "C" fn peer_name(env: sys::napi_env, call: sys::napi_callback_info) -> sys::napi_value {
     // SAFETY: (1) as in `reply`.
     unsafe {
         boundary(env, || {
-            let [token] = arguments::<1>(env, call)?;
-            let token = number(env, token);
+            let [slot, generation] = arguments::<2>(env, call)?;
+            let token = (integer(env, slot), integer(env, generation));
             let name = with_table(|table| {
                 Ok(table.slot(token).and_then(|slot| slot.request.as_ref()?.peer_name().map(str::to_owned)))
             })?;
@@ -559,7 +609,7 @@ pub(crate) const NATIVES: &[(&str, Callback)] = &[
     ("cancelled", cancelled),
     ("watch", watch),
     ("peerName", peer_name),
-    ("take", crate::server::take),
+    ("takeOrWait", crate::server::take_or_wait),
 ];
 
 /// An object holding [`NATIVES`] as JavaScript functions.

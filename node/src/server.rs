@@ -31,16 +31,18 @@ pub struct Server {
     /// The name clients connect to (kept to answer without borrowing).
     name: String,
     /// Its index in [`SERVERS`], by which the setup script's fast path
-    /// (`take`) finds it; freed in `drop`.
+    /// (`takeOrWait`) finds it; freed in `drop`.
     id: u32,
 }
 
+/// This thread's servers by [`Server::id`] (`None`: a freed id), and the freed ids.
+type Servers = (Vec<Option<Rc<RefCell<Receiving>>>>, Vec<u32>);
+
 thread_local! {
-    /// This thread's servers, by [`Server::id`] (`None`: a freed id, reused
-    /// by the next server). A number is all JavaScript passes to `take`, so
-    /// any number is safe: one that names no server takes nothing.
-    static SERVERS: RefCell<(Vec<Option<Rc<RefCell<Receiving>>>>, Vec<u32>)> =
-        const { RefCell::new((Vec::new(), Vec::new())) };
+    /// This thread's servers; a freed id is reused by the next server. A
+    /// number is all JavaScript passes to `takeOrWait`, so any number is
+    /// safe: one that names no server is refused.
+    static SERVERS: RefCell<Servers> = const { RefCell::new((Vec::new(), Vec::new())) };
 }
 
 /// A server's waiting `recv()`s (and `for await` steps), first come first served.
@@ -222,28 +224,35 @@ impl Server {
         });
         Server { shared, name, id }
     }
+}
 
-    /// Queues a waiter, serves what is ready now, and lets libuv watch for the rest.
-    fn wait(&self, env: &Env, step: bool, timeout: Option<Duration>) -> napi::Result<sys::napi_value> {
-        let (deferred, promise) = reactor::promise(env)?;
-        let mut out = Vec::new();
-        {
-            let mut state = self.shared.borrow_mut();
-            // Too far away to represent: the same as none.
-            let deadline = timeout.and_then(|limit| Instant::now().checked_add(limit));
-            state.waiters.push_back(Waiter { deferred, step, deadline });
-            if state.served_in_a_row < SERVED_IN_A_ROW {
-                state.pump(&mut out);
-                state.served_in_a_row += out.len() as u32;
-            }
-            if timeout == Some(Duration::ZERO) {
-                state.expire(Instant::now(), &mut out);
-            }
+/// Queues a waiter, serves what is ready now (unless the caller just found
+/// nothing: `pump` false), and lets libuv watch for the rest.
+fn wait(
+    shared: &Rc<RefCell<Receiving>>,
+    env: &Env,
+    step: bool,
+    timeout: Option<Duration>,
+    pump: bool,
+) -> napi::Result<sys::napi_value> {
+    let (deferred, promise) = reactor::promise(env)?;
+    let mut out = Vec::new();
+    {
+        let mut state = shared.borrow_mut();
+        // Too far away to represent: the same as none.
+        let deadline = timeout.and_then(|limit| Instant::now().checked_add(limit));
+        state.waiters.push_back(Waiter { deferred, step, deadline });
+        if pump && state.served_in_a_row < SERVED_IN_A_ROW {
+            state.pump(&mut out);
+            state.served_in_a_row += out.len() as u32;
         }
-        reactor::settle_all(env, out);
-        reactor::update(&self.shared)?;
-        Ok(promise)
+        if timeout == Some(Duration::ZERO) {
+            state.expire(Instant::now(), &mut out);
+        }
     }
+    reactor::settle_all(env, out);
+    reactor::update(shared)?;
+    Ok(promise)
 }
 
 impl Drop for Server {
@@ -296,23 +305,12 @@ impl Server {
     #[napi(ts_return_type = "Promise<Request>")]
     pub fn recv<'env>(&self, env: &'env Env, options: Option<CallOptions>) -> napi::Result<Unknown<'env>> {
         let timeout = millis(env, "timeout", options.and_then(|o| o.timeout))?;
-        let promise = self.wait(env, false, timeout)?;
+        let promise = wait(&self.shared, env, false, timeout, true)?;
         // SAFETY: (1) `promise` was just created in `env`, on this thread.
         Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), promise) })
     }
 
-    /// One step of `for await (const req of server)` (the iterator is made
-    /// in JavaScript, see `faces.rs`): resolves `{ value: request, done:
-    /// false }`, or `{ value: undefined, done: true }` once the server is
-    /// closed; any other error rejects.
-    #[napi(js_name = "__ipcallNext", skip_typescript)]
-    pub fn next_step<'env>(&self, env: &'env Env) -> napi::Result<Unknown<'env>> {
-        let promise = self.wait(env, true, None)?;
-        // SAFETY: (1) `promise` was just created in `env`, on this thread.
-        Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), promise) })
-    }
-
-    /// The number the setup script's fast path passes to `take` (see `faces.rs`).
+    /// The number the setup script's fast path passes to `takeOrWait` (see `faces.rs`).
     #[napi(js_name = "__ipcallId", skip_typescript)]
     pub fn id(&self) -> u32 {
         self.id
@@ -401,44 +399,67 @@ pub(crate) fn step_done(env: &Env) -> napi::Result<sys::napi_value> {
     Ok(object)
 }
 
-/// `take(id)`, the setup script's fast path for `recv()` and `for await`:
-/// the `data` argument of `adoptRequest` for a request ready now (see
-/// `requests.rs`), or `undefined` when the caller must wait through the
-/// native `recv()` / `__ipcallNext()` — nothing ready, the server closed,
-/// `recv()`s already waiting (they come first), or [`SERVED_IN_A_ROW`]
-/// handed out since the loop last turned. Throws another error of the core.
+/// `takeOrWait(id, step)`, what the setup script's `recv()` (no options)
+/// and `for await` steps call: a request ready now is admitted (see
+/// `requests.rs`) and the `data` argument of `adoptRequest` returned, with
+/// the shared array's `TOOK` set (the script makes the object: no Promise
+/// is made here); otherwise a Promise of the request (or, if `step`, of
+/// the iteration result) is returned, as the native `recv()` does, without
+/// a second look for a request just found missing. `recv()`s already
+/// waiting come first, and after [`SERVED_IN_A_ROW`] handed out the next
+/// waits for the loop to turn. Another error of the core rejects.
 ///
 /// # Safety
 /// Called by Node on `env`'s JavaScript thread with `call`.
-pub(crate) unsafe extern "C" fn take(env: sys::napi_env, call: sys::napi_callback_info) -> sys::napi_value {
+pub(crate) unsafe extern "C" fn take_or_wait(env: sys::napi_env, call: sys::napi_callback_info) -> sys::napi_value {
     // SAFETY: (1) per the contract.
     unsafe {
         crate::requests::boundary(env, || {
-            let [id] = crate::requests::arguments::<1>(env, call)?;
+            let [id, step] = crate::requests::arguments::<2>(env, call)?;
             let id = crate::requests::number(env, id);
+            let step = crate::abort::is_true(env, step);
             let shared = SERVERS.with(|servers| {
                 let servers = servers.try_borrow().ok()?;
                 // A float index out of range (NaN, negative, huge) saturates and finds nothing.
                 servers.0.get(id as usize).filter(|_| id >= 0.0).cloned().flatten()
             });
-            let Some(shared) = shared else { return Ok(None) };
-            let request = {
-                let Ok(mut state) = shared.try_borrow_mut() else { return Ok(None) };
-                if !state.waiters.is_empty() || state.served_in_a_row >= SERVED_IN_A_ROW {
-                    return Ok(None);
-                }
-                match state.server.try_recv() {
-                    Ok(Some(request)) => {
-                        state.served_in_a_row += 1;
-                        state.spin_armed = true;
-                        request
+            let Some(shared) = shared else {
+                return Err(crate::error::type_error(&Env::from_raw(env), "not a Server"));
+            };
+            let env_ref = Env::from_raw(env);
+            let mut pump = true;
+            let taken = {
+                let mut state = shared.try_borrow_mut().map_err(|_| napi::Error::from_reason("ipcall: server busy"))?;
+                if state.waiters.is_empty() && state.served_in_a_row < SERVED_IN_A_ROW {
+                    match state.server.try_recv() {
+                        Ok(Some(request)) => {
+                            state.served_in_a_row += 1;
+                            state.spin_armed = true;
+                            Some(Ok(request))
+                        }
+                        Ok(None) => {
+                            pump = false;
+                            None
+                        }
+                        // Closed: the waiter's pump settles it (`CLOSED` is sticky).
+                        Err(ipcall::Error::Closed { .. }) => None,
+                        Err(e) => Some(Err(e)),
                     }
-                    // Closed: the native path settles it (its `CLOSED` is sticky).
-                    Ok(None) | Err(ipcall::Error::Closed { .. }) => return Ok(None),
-                    Err(e) => return Err(to_js(&Env::from_raw(env), e)),
+                } else {
+                    None
                 }
             };
-            crate::requests::admit(env, request).map(Some)
+            match taken {
+                Some(Ok(request)) => crate::requests::admit(env, request).map(Some),
+                Some(Err(e)) => {
+                    // Rejects (as the native path would), never throws.
+                    let (deferred, promise) = reactor::promise(&env_ref)?;
+                    let out = vec![Waiter { deferred, step, deadline: None }.settle(Err(e))];
+                    reactor::settle_all(&env_ref, out);
+                    Ok(Some(promise))
+                }
+                None => wait(&shared, &env_ref, step, None, pump).map(Some),
+            }
         })
     }
 }
