@@ -83,7 +83,8 @@ const SETUP: &str = r#"(function setup(exports, native) {
     fresh.length = 0
   }
 
-  class Request_ {
+  // Named `Request` in stack traces; below, `Request` is still the export.
+  const Request_ = class Request {
     #slot
     #generation
     #state = 0 // 0 open, 1 answered, 2 answered after its caller gave up
