@@ -41,6 +41,82 @@ export interface IpcallError extends Error {
 /** `for await (const req of server)` yields requests until the server is closed. */
 export interface Server extends AsyncIterable<Request> {}
 
+/** The members of `Request` (the class below; they are made in JavaScript). */
+export interface Request {
+  /** The request's bytes (the same Buffer on every read). */
+  get data(): Buffer
+  /** Who sent the request. */
+  get peer(): Peer
+  /**
+   * When the caller stops waiting, in milliseconds on the
+   * `performance.now()` clock (so `req.deadline - performance.now()` is
+   * the time left; it may be negative: the caller gave up), or `null` if
+   * the caller set no timeout (a `call`/`callSync` without
+   * `options.timeout`). The caller's remaining time is added to this
+   * process's clock on arrival (no clock is shared); over 100 years is
+   * clamped to 100 years. The same number on every read.
+   */
+  get deadline(): number | null
+  /**
+   * An `AbortSignal` that aborts when the caller gives up: its timeout
+   * passed, it dropped the call, or its own `AbortSignal` aborted
+   * (`call(data, {signal})`) — or when it is gone: its `unix:`/`pipe:`/
+   * `shm:` connection ended (closed, its process died, or dropped by the
+   * server; not the server's own `close`/`drain`). Pass it on to `fetch`,
+   * timers, streams...
+   * Answering after it aborted is allowed and harmless (the caller
+   * discards the answer). Never aborts where the caller cannot tell (an
+   * older peer; a `nats:` call not yet acknowledged). The same signal on
+   * every read.
+   */
+  get signal(): AbortSignal
+  /**
+   * True once the caller gave up (see `signal`); reading it looks at the
+   * connection without blocking, so a busy handler can poll it.
+   */
+  get cancelled(): boolean
+  /** Whether the request has been answered (by `reply` or `fail`). */
+  get answered(): boolean
+  /**
+   * Answers with `data`. Throws `TOO_LARGE` if it exceeds the caller's
+   * limit (the caller then gets `NO_REPLY`), a `TypeError` if the request
+   * was already answered.
+   */
+  reply(data: Buffer | ArrayBufferView | ArrayBuffer | string): void
+  /**
+   * Answers with an application error: the caller's call rejects with
+   * code `REMOTE` and this `payload`.
+   */
+  fail(payload: Buffer | ArrayBufferView | ArrayBuffer | string): void
+  /**
+   * Declines to answer: the caller's call rejects with `NO_REPLY` at once
+   * (what happens anyway when an unanswered request is garbage-collected,
+   * made deterministic). Harmless on an answered request.
+   */
+  close(): void
+}
+
+/** Who sent a request, as far as the transport can tell (absent fields are unknown). */
+export interface Peer {
+  /** The sender's process id. */
+  pid?: number
+  /** The sender's user id. */
+  uid?: number
+  /** The sender's group id. */
+  gid?: number
+  /**
+   * `nats:` only: the client id the sender's NATS server assigned to its
+   * connection, as the sender states it (unchecked). Absent elsewhere, and
+   * when above `Number.MAX_SAFE_INTEGER` (not exact as a number).
+   */
+  natsClientId?: number
+  /**
+   * `nats:` only: the sender's NATS connection name (its `connectionName`,
+   * by default `ipcall client (pid N)`), as the sender states it.
+   */
+  name?: string
+}
+
 
 /**
  * The `diagnostics_channel`s ipcall publishes the core's events on, once

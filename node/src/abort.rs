@@ -91,22 +91,6 @@ pub(crate) unsafe fn is_true(env: sys::napi_env, value: sys::napi_value) -> bool
     result
 }
 
-/// A new `AbortController` (from the global constructor).
-///
-/// # Safety
-/// `env` is live on this thread.
-pub(crate) unsafe fn new_controller(env: sys::napi_env) -> napi::Result<sys::napi_value> {
-    let mut global = ptr::null_mut();
-    // SAFETY: (1) per the contract; (2) `global` is a live local.
-    check(unsafe { sys::napi_get_global(env, &mut global) }, "getting the global object")?;
-    // SAFETY: (1) `global` was just read in `env`.
-    let constructor = unsafe { property(env, global, "AbortController") }?;
-    let mut controller = ptr::null_mut();
-    // SAFETY: (1) per the contract; (2) no arguments; (3) `controller` is a live local.
-    check(unsafe { sys::napi_new_instance(env, constructor, 0, ptr::null(), &mut controller) }, "new AbortController")?;
-    Ok(controller)
-}
-
 /// `controller.abort()`: its signal's reason is the standard `AbortError`
 /// `DOMException`, and its `abort` listeners run now.
 ///

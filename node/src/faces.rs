@@ -9,7 +9,7 @@
 //! its stack captured again so that it starts `IpcallError: …`. Then
 //! `err instanceof ipcall.IpcallError` and `err instanceof Error` both hold.
 
-use napi::bindgen_prelude::{Env, Function, JsObjectValue, JsValue, Object, Unknown};
+use napi::bindgen_prelude::{Env, FnArgs, Function, JsObjectValue, JsValue, Object, Unknown};
 use napi_derive::napi;
 
 /// What ipcall throws and rejects with: an `Error` with a `code` (see
@@ -27,13 +27,18 @@ const ADOPT: &str = "__ipcallAdopt";
 /// defined the classes on `exports`.
 #[napi(module_exports)]
 pub fn init(exports: Object<'_>, env: Env) -> napi::Result<()> {
-    let setup: Function<'_, Object<'_>, ()> = env.run_script(SETUP)?;
-    setup.call(exports)
+    let setup: Function<'_, FnArgs<(Object<'_>, Unknown<'_>)>, ()> = env.run_script(SETUP)?;
+    let natives = crate::requests::natives(&env)?;
+    // SAFETY: (1) `natives` was just made in `env`, on this thread.
+    let natives = unsafe { Unknown::from_raw_unchecked(env.raw(), natives) };
+    setup.call((exports, natives).into())
 }
 
-/// `setup(exports)`: the prototype chain, the `name`, the adopt function and
-/// the `util.inspect.custom` methods.
-const SETUP: &str = r#"(function setup(exports) {
+/// `setup(exports, native)`: the prototype chain, the `name`, the adopt
+/// function, the `Request` objects and the fast paths of `recv()` and
+/// `for await` (over `native`, the raw functions of `requests.rs`), and the
+/// `util.inspect.custom` methods.
+const SETUP: &str = r#"(function setup(exports, native) {
   const { IpcallError, Server, Client, Request } = exports
   Object.setPrototypeOf(IpcallError.prototype, Error.prototype)
   Object.setPrototypeOf(IpcallError, Error)
@@ -44,15 +49,214 @@ const SETUP: &str = r#"(function setup(exports) {
   }
   Object.defineProperty(IpcallError, '__ipcallAdopt', { value: adopt })
 
-  // `for await (const req of server)`: each step is one native call that
-  // resolves the iteration result itself (see `Server.__ipcallNext`).
-  // Leaving the loop early does not close the server.
-  Object.defineProperty(Server.prototype, '__ipcallNext', { enumerable: false })
+  // Received requests (see requests.rs): the core request waits in a slot
+  // of this thread's native table; the object holds the slot and its
+  // generation and, copied when it is made (through `shared`, written by
+  // the native call just before), what stays readable after the answer.
+  // Small request bytes are in a shared pool ArrayBuffer, viewed as a
+  // Buffer on first read of `data`.
+  const shared = new ArrayBuffer(64)
+  const F_DEADLINE = 0, F_NATS_ID = 1
+  const U_SLOT = 0, U_GENERATION = 1, U_OFFSET = 2, U_LENGTH = 3, U_PID = 4, U_UID = 5, U_GID = 6
+  const U_FLAGS = 7, U_STATE = 8, U_TOOK = 9
+  const OWN_BUFFER = 1, HAS_PID = 2, HAS_UID = 4, HAS_GID = 8, HAS_NATS_ID = 16, HAS_NAME = 32, HAS_DEADLINE = 64
+  const doubles = new Float64Array(shared, 0, 2)
+  const ints = new Uint32Array(shared, 16, 10)
+  const { takeOrWait, reply, fail, close, cancelled, watch, peerName } = native
+  // A request collected unanswered is closed: its caller gets NO_REPLY.
+  // Most requests are answered in the turn that received them, so a new
+  // request is only listed (`fresh`, strongly held) and registered with
+  // the FinalizationRegistry — which costs more than the rest of making it
+  // — only if still unanswered when the turn's handlers have run: a
+  // microtask queued by a tick, itself queued by the first request of the
+  // turn, runs after the microtasks already queued then (the handlers the
+  // turn's settlements resumed). The held value is slot + generation * 2^24.
+  const SLOTS = 2 ** 24
+  const unanswered = new FinalizationRegistry((held) => close(held % SLOTS, Math.floor(held / SLOTS)))
+  const fresh = []
+  let sweepQueued = false
+  const nextTick = process.nextTick
+  const sweepSoon = () => queueMicrotask(sweep)
+  function sweep() {
+    sweepQueued = false
+    for (let i = 0; i < fresh.length; i++) Request_.keep(fresh[i])
+    fresh.length = 0
+  }
+
+  // Named `Request` in stack traces; below, `Request` is still the export.
+  const Request_ = class Request {
+    #slot
+    #generation
+    #state = 0 // 0 open, 1 answered, 2 answered after its caller gave up
+    #flags
+    #pool
+    #offset
+    #length
+    #data
+    #deadline
+    #pid
+    #uid
+    #gid
+    #natsId
+    #name
+    #abort = undefined
+    #registered = false
+    constructor(data) {
+      const slot = ints[U_SLOT]
+      const generation = ints[U_GENERATION]
+      const flags = ints[U_FLAGS]
+      this.#slot = slot
+      this.#generation = generation
+      this.#flags = flags
+      if ((flags & OWN_BUFFER) !== 0) {
+        this.#data = data
+        this.#pool = undefined
+      } else {
+        this.#data = undefined
+        this.#pool = data
+      }
+      this.#offset = ints[U_OFFSET]
+      this.#length = ints[U_LENGTH]
+      this.#deadline = (flags & HAS_DEADLINE) !== 0 ? doubles[F_DEADLINE] : null
+      this.#pid = ints[U_PID]
+      this.#uid = ints[U_UID]
+      this.#gid = ints[U_GID]
+      this.#natsId = (flags & HAS_NATS_ID) !== 0 ? doubles[F_NATS_ID] : undefined
+      this.#name = (flags & HAS_NAME) !== 0 ? peerName(slot, generation) : undefined
+      fresh.push(this)
+      if (!sweepQueued) {
+        sweepQueued = true
+        nextTick(sweepSoon)
+      }
+    }
+    // The sweep: registers `request` if it is still unanswered.
+    static keep(request) {
+      if (request.#state === 0) {
+        request.#registered = true
+        unanswered.register(request, request.#slot + request.#generation * SLOTS, request)
+      }
+    }
+    get data() {
+      let data = this.#data
+      if (data === undefined) {
+        data = this.#data = Buffer.from(this.#pool, this.#offset, this.#length)
+        this.#pool = undefined
+      }
+      return data
+    }
+    get peer() {
+      const flags = this.#flags
+      const peer = {}
+      if ((flags & HAS_PID) !== 0) peer.pid = this.#pid
+      if ((flags & HAS_UID) !== 0) peer.uid = this.#uid
+      if ((flags & HAS_GID) !== 0) peer.gid = this.#gid
+      if ((flags & HAS_NATS_ID) !== 0) peer.natsClientId = this.#natsId
+      if ((flags & HAS_NAME) !== 0) peer.name = this.#name
+      return peer
+    }
+    get deadline() {
+      return this.#deadline
+    }
+    get signal() {
+      let controller = this.#abort
+      if (controller === undefined) {
+        controller = this.#abort = new AbortController()
+        const state = this.#state
+        if (state === 0 ? watch(this.#slot, this.#generation, controller) : state === 2) controller.abort()
+      }
+      return controller.signal
+    }
+    get cancelled() {
+      return this.#state === 0 ? cancelled(this.#slot, this.#generation) : this.#state === 2
+    }
+    get answered() {
+      return this.#state !== 0
+    }
+    reply(data) {
+      ints[U_STATE] = 0
+      try {
+        reply(this.#slot, this.#generation, data)
+      } finally {
+        this.#answered()
+      }
+    }
+    fail(payload) {
+      ints[U_STATE] = 0
+      try {
+        fail(this.#slot, this.#generation, payload)
+      } finally {
+        this.#answered()
+      }
+    }
+    close() {
+      if (this.#state !== 0) return
+      ints[U_STATE] = 0
+      close(this.#slot, this.#generation)
+      this.#answered()
+    }
+    #answered() {
+      const state = ints[U_STATE]
+      if (state !== 0) {
+        this.#state = state
+        if (this.#registered) unanswered.unregister(this)
+      }
+    }
+  }
+  // `ipcall.Request` (the native class) is what users see: `instanceof`,
+  // `constructor` and its prototype's members.
+  Object.setPrototypeOf(Request_.prototype, Request.prototype)
+  for (const key of Object.getOwnPropertyNames(Request_.prototype)) {
+    const descriptor = Object.getOwnPropertyDescriptor(Request_.prototype, key)
+    if (key === 'constructor') {
+      Object.defineProperty(Request_.prototype, key, { value: Request, writable: true, configurable: true })
+    } else {
+      descriptor.enumerable = true
+      Object.defineProperty(Request.prototype, key, descriptor)
+    }
+  }
+  function adoptRequest(data, step) {
+    const request = new Request_(data)
+    return step ? { value: request, done: false } : request
+  }
+  native.bind(shared, adoptRequest, performance.now())
+
+  // `recv()` (without options) and `for await` steps: one native call
+  // takes a request ready now — the object and a resolved Promise are
+  // made here — or returns the Promise of one (see `takeOrWait`).
+  const ID = Symbol('ipcall server id')
+  function serverId(server) {
+    let id = server[ID]
+    if (id === undefined) {
+      id = server.__ipcallId()
+      Object.defineProperty(server, ID, { value: id })
+    }
+    return id
+  }
+  function next(id, step) {
+    ints[U_TOOK] = 0
+    const taken = takeOrWait(id, step)
+    if (ints[U_TOOK] === 0) return taken
+    const request = new Request_(taken)
+    return Promise.resolve(step ? { value: request, done: false } : request)
+  }
+  const nativeRecv = Server.prototype.recv
+  Object.defineProperty(Server.prototype, 'recv', {
+    value: function recv(options) {
+      if (options === undefined || options === null) return next(serverId(this), false)
+      return nativeRecv.call(this, options)
+    },
+    writable: true,
+    enumerable: true,
+    configurable: true,
+  })
+  // `for await (const req of server)`: leaving the loop early does not
+  // close the server.
+  Object.defineProperty(Server.prototype, '__ipcallId', { enumerable: false })
   Object.defineProperty(Server.prototype, Symbol.asyncIterator, {
     value() {
-      const server = this
+      const id = serverId(this)
       return {
-        next() { return server.__ipcallNext() },
+        next() { return next(id, true) },
         return(value) { return Promise.resolve({ value, done: true }) },
         [Symbol.asyncIterator]() { return this },
       }

@@ -30,6 +30,7 @@ mod events;
 mod faces;
 mod options;
 mod reactor;
+mod requests;
 mod server;
 mod stats;
 mod uv;
@@ -43,7 +44,7 @@ pub use client::{connect, connect_async, Client};
 pub use events::{disable_events, dropped_events, enable_events};
 pub use faces::{init, IpcallError};
 pub use options::{CallOptions, ConnectOptions, ServerOptions};
-pub use server::{Peer, Request, Server};
+pub use server::{Request, Server};
 
 /// The version of the ipcall package (and of the Rust core it is built from).
 #[napi]

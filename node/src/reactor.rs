@@ -523,9 +523,16 @@ fn settle(env: &Env, Settlement { deferred, value }: Settlement) {
         // SAFETY: (1) `raw` is live on its thread, inside a handle scope.
         Value::Reply(Ok(reply)) => unsafe { crate::bytes::buffer_value(raw, reply) }.map(|v| (v, true)),
         Value::Reply(Err(err)) => crate::client::call_error_value(env, err).map(|v| (v, false)),
-        Value::Request(Ok(request)) => crate::server::request_value(env, request).map(|v| (v, true)),
+        // SAFETY: (1) as above.
+        Value::Request(Ok(request)) => {
+            unsafe { crate::requests::request_value(raw, request, false) }.map(|v| (v, true))
+        }
         Value::Request(Err(err)) => crate::error::js_error_value(env, err).map(|v| (v, false)),
-        Value::Step(Ok(step)) => crate::server::step_value(env, step).map(|v| (v, true)),
+        // SAFETY: (1) as above.
+        Value::Step(Ok(Some(request))) => {
+            unsafe { crate::requests::request_value(raw, request, true) }.map(|v| (v, true))
+        }
+        Value::Step(Ok(None)) => crate::server::step_done(env).map(|v| (v, true)),
         Value::Step(Err(err)) => crate::error::js_error_value(env, err).map(|v| (v, false)),
     };
     // SAFETY (all three): (2) `deferred` came from `napi_create_promise` in

@@ -8,14 +8,11 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use napi::bindgen_prelude::{
-    Env, FromNapiValue, Function, JsObjectValue, Object, ObjectFinalize, PromiseRaw, ToNapiValue, Unknown,
-};
+use napi::bindgen_prelude::{Env, PromiseRaw, ToNapiValue, Unknown};
 use napi::sys;
 use napi_derive::napi;
 
-use crate::bytes::Bytes;
-use crate::error::{to_js, type_error};
+use crate::error::to_js;
 use crate::options::{millis, CallOptions, ServerOptions};
 use crate::reactor::{self, Driven, Reactor, Settlement, Value};
 
@@ -33,6 +30,19 @@ pub struct Server {
     shared: Rc<RefCell<Receiving>>,
     /// The name clients connect to (kept to answer without borrowing).
     name: String,
+    /// Its index in [`SERVERS`], by which the setup script's fast path
+    /// (`takeOrWait`) finds it; freed in `drop`.
+    id: u32,
+}
+
+/// This thread's servers by [`Server::id`] (`None`: a freed id), and the freed ids.
+type Servers = (Vec<Option<Rc<RefCell<Receiving>>>>, Vec<u32>);
+
+thread_local! {
+    /// This thread's servers; a freed id is reused by the next server. A
+    /// number is all JavaScript passes to `takeOrWait`, so any number is
+    /// safe: one that names no server is refused.
+    static SERVERS: RefCell<Servers> = const { RefCell::new((Vec::new(), Vec::new())) };
 }
 
 /// A server's waiting `recv()`s (and `for await` steps), first come first served.
@@ -192,43 +202,69 @@ impl Server {
         let fd = server.as_raw_fd();
         let name = server.name().to_owned();
         let reactor = Reactor::new(env, fd);
-        Server {
-            shared: Rc::new(RefCell::new(Receiving {
-                server: Arc::new(server),
-                reactor,
-                waiters: VecDeque::new(),
-                served_in_a_row: 0,
-                spin_armed: false,
-            })),
-            name,
-        }
+        let shared = Rc::new(RefCell::new(Receiving {
+            server: Arc::new(server),
+            reactor,
+            waiters: VecDeque::new(),
+            served_in_a_row: 0,
+            spin_armed: false,
+        }));
+        let id = SERVERS.with(|servers| {
+            let (slots, free) = &mut *servers.borrow_mut();
+            match free.pop() {
+                Some(id) => {
+                    slots[id as usize] = Some(shared.clone());
+                    id
+                }
+                None => {
+                    slots.push(Some(shared.clone()));
+                    (slots.len() - 1) as u32
+                }
+            }
+        });
+        Server { shared, name, id }
     }
+}
 
-    /// Queues a waiter, serves what is ready now, and lets libuv watch for the rest.
-    fn wait(&self, env: &Env, step: bool, timeout: Option<Duration>) -> napi::Result<sys::napi_value> {
-        let (deferred, promise) = reactor::promise(env)?;
-        let mut out = Vec::new();
-        {
-            let mut state = self.shared.borrow_mut();
-            // Too far away to represent: the same as none.
-            let deadline = timeout.and_then(|limit| Instant::now().checked_add(limit));
-            state.waiters.push_back(Waiter { deferred, step, deadline });
-            if state.served_in_a_row < SERVED_IN_A_ROW {
-                state.pump(&mut out);
-                state.served_in_a_row += out.len() as u32;
-            }
-            if timeout == Some(Duration::ZERO) {
-                state.expire(Instant::now(), &mut out);
-            }
+/// Queues a waiter, serves what is ready now (unless the caller just found
+/// nothing: `pump` false), and lets libuv watch for the rest.
+fn wait(
+    shared: &Rc<RefCell<Receiving>>,
+    env: &Env,
+    step: bool,
+    timeout: Option<Duration>,
+    pump: bool,
+) -> napi::Result<sys::napi_value> {
+    let (deferred, promise) = reactor::promise(env)?;
+    let mut out = Vec::new();
+    {
+        let mut state = shared.borrow_mut();
+        // Too far away to represent: the same as none.
+        let deadline = timeout.and_then(|limit| Instant::now().checked_add(limit));
+        state.waiters.push_back(Waiter { deferred, step, deadline });
+        if pump && state.served_in_a_row < SERVED_IN_A_ROW {
+            state.pump(&mut out);
+            state.served_in_a_row += out.len() as u32;
         }
-        reactor::settle_all(env, out);
-        reactor::update(&self.shared)?;
-        Ok(promise)
+        if timeout == Some(Duration::ZERO) {
+            state.expire(Instant::now(), &mut out);
+        }
     }
+    reactor::settle_all(env, out);
+    reactor::update(shared)?;
+    Ok(promise)
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
+        // `try_with`: at thread exit the table may already be gone.
+        let _ = SERVERS.try_with(|servers| {
+            if let Ok(mut servers) = servers.try_borrow_mut() {
+                let (slots, free) = &mut *servers;
+                slots[self.id as usize] = None;
+                free.push(self.id);
+            }
+        });
         // `recv()`s still waiting keep the core server (and its name) until
         // they are answered; then the handles close and it is dropped.
         if let Ok(mut state) = self.shared.try_borrow_mut() {
@@ -269,28 +305,29 @@ impl Server {
     #[napi(ts_return_type = "Promise<Request>")]
     pub fn recv<'env>(&self, env: &'env Env, options: Option<CallOptions>) -> napi::Result<Unknown<'env>> {
         let timeout = millis(env, "timeout", options.and_then(|o| o.timeout))?;
-        let promise = self.wait(env, false, timeout)?;
+        let promise = wait(&self.shared, env, false, timeout, true)?;
         // SAFETY: (1) `promise` was just created in `env`, on this thread.
         Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), promise) })
     }
 
-    /// One step of `for await (const req of server)` (the iterator is made
-    /// in JavaScript, see `faces.rs`): resolves `{ value: request, done:
-    /// false }`, or `{ value: undefined, done: true }` once the server is
-    /// closed; any other error rejects.
-    #[napi(js_name = "__ipcallNext", skip_typescript)]
-    pub fn next_step<'env>(&self, env: &'env Env) -> napi::Result<Unknown<'env>> {
-        let promise = self.wait(env, true, None)?;
-        // SAFETY: (1) `promise` was just created in `env`, on this thread.
-        Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), promise) })
+    /// The number the setup script's fast path passes to `takeOrWait` (see `faces.rs`).
+    #[napi(js_name = "__ipcallId", skip_typescript)]
+    pub fn id(&self) -> u32 {
+        self.id
     }
 
     /// The next request if one is ready now, `null` if not (never waits).
-    #[napi]
-    pub fn try_recv(&self, env: &Env) -> napi::Result<Option<Request>> {
+    #[napi(ts_return_type = "Request | null")]
+    pub fn try_recv<'env>(&self, env: &'env Env) -> napi::Result<Option<Unknown<'env>>> {
         let received = self.shared.borrow().server.try_recv();
         match received {
-            Ok(request) => Ok(request.map(Request::new)),
+            Ok(Some(request)) => {
+                // SAFETY: (1) `env` is live, on its JavaScript thread, inside the call's handle scope.
+                let value = unsafe { crate::requests::request_value(env.raw(), request, false) }?;
+                // SAFETY: (2) `value` was just made in `env`.
+                Ok(Some(unsafe { Unknown::from_raw_unchecked(env.raw(), value) }))
+            }
+            Ok(None) => Ok(None),
             Err(e) => Err(to_js(env, e)),
         }
     }
@@ -338,22 +375,11 @@ impl Server {
     }
 }
 
-/// A received request as the JavaScript `Request` object.
-pub(crate) fn request_value(env: &Env, request: ipcall::Request) -> napi::Result<sys::napi_value> {
-    // SAFETY: (1) `env` is live, on its JavaScript thread, inside a handle scope.
-    unsafe { Request::to_napi_value(env.raw(), Request::new(request)) }
-}
-
-/// An iteration result: `{ value: request, done: false }`, or
-/// `{ value: undefined, done: true }` for `None`.
-pub(crate) fn step_value(env: &Env, step: Option<ipcall::Request>) -> napi::Result<sys::napi_value> {
+/// The iteration result that ends a `for await` loop: `{ value: undefined, done: true }`.
+pub(crate) fn step_done(env: &Env) -> napi::Result<sys::napi_value> {
     let raw = env.raw();
-    let done = step.is_none();
-    let value = match step {
-        Some(request) => request_value(env, request)?,
-        // SAFETY: (1) as in `request_value`.
-        None => unsafe { <()>::to_napi_value(raw, ()) }?,
-    };
+    // SAFETY: (1) `env` is live, on its JavaScript thread, inside a handle scope.
+    let value = unsafe { <()>::to_napi_value(raw, ()) }?;
     let mut object = ptr::null_mut();
     // SAFETY: (1) as above; (2) `object` is a live out-pointer.
     let status = unsafe { sys::napi_create_object(raw, &mut object) };
@@ -361,7 +387,7 @@ pub(crate) fn step_value(env: &Env, step: Option<ipcall::Request>) -> napi::Resu
         return Err(napi::Error::new(napi::Status::from(status), "could not create an iteration result"));
     }
     // SAFETY: (1) as above.
-    let done_value = unsafe { bool::to_napi_value(raw, done) }?;
+    let done_value = unsafe { bool::to_napi_value(raw, true) }?;
     for (key, field) in [(c"value", value), (c"done", done_value)] {
         // SAFETY: (1) as above; (3) `object` and `field` are live values of
         // this env; `key` is NUL-terminated.
@@ -373,238 +399,78 @@ pub(crate) fn step_value(env: &Env, step: Option<ipcall::Request>) -> napi::Resu
     Ok(object)
 }
 
-/// Who sent a request, as far as the transport can tell (absent fields are unknown).
-#[napi(object)]
-pub struct Peer {
-    /// The sender's process id.
-    pub pid: Option<u32>,
-    /// The sender's user id.
-    pub uid: Option<u32>,
-    /// The sender's group id.
-    pub gid: Option<u32>,
-    /// `nats:` only: the client id the sender's NATS server assigned to its
-    /// connection, as the sender states it (unchecked). Absent elsewhere, and
-    /// when above `Number.MAX_SAFE_INTEGER` (not exact as a number).
-    pub nats_client_id: Option<f64>,
-    /// `nats:` only: the sender's NATS connection name (its `connectionName`,
-    /// by default `ipcall client (pid N)`), as the sender states it.
-    pub name: Option<String>,
+/// `takeOrWait(id, step)`, what the setup script's `recv()` (no options)
+/// and `for await` steps call: a request ready now is admitted (see
+/// `requests.rs`) and the `data` argument of `adoptRequest` returned, with
+/// the shared array's `TOOK` set (the script makes the object: no Promise
+/// is made here); otherwise a Promise of the request (or, if `step`, of
+/// the iteration result) is returned, as the native `recv()` does, without
+/// a second look for a request just found missing. `recv()`s already
+/// waiting come first, and after [`SERVED_IN_A_ROW`] handed out the next
+/// waits for the loop to turn. Another error of the core rejects.
+///
+/// # Safety
+/// Called by Node on `env`'s JavaScript thread with `call`.
+pub(crate) unsafe extern "C" fn take_or_wait(env: sys::napi_env, call: sys::napi_callback_info) -> sys::napi_value {
+    // SAFETY: (1) per the contract.
+    unsafe {
+        crate::requests::boundary(env, || {
+            let [id, step] = crate::requests::arguments::<2>(env, call)?;
+            let id = crate::requests::number(env, id);
+            let step = crate::abort::is_true(env, step);
+            let shared = SERVERS.with(|servers| {
+                let servers = servers.try_borrow().ok()?;
+                // A float index out of range (NaN, negative, huge) saturates and finds nothing.
+                servers.0.get(id as usize).filter(|_| id >= 0.0).cloned().flatten()
+            });
+            let Some(shared) = shared else {
+                return Err(crate::error::type_error(&Env::from_raw(env), "not a Server"));
+            };
+            let env_ref = Env::from_raw(env);
+            let mut pump = true;
+            let taken = {
+                let mut state = shared.try_borrow_mut().map_err(|_| napi::Error::from_reason("ipcall: server busy"))?;
+                if state.waiters.is_empty() && state.served_in_a_row < SERVED_IN_A_ROW {
+                    match state.server.try_recv() {
+                        Ok(Some(request)) => {
+                            state.served_in_a_row += 1;
+                            state.spin_armed = true;
+                            Some(Ok(request))
+                        }
+                        Ok(None) => {
+                            pump = false;
+                            None
+                        }
+                        // Closed: the waiter's pump settles it (`CLOSED` is sticky).
+                        Err(ipcall::Error::Closed { .. }) => None,
+                        Err(e) => Some(Err(e)),
+                    }
+                } else {
+                    None
+                }
+            };
+            match taken {
+                Some(Ok(request)) => crate::requests::admit(env, request).map(Some),
+                Some(Err(e)) => {
+                    // Rejects (as the native path would), never throws.
+                    let (deferred, promise) = reactor::promise(&env_ref)?;
+                    let out = vec![Waiter { deferred, step, deadline: None }.settle(Err(e))];
+                    reactor::settle_all(&env_ref, out);
+                    Ok(Some(promise))
+                }
+                None => wait(&shared, &env_ref, step, None, pump).map(Some),
+            }
+        })
+    }
 }
-
-/// The largest integer a JavaScript number holds exactly (2^53 − 1).
-const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
 
 /// One received request: its bytes (`data`), its sender (`peer`), and the
 /// duty to answer with `reply(buf)` or `fail(buf)`, exactly once. A request
 /// garbage-collected without an answer makes the call fail with `NO_REPLY`.
 /// It stays answerable after its server was closed.
-#[napi(custom_finalize)]
-pub struct Request {
-    /// The core request; `None` once answered.
-    inner: Option<ipcall::Request>,
-    /// The sender, copied out so it stays readable after the answer.
-    peer: ipcall::Peer,
-    /// The sender's connection name (`nats:`), copied out likewise.
-    peer_name: Option<String>,
-    /// The caller's deadline (copied out so it stays readable after the answer).
-    deadline: Option<Instant>,
-    /// `deadline` on the `performance.now()` clock, converted on first read
-    /// so that every read returns the same number.
-    deadline_ms: Option<f64>,
-    /// The request's bytes until `data` is first read (then given to the Buffer).
-    bytes: Option<Vec<u8>>,
-    /// A strong reference to the Buffer `data` returns, created on first
-    /// read so every read returns the same object; deleted in `finalize`.
-    /// Invariant: null, or a live reference created in this object's environment.
-    data_ref: sys::napi_ref,
-    /// Whether its caller gave up, readable after the answer too.
-    cancellation: ipcall::Cancelled,
-    /// The `AbortController` behind `signal`, made on first read so every
-    /// read returns the same signal; deleted in `finalize`.
-    /// Invariant: null, or a live reference created in this object's environment.
-    abort_ref: sys::napi_ref,
-}
-
-impl Request {
-    fn new(mut request: ipcall::Request) -> Request {
-        let bytes = request.take_data();
-        let peer_name = request.peer_name().map(str::to_owned);
-        Request {
-            peer: request.peer(),
-            peer_name,
-            deadline: request.deadline(),
-            deadline_ms: None,
-            cancellation: request.cancelled(),
-            abort_ref: ptr::null_mut(),
-            inner: Some(request),
-            bytes: Some(bytes),
-            data_ref: ptr::null_mut(),
-        }
-    }
-
-    fn take_inner(&mut self, env: &Env) -> napi::Result<ipcall::Request> {
-        self.inner.take().ok_or_else(|| type_error(env, "this request was already answered"))
-    }
-}
-
+// The class users see (`instanceof`, `constructor`, its prototype's
+// members); its instances are made by the setup script (`faces.rs`) over a
+// token into this thread's request table (`requests.rs`), and its members
+// are declared in `dts-header.d.ts`. Not constructible from JavaScript.
 #[napi]
-impl Request {
-    /// The request's bytes (the same Buffer on every read).
-    #[napi(getter, ts_return_type = "Buffer")]
-    pub fn data(&mut self, env: &Env) -> napi::Result<Unknown<'_>> {
-        let raw = env.raw();
-        if self.data_ref.is_null() {
-            // SAFETY: (1) `raw` is the live environment of this call, on the JavaScript thread.
-            let value = unsafe { crate::bytes::buffer_value(raw, self.bytes.take().unwrap_or_default()) }?;
-            let mut reference = ptr::null_mut();
-            // SAFETY: (1) as above; (2) `value` was just created in `raw`; (3) `reference` is a live local.
-            let status = unsafe { sys::napi_create_reference(raw, value, 1, &mut reference) };
-            if status != sys::Status::napi_ok {
-                return Err(napi::Error::new(napi::Status::from(status), "could not keep the request's Buffer"));
-            }
-            self.data_ref = reference;
-        }
-        let mut value = ptr::null_mut();
-        // SAFETY: (1) `data_ref` is a live reference created in this environment
-        // (struct invariant), not yet deleted (only `finalize` deletes it).
-        let status = unsafe { sys::napi_get_reference_value(raw, self.data_ref, &mut value) };
-        if status != sys::Status::napi_ok {
-            return Err(napi::Error::new(napi::Status::from(status), "could not read the request's Buffer"));
-        }
-        // SAFETY: (1) `value` is a live value of this environment.
-        unsafe { Unknown::from_napi_value(raw, value) }
-    }
-
-    /// Who sent the request.
-    #[napi(getter)]
-    pub fn peer(&self) -> Peer {
-        Peer {
-            pid: self.peer.pid,
-            uid: self.peer.uid,
-            gid: self.peer.gid,
-            nats_client_id: self.peer.nats_client_id.filter(|&id| id <= MAX_SAFE_INTEGER).map(|id| id as f64),
-            name: self.peer_name.clone(),
-        }
-    }
-
-    /// When the caller stops waiting, in milliseconds on the
-    /// `performance.now()` clock (so `req.deadline - performance.now()` is
-    /// the time left; it may be negative: the caller gave up), or `null` if
-    /// the caller set no timeout (a `call`/`callSync` without
-    /// `options.timeout`). The caller's remaining time is added to this
-    /// process's clock on arrival (no clock is shared); over 100 years is
-    /// clamped to 100 years. The same number on every read.
-    #[napi(getter, ts_return_type = "number | null")]
-    pub fn deadline(&mut self, env: &Env) -> napi::Result<Option<f64>> {
-        let Some(at) = self.deadline else { return Ok(None) };
-        if self.deadline_ms.is_none() {
-            let now = Instant::now();
-            let performance: Object<'_> = env.get_global()?.get_named_property("performance")?;
-            let performance_now: Function<'_, (), f64> = performance.get_named_property("now")?;
-            let js_now = performance_now.apply(performance, ())?;
-            let ms = match at.checked_duration_since(now) {
-                Some(ahead) => js_now + ahead.as_secs_f64() * 1000.0,
-                None => js_now - now.duration_since(at).as_secs_f64() * 1000.0,
-            };
-            self.deadline_ms = Some(ms);
-        }
-        Ok(self.deadline_ms)
-    }
-
-    /// An `AbortSignal` that aborts when the caller gives up: its timeout
-    /// passed, it dropped the call, or its own `AbortSignal` aborted
-    /// (`call(data, {signal})`) — or when it is gone: its `unix:`/`pipe:`/
-    /// `shm:` connection ended (closed, its process died, or dropped by the
-    /// server; not the server's own `close`/`drain`). Pass it on to `fetch`,
-    /// timers, streams...
-    /// Answering after it aborted is allowed and harmless (the caller
-    /// discards the answer). Never aborts where the caller cannot tell (an
-    /// older peer; a `nats:` call not yet acknowledged). The same signal on
-    /// every read.
-    #[napi(getter, ts_return_type = "AbortSignal")]
-    pub fn signal(&mut self, env: &Env) -> napi::Result<Unknown<'_>> {
-        let raw = env.raw();
-        if self.abort_ref.is_null() {
-            // SAFETY: (1) `raw` is the live environment of this call, on its thread.
-            let controller = unsafe { crate::abort::new_controller(raw) }?;
-            let cancelled = match &self.inner {
-                Some(request) => request.is_cancelled(),
-                None => self.cancellation.is_cancelled(),
-            };
-            if cancelled {
-                // SAFETY: (1) as above; `controller` was just made in `raw`.
-                unsafe { crate::abort::abort(raw, controller) }?;
-            } else if let Some(request) = &self.inner {
-                // SAFETY: (1) as above.
-                let aborter = unsafe { crate::abort::Aborter::new(raw, controller) }?;
-                // Dropped unrun once the request is answered.
-                request.on_cancel(move || aborter.fire());
-            }
-            // SAFETY: (1) as above.
-            self.abort_ref = unsafe { crate::abort::reference(raw, controller) }?;
-        }
-        // SAFETY: (1) as above; (2) `abort_ref` is live (struct invariant).
-        let signal = unsafe {
-            let controller = crate::abort::referenced(raw, self.abort_ref)?;
-            crate::abort::property(raw, controller, "signal")?
-        };
-        // SAFETY: (1) `signal` is a live value of `raw`.
-        unsafe { Unknown::from_napi_value(raw, signal) }
-    }
-
-    /// True once the caller gave up (see `signal`); reading it looks at the
-    /// connection without blocking, so a busy handler can poll it.
-    #[napi(getter)]
-    pub fn cancelled(&self) -> bool {
-        match &self.inner {
-            Some(request) => request.is_cancelled(),
-            None => self.cancellation.is_cancelled(),
-        }
-    }
-
-    /// Whether the request has been answered (by `reply` or `fail`).
-    #[napi(getter)]
-    pub fn answered(&self) -> bool {
-        self.inner.is_none()
-    }
-
-    /// Answers with `data`. Throws `TOO_LARGE` if it exceeds the caller's
-    /// limit (the caller then gets `NO_REPLY`), a `TypeError` if the request
-    /// was already answered.
-    #[napi(ts_args_type = "data: Buffer | ArrayBufferView | ArrayBuffer | string")]
-    pub fn reply(&mut self, env: &Env, data: Bytes) -> napi::Result<()> {
-        self.take_inner(env)?.reply(data.as_slice()).map_err(|e| to_js(env, e))
-    }
-
-    /// Answers with an application error: the caller's call rejects with
-    /// code `REMOTE` and this `payload`.
-    #[napi(ts_args_type = "payload: Buffer | ArrayBufferView | ArrayBuffer | string")]
-    pub fn fail(&mut self, env: &Env, payload: Bytes) -> napi::Result<()> {
-        self.take_inner(env)?.fail(payload.as_slice()).map_err(|e| to_js(env, e))
-    }
-
-    /// Declines to answer: the caller's call rejects with `NO_REPLY` at once
-    /// (what happens anyway when an unanswered request is garbage-collected,
-    /// made deterministic). Harmless on an answered request.
-    #[napi]
-    pub fn close(&mut self) {
-        self.inner = None;
-    }
-}
-
-impl ObjectFinalize for Request {
-    fn finalize(self, env: Env) -> napi::Result<()> {
-        if !self.data_ref.is_null() {
-            // SAFETY: (1) napi runs finalizers on the JavaScript thread with a
-            // live `env`; (2) `data_ref` is live (struct invariant) and deleted
-            // exactly once, here.
-            unsafe { sys::napi_delete_reference(env.raw(), self.data_ref) };
-        }
-        if !self.abort_ref.is_null() {
-            // SAFETY: (1) as above, for `abort_ref`.
-            unsafe { sys::napi_delete_reference(env.raw(), self.abort_ref) };
-        }
-        // Dropping an unanswered `inner` tells the caller NO_REPLY.
-        Ok(())
-    }
-}
+pub struct Request {}
