@@ -246,6 +246,38 @@ fn a_server_that_did_not_announce_control_frames_gives_a_protocol_error_and_stay
     }
 }
 
+/// A caller that stops waiting for a control answer gives its call up as
+/// any other: over `shm:` that writes a cancel record naming the control
+/// request, which the server must not take for a cancel of a request never
+/// sent (it dropped the connection for it: Python's sliced `server_stats`
+/// under load saw `Disconnected`).
+#[test]
+fn control_requests_given_up_at_once_leave_the_connection_usable_over_every_local_transport() {
+    for kind in LOCAL {
+        let server = Server::bind_unique(kind).unwrap();
+        let client = Client::connect(server.name()).unwrap();
+        let mut timed_out = 0;
+        for _ in 0..50 {
+            match client.ping(Some(Duration::from_nanos(1))) {
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::Timeout => timed_out += 1,
+                Err(e) => panic!("{kind:?}: a ping given up broke the connection: {e}"),
+            }
+        }
+        // `mem:` answers a ping within the call; the others cross a wire.
+        assert!(kind == Kind::Mem || timed_out > 0, "{kind:?}: no ping was given up: the test tested nothing");
+        client.ping(Some(LONG)).unwrap();
+        let pending = client.send(b"rafter").unwrap();
+        let request = server.recv_timeout(LONG).unwrap();
+        request.reply(b"ok").unwrap();
+        assert_eq!(pending.wait_timeout(LONG).unwrap(), b"ok", "{kind:?}");
+        let stats = client.server_stats(Some(LONG)).unwrap();
+        assert_eq!(stats.errors_of(ErrorKind::Protocol), 0, "{kind:?}");
+        drop(client);
+        drop(server);
+    }
+}
+
 #[test]
 fn a_ping_that_gets_no_answer_in_time_is_a_timeout_and_the_connection_stays_usable() {
     // A server that announces control frames but never answers them.

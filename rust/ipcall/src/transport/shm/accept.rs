@@ -33,7 +33,12 @@ impl Shared {
         }
         let token = state.next_token;
         state.next_token += 1;
-        let reader = RequestReader { consumer: Consumer::new(mapping.requests()), partial: None, deadline: None };
+        let reader = RequestReader {
+            consumer: Consumer::new(mapping.requests()),
+            partial: None,
+            deadline: None,
+            last_control: 0,
+        };
         let writer = ReplyWriter::new(Producer::new(mapping.replies()));
         let conn = Arc::new_cyclic(|me| ServerConn {
             token,

@@ -29,6 +29,11 @@ pub(crate) struct RequestReader {
     /// A deadline record was taken: (its id, its remaining nanoseconds).
     /// Invariant: while `Some`, the next message must be request `id`.
     pub(crate) deadline: Option<(u64, u64)>,
+    /// The id of the last control record taken (0: none). A client that
+    /// gives up waiting for a control answer may cancel it as any call
+    /// (PROTOCOL.md §12.8), so a cancel may name this id, which no `recv`
+    /// ever took.
+    pub(crate) last_control: u64,
 }
 
 /// One client connection. Requests hold it (as their `Responder`), so its
@@ -130,8 +135,9 @@ pub(crate) fn take_between(
                 if h.len != 0 || h.total != 0 || h.offset != 0 {
                     return Err(ring::Violation::Piece("a cancel record must be empty"));
                 }
-                // Only a request already taken can be cancelled (ids grow).
-                if h.id == 0 || h.id > conn.last_taken.load(Ordering::Acquire) {
+                // Only a request already taken, or a control request
+                // already answered, can be cancelled (ids grow).
+                if h.id == 0 || h.id > conn.last_taken.load(Ordering::Acquire).max(reader.last_control) {
                     return Err(ring::Violation::Piece("a cancel record for a request never sent"));
                 }
                 reader.consumer.release(&record);
@@ -144,6 +150,7 @@ pub(crate) fn take_between(
                 let Some(counters) = counters else { return Ok(()) };
                 let answer = stats::answer_control(counters, reader.consumer.payload(&record));
                 reader.consumer.release(&record);
+                reader.last_control = reader.last_control.max(h.id);
                 let _ = conn.answer(h.id, Answer::Control(&answer));
             }
             _ => return Ok(()),
