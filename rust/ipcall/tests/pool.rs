@@ -200,6 +200,32 @@ fn a_pool_whose_members_all_left_is_not_found_and_its_client_disconnected() {
 }
 
 #[test]
+fn a_live_pool_that_refuses_a_client_says_why_not_that_it_is_missing() {
+    for kind in KINDS {
+        let name = pool_name(kind, "full");
+        let server = Arc::new(Server::bind_with(&name, &pool_options().max_connections(1)).unwrap());
+        let serving = server.clone();
+        let handle = thread::spawn(move || {
+            while let Ok(request) = serving.recv() {
+                let data = request.data().to_vec();
+                let _ = request.reply(&data);
+            }
+        });
+        let first = Client::connect(&name).unwrap();
+        assert_eq!(first.call(b"in").unwrap(), b"in", "{kind}");
+        // The only member is full: the pool is there, so not `NotFound`,
+        // but the member's own refusal, under the name the caller used.
+        let err = Client::connect(&name).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Io, "{kind}: {err}");
+        assert!(err.to_string().starts_with(&name), "{kind}: {err}");
+        assert!(err.to_string().contains("max_connections"), "{kind}: {err}");
+        drop(first);
+        server.close();
+        handle.join().unwrap();
+    }
+}
+
+#[test]
 fn event_loop_calls_spread_over_the_members() {
     for kind in KINDS {
         let name = pool_name(kind, "evented");

@@ -247,6 +247,26 @@ impl Error {
 }
 
 impl Error {
+    /// The same error about `name` instead (a pool member's error reported
+    /// under the pool's name, which is what the caller knows).
+    pub(crate) fn renamed(self, name: &Arc<str>) -> Error {
+        let name = name.clone();
+        match self {
+            Error::Disconnected { .. } => Error::Disconnected { name },
+            Error::NoReply { .. } => Error::NoReply { name },
+            Error::Remote { payload, .. } => Error::Remote { name, payload },
+            Error::Timeout { .. } => Error::Timeout { name },
+            Error::Closed { .. } => Error::Closed { name },
+            Error::AddrInUse { .. } => Error::AddrInUse { name },
+            Error::NotFound { .. } => Error::NotFound { name },
+            Error::PermissionDenied { .. } => Error::PermissionDenied { name },
+            Error::InvalidName { reason, .. } => Error::InvalidName { name, reason },
+            Error::Protocol { reason, .. } => Error::Protocol { name, reason },
+            Error::Io { source, .. } => Error::Io { name, source },
+            too_large @ Error::TooLarge { .. } => too_large,
+        }
+    }
+
     /// Like [`from_io`](Self::from_io), for errors met while *binding*: there
     /// a missing file means a missing parent directory, not "no server", so
     /// it stays an `Io` error that names the operating system's reason.

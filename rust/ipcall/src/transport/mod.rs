@@ -422,7 +422,7 @@ fn bind_by_kind(name: &Name, options: &ServerOptions, counters: &Arc<Counters>) 
 pub(crate) fn connect(name: &Name, options: &ClientOptions) -> Result<Arc<dyn ClientConn>> {
     let connected = match connect_by_kind(name, options) {
         Err(e @ Error::NotFound { .. }) if pool::is_pool_kind(name.kind()) => {
-            pool::connect(name, options).map(|pool| pool as Arc<dyn ClientConn>).ok_or(e)
+            pool::connect(name, options, e).map(|pool| pool as Arc<dyn ClientConn>)
         }
         other => other,
     };

@@ -174,9 +174,12 @@ pub(crate) struct PoolConn {
     notifier: Notifier,
 }
 
-/// Connects to every live member of the pool `name`; `None` if it has
-/// none (the caller then reports its own `NotFound`).
-pub(crate) fn connect(name: &Name, options: &ClientOptions) -> Option<Arc<PoolConn>> {
+/// Connects to every live member of the pool `name`. With none connected,
+/// the error of a listed member that is there but could not be connected
+/// (its handshake timed out, it refused us, ...) if there was one, so that
+/// a live pool is never reported missing; otherwise `not_found`, the
+/// caller's own error for the name.
+pub(crate) fn connect(name: &Name, options: &ClientOptions, not_found: Error) -> Result<Arc<PoolConn>> {
     let pool = Arc::new(PoolConn {
         name: name.clone(),
         options: options.clone(),
@@ -186,9 +189,11 @@ pub(crate) fn connect(name: &Name, options: &ClientOptions) -> Option<Arc<PoolCo
         evented: OnceLock::new(),
         notifier: Notifier::new(),
     });
-    pool.rescan(&mut lock(&pool.scanned));
-    let found = !pool.members.read().unwrap_or_else(|e| e.into_inner()).list.is_empty();
-    found.then_some(pool)
+    let refused = pool.rescan(&mut lock(&pool.scanned));
+    if pool.read().list.is_empty() {
+        return Err(refused.unwrap_or(not_found));
+    }
+    Ok(pool)
 }
 
 /// Where a new client's first search starts: varied per client, so that
@@ -209,15 +214,23 @@ impl PoolConn {
     }
 
     /// Reads the directory and connects to the members not known yet.
-    fn rescan(&self, scanned: &mut Option<Instant>) {
+    /// Returns the last error of a member that is there but could not be
+    /// connected (not one that is gone: `NotFound`, `Disconnected`),
+    /// reported under the pool's name.
+    fn rescan(&self, scanned: &mut Option<Instant>) -> Option<Error> {
         *scanned = Some(Instant::now());
         let listed = pool_dir::members(&self.name);
         let known: Vec<String> = self.read().list.iter().map(|m| m.file.clone()).collect();
+        let mut refused = None;
         for found in listed.into_iter().filter(|f| !known.contains(&f.file)) {
             let Ok(endpoint) = Name::parse(&found.endpoint) else { continue };
-            let Ok(conn) = crate::transport::connect_plain(&endpoint, &self.options) else { continue };
-            self.add(found.file, conn);
+            match crate::transport::connect_plain(&endpoint, &self.options) {
+                Ok(conn) => self.add(found.file, conn),
+                Err(Error::NotFound { .. } | Error::Disconnected { .. }) => {}
+                Err(e) => refused = Some(e.renamed(self.name.shared())),
+            }
         }
+        refused
     }
 
     /// Adds a connected member (watched by the event loop's set, if made).
@@ -514,7 +527,9 @@ mod tests {
         let dir = std::env::temp_dir();
         let name = format!("unix:{}/ipcall-pool-unit-{}-{tag}", dir.display(), std::process::id());
         let server = crate::Server::bind_with(&name, &ServerOptions::new().pool(true)).unwrap();
-        let pool = connect(&Name::parse(&name).unwrap(), &ClientOptions::default()).expect("a live member");
+        let parsed = Name::parse(&name).unwrap();
+        let not_found = Error::NotFound { name: parsed.shared().clone() };
+        let pool = connect(&parsed, &ClientOptions::default(), not_found).expect("a live member");
         (server, pool)
     }
 
