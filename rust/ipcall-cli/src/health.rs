@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use ipcall::registry::{self, ServerEntry};
 use ipcall::{Client, ClientOptions, ServerStats};
 
 use crate::args::Args;
@@ -49,21 +50,37 @@ latencies, from a request's receipt by the application to its answer, in
 power-of-two buckets of microseconds. Over nats: one member of the name's
 queue group answers.
 
+NAME may be a worker pool (unix:, pipe:, shm:; `ipcall serve NAME
+--workers N`): each member listed by `ipcall ls` is asked through its own
+endpoint, and the pool's totals come first (uptime: the oldest member's;
+every count summed), then each member under `member PID ENDPOINT`. A
+member that does not answer is shown with its error; the command fails
+only when no member answers.
+
   --timeout MS     wait at most MS milliseconds for the answer (default 5000)
   --json           one JSON object: {\"name\", \"uptime_ms\",
                    \"connections\", \"calls\", \"replies\", \"fails\",
                    \"no_replies\", \"in_flight\", \"bytes_in\", \"bytes_out\",
                    \"errors\": {KIND: count}, \"latency\": [{\"from_us\",
                    \"to_us\" (null for the last, open-ended bucket),
-                   \"count\"}, ...] (buckets with a count only)}
+                   \"count\"}, ...] (buckets with a count only),
+                   \"members\": null, or for a pool the totals above and
+                   [{\"pid\", \"endpoint\", \"error\" (null, or the
+                   member's error code), and its own fields}, ...]}
 ";
 
 /// The name and timeout both commands take.
-fn target(args: &Args, command: &str) -> Result<(Client, Duration), Failure> {
+fn arguments<'a>(args: &'a Args, command: &str) -> Result<(&'a str, Duration), Failure> {
     let [name] = args.positionals.as_slice() else {
         return Err(Failure::usage(format!("give exactly one NAME (see `ipcall {command} --help`)")));
     };
     let timeout = args.number::<u64>("--timeout")?.map_or(DEFAULT_TIMEOUT, Duration::from_millis);
+    Ok((name, timeout))
+}
+
+/// A client of the name both commands take, and their timeout.
+fn target(args: &Args, command: &str) -> Result<(Client, Duration), Failure> {
+    let (name, timeout) = arguments(args, command)?;
     // A missing server is NOT_FOUND at once (no waiting for it to appear).
     let client = Client::connect_with(name, &ClientOptions::new())?;
     Ok((client, timeout))
@@ -78,14 +95,131 @@ pub fn run_ping(args: &Args) -> Result<(), Failure> {
 
 /// Runs `ipcall stats`.
 pub fn run_stats(args: &Args) -> Result<(), Failure> {
+    let (name, timeout) = arguments(args, "stats")?;
+    if let Some(members) = pool_members(name) {
+        return pool_stats(args, name, &members, timeout);
+    }
     let (client, timeout) = target(args, "stats")?;
     let stats = client.server_stats(Some(timeout))?;
-    let text = if args.switch("--json") { json(client.name(), &stats) } else { format!("{}\n{stats}", client.name()) };
+    let text = if args.switch("--json") {
+        format!("{}\n", json(client.name(), &stats, "null"))
+    } else {
+        format!("{}\n{stats}", client.name())
+    };
     crate::write_stdout(text.as_bytes())
 }
 
-/// `--json`: one object.
-pub fn json(name: &str, stats: &ServerStats) -> String {
+/// The members of the worker pool `name` in the server registry, oldest
+/// first; `None` if it lists none, or if a plain server holds the name
+/// (clients reach that one).
+fn pool_members(name: &str) -> Option<Vec<ServerEntry>> {
+    let name = ipcall::Name::parse(name).ok()?;
+    let entries = registry::list().ok()?;
+    let holders: Vec<ServerEntry> = entries.into_iter().filter(|e| e.name == name.as_str()).collect();
+    if holders.is_empty() || holders.iter().any(|e| e.pool_member.is_none()) {
+        return None;
+    }
+    Some(holders)
+}
+
+/// One pool member's statistics, or why it gave none.
+struct MemberStats {
+    entry: ServerEntry,
+    stats: Result<ServerStats, ipcall::Error>,
+}
+
+/// `ipcall stats POOL`: the totals, then each member.
+fn pool_stats(args: &Args, name: &str, members: &[ServerEntry], timeout: Duration) -> Result<(), Failure> {
+    // All at once, so that a member that does not answer costs one timeout.
+    let asked: Vec<MemberStats> = std::thread::scope(|scope| {
+        let asking: Vec<_> = members
+            .iter()
+            .map(|entry| {
+                scope.spawn(move || {
+                    let endpoint = entry.pool_member.as_deref().expect("a pool member");
+                    // The timeout bounds the handshake too (a stopped member
+                    // accepts, but never says hello).
+                    let stats = Client::connect_with(endpoint, &ClientOptions::new().connect_timeout(timeout))
+                        .and_then(|client| client.server_stats(Some(timeout)));
+                    MemberStats { entry: entry.clone(), stats }
+                })
+            })
+            .collect();
+        asking.into_iter().map(|thread| thread.join().expect("a stats thread panicked")).collect()
+    });
+    let answered: Vec<&ServerStats> = asked.iter().filter_map(|m| m.stats.as_ref().ok()).collect();
+    if answered.is_empty() {
+        // Not one member answered: fail as a single server would, with the
+        // first member's error (they were all asked).
+        let first = asked.into_iter().next().expect("a member").stats.expect_err("no member answered");
+        return Err(first.into());
+    }
+    let total = sum(&answered);
+    let text = if args.switch("--json") {
+        let items: Vec<String> = asked
+            .iter()
+            .map(|m| {
+                let endpoint = m.entry.pool_member.as_deref().unwrap_or_default();
+                let head = format!("\"pid\": {}, \"endpoint\": {}, \"error\": ", m.entry.pid, json_string(endpoint));
+                match &m.stats {
+                    Ok(stats) => format!("{{{head}null, {}}}", json_fields(stats)),
+                    Err(e) => format!("{{{head}{}}}", json_string(e.kind().code())),
+                }
+            })
+            .collect();
+        format!("{}\n", json(name, &total, &format!("[{}]", items.join(", "))))
+    } else {
+        let mut text =
+            format!("{name}: a pool of {} members ({} answered); the totals:\n{total}", asked.len(), answered.len());
+        for m in &asked {
+            let endpoint = m.entry.pool_member.as_deref().unwrap_or_default();
+            text.push_str(&format!("\nmember {} {endpoint}\n", m.entry.pid));
+            match &m.stats {
+                Ok(stats) => text.push_str(&stats.to_string()),
+                Err(e) => text.push_str(&format!("no answer: {e} [{}]\n", e.kind().code())),
+            }
+        }
+        text
+    };
+    crate::write_stdout(text.as_bytes())
+}
+
+/// The statistics of a pool's members as one server's: the oldest
+/// member's uptime, every count summed.
+fn sum(members: &[&ServerStats]) -> ServerStats {
+    let mut total = ServerStats::default();
+    total.latency = vec![0; ipcall::LATENCY_BUCKETS];
+    for stats in members {
+        total.uptime = total.uptime.max(stats.uptime);
+        total.calls += stats.calls;
+        total.replies += stats.replies;
+        total.bytes_in += stats.bytes_in;
+        total.bytes_out += stats.bytes_out;
+        total.connections += stats.connections;
+        for &(kind, n) in &stats.errors {
+            match total.errors.iter_mut().find(|(k, _)| *k == kind) {
+                Some((_, count)) => *count += n,
+                None => total.errors.push((kind, n)),
+            }
+        }
+        for (bucket, &n) in total.latency.iter_mut().zip(&stats.latency) {
+            *bucket += n;
+        }
+    }
+    // In `ErrorKind::ALL` order, as a server's own are.
+    total.errors.sort_by_key(|(kind, _)| ipcall::ErrorKind::ALL.iter().position(|k| k == kind));
+    total
+}
+
+/// `--json`: one object, without a newline; `members` is the JSON of its
+/// `"members"` field.
+pub fn json(name: &str, stats: &ServerStats, members: &str) -> String {
+    format!("{{\"name\": {}, {}, \"members\": {members}}}", json_string(name), json_fields(stats))
+}
+
+/// The JSON fields (no braces) of `stats`, the same for a server, a pool's
+/// totals and each of its members.
+fn json_fields(stats: &ServerStats) -> String {
     let errors: Vec<String> =
         stats.errors.iter().map(|(kind, n)| format!("{}: {n}", json_string(kind.code()))).collect();
     let latency: Vec<String> = stats
@@ -100,10 +234,9 @@ pub fn json(name: &str, stats: &ServerStats) -> String {
         })
         .collect();
     format!(
-        "{{\"name\": {}, \"uptime_ms\": {}, \"connections\": {}, \"calls\": {}, \"replies\": {}, \"fails\": {}, \
+        "\"uptime_ms\": {}, \"connections\": {}, \"calls\": {}, \"replies\": {}, \"fails\": {}, \
          \"no_replies\": {}, \"in_flight\": {}, \"bytes_in\": {}, \"bytes_out\": {}, \"errors\": {{{}}}, \
-         \"latency\": [{}]}}\n",
-        json_string(name),
+         \"latency\": [{}]",
         stats.uptime.as_millis(),
         stats.connections,
         stats.calls,

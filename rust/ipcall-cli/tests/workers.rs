@@ -1,7 +1,8 @@
 //! `ipcall serve NAME --workers N` through its real binary: a worker that
 //! dies is replaced (a new member appears in `ipcall ls`, calls go on), a
 //! worker that keeps dying makes the supervisor give up with a message and
-//! exit 1, and SIGTERM still drains everything and exits 0.
+//! exit 1, SIGTERM still drains everything and exits 0, and `ipcall stats`
+//! shows the pool's totals and each member.
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
@@ -13,6 +14,7 @@ const IPCALL: &str = env!("CARGO_BIN_EXE_ipcall");
 
 /// Exit codes documented in `ipcall --help`.
 const DISCONNECTED: i32 = 11;
+const TIMEOUT: i32 = 14;
 const NOT_FOUND: i32 = 18;
 
 /// How long any wait of these tests may take before it fails.
@@ -189,4 +191,70 @@ fn sigterm_during_a_restart_backoff_stops_the_pool_with_exit_0() {
     pool.signal(libc::SIGTERM);
     assert_eq!(pool.exit_code(), Some(0));
     assert!(members(&pool.name).is_empty());
+}
+
+/// The `calls` counts of an `ipcall stats` text: the totals first, then
+/// one per member that answered.
+fn calls_counts(text: &str) -> Vec<u64> {
+    text.lines().filter_map(|l| l.strip_prefix("calls        ")).map(|n| n.parse().unwrap()).collect()
+}
+
+#[test]
+fn stats_of_a_pool_shows_its_totals_then_each_member() {
+    let pool = Supervisor::start("stats", "3", "cat");
+    let pids = members(&pool.name);
+    assert_eq!(pids.len(), 3, "{pids:?}");
+    for i in 0..30 {
+        assert_code(&run(&["call", &pool.name, &format!("call {i}"), "--timeout", "30000"]), 0);
+    }
+    let output = run(&["stats", &pool.name, "--timeout", "30000"]);
+    assert_code(&output, 0);
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(text.starts_with(&format!("{}: a pool of 3 members (3 answered); the totals:\n", pool.name)), "{text}");
+    let counts = calls_counts(&text);
+    assert_eq!(counts.len(), 4, "the totals and 3 members:\n{text}");
+    assert_eq!(counts[0], 30, "{text}");
+    assert_eq!(counts[1..].iter().sum::<u64>(), 30, "the members' calls add up:\n{text}");
+    let shown: BTreeSet<u32> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("member "))
+        .map(|l| l.split_whitespace().next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(shown, pids, "{text}");
+
+    let json = String::from_utf8(run(&["stats", &pool.name, "--json"]).stdout).unwrap();
+    assert!(json.starts_with(&format!("{{\"name\": \"{}\", ", pool.name)), "{json}");
+    assert!(json.contains("\"calls\": 30, "), "the totals: {json}");
+    assert_eq!(json.matches("\"pid\": ").count(), 3, "{json}");
+    assert_eq!(json.matches("\"error\": null, ").count(), 3, "{json}");
+    assert!(json.ends_with("]}\n") && json.lines().count() == 1, "{json}");
+
+    // A stopped member does not answer: shown with its error, the others
+    // still counted, success.
+    let stopped = *pids.iter().next().unwrap();
+    let signal = |pid: u32, signal| {
+        // SAFETY: (1) kill has no memory preconditions; `pid` is a live
+        // member's (listed above), a grandchild we never reap.
+        assert_eq!(unsafe { libc::kill(pid as libc::pid_t, signal) }, 0);
+    };
+    signal(stopped, libc::SIGSTOP);
+    let output = run(&["stats", &pool.name, "--timeout", "2000"]);
+    let text = String::from_utf8(output.stdout.clone()).unwrap();
+    signal(stopped, libc::SIGCONT);
+    assert_code(&output, 0);
+    assert!(text.contains("a pool of 3 members (2 answered)"), "{text}");
+    assert!(text.contains(&format!("member {stopped} ")), "{text}");
+    assert!(text.contains("no answer: ") && text.contains("[TIMEOUT]"), "{text}");
+    assert_eq!(calls_counts(&text).len(), 3, "the totals and 2 members:\n{text}");
+
+    // No member answers: the command fails as for one server.
+    for &pid in &pids {
+        signal(pid, libc::SIGSTOP);
+    }
+    let output = run(&["stats", &pool.name, "--timeout", "500"]);
+    for &pid in &pids {
+        signal(pid, libc::SIGCONT);
+    }
+    assert_code(&output, TIMEOUT);
+    assert!(String::from_utf8_lossy(&output.stderr).contains("[TIMEOUT]"));
 }

@@ -119,7 +119,10 @@ impl Client {
     /// The server's statistics ([`ServerStats`], what
     /// [`Server::stats`](crate::Server::stats) returns in its own process),
     /// answered by its transport as [`ping`](Self::ping) is. Over `nats:`
-    /// the answer comes from one member of the name's queue group.
+    /// the answer comes from one member of the name's queue group, and
+    /// over a local worker pool from its least loaded member (`ipcall
+    /// stats` asks each member through the endpoint
+    /// [`registry::list`](crate::registry::list) shows).
     pub fn server_stats(&self, timeout: Option<Duration>) -> Result<ServerStats> {
         let body = self.control(stats::OP_STATS, timeout)?;
         stats::decode_stats(&self.name, &body)
