@@ -66,7 +66,7 @@ fn title(table: &str) -> &str {
         "peers" => "ipcall, its peers and the raw floors, pinned (`benches/benches/peers/`; ratio = row / its floor in the same placement: above 1 is slower for p50, below 1 is slower for GB/s)",
         "scaling" => "N-client scaling, calls/s (`benches/benches/scaling.rs`; ratio = N clients / 1 client)",
         "node" => "Node, 64 B round trip p50 (`node/bench/roundtrip.js`, pinned: node and the servers' sides on one CPU, or on two; ratio = row / its reference)",
-        "python" => "Python, 64 B round trip p50 (`python/bench/roundtrip.py`, not pinned; ratio = row / its reference)",
+        "python" => "Python, 64 B round trip p50 (`python/bench/roundtrip.py`, pinned: the Python process and the servers on one CPU, or on two; ratio = row / its reference)",
         other => other,
     }
 }
