@@ -111,8 +111,17 @@ fn a_client_over_its_reply_budget_is_dropped_alone() {
             let bad = Client::connect(server.name()).unwrap();
             let unread: Vec<_> = (0..32).filter_map(|_| bad.send(&[2u8; 1 << 10]).ok()).collect();
             // 32 answers of 1 MiB queue far past 2 MiB: the server drops the
-            // bad connection; its calls fail with Disconnected (never a wrong
-            // or truncated answer).
+            // bad connection. Nothing is read until it has: a client that
+            // reads while it waits can keep up with a server slowed by a
+            // loaded machine, and then never is over the budget (1 run in
+            // 30 under two busy loops, when this waited at once).
+            let until = Instant::now() + BOUND;
+            while server.stats().connections > 0 {
+                assert!(Instant::now() < until, "{kind:?}: the bad client was never dropped");
+                thread::sleep(Duration::from_millis(5));
+            }
+            // Its calls fail with Disconnected (never a wrong or truncated
+            // answer); those answered before the drop may arrive whole.
             let mut disconnected = 0;
             for pending in unread {
                 match pending.wait_timeout(BOUND) {
