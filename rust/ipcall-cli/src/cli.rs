@@ -121,7 +121,7 @@ pub fn command() -> Command {
         .subcommand(
             Command::new("stats")
                 .about("Show a server's calls, errors by kind, bytes and latency histogram")
-                .arg(positional("NAME", "the server's name"))
+                .arg(positional("NAME", "the server's name (a worker pool's: its totals, then each member)"))
                 .arg(option("timeout", "MS", "wait at most MS milliseconds for the answer (default 5000)"))
                 .arg(switch("json", "print one JSON object instead of text")),
         )
