@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use ipcall::{Client, Server};
 use ipcall_benches::fifo_pair::{self, FifoOptions, FifoPair, SigpipeGuard};
+use ipcall_benches::report::{self, Record};
 use ipcall_benches::{median, quantile};
 
 /// A raw floor: how to serve and drive it without ipcall.
@@ -344,6 +345,7 @@ fn main() {
         "{:<10} {:<14} {:<16} {:>12} {:>14} {:>7}",
         "placement", "transport", "metric", "floor", "ipcall", "ratio"
     );
+    let mut records = Vec::new();
     for pairing in PAIRINGS {
         for &(placement, client_cpu, server_cpu) in &placements {
             pin_to(client_cpu);
@@ -361,11 +363,16 @@ fn main() {
                 lat_ipcall.1.push(p99);
             }
             let label = format!("{}: vs {}", pairing.kind, pairing.floor_label);
+            let floor_name = format!("floor: {}", pairing.floor_label);
+            let ipcall_name = format!("ipcall {}:", pairing.kind);
             for (metric, f, i) in [
                 ("64 B p50 (ns)", median(&mut lat_floor.0), median(&mut lat_ipcall.0)),
                 ("64 B p99 (ns)", median(&mut lat_floor.1), median(&mut lat_ipcall.1)),
             ] {
                 println!("{placement:<10} {label:<14} {metric:<16} {f:>12.0} {i:>14.0} {:>7.2}", i / f);
+                let metric = metric.replace(" (ns)", " ns");
+                records.push(record(placement, &floor_name, &metric, f, "", f64::NAN));
+                records.push(record(placement, &ipcall_name, &metric, i, &floor_name, i / f));
             }
             for &(size_label, request, reply, calls) in THROUGHPUT {
                 // Interleaved rounds; each mechanism keeps its median.
@@ -398,10 +405,28 @@ fn main() {
                     "{placement:<10} {label:<14} {metric:<16} {best_floor:>12.2} {mine:>14.2} {:>7.2}{note}",
                     mine / best_floor
                 );
+                records.push(record(placement, &floor_name, &metric, best_floor, "", f64::NAN));
+                records.push(record(placement, &ipcall_name, &metric, mine, &floor_name, mine / best_floor));
             }
         }
     }
+    if let Err(error) = report::write("stream", &records) {
+        eprintln!("stream: could not write the results: {error}");
+    }
     remove_leftovers();
+}
+
+/// One row of the `make bench` report's stream table.
+fn record(placement: &str, mechanism: &str, metric: &str, value: f64, floor: &str, ratio: f64) -> Record {
+    Record {
+        table: "stream".into(),
+        placement: placement.into(),
+        mechanism: mechanism.into(),
+        metric: metric.into(),
+        value,
+        floor: floor.into(),
+        ratio,
+    }
 }
 
 /// Removes what the killed server children of this run left in the runtime

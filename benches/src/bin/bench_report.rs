@@ -64,6 +64,7 @@ fn replace_block(text: &str, block: &str) -> Option<String> {
 fn title(table: &str) -> &str {
     match table {
         "peers" => "ipcall, its peers and the raw floors, pinned (`benches/benches/peers/`; ratio = row / its floor in the same placement: above 1 is slower for p50, below 1 is slower for GB/s)",
+        "stream" => "The byte-stream transports against their raw floors, in separate processes (`benches/benches/stream.rs`; ratio = row / its floor in the same placement; a throughput's floor is the better of its default and enlarged buffers)",
         "scaling" => "N-client scaling, calls/s (`benches/benches/scaling.rs`; ratio = N clients / 1 client)",
         "node" => "Node, 64 B round trip p50 (`node/bench/roundtrip.js`, pinned: node and the servers' sides on one CPU, or on two; ratio = row / its reference)",
         "python" => "Python, 64 B round trip p50 (`python/bench/roundtrip.py`, pinned: the Python process and the servers on one CPU, or on two; ratio = row / its reference)",
@@ -122,7 +123,8 @@ fn markdown(records: &[Record], link: &str, start_load: &str) -> String {
         }
     }
     // The pinned comparison first, then scaling, then the faces; others after.
-    let rank = |t: &str| ["peers", "scaling", "node", "python"].iter().position(|&k| k == t).unwrap_or(usize::MAX);
+    let rank =
+        |t: &str| ["peers", "stream", "scaling", "node", "python"].iter().position(|&k| k == t).unwrap_or(usize::MAX);
     tables.sort_by_key(|t| rank(t));
     for table in tables {
         let rows: Vec<&Record> = records.iter().filter(|r| r.table == table && !r.metric.contains("p99")).collect();
@@ -193,12 +195,14 @@ fn utc_date() -> String {
     format!("{year:04}-{month:02}-{day:02}")
 }
 
-/// A horizontal bar chart, log scale: per mechanism of the "peers" table,
-/// one bar per placement, length = 64 B p50 / its floor.
+/// A horizontal bar chart, log scale: per mechanism of the "peers" table
+/// (and `pipe:`, which only the "stream" table has), one bar per
+/// placement, length = 64 B p50 / its floor.
 fn chart(records: &[Record]) -> String {
+    let charted = |r: &Record| r.table == "peers" || (r.table == "stream" && r.mechanism == "ipcall pipe:");
     let bars: Vec<&Record> = records
         .iter()
-        .filter(|r| r.table == "peers" && r.metric == "64 B p50 ns" && r.ratio.is_finite() && r.ratio > 0.0)
+        .filter(|r| charted(r) && r.metric == "64 B p50 ns" && r.ratio.is_finite() && r.ratio > 0.0)
         .collect();
     let mut mechanisms: Vec<&str> = Vec::new();
     let mut placements: Vec<&str> = Vec::new();
@@ -335,6 +339,8 @@ mod tests {
             record("peers", "cross CPU", "floor: raw shm spin", "64 B p50 ns", 600.0, f64::NAN),
             record("peers", "same CPU", "zmq <ipc>", "1 MiB GB/s", 1.5, 0.5),
             record("scaling", "N=8", "unix:", "calls/s", 80_000.0, 5.3),
+            record("stream", "same CPU", "ipcall pipe:", "64 B p50 ns", 3_700.0, 1.7),
+            record("stream", "same CPU", "ipcall unix:", "64 B p50 ns", 4_800.0, 1.3),
             Record {
                 table: "peers-skipped".into(),
                 metric: "no /dev/shm".into(),
@@ -348,12 +354,15 @@ mod tests {
         // Floors first; all p50s before the GB/s column.
         assert_eq!(cells[1..6], ["zmq <ipc>", "raw UDS", "30,000 (3.00×)", "60,000 (1.20×)", "1.50 (0.50×)"], "{text}");
         assert!(text.find("floor: raw shm spin").unwrap() < text.find("| zmq <ipc>").unwrap(), "{text}");
-        assert!(text.find("ipcall, its peers").unwrap() < text.find("N-client scaling").unwrap(), "{text}");
+        assert!(text.find("ipcall, its peers").unwrap() < text.find("The byte-stream").unwrap(), "{text}");
+        assert!(text.find("The byte-stream").unwrap() < text.find("N-client scaling").unwrap(), "{text}");
         assert!(!text.contains("p99"), "{text}");
         assert!(text.contains("80 k (5.30×)"), "{text}");
         assert!(text.contains("- skipped iceoryx2: no /dev/shm"), "{text}");
         let svg = chart(&records);
-        assert_eq!(svg.matches("<title>").count(), 2, "{svg}");
+        // zmq's two placements and stream's pipe row (its unix row is the peers table's).
+        assert_eq!(svg.matches("<title>").count(), 3, "{svg}");
+        assert!(svg.contains("ipcall pipe:"), "{svg}");
         assert!(svg.contains("zmq &lt;ipc&gt;"), "{svg}");
         assert!(svg.starts_with("<svg") && svg.ends_with("</svg>\n"));
     }
