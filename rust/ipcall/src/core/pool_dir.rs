@@ -25,12 +25,12 @@
 //! collide never mix their members.
 
 use std::fs;
-use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::core::name::{runtime_dir, Name};
+use crate::core::registry::{read_own_file, write_own_file};
 use crate::sys::{self, ProcessState};
 
 /// The first line of every entry: the format and its version.
@@ -154,7 +154,7 @@ fn pid_of_file_name(file: &str) -> Option<u32> {
 /// file of ours, well-formed, and of pool `pool`. Opened without following
 /// links and without blocking.
 fn read_entry(path: &Path, pool: &str, file: String) -> Option<(Member, u64)> {
-    parse_entry(&crate::core::registry::read_own_file(path, MAX_ENTRY)?, pool, file)
+    parse_entry(&read_own_file(path, MAX_ENTRY)?, pool, file)
 }
 
 /// Parses an entry's text (see the module's documentation).
@@ -234,21 +234,10 @@ pub(crate) fn join(pool: &Name, endpoint: &Name) -> io::Result<MemberEntry> {
         let path = dir.join(format!("{pid}.{n}"));
         // The directory may go between its making and its check, too (a
         // reader found it empty): that is tried again like the rest.
-        let written = sys::ensure_private_dir(&dir, uid).and_then(|()| {
-            fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-                .open(&temp)
-                .and_then(|mut file| file.write_all(text.as_bytes()))
-                .and_then(|()| fs::rename(&temp, &path))
-        });
+        let written = sys::ensure_private_dir(&dir, uid).and_then(|()| write_own_file(&temp, &path, &text));
         match written {
             Ok(()) => return Ok(MemberEntry { path, pid }),
             Err(e) => {
-                let _ = fs::remove_file(&temp);
                 attempts += 1;
                 if e.kind() != io::ErrorKind::NotFound || attempts >= 5 {
                     return Err(e);

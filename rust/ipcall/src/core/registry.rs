@@ -286,22 +286,29 @@ fn write_entry(dir: &Path, name: &Name, one_shot: bool, member: Option<&Name>) -
     if let Some(member) = member {
         text.push_str(&format!("member={}\n", member.as_str()));
     }
-    let temp = dir.join(format!(".{pid}.{n}.tmp"));
     let path = dir.join(format!("{pid}.{n}"));
+    write_own_file(&dir.join(format!(".{pid}.{n}.tmp")), &path, &text)?;
+    Ok(Registration { path, pid })
+}
+
+/// Writes `text` to `temp` (a new file of this user's, mode 0600, never
+/// through a link) and renames it to `path`, so that a reader
+/// ([`read_own_file`]) sees a whole entry or none; `temp` is removed if
+/// that fails.
+pub(crate) fn write_own_file(temp: &Path, path: &Path, text: &str) -> io::Result<()> {
     let written = fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(&temp)
+        .open(temp)
         .and_then(|mut file| file.write_all(text.as_bytes()))
-        .and_then(|()| fs::rename(&temp, &path));
-    if let Err(e) = written {
-        let _ = fs::remove_file(&temp);
-        return Err(e);
+        .and_then(|()| fs::rename(temp, path));
+    if written.is_err() {
+        let _ = fs::remove_file(temp);
     }
-    Ok(Registration { path, pid })
+    written
 }
 
 #[cfg(test)]

@@ -39,16 +39,7 @@ impl Memory {
             if sealed {
                 assert!(libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, libc::F_SEAL_SHRINK | libc::F_SEAL_GROW) >= 0);
             }
-            let base = libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                fd.as_raw_fd(),
-                0,
-            );
-            assert_ne!(base, libc::MAP_FAILED);
-            let memory = Memory { fd, base: base.cast(), len };
+            let memory = Memory::from_fd(fd);
             memory.bytes(0, b"IPCALLSH");
             memory.u32_at(8).store(1, Ordering::Relaxed);
             memory.u32_at(12).store(CAPACITY as u32, Ordering::Relaxed);

@@ -500,6 +500,26 @@ fn a_connector_learns_at_once_when_the_server_goes_away() {
     assert!(!dir.exists());
 }
 
+/// A hand-made server directory at `dir` (`lock` and `accept`) and a
+/// connector thread whose connect record the returned `accept` read end has
+/// read: the connector now waits for an answer that never comes.
+fn connector_heard_by_a_hand_made_server(dir: &std::path::Path) -> (OwnedFd, thread::JoinHandle<io::Result<FifoConn>>) {
+    fs::create_dir(dir).unwrap();
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).unwrap();
+    fs::write(dir.join("lock"), b"1").unwrap();
+    let accept_path = os::c_path(&dir.join("accept")).unwrap();
+    // SAFETY: (1) `accept_path` is a NUL-terminated path that lives across the call.
+    assert_eq!(unsafe { libc::mkfifo(accept_path.as_ptr(), 0o600) }, 0);
+    let accept = os::open_at(None, &accept_path, libc::O_RDWR).unwrap();
+    let client = thread::spawn({
+        let dir = dir.to_path_buf();
+        move || fifo_connect(&dir, soon())
+    });
+    let mut record = [0u8; RECORD_LEN];
+    read_exact(accept.as_fd(), &mut record).unwrap();
+    (accept, client)
+}
+
 /// A server that unbinds while a connector is between making its FIFOs and
 /// hearing the answer cannot remove its directory (the connector's FIFOs are
 /// in it); the connector, the last to leave, removes it once its set-up
@@ -507,19 +527,7 @@ fn a_connector_learns_at_once_when_the_server_goes_away() {
 #[test]
 fn a_connector_that_outlives_the_unbind_removes_the_empty_directory() {
     let dir = fresh_dir("last-out");
-    fs::create_dir(&dir).unwrap();
-    fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).unwrap();
-    fs::write(dir.join("lock"), b"1").unwrap();
-    let accept_path = os::c_path(&dir.join("accept")).unwrap();
-    // SAFETY: (1) `accept_path` is a NUL-terminated path that lives across the call.
-    assert_eq!(unsafe { libc::mkfifo(accept_path.as_ptr(), 0o600) }, 0);
-    let accept = os::open_at(None, &accept_path, libc::O_RDWR).unwrap();
-    let client = thread::spawn({
-        let dir = dir.clone();
-        move || fifo_connect(&dir, soon())
-    });
-    let mut record = [0u8; RECORD_LEN];
-    read_exact(accept.as_fd(), &mut record).unwrap();
+    let (accept, client) = connector_heard_by_a_hand_made_server(&dir);
     // The server's unbind: `accept`, then `lock`, then rmdir, which the
     // connector's FIFOs make fail.
     fs::remove_file(dir.join("accept")).unwrap();
@@ -536,19 +544,7 @@ fn a_connector_that_outlives_the_unbind_removes_the_empty_directory() {
 #[test]
 fn a_failed_connect_keeps_a_directory_that_has_a_lock() {
     let dir = fresh_dir("keep");
-    fs::create_dir(&dir).unwrap();
-    fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).unwrap();
-    fs::write(dir.join("lock"), b"1").unwrap();
-    let accept_path = os::c_path(&dir.join("accept")).unwrap();
-    // SAFETY: (1) `accept_path` is a NUL-terminated path that lives across the call.
-    assert_eq!(unsafe { libc::mkfifo(accept_path.as_ptr(), 0o600) }, 0);
-    let accept = os::open_at(None, &accept_path, libc::O_RDWR).unwrap();
-    let client = thread::spawn({
-        let dir = dir.clone();
-        move || fifo_connect(&dir, soon())
-    });
-    let mut record = [0u8; RECORD_LEN];
-    read_exact(accept.as_fd(), &mut record).unwrap();
+    let (accept, client) = connector_heard_by_a_hand_made_server(&dir);
     drop(accept); // the server dies without unbinding
     let err = client.join().unwrap().unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused, "{err}");
