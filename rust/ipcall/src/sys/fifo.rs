@@ -151,6 +151,11 @@ pub(crate) fn set_pipe_size(fd: BorrowedFd<'_>, bytes: usize) -> io::Result<usiz
     Ok(rustix::pipe::fcntl_setpipe_size(fd, bytes)?)
 }
 
+/// `fcntl(F_GETPIPE_SZ)`: the pipe's capacity in bytes.
+pub(crate) fn pipe_size(fd: BorrowedFd<'_>) -> io::Result<usize> {
+    Ok(rustix::pipe::fcntl_getpipe_size(fd)?)
+}
+
 /// A new open file description of the FIFO behind `fd`, opened through
 /// `/proc/self/fd` with `flags` (works for an unlinked FIFO too).
 pub(crate) fn reopen(fd: BorrowedFd<'_>, flags: libc::c_int) -> io::Result<OwnedFd> {

@@ -3,11 +3,17 @@
 //! the connection itself is the same [`stream`](super::stream) layer and
 //! wire format as `unix:`. This module adapts one to the other.
 //!
-//! **Reading.** The read end stays in blocking mode so the synchronous fast
-//! path is one `read`, as the raw floor is. FIFOs have no per-call
-//! `MSG_DONTWAIT`, so a non-blocking read is `poll(0)` then `read`; that is
-//! safe because the stream layer lets one thread at a time read a
-//! connection, so nobody can drain the bytes between the poll and the read.
+//! **Reading.** A client's read end stays in blocking mode so that its
+//! synchronous fast path is one `read`, as the raw floor is. FIFOs have no
+//! per-call `MSG_DONTWAIT`, so a client's non-blocking read is `poll(0)`
+//! then `read`; that is safe because the stream layer lets one thread at a
+//! time read a connection, so nobody can drain the bytes between the poll
+//! and the read. A server never blocks in `read` (it waits in `poll` or
+//! epoll, beside its accept FIFO), so its read ends are `O_NONBLOCK`: a
+//! read that finds nothing says so itself, one system call where the
+//! blocking end needs two — per request for a server an event loop drives,
+//! per large request for the others, whose first read of it ends inside
+//! the frame.
 //!
 //! **Writing.** The write end is `O_NONBLOCK`, and every write goes through
 //! `writev_no_sigpipe`: a vanished reader is `BrokenPipe`, never a SIGPIPE,
@@ -21,7 +27,7 @@
 use std::io::{self, IoSlice};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -40,11 +46,12 @@ use crate::transport::stream::{wait_fd, Accepted, Acceptor, Wire};
 use crate::transport::{ClientConn, ServerTransport};
 use fifo::{FifoConn, FifoListener};
 
-/// Messages from this size on enlarge both FIFOs of the connection: with
-/// the default 64 KiB, every 64 KiB of a large message costs the reader a
-/// wake-up (measured: a 1 MiB pipe doubles cross-CPU throughput).
+/// Messages from this size on enlarge both FIFOs of the connection to
+/// [`LARGE_PIPE`]: with the default 64 KiB, every 64 KiB of a large message
+/// costs the reader a wake-up (measured: a 1 MiB pipe doubles cross-CPU
+/// throughput).
 const LARGE_MESSAGE: usize = 256 << 10;
-/// The pipe size asked for then (the kernel caps it at pipe-max-size).
+/// The most pipe size asked for (the kernel caps it at pipe-max-size).
 const LARGE_PIPE: usize = 1 << 20;
 /// How long a client waits for the server to answer its accept record when
 /// the caller gave no connect timeout (a server answers while it receives).
@@ -56,14 +63,30 @@ struct FifoWire {
     /// Set by `stop_reading`/`shutdown`: reads report end of stream from now
     /// on (and the wake-up byte is never decoded).
     stopped: AtomicBool,
-    /// The FIFOs were enlarged for large messages (done once).
-    big_pipe: AtomicBool,
+    /// The write FIFO's capacity as last asked or granted: a frame larger
+    /// than this enlarges both FIFOs first (see `before_write`).
+    /// `usize::MAX` once the kernel refused: never asked again.
+    pipe_capacity: AtomicUsize,
+    /// The read end is `O_NONBLOCK` (a server's): a read itself reports
+    /// `WouldBlock`, so no `poll` is needed before it.
+    read_nonblocking: bool,
 }
 
 impl FifoWire {
-    fn new(conn: FifoConn) -> io::Result<FifoWire> {
+    /// A connection's wire; `read_nonblocking` for a server's (see the
+    /// module documentation).
+    fn new(conn: FifoConn, read_nonblocking: bool) -> io::Result<FifoWire> {
         crate::sys::fifo::set_nonblocking(conn.write.as_fd(), true)?;
-        Ok(FifoWire { conn, stopped: AtomicBool::new(false), big_pipe: AtomicBool::new(false) })
+        if read_nonblocking {
+            crate::sys::fifo::set_nonblocking(conn.read.as_fd(), true)?;
+        }
+        let capacity = crate::sys::fifo::pipe_size(conn.write.as_fd())?;
+        Ok(FifoWire {
+            conn,
+            stopped: AtomicBool::new(false),
+            pipe_capacity: AtomicUsize::new(capacity),
+            read_nonblocking,
+        })
     }
 
     /// One `read(2)` into `buf`, reporting end of stream once stopped.
@@ -94,19 +117,37 @@ impl Wire for FifoWire {
         if self.stopped.load(Ordering::Acquire) {
             return Ok(0);
         }
-        if wait_fd(self.conn.read.as_fd(), libc::POLLIN, Deadline::Now)? == 0 {
+        if !self.read_nonblocking && wait_fd(self.conn.read.as_fd(), libc::POLLIN, Deadline::Now)? == 0 {
             return Err(io::ErrorKind::WouldBlock.into());
         }
         self.read_once(buf)
     }
 
     fn read_blocking(&self, buf: &mut [MaybeUninit<u8>]) -> io::Result<usize> {
-        self.read_once(buf)
+        if !self.read_nonblocking {
+            return self.read_once(buf);
+        }
+        loop {
+            match self.read_once(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    wait_fd(self.conn.read.as_fd(), libc::POLLIN, Deadline::Never)?;
+                }
+                other => return other,
+            }
+        }
     }
 
     fn read_timeout(&self, buf: &mut [MaybeUninit<u8>], timeout: Duration) -> io::Result<usize> {
         if self.stopped.load(Ordering::Acquire) {
             return Ok(0);
+        }
+        if self.read_nonblocking {
+            // Try first: a server reads with a timeout inside a frame, whose
+            // rest has most likely arrived with its start.
+            match self.read_once(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                other => return other,
+            }
         }
         if wait_fd(self.conn.read.as_fd(), libc::POLLIN, Deadline::after(timeout))? == 0 {
             return Err(io::ErrorKind::WouldBlock.into());
@@ -164,10 +205,21 @@ impl Wire for FifoWire {
     }
 
     fn before_write(&self, len: usize) {
-        if len >= LARGE_MESSAGE && !self.big_pipe.swap(true, Ordering::Relaxed) {
-            // Best effort: a smaller pipe is only slower.
-            let _ = self.conn.set_pipe_size(LARGE_PIPE);
+        let capacity = self.pipe_capacity.load(Ordering::Relaxed);
+        if len <= capacity || capacity >= LARGE_PIPE {
+            return;
         }
+        // A frame that does not fit in the pipe is written in pipefuls, and
+        // each costs both sides a wake-up more: a 64 KiB message (64 KiB +
+        // the header, one byte more than the default pipe) moved at half
+        // the raw FIFO's rate on one CPU. Both FIFOs grow, so that replies
+        // as large fit too. Best effort: a smaller pipe is only slower.
+        let wanted = if len >= LARGE_MESSAGE { LARGE_PIPE } else { len.next_power_of_two().min(LARGE_PIPE) };
+        let granted = match self.conn.set_pipe_size(wanted) {
+            Ok((read, write)) => read.min(write),
+            Err(_) => usize::MAX,
+        };
+        self.pipe_capacity.store(granted, Ordering::Relaxed);
     }
 }
 
@@ -180,7 +232,7 @@ impl Acceptor for FifoListener {
         match self.try_accept()? {
             Some(conn) => {
                 let peer = conn.peer;
-                Ok(Some(Accepted { wire: Box::new(FifoWire::new(conn)?), peer }))
+                Ok(Some(Accepted { wire: Box::new(FifoWire::new(conn, true)?), peer }))
             }
             None => Ok(None),
         }
@@ -222,7 +274,7 @@ pub(crate) fn connect(name: &Name, options: &ClientOptions) -> Result<Arc<dyn Cl
     // A stale directory (its server died) is refused: `from_io` maps that
     // to `NotFound`, as for a socket nobody listens on.
     let conn = fifo::fifo_connect(directory(name), deadline).map_err(|e| Error::from_io(shared, e))?;
-    let wire = FifoWire::new(conn).map_err(|e| Error::from_io(shared, e))?;
+    let wire = FifoWire::new(conn, false).map_err(|e| Error::from_io(shared, e))?;
     StreamClient::handshake(shared.clone(), Box::new(wire), options).map(|c| c as Arc<dyn ClientConn>)
 }
 
@@ -509,5 +561,95 @@ mod tests {
             let err = Server::bind_unique_with(Kind::Pipe, &options).unwrap_err();
             assert_eq!(err.kind(), ErrorKind::PermissionDenied);
         }
+    }
+
+    /// A connected FIFO pair as the transport makes it: (server's wire, client's wire).
+    fn wires(tag: &str) -> (super::FifoWire, super::FifoWire, FifoListener, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("ipcall-pipe-wire-{}-{tag}", std::process::id()));
+        let listener = FifoListener::bind(&dir).unwrap();
+        let connecting = thread::spawn({
+            let dir = dir.clone();
+            move || fifo_connect(&dir, Deadline::after(Duration::from_secs(30))).unwrap()
+        });
+        let server_side = listener.accept(Deadline::after(Duration::from_secs(30))).unwrap();
+        let client_side = connecting.join().unwrap();
+        (super::FifoWire::new(server_side, true).unwrap(), super::FifoWire::new(client_side, false).unwrap(), listener, dir)
+    }
+
+    fn read_text(read: std::io::Result<usize>, buf: &[std::mem::MaybeUninit<u8>]) -> Vec<u8> {
+        let n = read.unwrap();
+        // SAFETY: (1) the read wrote `n` initialised bytes at the start of `buf`.
+        unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), n) }.to_vec()
+    }
+
+    #[test]
+    fn a_server_wire_reads_without_polling_first_and_never_blocks() {
+        use crate::transport::stream::Wire;
+        let (server, client, listener, dir) = wires("nonblocking");
+        let nonblocking = |wire: &super::FifoWire| {
+            use std::os::fd::AsFd;
+            rustix::fs::fcntl_getfl(wire.conn.read.as_fd()).unwrap().contains(rustix::fs::OFlags::NONBLOCK)
+        };
+        // The client's sync fast path is one blocking read; a server never
+        // blocks in one, so its empty read fails by itself, without a poll.
+        assert!(!nonblocking(&client) && nonblocking(&server));
+        let mut buf = vec![std::mem::MaybeUninit::<u8>::uninit(); 64];
+        // Empty: every non-blocking read says so, on either side.
+        assert_eq!(server.read_now(&mut buf).unwrap_err().kind(), std::io::ErrorKind::WouldBlock);
+        assert_eq!(client.read_now(&mut buf).unwrap_err().kind(), std::io::ErrorKind::WouldBlock);
+        assert_eq!(
+            server.read_timeout(&mut buf, Duration::from_millis(5)).unwrap_err().kind(),
+            std::io::ErrorKind::WouldBlock
+        );
+        // What was written is read by each kind of read, in order.
+        assert_eq!(client.write_now(&[std::io::IoSlice::new(b"one")]).unwrap(), 3);
+        assert_eq!(read_text(server.read_now(&mut buf), &buf), b"one");
+        assert_eq!(client.write_now(&[std::io::IoSlice::new(b"two")]).unwrap(), 3);
+        assert_eq!(read_text(server.read_timeout(&mut buf, Duration::from_secs(30)), &buf), b"two");
+        // A blocking read of a server wire waits for the bytes that come later.
+        let late = thread::spawn(move || {
+            thread::sleep(Duration::from_millis(20));
+            assert_eq!(client.write_now(&[std::io::IoSlice::new(b"three")]).unwrap(), 5);
+            client
+        });
+        assert_eq!(read_text(server.read_blocking(&mut buf), &buf), b"three");
+        let client = late.join().unwrap();
+        // Replies flow the other way as before: the client's end blocks.
+        assert_eq!(server.write_now(&[std::io::IoSlice::new(b"back")]).unwrap(), 4);
+        assert_eq!(read_text(client.read_blocking(&mut buf), &buf), b"back");
+        // The client hangs up: the server reads the end of the stream.
+        drop(client);
+        assert_eq!(server.read_timeout(&mut buf, Duration::from_secs(30)).unwrap(), 0);
+        drop((server, listener));
+        assert!(!dir.exists());
+    }
+
+    #[test]
+    fn a_frame_larger_than_the_pipe_grows_both_fifos_first() {
+        use crate::sys::fifo::pipe_size;
+        use std::os::fd::AsFd;
+        use crate::transport::stream::Wire;
+        let (server, client, listener, dir) = wires("grow");
+        let sizes = |wire: &super::FifoWire| {
+            (pipe_size(wire.conn.read.as_fd()).unwrap(), pipe_size(wire.conn.write.as_fd()).unwrap())
+        };
+        let (start, _) = sizes(&client);
+        assert!(start < 128 << 10, "a new FIFO has the default size, {start}");
+        client.before_write(start);
+        assert_eq!(sizes(&client), (start, start), "a frame that fits changes nothing");
+        // 64 KiB and its header: one byte over the default pipe.
+        client.before_write((64 << 10) + crate::core::frame::HEADER_LEN);
+        assert_eq!(sizes(&client), (128 << 10, 128 << 10));
+        assert_eq!(sizes(&server), (128 << 10, 128 << 10), "the server sees the same FIFOs");
+        // Large messages get the largest pipe at once.
+        server.before_write(super::LARGE_MESSAGE);
+        assert_eq!(sizes(&server), (super::LARGE_PIPE, super::LARGE_PIPE));
+        // And bytes still flow through the grown FIFOs.
+        let big = vec![7u8; 200 << 10];
+        assert_eq!(client.write_now(&[std::io::IoSlice::new(&big)]).unwrap(), big.len());
+        let mut buf = vec![std::mem::MaybeUninit::<u8>::uninit(); 300 << 10];
+        assert_eq!(read_text(server.read_now(&mut buf), &buf), big);
+        drop((server, client, listener));
+        assert!(!dir.exists());
     }
 }

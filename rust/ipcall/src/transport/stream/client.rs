@@ -291,9 +291,9 @@ impl Shared {
     /// full and nobody reads, reads answers meanwhile: a server blocked
     /// writing us a reply could otherwise never read this request.
     fn write_request(&self, header: &[u8], data: &[u8]) -> io::Result<()> {
-        self.wire.before_write(data.len());
         let parts = [header, data];
         let total = header.len() + data.len();
+        self.wire.before_write(total);
         let mut sent = 0usize;
         while sent < total {
             let slices = remaining_slices(&parts, sent);

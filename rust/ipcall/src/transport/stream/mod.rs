@@ -115,8 +115,9 @@ pub(crate) trait Wire: Send + Sync + 'static {
     fn hang_up(&self) {
         self.shutdown();
     }
-    /// A frame of `len` bytes is about to be written: a wire may enlarge its
-    /// kernel buffer once large messages show up (fewer wake-ups per message).
+    /// A frame of `len` bytes, header included, is about to be written: a
+    /// wire may enlarge its kernel buffer once large messages show up (fewer
+    /// wake-ups per message).
     fn before_write(&self, _len: usize) {}
 }
 

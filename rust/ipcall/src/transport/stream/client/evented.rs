@@ -278,7 +278,6 @@ impl StreamClient {
             }
             calls.pending.insert(id, Entry { slot: slot.clone(), is_async: false, following: false });
         }
-        shared.wire.before_write(data.len());
         let header = frame::encode_header(FrameKind::Request, id, data.len() as u32);
         // The deadline frame and its request leave as one run of bytes: a
         // partial write keeps the rest of both in the outbox, so the request
@@ -286,6 +285,7 @@ impl StreamClient {
         let deadline = timeout_ns.map(|ns| frame::encode_deadline(id, ns));
         let parts = [deadline.as_ref().map_or(&[][..], |d| &d[..]), &header[..], data];
         let total = parts.iter().map(|part| part.len()).sum::<usize>();
+        shared.wire.before_write(total);
         let mut sent = 0usize;
         while sent < total {
             let slices = remaining_slices(&parts, sent);
