@@ -256,3 +256,101 @@ fn try_recv_spin_serves_requests_sent_from_another_thread() {
         assert_eq!(server.try_recv_spin().unwrap_err().kind(), ErrorKind::Closed, "{kind}");
     }
 }
+
+/// A server process on the loop's own CPU (its blocking `recv` sleeps,
+/// so the doorbell `try_send` rings makes it run at once) has often
+/// answered before `try_send` returns: the loop then withdraws its
+/// announcement in the reply ring (the server's bell is needed neither for
+/// that reply nor for the next) and makes its own descriptor readable. No
+/// reply may be left unannounced that way, whoever won the race.
+#[test]
+fn a_reply_that_comes_inside_try_send_still_makes_the_descriptor_readable() {
+    pin_to(0);
+    // Spawned after the pin: the server process inherits this CPU.
+    let (child, name) = spawn_echo_server();
+    let client = Client::connect(&name).unwrap();
+    let fd = client.fd().unwrap();
+    for i in 0..3000u32 {
+        let data = request(i, 64);
+        let mut pending = client.try_send(&data).unwrap().expect("an empty ring has room");
+        let outcome = loop {
+            if let Some(outcome) = pending.try_wait() {
+                break outcome;
+            }
+            // `progress` only when the descriptor says so: a reply that
+            // came unannounced would stall here.
+            assert!(readable(fd, 30_000), "call {i}: the descriptor never turned readable");
+            client.progress().unwrap();
+        };
+        assert_eq!(outcome.unwrap(), reply_to(&data), "call {i}");
+    }
+    // Idle again: nothing was left announced.
+    client.progress().unwrap();
+    assert!(!readable(fd, 50), "idle after the calls");
+    drop(client);
+    drop(child);
+}
+
+/// The entry point of the echo server process; does nothing in a normal test run.
+#[test]
+#[ignore = "the child-process entry point, run only by re-executing this binary"]
+fn echo_server_process() {
+    if std::env::var_os("IPCALL_TEST_ECHO_SERVER").is_none() {
+        return;
+    }
+    let server = Arc::new(Server::bind_unique(Kind::Shm).unwrap());
+    println!("{}", server.name());
+    // Stdin closing (the test is done, or gone) closes the server: `recv`
+    // then ends, and the name is removed as the server drops.
+    let closer = server.clone();
+    thread::spawn(move || {
+        let _ = std::io::Read::read(&mut std::io::stdin(), &mut [0u8; 1]);
+        closer.close();
+    });
+    while let Ok(request) = server.recv() {
+        let answer = reply_to(request.data());
+        let _ = request.reply(&answer);
+    }
+}
+
+/// The echo server process: told to end (its stdin closes) and reaped when
+/// dropped, also when a test fails; killed if it has not ended in 30 s.
+/// Its stdout stays open until then (its last words must not meet a
+/// closed pipe).
+struct EchoServer(std::process::Child, std::io::BufReader<std::process::ChildStdout>);
+
+impl Drop for EchoServer {
+    fn drop(&mut self) {
+        drop(self.0.stdin.take());
+        let until = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < until {
+            if !matches!(self.0.try_wait(), Ok(None)) {
+                return;
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// An echo server (replies with `reply_to`) over `shm:` in a process of its
+/// own, and its name.
+fn spawn_echo_server() -> (EchoServer, String) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["echo_server_process", "--exact", "--ignored", "--nocapture", "--test-threads=1", "-q"])
+        .env("IPCALL_TEST_ECHO_SERVER", "1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn the server process");
+    let out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut child = EchoServer(child, out);
+    let mut line = String::new();
+    while !line.starts_with("shm:") {
+        line.clear();
+        assert!(child.1.read_line(&mut line).unwrap() > 0, "the server process exited before its name");
+    }
+    (child, line.trim_end().to_string())
+}

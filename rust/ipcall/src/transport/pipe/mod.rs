@@ -573,7 +573,12 @@ mod tests {
         });
         let server_side = listener.accept(Deadline::after(Duration::from_secs(30))).unwrap();
         let client_side = connecting.join().unwrap();
-        (super::FifoWire::new(server_side, true).unwrap(), super::FifoWire::new(client_side, false).unwrap(), listener, dir)
+        (
+            super::FifoWire::new(server_side, true).unwrap(),
+            super::FifoWire::new(client_side, false).unwrap(),
+            listener,
+            dir,
+        )
     }
 
     fn read_text(read: std::io::Result<usize>, buf: &[std::mem::MaybeUninit<u8>]) -> Vec<u8> {
@@ -627,8 +632,8 @@ mod tests {
     #[test]
     fn a_frame_larger_than_the_pipe_grows_both_fifos_first() {
         use crate::sys::fifo::pipe_size;
-        use std::os::fd::AsFd;
         use crate::transport::stream::Wire;
+        use std::os::fd::AsFd;
         let (server, client, listener, dir) = wires("grow");
         let sizes = |wire: &super::FifoWire| {
             (pipe_size(wire.conn.read.as_fd()).unwrap(), pipe_size(wire.conn.write.as_fd()).unwrap())

@@ -373,7 +373,19 @@ impl ShmClient {
             let replies = &shared.mapping.header().replies;
             announce_sleep(&replies.consumer_sleeping);
             if replies.tail.load(Ordering::Acquire) != replies.head.load(Ordering::Relaxed) {
-                shared.notifier.ring();
+                // A server on this CPU has often answered while `wake_server`
+                // woke it. Withdraw the announcement then: left standing, it
+                // would make the server ring the bell for the next reply
+                // too, a system call for a reply the loop collects anyway.
+                // Only as the reply ring's reader, as the brief spin does (a
+                // blocking reader sleeps on this flag's futex, and every
+                // other store to it is a reader's too): then a flag found
+                // clear was taken by the server, whose bell is on the way.
+                let server_rings =
+                    shared.reader.try_lock().is_ok_and(|_reader| !take_sleeper(&replies.consumer_sleeping));
+                if !server_rings {
+                    shared.notifier.ring();
+                }
             }
         }
         if n != Some(data.len()) {
