@@ -431,13 +431,23 @@ pub(crate) unsafe extern "C" fn take_or_wait(env: sys::napi_env, call: sys::napi
             let taken = {
                 let mut state = shared.try_borrow_mut().map_err(|_| napi::Error::from_reason("ipcall: server busy"))?;
                 if state.waiters.is_empty() && state.served_in_a_row < SERVED_IN_A_ROW {
-                    match state.server.try_recv() {
+                    // A request was handed out lately, so the next may be on
+                    // its way (a client on another CPU answers in ~1 µs):
+                    // look with the core's brief spin here, inside the
+                    // caller's turn, as `call()`'s eager look does for
+                    // replies. The core spins only under its adaptive policy
+                    // and budget (never for a client on this CPU); a spin
+                    // that catches nothing disarms, as the loop's does.
+                    let spin = state.spin_armed;
+                    let received = if spin { state.server.try_recv_spin() } else { state.server.try_recv() };
+                    match received {
                         Ok(Some(request)) => {
                             state.served_in_a_row += 1;
                             state.spin_armed = true;
                             Some(Ok(request))
                         }
                         Ok(None) => {
+                            state.spin_armed = false;
                             pump = false;
                             None
                         }

@@ -87,6 +87,41 @@ fn a_caller_killed_with_sigkill_mid_call_is_cancelled_at_the_server() {
     }
 }
 
+/// An event loop's server (`fd()` watched, `try_recv` when it is
+/// readable) that took a request and looks for no more: nothing of its own
+/// reads the server's events then, yet the caller's hang-up still cancels
+/// what it holds (over `shm:` the accepting thread looks for it once no
+/// `recv` came for a while, which a descriptor kept readable after the
+/// request was taken must not prevent).
+#[test]
+fn a_poller_that_took_a_request_and_looks_no_more_learns_its_caller_is_gone() {
+    use std::os::fd::AsFd;
+    for kind in WIRE {
+        for how in EVERY_WAY {
+            let server = Server::bind_unique(kind).unwrap();
+            let mut caller = spawn_caller(server.name());
+            let request = loop {
+                let mut fds = [libc::pollfd {
+                    fd: std::os::fd::AsRawFd::as_raw_fd(&server.as_fd()),
+                    events: libc::POLLIN,
+                    revents: 0,
+                }];
+                // SAFETY: (1) one valid pollfd, for at most BOUND.
+                let ready = unsafe { libc::poll(fds.as_mut_ptr(), 1, BOUND.as_millis() as i32) };
+                assert_eq!(ready, 1, "{kind} {how:?}: the request made the descriptor readable");
+                if let Some(request) = server.try_recv().unwrap() {
+                    break request;
+                }
+            };
+            caller.kill().unwrap();
+            caller.wait().unwrap();
+            assert!(learn(&request, how), "{kind} {how:?}: the server learned the caller died");
+            drop(request);
+            drop(server);
+        }
+    }
+}
+
 #[test]
 fn a_caller_dropped_for_breaking_the_protocol_is_cancelled_and_its_untaken_call_is_never_delivered() {
     for how in EVERY_WAY {

@@ -24,6 +24,7 @@ impl Shared {
         // Armed from the start: the first request rings the doorbell, which
         // wakes a sleeping `recv` (it then rescans with this connection) and
         // makes the descriptor readable for pollers.
+        self.needs_look.store(true, Ordering::SeqCst);
         mapping.header().requests.consumer_sleeping.store(1, Ordering::Relaxed);
         // The connection joins the server *before* the client learns of it:
         // its first request may come the moment the hello is out.
@@ -116,7 +117,7 @@ impl Shared {
                 idle = self.recvs.load(Ordering::SeqCst) == recvs;
             }
             if idle {
-                announce_sleep_all(conns.iter().map(|c| &c.mapping.header().requests.consumer_sleeping));
+                self.arm(&conns);
                 if conns.iter().any(|c| c.has_requests()) {
                     self.answer_idle();
                     idle = false;
@@ -203,9 +204,9 @@ impl Shared {
                 self.drop_conn(conn.token, reason);
             }
         }
-        announce_sleep_all(conns.iter().map(|c| &c.mapping.header().requests.consumer_sleeping));
+        self.arm(&conns);
         if conns.iter().any(|c| c.has_requests()) {
-            self.doorbell.set();
+            self.ring_doorbell();
             if self.pollable.load(Ordering::Relaxed) {
                 let mut state = lock(&self.state);
                 state.data_pending = true;

@@ -74,6 +74,11 @@ struct State {
     wake_set: bool,
     /// A poller should look: a ring held a request when the last `recv` left.
     data_pending: bool,
+    /// The last `recv` took a request for a poller, which comes back for
+    /// the next: the descriptor is kept readable and the rings are left
+    /// disarmed (see `after_recv`). Unlike `data_pending`, it says nothing
+    /// about the rings, so the accepting thread still helps an idle server.
+    kept_readable: bool,
 }
 
 struct Shared {
@@ -110,6 +115,13 @@ struct Shared {
     /// The descriptor is watched (by a caller or the async watcher): the
     /// rings stay armed between `recv`s so that a request makes it readable.
     pollable: AtomicBool,
+    /// The doorbell may have been rung since a `recv` last took the events:
+    /// set (before the fact) whenever rings are armed, a connection joins
+    /// (armed from the start) or the server rings the doorbell itself. A
+    /// pollable `recv` takes the events first only then: a busy event loop,
+    /// whose rings stay disarmed, makes no system call for them. A `recv`
+    /// that finds no request always takes them.
+    needs_look: AtomicBool,
     /// Rotates the scan's starting connection (fairness).
     scan_start: AtomicUsize,
     /// Requests received (paces hang-up checks of a busy server).
@@ -170,6 +182,7 @@ impl ShmServer {
             closed: AtomicBool::new(false),
             sleepers: AtomicUsize::new(0),
             pollable: AtomicBool::new(false),
+            needs_look: AtomicBool::new(true),
             scan_start: AtomicUsize::new(0),
             received: AtomicUsize::new(0),
             recvs: std::sync::atomic::AtomicU64::new(0),
@@ -183,6 +196,7 @@ impl ShmServer {
                 closed: false,
                 wake_set: false,
                 data_pending: false,
+                kept_readable: false,
             }),
             accepted_cond: Condvar::new(),
             watch: Watch::new(),
@@ -205,7 +219,7 @@ impl Shared {
     /// Keeps `wake` readable exactly while finished or (for pollers) a
     /// request waits in a ring.
     fn update_wake(&self, state: &mut State) {
-        let want = state.data_pending || self.finished(state);
+        let want = state.data_pending || state.kept_readable || self.finished(state);
         if want != state.wake_set {
             state.wake_set = want;
             if want {
@@ -350,7 +364,7 @@ impl Shared {
     fn recv(&self, deadline: Deadline, mut in_place: InPlace<'_>) -> Result<Incoming> {
         self.recv_begins();
         let result = self.recv_loop(deadline, &mut in_place, false);
-        self.after_recv();
+        self.after_recv(result.is_ok());
         result
     }
 
@@ -359,7 +373,7 @@ impl Shared {
     fn try_recv_spin(&self) -> Result<Incoming> {
         self.recv_begins();
         let result = self.recv_loop(Deadline::Now, &mut None, true);
-        self.after_recv();
+        self.after_recv(result.is_ok());
         result
     }
 
@@ -390,7 +404,7 @@ impl Shared {
 
     fn recv_loop(&self, deadline: Deadline, in_place: &mut InPlace<'_>, mut spin_once: bool) -> Result<Incoming> {
         let pollable = self.pollable.load(Ordering::Relaxed);
-        if pollable {
+        if pollable && self.needs_look.swap(false, Ordering::AcqRel) {
             // Consumes the doorbell's edge and any hang-ups, so that the
             // descriptor is not left readable for nothing.
             self.wait_events(Deadline::Now);
@@ -453,7 +467,7 @@ impl Shared {
                 self.wait_events(Deadline::Now);
                 continue;
             }
-            announce_sleep_all(conns.iter().map(|c| &c.mapping.header().requests.consumer_sleeping));
+            self.arm(&conns);
             if conns.iter().any(|c| c.has_requests()) {
                 continue;
             }
@@ -485,23 +499,55 @@ impl Shared {
         }
     }
 
+    /// Arms the rings of `conns`: their next request rings the doorbell.
+    pub(super) fn arm(&self, conns: &[Arc<ServerConn>]) {
+        self.needs_look.store(true, Ordering::SeqCst);
+        announce_sleep_all(conns.iter().map(|c| &c.mapping.header().requests.consumer_sleeping));
+    }
+
+    /// The server rings its own doorbell (a wake-up it took is handed on).
+    pub(super) fn ring_doorbell(&self) {
+        self.needs_look.store(true, Ordering::SeqCst);
+        self.doorbell.set();
+    }
+
     /// When a `recv` leaves: if pollers watch or other receivers sleep, the
     /// rings are armed (their next request rings the doorbell) and a request
     /// already waiting is signalled, so no wake-up is lost.
-    fn after_recv(&self) {
+    ///
+    /// Except after a `recv` that `took` a request while only pollers
+    /// watch: the descriptor is then kept readable instead (a request may
+    /// well be waiting: readiness may be spurious), and the rings stay as
+    /// they are. An event loop comes back for the next request anyway, and
+    /// only the `recv` that finds none arms the rings; armed after every
+    /// request, they made each next request ring the doorbell — a system
+    /// call in the client and one here to take the doorbell's edge — while
+    /// the loop was on its way back to look.
+    fn after_recv(&self, took: bool) {
         let pollable = self.pollable.load(Ordering::Relaxed);
         if !pollable && self.sleepers.load(Ordering::SeqCst) == 0 {
             return;
         }
+        if took && pollable && self.sleepers.load(Ordering::SeqCst) == 0 {
+            let mut state = lock(&self.state);
+            // Readable for the poller's next look, which takes what waits;
+            // no longer "a request seen waiting", which keeps the accepting
+            // thread from helping (and so from seeing hang-ups).
+            state.kept_readable = true;
+            state.data_pending = false;
+            self.update_wake(&mut state);
+            return;
+        }
         let conns = lock(&self.state).conns.clone();
-        announce_sleep_all(conns.iter().map(|c| &c.mapping.header().requests.consumer_sleeping));
+        self.arm(&conns);
         let waiting = conns.iter().any(|c| c.has_requests());
         if waiting && self.sleepers.load(Ordering::SeqCst) > 0 {
-            self.doorbell.set();
+            self.ring_doorbell();
         }
         if pollable {
             let mut state = lock(&self.state);
             state.data_pending = waiting;
+            state.kept_readable = false;
             self.update_wake(&mut state);
         }
     }
@@ -551,7 +597,7 @@ impl ServerTransport for ShmServer {
         let shared = &self.shared;
         if !shared.pollable.swap(true, Ordering::SeqCst) {
             // From now on the rings stay armed between `recv`s; arm them now.
-            shared.after_recv();
+            shared.after_recv(false);
         }
         shared.epoll.as_fd()
     }
