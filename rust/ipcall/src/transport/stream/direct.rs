@@ -1,0 +1,170 @@
+//! The fast paths of a stream server with one connection: a blocking
+//! `recv` reads it directly instead of waiting in epoll, and an event
+//! loop's `try_recv` reads it without asking epoll first.
+
+use super::*;
+
+impl Shared {
+    /// The connection to read directly, if the single-connection fast path
+    /// applies: this is the only thread receiving (blocking), exactly one
+    /// connection exists, its handshake is done, and nothing is queued.
+    pub(super) fn sole_connection(&self, state: &State, deadline: Deadline) -> Option<Arc<ServerConn>> {
+        if deadline == Deadline::Now
+            || self.receivers.load(Ordering::Acquire) != 1
+            || state.conns.len() != 1
+            || !state.handshakes.is_empty()
+            || !state.incoming.is_empty()
+        {
+            return None;
+        }
+        state.conns.values().next().cloned()
+    }
+
+    /// An event loop's `try_recv` (the server polled, `deadline` now) while
+    /// one connection exists, its handshake done and nothing queued: that
+    /// connection, to read without blocking instead of asking epoll first.
+    /// A request there costs one system call, not two; finding none costs
+    /// one as before (a `recv` of nothing instead of an empty `epoll_wait`),
+    /// and what else epoll could report then is seen elsewhere: a new
+    /// client's hello makes the next look turn (`handshakes`), `close` is in
+    /// the state, and this connection's end is read here.
+    pub(super) fn sole_polled_now(&self, state: &State, deadline: Deadline, turned: bool) -> Option<Arc<ServerConn>> {
+        if deadline != Deadline::Now
+            || turned
+            || !self.polled.load(Ordering::Acquire)
+            || state.conns.len() != 1
+            || !state.handshakes.is_empty()
+            || !state.incoming.is_empty()
+        {
+            return None;
+        }
+        state.conns.values().next().cloned()
+    }
+
+    /// The single-connection fast path: blocks in a plain read of the one
+    /// connection instead of in epoll (waking from epoll costs a cross-CPU
+    /// round trip ~10 µs more, see docs/DECISIONS.md). A socket reads in
+    /// slices of [`DIRECT_SLICE`] (a receive timeout: still one system
+    /// call) and goes back to epoll as soon as a second connection, a
+    /// second receiving thread or `close` shows up — so a new client's
+    /// first request waits at most one slice when the only receiving thread
+    /// is busy here. A FIFO, which cannot time a read, polls its read end
+    /// and the epoll descriptor without a timeout instead, and leaves as
+    /// soon as epoll is readable (`Wire::read_or_wake`).
+    /// Returns the first request read, taken (or `None` if it is queued
+    /// behind requests already there: the caller takes from the queue);
+    /// any others that one read brought are queued.
+    pub(super) fn read_directly(&self, conn: &Arc<ServerConn>, deadline: Deadline) -> Option<Incoming> {
+        let mut reader = match conn.reader.try_lock() {
+            Ok(reader) => reader,
+            Err(TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(TryLockError::WouldBlock) => return None,
+        };
+        if !self.polled.load(Ordering::Acquire) {
+            // While it is the only connection and nobody polls the server,
+            // keep it out of epoll: a registered socket makes every send to
+            // it also run epoll's wake-up callback (~0.5 µs per round trip).
+            let mut state = lock(&self.state);
+            if state.direct != Some(conn.token) && !state.closed {
+                self.restore_direct(&mut state);
+                if self.epoll.delete(conn.wire.read_fd()).is_ok() {
+                    state.direct = Some(conn.token);
+                }
+            }
+        }
+        let mut failed = None;
+        let mut batch = Batch::default();
+        // The last wait for `wake` ended with nothing read and nothing to
+        // leave for: the next one is a timed slice, so that epoll staying
+        // readable for a reason this loop does not act on cannot make it spin.
+        let mut idle_wake = false;
+        loop {
+            let by_wake = !idle_wake && !reader.in_frame();
+            let read = match deadline {
+                // One look, without blocking (`sole_polled_now`).
+                Deadline::Now => reader.next(&*conn.wire, deadline),
+                Deadline::At(at) if at < Instant::now() + DIRECT_SLICE => reader.next(&*conn.wire, deadline),
+                // Between frames, a wire that can (a FIFO) waits for its
+                // next request or for the epoll descriptor, with no time
+                // slice: epoll becomes readable when another connection
+                // speaks (a new client's hello) or the wake eventfd is set
+                // (`close`); a second receiving thread waits in epoll
+                // itself. Inside a frame, slices bound the wait so that a
+                // stalled frame is seen (`frame_overdue`).
+                _ if by_wake => reader.next_or_wake(&*conn.wire, self.epoll.as_fd(), DIRECT_SLICE, deadline),
+                _ => reader.next_within(&*conn.wire, DIRECT_SLICE),
+            };
+            match read {
+                Ok(Some(Event::Frame(f))) if f.kind == FrameKind::Request => {
+                    batch.push(Decoded::new(conn, f, &reader));
+                    conn.frame_overdue(false, self.frame_timeout);
+                    // Decode whatever else that read brought, without reading more.
+                    while reader.has_buffered() {
+                        match reader.next(&*conn.wire, Deadline::Now) {
+                            Ok(Some(Event::Frame(f))) if f.kind == FrameKind::Request => {
+                                batch.push(Decoded::new(conn, f, &reader))
+                            }
+                            Ok(Some(Event::Frame(f))) if f.kind == FrameKind::Cancel => conn.held.cancel(f.id),
+                            Ok(Some(Event::Frame(f))) if f.kind == FrameKind::ControlRequest => {
+                                self.answer_control(conn, &f)
+                            }
+                            Ok(None) => break,
+                            other => {
+                                failed = Some(Self::why_failed(other));
+                                break;
+                            }
+                        }
+                    }
+                    // A partial frame after them starts its clock now.
+                    conn.frame_overdue(reader.in_frame(), self.frame_timeout);
+                    break;
+                }
+                Ok(Some(Event::Frame(f))) if matches!(f.kind, FrameKind::Cancel | FrameKind::ControlRequest) => {
+                    if f.kind == FrameKind::Cancel {
+                        conn.held.cancel(f.id);
+                    } else {
+                        self.answer_control(conn, &f);
+                    }
+                    // Not a request: read on, as after a read of nothing.
+                    conn.frame_overdue(reader.in_frame(), self.frame_timeout);
+                    let state = lock(&self.state);
+                    if deadline.expired() || state.closed || self.sole_connection(&state, deadline).is_none() {
+                        break;
+                    }
+                }
+                Ok(None) => {
+                    if conn.frame_overdue(reader.in_frame(), self.frame_timeout) {
+                        failed = Some(DropReason::FrameTimeout);
+                        break;
+                    }
+                    let state = lock(&self.state);
+                    if deadline.expired() || state.closed || self.sole_connection(&state, deadline).is_none() {
+                        break;
+                    }
+                    idle_wake = by_wake && !reader.in_frame();
+                }
+                // The decoder yields the hello once, first: a client whose
+                // hello waited in the kernel past the handshake deadline
+                // (nobody was receiving) finishes its handshake here.
+                Ok(Some(Event::Hello(hello))) if hello.status == frame::STATUS_OK => {}
+                // Anything else from the client (close, a reply, a refused
+                // hello, bad bytes, end of stream) ends it.
+                other => {
+                    failed = Some(Self::why_failed(other));
+                    break;
+                }
+            }
+        }
+        let mut taken = None;
+        if !batch.is_empty() {
+            self.publish(batch, Some(&mut taken));
+        }
+        self.release_reader(conn, reader);
+        if let Some(reason) = failed {
+            if !lock(&self.state).closed {
+                self.drop_conn(conn, reason);
+            }
+        }
+        taken
+    }
+}
