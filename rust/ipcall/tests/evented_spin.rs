@@ -354,3 +354,59 @@ fn spawn_echo_server() -> (EchoServer, String) {
     }
     (child, line.trim_end().to_string())
 }
+
+/// An event loop's `shm:` server that took a request and looks for no more
+/// (its handler is busy elsewhere): its descriptor was kept readable for a
+/// loop coming straight back, but nothing of the server may spin on that
+/// meanwhile (the accepting thread's idle watch once did, at 100% of a
+/// CPU). Measured in a process of its own, so that other tests' threads do
+/// not count: CPU time over 2 s idle, against 0.25 s (a spinning thread
+/// takes about a third of a CPU even beside two busy loops).
+#[test]
+fn a_polled_server_idle_after_a_take_uses_no_cpu() {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["idle_after_take_process", "--exact", "--ignored", "--nocapture", "--test-threads=1", "-q"])
+        .env("IPCALL_TEST_IDLE_AFTER_TAKE", "1")
+        .output()
+        .expect("run the idle process");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().find_map(|l| l.strip_prefix("cpu seconds: ")).unwrap_or_else(|| {
+        panic!("the idle process said no CPU time: {stdout} {}", String::from_utf8_lossy(&out.stderr))
+    });
+    let cpu: f64 = line.trim().parse().unwrap();
+    assert!(cpu < 0.25, "{cpu} s of CPU in 2 s idle after a take");
+}
+
+/// The process of [`a_polled_server_idle_after_a_take_uses_no_cpu`].
+#[test]
+#[ignore = "the child-process entry point, run only by re-executing this binary"]
+fn idle_after_take_process() {
+    if std::env::var_os("IPCALL_TEST_IDLE_AFTER_TAKE").is_none() {
+        return;
+    }
+    let server = Server::bind_unique(Kind::Shm).unwrap();
+    let fd = server.as_fd();
+    let client = Client::connect(server.name()).unwrap();
+    let pending = client.send(b"x").unwrap();
+    let request = loop {
+        assert!(readable(fd, 30_000), "the request made the descriptor readable");
+        if let Some(request) = server.try_recv().unwrap() {
+            break request;
+        }
+    };
+    let cpu = || {
+        // SAFETY: (1) getrusage fills the zeroed struct it is given.
+        let usage = unsafe {
+            let mut usage: libc::rusage = std::mem::zeroed();
+            libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+            usage
+        };
+        let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+        seconds(usage.ru_utime) + seconds(usage.ru_stime)
+    };
+    let before = cpu();
+    thread::sleep(Duration::from_secs(2));
+    println!("cpu seconds: {:.3}", cpu() - before);
+    request.reply(b"y").unwrap();
+    assert_eq!(pending.wait().unwrap(), b"y");
+}

@@ -118,6 +118,12 @@ impl Shared {
             }
             if idle {
                 self.arm(&conns);
+                // A descriptor kept readable after a poller's last take is
+                // for a loop that comes straight back (`after_recv`); none
+                // came for a whole tick. With the rings armed, readiness
+                // follows them again, and the watch below does not wake
+                // for that readiness at once, for ever.
+                self.stop_keeping_readable();
                 if conns.iter().any(|c| c.has_requests()) {
                     self.answer_idle();
                     idle = false;

@@ -217,7 +217,7 @@ impl Shared {
     }
 
     /// Keeps `wake` readable exactly while finished or (for pollers) a
-    /// request waits in a ring.
+    /// request waits in a ring or the last `recv` took one (`kept_readable`).
     fn update_wake(&self, state: &mut State) {
         let want = state.data_pending || state.kept_readable || self.finished(state);
         if want != state.wake_set {
@@ -503,6 +503,17 @@ impl Shared {
     pub(super) fn arm(&self, conns: &[Arc<ServerConn>]) {
         self.needs_look.store(true, Ordering::SeqCst);
         announce_sleep_all(conns.iter().map(|c| &c.mapping.header().requests.consumer_sleeping));
+    }
+
+    /// Readiness follows the rings again (they are armed): a descriptor
+    /// kept readable after a poller's last take is made unreadable unless a
+    /// request waits or the server is finished.
+    pub(super) fn stop_keeping_readable(&self) {
+        let mut state = lock(&self.state);
+        if state.kept_readable {
+            state.kept_readable = false;
+            self.update_wake(&mut state);
+        }
     }
 
     /// The server rings its own doorbell (a wake-up it took is handed on).
