@@ -1,8 +1,18 @@
 //! An idle `shm:` pair burns no CPU: a server blocked in `recv` and a
 //! client blocked waiting for a reply the server holds, for one second, use
-//! under 10 ms of CPU together. This is a resource bound (the alternative, a
-//! spinning pair, uses a whole second per waiting thread), measured with
+//! under 100 ms of CPU together. This is a resource bound against spinning
+//! (a spinning pair uses a whole second per waiting thread), measured with
 //! getrusage over the whole process — this test binary runs nothing else.
+//!
+//! The bound was 10 ms. What an idle pair does use is wake-ups: the
+//! waiting client's death check and the accepting thread's idle tick, ten
+//! a second each. On the 2-vCPU VM on 2026-12-05 (debug build) that cost
+//! 5–10 ms a second in the morning and 11–22 ms in the afternoon, with the
+//! same code (the commit of that morning measured the same), and 39.6 ms
+//! once in a fresh clone's CI run: each wake-up's cost follows what the
+//! machine's memory management does to the shared mapping (`perf`: page
+//! faults, `get_user_pages` for the futex on the shared page), not ipcall.
+//! 100 ms keeps a spinning thread ten times over the bound.
 
 use std::thread;
 use std::time::Duration;
@@ -19,7 +29,7 @@ fn cpu_time() -> Duration {
 }
 
 #[test]
-fn an_idle_pair_uses_under_10_ms_of_cpu_per_second() {
+fn an_idle_pair_uses_under_100_ms_of_cpu_per_second() {
     let server = std::sync::Arc::new(Server::bind_unique(Kind::Shm).unwrap());
     let client = Client::connect(server.name()).unwrap();
     // Warm up: a few calls, so that spin budgets have seen a busy pair.
@@ -57,5 +67,5 @@ fn an_idle_pair_uses_under_10_ms_of_cpu_per_second() {
     assert_eq!(waiting.join().unwrap().unwrap(), b"done");
     assert_eq!(last.wait().unwrap(), b"too");
     println!("idle server + waiting client used {used:?} of CPU in 1 s");
-    assert!(used < Duration::from_millis(10), "an idle pair used {used:?} of CPU in one second");
+    assert!(used < Duration::from_millis(100), "an idle pair used {used:?} of CPU in one second");
 }
