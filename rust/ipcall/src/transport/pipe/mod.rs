@@ -214,6 +214,13 @@ impl Wire for FifoWire {
         // the header, one byte more than the default pipe) moved at half
         // the raw FIFO's rate on one CPU. Both FIFOs grow, so that replies
         // as large fit too. Best effort: a smaller pipe is only slower.
+        // The peer may have grown the FIFOs meanwhile (our figure is then
+        // stale): never ask for less than they have, which would shrink them.
+        let current = crate::sys::fifo::pipe_size(self.conn.write.as_fd()).unwrap_or(0);
+        if len <= current {
+            self.pipe_capacity.store(current, Ordering::Relaxed);
+            return;
+        }
         let wanted = if len >= LARGE_MESSAGE { LARGE_PIPE } else { len.next_power_of_two().min(LARGE_PIPE) };
         let granted = match self.conn.set_pipe_size(wanted) {
             Ok((read, write)) => read.min(write),
@@ -649,6 +656,10 @@ mod tests {
         // Large messages get the largest pipe at once.
         server.before_write(super::LARGE_MESSAGE);
         assert_eq!(sizes(&server), (super::LARGE_PIPE, super::LARGE_PIPE));
+        // The client's figure (128 KiB) is stale now: a frame over it must
+        // not shrink what the server grew.
+        client.before_write(200 << 10);
+        assert_eq!(sizes(&client), (super::LARGE_PIPE, super::LARGE_PIPE));
         // And bytes still flow through the grown FIFOs.
         let big = vec![7u8; 200 << 10];
         assert_eq!(client.write_now(&[std::io::IoSlice::new(&big)]).unwrap(), big.len());
