@@ -9,7 +9,9 @@
 //! over when it frees up. The reader spins while that may pay
 //! ([`spin`](super::spin)), then sleeps on a futex on the reply ring's
 //! `consumer_sleeping` flag, in slices of [`DEATH_CHECK`] between which it
-//! looks for the server's hang-up on the rendezvous socket.
+//! looks for the server's hang-up on the rendezvous socket. A slice that
+//! ends with nothing to read means the server holds the calls: the reader
+//! then sleeps again without spinning until news comes or a call is sent.
 //!
 //! **Async.** The first `Pending` polled as a future starts a reader thread
 //! for the connection, which takes the reading role while async calls are
@@ -119,6 +121,11 @@ struct Shared {
     /// calls (`check_closed`): from then on `closed` is no longer news, so
     /// waiters for the calls it took still sleep until their replies.
     closed_applied: std::sync::atomic::AtomicBool,
+    /// The reader's last sleep ended with nothing to read (a death-check
+    /// slice ran out while the server held every pending call): the next
+    /// wait sleeps without spinning first. Cleared by news and by a call
+    /// sent (whose answer may come at once).
+    reader_idle: std::sync::atomic::AtomicBool,
 }
 
 /// The connection as `Client` sees it; clones and `Pending`s share it.
@@ -191,6 +198,7 @@ impl ShmClient {
             send_blocked: crate::transport::evented::SendGate::default(),
             fd_init: Mutex::new(()),
             closed_applied: std::sync::atomic::AtomicBool::new(false),
+            reader_idle: std::sync::atomic::AtomicBool::new(false),
         };
         Ok(Arc::new(ShmClient { shared: Arc::new(shared) }))
     }
@@ -313,6 +321,7 @@ impl Shared {
             self.drain(reader);
             self.check_closed();
             if progress {
+                self.reader_idle.store(false, Ordering::Relaxed);
                 if let Some(at) = waiting_since.take() {
                     self.budget.observe(at.elapsed());
                 }
@@ -325,16 +334,23 @@ impl Shared {
             }
             let header = self.mapping.header();
             let my_cpu = publish_cpu(&header.client_cpu);
-            let spinning = spin::allowance(self.mode, &self.budget, header.server_cpu.load(Ordering::Relaxed), my_cpu);
-            let ns = spinning.ns;
-            if waiting_since.is_none() && spin::quick(ns, || self.has_news(reader)) {
-                continue;
+            // After a sleep that ended with nothing to read (a death
+            // check), a spin would only burn CPU ten times a second while
+            // the server holds the calls. `Spin` spins regardless.
+            if self.reader_idle.load(Ordering::Relaxed) && self.mode != WaitMode::Spin {
+                waiting_since.get_or_insert_with(Instant::now);
+            } else {
+                let spinning =
+                    spin::allowance(self.mode, &self.budget, header.server_cpu.load(Ordering::Relaxed), my_cpu);
+                let ns = spinning.ns;
+                if waiting_since.is_none() && spin::quick(ns, || self.has_news(reader)) {
+                    continue;
+                }
+                waiting_since.get_or_insert_with(Instant::now);
+                if spin::spin_for(ns, || self.has_news(reader)) {
+                    continue;
+                }
             }
-            waiting_since.get_or_insert_with(Instant::now);
-            if spin::spin_for(ns, || self.has_news(reader)) {
-                continue;
-            }
-            drop(spinning);
             if self.mode == WaitMode::Spin {
                 self.check_gone(reader);
                 continue;
@@ -346,8 +362,11 @@ impl Shared {
                 futex_wait(flag, 1, Some(slice.max(Duration::from_micros(1))));
             }
             flag.store(0, Ordering::Relaxed);
-            if !self.has_news(reader) && self.check_gone(reader) {
-                return done();
+            if !self.has_news(reader) {
+                self.reader_idle.store(true, Ordering::Relaxed);
+                if self.check_gone(reader) {
+                    return done();
+                }
             }
         }
     }

@@ -59,6 +59,9 @@ impl Shared {
                 return Err(Error::Disconnected { name: self.name.clone() });
             }
             calls.pending.insert(id, Entry { slot: slot.clone(), is_async: threaded, following: false });
+            if self.reader_idle.load(Ordering::Relaxed) {
+                self.reader_idle.store(false, Ordering::Relaxed);
+            }
             if !threaded {
                 return Ok(false);
             }
