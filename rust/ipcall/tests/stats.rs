@@ -130,6 +130,36 @@ fn ping_and_stats_are_answered_while_no_thread_receives_over_every_local_transpo
     }
 }
 
+/// A server thread that slept in `recv` leaves it with a request and keeps
+/// it: the accepting thread, which sleeps without its tick while a `recv`
+/// sleeps, must be woken by that `recv` leaving and answer pings again.
+#[test]
+fn pings_are_answered_after_a_sleeping_recv_leaves_with_a_request_it_keeps() {
+    for kind in LOCAL {
+        let server = Arc::new(Server::bind_unique(kind).unwrap());
+        let client = Client::connect(server.name()).unwrap();
+        client.ping(Some(LONG)).unwrap();
+        let (in_hand, held) = std::sync::mpsc::channel();
+        let receiving = {
+            let server = server.clone();
+            thread::spawn(move || in_hand.send(server.recv_timeout(LONG).unwrap()).unwrap())
+        };
+        // Long enough for the `recv` to sleep and the accepting thread to
+        // take a look at it (it looks at least once per 100 ms tick); the
+        // test passes either way when the wake-up works.
+        thread::sleep(Duration::from_millis(300));
+        let pending = client.send(b"rkept").unwrap();
+        let request = held.recv_timeout(LONG).unwrap();
+        receiving.join().unwrap();
+        assert_eq!(request.data(), b"rkept");
+        // Nobody is in `recv` now.
+        client.ping(Some(LONG)).unwrap_or_else(|e| panic!("{kind:?}: no answer to a ping: {e}"));
+        assert_eq!(client.server_stats(Some(LONG)).unwrap().in_flight(), 1, "{kind:?}");
+        request.reply(b"ok").unwrap();
+        assert_eq!(pending.wait_timeout(LONG).unwrap(), b"ok");
+    }
+}
+
 #[test]
 fn ping_and_stats_from_an_event_loop_client_and_async() {
     for kind in LOCAL {

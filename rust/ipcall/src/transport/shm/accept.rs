@@ -129,7 +129,17 @@ impl Shared {
                     idle = false;
                 }
             }
-            let tick = (!conns.is_empty() && !idle).then(|| Instant::now() + IDLE_TICK);
+            // A sleeping `recv` does this thread's work: no tick until the
+            // last one leaves and rings `nudge`.
+            let mut untimed = false;
+            if !conns.is_empty() && !idle && self.sleepers.load(Ordering::SeqCst) > 0 {
+                self.untimed.store(true, Ordering::SeqCst);
+                untimed = self.sleepers.load(Ordering::SeqCst) > 0;
+                if !untimed {
+                    self.untimed.store(false, Ordering::SeqCst);
+                }
+            }
+            let tick = (!conns.is_empty() && !idle && !untimed).then(|| Instant::now() + IDLE_TICK);
             drop(conns);
             let mut fds = [
                 libc::pollfd { fd: self.stop.as_fd().as_raw_fd(), events: libc::POLLIN, revents: 0 },
@@ -149,6 +159,12 @@ impl Shared {
                 [backoff.paused_until(), tick].into_iter().flatten().min().map_or(Deadline::Never, Deadline::At);
             let polled = crate::sys::poll::poll_until(&mut fds, until);
             self.helping.store(false, Ordering::SeqCst);
+            if untimed {
+                self.untimed.store(false, Ordering::SeqCst);
+                // The sleeper that left just took a request: the next look
+                // counts a whole tick from now, as after any `recv`.
+                seen_recvs = u64::MAX;
+            }
             if polled.is_err() || fds[0].revents != 0 {
                 return;
             }

@@ -132,8 +132,15 @@ struct Shared {
     /// The accepting thread watches the doorbell (idle server); a `recv`
     /// that begins then rings `nudge` so that it stops.
     helping: AtomicBool,
-    /// Wakes the accepting thread out of its idle watch.
+    /// Wakes the accepting thread out of its idle watch, or out of a sleep
+    /// without its tick (`untimed`).
     nudge: EventFd,
+    /// The accepting thread sleeps without its tick: a `recv` sleeps, and
+    /// a sleeping `recv` takes every request and control record itself.
+    /// The last sleeper to leave rings `nudge` (SeqCst with `sleepers`:
+    /// the thread stores this, then loads `sleepers`; a sleeper decrements
+    /// `sleepers`, then loads this), and the ticks resume.
+    untimed: AtomicBool,
     state: Mutex<State>,
     accepted_cond: Condvar,
     /// Async `recv`s waiting for readiness.
@@ -187,6 +194,7 @@ impl ShmServer {
             received: AtomicUsize::new(0),
             recvs: std::sync::atomic::AtomicU64::new(0),
             helping: AtomicBool::new(false),
+            untimed: AtomicBool::new(false),
             nudge: EventFd::new().map_err(io_err)?,
             state: Mutex::new(State {
                 conns: Arc::new(Vec::new()),
@@ -477,7 +485,9 @@ impl Shared {
             drop(conns);
             self.sleepers.fetch_add(1, Ordering::SeqCst);
             self.wait_events(deadline);
-            self.sleepers.fetch_sub(1, Ordering::SeqCst);
+            if self.sleepers.fetch_sub(1, Ordering::SeqCst) == 1 && self.untimed.swap(false, Ordering::SeqCst) {
+                self.nudge.set();
+            }
             if deadline.expired() && !lock(&self.state).conns.iter().any(|c| c.has_requests()) {
                 self.budget.observe(at.elapsed());
                 return Err(self.out_of_time());

@@ -124,7 +124,17 @@ impl Shared {
             } else {
                 self.helping.store(false, Ordering::SeqCst);
             }
-            let tick = (has_conns && !idle).then(|| Instant::now() + IDLE_TICK);
+            // A blocking `recv` does this thread's work: no tick until the
+            // last one leaves and rings `nudge`.
+            let mut untimed = false;
+            if has_conns && !idle && self.receivers.load(Ordering::SeqCst) > 0 {
+                self.untimed.store(true, Ordering::SeqCst);
+                untimed = self.receivers.load(Ordering::SeqCst) > 0;
+                if !untimed {
+                    self.untimed.store(false, Ordering::SeqCst);
+                }
+            }
+            let tick = (has_conns && !idle && !untimed).then(|| Instant::now() + IDLE_TICK);
             let wake_at = [next_handshake, backoff.paused_until(), tick].into_iter().flatten().min();
             let deadline = wake_at.map_or(Deadline::Never, Deadline::At);
             let mut fds = [
@@ -143,6 +153,12 @@ impl Shared {
             // touch the acceptor again through `state`, where it is gone.
             let polled = crate::sys::poll::poll_until(&mut fds, deadline);
             self.helping.store(false, Ordering::SeqCst);
+            if untimed {
+                self.untimed.store(false, Ordering::SeqCst);
+                // The receiver that left just took a request: the next look
+                // counts a whole tick from now, as after any `recv`.
+                seen_recvs = u64::MAX;
+            }
             if polled.is_err() {
                 return;
             }

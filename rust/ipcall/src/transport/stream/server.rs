@@ -116,8 +116,15 @@ struct Shared {
     /// The accepting thread watches the connections (idle server); a
     /// `recv` that begins then rings `nudge` so that it stops.
     helping: AtomicBool,
-    /// Wakes the accepting thread out of its idle watch.
+    /// Wakes the accepting thread out of its idle watch, or out of a sleep
+    /// without its tick (`untimed`).
     nudge: EventFd,
+    /// The accepting thread sleeps without its tick: a blocking `recv` is
+    /// under way, and it reads every connection itself. The last receiver
+    /// to leave rings `nudge` (SeqCst with `receivers`: the thread stores
+    /// this, then loads `receivers`; a receiver decrements `receivers`,
+    /// then loads this), and the ticks resume.
+    untimed: AtomicBool,
     /// Someone took the pollable descriptor or received asynchronously: every
     /// connection must then stay registered in epoll, so that it shows every
     /// request.
@@ -183,6 +190,7 @@ impl StreamServer {
             stop: EventFd::new()?,
             accepted_cond: Condvar::new(),
             receivers: AtomicUsize::new(0),
+            untimed: AtomicBool::new(false),
             recvs: AtomicU64::new(0),
             helping: AtomicBool::new(false),
             nudge: EventFd::new()?,
@@ -407,11 +415,12 @@ impl Shared {
         }
         let blocking = deadline != Deadline::Now;
         if blocking {
-            self.receivers.fetch_add(1, Ordering::AcqRel);
+            self.receivers.fetch_add(1, Ordering::SeqCst);
         }
         let result = self.recv_loop(deadline);
-        if blocking {
-            self.receivers.fetch_sub(1, Ordering::AcqRel);
+        if blocking && self.receivers.fetch_sub(1, Ordering::SeqCst) == 1 && self.untimed.swap(false, Ordering::SeqCst)
+        {
+            self.nudge.set();
         }
         result
     }
