@@ -95,6 +95,9 @@ impl Wire for SocketWire {
         self.set_receive_timeout(micros)?;
         socket::recv(self.fd.as_fd(), buf, false)
     }
+    fn timed_read_is_cheaper(&self) -> bool {
+        true
+    }
     fn stop_reading(&self) {
         socket::shutdown_read(self.fd.as_fd());
     }

@@ -29,7 +29,7 @@ use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::core::error::{Error, Result};
 use crate::core::name::Name;
@@ -39,7 +39,7 @@ pub(crate) mod fifo;
 pub(crate) mod record;
 
 use crate::core::wait::Deadline;
-use crate::sys::{poll, sigpipe};
+use crate::sys::sigpipe;
 use crate::transport::stream::client::StreamClient;
 use crate::transport::stream::server::StreamServer;
 use crate::transport::stream::{wait_fd, Accepted, Acceptor, Wire};
@@ -150,27 +150,6 @@ impl Wire for FifoWire {
             }
         }
         if wait_fd(self.conn.read.as_fd(), libc::POLLIN, Deadline::after(timeout))? == 0 {
-            return Err(io::ErrorKind::WouldBlock.into());
-        }
-        self.read_once(buf)
-    }
-
-    fn read_or_wake(
-        &self,
-        buf: &mut [MaybeUninit<u8>],
-        wake: BorrowedFd<'_>,
-        _slice: Duration,
-        until: Option<Instant>,
-    ) -> io::Result<usize> {
-        if self.stopped.load(Ordering::Acquire) {
-            return Ok(0);
-        }
-        // `poll` then `read` as in `read_timeout`, but with no slice: the
-        // server's `wake` says when to look around instead (see
-        // `Wire::read_or_wake`); only the caller's own deadline times it.
-        let mut fds = [poll::pollfd(self.conn.read.as_fd(), libc::POLLIN), poll::pollfd(wake, libc::POLLIN)];
-        poll::poll_until(&mut fds, until)?;
-        if fds[0].revents == 0 {
             return Err(io::ErrorKind::WouldBlock.into());
         }
         self.read_once(buf)

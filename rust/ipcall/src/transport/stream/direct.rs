@@ -48,9 +48,11 @@ impl Shared {
     /// call) and goes back to epoll as soon as a second connection, a
     /// second receiving thread or `close` shows up — so a new client's
     /// first request waits at most one slice when the only receiving thread
-    /// is busy here. A FIFO, which cannot time a read, polls its read end
-    /// and the epoll descriptor without a timeout instead, and leaves as
-    /// soon as epoll is readable (`Wire::read_or_wake`).
+    /// is busy here. Once a slice passed with nothing read, the socket is
+    /// quiet: it then waits as a FIFO always does, polling its read end and
+    /// the epoll descriptor without a timeout (`Wire::read_or_wake`), and
+    /// leaves as soon as epoll is readable — an idle server does not wake
+    /// fifty times a second, and its next request costs one `poll` more.
     /// Returns the first request read, taken (or `None` if it is queued
     /// behind requests already there: the caller takes from the queue);
     /// any others that one read brought are queued.
@@ -78,8 +80,11 @@ impl Shared {
         // leave for: the next one is a timed slice, so that epoll staying
         // readable for a reason this loop does not act on cannot make it spin.
         let mut idle_wake = false;
+        // The last timed slice passed with nothing read (a socket).
+        let mut quiet = false;
+        let slices = conn.wire.timed_read_is_cheaper();
         loop {
-            let by_wake = !idle_wake && !reader.in_frame();
+            let by_wake = !idle_wake && !reader.in_frame() && (!slices || quiet);
             let read = match deadline {
                 // One look, without blocking (`sole_polled_now`).
                 Deadline::Now => reader.next(&*conn.wire, deadline),
@@ -91,7 +96,7 @@ impl Shared {
                 // (`close`); a second receiving thread waits in epoll
                 // itself. Inside a frame, slices bound the wait so that a
                 // stalled frame is seen (`frame_overdue`).
-                _ if by_wake => reader.next_or_wake(&*conn.wire, self.epoll.as_fd(), DIRECT_SLICE, deadline),
+                _ if by_wake => reader.next_or_wake(&*conn.wire, self.epoll.as_fd(), deadline),
                 _ => reader.next_within(&*conn.wire, DIRECT_SLICE),
             };
             match read {
@@ -142,6 +147,7 @@ impl Shared {
                         break;
                     }
                     idle_wake = by_wake && !reader.in_frame();
+                    quiet = !by_wake && !reader.in_frame();
                 }
                 // The decoder yields the hello once, first: a client whose
                 // hello waited in the kernel past the handshake deadline

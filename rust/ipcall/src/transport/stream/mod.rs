@@ -35,6 +35,7 @@ use std::time::{Duration, Instant};
 use crate::core::frame::{Decoder, Event, ProtocolError, Role};
 use crate::core::peer::Peer;
 use crate::core::wait::Deadline;
+use crate::sys::poll;
 pub(crate) use crate::sys::poll::{readable_bytes, wait_fd};
 
 /// One connection's two directions. For a socket both descriptors are the
@@ -71,22 +72,29 @@ pub(crate) trait Wire: Send + Sync + 'static {
         }
     }
     /// Reads, blocking until at least one byte or the end of the stream;
-    /// `WouldBlock` once `wake` is readable or `slice` passed — whichever
-    /// the wire can watch without a system call more. The default (a
-    /// socket, whose blocking read takes a receive timeout) waits `slice`;
-    /// a FIFO, which can only wait with a timeout in `poll` anyway, polls
-    /// `wake` beside its read end with no timer (no clock read, no timer
-    /// armed and cancelled per request) — but never past `until`, the
-    /// caller's own deadline (`None`: it has none).
+    /// `WouldBlock` once `wake` is readable or `until` passed (`None`: no
+    /// deadline). No time slice: `poll` on both, then one read.
     fn read_or_wake(
         &self,
         buf: &mut [MaybeUninit<u8>],
         wake: BorrowedFd<'_>,
-        slice: Duration,
         until: Option<Instant>,
     ) -> io::Result<usize> {
-        let _ = (wake, until);
-        self.read_timeout(buf, slice)
+        let mut fds = [poll::pollfd(self.read_fd(), libc::POLLIN), poll::pollfd(wake, libc::POLLIN)];
+        poll::poll_until(&mut fds, until)?;
+        if fds[0].revents == 0 {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        self.read_now(buf)
+    }
+    /// A timed read ([`read_timeout`](Self::read_timeout)) costs one system
+    /// call, against two for [`read_or_wake`](Self::read_or_wake): a loop
+    /// that looks around now and then should wait in time slices while
+    /// requests flow, and for `wake` only once a slice passed quietly. A
+    /// socket's blocking read takes a receive timeout; a FIFO can only time
+    /// a wait in `poll`, so for it both cost the same.
+    fn timed_read_is_cheaper(&self) -> bool {
+        false
     }
     /// Stops reading: a thread blocked reading returns end of stream; writing
     /// still works (a closing server still answers requests it took).
@@ -191,10 +199,9 @@ const DIRECT_READ_MIN: usize = 2 << 10;
 enum ReadFor<'a> {
     Deadline(Deadline),
     Slice(Duration),
-    /// Until `wake` is readable, or (a wire that cannot watch it) the slice
-    /// passed, or the deadline passed; one read per call (see
-    /// [`FrameReader::next_or_wake`]).
-    Wake(BorrowedFd<'a>, Duration, Option<Instant>),
+    /// Until `wake` is readable or the deadline passed; one read per call
+    /// (see [`FrameReader::next_or_wake`]).
+    Wake(BorrowedFd<'a>, Option<Instant>),
 }
 
 /// Why reading a connection stopped.
@@ -296,16 +303,15 @@ impl FrameReader {
         self.next_with(wire, ReadFor::Slice(slice))
     }
 
-    /// Like [`next_within`](Self::next_within), but a wire that can (a
-    /// FIFO) waits until `wake` is readable or `deadline` passed instead of
-    /// a time slice; and it reads at most once: `Ok(None)` also when that
-    /// read left a frame begun, so that the caller can bound the rest by the
-    /// frame timeout (nothing else would: the wait has no slice).
+    /// Like [`next_within`](Self::next_within), but waits until `wake` is
+    /// readable or `deadline` passed instead of a time slice; and it reads
+    /// at most once: `Ok(None)` also when that read left a frame begun, so
+    /// that the caller can bound the rest by the frame timeout (nothing
+    /// else would: the wait has no slice).
     pub(crate) fn next_or_wake(
         &mut self,
         wire: &dyn Wire,
         wake: BorrowedFd<'_>,
-        slice: Duration,
         deadline: Deadline,
     ) -> Result<Option<Event>, ReadError> {
         let until = match deadline {
@@ -313,7 +319,7 @@ impl FrameReader {
             Deadline::Now => Some(Instant::now()),
             Deadline::At(at) => Some(at),
         };
-        self.next_with(wire, ReadFor::Wake(wake, slice, until))
+        self.next_with(wire, ReadFor::Wake(wake, until))
     }
 
     fn next_with(&mut self, wire: &dyn Wire, how: ReadFor<'_>) -> Result<Option<Event>, ReadError> {
@@ -332,7 +338,7 @@ impl FrameReader {
             let asked = target.len();
             let read = match how {
                 ReadFor::Slice(slice) => wire.read_timeout(target, slice),
-                ReadFor::Wake(wake, slice, until) => wire.read_or_wake(target, wake, slice, until),
+                ReadFor::Wake(wake, until) => wire.read_or_wake(target, wake, until),
                 ReadFor::Deadline(Deadline::Never) => wire.read_blocking(target),
                 ReadFor::Deadline(Deadline::Now) => wire.read_now(target),
                 ReadFor::Deadline(deadline @ Deadline::At(_)) => match deadline.remaining() {
