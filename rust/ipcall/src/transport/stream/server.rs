@@ -392,16 +392,19 @@ impl Shared {
         if state.closed {
             return;
         }
-        let mut batch = batch.first.into_iter().chain(batch.rest);
+        let Batch { mut first, rest } = batch;
         if let Some(taken) = taken.filter(|taken| taken.is_none()) {
             if state.incoming.is_empty() {
                 // The common case: take the first new request directly,
                 // queue only the rest (no wake-up needed when there is no
                 // rest).
-                *taken = batch.next().map(deliver);
+                *taken = first.take().map(deliver);
             }
         }
-        state.incoming.extend(batch);
+        // A chained extend of nothing cost ~170 instructions a request.
+        if first.is_some() || !rest.is_empty() {
+            state.incoming.extend(first.into_iter().chain(rest));
+        }
         self.update_wake(&mut state);
     }
 
