@@ -421,6 +421,9 @@ impl Decoder {
     /// event they completed, if any. It stops after one event, so call it
     /// again with the rest of `input`.
     pub fn push(&mut self, input: &[u8]) -> Result<(usize, Option<Event>), ProtocolError> {
+        if matches!(self.phase, Phase::Header) && self.have == 0 && input.len() >= HEADER_LEN {
+            return self.push_whole_header(input);
+        }
         match &mut self.phase {
             Phase::Hello | Phase::Header => {
                 let take = (HEADER_LEN - self.have).min(input.len());
@@ -443,68 +446,8 @@ impl Decoder {
                     return Ok((take, Some(Event::Hello(hello))));
                 }
                 let header = decode_header(&self.fixed, self.role, self.max)?;
-                if let Some((id, _)) = self.deadline {
-                    if header.kind != FrameKind::Request || header.id != id {
-                        return Err(ProtocolError::DeadlineWithoutRequest { id });
-                    }
-                }
-                match header.kind {
-                    FrameKind::Request => {
-                        if header.id <= self.last_request {
-                            return Err(ProtocolError::IdNotIncreasing { id: header.id, previous: self.last_request });
-                        }
-                        self.last_request = header.id;
-                    }
-                    FrameKind::Deadline => {
-                        if self.negotiated & FLAG_DEADLINE == 0 {
-                            return Err(ProtocolError::NotNegotiated(FrameKind::Deadline));
-                        }
-                        if header.len != DEADLINE_LEN {
-                            return Err(ProtocolError::DeadlineLength(header.len));
-                        }
-                        if header.id <= self.last_request {
-                            return Err(ProtocolError::IdNotIncreasing { id: header.id, previous: self.last_request });
-                        }
-                    }
-                    FrameKind::Cancel => {
-                        if self.negotiated & FLAG_CANCEL == 0 {
-                            return Err(ProtocolError::NotNegotiated(FrameKind::Cancel));
-                        }
-                        // Only a request already sent can be cancelled; one
-                        // already answered is the receiver's to ignore.
-                        if header.id == 0 || header.id > self.last_request {
-                            return Err(ProtocolError::CancelNeverSent { id: header.id, last: self.last_request });
-                        }
-                    }
-                    FrameKind::ControlRequest => {
-                        if self.negotiated & FLAG_CONTROL == 0 {
-                            return Err(ProtocolError::NotNegotiated(header.kind));
-                        }
-                        if header.len > MAX_CONTROL_REQUEST {
-                            return Err(ProtocolError::ControlLength(header.len));
-                        }
-                        if header.id <= self.last_request {
-                            return Err(ProtocolError::IdNotIncreasing { id: header.id, previous: self.last_request });
-                        }
-                        self.last_request = header.id;
-                    }
-                    FrameKind::ControlReply if self.negotiated & FLAG_CONTROL == 0 => {
-                        return Err(ProtocolError::NotNegotiated(header.kind));
-                    }
-                    _ => {}
-                }
-                if header.len == 0 {
-                    let frame = Frame {
-                        kind: header.kind,
-                        id: header.id,
-                        payload: Vec::new(),
-                        deadline_ns: self.deadline.take().map(|(_, ns)| ns),
-                    };
-                    return Ok((take, Some(Event::Frame(frame))));
-                }
-                // The length was checked against the maximum above: only now allocate.
-                self.phase = Phase::Payload { header, payload: Vec::with_capacity(header.len as usize) };
-                Ok((take, None))
+                self.check_header(&header)?;
+                Ok((take, self.begin_payload(header)))
             }
             Phase::Payload { header, payload } => {
                 let take = (header.len as usize - payload.len()).min(input.len());
@@ -517,23 +460,111 @@ impl Decoder {
         }
     }
 
-    /// Ends the payload phase: the frame, or `None` for a deadline frame
-    /// (kept for the request that must follow it).
+    /// [`push`](Self::push) of a header that lies whole at the start of
+    /// `input` (the usual case: one read brings whole frames): decoded in
+    /// place, and with its payload at once if that is there too — one call
+    /// per frame, no copy into `fixed`, no payload phase.
+    fn push_whole_header(&mut self, input: &[u8]) -> Result<(usize, Option<Event>), ProtocolError> {
+        let (bytes, rest) = input.split_at(HEADER_LEN);
+        let header = decode_header(bytes.try_into().expect("HEADER_LEN bytes"), self.role, self.max)?;
+        self.check_header(&header)?;
+        let len = header.len as usize;
+        if len == 0 || rest.len() < len {
+            return Ok((HEADER_LEN, self.begin_payload(header)));
+        }
+        Ok((HEADER_LEN + len, self.complete(header, rest[..len].to_vec())))
+    }
+
+    /// The checks of a decoded header that depend on what came before: the
+    /// negotiated flags, increasing request ids, a deadline frame followed
+    /// by its request. Records a request's id.
+    fn check_header(&mut self, header: &Header) -> Result<(), ProtocolError> {
+        if let Some((id, _)) = self.deadline {
+            if header.kind != FrameKind::Request || header.id != id {
+                return Err(ProtocolError::DeadlineWithoutRequest { id });
+            }
+        }
+        match header.kind {
+            FrameKind::Request => {
+                if header.id <= self.last_request {
+                    return Err(ProtocolError::IdNotIncreasing { id: header.id, previous: self.last_request });
+                }
+                self.last_request = header.id;
+            }
+            FrameKind::Deadline => {
+                if self.negotiated & FLAG_DEADLINE == 0 {
+                    return Err(ProtocolError::NotNegotiated(FrameKind::Deadline));
+                }
+                if header.len != DEADLINE_LEN {
+                    return Err(ProtocolError::DeadlineLength(header.len));
+                }
+                if header.id <= self.last_request {
+                    return Err(ProtocolError::IdNotIncreasing { id: header.id, previous: self.last_request });
+                }
+            }
+            FrameKind::Cancel => {
+                if self.negotiated & FLAG_CANCEL == 0 {
+                    return Err(ProtocolError::NotNegotiated(FrameKind::Cancel));
+                }
+                // Only a request already sent can be cancelled; one
+                // already answered is the receiver's to ignore.
+                if header.id == 0 || header.id > self.last_request {
+                    return Err(ProtocolError::CancelNeverSent { id: header.id, last: self.last_request });
+                }
+            }
+            FrameKind::ControlRequest => {
+                if self.negotiated & FLAG_CONTROL == 0 {
+                    return Err(ProtocolError::NotNegotiated(header.kind));
+                }
+                if header.len > MAX_CONTROL_REQUEST {
+                    return Err(ProtocolError::ControlLength(header.len));
+                }
+                if header.id <= self.last_request {
+                    return Err(ProtocolError::IdNotIncreasing { id: header.id, previous: self.last_request });
+                }
+                self.last_request = header.id;
+            }
+            FrameKind::ControlReply if self.negotiated & FLAG_CONTROL == 0 => {
+                return Err(ProtocolError::NotNegotiated(header.kind));
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// After a checked header: the frame if it has no payload, else the
+    /// payload phase (the length was checked against the maximum: only now
+    /// is its buffer allocated).
+    fn begin_payload(&mut self, header: Header) -> Option<Event> {
+        if header.len == 0 {
+            return self.complete(header, Vec::new());
+        }
+        self.phase = Phase::Payload { header, payload: Vec::with_capacity(header.len as usize) };
+        None
+    }
+
+    /// Ends the payload phase (see [`complete`](Self::complete)).
     fn finish_payload(&mut self) -> Option<Event> {
         match std::mem::replace(&mut self.phase, Phase::Header) {
-            Phase::Payload { header, payload } if header.kind == FrameKind::Deadline => {
-                let ns = u64::from_le_bytes(payload[..8].try_into().expect("the length was checked: 8 bytes"));
-                self.deadline = Some((header.id, ns));
-                None
-            }
-            Phase::Payload { header, payload } => Some(Event::Frame(Frame {
-                kind: header.kind,
-                id: header.id,
-                payload,
-                deadline_ns: self.deadline.take().map(|(_, ns)| ns),
-            })),
+            Phase::Payload { header, payload } => self.complete(header, payload),
             _ => unreachable!("finish_payload is called in the payload phase"),
         }
+    }
+
+    /// A whole frame: the event, or `None` for a deadline frame (kept for
+    /// the request that must follow it).
+    fn complete(&mut self, header: Header, payload: Vec<u8>) -> Option<Event> {
+        if header.kind == FrameKind::Deadline {
+            let ns = u64::from_le_bytes(payload[..8].try_into().expect("the length was checked: 8 bytes"));
+            self.deadline = Some((header.id, ns));
+            return None;
+        }
+        Some(Event::Frame(Frame {
+            kind: header.kind,
+            id: header.id,
+            payload,
+            deadline_ns: self.deadline.take().map(|(_, ns)| ns),
+        }))
     }
 
     /// True while a frame has begun but not ended (part of a header or of a
