@@ -203,9 +203,10 @@ pub(crate) fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
 }
 
 /// One `read(fd, buf)` into possibly uninitialised bytes; `EINTR` is the
-/// caller's (it may have a reason to stop).
+/// caller's (it may have a reason to stop). A bare system call
+/// ([`super::nocancel`]): every `pipe:` message is read with it.
 pub(crate) fn read_once(fd: BorrowedFd<'_>, buf: &mut [MaybeUninit<u8>]) -> io::Result<usize> {
-    Ok(rustix::io::read(fd, buf)?.0.len())
+    super::nocancel::read(fd, buf)
 }
 
 /// Replaces the contents of the regular file `fd` with `bytes`

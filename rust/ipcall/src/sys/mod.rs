@@ -15,7 +15,10 @@
 //!   non-zero `Pid`, but the kernel reports pid 0 for a peer outside our
 //!   pid namespace;
 //! - `sched_getcpu` ([`shm::current_cpu`]): rustix's parses the vDSO
-//!   itself, which faults under valgrind (rustix issue 1559).
+//!   itself, which faults under valgrind (rustix issue 1559);
+//! - the per-message reads and writes of `unix:` and `pipe:`
+//!   ([`nocancel`]): bare `syscall`s, without glibc's cancellation-point
+//!   bracketing (rustix on its libc backend calls those wrappers).
 //!
 //! Futexes ([`shm`]) go through rustix and are shared, not private:
 //! rustix adds `FUTEX_PRIVATE_FLAG` only when asked (`Flags::PRIVATE`), and
@@ -25,6 +28,7 @@
 //! - [`eventfd`]: `EventFd`, a level-triggered "something may be ready" flag.
 //! - [`poll`]: waiting on one descriptor with a deadline; bytes readable.
 //! - [`fifo`]: directory-relative file operations of the `pipe:` set-up.
+//! - [`nocancel`]: `recv`, `send`, `read`, `pwritev2` as bare system calls.
 //! - [`sigpipe`]: writes that report `EPIPE` instead of raising `SIGPIPE`.
 //! - [`shm`]: memfds and seals, mappings, futexes, descriptor passing.
 //! - [`socket`]: Unix domain stream sockets, by path or abstract name.
@@ -36,6 +40,7 @@
 pub(crate) mod epoll;
 pub(crate) mod eventfd;
 pub(crate) mod fifo;
+pub(crate) mod nocancel;
 pub(crate) mod poll;
 pub(crate) mod shm;
 pub(crate) mod sigpipe;

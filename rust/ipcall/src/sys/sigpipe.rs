@@ -8,7 +8,9 @@
 //! of the write and, if the write raised it, consumed before the mask comes
 //! back — two to four more system calls per write.
 //!
-//! The writes go through rustix; the signal calls stay on `libc`: rustix
+//! The writes with `RWF_NOSIGNAL` are bare system calls
+//! ([`super::nocancel`]), the others go through rustix; the signal calls
+//! stay on `libc`: rustix
 //! has `sigprocmask`, `sigpending` and `sigtimedwait` only in its
 //! experimental `runtime` module, whose functions act on the kernel's mask
 //! behind libc's back and are documented as not for a process with a libc.
@@ -17,7 +19,7 @@ use std::io::{self, IoSlice};
 use std::os::fd::BorrowedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use rustix::io::{Errno, ReadWriteFlags};
+use rustix::io::Errno;
 
 /// `RWF_NOSIGNAL` (Linux 6.18, `include/uapi/linux/fs.h`): a write to a
 /// pipe or socket without a reader fails with `EPIPE` and raises no
@@ -41,16 +43,17 @@ pub(crate) fn writev_no_sigpipe(fd: BorrowedFd<'_>, bufs: &[IoSlice<'_>]) -> io:
     if !NO_RWF_NOSIGNAL.load(Ordering::Relaxed) {
         // The offset `u64::MAX` (-1) writes at the file position, as
         // `writev` does: the only kind of offset a FIFO has.
-        let flags = ReadWriteFlags::from_bits_retain(RWF_NOSIGNAL);
+        // A bare system call ([`super::nocancel`]): every `pipe:` message
+        // is written with it.
         loop {
-            match rustix::io::pwritev2(fd, bufs, u64::MAX, flags) {
-                Err(Errno::INTR) => {}
+            match super::nocancel::writev_flags(fd, bufs, RWF_NOSIGNAL) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 // An unknown flag is refused before anything is written.
-                Err(Errno::OPNOTSUPP) => {
+                Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => {
                     NO_RWF_NOSIGNAL.store(true, Ordering::Relaxed);
                     break;
                 }
-                other => return other.map_err(io::Error::from),
+                other => return other,
             }
         }
     }

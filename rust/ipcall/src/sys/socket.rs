@@ -3,8 +3,8 @@
 //! receiving with per-call flags, receive timeouts and shutdown.
 //!
 //! Every call goes through `rustix` except `SO_PEERCRED` (see
-//! [`peer_credentials`]) and the per-message `recv` and `send`, which are
-//! made as bare system calls (see [`recv`]). Errors come back as `io::Error` with the raw
+//! [`peer_credentials`]) and the per-message `recv` and `send`
+//! ([`super::nocancel`]). Errors come back as `io::Error` with the raw
 //! errno, so callers match on `io::ErrorKind` exactly as before.
 
 use std::io::{self, IoSlice};
@@ -118,54 +118,9 @@ pub(crate) fn peer_credentials(fd: BorrowedFd<'_>) -> io::Result<Credentials> {
 }
 
 /// One `recv` into `buf`; `nonblocking` adds `MSG_DONTWAIT`. Not retried
-/// on `EINTR`: the caller decides.
-///
-/// The system call itself (`recvfrom` through `syscall`), not glibc's
-/// `recv`: that one is a thread-cancellation point and brackets every call
-/// with `__pthread_enable_asynccancel`/`disable` (~90 instructions with
-/// the wrapper, per call, on the hot path of every `unix:` message); no
-/// ipcall thread is ever cancelled.
+/// on `EINTR`: the caller decides. A bare system call ([`super::nocancel`]).
 pub(crate) fn recv(fd: BorrowedFd<'_>, buf: &mut [MaybeUninit<u8>], nonblocking: bool) -> io::Result<usize> {
-    let flags = if nonblocking { libc::MSG_DONTWAIT } else { 0 };
-    // SAFETY: (1) `buf` is a live, writable buffer of `buf.len()` bytes for
-    // the duration of the call, and the kernel writes at most that many;
-    // (2) null address and length pointers ask for no peer address.
-    let n = unsafe {
-        libc::syscall(
-            libc::SYS_recvfrom,
-            fd.as_raw_fd(),
-            buf.as_mut_ptr(),
-            buf.len(),
-            flags,
-            std::ptr::null_mut::<libc::sockaddr>(),
-            std::ptr::null_mut::<libc::socklen_t>(),
-        )
-    };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(n as usize)
-}
-
-/// One `send` of `bytes` with `flags`, as [`recv`]: the system call itself.
-fn send_once(fd: BorrowedFd<'_>, bytes: &[u8], flags: libc::c_int) -> io::Result<usize> {
-    // SAFETY: (1) `bytes` is live and readable for the duration of the
-    // call; (2) a null address with length 0 sends on the connection.
-    let n = unsafe {
-        libc::syscall(
-            libc::SYS_sendto,
-            fd.as_raw_fd(),
-            bytes.as_ptr(),
-            bytes.len(),
-            flags,
-            std::ptr::null::<libc::sockaddr>(),
-            0 as libc::socklen_t,
-        )
-    };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(n as usize)
+    super::nocancel::recv(fd, buf, if nonblocking { libc::MSG_DONTWAIT } else { 0 })
 }
 
 /// Frames up to this size are copied into one buffer and sent with `send`
@@ -198,10 +153,10 @@ pub(crate) fn send(fd: BorrowedFd<'_>, bufs: &[IoSlice<'_>], nonblocking: bool) 
         // SAFETY: (1) the first `total` bytes of `frame` were written just
         // above (`at == total`), so they are initialised.
         let bytes = unsafe { std::slice::from_raw_parts(frame.as_ptr().cast::<u8>(), total) };
-        return send_once(fd, bytes, raw_flags);
+        return super::nocancel::send(fd, bytes, raw_flags);
     }
     if let [one] = bufs {
-        return send_once(fd, one, raw_flags);
+        return super::nocancel::send(fd, one, raw_flags);
     }
     Ok(rustix::net::sendmsg(fd, bufs, &mut SendAncillaryBuffer::default(), flags)?)
 }
