@@ -7,7 +7,7 @@
 
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
 use crate::core::cancel::Cancel;
@@ -112,6 +112,31 @@ impl Default for Slot {
             no_spin: false,
             cancel: Cancel::default(),
         }
+    }
+}
+
+/// A client connection's reusable slot: a call takes it, reset, once
+/// nobody else holds it (the previous call, its table entry and any late
+/// answer are done with it), else a new one. In the usual case of one call
+/// at a time that spares an allocation and a free per call (~200
+/// instructions, callgrind); the spare itself is one more `Slot` per
+/// connection.
+#[derive(Default)]
+pub(crate) struct SpareSlot(Mutex<Option<Arc<Slot>>>);
+
+impl SpareSlot {
+    /// A fresh slot: the spare one, reset, if this is its only holder, else
+    /// a new one (which becomes the spare).
+    pub(crate) fn fresh(&self) -> Arc<Slot> {
+        // Contended (calls from several threads at once): allocate rather
+        // than wait.
+        let Ok(mut spare) = self.0.try_lock() else { return Arc::new(Slot::new()) };
+        if let Some(slot) = spare.as_mut().and_then(Arc::get_mut) {
+            *slot = Slot::new();
+        } else {
+            *spare = Some(Arc::new(Slot::new()));
+        }
+        spare.clone().expect("a spare slot was just set")
     }
 }
 

@@ -17,7 +17,7 @@ use crate::core::name::Name;
 use crate::core::options::{ClientOptions, ServerOptions};
 use crate::core::peer::Peer;
 use crate::core::queue::{PopError, Queue};
-use crate::core::slot::{Outcome, Slot};
+use crate::core::slot::{Outcome, Slot, SpareSlot};
 use crate::core::spin::Budget;
 use crate::core::stats::{answer_control, Counters};
 use crate::core::wait::{Deadline, SpinHint};
@@ -190,7 +190,7 @@ struct MemClient {
     /// The slot of the latest call, reused by the next one once nobody
     /// else holds it (the call ended and was dropped), so that a call
     /// allocates nothing beyond its message buffers.
-    spare: Mutex<Option<Arc<Slot>>>,
+    spare: SpareSlot,
     /// The spin budget of this connection's waits for answers.
     budget: Budget,
     /// The connection's number and its events (accept when made, drop when
@@ -201,21 +201,14 @@ struct MemClient {
 
 impl MemClient {
     fn new(endpoint: Arc<Endpoint>, max: u32, trace: Option<(u64, ConnTrace)>) -> MemClient {
-        MemClient { endpoint, max, notifier: Notifier::new(), spare: Mutex::new(None), budget: Budget::new(), trace }
-    }
-
-    /// A fresh slot: the spare one, reset, if this is its only holder (no
-    /// caller, request or late answer can see it any more), else a new one.
-    fn slot(&self) -> Arc<Slot> {
-        // Contended (calls from several threads at once): allocate rather
-        // than wait.
-        let Ok(mut spare) = self.spare.try_lock() else { return Arc::new(Slot::new()) };
-        if let Some(slot) = spare.as_mut().and_then(Arc::get_mut) {
-            *slot = Slot::new();
-        } else {
-            *spare = Some(Arc::new(Slot::new()));
+        MemClient {
+            endpoint,
+            max,
+            notifier: Notifier::new(),
+            spare: SpareSlot::default(),
+            budget: Budget::new(),
+            trace,
         }
-        spare.clone().expect("a spare slot was just set")
     }
 }
 
@@ -237,7 +230,7 @@ impl MemClient {
         if len as u64 > u64::from(max) {
             return Err(Error::TooLarge { size: len as u64, max: u64::from(max) });
         }
-        let slot = self.slot();
+        let slot = self.spare.fresh();
         self.notifier.arm(&slot);
         let call = Queued { data: data.into_vec(), slot: Some(slot.clone()), reply_max: self.max, deadline };
         if let Err(mut refused) = self.endpoint.queue.push(call) {
@@ -267,7 +260,7 @@ impl ClientConn for MemClient {
         if self.endpoint.queue.is_closed() {
             return Err(Error::Disconnected { name: self.endpoint.name.clone() });
         }
-        let slot = self.slot();
+        let slot = self.spare.fresh();
         self.notifier.arm(&slot);
         slot.complete(Outcome::Reply(answer_control(&self.endpoint.counters, request)));
         Ok(Call::new(self, 0, slot))

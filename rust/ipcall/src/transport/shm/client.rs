@@ -38,7 +38,7 @@ use crate::core::error::{Error, Result};
 use crate::core::frame;
 use crate::core::name::Name;
 use crate::core::options::{ClientOptions, WaitMode};
-use crate::core::slot::{Outcome, Slot, Woken};
+use crate::core::slot::{Outcome, Slot, SpareSlot, Woken};
 use crate::core::wait::lock;
 use crate::core::wait::Deadline;
 use crate::transport::calls::{busy, fail_all, fail_not_taken, Calls, Death, Entry};
@@ -94,6 +94,8 @@ struct Shared {
     mode: WaitMode,
     writer: Mutex<Writer>,
     calls: Mutex<Calls>,
+    /// The slot the next call reuses once its last call is done with it.
+    spare: SpareSlot,
     reader: Mutex<ReplyReader>,
     /// `calls.followers + calls.async_calls`, readable without the lock, so
     /// that handing on the reading role costs nothing when nobody waits.
@@ -187,6 +189,7 @@ impl ShmClient {
             reader: Mutex::new(ReplyReader { consumer: Consumer::new(mapping.replies()), partial: None }),
             mapping,
             calls: Mutex::new(Calls::new()),
+            spare: SpareSlot::default(),
             interest: AtomicUsize::new(0),
             async_cond: Condvar::new(),
             budget: spin::Budget::new(),
@@ -449,7 +452,7 @@ impl ShmClient {
         if data.len() as u64 > u64::from(shared.max) {
             return Err(Error::TooLarge { size: data.len() as u64, max: u64::from(shared.max) });
         }
-        let slot = Arc::new(Slot::new());
+        let slot = shared.spare.fresh();
         let mut writer = lock(&shared.writer);
         let id = writer.next_id;
         let start_reader = match shared.insert_call(id, &slot) {

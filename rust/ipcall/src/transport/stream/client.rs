@@ -38,7 +38,7 @@ use std::time::Duration;
 
 use crate::core::error::{Error, Result};
 use crate::core::frame::{self, Event, Frame, FrameKind, Role};
-use crate::core::slot::{Outcome, Slot, Woken};
+use crate::core::slot::{Outcome, Slot, SpareSlot, Woken};
 use crate::core::wait::lock;
 use crate::core::wait::Deadline;
 use crate::sys::poll::{poll_until, pollfd};
@@ -87,6 +87,8 @@ struct Shared {
     /// written, so requests leave in id order and never interleave.
     writer: Mutex<Writer>,
     calls: Mutex<Calls>,
+    /// The slot the next call reuses once its last call is done with it.
+    spare: SpareSlot,
     /// Wakes the async reader when async calls appear or the role frees up.
     async_cond: Condvar,
     /// Locked only by the holder of the reading role.
@@ -155,6 +157,7 @@ impl StreamClient {
             sends_control: reader.negotiated() & frame::FLAG_CONTROL != 0,
             writer: Mutex::new(Writer { next_id: 1, outbox: Vec::new() }),
             calls: Mutex::new(Calls::new()),
+            spare: SpareSlot::default(),
             async_cond: Condvar::new(),
             reader: Mutex::new(reader),
             notifier: Notifier::new(),
@@ -429,7 +432,7 @@ impl StreamClient {
         if data.len() as u64 > u64::from(shared.max) {
             return Err(Error::TooLarge { size: data.len() as u64, max: u64::from(shared.max) });
         }
-        let slot = Arc::new(Slot::new());
+        let slot = shared.spare.fresh();
         shared.notifier.arm(&slot);
         // A peer that did not announce deadlines never sees the frame.
         let timeout_ns = timeout.filter(|_| shared.sends_deadlines).map(crate::transport::timeout_ns);

@@ -11,7 +11,6 @@ use std::time::Duration;
 use super::{Shared, StreamClient, Writer};
 use crate::core::error::{Error, Result};
 use crate::core::frame::{self, Event, FrameKind};
-use crate::core::slot::Slot;
 use crate::core::wait::{lock, Deadline};
 use crate::transport::calls::{Death, Entry};
 use crate::transport::evented::{quietly, PollSet};
@@ -265,7 +264,7 @@ impl StreamClient {
                 return Err(shared.broken_write(None));
             }
         }
-        let slot = Arc::new(Slot::new());
+        let slot = shared.spare.fresh();
         shared.notifier.arm(&slot);
         let id = writer.next_id;
         {
