@@ -163,21 +163,60 @@ impl Cancel {
 }
 
 /// Where a request's cancellation flag lives: its own (wire transports),
-/// or in the caller's slot (`mem:`, where the caller abandoning its slot is
-/// the cancel, with no message at all).
-#[derive(Clone)]
+/// made by its connection the first time someone looks, or in the caller's
+/// slot (`mem:`, where the caller abandoning its slot is the cancel, with
+/// no message at all).
 pub(crate) enum CancelRef {
     /// A flag of its own, shared with the connection that fires it.
     Own(Arc<Cancel>),
+    /// A wire request's flag, kept by its connection ([`FlagSource`]) and
+    /// made there the first time someone looks: most requests are answered
+    /// without anyone asking, and then allocate no flag at all (an
+    /// allocation, a free and a lock per request, ~300 instructions).
+    Lazy(LazyFlag),
     /// The `mem:` caller's slot.
     Slot(Arc<Slot>),
 }
 
+/// The connection a wire request came over, which holds its flag until it
+/// is answered (`transport::held::Held`).
+pub(crate) trait FlagSource: Send + Sync {
+    /// Request `id`'s flag: the one the connection holds, made now if
+    /// nobody asked for it before (fired if its caller is gone already).
+    fn flag(&self, id: u64) -> Arc<Cancel>;
+}
+
+/// [`CancelRef::Lazy`]: request `id` of `source`, and its flag once made.
+pub(crate) struct LazyFlag {
+    source: Arc<dyn FlagSource>,
+    id: u64,
+    flag: std::sync::OnceLock<Arc<Cancel>>,
+}
+
 impl CancelRef {
+    /// Request `id`'s flag, which `source` makes when first asked.
+    pub(crate) fn lazy(source: Arc<dyn FlagSource>, id: u64) -> CancelRef {
+        CancelRef::Lazy(LazyFlag { source, id, flag: std::sync::OnceLock::new() })
+    }
+
     pub(crate) fn get(&self) -> &Cancel {
         match self {
             CancelRef::Own(cancel) => cancel,
+            CancelRef::Lazy(lazy) => lazy.made(),
             CancelRef::Slot(slot) => slot.cancel(),
+        }
+    }
+
+    /// The request was answered: its flag, if it was ever made, is retired
+    /// (a flag nobody made has no waiter to tell).
+    pub(crate) fn retire(&self) {
+        match self {
+            CancelRef::Lazy(lazy) => {
+                if let Some(cancel) = lazy.flag.get() {
+                    cancel.retire();
+                }
+            }
+            other => other.get().retire(),
         }
     }
 
@@ -211,10 +250,32 @@ impl CancelRef {
 
     /// Hands a flag with a pump to the watcher thread.
     fn watch(&self) {
-        if let CancelRef::Own(cancel) = self {
-            if cancel.pump.is_some() {
-                watcher::watch(cancel);
-            }
+        let own = match self {
+            CancelRef::Own(cancel) => cancel,
+            CancelRef::Lazy(lazy) => lazy.made(),
+            CancelRef::Slot(_) => return,
+        };
+        if own.pump.is_some() {
+            watcher::watch(own);
+        }
+    }
+}
+
+impl LazyFlag {
+    /// The flag, made by the connection on first use.
+    fn made(&self) -> &Arc<Cancel> {
+        self.flag.get_or_init(|| self.source.flag(self.id))
+    }
+}
+
+impl Clone for CancelRef {
+    /// A clone shares the flag: a lazy one is made first (a clone made
+    /// later, after the request was answered, would find it gone).
+    fn clone(&self) -> CancelRef {
+        match self {
+            CancelRef::Own(cancel) => CancelRef::Own(cancel.clone()),
+            CancelRef::Lazy(lazy) => CancelRef::Own(lazy.made().clone()),
+            CancelRef::Slot(slot) => CancelRef::Slot(slot.clone()),
         }
     }
 }

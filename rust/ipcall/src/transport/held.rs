@@ -17,11 +17,13 @@ pub(crate) struct Held {
 
 #[derive(Default)]
 struct HeldState {
-    /// By request id: every request handed out and not answered yet.
-    flags: IdMap<Arc<Cancel>>,
+    /// By request id: every request handed out and not answered yet, with
+    /// its flag once made (`None` until someone looks or its cancel comes:
+    /// most requests are answered without either, and allocate no flag).
+    flags: IdMap<Option<Arc<Cancel>>>,
     /// The caller is gone ([`Held::caller_gone`]): `flags` is empty for
-    /// good, and a request read from the connection after that (another
-    /// thread was decoding it) is cancelled from the start.
+    /// good, and a flag made after that (of a request held then, or read
+    /// from the connection later by another thread) is fired from the start.
     caller_gone: bool,
 }
 
@@ -32,28 +34,56 @@ impl Held {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A request `id` just read: its flag, which `pump` reads the
-    /// connection for, held until it is answered.
-    pub(crate) fn hold(&self, id: u64, pump: Weak<dyn Pump>) -> Arc<Cancel> {
-        let cancel = Arc::new(Cancel::pumped_by(pump));
+    /// A request `id` just read: held until it is answered. Its flag is
+    /// made by [`flag`](Self::flag) if anyone asks.
+    pub(crate) fn hold(&self, id: u64) {
         let mut state = self.lock();
-        if state.caller_gone {
-            drop(state);
-            // Nobody waits on a flag this new: firing only sets it.
-            cancel.fire();
-        } else {
-            state.flags.insert(id, cancel.clone());
+        if !state.caller_gone {
+            state.flags.insert(id, None);
         }
-        cancel
+    }
+
+    /// Request `id`'s flag, which `pump` reads the connection for: the one
+    /// held, made now if it was not yet. A request no longer held was
+    /// answered (nobody asks then: the answer consumed it) or its caller is
+    /// gone, and then its flag is fired.
+    pub(crate) fn flag(&self, id: u64, pump: Weak<dyn Pump>) -> Arc<Cancel> {
+        let mut state = self.lock();
+        match state.flags.get_mut(&id) {
+            Some(Some(cancel)) => cancel.clone(),
+            Some(slot) => slot.insert(Arc::new(Cancel::pumped_by(pump))).clone(),
+            None => {
+                let gone = state.caller_gone;
+                drop(state);
+                let cancel = Arc::new(Cancel::pumped_by(pump));
+                if gone {
+                    // Nobody waits on a flag this new: firing only sets it.
+                    cancel.fire();
+                }
+                cancel
+            }
+        }
     }
 
     /// The client's cancel for request `id`: fires its flag if the request
-    /// is still unanswered (a cancel crossing its answer is ignored).
+    /// is still unanswered (a cancel crossing its answer is ignored); a
+    /// flag not made yet is made fired.
     pub(crate) fn cancel(&self, id: u64) {
-        let held = self.lock().flags.get(&id).cloned();
-        if let Some(cancel) = held {
-            cancel.fire();
-        }
+        let mut state = self.lock();
+        let held = match state.flags.get_mut(&id) {
+            Some(Some(cancel)) => cancel.clone(),
+            Some(slot) => {
+                // Nobody waits on it yet: firing only sets it (no pump: a
+                // fired flag never reads the connection).
+                let cancel = Arc::new(Cancel::default());
+                cancel.fire();
+                *slot = Some(cancel);
+                return;
+            }
+            None => return,
+        };
+        drop(state);
+        held.fire();
     }
 
     /// Request `id` is answered: a later cancel of it is ignored.
@@ -71,7 +101,7 @@ impl Held {
             state.caller_gone = true;
             std::mem::take(&mut state.flags)
         };
-        for cancel in flags.into_values() {
+        for cancel in flags.into_values().flatten() {
             cancel.fire();
         }
     }
@@ -93,26 +123,48 @@ mod tests {
     #[test]
     fn a_gone_caller_cancels_what_is_held_and_what_comes_after_but_not_what_was_answered() {
         let held = Held::default();
-        let answered = held.hold(1, no_pump());
-        let waiting = held.hold(2, no_pump());
+        held.hold(1);
+        let answered = held.flag(1, no_pump());
+        held.hold(2);
+        let waiting = held.flag(2, no_pump());
+        held.hold(4);
         held.release(1);
         held.caller_gone();
         assert!(!answered.is_fired(), "an answered request stays uncancelled");
         assert!(waiting.is_fired());
-        let late = held.hold(3, no_pump());
-        assert!(late.is_fired(), "a request read after the hang-up is cancelled from the start");
+        assert!(held.flag(4, no_pump()).is_fired(), "a flag made after the hang-up, of a request held then");
+        held.hold(3);
+        assert!(held.flag(3, no_pump()).is_fired(), "a request read after the hang-up is cancelled from the start");
     }
 
     #[test]
     fn a_cancel_fires_its_own_flag_only_while_held() {
         let held = Held::default();
-        let one = held.hold(1, no_pump());
-        let two = held.hold(2, no_pump());
+        held.hold(1);
+        held.hold(2);
+        let one = held.flag(1, no_pump());
+        let two = held.flag(2, no_pump());
         held.cancel(2);
         assert!(!one.is_fired());
         assert!(two.is_fired());
         held.release(1);
         held.cancel(1);
         assert!(!one.is_fired(), "a cancel crossing its answer is ignored");
+    }
+
+    #[test]
+    fn a_flag_is_made_once_and_a_cancel_before_it_is_made_is_kept() {
+        let held = Held::default();
+        held.hold(5);
+        let first = held.flag(5, no_pump());
+        assert!(Arc::ptr_eq(&first, &held.flag(5, no_pump())), "one flag per request");
+        held.hold(6);
+        held.cancel(6);
+        assert!(held.flag(6, no_pump()).is_fired(), "the cancel came before anyone looked");
+        held.release(6);
+        held.hold(7);
+        held.release(7);
+        held.cancel(7);
+        assert!(!held.flag(7, no_pump()).is_fired(), "answered, then a cancel crossing the answer");
     }
 }

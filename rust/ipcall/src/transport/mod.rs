@@ -127,7 +127,7 @@ impl Incoming {
     /// The request is answered: nobody waits for its cancel any more.
     fn retire_cancel(&self) {
         if let Some(cancel) = &self.cancel {
-            cancel.get().retire();
+            cancel.retire();
         }
     }
 }

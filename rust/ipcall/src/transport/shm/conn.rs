@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use super::{current_cpu, futex_wait, futex_wake, publish_cpu, recv_with_fds_now, spin, Mapping, BELL_BYTE};
-use crate::core::cancel::{CancelRef, Pump};
+use crate::core::cancel::{Cancel, CancelRef, FlagSource, Pump};
 use crate::core::error::Result;
 use crate::core::frame;
 use crate::core::options::WaitMode;
@@ -94,10 +94,18 @@ impl Pump for ServerConn {
 }
 
 impl ServerConn {
-    /// A request just taken: its cancellation flag, held until answered.
+    /// A request just taken: held until answered, its cancellation flag
+    /// made by the connection if anyone looks.
     pub(crate) fn hold(self: &Arc<Self>, id: u64) -> CancelRef {
+        self.held.hold(id);
+        CancelRef::lazy(self.clone(), id)
+    }
+}
+
+impl FlagSource for ServerConn {
+    fn flag(&self, id: u64) -> Arc<Cancel> {
         let pump: Weak<dyn Pump> = self.me.clone();
-        CancelRef::Own(self.held.hold(id, pump))
+        self.held.flag(id, pump)
     }
 }
 

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use crate::core::cancel::{Cancel, CancelRef, Pump};
+use crate::core::cancel::{Cancel, CancelRef, FlagSource, Pump};
 use crate::core::error::Result;
 use crate::core::frame::{self, FrameKind};
 use crate::core::peer::Peer;
@@ -130,6 +130,13 @@ impl ServerConn {
     }
 }
 
+impl FlagSource for ServerConn {
+    fn flag(&self, id: u64) -> Arc<Cancel> {
+        let pump: Weak<dyn Pump> = self.me.clone();
+        self.held.flag(id, pump)
+    }
+}
+
 impl Responder for ServerConn {
     fn answer(&self, id: u64, answer: Answer<'_>) -> Result<()> {
         let (kind, payload) = match answer {
@@ -159,8 +166,9 @@ pub(crate) struct Decoded {
     /// The caller's deadline (see `transport::request_deadline`), if its
     /// request came with a deadline frame.
     pub(crate) deadline: Option<std::time::Instant>,
-    /// Its cancellation flag, held by `conn` too, if cancels were negotiated.
-    pub(crate) cancel: Option<Arc<Cancel>>,
+    /// Cancels were negotiated: `conn` holds the request (its flag is made
+    /// if anyone looks, see `CancelRef::Lazy`).
+    pub(crate) cancelable: bool,
 }
 
 impl Decoded {
@@ -170,11 +178,11 @@ impl Decoded {
     pub(crate) fn new(conn: &Arc<ServerConn>, frame: crate::core::frame::Frame, reader: &FrameReader) -> Decoded {
         let deadline =
             frame.deadline_ns.map(|ns| crate::transport::request_deadline(std::time::Duration::from_nanos(ns)));
-        let cancel = (reader.negotiated() & frame::FLAG_CANCEL != 0).then(|| {
-            let pump: Weak<dyn Pump> = conn.me.clone();
-            conn.held.hold(frame.id, pump)
-        });
-        Decoded { conn: conn.clone(), id: frame.id, data: frame.payload, max: reader.max(), deadline, cancel }
+        let cancelable = reader.negotiated() & frame::FLAG_CANCEL != 0;
+        if cancelable {
+            conn.held.hold(frame.id);
+        }
+        Decoded { conn: conn.clone(), id: frame.id, data: frame.payload, max: reader.max(), deadline, cancelable }
     }
 }
 
@@ -214,11 +222,12 @@ impl Batch {
 /// when the connection ends, as for a taken request that was never
 /// answered.
 pub(crate) fn deliver(decoded: Decoded) -> Incoming {
-    let Decoded { conn, id, data, max, deadline, cancel } = decoded;
+    let Decoded { conn, id, data, max, deadline, cancelable } = decoded;
     let peer = conn.peer;
     conn.last_taken.fetch_max(id, Ordering::AcqRel);
+    let cancel = cancelable.then(|| CancelRef::lazy(conn.clone(), id));
     let mut incoming = Incoming::new(data, peer, conn, id, max);
     incoming.deadline = deadline;
-    incoming.cancel = cancel.map(CancelRef::Own);
+    incoming.cancel = cancel;
     incoming
 }
