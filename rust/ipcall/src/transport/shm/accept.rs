@@ -108,8 +108,9 @@ impl Shared {
             // control records behind it). Then this thread watches the
             // doorbell itself, rings armed.
             let recvs = self.recvs.load(Ordering::SeqCst);
-            let mut idle =
-                !conns.is_empty() && !data_pending && self.sleepers.load(Ordering::SeqCst) == 0 && recvs == seen_recvs;
+            // No `recv` began since the last look (a whole tick ago).
+            let quiet = recvs == seen_recvs;
+            let mut idle = !conns.is_empty() && !data_pending && self.sleepers.load(Ordering::SeqCst) == 0 && quiet;
             seen_recvs = recvs;
             if idle {
                 self.helping.store(true, Ordering::SeqCst);
@@ -129,10 +130,12 @@ impl Shared {
                     idle = false;
                 }
             }
-            // A sleeping `recv` does this thread's work: no tick until the
-            // last one leaves and rings `nudge`.
+            // A `recv` that slept through a whole tick does this thread's
+            // work: no tick until the last sleeper leaves and rings
+            // `nudge`. While requests flow, `recv`s begin every tick and
+            // the ticks go on: no `nudge` per request.
             let mut untimed = false;
-            if !conns.is_empty() && !idle && self.sleepers.load(Ordering::SeqCst) > 0 {
+            if !conns.is_empty() && !idle && quiet && self.sleepers.load(Ordering::SeqCst) > 0 {
                 self.untimed.store(true, Ordering::SeqCst);
                 untimed = self.sleepers.load(Ordering::SeqCst) > 0;
                 if !untimed {

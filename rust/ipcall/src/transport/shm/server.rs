@@ -135,8 +135,9 @@ struct Shared {
     /// Wakes the accepting thread out of its idle watch, or out of a sleep
     /// without its tick (`untimed`).
     nudge: EventFd,
-    /// The accepting thread sleeps without its tick: a `recv` sleeps, and
-    /// a sleeping `recv` takes every request and control record itself.
+    /// The accepting thread sleeps without its tick: a `recv` has slept
+    /// through a whole tick, and a sleeping `recv` takes every request and
+    /// control record itself.
     /// The last sleeper to leave rings `nudge` (SeqCst with `sleepers`:
     /// the thread stores this, then loads `sleepers`; a sleeper decrements
     /// `sleepers`, then loads this), and the ticks resume.

@@ -112,7 +112,9 @@ impl Shared {
             // decodes wait in `incoming` like any, and until a `recv` takes
             // them it reads no more (the sockets keep their back-pressure).
             let recvs = self.recvs.load(Ordering::SeqCst);
-            let mut idle = has_conns && !queued && self.receivers.load(Ordering::Acquire) == 0 && recvs == seen_recvs;
+            // No `recv` began since the last look (a whole tick ago).
+            let quiet = recvs == seen_recvs;
+            let mut idle = has_conns && !queued && self.receivers.load(Ordering::Acquire) == 0 && quiet;
             seen_recvs = recvs;
             if idle {
                 self.helping.store(true, Ordering::SeqCst);
@@ -124,10 +126,12 @@ impl Shared {
             } else {
                 self.helping.store(false, Ordering::SeqCst);
             }
-            // A blocking `recv` does this thread's work: no tick until the
-            // last one leaves and rings `nudge`.
+            // A blocking `recv` under way for a whole tick does this
+            // thread's work: no tick until the last receiver leaves and
+            // rings `nudge`. While requests flow, `recv`s begin every tick
+            // and the ticks go on: no `nudge` per request.
             let mut untimed = false;
-            if has_conns && !idle && self.receivers.load(Ordering::SeqCst) > 0 {
+            if has_conns && !idle && quiet && self.receivers.load(Ordering::SeqCst) > 0 {
                 self.untimed.store(true, Ordering::SeqCst);
                 untimed = self.receivers.load(Ordering::SeqCst) > 0;
                 if !untimed {

@@ -119,8 +119,8 @@ struct Shared {
     /// Wakes the accepting thread out of its idle watch, or out of a sleep
     /// without its tick (`untimed`).
     nudge: EventFd,
-    /// The accepting thread sleeps without its tick: a blocking `recv` is
-    /// under way, and it reads every connection itself. The last receiver
+    /// The accepting thread sleeps without its tick: a blocking `recv` has
+    /// been under way for a whole tick, and it reads every connection itself. The last receiver
     /// to leave rings `nudge` (SeqCst with `receivers`: the thread stores
     /// this, then loads `receivers`; a receiver decrements `receivers`,
     /// then loads this), and the ticks resume.
