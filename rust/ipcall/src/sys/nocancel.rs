@@ -13,6 +13,10 @@ use std::io::{self, IoSlice};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
+// Every argument is passed to the variadic `syscall` as a full register
+// (`c_long`): a 32-bit `int` leaves the upper half of its register
+// undefined, which the kernel ignores but valgrind rightly reports.
+
 /// A `syscall` result: the count, or the errno as `io::Error`.
 fn count(n: libc::c_long) -> io::Result<usize> {
     if n < 0 {
@@ -29,10 +33,10 @@ pub(crate) fn recv(fd: BorrowedFd<'_>, buf: &mut [MaybeUninit<u8>], flags: libc:
     count(unsafe {
         libc::syscall(
             libc::SYS_recvfrom,
-            fd.as_raw_fd(),
+            libc::c_long::from(fd.as_raw_fd()),
             buf.as_mut_ptr(),
             buf.len(),
-            flags,
+            libc::c_long::from(flags),
             std::ptr::null_mut::<libc::sockaddr>(),
             std::ptr::null_mut::<libc::socklen_t>(),
         )
@@ -46,12 +50,12 @@ pub(crate) fn send(fd: BorrowedFd<'_>, bytes: &[u8], flags: libc::c_int) -> io::
     count(unsafe {
         libc::syscall(
             libc::SYS_sendto,
-            fd.as_raw_fd(),
+            libc::c_long::from(fd.as_raw_fd()),
             bytes.as_ptr(),
             bytes.len(),
-            flags,
+            libc::c_long::from(flags),
             std::ptr::null::<libc::sockaddr>(),
-            0 as libc::socklen_t,
+            0 as libc::c_long,
         )
     })
 }
@@ -60,7 +64,7 @@ pub(crate) fn send(fd: BorrowedFd<'_>, bytes: &[u8], flags: libc::c_int) -> io::
 pub(crate) fn read(fd: BorrowedFd<'_>, buf: &mut [MaybeUninit<u8>]) -> io::Result<usize> {
     // SAFETY: (1) `buf` is live and writable for `buf.len()` bytes during
     // the call, and the kernel writes at most that many.
-    count(unsafe { libc::syscall(libc::SYS_read, fd.as_raw_fd(), buf.as_mut_ptr(), buf.len()) })
+    count(unsafe { libc::syscall(libc::SYS_read, libc::c_long::from(fd.as_raw_fd()), buf.as_mut_ptr(), buf.len()) })
 }
 
 /// `pwritev2(fd, bufs, -1, flags)`: a `writev` at the file position (the
@@ -76,12 +80,12 @@ pub(crate) fn writev_flags(fd: BorrowedFd<'_>, bufs: &[IoSlice<'_>], flags: u32)
     count(unsafe {
         libc::syscall(
             libc::SYS_pwritev2,
-            fd.as_raw_fd(),
+            libc::c_long::from(fd.as_raw_fd()),
             bufs.as_ptr(),
             bufs.len() as libc::c_ulong,
             -1 as libc::c_long,
             0 as libc::c_long,
-            flags as libc::c_int,
+            libc::c_ulong::from(flags),
         )
     })
 }
