@@ -137,10 +137,10 @@ struct Shared {
     nudge: EventFd,
     /// The accepting thread sleeps without its tick: a `recv` has slept
     /// through a whole tick, and a sleeping `recv` takes every request and
-    /// control record itself.
-    /// The last sleeper to leave rings `nudge` (SeqCst with `sleepers`:
-    /// the thread stores this, then loads `sleepers`; a sleeper decrements
-    /// `sleepers`, then loads this), and the ticks resume.
+    /// control record itself. The last sleeper to leave rings `nudge`
+    /// (SeqCst with `sleepers`: the thread stores this, then loads
+    /// `sleepers`; a sleeper decrements `sleepers`, then loads this), and
+    /// the ticks resume.
     untimed: AtomicBool,
     state: Mutex<State>,
     accepted_cond: Condvar,

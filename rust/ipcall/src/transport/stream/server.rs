@@ -120,10 +120,11 @@ struct Shared {
     /// without its tick (`untimed`).
     nudge: EventFd,
     /// The accepting thread sleeps without its tick: a blocking `recv` has
-    /// been under way for a whole tick, and it reads every connection itself. The last receiver
-    /// to leave rings `nudge` (SeqCst with `receivers`: the thread stores
-    /// this, then loads `receivers`; a receiver decrements `receivers`,
-    /// then loads this), and the ticks resume.
+    /// been under way for a whole tick, and it reads every connection
+    /// itself. The last receiver to leave rings `nudge` (SeqCst with
+    /// `receivers`: the thread stores this, then loads `receivers`; a
+    /// receiver decrements `receivers`, then loads this), and the ticks
+    /// resume.
     untimed: AtomicBool,
     /// Someone took the pollable descriptor or received asynchronously: every
     /// connection must then stay registered in epoll, so that it shows every
