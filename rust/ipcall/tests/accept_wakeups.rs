@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use ipcall::{Client, Kind, Server};
 
+mod common;
+
 const CALLS: u64 = 150;
 
 /// Context switches so far of this process's threads named `name`.
@@ -41,15 +43,7 @@ fn a_server_waiting_between_requests_does_not_wake_its_accepting_thread_per_requ
     {
         let server = Arc::new(Server::bind_unique(kind).unwrap());
         let client = Client::connect(server.name()).unwrap();
-        let serving = {
-            let server = server.clone();
-            thread::spawn(move || {
-                while let Ok(request) = server.recv() {
-                    let data = request.data().to_vec();
-                    request.reply(&data).unwrap();
-                }
-            })
-        };
+        let serving = common::serve_echo(&server);
         assert_eq!(client.call(b"warm").unwrap(), b"warm");
         let before = switches_of(acceptor);
         let start = Instant::now();

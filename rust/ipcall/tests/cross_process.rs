@@ -461,15 +461,7 @@ fn another_uid_is_refused_unless_allowed() {
         }
         for (name, options, expected) in cases {
             let server = Arc::new(Server::bind_with(&name, &options).unwrap());
-            let serving = {
-                let server = server.clone();
-                thread::spawn(move || {
-                    while let Ok(request) = server.recv() {
-                        let data = request.data().to_vec();
-                        request.reply(&data).unwrap();
-                    }
-                })
-            };
+            let serving = common::serve_echo(&server);
             let mut child = spawn_child("setuid-connect", Some(&name), &[]);
             let mut out = BufReader::new(child.stdout.take().unwrap());
             let result = read_line_with(&mut out, "RESULT=");

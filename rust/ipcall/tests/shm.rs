@@ -407,15 +407,7 @@ fn kill_9_of_a_client_frees_its_rings_and_the_server_goes_on() {
     let name = server.name().to_string();
     let baseline = memfd_mappings();
     let server = Arc::new(server);
-    let serving = {
-        let server = server.clone();
-        thread::spawn(move || {
-            while let Ok(request) = server.recv() {
-                let data = request.data().to_vec();
-                request.reply(&data).unwrap();
-            }
-        })
-    };
+    let serving = common::serve_echo(&server);
     let (mut child, mut out) = spawn_child("client", Some(&name));
     line_with(&mut out, "READY");
     let rings = mapped_since(&baseline);

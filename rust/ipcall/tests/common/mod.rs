@@ -2,8 +2,21 @@
 #![allow(dead_code)]
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
 
 use ipcall::{Client, Server};
+
+/// A thread that echoes every request of `server` until it closes.
+pub fn serve_echo(server: &Arc<Server>) -> JoinHandle<()> {
+    let server = server.clone();
+    thread::spawn(move || {
+        while let Ok(request) = server.recv() {
+            let data = request.data().to_vec();
+            request.reply(&data).unwrap();
+        }
+    })
+}
 
 /// The ways to get a connected in-process pair; semantics tests run on each.
 #[derive(Debug, Clone, Copy)]
