@@ -14,6 +14,7 @@
 //! - `SO_PEERCRED` ([`socket::peer_credentials`]): rustix's `UCred` holds a
 //!   non-zero `Pid`, but the kernel reports pid 0 for a peer outside our
 //!   pid namespace;
+//! - `getrusage` ([`thread_voluntary_switches`]): rustix has none;
 //! - `sched_getcpu` ([`shm::current_cpu`]): rustix's parses the vDSO
 //!   itself, which faults under valgrind (rustix issue 1559);
 //! - the per-message reads and writes of `unix:` and `pipe:`
@@ -52,6 +53,19 @@ use std::fs;
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::Path;
+
+/// The calling thread's voluntary context switches so far
+/// (`getrusage(RUSAGE_THREAD)`: rustix has no `getrusage`); 0 if the call
+/// fails, which it does only for a bad argument.
+pub(crate) fn thread_voluntary_switches() -> u64 {
+    // SAFETY: (1) an all-zero rusage is valid; getrusage fills it.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: (1) a live, writable rusage for the call.
+    if unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) } != 0 {
+        return 0;
+    }
+    usage.ru_nvcsw as u64
+}
 
 /// The real uid of this process.
 pub(crate) fn uid() -> u32 {

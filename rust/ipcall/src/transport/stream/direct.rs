@@ -10,6 +10,7 @@ impl Shared {
     /// connection exists, its handshake is done, and nothing is queued.
     pub(super) fn sole_connection(&self, state: &State, deadline: Deadline) -> Option<Arc<ServerConn>> {
         if deadline == Deadline::Now
+            || self.direct_paused()
             || self.receivers.load(Ordering::Acquire) != 1
             || state.conns.len() != 1
             || !state.handshakes.is_empty()
@@ -18,6 +19,26 @@ impl Shared {
             return None;
         }
         state.conns.values().next().cloned()
+    }
+
+    /// The direct read is paused (see [`DirectCheck`]): one `recv` fewer
+    /// to make through epoll before it is tried again.
+    fn direct_paused(&self) -> bool {
+        let left = self.direct_pause.load(Ordering::Relaxed);
+        if left == 0 {
+            return false;
+        }
+        // Racy between receiving threads, and harmless: a pause is a hint.
+        self.direct_pause.store(left - 1, Ordering::Relaxed);
+        true
+    }
+
+    /// A request read directly: counted in this thread's [`DirectCheck`],
+    /// which may pause the direct read.
+    fn read_directly_once(&self) {
+        if DIRECT_CHECK.with(DirectCheck::counts_against) {
+            self.direct_pause.store(DIRECT_PAUSE, Ordering::Relaxed);
+        }
     }
 
     /// An event loop's `try_recv` (the server polled, `deadline` now) while
@@ -101,6 +122,9 @@ impl Shared {
             };
             match read {
                 Ok(Some(Event::Frame(f))) if f.kind == FrameKind::Request => {
+                    if deadline != Deadline::Now {
+                        self.read_directly_once();
+                    }
                     batch.push(Decoded::new(conn, f, &reader));
                     conn.frame_overdue(false, self.frame_timeout);
                     // Decode whatever else that read brought, without reading more.
@@ -172,5 +196,93 @@ impl Shared {
             }
         }
         taken
+    }
+}
+
+/// Requests read directly per check of [`DirectCheck`].
+const DIRECT_WINDOW: u32 = 256;
+/// `recv`s made through epoll after a check found the direct read paying
+/// nothing, before it is tried again (at ~5 µs each, ~80 ms; the trial
+/// costs one window).
+const DIRECT_PAUSE: u32 = 16_384;
+
+/// Whether the blocking direct read pays on this thread. A thread blocked
+/// in `recv` on a Unix stream socket is woken whenever its peer reads what
+/// it sent (`unix_write_space` wakes every waiter of the socket, and a
+/// blocking read's wait does not look at why); epoll's wait does. After
+/// each reply, then, the client's read of it wakes the server's thread for
+/// nothing. A fast client is back with its next request before that
+/// matters; a slower one (Python, Node: ~1 µs more of its own work a call)
+/// lets the server's thread run, find nothing and sleep again: ~1.85
+/// voluntary context switches a request against ~0.7, and ~1 µs a call
+/// more than through epoll on one CPU (docs/DECISIONS.md). So every
+/// [`DIRECT_WINDOW`] requests read directly, this thread's voluntary
+/// switches are compared with them; more than 1.5 a request pauses the
+/// direct read for [`DIRECT_PAUSE`] `recv`s.
+#[derive(Clone, Copy, Default)]
+pub(super) struct DirectCheck {
+    /// Requests read directly in this window (0: none yet).
+    reads: u32,
+    /// This thread's voluntary context switches when the window began.
+    switches_at: u64,
+}
+
+thread_local! {
+    static DIRECT_CHECK: std::cell::Cell<DirectCheck> = const {
+        std::cell::Cell::new(DirectCheck { reads: 0, switches_at: 0 })
+    };
+}
+
+impl DirectCheck {
+    /// Counts one request read directly; true if the window just ended
+    /// with the direct read not paying.
+    fn counts_against(cell: &std::cell::Cell<DirectCheck>) -> bool {
+        let mut check = cell.get();
+        let (next, pays) = check.count(crate::sys::thread_voluntary_switches);
+        check = next;
+        cell.set(check);
+        !pays
+    }
+
+    /// The check after one more request read directly, and whether the
+    /// direct read pays (false only at the end of a window that found too
+    /// many switches). `switches` reads the thread's count (once a window).
+    fn count(self, switches: impl FnOnce() -> u64) -> (DirectCheck, bool) {
+        match self.reads {
+            0 => (DirectCheck { reads: 1, switches_at: switches() }, true),
+            reads if reads < DIRECT_WINDOW => (DirectCheck { reads: reads + 1, ..self }, true),
+            reads => {
+                let slept = switches().saturating_sub(self.switches_at);
+                (DirectCheck::default(), slept * 2 <= u64::from(reads) * 3)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whether a window in which the thread slept `slept` times pays.
+    fn window(slept: u64) -> bool {
+        let (mut check, pays) = DirectCheck::default().count(|| 1_000);
+        assert!(pays, "a window begins");
+        for _ in 1..DIRECT_WINDOW {
+            let (next, pays) = check.count(|| unreachable!("the count is read at the ends only"));
+            assert!(pays, "nothing is decided inside a window");
+            check = next;
+        }
+        let (check, pays) = check.count(|| 1_000 + slept);
+        assert_eq!(check.reads, 0, "the window ended and the next begins afresh");
+        pays
+    }
+
+    #[test]
+    fn the_direct_read_pays_while_its_thread_sleeps_at_most_one_and_a_half_times_a_request() {
+        assert!(window(0));
+        assert!(window(u64::from(DIRECT_WINDOW)), "once a request: the usual blocking read");
+        assert!(window(u64::from(DIRECT_WINDOW) * 3 / 2), "the threshold itself");
+        assert!(!window(u64::from(DIRECT_WINDOW) * 3 / 2 + 1));
+        assert!(!window(u64::from(DIRECT_WINDOW) * 2), "twice a request: woken for nothing after each reply");
     }
 }

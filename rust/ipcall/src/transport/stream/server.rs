@@ -110,6 +110,9 @@ struct Shared {
     accepted_cond: Condvar,
     /// Threads inside a blocking or timed `recv`.
     receivers: AtomicUsize,
+    /// `recv`s left to make through epoll before the single-connection
+    /// direct read is tried again (`direct::DirectCheck`).
+    direct_pause: std::sync::atomic::AtomicU32,
     /// `recv`s begun (any form): the accepting thread answers control
     /// requests only once none began for a whole [`IDLE_TICK`].
     recvs: AtomicU64,
@@ -191,6 +194,7 @@ impl StreamServer {
             stop: EventFd::new()?,
             accepted_cond: Condvar::new(),
             receivers: AtomicUsize::new(0),
+            direct_pause: std::sync::atomic::AtomicU32::new(0),
             untimed: AtomicBool::new(false),
             recvs: AtomicU64::new(0),
             helping: AtomicBool::new(false),
