@@ -246,14 +246,17 @@ impl DirectCheck {
 
     /// The check after one more request read directly, and whether the
     /// direct read pays (false only at the end of a window that found too
-    /// many switches). `switches` reads the thread's count (once a window).
+    /// many switches). `switches` reads the thread's count: once a window,
+    /// at its end, which begins the next.
     fn count(self, switches: impl FnOnce() -> u64) -> (DirectCheck, bool) {
         match self.reads {
             0 => (DirectCheck { reads: 1, switches_at: switches() }, true),
             reads if reads < DIRECT_WINDOW => (DirectCheck { reads: reads + 1, ..self }, true),
             reads => {
-                let slept = switches().saturating_sub(self.switches_at);
-                (DirectCheck::default(), slept * 2 <= u64::from(reads) * 3)
+                // The reading that ends this window begins the next.
+                let now = switches();
+                let slept = now.saturating_sub(self.switches_at);
+                (DirectCheck { reads: 1, switches_at: now }, slept * 2 <= u64::from(reads) * 3)
             }
         }
     }
@@ -273,7 +276,7 @@ mod tests {
             check = next;
         }
         let (check, pays) = check.count(|| 1_000 + slept);
-        assert_eq!(check.reads, 0, "the window ended and the next begins afresh");
+        assert_eq!((check.reads, check.switches_at), (1, 1_000 + slept), "the next window begins where this one ended");
         pays
     }
 
