@@ -1,13 +1,15 @@
 //! The fast paths of a stream server with one connection: a blocking
-//! `recv` reads it directly instead of waiting in epoll, and an event
-//! loop's `try_recv` reads it without asking epoll first.
+//! `recv` reads it directly instead of waiting in epoll (unless that keeps
+//! its thread woken for nothing: [`DirectCheck`]), and an event loop's
+//! `try_recv` reads it without asking epoll first.
 
 use super::*;
 
 impl Shared {
     /// The connection to read directly, if the single-connection fast path
     /// applies: this is the only thread receiving (blocking), exactly one
-    /// connection exists, its handshake is done, and nothing is queued.
+    /// connection exists, its handshake is done, nothing is queued, and
+    /// the direct read is not paused ([`DirectCheck`]).
     pub(super) fn sole_connection(&self, state: &State, deadline: Deadline) -> Option<Arc<ServerConn>> {
         if deadline == Deadline::Now
             || self.direct_paused()
