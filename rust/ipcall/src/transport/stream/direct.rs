@@ -12,7 +12,7 @@ impl Shared {
     /// the direct read is not paused ([`DirectCheck`]).
     pub(super) fn sole_connection(&self, state: &State, deadline: Deadline) -> Option<Arc<ServerConn>> {
         if deadline == Deadline::Now
-            || self.direct_paused()
+            || self.direct_pause.load(Ordering::Relaxed) != 0
             || self.receivers.load(Ordering::Acquire) != 1
             || state.conns.len() != 1
             || !state.handshakes.is_empty()
@@ -23,16 +23,15 @@ impl Shared {
         state.conns.values().next().cloned()
     }
 
-    /// The direct read is paused (see [`DirectCheck`]): one `recv` fewer
-    /// to make through epoll before it is tried again.
-    fn direct_paused(&self) -> bool {
+    /// A blocking `recv` begins: while the direct read is paused (see
+    /// [`DirectCheck`]), one `recv` fewer to make through epoll before it
+    /// is tried again.
+    pub(super) fn count_down_direct_pause(&self) {
         let left = self.direct_pause.load(Ordering::Relaxed);
-        if left == 0 {
-            return false;
+        if left != 0 {
+            // Racy between receiving threads, and harmless: a pause is a hint.
+            self.direct_pause.store(left - 1, Ordering::Relaxed);
         }
-        // Racy between receiving threads, and harmless: a pause is a hint.
-        self.direct_pause.store(left - 1, Ordering::Relaxed);
-        true
     }
 
     /// A request read directly: counted in this thread's [`DirectCheck`],

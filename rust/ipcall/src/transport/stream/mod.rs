@@ -49,16 +49,7 @@ pub(crate) trait Wire: Send + Sync + 'static {
     /// `Ok(0)` at end of stream. Writes only initialised bytes into `buf`.
     fn read_now(&self, buf: &mut [MaybeUninit<u8>]) -> io::Result<usize>;
     /// Reads, blocking until at least one byte or the end of the stream.
-    fn read_blocking(&self, buf: &mut [MaybeUninit<u8>]) -> io::Result<usize> {
-        loop {
-            match self.read_now(buf) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    wait_fd(self.read_fd(), libc::POLLIN, Deadline::Never)?;
-                }
-                other => return other,
-            }
-        }
-    }
+    fn read_blocking(&self, buf: &mut [MaybeUninit<u8>]) -> io::Result<usize>;
     /// Reads, blocking at most `timeout` (`WouldBlock` when it passed).
     fn read_timeout(&self, buf: &mut [MaybeUninit<u8>], timeout: Duration) -> io::Result<usize> {
         match self.read_now(buf) {

@@ -423,6 +423,7 @@ impl Shared {
         }
         let blocking = deadline != Deadline::Now;
         if blocking {
+            self.count_down_direct_pause();
             self.receivers.fetch_add(1, Ordering::SeqCst);
         }
         let result = self.recv_loop(deadline);
