@@ -18,6 +18,8 @@ use crate::options::{millis, CallOptions, ConnectOptions};
 use crate::reactor::{self, Driven, Reactor, Settlement, Value};
 use crate::writer::{Handoff, Writer};
 
+pub(crate) mod natives;
+
 /// A connection to a server. Many calls may be in flight at once; each
 /// resolves with its own reply (matched by id, never by order).
 #[napi]
@@ -27,6 +29,9 @@ pub struct Client {
     shared: Rc<RefCell<Calling>>,
     /// The server's name (kept for errors after `close()`).
     name: String,
+    /// Its index in [`natives::CLIENTS`], by which the setup script's fast
+    /// paths (`callSync`, `call` without options) find it; freed in `drop`.
+    id: u32,
 }
 
 /// A client's calls in flight, driven on the JavaScript thread.
@@ -333,6 +338,40 @@ impl Driven for Calling {
     }
 }
 
+/// Starts call `data` on `shared` with `deferred` (settled now if it is
+/// refused or answered at once); returns its id while it is in flight.
+fn start_call(
+    shared: &Rc<RefCell<Calling>>,
+    env: &Env,
+    data: &[u8],
+    deferred: sys::napi_deferred,
+    timeout: Option<Duration>,
+) -> napi::Result<Option<u64>> {
+    let mut out = Vec::new();
+    let id = shared.borrow_mut().start(data, deferred, timeout, &mut out);
+    reactor::settle_all(env, out);
+    reactor::update(shared)?;
+    Ok(id)
+}
+
+/// `callSync`'s round trip: the reply, or the error to throw.
+fn call_blocking(
+    shared: &Rc<RefCell<Calling>>,
+    env: &Env,
+    data: &[u8],
+    timeout: Option<Duration>,
+) -> napi::Result<Vec<u8>> {
+    let client = {
+        let state = shared.borrow();
+        state.client.clone().ok_or_else(|| call_error(env, state.closed_error()))?
+    };
+    let answer = match timeout {
+        None => client.call(data),
+        Some(limit) => client.call_timeout(data, limit),
+    };
+    answer.map_err(|e| call_error(env, e))
+}
+
 impl Client {
     fn from_core(env: &Env, client: ipcall::Client) -> Client {
         let name: Arc<str> = client.name().into();
@@ -356,12 +395,15 @@ impl Client {
             eager_misses: 0,
             eager_probe_in: 0,
         };
-        Client { shared: Rc::new(RefCell::new(calling)), name: name.to_string() }
+        let shared = Rc::new(RefCell::new(calling));
+        let id = natives::register(&shared);
+        Client { shared, name: name.to_string(), id }
     }
 }
 
 impl Drop for Client {
     fn drop(&mut self) {
+        natives::unregister(self.id);
         // Calls still in flight keep the connection until they are answered;
         // then the handles close and the core client is dropped.
         if let Ok(mut state) = self.shared.try_borrow_mut() {
@@ -438,6 +480,12 @@ impl Client {
     #[napi(getter)]
     pub fn name(&self) -> String {
         self.name.clone()
+    }
+
+    /// This client's index in this thread's table (for the setup script).
+    #[napi(js_name = "__ipcallId", skip_typescript)]
+    pub fn id(&self) -> u32 {
+        self.id
     }
 
     /// Sends `data` and resolves with the reply. Rejects with `REMOTE`
@@ -522,10 +570,7 @@ impl Client {
             }
             return Ok(promise);
         }
-        let mut out = Vec::new();
-        let id = self.shared.borrow_mut().start(data.as_slice(), deferred, timeout, &mut out);
-        reactor::settle_all(env, out);
-        reactor::update(&self.shared)?;
+        let id = start_call(&self.shared, env, data.as_slice(), deferred, timeout)?;
         if let (Some(signal), Some(id)) = (signal, id) {
             self.on_abort(env, signal, id)?;
         }
@@ -586,15 +631,7 @@ impl Client {
         options: Option<CallOptions>,
     ) -> napi::Result<Unknown<'env>> {
         let timeout: Option<Duration> = millis(env, "timeout", options.and_then(|o| o.timeout))?;
-        let client = {
-            let state = self.shared.borrow();
-            state.client.clone().ok_or_else(|| call_error(env, state.closed_error()))?
-        };
-        let answer = match timeout {
-            None => client.call(data.as_slice()),
-            Some(limit) => client.call_timeout(data.as_slice(), limit),
-        };
-        let reply = answer.map_err(|e| call_error(env, e))?;
+        let reply = call_blocking(&self.shared, env, data.as_slice(), timeout)?;
         // SAFETY: (1) `env` is this call's live environment, on its thread.
         let value = unsafe { crate::bytes::buffer_value(env.raw(), reply) }?;
         // SAFETY: (2) `value` was just created in `env`.

@@ -35,9 +35,10 @@ pub fn init(exports: Object<'_>, env: Env) -> napi::Result<()> {
 }
 
 /// `setup(exports, native)`: the prototype chain, the `name`, the adopt
-/// function, the `Request` objects and the fast paths of `recv()` and
-/// `for await` (over `native`, the raw functions of `requests.rs`), and the
-/// `util.inspect.custom` methods.
+/// function, the `Request` objects, the fast paths of `recv()`, `for
+/// await`, `callSync()` and `call()` (over `native`, the raw functions of
+/// `requests.rs` and `client/natives.rs`), and the `util.inspect.custom`
+/// methods.
 const SETUP: &str = r#"(function setup(exports, native) {
   const { IpcallError, Server, Client, Request } = exports
   Object.setPrototypeOf(IpcallError.prototype, Error.prototype)
@@ -63,6 +64,7 @@ const SETUP: &str = r#"(function setup(exports, native) {
   const doubles = new Float64Array(shared, 0, 2)
   const ints = new Uint32Array(shared, 16, 10)
   const { takeOrWait, reply, fail, close, cancelled, watch, peerName } = native
+  const { callSync: rawCallSync, call: rawCall } = native
   // A request collected unanswered is closed: its caller gets NO_REPLY.
   // Most requests are answered in the turn that received them, so a new
   // request is only listed (`fresh`, strongly held) and registered with
@@ -264,6 +266,36 @@ const SETUP: &str = r#"(function setup(exports, native) {
     writable: true,
     configurable: true,
   })
+
+  // `callSync()` and `call()` without options: one raw native call by
+  // the client's id (see client/natives.rs). A small reply of
+  // `callSync()` comes back in the pool (TOOK set) and is viewed here.
+  const CLIENT_ID = Symbol('ipcall client id')
+  function clientId(client) {
+    let id = client[CLIENT_ID]
+    if (id === undefined) {
+      id = client.__ipcallId()
+      Object.defineProperty(client, CLIENT_ID, { value: id })
+    }
+    return id
+  }
+  Object.defineProperty(Client.prototype, '__ipcallId', { enumerable: false })
+  const nativeCallSync = Client.prototype.callSync
+  const nativeCall = Client.prototype.call
+  for (const [key, value] of [
+    ['callSync', function callSync(data, options) {
+      if (options !== undefined && options !== null) return nativeCallSync.call(this, data, options)
+      ints[U_TOOK] = 0
+      const reply = rawCallSync(clientId(this), data)
+      return ints[U_TOOK] === 0 ? reply : Buffer.from(reply, ints[U_OFFSET], ints[U_LENGTH])
+    }],
+    ['call', function call(data, options) {
+      if (options !== undefined && options !== null) return nativeCall.call(this, data, options)
+      return rawCall(clientId(this), data)
+    }],
+  ]) {
+    Object.defineProperty(Client.prototype, key, { value, writable: true, enumerable: true, configurable: true })
+  }
 
   const custom = Symbol.for('nodejs.util.inspect.custom')
   // Fields read through getters; one that throws (a request already

@@ -355,6 +355,25 @@ pub(crate) unsafe fn admit(env: sys::napi_env, request: ipcall::Request) -> napi
     })
 }
 
+/// Copies a reply of `callSync()` into the pool: returns the pool, with
+/// `OFFSET`, `LENGTH` and `TOOK` (1) written to the shared array. `None`
+/// (nothing written) for bytes too large for the pool ([`POOL_MAX`]).
+///
+/// # Safety
+/// As [`admit`].
+pub(crate) unsafe fn pooled_reply(env: sys::napi_env, bytes: &[u8]) -> napi::Result<Option<sys::napi_value>> {
+    if bytes.len() > POOL_MAX {
+        return Ok(None);
+    }
+    with_table(|table| {
+        let (pool, start) = table.pooled(env, bytes)?;
+        table.set_u32(info::OFFSET, start as u32);
+        table.set_u32(info::LENGTH, bytes.len() as u32);
+        table.set_u32(info::TOOK, 1);
+        Ok(Some(pool))
+    })
+}
+
 // ---- The raw functions the setup script calls (module-private there). ----
 
 /// A raw Node-API callback.
@@ -610,6 +629,8 @@ pub(crate) const NATIVES: &[(&str, Callback)] = &[
     ("watch", watch),
     ("peerName", peer_name),
     ("takeOrWait", crate::server::take_or_wait),
+    ("callSync", crate::client::natives::call_sync),
+    ("call", crate::client::natives::call),
 ];
 
 /// An object holding [`NATIVES`] as JavaScript functions.

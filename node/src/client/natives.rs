@@ -1,0 +1,118 @@
+//! The raw functions behind `callSync(data)` and `call(data)` without
+//! options, which the setup script (`faces.rs`) calls with the client's id.
+//!
+//! napi-rs's method wrapper costs more than a whole round trip's work in
+//! the core: type-tag check and unwrap of `this`, and its borrow
+//! bookkeeping (a global map, locked twice per call); and a reply made a
+//! `Buffer` by Node-API is its own V8 backing store. These functions find
+//! the client by a number in this thread's table, and `callSync` returns a
+//! small reply in the shared pool of `requests.rs`, which the script views
+//! as a `Buffer` (as Node pools `Buffer.allocUnsafe`). Calls with options
+//! keep the napi-rs methods, which read them.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use napi::bindgen_prelude::{Env, FromNapiValue};
+use napi::sys;
+
+use super::{call_blocking, start_call, Calling};
+use crate::bytes::Bytes;
+use crate::requests::{arguments, boundary, number};
+
+/// This thread's clients by id (`None`: a freed id), and the freed ids.
+type Clients = (Vec<Option<Rc<RefCell<Calling>>>>, Vec<u32>);
+
+thread_local! {
+    /// This thread's clients; a freed id is reused by the next client. A
+    /// number is all JavaScript passes, so any number is safe: one that
+    /// names no client is refused.
+    static CLIENTS: RefCell<Clients> = const { RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// Lists `shared`; returns its id.
+pub(super) fn register(shared: &Rc<RefCell<Calling>>) -> u32 {
+    CLIENTS.with(|clients| {
+        let (slots, free) = &mut *clients.borrow_mut();
+        match free.pop() {
+            Some(id) => {
+                slots[id as usize] = Some(shared.clone());
+                id
+            }
+            None => {
+                slots.push(Some(shared.clone()));
+                (slots.len() - 1) as u32
+            }
+        }
+    })
+}
+
+/// Frees `id` (its `Client` is being dropped: no script holds it any more).
+pub(super) fn unregister(id: u32) {
+    // `try_with`: at thread exit the table may already be gone.
+    let _ = CLIENTS.try_with(|clients| {
+        if let Ok(mut clients) = clients.try_borrow_mut() {
+            let (slots, free) = &mut *clients;
+            slots[id as usize] = None;
+            free.push(id);
+        }
+    });
+}
+
+/// The client a script's number names.
+///
+/// # Safety
+/// Inside a Node-API callback of `env`; `id` a live value of it.
+unsafe fn client(env: sys::napi_env, id: sys::napi_value) -> napi::Result<Rc<RefCell<Calling>>> {
+    // SAFETY: (1) per the contract.
+    let id = unsafe { number(env, id) };
+    let found = CLIENTS.with(|clients| {
+        let clients = clients.try_borrow().ok()?;
+        // A float index out of range (NaN, negative, huge) saturates and finds nothing.
+        clients.0.get(id as usize).filter(|_| id >= 0.0).cloned().flatten()
+    });
+    found.ok_or_else(|| crate::error::type_error(&Env::from_raw(env), "not a Client"))
+}
+
+/// `callSync(id, data)`: the reply, either in the pool (`TOOK` set, with
+/// `OFFSET` and `LENGTH`: the script makes the `Buffer`) or, when larger
+/// than the pool takes, as its own `Buffer`. Throws what the napi-rs
+/// `callSync` throws.
+///
+/// # Safety
+/// Called by Node on `env`'s JavaScript thread with `call`.
+pub(crate) unsafe extern "C" fn call_sync(env: sys::napi_env, call: sys::napi_callback_info) -> sys::napi_value {
+    // SAFETY: (1) per the contract.
+    unsafe {
+        boundary(env, || {
+            let [id, data] = arguments::<2>(env, call)?;
+            let shared = client(env, id)?;
+            let data = Bytes::from_napi_value(env, data)?;
+            let reply = call_blocking(&shared, &Env::from_raw(env), data.as_slice(), None)?;
+            if let Some(pool) = crate::requests::pooled_reply(env, &reply)? {
+                return Ok(Some(pool));
+            }
+            crate::bytes::buffer_value(env, reply).map(Some)
+        })
+    }
+}
+
+/// `call(id, data)`: the call's Promise, as the napi-rs `call` without
+/// options returns it.
+///
+/// # Safety
+/// Called by Node on `env`'s JavaScript thread with `call`.
+pub(crate) unsafe extern "C" fn call(env: sys::napi_env, call: sys::napi_callback_info) -> sys::napi_value {
+    // SAFETY: (1) per the contract.
+    unsafe {
+        boundary(env, || {
+            let [id, data] = arguments::<2>(env, call)?;
+            let shared = client(env, id)?;
+            let data = Bytes::from_napi_value(env, data)?;
+            let env = Env::from_raw(env);
+            let (deferred, promise) = crate::reactor::promise(&env)?;
+            start_call(&shared, &env, data.as_slice(), deferred, None)?;
+            Ok(Some(promise))
+        })
+    }
+}
