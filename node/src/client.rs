@@ -15,7 +15,7 @@ use napi_derive::napi;
 use crate::bytes::Bytes;
 use crate::error::{js_error_value, js_error_value_with, to_js, to_js_message, type_error};
 use crate::options::{millis, CallOptions, ConnectOptions};
-use crate::reactor::{self, Driven, Reactor, Settlement, Value};
+use crate::reactor::{self, Driven, Reactor, Settle, Settlement, Value};
 use crate::writer::{Handoff, Writer};
 
 pub(crate) mod natives;
@@ -83,7 +83,8 @@ const EAGER_PROBE_EVERY: u32 = 32;
 
 /// One call in flight.
 struct Call {
-    deferred: sys::napi_deferred,
+    /// Its Promise.
+    to: Settle,
     /// `None` while the writer thread still holds the request.
     pending: Option<ipcall::Pending>,
     deadline: Option<Instant>,
@@ -97,15 +98,9 @@ impl Calling {
     /// Sends a request (or queues it for the writer thread) and records the
     /// call; a request refused at once (or answered already) settles in
     /// `out`. Returns the call's id while it is in flight.
-    fn start(
-        &mut self,
-        data: &[u8],
-        deferred: sys::napi_deferred,
-        timeout: Option<Duration>,
-        out: &mut Vec<Settlement>,
-    ) -> Option<u64> {
+    fn start(&mut self, data: &[u8], to: Settle, timeout: Option<Duration>, out: &mut Vec<Settlement>) -> Option<u64> {
         let reject = |out: &mut Vec<Settlement>, err| {
-            out.push(Settlement { deferred, value: Value::Reply(Err(err)) });
+            out.push(Settlement { to, value: Value::Reply(Err(err)) });
             None
         };
         let Some(client) = self.client.clone() else {
@@ -138,7 +133,7 @@ impl Calling {
         };
         if let Some(answer) = pending.as_mut().and_then(|sent| self.eager(&client, sent)) {
             // Answered already: no handle is armed, no loop turn is needed.
-            out.push(Settlement { deferred, value: Value::Reply(answer) });
+            out.push(Settlement { to, value: Value::Reply(answer) });
             return None;
         }
         if pending.is_none() {
@@ -162,19 +157,19 @@ impl Calling {
         if let Some(at) = deadline {
             self.deadlines.insert((at, id));
         }
-        self.calls.insert(id, Call { deferred, pending, deadline });
+        self.calls.insert(id, Call { to, pending, deadline });
         Some(id)
     }
 
     /// Gives up on call `id` (its `AbortSignal` aborted): dropping its
-    /// `Pending` abandons it, which tells the server; returns its deferred,
+    /// `Pending` abandons it, which tells the server; returns its Promise,
     /// for the caller to reject, if the call was still in flight.
-    fn abort(&mut self, id: u64) -> Option<sys::napi_deferred> {
+    fn abort(&mut self, id: u64) -> Option<Settle> {
         let call = self.calls.remove(&id)?;
         if let Some(at) = call.deadline {
             self.deadlines.remove(&(at, id));
         }
-        Some(call.deferred)
+        Some(call.to)
     }
 
     /// The answer of the call just sent, if it is here before the call
@@ -219,7 +214,7 @@ impl Calling {
             if let Some(at) = call.deadline {
                 deadlines.remove(&(at, *id));
             }
-            out.push(Settlement { deferred: call.deferred, value: Value::Reply(answer) });
+            out.push(Settlement { to: call.to, value: Value::Reply(answer) });
             // Replies are flowing: more may follow soon.
             *spin_armed = true;
             false
@@ -230,7 +225,7 @@ impl Calling {
     fn fail_all(&mut self, out: &mut Vec<Settlement>, error: impl Fn() -> ipcall::Error) {
         self.deadlines.clear();
         for (_, call) in self.calls.drain() {
-            out.push(Settlement { deferred: call.deferred, value: Value::Reply(Err(error())) });
+            out.push(Settlement { to: call.to, value: Value::Reply(Err(error())) });
         }
     }
 }
@@ -273,7 +268,7 @@ impl Driven for Calling {
             // Dropping its `Pending` abandons the call: a late answer is discarded.
             if let Some(call) = self.calls.remove(&id) {
                 let timeout = ipcall::Error::Timeout { name: self.name.clone() };
-                out.push(Settlement { deferred: call.deferred, value: Value::Reply(Err(timeout)) });
+                out.push(Settlement { to: call.to, value: Value::Reply(Err(timeout)) });
             }
         }
     }
@@ -292,7 +287,7 @@ impl Driven for Calling {
                     if let Some(at) = call.deadline {
                         self.deadlines.remove(&(at, id));
                     }
-                    out.push(Settlement { deferred: call.deferred, value: Value::Reply(Err(e)) });
+                    out.push(Settlement { to: call.to, value: Value::Reply(Err(e)) });
                 }
             }
         }
@@ -338,17 +333,17 @@ impl Driven for Calling {
     }
 }
 
-/// Starts call `data` on `shared` with `deferred` (settled now if it is
+/// Starts call `data` on `shared` for Promise `to` (settled now if it is
 /// refused or answered at once); returns its id while it is in flight.
 fn start_call(
     shared: &Rc<RefCell<Calling>>,
     env: &Env,
     data: &[u8],
-    deferred: sys::napi_deferred,
+    to: Settle,
     timeout: Option<Duration>,
 ) -> napi::Result<Option<u64>> {
     let mut out = Vec::new();
-    let id = shared.borrow_mut().start(data, deferred, timeout, &mut out);
+    let id = shared.borrow_mut().start(data, to, timeout, &mut out);
     reactor::settle_all(env, out);
     reactor::update(shared)?;
     Ok(id)
@@ -570,7 +565,7 @@ impl Client {
             }
             return Ok(promise);
         }
-        let id = start_call(&self.shared, env, data.as_slice(), deferred, timeout)?;
+        let id = start_call(&self.shared, env, data.as_slice(), Settle::Deferred(deferred), timeout)?;
         if let (Some(signal), Some(id)) = (signal, id) {
             self.on_abort(env, signal, id)?;
         }
@@ -583,8 +578,9 @@ impl Client {
         let calling = Rc::downgrade(&self.shared);
         let listener = env.create_function_from_closure::<Unknown, (), _>("ipcallAbort", move |ctx| {
             let Some(shared) = calling.upgrade() else { return Ok(()) };
-            let deferred = shared.borrow_mut().abort(id);
-            let Some(deferred) = deferred else { return Ok(()) };
+            let to = shared.borrow_mut().abort(id);
+            // Only calls with options (made by Node-API) have a signal.
+            let Some(Settle::Deferred(deferred)) = to else { return Ok(()) };
             let env = &*ctx.env;
             let raw = env.raw();
             // SAFETY: (1) a listener runs on the JavaScript thread of its live

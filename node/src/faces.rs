@@ -220,7 +220,25 @@ const SETUP: &str = r#"(function setup(exports, native) {
     const request = new Request_(data)
     return step ? { value: request, done: false } : request
   }
-  native.bind(shared, adoptRequest, performance.now())
+  // The Promises of `call()` without options: their resolvers wait here
+  // under a number (reused once settled) that the native call keeps, and
+  // `settleCall` settles them (see client/natives.rs): how 0 rejects with
+  // `value`, 1 resolves with it, 2 with a view of the pool `value` at
+  // OFFSET, LENGTH.
+  const callResolves = []
+  const callRejects = []
+  const freeCallSlots = []
+  function settleCall(slot, how, value) {
+    const resolve = callResolves[slot]
+    const reject = callRejects[slot]
+    callResolves[slot] = undefined
+    callRejects[slot] = undefined
+    freeCallSlots.push(slot)
+    if (how === 2) resolve(Buffer.from(value, ints[U_OFFSET], ints[U_LENGTH]))
+    else if (how === 1) resolve(value)
+    else reject(value)
+  }
+  native.bind(shared, adoptRequest, performance.now(), settleCall)
 
   // `recv()` (without options) and `for await` steps: one native call
   // takes a request ready now — the object and a resolved Promise are
@@ -269,7 +287,8 @@ const SETUP: &str = r#"(function setup(exports, native) {
 
   // `callSync()` and `call()` without options: one raw native call by
   // the client's id (see client/natives.rs). A small reply of
-  // `callSync()` comes back in the pool (TOOK set) and is viewed here.
+  // `callSync()` comes back in the pool (TOOK set) and is viewed here;
+  // `call()`'s Promise is made here and settled by `settleCall`.
   const CLIENT_ID = Symbol('ipcall client id')
   function clientId(client) {
     let id = client[CLIENT_ID]
@@ -291,7 +310,25 @@ const SETUP: &str = r#"(function setup(exports, native) {
     }],
     ['call', function call(data, options) {
       if (options !== undefined && options !== null) return nativeCall.call(this, data, options)
-      return rawCall(clientId(this), data)
+      const id = clientId(this)
+      const slot = freeCallSlots.length > 0 ? freeCallSlots.pop() : callResolves.length
+      let resolve, reject
+      const promise = new Promise((res, rej) => {
+        resolve = res
+        reject = rej
+      })
+      callResolves[slot] = resolve
+      callRejects[slot] = reject
+      try {
+        rawCall(id, data, slot)
+      } catch (err) {
+        // Thrown before the call began: nothing will settle the slot.
+        callResolves[slot] = undefined
+        callRejects[slot] = undefined
+        freeCallSlots.push(slot)
+        throw err
+      }
+      return promise
     }],
   ]) {
     Object.defineProperty(Client.prototype, key, { value, writable: true, enumerable: true, configurable: true })

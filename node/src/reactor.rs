@@ -40,10 +40,22 @@ pub(crate) enum Value {
     Step(ipcall::Result<Option<ipcall::Request>>),
 }
 
+/// Which Promise a settlement settles.
+#[derive(Clone, Copy)]
+pub(crate) enum Settle {
+    /// One made by Node-API: its deferred, settled exactly once (then dropped).
+    Deferred(sys::napi_deferred),
+    /// One the setup script made for `call()` without options: its
+    /// resolvers wait in the script under this number, settled exactly once
+    /// through the script's `settleCall` ([`crate::requests::settle_call`]).
+    /// Only for a [`Value::Reply`].
+    Script(u32),
+}
+
 /// A Promise to settle, and with what.
 pub(crate) struct Settlement {
-    /// The Promise's deferred, settled exactly once (then dropped).
-    pub(crate) deferred: sys::napi_deferred,
+    /// The Promise.
+    pub(crate) to: Settle,
     /// Its outcome.
     pub(crate) value: Value,
 }
@@ -517,8 +529,17 @@ pub(crate) fn settle_all(env: &Env, out: Vec<Settlement>) {
     }
 }
 
-fn settle(env: &Env, Settlement { deferred, value }: Settlement) {
+fn settle(env: &Env, Settlement { to, value }: Settlement) {
     let raw = env.raw();
+    let (deferred, value) = match (to, value) {
+        (Settle::Deferred(deferred), value) => (deferred, value),
+        (Settle::Script(slot), Value::Reply(reply)) => {
+            // SAFETY: (1) `raw` is live on its thread, inside a handle scope.
+            unsafe { crate::requests::settle_call(env, slot, reply) };
+            return;
+        }
+        (Settle::Script(_), _) => unreachable!("the script's Promises are calls' only"),
+    };
     let settled: napi::Result<(sys::napi_value, bool)> = match value {
         // SAFETY: (1) `raw` is live on its thread, inside a handle scope.
         Value::Reply(Ok(reply)) => unsafe { crate::bytes::buffer_value(raw, reply) }.map(|v| (v, true)),

@@ -139,6 +139,10 @@ struct Table {
     /// The setup script's `adoptRequest(data, step)`, which makes the `Request`.
     /// Invariant: a live strong reference in `env`.
     adopt_ref: sys::napi_ref,
+    /// The setup script's `settleCall(slot, how, value)`, which settles
+    /// the Promise of a `call()` it made ([`SETTLE_REJECT`], ...).
+    /// Invariant: a live strong reference in `env`.
+    settle_ref: sys::napi_ref,
     pool: Pool,
     /// `Instant` and `performance.now()` read together at setup: deadlines
     /// are carried from one clock to the other (both are `CLOCK_MONOTONIC`).
@@ -374,6 +378,56 @@ pub(crate) unsafe fn pooled_reply(env: sys::napi_env, bytes: &[u8]) -> napi::Res
     })
 }
 
+/// `settleCall`'s `how`: reject with `value`.
+const SETTLE_REJECT: u32 = 0;
+/// `settleCall`'s `how`: resolve with `value` (the reply's own `Buffer`).
+const SETTLE_VALUE: u32 = 1;
+/// `settleCall`'s `how`: resolve with a `Buffer` view of `value`, the
+/// pool, at the shared array's `OFFSET` and `LENGTH`.
+const SETTLE_POOLED: u32 = 2;
+
+/// Settles the Promise the setup script made for a call under `slot`
+/// with `reply`: a small reply is copied into the pool and viewed there by
+/// the script. A failure to settle (none is expected: the script's function
+/// only calls a resolver) is dropped, with its exception, so that the next
+/// settlements still run.
+///
+/// # Safety
+/// `env` is live, this is its JavaScript thread, inside a handle scope.
+pub(crate) unsafe fn settle_call(env: &Env, slot: u32, reply: ipcall::Result<Vec<u8>>) {
+    let raw = env.raw();
+    let settled = (|| -> napi::Result<()> {
+        let (how, value) = match reply {
+            Ok(bytes) => match unsafe { pooled_reply(raw, &bytes) }? {
+                Some(pool) => (SETTLE_POOLED, pool),
+                // SAFETY: (1) per the contract.
+                None => (SETTLE_VALUE, unsafe { crate::bytes::buffer_value(raw, bytes) }?),
+            },
+            Err(err) => (SETTLE_REJECT, crate::client::call_error_value(env, err)?),
+        };
+        let settle = with_table(|table| {
+            let mut settle = ptr::null_mut();
+            // SAFETY: (1) per the contract; (2) `settle_ref` is live (struct invariant).
+            check(unsafe { sys::napi_get_reference_value(raw, table.settle_ref, &mut settle) }, "reading settleCall")?;
+            Ok(settle)
+        })?;
+        // SAFETY: (1) per the contract; the values are live values of `raw`.
+        let args = unsafe { [u32::to_napi_value(raw, slot)?, u32::to_napi_value(raw, how)?, value] };
+        let mut undefined = ptr::null_mut();
+        let mut result = ptr::null_mut();
+        // SAFETY: (1) as above; (2) `args` holds three live values.
+        unsafe {
+            sys::napi_get_undefined(raw, &mut undefined);
+            check(sys::napi_call_function(raw, undefined, settle, 3, args.as_ptr(), &mut result), "settleCall")
+        }
+    })();
+    if settled.is_err() {
+        let mut exception = ptr::null_mut();
+        // SAFETY: (1) per the contract; clears what the failed step left pending, if anything.
+        unsafe { sys::napi_get_and_clear_last_exception(raw, &mut exception) };
+    }
+}
+
 // ---- The raw functions the setup script calls (module-private there). ----
 
 /// A raw Node-API callback.
@@ -440,13 +494,13 @@ pub(crate) unsafe fn boundary(
     }
 }
 
-/// `bind(buffer, adoptRequest, performanceNow)`: the setup script shares
-/// its `ArrayBuffer` and its `adoptRequest` function.
+/// `bind(buffer, adoptRequest, performanceNow, settleCall)`: the setup
+/// script shares its `ArrayBuffer` and its functions.
 unsafe extern "C" fn bind(env: sys::napi_env, call: sys::napi_callback_info) -> sys::napi_value {
     // SAFETY: (1) Node calls this on `env`'s thread with `call`.
     unsafe {
         boundary(env, || {
-            let [buffer, adopt, now] = arguments::<3>(env, call)?;
+            let [buffer, adopt, now, settle] = arguments::<4>(env, call)?;
             let clock = (Instant::now(), number(env, now));
             let (mut data, mut length) = (ptr::null_mut(), 0usize);
             check(sys::napi_get_arraybuffer_info(env, buffer, &mut data, &mut length), "reading the shared buffer")?;
@@ -455,6 +509,7 @@ unsafe extern "C" fn bind(env: sys::napi_env, call: sys::napi_callback_info) -> 
             }
             let info_ref = crate::abort::reference(env, buffer)?;
             let adopt_ref = crate::abort::reference(env, adopt)?;
+            let settle_ref = crate::abort::reference(env, settle)?;
             let table = Table {
                 env,
                 slots: Vec::new(),
@@ -462,6 +517,7 @@ unsafe extern "C" fn bind(env: sys::napi_env, call: sys::napi_callback_info) -> 
                 info: data.cast(),
                 info_ref,
                 adopt_ref,
+                settle_ref,
                 pool: Pool { reference: ptr::null_mut(), used: 0 },
                 clock,
             };
@@ -480,7 +536,7 @@ impl Table {
     /// Drops every request (their callers get `NO_REPLY`) and deletes the
     /// references, while the environment is still alive.
     fn release(self) {
-        for reference in [self.info_ref, self.adopt_ref, self.pool.reference] {
+        for reference in [self.info_ref, self.adopt_ref, self.settle_ref, self.pool.reference] {
             if !reference.is_null() {
                 // SAFETY: (1) each is a live reference of `env` (struct
                 // invariants), deleted once: the table is consumed.

@@ -81,7 +81,7 @@ impl Waiter {
             (true, Err(ipcall::Error::Closed { .. })) => Value::Step(Ok(None)),
             (true, Err(e)) => Value::Step(Err(e)),
         };
-        Settlement { deferred: self.deferred, value }
+        Settlement { to: reactor::Settle::Deferred(self.deferred), value }
     }
 }
 

@@ -1,7 +1,8 @@
 // `callSync()` and `call()` without options go through raw native
-// functions that find the client by a number (src/client/natives.rs), and
-// a small reply of `callSync()` comes back in the shared pool ArrayBuffer
-// that the setup script views as a Buffer: what that must not change —
+// functions that find the client by a number (src/client/natives.rs); a
+// small reply comes back in the shared pool ArrayBuffer that the setup
+// script views as a Buffer, and `call()`'s Promise is the script's, settled
+// through its `settleCall`: what that must not change —
 // every reply keeps its own bytes across pools, a transferred pool is not
 // written to, errors keep their codes, options still take the full path,
 // and a number that names no client is refused.
@@ -72,11 +73,37 @@ describe('replies of the raw call paths', { skip: peerSkipReason() }, () => {
     })
   })
 
-  test('await call() replies match their calls, many in flight', async () => {
+  test('await call() replies match their calls, one at a time and many in flight, in and out of the pool', async () => {
     await withEchoServer(async (client) => {
-      const sent = Array.from({ length: 200 }, (_, i) => message((i * 97) % 5000, i))
-      const replies = await Promise.all(sent.map((bytes) => client.call(bytes)))
-      replies.forEach((reply, i) => assert.deepEqual(reply, sent[i], `reply ${i}`))
+      const sizes = [0, 1, 63, 64, 2047, 2048, 2049, 4096, 4097, 70000]
+      const sent = []
+      const replies = []
+      // One at a time: each settles a number that the next call reuses.
+      for (let round = 0; round < 6; round++) {
+        for (const size of sizes) {
+          const bytes = message(size, sent.length)
+          sent.push(bytes)
+          const reply = await client.call(bytes)
+          assert.ok(Buffer.isBuffer(reply))
+          replies.push(reply)
+        }
+      }
+      // Many at once, some failing, settled in whatever order they come.
+      const batch = Array.from({ length: 200 }, (_, i) => message((i * 97) % 5000, sent.length + i))
+      const outcomes = await Promise.allSettled(
+        batch.map((bytes, i) => client.call(i % 10 === 3 ? Buffer.concat([Buffer.from('fail:'), bytes]) : bytes)),
+      )
+      outcomes.forEach((outcome, i) => {
+        if (i % 10 === 3) {
+          assert.equal(outcome.status, 'rejected', `call ${i}`)
+          assert.equal(outcome.reason.code, 'REMOTE')
+          assert.deepEqual(outcome.reason.payload, batch[i])
+        } else {
+          assert.deepEqual(outcome.value, batch[i], `call ${i}`)
+        }
+      })
+      // The first replies kept their bytes through every later pool.
+      replies.forEach((reply, i) => assert.deepEqual(reply, sent[i], `reply ${i} (${sent[i].length} bytes)`))
     })
   })
 

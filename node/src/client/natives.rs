@@ -7,7 +7,10 @@
 //! `Buffer` by Node-API is its own V8 backing store. These functions find
 //! the client by a number in this thread's table, and `callSync` returns a
 //! small reply in the shared pool of `requests.rs`, which the script views
-//! as a `Buffer` (as Node pools `Buffer.allocUnsafe`). Calls with options
+//! as a `Buffer` (as Node pools `Buffer.allocUnsafe`). `call`'s Promise is
+//! made by the script too, and settled through its `settleCall` with a
+//! small reply in the pool: a Promise made and resolved by Node-API, and a
+//! `Buffer` of its own, cost more than the script's. Calls with options
 //! keep the napi-rs methods, which read them.
 
 use std::cell::RefCell;
@@ -16,9 +19,10 @@ use std::rc::Rc;
 use napi::bindgen_prelude::{Env, FromNapiValue};
 use napi::sys;
 
-use super::{call_blocking, start_call, Calling};
+use super::{call_blocking, Calling};
 use crate::bytes::Bytes;
-use crate::requests::{arguments, boundary, number};
+use crate::reactor::{self, Settle, Settlement, Value};
+use crate::requests::{arguments, boundary, integer, number};
 
 /// This thread's clients by id (`None`: a freed id), and the freed ids.
 type Clients = (Vec<Option<Rc<RefCell<Calling>>>>, Vec<u32>);
@@ -97,8 +101,11 @@ pub(crate) unsafe extern "C" fn call_sync(env: sys::napi_env, call: sys::napi_ca
     }
 }
 
-/// `call(id, data)`: the call's Promise, as the napi-rs `call` without
-/// options returns it.
+/// `call(id, data, slot)`: starts the call whose Promise the setup script
+/// made, its resolvers waiting under `slot`; it is settled through the
+/// script's `settleCall` (maybe before this returns: an answer that is
+/// already here). Throws only before the call began (a number that names
+/// no client, bad data): then nothing will settle `slot`.
 ///
 /// # Safety
 /// Called by Node on `env`'s JavaScript thread with `call`.
@@ -106,13 +113,23 @@ pub(crate) unsafe extern "C" fn call(env: sys::napi_env, call: sys::napi_callbac
     // SAFETY: (1) per the contract.
     unsafe {
         boundary(env, || {
-            let [id, data] = arguments::<2>(env, call)?;
+            let [id, data, slot] = arguments::<3>(env, call)?;
             let shared = client(env, id)?;
             let data = Bytes::from_napi_value(env, data)?;
+            let to = Settle::Script(integer(env, slot));
             let env = Env::from_raw(env);
-            let (deferred, promise) = crate::reactor::promise(&env)?;
-            start_call(&shared, &env, data.as_slice(), deferred, None)?;
-            Ok(Some(promise))
+            let mut out = Vec::new();
+            let id = shared.borrow_mut().start(data.as_slice(), to, None, &mut out);
+            reactor::settle_all(&env, out);
+            if let Err(e) = reactor::update(&shared) {
+                // No handle watches the call: it would never end. It ends now.
+                if let Some(to) = id.and_then(|id| shared.borrow_mut().abort(id)) {
+                    let name = shared.borrow().name.clone();
+                    let failed = ipcall::Error::Io { name, source: std::io::Error::other(e.reason) };
+                    reactor::settle_all(&env, vec![Settlement { to, value: Value::Reply(Err(failed)) }]);
+                }
+            }
+            Ok(None)
         })
     }
 }
