@@ -123,6 +123,18 @@ impl Calling {
         } else {
             // The server sees the timeout as the request's deadline.
             let sent = match timeout {
+                // A call that may settle at once (see `eager`) says it
+                // looks: an answer already here then costs no readiness.
+                None if self.may_settle_eagerly() => match client.try_call(data) {
+                    Ok(ipcall::TryCall::Answered(answer)) => {
+                        self.eager_in_a_row += 1;
+                        out.push(Settlement { to, value: Value::Reply(answer) });
+                        return None;
+                    }
+                    Ok(ipcall::TryCall::Sent(pending)) => Ok(Some(pending)),
+                    Ok(ipcall::TryCall::NoRoom) => Ok(None),
+                    Err(e) => Err(e),
+                },
                 None => client.try_send(data),
                 Some(limit) => client.try_send_timeout(data, limit),
             };
@@ -181,7 +193,7 @@ impl Calling {
     /// other call, so nothing else needs collecting), and at most
     /// [`EAGER_IN_A_ROW`] times per loop turn.
     fn eager(&mut self, client: &ipcall::Client, sent: &mut ipcall::Pending) -> Option<ipcall::Result<Vec<u8>>> {
-        if !self.calls.is_empty() || self.eager_in_a_row >= EAGER_IN_A_ROW {
+        if !self.may_settle_eagerly() {
             return None;
         }
         let answer = if client.progress_spin().unwrap_or(false) {
@@ -202,6 +214,11 @@ impl Calling {
             self.eager_in_a_row += 1;
         }
         answer
+    }
+
+    /// Whether a call sent now may settle inside `call()` (see [`eager`](Self::eager)).
+    fn may_settle_eagerly(&self) -> bool {
+        self.calls.is_empty() && self.eager_in_a_row < EAGER_IN_A_ROW
     }
 
     /// Settles every call whose answer has arrived (after `progress`).

@@ -51,7 +51,7 @@ pub mod fuzzing;
 mod sys;
 mod transport;
 
-pub use crate::api::{channel, Cancelled, Client, Pending, Request, Server};
+pub use crate::api::{channel, Cancelled, Client, Pending, Request, Server, TryCall};
 pub use crate::core::error::{Error, ErrorKind, Result};
 #[doc(hidden)]
 pub use crate::core::frame;

@@ -6,7 +6,7 @@
 #[path = "evented_support/mod.rs"]
 mod evented_support;
 
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -285,6 +285,62 @@ fn a_reply_that_comes_inside_try_send_still_makes_the_descriptor_readable() {
         assert_eq!(outcome.unwrap(), reply_to(&data), "call {i}");
     }
     // Idle again: nothing was left announced.
+    client.progress().unwrap();
+    assert!(!readable(fd, 50), "idle after the calls");
+    drop(client);
+    drop(child);
+}
+
+/// Waits for `pending` as an event loop does: `progress` only when the
+/// descriptor says so (a reply that came unannounced stalls and fails).
+fn wait_announced(client: &Client, fd: BorrowedFd<'_>, pending: &mut ipcall::Pending, what: &str) -> Vec<u8> {
+    loop {
+        if let Some(outcome) = pending.try_wait() {
+            return outcome.unwrap();
+        }
+        assert!(readable(fd, 30_000), "{what}: the descriptor never turned readable");
+        client.progress().unwrap();
+    }
+}
+
+/// `try_call` with the server on the caller's CPU: an answer already
+/// here comes back as `Answered` (no readiness needed for it); any other
+/// is announced on the descriptor as `try_send`'s are — also a call
+/// already in flight when another is sent with `try_call`, whose reply
+/// that `try_call` must not collect unannounced.
+#[test]
+fn try_call_answers_what_is_here_and_announces_the_rest() {
+    pin_to(0);
+    let (child, name) = spawn_echo_server();
+    let client = Client::connect(&name).unwrap();
+    let fd = client.fd().unwrap();
+    let mut answered_at_once = 0;
+    for i in 0..3000u32 {
+        let data = request(i, 64);
+        match client.try_call(&data).unwrap() {
+            ipcall::TryCall::Answered(outcome) => {
+                answered_at_once += 1;
+                assert_eq!(outcome.unwrap(), reply_to(&data), "call {i}");
+            }
+            ipcall::TryCall::Sent(mut pending) => {
+                assert_eq!(wait_announced(&client, fd, &mut pending, &format!("call {i}")), reply_to(&data));
+            }
+            ipcall::TryCall::NoRoom => panic!("call {i}: an empty ring has room"),
+        }
+    }
+    println!("answered inside try_call: {answered_at_once} of 3000");
+    for i in 0..1000u32 {
+        let (first, second) = (request(2 * i, 64), request(2 * i + 1, 64));
+        let mut earlier = client.try_send(&first).unwrap().expect("room");
+        let later = client.try_call(&second).unwrap();
+        assert_eq!(wait_announced(&client, fd, &mut earlier, &format!("pair {i}, the earlier call")), reply_to(&first));
+        let reply = match later {
+            ipcall::TryCall::Answered(outcome) => outcome.unwrap(),
+            ipcall::TryCall::Sent(mut pending) => wait_announced(&client, fd, &mut pending, &format!("pair {i}")),
+            ipcall::TryCall::NoRoom => panic!("pair {i}: room"),
+        };
+        assert_eq!(reply, reply_to(&second), "pair {i}");
+    }
     client.progress().unwrap();
     assert!(!readable(fd, 50), "idle after the calls");
     drop(client);

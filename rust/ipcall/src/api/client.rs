@@ -7,7 +7,7 @@ use std::time::Duration;
 
 #[cfg(feature = "tokio")]
 use crate::api::on_tokio;
-use crate::api::pending::Pending;
+use crate::api::pending::{Pending, TryCall};
 use crate::core::error::{Error, Result};
 use crate::core::name::Name;
 use crate::core::options::ClientOptions;
@@ -201,6 +201,24 @@ impl Client {
     /// the outbox, as a partly written one does.
     pub fn try_send_timeout(&self, data: &[u8], timeout: Duration) -> Result<Option<Pending>> {
         Ok(self.conn.clone().try_send(data, Some(timeout))?.map(|call| self.pending(call)))
+    }
+
+    /// Like [`try_send`](Self::try_send), for an event loop that looks for
+    /// the answer right away (a call alone in flight that may be answered
+    /// at once: a server on the same CPU often answers while the send
+    /// wakes it). [`TryCall::Answered`] if the answer was already here:
+    /// then nothing is left to collect for this call, and its answer may
+    /// not have made [`fd`](Self::fd) readable (over `shm:` that saves the
+    /// client a wake-up of its own descriptor and the read that clears it).
+    /// Otherwise [`TryCall::Sent`], to wait for as a `try_send`'s call, or
+    /// [`TryCall::NoRoom`] (nothing was sent). Errors as `try_send`.
+    pub fn try_call(&self, data: &[u8]) -> Result<TryCall> {
+        let Some(call) = self.conn.clone().try_send_looking(data)? else { return Ok(TryCall::NoRoom) };
+        let mut pending = self.pending(call);
+        Ok(match pending.try_wait() {
+            Some(answer) => TryCall::Answered(answer),
+            None => TryCall::Sent(pending),
+        })
     }
 
     /// A descriptor for an event loop (poll, epoll, libuv, asyncio's

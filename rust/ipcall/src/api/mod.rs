@@ -23,6 +23,6 @@ pub(crate) mod taken;
 
 pub use channel::channel;
 pub use client::Client;
-pub use pending::Pending;
+pub use pending::{Pending, TryCall};
 pub use request::{Cancelled, Request};
 pub use server::Server;

@@ -12,6 +12,17 @@ use crate::core::slot::Outcome;
 use crate::core::wait::Deadline;
 use crate::transport::Call;
 
+/// What [`Client::try_call`](crate::Client::try_call) did with a request.
+#[derive(Debug)]
+pub enum TryCall {
+    /// The transport had no room: nothing was sent (as `try_send`'s `None`).
+    NoRoom,
+    /// Sent; the answer is not here yet.
+    Sent(Pending),
+    /// Sent and already answered: the call's reply or error.
+    Answered(Result<Vec<u8>>),
+}
+
 /// A call in flight. Wait for it, poll it, or `.await` it (it is a `Future`).
 ///
 /// Dropping it abandons the call: a late answer is discarded.

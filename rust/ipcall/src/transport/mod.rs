@@ -295,6 +295,16 @@ pub(crate) trait ClientConn: Send + Sync {
         }
         .map(Some)
     }
+    /// [`try_send`](Self::try_send) for a caller that looks for the
+    /// answer right after it returns ([`Client::try_call`]): an answer
+    /// already here may be left for that look instead of announced on
+    /// `fd`, when no other call's completion needs announcing. The
+    /// default is `try_send`.
+    ///
+    /// [`Client::try_call`]: crate::Client::try_call
+    fn try_send_looking(self: Arc<Self>, data: &[u8]) -> Result<Option<Call>> {
+        self.try_send(data, None)
+    }
     /// True if replies are read by whoever calls `progress` or waits (a
     /// wire: `unix:`, `pipe:`, `shm:`), so that under tokio the runtime's
     /// reactor watches `fd` and its tasks make progress. The default

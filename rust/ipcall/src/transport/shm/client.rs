@@ -660,10 +660,11 @@ impl ClientConn for ShmClient {
     }
 
     fn try_send(self: Arc<Self>, data: &[u8], timeout: Option<Duration>) -> Result<Option<Call>> {
-        let shared = self.shared.clone();
-        let sent = self.evented_try_send(data, timeout);
-        shared.flush_cancels();
-        sent
+        self.evented_try_send_and_cancels(data, timeout, false)
+    }
+
+    fn try_send_looking(self: Arc<Self>, data: &[u8]) -> Result<Option<Call>> {
+        self.evented_try_send_and_cancels(data, None, true)
     }
 
     fn progress_spin(&self) -> bool {

@@ -90,6 +90,28 @@ impl Shared {
         crate::core::wait::try_lock(&self.writer)
     }
 
+    /// For a `try_send` whose caller looks for call `id`'s answer at once
+    /// (`try_send_looking`), with replies in the ring: reads them now, as
+    /// the reader, if `id` is the only call pending; true if that
+    /// answered it. Then the descriptor owes no readiness: the caller's
+    /// look finds the answer, and no other call completed. Completions
+    /// here ring nothing (`quietly`), so it is not asked with other calls
+    /// pending: their owners learn of them only from the descriptor.
+    fn answered_alone(&self, id: u64) -> bool {
+        let Ok(mut reader) = self.reader.try_lock() else { return false };
+        let alone = {
+            let calls = lock(&self.calls);
+            calls.pending.len() == 1 && calls.pending.contains_key(&id)
+        };
+        let answered = alone && {
+            quietly(|| self.drain(&mut reader));
+            lock(&self.calls).pending.is_empty()
+        };
+        drop(reader);
+        self.hand_on();
+        answered
+    }
+
     /// Wakes the server if it announced that it sleeps.
     fn wake_server(&self, writer: &Writer) {
         if take_sleeper(&writer.producer.ring().control().consumer_sleeping) {
@@ -303,8 +325,28 @@ impl ShmClient {
         }
     }
 
-    /// See [`ClientConn::try_send`](crate::transport::ClientConn::try_send).
-    pub(super) fn evented_try_send(self: Arc<Self>, data: &[u8], timeout: Option<Duration>) -> Result<Option<Call>> {
+    /// [`evented_try_send`](Self::evented_try_send), then the cancel
+    /// records that waited for the writer.
+    pub(super) fn evented_try_send_and_cancels(
+        self: Arc<Self>,
+        data: &[u8],
+        timeout: Option<Duration>,
+        looking: bool,
+    ) -> Result<Option<Call>> {
+        let shared = self.shared.clone();
+        let sent = self.evented_try_send(data, timeout, looking);
+        shared.flush_cancels();
+        sent
+    }
+
+    /// See [`ClientConn::try_send`](crate::transport::ClientConn::try_send);
+    /// `looking`: see [`ClientConn::try_send_looking`](crate::transport::ClientConn::try_send_looking).
+    pub(super) fn evented_try_send(
+        self: Arc<Self>,
+        data: &[u8],
+        timeout: Option<Duration>,
+        looking: bool,
+    ) -> Result<Option<Call>> {
         let shared = &self.shared;
         if data.len() as u64 > u64::from(shared.max) {
             return Err(Error::TooLarge { size: data.len() as u64, max: u64::from(shared.max) });
@@ -369,6 +411,8 @@ impl ShmClient {
         };
         writer.next_id += 1;
         shared.wake_server(&writer);
+        // The reply is here and no bell will say so: the descriptor owes a readiness.
+        let mut owed = false;
         if bell {
             // Ask for a wake-up for the reply (a `progress` with nothing
             // pending announced none), then look again (§12.4): a reply
@@ -386,9 +430,7 @@ impl ShmClient {
                 // clear was taken by the server, whose bell is on the way.
                 let server_rings =
                     shared.reader.try_lock().is_ok_and(|_reader| !take_sleeper(&replies.consumer_sleeping));
-                if !server_rings {
-                    shared.notifier.ring();
-                }
+                owed = !server_rings;
             }
         }
         if n != Some(data.len()) {
@@ -398,6 +440,9 @@ impl ShmClient {
             }
         }
         drop(writer);
+        if owed && !(looking && shared.answered_alone(id)) {
+            shared.notifier.ring();
+        }
         // Sent, so the ring had room: a `try_send` that found the writer
         // busy (or the ring full) meanwhile is told to try again.
         shared.send_blocked.after_blocking_send(&shared.notifier);
