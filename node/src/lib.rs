@@ -28,6 +28,7 @@ mod client;
 mod error;
 mod events;
 mod faces;
+mod ids;
 mod options;
 mod reactor;
 mod requests;

@@ -13,6 +13,7 @@ use napi::sys;
 use napi_derive::napi;
 
 use crate::error::to_js;
+use crate::ids::Ids;
 use crate::options::{millis, CallOptions, ServerOptions};
 use crate::reactor::{self, Driven, Reactor, Settlement, Value};
 
@@ -35,14 +36,11 @@ pub struct Server {
     id: u32,
 }
 
-/// This thread's servers by [`Server::id`] (`None`: a freed id), and the freed ids.
-type Servers = (Vec<Option<Rc<RefCell<Receiving>>>>, Vec<u32>);
-
 thread_local! {
     /// This thread's servers; a freed id is reused by the next server. A
     /// number is all JavaScript passes to `takeOrWait`, so any number is
     /// safe: one that names no server is refused.
-    static SERVERS: RefCell<Servers> = const { RefCell::new((Vec::new(), Vec::new())) };
+    static SERVERS: RefCell<Ids<Rc<RefCell<Receiving>>>> = const { RefCell::new(Ids::new()) };
 }
 
 /// A server's waiting `recv()`s (and `for await` steps), first come first served.
@@ -209,19 +207,7 @@ impl Server {
             served_in_a_row: 0,
             spin_armed: false,
         }));
-        let id = SERVERS.with(|servers| {
-            let (slots, free) = &mut *servers.borrow_mut();
-            match free.pop() {
-                Some(id) => {
-                    slots[id as usize] = Some(shared.clone());
-                    id
-                }
-                None => {
-                    slots.push(Some(shared.clone()));
-                    (slots.len() - 1) as u32
-                }
-            }
-        });
+        let id = SERVERS.with(|servers| servers.borrow_mut().insert(shared.clone()));
         Server { shared, name, id }
     }
 }
@@ -260,9 +246,7 @@ impl Drop for Server {
         // `try_with`: at thread exit the table may already be gone.
         let _ = SERVERS.try_with(|servers| {
             if let Ok(mut servers) = servers.try_borrow_mut() {
-                let (slots, free) = &mut *servers;
-                slots[self.id as usize] = None;
-                free.push(self.id);
+                servers.remove(self.id);
             }
         });
         // `recv()`s still waiting keep the core server (and its name) until
@@ -418,11 +402,7 @@ pub(crate) unsafe extern "C" fn take_or_wait(env: sys::napi_env, call: sys::napi
             let [id, step] = crate::requests::arguments::<2>(env, call)?;
             let id = crate::requests::number(env, id);
             let step = crate::abort::is_true(env, step);
-            let shared = SERVERS.with(|servers| {
-                let servers = servers.try_borrow().ok()?;
-                // A float index out of range (NaN, negative, huge) saturates and finds nothing.
-                servers.0.get(id as usize).filter(|_| id >= 0.0).cloned().flatten()
-            });
+            let shared = SERVERS.with(|servers| servers.try_borrow().ok()?.get(id));
             let Some(shared) = shared else {
                 return Err(crate::error::type_error(&Env::from_raw(env), "not a Server"));
             };

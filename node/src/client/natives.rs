@@ -21,34 +21,18 @@ use napi::sys;
 
 use super::{call_blocking, Calling};
 use crate::bytes::Bytes;
+use crate::ids::Ids;
 use crate::reactor::{self, Settle, Settlement, Value};
 use crate::requests::{arguments, boundary, integer, number};
 
-/// This thread's clients by id (`None`: a freed id), and the freed ids.
-type Clients = (Vec<Option<Rc<RefCell<Calling>>>>, Vec<u32>);
-
 thread_local! {
-    /// This thread's clients; a freed id is reused by the next client. A
-    /// number is all JavaScript passes, so any number is safe: one that
-    /// names no client is refused.
-    static CLIENTS: RefCell<Clients> = const { RefCell::new((Vec::new(), Vec::new())) };
+    /// This thread's clients by [`Client::id`](super::Client).
+    static CLIENTS: RefCell<Ids<Rc<RefCell<Calling>>>> = const { RefCell::new(Ids::new()) };
 }
 
 /// Lists `shared`; returns its id.
 pub(super) fn register(shared: &Rc<RefCell<Calling>>) -> u32 {
-    CLIENTS.with(|clients| {
-        let (slots, free) = &mut *clients.borrow_mut();
-        match free.pop() {
-            Some(id) => {
-                slots[id as usize] = Some(shared.clone());
-                id
-            }
-            None => {
-                slots.push(Some(shared.clone()));
-                (slots.len() - 1) as u32
-            }
-        }
-    })
+    CLIENTS.with(|clients| clients.borrow_mut().insert(shared.clone()))
 }
 
 /// Frees `id` (its `Client` is being dropped: no script holds it any more).
@@ -56,9 +40,7 @@ pub(super) fn unregister(id: u32) {
     // `try_with`: at thread exit the table may already be gone.
     let _ = CLIENTS.try_with(|clients| {
         if let Ok(mut clients) = clients.try_borrow_mut() {
-            let (slots, free) = &mut *clients;
-            slots[id as usize] = None;
-            free.push(id);
+            clients.remove(id);
         }
     });
 }
@@ -70,11 +52,7 @@ pub(super) fn unregister(id: u32) {
 unsafe fn client(env: sys::napi_env, id: sys::napi_value) -> napi::Result<Rc<RefCell<Calling>>> {
     // SAFETY: (1) per the contract.
     let id = unsafe { number(env, id) };
-    let found = CLIENTS.with(|clients| {
-        let clients = clients.try_borrow().ok()?;
-        // A float index out of range (NaN, negative, huge) saturates and finds nothing.
-        clients.0.get(id as usize).filter(|_| id >= 0.0).cloned().flatten()
-    });
+    let found = CLIENTS.with(|clients| clients.try_borrow().ok()?.get(id));
     found.ok_or_else(|| crate::error::type_error(&Env::from_raw(env), "not a Client"))
 }
 
