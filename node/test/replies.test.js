@@ -19,9 +19,9 @@ function message(size, seed) {
   return bytes
 }
 
-/** Runs `body(client)` against the Rust peer's echo server over unix:, then stops it. */
-async function withEchoServer(body) {
-  const { child, name } = await startRustServer('unix')
+/** Runs `body(client)` against the Rust peer's echo server over `kind`, then stops it. */
+async function withEchoServer(kind, body) {
+  const { child, name } = await startRustServer(kind)
   const exited = new Promise((resolve) => child.once('exit', resolve))
   const client = ipcall.connect(name)
   try {
@@ -33,9 +33,11 @@ async function withEchoServer(body) {
   }
 }
 
-describe('replies of the raw call paths', { skip: peerSkipReason() }, () => {
+// unix: replies read by the loop; shm: also answers already there when
+// the request has gone (the core's `try_call`).
+for (const kind of ['unix', 'shm']) describe(`${kind}: replies of the raw call paths`, { skip: peerSkipReason() }, () => {
   test('each callSync() reply keeps its own bytes, in and out of the pool, across pools', async () => {
-    await withEchoServer((client) => {
+    await withEchoServer(kind, (client) => {
       // Around the pool's limit (2 KiB), the copy limit (4 KiB) and a pool
       // (16 KiB): enough to fill several pools.
       const sizes = [0, 1, 63, 64, 2047, 2048, 2049, 4096, 4097, 70000]
@@ -59,7 +61,7 @@ describe('replies of the raw call paths', { skip: peerSkipReason() }, () => {
   })
 
   test('a pool transferred away by its user is not written to', async () => {
-    await withEchoServer((client) => {
+    await withEchoServer(kind, (client) => {
       const first = client.callSync('first')
       assert.ok(first.buffer.byteLength > first.length, 'a small reply is a view of the pool')
       const pool = first.buffer
@@ -74,7 +76,7 @@ describe('replies of the raw call paths', { skip: peerSkipReason() }, () => {
   })
 
   test('await call() replies match their calls, one at a time and many in flight, in and out of the pool', async () => {
-    await withEchoServer(async (client) => {
+    await withEchoServer(kind, async (client) => {
       const sizes = [0, 1, 63, 64, 2047, 2048, 2049, 4096, 4097, 70000]
       const sent = []
       const replies = []
@@ -108,7 +110,7 @@ describe('replies of the raw call paths', { skip: peerSkipReason() }, () => {
   })
 
   test('errors keep their codes on the raw paths', async () => {
-    await withEchoServer(async (client) => {
+    await withEchoServer(kind, async (client) => {
       const remote = await caught(() => client.callSync('fail:nope'))
       assert.ok(remote instanceof ipcall.IpcallError)
       assert.equal(remote.code, 'REMOTE')
@@ -127,7 +129,7 @@ describe('replies of the raw call paths', { skip: peerSkipReason() }, () => {
   })
 
   test('options still take the full path (a timeout, a signal)', async () => {
-    await withEchoServer(async (client) => {
+    await withEchoServer(kind, async (client) => {
       assert.equal(client.callSync('with options', { timeout: 60000 }).toString(), 'with options')
       assert.equal((await client.call('with options', { timeout: 60000 })).toString(), 'with options')
       const aborted = await caught(() => client.call('x', { signal: AbortSignal.abort() }))
