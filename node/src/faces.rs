@@ -59,10 +59,10 @@ const SETUP: &str = r#"(function setup(exports, native) {
   const shared = new ArrayBuffer(64)
   const F_DEADLINE = 0, F_NATS_ID = 1
   const U_SLOT = 0, U_GENERATION = 1, U_OFFSET = 2, U_LENGTH = 3, U_PID = 4, U_UID = 5, U_GID = 6
-  const U_FLAGS = 7, U_STATE = 8, U_TOOK = 9
+  const U_FLAGS = 7, U_STATE = 8, U_TOOK = 9, U_SETTLED = 10
   const OWN_BUFFER = 1, HAS_PID = 2, HAS_UID = 4, HAS_GID = 8, HAS_NATS_ID = 16, HAS_NAME = 32, HAS_DEADLINE = 64
   const doubles = new Float64Array(shared, 0, 2)
-  const ints = new Uint32Array(shared, 16, 10)
+  const ints = new Uint32Array(shared, 16, 11)
   const { takeOrWait, reply, fail, close, cancelled, watch, peerName } = native
   const { callSync: rawCallSync, call: rawCall } = native
   // A request collected unanswered is closed: its caller gets NO_REPLY.
@@ -319,8 +319,10 @@ const SETUP: &str = r#"(function setup(exports, native) {
       })
       callResolves[slot] = resolve
       callRejects[slot] = reject
+      let value
+      ints[U_SETTLED] = 0
       try {
-        rawCall(id, data, slot)
+        value = rawCall(id, data, slot)
       } catch (err) {
         // Thrown before the call began: nothing will settle the slot.
         callResolves[slot] = undefined
@@ -328,6 +330,8 @@ const SETUP: &str = r#"(function setup(exports, native) {
         freeCallSlots.push(slot)
         throw err
       }
+      const settled = ints[U_SETTLED]
+      if (settled !== 0) settleCall(slot, settled - 1, value)
       return promise
     }],
   ]) {

@@ -88,8 +88,12 @@ mod info {
     /// `u32`: set to 1 when `takeOrWait` returns a request's data (the
     /// script clears it before the call; left 0, the call returned a Promise).
     pub(super) const TOOK: usize = INTS + 9;
+    /// `u32`: set by `call` to 1 + `settleCall`'s `how` when the call was
+    /// settled inside it (the script settles it with the value `call`
+    /// returned; it clears this before the call).
+    pub(super) const SETTLED: usize = INTS + 10;
     /// The `u32` fields end here.
-    pub(super) const INTS_END: usize = INTS + 10;
+    pub(super) const INTS_END: usize = INTS + 11;
 
     /// The data argument is the bytes' own `Buffer`, not the pool.
     pub(super) const OWN_BUFFER: u32 = 1;
@@ -397,14 +401,8 @@ const SETTLE_POOLED: u32 = 2;
 pub(crate) unsafe fn settle_call(env: &Env, slot: u32, reply: ipcall::Result<Vec<u8>>) {
     let raw = env.raw();
     let settled = (|| -> napi::Result<()> {
-        let (how, value) = match reply {
-            Ok(bytes) => match unsafe { pooled_reply(raw, &bytes) }? {
-                Some(pool) => (SETTLE_POOLED, pool),
-                // SAFETY: (1) per the contract.
-                None => (SETTLE_VALUE, unsafe { crate::bytes::buffer_value(raw, bytes) }?),
-            },
-            Err(err) => (SETTLE_REJECT, crate::client::call_error_value(env, err)?),
-        };
+        // SAFETY: (1) per the contract.
+        let (how, value) = unsafe { script_settlement(env, reply) }?;
         let settle = with_table(|table| {
             let mut settle = ptr::null_mut();
             // SAFETY: (1) per the contract; (2) `settle_ref` is live (struct invariant).
@@ -426,6 +424,39 @@ pub(crate) unsafe fn settle_call(env: &Env, slot: u32, reply: ipcall::Result<Vec
         // SAFETY: (1) per the contract; clears what the failed step left pending, if anything.
         unsafe { sys::napi_get_and_clear_last_exception(raw, &mut exception) };
     }
+}
+
+/// `settleCall`'s `how` and `value` for `reply`.
+///
+/// # Safety
+/// As [`settle_call`].
+unsafe fn script_settlement(env: &Env, reply: ipcall::Result<Vec<u8>>) -> napi::Result<(u32, sys::napi_value)> {
+    let raw = env.raw();
+    Ok(match reply {
+        // SAFETY: (1) per the contract.
+        Ok(bytes) => match unsafe { pooled_reply(raw, &bytes) }? {
+            Some(pool) => (SETTLE_POOLED, pool),
+            // SAFETY: (1) per the contract.
+            None => (SETTLE_VALUE, unsafe { crate::bytes::buffer_value(raw, bytes) }?),
+        },
+        Err(err) => (SETTLE_REJECT, crate::client::call_error_value(env, err)?),
+    })
+}
+
+/// A call of the script's `call` settled before that native call
+/// returns: the value to return, with `SETTLED` written (1 + `how`), so
+/// that the script settles it without this side calling into JavaScript
+/// (`napi_call_function` costs more than the rest of such a call).
+///
+/// # Safety
+/// As [`settle_call`].
+pub(crate) unsafe fn settled_now(env: &Env, reply: ipcall::Result<Vec<u8>>) -> napi::Result<sys::napi_value> {
+    // SAFETY: (1) per the contract.
+    let (how, value) = unsafe { script_settlement(env, reply) }?;
+    with_table(|table| {
+        table.set_u32(info::SETTLED, how + 1);
+        Ok(value)
+    })
 }
 
 // ---- The raw functions the setup script calls (module-private there). ----

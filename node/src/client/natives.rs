@@ -81,9 +81,11 @@ pub(crate) unsafe extern "C" fn call_sync(env: sys::napi_env, call: sys::napi_ca
 
 /// `call(id, data, slot)`: starts the call whose Promise the setup script
 /// made, its resolvers waiting under `slot`; it is settled through the
-/// script's `settleCall` (maybe before this returns: an answer that is
-/// already here). Throws only before the call began (a number that names
-/// no client, bad data): then nothing will settle `slot`.
+/// script's `settleCall`, or — settled before this returns (an answer
+/// already here, a refusal) — by the script itself with the value this
+/// returns, `SETTLED` set. Throws only before the call began (a number
+/// that names no client, bad data) or if that value cannot be made: then
+/// nothing will settle `slot`.
 ///
 /// # Safety
 /// Called by Node on `env`'s JavaScript thread with `call`.
@@ -98,6 +100,17 @@ pub(crate) unsafe extern "C" fn call(env: sys::napi_env, call: sys::napi_callbac
             let env = Env::from_raw(env);
             let mut out = Vec::new();
             let id = shared.borrow_mut().start(data.as_slice(), to, None, &mut out);
+            if id.is_none() {
+                // Settled at once (answered, or refused): `out` holds this
+                // call's settlement only, which the script makes from what
+                // this returns, unless watching failed (then as below).
+                debug_assert!(out.len() == 1);
+                if reactor::update(&shared).is_ok() {
+                    if let Some(Settlement { value: Value::Reply(reply), .. }) = out.pop() {
+                        return crate::requests::settled_now(&env, reply).map(Some);
+                    }
+                }
+            }
             reactor::settle_all(&env, out);
             if let Err(e) = reactor::update(&shared) {
                 // No handle watches the call: it would never end. It ends now.
