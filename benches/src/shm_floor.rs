@@ -50,7 +50,15 @@ impl Wait {
 }
 
 /// One direction's mailbox: a sequence number (the futex word), the
-/// waiter's "sleeping" flag on its own line, and a length.
+/// waiter's sleep announcement on its own line, and a length.
+///
+/// The announcement names the sequence number the sleeper waits for (0:
+/// none), and a publisher takes it only if it names the number it just
+/// published. A plain flag was not enough: a publisher delayed between its
+/// increment and its look could take the flag its peer had raised for the
+/// *next* message, before sleeping; the wake-up then went to nobody, the
+/// next publisher found the flag down, and both sides slept for good (a
+/// `make bench` hung this way, cross CPU, 2026-12-05).
 struct Mailbox {
     base: *mut u8,
 }
@@ -64,6 +72,7 @@ impl Mailbox {
         // SAFETY: (1) as above.
         unsafe { &*(self.base.add(4) as *const AtomicU32) }
     }
+    /// The sequence number a sleeping waiter waits for; 0 if none.
     fn sleeping(&self) -> &AtomicU32 {
         // SAFETY: (1) as above.
         unsafe { &*(self.base.add(64) as *const AtomicU32) }
@@ -89,7 +98,9 @@ impl Mailbox {
             if v != last {
                 return v;
             }
-            self.sleeping().store(1, Ordering::Relaxed);
+            // What it waits for. After 2^32 messages this wraps to 0 ("no
+            // sleeper"): far beyond any run of the bench.
+            self.sleeping().store(last.wrapping_add(1), Ordering::Relaxed);
             fence(Ordering::SeqCst);
             let v = self.seq().load(Ordering::Acquire);
             if v == last {
@@ -107,14 +118,22 @@ impl Mailbox {
         let v = self.seq().fetch_add(1, Ordering::Release) + 1;
         if how != Wait::Spin {
             fence(Ordering::SeqCst);
-            if self.sleeping().load(Ordering::Relaxed) != 0 && self.sleeping().swap(0, Ordering::AcqRel) != 0 {
-                // SAFETY: (1) as above.
-                unsafe {
-                    libc::syscall(libc::SYS_futex, self.seq().as_ptr(), libc::FUTEX_WAKE, 1, 0usize, 0usize, 0u32)
-                };
-            }
+            self.wake_sleeper_of(v);
         }
         v
+    }
+
+    /// Wakes the waiter if it announced that it sleeps until message `v`
+    /// — only then: a late look never takes an announcement made for a
+    /// later message.
+    fn wake_sleeper_of(&self, v: u32) {
+        let sleeper = self.sleeping();
+        if sleeper.load(Ordering::Relaxed) == v
+            && sleeper.compare_exchange(v, 0, Ordering::AcqRel, Ordering::Relaxed).is_ok()
+        {
+            // SAFETY: (1) as above.
+            unsafe { libc::syscall(libc::SYS_futex, self.seq().as_ptr(), libc::FUTEX_WAKE, 1, 0usize, 0usize, 0u32) };
+        }
     }
 }
 
@@ -227,5 +246,36 @@ pub fn serve(how: Wait, reply_len: usize) {
         // SAFETY: (1) the reply area holds 4096 bytes (checked by `area`).
         unsafe { std::ptr::copy_nonoverlapping(answer.as_ptr(), shared.area(REP_DATA, reply_len), reply_len) };
         shared.replies().publish(reply_len as u32, how);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Mailbox, Wait};
+    use std::sync::atomic::Ordering;
+
+    #[test]
+    fn a_late_publisher_leaves_an_announcement_made_for_a_later_message() {
+        // 256 bytes, 8-aligned: the mailbox's words at 0, 4 and 64.
+        let mut memory = vec![0u64; 32];
+        let mailbox = Mailbox { base: memory.as_mut_ptr().cast() };
+        // The waiter saw message 1 and now sleeps until message 2.
+        mailbox.seq().store(1, Ordering::Relaxed);
+        mailbox.sleeping().store(2, Ordering::Relaxed);
+        // The publisher of message 1, late, looks only now: it must leave
+        // the announcement (the old flag was taken here, and message 2
+        // then woke nobody).
+        mailbox.wake_sleeper_of(1);
+        assert_eq!(mailbox.sleeping().load(Ordering::Relaxed), 2);
+        // Message 2 takes it (and wakes the sleeper: here nobody sleeps).
+        assert_eq!(mailbox.publish(8, Wait::Futex), 2);
+        assert_eq!(mailbox.sleeping().load(Ordering::Relaxed), 0);
+        assert_eq!(mailbox.len().load(Ordering::Relaxed), 8);
+        // No announcement: a publish leaves it so.
+        assert_eq!(mailbox.publish(9, Wait::SpinFutex), 3);
+        assert_eq!(mailbox.sleeping().load(Ordering::Relaxed), 0);
+        // A waiter whose message is there returns at once, announcing nothing.
+        assert_eq!(mailbox.wait(2, Wait::Futex), 3);
+        assert_eq!(mailbox.sleeping().load(Ordering::Relaxed), 0);
     }
 }
