@@ -562,6 +562,19 @@ ipcall_status ipcall_client_send(const struct ipcall_client *client, const uint8
 ipcall_status ipcall_client_try_send(const struct ipcall_client *client, const uint8_t *data, size_t len, struct ipcall_pending **out);
 
 /**
+ * Like `ipcall_client_try_send`, for an event loop that calls
+ * `ipcall_pending_try_wait` on the call right away (a call alone in
+ * flight that may be answered at once: a server on the same CPU often
+ * answers while the send wakes it). An answer already there when the
+ * request has gone is kept in `*out`, and `ipcall_pending_try_wait`
+ * returns it at once; it may not have made `ipcall_client_fd` readable
+ * (over `shm:` that saves the client a wake-up of its own descriptor and
+ * the read that clears it). Statuses as `ipcall_client_try_send`
+ * (`IPCALL_E_TIMEOUT`: no room now, nothing sent, `*out` untouched).
+ */
+ipcall_status ipcall_client_try_call(const struct ipcall_client *client, const uint8_t *data, size_t len, struct ipcall_pending **out);
+
+/**
  * The client's descriptor for an event loop (poll, epoll, libuv,
  * libevent): readable, level-triggered, when some call of this client may
  * have completed, when the connection died, or when the outbox can be

@@ -593,6 +593,20 @@ public:
         return Pending(raw);
     }
 
+    /// Like try_send(), for an event loop that calls Pending::try_wait()
+    /// on the call right away: an answer already there when the request
+    /// has gone is kept in the Pending (try_wait() returns it at once) and
+    /// may not have made fd() readable.
+    std::optional<Pending> try_call(Bytes request) const {
+        ipcall_pending *raw = nullptr;
+        ipcall_status status = ipcall_client_try_call(handle_.get(), request.data(), request.size(), &raw);
+        if (status == IPCALL_E_TIMEOUT) {
+            return std::nullopt;
+        }
+        detail::check(status);
+        return Pending(raw);
+    }
+
     /// A descriptor for an event loop: readable (level-triggered) when a
     /// call may have completed or the connection died; then call progress()
     /// and Pending::try_wait(). Owned by the client (never close it); ask

@@ -3,7 +3,7 @@
 use std::ffi::{c_char, CString};
 use std::sync::Arc;
 
-use ipcall_core::{Client, ClientOptions, Error, Pending};
+use ipcall_core::{Client, ClientOptions, Error, Pending, TryCall};
 
 use crate::{
     guard, guard_value, input_bytes, input_str, ipcall_buf, ipcall_client_options, ipcall_stats, ipcall_status,
@@ -31,9 +31,23 @@ pub struct ipcall_client {
 pub struct ipcall_pending {
     /// `None` once the outcome was handed out or the call abandoned
     /// (the pending is then "spent": waits report `IPCALL_E_CLOSED`).
-    pending: Option<Pending>,
+    call: Option<Call>,
     /// The server's name, for the message of a wait on a spent pending.
     name: Arc<str>,
+}
+
+/// A call behind an [`ipcall_pending`].
+enum Call {
+    /// In flight (or answered, to be collected by a wait).
+    InFlight(Pending),
+    /// Answered before `ipcall_client_try_call` returned.
+    Answered(ipcall_core::Result<Vec<u8>>),
+}
+
+impl ipcall_pending {
+    fn new(call: Call, name: &str) -> *mut ipcall_pending {
+        Box::into_raw(Box::new(ipcall_pending { call: Some(call), name: Arc::from(name) }))
+    }
 }
 
 /// The client behind a handle pointer, checked for NULL.
@@ -204,8 +218,7 @@ pub extern "C" fn ipcall_client_send(
         let bytes = input_bytes(data, len)?;
         non_null(out, "out")?;
         let pending = client.send(bytes)?;
-        let name = Arc::from(client.name());
-        write_out(out, Box::into_raw(Box::new(ipcall_pending { pending: Some(pending), name })));
+        write_out(out, ipcall_pending::new(Call::InFlight(pending), client.name()));
         Ok(())
     })
 }
@@ -238,8 +251,41 @@ pub extern "C" fn ipcall_client_try_send(
             failure.message = format!("{}: no room to send now; nothing was sent", client.name());
             return Err(failure);
         };
-        let name = Arc::from(client.name());
-        write_out(out, Box::into_raw(Box::new(ipcall_pending { pending: Some(pending), name })));
+        write_out(out, ipcall_pending::new(Call::InFlight(pending), client.name()));
+        Ok(())
+    })
+}
+
+/// Like `ipcall_client_try_send`, for an event loop that calls
+/// `ipcall_pending_try_wait` on the call right away (a call alone in
+/// flight that may be answered at once: a server on the same CPU often
+/// answers while the send wakes it). An answer already there when the
+/// request has gone is kept in `*out`, and `ipcall_pending_try_wait`
+/// returns it at once; it may not have made `ipcall_client_fd` readable
+/// (over `shm:` that saves the client a wake-up of its own descriptor and
+/// the read that clears it). Statuses as `ipcall_client_try_send`
+/// (`IPCALL_E_TIMEOUT`: no room now, nothing sent, `*out` untouched).
+#[no_mangle]
+pub extern "C" fn ipcall_client_try_call(
+    client: *const ipcall_client,
+    data: *const u8,
+    len: usize,
+    out: *mut *mut ipcall_pending,
+) -> ipcall_status {
+    guard(|| {
+        let client = &client_ref(client)?.client;
+        let bytes = input_bytes(data, len)?;
+        non_null(out, "out")?;
+        let call = match client.try_call(bytes)? {
+            TryCall::NoRoom => {
+                let mut failure = Failure::from(Error::Timeout { name: Arc::from(client.name()) });
+                failure.message = format!("{}: no room to send now; nothing was sent", client.name());
+                return Err(failure);
+            }
+            TryCall::Sent(pending) => Call::InFlight(pending),
+            TryCall::Answered(outcome) => Call::Answered(outcome),
+        };
+        write_out(out, ipcall_pending::new(call, client.name()));
         Ok(())
     })
 }
@@ -368,10 +414,12 @@ pub extern "C" fn ipcall_pending_wait(
         let handle = pending_mut(pending)?;
         non_null(reply, "reply")?;
         let wait = Wait::from_ms(timeout_ms)?;
-        let pending = handle.pending.take().ok_or_else(|| spent(&handle.name))?;
-        let outcome = match wait {
-            Wait::Forever => pending.wait(),
-            wait => pending.wait_timeout(wait.as_duration()),
+        let outcome = match handle.call.take().ok_or_else(|| spent(&handle.name))? {
+            Call::Answered(outcome) => outcome,
+            Call::InFlight(pending) => match wait {
+                Wait::Forever => pending.wait(),
+                wait => pending.wait_timeout(wait.as_duration()),
+            },
         };
         deliver(outcome, reply)
     })
@@ -390,15 +438,21 @@ pub extern "C" fn ipcall_pending_try_wait(pending: *mut ipcall_pending, reply: *
     guard(|| {
         let handle = pending_mut(pending)?;
         non_null(reply, "reply")?;
-        let pending = handle.pending.as_mut().ok_or_else(|| spent(&handle.name))?;
-        match pending.try_wait() {
+        let outcome = match handle.call.as_mut().ok_or_else(|| spent(&handle.name))? {
+            Call::InFlight(pending) => pending.try_wait(),
+            Call::Answered(_) => match handle.call.take() {
+                Some(Call::Answered(outcome)) => Some(outcome),
+                _ => unreachable!("matched just above"),
+            },
+        };
+        match outcome {
             None => {
                 let mut failure = Failure::from(Error::Timeout { name: handle.name.clone() });
                 failure.message = format!("{}: no answer yet (the call is still in flight)", handle.name);
                 Err(failure)
             }
             Some(outcome) => {
-                handle.pending = None;
+                handle.call = None;
                 deliver(outcome, reply)
             }
         }
