@@ -96,22 +96,19 @@ impl Calling {
     }
 
     /// Sends a request (or queues it for the writer thread) and records the
-    /// call; a request refused at once (or answered already) settles in
-    /// `out`. Returns the call's id while it is in flight.
-    fn start(&mut self, data: &[u8], to: Settle, timeout: Option<Duration>, out: &mut Vec<Settlement>) -> Option<u64> {
-        let reject = |out: &mut Vec<Settlement>, err| {
-            out.push(Settlement { to, value: Value::Reply(Err(err)) });
-            None
-        };
+    /// call, to be settled through `to`; or its outcome at once (refused,
+    /// or answered already), which the caller settles.
+    fn start(&mut self, data: &[u8], to: Settle, timeout: Option<Duration>) -> Started {
+        let reject = |err| Started::Settled(Err(err));
         let Some(client) = self.client.clone() else {
-            return reject(out, self.closed_error());
+            return reject(self.closed_error());
         };
         if !self.evented {
             // Asked before the first request, so that every request from
             // now on is announced on it.
             match client.fd() {
                 Ok(fd) => self.reactor.set_fd(fd.as_raw_fd()),
-                Err(e) => return reject(out, e),
+                Err(e) => return reject(e),
             }
             self.evented = true;
         }
@@ -128,8 +125,7 @@ impl Calling {
                 None if self.may_settle_eagerly() => match client.try_call(data) {
                     Ok(ipcall::TryCall::Answered(answer)) => {
                         self.eager_in_a_row += 1;
-                        out.push(Settlement { to, value: Value::Reply(answer) });
-                        return None;
+                        return Started::Settled(answer);
                     }
                     Ok(ipcall::TryCall::Sent(pending)) => Ok(Some(pending)),
                     Ok(ipcall::TryCall::NoRoom) => Ok(None),
@@ -140,25 +136,24 @@ impl Calling {
             };
             match sent {
                 Ok(sent) => sent,
-                Err(e) => return reject(out, e),
+                Err(e) => return reject(e),
             }
         };
         if let Some(answer) = pending.as_mut().and_then(|sent| self.eager(&client, sent)) {
             // Answered already: no handle is armed, no loop turn is needed.
-            out.push(Settlement { to, value: Value::Reply(answer) });
-            return None;
+            return Started::Settled(answer);
         }
         if pending.is_none() {
             // No room now: the writer thread waits for it.
             if self.writer.is_none() {
                 match Writer::start(client, self.handoff.clone()) {
                     Ok(writer) => self.writer = Some(writer),
-                    Err(source) => return reject(out, ipcall::Error::Io { name: self.name.clone(), source }),
+                    Err(source) => return reject(ipcall::Error::Io { name: self.name.clone(), source }),
                 }
             }
             let writer = self.writer.as_ref().expect("started above");
             if !writer.send(id, data.to_vec(), timeout.map(|limit| (limit, since))) {
-                return reject(out, ipcall::Error::Disconnected { name: self.name.clone() });
+                return reject(ipcall::Error::Disconnected { name: self.name.clone() });
             }
             self.queued += 1;
         } else {
@@ -170,7 +165,7 @@ impl Calling {
             self.deadlines.insert((at, id));
         }
         self.calls.insert(id, Call { to, pending, deadline });
-        Some(id)
+        Started::InFlight(id)
     }
 
     /// Gives up on call `id` (its `AbortSignal` aborted): dropping its
@@ -350,20 +345,28 @@ impl Driven for Calling {
     }
 }
 
-/// Starts call `data` on `shared` for Promise `to` (settled now if it is
-/// refused or answered at once); returns its id while it is in flight.
-fn start_call(
-    shared: &Rc<RefCell<Calling>>,
-    env: &Env,
-    data: &[u8],
-    to: Settle,
-    timeout: Option<Duration>,
-) -> napi::Result<Option<u64>> {
-    let mut out = Vec::new();
-    let id = shared.borrow_mut().start(data, to, timeout, &mut out);
-    reactor::settle_all(env, out);
-    reactor::update(shared)?;
-    Ok(id)
+/// What [`start_call`] did with a call.
+enum Started {
+    /// In flight under this id; settled through its `Settle` later.
+    InFlight(u64),
+    /// Its outcome now (refused, or answered already), for the caller to
+    /// settle: nothing else will.
+    Settled(ipcall::Result<Vec<u8>>),
+}
+
+/// Starts call `data` on `shared` for Promise `to`, and lets libuv watch
+/// for its answer. A call that libuv cannot watch would never end: it is
+/// given up at once and settled with `IO`.
+fn start_call(shared: &Rc<RefCell<Calling>>, data: &[u8], to: Settle, timeout: Option<Duration>) -> Started {
+    let started = shared.borrow_mut().start(data, to, timeout);
+    let watched = reactor::update(shared);
+    match (started, watched) {
+        (Started::InFlight(id), Err(e)) if shared.borrow_mut().abort(id).is_some() => {
+            let name = shared.borrow().name.clone();
+            Started::Settled(Err(ipcall::Error::Io { name, source: std::io::Error::other(e.reason) }))
+        }
+        (started, _) => started,
+    }
 }
 
 /// `callSync`'s round trip: the reply, or the error to throw.
@@ -495,7 +498,7 @@ impl Client {
     }
 
     /// This client's index in this thread's table (for the setup script).
-    #[napi(js_name = "__ipcallId", skip_typescript)]
+    #[napi(js_name = "__ipcallClientId", skip_typescript)]
     pub fn id(&self) -> u32 {
         self.id
     }
@@ -582,9 +585,16 @@ impl Client {
             }
             return Ok(promise);
         }
-        let id = start_call(&self.shared, env, data.as_slice(), Settle::Deferred(deferred), timeout)?;
-        if let (Some(signal), Some(id)) = (signal, id) {
-            self.on_abort(env, signal, id)?;
+        match start_call(&self.shared, data.as_slice(), Settle::Deferred(deferred), timeout) {
+            Started::Settled(outcome) => {
+                let to = Settle::Deferred(deferred);
+                reactor::settle_all(env, vec![Settlement { to, value: Value::Reply(outcome) }]);
+            }
+            Started::InFlight(id) => {
+                if let Some(signal) = signal {
+                    self.on_abort(env, signal, id)?;
+                }
+            }
         }
         Ok(promise)
     }

@@ -243,12 +243,16 @@ const SETUP: &str = r#"(function setup(exports, native) {
   // `recv()` (without options) and `for await` steps: one native call
   // takes a request ready now — the object and a resolved Promise are
   // made here — or returns the Promise of one (see `takeOrWait`).
-  const ID = Symbol('ipcall server id')
-  function serverId(server) {
-    let id = server[ID]
+  // A server's or a client's number in this thread's native table (a
+  // number of the other table would name the wrong object: each class
+  // has its own method and key), asked once and kept on the object.
+  const SERVER_ID = Symbol('ipcall server id')
+  const CLIENT_ID = Symbol('ipcall client id')
+  function idOf(object, key, method) {
+    let id = object[key]
     if (id === undefined) {
-      id = server.__ipcallId()
-      Object.defineProperty(server, ID, { value: id })
+      id = object[method]()
+      Object.defineProperty(object, key, { value: id })
     }
     return id
   }
@@ -262,7 +266,7 @@ const SETUP: &str = r#"(function setup(exports, native) {
   const nativeRecv = Server.prototype.recv
   Object.defineProperty(Server.prototype, 'recv', {
     value: function recv(options) {
-      if (options === undefined || options === null) return next(serverId(this), false)
+      if (options === undefined || options === null) return next(idOf(this, SERVER_ID, '__ipcallId'), false)
       return nativeRecv.call(this, options)
     },
     writable: true,
@@ -274,7 +278,7 @@ const SETUP: &str = r#"(function setup(exports, native) {
   Object.defineProperty(Server.prototype, '__ipcallId', { enumerable: false })
   Object.defineProperty(Server.prototype, Symbol.asyncIterator, {
     value() {
-      const id = serverId(this)
+      const id = idOf(this, SERVER_ID, '__ipcallId')
       return {
         next() { return next(id, true) },
         return(value) { return Promise.resolve({ value, done: true }) },
@@ -289,28 +293,19 @@ const SETUP: &str = r#"(function setup(exports, native) {
   // the client's id (see client/natives.rs). A small reply of
   // `callSync()` comes back in the pool (TOOK set) and is viewed here;
   // `call()`'s Promise is made here and settled by `settleCall`.
-  const CLIENT_ID = Symbol('ipcall client id')
-  function clientId(client) {
-    let id = client[CLIENT_ID]
-    if (id === undefined) {
-      id = client.__ipcallId()
-      Object.defineProperty(client, CLIENT_ID, { value: id })
-    }
-    return id
-  }
-  Object.defineProperty(Client.prototype, '__ipcallId', { enumerable: false })
+  Object.defineProperty(Client.prototype, '__ipcallClientId', { enumerable: false })
   const nativeCallSync = Client.prototype.callSync
   const nativeCall = Client.prototype.call
   for (const [key, value] of [
     ['callSync', function callSync(data, options) {
       if (options !== undefined && options !== null) return nativeCallSync.call(this, data, options)
       ints[U_TOOK] = 0
-      const reply = rawCallSync(clientId(this), data)
+      const reply = rawCallSync(idOf(this, CLIENT_ID, '__ipcallClientId'), data)
       return ints[U_TOOK] === 0 ? reply : Buffer.from(reply, ints[U_OFFSET], ints[U_LENGTH])
     }],
     ['call', function call(data, options) {
       if (options !== undefined && options !== null) return nativeCall.call(this, data, options)
-      const id = clientId(this)
+      const id = idOf(this, CLIENT_ID, '__ipcallClientId')
       const slot = freeCallSlots.length > 0 ? freeCallSlots.pop() : callResolves.length
       let resolve, reject
       const promise = new Promise((res, rej) => {

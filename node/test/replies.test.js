@@ -138,12 +138,18 @@ for (const kind of ['unix', 'shm']) describe(`${kind}: replies of the raw call p
     })
   })
 
-  test('the raw paths refuse what is not a client', () => {
+  test('the raw paths refuse what is not a client, and a server\'s number never names a client', () => {
     const { callSync, call } = ipcall.Client.prototype
+    const server = ipcall.Server.bindUnique('mem')
+    const client = ipcall.connect(server.name)
     for (const method of [callSync, call]) {
       assert.throws(() => method.call({}, 'x'), TypeError)
-      assert.throws(() => method.call({ __ipcallId: () => 1e9 }, 'x'), /not a Client/)
-      assert.throws(() => method.call({ __ipcallId: () => -1 }, 'x'), /not a Client/)
+      assert.throws(() => method.call({ __ipcallClientId: () => 1e9 }, 'x'), /not a Client/)
+      assert.throws(() => method.call({ __ipcallClientId: () => -1 }, 'x'), /not a Client/)
+      assert.throws(() => method.call(server, 'x'), TypeError)
     }
+    assert.throws(() => ipcall.Server.prototype.recv.call(client), TypeError)
+    client.close()
+    server.close()
   })
 })

@@ -19,10 +19,10 @@ use std::rc::Rc;
 use napi::bindgen_prelude::{Env, FromNapiValue};
 use napi::sys;
 
-use super::{call_blocking, Calling};
+use super::{call_blocking, start_call, Calling, Started};
 use crate::bytes::Bytes;
 use crate::ids::Ids;
-use crate::reactor::{self, Settle, Settlement, Value};
+use crate::reactor::Settle;
 use crate::requests::{arguments, boundary, integer, number};
 
 thread_local! {
@@ -82,10 +82,10 @@ pub(crate) unsafe extern "C" fn call_sync(env: sys::napi_env, call: sys::napi_ca
 /// `call(id, data, slot)`: starts the call whose Promise the setup script
 /// made, its resolvers waiting under `slot`; it is settled through the
 /// script's `settleCall`, or — settled before this returns (an answer
-/// already here, a refusal) — by the script itself with the value this
-/// returns, `SETTLED` set. Throws only before the call began (a number
-/// that names no client, bad data) or if that value cannot be made: then
-/// nothing will settle `slot`.
+/// already here, a refusal, a call libuv could not watch) — by the script
+/// itself with the value this returns, `SETTLED` set. Throws only before
+/// the call began (a number that names no client, bad data) or if that
+/// value cannot be made: then nothing will settle `slot`.
 ///
 /// # Safety
 /// Called by Node on `env`'s JavaScript thread with `call`.
@@ -97,30 +97,11 @@ pub(crate) unsafe extern "C" fn call(env: sys::napi_env, call: sys::napi_callbac
             let shared = client(env, id)?;
             let data = Bytes::from_napi_value(env, data)?;
             let to = Settle::Script(integer(env, slot));
-            let env = Env::from_raw(env);
-            let mut out = Vec::new();
-            let id = shared.borrow_mut().start(data.as_slice(), to, None, &mut out);
-            if id.is_none() {
-                // Settled at once (answered, or refused): `out` holds this
-                // call's settlement only, which the script makes from what
-                // this returns, unless watching failed (then as below).
-                debug_assert!(out.len() == 1);
-                if reactor::update(&shared).is_ok() {
-                    if let Some(Settlement { value: Value::Reply(reply), .. }) = out.pop() {
-                        return crate::requests::settled_now(&env, reply).map(Some);
-                    }
-                }
+            match start_call(&shared, data.as_slice(), to, None) {
+                Started::InFlight(_) => Ok(None),
+                // The script settles it from what this returns.
+                Started::Settled(outcome) => crate::requests::settled_now(&Env::from_raw(env), outcome).map(Some),
             }
-            reactor::settle_all(&env, out);
-            if let Err(e) = reactor::update(&shared) {
-                // No handle watches the call: it would never end. It ends now.
-                if let Some(to) = id.and_then(|id| shared.borrow_mut().abort(id)) {
-                    let name = shared.borrow().name.clone();
-                    let failed = ipcall::Error::Io { name, source: std::io::Error::other(e.reason) };
-                    reactor::settle_all(&env, vec![Settlement { to, value: Value::Reply(Err(failed)) }]);
-                }
-            }
-            Ok(None)
         })
     }
 }

@@ -246,14 +246,17 @@ pub extern "C" fn ipcall_client_try_send(
         let client = &client_ref(client)?.client;
         let bytes = input_bytes(data, len)?;
         non_null(out, "out")?;
-        let Some(pending) = client.try_send(bytes)? else {
-            let mut failure = Failure::from(Error::Timeout { name: Arc::from(client.name()) });
-            failure.message = format!("{}: no room to send now; nothing was sent", client.name());
-            return Err(failure);
-        };
+        let Some(pending) = client.try_send(bytes)? else { return Err(no_room(client)) };
         write_out(out, ipcall_pending::new(Call::InFlight(pending), client.name()));
         Ok(())
     })
+}
+
+/// `IPCALL_E_TIMEOUT` of a send that found no room (and sent nothing).
+fn no_room(client: &Client) -> Failure {
+    let mut failure = Failure::from(Error::Timeout { name: Arc::from(client.name()) });
+    failure.message = format!("{}: no room to send now; nothing was sent", client.name());
+    failure
 }
 
 /// Like `ipcall_client_try_send`, for an event loop that calls
@@ -277,11 +280,7 @@ pub extern "C" fn ipcall_client_try_call(
         let bytes = input_bytes(data, len)?;
         non_null(out, "out")?;
         let call = match client.try_call(bytes)? {
-            TryCall::NoRoom => {
-                let mut failure = Failure::from(Error::Timeout { name: Arc::from(client.name()) });
-                failure.message = format!("{}: no room to send now; nothing was sent", client.name());
-                return Err(failure);
-            }
+            TryCall::NoRoom => return Err(no_room(client)),
             TryCall::Sent(pending) => Call::InFlight(pending),
             TryCall::Answered(outcome) => Call::Answered(outcome),
         };
@@ -438,24 +437,20 @@ pub extern "C" fn ipcall_pending_try_wait(pending: *mut ipcall_pending, reply: *
     guard(|| {
         let handle = pending_mut(pending)?;
         non_null(reply, "reply")?;
-        let outcome = match handle.call.as_mut().ok_or_else(|| spent(&handle.name))? {
-            Call::InFlight(pending) => pending.try_wait(),
-            Call::Answered(_) => match handle.call.take() {
-                Some(Call::Answered(outcome)) => Some(outcome),
-                _ => unreachable!("matched just above"),
+        let outcome = match handle.call.take().ok_or_else(|| spent(&handle.name))? {
+            Call::Answered(outcome) => outcome,
+            Call::InFlight(mut pending) => match pending.try_wait() {
+                Some(outcome) => outcome,
+                None => {
+                    // Still in flight: it stays in the handle.
+                    handle.call = Some(Call::InFlight(pending));
+                    let mut failure = Failure::from(Error::Timeout { name: handle.name.clone() });
+                    failure.message = format!("{}: no answer yet (the call is still in flight)", handle.name);
+                    return Err(failure);
+                }
             },
         };
-        match outcome {
-            None => {
-                let mut failure = Failure::from(Error::Timeout { name: handle.name.clone() });
-                failure.message = format!("{}: no answer yet (the call is still in flight)", handle.name);
-                Err(failure)
-            }
-            Some(outcome) => {
-                handle.call = None;
-                deliver(outcome, reply)
-            }
-        }
+        deliver(outcome, reply)
     })
 }
 
