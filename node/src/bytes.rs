@@ -69,10 +69,45 @@ fn check(env: sys::napi_env, status: sys::napi_status, what: &str) -> napi::Resu
     }
 }
 
+/// `value`'s bytes if it is a TypedArray (a Buffer among them); `None`
+/// for any other value.
+///
+/// # Safety
+/// `env` and `value` come from Node-API for the current native call.
+unsafe fn typed_array(env: sys::napi_env, value: sys::napi_value) -> napi::Result<Option<Bytes>> {
+    let mut kind = 0;
+    let mut count = 0usize;
+    let mut data: *mut std::ffi::c_void = ptr::null_mut();
+    // SAFETY: (1) per the contract; (2) the out-pointers are live locals,
+    // or null where Node-API allows it; (3) a value of another type is
+    // refused with `napi_invalid_arg` (Node-API checks the type first and
+    // throws nothing).
+    let status = unsafe {
+        sys::napi_get_typedarray_info(env, value, &mut kind, &mut count, &mut data, ptr::null_mut(), ptr::null_mut())
+    };
+    if status == sys::Status::napi_invalid_arg {
+        return Ok(None);
+    }
+    check(env, status, "typedarray_info")?;
+    let size =
+        element_size(kind).ok_or_else(|| type_error(&Env::from_raw(env), "unsupported TypedArray element type"))?;
+    // A detached or empty buffer: no memory, no bytes.
+    let len = if data.is_null() { 0 } else { count * size };
+    Ok(Some(Bytes::Borrowed { data: data.cast_const().cast(), len }))
+}
+
 impl FromNapiValue for Bytes {
     unsafe fn from_napi_value(env: sys::napi_env, value: sys::napi_value) -> napi::Result<Self> {
+        // A TypedArray (a Buffer) first, as most messages are, in one call:
+        // `napi_get_typedarray_info` checks the type itself and reports
+        // anything else as `napi_invalid_arg`, without an exception.
+        // SAFETY: (1) `env` and `value` come from napi for the current call;
+        // (2) every out-pointer is a live local or null where Node-API allows it.
+        if let Some(bytes) = unsafe { typed_array(env, value) }? {
+            return Ok(bytes);
+        }
         let mut value_type = 0;
-        // SAFETY: (1) `env` and `value` come from napi for the current call.
+        // SAFETY: (1) as above.
         check(env, unsafe { sys::napi_typeof(env, value, &mut value_type) }, "typeof")?;
         if value_type == sys::ValueType::napi_string {
             // SAFETY: (1) as above; (2) `value` is a string, as just checked.
@@ -86,46 +121,21 @@ impl FromNapiValue for Bytes {
         // the current call; (2) every out-pointer is a live local; (3) the
         // `*_info` functions are called only after the matching `napi_is_*`
         // said `value` has that type.
-        check(env, unsafe { sys::napi_is_typedarray(env, value, &mut is) }, "is_typedarray")?;
+        check(env, unsafe { sys::napi_is_dataview(env, value, &mut is) }, "is_dataview")?;
         if is {
-            let mut kind = 0;
-            let mut count = 0usize;
             let status = unsafe {
-                sys::napi_get_typedarray_info(
-                    env,
-                    value,
-                    &mut kind,
-                    &mut count,
-                    &mut data,
-                    ptr::null_mut(),
-                    ptr::null_mut(),
-                )
+                sys::napi_get_dataview_info(env, value, &mut len, &mut data, ptr::null_mut(), ptr::null_mut())
             };
-            check(env, status, "typedarray_info")?;
-            let size = element_size(kind)
-                .ok_or_else(|| type_error(&Env::from_raw(env), "unsupported TypedArray element type"))?;
-            len = count * size;
+            check(env, status, "dataview_info")?;
         } else {
-            check(env, unsafe { sys::napi_is_dataview(env, value, &mut is) }, "is_dataview")?;
-            if is {
-                let status = unsafe {
-                    sys::napi_get_dataview_info(env, value, &mut len, &mut data, ptr::null_mut(), ptr::null_mut())
-                };
-                check(env, status, "dataview_info")?;
-            } else {
-                check(env, unsafe { sys::napi_is_arraybuffer(env, value, &mut is) }, "is_arraybuffer")?;
-                if !is {
-                    return Err(type_error(
-                        &Env::from_raw(env),
-                        "a message must be a Buffer, a TypedArray, a DataView, an ArrayBuffer or a string",
-                    ));
-                }
-                check(
-                    env,
-                    unsafe { sys::napi_get_arraybuffer_info(env, value, &mut data, &mut len) },
-                    "arraybuffer_info",
-                )?;
+            check(env, unsafe { sys::napi_is_arraybuffer(env, value, &mut is) }, "is_arraybuffer")?;
+            if !is {
+                return Err(type_error(
+                    &Env::from_raw(env),
+                    "a message must be a Buffer, a TypedArray, a DataView, an ArrayBuffer or a string",
+                ));
             }
+            check(env, unsafe { sys::napi_get_arraybuffer_info(env, value, &mut data, &mut len) }, "arraybuffer_info")?;
         }
         if data.is_null() {
             // A detached or empty buffer: no memory, no bytes.

@@ -608,14 +608,25 @@ unsafe fn answer(env: sys::napi_env, call: sys::napi_callback_info, how: Answer)
                 Answer::Reply | Answer::Fail => Some(Bytes::from_napi_value(env, data)?),
             };
             let env_ref = Env::from_raw(env);
-            let Some(request) = with_table(|table| Ok(table.remove(token)))? else {
+            // The state the script reads once this returns (1 answered, 2
+            // after its caller gave up), written as the request is taken:
+            // what is known when it is answered (a cancel crossing the
+            // answer is ignored by the connection anyway), read without
+            // making the request's cancellation flag, which most requests
+            // never need.
+            let taken = with_table(|table| {
+                let request = table.remove(token);
+                if let Some(request) = &request {
+                    table.set_u32(info::STATE, if request.cancel_seen() { 2 } else { 1 });
+                }
+                Ok(request)
+            })?;
+            let Some(request) = taken else {
                 return match how {
                     Answer::Close => Ok(None),
                     _ => Err(type_error(&env_ref, "this request was already answered")),
                 };
             };
-            // Answering retires the flag: read after, it is what was known then.
-            let cancelled = request.cancelled();
             let outcome = match (how, &bytes) {
                 (Answer::Reply, Some(bytes)) => request.reply(bytes.as_slice()),
                 (Answer::Fail, Some(bytes)) => request.fail(bytes.as_slice()),
@@ -624,11 +635,6 @@ unsafe fn answer(env: sys::napi_env, call: sys::napi_callback_info, how: Answer)
                     Ok(())
                 }
             };
-            let state = if cancelled.is_cancelled() { 2 } else { 1 };
-            with_table(|table| {
-                table.set_u32(info::STATE, state);
-                Ok(())
-            })?;
             outcome.map(|()| None).map_err(|e| to_js(&env_ref, e))
         })
     }

@@ -424,8 +424,11 @@ pub(crate) struct PyRequest {
     /// The caller's deadline as a `time.monotonic()` value, converted once
     /// on arrival so that every read gives the same number.
     deadline: Option<f64>,
-    /// Whether its caller gave up, readable after the answer too.
-    cancellation: ipcall::Cancelled,
+    /// Whether its caller had given up when it was answered or closed
+    /// (`Request::cancel_seen`, read as it is taken out of `inner`): read
+    /// then without making the core's cancellation flag, which most
+    /// requests never need.
+    cancelled_when_answered: AtomicBool,
     /// `None` once answered or closed. Locked for a take, a look at the
     /// cancel, and to start a [`Watch`].
     inner: Mutex<Option<Request>>,
@@ -445,12 +448,11 @@ impl PyRequest {
         let name = request.peer_name().map(str::to_owned);
         let peer = PyPeer { pid, uid, gid, nats_client_id, name };
         let deadline = request.deadline().map(|d| crate::monotonic_of(py, d)).transpose()?;
-        let cancellation = request.cancelled();
         Ok(PyRequest {
             data,
             peer,
             deadline,
-            cancellation,
+            cancelled_when_answered: AtomicBool::new(false),
             inner: Mutex::new(Some(request)),
             watch: OnceLock::new(),
             server_name,
@@ -458,7 +460,17 @@ impl PyRequest {
     }
 
     fn take(&self, py: Python<'_>) -> PyResult<Request> {
-        lock(&self.inner).take().ok_or_else(|| self.answered_error(py))
+        self.take_any().ok_or_else(|| self.answered_error(py))
+    }
+
+    /// The request, if not answered yet, noting whether its caller had
+    /// given up (under the lock, so `cancelled_now` sees either the request
+    /// or the note).
+    fn take_any(&self) -> Option<Request> {
+        let mut inner = lock(&self.inner);
+        let request = inner.take()?;
+        self.cancelled_when_answered.store(request.cancel_seen(), Ordering::Relaxed);
+        Some(request)
     }
 
     fn answered_error(&self, py: Python<'_>) -> PyErr {
@@ -487,7 +499,7 @@ impl PyRequest {
     fn cancelled_now(&self) -> bool {
         match lock(&self.inner).as_ref() {
             Some(request) => request.is_cancelled(),
-            None => self.cancellation.is_cancelled(),
+            None => self.cancelled_when_answered.load(Ordering::Relaxed),
         }
     }
 }
@@ -602,7 +614,7 @@ impl PyRequest {
     /// Drops the request unanswered (its caller gets `NoReply`); does
     /// nothing if it was answered already.
     fn close(&self, py: Python<'_>) {
-        let request = lock(&self.inner).take();
+        let request = self.take_any();
         py.detach(|| drop(request));
         self.settle_watch();
     }

@@ -1,5 +1,5 @@
 //! Cancellation that reaches the server (`Request::is_cancelled`,
-//! `cancelled()`, `on_cancel`) over every local transport, and its wire
+//! `cancel_seen`, `cancelled()`, `on_cancel`) over every local transport, and its wire
 //! negotiation (docs/PROTOCOL.md §2, §4, §12.8) against hand-written peers:
 //! version-1 peers that never announce it, and hostile ones that send a
 //! cancel frame unannounced.
@@ -101,6 +101,41 @@ fn an_answered_call_is_never_cancelled_and_its_futures_stay_pending() {
         });
         assert_eq!(client.call_timeout(b"x", BOUND).unwrap(), b"ok", "{kind:?}");
         handle.join().unwrap();
+    }
+}
+
+#[test]
+fn cancel_seen_tells_a_cancel_already_read() {
+    for kind in LOCAL {
+        let server = Server::bind_unique(kind).unwrap();
+        let client = Client::connect(server.name()).unwrap();
+        // A cancel followed by the next call on the same connection:
+        // receiving the call reads the cancel first (over `mem:` the
+        // cancel is the caller's own slot, seen at once).
+        let given_up = client.send(b"given up").unwrap();
+        let request = server.recv_timeout(BOUND).unwrap();
+        assert!(!request.cancel_seen(), "{kind:?}: a live call");
+        drop(given_up);
+        let next = client.send(b"next").unwrap();
+        let later = server.recv_timeout(BOUND).unwrap();
+        assert_eq!(later.data(), b"next");
+        assert!(request.cancel_seen(), "{kind:?}: read with the next call");
+        assert!(!later.cancel_seen(), "{kind:?}: the next call is live");
+        request.reply(b"late").unwrap();
+        later.reply(b"ok").unwrap();
+        assert_eq!(next.wait_timeout(BOUND).unwrap(), b"ok", "{kind:?}");
+        // A cancel read by `is_cancelled`, which reads the connection (a
+        // best-effort look: another reader may hold it for a moment).
+        let given_up = client.send(b"given up").unwrap();
+        let request = server.recv_timeout(BOUND).unwrap();
+        drop(given_up);
+        let since = std::time::Instant::now();
+        while !request.is_cancelled() {
+            assert!(since.elapsed() < BOUND, "{kind:?}: the cancel never came");
+            thread::sleep(Duration::from_millis(1));
+        }
+        assert!(request.cancel_seen(), "{kind:?}: once read");
+        request.reply(b"late").unwrap();
     }
 }
 

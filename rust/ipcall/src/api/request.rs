@@ -111,6 +111,16 @@ impl Request {
         self.incoming.cancel.as_ref().is_some_and(CancelRef::is_cancelled)
     }
 
+    /// [`is_cancelled`](Self::is_cancelled) as far as this server has
+    /// seen already: true if the caller's cancel (or its hang-up) has been
+    /// read, without reading the connection for one that may have come
+    /// since. It costs no system call and no allocation, for a loop that
+    /// looks at every request (a face that reports, once it answered,
+    /// whether the caller had given up).
+    pub fn cancel_seen(&self) -> bool {
+        self.incoming.cancel.as_ref().is_some_and(CancelRef::seen)
+    }
+
     /// A future that completes when the caller gives up (when
     /// [`is_cancelled`](Self::is_cancelled) becomes true): race it against
     /// the work, e.g. in `tokio::select!`. It owns what it needs (no borrow

@@ -184,6 +184,10 @@ pub(crate) trait FlagSource: Send + Sync {
     /// Request `id`'s flag: the one the connection holds, made now if
     /// nobody asked for it before (fired if its caller is gone already).
     fn flag(&self, id: u64) -> Arc<Cancel>;
+
+    /// Whether request `id`'s flag is fired, or would be made fired now,
+    /// without making it (see `Held::fired`).
+    fn fired(&self, id: u64) -> bool;
 }
 
 /// [`CancelRef::Lazy`]: request `id` of `source`, and its flag once made.
@@ -217,6 +221,19 @@ impl CancelRef {
                 }
             }
             other => other.get().retire(),
+        }
+    }
+
+    /// True if the caller's cancel has been seen already: what the flag
+    /// says, or for a lazy flag nobody made, what its connection holds.
+    /// Neither makes the flag nor reads the connection.
+    pub(crate) fn seen(&self) -> bool {
+        match self {
+            CancelRef::Lazy(lazy) => match lazy.flag.get() {
+                Some(cancel) => cancel.is_fired(),
+                None => lazy.source.fired(lazy.id),
+            },
+            other => other.get().is_fired(),
         }
     }
 

@@ -65,6 +65,19 @@ impl Held {
         }
     }
 
+    /// Whether request `id`'s caller is known to have given up: its flag
+    /// fired (or made fired by its cancel), or the caller gone. Makes no
+    /// flag (a request answered or never held, with the caller still
+    /// there, reads false).
+    pub(crate) fn fired(&self, id: u64) -> bool {
+        let state = self.lock();
+        match state.flags.get(&id) {
+            Some(Some(cancel)) => cancel.is_fired(),
+            Some(None) => false,
+            None => state.caller_gone,
+        }
+    }
+
     /// The client's cancel for request `id`: fires its flag if the request
     /// is still unanswered (a cancel crossing its answer is ignored); a
     /// flag not made yet is made fired.
@@ -150,6 +163,27 @@ mod tests {
         held.release(1);
         held.cancel(1);
         assert!(!one.is_fired(), "a cancel crossing its answer is ignored");
+    }
+
+    #[test]
+    fn fired_reads_a_cancel_without_making_a_flag() {
+        let held = Held::default();
+        held.hold(1);
+        assert!(!held.fired(1));
+        assert!(matches!(held.lock().flags.get(&1), Some(None)), "looking made no flag");
+        held.cancel(1);
+        assert!(held.fired(1), "a cancel that came before anyone looked");
+        held.hold(2);
+        let made = held.flag(2, no_pump());
+        assert!(!held.fired(2));
+        made.fire();
+        assert!(held.fired(2), "a made flag, fired");
+        held.release(1);
+        assert!(!held.fired(1), "answered: no longer held, the caller still there");
+        held.hold(3);
+        held.caller_gone();
+        assert!(held.fired(3), "held when the caller went");
+        assert!(held.fired(4), "read after the caller went");
     }
 
     #[test]

@@ -107,6 +107,10 @@ impl FlagSource for ServerConn {
         let pump: Weak<dyn Pump> = self.me.clone();
         self.held.flag(id, pump)
     }
+
+    fn fired(&self, id: u64) -> bool {
+        self.held.fired(id)
+    }
 }
 
 /// Takes the records that may come between messages: a deadline record

@@ -135,6 +135,10 @@ impl FlagSource for ServerConn {
         let pump: Weak<dyn Pump> = self.me.clone();
         self.held.flag(id, pump)
     }
+
+    fn fired(&self, id: u64) -> bool {
+        self.held.fired(id)
+    }
 }
 
 impl Responder for ServerConn {
