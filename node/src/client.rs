@@ -112,7 +112,8 @@ impl Calling {
             }
             self.evented = true;
         }
-        let since = Instant::now();
+        // Read only for a timeout (a clock read is ~25 ns of a ~1 µs call).
+        let since = timeout.map(|_| Instant::now());
         let id = self.next_id;
         self.next_id += 1;
         let mut pending = if self.queued > 0 {
@@ -152,7 +153,7 @@ impl Calling {
                 }
             }
             let writer = self.writer.as_ref().expect("started above");
-            if !writer.send(id, data.to_vec(), timeout.map(|limit| (limit, since))) {
+            if !writer.send(id, data.to_vec(), timeout.zip(since)) {
                 return reject(ipcall::Error::Disconnected { name: self.name.clone() });
             }
             self.queued += 1;
@@ -160,7 +161,7 @@ impl Calling {
             self.spin_armed = true;
         }
         // Too far away to represent: the same as none.
-        let deadline = timeout.and_then(|limit| since.checked_add(limit));
+        let deadline = timeout.zip(since).and_then(|(limit, since)| since.checked_add(limit));
         if let Some(at) = deadline {
             self.deadlines.insert((at, id));
         }

@@ -306,28 +306,22 @@ const SETUP: &str = r#"(function setup(exports, native) {
     ['call', function call(data, options) {
       if (options !== undefined && options !== null) return nativeCall.call(this, data, options)
       const id = idOf(this, CLIENT_ID, '__ipcallClientId')
-      const slot = freeCallSlots.length > 0 ? freeCallSlots.pop() : callResolves.length
-      let resolve, reject
-      const promise = new Promise((res, rej) => {
-        resolve = res
-        reject = rej
-      })
-      callResolves[slot] = resolve
-      callRejects[slot] = reject
-      let value
+      // The slot is taken only for a call left in flight: nothing settles
+      // it before this returns (settlements come from the loop's
+      // callbacks), so its resolvers are stored after the native call.
+      const slot = freeCallSlots.length > 0 ? freeCallSlots[freeCallSlots.length - 1] : callResolves.length
       ints[U_SETTLED] = 0
-      try {
-        value = rawCall(id, data, slot)
-      } catch (err) {
-        // Thrown before the call began: nothing will settle the slot.
-        callResolves[slot] = undefined
-        callRejects[slot] = undefined
-        freeCallSlots.push(slot)
-        throw err
-      }
+      // Throws only before the call began: then nothing took the slot.
+      const value = rawCall(id, data, slot)
       const settled = ints[U_SETTLED]
-      if (settled !== 0) settleCall(slot, settled - 1, value)
-      return promise
+      if (settled === 3) return Promise.resolve(Buffer.from(value, ints[U_OFFSET], ints[U_LENGTH]))
+      if (settled === 2) return Promise.resolve(value)
+      if (settled === 1) return Promise.reject(value)
+      if (slot !== callResolves.length) freeCallSlots.pop()
+      return new Promise((resolve, reject) => {
+        callResolves[slot] = resolve
+        callRejects[slot] = reject
+      })
     }],
   ]) {
     Object.defineProperty(Client.prototype, key, { value, writable: true, enumerable: true, configurable: true })
