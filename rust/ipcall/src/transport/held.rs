@@ -4,6 +4,7 @@
 //! for breaking the protocol or for reading too slowly) fires them all —
 //! whoever was waiting for those answers is gone (docs/DECISIONS.md).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use crate::core::cancel::{Cancel, Pump};
@@ -13,6 +14,10 @@ use crate::transport::calls::IdMap;
 #[derive(Default)]
 pub(crate) struct Held {
     state: Mutex<HeldState>,
+    /// Set (before the state changes) by the first cancel or hang-up this
+    /// connection read: until then no flag of it is fired, and
+    /// [`fired`](Self::fired) answers without the lock.
+    touched: AtomicBool,
 }
 
 #[derive(Default)]
@@ -70,6 +75,9 @@ impl Held {
     /// flag (a request answered or never held, with the caller still
     /// there, reads false).
     pub(crate) fn fired(&self, id: u64) -> bool {
+        if !self.touched.load(Ordering::Acquire) {
+            return false;
+        }
         let state = self.lock();
         match state.flags.get(&id) {
             Some(Some(cancel)) => cancel.is_fired(),
@@ -82,6 +90,7 @@ impl Held {
     /// is still unanswered (a cancel crossing its answer is ignored); a
     /// flag not made yet is made fired.
     pub(crate) fn cancel(&self, id: u64) {
+        self.touched.store(true, Ordering::Release);
         let mut state = self.lock();
         let held = match state.flags.get_mut(&id) {
             Some(Some(cancel)) => cancel.clone(),
@@ -109,6 +118,7 @@ impl Held {
     /// the caller's thread, which must hold no lock a callback could need
     /// (they may look at other requests, which reads connections).
     pub(crate) fn caller_gone(&self) {
+        self.touched.store(true, Ordering::Release);
         let flags = {
             let mut state = self.lock();
             state.caller_gone = true;
@@ -169,15 +179,17 @@ mod tests {
     fn fired_reads_a_cancel_without_making_a_flag() {
         let held = Held::default();
         held.hold(1);
-        assert!(!held.fired(1));
-        assert!(matches!(held.lock().flags.get(&1), Some(None)), "looking made no flag");
-        held.cancel(1);
-        assert!(held.fired(1), "a cancel that came before anyone looked");
         held.hold(2);
         let made = held.flag(2, no_pump());
+        assert!(!held.fired(1));
         assert!(!held.fired(2));
-        made.fire();
-        assert!(held.fired(2), "a made flag, fired");
+        assert!(matches!(held.lock().flags.get(&1), Some(None)), "looking made no flag");
+        held.cancel(2);
+        assert!(made.is_fired());
+        assert!(held.fired(2), "a made flag, fired by its cancel");
+        assert!(!held.fired(1), "another request's cancel");
+        held.cancel(1);
+        assert!(held.fired(1), "a cancel that came before anyone looked");
         held.release(1);
         assert!(!held.fired(1), "answered: no longer held, the caller still there");
         held.hold(3);
