@@ -5,6 +5,7 @@
 
 use std::io;
 use std::os::fd::BorrowedFd;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::task::{Poll, Waker};
 use std::thread::JoinHandle;
@@ -29,6 +30,11 @@ pub(crate) struct Watch {
     state: Mutex<WatchState>,
     /// Wakes the watcher when wakers are registered or the server closes.
     cond: Condvar,
+    /// False only while `state.wakers` is empty (written under the lock):
+    /// [`wake_all`](Self::wake_all), called after every request a poller
+    /// takes, then skips the lock. A waker registered as it looks is not
+    /// lost: the descriptor is readable, which the watcher sees.
+    has_wakers: AtomicBool,
 }
 
 struct WatchState {
@@ -42,6 +48,7 @@ impl Watch {
         Watch {
             state: Mutex::new(WatchState { wakers: Vec::new(), running: false, closed: false }),
             cond: Condvar::new(),
+            has_wakers: AtomicBool::new(false),
         }
     }
 
@@ -56,6 +63,7 @@ impl Watch {
             if !state.wakers.iter().any(|w| w.will_wake(waker)) {
                 state.wakers.push(waker.clone());
             }
+            watch.has_wakers.store(true, Ordering::Release);
             !std::mem::replace(&mut state.running, true)
         };
         if !start {
@@ -95,7 +103,14 @@ impl Watch {
 
     /// Wakes every registered waiter (something is ready).
     pub(crate) fn wake_all(&self) {
-        let wakers = std::mem::take(&mut lock(&self.state).wakers);
+        if !self.has_wakers.load(Ordering::Acquire) {
+            return;
+        }
+        let wakers = {
+            let mut state = lock(&self.state);
+            self.has_wakers.store(false, Ordering::Relaxed);
+            std::mem::take(&mut state.wakers)
+        };
         for waker in wakers {
             waker.wake();
         }

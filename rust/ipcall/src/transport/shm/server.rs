@@ -122,6 +122,11 @@ struct Shared {
     /// whose rings stay disarmed, makes no system call for them. A `recv`
     /// that finds no request always takes them.
     needs_look: AtomicBool,
+    /// Mirrors, as `update_wake` leaves them, that the descriptor is kept
+    /// readable after a poller's take and nothing else is to change
+    /// (`kept_readable && !data_pending && wake_set`): the next take then
+    /// leaves the state as it is, without the lock.
+    kept_steady: AtomicBool,
     /// Rotates the scan's starting connection (fairness).
     scan_start: AtomicUsize,
     /// Requests received (paces hang-up checks of a busy server).
@@ -191,6 +196,7 @@ impl ShmServer {
             sleepers: AtomicUsize::new(0),
             pollable: AtomicBool::new(false),
             needs_look: AtomicBool::new(true),
+            kept_steady: AtomicBool::new(false),
             scan_start: AtomicUsize::new(0),
             received: AtomicUsize::new(0),
             recvs: std::sync::atomic::AtomicU64::new(0),
@@ -237,6 +243,7 @@ impl Shared {
                 self.wake.clear();
             }
         }
+        self.kept_steady.store(state.kept_readable && !state.data_pending && state.wake_set, Ordering::Release);
         if want {
             self.watch.wake_all();
         }
@@ -413,7 +420,8 @@ impl Shared {
 
     fn recv_loop(&self, deadline: Deadline, in_place: &mut InPlace<'_>, mut spin_once: bool) -> Result<Incoming> {
         let pollable = self.pollable.load(Ordering::Relaxed);
-        if pollable && self.needs_look.swap(false, Ordering::AcqRel) {
+        // Loaded first: a busy loop's rings stay disarmed, and the swap is a locked write.
+        if pollable && self.needs_look.load(Ordering::Relaxed) && self.needs_look.swap(false, Ordering::AcqRel) {
             // Consumes the doorbell's edge and any hang-ups, so that the
             // descriptor is not left readable for nothing.
             self.wait_events(Deadline::Now);
@@ -551,6 +559,12 @@ impl Shared {
             return;
         }
         if took && pollable && self.sleepers.load(Ordering::SeqCst) == 0 {
+            if self.kept_steady.load(Ordering::Acquire) {
+                // Kept readable since the last take: nothing to change (a
+                // waker registered since sees the readable descriptor).
+                self.watch.wake_all();
+                return;
+            }
             let mut state = lock(&self.state);
             // Readable for the poller's next look, which takes what waits;
             // no longer "a request seen waiting", which keeps the accepting
