@@ -8,6 +8,8 @@
 //          Rust with `await call()` and with `callSync()`, Rust -> Node.
 //
 // Prints medians (and p99) in microseconds and each one's ratio to Rust <-> Rust.
+// Each JavaScript row (a Node client, the Node server, zeromq.js) is measured
+// after IPCALL_BENCH_WARMUP (20,000) calls of its own, discarded (see WARMUP).
 //
 // Placement: by default (`make bench-node`) the bench runs itself twice,
 // pinned: "same CPU" (`taskset -c A`: everything on the first allowed CPU,
@@ -38,6 +40,11 @@ const targetDir = process.env.CARGO_TARGET_DIR || path.join(__dirname, '..', '..
 const roundtripBin = path.join(targetDir, 'release', 'examples', 'roundtrip')
 const peerBin = path.join(targetDir, 'release', 'examples', 'peer')
 const ITERS = Number(process.env.ITERS || 20000)
+// Calls made before each JavaScript row's measured ones, discarded: V8
+// optimizes the hot functions only after some thousands of calls (a
+// `for await` server measured from its first 20,000 requests read 0.05-0.2
+// µs slower than from its next), and what a row reports is the steady state.
+const WARMUP = Number(process.env.IPCALL_BENCH_WARMUP || 20000)
 const SIZE = 64
 const PEER_CPU = process.env.IPCALL_BENCH_PEER_CPU
 /** The placement's label in the results ("same CPU", "cross CPU", "unpinned"). */
@@ -72,7 +79,7 @@ async function nodeCalls(client, sync) {
   const message = Buffer.alloc(SIZE, 0x5a)
   const samples = new Array(ITERS)
   if (sync) {
-    for (let i = 0; i < Math.min(ITERS, 1000); i++) client.callSync(message)
+    for (let i = 0; i < WARMUP; i++) client.callSync(message)
     for (let i = 0; i < ITERS; i++) {
       const start = process.hrtime.bigint()
       client.callSync(message)
@@ -80,7 +87,7 @@ async function nodeCalls(client, sync) {
     }
     return stats(samples)
   }
-  for (let i = 0; i < Math.min(ITERS, 1000); i++) await client.call(message)
+  for (let i = 0; i < WARMUP; i++) await client.call(message)
   for (let i = 0; i < ITERS; i++) {
     const start = process.hrtime.bigint()
     await client.call(message)
@@ -134,6 +141,8 @@ async function benchKind(kind) {
   }
   const server = ipcall.Server.bindUnique(kind)
   const serving = echo(server)
+  // The server's warm-up: a first client's calls, discarded.
+  if (WARMUP > 0) await run(roundtripBin, ['client', server.name, '--iters', String(WARMUP), '--size', String(SIZE)], true)
   rows.push(['Rust -> Node (for await server)', await run(roundtripBin, ['client', server.name, '--iters', String(ITERS), '--size', String(SIZE)], true)])
   server.close()
   await serving
@@ -174,7 +183,7 @@ async function benchZeromq(zmqPath) {
       await socket.send(message)
       await socket.receive()
     }
-    for (let i = 0; i < Math.min(ITERS, 1000); i++) await once()
+    for (let i = 0; i < WARMUP; i++) await once()
     const samples = new Array(ITERS)
     for (let i = 0; i < ITERS; i++) {
       const start = process.hrtime.bigint()
