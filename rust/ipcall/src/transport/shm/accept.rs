@@ -49,6 +49,7 @@ impl Shared {
             local_max: self.local_max,
             mode: self.mode,
             reader: Mutex::new(reader),
+            glances: Default::default(),
             writer: Mutex::new(writer),
             flusher: self.flusher.clone(),
             reply_budget: self.reply_budget,
@@ -213,7 +214,7 @@ impl Shared {
             if !conn.has_requests() || conn.broken.load(Ordering::Relaxed) {
                 continue;
             }
-            let Ok(mut reader) = conn.reader.try_lock() else { continue };
+            let Some(mut reader) = conn.glance() else { continue };
             if self.closed.load(Ordering::SeqCst) {
                 return;
             }

@@ -2,8 +2,8 @@
 //! through its reply ring without ever blocking on the client.
 
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use super::{current_cpu, futex_wait, futex_wake, publish_cpu, recv_with_fds_now, spin, Mapping, BELL_BYTE};
@@ -50,6 +50,13 @@ pub(crate) struct ServerConn {
     pub(crate) mode: WaitMode,
     /// Held by the one thread reading the request ring.
     pub(crate) reader: Mutex<RequestReader>,
+    /// Threads holding `reader`, or about to try it, for a look that takes
+    /// no request ([`glance`](Self::glance): the accepting thread's look at
+    /// an idle server, a cancel check). Non-zero whenever one holds it: a
+    /// receiver that finds `reader` held then waits for it
+    /// ([`reader_for_request`](Self::reader_for_request)) rather than pass
+    /// the connection by and report no request while one waits.
+    pub(crate) glances: AtomicUsize,
     /// The reply ring's producer and the replies waiting for room in it;
     /// serialises whole replies (pieces of two never interleave) and is never
     /// held while waiting for the client.
@@ -87,9 +94,65 @@ impl Pump for ServerConn {
         if self.broken.load(Ordering::Relaxed) || !self.has_requests() {
             return;
         }
-        let Ok(mut reader) = self.reader.try_lock() else { return };
+        let Some(mut reader) = self.glance() else { return };
         let _ = take_between(&mut reader, self, None);
         self.wake_producer(&reader.consumer);
+    }
+}
+
+/// The request ring's reader held for a look that takes no request:
+/// counted in `glances` from before it is taken until after it is let go.
+pub(crate) struct Glance<'a> {
+    conn: &'a ServerConn,
+    reader: Option<MutexGuard<'a, RequestReader>>,
+}
+
+impl std::ops::Deref for Glance<'_> {
+    type Target = RequestReader;
+    fn deref(&self) -> &RequestReader {
+        self.reader.as_ref().expect("held until dropped")
+    }
+}
+
+impl std::ops::DerefMut for Glance<'_> {
+    fn deref_mut(&mut self) -> &mut RequestReader {
+        self.reader.as_mut().expect("held until dropped")
+    }
+}
+
+impl Drop for Glance<'_> {
+    fn drop(&mut self) {
+        drop(self.reader.take());
+        self.conn.glances.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl ServerConn {
+    /// The reader for a look that takes no request, if no other thread
+    /// reads the ring now (see `glances`).
+    pub(crate) fn glance(&self) -> Option<Glance<'_>> {
+        self.glances.fetch_add(1, Ordering::SeqCst);
+        match self.reader.try_lock() {
+            Ok(reader) => Some(Glance { conn: self, reader: Some(reader) }),
+            Err(_) => {
+                self.glances.fetch_sub(1, Ordering::SeqCst);
+                None
+            }
+        }
+    }
+
+    /// The reader for a receiver: `None` if another receiver reads the
+    /// ring now (it takes what waits there); held by a look that takes no
+    /// request, waited for (such a look is short).
+    pub(crate) fn reader_for_request(&self) -> Option<MutexGuard<'_, RequestReader>> {
+        if let Ok(reader) = self.reader.try_lock() {
+            return Some(reader);
+        }
+        if self.glances.load(Ordering::SeqCst) > 0 {
+            return Some(lock(&self.reader));
+        }
+        // The look may have just ended: one more try.
+        self.reader.try_lock().ok()
     }
 }
 

@@ -288,7 +288,7 @@ impl Shared {
             if !conn.has_requests() || conn.broken.load(Ordering::Relaxed) {
                 continue;
             }
-            let Ok(mut reader) = conn.reader.try_lock() else { continue };
+            let Some(mut reader) = conn.reader_for_request() else { continue };
             if self.closed.load(Ordering::SeqCst) {
                 return None;
             }
