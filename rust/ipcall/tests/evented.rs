@@ -11,7 +11,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use evented_support::{drive, readable, reply_to, request, serve};
-use ipcall::{Client, ErrorKind, Kind, Pending, Server, ServerOptions};
+use ipcall::{Client, ClientOptions, ErrorKind, Kind, Pending, Server, ServerOptions, WaitMode};
 
 const KINDS: [Kind; 4] = [Kind::Mem, Kind::Unix, Kind::Pipe, Kind::Shm];
 
@@ -306,5 +306,34 @@ fn an_answer_to_a_blocking_send_from_another_thread_wakes_the_loop() {
             readable(fd, 100);
         };
         assert_eq!(answer.unwrap(), b"second", "{kind}");
+    }
+}
+
+/// A blocking `call` on a client an event loop also drives is waited for by
+/// its caller: its send announces nothing for the loop, whose descriptor
+/// stays unreadable (each such call had made it readable: over `shm:` the
+/// server rang the client's bell, a wake-up and a write a call). The `shm:`
+/// client spins (`WaitMode::Spin`): a blocking reader that sleeps
+/// announces it in the one flag the server reads, which rings the bell too.
+#[test]
+fn a_blocking_call_leaves_the_loops_descriptor_alone() {
+    for kind in KINDS {
+        let server = Arc::new(Server::bind_unique(kind).unwrap());
+        let serving = serve(server.clone());
+        let mode = if kind == Kind::Shm { WaitMode::Spin } else { WaitMode::Adaptive };
+        let client = Client::connect_with(server.name(), &ClientOptions::new().wait_mode(mode)).unwrap();
+        let fd = client.fd().unwrap();
+        drive(&client, 10, 64, 1, &format!("{kind} evented first"));
+        client.progress().unwrap();
+        assert!(!readable(fd, 0), "{kind}: idle after the evented calls");
+        for i in 0..100u32 {
+            let data = request(i, 64);
+            assert_eq!(client.call(&data).unwrap(), reply_to(&data), "{kind}: blocking call {i}");
+            let timed = request(i, 32);
+            assert_eq!(client.call_timeout(&timed, Duration::from_secs(30)).unwrap(), reply_to(&timed), "{kind}");
+        }
+        assert!(!readable(fd, 50), "{kind}: a call its caller waited for made the descriptor readable");
+        server.close();
+        serving.join().unwrap();
     }
 }

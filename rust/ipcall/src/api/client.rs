@@ -130,13 +130,14 @@ impl Client {
 
     /// Sends `data` and waits for the answer.
     pub fn call(&self, data: &[u8]) -> Result<Vec<u8>> {
-        self.send(data)?.wait()
+        let call = self.conn.clone().send_to_wait(data, None)?;
+        self.pending(call).wait()
     }
 
     /// Sends `data` and waits at most `timeout`. On `Timeout` the call is
     /// abandoned: its late answer is discarded, never given to another call.
     pub fn call_timeout(&self, data: &[u8], timeout: Duration) -> Result<Vec<u8>> {
-        let call = self.conn.clone().send_timeout(data, timeout)?;
+        let call = self.conn.clone().send_to_wait(data, Some(timeout))?;
         Pending::new(self.name.clone(), call).wait_timeout(timeout)
     }
 

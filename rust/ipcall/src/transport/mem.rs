@@ -224,14 +224,23 @@ impl Drop for MemClient {
 }
 
 impl MemClient {
-    fn send_with(self: Arc<Self>, data: Body<'_>, deadline: Option<std::time::Instant>) -> Result<Call> {
+    /// `for_loop`: the answer may be awaited through the descriptor (its
+    /// completion rings it), not by a caller that waits at once.
+    fn send_with(
+        self: Arc<Self>,
+        data: Body<'_>,
+        deadline: Option<std::time::Instant>,
+        for_loop: bool,
+    ) -> Result<Call> {
         let len = data.as_slice().len();
         let max = self.max.min(self.endpoint.max_request);
         if len as u64 > u64::from(max) {
             return Err(Error::TooLarge { size: len as u64, max: u64::from(max) });
         }
         let slot = self.spare.fresh();
-        self.notifier.arm(&slot);
+        if for_loop {
+            self.notifier.arm(&slot);
+        }
         let call = Queued { data: data.into_vec(), slot: Some(slot.clone()), reply_max: self.max, deadline };
         if let Err(mut refused) = self.endpoint.queue.push(call) {
             refused.slot = None;
@@ -243,15 +252,19 @@ impl MemClient {
 
 impl ClientConn for MemClient {
     fn send(self: Arc<Self>, data: &[u8]) -> Result<Call> {
-        self.send_with(Body::Borrowed(data), None)
+        self.send_with(Body::Borrowed(data), None, true)
     }
 
     fn send_timeout(self: Arc<Self>, data: &[u8], timeout: std::time::Duration) -> Result<Call> {
-        self.send_with(Body::Borrowed(data), Some(crate::transport::request_deadline(timeout)))
+        self.send_with(Body::Borrowed(data), Some(crate::transport::request_deadline(timeout)), true)
+    }
+
+    fn send_to_wait(self: Arc<Self>, data: &[u8], timeout: Option<std::time::Duration>) -> Result<Call> {
+        self.send_with(Body::Borrowed(data), timeout.map(crate::transport::request_deadline), false)
     }
 
     fn send_owned(self: Arc<Self>, data: Vec<u8>, timeout: Option<std::time::Duration>) -> Result<Call> {
-        self.send_with(Body::Owned(data), timeout.map(crate::transport::request_deadline))
+        self.send_with(Body::Owned(data), timeout.map(crate::transport::request_deadline), true)
     }
 
     fn control(self: Arc<Self>, request: &[u8]) -> Result<Call> {

@@ -242,6 +242,17 @@ pub(crate) trait ClientConn: Send + Sync {
     fn send_timeout(self: Arc<Self>, data: &[u8], _timeout: std::time::Duration) -> Result<Call> {
         self.send(data)
     }
+    /// Like `send` (or `send_timeout` with a timeout), for a caller that
+    /// waits for the answer itself at once (`Client::call`): nothing is
+    /// announced for an event loop, whose descriptor would otherwise be
+    /// made readable for this answer (over `shm:`, by the server: a wake-up
+    /// and a write a call). The default is `send`'s.
+    fn send_to_wait(self: Arc<Self>, data: &[u8], timeout: Option<std::time::Duration>) -> Result<Call> {
+        match timeout {
+            None => self.send(data),
+            Some(timeout) => self.send_timeout(data, timeout),
+        }
+    }
     /// Like `send` (or `send_timeout` with a timeout), taking the buffer:
     /// the default copies as `send` does; `mem:` and `nats:` keep it.
     fn send_owned(self: Arc<Self>, data: Vec<u8>, timeout: Option<std::time::Duration>) -> Result<Call> {

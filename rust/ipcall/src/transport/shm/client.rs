@@ -441,13 +441,14 @@ impl Shared {
 }
 
 impl ShmClient {
-    fn send_with(self: Arc<Self>, data: &[u8], timeout: Option<std::time::Duration>) -> Result<Call> {
-        self.send_kind(kind::REQUEST, data, timeout)
+    fn send_with(self: Arc<Self>, data: &[u8], timeout: Option<Duration>, for_loop: bool) -> Result<Call> {
+        self.send_kind(kind::REQUEST, data, timeout, for_loop)
     }
 
-    /// Sends a message of `record_kind` (a request, or a control request
-    /// whose id comes from the same sequence).
-    fn send_kind(self: Arc<Self>, record_kind: u32, data: &[u8], timeout: Option<std::time::Duration>) -> Result<Call> {
+    /// Sends a message of kind `what` (a request, or a control request
+    /// whose id comes from the same sequence); `for_loop`: its answer may be
+    /// awaited through the descriptor (not by a caller waiting at once).
+    fn send_kind(self: Arc<Self>, what: u32, data: &[u8], timeout: Option<Duration>, for_loop: bool) -> Result<Call> {
         let shared = &self.shared;
         if data.len() as u64 > u64::from(shared.max) {
             return Err(Error::TooLarge { size: data.len() as u64, max: u64::from(shared.max) });
@@ -455,7 +456,7 @@ impl ShmClient {
         let slot = shared.spare.fresh();
         let mut writer = lock(&shared.writer);
         let id = writer.next_id;
-        let start_reader = match shared.insert_call(id, &slot) {
+        let start_reader = match shared.insert_call(id, &slot, for_loop) {
             Ok(start) => start,
             Err(e) => {
                 drop(writer);
@@ -465,7 +466,7 @@ impl ShmClient {
         };
         writer.next_id += 1;
         let header = shared.mapping.header();
-        if shared.bell.load(Ordering::Acquire) {
+        if for_loop && shared.bell.load(Ordering::Acquire) {
             // A blocking send on an event loop's client (Node's writer
             // thread): the loop's last `progress` may have seen no call
             // pending and so announced no sleep; announced now, the server
@@ -507,7 +508,7 @@ impl ShmClient {
             }
         }
         if sent.is_ok() {
-            sent = send_message(&mut writer.producer, record_kind, id, data, &mut how);
+            sent = send_message(&mut writer.producer, what, id, data, &mut how);
         }
         drop(writer);
         shared.send_blocked.after_blocking_send(&shared.notifier);
@@ -534,18 +535,22 @@ impl ShmClient {
 
 impl ClientConn for ShmClient {
     fn send(self: Arc<Self>, data: &[u8]) -> Result<Call> {
-        self.send_with(data, None)
+        self.send_with(data, None, true)
     }
 
     fn send_timeout(self: Arc<Self>, data: &[u8], timeout: std::time::Duration) -> Result<Call> {
-        self.send_with(data, Some(timeout))
+        self.send_with(data, Some(timeout), true)
+    }
+
+    fn send_to_wait(self: Arc<Self>, data: &[u8], timeout: Option<Duration>) -> Result<Call> {
+        self.send_with(data, timeout, false)
     }
 
     fn control(self: Arc<Self>, request: &[u8]) -> Result<Call> {
         if !self.shared.sends_control {
             return Err(crate::transport::no_control(&self.shared.name));
         }
-        self.send_kind(kind::CONTROL_REQUEST, request, None)
+        self.send_kind(kind::CONTROL_REQUEST, request, None, true)
     }
 
     fn wait(&self, id: u64, slot: &Slot, deadline: Deadline) -> bool {

@@ -423,17 +423,27 @@ impl Shared {
 }
 
 impl StreamClient {
-    fn send_with(self: Arc<Self>, data: &[u8], timeout: Option<Duration>) -> Result<Call> {
-        self.send_kind(FrameKind::Request, data, timeout)
+    fn send_with(self: Arc<Self>, data: &[u8], timeout: Option<Duration>, for_loop: bool) -> Result<Call> {
+        self.send_kind(FrameKind::Request, data, timeout, for_loop)
     }
 
-    fn send_kind(self: Arc<Self>, kind: FrameKind, data: &[u8], timeout: Option<Duration>) -> Result<Call> {
+    /// `for_loop`: the answer may be awaited through the descriptor (its
+    /// completion rings it), not by a caller that waits at once.
+    fn send_kind(
+        self: Arc<Self>,
+        kind: FrameKind,
+        data: &[u8],
+        timeout: Option<Duration>,
+        for_loop: bool,
+    ) -> Result<Call> {
         let shared = &self.shared;
         if data.len() as u64 > u64::from(shared.max) {
             return Err(Error::TooLarge { size: data.len() as u64, max: u64::from(shared.max) });
         }
         let slot = shared.spare.fresh();
-        shared.notifier.arm(&slot);
+        if for_loop {
+            shared.notifier.arm(&slot);
+        }
         // A peer that did not announce deadlines never sees the frame.
         let timeout_ns = timeout.filter(|_| shared.sends_deadlines).map(crate::transport::timeout_ns);
         let sent = shared.send_blocking(&slot, kind, data, timeout_ns);
@@ -448,18 +458,22 @@ impl StreamClient {
 
 impl ClientConn for StreamClient {
     fn send(self: Arc<Self>, data: &[u8]) -> Result<Call> {
-        self.send_with(data, None)
+        self.send_with(data, None, true)
     }
 
     fn send_timeout(self: Arc<Self>, data: &[u8], timeout: Duration) -> Result<Call> {
-        self.send_with(data, Some(timeout))
+        self.send_with(data, Some(timeout), true)
+    }
+
+    fn send_to_wait(self: Arc<Self>, data: &[u8], timeout: Option<Duration>) -> Result<Call> {
+        self.send_with(data, timeout, false)
     }
 
     fn control(self: Arc<Self>, request: &[u8]) -> Result<Call> {
         if !self.shared.sends_control {
             return Err(crate::transport::no_control(&self.shared.name));
         }
-        self.send_kind(FrameKind::ControlRequest, request, None)
+        self.send_kind(FrameKind::ControlRequest, request, None, true)
     }
 
     fn wait(&self, id: u64, slot: &Slot, deadline: Deadline) -> bool {

@@ -44,12 +44,16 @@ const MAX_QUEUED_CANCELS: usize = 1024;
 
 impl Shared {
     /// Enters call `id` in the table. Once an event loop asked for the
-    /// descriptor of a server without the bell, as an async call (the
-    /// reader thread reads for it). Returns whether the reader thread must
-    /// be started.
-    pub(super) fn insert_call(&self, id: u64, slot: &Arc<Slot>) -> Result<bool> {
-        self.notifier.arm(slot);
-        let threaded = self.notifier.is_armed() && !self.bell.load(Ordering::Acquire);
+    /// descriptor, a call whose answer may be awaited through it
+    /// (`for_loop`) completes by ringing it, and with a server without the
+    /// bell it is an async call (the reader thread reads for it); a call
+    /// its caller waits for at once (`send_to_wait`) is neither. Returns
+    /// whether the reader thread must be started.
+    pub(super) fn insert_call(&self, id: u64, slot: &Arc<Slot>, for_loop: bool) -> Result<bool> {
+        if for_loop {
+            self.notifier.arm(slot);
+        }
+        let threaded = for_loop && self.notifier.is_armed() && !self.bell.load(Ordering::Acquire);
         let start = {
             let mut calls = lock(&self.calls);
             if let Some(death) = &calls.dead {
@@ -370,7 +374,7 @@ impl ShmClient {
         let slot = shared.spare.fresh();
         let id = writer.next_id;
         // In the table before the server can see the request.
-        let start_reader = shared.insert_call(id, &slot)?;
+        let start_reader = shared.insert_call(id, &slot, true)?;
         publish_cpu(&shared.mapping.header().client_cpu);
         // A server that does not offer deadlines never sees the record.
         let deadline =
