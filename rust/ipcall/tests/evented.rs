@@ -337,3 +337,55 @@ fn a_blocking_call_leaves_the_loops_descriptor_alone() {
         serving.join().unwrap();
     }
 }
+
+/// This thread and the threads it starts, on this thread's first allowed
+/// CPU until dropped (then on what it had before).
+struct OnOneCpu {
+    before: libc::cpu_set_t,
+}
+
+impl OnOneCpu {
+    fn pin() -> OnOneCpu {
+        // SAFETY: (1) a zeroed `cpu_set_t` is a valid empty set; (2) the
+        // calls get this thread (0) and a set of the size they are told.
+        unsafe {
+            let mut before: libc::cpu_set_t = std::mem::zeroed();
+            assert_eq!(libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut before), 0);
+            let cpu = (0..libc::CPU_SETSIZE as usize).find(|&cpu| libc::CPU_ISSET(cpu, &before)).expect("a CPU");
+            let mut one: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpu, &mut one);
+            assert_eq!(libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &one), 0);
+            OnOneCpu { before }
+        }
+    }
+}
+
+impl Drop for OnOneCpu {
+    fn drop(&mut self) {
+        // SAFETY: (1) as in `pin`.
+        unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &self.before) };
+    }
+}
+
+/// Over `shm:` with client and server on one CPU, a blocking call's reader
+/// sleeps on its futex: it announces so (`SLEEPING_ON_FUTEX`), and the
+/// server wakes the futex without ringing the event loop's bell, which had
+/// made the descriptor readable (and cost the server a write) every call.
+#[test]
+fn a_blocking_reader_asleep_on_shm_gets_no_bell() {
+    let _pinned = OnOneCpu::pin();
+    let server = Arc::new(Server::bind_unique(Kind::Shm).unwrap());
+    let serving = serve(server.clone());
+    let client = Client::connect(server.name()).unwrap();
+    let fd = client.fd().unwrap();
+    drive(&client, 10, 64, 1, "shm evented first");
+    client.progress().unwrap();
+    assert!(!readable(fd, 0), "idle after the evented calls");
+    for i in 0..100u32 {
+        let data = request(i, 64);
+        assert_eq!(client.call(&data).unwrap(), reply_to(&data), "blocking call {i}");
+    }
+    assert!(!readable(fd, 50), "the server rang the bell for a reader asleep on its futex");
+    server.close();
+    serving.join().unwrap();
+}

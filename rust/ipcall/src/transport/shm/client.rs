@@ -358,11 +358,12 @@ impl Shared {
                 self.check_gone(reader);
                 continue;
             }
+            // On the futex alone: the server rings no bell for it.
             let flag = &header.replies.consumer_sleeping;
-            announce_sleep(flag);
+            ring::announce_sleep_as(flag, ring::SLEEPING_ON_FUTEX);
             if !self.has_news(reader) {
                 let slice = deadline.remaining().map_or(DEATH_CHECK, |left| left.min(DEATH_CHECK));
-                futex_wait(flag, 1, Some(slice.max(Duration::from_micros(1))));
+                futex_wait(flag, ring::SLEEPING_ON_FUTEX, Some(slice.max(Duration::from_micros(1))));
             }
             flag.store(0, Ordering::Relaxed);
             if !self.has_news(reader) {
@@ -445,9 +446,8 @@ impl ShmClient {
         self.send_kind(kind::REQUEST, data, timeout, for_loop)
     }
 
-    /// Sends a message of kind `what` (a request, or a control request
-    /// whose id comes from the same sequence); `for_loop`: its answer may be
-    /// awaited through the descriptor (not by a caller waiting at once).
+    /// Sends a message of kind `what` (a request, or a control request of the
+    /// same id sequence); `for_loop`: its answer may be awaited through `fd`.
     fn send_kind(self: Arc<Self>, what: u32, data: &[u8], timeout: Option<Duration>, for_loop: bool) -> Result<Call> {
         let shared = &self.shared;
         if data.len() as u64 > u64::from(shared.max) {

@@ -17,7 +17,9 @@ use crate::core::wait::lock;
 use crate::sys;
 use crate::transport::held::Held;
 use crate::transport::shm::flush::{Flushable, Flushed, ReplyWriter, ShmFlusher};
-use crate::transport::shm::ring::{self, announce_sleep, kind, take_sleeper, Consumer, Partial, Producer};
+use crate::transport::shm::ring::{
+    self, announce_sleep, kind, take_sleeper, Consumer, Partial, Producer, SLEEPING_ON_FUTEX,
+};
 use crate::transport::stream::flush::Sent;
 use crate::transport::trace::{ConnTrace, DropReason};
 use crate::transport::{Answer, Responder};
@@ -262,8 +264,17 @@ impl ServerConn {
     }
 
     pub(crate) fn wake_client(&self) {
+        self.wake_client_as(1);
+    }
+
+    /// Wakes the client that announced `how` it sleeps in the reply ring's
+    /// flag: a thread on the futex alone ([`SLEEPING_ON_FUTEX`]) needs no
+    /// bell, whose readiness its event loop would take for nothing.
+    pub(crate) fn wake_client_as(&self, how: u32) {
         futex_wake(&self.mapping.header().replies.consumer_sleeping);
-        self.ring_bell();
+        if how != SLEEPING_ON_FUTEX {
+            self.ring_bell();
+        }
     }
 
     /// Rings the client's bell, if it gave us one (an event loop's client).
@@ -326,7 +337,7 @@ impl Responder for ServerConn {
             return Ok(());
         }
         publish_cpu(&header.server_cpu);
-        let wake = || self.wake_client();
+        let wake = |how| self.wake_client_as(how);
         // Never blocks on the client (DESIGN §6): a short spin while it may
         // pay, as a busy pair always makes, then what does not fit waits.
         let mut room = |producer: &Producer| {
@@ -363,7 +374,7 @@ impl Flushable for ServerConn {
             return Flushed::Broken;
         }
         let before = writer.queued();
-        match writer.flush(&|| self.wake_client()) {
+        match writer.flush(&|how| self.wake_client_as(how)) {
             Ok(true) => Flushed::Empty,
             Ok(false) if writer.queued() < before => Flushed::Progress,
             Ok(false) => Flushed::Stuck,

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::core::wait::lock;
-use crate::transport::shm::ring::{take_sleeper, Producer, Violation};
+use crate::transport::shm::ring::{take_sleeper_as, Producer, Violation};
 use crate::transport::stream::flush::Sent;
 
 /// One reply, or what is left of it, waiting for ring space.
@@ -59,7 +59,7 @@ impl ReplyWriter {
         id: u64,
         data: &[u8],
         budget: u64,
-        wake_consumer: &dyn Fn(),
+        wake_consumer: &dyn Fn(u32),
         room: &mut dyn FnMut(&Producer) -> bool,
     ) -> Result<Sent, Violation> {
         let mut offset = 0;
@@ -85,15 +85,17 @@ impl ReplyWriter {
         id: u64,
         data: &[u8],
         mut offset: usize,
-        wake_consumer: &dyn Fn(),
+        wake_consumer: &dyn Fn(u32),
         room: &mut dyn FnMut(&Producer) -> bool,
     ) -> Result<(usize, bool), Violation> {
         loop {
             match self.producer.write(kind, id, data, offset)? {
                 Some(n) => {
                     offset += n;
-                    if take_sleeper(&self.producer.ring().control().consumer_sleeping) {
-                        wake_consumer();
+                    // Told how it sleeps (see `SLEEPING_ON_FUTEX`).
+                    match take_sleeper_as(&self.producer.ring().control().consumer_sleeping) {
+                        0 => {}
+                        how => wake_consumer(how),
                     }
                     if offset == data.len() {
                         return Ok((offset, true));
@@ -107,7 +109,7 @@ impl ReplyWriter {
 
     /// Moves queued replies into the ring while it has room; true once the
     /// queue is empty.
-    pub(crate) fn flush(&mut self, wake_consumer: &dyn Fn()) -> Result<bool, Violation> {
+    pub(crate) fn flush(&mut self, wake_consumer: &dyn Fn(u32)) -> Result<bool, Violation> {
         while let Some(front) = self.queue.front_mut() {
             let (kind, id, before) = (front.kind, front.id, front.offset);
             let data = std::mem::take(&mut front.data);

@@ -599,8 +599,29 @@ pub(crate) fn announce_sleep(flag: &AtomicU32) {
 /// After publishing: true if the peer announced it sleeps (the flag is
 /// cleared; the caller must wake it).
 pub(crate) fn take_sleeper(flag: &AtomicU32) -> bool {
+    take_sleeper_as(flag) != 0
+}
+
+/// The value a reply ring's consumer announces when it sleeps on the
+/// futex alone (a client's blocking reader): the server wakes the futex
+/// and rings no bell (PROTOCOL.md §12.6). Any other non-zero value asks
+/// for both.
+pub(crate) const SLEEPING_ON_FUTEX: u32 = 2;
+
+/// [`announce_sleep`] with `value` ([`SLEEPING_ON_FUTEX`]).
+pub(crate) fn announce_sleep_as(flag: &AtomicU32, value: u32) {
+    flag.store(value, Ordering::Relaxed);
     fence(Ordering::SeqCst);
-    flag.load(Ordering::Relaxed) != 0 && flag.swap(0, Ordering::AcqRel) != 0
+}
+
+/// [`take_sleeper`] that says how the peer sleeps: what it announced, 0 if
+/// it does not.
+pub(crate) fn take_sleeper_as(flag: &AtomicU32) -> u32 {
+    fence(Ordering::SeqCst);
+    if flag.load(Ordering::Relaxed) == 0 {
+        return 0;
+    }
+    flag.swap(0, Ordering::AcqRel)
 }
 
 #[cfg(all(test, not(ipcall_loom)))]
