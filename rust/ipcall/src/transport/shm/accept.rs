@@ -220,7 +220,7 @@ impl Shared {
             }
             // The answer wakes an event loop's client through its bell.
             let taken = if conn.look_for_bell() {
-                take_between(&mut reader, conn, Some(&self.counters)).map_err(DropReason::Ring)
+                take_between(&mut reader, conn, Some(&self.counters)).map(drop).map_err(DropReason::Ring)
             } else {
                 Err(DropReason::Misbehaved("a client's bell flag set with no bell sent"))
             };

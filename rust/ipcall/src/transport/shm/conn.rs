@@ -186,18 +186,20 @@ impl FlagSource for ServerConn {
 /// `counters`, never reaching a `recv`. Without `counters` (a cancel
 /// check's look from a handler's thread) a control record stops the look:
 /// `recv` or the idle accepting thread answers it. Anything else is a
-/// violation.
+/// violation. At most [`BETWEEN_RECORDS`] are taken in one call: true if
+/// it stopped there (more may wait at the head), so that a client writing
+/// such records as fast as they are taken holds no thread for long.
 pub(crate) fn take_between(
     reader: &mut RequestReader,
     conn: &ServerConn,
     counters: Option<&Counters>,
-) -> std::result::Result<(), ring::Violation> {
-    loop {
+) -> std::result::Result<bool, ring::Violation> {
+    for _ in 0..BETWEEN_RECORDS {
         if reader.partial.is_some() || reader.deadline.is_some() {
-            return Ok(());
+            return Ok(false);
         }
         let between = |k: u32| matches!(k, kind::REQUEST | kind::DEADLINE | kind::CANCEL | kind::CONTROL_REQUEST);
-        let Some(record) = reader.consumer.peek(between)? else { return Ok(()) };
+        let Some(record) = reader.consumer.peek(between)? else { return Ok(false) };
         let h = record.header;
         match h.kind {
             kind::DEADLINE => {
@@ -224,16 +226,23 @@ pub(crate) fn take_between(
                 if h.len != h.total || h.offset != 0 || h.total > frame::MAX_CONTROL_REQUEST {
                     return Err(ring::Violation::Piece("a control record must be one whole piece of at most 64 bytes"));
                 }
-                let Some(counters) = counters else { return Ok(()) };
+                let Some(counters) = counters else { return Ok(false) };
                 let answer = stats::answer_control(counters, reader.consumer.payload(&record));
                 reader.consumer.release(&record);
                 reader.last_control = reader.last_control.max(h.id);
                 let _ = conn.answer(h.id, Answer::Control(&answer));
             }
-            _ => return Ok(()),
+            _ => return Ok(false),
         }
     }
+    Ok(true)
 }
+
+/// Most records [`take_between`] takes in one call: what is left is taken
+/// by the next look or `recv` (a receiver may wait for a
+/// [`glance`](ServerConn::glance), and a receiver's scan moves on to the
+/// other connections).
+pub(crate) const BETWEEN_RECORDS: usize = 64;
 
 impl ServerConn {
     /// True if the request ring may hold a record (two plain loads).

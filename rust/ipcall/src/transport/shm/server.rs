@@ -301,10 +301,18 @@ impl Shared {
             }
             let max = conn.local_max;
             let allowed = |k: u32| k == kind::REQUEST;
-            if let Err(violation) = take_between(reader, conn, Some(&self.counters)) {
-                let token = conn.token;
-                self.drop_conn(token, DropReason::Ring(violation));
-                continue;
+            match take_between(reader, conn, Some(&self.counters)) {
+                Ok(false) => {}
+                // More such records wait: the other connections first.
+                Ok(true) => {
+                    conn.wake_producer(&reader.consumer);
+                    continue;
+                }
+                Err(violation) => {
+                    let token = conn.token;
+                    self.drop_conn(token, DropReason::Ring(violation));
+                    continue;
+                }
             }
             let taken = match in_place {
                 Some(f) => ring::take_with(&mut reader.consumer, &mut reader.partial, max, allowed, *f),
