@@ -144,19 +144,30 @@ fn hundreds_of_cancels_in_a_row_are_all_read_and_the_next_call_still_comes() {
     // Over `shm:` a look takes at most 64 records between messages at once
     // (a client writing them as fast as they are taken holds no thread):
     // the rest are taken by the next looks, none is lost.
+    // The server receives in its own thread: 300 requests with nobody
+    // receiving can fill a `unix:` socket's send buffer (one buffer charge
+    // per frame), and a send then waits for the server, as it should.
     for kind in LOCAL {
         let server = Server::bind_unique(kind).unwrap();
         let client = Client::connect(server.name()).unwrap();
-        let pendings: Vec<_> = (0..300u32).map(|i| client.send(&i.to_le_bytes()).unwrap()).collect();
-        let requests: Vec<_> = (0..300).map(|_| server.recv_timeout(BOUND).unwrap()).collect();
-        drop(pendings);
-        let next = client.send(b"next").unwrap();
-        let later = server.recv_timeout(BOUND).unwrap();
-        assert_eq!(later.data(), b"next", "{kind:?}");
-        let seen = requests.iter().filter(|r| r.cancel_seen()).count();
-        assert_eq!(seen, 300, "{kind:?}: cancels read before the next call");
-        later.reply(b"ok").unwrap();
-        assert_eq!(next.wait_timeout(BOUND).unwrap(), b"ok", "{kind:?}");
+        let (all_received, all_in) = std::sync::mpsc::channel();
+        thread::scope(|scope| {
+            let serving = scope.spawn(|| {
+                let requests: Vec<_> = (0..300).map(|_| server.recv_timeout(BOUND).unwrap()).collect();
+                all_received.send(()).unwrap();
+                let later = server.recv_timeout(BOUND).unwrap();
+                assert_eq!(later.data(), b"next", "{kind:?}");
+                let seen = requests.iter().filter(|r| r.cancel_seen()).count();
+                later.reply(b"ok").unwrap();
+                seen
+            });
+            let pendings: Vec<_> = (0..300u32).map(|i| client.send(&i.to_le_bytes()).unwrap()).collect();
+            all_in.recv_timeout(BOUND).unwrap();
+            drop(pendings);
+            let next = client.send(b"next").unwrap();
+            assert_eq!(next.wait_timeout(BOUND).unwrap(), b"ok", "{kind:?}");
+            assert_eq!(serving.join().unwrap(), 300, "{kind:?}: cancels read before the next call");
+        });
     }
 }
 

@@ -186,20 +186,20 @@ impl FlagSource for ServerConn {
 /// `counters`, never reaching a `recv`. Without `counters` (a cancel
 /// check's look from a handler's thread) a control record stops the look:
 /// `recv` or the idle accepting thread answers it. Anything else is a
-/// violation. At most [`BETWEEN_RECORDS`] are taken in one call: true if
-/// it stopped there (more may wait at the head), so that a client writing
-/// such records as fast as they are taken holds no thread for long.
+/// violation. At most [`BETWEEN_RECORDS`] are taken in one call
+/// ([`Head::More`] if it stopped there), so that a client writing such
+/// records as fast as they are taken holds no thread for long.
 pub(crate) fn take_between(
     reader: &mut RequestReader,
     conn: &ServerConn,
     counters: Option<&Counters>,
-) -> std::result::Result<bool, ring::Violation> {
+) -> std::result::Result<Head, ring::Violation> {
     for _ in 0..BETWEEN_RECORDS {
         if reader.partial.is_some() || reader.deadline.is_some() {
-            return Ok(false);
+            return Ok(Head::Message);
         }
         let between = |k: u32| matches!(k, kind::REQUEST | kind::DEADLINE | kind::CANCEL | kind::CONTROL_REQUEST);
-        let Some(record) = reader.consumer.peek(between)? else { return Ok(false) };
+        let Some(record) = reader.consumer.peek(between)? else { return Ok(Head::Nothing) };
         let h = record.header;
         match h.kind {
             kind::DEADLINE => {
@@ -226,16 +226,30 @@ pub(crate) fn take_between(
                 if h.len != h.total || h.offset != 0 || h.total > frame::MAX_CONTROL_REQUEST {
                     return Err(ring::Violation::Piece("a control record must be one whole piece of at most 64 bytes"));
                 }
-                let Some(counters) = counters else { return Ok(false) };
+                let Some(counters) = counters else { return Ok(Head::Nothing) };
                 let answer = stats::answer_control(counters, reader.consumer.payload(&record));
                 reader.consumer.release(&record);
                 reader.last_control = reader.last_control.max(h.id);
                 let _ = conn.answer(h.id, Answer::Control(&answer));
             }
-            _ => return Ok(false),
+            _ => return Ok(Head::Message),
         }
     }
-    Ok(true)
+    Ok(Head::More)
+}
+
+/// What [`take_between`] left at the head of a request ring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Head {
+    /// A request (or the rest of one) is next: `ring::take` takes it.
+    Message,
+    /// Nothing it takes: the ring was empty when it looked (a record the
+    /// client writes after that is for the next look: taking a message then
+    /// would find whatever came, a cancel included, where a message must
+    /// be), or a control record waits for a `recv` or the idle thread.
+    Nothing,
+    /// It stopped after [`BETWEEN_RECORDS`]: more such records may wait.
+    More,
 }
 
 /// Most records [`take_between`] takes in one call: what is left is taken

@@ -33,7 +33,7 @@ use crate::sys::epoll::{Epoll, EPOLL_BATCH, READABLE};
 use crate::sys::EventFd;
 use crate::transport::access::Access;
 use crate::transport::backoff::AcceptBackoff;
-use crate::transport::shm::conn::{take_between, RequestReader, ServerConn};
+use crate::transport::shm::conn::{take_between, Head, RequestReader, ServerConn};
 use crate::transport::shm::flush::{ReplyWriter, ShmFlusher};
 use crate::transport::shm::ring::{self, kind, take_sleeper, Consumer, Producer, Taken};
 use crate::transport::stream::Acceptor;
@@ -302,9 +302,13 @@ impl Shared {
             let max = conn.local_max;
             let allowed = |k: u32| k == kind::REQUEST;
             match take_between(reader, conn, Some(&self.counters)) {
-                Ok(false) => {}
+                Ok(Head::Message) => {}
+                Ok(Head::Nothing) => {
+                    conn.wake_producer(&reader.consumer);
+                    continue;
+                }
                 // More such records wait: the other connections first.
-                Ok(true) => {
+                Ok(Head::More) => {
                     conn.wake_producer(&reader.consumer);
                     continue;
                 }
