@@ -263,7 +263,7 @@ pub fn stream_client_session(server_bytes: &[u8], local_max: u32) {
     let _ = server.shutdown(std::net::Shutdown::Write);
     let options = ClientOptions::new().max_message_size(local_max.max(1)).connect_timeout(Duration::from_secs(1));
     let name: Arc<str> = Arc::from("unix:@ipcall-fuzz");
-    let Ok(conn) = StreamClient::handshake(name.clone(), Box::new(SocketWire::new(ours)), &options) else { return };
+    let Ok(conn) = StreamClient::handshake(name.clone(), Box::new(SocketWire::client(ours)), &options) else { return };
     let client = Client::from_conn(name, conn);
     match client.call_timeout(b"fuzz", Duration::from_secs(1)) {
         Ok(reply) => assert!(reply.len() as u64 <= u64::from(local_max.max(1)), "a reply over the maximum"),

@@ -30,7 +30,17 @@ pub const FLAG_CANCEL: u32 = 2;
 /// control requests ([`FrameKind::ControlRequest`]: ping, stats), answered
 /// by the server's transport itself.
 pub const FLAG_CONTROL: u32 = 4;
-/// The `flags` this build announces in its hellos.
+/// `flags` bit of a hello, `unix:` only: the server's hello carries the
+/// client's end of a socket pair (`SCM_RIGHTS`), over which the server
+/// sends everything after its hello once the client's hello carries the bit
+/// too; the connection's socket then carries requests alone. A reader
+/// blocked on a socket is woken whenever its peer reads what that socket
+/// sent, so with one socket each side's reader was woken by the other's
+/// reads (PROTOCOL.md, "The reply socket").
+pub const FLAG_REPLY_SOCKET: u32 = 8;
+/// The `flags` this build announces in its hellos on every stream
+/// transport (a transport adds its own, as `unix:` adds
+/// [`FLAG_REPLY_SOCKET`]).
 pub const FLAGS: u32 = FLAG_DEADLINE | FLAG_CANCEL | FLAG_CONTROL;
 /// The largest payload of a [`FrameKind::ControlRequest`] frame.
 pub const MAX_CONTROL_REQUEST: u32 = 64;

@@ -40,6 +40,17 @@ pub(crate) fn stream_socket(nonblocking: bool) -> io::Result<OwnedFd> {
     Ok(rustix::net::socket_with(AddressFamily::UNIX, SocketType::STREAM, flags, None)?)
 }
 
+/// A connected pair of `AF_UNIX` stream sockets, close-on-exec.
+pub(crate) fn stream_pair() -> io::Result<(OwnedFd, OwnedFd)> {
+    Ok(rustix::net::socketpair(AddressFamily::UNIX, SocketType::STREAM, SocketFlags::CLOEXEC, None)?)
+}
+
+/// Whether `fd` is an `AF_UNIX` stream socket.
+pub(crate) fn is_unix_stream(fd: BorrowedFd<'_>) -> bool {
+    rustix::net::sockopt::socket_type(fd).is_ok_and(|t| t == SocketType::STREAM)
+        && rustix::net::sockopt::socket_domain(fd).is_ok_and(|d| d == AddressFamily::UNIX)
+}
+
 /// Sets the mode of the socket's inode. Before `bind`, this is the mode the
 /// socket file is created with (minus the umask): the file never exists
 /// with wider permissions.

@@ -15,6 +15,17 @@
 //! `SO_PEERCRED` is checked against the server's access rules (by default
 //! only its own uid), which also applies to path sockets.
 //!
+//! **The reply socket** (`FLAG_REPLY_SOCKET`, PROTOCOL.md). A reader
+//! blocked on a Unix stream socket is woken whenever its peer reads what
+//! that socket sent (the kernel's write-space wake-up does not look at why a
+//! thread waits). With one socket per connection, the server's read of each
+//! request woke the client waiting for its reply, and the client's read of
+//! each reply woke the server waiting for the next request. So the server
+//! makes a socket pair at accept and passes the client its end with its
+//! hello: once both hellos carry the bit, the server writes everything else
+//! to that pair and the connection's socket carries requests alone. Each
+//! side then blocks in a plain `recv`, woken only by what it waits for.
+//!
 //! **Stale files.** Binding over an existing socket file probes it with a
 //! connect: refused means nobody listens (a crashed server's leftover), so it
 //! is replaced; accepted means a live server holds it: `AddrInUse`. A
@@ -27,10 +38,11 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use crate::core::error::{Error, Result};
+use crate::core::frame::FLAG_REPLY_SOCKET;
 use crate::core::name::Name;
 use crate::core::options::{ClientOptions, ServerOptions};
 use crate::core::peer::Peer;
@@ -42,14 +54,40 @@ use crate::transport::stream::server::StreamServer;
 use crate::transport::stream::{Accepted, Acceptor, Wire};
 use crate::transport::{ClientConn, ServerTransport};
 
-/// A connected stream socket: one descriptor for both directions.
+/// A connected stream socket, and the reply socket once the hellos agreed
+/// on one (see the module's docs).
 pub(crate) struct SocketWire {
+    /// The connection's socket: requests, and with no reply socket everything.
     fd: OwnedFd,
+    /// Which end of the connection this is.
+    side: Side,
+    /// Our end of the reply socket pair until the hellos settle it: made at
+    /// accept (server), or passed with the server's hello (client).
+    offered: Mutex<Option<OwnedFd>>,
+    /// The server's hello takes the client's end of the pair (then empty).
+    to_pass: Mutex<Option<OwnedFd>>,
+    /// Set once, when both hellos carry `FLAG_REPLY_SOCKET`: the server
+    /// writes to it, the client reads from it. Before that (and for ever on
+    /// a connection with an older peer) `fd` carries both directions.
+    replies: OnceLock<OwnedFd>,
+    /// The hellos settled the reply socket (set up or not); until then a
+    /// client reads with `recvmsg`, to take what the server's hello passes.
+    settled: AtomicBool,
+    /// Client: the reply socket ended, and reads went back to `fd`, where a
+    /// server that closed before it read our hello left its close frame.
+    replies_ended: AtomicBool,
     /// The send buffer was enlarged for large messages (done once).
     big_buffer: AtomicBool,
-    /// The SO_RCVTIMEO in force, in microseconds (0 = none), so that it is
-    /// only changed when a different timeout is wanted.
+    /// The SO_RCVTIMEO in force on the socket read now, in microseconds (0
+    /// = none; `u64::MAX` = unknown, after a change of socket), so that it
+    /// is only changed when a different timeout is wanted.
     receive_timeout_us: AtomicU64,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Client,
+    Server,
 }
 
 /// Messages from this size on enlarge the socket's send buffer.
@@ -58,8 +96,85 @@ const LARGE_MESSAGE: usize = 256 << 10;
 const LARGE_SEND_BUFFER: usize = 4 << 20;
 
 impl SocketWire {
-    pub(crate) fn new(fd: OwnedFd) -> SocketWire {
-        SocketWire { fd, big_buffer: AtomicBool::new(false), receive_timeout_us: AtomicU64::new(0) }
+    fn with(fd: OwnedFd, side: Side, offered: Option<OwnedFd>, to_pass: Option<OwnedFd>) -> SocketWire {
+        SocketWire {
+            fd,
+            side,
+            offered: Mutex::new(offered),
+            to_pass: Mutex::new(to_pass),
+            replies: OnceLock::new(),
+            settled: AtomicBool::new(false),
+            replies_ended: AtomicBool::new(false),
+            big_buffer: AtomicBool::new(false),
+            receive_timeout_us: AtomicU64::new(0),
+        }
+    }
+
+    /// A client's end of a new connection.
+    pub(crate) fn client(fd: OwnedFd) -> SocketWire {
+        SocketWire::with(fd, Side::Client, None, None)
+    }
+
+    /// A server's end of a new connection, offering a reply socket if the
+    /// pair can be made (else the connection works on its one socket).
+    pub(crate) fn server(fd: OwnedFd) -> SocketWire {
+        match socket::stream_pair() {
+            Ok((ours, theirs)) => SocketWire::with(fd, Side::Server, Some(ours), Some(theirs)),
+            Err(_) => SocketWire::with(fd, Side::Server, None, None),
+        }
+    }
+
+    /// The socket reads come from now.
+    fn reading(&self) -> BorrowedFd<'_> {
+        match (self.side, self.replies.get()) {
+            (Side::Client, Some(replies)) if !self.replies_ended.load(Ordering::Relaxed) => replies.as_fd(),
+            _ => self.fd.as_fd(),
+        }
+    }
+
+    /// A read of `buf` from the socket read now (`nonblocking`: `DONTWAIT`).
+    /// During a client's handshake it also takes a descriptor passed with
+    /// the server's hello; at the end of a client's reply socket it goes
+    /// on reading the connection's socket (see `replies_ended`).
+    fn recv(&self, buf: &mut [MaybeUninit<u8>], nonblocking: bool) -> io::Result<usize> {
+        if self.side == Side::Client && !self.settled.load(Ordering::Relaxed) {
+            return self.recv_passing(buf, nonblocking);
+        }
+        let n = socket::recv(self.reading(), buf, nonblocking)?;
+        if n == 0 && self.side == Side::Client && !self.replies_ended.swap(true, Ordering::Relaxed) {
+            // The server ends a connection by closing both sockets, after
+            // anything it wrote: what it left here is already here.
+            self.receive_timeout_us.store(u64::MAX, Ordering::Relaxed);
+            return match socket::recv(self.fd.as_fd(), buf, true) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
+                other => other,
+            };
+        }
+        Ok(n)
+    }
+
+    /// A client's read before the hellos settled: `recvmsg`, keeping a
+    /// descriptor the server's hello passed (at most one is kept; any other
+    /// is closed).
+    fn recv_passing(&self, buf: &mut [MaybeUninit<u8>], nonblocking: bool) -> io::Result<usize> {
+        let mut bytes = [0u8; 64];
+        let want = buf.len().min(bytes.len());
+        let received = if nonblocking {
+            crate::sys::shm::recv_with_fds_now(self.fd.as_fd(), &mut bytes[..want])
+        } else {
+            crate::sys::shm::recv_with_fds(self.fd.as_fd(), &mut bytes[..want])
+        };
+        let (n, mut fds) = received?;
+        for (slot, byte) in buf.iter_mut().zip(&bytes[..n]) {
+            slot.write(*byte);
+        }
+        if let Some(passed) = fds.pop() {
+            let mut offered = lock_ignoring_poison(&self.offered);
+            if offered.is_none() {
+                *offered = Some(passed);
+            }
+        }
+        Ok(n)
     }
 
     /// Sets SO_RCVTIMEO (0 = wait forever) if it differs from the current one.
@@ -67,23 +182,37 @@ impl SocketWire {
         if self.receive_timeout_us.load(Ordering::Relaxed) == micros {
             return Ok(());
         }
-        socket::set_receive_timeout(self.fd.as_fd(), Some(Duration::from_micros(micros)))?;
+        socket::set_receive_timeout(self.reading(), Some(Duration::from_micros(micros)))?;
         self.receive_timeout_us.store(micros, Ordering::Relaxed);
         Ok(())
     }
 }
 
+fn lock_ignoring_poison<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Each critical section is one move of an `Option`: poisoning leaves it whole.
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 impl Wire for SocketWire {
     fn read_fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
+        self.reading()
     }
     fn write_fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
+        match (self.side, self.replies.get()) {
+            (Side::Server, Some(replies)) => replies.as_fd(),
+            _ => self.fd.as_fd(),
+        }
     }
     fn read_now(&self, buf: &mut [MaybeUninit<u8>]) -> io::Result<usize> {
-        socket::recv(self.fd.as_fd(), buf, true)
+        self.recv(buf, true)
     }
     fn read_blocking(&self, buf: &mut [MaybeUninit<u8>]) -> io::Result<usize> {
+        if self.side == Side::Client && self.replies.get().is_some() {
+            // Woken only by replies: a plain blocking read (see the module's docs).
+            self.set_receive_timeout(0)?;
+            return self.recv(buf, false);
+        }
+        // On the one socket (a server of an earlier build):
         // `poll` first, then a read that cannot block: a thread blocked in
         // `recv` on a Unix stream socket is woken each time the peer reads
         // what it sent (`unix_write_space` wakes every waiter, and a
@@ -93,8 +222,8 @@ impl Wire for SocketWire {
         // await` server on one CPU: 7.6 -> 5.4 µs a call; against a Rust
         // server no slower on one CPU or across two (docs/DECISIONS.md).
         loop {
-            wait_fd(self.fd.as_fd(), libc::POLLIN, Deadline::Never)?;
-            match socket::recv(self.fd.as_fd(), buf, true) {
+            wait_fd(self.reading(), libc::POLLIN, Deadline::Never)?;
+            match self.recv(buf, true) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 other => return other,
             }
@@ -107,30 +236,68 @@ impl Wire for SocketWire {
         // timeouts does not change the socket option on every read.
         let micros = (timeout.as_micros() as u64).div_ceil(1000).clamp(1, i32::MAX as u64 / 1000) * 1000;
         self.set_receive_timeout(micros)?;
-        socket::recv(self.fd.as_fd(), buf, false)
+        self.recv(buf, false)
     }
     fn timed_read_is_cheaper(&self) -> bool {
         true
     }
     fn stop_reading(&self) {
-        socket::shutdown_read(self.fd.as_fd());
+        socket::shutdown_read(self.reading());
     }
     fn write_now(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        socket::send(self.fd.as_fd(), bufs, true)
+        socket::send(self.write_fd(), bufs, true)
     }
     fn write_blocking(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        socket::send(self.fd.as_fd(), bufs, false)
+        socket::send(self.write_fd(), bufs, false)
     }
     fn shutdown(&self) {
         socket::shutdown(self.fd.as_fd());
+        if let Some(replies) = self.replies.get() {
+            socket::shutdown(replies.as_fd());
+        }
     }
     fn before_write(&self, len: usize) {
         // A stream socket's sender-side buffer bounds how much of a message
         // is in flight per wake-up of the reader; the default (~200 KiB)
         // halves large-message throughput. Memory is only used when filled.
         if len >= LARGE_MESSAGE && !self.big_buffer.swap(true, Ordering::Relaxed) {
-            socket::set_send_buffer(self.fd.as_fd(), LARGE_SEND_BUFFER);
+            socket::set_send_buffer(self.write_fd(), LARGE_SEND_BUFFER);
         }
+    }
+    fn hello_flags(&self) -> u32 {
+        match self.side {
+            // A client can always take the reply socket a server offers.
+            Side::Client => FLAG_REPLY_SOCKET,
+            Side::Server if lock_ignoring_poison(&self.offered).is_some() => FLAG_REPLY_SOCKET,
+            Side::Server => 0,
+        }
+    }
+    fn send_hello(&self, hello: &[u8]) -> io::Result<()> {
+        let theirs = lock_ignoring_poison(&self.to_pass).take();
+        match theirs {
+            // A fresh socket's buffer takes a hello at once; the client's
+            // end is ours to close once sent (the client holds its own).
+            Some(theirs) => crate::sys::shm::send_with_fds(self.fd.as_fd(), hello, &[theirs.as_fd()]),
+            None => crate::sys::shm::send_with_fds(self.fd.as_fd(), hello, &[]),
+        }
+    }
+    fn settle_hellos(&self, negotiated: u32) -> std::result::Result<(), &'static str> {
+        let offered = lock_ignoring_poison(&self.offered).take();
+        self.settled.store(true, Ordering::Relaxed);
+        if negotiated & FLAG_REPLY_SOCKET == 0 {
+            // An older peer: one socket both ways (a passed end is closed).
+            return Ok(());
+        }
+        let Some(replies) = offered else {
+            return Err("the server's hello announced a reply socket but passed none");
+        };
+        if self.side == Side::Client && !socket::is_unix_stream(replies.as_fd()) {
+            return Err("the descriptor passed as the reply socket is not a Unix stream socket");
+        }
+        // Reads now come from another socket, whose receive timeout is unset.
+        self.receive_timeout_us.store(0, Ordering::Relaxed);
+        let _ = self.replies.set(replies);
+        Ok(())
     }
 }
 
@@ -169,7 +336,7 @@ impl Acceptor for Listener {
     }
 
     fn accept(&self) -> io::Result<Option<Accepted>> {
-        Ok(self.accept_fd()?.map(|(fd, peer)| Accepted { wire: Box::new(SocketWire::new(fd)), peer }))
+        Ok(self.accept_fd()?.map(|(fd, peer)| Accepted { wire: Box::new(SocketWire::server(fd)), peer }))
     }
 
     fn unbind(&self) {
@@ -304,6 +471,73 @@ pub(crate) fn connect(name: &Name, options: &ClientOptions) -> Result<Arc<dyn Cl
     let shared = name.shared();
     let fd = socket::stream_socket(false).map_err(|e| Error::from_io(shared, e))?;
     connect_fd(&fd, name).map_err(|e| Error::from_io(shared, e))?;
-    let conn = StreamClient::handshake(shared.clone(), Box::new(SocketWire::new(fd)), options)?;
+    let conn = StreamClient::handshake(shared.clone(), Box::new(SocketWire::client(fd)), options)?;
     Ok(conn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(wire: &SocketWire, blocking: bool) -> Vec<u8> {
+        let mut buf = [MaybeUninit::uninit(); 64];
+        let n = if blocking { wire.read_blocking(&mut buf) } else { wire.read_now(&mut buf) }.unwrap();
+        // SAFETY: (1) the read initialised the first `n` bytes.
+        buf[..n].iter().map(|b| unsafe { b.assume_init() }).collect()
+    }
+
+    fn write(to: &OwnedFd, bytes: &[u8]) {
+        assert_eq!(socket::send(to.as_fd(), &[IoSlice::new(bytes)], true).unwrap(), bytes.len());
+    }
+
+    /// A client wire whose server side is `(connection, Some(reply socket))`.
+    fn client_with_reply_socket() -> (SocketWire, OwnedFd, OwnedFd) {
+        let (conn_client, conn_server) = socket::stream_pair().unwrap();
+        let (replies_client, replies_server) = socket::stream_pair().unwrap();
+        let wire = SocketWire::client(conn_client);
+        crate::sys::shm::send_with_fds(conn_server.as_fd(), b"a hello 16 bytes", &[replies_client.as_fd()]).unwrap();
+        drop(replies_client);
+        assert_eq!(read(&wire, true), b"a hello 16 bytes");
+        wire.settle_hellos(FLAG_REPLY_SOCKET).unwrap();
+        (wire, conn_server, replies_server)
+    }
+
+    #[test]
+    fn a_client_reads_its_replies_from_the_reply_socket() {
+        let (wire, conn_server, replies_server) = client_with_reply_socket();
+        write(&replies_server, b"reply");
+        assert_eq!(read(&wire, true), b"reply");
+        // Requests leave on the connection's socket.
+        assert_eq!(wire.write_now(&[IoSlice::new(b"request")]).unwrap(), 7);
+        let mut buf = [MaybeUninit::uninit(); 16];
+        assert_eq!(socket::recv(conn_server.as_fd(), &mut buf, true).unwrap(), 7);
+    }
+
+    #[test]
+    fn a_close_frame_left_on_the_connection_socket_is_read_once_the_reply_socket_ends() {
+        let (wire, conn_server, replies_server) = client_with_reply_socket();
+        // A server that closed before it read our hello wrote its close
+        // frame on the connection's socket, then closed both.
+        write(&conn_server, b"close frame");
+        drop(replies_server);
+        drop(conn_server);
+        assert_eq!(read(&wire, true), b"close frame");
+        assert!(read(&wire, true).is_empty(), "then the end of the stream");
+    }
+
+    #[test]
+    fn without_the_bit_a_passed_socket_is_dropped_and_the_one_socket_serves() {
+        let (conn_client, conn_server) = socket::stream_pair().unwrap();
+        let (replies_client, replies_server) = socket::stream_pair().unwrap();
+        let wire = SocketWire::client(conn_client);
+        crate::sys::shm::send_with_fds(conn_server.as_fd(), b"a hello 16 bytes", &[replies_client.as_fd()]).unwrap();
+        drop(replies_client);
+        assert_eq!(read(&wire, true), b"a hello 16 bytes");
+        wire.settle_hellos(0).unwrap();
+        write(&conn_server, b"reply");
+        assert_eq!(read(&wire, true), b"reply");
+        // Our end of the offered pair was closed: its peer reads the end.
+        let mut buf = [MaybeUninit::uninit(); 16];
+        assert_eq!(socket::recv(replies_server.as_fd(), &mut buf, true).unwrap(), 0);
+    }
 }

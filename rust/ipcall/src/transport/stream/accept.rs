@@ -34,8 +34,9 @@ impl Shared {
                 accepted.wire.shutdown();
                 continue;
             }
-            let hello = frame::encode_hello(frame::STATUS_OK, self.local_max, frame::FLAGS);
-            if write_all_blocking(&*accepted.wire, &[&hello]).is_err() {
+            let flags = frame::FLAGS | accepted.wire.hello_flags();
+            let hello = frame::encode_hello(frame::STATUS_OK, self.local_max, flags);
+            if accepted.wire.send_hello(&hello).is_err() {
                 continue;
             }
             let mut state = lock(&self.state);
@@ -53,7 +54,7 @@ impl Shared {
                 reply_budget: self.reply_budget,
                 me: me.clone(),
                 frame_since: AtomicU64::new(0),
-                reader: Mutex::new(FrameReader::new(Role::Server, self.local_max)),
+                reader: Mutex::new(FrameReader::new(Role::Server, self.local_max, flags)),
                 arm: Mutex::new(false),
                 last_taken: AtomicU64::new(0),
                 trace: ConnTrace::accepted(&self.name, token, &accepted.peer),

@@ -127,8 +127,9 @@ impl StreamClient {
         };
         // A server that refuses us may have closed before our hello went out:
         // its own hello (with the refusal) is still there to read.
-        let written = write_all_blocking(&*wire, &[&frame::encode_hello(frame::STATUS_OK, local_max, frame::FLAGS)]);
-        let mut reader = FrameReader::new(Role::Client, local_max);
+        let flags = frame::FLAGS | wire.hello_flags();
+        let written = write_all_blocking(&*wire, &[&frame::encode_hello(frame::STATUS_OK, local_max, flags)]);
+        let mut reader = FrameReader::new(Role::Client, local_max, flags);
         let deadline = Deadline::after(options.connect_timeout.unwrap_or(CLIENT_HANDSHAKE_TIMEOUT));
         let hello = match reader.next(&*wire, deadline) {
             Ok(Some(Event::Hello(hello))) => hello,
@@ -147,6 +148,8 @@ impl StreamClient {
             return Err(Error::PermissionDenied { name });
         }
         written.map_err(io_err)?;
+        wire.settle_hellos(reader.negotiated())
+            .map_err(|reason| Error::Protocol { name: name.clone(), reason: reason.to_string() })?;
         let shared = Shared {
             name,
             wire,

@@ -118,6 +118,31 @@ pub(crate) trait Wire: Send + Sync + 'static {
     /// wire may enlarge its kernel buffer once large messages show up (fewer
     /// wake-ups per message).
     fn before_write(&self, _len: usize) {}
+    /// Hello `flags` bits this wire offers beyond [`FLAGS`](crate::core::frame::FLAGS).
+    fn hello_flags(&self) -> u32 {
+        0
+    }
+    /// Writes a server's hello (status ok) at accept; a wire may send
+    /// descriptors with it.
+    fn send_hello(&self, hello: &[u8]) -> io::Result<()> {
+        let mut sent = 0;
+        while sent < hello.len() {
+            match self.write_blocking(&[IoSlice::new(&hello[sent..])]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => sent += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+    /// Both hellos are in, and `negotiated` is what both announced: a wire
+    /// that offered something with its hello takes it up or drops it.
+    /// `Err` names a broken promise of the peer's (the connection fails
+    /// with `Protocol`).
+    fn settle_hellos(&self, _negotiated: u32) -> Result<(), &'static str> {
+        Ok(())
+    }
 }
 
 /// A new connection handed over by an [`Acceptor`].
@@ -226,10 +251,11 @@ pub(crate) struct FrameReader {
 }
 
 impl FrameReader {
-    /// A reader for what `role`'s peer sends; `local_max` is our own limit.
-    pub(crate) fn new(role: Role, local_max: u32) -> FrameReader {
+    /// A reader for what `role`'s peer sends; `local_max` is our own limit,
+    /// `flags` what our hello announces.
+    pub(crate) fn new(role: Role, local_max: u32, flags: u32) -> FrameReader {
         FrameReader {
-            decoder: Decoder::new(role, local_max, crate::core::frame::FLAGS),
+            decoder: Decoder::new(role, local_max, flags),
             buf: vec![MaybeUninit::uninit(); STAGING].into_boxed_slice(),
             start: 0,
             end: 0,

@@ -45,7 +45,7 @@ use crate::transport::access::Access;
 use crate::transport::backoff::AcceptBackoff;
 use crate::transport::stream::conn::{deliver, Batch, ConnService, Decoded, ServerConn};
 use crate::transport::stream::flush::{Flusher, Outbox};
-use crate::transport::stream::{readable_bytes, write_all_blocking, Acceptor, FrameReader, ReadError};
+use crate::transport::stream::{readable_bytes, Acceptor, FrameReader, ReadError};
 use crate::transport::trace::{self, ConnTrace, DropReason};
 use crate::transport::watch::{stop_accepting, wait_accepted, Watch, Watched};
 use crate::transport::{Answer, Incoming, Responder, ServerTransport};
@@ -336,6 +336,9 @@ impl Shared {
                 Ok(Some(Event::Hello(hello))) => {
                     if hello.status != frame::STATUS_OK {
                         break Err(DropReason::Misbehaved("a client's hello with a status other than ok"));
+                    }
+                    if let Err(reason) = conn.wire.settle_hellos(reader.negotiated()) {
+                        break Err(DropReason::Misbehaved(reason));
                     }
                     lock(&self.state).handshakes.retain(|(t, _)| *t != token);
                 }
