@@ -6,13 +6,16 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::{ErrorKind as IoKind, Read, Write};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
 use ipcall::{Client, Error, ErrorKind, Kind, Server, ServerOptions};
+
+mod raw_peer;
+use raw_peer::raw_server;
 
 /// The global allocator, recording the largest single request.
 struct Counting;
@@ -180,23 +183,6 @@ fn half_a_handshake_then_silence_times_out() {
     raw.write_all(&raw_hello(b"IPCL", 1, 0, 1 << 20)[..7]).unwrap();
     // No more bytes: the server gives up after its handshake timeout.
     victim.assert_dropped(raw);
-}
-
-/// A raw server on a fresh path: runs `script` on its first connection.
-fn raw_server(script: impl FnOnce(UnixStream) + Send + 'static) -> (String, thread::JoinHandle<()>) {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let dir = ipcall::runtime_dir().unwrap();
-    let path = dir.join(format!("raw-{}-{}.sock", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
-    let _ = std::fs::remove_file(&path);
-    let listener = UnixListener::bind(&path).unwrap();
-    let name = format!("unix:{}", path.display());
-    let t = thread::spawn(move || {
-        let (stream, _) = listener.accept().unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        script(stream);
-        let _ = std::fs::remove_file(&path);
-    });
-    (name, t)
 }
 
 /// Reads the client's hello and then one request frame: (id, payload).

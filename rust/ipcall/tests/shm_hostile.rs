@@ -14,8 +14,10 @@ use std::thread;
 use std::time::Duration;
 
 use ipcall::{Client, ErrorKind, Kind, Server, ServerOptions};
+mod raw_peer;
 #[path = "shm_raw/mod.rs"]
 mod shm_raw;
+use raw_peer::send_fds;
 use shm_raw::*;
 
 fn hello(status: u16) -> [u8; 16] {
@@ -25,28 +27,6 @@ fn hello(status: u16) -> [u8; 16] {
     h[6..8].copy_from_slice(&status.to_le_bytes());
     h[8..12].copy_from_slice(&(1u32 << 20).to_le_bytes());
     h
-}
-
-fn send_fds(stream: &UnixStream, bytes: &[u8], fds: &[RawFd]) {
-    let mut control = [0u64; 8];
-    let mut iov = libc::iovec { iov_base: bytes.as_ptr() as *mut _, iov_len: bytes.len() };
-    // SAFETY: (1) a standard SCM_RIGHTS sendmsg over live buffers.
-    unsafe {
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        if !fds.is_empty() {
-            let data_len = std::mem::size_of_val(fds) as u32;
-            msg.msg_control = control.as_mut_ptr().cast();
-            msg.msg_controllen = libc::CMSG_SPACE(data_len) as _;
-            let cmsg = libc::CMSG_FIRSTHDR(&msg);
-            (*cmsg).cmsg_level = libc::SOL_SOCKET;
-            (*cmsg).cmsg_type = libc::SCM_RIGHTS;
-            (*cmsg).cmsg_len = libc::CMSG_LEN(data_len) as _;
-            std::ptr::copy_nonoverlapping(fds.as_ptr(), libc::CMSG_DATA(cmsg).cast(), fds.len());
-        }
-        assert_eq!(libc::sendmsg(stream.as_raw_fd(), &msg, 0), bytes.len() as isize);
-    }
 }
 
 fn eventfd() -> OwnedFd {

@@ -219,6 +219,10 @@ pub enum ProtocolError {
         /// The last request id received.
         last: u64,
     },
+    /// The peer's hello announced something its transport did not
+    /// deliver (a `unix:` server's reply socket passed as nothing, or as
+    /// something else): the reason.
+    Handshake(&'static str),
 }
 
 impl fmt::Display for ProtocolError {
@@ -256,6 +260,7 @@ impl fmt::Display for ProtocolError {
             ProtocolError::CancelNeverSent { id, last } => {
                 write!(f, "a cancel frame for id {id}, but the requests received so far end at id {last}")
             }
+            ProtocolError::Handshake(reason) => f.write_str(reason),
         }
     }
 }

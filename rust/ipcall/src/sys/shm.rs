@@ -1,8 +1,7 @@
 //! The system calls of `shm:`: anonymous sealed memfds, guarded shared
-//! mappings, cross-process futexes and descriptor passing.
+//! mappings and cross-process futexes (descriptor passing is in `socket`).
 
-use std::io::{self, IoSlice, IoSliceMut};
-use std::mem::MaybeUninit;
+use std::io;
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::sync::atomic::AtomicU32;
 use std::time::Duration;
@@ -10,10 +9,6 @@ use std::time::Duration;
 use rustix::event::Timespec;
 use rustix::fs::{MemfdFlags, SealFlags};
 use rustix::mm::{MapFlags, ProtFlags};
-use rustix::net::{
-    RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags, SendAncillaryBuffer, SendAncillaryMessage,
-    SendFlags,
-};
 use rustix::thread::futex;
 
 /// Inaccessible bytes on each side of every mapping.
@@ -85,63 +80,6 @@ pub(crate) unsafe fn unmap_guarded(base: *mut u8, len: usize) {
     // SAFETY: (1) by the caller's contract the guards and the mapping are
     // exactly the reservation `map_guarded` made and nothing uses them.
     let _ = unsafe { rustix::mm::munmap(base.sub(GUARD).cast(), len + 2 * GUARD) };
-}
-
-/// Sends `bytes` with descriptors `fds` (SCM_RIGHTS) in one message, without
-/// blocking and without `SIGPIPE` (a vanished peer is `EPIPE`).
-pub(crate) fn send_with_fds(socket: BorrowedFd<'_>, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
-    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(4))];
-    let mut control = SendAncillaryBuffer::new(&mut space);
-    if !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(fds)) {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "too many descriptors for one message"));
-    }
-    loop {
-        match rustix::net::sendmsg(
-            socket,
-            &[IoSlice::new(bytes)],
-            &mut control,
-            SendFlags::NOSIGNAL | SendFlags::DONTWAIT,
-        ) {
-            Ok(n) if n == bytes.len() => return Ok(()),
-            Ok(_) => return Err(io::ErrorKind::WriteZero.into()),
-            Err(rustix::io::Errno::INTR) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-}
-
-/// Receives up to `buf.len()` bytes and any descriptors that came with them
-/// (close-on-exec). Extra or unexpected descriptors are returned too, so the
-/// caller closes them by dropping.
-pub(crate) fn recv_with_fds(socket: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(usize, Vec<OwnedFd>)> {
-    recv_fds(socket, buf, RecvFlags::CMSG_CLOEXEC)
-}
-
-/// Like [`recv_with_fds`], but never blocks (`WouldBlock` if nothing waits).
-pub(crate) fn recv_with_fds_now(socket: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(usize, Vec<OwnedFd>)> {
-    recv_fds(socket, buf, RecvFlags::CMSG_CLOEXEC | RecvFlags::DONTWAIT)
-}
-
-fn recv_fds(socket: BorrowedFd<'_>, buf: &mut [u8], flags: RecvFlags) -> io::Result<(usize, Vec<OwnedFd>)> {
-    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(8))];
-    let mut control = RecvAncillaryBuffer::new(&mut space);
-    let received = loop {
-        match rustix::net::recvmsg(socket, &mut [IoSliceMut::new(buf)], &mut control, flags) {
-            Ok(received) => break received,
-            Err(rustix::io::Errno::INTR) => {}
-            Err(e) => return Err(e.into()),
-        }
-    };
-    let mut fds = Vec::new();
-    for message in control.drain() {
-        if let RecvAncillaryMessage::ScmRights(rights) = message {
-            fds.extend(rights);
-        }
-    }
-    if received.flags.contains(ReturnFlags::CTRUNC) {
-        return Err(io::Error::other("descriptors were truncated"));
-    }
-    Ok((received.bytes, fds))
 }
 
 /// Sleeps until `word` may differ from `expected`, a [`futex_wake`] on it,

@@ -1,13 +1,14 @@
 //! Unix domain stream sockets: creating, naming (a path or a Linux abstract
 //! name), listening, accepting, connecting, peer credentials, sending and
-//! receiving with per-call flags, receive timeouts and shutdown.
+//! receiving with per-call flags, passing descriptors (`SCM_RIGHTS`),
+//! socket pairs, receive timeouts and shutdown.
 //!
 //! Every call goes through `rustix` except `SO_PEERCRED` (see
 //! [`peer_credentials`]) and the per-message `recv` and `send`
 //! ([`super::nocancel`]). Errors come back as `io::Error` with the raw
 //! errno, so callers match on `io::ErrorKind` exactly as before.
 
-use std::io::{self, IoSlice};
+use std::io::{self, IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::path::Path;
@@ -16,7 +17,10 @@ use std::time::Duration;
 use rustix::fs::Mode;
 use rustix::io::Errno;
 use rustix::net::sockopt::{self, Timeout};
-use rustix::net::{AddressFamily, SendAncillaryBuffer, SendFlags, Shutdown, SocketAddrUnix, SocketFlags, SocketType};
+use rustix::net::{
+    AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags, SendAncillaryBuffer,
+    SendAncillaryMessage, SendFlags, Shutdown, SocketAddrUnix, SocketFlags, SocketType,
+};
 
 /// The address of a Unix socket: a filesystem path or an abstract name.
 pub(crate) struct UnixAddr(SocketAddrUnix);
@@ -195,4 +199,61 @@ pub(crate) fn shutdown_read(fd: BorrowedFd<'_>) {
 /// handling.
 pub(crate) fn shutdown(fd: BorrowedFd<'_>) {
     let _ = rustix::net::shutdown(fd, Shutdown::Both);
+}
+
+/// Sends `bytes` with descriptors `fds` (SCM_RIGHTS) in one message, without
+/// blocking and without `SIGPIPE` (a vanished peer is `EPIPE`).
+pub(crate) fn send_with_fds(socket: BorrowedFd<'_>, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(4))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    if !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(fds)) {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "too many descriptors for one message"));
+    }
+    loop {
+        match rustix::net::sendmsg(
+            socket,
+            &[IoSlice::new(bytes)],
+            &mut control,
+            SendFlags::NOSIGNAL | SendFlags::DONTWAIT,
+        ) {
+            Ok(n) if n == bytes.len() => return Ok(()),
+            Ok(_) => return Err(io::ErrorKind::WriteZero.into()),
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Receives up to `buf.len()` bytes and any descriptors that came with them
+/// (close-on-exec). Extra or unexpected descriptors are returned too, so the
+/// caller closes them by dropping.
+pub(crate) fn recv_with_fds(socket: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(usize, Vec<OwnedFd>)> {
+    recv_fds(socket, buf, RecvFlags::CMSG_CLOEXEC)
+}
+
+/// Like [`recv_with_fds`], but never blocks (`WouldBlock` if nothing waits).
+pub(crate) fn recv_with_fds_now(socket: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(usize, Vec<OwnedFd>)> {
+    recv_fds(socket, buf, RecvFlags::CMSG_CLOEXEC | RecvFlags::DONTWAIT)
+}
+
+fn recv_fds(socket: BorrowedFd<'_>, buf: &mut [u8], flags: RecvFlags) -> io::Result<(usize, Vec<OwnedFd>)> {
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(8))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let received = loop {
+        match rustix::net::recvmsg(socket, &mut [IoSliceMut::new(buf)], &mut control, flags) {
+            Ok(received) => break received,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    };
+    let mut fds = Vec::new();
+    for message in control.drain() {
+        if let RecvAncillaryMessage::ScmRights(rights) = message {
+            fds.extend(rights);
+        }
+    }
+    if received.flags.contains(ReturnFlags::CTRUNC) {
+        return Err(io::Error::other("descriptors were truncated"));
+    }
+    Ok((received.bytes, fds))
 }

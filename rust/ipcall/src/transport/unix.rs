@@ -160,9 +160,9 @@ impl SocketWire {
         let mut bytes = [0u8; 64];
         let want = buf.len().min(bytes.len());
         let received = if nonblocking {
-            crate::sys::shm::recv_with_fds_now(self.fd.as_fd(), &mut bytes[..want])
+            socket::recv_with_fds_now(self.fd.as_fd(), &mut bytes[..want])
         } else {
-            crate::sys::shm::recv_with_fds(self.fd.as_fd(), &mut bytes[..want])
+            socket::recv_with_fds(self.fd.as_fd(), &mut bytes[..want])
         };
         let (n, mut fds) = received?;
         for (slot, byte) in buf.iter_mut().zip(&bytes[..n]) {
@@ -273,13 +273,10 @@ impl Wire for SocketWire {
         }
     }
     fn send_hello(&self, hello: &[u8]) -> io::Result<()> {
+        // A fresh socket's buffer takes a hello at once; the client's end
+        // is ours to close once sent (the client holds its own).
         let theirs = lock_ignoring_poison(&self.to_pass).take();
-        match theirs {
-            // A fresh socket's buffer takes a hello at once; the client's
-            // end is ours to close once sent (the client holds its own).
-            Some(theirs) => crate::sys::shm::send_with_fds(self.fd.as_fd(), hello, &[theirs.as_fd()]),
-            None => crate::sys::shm::send_with_fds(self.fd.as_fd(), hello, &[]),
-        }
+        socket::send_with_fds(self.fd.as_fd(), hello, theirs.as_ref().map(|fd| fd.as_fd()).as_slice())
     }
     fn settle_hellos(&self, negotiated: u32) -> std::result::Result<(), &'static str> {
         let offered = lock_ignoring_poison(&self.offered).take();
@@ -490,21 +487,23 @@ mod tests {
         assert_eq!(socket::send(to.as_fd(), &[IoSlice::new(bytes)], true).unwrap(), bytes.len());
     }
 
-    /// A client wire whose server side is `(connection, Some(reply socket))`.
-    fn client_with_reply_socket() -> (SocketWire, OwnedFd, OwnedFd) {
+    /// A client wire that was passed a reply socket with a hello and
+    /// settled the hellos as `negotiated`; then the server's ends of the
+    /// connection and of the pair.
+    fn client_passed_a_reply_socket(negotiated: u32) -> (SocketWire, OwnedFd, OwnedFd) {
         let (conn_client, conn_server) = socket::stream_pair().unwrap();
         let (replies_client, replies_server) = socket::stream_pair().unwrap();
         let wire = SocketWire::client(conn_client);
-        crate::sys::shm::send_with_fds(conn_server.as_fd(), b"a hello 16 bytes", &[replies_client.as_fd()]).unwrap();
+        socket::send_with_fds(conn_server.as_fd(), b"a hello 16 bytes", &[replies_client.as_fd()]).unwrap();
         drop(replies_client);
         assert_eq!(read(&wire, true), b"a hello 16 bytes");
-        wire.settle_hellos(FLAG_REPLY_SOCKET).unwrap();
+        wire.settle_hellos(negotiated).unwrap();
         (wire, conn_server, replies_server)
     }
 
     #[test]
     fn a_client_reads_its_replies_from_the_reply_socket() {
-        let (wire, conn_server, replies_server) = client_with_reply_socket();
+        let (wire, conn_server, replies_server) = client_passed_a_reply_socket(FLAG_REPLY_SOCKET);
         write(&replies_server, b"reply");
         assert_eq!(read(&wire, true), b"reply");
         // Requests leave on the connection's socket.
@@ -515,7 +514,7 @@ mod tests {
 
     #[test]
     fn a_close_frame_left_on_the_connection_socket_is_read_once_the_reply_socket_ends() {
-        let (wire, conn_server, replies_server) = client_with_reply_socket();
+        let (wire, conn_server, replies_server) = client_passed_a_reply_socket(FLAG_REPLY_SOCKET);
         // A server that closed before it read our hello wrote its close
         // frame on the connection's socket, then closed both.
         write(&conn_server, b"close frame");
@@ -527,13 +526,7 @@ mod tests {
 
     #[test]
     fn without_the_bit_a_passed_socket_is_dropped_and_the_one_socket_serves() {
-        let (conn_client, conn_server) = socket::stream_pair().unwrap();
-        let (replies_client, replies_server) = socket::stream_pair().unwrap();
-        let wire = SocketWire::client(conn_client);
-        crate::sys::shm::send_with_fds(conn_server.as_fd(), b"a hello 16 bytes", &[replies_client.as_fd()]).unwrap();
-        drop(replies_client);
-        assert_eq!(read(&wire, true), b"a hello 16 bytes");
-        wire.settle_hellos(0).unwrap();
+        let (wire, conn_server, replies_server) = client_passed_a_reply_socket(0);
         write(&conn_server, b"reply");
         assert_eq!(read(&wire, true), b"reply");
         // Our end of the offered pair was closed: its peer reads the end.

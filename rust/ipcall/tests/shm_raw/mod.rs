@@ -3,7 +3,7 @@
 //! that play a hostile or vanishing client or server.
 #![allow(dead_code)]
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
@@ -104,27 +104,8 @@ impl Drop for Memory {
 
 /// The server's hello and the descriptors behind it (memfd, doorbell).
 pub fn recv_fds(stream: &UnixStream) -> Vec<OwnedFd> {
-    let mut buf = [0u8; 16];
-    let mut control = [0u64; 16];
-    let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: 16 };
-    let mut fds = Vec::new();
-    // SAFETY: (1) a standard SCM_RIGHTS recvmsg into live buffers.
-    unsafe {
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control.as_mut_ptr().cast();
-        msg.msg_controllen = std::mem::size_of_val(&control) as _;
-        assert_eq!(libc::recvmsg(stream.as_raw_fd(), &mut msg, 0), 16);
-        let cmsg = libc::CMSG_FIRSTHDR(&msg);
-        assert!(!cmsg.is_null());
-        let data = libc::CMSG_DATA(cmsg).cast::<RawFd>();
-        let n = ((*cmsg).cmsg_len as usize - libc::CMSG_LEN(0) as usize) / 4;
-        for i in 0..n {
-            fds.push(OwnedFd::from_raw_fd(data.add(i).read_unaligned()));
-        }
-    }
-    assert_eq!(&buf[0..4], b"IPCL");
+    let (hello, fds) = crate::raw_peer::recv_hello(stream);
+    assert_eq!(&hello[0..4], b"IPCL");
     fds
 }
 

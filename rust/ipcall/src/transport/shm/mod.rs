@@ -46,9 +46,8 @@ use crate::core::error::{Error, Result};
 use crate::core::name::Name;
 use crate::core::options::{ClientOptions, ServerOptions, WaitMode};
 use crate::sys;
-pub(crate) use crate::sys::shm::{
-    current_cpu, futex_wait, futex_wake, peer_gone, recv_with_fds, recv_with_fds_now, send_with_fds,
-};
+pub(crate) use crate::sys::shm::{current_cpu, futex_wait, futex_wake, peer_gone};
+pub(crate) use crate::sys::socket::{recv_with_fds, recv_with_fds_now, send_with_fds};
 use crate::transport::shm::ring::{
     announce_sleep, take_sleeper, Consumer, Control, Producer, Ring, Violation, MAX_CAPACITY, MIN_CAPACITY,
 };

@@ -303,12 +303,9 @@ impl Shared {
             let allowed = |k: u32| k == kind::REQUEST;
             match take_between(reader, conn, Some(&self.counters)) {
                 Ok(Head::Message) => {}
-                Ok(Head::Nothing) => {
-                    conn.wake_producer(&reader.consumer);
-                    continue;
-                }
-                // More such records wait: the other connections first.
-                Ok(Head::More) => {
+                // Nothing to take yet, or more such records wait: the
+                // other connections first.
+                Ok(Head::Nothing | Head::More) => {
                     conn.wake_producer(&reader.consumer);
                     continue;
                 }

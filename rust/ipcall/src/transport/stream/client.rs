@@ -148,8 +148,6 @@ impl StreamClient {
             return Err(Error::PermissionDenied { name });
         }
         written.map_err(io_err)?;
-        wire.settle_hellos(reader.negotiated())
-            .map_err(|reason| Error::Protocol { name: name.clone(), reason: reason.to_string() })?;
         let shared = Shared {
             name,
             wire,

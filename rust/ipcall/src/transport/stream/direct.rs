@@ -177,12 +177,7 @@ impl Shared {
                 // The decoder yields the hello once, first: a client whose
                 // hello waited in the kernel past the handshake deadline
                 // (nobody was receiving) finishes its handshake here.
-                Ok(Some(Event::Hello(hello))) if hello.status == frame::STATUS_OK => {
-                    if let Err(reason) = conn.wire.settle_hellos(reader.negotiated()) {
-                        failed = Some(DropReason::Misbehaved(reason));
-                        break;
-                    }
-                }
+                Ok(Some(Event::Hello(hello))) if hello.status == frame::STATUS_OK => {}
                 // Anything else from the client (close, a reply, a refused
                 // hello, bad bytes, end of stream) ends it.
                 other => {

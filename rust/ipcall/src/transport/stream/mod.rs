@@ -125,21 +125,13 @@ pub(crate) trait Wire: Send + Sync + 'static {
     /// Writes a server's hello (status ok) at accept; a wire may send
     /// descriptors with it.
     fn send_hello(&self, hello: &[u8]) -> io::Result<()> {
-        let mut sent = 0;
-        while sent < hello.len() {
-            match self.write_blocking(&[IoSlice::new(&hello[sent..])]) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => sent += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
+        write_all_blocking(self, &[hello])
     }
-    /// Both hellos are in, and `negotiated` is what both announced: a wire
+    /// Both hellos are in (called by [`FrameReader`] as it decodes the
+    /// peer's, status ok), and `negotiated` is what both announced: a wire
     /// that offered something with its hello takes it up or drops it.
-    /// `Err` names a broken promise of the peer's (the connection fails
-    /// with `Protocol`).
+    /// `Err` names a broken promise of the peer's: the read fails with
+    /// [`ProtocolError::Handshake`].
     fn settle_hellos(&self, _negotiated: u32) -> Result<(), &'static str> {
         Ok(())
     }
@@ -164,7 +156,7 @@ pub(crate) trait Acceptor: Send + Sync + 'static {
 
 /// Writes all of `parts` (e.g. a header and its payload) in as few system
 /// calls as the wire allows, blocking as needed.
-pub(crate) fn write_all_blocking(wire: &dyn Wire, parts: &[&[u8]]) -> io::Result<()> {
+pub(crate) fn write_all_blocking<W: Wire + ?Sized>(wire: &W, parts: &[&[u8]]) -> io::Result<()> {
     let mut skip = 0usize;
     let total: usize = parts.iter().map(|p| p.len()).sum();
     while skip < total {
@@ -343,6 +335,13 @@ impl FrameReader {
         let mut reads = 0u32;
         loop {
             if let Some(event) = self.buffered_event()? {
+                // A hello comes whole from the staging buffer, never from a
+                // direct read (it has no payload): both hellos are in now.
+                if let Event::Hello(hello) = &event {
+                    if hello.status == crate::core::frame::STATUS_OK {
+                        wire.settle_hellos(self.negotiated()).map_err(ProtocolError::Handshake)?;
+                    }
+                }
                 return Ok(Some(event));
             }
             if reads > 0 && matches!(how, ReadFor::Wake(..)) {

@@ -337,9 +337,6 @@ impl Shared {
                     if hello.status != frame::STATUS_OK {
                         break Err(DropReason::Misbehaved("a client's hello with a status other than ok"));
                     }
-                    if let Err(reason) = conn.wire.settle_hellos(reader.negotiated()) {
-                        break Err(DropReason::Misbehaved(reason));
-                    }
                     lock(&self.state).handshakes.retain(|(t, _)| *t != token);
                 }
                 Ok(Some(Event::Frame(f))) => match f.kind {
