@@ -52,7 +52,8 @@ pub fn read_frame(stream: &mut UnixStream) -> (u8, u64, Vec<u8>) {
 }
 
 /// A raw server on a fresh path in the runtime directory: runs `script` on
-/// its first connection (reads time out after 20 s), then removes the path.
+/// its first connection (reads time out after 20 s); the path is removed
+/// when the script ends, however it ends.
 pub fn raw_server(script: impl FnOnce(UnixStream) + Send + 'static) -> (String, thread::JoinHandle<()>) {
     static N: AtomicUsize = AtomicUsize::new(0);
     let dir = ipcall::runtime_dir().unwrap();
@@ -61,12 +62,22 @@ pub fn raw_server(script: impl FnOnce(UnixStream) + Send + 'static) -> (String, 
     let listener = UnixListener::bind(&path).unwrap();
     let name = format!("unix:{}", path.display());
     let t = thread::spawn(move || {
+        // Removed however the script ends (a failed assertion included).
+        let _path = RemovedOnDrop(path);
         let (stream, _) = listener.accept().unwrap();
         stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
         script(stream);
-        let _ = std::fs::remove_file(&path);
     });
     (name, t)
+}
+
+/// A path removed when dropped.
+struct RemovedOnDrop(std::path::PathBuf);
+
+impl Drop for RemovedOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 /// Reads a 16-byte hello with `recvmsg`: its bytes and the descriptors
