@@ -2,34 +2,11 @@
 //! `stream` and `shm` clients: who waits for which id, which waiters need a
 //! reader, and the connection's death, which fails every waiter at once.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::core::error::Error;
 use crate::core::slot::{Outcome, Slot};
-
-/// Hashes call ids (sequential numbers we issued) with one multiplication:
-/// SipHash's flooding resistance buys nothing for keys we choose ourselves,
-/// and a peer's answers only ever look ids up.
-#[derive(Default, Clone, Copy)]
-pub(crate) struct IdHasher(u64);
-
-impl std::hash::Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
-        }
-    }
-    fn write_u64(&mut self, id: u64) {
-        self.0 = id.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-}
-
-/// A map keyed by call id.
-pub(crate) type IdMap<V> = HashMap<u64, V, std::hash::BuildHasherDefault<IdHasher>>;
+use crate::transport::id_map::IdMap;
 
 /// Why a connection is dead.
 #[derive(Debug, Clone)]

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use crate::core::cancel::{Cancel, Pump};
-use crate::transport::calls::IdMap;
+use crate::transport::id_map::IdMap;
 
 /// One connection's flags (`unix:`/`pipe:`/`shm:` server side).
 #[derive(Default)]

@@ -32,6 +32,7 @@ pub(crate) mod backoff;
 pub(crate) mod calls;
 pub(crate) mod evented;
 pub(crate) mod held;
+pub(crate) mod id_map;
 pub(crate) mod mem;
 pub(crate) mod nats;
 pub(crate) mod pipe;
