@@ -134,6 +134,14 @@ fn an_older_server_is_called_on_the_one_socket() {
     t.join().unwrap();
 }
 
+/// Connecting to `name` fails with `Protocol`, its reason naming `what`.
+fn assert_connect_fails_with_protocol(name: &str, what: &str) {
+    match Client::connect(name) {
+        Err(Error::Protocol { reason, .. }) => assert!(reason.contains(what), "{reason}"),
+        other => panic!("expected Protocol naming {what:?}, got {other:?}"),
+    }
+}
+
 #[test]
 fn a_server_announcing_a_reply_socket_without_passing_one_fails_the_connect() {
     let (name, t) = raw_server(|mut stream| {
@@ -141,10 +149,7 @@ fn a_server_announcing_a_reply_socket_without_passing_one_fails_the_connect() {
         let mut rest = Vec::new();
         let _ = stream.read_to_end(&mut rest);
     });
-    match Client::connect(&name) {
-        Err(Error::Protocol { reason, .. }) => assert!(reason.contains("passed none"), "{reason}"),
-        other => panic!("expected Protocol, got {other:?}"),
-    }
+    assert_connect_fails_with_protocol(&name, "passed none");
     t.join().unwrap();
 }
 
@@ -161,9 +166,6 @@ fn a_reply_socket_that_is_not_a_unix_stream_socket_fails_the_connect() {
         let mut rest = Vec::new();
         let _ = stream.read_to_end(&mut rest);
     });
-    match Client::connect(&name) {
-        Err(Error::Protocol { reason, .. }) => assert!(reason.contains("not a Unix stream socket"), "{reason}"),
-        other => panic!("expected Protocol, got {other:?}"),
-    }
+    assert_connect_fails_with_protocol(&name, "not a Unix stream socket");
     t.join().unwrap();
 }
