@@ -11,6 +11,7 @@ use std::time::Duration;
 use super::{Shared, StreamClient, Writer};
 use crate::core::error::{Error, Result};
 use crate::core::frame::{self, Event, FrameKind};
+use crate::core::slot::Slot;
 use crate::core::wait::{lock, Deadline};
 use crate::transport::calls::{Death, Entry};
 use crate::transport::evented::{quietly, PollSet};
@@ -45,7 +46,10 @@ impl Shared {
     }
 
     /// Watches (or stops watching) the write descriptor in the event loop's
-    /// descriptor, if there is one.
+    /// descriptor, if there is one. Called holding the writer, so that the
+    /// changes land in the order of the outbox states they were decided
+    /// from: a stop decided on an empty outbox cannot land after a start
+    /// for bytes queued since (which would leave them unwatched).
     pub(super) fn want_write(&self, yes: bool) {
         if let Some(set) = self.poll_set.get() {
             if set.want_write(self.wire.read_fd(), self.wire.write_fd(), yes).is_err() {
@@ -108,13 +112,13 @@ impl Shared {
         }
         match self.flush_now(&mut writer) {
             Ok(empty) => {
-                drop(writer);
                 self.want_write(!empty);
+                drop(writer);
             }
             Err(_) => {
                 writer.outbox.clear();
-                drop(writer);
                 self.want_write(false);
+                drop(writer);
                 let _ = self.broken_write(None);
             }
         }
@@ -127,14 +131,14 @@ impl Shared {
         let Some(mut writer) = self.try_writer() else { return Ok(()) };
         let flushed = match self.flush_now(&mut writer) {
             Ok(empty) => {
-                drop(writer);
                 self.want_write(!empty);
+                drop(writer);
                 Ok(())
             }
             Err(_) => {
                 writer.outbox.clear();
-                drop(writer);
                 self.want_write(false);
+                drop(writer);
                 Err(self.broken_write(None))
             }
         };
@@ -186,6 +190,83 @@ impl Shared {
         self.give_up_reading(false);
         true
     }
+
+    /// The rest of `evented_try_send`, holding the writer: the request,
+    /// preceded by its deadline frame when `timeout_ns` is `Some`.
+    /// Returns the id and slot of the call sent, or `None` if the wire
+    /// took nothing.
+    fn try_send_holding(
+        &self,
+        mut writer: MutexGuard<'_, Writer>,
+        data: &[u8],
+        timeout_ns: Option<u64>,
+    ) -> Result<Option<(u64, Arc<Slot>)>> {
+        match self.flush_now(&mut writer) {
+            Ok(true) => self.want_write(false),
+            Ok(false) => return Ok(None),
+            Err(_) => {
+                writer.outbox.clear();
+                self.want_write(false);
+                drop(writer);
+                return Err(self.broken_write(None));
+            }
+        }
+        let slot = self.spare.fresh();
+        self.notifier.arm(&slot);
+        let id = writer.next_id;
+        {
+            let mut calls = lock(&self.calls);
+            if let Some(death) = &calls.dead {
+                return Err(self.error_for(death));
+            }
+            if calls.server_closed.is_some() || calls.write_broken {
+                return Err(Error::Disconnected { name: self.name.clone() });
+            }
+            calls.pending.insert(id, Entry { slot: slot.clone(), is_async: false, following: false });
+        }
+        let header = frame::encode_header(FrameKind::Request, id, data.len() as u32);
+        // The deadline frame and its request leave as one run of bytes: a
+        // partial write keeps the rest of both in the outbox, so the request
+        // still follows its deadline frame at once.
+        let deadline = timeout_ns.map(|ns| frame::encode_deadline(id, ns));
+        let parts = [deadline.as_ref().map_or(&[][..], |d| &d[..]), &header[..], data];
+        let total = parts.iter().map(|part| part.len()).sum::<usize>();
+        self.wire.before_write(total);
+        let mut sent = 0usize;
+        while sent < total {
+            let slices = remaining_slices(&parts, sent);
+            match self.wire.write_now(&slices.slices[..slices.len]) {
+                Ok(n) => sent += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(_) => {
+                    drop(writer);
+                    return Err(self.broken_write(Some(id)));
+                }
+            }
+        }
+        if sent == 0 {
+            // Nothing went out: as if never sent (the id is reused). The
+            // descriptor reports when the wire takes bytes again.
+            lock(&self.calls).remove(id);
+            self.want_write(true);
+            drop(writer);
+            return Ok(None);
+        }
+        writer.next_id += 1;
+        if sent < total {
+            // Keep the frame whole on the wire: its tail goes out before
+            // anything else, by `progress` or the next send.
+            let mut rest = Vec::with_capacity(total - sent);
+            for part in &remaining_slices(&parts, sent).slices {
+                rest.extend_from_slice(part);
+            }
+            writer.outbox = rest;
+            self.want_write(true);
+        }
+        drop(writer);
+        Ok(Some((id, slot)))
+    }
 }
 
 impl StreamClient {
@@ -229,95 +310,19 @@ impl StreamClient {
 
     /// See [`ClientConn::try_send`](crate::transport::ClientConn::try_send).
     pub(super) fn evented_try_send(self: Arc<Self>, data: &[u8], timeout: Option<Duration>) -> Result<Option<Call>> {
-        let shared = self.shared.clone();
+        let shared = &*self.shared;
         if data.len() as u64 > u64::from(shared.max) {
             return Err(Error::TooLarge { size: data.len() as u64, max: u64::from(shared.max) });
         }
         let Some(writer) = shared.send_blocked.writer_or_ring_later(&shared.writer) else { return Ok(None) };
         // A peer that did not announce deadlines never sees the frame.
         let timeout_ns = timeout.filter(|_| shared.sends_deadlines).map(crate::transport::timeout_ns);
-        let sent = self.try_send_holding(writer, data, timeout_ns);
+        let sent = shared.try_send_holding(writer, data, timeout_ns);
         // The writer is free again: a `try_send` that found it busy
         // meanwhile (another thread's, or task's) is told to try again, and
         // cancels queued meanwhile go out.
         shared.send_blocked.after_blocking_send(&shared.notifier);
         shared.flush_cancels();
-        sent
-    }
-
-    /// The rest of `evented_try_send`, holding the writer: the request,
-    /// preceded by its deadline frame when `timeout_ns` is `Some`.
-    fn try_send_holding(
-        self: Arc<Self>,
-        mut writer: MutexGuard<'_, Writer>,
-        data: &[u8],
-        timeout_ns: Option<u64>,
-    ) -> Result<Option<Call>> {
-        let shared = &self.shared;
-        match shared.flush_now(&mut writer) {
-            Ok(true) => shared.want_write(false),
-            Ok(false) => return Ok(None),
-            Err(_) => {
-                writer.outbox.clear();
-                drop(writer);
-                shared.want_write(false);
-                return Err(shared.broken_write(None));
-            }
-        }
-        let slot = shared.spare.fresh();
-        shared.notifier.arm(&slot);
-        let id = writer.next_id;
-        {
-            let mut calls = lock(&shared.calls);
-            if let Some(death) = &calls.dead {
-                return Err(shared.error_for(death));
-            }
-            if calls.server_closed.is_some() || calls.write_broken {
-                return Err(Error::Disconnected { name: shared.name.clone() });
-            }
-            calls.pending.insert(id, Entry { slot: slot.clone(), is_async: false, following: false });
-        }
-        let header = frame::encode_header(FrameKind::Request, id, data.len() as u32);
-        // The deadline frame and its request leave as one run of bytes: a
-        // partial write keeps the rest of both in the outbox, so the request
-        // still follows its deadline frame at once.
-        let deadline = timeout_ns.map(|ns| frame::encode_deadline(id, ns));
-        let parts = [deadline.as_ref().map_or(&[][..], |d| &d[..]), &header[..], data];
-        let total = parts.iter().map(|part| part.len()).sum::<usize>();
-        shared.wire.before_write(total);
-        let mut sent = 0usize;
-        while sent < total {
-            let slices = remaining_slices(&parts, sent);
-            match shared.wire.write_now(&slices.slices[..slices.len]) {
-                Ok(n) => sent += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(_) => {
-                    drop(writer);
-                    return Err(shared.broken_write(Some(id)));
-                }
-            }
-        }
-        if sent == 0 {
-            // Nothing went out: as if never sent (the id is reused). The
-            // descriptor reports when the wire takes bytes again.
-            lock(&shared.calls).remove(id);
-            drop(writer);
-            shared.want_write(true);
-            return Ok(None);
-        }
-        writer.next_id += 1;
-        if sent < total {
-            // Keep the frame whole on the wire: its tail goes out before
-            // anything else, by `progress` or the next send.
-            let mut rest = Vec::with_capacity(total - sent);
-            for part in &remaining_slices(&parts, sent).slices {
-                rest.extend_from_slice(part);
-            }
-            writer.outbox = rest;
-            shared.want_write(true);
-        }
-        drop(writer);
-        Ok(Some(Call::new(self, id, slot)))
+        Ok(sent?.map(|(id, slot)| Call::new(self, id, slot)))
     }
 }
