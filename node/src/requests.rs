@@ -114,8 +114,11 @@ struct Slot {
     /// Bumped each time the slot is freed, so that tokens of earlier
     /// occupants no longer match (wraps at 2^29).
     generation: u32,
-    /// The request, until it is answered, closed or dropped.
-    request: Option<ipcall::Request>,
+    /// The request, until it is answered, closed or dropped. Boxed where
+    /// it is received: a `Request` is 208 bytes, and each hand-over on its
+    /// way into the table and out to its answer was a `memcpy` of it
+    /// (~11 a request; 2 now, for one allocation).
+    request: Option<Box<ipcall::Request>>,
 }
 
 /// The shared `ArrayBuffer` small requests are copied into.
@@ -181,7 +184,7 @@ impl Table {
     }
 
     /// Puts `request` in a free slot; returns the slot and its generation.
-    fn insert(&mut self, request: ipcall::Request) -> napi::Result<(u32, u32)> {
+    fn insert(&mut self, request: Box<ipcall::Request>) -> napi::Result<(u32, u32)> {
         let index = match self.free.pop() {
             Some(index) => index,
             None if self.slots.len() < MAX_SLOTS => {
@@ -202,7 +205,7 @@ impl Table {
     }
 
     /// Takes the request out of the slot `token` (index, generation) names, freeing the slot.
-    fn remove(&mut self, token: (u32, u32)) -> Option<ipcall::Request> {
+    fn remove(&mut self, token: (u32, u32)) -> Option<Box<ipcall::Request>> {
         let slot = self.slot(token)?;
         let request = slot.request.take();
         slot.generation = (slot.generation + 1) & GENERATION_MASK;
@@ -257,7 +260,7 @@ impl Table {
     /// Holds `request` and writes what its `Request` object copies into
     /// the shared array; returns the `data` argument of `adoptRequest`: the pool
     /// (bytes at `OFFSET`) or the bytes' own `Buffer`.
-    fn admit(&mut self, env: sys::napi_env, mut request: ipcall::Request) -> napi::Result<sys::napi_value> {
+    fn admit(&mut self, env: sys::napi_env, mut request: Box<ipcall::Request>) -> napi::Result<sys::napi_value> {
         let bytes = request.take_data();
         let length = bytes.len() as u32;
         let mut flags = 0;
@@ -328,7 +331,7 @@ pub(crate) unsafe fn request_value(
     step: bool,
 ) -> napi::Result<sys::napi_value> {
     let (data, adopt) = with_table(|table| {
-        let data = table.admit(env, request)?;
+        let data = table.admit(env, Box::new(request))?;
         let mut adopt = ptr::null_mut();
         // SAFETY: (1) per the contract; (2) `adopt_ref` is live (struct invariant).
         check(unsafe { sys::napi_get_reference_value(env, table.adopt_ref, &mut adopt) }, "reading adopt")?;
@@ -355,7 +358,7 @@ pub(crate) unsafe fn request_value(
 ///
 /// # Safety
 /// As [`request_value`].
-pub(crate) unsafe fn admit(env: sys::napi_env, request: ipcall::Request) -> napi::Result<sys::napi_value> {
+pub(crate) unsafe fn admit(env: sys::napi_env, request: Box<ipcall::Request>) -> napi::Result<sys::napi_value> {
     with_table(|table| {
         let data = table.admit(env, request)?;
         table.set_u32(info::TOOK, 1);
@@ -664,7 +667,7 @@ unsafe extern "C" fn cancelled(env: sys::napi_env, call: sys::napi_callback_info
             let [slot, generation] = arguments::<2>(env, call)?;
             let token = (integer(env, slot), integer(env, generation));
             let cancelled = with_table(|table| {
-                Ok(table.slot(token).and_then(|slot| slot.request.as_ref()).is_some_and(ipcall::Request::is_cancelled))
+                Ok(table.slot(token).and_then(|slot| slot.request.as_deref()).is_some_and(ipcall::Request::is_cancelled))
             })?;
             Ok(Some(bool::to_napi_value(env, cancelled)?))
         })

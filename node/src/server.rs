@@ -424,7 +424,7 @@ pub(crate) unsafe extern "C" fn take_or_wait(env: sys::napi_env, call: sys::napi
                         Ok(Some(request)) => {
                             state.served_in_a_row += 1;
                             state.spin_armed = true;
-                            Some(Ok(request))
+                            Some(Ok(Box::new(request)))
                         }
                         Ok(None) => {
                             state.spin_armed = false;
