@@ -667,7 +667,10 @@ unsafe extern "C" fn cancelled(env: sys::napi_env, call: sys::napi_callback_info
             let [slot, generation] = arguments::<2>(env, call)?;
             let token = (integer(env, slot), integer(env, generation));
             let cancelled = with_table(|table| {
-                Ok(table.slot(token).and_then(|slot| slot.request.as_deref()).is_some_and(ipcall::Request::is_cancelled))
+                Ok(table
+                    .slot(token)
+                    .and_then(|slot| slot.request.as_deref())
+                    .is_some_and(ipcall::Request::is_cancelled))
             })?;
             Ok(Some(bool::to_napi_value(env, cancelled)?))
         })
