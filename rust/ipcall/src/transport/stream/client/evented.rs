@@ -51,6 +51,9 @@ impl Shared {
     /// from: a stop decided on an empty outbox cannot land after a start
     /// for bytes queued since (which would leave them unwatched).
     pub(super) fn want_write(&self, yes: bool) {
+        // Held by this thread (a mutex cannot say by whom; held at all is
+        // what a call made after letting it go would fail, in tests).
+        debug_assert!(self.try_writer().is_none(), "want_write called without holding the writer");
         if let Some(set) = self.poll_set.get() {
             if set.want_write(self.wire.read_fd(), self.wire.write_fd(), yes).is_err() {
                 // epoll_ctl failed (out of memory): have the loop call
