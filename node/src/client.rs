@@ -99,19 +99,10 @@ impl Calling {
     /// call, to be settled through `to`; or its outcome at once (refused,
     /// or answered already), which the caller settles.
     fn start(&mut self, data: &[u8], to: Settle, timeout: Option<Duration>) -> Started {
-        // Lent out for the call and put back: a clone would cost its
-        // reference counts' atomic updates on every call.
-        let Some(client) = self.client.take() else {
-            return Started::Settled(Err(self.closed_error()));
-        };
-        let started = self.start_with(&client, data, to, timeout);
-        self.client = Some(client);
-        started
-    }
-
-    /// [`start`](Self::start) with the client lent out of `self.client`.
-    fn start_with(&mut self, client: &ipcall::Client, data: &[u8], to: Settle, timeout: Option<Duration>) -> Started {
         let reject = |err| Started::Settled(Err(err));
+        let Some(client) = self.client.clone() else {
+            return reject(self.closed_error());
+        };
         if !self.evented {
             // Asked before the first request, so that every request from
             // now on is announced on it.
@@ -149,14 +140,14 @@ impl Calling {
                 Err(e) => return reject(e),
             }
         };
-        if let Some(answer) = pending.as_mut().and_then(|sent| self.eager(client, sent)) {
+        if let Some(answer) = pending.as_mut().and_then(|sent| self.eager(&client, sent)) {
             // Answered already: no handle is armed, no loop turn is needed.
             return Started::Settled(answer);
         }
         if pending.is_none() {
             // No room now: the writer thread waits for it.
             if self.writer.is_none() {
-                match Writer::start(client.clone(), self.handoff.clone()) {
+                match Writer::start(client, self.handoff.clone()) {
                     Ok(writer) => self.writer = Some(writer),
                     Err(source) => return reject(ipcall::Error::Io { name: self.name.clone(), source }),
                 }
@@ -369,11 +360,6 @@ enum Started {
 /// given up at once and settled with `IO`.
 fn start_call(shared: &Rc<RefCell<Calling>>, data: &[u8], to: Settle, timeout: Option<Duration>) -> Started {
     let started = shared.borrow_mut().start(data, to, timeout);
-    if let Started::Settled(_) = started {
-        // Nothing was recorded, so the handles already match what the
-        // client wants (every change is followed by `update` or `apply`).
-        return started;
-    }
     let watched = reactor::update(shared);
     match (started, watched) {
         (Started::InFlight(id), Err(e)) if shared.borrow_mut().abort(id).is_some() => {

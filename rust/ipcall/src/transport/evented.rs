@@ -165,9 +165,6 @@ pub(crate) struct PollSet {
     epoll: Epoll,
     /// Whether writability is watched now.
     out: Mutex<bool>,
-    /// `out`'s value, written under its lock, so that a send (each asks
-    /// not to watch) usually learns it is so without the lock.
-    watching: AtomicBool,
 }
 
 /// Tokens (unused by the readers of the set, which only ask "is it ready").
@@ -181,19 +178,11 @@ impl PollSet {
         let epoll = Epoll::new()?;
         epoll.add(notifier, READABLE, TOKEN)?;
         epoll.add(read, READABLE, TOKEN)?;
-        Ok(PollSet { epoll, out: Mutex::new(false), watching: AtomicBool::new(false) })
+        Ok(PollSet { epoll, out: Mutex::new(false) })
     }
 
     /// Starts or stops watching `write` for writability (a no-op if already so).
     pub(crate) fn want_write(&self, read: BorrowedFd<'_>, write: BorrowedFd<'_>, yes: bool) -> io::Result<()> {
-        // Only "stop" skips the lock: every send asks it, and a stale
-        // `false` read while another thread starts watching leaves
-        // writability watched, which costs one spurious wake-up (whose
-        // `progress` asks again), never a missed one. A "start" always
-        // takes the lock, so it is never lost to a stale `true`.
-        if !yes && !self.watching.load(Ordering::Acquire) {
-            return Ok(());
-        }
         let mut out = lock(&self.out);
         if *out == yes {
             return Ok(());
@@ -207,7 +196,6 @@ impl PollSet {
             self.epoll.delete(write)?;
         }
         *out = yes;
-        self.watching.store(yes, Ordering::Release);
         Ok(())
     }
 }
