@@ -138,6 +138,9 @@ fn child(mode: &str) {
             let (mut stream, _) = listener.accept().unwrap();
             let mut hello = [0u8; 16];
             stream.read_exact(&mut hello).unwrap();
+            // Answers with no optional feature (flags 0): requests and
+            // replies share the one socket, and no frame but a reply comes.
+            hello[12..16].fill(0);
             stream.write_all(&hello).unwrap();
             let mut buf = vec![0u8; 16 + request];
             let mut out = vec![0u8; 16 + reply];

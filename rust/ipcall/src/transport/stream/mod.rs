@@ -71,12 +71,7 @@ pub(crate) trait Wire: Send + Sync + 'static {
         wake: BorrowedFd<'_>,
         until: Option<Instant>,
     ) -> io::Result<usize> {
-        let mut fds = [poll::pollfd(self.read_fd(), libc::POLLIN), poll::pollfd(wake, libc::POLLIN)];
-        poll::poll_until(&mut fds, until)?;
-        if fds[0].revents == 0 {
-            return Err(io::ErrorKind::WouldBlock.into());
-        }
-        self.read_now(buf)
+        poll_then_read(self, buf, wake, until)
     }
     /// A timed read ([`read_timeout`](Self::read_timeout)) costs one system
     /// call, against two for [`read_or_wake`](Self::read_or_wake): a loop
@@ -227,6 +222,23 @@ impl From<ProtocolError> for ReadError {
     fn from(e: ProtocolError) -> ReadError {
         ReadError::Protocol(e)
     }
+}
+
+/// [`Wire::read_or_wake`] as `poll` on both descriptors, then one read of
+/// `wire` if its read end is ready (`WouldBlock` if only `wake` is, or
+/// `until` passed).
+pub(crate) fn poll_then_read<W: Wire + ?Sized>(
+    wire: &W,
+    buf: &mut [MaybeUninit<u8>],
+    wake: BorrowedFd<'_>,
+    until: Option<Instant>,
+) -> io::Result<usize> {
+    let mut fds = [poll::pollfd(wire.read_fd(), libc::POLLIN), poll::pollfd(wake, libc::POLLIN)];
+    poll::poll_until(&mut fds, until)?;
+    if fds[0].revents == 0 {
+        return Err(io::ErrorKind::WouldBlock.into());
+    }
+    wire.read_now(buf)
 }
 
 /// The reading half of a connection: a [`Decoder`] fed from a staging
