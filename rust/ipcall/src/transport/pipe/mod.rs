@@ -13,7 +13,8 @@
 //! read that finds nothing says so itself, one system call where the
 //! blocking end needs two — per request for a server an event loop drives,
 //! per large request for the others, whose first read of it ends inside
-//! the frame.
+//! the frame. Waiting for its only connection, a server reads before it
+//! polls while that keeps finding the next request ([`read_first`]).
 //!
 //! **Writing.** The write end is `O_NONBLOCK`, and every write goes through
 //! `writev_no_sigpipe`: a vanished reader is `BrokenPipe`, never a SIGPIPE,
