@@ -47,7 +47,8 @@ impl ReadFirst {
         }
     }
 
-    /// What a try found: bytes (or the end of the stream), or nothing.
+    /// What a try found: something the wait returns (bytes, the end of
+    /// the stream, or an error, which also ends it), or nothing.
     pub(super) fn record(&self, found: bool) {
         if found {
             self.misses.store(0, Ordering::Relaxed);
