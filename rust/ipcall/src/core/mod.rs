@@ -16,6 +16,7 @@
 //! - [`frame`]: the stream wire format (handshake, frame headers).
 //! - [`registry`]: the per-server entries `ipcall ls` lists.
 //! - [`stats`]: a server's counters, `ServerStats`, and the control requests (ping, stats).
+//! - [`tally`]: counters the thread counting most adds to without a locked instruction.
 //! - [`pool_dir`]: the directory of a worker pool's members.
 
 pub(crate) mod cancel;
@@ -32,4 +33,5 @@ pub mod registry;
 pub(crate) mod slot;
 pub(crate) mod spin;
 pub(crate) mod stats;
+pub(crate) mod tally;
 pub(crate) mod wait;

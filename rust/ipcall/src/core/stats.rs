@@ -3,9 +3,10 @@
 //! hands out, and the control requests (`ping`, `stats`) a server's
 //! transport answers itself, with their byte format (docs/PROTOCOL.md §14).
 //!
-//! Counting is a handful of relaxed atomic additions per request, no lock:
-//! a snapshot may see one request counted as taken and not yet answered,
-//! never a torn number.
+//! Counting is five additions per request, no lock, and no locked
+//! instruction on the thread that counts most ([`Tally`]): a snapshot may
+//! see one request counted as taken and not yet answered, never a torn
+//! number.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,6 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::core::error::{Error, ErrorKind, Result};
+use crate::core::tally::Tally;
 
 /// Buckets of the latency histogram: bucket 0 counts answers under 1 µs,
 /// bucket `i` ≥ 1 those in [2^(i−1), 2^i) µs; the last one is open-ended
@@ -52,20 +54,31 @@ mod tag {
 pub(crate) struct Counters {
     /// When the server was bound.
     started: Instant,
-    /// Requests handed to the application by `recv` (any form).
-    calls: AtomicU64,
-    /// Requests answered with `reply`.
-    replies: AtomicU64,
-    /// Bytes of the requests handed out.
-    bytes_in: AtomicU64,
-    /// Bytes of the replies and fail payloads sent.
-    bytes_out: AtomicU64,
+    /// The per-request counters, at the `at::` indices: added to without a
+    /// locked instruction by the thread that counts most (see [`Tally`]).
+    tally: Tally<{ at::COUNT }>,
     /// Connections open now (stream and shm transports; 0 for the others).
     connections: AtomicU64,
-    /// Errors by `ErrorKind::number`.
-    errors: [AtomicU64; ERROR_SLOTS],
-    /// Answers by time from taken to answered (see [`LATENCY_BUCKETS`]).
-    latency: [AtomicU64; LATENCY_BUCKETS],
+}
+
+/// Where each per-request counter sits in [`Counters::tally`].
+mod at {
+    use super::{ERROR_SLOTS, LATENCY_BUCKETS};
+    /// Requests handed to the application by `recv` (any form).
+    pub(super) const CALLS: usize = 0;
+    /// Requests answered with `reply`.
+    pub(super) const REPLIES: usize = 1;
+    /// Bytes of the requests handed out.
+    pub(super) const BYTES_IN: usize = 2;
+    /// Bytes of the replies and fail payloads sent.
+    pub(super) const BYTES_OUT: usize = 3;
+    /// Errors, plus an `ErrorKind::number` (below `ERROR_SLOTS`).
+    pub(super) const ERRORS: usize = 4;
+    /// Answers by time from taken to answered, plus a bucket (see
+    /// [`LATENCY_BUCKETS`]).
+    pub(super) const LATENCY: usize = ERRORS + ERROR_SLOTS;
+    /// How many there are.
+    pub(super) const COUNT: usize = LATENCY + LATENCY_BUCKETS;
 }
 
 /// How a request that was taken ended.
@@ -78,40 +91,37 @@ pub(crate) enum Outcome {
 
 impl Counters {
     pub(crate) fn new() -> Arc<Counters> {
-        Arc::new(Counters {
-            started: Instant::now(),
-            calls: AtomicU64::new(0),
-            replies: AtomicU64::new(0),
-            bytes_in: AtomicU64::new(0),
-            bytes_out: AtomicU64::new(0),
-            connections: AtomicU64::new(0),
-            errors: std::array::from_fn(|_| AtomicU64::new(0)),
-            latency: std::array::from_fn(|_| AtomicU64::new(0)),
-        })
+        Arc::new(Counters { started: Instant::now(), tally: Tally::new(), connections: AtomicU64::new(0) })
     }
 
     /// A request of `len` bytes was handed to the application.
     pub(crate) fn taken(&self, len: usize) {
-        self.calls.fetch_add(1, Ordering::Relaxed);
-        self.bytes_in.fetch_add(len as u64, Ordering::Relaxed);
+        let lane = self.tally.lane();
+        lane.add(at::CALLS, 1);
+        lane.add(at::BYTES_IN, len as u64);
     }
 
     /// A request taken `latency` ago ended with `outcome`, sending `len` bytes.
     pub(crate) fn answered(&self, outcome: Outcome, len: usize, latency: Duration) {
-        match outcome {
-            Outcome::Reply => self.replies.fetch_add(1, Ordering::Relaxed),
-            Outcome::Fail => self.errors[ErrorKind::Remote.number() as usize].fetch_add(1, Ordering::Relaxed),
-            Outcome::NoReply => self.errors[ErrorKind::NoReply.number() as usize].fetch_add(1, Ordering::Relaxed),
-        };
-        self.bytes_out.fetch_add(len as u64, Ordering::Relaxed);
-        self.latency[latency_bucket(latency)].fetch_add(1, Ordering::Relaxed);
+        let lane = self.tally.lane();
+        lane.add(
+            match outcome {
+                Outcome::Reply => at::REPLIES,
+                Outcome::Fail => at::ERRORS + ErrorKind::Remote.number() as usize,
+                Outcome::NoReply => at::ERRORS + ErrorKind::NoReply.number() as usize,
+            },
+            1,
+        );
+        lane.add(at::BYTES_OUT, len as u64);
+        lane.add(at::LATENCY + latency_bucket(latency), 1);
     }
 
     /// Counts one error of `kind` (an answer refused as too large, a
     /// connection dropped for breaking the protocol).
     pub(crate) fn error(&self, kind: ErrorKind) {
-        if let Some(slot) = self.errors.get(kind.number() as usize) {
-            slot.fetch_add(1, Ordering::Relaxed);
+        let slot = kind.number() as usize;
+        if slot < ERROR_SLOTS {
+            self.tally.lane().add(at::ERRORS + slot, 1);
         }
     }
 
@@ -129,21 +139,22 @@ impl Counters {
 
     /// What the counters say now.
     pub(crate) fn snapshot(&self) -> ServerStats {
-        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let get = |i: usize| self.tally.get(i);
         let errors = ErrorKind::ALL
             .iter()
-            .filter_map(|&k| self.errors.get(k.number() as usize).map(|a| (k, load(a))))
+            .filter(|k| (k.number() as usize) < ERROR_SLOTS)
+            .map(|&k| (k, get(at::ERRORS + k.number() as usize)))
             .filter(|&(_, n)| n > 0)
             .collect();
         ServerStats {
             uptime: self.started.elapsed(),
-            calls: load(&self.calls),
-            replies: load(&self.replies),
-            bytes_in: load(&self.bytes_in),
-            bytes_out: load(&self.bytes_out),
-            connections: load(&self.connections),
+            calls: get(at::CALLS),
+            replies: get(at::REPLIES),
+            bytes_in: get(at::BYTES_IN),
+            bytes_out: get(at::BYTES_OUT),
+            connections: self.connections.load(Ordering::Relaxed),
             errors,
-            latency: self.latency.iter().map(load).collect(),
+            latency: (0..LATENCY_BUCKETS).map(|b| get(at::LATENCY + b)).collect(),
         }
     }
 }

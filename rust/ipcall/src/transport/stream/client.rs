@@ -32,6 +32,7 @@
 //! and every later call fails the same way.
 
 use std::io;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Condvar, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -81,6 +82,9 @@ struct Shared {
     /// most [`MAX_QUEUED_CANCELS`]; more are dropped). Whoever holds the
     /// writer moves them into the outbox before letting it go.
     cancels: Mutex<Vec<u64>>,
+    /// `cancels` is not empty (set and cleared under its lock): a writer
+    /// letting go looks here, without the lock (see `flush_cancels`).
+    cancels_queued: AtomicBool,
     /// Both hellos announced `FLAG_CONTROL`: control requests may be sent.
     sends_control: bool,
     /// The next request id and the outbox. Locked while a request is
@@ -155,6 +159,7 @@ impl StreamClient {
             sends_deadlines: reader.negotiated() & frame::FLAG_DEADLINE != 0,
             sends_cancels: reader.negotiated() & frame::FLAG_CANCEL != 0,
             cancels: Mutex::new(Vec::new()),
+            cancels_queued: AtomicBool::new(false),
             sends_control: reader.negotiated() & frame::FLAG_CONTROL != 0,
             writer: Mutex::new(Writer { next_id: 1, outbox: Vec::new() }),
             calls: Mutex::new(Calls::new()),

@@ -228,7 +228,11 @@ impl Batch {
 pub(crate) fn deliver(decoded: Decoded) -> Incoming {
     let Decoded { conn, id, data, max, deadline, cancelable } = decoded;
     let peer = conn.peer;
-    conn.last_taken.fetch_max(id, Ordering::AcqRel);
+    // Every writer holds the state lock: a load and a store lose no
+    // maximum, without a locked instruction per request.
+    if id > conn.last_taken.load(Ordering::Relaxed) {
+        conn.last_taken.store(id, Ordering::Release);
+    }
     let cancel = cancelable.then(|| CancelRef::lazy(conn.clone(), id));
     let mut incoming = Incoming::new(data, peer, conn, id, max);
     incoming.deadline = deadline;

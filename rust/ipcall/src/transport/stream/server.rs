@@ -427,7 +427,12 @@ impl Shared {
             self.receivers.fetch_add(1, Ordering::SeqCst);
         }
         let result = self.recv_loop(deadline);
-        if blocking && self.receivers.fetch_sub(1, Ordering::SeqCst) == 1 && self.untimed.swap(false, Ordering::SeqCst)
+        // Loaded before it is swapped: the swap is a locked instruction,
+        // and the thread is timed again for most requests.
+        if blocking
+            && self.receivers.fetch_sub(1, Ordering::SeqCst) == 1
+            && self.untimed.load(Ordering::SeqCst)
+            && self.untimed.swap(false, Ordering::SeqCst)
         {
             self.nudge.set();
         }

@@ -5,6 +5,7 @@
 
 use std::io::{self, IoSlice};
 use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::atomic::{fence, Ordering};
 use std::sync::{Arc, MutexGuard};
 use std::time::Duration;
 
@@ -96,20 +97,30 @@ impl Shared {
                 return;
             }
             cancels.push(id);
+            self.cancels_queued.store(true, Ordering::Relaxed);
         }
+        // Pairs with the fence of a writer letting go (see `flush_cancels`).
+        fence(Ordering::SeqCst);
         self.flush_cancels();
     }
 
     /// Moves the queued cancels into the outbox and writes what the wire
-    /// takes now, if no other thread writes. Pushes come before this look
-    /// (in [`cancel`](Self::cancel)) and every writer looks after letting go,
-    /// so a queued cancel is never left behind by a writer that missed it.
+    /// takes now, if no other thread writes. Called after a SeqCst fence
+    /// that follows letting the writer go (`after_blocking_send`) or
+    /// queueing a cancel ([`cancel`](Self::cancel)): either the writer
+    /// letting go sees the cancel's `cancels_queued`, or the cancel's
+    /// `try_writer` finds the writer free — a queued cancel is never left
+    /// behind. The look is a load, not a lock: it runs after every request.
     pub(super) fn flush_cancels(&self) {
-        if lock(&self.cancels).is_empty() {
+        if !self.cancels_queued.load(Ordering::Relaxed) {
             return;
         }
         let Some(mut writer) = self.try_writer() else { return };
-        let ids = std::mem::take(&mut *lock(&self.cancels));
+        let ids = {
+            let mut cancels = lock(&self.cancels);
+            self.cancels_queued.store(false, Ordering::Relaxed);
+            std::mem::take(&mut *cancels)
+        };
         for id in ids {
             writer.outbox.extend_from_slice(&frame::encode_cancel(id));
         }
