@@ -77,8 +77,12 @@ mod at {
     /// Answers by time from taken to answered, plus a bucket (see
     /// [`LATENCY_BUCKETS`]).
     pub(super) const LATENCY: usize = ERRORS + ERROR_SLOTS;
+    /// Requests handed out that ended (answered or dropped, after their
+    /// answer went out): `CALLS` − this is the number in the
+    /// application's hands. Not in the stats.
+    pub(super) const FINISHED: usize = LATENCY + LATENCY_BUCKETS;
     /// How many there are.
-    pub(super) const COUNT: usize = LATENCY + LATENCY_BUCKETS;
+    pub(super) const COUNT: usize = FINISHED + 1;
 }
 
 /// How a request that was taken ended.
@@ -114,6 +118,21 @@ impl Counters {
         );
         lane.add(at::BYTES_OUT, len as u64);
         lane.add(at::LATENCY + latency_bucket(latency), 1);
+    }
+
+    /// A request handed out ended: answered (its answer sent) or dropped.
+    pub(crate) fn finished(&self) {
+        self.tally.lane().add(at::FINISHED, 1);
+    }
+
+    /// True if every request handed out so far has ended
+    /// ([`finished`](Self::finished)). Reads the ended ones first: a
+    /// request whose end it sees was handed out before (the additions are
+    /// Release, the reads Acquire), so it never reads more ended than
+    /// handed out, and equal counts mean none was still held.
+    pub(crate) fn all_finished(&self) -> bool {
+        let finished = self.tally.get(at::FINISHED);
+        finished == self.tally.get(at::CALLS)
     }
 
     /// Counts one error of `kind` (an answer refused as too large, a

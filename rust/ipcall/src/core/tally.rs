@@ -56,10 +56,12 @@ impl<const N: usize> Tally<N> {
         Lane { cells: if owned { &self.owned } else { &self.shared }, owned }
     }
 
-    /// Counter `i`: both cells' sum (each read whole, never torn).
+    /// Counter `i`: both cells' sum (each read whole, never torn). Acquire,
+    /// with the additions' Release: what happened before an addition this
+    /// read sees is seen by the reads after it (of other counters too).
     pub(crate) fn get(&self, i: usize) -> u64 {
         let (a, b) = (&self.owned.0[i], &self.shared.0[i]);
-        a.load(Ordering::Relaxed).wrapping_add(b.load(Ordering::Relaxed))
+        a.load(Ordering::Acquire).wrapping_add(b.load(Ordering::Acquire))
     }
 }
 
@@ -70,9 +72,9 @@ impl<const N: usize> Lane<'_, N> {
         if self.owned {
             // Only the owner thread writes this cell: a load and a store
             // lose nothing, and a reader sees the old or the new value.
-            cell.store(cell.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+            cell.store(cell.load(Ordering::Relaxed).wrapping_add(n), Ordering::Release);
         } else {
-            cell.fetch_add(n, Ordering::Relaxed);
+            cell.fetch_add(n, Ordering::Release);
         }
     }
 }

@@ -2,7 +2,7 @@
 //! rings the server's doorbell only when the server announced that it
 //! sleeps, and reads replies from the reply ring.
 //!
-//! **Waiting without a thread hop (leader/follower)**, as the stream client:
+//! **Waiting without a thread hop (leader/follower; [`reading`])**, as the stream client:
 //! a waiting caller takes the reading role if it is free, reads the reply
 //! ring itself and completes whichever calls the replies answer; the other
 //! waiting callers sleep on their own slot and are nudged to take the role
@@ -25,14 +25,14 @@
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::{
-    futex_wait, map_conn_memory, peer_gone, protocol, publish_cpu, recv_with_fds, send_message, send_message_from,
-    spin, wake_producer, Mapping, SendError, Sending, DEATH_CHECK,
+    map_conn_memory, peer_gone, protocol, publish_cpu, recv_with_fds, send_message, send_message_from, spin,
+    wake_producer, Mapping, SendError, Sending, DEATH_CHECK,
 };
 use crate::core::error::{Error, Result};
 use crate::core::frame;
@@ -51,6 +51,7 @@ use crate::transport::{Call, ClientConn};
 
 mod brief;
 mod evented;
+mod reading;
 
 struct Writer {
     /// The next request id (ids start at 1 and grow by one).
@@ -89,6 +90,9 @@ struct Shared {
     /// most `MAX_QUEUED_CANCELS`, more are dropped): written by whoever
     /// holds the writer with no request in the outbox, before letting go.
     cancels: Mutex<Vec<u64>>,
+    /// `cancels` is not empty (kept so under its lock): a writer letting go
+    /// looks here, without the lock (see `flush_cancels`).
+    cancels_queued: AtomicBool,
     /// The server offers `FEATURE_CONTROL`: control records may be sent.
     sends_control: bool,
     mode: WaitMode,
@@ -183,6 +187,7 @@ impl ShmClient {
             sends_deadlines: header.features.load(Ordering::Relaxed) & super::FEATURE_DEADLINE != 0,
             sends_cancels: header.features.load(Ordering::Relaxed) & super::FEATURE_CANCEL != 0,
             cancels: Mutex::new(Vec::new()),
+            cancels_queued: AtomicBool::new(false),
             sends_control: header.features.load(Ordering::Relaxed) & super::FEATURE_CONTROL != 0,
             mode: options.wait_mode,
             writer: Mutex::new(Writer { next_id: 1, producer: Producer::new(mapping.requests()), outbox: None }),
@@ -312,101 +317,6 @@ impl Shared {
         reader.consumer.has_data()
             || (self.mapping.header().closed.load(Ordering::Relaxed) != 0
                 && !self.closed_applied.load(Ordering::Acquire))
-    }
-
-    /// The reading role: reads replies until `done()` or the deadline. The
-    /// caller holds `reader`. Returns whether `done()` became true.
-    fn lead(&self, reader: &mut ReplyReader, deadline: Deadline, mut done: impl FnMut() -> bool) -> bool {
-        // When the current wait for data began (for the spin budget).
-        let mut waiting_since: Option<Instant> = None;
-        loop {
-            let progress = self.has_news(reader);
-            self.drain(reader);
-            self.check_closed();
-            if progress {
-                self.reader_idle.store(false, Ordering::Relaxed);
-                if let Some(at) = waiting_since.take() {
-                    self.budget.observe(at.elapsed());
-                }
-            }
-            if done() {
-                return true;
-            }
-            if lock(&self.calls).dead.is_some() || deadline.expired() {
-                return done();
-            }
-            let header = self.mapping.header();
-            let my_cpu = publish_cpu(&header.client_cpu);
-            // After a sleep that ended with nothing to read (a death
-            // check), a spin would only burn CPU ten times a second while
-            // the server holds the calls. `Spin` spins regardless.
-            if self.reader_idle.load(Ordering::Relaxed) && self.mode != WaitMode::Spin {
-                waiting_since.get_or_insert_with(Instant::now);
-            } else {
-                let spinning =
-                    spin::allowance(self.mode, &self.budget, header.server_cpu.load(Ordering::Relaxed), my_cpu);
-                let ns = spinning.ns;
-                if waiting_since.is_none() && spin::quick(ns, || self.has_news(reader)) {
-                    continue;
-                }
-                waiting_since.get_or_insert_with(Instant::now);
-                if spin::spin_for(ns, || self.has_news(reader)) {
-                    continue;
-                }
-            }
-            if self.mode == WaitMode::Spin {
-                self.check_gone(reader);
-                continue;
-            }
-            // On the futex alone: the server rings no bell for it.
-            let flag = &header.replies.consumer_sleeping;
-            ring::announce_sleep_as(flag, ring::SLEEPING_ON_FUTEX);
-            if !self.has_news(reader) {
-                let slice = deadline.remaining().map_or(DEATH_CHECK, |left| left.min(DEATH_CHECK));
-                futex_wait(flag, ring::SLEEPING_ON_FUTEX, Some(slice.max(Duration::from_micros(1))));
-            }
-            flag.store(0, Ordering::Relaxed);
-            if !self.has_news(reader) {
-                self.reader_idle.store(true, Ordering::Relaxed);
-                if self.check_gone(reader) {
-                    return done();
-                }
-            }
-        }
-    }
-
-    /// Hands the reading role on: nudges sleeping followers.
-    fn hand_on(&self) {
-        // Pairs with the follower's registration before its second attempt
-        // at the role (store, then try_lock) against our unlock, then load.
-        std::sync::atomic::fence(Ordering::SeqCst);
-        self.after_leading();
-        if self.interest.load(Ordering::Relaxed) == 0 {
-            return;
-        }
-        let calls = lock(&self.calls);
-        if calls.followers > 0 {
-            for entry in calls.pending.values().filter(|e| e.following) {
-                entry.slot.nudge();
-            }
-        }
-        if calls.async_calls > 0 {
-            self.async_cond.notify_all();
-        }
-    }
-
-    fn set_following(&self, id: u64, following: bool) {
-        let mut calls = lock(&self.calls);
-        let mut delta = 0isize;
-        if let Some(entry) = calls.pending.get_mut(&id) {
-            if entry.following != following {
-                entry.following = following;
-                delta = if following { 1 } else { -1 };
-            }
-        }
-        calls.followers = (calls.followers as isize + delta) as usize;
-        self.interest.store(calls.async_calls + calls.followers, Ordering::Relaxed);
-        std::sync::atomic::fence(Ordering::SeqCst);
     }
 
     /// The async reader thread: reads for async calls while they are pending.

@@ -5,7 +5,7 @@
 //! server's `close` frame relies on it). An answer whose id is not pending —
 //! never issued, abandoned, or already answered — is discarded.
 //!
-//! **Waiting without a thread hop (leader/follower).** There is no reader
+//! **Waiting without a thread hop (leader/follower; [`reading`]).** There is no reader
 //! thread on the sync path: a waiting caller takes the *reading role* if it is
 //! free, reads frames off the wire itself and completes whichever calls they
 //! answer (its own or other callers'); the other waiting callers sleep on
@@ -32,18 +32,18 @@
 //! and every later call fails the same way.
 
 use std::io;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use crate::core::error::{Error, Result};
-use crate::core::frame::{self, Event, Frame, FrameKind, Role};
-use crate::core::slot::{Outcome, Slot, SpareSlot, Woken};
+use crate::core::frame::{self, Event, FrameKind, Role};
+use crate::core::slot::{Slot, SpareSlot, Woken};
 use crate::core::wait::lock;
 use crate::core::wait::Deadline;
 use crate::sys::poll::{poll_until, pollfd};
-use crate::transport::calls::{busy, fail_all, fail_not_taken, Calls, Death, Entry};
+use crate::transport::calls::{busy, fail_all, Calls, Death, Entry};
 use crate::transport::evented::{Notifier, PollSet};
 use crate::transport::stream::{
     is_disconnect, remaining_slices, wait_fd, write_all_blocking, FrameReader, ReadError, Wire,
@@ -51,6 +51,7 @@ use crate::transport::stream::{
 use crate::transport::{Call, ClientConn};
 
 mod evented;
+mod reading;
 
 /// The writer's state, locked while a request is written.
 struct Writer {
@@ -97,6 +98,12 @@ struct Shared {
     async_cond: Condvar,
     /// Locked only by the holder of the reading role.
     reader: Mutex<FrameReader>,
+    /// The id of the call whose sender took the reading role as it sent
+    /// (a caller that waits at once, [`send_to_wait`](ClientConn::send_to_wait)),
+    /// to read as soon as it waits: its `wait` holds the role without
+    /// taking it (one look at the table fewer a call); its `abandon`
+    /// hands it on. 0: none.
+    reading_reserved: AtomicU64,
     /// The event loop's eventfd (made by the first `fd()`).
     notifier: Notifier,
     /// The event loop's descriptor (made by the first `fd()`).
@@ -162,6 +169,7 @@ impl StreamClient {
             cancels_queued: AtomicBool::new(false),
             sends_control: reader.negotiated() & frame::FLAG_CONTROL != 0,
             writer: Mutex::new(Writer { next_id: 1, outbox: Vec::new() }),
+            reading_reserved: AtomicU64::new(0),
             calls: Mutex::new(Calls::new()),
             spare: SpareSlot::default(),
             async_cond: Condvar::new(),
@@ -200,106 +208,13 @@ impl Shared {
         fail_all(drained, &death, &self.name);
     }
 
-    /// Delivers one frame from the server.
-    fn dispatch(&self, frame: Frame) {
-        let outcome = match frame.kind {
-            FrameKind::Reply | FrameKind::ControlReply => Outcome::Reply(frame.payload),
-            FrameKind::Fail => Outcome::Fail(frame.payload),
-            FrameKind::NoReply => Outcome::NoReply,
-            FrameKind::Close => {
-                // The server took requests up to `id` and will answer those;
-                // it will never read the later ones.
-                let last_taken = frame.id;
-                // Later calls must not be sent; the answers still owed
-                // arrive before the server's end of stream.
-                let orphans = lock(&self.calls).remove_after(last_taken);
-                fail_not_taken(orphans);
-                return;
-            }
-            FrameKind::Request | FrameKind::Deadline | FrameKind::Cancel | FrameKind::ControlRequest => {
-                unreachable!("the client decoder refuses requests")
-            }
-        };
-        let entry = lock(&self.calls).remove(frame.id);
-        // An unknown id (abandoned, or never issued) is discarded.
-        if let Some(entry) = entry {
-            entry.slot.complete(outcome);
-        }
-    }
-
-    /// Reads and dispatches one event; returns false once the connection died.
-    fn read_one(&self, reader: &mut FrameReader, deadline: Deadline) -> bool {
-        match reader.next(&*self.wire, deadline) {
-            Ok(Some(Event::Frame(frame))) => self.dispatch(frame),
-            Ok(Some(Event::Hello(_))) => unreachable!("the decoder yields the hello once, at handshake"),
-            Ok(None) => {}
-            Err(ReadError::Eof) | Err(ReadError::Io(_)) => {
-                self.die(Death::Disconnected);
-                return false;
-            }
-            Err(ReadError::Protocol(e)) => {
-                self.die(Death::Protocol(e.to_string()));
-                return false;
-            }
-        }
-        true
-    }
-
-    /// Tries to take the reading role.
-    fn try_take_reading(&self) -> bool {
-        let mut calls = lock(&self.calls);
-        if calls.reading || calls.dead.is_some() {
-            return false;
-        }
-        calls.reading = true;
-        true
-    }
-
-    /// Gives the reading role back and hands it on: to a sleeping caller if
-    /// there is one, and to the async reader if async calls are pending.
-    ///
-    /// `left_bytes` (from [`leave_reader`](Self::leave_reader)): rings the
-    /// event loop's notifier once the role is free.
-    fn give_up_reading(&self, left_bytes: bool) {
-        {
-            let mut calls = lock(&self.calls);
-            calls.reading = false;
-            if calls.followers > 0 {
-                if let Some(next) = calls.pending.values().find(|e| e.following && !e.slot.is_ready()) {
-                    next.slot.nudge();
-                }
-            }
-            if calls.async_calls > 0 {
-                self.async_cond.notify_all();
-            }
-        }
-        if left_bytes {
-            self.notifier.ring();
-        }
-    }
-
-    /// Reads as the holder of the reading role until `slot` is answered or
-    /// the deadline passes; returns whether the slot is answered, and
-    /// whether undecoded bytes are left (for [`give_up_reading`](Self::give_up_reading)).
-    fn lead(&self, slot: &Slot, deadline: Deadline) -> (bool, bool) {
-        let mut reader = lock(&self.reader);
-        loop {
-            if slot.is_ready() {
-                return (true, self.leave_reader(&reader));
-            }
-            if !self.read_one(&mut reader, deadline) {
-                return (slot.is_ready(), false);
-            }
-            if deadline.expired() && !reader.has_buffered() {
-                return (slot.is_ready(), false);
-            }
-        }
-    }
-
     /// Writes one request while the writer lock is held. If the socket is
     /// full and nobody reads, reads answers meanwhile: a server blocked
     /// writing us a reply could otherwise never read this request.
-    fn write_request(&self, header: &[u8], data: &[u8]) -> io::Result<()> {
+    ///
+    /// `reading`: this thread holds the reading role (reserved as it sent):
+    /// it reads itself while the wire is full, and keeps the role.
+    fn write_request(&self, header: &[u8], data: &[u8], reading: bool) -> io::Result<()> {
         let parts = [header, data];
         let total = header.len() + data.len();
         self.wire.before_write(total);
@@ -310,7 +225,7 @@ impl Shared {
                 Ok(n) => sent += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if self.try_take_reading() {
+                    if reading || self.try_take_reading() {
                         let left = {
                             let mut reader = lock(&self.reader);
                             let mut fds = [
@@ -324,12 +239,16 @@ impl Shared {
                             let left = self.leave_reader(&reader);
                             if let Err(e) = polled {
                                 drop(reader);
-                                self.give_up_reading(left);
+                                if !reading {
+                                    self.give_up_reading(left);
+                                }
                                 return Err(e);
                             }
                             left
                         };
-                        self.give_up_reading(left);
+                        if !reading {
+                            self.give_up_reading(left);
+                        }
                     } else {
                         // Someone else reads; re-check now and then in case
                         // they stop while we are still blocked.
@@ -354,18 +273,27 @@ impl Shared {
     /// Sends a request (preceded by its deadline frame when `timeout_ns`
     /// is `Some`, which the caller allows only if both sides announced it).
     /// `kind` is `Request` or `ControlRequest` (whose ids come from the same
-    /// sequence).
-    fn send_blocking(&self, slot: &Arc<Slot>, kind: FrameKind, data: &[u8], timeout_ns: Option<u64>) -> Result<u64> {
+    /// sequence). `reserve`: the caller waits at once; if nobody holds the
+    /// reading role it takes it in the same look at the table as the
+    /// entry, for its `wait` (returned true then; see `reading_reserved`).
+    fn send_blocking(
+        &self,
+        slot: &Arc<Slot>,
+        kind: FrameKind,
+        data: &[u8],
+        timeout_ns: Option<u64>,
+        reserve: bool,
+    ) -> Result<(u64, bool)> {
         let mut writer = lock(&self.writer);
         if !writer.outbox.is_empty() {
             let outbox = std::mem::take(&mut writer.outbox);
-            if self.write_request(&outbox, &[]).is_err() {
+            if self.write_request(&outbox, &[], false).is_err() {
                 drop(writer);
                 return Err(self.broken_write(None));
             }
             self.want_write(false);
         }
-        let id;
+        let (id, reserved);
         {
             let mut calls = lock(&self.calls);
             if let Some(death) = &calls.dead {
@@ -376,6 +304,8 @@ impl Shared {
             }
             id = writer.next_id;
             calls.pending.insert(id, Entry { slot: slot.clone(), is_async: false, following: false });
+            reserved = reserve && !calls.reading;
+            calls.reading |= reserved;
         }
         writer.next_id += 1;
         let header = frame::encode_header(kind, id, data.len() as u32);
@@ -388,11 +318,15 @@ impl Shared {
                 &with_deadline
             }
         };
-        if self.write_request(header, data).is_err() {
+        if self.write_request(header, data, reserved).is_err() {
             drop(writer);
-            return Err(self.broken_write(Some(id)));
+            let error = self.broken_write(Some(id));
+            if reserved {
+                self.give_up_reading(false);
+            }
+            return Err(error);
         }
-        Ok(id)
+        Ok((id, reserved))
     }
 
     /// The async reader: reads whenever async calls are pending and nobody
@@ -452,12 +386,16 @@ impl StreamClient {
         }
         // A peer that did not announce deadlines never sees the frame.
         let timeout_ns = timeout.filter(|_| shared.sends_deadlines).map(crate::transport::timeout_ns);
-        let sent = shared.send_blocking(&slot, kind, data, timeout_ns);
+        let sent = shared.send_blocking(&slot, kind, data, timeout_ns, !for_loop);
         // The writer is free again: an event loop whose `try_send` found it
         // busy may try again, and cancels queued meanwhile go out.
         shared.send_blocked.after_blocking_send(&shared.notifier);
         shared.flush_cancels();
-        let id = sent?;
+        let (id, reserved) = sent?;
+        if reserved {
+            // Only this thread reads it, in `wait` (or `abandon`) next.
+            shared.reading_reserved.store(id, Ordering::Relaxed);
+        }
         Ok(Call::new(self, id, slot))
     }
 }
@@ -484,13 +422,17 @@ impl ClientConn for StreamClient {
 
     fn wait(&self, id: u64, slot: &Slot, deadline: Deadline) -> bool {
         let shared = &self.shared;
+        // This call's sender took the reading role for it (`send_blocking`).
+        let mut reserved = shared.take_reservation(id);
         loop {
-            if slot.is_ready() {
+            if slot.is_ready() && !reserved {
                 return true;
             }
-            if shared.try_take_reading() {
-                let (done, left) = shared.lead(slot, deadline);
-                shared.give_up_reading(left);
+            if std::mem::take(&mut reserved) || shared.try_take_reading() {
+                let (done, left) = shared.lead(id, slot, deadline);
+                if let Some(left) = left {
+                    shared.give_up_reading(left);
+                }
                 if done || deadline.expired() {
                     return done;
                 }
@@ -568,6 +510,9 @@ impl ClientConn for StreamClient {
 
     fn abandon(&self, id: u64, slot: &Slot) {
         let shared = &self.shared;
+        if shared.take_reservation(id) {
+            shared.give_up_reading(false);
+        }
         let unanswered = {
             let mut calls = lock(&shared.calls);
             let live = calls.dead.is_none() && calls.server_closed.is_none() && !calls.write_broken;

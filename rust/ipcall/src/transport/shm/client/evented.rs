@@ -24,7 +24,7 @@
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{fence, Ordering};
 use std::sync::{Arc, MutexGuard};
 use std::time::Duration;
 
@@ -153,18 +153,24 @@ impl Shared {
                 return;
             }
             cancels.push(id);
+            self.cancels_queued.store(true, Ordering::Relaxed);
         }
+        // Pairs with the fence of a writer letting go (see `flush_cancels`).
+        fence(Ordering::SeqCst);
         self.flush_cancels();
     }
 
     /// Writes the queued cancel records the ring takes now, if no other
     /// thread writes and no request waits in the outbox (pieces of two
     /// messages never interleave); the rest stay queued for the next send
-    /// or `progress`. Pushes come before this look and every writer looks
-    /// after letting go, so no queued cancel is left behind by a writer
-    /// that missed it.
+    /// or `progress`. A writer letting go calls this after the SeqCst fence
+    /// of `after_blocking_send`, and [`cancel`](Self::cancel) after its own
+    /// following the push: either the writer sees the cancel's
+    /// `cancels_queued`, or the cancel's `try_writer` finds the writer free
+    /// — no queued cancel is left behind. The look is a load, not a lock:
+    /// it runs after every request.
     pub(super) fn flush_cancels(&self) {
-        if lock(&self.cancels).is_empty() {
+        if !self.cancels_queued.load(Ordering::Acquire) {
             return;
         }
         let Some(mut writer) = self.try_writer() else { return };
@@ -186,6 +192,7 @@ impl Shared {
             }
         }
         cancels.drain(..sent);
+        self.cancels_queued.store(!cancels.is_empty(), Ordering::Relaxed);
         drop(cancels);
         if sent > 0 {
             self.wake_server(&writer);
@@ -339,6 +346,9 @@ impl ShmClient {
     ) -> Result<Option<Call>> {
         let shared = self.shared.clone();
         let sent = self.evented_try_send(data, timeout, looking);
+        // Not every way out of `evented_try_send` lets the writer go through
+        // `after_blocking_send`: the fence `flush_cancels` pairs with.
+        fence(Ordering::SeqCst);
         shared.flush_cancels();
         sent
     }
