@@ -7,7 +7,7 @@ use std::time::Duration;
 
 #[cfg(feature = "tokio")]
 use crate::api::on_tokio;
-use crate::api::pending::{Pending, TryCall};
+use crate::api::pending::{CallState, Pending, TryCall};
 use crate::core::error::{Error, Result};
 use crate::core::name::Name;
 use crate::core::options::ClientOptions;
@@ -130,29 +130,31 @@ impl Client {
 
     /// Sends `data` and waits for the answer.
     pub fn call(&self, data: &[u8]) -> Result<Vec<u8>> {
+        // Waited on here, not as a `Pending`: no clone of the name per call.
         let call = self.conn.clone().send_to_wait(data, None)?;
-        self.pending(call).wait()
+        CallState::new(call).wait(&self.name)
     }
 
     /// Sends `data` and waits at most `timeout`. On `Timeout` the call is
     /// abandoned: its late answer is discarded, never given to another call.
     pub fn call_timeout(&self, data: &[u8], timeout: Duration) -> Result<Vec<u8>> {
         let call = self.conn.clone().send_to_wait(data, Some(timeout))?;
-        Pending::new(self.name.clone(), call).wait_timeout(timeout)
+        CallState::new(call).wait_timeout(&self.name, timeout)
     }
 
     /// Like [`call`](Self::call), handing over the buffer: over `mem:` and
     /// `nats:` the request goes out without a copy (the other transports
     /// write it from the buffer as `call` does).
     pub fn call_owned(&self, data: Vec<u8>) -> Result<Vec<u8>> {
-        self.send_owned(data)?.wait()
+        let call = self.conn.clone().send_owned(data, None)?;
+        CallState::new(call).wait(&self.name)
     }
 
     /// Like [`call_timeout`](Self::call_timeout), handing over the buffer
     /// as [`call_owned`](Self::call_owned) does.
     pub fn call_timeout_owned(&self, data: Vec<u8>, timeout: Duration) -> Result<Vec<u8>> {
         let call = self.conn.clone().send_owned(data, Some(timeout))?;
-        Pending::new(self.name.clone(), call).wait_timeout(timeout)
+        CallState::new(call).wait_timeout(&self.name, timeout)
     }
 
     /// Like [`send`](Self::send), handing over the buffer as

@@ -33,6 +33,15 @@ pub struct Pending {
     #[cfg(feature = "tokio")]
     tokio: Option<crate::api::on_tokio::TokioWait>,
     name: Arc<str>,
+    /// The call and where it stands.
+    state: CallState,
+}
+
+/// A call in flight and where it stands, without the server's name its
+/// errors carry (the caller lends it): what [`Pending`] wraps, and what
+/// the blocking calls wait on directly, so that a call clones no name.
+/// Dropped unsettled, it abandons the call.
+pub(crate) struct CallState {
     /// The transport's call: its connection, id and slot. A pool's call
     /// whose member closed without taking it is replaced by the call that
     /// sends it again (see [`settle`](Self::settle)).
@@ -52,9 +61,7 @@ impl Pending {
             #[cfg(feature = "tokio")]
             tokio: None,
             name,
-            call,
-            spent: false,
-            owed: false,
+            state: CallState::new(call),
         }
     }
 
@@ -65,86 +72,15 @@ impl Pending {
         self
     }
 
-    /// The outcome once `call`'s slot is ready (or `owed`): `None` if the
-    /// call was not taken by its server and is (to be) sent again — over a
-    /// pool, to another member (docs/DECISIONS.md, "Worker pools"); then
-    /// wait for `call` again (unless `owed`: no member had room). With
-    /// `block` a resend waits for room; without, it never blocks.
-    fn settle(&mut self, block: bool) -> Option<Result<Vec<u8>>> {
-        if self.spent {
-            return Some(Err(Error::Closed { name: self.name.clone() }));
-        }
-        if !self.owed {
-            let outcome = self.call.slot.take();
-            if !matches!(outcome, Some(Outcome::NotTaken)) || self.call.resend.is_none() {
-                self.spent = true;
-                return Some(self.result(outcome));
-            }
-            self.owed = true;
-        }
-        let mut resend = self.call.resend.take().expect("an owed call can be sent again");
-        match resend.send_again(self.call.id, block) {
-            Ok(Some(mut call)) => {
-                call.resend = Some(resend);
-                self.call = call;
-                self.owed = false;
-                None
-            }
-            Ok(None) => {
-                self.call.resend = Some(resend);
-                None
-            }
-            Err(e) => {
-                self.spent = true;
-                Some(Err(match e {
-                    Error::Disconnected { .. } => Error::Disconnected { name: self.name.clone() },
-                    other => other,
-                }))
-            }
-        }
-    }
-
-    /// The caller's result of `outcome`, taken from a ready slot.
-    fn result(&self, outcome: Option<Outcome>) -> Result<Vec<u8>> {
-        let name = || self.name.clone();
-        match outcome {
-            Some(Outcome::Reply(data)) => Ok(data),
-            Some(Outcome::Fail(payload)) => Err(Error::Remote { name: name(), payload }),
-            Some(Outcome::NoReply) => Err(Error::NoReply { name: name() }),
-            // Not taken, and nowhere else to go: the server went away.
-            Some(Outcome::Disconnected) | Some(Outcome::NotTaken) => Err(Error::Disconnected { name: name() }),
-            Some(Outcome::Error(error)) => Err(error),
-            // The slot was ready, so an outcome was stored; only a second
-            // taker could have emptied it, and `spent` rules that out.
-            None => Err(Error::Closed { name: name() }),
-        }
-    }
-
     /// Blocks until the answer arrives.
     pub fn wait(mut self) -> Result<Vec<u8>> {
-        loop {
-            if !self.spent && !self.owed {
-                self.call.conn.wait(self.call.id, &self.call.slot, Deadline::Never);
-            }
-            if let Some(result) = self.settle(true) {
-                return result;
-            }
-        }
+        self.state.wait(&self.name)
     }
 
     /// Blocks at most `timeout`. On `Timeout` the call is abandoned (its
     /// late answer is discarded) and the `Pending` is spent.
     pub fn wait_timeout(mut self, timeout: Duration) -> Result<Vec<u8>> {
-        let deadline = Deadline::after(timeout);
-        loop {
-            if !self.spent && !self.owed && !self.call.conn.wait(self.call.id, &self.call.slot, deadline) {
-                self.abandon();
-                return Err(Error::Timeout { name: self.name.clone() });
-            }
-            if let Some(result) = self.settle(true) {
-                return result;
-            }
-        }
+        self.state.wait_timeout(&self.name, timeout)
     }
 
     /// The answer if it has arrived, `None` if not yet. Never blocks. After
@@ -159,18 +95,19 @@ impl Pending {
     /// to another member here, without blocking.)
     pub fn try_wait(&mut self) -> Option<Result<Vec<u8>>> {
         loop {
-            let ready = self.spent
-                || self.owed
-                || self.call.slot.is_ready()
-                || (!self.call.conn.is_evented() && self.call.conn.wait(self.call.id, &self.call.slot, Deadline::Now));
+            let ready = self.state.spent
+                || self.state.owed
+                || self.state.call.slot.is_ready()
+                || (!self.state.call.conn.is_evented()
+                    && self.state.call.conn.wait(self.state.call.id, &self.state.call.slot, Deadline::Now));
             if !ready {
                 return None;
             }
-            match self.settle(false) {
+            match self.state.settle(&self.name, false) {
                 Some(result) => return Some(result),
                 // No member had room: the event loop's descriptor reports
                 // it when one has.
-                None if self.owed => return None,
+                None if self.state.owed => return None,
                 // Sent again: look at the new call.
                 None => {}
             }
@@ -185,27 +122,16 @@ impl Pending {
     pub fn try_wait_timeout(&mut self, timeout: Duration) -> Option<Result<Vec<u8>>> {
         let deadline = Deadline::after(timeout);
         loop {
-            if !self.spent && !self.owed && !self.call.conn.wait(self.call.id, &self.call.slot, deadline) {
+            if !self.state.spent
+                && !self.state.owed
+                && !self.state.call.conn.wait(self.state.call.id, &self.state.call.slot, deadline)
+            {
                 return None;
             }
-            match self.settle(false) {
+            match self.state.settle(&self.name, false) {
                 Some(result) => return Some(result),
-                None if self.owed => return None,
+                None if self.state.owed => return None,
                 None => {}
-            }
-        }
-    }
-
-    fn abandon(&mut self) {
-        #[cfg(feature = "tokio")]
-        if let Some(tokio) = &mut self.tokio {
-            tokio.leave();
-        }
-        if !self.spent {
-            self.spent = true;
-            // An owed call is in no connection's table: nothing to tell.
-            if !self.owed {
-                self.call.conn.abandon(self.call.id, &self.call.slot);
             }
         }
     }
@@ -217,12 +143,12 @@ impl Future for Pending {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         loop {
-            if !this.spent && !this.owed && this.poll_call(cx).is_pending() {
+            if !this.state.spent && !this.state.owed && this.poll_call(cx).is_pending() {
                 return Poll::Pending;
             }
-            match this.settle(false) {
+            match this.state.settle(&this.name, false) {
                 Some(result) => return Poll::Ready(result),
-                None if this.owed => {
+                None if this.state.owed => {
                     // No member had room, and nothing here is woken when
                     // one has: look again on the executor's next turn.
                     cx.waker().wake_by_ref();
@@ -242,15 +168,124 @@ impl Pending {
         #[cfg(feature = "tokio")]
         if let Some(tokio) = &mut self.tokio {
             // `None`: not in a tokio runtime with I/O, the neutral path.
-            if let Some(poll) = tokio.poll(&self.call, cx) {
+            if let Some(poll) = tokio.poll(&self.state.call, cx) {
                 return poll;
             }
         }
-        self.call.conn.poll(self.call.id, &self.call.slot, cx)
+        self.state.call.conn.poll(self.state.call.id, &self.state.call.slot, cx)
     }
 }
 
 impl Drop for Pending {
+    /// Leaves tokio's reactor first; `state` then abandons the call if it
+    /// is not settled.
+    fn drop(&mut self) {
+        #[cfg(feature = "tokio")]
+        if let Some(tokio) = &mut self.tokio {
+            tokio.leave();
+        }
+    }
+}
+
+impl CallState {
+    pub(crate) fn new(call: Call) -> CallState {
+        CallState { call, spent: false, owed: false }
+    }
+
+    /// The outcome once `call`'s slot is ready (or `owed`): `None` if the
+    /// call was not taken by its server and is (to be) sent again — over a
+    /// pool, to another member (docs/DECISIONS.md, "Worker pools"); then
+    /// wait for `call` again (unless `owed`: no member had room). With
+    /// `block` a resend waits for room; without, it never blocks.
+    fn settle(&mut self, name: &Arc<str>, block: bool) -> Option<Result<Vec<u8>>> {
+        if self.spent {
+            return Some(Err(Error::Closed { name: name.clone() }));
+        }
+        if !self.owed {
+            let outcome = self.call.slot.take();
+            if !matches!(outcome, Some(Outcome::NotTaken)) || self.call.resend.is_none() {
+                self.spent = true;
+                return Some(Self::result(name, outcome));
+            }
+            self.owed = true;
+        }
+        let mut resend = self.call.resend.take().expect("an owed call can be sent again");
+        match resend.send_again(self.call.id, block) {
+            Ok(Some(mut call)) => {
+                call.resend = Some(resend);
+                self.call = call;
+                self.owed = false;
+                None
+            }
+            Ok(None) => {
+                self.call.resend = Some(resend);
+                None
+            }
+            Err(e) => {
+                self.spent = true;
+                Some(Err(match e {
+                    Error::Disconnected { .. } => Error::Disconnected { name: name.clone() },
+                    other => other,
+                }))
+            }
+        }
+    }
+
+    /// The caller's result of `outcome`, taken from a ready slot.
+    fn result(name: &Arc<str>, outcome: Option<Outcome>) -> Result<Vec<u8>> {
+        let name = || name.clone();
+        match outcome {
+            Some(Outcome::Reply(data)) => Ok(data),
+            Some(Outcome::Fail(payload)) => Err(Error::Remote { name: name(), payload }),
+            Some(Outcome::NoReply) => Err(Error::NoReply { name: name() }),
+            // Not taken, and nowhere else to go: the server went away.
+            Some(Outcome::Disconnected) | Some(Outcome::NotTaken) => Err(Error::Disconnected { name: name() }),
+            Some(Outcome::Error(error)) => Err(error),
+            // The slot was ready, so an outcome was stored; only a second
+            // taker could have emptied it, and `spent` rules that out.
+            None => Err(Error::Closed { name: name() }),
+        }
+    }
+
+    /// Blocks until the answer arrives.
+    pub(crate) fn wait(&mut self, name: &Arc<str>) -> Result<Vec<u8>> {
+        loop {
+            if !self.spent && !self.owed {
+                self.call.conn.wait(self.call.id, &self.call.slot, Deadline::Never);
+            }
+            if let Some(result) = self.settle(name, true) {
+                return result;
+            }
+        }
+    }
+
+    /// Blocks at most `timeout`. On `Timeout` the call is abandoned (its
+    /// late answer is discarded) and the call is spent.
+    pub(crate) fn wait_timeout(&mut self, name: &Arc<str>, timeout: Duration) -> Result<Vec<u8>> {
+        let deadline = Deadline::after(timeout);
+        loop {
+            if !self.spent && !self.owed && !self.call.conn.wait(self.call.id, &self.call.slot, deadline) {
+                self.abandon();
+                return Err(Error::Timeout { name: name.clone() });
+            }
+            if let Some(result) = self.settle(name, true) {
+                return result;
+            }
+        }
+    }
+
+    fn abandon(&mut self) {
+        if !self.spent {
+            self.spent = true;
+            // An owed call is in no connection's table: nothing to tell.
+            if !self.owed {
+                self.call.conn.abandon(self.call.id, &self.call.slot);
+            }
+        }
+    }
+}
+
+impl Drop for CallState {
     fn drop(&mut self) {
         self.abandon();
     }
@@ -258,6 +293,6 @@ impl Drop for Pending {
 
 impl fmt::Debug for Pending {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Pending").field("name", &self.name).field("id", &self.call.id).finish_non_exhaustive()
+        f.debug_struct("Pending").field("name", &self.name).field("id", &self.state.call.id).finish_non_exhaustive()
     }
 }

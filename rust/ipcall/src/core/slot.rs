@@ -120,23 +120,21 @@ impl Default for Slot {
 /// answer are done with it), else a new one. In the usual case of one call
 /// at a time that spares an allocation and a free per call (~200
 /// instructions, callgrind); the spare itself is one more `Slot` per
-/// connection.
+/// connection. Kept under a lock its callers hold anyway (a client's
+/// writer), so that taking it costs no lock of its own.
 #[derive(Default)]
-pub(crate) struct SpareSlot(Mutex<Option<Arc<Slot>>>);
+pub(crate) struct SpareSlot(Option<Arc<Slot>>);
 
 impl SpareSlot {
     /// A fresh slot: the spare one, reset, if this is its only holder, else
     /// a new one (which becomes the spare).
-    pub(crate) fn fresh(&self) -> Arc<Slot> {
-        // Contended (calls from several threads at once): allocate rather
-        // than wait.
-        let Ok(mut spare) = self.0.try_lock() else { return Arc::new(Slot::new()) };
-        if let Some(slot) = spare.as_mut().and_then(Arc::get_mut) {
+    pub(crate) fn fresh(&mut self) -> Arc<Slot> {
+        if let Some(slot) = self.0.as_mut().and_then(Arc::get_mut) {
             *slot = Slot::new();
         } else {
-            *spare = Some(Arc::new(Slot::new()));
+            self.0 = Some(Arc::new(Slot::new()));
         }
-        spare.clone().expect("a spare slot was just set")
+        self.0.clone().expect("a spare slot was just set")
     }
 }
 

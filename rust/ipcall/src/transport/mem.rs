@@ -189,8 +189,9 @@ struct MemClient {
     notifier: Notifier,
     /// The slot of the latest call, reused by the next one once nobody
     /// else holds it (the call ended and was dropped), so that a call
-    /// allocates nothing beyond its message buffers.
-    spare: SpareSlot,
+    /// allocates nothing beyond its message buffers. Contended (calls from
+    /// several threads at once), a call allocates rather than waits.
+    spare: Mutex<SpareSlot>,
     /// The spin budget of this connection's waits for answers.
     budget: Budget,
     /// The connection's number and its events (accept when made, drop when
@@ -205,7 +206,7 @@ impl MemClient {
             endpoint,
             max,
             notifier: Notifier::new(),
-            spare: SpareSlot::default(),
+            spare: Mutex::new(SpareSlot::default()),
             budget: Budget::new(),
             trace,
         }
@@ -224,6 +225,14 @@ impl Drop for MemClient {
 }
 
 impl MemClient {
+    /// The spare slot if no other call is taking it now, else a new one.
+    fn fresh_slot(&self) -> Arc<Slot> {
+        match self.spare.try_lock() {
+            Ok(mut spare) => spare.fresh(),
+            Err(_) => Arc::new(Slot::new()),
+        }
+    }
+
     /// `for_loop`: the answer may be awaited through the descriptor (its
     /// completion rings it), not by a caller that waits at once.
     fn send_with(
@@ -237,7 +246,7 @@ impl MemClient {
         if len as u64 > u64::from(max) {
             return Err(Error::TooLarge { size: len as u64, max: u64::from(max) });
         }
-        let slot = self.spare.fresh();
+        let slot = self.fresh_slot();
         if for_loop {
             self.notifier.arm(&slot);
         }
@@ -273,7 +282,7 @@ impl ClientConn for MemClient {
         if self.endpoint.queue.is_closed() {
             return Err(Error::Disconnected { name: self.endpoint.name.clone() });
         }
-        let slot = self.spare.fresh();
+        let slot = self.fresh_slot();
         self.notifier.arm(&slot);
         slot.complete(Outcome::Reply(answer_control(&self.endpoint.counters, request)));
         Ok(Call::new(self, 0, slot))

@@ -60,6 +60,8 @@ struct Writer {
     /// The rest of a request `try_send` wrote only in part: written before
     /// anything else.
     outbox: Option<Outbox>,
+    /// The slot the next call reuses once its last call is done with it.
+    spare: SpareSlot,
 }
 
 /// A request whose first `offset` bytes are in the ring.
@@ -98,8 +100,6 @@ struct Shared {
     mode: WaitMode,
     writer: Mutex<Writer>,
     calls: Mutex<Calls>,
-    /// The slot the next call reuses once its last call is done with it.
-    spare: SpareSlot,
     reader: Mutex<ReplyReader>,
     /// `calls.followers + calls.async_calls`, readable without the lock, so
     /// that handing on the reading role costs nothing when nobody waits.
@@ -190,11 +190,15 @@ impl ShmClient {
             cancels_queued: AtomicBool::new(false),
             sends_control: header.features.load(Ordering::Relaxed) & super::FEATURE_CONTROL != 0,
             mode: options.wait_mode,
-            writer: Mutex::new(Writer { next_id: 1, producer: Producer::new(mapping.requests()), outbox: None }),
+            writer: Mutex::new(Writer {
+                next_id: 1,
+                producer: Producer::new(mapping.requests()),
+                outbox: None,
+                spare: SpareSlot::default(),
+            }),
             reader: Mutex::new(ReplyReader { consumer: Consumer::new(mapping.replies()), partial: None }),
             mapping,
             calls: Mutex::new(Calls::new()),
-            spare: SpareSlot::default(),
             interest: AtomicUsize::new(0),
             async_cond: Condvar::new(),
             budget: spin::Budget::new(),
@@ -363,8 +367,8 @@ impl ShmClient {
         if data.len() as u64 > u64::from(shared.max) {
             return Err(Error::TooLarge { size: data.len() as u64, max: u64::from(shared.max) });
         }
-        let slot = shared.spare.fresh();
         let mut writer = lock(&shared.writer);
+        let slot = writer.spare.fresh();
         let id = writer.next_id;
         let start_reader = match shared.insert_call(id, &slot, for_loop) {
             Ok(start) => start,

@@ -60,6 +60,8 @@ struct Writer {
     /// The unsent tail of a frame `try_send` wrote only in part; written
     /// before anything else.
     outbox: Vec<u8>,
+    /// The slot the next call reuses once its last call is done with it.
+    spare: SpareSlot,
 }
 /// Most cancel frames that wait for a busy writer; later ones are dropped
 /// (a cancel is best effort: the server just works on for nothing).
@@ -92,8 +94,6 @@ struct Shared {
     /// written, so requests leave in id order and never interleave.
     writer: Mutex<Writer>,
     calls: Mutex<Calls>,
-    /// The slot the next call reuses once its last call is done with it.
-    spare: SpareSlot,
     /// Wakes the async reader when async calls appear or the role frees up.
     async_cond: Condvar,
     /// Locked only by the holder of the reading role.
@@ -168,10 +168,9 @@ impl StreamClient {
             cancels: Mutex::new(Vec::new()),
             cancels_queued: AtomicBool::new(false),
             sends_control: reader.negotiated() & frame::FLAG_CONTROL != 0,
-            writer: Mutex::new(Writer { next_id: 1, outbox: Vec::new() }),
+            writer: Mutex::new(Writer { next_id: 1, outbox: Vec::new(), spare: SpareSlot::default() }),
             reading_reserved: AtomicU64::new(0),
             calls: Mutex::new(Calls::new()),
-            spare: SpareSlot::default(),
             async_cond: Condvar::new(),
             reader: Mutex::new(reader),
             notifier: Notifier::new(),
@@ -278,13 +277,17 @@ impl Shared {
     /// entry, for its `wait` (returned true then; see `reading_reserved`).
     fn send_blocking(
         &self,
-        slot: &Arc<Slot>,
         kind: FrameKind,
         data: &[u8],
         timeout_ns: Option<u64>,
         reserve: bool,
-    ) -> Result<(u64, bool)> {
+    ) -> Result<(u64, bool, Arc<Slot>)> {
         let mut writer = lock(&self.writer);
+        let slot = writer.spare.fresh();
+        if !reserve {
+            // Its answer may be awaited through the descriptor.
+            self.notifier.arm(&slot);
+        }
         if !writer.outbox.is_empty() {
             let outbox = std::mem::take(&mut writer.outbox);
             if self.write_request(&outbox, &[], false).is_err() {
@@ -326,7 +329,7 @@ impl Shared {
             }
             return Err(error);
         }
-        Ok((id, reserved))
+        Ok((id, reserved, slot))
     }
 
     /// The async reader: reads whenever async calls are pending and nobody
@@ -380,18 +383,14 @@ impl StreamClient {
         if data.len() as u64 > u64::from(shared.max) {
             return Err(Error::TooLarge { size: data.len() as u64, max: u64::from(shared.max) });
         }
-        let slot = shared.spare.fresh();
-        if for_loop {
-            shared.notifier.arm(&slot);
-        }
         // A peer that did not announce deadlines never sees the frame.
         let timeout_ns = timeout.filter(|_| shared.sends_deadlines).map(crate::transport::timeout_ns);
-        let sent = shared.send_blocking(&slot, kind, data, timeout_ns, !for_loop);
+        let sent = shared.send_blocking(kind, data, timeout_ns, !for_loop);
         // The writer is free again: an event loop whose `try_send` found it
         // busy may try again, and cancels queued meanwhile go out.
         shared.send_blocked.after_blocking_send(&shared.notifier);
         shared.flush_cancels();
-        let (id, reserved) = sent?;
+        let (id, reserved, slot) = sent?;
         if reserved {
             // Only this thread reads it, in `wait` (or `abandon`) next.
             shared.reading_reserved.store(id, Ordering::Relaxed);

@@ -84,15 +84,16 @@ impl Shared {
             Err(TryLockError::Poisoned(e)) => e.into_inner(),
             Err(TryLockError::WouldBlock) => return None,
         };
-        if !self.polled.load(Ordering::Acquire) {
+        if !self.polled.load(Ordering::Acquire) && self.direct_token.load(Ordering::Relaxed) != conn.token {
             // While it is the only connection and nobody polls the server,
             // keep it out of epoll: a registered socket makes every send to
             // it also run epoll's wake-up callback (~0.5 µs per round trip).
+            // Once out, later reads skip this lock (`direct_token`).
             let mut state = lock(&self.state);
             if state.direct != Some(conn.token) && !state.closed {
                 self.restore_direct(&mut state);
                 if self.epoll.delete(conn.wire.read_fd()).is_ok() {
-                    state.direct = Some(conn.token);
+                    self.set_direct(&mut state, Some(conn.token));
                 }
             }
         }

@@ -113,6 +113,12 @@ struct Shared {
     /// `recv`s left to make through epoll before the single-connection
     /// direct read is tried again (`direct::DirectCheck`).
     direct_pause: std::sync::atomic::AtomicU32,
+    /// `State::direct`'s token, or `u64::MAX` for none: written with it,
+    /// under the state lock, and read without it by the fast path, which
+    /// locks the state only when its connection is not out of epoll yet
+    /// (a stale read only costs that lock, or leaves the connection in
+    /// epoll for one read, as when another thread receives too).
+    direct_token: AtomicU64,
     /// `recv`s begun (any form): the accepting thread answers control
     /// requests only once none began for a whole [`IDLE_TICK`].
     recvs: AtomicU64,
@@ -195,6 +201,7 @@ impl StreamServer {
             accepted_cond: Condvar::new(),
             receivers: AtomicUsize::new(0),
             direct_pause: std::sync::atomic::AtomicU32::new(0),
+            direct_token: AtomicU64::new(u64::MAX),
             untimed: AtomicBool::new(false),
             recvs: AtomicU64::new(0),
             helping: AtomicBool::new(false),
@@ -274,7 +281,7 @@ impl Shared {
         conn.trace.dropped(conn.token, &conn.peer, reason);
         let mut state = lock(&self.state);
         if state.direct == Some(conn.token) {
-            state.direct = None;
+            self.set_direct(&mut state, None);
         }
         // Not there after `close`, which took every connection: requests
         // the server keeps answering while it closes are not cancelled.
@@ -486,9 +493,16 @@ impl Shared {
         }
     }
 
+    /// Records the connection the fast path took out of epoll (`None`: none).
+    fn set_direct(&self, state: &mut State, token: Option<u64>) {
+        state.direct = token;
+        self.direct_token.store(token.unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
     /// Puts the connection the fast path took out of epoll back in.
     fn restore_direct(&self, state: &mut State) {
-        if let Some(token) = state.direct.take() {
+        if let Some(token) = state.direct {
+            self.set_direct(state, None);
             if let Some(conn) = state.conns.get(&token) {
                 let _ = self.epoll.add(conn.wire.read_fd(), READABLE, token);
             }
@@ -557,7 +571,7 @@ impl ServerTransport for StreamServer {
             // their callers `Disconnected`.
             state.incoming.clear();
             state.handshakes.clear();
-            state.direct = None;
+            shared.set_direct(&mut state, None);
             for conn in state.conns.values() {
                 let _ = shared.epoll.delete(conn.wire.read_fd());
             }

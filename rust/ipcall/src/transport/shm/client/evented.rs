@@ -381,7 +381,7 @@ impl ShmClient {
                 return Err(shared.violated(v));
             }
         }
-        let slot = shared.spare.fresh();
+        let slot = writer.spare.fresh();
         let id = writer.next_id;
         // In the table before the server can see the request.
         let start_reader = shared.insert_call(id, &slot, true)?;

@@ -225,7 +225,7 @@ impl Shared {
                 return Err(self.broken_write(None));
             }
         }
-        let slot = self.spare.fresh();
+        let slot = writer.spare.fresh();
         self.notifier.arm(&slot);
         let id = writer.next_id;
         {
