@@ -55,7 +55,7 @@ impl Shared {
                 me: me.clone(),
                 frame_since: AtomicU64::new(0),
                 reader: Mutex::new(FrameReader::new(Role::Server, self.local_max, flags)),
-                arm: Mutex::new(false),
+                disarmed: AtomicBool::new(false),
                 last_taken: AtomicU64::new(0),
                 trace: ConnTrace::accepted(&self.name, token, &accepted.peer),
                 held: Default::default(),

@@ -1,7 +1,7 @@
 //! A stream server's side of one connection: what requests hold to answer
 //! through, and a request decoded from it that waits for a `recv`.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -37,8 +37,9 @@ pub(crate) struct ServerConn {
     /// Held by the one thread reading this connection.
     pub(crate) reader: Mutex<FrameReader>,
     /// True while a thread that met a busy `reader` has disarmed the
-    /// connection in epoll; cleared by whoever re-arms it (under this lock).
-    pub(crate) arm: Mutex<bool>,
+    /// connection in epoll; cleared by whoever re-arms it. Read and written
+    /// only under the server's state lock (an atomic only to be shared).
+    pub(crate) disarmed: AtomicBool,
     /// When the frame being received began, in nanoseconds since
     /// [`EPOCH`] (0: no frame under way). Only readers touch it.
     pub(crate) frame_since: AtomicU64,

@@ -188,10 +188,7 @@ impl Shared {
             }
         }
         let mut taken = None;
-        if !batch.is_empty() {
-            self.publish(batch, Some(&mut taken));
-        }
-        self.release_reader(conn, reader);
+        self.publish_and_release(batch, Some(&mut taken), conn, reader);
         if let Some(reason) = failed {
             if !lock(&self.state).closed {
                 self.drop_conn(conn, reason);

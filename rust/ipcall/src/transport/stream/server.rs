@@ -21,7 +21,9 @@
 //! the thread that got a connection's event reads it under its `reader`
 //! lock. A thread that finds that lock taken disarms the connection in epoll
 //! (so it does not spin on the same readiness), and the reading thread re-arms
-//! it when done; both happen under the `arm` lock, so no re-arm is lost.
+//! it when done; both happen under the state lock, so no re-arm is lost (and
+//! the reading thread lets go of the reader in the same look at the state
+//! that publishes what it read).
 //!
 //! **Isolation.** A connection that breaks the protocol, stalls in its
 //! handshake, or hangs up is dropped alone; the others keep being served.
@@ -315,22 +317,21 @@ impl Shared {
     /// (see [`publish`](Self::publish)): into `taken` if it is `Some` and
     /// empty and nothing is queued, the rest into the queue.
     fn service(&self, token: u64, taken: Option<&mut Option<Incoming>>) {
-        let Some(conn) = lock(&self.state).conns.get(&token).cloned() else { return };
-        let mut reader = {
-            let mut disarmed = lock(&conn.arm);
-            match conn.reader.try_lock() {
-                Ok(reader) => reader,
-                Err(TryLockError::Poisoned(e)) => e.into_inner(),
-                Err(TryLockError::WouldBlock) => {
-                    // Another thread reads it; stop reporting it until that
-                    // thread re-arms it, instead of spinning on it.
-                    if !*disarmed && self.epoll.modify(conn.wire.read_fd(), 0, token).is_ok() {
-                        *disarmed = true;
-                    }
-                    return;
+        let state = lock(&self.state);
+        let Some(conn) = state.conns.get(&token).cloned() else { return };
+        let mut reader = match conn.reader.try_lock() {
+            Ok(reader) => reader,
+            Err(TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(TryLockError::WouldBlock) => {
+                // Another thread reads it; stop reporting it until that
+                // thread re-arms it, instead of spinning on it.
+                if !conn.disarmed.load(Ordering::Relaxed) && self.epoll.modify(conn.wire.read_fd(), 0, token).is_ok() {
+                    conn.disarmed.store(true, Ordering::Relaxed);
                 }
+                return;
             }
         };
+        drop(state);
         let mut batch = Batch::default();
         let outcome = loop {
             // Epoll is level-triggered: whatever is left in the socket is
@@ -362,10 +363,7 @@ impl Shared {
             Ok(()) if conn.frame_overdue(reader.in_frame(), self.frame_timeout) => Err(DropReason::FrameTimeout),
             other => other,
         };
-        if !batch.is_empty() {
-            self.publish(batch, taken);
-        }
-        self.release_reader(&conn, reader);
+        self.publish_and_release(batch, taken, &conn, reader);
         if let Err(reason) = outcome {
             // Hung up, or broke the protocol: only this connection goes.
             self.drop_conn(&conn, reason);
@@ -399,8 +397,25 @@ impl Shared {
     /// order: a thread that decoded the next ones cannot publish before
     /// these (the `close` frame's "taken up to `id`" counts on it, and a
     /// pool sends a call again only when its id is above that).
-    fn publish(&self, batch: Batch, taken: Option<&mut Option<Incoming>>) {
+    ///
+    /// Then lets go of `conn`'s reader (see
+    /// [`release_locked`](Self::release_locked)), in the same look at the
+    /// state.
+    fn publish_and_release(
+        &self,
+        batch: Batch,
+        taken: Option<&mut Option<Incoming>>,
+        conn: &ServerConn,
+        reader: MutexGuard<'_, FrameReader>,
+    ) {
         let mut state = lock(&self.state);
+        if !batch.is_empty() {
+            self.publish(&mut state, batch, taken);
+        }
+        Self::release_locked(&state, conn, reader, &self.epoll);
+    }
+
+    fn publish(&self, state: &mut State, batch: Batch, taken: Option<&mut Option<Incoming>>) {
         if state.closed {
             return;
         }
@@ -417,7 +432,7 @@ impl Shared {
         if first.is_some() || !rest.is_empty() {
             state.incoming.extend(first.into_iter().chain(rest));
         }
-        self.update_wake(&mut state);
+        self.update_wake(state);
     }
 
     fn recv(&self, deadline: Deadline) -> Result<Incoming> {
@@ -510,12 +525,12 @@ impl Shared {
     }
 
     /// Unlocks a connection's reader and re-arms it in epoll if a thread
-    /// disarmed it meanwhile (both under the `arm` lock: no re-arm is lost).
-    fn release_reader(&self, conn: &ServerConn, reader: MutexGuard<'_, FrameReader>) {
-        let mut disarmed = lock(&conn.arm);
+    /// disarmed it meanwhile (both under the state lock: no re-arm is lost).
+    fn release_locked(_state: &State, conn: &ServerConn, reader: MutexGuard<'_, FrameReader>, epoll: &Epoll) {
         drop(reader);
-        if std::mem::take(&mut *disarmed) {
-            let _ = self.epoll.modify(conn.wire.read_fd(), READABLE, conn.token);
+        if conn.disarmed.load(Ordering::Relaxed) {
+            conn.disarmed.store(false, Ordering::Relaxed);
+            let _ = epoll.modify(conn.wire.read_fd(), READABLE, conn.token);
         }
     }
 }
