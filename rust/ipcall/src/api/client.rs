@@ -7,7 +7,7 @@ use std::time::Duration;
 
 #[cfg(feature = "tokio")]
 use crate::api::on_tokio;
-use crate::api::pending::{CallState, Pending, TryCall};
+use crate::api::pending::{CallState, LocalCall, Pending, TryCall};
 use crate::core::error::{Error, Result};
 use crate::core::name::Name;
 use crate::core::options::ClientOptions;
@@ -130,7 +130,12 @@ impl Client {
 
     /// Sends `data` and waits for the answer.
     pub fn call(&self, data: &[u8]) -> Result<Vec<u8>> {
-        // Waited on here, not as a `Pending`: no clone of the name per call.
+        // Waited on here, not as a `Pending`: no clone of the name (nor,
+        // where the transport sends borrowed, of the connection) per call.
+        if let Some(sent) = self.conn.send_here(data, None) {
+            let (id, slot) = sent?;
+            return LocalCall::new(&*self.conn, id, slot).wait(&self.name);
+        }
         let call = self.conn.clone().send_to_wait(data, None)?;
         CallState::new(call).wait(&self.name)
     }
@@ -138,6 +143,10 @@ impl Client {
     /// Sends `data` and waits at most `timeout`. On `Timeout` the call is
     /// abandoned: its late answer is discarded, never given to another call.
     pub fn call_timeout(&self, data: &[u8], timeout: Duration) -> Result<Vec<u8>> {
+        if let Some(sent) = self.conn.send_here(data, Some(timeout)) {
+            let (id, slot) = sent?;
+            return LocalCall::new(&*self.conn, id, slot).wait_timeout(&self.name, timeout);
+        }
         let call = self.conn.clone().send_to_wait(data, Some(timeout))?;
         CallState::new(call).wait_timeout(&self.name, timeout)
     }

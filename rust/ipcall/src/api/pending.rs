@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use crate::core::error::{Error, Result};
 use crate::core::slot::Outcome;
+use crate::core::slot::Slot;
 use crate::core::wait::Deadline;
-use crate::transport::Call;
+use crate::transport::{Call, ClientConn};
 
 /// What [`Client::try_call`](crate::Client::try_call) did with a request.
 #[derive(Debug)]
@@ -205,7 +206,7 @@ impl CallState {
             let outcome = self.call.slot.take();
             if !matches!(outcome, Some(Outcome::NotTaken)) || self.call.resend.is_none() {
                 self.spent = true;
-                return Some(Self::result(name, outcome));
+                return Some(outcome_result(name, outcome));
             }
             self.owed = true;
         }
@@ -228,22 +229,6 @@ impl CallState {
                     other => other,
                 }))
             }
-        }
-    }
-
-    /// The caller's result of `outcome`, taken from a ready slot.
-    fn result(name: &Arc<str>, outcome: Option<Outcome>) -> Result<Vec<u8>> {
-        let name = || name.clone();
-        match outcome {
-            Some(Outcome::Reply(data)) => Ok(data),
-            Some(Outcome::Fail(payload)) => Err(Error::Remote { name: name(), payload }),
-            Some(Outcome::NoReply) => Err(Error::NoReply { name: name() }),
-            // Not taken, and nowhere else to go: the server went away.
-            Some(Outcome::Disconnected) | Some(Outcome::NotTaken) => Err(Error::Disconnected { name: name() }),
-            Some(Outcome::Error(error)) => Err(error),
-            // The slot was ready, so an outcome was stored; only a second
-            // taker could have emptied it, and `spent` rules that out.
-            None => Err(Error::Closed { name: name() }),
         }
     }
 
@@ -288,6 +273,62 @@ impl CallState {
 impl Drop for CallState {
     fn drop(&mut self) {
         self.abandon();
+    }
+}
+
+/// The caller's result of `outcome`, taken from a ready slot.
+fn outcome_result(name: &Arc<str>, outcome: Option<Outcome>) -> Result<Vec<u8>> {
+    let name = || name.clone();
+    match outcome {
+        Some(Outcome::Reply(data)) => Ok(data),
+        Some(Outcome::Fail(payload)) => Err(Error::Remote { name: name(), payload }),
+        Some(Outcome::NoReply) => Err(Error::NoReply { name: name() }),
+        // Not taken, and nowhere else to go: the server went away.
+        Some(Outcome::Disconnected) | Some(Outcome::NotTaken) => Err(Error::Disconnected { name: name() }),
+        Some(Outcome::Error(error)) => Err(error),
+        // The slot was ready, so an outcome was stored; only a second
+        // taker could have emptied it, and `spent` rules that out.
+        None => Err(Error::Closed { name: name() }),
+    }
+}
+/// A call a blocking caller sent with [`ClientConn::send_here`] and waits
+/// for at once: the connection borrowed, not cloned (nor a `Call` made),
+/// per call. Dropped unsettled, it abandons the call.
+pub(crate) struct LocalCall<'a> {
+    conn: &'a dyn ClientConn,
+    id: u64,
+    slot: Arc<Slot>,
+    /// The outcome was taken, or the call abandoned.
+    spent: bool,
+}
+
+impl<'a> LocalCall<'a> {
+    pub(crate) fn new(conn: &'a dyn ClientConn, id: u64, slot: Arc<Slot>) -> LocalCall<'a> {
+        LocalCall { conn, id, slot, spent: false }
+    }
+
+    /// Blocks until the answer arrives.
+    pub(crate) fn wait(mut self, name: &Arc<str>) -> Result<Vec<u8>> {
+        self.conn.wait(self.id, &self.slot, Deadline::Never);
+        self.spent = true;
+        outcome_result(name, self.slot.take())
+    }
+
+    /// Blocks at most `timeout`; on `Timeout` the call is abandoned.
+    pub(crate) fn wait_timeout(mut self, name: &Arc<str>, timeout: Duration) -> Result<Vec<u8>> {
+        if !self.conn.wait(self.id, &self.slot, Deadline::after(timeout)) {
+            return Err(Error::Timeout { name: name.clone() });
+        }
+        self.spent = true;
+        outcome_result(name, self.slot.take())
+    }
+}
+
+impl Drop for LocalCall<'_> {
+    fn drop(&mut self) {
+        if !self.spent {
+            self.conn.abandon(self.id, &self.slot);
+        }
     }
 }
 

@@ -254,6 +254,15 @@ pub(crate) trait ClientConn: Send + Sync {
             Some(timeout) => self.send_timeout(data, timeout),
         }
     }
+    /// Like `send_to_wait`, borrowing the connection (no clone of it, and
+    /// no `Call`, per call): the call's id and slot, for a caller that
+    /// waits on them with [`wait`](Self::wait) at once and
+    /// [`abandon`](Self::abandon)s them if it gives up. `None`: this
+    /// transport sends only through `send_to_wait` (the default; a pool's
+    /// call, which may be sent again to another member, needs a `Call`).
+    fn send_here(&self, _data: &[u8], _timeout: Option<std::time::Duration>) -> Option<Result<(u64, Arc<Slot>)>> {
+        None
+    }
     /// Like `send` (or `send_timeout` with a timeout), taking the buffer:
     /// the default copies as `send` does; `mem:` and `nats:` keep it.
     fn send_owned(self: Arc<Self>, data: Vec<u8>, timeout: Option<std::time::Duration>) -> Result<Call> {

@@ -363,6 +363,18 @@ impl ShmClient {
     /// Sends a message of kind `what` (a request, or a control request of the
     /// same id sequence); `for_loop`: its answer may be awaited through `fd`.
     fn send_kind(self: Arc<Self>, what: u32, data: &[u8], timeout: Option<Duration>, for_loop: bool) -> Result<Call> {
+        let (id, slot) = self.send_kind_here(what, data, timeout, for_loop)?;
+        Ok(Call::new(self, id, slot))
+    }
+
+    /// [`send_kind`](Self::send_kind) without the `Call`: its id and slot.
+    fn send_kind_here(
+        &self,
+        what: u32,
+        data: &[u8],
+        timeout: Option<Duration>,
+        for_loop: bool,
+    ) -> Result<(u64, Arc<Slot>)> {
         let shared = &self.shared;
         if data.len() as u64 > u64::from(shared.max) {
             return Err(Error::TooLarge { size: data.len() as u64, max: u64::from(shared.max) });
@@ -443,7 +455,7 @@ impl ShmClient {
             }
             Err(SendError::Violation(v)) => shared.die(Death::Protocol(v.to_string())),
         }
-        Ok(Call::new(self, id, slot))
+        Ok((id, slot))
     }
 }
 
@@ -458,6 +470,10 @@ impl ClientConn for ShmClient {
 
     fn send_to_wait(self: Arc<Self>, data: &[u8], timeout: Option<Duration>) -> Result<Call> {
         self.send_with(data, timeout, false)
+    }
+
+    fn send_here(&self, data: &[u8], timeout: Option<Duration>) -> Option<Result<(u64, Arc<Slot>)>> {
+        Some(self.send_kind_here(kind::REQUEST, data, timeout, false))
     }
 
     fn control(self: Arc<Self>, request: &[u8]) -> Result<Call> {

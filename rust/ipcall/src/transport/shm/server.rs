@@ -503,7 +503,13 @@ impl Shared {
             drop(conns);
             self.sleepers.fetch_add(1, Ordering::SeqCst);
             self.wait_events(deadline);
-            if self.sleepers.fetch_sub(1, Ordering::SeqCst) == 1 && self.untimed.swap(false, Ordering::SeqCst) {
+            // Loaded before it is swapped, as the stream server does: the
+            // swap is a locked instruction, and the thread is timed again
+            // for most wake-ups.
+            if self.sleepers.fetch_sub(1, Ordering::SeqCst) == 1
+                && self.untimed.load(Ordering::SeqCst)
+                && self.untimed.swap(false, Ordering::SeqCst)
+            {
                 self.nudge.set();
             }
             if deadline.expired() && !lock(&self.state).conns.iter().any(|c| c.has_requests()) {

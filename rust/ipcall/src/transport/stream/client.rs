@@ -379,6 +379,18 @@ impl StreamClient {
         timeout: Option<Duration>,
         for_loop: bool,
     ) -> Result<Call> {
+        let (id, slot) = self.send_kind_here(kind, data, timeout, for_loop)?;
+        Ok(Call::new(self, id, slot))
+    }
+
+    /// [`send_kind`](Self::send_kind) without the `Call`: its id and slot.
+    fn send_kind_here(
+        &self,
+        kind: FrameKind,
+        data: &[u8],
+        timeout: Option<Duration>,
+        for_loop: bool,
+    ) -> Result<(u64, Arc<Slot>)> {
         let shared = &self.shared;
         if data.len() as u64 > u64::from(shared.max) {
             return Err(Error::TooLarge { size: data.len() as u64, max: u64::from(shared.max) });
@@ -395,7 +407,7 @@ impl StreamClient {
             // Only this thread reads it, in `wait` (or `abandon`) next.
             shared.reading_reserved.store(id, Ordering::Relaxed);
         }
-        Ok(Call::new(self, id, slot))
+        Ok((id, slot))
     }
 }
 
@@ -410,6 +422,10 @@ impl ClientConn for StreamClient {
 
     fn send_to_wait(self: Arc<Self>, data: &[u8], timeout: Option<Duration>) -> Result<Call> {
         self.send_with(data, timeout, false)
+    }
+
+    fn send_here(&self, data: &[u8], timeout: Option<Duration>) -> Option<Result<(u64, Arc<Slot>)>> {
+        Some(self.send_kind_here(FrameKind::Request, data, timeout, false))
     }
 
     fn control(self: Arc<Self>, request: &[u8]) -> Result<Call> {
