@@ -108,7 +108,8 @@ impl Request {
     /// finds no room waits for the client's next send or `progress` (and
     /// past 1,024 waiting it is dropped).
     pub fn is_cancelled(&self) -> bool {
-        self.incoming.cancel.as_ref().is_some_and(CancelRef::is_cancelled)
+        let source = self.incoming.flag_source();
+        self.incoming.cancel.as_ref().is_some_and(|c| c.is_cancelled(source))
     }
 
     /// [`is_cancelled`](Self::is_cancelled) as far as this server has
@@ -118,7 +119,8 @@ impl Request {
     /// looks at every request (a face that reports, once it answered,
     /// whether the caller had given up).
     pub fn cancel_seen(&self) -> bool {
-        self.incoming.cancel.as_ref().is_some_and(CancelRef::seen)
+        let source = self.incoming.flag_source();
+        self.incoming.cancel.as_ref().is_some_and(|c| c.seen(source))
     }
 
     /// A future that completes when the caller gives up (when
@@ -126,7 +128,8 @@ impl Request {
     /// the work, e.g. in `tokio::select!`. It owns what it needs (no borrow
     /// of the request), and never completes where the caller cannot tell.
     pub fn cancelled(&self) -> Cancelled {
-        Cancelled { cancel: self.incoming.cancel.clone() }
+        let source = self.incoming.flag_source();
+        Cancelled { cancel: self.incoming.cancel.as_ref().map(|c| c.shared(source)) }
     }
 
     /// Runs `callback` once when the caller gives up — at once if it
@@ -137,7 +140,7 @@ impl Request {
     /// request is answered, or if the transport cannot tell.
     pub fn on_cancel(&self, callback: impl FnOnce() + Send + 'static) {
         if let Some(cancel) = &self.incoming.cancel {
-            cancel.on_cancel(Box::new(callback));
+            cancel.on_cancel(self.incoming.flag_source(), Box::new(callback));
         }
     }
 
@@ -179,7 +182,10 @@ impl fmt::Debug for Request {
             .field("peer", &self.incoming.peer)
             .field("peer_name", &self.incoming.peer_name)
             .field("deadline", &self.incoming.deadline)
-            .field("cancelled", &self.incoming.cancel.as_ref().is_some_and(|c| c.get().is_fired()))
+            .field(
+                "cancelled",
+                &self.incoming.cancel.as_ref().is_some_and(|c| c.get(self.incoming.flag_source()).is_fired()),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -189,23 +195,30 @@ impl fmt::Debug for Request {
 /// transport or peer cannot tell. Cheap to clone; it keeps nothing of the
 /// request alive but its cancellation flag.
 #[must_use = "a future does nothing unless polled"]
-#[derive(Clone)]
 pub struct Cancelled {
-    /// `None`: the transport cannot tell; the future stays pending.
+    /// `None`: the transport cannot tell; the future stays pending. Never
+    /// a lazy flag ([`Request::cancelled`] makes it first): it needs no
+    /// source.
     cancel: Option<CancelRef>,
+}
+
+impl Clone for Cancelled {
+    fn clone(&self) -> Cancelled {
+        Cancelled { cancel: self.cancel.as_ref().map(|c| c.shared(None)) }
+    }
 }
 
 impl Cancelled {
     /// True once the caller gave up (as [`Request::is_cancelled`]; after
     /// the request was answered, what was known then).
     pub fn is_cancelled(&self) -> bool {
-        self.cancel.as_ref().is_some_and(CancelRef::is_cancelled)
+        self.cancel.as_ref().is_some_and(|c| c.is_cancelled(None))
     }
 }
 
 impl fmt::Debug for Cancelled {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let fired = self.cancel.as_ref().is_some_and(|c| c.get().is_fired());
+        let fired = self.cancel.as_ref().is_some_and(|c| c.get(None).is_fired());
         f.debug_struct("Cancelled").field("is_cancelled", &fired).finish()
     }
 }
@@ -215,7 +228,7 @@ impl Future for Cancelled {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         match &self.cancel {
-            Some(cancel) => cancel.poll_fired(cx),
+            Some(cancel) => cancel.poll_fired(None, cx),
             None => Poll::Pending,
         }
     }

@@ -172,7 +172,10 @@ pub(crate) enum CancelRef {
     /// A wire request's flag, kept by its connection ([`FlagSource`]) and
     /// made there the first time someone looks: most requests are answered
     /// without anyone asking, and then allocate no flag at all (an
-    /// allocation, a free and a lock per request, ~300 instructions).
+    /// allocation, a free and a lock per request, ~300 instructions). The
+    /// connection is the request's responder, which the request keeps: the
+    /// methods are handed it (`source`), so that this holds no reference
+    /// of its own (two locked instructions fewer a request).
     Lazy(LazyFlag),
     /// The `mem:` caller's slot.
     Slot(Arc<Slot>),
@@ -190,23 +193,27 @@ pub(crate) trait FlagSource: Send + Sync {
     fn fired(&self, id: u64) -> bool;
 }
 
-/// [`CancelRef::Lazy`]: request `id` of `source`, and its flag once made.
+/// [`CancelRef::Lazy`]: request `id` of its connection, and its flag once made.
 pub(crate) struct LazyFlag {
-    source: Arc<dyn FlagSource>,
     id: u64,
     flag: std::sync::OnceLock<Arc<Cancel>>,
 }
 
+/// What a [`CancelRef::Lazy`] is handed to make its flag: the request's
+/// connection, while the request holds it (`None` once it was answered,
+/// when nobody asks any more, and for the other kinds, which need none).
+pub(crate) type Source<'a> = Option<&'a dyn FlagSource>;
+
 impl CancelRef {
-    /// Request `id`'s flag, which `source` makes when first asked.
-    pub(crate) fn lazy(source: Arc<dyn FlagSource>, id: u64) -> CancelRef {
-        CancelRef::Lazy(LazyFlag { source, id, flag: std::sync::OnceLock::new() })
+    /// Request `id`'s flag, which its connection makes when first asked.
+    pub(crate) fn lazy(id: u64) -> CancelRef {
+        CancelRef::Lazy(LazyFlag { id, flag: std::sync::OnceLock::new() })
     }
 
-    pub(crate) fn get(&self) -> &Cancel {
+    pub(crate) fn get(&self, source: Source<'_>) -> &Cancel {
         match self {
             CancelRef::Own(cancel) => cancel,
-            CancelRef::Lazy(lazy) => lazy.made(),
+            CancelRef::Lazy(lazy) => lazy.made(source),
             CancelRef::Slot(slot) => slot.cancel(),
         }
     }
@@ -220,80 +227,85 @@ impl CancelRef {
                     cancel.retire();
                 }
             }
-            other => other.get().retire(),
+            other => other.get(None).retire(),
         }
     }
 
     /// True if the caller's cancel has been seen already: what the flag
     /// says, or for a lazy flag nobody made, what its connection holds.
     /// Neither makes the flag nor reads the connection.
-    pub(crate) fn seen(&self) -> bool {
+    pub(crate) fn seen(&self, source: Source<'_>) -> bool {
         match self {
-            CancelRef::Lazy(lazy) => match lazy.flag.get() {
-                Some(cancel) => cancel.is_fired(),
-                None => lazy.source.fired(lazy.id),
+            CancelRef::Lazy(lazy) => match (lazy.flag.get(), source) {
+                (Some(cancel), _) => cancel.is_fired(),
+                (None, Some(source)) => source.fired(lazy.id),
+                (None, None) => false,
             },
-            other => other.get().is_fired(),
+            other => other.get(None).is_fired(),
         }
     }
 
     /// True once the caller gave up; reads the connection first (see the
     /// module's notes).
-    pub(crate) fn is_cancelled(&self) -> bool {
-        let cancel = self.get();
+    pub(crate) fn is_cancelled(&self, source: Source<'_>) -> bool {
+        let cancel = self.get(source);
         cancel.pump_now();
         cancel.is_fired()
     }
 
     /// See [`Cancel::on_cancel`]; the watcher reads the connection while
     /// the callback waits.
-    pub(crate) fn on_cancel(&self, callback: OnCancel) {
-        if self.get().on_cancel(callback) {
-            self.watch();
+    pub(crate) fn on_cancel(&self, source: Source<'_>, callback: OnCancel) {
+        if self.get(source).on_cancel(callback) {
+            self.watch(source);
         }
     }
 
     /// Polls for the cancel (reading the connection first), registering
     /// `cx`'s waker and handing the flag to the watcher thread if pending.
-    pub(crate) fn poll_fired(&self, cx: &mut Context<'_>) -> Poll<()> {
-        let cancel = self.get();
+    pub(crate) fn poll_fired(&self, source: Source<'_>, cx: &mut Context<'_>) -> Poll<()> {
+        let cancel = self.get(source);
         cancel.pump_now();
         let polled = cancel.poll_fired(cx);
         if polled.is_pending() {
-            self.watch();
+            self.watch(source);
         }
         polled
     }
 
     /// Hands a flag with a pump to the watcher thread.
-    fn watch(&self) {
+    fn watch(&self, source: Source<'_>) {
         let own = match self {
             CancelRef::Own(cancel) => cancel,
-            CancelRef::Lazy(lazy) => lazy.made(),
+            CancelRef::Lazy(lazy) => lazy.made(source),
             CancelRef::Slot(_) => return,
         };
         if own.pump.is_some() {
             watcher::watch(own);
         }
     }
-}
 
-impl LazyFlag {
-    /// The flag, made by the connection on first use.
-    fn made(&self) -> &Arc<Cancel> {
-        self.flag.get_or_init(|| self.source.flag(self.id))
+    /// Another reference to the same flag, which needs no source: a lazy
+    /// one is made first (a copy made later, after the request was
+    /// answered, would find it gone).
+    pub(crate) fn shared(&self, source: Source<'_>) -> CancelRef {
+        match self {
+            CancelRef::Own(cancel) => CancelRef::Own(cancel.clone()),
+            CancelRef::Lazy(lazy) => CancelRef::Own(lazy.made(source).clone()),
+            CancelRef::Slot(slot) => CancelRef::Slot(slot.clone()),
+        }
     }
 }
 
-impl Clone for CancelRef {
-    /// A clone shares the flag: a lazy one is made first (a clone made
-    /// later, after the request was answered, would find it gone).
-    fn clone(&self) -> CancelRef {
-        match self {
-            CancelRef::Own(cancel) => CancelRef::Own(cancel.clone()),
-            CancelRef::Lazy(lazy) => CancelRef::Own(lazy.made().clone()),
-            CancelRef::Slot(slot) => CancelRef::Slot(slot.clone()),
-        }
+impl LazyFlag {
+    /// The flag, made by the connection on first use. Without the
+    /// connection (the request was answered: nobody asks then), a flag of
+    /// its own that never fires.
+    fn made(&self, source: Source<'_>) -> &Arc<Cancel> {
+        self.flag.get_or_init(|| match source {
+            Some(source) => source.flag(self.id),
+            None => Arc::new(Cancel::default()),
+        })
     }
 }
 

@@ -56,7 +56,7 @@ use std::os::fd::BorrowedFd;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use crate::core::cancel::CancelRef;
+use crate::core::cancel::{CancelRef, FlagSource, Source};
 use crate::core::error::{Error, Result};
 use crate::core::name::{Kind, Name};
 use crate::core::options::{ClientOptions, ServerOptions};
@@ -123,6 +123,12 @@ impl Incoming {
             }
             None => Ok(()),
         }
+    }
+
+    /// What this request's lazy cancellation flag is made by: its
+    /// connection, while it is unanswered.
+    pub(crate) fn flag_source(&self) -> Source<'_> {
+        self.responder.as_deref().and_then(|r| r.flag_source())
     }
 
     /// The request is answered: nobody waits for its cancel any more.
@@ -408,6 +414,12 @@ impl Body<'_> {
 /// The answering end of a request (call `id` on some connection).
 pub(crate) trait Responder: Send + Sync {
     fn answer(&self, id: u64, answer: Answer<'_>) -> Result<()>;
+
+    /// Where a `CancelRef::Lazy` of its requests makes its flag: the
+    /// connection itself, for the wire transports that hand out lazy flags.
+    fn flag_source(&self) -> Option<&dyn FlagSource> {
+        None
+    }
 }
 
 /// The error of a control request to a server that does not take them.

@@ -161,9 +161,9 @@ impl ServerConn {
 impl ServerConn {
     /// A request just taken: held until answered, its cancellation flag
     /// made by the connection if anyone looks.
-    pub(crate) fn hold(self: &Arc<Self>, id: u64) -> CancelRef {
+    pub(crate) fn hold(&self, id: u64) -> CancelRef {
         self.held.hold(id);
-        CancelRef::lazy(self.clone(), id)
+        CancelRef::lazy(id)
     }
 }
 
@@ -338,6 +338,10 @@ impl ServerConn {
 }
 
 impl Responder for ServerConn {
+    fn flag_source(&self) -> Option<&dyn FlagSource> {
+        Some(self)
+    }
+
     fn answer(&self, id: u64, answer: Answer<'_>) -> Result<()> {
         let (kind, payload) = match answer {
             Answer::Reply(ref data) => (kind::REPLY, data.as_slice()),

@@ -143,6 +143,10 @@ impl FlagSource for ServerConn {
 }
 
 impl Responder for ServerConn {
+    fn flag_source(&self) -> Option<&dyn FlagSource> {
+        Some(self)
+    }
+
     fn answer(&self, id: u64, answer: Answer<'_>) -> Result<()> {
         let (kind, payload) = match answer {
             Answer::Reply(ref data) => (FrameKind::Reply, data.as_slice()),
@@ -234,7 +238,7 @@ pub(crate) fn deliver(decoded: Decoded) -> Incoming {
     if id > conn.last_taken.load(Ordering::Relaxed) {
         conn.last_taken.store(id, Ordering::Release);
     }
-    let cancel = cancelable.then(|| CancelRef::lazy(conn.clone(), id));
+    let cancel = cancelable.then(|| CancelRef::lazy(id));
     let mut incoming = Incoming::new(data, peer, conn, id, max);
     incoming.deadline = deadline;
     incoming.cancel = cancel;
