@@ -308,19 +308,24 @@ impl<'a> LocalCall<'a> {
     }
 
     /// Blocks until the answer arrives.
-    pub(crate) fn wait(mut self, name: &Arc<str>) -> Result<Vec<u8>> {
-        self.conn.wait(self.id, &self.slot, Deadline::Never);
-        self.spent = true;
-        outcome_result(name, self.slot.take())
+    pub(crate) fn wait(self, name: &Arc<str>) -> Result<Vec<u8>> {
+        self.wait_until(name, Deadline::Never)
     }
 
     /// Blocks at most `timeout`; on `Timeout` the call is abandoned.
-    pub(crate) fn wait_timeout(mut self, name: &Arc<str>, timeout: Duration) -> Result<Vec<u8>> {
-        if !self.conn.wait(self.id, &self.slot, Deadline::after(timeout)) {
-            return Err(Error::Timeout { name: name.clone() });
+    pub(crate) fn wait_timeout(self, name: &Arc<str>, timeout: Duration) -> Result<Vec<u8>> {
+        self.wait_until(name, Deadline::after(timeout))
+    }
+
+    fn wait_until(mut self, name: &Arc<str>, deadline: Deadline) -> Result<Vec<u8>> {
+        match self.conn.wait_take(self.id, &self.slot, deadline) {
+            Some(outcome) => {
+                self.spent = true;
+                outcome_result(name, outcome)
+            }
+            // Dropped unspent: abandoned.
+            None => Err(Error::Timeout { name: name.clone() }),
         }
-        self.spent = true;
-        outcome_result(name, self.slot.take())
     }
 }
 

@@ -282,6 +282,13 @@ pub(crate) trait ClientConn: Send + Sync {
     fn wait(&self, _id: u64, slot: &Slot, deadline: Deadline) -> bool {
         slot.wait_ready(deadline)
     }
+    /// `wait`, then the outcome: `None` if the deadline passed first.
+    /// A transport whose waiting caller may read its own answer hands it
+    /// over without putting it in the slot first (`Some(None)`, a ready
+    /// slot found empty, does not happen).
+    fn wait_take(&self, id: u64, slot: &Slot, deadline: Deadline) -> Option<Option<crate::core::slot::Outcome>> {
+        self.wait(id, slot, deadline).then(|| slot.take())
+    }
     /// Async form of `wait`.
     fn poll(&self, _id: u64, slot: &Slot, cx: &mut Context<'_>) -> Poll<()> {
         slot.poll_ready(cx)

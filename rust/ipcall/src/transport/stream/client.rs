@@ -39,7 +39,7 @@ use std::time::Duration;
 
 use crate::core::error::{Error, Result};
 use crate::core::frame::{self, Event, FrameKind, Role};
-use crate::core::slot::{Slot, SpareSlot, Woken};
+use crate::core::slot::{Outcome, Slot, SpareSlot, Woken};
 use crate::core::wait::lock;
 use crate::core::wait::Deadline;
 use crate::sys::poll::{poll_until, pollfd};
@@ -436,57 +436,19 @@ impl ClientConn for StreamClient {
     }
 
     fn wait(&self, id: u64, slot: &Slot, deadline: Deadline) -> bool {
-        let shared = &self.shared;
-        // This call's sender took the reading role for it (`send_blocking`).
-        let mut reserved = shared.take_reservation(id);
-        loop {
-            if slot.is_ready() && !reserved {
-                return true;
-            }
-            if std::mem::take(&mut reserved) || shared.try_take_reading() {
-                let (done, left) = shared.lead(id, slot, deadline);
-                if let Some(left) = left {
-                    shared.give_up_reading(left);
-                }
-                if done || deadline.expired() {
-                    return done;
-                }
-                continue;
-            }
-            if deadline == Deadline::Now {
-                return slot.is_ready();
-            }
-            {
-                let mut calls = lock(&shared.calls);
-                if calls.dead.is_some() || !calls.pending.contains_key(&id) {
-                    // Out of the table: whoever took it out (an answer, or the
-                    // connection's death) is completing the slot right now.
-                    drop(calls);
-                    return slot.wait_ready(deadline);
-                }
-                if !calls.reading {
-                    // The role freed up between our attempt and now.
-                    continue;
-                }
-                if let Some(entry) = calls.pending.get_mut(&id) {
-                    entry.following = true;
-                }
-                calls.followers += 1;
-            }
-            let woken = slot.wait_ready_or_nudged(deadline);
-            {
-                let mut guard = lock(&shared.calls);
-                let calls = &mut *guard;
-                if let Some(entry) = calls.pending.get_mut(&id) {
-                    entry.following = false;
-                    calls.followers -= 1;
-                }
-            }
-            match woken {
-                Woken::Ready => return true,
-                Woken::Nudged => continue,
-                Woken::TimedOut => return slot.is_ready(),
-            }
+        match self.wait_for(id, slot, deadline) {
+            Waited::Ready => true,
+            Waited::Own(outcome) => slot.complete(outcome) || slot.is_ready(),
+            Waited::TimedOut => false,
+        }
+    }
+
+    fn wait_take(&self, id: u64, slot: &Slot, deadline: Deadline) -> Option<Option<Outcome>> {
+        match self.wait_for(id, slot, deadline) {
+            Waited::Ready => Some(slot.take()),
+            // Straight to the caller: no claim, publish and take on the slot.
+            Waited::Own(outcome) => Some(Some(outcome)),
+            Waited::TimedOut => None,
         }
     }
 
@@ -570,5 +532,87 @@ impl ClientConn for StreamClient {
     fn is_closed(&self) -> bool {
         let calls = lock(&self.shared.calls);
         calls.dead.is_some() || calls.server_closed.is_some() || calls.write_broken
+    }
+}
+
+impl StreamClient {
+    /// Waits until call `id`'s slot is completed (or the caller read its
+    /// own answer, [`Waited::Own`]) or the deadline passes.
+    fn wait_for(&self, id: u64, slot: &Slot, deadline: Deadline) -> Waited {
+        let shared = &self.shared;
+        // This call's sender took the reading role for it (`send_blocking`).
+        let mut reserved = shared.take_reservation(id);
+        loop {
+            if slot.is_ready() && !reserved {
+                return Waited::Ready;
+            }
+            if std::mem::take(&mut reserved) || shared.try_take_reading() {
+                let led = shared.lead(id, slot, deadline);
+                if let Some(left) = led.left {
+                    shared.give_up_reading(left);
+                }
+                if let Some(outcome) = led.own {
+                    return Waited::Own(outcome);
+                }
+                if led.ready || deadline.expired() {
+                    return Waited::ready_if(led.ready);
+                }
+                continue;
+            }
+            if deadline == Deadline::Now {
+                return Waited::ready_if(slot.is_ready());
+            }
+            {
+                let mut calls = lock(&shared.calls);
+                if calls.dead.is_some() || !calls.pending.contains_key(&id) {
+                    // Out of the table: whoever took it out (an answer, or the
+                    // connection's death) is completing the slot right now.
+                    drop(calls);
+                    return Waited::ready_if(slot.wait_ready(deadline));
+                }
+                if !calls.reading {
+                    // The role freed up between our attempt and now.
+                    continue;
+                }
+                if let Some(entry) = calls.pending.get_mut(&id) {
+                    entry.following = true;
+                }
+                calls.followers += 1;
+            }
+            let woken = slot.wait_ready_or_nudged(deadline);
+            {
+                let mut guard = lock(&shared.calls);
+                let calls = &mut *guard;
+                if let Some(entry) = calls.pending.get_mut(&id) {
+                    entry.following = false;
+                    calls.followers -= 1;
+                }
+            }
+            match woken {
+                Woken::Ready => return Waited::Ready,
+                Woken::Nudged => continue,
+                Woken::TimedOut => return Waited::ready_if(slot.is_ready()),
+            }
+        }
+    }
+}
+
+/// How [`StreamClient::wait_for`] ended.
+enum Waited {
+    /// The call's slot is completed.
+    Ready,
+    /// The caller read its own answer, which is in no slot.
+    Own(Outcome),
+    /// The deadline passed first.
+    TimedOut,
+}
+
+impl Waited {
+    fn ready_if(ready: bool) -> Waited {
+        if ready {
+            Waited::Ready
+        } else {
+            Waited::TimedOut
+        }
     }
 }

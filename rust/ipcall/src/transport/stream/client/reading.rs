@@ -21,6 +21,20 @@ fn answer_of(frame: Frame) -> std::result::Result<Outcome, Frame> {
     }
 }
 
+/// How [`Shared::lead`] ended.
+pub(super) struct Led {
+    /// The call is answered: its slot is completed, or `own` holds it.
+    pub(super) ready: bool,
+    /// `Some` of whether undecoded bytes are left (for
+    /// [`give_up_reading`](Shared::give_up_reading)) while the role is
+    /// still held. `None`: the role is given up already — the answer read
+    /// was this call's own with nothing after it, so taking its entry out
+    /// and handing the role on took one look at the table, not two.
+    pub(super) left: Option<bool>,
+    /// The call's own answer, read by this caller and not put in its slot.
+    pub(super) own: Option<Outcome>,
+}
+
 impl Shared {
     /// Delivers one frame from the server.
     pub(super) fn dispatch(&self, frame: Frame) {
@@ -119,26 +133,21 @@ impl Shared {
     }
 
     /// Reads as the holder of the reading role until `slot` (call `id`'s)
-    /// is answered or the deadline passes; returns whether the slot is
-    /// answered, and `Some` of whether undecoded bytes are left (for
-    /// [`give_up_reading`](Self::give_up_reading)) while the role is still
-    /// held. `None`: the role is given up already — the answer read was
-    /// this call's own with nothing after it, so taking its entry out and
-    /// handing the role on took one look at the table, not two.
-    pub(super) fn lead(&self, id: u64, slot: &Slot, deadline: Deadline) -> (bool, Option<bool>) {
+    /// is answered or the deadline passes (see [`Led`]).
+    pub(super) fn lead(&self, id: u64, slot: &Slot, deadline: Deadline) -> Led {
         let mut reader = lock(&self.reader);
         loop {
             if slot.is_ready() {
-                return (true, Some(self.leave_reader(&reader)));
+                return Led { ready: true, left: Some(self.leave_reader(&reader)), own: None };
             }
             let frame = match reader.next(&*self.wire, deadline) {
                 Ok(Some(Event::Frame(frame))) => frame,
                 other => {
                     if !self.read_event(other) {
-                        return (slot.is_ready(), Some(false));
+                        return Led { ready: slot.is_ready(), left: Some(false), own: None };
                     }
                     if deadline.expired() && !reader.has_buffered() {
-                        return (slot.is_ready(), Some(false));
+                        return Led { ready: slot.is_ready(), left: Some(false), own: None };
                     }
                     continue;
                 }
@@ -150,7 +159,7 @@ impl Shared {
                 Err(frame) => {
                     self.dispatch(frame);
                     if deadline.expired() && !reader.has_buffered() {
-                        return (slot.is_ready(), Some(false));
+                        return Led { ready: slot.is_ready(), left: Some(false), own: None };
                     }
                     continue;
                 }
@@ -162,12 +171,15 @@ impl Shared {
                 entry
             };
             drop(reader);
-            // Out of the table (a late answer of an abandoned call is not
-            // ours to complete): discarded, as `dispatch` does.
-            if let Some(entry) = entry {
-                entry.slot.complete(outcome);
-            }
-            return (slot.is_ready(), None);
+            // Ours, and nobody else can complete the slot now that the
+            // entry is out: handed over as it is (the caller stores it in
+            // the slot, or takes it without the slot's round trip). Out of
+            // the table already (the connection died meanwhile and completed
+            // the slot): discarded, as `dispatch` does.
+            return match entry {
+                Some(_) => Led { ready: true, left: None, own: Some(outcome) },
+                None => Led { ready: slot.is_ready(), left: None, own: None },
+            };
         }
     }
 }
