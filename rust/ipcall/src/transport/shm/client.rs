@@ -26,7 +26,7 @@
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -74,6 +74,12 @@ struct Outbox {
 struct ReplyReader {
     consumer: Consumer,
     partial: Option<Partial>,
+    /// The call whose caller holds the role and waits at once (0: none):
+    /// [`drain`](Shared::drain) leaves its answer in `own_answer` instead of
+    /// its slot, for the caller to take without the slot's claim, publish
+    /// and take (three locked instructions).
+    own_id: u64,
+    own_answer: Option<Outcome>,
 }
 
 struct Shared {
@@ -196,7 +202,12 @@ impl ShmClient {
                 outbox: None,
                 spare: SpareSlot::default(),
             }),
-            reader: Mutex::new(ReplyReader { consumer: Consumer::new(mapping.replies()), partial: None }),
+            reader: Mutex::new(ReplyReader {
+                consumer: Consumer::new(mapping.replies()),
+                partial: None,
+                own_id: 0,
+                own_answer: None,
+            }),
             mapping,
             calls: Mutex::new(Calls::new()),
             interest: AtomicUsize::new(0),
@@ -271,7 +282,12 @@ impl Shared {
                             kind::FAIL => Outcome::Fail(message.data),
                             _ => Outcome::NoReply,
                         };
-                        entry.slot.complete(outcome);
+                        // Out of the table, so nobody else completes it.
+                        if message.id == reader.own_id && reader.own_id != 0 {
+                            reader.own_answer = Some(outcome);
+                        } else {
+                            entry.slot.complete(outcome);
+                        }
                     }
                 }
                 Ok(Taken::Empty) => return,
@@ -340,7 +356,7 @@ impl Shared {
                 let mut reader = lock(&self.reader);
                 // One slice at a time, so that sync callers get the role back.
                 let deadline = Deadline::after(DEATH_CHECK);
-                self.lead(&mut reader, deadline, || {
+                self.lead(&mut reader, deadline, |_| {
                     let calls = lock(&self.calls);
                     calls.async_calls == 0 || calls.handle_gone
                 });
@@ -484,44 +500,21 @@ impl ClientConn for ShmClient {
     }
 
     fn wait(&self, id: u64, slot: &Slot, deadline: Deadline) -> bool {
-        let shared = &self.shared;
-        // The common case first: nobody reads, so take the role at once.
-        if let Ok(mut reader) = shared.reader.try_lock() {
-            let done = shared.lead(&mut reader, deadline, || slot.is_ready());
-            drop(reader);
-            shared.hand_on();
-            return done;
-        }
-        loop {
-            if slot.is_ready() {
-                return true;
-            }
-            // Registered before trying the role again: a reader that leaves
-            // after our attempt failed sees us and nudges.
-            shared.set_following(id, true);
-            match shared.reader.try_lock() {
-                Ok(mut reader) => {
-                    shared.set_following(id, false);
-                    let done = shared.lead(&mut reader, deadline, || slot.is_ready());
-                    drop(reader);
-                    shared.hand_on();
-                    return done;
-                }
-                Err(_) => match slot.wait_ready_or_nudged(deadline) {
-                    Woken::Ready => {
-                        shared.set_following(id, false);
-                        return true;
-                    }
-                    Woken::TimedOut => {
-                        shared.set_following(id, false);
-                        return slot.is_ready();
-                    }
-                    Woken::Nudged => {}
-                },
-            }
+        match self.wait_for(id, slot, deadline) {
+            Waited::Ready => true,
+            Waited::Own(outcome) => slot.complete(outcome) || slot.is_ready(),
+            Waited::TimedOut => false,
         }
     }
 
+    fn wait_take(&self, id: u64, slot: &Slot, deadline: Deadline) -> Option<Option<Outcome>> {
+        match self.wait_for(id, slot, deadline) {
+            Waited::Ready => Some(slot.take()),
+            // Straight to the caller: no claim, publish and take on the slot.
+            Waited::Own(outcome) => Some(Some(outcome)),
+            Waited::TimedOut => None,
+        }
+    }
     fn poll(&self, id: u64, slot: &Slot, cx: &mut Context<'_>) -> Poll<()> {
         let shared = &self.shared;
         if slot.poll_ready(cx).is_ready() {
@@ -627,4 +620,68 @@ impl ClientConn for ShmClient {
             || shared.mapping.header().closed.load(Ordering::Acquire) != 0
             || peer_gone(shared.socket.as_fd())
     }
+}
+
+impl ShmClient {
+    /// Waits until call `id`'s slot is completed (or its answer came to
+    /// this caller as the reader, [`Waited::Own`]) or the deadline passes.
+    fn wait_for(&self, id: u64, slot: &Slot, deadline: Deadline) -> Waited {
+        let shared = &self.shared;
+        // The common case first: nobody reads, so take the role at once.
+        if let Ok(reader) = shared.reader.try_lock() {
+            return self.lead_for(reader, id, slot, deadline);
+        }
+        loop {
+            if slot.is_ready() {
+                return Waited::Ready;
+            }
+            // Registered before trying the role again: a reader that leaves
+            // after our attempt failed sees us and nudges.
+            shared.set_following(id, true);
+            match shared.reader.try_lock() {
+                Ok(reader) => {
+                    shared.set_following(id, false);
+                    return self.lead_for(reader, id, slot, deadline);
+                }
+                Err(_) => match slot.wait_ready_or_nudged(deadline) {
+                    Woken::Ready => {
+                        shared.set_following(id, false);
+                        return Waited::Ready;
+                    }
+                    Woken::TimedOut => {
+                        shared.set_following(id, false);
+                        return if slot.is_ready() { Waited::Ready } else { Waited::TimedOut };
+                    }
+                    Woken::Nudged => {}
+                },
+            }
+        }
+    }
+
+    /// Reads as the holder of the role (`reader`) for call `id`, then
+    /// lets the reader go and hands the role on.
+    fn lead_for(&self, mut reader: MutexGuard<'_, ReplyReader>, id: u64, slot: &Slot, deadline: Deadline) -> Waited {
+        let shared = &self.shared;
+        reader.own_id = id;
+        let done = shared.lead(&mut reader, deadline, |r| r.own_answer.is_some() || slot.is_ready());
+        reader.own_id = 0;
+        let own = reader.own_answer.take();
+        drop(reader);
+        shared.hand_on();
+        match own {
+            Some(outcome) => Waited::Own(outcome),
+            None if done => Waited::Ready,
+            None => Waited::TimedOut,
+        }
+    }
+}
+
+/// How [`ShmClient::wait_for`] ended.
+enum Waited {
+    /// The call's slot is completed.
+    Ready,
+    /// The caller read its own answer, which is in no slot.
+    Own(Outcome),
+    /// The deadline passed first.
+    TimedOut,
 }

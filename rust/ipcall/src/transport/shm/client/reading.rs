@@ -10,9 +10,15 @@ use crate::core::wait::{lock, Deadline};
 use crate::transport::shm::{futex_wait, publish_cpu, ring, spin, DEATH_CHECK};
 
 impl Shared {
-    /// The reading role: reads replies until `done()` or the deadline. The
-    /// caller holds `reader`. Returns whether `done()` became true.
-    pub(super) fn lead(&self, reader: &mut ReplyReader, deadline: Deadline, mut done: impl FnMut() -> bool) -> bool {
+    /// The reading role: reads replies until `done(reader)` or the
+    /// deadline. The caller holds `reader`. Returns whether `done` became
+    /// true.
+    pub(super) fn lead(
+        &self,
+        reader: &mut ReplyReader,
+        deadline: Deadline,
+        mut done: impl FnMut(&ReplyReader) -> bool,
+    ) -> bool {
         // When the current wait for data began (for the spin budget).
         let mut waiting_since: Option<Instant> = None;
         loop {
@@ -25,11 +31,11 @@ impl Shared {
                     self.budget.observe(at.elapsed());
                 }
             }
-            if done() {
+            if done(reader) {
                 return true;
             }
             if lock(&self.calls).dead.is_some() || deadline.expired() {
-                return done();
+                return done(reader);
             }
             let header = self.mapping.header();
             let my_cpu = publish_cpu(&header.client_cpu);
@@ -65,7 +71,7 @@ impl Shared {
             if !self.has_news(reader) {
                 self.reader_idle.store(true, Ordering::Relaxed);
                 if self.check_gone(reader) {
-                    return done();
+                    return done(reader);
                 }
             }
         }
