@@ -346,9 +346,11 @@ impl ShmClient {
     ) -> Result<Option<Call>> {
         let shared = self.shared.clone();
         let sent = self.evented_try_send(data, timeout, looking);
-        // Not every way out of `evented_try_send` lets the writer go through
-        // `after_blocking_send`: the fence `flush_cancels` pairs with.
-        fence(Ordering::SeqCst);
+        // A send ends with `after_blocking_send`, whose fence `flush_cancels`
+        // pairs with; the other ways out of `evented_try_send` do not.
+        if !matches!(sent, Ok(Some(_))) {
+            fence(Ordering::SeqCst);
+        }
         shared.flush_cancels();
         sent
     }
