@@ -38,18 +38,6 @@ impl PyClient {
     }
 }
 
-/// Waits for `pending` in slices until `deadline`; abandons it on timeout
-/// (and on an exception such as `KeyboardInterrupt`, by dropping it).
-fn finish(py: Python<'_>, name: &Arc<str>, mut pending: Pending, deadline: Option<Instant>) -> PyResult<Py<PyBytes>> {
-    match wait_in_slices(py, deadline, |slice| pending.try_wait_timeout(slice))? {
-        Some(outcome) => Ok(PyBytes::new(py, &outcome.py_err(py)?).unbind()),
-        None => {
-            py.detach(|| drop(pending));
-            Err(errors::to_py(py, Error::Timeout { name: name.clone() }))
-        }
-    }
-}
-
 #[pymethods]
 impl PyClient {
     /// Connects to `name`. With `timeout` (seconds), waits for the server to
@@ -115,29 +103,33 @@ impl PyClient {
     /// `Timeout` the call is abandoned and its late reply discarded).
     #[pyo3(signature = (data, timeout=None))]
     fn call(&self, py: Python<'_>, data: BytesLike<'_>, timeout: Option<f64>) -> PyResult<Py<PyBytes>> {
-        let deadline = deadline_after(timeout)?;
+        // The server sees the timeout as the request's deadline.
         let send_timeout = send_timeout_of(timeout)?;
         let client = self.client(py)?;
         let bytes = data.as_slice();
-        // Send and wait the first slice in one stretch without the GIL: a
-        // quick reply costs one GIL release, not two.
-        let first_slice = deadline.map_or(SLICE, |d| d.saturating_duration_since(Instant::now()).min(SLICE));
-        let sent = py.detach(|| {
-            // The server sees the timeout as the request's deadline.
-            let mut pending = match send_timeout {
-                Some(timeout) => client.send_timeout(bytes, timeout)?,
-                None => client.send(bytes)?,
-            };
-            let outcome = pending.try_wait_timeout(first_slice);
-            Ok::<_, ipcall::Error>((pending, outcome))
+        // The whole call without the GIL (a quick reply costs one release),
+        // in slices: between two, the GIL is taken back to look at signals
+        // (Ctrl+C), and a pending one abandons the call and is raised. The
+        // core's blocking call: the caller reads its own answer.
+        let mut interrupted = None;
+        let answer = py.detach(|| {
+            client.call_sliced(bytes, send_timeout, SLICE, || match Python::attach(|py| py.check_signals()) {
+                Ok(()) => true,
+                Err(signal) => {
+                    interrupted = Some(signal);
+                    false
+                }
+            })
         });
-        let (pending, outcome) = sent.py_err(py)?;
         drop(data);
-        if let Some(outcome) = outcome {
-            return Ok(PyBytes::new(py, &outcome.py_err(py)?).unbind());
+        if let Some(signal) = interrupted {
+            return Err(signal);
         }
-        py.check_signals()?;
-        finish(py, &self.name, pending, deadline)
+        match answer.py_err(py)? {
+            Some(reply) => Ok(PyBytes::new(py, &reply).unbind()),
+            // `go_on` says no only with a signal, returned above.
+            None => Err(errors::to_py(py, Error::Closed { name: self.name.clone() })),
+        }
     }
 
     /// Checks that the server answers (its library answers, never the

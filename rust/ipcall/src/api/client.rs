@@ -151,6 +151,43 @@ impl Client {
         CallState::new(call).wait_timeout(&self.name, timeout)
     }
 
+    /// Sends `data` and waits for the answer in slices of at most `slice`,
+    /// asking `go_on` after each slice that ends without it: `Ok(None)`
+    /// once `go_on` returns false (the call is then abandoned, its late
+    /// answer discarded). `timeout` bounds the whole wait as in
+    /// [`call_timeout`](Self::call_timeout) (`Timeout`, the call abandoned;
+    /// the server sees it as the request's deadline). For a caller that
+    /// must look at something while it waits, e.g. a language runtime's
+    /// pending signals (Python's Ctrl+C); it costs what `call` does.
+    pub fn call_sliced(
+        &self,
+        data: &[u8],
+        timeout: Option<Duration>,
+        slice: Duration,
+        mut go_on: impl FnMut() -> bool,
+    ) -> Result<Option<Vec<u8>>> {
+        let deadline = timeout.map_or(Deadline::Never, Deadline::after);
+        if let Some(sent) = self.conn.send_here(data, timeout) {
+            let (id, slot) = sent?;
+            return LocalCall::new(&*self.conn, id, slot).wait_sliced(&self.name, deadline, slice, go_on);
+        }
+        let call = self.conn.clone().send_to_wait(data, timeout)?;
+        let mut pending = Pending::new(self.name.clone(), call);
+        loop {
+            let this_slice = deadline.remaining().map_or(slice, |left| left.min(slice));
+            if let Some(answer) = pending.try_wait_timeout(this_slice) {
+                return answer.map(Some);
+            }
+            // Dropped unanswered below, the call is abandoned.
+            if deadline.expired() {
+                return Err(Error::Timeout { name: self.name.clone() });
+            }
+            if !go_on() {
+                return Ok(None);
+            }
+        }
+    }
+
     /// Like [`call`](Self::call), handing over the buffer: over `mem:` and
     /// `nats:` the request goes out without a copy (the other transports
     /// write it from the buffer as `call` does).

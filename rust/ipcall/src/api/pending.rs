@@ -317,6 +317,35 @@ impl<'a> LocalCall<'a> {
         self.wait_until(name, Deadline::after(timeout))
     }
 
+    /// Waits in slices of at most `slice` until `deadline` (`Timeout`),
+    /// asking `go_on` after each slice that ends without the answer:
+    /// `Ok(None)` once it says no. Dropped unspent (both), the call is
+    /// abandoned.
+    pub(crate) fn wait_sliced(
+        mut self,
+        name: &Arc<str>,
+        deadline: Deadline,
+        slice: Duration,
+        mut go_on: impl FnMut() -> bool,
+    ) -> Result<Option<Vec<u8>>> {
+        loop {
+            let this_slice = match deadline.remaining() {
+                Some(left) => Deadline::after(left.min(slice)),
+                None => Deadline::after(slice),
+            };
+            if let Some(outcome) = self.conn.wait_take(self.id, &self.slot, this_slice) {
+                self.spent = true;
+                return outcome_result(name, outcome).map(Some);
+            }
+            if deadline.expired() {
+                return Err(Error::Timeout { name: name.clone() });
+            }
+            if !go_on() {
+                return Ok(None);
+            }
+        }
+    }
+
     fn wait_until(mut self, name: &Arc<str>, deadline: Deadline) -> Result<Vec<u8>> {
         match self.conn.wait_take(self.id, &self.slot, deadline) {
             Some(outcome) => {
