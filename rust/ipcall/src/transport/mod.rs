@@ -197,6 +197,46 @@ impl Call {
     }
 }
 
+/// How a wire client's wait for one call ended (`unix:`, `pipe:`, `shm:`).
+pub(crate) enum Waited {
+    /// The call's slot is completed.
+    Ready,
+    /// The caller read its own answer as the holder of the reading role;
+    /// it is in no slot (nobody else can complete it: its entry is out).
+    Own(crate::core::slot::Outcome),
+    /// The deadline passed first.
+    TimedOut,
+}
+
+impl Waited {
+    pub(crate) fn ready_if(ready: bool) -> Waited {
+        if ready {
+            Waited::Ready
+        } else {
+            Waited::TimedOut
+        }
+    }
+
+    /// [`ClientConn::wait`]'s answer: an own answer is stored in `slot`.
+    pub(crate) fn into_ready(self, slot: &Slot) -> bool {
+        match self {
+            Waited::Ready => true,
+            Waited::Own(outcome) => slot.complete(outcome) || slot.is_ready(),
+            Waited::TimedOut => false,
+        }
+    }
+
+    /// [`ClientConn::wait_take`]'s answer: an own answer goes straight to
+    /// the caller, without the slot's claim, publish and take.
+    pub(crate) fn into_outcome(self, slot: &Slot) -> Option<Option<crate::core::slot::Outcome>> {
+        match self {
+            Waited::Ready => Some(slot.take()),
+            Waited::Own(outcome) => Some(Some(outcome)),
+            Waited::TimedOut => None,
+        }
+    }
+}
+
 /// The server side of a transport.
 pub(crate) trait ServerTransport: Send + Sync {
     /// The next request; `Timeout` at the deadline, `Closed` when no request

@@ -47,7 +47,7 @@ use crate::transport::shm::ring::{self, announce_sleep, kind, Consumer, Partial,
 use crate::transport::stream::client::CLIENT_HANDSHAKE_TIMEOUT;
 use crate::transport::stream::wait_fd;
 use crate::transport::unix;
-use crate::transport::{Call, ClientConn};
+use crate::transport::{Call, ClientConn, Waited};
 
 mod brief;
 mod evented;
@@ -500,21 +500,13 @@ impl ClientConn for ShmClient {
     }
 
     fn wait(&self, id: u64, slot: &Slot, deadline: Deadline) -> bool {
-        match self.wait_for(id, slot, deadline) {
-            Waited::Ready => true,
-            Waited::Own(outcome) => slot.complete(outcome) || slot.is_ready(),
-            Waited::TimedOut => false,
-        }
+        self.wait_for(id, slot, deadline).into_ready(slot)
     }
 
     fn wait_take(&self, id: u64, slot: &Slot, deadline: Deadline) -> Option<Option<Outcome>> {
-        match self.wait_for(id, slot, deadline) {
-            Waited::Ready => Some(slot.take()),
-            // Straight to the caller: no claim, publish and take on the slot.
-            Waited::Own(outcome) => Some(Some(outcome)),
-            Waited::TimedOut => None,
-        }
+        self.wait_for(id, slot, deadline).into_outcome(slot)
     }
+
     fn poll(&self, id: u64, slot: &Slot, cx: &mut Context<'_>) -> Poll<()> {
         let shared = &self.shared;
         if slot.poll_ready(cx).is_ready() {
@@ -650,7 +642,7 @@ impl ShmClient {
                     }
                     Woken::TimedOut => {
                         shared.set_following(id, false);
-                        return if slot.is_ready() { Waited::Ready } else { Waited::TimedOut };
+                        return Waited::ready_if(slot.is_ready());
                     }
                     Woken::Nudged => {}
                 },
@@ -674,14 +666,4 @@ impl ShmClient {
             None => Waited::TimedOut,
         }
     }
-}
-
-/// How [`ShmClient::wait_for`] ended.
-enum Waited {
-    /// The call's slot is completed.
-    Ready,
-    /// The caller read its own answer, which is in no slot.
-    Own(Outcome),
-    /// The deadline passed first.
-    TimedOut,
 }

@@ -48,7 +48,7 @@ use crate::transport::evented::{Notifier, PollSet};
 use crate::transport::stream::{
     is_disconnect, remaining_slices, wait_fd, write_all_blocking, FrameReader, ReadError, Wire,
 };
-use crate::transport::{Call, ClientConn};
+use crate::transport::{Call, ClientConn, Waited};
 
 mod evented;
 mod reading;
@@ -436,20 +436,11 @@ impl ClientConn for StreamClient {
     }
 
     fn wait(&self, id: u64, slot: &Slot, deadline: Deadline) -> bool {
-        match self.wait_for(id, slot, deadline) {
-            Waited::Ready => true,
-            Waited::Own(outcome) => slot.complete(outcome) || slot.is_ready(),
-            Waited::TimedOut => false,
-        }
+        self.wait_for(id, slot, deadline).into_ready(slot)
     }
 
     fn wait_take(&self, id: u64, slot: &Slot, deadline: Deadline) -> Option<Option<Outcome>> {
-        match self.wait_for(id, slot, deadline) {
-            Waited::Ready => Some(slot.take()),
-            // Straight to the caller: no claim, publish and take on the slot.
-            Waited::Own(outcome) => Some(Some(outcome)),
-            Waited::TimedOut => None,
-        }
+        self.wait_for(id, slot, deadline).into_outcome(slot)
     }
 
     fn poll(&self, id: u64, slot: &Slot, cx: &mut Context<'_>) -> Poll<()> {
@@ -593,26 +584,6 @@ impl StreamClient {
                 Woken::Nudged => continue,
                 Woken::TimedOut => return Waited::ready_if(slot.is_ready()),
             }
-        }
-    }
-}
-
-/// How [`StreamClient::wait_for`] ended.
-enum Waited {
-    /// The call's slot is completed.
-    Ready,
-    /// The caller read its own answer, which is in no slot.
-    Own(Outcome),
-    /// The deadline passed first.
-    TimedOut,
-}
-
-impl Waited {
-    fn ready_if(ready: bool) -> Waited {
-        if ready {
-            Waited::Ready
-        } else {
-            Waited::TimedOut
         }
     }
 }
