@@ -12,6 +12,15 @@ use ipcall::{Client, ErrorKind, Kind, Server};
 const KINDS: [Kind; 4] = [Kind::Unix, Kind::Pipe, Kind::Shm, Kind::Mem];
 const SLICE: Duration = Duration::from_millis(5);
 
+/// Echoes the server's next request, on a thread of its own.
+fn echo_next(server: Server) -> thread::JoinHandle<()> {
+    thread::spawn(move || {
+        let request = server.recv().unwrap();
+        let data = request.data().to_vec();
+        request.reply(&data).unwrap();
+    })
+}
+
 /// A bound server and a client connected to it.
 fn pair(kind: Kind) -> (Server, Client) {
     let server = Server::bind_unique(kind).expect("bind_unique");
@@ -42,13 +51,8 @@ fn an_answer_after_several_slices_is_returned_and_each_empty_slice_asks_first() 
         });
         assert_eq!(answer.unwrap().as_deref(), Some(&b"sliced"[..]), "{kind:?}");
         assert!(asked >= 3, "{kind:?}: asked {asked} times");
-        let server = answering.join().unwrap();
         // The connection carries the next call as usual.
-        let echo = thread::spawn(move || {
-            let request = server.recv().unwrap();
-            let data = request.data().to_vec();
-            request.reply(&data).unwrap();
-        });
+        let echo = echo_next(answering.join().unwrap());
         assert_eq!(client.call(b"next").unwrap(), b"next", "{kind:?}");
         echo.join().unwrap();
     }
@@ -65,11 +69,7 @@ fn saying_no_abandons_the_call_and_its_late_answer_reaches_nobody() {
         let request = server.recv().unwrap();
         assert_eq!(request.data(), b"given up", "{kind:?}");
         request.reply(b"too late").unwrap();
-        let echo = thread::spawn(move || {
-            let request = server.recv().unwrap();
-            let data = request.data().to_vec();
-            request.reply(&data).unwrap();
-        });
+        let echo = echo_next(server);
         assert_eq!(client.call(b"mine").unwrap(), b"mine", "{kind:?}");
         echo.join().unwrap();
     }
