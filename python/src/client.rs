@@ -16,9 +16,11 @@ use crate::{deadline_after, send_timeout_of, wait_in_slices, BytesLike, SLICE};
 /// add asyncio).
 #[pyclass(frozen, module = "ipcall._ipcall", name = "Client")]
 pub(crate) struct PyClient {
-    /// `None` once closed. Locked only to clone or take the client (never
-    /// while waiting), so every thread calls on its own clone without the GIL.
-    inner: Mutex<Option<Client>>,
+    /// `None` once closed. Locked only to share or take the client (never
+    /// while waiting), so every thread calls on its own share without the
+    /// GIL; shared as one `Arc` (one count per call, not one per `Arc`
+    /// inside a `Client`).
+    inner: Mutex<Option<Arc<Client>>>,
     /// The server's name.
     name: Arc<str>,
     /// The connection's calls on asyncio loops (shared by clones, which
@@ -29,11 +31,11 @@ pub(crate) struct PyClient {
 impl PyClient {
     fn wrap(client: Client) -> PyClient {
         let name = client.name().into();
-        PyClient { inner: Mutex::new(Some(client)), name, async_conn: Arc::default() }
+        PyClient { inner: Mutex::new(Some(Arc::new(client))), name, async_conn: Arc::default() }
     }
 
     /// A clone of the connection to call on, or `Closed` if closed.
-    pub(crate) fn client(&self, py: Python<'_>) -> PyResult<Client> {
+    pub(crate) fn client(&self, py: Python<'_>) -> PyResult<Arc<Client>> {
         lock(&self.inner).clone().ok_or_else(|| errors::new(py, ErrorKind::Closed, &self.name, "this client is closed"))
     }
 }

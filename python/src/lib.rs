@@ -12,6 +12,10 @@
 //! - no lock of ours is ever held while taking the GIL, so a thread that
 //!   holds the GIL and wants our lock can never deadlock with one that holds
 //!   our lock and wants the GIL.
+//!
+//! Work that never blocks (a reply, DESIGN §6) keeps the GIL when it is
+//! short ([`detach_if_long`]): handing the GIL over and taking it back
+//! costs more than writing a small answer.
 
 mod bench;
 mod cancel;
@@ -31,6 +35,23 @@ use pyo3::types::{PyByteArray, PyBytes, PyMemoryView};
 /// Longest stretch a blocking wait spends without the GIL before it checks
 /// for signals (Ctrl+C): the worst-case delay of a `KeyboardInterrupt`.
 pub(crate) const SLICE: Duration = Duration::from_millis(50);
+
+/// Answers up to this many bytes are written with the GIL held: a reply
+/// never blocks (DESIGN §6), and at this size it is over sooner than the
+/// GIL's hand-off and return (~700 instructions and a few locked
+/// instructions in CPython). Longer ones release it, so that other threads
+/// run while the bytes are copied.
+pub(crate) const HOLD_GIL_UP_TO: usize = 16 * 1024;
+
+/// Runs `work`, which never blocks, with the GIL held if `len` bytes is
+/// short (see [`HOLD_GIL_UP_TO`]), without it otherwise.
+pub(crate) fn detach_if_long<T: Send>(py: Python<'_>, len: usize, work: impl FnOnce() -> T + Send) -> T {
+    if len <= HOLD_GIL_UP_TO {
+        work()
+    } else {
+        py.detach(work)
+    }
+}
 
 /// Turns a Python timeout in seconds (`None` = forever) into a deadline
 /// (`None` = never). Negative and NaN timeouts are a `ValueError`.

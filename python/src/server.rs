@@ -133,19 +133,54 @@ pub(crate) struct PyServer {
     /// Requests handed back by an asyncio receiver that was cancelled after
     /// the request was already taken for it; `recv` and `try_recv` serve
     /// these first, so no request is lost to a cancellation.
-    returned: Mutex<VecDeque<Py<PyRequest>>>,
+    returned: Returned,
     /// `close` was called.
     closed: AtomicBool,
+}
+
+/// The requests handed back to a server (`PyServer::returned`), with a
+/// flag that lets `recv` skip the lock while there are none (almost always).
+#[derive(Default)]
+struct Returned {
+    queue: Mutex<VecDeque<Py<PyRequest>>>,
+    /// Whether `queue` holds any; written only under its lock, so it agrees
+    /// with the queue whenever the lock is free. A look that misses a push
+    /// under way is like a look just before it: the next slice sees it.
+    any: AtomicBool,
+}
+
+impl Returned {
+    fn push(&self, request: Py<PyRequest>) {
+        let mut queue = lock(&self.queue);
+        queue.push_back(request);
+        self.any.store(true, Ordering::Release);
+    }
+
+    fn pop(&self) -> Option<Py<PyRequest>> {
+        if !self.any.load(Ordering::Acquire) {
+            return None;
+        }
+        let mut queue = lock(&self.queue);
+        let request = queue.pop_front();
+        self.any.store(!queue.is_empty(), Ordering::Release);
+        request
+    }
+
+    fn take_all(&self) -> VecDeque<Py<PyRequest>> {
+        let mut queue = lock(&self.queue);
+        self.any.store(false, Ordering::Release);
+        std::mem::take(&mut *queue)
+    }
 }
 
 impl PyServer {
     fn new(inner: Server) -> PyServer {
         let name = inner.name().into();
-        PyServer { inner: Arc::new(inner), name, returned: Mutex::new(VecDeque::new()), closed: AtomicBool::new(false) }
+        PyServer { inner: Arc::new(inner), name, returned: Returned::default(), closed: AtomicBool::new(false) }
     }
 
     fn take_returned(&self) -> Option<Py<PyRequest>> {
-        lock(&self.returned).pop_front()
+        self.returned.pop()
     }
 
     fn wrap(&self, py: Python<'_>, request: Request) -> PyResult<Py<PyRequest>> {
@@ -255,7 +290,7 @@ impl PyServer {
         // the descriptor readable, so each slice looks for one first: a
         // thread blocked here picks it up within a slice.
         let received = wait_in_slices(py, deadline, |slice| {
-            if let Some(request) = lock(returned).pop_front() {
+            if let Some(request) = returned.pop() {
                 return Some(Received::Returned(request));
             }
             match server.recv_timeout(slice) {
@@ -308,7 +343,7 @@ impl PyServer {
         self.inner.close();
         // Requests handed back by cancelled receivers go with the rest of
         // the queue (their callers learn `NoReply`); dropped after unlocking.
-        let returned = std::mem::take(&mut *lock(&self.returned));
+        let returned = self.returned.take_all();
         drop(returned);
     }
 
@@ -337,7 +372,7 @@ impl PyServer {
         if !request.get().pending() {
             return Err(request.get().answered_error(py));
         }
-        lock(&self.returned).push_back(request.unbind());
+        self.returned.push(request.unbind());
         Ok(())
     }
 
@@ -596,7 +631,7 @@ impl PyRequest {
     fn reply(&self, py: Python<'_>, data: BytesLike<'_>) -> PyResult<()> {
         let request = self.take(py)?;
         let bytes = data.as_slice();
-        let sent = py.detach(|| request.reply(bytes));
+        let sent = crate::detach_if_long(py, bytes.len(), || request.reply(bytes));
         self.settle_watch();
         sent.py_err(py)
     }
@@ -606,7 +641,7 @@ impl PyRequest {
     fn fail(&self, py: Python<'_>, payload: BytesLike<'_>) -> PyResult<()> {
         let request = self.take(py)?;
         let bytes = payload.as_slice();
-        let sent = py.detach(|| request.fail(bytes));
+        let sent = crate::detach_if_long(py, bytes.len(), || request.fail(bytes));
         self.settle_watch();
         sent.py_err(py)
     }

@@ -143,6 +143,29 @@ def test_cancelled_receiver_loses_no_request(kind: str) -> None:
     run(main())
 
 
+def test_a_handed_back_request_reaches_a_thread_blocked_in_recv(kind: str) -> None:
+    # What a cancelled receiver does (`_push_back`), seen from `recv`: the
+    # request goes to a thread already blocked there (within a slice), and
+    # one handed back to a server that then closes answers NoReply.
+    with ipcall.Server.bind_unique(kind) as server, ipcall.connect(server.name) as client:
+        pending = client.send(b"handed back")
+        taken = server.recv(timeout=10)
+        got: List[ipcall.Request] = []
+        receiver = threading.Thread(target=lambda: got.append(server.recv(timeout=10)))
+        receiver.start()
+        server._native._push_back(taken)
+        receiver.join(timeout=20)
+        assert not receiver.is_alive() and got[0] is taken
+        got[0].reply(b"kept")
+        assert pending.wait(timeout=10) == b"kept"
+
+        second = client.send(b"dropped at close")
+        server._native._push_back(server.recv(timeout=10))
+        server.close()
+        with pytest.raises(ipcall.NoReply):
+            second.wait(timeout=10)
+
+
 def test_recv_async_with_a_thread_server_and_sync_clients(kind: str) -> None:
     async def main() -> None:
         with ipcall.Server.bind_unique(kind) as server:
