@@ -36,8 +36,10 @@ pub struct Client {
 
 /// A client's calls in flight, driven on the JavaScript thread.
 struct Calling {
-    /// The core client; `None` after `close()`.
-    client: Option<ipcall::Client>,
+    /// The core client; `None` after `close()`. Behind an `Rc` so that a
+    /// call holds it with one plain count, not a clone of each `Arc`
+    /// inside an `ipcall::Client` (three locked additions and subtractions).
+    client: Option<Rc<ipcall::Client>>,
     name: Arc<str>,
     reactor: Reactor,
     /// Whether the core's event-loop descriptor was asked for (on the
@@ -147,7 +149,7 @@ impl Calling {
         if pending.is_none() {
             // No room now: the writer thread waits for it.
             if self.writer.is_none() {
-                match Writer::start(client, self.handoff.clone()) {
+                match Writer::start(ipcall::Client::clone(&client), self.handoff.clone()) {
                     Ok(writer) => self.writer = Some(writer),
                     Err(source) => return reject(ipcall::Error::Io { name: self.name.clone(), source }),
                 }
@@ -396,7 +398,7 @@ impl Client {
         let (opened, closing) = (handoff.clone(), handoff.clone());
         reactor.with_waker(Box::new(move |waker| opened.opened(waker)), Box::new(move || closing.closing()));
         let calling = Calling {
-            client: Some(client),
+            client: Some(Rc::new(client)),
             name: name.clone(),
             reactor,
             evented: false,
@@ -705,7 +707,7 @@ impl Client {
     /// The core client, or `CLOSED` once this one was closed.
     fn core(&self, env: &Env) -> napi::Result<ipcall::Client> {
         let state = self.shared.borrow();
-        state.client.clone().ok_or_else(|| to_js(env, state.closed_error()))
+        state.client.as_deref().cloned().ok_or_else(|| to_js(env, state.closed_error()))
     }
 
     /// Closes the connection: calls in flight reject with `CLOSED` at once,
