@@ -8,6 +8,10 @@
 //          Rust with `await call()` and with `callSync()`, Rust -> Node.
 //
 // Prints medians (and p99) in microseconds and each one's ratio to Rust <-> Rust.
+// Each transport's rows run in IPCALL_BENCH_ROUNDS (3) interleaved rounds: a
+// row's figure is the median of its rounds' medians, and a ratio the median
+// of the rounds' ratios (each round's row over the same round's reference),
+// so that one round caught by a slow stretch of the machine moves neither.
 // Each JavaScript row (a Node client, the Node server, zeromq.js) is measured
 // after IPCALL_BENCH_WARMUP (20,000) calls of its own, discarded (see WARMUP).
 //
@@ -46,6 +50,8 @@ const ITERS = Number(process.env.ITERS || 20000)
 // µs slower than from its next), and what a row reports is the steady state.
 const WARMUP = Number(process.env.IPCALL_BENCH_WARMUP || 20000)
 const SIZE = 64
+/** Interleaved rounds per transport (see the header). */
+const ROUNDS = Math.max(1, Number(process.env.IPCALL_BENCH_ROUNDS || 3))
 const PEER_CPU = process.env.IPCALL_BENCH_PEER_CPU
 /** The placement's label in the results ("same CPU", "cross CPU", "unpinned"). */
 const PLACEMENT = process.env.IPCALL_BENCH_PLACEMENT || 'unpinned'
@@ -63,6 +69,29 @@ function run(command, args, onPeerCpu = false) {
     child.once('error', reject)
     child.once('close', (code) => (code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`${command} exited ${code}`))))
   })
+}
+
+/** The median of a few numbers (the upper one of an even count, as `stats`). */
+function median(values) {
+  const sorted = [...values].sort((a, b) => a - b)
+  return sorted[sorted.length >> 1]
+}
+
+/**
+ * Joins the rounds of one transport (each `benchKind`'s rows, same labels in
+ * the same order): per row its label, the median of the rounds' medians and
+ * p99s, and the median of its rounds' ratios to the round's first row.
+ */
+function joinRounds(rounds) {
+  return rounds[0].map(([label], i) => [
+    label,
+    {
+      median_ns: median(rounds.map((rows) => rows[i][1].median_ns)),
+      p99_ns: median(rounds.map((rows) => rows[i][1].p99_ns)),
+      ratio: median(rounds.map((rows) => rows[i][1].median_ns / rows[0][1].median_ns)),
+      perRound: rounds.map((rows) => rows[i][1].median_ns),
+    },
+  ])
 }
 
 function stats(samples) {
@@ -249,7 +278,7 @@ async function placements() {
 }
 
 async function main() {
-  console.log(`ipcall round trip, ${SIZE} B request and reply, ${ITERS} sequential calls, median (p99) in µs`)
+  console.log(`ipcall round trip, ${SIZE} B request and reply, ${ITERS} sequential calls, median (p99) in µs, of ${ROUNDS} interleaved rounds`)
   if (PEER_CPU !== undefined) console.log(`servers' sides on CPU ${PEER_CPU} (IPCALL_BENCH_PEER_CPU)`)
   const us = (ns) => (ns / 1000).toFixed(1)
   const records = []
@@ -262,21 +291,25 @@ async function main() {
       console.log(`\n${kind}: not available in this build, skipped`)
       continue
     }
-    const rows = await benchKind(kind)
-    const [baseLabel, { median_ns: base }] = rows[0]
+    const rounds = []
+    for (let round = 0; round < ROUNDS; round++) rounds.push(await benchKind(kind))
+    const rows = joinRounds(rounds)
+    const [baseLabel] = rows[0]
     console.log(`\n${kind}:`)
-    for (const [label, { median_ns, p99_ns }] of rows) {
-      console.log(`  ${label.padEnd(42)} ${us(median_ns).padStart(8)} (${us(p99_ns)})  x${(median_ns / base).toFixed(2)}`)
+    for (const [label, { median_ns, p99_ns, ratio, perRound }] of rows) {
+      const each = perRound.map(us).join(' ')
+      console.log(`  ${label.padEnd(42)} ${us(median_ns).padStart(8)} (${us(p99_ns)})  x${ratio.toFixed(2)}  [rounds: ${each}]`)
       if (label === baseLabel) record(`${kind}: ${label}`, median_ns, '', NaN)
-      else record(`${kind}: ${label}`, median_ns, `${kind}: ${baseLabel}`, median_ns / base)
-      if (label.endsWith('await call()')) nodeAsync[kind] = median_ns
+      else record(`${kind}: ${label}`, median_ns, `${kind}: ${baseLabel}`, ratio)
+      if (label.endsWith('await call()')) nodeAsync[kind] = { median_ns, perRound }
     }
     const sync = rows.find(([label]) => label.endsWith('callSync()'))
     if (sync && nodeAsync[kind] !== undefined) {
-      // The goal's ratio: `await call()` against `callSync()`, same transport and placement.
-      const ratio = nodeAsync[kind] / sync[1].median_ns
+      // The goal's ratio: `await call()` against `callSync()`, same transport
+      // and placement, the median of the rounds' ratios.
+      const ratio = median(nodeAsync[kind].perRound.map((ns, round) => ns / sync[1].perRound[round]))
       console.log(`  await call() / callSync(): x${ratio.toFixed(2)}`)
-      record(`${kind}: Node -> Rust, await call() / callSync()`, nodeAsync[kind], `${kind}: ${sync[0]}`, ratio)
+      record(`${kind}: Node -> Rust, await call() / callSync()`, nodeAsync[kind].median_ns, `${kind}: ${sync[0]}`, ratio)
     }
   }
   const zmqPath = process.env.IPCALL_BENCH_ZEROMQ
@@ -288,7 +321,7 @@ async function main() {
     let recorded = false
     for (const kind of ['shm', 'unix']) {
       if (nodeAsync[kind] === undefined) continue
-      const ratio = median_ns / nodeAsync[kind]
+      const ratio = median_ns / nodeAsync[kind].median_ns
       console.log(`  zeromq.js / Node -> Rust await call() over ${kind}: x${ratio.toFixed(2)}`)
       // The table keeps one ratio per row: against shm: (the issue's goal), else unix:.
       if (!recorded) record(label, median_ns, `${kind}: Node -> Rust, await call()`, ratio)

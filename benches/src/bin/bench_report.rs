@@ -66,7 +66,7 @@ fn title(table: &str) -> &str {
         "peers" => "ipcall, its peers and the raw floors, pinned (`benches/benches/peers/`; ratio = row / its floor in the same placement: above 1 is slower for p50, below 1 is slower for GB/s)",
         "stream" => "The byte-stream transports against their raw floors, in separate processes (`benches/benches/stream.rs`; ratio = row / its floor in the same placement; a throughput's floor is the better of its default and enlarged buffers)",
         "scaling" => "N-client scaling, calls/s (`benches/benches/scaling.rs`; ratio = N clients / 1 client)",
-        "node" => "Node, 64 B round trip p50 (`node/bench/roundtrip.js`, pinned: node and the servers' sides on one CPU, or on two; ratio = row / its reference)",
+        "node" => "Node, 64 B round trip p50 (`node/bench/roundtrip.js`, pinned: node and the servers' sides on one CPU, or on two; 3 interleaved rounds: a row is the median of its rounds, a ratio the median of the rounds' ratios to the row's reference)",
         "python" => "Python, 64 B round trip p50 (`python/bench/roundtrip.py`, pinned: the Python process and the servers on one CPU, or on two; ratio = row / its reference)",
         other => other,
     }
