@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import select
 import threading
+import time
 from typing import List
 
 import pytest
@@ -145,14 +146,17 @@ def test_cancelled_receiver_loses_no_request(kind: str) -> None:
 
 def test_a_handed_back_request_reaches_a_thread_blocked_in_recv(kind: str) -> None:
     # What a cancelled receiver does (`_push_back`), seen from `recv`: the
-    # request goes to a thread already blocked there (within a slice), and
-    # one handed back to a server that then closes answers NoReply.
+    # request goes to a thread blocked there (it looks once per slice; the
+    # pause below lets it start waiting first, and the request must reach
+    # it either way), and one handed back to a server that then closes
+    # answers NoReply.
     with ipcall.Server.bind_unique(kind) as server, ipcall.connect(server.name) as client:
         pending = client.send(b"handed back")
         taken = server.recv(timeout=10)
         got: List[ipcall.Request] = []
         receiver = threading.Thread(target=lambda: got.append(server.recv(timeout=10)))
         receiver.start()
+        time.sleep(0.2)
         server._native._push_back(taken)
         receiver.join(timeout=20)
         assert not receiver.is_alive() and got[0] is taken
