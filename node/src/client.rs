@@ -118,19 +118,26 @@ impl Calling {
         let since = timeout.map(|_| Instant::now());
         let id = self.next_id;
         self.next_id += 1;
+        // Whether the send already spun for the answer (`try_call_spin`).
+        let mut spun = false;
         let mut pending = if self.queued > 0 {
             None
         } else {
             // The server sees the timeout as the request's deadline.
             let sent = match timeout {
-                // A call that may settle at once (see `eager`) says it
-                // looks: an answer already here then costs no readiness.
-                None if self.may_settle_eagerly() => match client.try_call(data) {
+                // A call that may settle at once (see `eager`) looks, and
+                // spins, as it sends: over `shm:` an answer found so is
+                // taken as a blocking call takes it (no readiness, no
+                // completion for the loop).
+                None if self.may_settle_eagerly() => match client.try_call_spin(data) {
                     Ok(ipcall::TryCall::Answered(answer)) => {
                         self.eager_in_a_row += 1;
                         return Started::Settled(answer);
                     }
-                    Ok(ipcall::TryCall::Sent(pending)) => Ok(Some(pending)),
+                    Ok(ipcall::TryCall::Sent(pending)) => {
+                        spun = true;
+                        Ok(Some(pending))
+                    }
                     Ok(ipcall::TryCall::NoRoom) => Ok(None),
                     Err(e) => Err(e),
                 },
@@ -142,7 +149,7 @@ impl Calling {
                 Err(e) => return reject(e),
             }
         };
-        if let Some(answer) = pending.as_mut().and_then(|sent| self.eager(&client, sent)) {
+        if let Some(answer) = pending.as_mut().and_then(|sent| self.eager(&client, sent, spun)) {
             // Answered already: no handle is armed, no loop turn is needed.
             return Started::Settled(answer);
         }
@@ -184,17 +191,22 @@ impl Calling {
 
     /// The answer of the call just sent, if it is here before the call
     /// returns to JavaScript: over `shm:` a brief spin (the core's adaptive
-    /// policy: the server on another CPU), else — while it pays — one
-    /// non-blocking look (a server on this CPU has often answered while
-    /// `try_send` woke it). Then the Promise settles at once: no poll, no
-    /// loop turn. Only for a call alone in flight (a look completes no
-    /// other call, so nothing else needs collecting), and at most
-    /// [`EAGER_IN_A_ROW`] times per loop turn.
-    fn eager(&mut self, client: &ipcall::Client, sent: &mut ipcall::Pending) -> Option<ipcall::Result<Vec<u8>>> {
+    /// policy: the server on another CPU; `spun`: `try_call_spin` spun
+    /// already), else — while it pays — one non-blocking look (a server on
+    /// this CPU has often answered while `try_send` woke it). Then the
+    /// Promise settles at once: no poll, no loop turn. Only for a call
+    /// alone in flight (a look completes no other call, so nothing else
+    /// needs collecting), and at most [`EAGER_IN_A_ROW`] times per loop turn.
+    fn eager(
+        &mut self,
+        client: &ipcall::Client,
+        sent: &mut ipcall::Pending,
+        spun: bool,
+    ) -> Option<ipcall::Result<Vec<u8>>> {
         if !self.may_settle_eagerly() {
             return None;
         }
-        let answer = if client.progress_spin().unwrap_or(false) {
+        let answer = if !spun && client.progress_spin().unwrap_or(false) {
             sent.try_wait()
         } else {
             if self.eager_misses >= EAGER_MISSES {

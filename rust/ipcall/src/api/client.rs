@@ -7,7 +7,7 @@ use std::time::Duration;
 
 #[cfg(feature = "tokio")]
 use crate::api::on_tokio;
-use crate::api::pending::{CallState, LocalCall, Pending, TryCall};
+use crate::api::pending::{outcome_result, CallState, LocalCall, Pending, TryCall};
 use crate::core::error::{Error, Result};
 use crate::core::name::Name;
 use crate::core::options::ClientOptions;
@@ -15,7 +15,7 @@ use crate::core::stats::{self, ServerStats};
 use crate::core::wait::Deadline;
 #[cfg(feature = "tokio")]
 use crate::transport::reactor::Registry;
-use crate::transport::{self, Call, ClientConn};
+use crate::transport::{self, Call, ClientConn, Tried};
 
 /// A connection to a server.
 ///
@@ -256,14 +256,42 @@ impl Client {
     /// the answer right away (a call alone in flight that may be answered
     /// at once: a server on the same CPU often answers while the send
     /// wakes it). [`TryCall::Answered`] if the answer was already here:
-    /// then nothing is left to collect for this call, and its answer may
-    /// not have made [`fd`](Self::fd) readable (over `shm:` that saves the
-    /// client a wake-up of its own descriptor and the read that clears it).
-    /// Otherwise [`TryCall::Sent`], to wait for as a `try_send`'s call, or
-    /// [`TryCall::NoRoom`] (nothing was sent). Errors as `try_send`.
+    /// then nothing is left to collect for this call, and its answer did
+    /// not make [`fd`](Self::fd) readable (over `shm:` the caller reads it
+    /// out of the reply ring, as a blocking [`call`](Self::call) does, and
+    /// the server rings no bell for it). Otherwise [`TryCall::Sent`], to
+    /// wait for as a `try_send`'s call, or [`TryCall::NoRoom`] (nothing
+    /// was sent). Errors as `try_send`.
     pub fn try_call(&self, data: &[u8]) -> Result<TryCall> {
-        let Some(call) = self.conn.clone().try_send_looking(data)? else { return Ok(TryCall::NoRoom) };
+        self.try_call_as(data, false)
+    }
+
+    /// [`try_call`](Self::try_call), then, if the answer is not here yet,
+    /// a brief spin for it under [`progress_spin`](Self::progress_spin)'s
+    /// policy and budget (over `shm:`; elsewhere `progress_spin` returns
+    /// at once). It never sleeps. For an event loop's call alone in flight,
+    /// in place of `try_call` followed by `progress_spin`: over `shm:` an
+    /// answer caught by the spin is taken directly, as by a blocking
+    /// [`call`](Self::call), with none of the work of completing a call for
+    /// the loop. Keep the spin to one per turn of the loop, as
+    /// `progress_spin`'s.
+    pub fn try_call_spin(&self, data: &[u8]) -> Result<TryCall> {
+        self.try_call_as(data, true)
+    }
+
+    fn try_call_as(&self, data: &[u8], spin: bool) -> Result<TryCall> {
+        if let Some(tried) = self.conn.try_call_here(data, spin) {
+            return Ok(match tried? {
+                Tried::NoRoom => TryCall::NoRoom,
+                Tried::Sent(id, slot) => TryCall::Sent(self.pending(Call::new(self.conn.clone(), id, slot))),
+                Tried::Answered(outcome) => TryCall::Answered(outcome_result(&self.name, Some(outcome))),
+            });
+        }
+        let Some(call) = self.conn.clone().try_send(data, None)? else { return Ok(TryCall::NoRoom) };
         let mut pending = self.pending(call);
+        if spin {
+            self.conn.progress_spin();
+        }
         Ok(match pending.try_wait() {
             Some(answer) => TryCall::Answered(answer),
             None => TryCall::Sent(pending),

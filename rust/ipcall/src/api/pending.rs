@@ -277,7 +277,7 @@ impl Drop for CallState {
 }
 
 /// The caller's result of `outcome`, taken from a ready slot.
-fn outcome_result(name: &Arc<str>, outcome: Option<Outcome>) -> Result<Vec<u8>> {
+pub(crate) fn outcome_result(name: &Arc<str>, outcome: Option<Outcome>) -> Result<Vec<u8>> {
     let name = || name.clone();
     match outcome {
         Some(Outcome::Reply(data)) => Ok(data),

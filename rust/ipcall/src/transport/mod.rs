@@ -197,6 +197,18 @@ impl Call {
     }
 }
 
+/// What [`ClientConn::try_call_here`] did with a request.
+pub(crate) enum Tried {
+    /// No room now: nothing was sent.
+    NoRoom,
+    /// Sent; the answer was not there yet. Wait for it as for a
+    /// `try_send`'s call: the slot is armed for the descriptor.
+    Sent(u64, Arc<Slot>),
+    /// Sent and answered: the outcome, which is in no slot (the call's
+    /// entry is out of the table, so nobody else completes it).
+    Answered(crate::core::slot::Outcome),
+}
+
 /// How a wire client's wait for one call ended (`unix:`, `pipe:`, `shm:`).
 pub(crate) enum Waited {
     /// The call's slot is completed.
@@ -369,15 +381,18 @@ pub(crate) trait ClientConn: Send + Sync {
         }
         .map(Some)
     }
-    /// [`try_send`](Self::try_send) for a caller that looks for the
-    /// answer right after it returns ([`Client::try_call`]): an answer
-    /// already here may be left for that look instead of announced on
-    /// `fd`, when no other call's completion needs announcing. The
-    /// default is `try_send`.
+    /// For [`Client::try_call`] (and, with `spin`,
+    /// [`Client::try_call_spin`]): sends without blocking and looks for
+    /// the answer at once, taking it as the blocking `call` does (not
+    /// through the call's slot nor the descriptor) if it is there; with
+    /// `spin`, after a brief spin under [`progress_spin`](Self::progress_spin)'s
+    /// policy. `None`: this transport has no such path (the default), and
+    /// the caller sends with `try_send` and looks with `try_wait`.
     ///
     /// [`Client::try_call`]: crate::Client::try_call
-    fn try_send_looking(self: Arc<Self>, data: &[u8]) -> Result<Option<Call>> {
-        self.try_send(data, None)
+    /// [`Client::try_call_spin`]: crate::Client::try_call_spin
+    fn try_call_here(&self, _data: &[u8], _spin: bool) -> Option<Result<Tried>> {
+        None
     }
     /// True if replies are read by whoever calls `progress` or waits (a
     /// wire: `unix:`, `pipe:`, `shm:`), so that under tokio the runtime's

@@ -17,7 +17,8 @@
 //! for the connection, which takes the reading role while async calls are
 //! pending.
 //!
-//! **Event loops** ([`evented`]): see there.
+//! **Event loops** ([`evented`]): see there; a call that looks for its
+//! answer at once ([`lone`]) takes it as a blocking call does.
 //!
 //! **Death.** The server's hang-up fails every pending call with
 //! `Disconnected`; a broken reply ring with `Protocol`. A server that closed
@@ -47,10 +48,11 @@ use crate::transport::shm::ring::{self, announce_sleep, kind, Consumer, Partial,
 use crate::transport::stream::client::CLIENT_HANDSHAKE_TIMEOUT;
 use crate::transport::stream::wait_fd;
 use crate::transport::unix;
-use crate::transport::{Call, ClientConn, Waited};
+use crate::transport::{Call, ClientConn, Tried, Waited};
 
 mod brief;
 mod evented;
+mod lone;
 mod reading;
 
 struct Writer {
@@ -580,11 +582,11 @@ impl ClientConn for ShmClient {
     }
 
     fn try_send(self: Arc<Self>, data: &[u8], timeout: Option<Duration>) -> Result<Option<Call>> {
-        self.evented_try_send_and_cancels(data, timeout, false)
+        self.evented_try_send_and_cancels(data, timeout)
     }
 
-    fn try_send_looking(self: Arc<Self>, data: &[u8]) -> Result<Option<Call>> {
-        self.evented_try_send_and_cancels(data, None, true)
+    fn try_call_here(&self, data: &[u8], spin: bool) -> Option<Result<Tried>> {
+        self.lone_try_call(data, spin)
     }
 
     fn progress_spin(&self) -> bool {

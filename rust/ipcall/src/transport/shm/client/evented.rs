@@ -94,30 +94,8 @@ impl Shared {
         crate::core::wait::try_lock(&self.writer)
     }
 
-    /// For a `try_send` whose caller looks for call `id`'s answer at once
-    /// (`try_send_looking`), with replies in the ring: reads them now, as
-    /// the reader, if `id` is the only call pending; true if that
-    /// answered it. Then the descriptor owes no readiness: the caller's
-    /// look finds the answer, and no other call completed. Completions
-    /// here ring nothing (`quietly`), so it is not asked with other calls
-    /// pending: their owners learn of them only from the descriptor.
-    fn answered_alone(&self, id: u64) -> bool {
-        let Ok(mut reader) = self.reader.try_lock() else { return false };
-        let alone = {
-            let calls = lock(&self.calls);
-            calls.pending.len() == 1 && calls.pending.contains_key(&id)
-        };
-        let answered = alone && {
-            quietly(|| self.drain(&mut reader));
-            lock(&self.calls).pending.is_empty()
-        };
-        drop(reader);
-        self.hand_on();
-        answered
-    }
-
     /// Wakes the server if it announced that it sleeps.
-    fn wake_server(&self, writer: &Writer) {
+    pub(super) fn wake_server(&self, writer: &Writer) {
         if take_sleeper(&writer.producer.ring().control().consumer_sleeping) {
             self.ring_doorbell();
         }
@@ -201,13 +179,48 @@ impl Shared {
 
     /// With the bell: asks the server to ring it when it frees room in the
     /// request ring; true if room freed meanwhile (try again now).
-    fn wait_for_room_evented(&self, writer: &Writer) -> bool {
+    pub(super) fn wait_for_room_evented(&self, writer: &Writer) -> bool {
         announce_sleep(&writer.producer.ring().control().producer_sleeping);
         writer.producer.head_moved()
     }
 
+    /// The writer for a send that never waits, with what waits in the
+    /// outbox written first; `Ok(None)` if another thread writes or the
+    /// outbox does not fit yet (the descriptor turns readable when trying
+    /// again may pay).
+    pub(super) fn writer_with_room(&self) -> Result<Option<MutexGuard<'_, Writer>>> {
+        let Some(mut writer) = self.send_blocked.writer_or_ring_later(&self.writer) else { return Ok(None) };
+        match self.flush_now(&mut writer) {
+            Ok(true) => Ok(Some(writer)),
+            Ok(false) => {
+                self.send_blocked.set(true);
+                if self.bell.load(Ordering::Acquire) && self.wait_for_room_evented(&writer) {
+                    self.notifier.ring();
+                }
+                Ok(None)
+            }
+            Err(v) => {
+                drop(writer);
+                Err(self.violated(v))
+            }
+        }
+    }
+
+    /// Call `id` found no room in the request ring: as if never sent (its
+    /// id is used by the next), and the descriptor turns readable when
+    /// room frees.
+    pub(super) fn unsend(&self, writer: MutexGuard<'_, Writer>, id: u64) {
+        self.send_blocked.set(true);
+        let retry = self.bell.load(Ordering::Acquire) && self.wait_for_room_evented(&writer);
+        drop(writer);
+        self.remove(&mut lock(&self.calls), id);
+        if retry {
+            self.notifier.ring();
+        }
+    }
+
     /// The error of a broken ring (the connection is dead after it).
-    fn violated(&self, v: Violation) -> Error {
+    pub(super) fn violated(&self, v: Violation) -> Error {
         self.die(Death::Protocol(v.to_string()));
         lock(&self.calls).dead.as_ref().map_or(Error::Disconnected { name: self.name.clone() }, |d| self.error_for(d))
     }
@@ -342,10 +355,9 @@ impl ShmClient {
         self: Arc<Self>,
         data: &[u8],
         timeout: Option<Duration>,
-        looking: bool,
     ) -> Result<Option<Call>> {
         let shared = self.shared.clone();
-        let sent = self.evented_try_send(data, timeout, looking);
+        let sent = self.evented_try_send(data, timeout);
         // A send ends with `after_blocking_send`, whose fence `flush_cancels`
         // pairs with; the other ways out of `evented_try_send` do not.
         if !matches!(sent, Ok(Some(_))) {
@@ -355,34 +367,14 @@ impl ShmClient {
         sent
     }
 
-    /// See [`ClientConn::try_send`](crate::transport::ClientConn::try_send);
-    /// `looking`: see [`ClientConn::try_send_looking`](crate::transport::ClientConn::try_send_looking).
-    pub(super) fn evented_try_send(
-        self: Arc<Self>,
-        data: &[u8],
-        timeout: Option<Duration>,
-        looking: bool,
-    ) -> Result<Option<Call>> {
+    /// See [`ClientConn::try_send`](crate::transport::ClientConn::try_send).
+    pub(super) fn evented_try_send(self: Arc<Self>, data: &[u8], timeout: Option<Duration>) -> Result<Option<Call>> {
         let shared = &self.shared;
         if data.len() as u64 > u64::from(shared.max) {
             return Err(Error::TooLarge { size: data.len() as u64, max: u64::from(shared.max) });
         }
-        let Some(mut writer) = shared.send_blocked.writer_or_ring_later(&shared.writer) else { return Ok(None) };
+        let Some(mut writer) = shared.writer_with_room()? else { return Ok(None) };
         let bell = shared.bell.load(Ordering::Acquire);
-        match shared.flush_now(&mut writer) {
-            Ok(true) => {}
-            Ok(false) => {
-                shared.send_blocked.set(true);
-                if bell && shared.wait_for_room_evented(&writer) {
-                    shared.notifier.ring();
-                }
-                return Ok(None);
-            }
-            Err(v) => {
-                drop(writer);
-                return Err(shared.violated(v));
-            }
-        }
         let slot = writer.spare.fresh();
         let id = writer.next_id;
         // In the table before the server can see the request.
@@ -406,14 +398,7 @@ impl ShmClient {
             Ok(Some(n)) => Some(n),
             Ok(None) if wrote_deadline => None,
             Ok(None) => {
-                // No room: as if never sent (the id is reused).
-                shared.send_blocked.set(true);
-                let retry = bell && shared.wait_for_room_evented(&writer);
-                drop(writer);
-                shared.remove(&mut lock(&shared.calls), id);
-                if retry {
-                    shared.notifier.ring();
-                }
+                shared.unsend(writer, id);
                 if start_reader {
                     self.start_reader_thread();
                 }
@@ -456,7 +441,7 @@ impl ShmClient {
             }
         }
         drop(writer);
-        if owed && !(looking && shared.answered_alone(id)) {
+        if owed {
             shared.notifier.ring();
         }
         // Sent, so the ring had room: a `try_send` that found the writer
