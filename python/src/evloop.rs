@@ -26,7 +26,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use ipcall::{Client, Error, Pending};
+use ipcall::{Client, Error, Pending, TryCall};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyWeakrefReference};
@@ -168,15 +168,16 @@ pub(crate) enum Submitted {
 /// worse over `shm:` on one CPU.
 const LONE_WAIT: Duration = Duration::from_micros(10);
 
-/// A lone call's short wait for its reply (see [`LONE_WAIT`]).
-fn wait_alone(py: Python<'_>, client: &Client, pending: &mut Pending) -> Option<Outcome> {
+/// A lone call's short wait for its reply (see [`LONE_WAIT`]); `spun`:
+/// its send spun for it already (`try_call_spin`).
+fn wait_alone(py: Python<'_>, client: &Client, pending: &mut Pending, spun: bool) -> Option<Outcome> {
     // Over `shm:` with the server on another CPU the reply comes in ~1 µs:
     // the core's brief spin catches it with the GIL held (shorter than a
     // GIL hand-off), withdrawing the wake-up that `try_send` asked for, so
     // the server rings no bell. It spins only where a blocking wait would,
     // and its budget drops to zero while spins catch nothing; elsewhere
     // (other transports, one CPU) it returns false at once.
-    if client.progress_spin().unwrap_or(false) {
+    if !spun && client.progress_spin().unwrap_or(false) {
         if let Some(outcome) = pending.try_wait() {
             return Some(outcome);
         }
@@ -238,28 +239,41 @@ impl AsyncConn {
         let lone = state.loops.iter().all(LoopCalls::idle);
         let mut sent = None;
         if lone {
-            match try_send(client, data.as_slice(py), timeout) {
-                Ok(Some(mut pending)) => {
-                    let others = !state.loops.is_empty();
-                    drop(state);
-                    let outcome = wait_alone(py, client, &mut pending);
-                    if others {
-                        // Our progress may have cleared readiness other loops wait for.
-                        self.wake_loops(py, owner)?;
-                    }
-                    if let Some(outcome) = outcome {
-                        return match outcome {
-                            Ok(reply) => Ok(Submitted::Reply(PyBytes::new(py, &reply).unbind())),
-                            Err(e) => Err(errors::to_py(py, e)),
-                        };
-                    }
-                    sent = Some(pending);
+            // Without a timeout the send looks and spins for the reply
+            // itself (`try_call_spin`: over `shm:` a reply caught so is
+            // taken as a blocking call takes it, with no completion to
+            // collect); a timed call sends its deadline with `try_send`.
+            let spun = timeout.is_none();
+            let tried = match timeout {
+                None => client.try_call_spin(data.as_slice(py)),
+                Some(_) => {
+                    try_send(client, data.as_slice(py), timeout).map(|sent| sent.map_or(TryCall::NoRoom, TryCall::Sent))
                 }
-                Ok(None) => drop(state),
-                Err(e) => {
-                    drop(state);
-                    return Err(errors::to_py(py, e));
+            };
+            let others = !state.loops.is_empty();
+            drop(state);
+            let looked = matches!(tried, Ok(TryCall::Answered(_) | TryCall::Sent(_)));
+            let outcome = match tried {
+                Ok(TryCall::Answered(outcome)) => Some(outcome),
+                Ok(TryCall::Sent(mut pending)) => {
+                    let outcome = wait_alone(py, client, &mut pending, spun);
+                    if outcome.is_none() {
+                        sent = Some(pending);
+                    }
+                    outcome
                 }
+                Ok(TryCall::NoRoom) => None,
+                Err(e) => return Err(errors::to_py(py, e)),
+            };
+            if others && looked {
+                // Our reads may have cleared readiness other loops wait for.
+                self.wake_loops(py, owner)?;
+            }
+            if let Some(outcome) = outcome {
+                return match outcome {
+                    Ok(reply) => Ok(Submitted::Reply(PyBytes::new(py, &reply).unbind())),
+                    Err(e) => Err(errors::to_py(py, e)),
+                };
             }
         } else {
             drop(state);
