@@ -40,6 +40,23 @@ fn settle(client: &Client, fd: BorrowedFd<'_>, tried: TryCall, what: &str) -> ip
     }
 }
 
+/// Sends `data` with `try_call_spin` for a call whose answer cannot be
+/// there yet (the server holds it back): `Sent`. `NoRoom` (another thread
+/// still held the writer) is retried when the descriptor says so, as a
+/// loop would.
+fn send_unanswerable(client: &Client, fd: BorrowedFd<'_>, data: &[u8], what: &str) -> Pending {
+    loop {
+        match client.try_call_spin(data).unwrap() {
+            TryCall::Sent(pending) => return pending,
+            TryCall::NoRoom => {
+                assert!(readable(fd, 30_000), "{what}: no readiness after NoRoom");
+                client.progress().unwrap();
+            }
+            TryCall::Answered(outcome) => panic!("{what}: answered while the server holds it: {outcome:?}"),
+        }
+    }
+}
+
 /// Calls one at a time, calls sent while another is in flight, and calls
 /// too large for one `shm:` ring piece, all through `try_call_spin` (and
 /// `try_call`): every answer is its own request's, and the descriptor is
@@ -115,9 +132,7 @@ fn a_call_answered_after_the_spin_is_announced_on_the_descriptor() {
         for i in 0..20u32 {
             let data = request(i, 64);
             let what = format!("{kind} late call {i}");
-            let TryCall::Sent(mut pending) = client.try_call_spin(&data).unwrap() else {
-                panic!("{what}: answered before the server was let answer");
-            };
+            let mut pending = send_unanswerable(&client, fd, &data, &what);
             assert_eq!(taken.recv_timeout(Duration::from_secs(30)).unwrap(), data, "{what}");
             // Every other call: a look before the reply finds nothing (and
             // announces sleep again); the rest rely on the call's own.
@@ -154,9 +169,8 @@ fn a_call_whose_reply_another_thread_reads_is_announced() {
                 thread::spawn(move || client.call(&blocking))
             };
             assert_eq!(taken.recv_timeout(Duration::from_secs(30)).unwrap(), blocking, "{what}");
-            let TryCall::Sent(mut pending) = client.try_call_spin(&lone).unwrap() else {
-                panic!("{what}: answered while the server holds the first request");
-            };
+            // The waiter may still hold the writer: then `NoRoom`, and a retry.
+            let mut pending = send_unanswerable(&client, fd, &lone, &what);
             // Both answered: the first while the waiter reads, the second
             // whenever the server gets to it.
             go.send(()).unwrap();
@@ -178,7 +192,10 @@ fn a_call_whose_reply_another_thread_reads_is_announced() {
 #[test]
 fn try_call_spin_reports_too_large_no_room_and_a_dead_server() {
     for kind in KINDS {
-        let options = ServerOptions::new().max_message_size(8192).ring_size(16 << 10);
+        // The queued calls' replies wait unread while the test collects
+        // them one by one: a queue of replies as large as they may get
+        // (the default, 4 × the message size, drops a client that slow).
+        let options = ServerOptions::new().max_message_size(8192).ring_size(16 << 10).max_queued_reply_bytes(1 << 30);
         let server = Arc::new(Server::bind_unique_with(kind, &options).unwrap());
         let client = Client::connect(server.name()).unwrap();
         let fd = client.fd().unwrap();
@@ -234,9 +251,7 @@ fn a_lone_call_whose_server_is_dropped_ends_disconnected() {
         let (taken, go, serving) = gated_server(server.clone());
         let client = Client::connect(server.name()).unwrap();
         let fd = client.fd().unwrap();
-        let TryCall::Sent(mut pending) = client.try_call_spin(b"never answered").unwrap() else {
-            panic!("{kind}: answered while the server holds it");
-        };
+        let mut pending = send_unanswerable(&client, fd, b"never answered", &format!("{kind} dropped"));
         assert_eq!(taken.recv_timeout(Duration::from_secs(30)).unwrap(), b"never answered");
         // The handler gives up without answering; the server goes away.
         drop(go);
