@@ -6,12 +6,12 @@
 #[path = "evented_support/mod.rs"]
 mod evented_support;
 
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use evented_support::{drive_spinning, readable, reply_to, request, serve};
+use evented_support::{drive_spinning, readable, reply_to, request, serve, wait_announced};
 use ipcall::{Client, ClientOptions, ErrorKind, Kind, Server, WaitMode};
 
 const KINDS: [Kind; 4] = [Kind::Mem, Kind::Unix, Kind::Pipe, Kind::Shm];
@@ -291,18 +291,6 @@ fn a_reply_that_comes_inside_try_send_still_makes_the_descriptor_readable() {
     drop(child);
 }
 
-/// Waits for `pending` as an event loop does: `progress` only when the
-/// descriptor says so (a reply that came unannounced stalls and fails).
-fn wait_announced(client: &Client, fd: BorrowedFd<'_>, pending: &mut ipcall::Pending, what: &str) -> Vec<u8> {
-    loop {
-        if let Some(outcome) = pending.try_wait() {
-            return outcome.unwrap();
-        }
-        assert!(readable(fd, 30_000), "{what}: the descriptor never turned readable");
-        client.progress().unwrap();
-    }
-}
-
 /// `try_call` with the server on the caller's CPU: an answer already
 /// here comes back as `Answered` (no readiness needed for it); any other
 /// is announced on the descriptor as `try_send`'s are — also a call
@@ -323,7 +311,7 @@ fn try_call_answers_what_is_here_and_announces_the_rest() {
                 assert_eq!(outcome.unwrap(), reply_to(&data), "call {i}");
             }
             ipcall::TryCall::Sent(mut pending) => {
-                assert_eq!(wait_announced(&client, fd, &mut pending, &format!("call {i}")), reply_to(&data));
+                assert_eq!(wait_announced(&client, fd, &mut pending, &format!("call {i}")).unwrap(), reply_to(&data));
             }
             ipcall::TryCall::NoRoom => panic!("call {i}: an empty ring has room"),
         }
@@ -333,10 +321,15 @@ fn try_call_answers_what_is_here_and_announces_the_rest() {
         let (first, second) = (request(2 * i, 64), request(2 * i + 1, 64));
         let mut earlier = client.try_send(&first).unwrap().expect("room");
         let later = client.try_call(&second).unwrap();
-        assert_eq!(wait_announced(&client, fd, &mut earlier, &format!("pair {i}, the earlier call")), reply_to(&first));
+        assert_eq!(
+            wait_announced(&client, fd, &mut earlier, &format!("pair {i}, the earlier call")).unwrap(),
+            reply_to(&first)
+        );
         let reply = match later {
             ipcall::TryCall::Answered(outcome) => outcome.unwrap(),
-            ipcall::TryCall::Sent(mut pending) => wait_announced(&client, fd, &mut pending, &format!("pair {i}")),
+            ipcall::TryCall::Sent(mut pending) => {
+                wait_announced(&client, fd, &mut pending, &format!("pair {i}")).unwrap()
+            }
             ipcall::TryCall::NoRoom => panic!("pair {i}: room"),
         };
         assert_eq!(reply, reply_to(&second), "pair {i}");

@@ -14,22 +14,10 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use evented_support::{readable, reply_to, request, serve};
+use evented_support::{readable, reply_to, request, serve, wait_announced};
 use ipcall::{Client, ErrorKind, Kind, Pending, Server, ServerOptions, TryCall};
 
 const KINDS: [Kind; 4] = [Kind::Mem, Kind::Unix, Kind::Pipe, Kind::Shm];
-
-/// Waits for `pending` as an event loop does: `progress` only when the
-/// descriptor says so (a reply that came unannounced fails the test).
-fn wait_announced(client: &Client, fd: BorrowedFd<'_>, pending: &mut Pending, what: &str) -> ipcall::Result<Vec<u8>> {
-    loop {
-        if let Some(outcome) = pending.try_wait() {
-            return outcome;
-        }
-        assert!(readable(fd, 30_000), "{what}: the descriptor never turned readable");
-        client.progress().unwrap();
-    }
-}
 
 /// A call's reply, however `try_call(_spin)` left it.
 fn settle(client: &Client, fd: BorrowedFd<'_>, tried: TryCall, what: &str) -> ipcall::Result<Vec<u8>> {

@@ -123,3 +123,20 @@ fn drive_with(client: &Client, n: u32, len: usize, window: usize, spin: bool, wh
     }
     caught
 }
+
+/// Waits for `pending` as an event loop does: `progress` only when the
+/// descriptor says so (a reply that came unannounced fails the test).
+pub fn wait_announced(
+    client: &Client,
+    fd: BorrowedFd<'_>,
+    pending: &mut Pending,
+    what: &str,
+) -> ipcall::Result<Vec<u8>> {
+    loop {
+        if let Some(outcome) = pending.try_wait() {
+            return outcome;
+        }
+        assert!(readable(fd, 30_000), "{what}: the descriptor never turned readable");
+        client.progress().unwrap();
+    }
+}
