@@ -568,11 +568,25 @@ ipcall_status ipcall_client_try_send(const struct ipcall_client *client, const u
  * answers while the send wakes it). An answer already there when the
  * request has gone is kept in `*out`, and `ipcall_pending_try_wait`
  * returns it at once; it may not have made `ipcall_client_fd` readable
- * (over `shm:` that saves the client a wake-up of its own descriptor and
- * the read that clears it). Statuses as `ipcall_client_try_send`
+ * (over `shm:` it is read out of the reply ring as a blocking call reads
+ * it: no wake-up of the client's own descriptor, no read to clear it,
+ * and no bell from the server). Statuses as `ipcall_client_try_send`
  * (`IPCALL_E_TIMEOUT`: no room now, nothing sent, `*out` untouched).
  */
 ipcall_status ipcall_client_try_call(const struct ipcall_client *client, const uint8_t *data, size_t len, struct ipcall_pending **out);
+
+/**
+ * `ipcall_client_try_call`, then, if the answer is not there yet, a
+ * brief spin for it under `ipcall_client_progress_spin`'s policy and
+ * budget (over `shm:`, only where a blocking call would spin; never
+ * sleeps; elsewhere it returns at once). For an event loop's call alone
+ * in flight, in place of `ipcall_client_try_call` followed by
+ * `ipcall_client_progress_spin`: over `shm:` an answer caught by the spin
+ * is read as a blocking call reads it, with no completion for the loop.
+ * At most one spin per turn of the loop, as `ipcall_client_progress_spin`.
+ * Statuses as `ipcall_client_try_call`.
+ */
+ipcall_status ipcall_client_try_call_spin(const struct ipcall_client *client, const uint8_t *data, size_t len, struct ipcall_pending **out);
 
 /**
  * The client's descriptor for an event loop (poll, epoll, libuv,

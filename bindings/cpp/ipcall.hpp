@@ -607,6 +607,20 @@ public:
         return Pending(raw);
     }
 
+    /// try_call(), then, if the answer is not there yet, a brief spin for
+    /// it as progress_spin() spins (over shm: only where it pays; never
+    /// sleeps). For an event loop's call alone in flight, in place of
+    /// try_call() followed by progress_spin(); at most once per loop turn.
+    std::optional<Pending> try_call_spin(Bytes request) const {
+        ipcall_pending *raw = nullptr;
+        ipcall_status status = ipcall_client_try_call_spin(handle_.get(), request.data(), request.size(), &raw);
+        if (status == IPCALL_E_TIMEOUT) {
+            return std::nullopt;
+        }
+        detail::check(status);
+        return Pending(raw);
+    }
+
     /// A descriptor for an event loop: readable (level-triggered) when a
     /// call may have completed or the connection died; then call progress()
     /// and Pending::try_wait(). Owned by the client (never close it); ask

@@ -303,7 +303,7 @@ static void test_connection_names() {
     CHECK(std::strstr(nul.what(), "NUL") != nullptr);
 }
 
-// The event-loop methods: try_send, try_call, fd, progress, progress_spin and Pending::try_wait,
+// The event-loop methods: try_send, try_call, try_call_spin, fd, progress, progress_spin and Pending::try_wait,
 // driven from this one thread with poll(2) while a thread serves.
 static void test_event_loop(const std::string &kind) {
     ipcall::Server server = ipcall::Server::bind_unique(kind);
@@ -360,11 +360,12 @@ static void test_event_loop(const std::string &kind) {
             done++;
         }
     }
-    // try_call: each call looked at right away; one not answered yet is
-    // waited for through the descriptor only.
+    // try_call (and, every other call, try_call_spin): each call looked at
+    // right away; one not answered yet is waited for through the
+    // descriptor only.
     for (int i = 0; i < 100; i++) {
         std::string request = kind + " try_call " + std::to_string(i);
-        std::optional<ipcall::Pending> pending = client.try_call(request);
+        std::optional<ipcall::Pending> pending = i % 2 == 0 ? client.try_call(request) : client.try_call_spin(request);
         CHECK(pending.has_value());
         std::optional<ipcall::Buffer> reply = pending->try_wait();
         while (!reply) {

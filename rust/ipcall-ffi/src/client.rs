@@ -265,8 +265,9 @@ fn no_room(client: &Client) -> Failure {
 /// answers while the send wakes it). An answer already there when the
 /// request has gone is kept in `*out`, and `ipcall_pending_try_wait`
 /// returns it at once; it may not have made `ipcall_client_fd` readable
-/// (over `shm:` that saves the client a wake-up of its own descriptor and
-/// the read that clears it). Statuses as `ipcall_client_try_send`
+/// (over `shm:` it is read out of the reply ring as a blocking call reads
+/// it: no wake-up of the client's own descriptor, no read to clear it,
+/// and no bell from the server). Statuses as `ipcall_client_try_send`
 /// (`IPCALL_E_TIMEOUT`: no room now, nothing sent, `*out` untouched).
 #[no_mangle]
 pub extern "C" fn ipcall_client_try_call(
@@ -275,11 +276,42 @@ pub extern "C" fn ipcall_client_try_call(
     len: usize,
     out: *mut *mut ipcall_pending,
 ) -> ipcall_status {
+    try_call_as(client, data, len, out, false)
+}
+
+/// `ipcall_client_try_call`, then, if the answer is not there yet, a
+/// brief spin for it under `ipcall_client_progress_spin`'s policy and
+/// budget (over `shm:`, only where a blocking call would spin; never
+/// sleeps; elsewhere it returns at once). For an event loop's call alone
+/// in flight, in place of `ipcall_client_try_call` followed by
+/// `ipcall_client_progress_spin`: over `shm:` an answer caught by the spin
+/// is read as a blocking call reads it, with no completion for the loop.
+/// At most one spin per turn of the loop, as `ipcall_client_progress_spin`.
+/// Statuses as `ipcall_client_try_call`.
+#[no_mangle]
+pub extern "C" fn ipcall_client_try_call_spin(
+    client: *const ipcall_client,
+    data: *const u8,
+    len: usize,
+    out: *mut *mut ipcall_pending,
+) -> ipcall_status {
+    try_call_as(client, data, len, out, true)
+}
+
+/// The body of `ipcall_client_try_call` (`spin`: `_spin`).
+fn try_call_as(
+    client: *const ipcall_client,
+    data: *const u8,
+    len: usize,
+    out: *mut *mut ipcall_pending,
+    spin: bool,
+) -> ipcall_status {
     guard(|| {
         let client = &client_ref(client)?.client;
         let bytes = input_bytes(data, len)?;
         non_null(out, "out")?;
-        let call = match client.try_call(bytes)? {
+        let tried = if spin { client.try_call_spin(bytes)? } else { client.try_call(bytes)? };
+        let call = match tried {
             TryCall::NoRoom => return Err(no_room(client)),
             TryCall::Sent(pending) => Call::InFlight(pending),
             TryCall::Answered(outcome) => Call::Answered(outcome),
