@@ -256,12 +256,12 @@ impl Client {
     /// the answer right away (a call alone in flight that may be answered
     /// at once: a server on the same CPU often answers while the send
     /// wakes it). [`TryCall::Answered`] if the answer was already here:
-    /// then nothing is left to collect for this call, and its answer did
-    /// not make [`fd`](Self::fd) readable (over `shm:` the caller reads it
-    /// out of the reply ring, as a blocking [`call`](Self::call) does, and
-    /// the server rings no bell for it). Otherwise [`TryCall::Sent`], to
-    /// wait for as a `try_send`'s call, or [`TryCall::NoRoom`] (nothing
-    /// was sent). Errors as `try_send`.
+    /// then nothing is left to collect for this call, and its answer may
+    /// not have made [`fd`](Self::fd) readable (over `shm:` the caller
+    /// reads it out of the reply ring, as a blocking [`call`](Self::call)
+    /// does, and the server rings no bell for it). Otherwise
+    /// [`TryCall::Sent`], to wait for as a `try_send`'s call, or
+    /// [`TryCall::NoRoom`] (nothing was sent). Errors as `try_send`.
     pub fn try_call(&self, data: &[u8]) -> Result<TryCall> {
         self.try_call_as(data, false)
     }
