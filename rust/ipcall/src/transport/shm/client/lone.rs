@@ -120,8 +120,9 @@ impl ShmClient {
                 });
             }
             None => {
-                // Another thread reads; a reply it read before our
-                // announcement, or one still unread, makes the loop look.
+                // Another thread reads: its completion of the (armed) slot
+                // rings. A reply still in the ring makes the loop look too,
+                // as after `try_send`.
                 let replies = &header.replies;
                 if replies.tail.load(Ordering::Acquire) != replies.head.load(Ordering::Relaxed) {
                     shared.notifier.ring();
