@@ -584,13 +584,7 @@ public:
     /// std::nullopt if the transport has no room now and nothing was sent
     /// (retry when fd() turns readable, after progress()).
     std::optional<Pending> try_send(Bytes request) const {
-        ipcall_pending *raw = nullptr;
-        ipcall_status status = ipcall_client_try_send(handle_.get(), request.data(), request.size(), &raw);
-        if (status == IPCALL_E_TIMEOUT) {
-            return std::nullopt;
-        }
-        detail::check(status);
-        return Pending(raw);
+        return try_with(ipcall_client_try_send, request);
     }
 
     /// Like try_send(), for an event loop that calls Pending::try_wait()
@@ -598,13 +592,7 @@ public:
     /// has gone is kept in the Pending (try_wait() returns it at once) and
     /// may not have made fd() readable.
     std::optional<Pending> try_call(Bytes request) const {
-        ipcall_pending *raw = nullptr;
-        ipcall_status status = ipcall_client_try_call(handle_.get(), request.data(), request.size(), &raw);
-        if (status == IPCALL_E_TIMEOUT) {
-            return std::nullopt;
-        }
-        detail::check(status);
-        return Pending(raw);
+        return try_with(ipcall_client_try_call, request);
     }
 
     /// try_call(), then, if the answer is not there yet, a brief spin for
@@ -612,13 +600,7 @@ public:
     /// sleeps). For an event loop's call alone in flight, in place of
     /// try_call() followed by progress_spin(); at most once per loop turn.
     std::optional<Pending> try_call_spin(Bytes request) const {
-        ipcall_pending *raw = nullptr;
-        ipcall_status status = ipcall_client_try_call_spin(handle_.get(), request.data(), request.size(), &raw);
-        if (status == IPCALL_E_TIMEOUT) {
-            return std::nullopt;
-        }
-        detail::check(status);
-        return Pending(raw);
+        return try_with(ipcall_client_try_call_spin, request);
     }
 
     /// A descriptor for an event loop: readable (level-triggered) when a
@@ -657,6 +639,21 @@ public:
 
 private:
     explicit Client(ipcall_client *raw) noexcept : handle_(raw) {}
+
+    /// A send that never blocks (`ipcall_client_try_send` or a
+    /// `try_call` form): std::nullopt for IPCALL_E_TIMEOUT (no room now,
+    /// nothing sent), else the call or the error thrown.
+    using TrySend = ipcall_status (*)(const ipcall_client *, const uint8_t *, size_t, ipcall_pending **);
+    std::optional<Pending> try_with(TrySend send, Bytes request) const {
+        ipcall_pending *raw = nullptr;
+        ipcall_status status = send(handle_.get(), request.data(), request.size(), &raw);
+        if (status == IPCALL_E_TIMEOUT) {
+            return std::nullopt;
+        }
+        detail::check(status);
+        return Pending(raw);
+    }
+
     detail::Handle<ipcall_client, ipcall_client_free> handle_;
 };
 

@@ -12,7 +12,7 @@ use std::os::fd::BorrowedFd;
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use evented_support::{readable, reply_to, request, serve, wait_announced};
 use ipcall::{Client, ErrorKind, Kind, Pending, Server, ServerOptions, TryCall};
@@ -33,7 +33,9 @@ fn settle(client: &Client, fd: BorrowedFd<'_>, tried: TryCall, what: &str) -> ip
 /// still held the writer) is retried when the descriptor says so, as a
 /// loop would.
 fn send_unanswerable(client: &Client, fd: BorrowedFd<'_>, data: &[u8], what: &str) -> Pending {
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
+        assert!(Instant::now() < deadline, "{what}: still no room after 60 s");
         match client.try_call_spin(data).unwrap() {
             TryCall::Sent(pending) => return pending,
             TryCall::NoRoom => {

@@ -244,6 +244,14 @@ impl Shared {
         death.error(&self.name)
     }
 
+    /// `TooLarge` for a request over the connection's limit (nothing is sent).
+    fn check_size(&self, len: usize) -> Result<()> {
+        if len as u64 > u64::from(self.max) {
+            return Err(Error::TooLarge { size: len as u64, max: u64::from(self.max) });
+        }
+        Ok(())
+    }
+
     /// Marks the connection dead and fails every pending call at once.
     fn die(&self, death: Death) {
         let Some(drained) = lock(&self.calls).kill(&death) else { return };
@@ -394,9 +402,7 @@ impl ShmClient {
         for_loop: bool,
     ) -> Result<(u64, Arc<Slot>)> {
         let shared = &self.shared;
-        if data.len() as u64 > u64::from(shared.max) {
-            return Err(Error::TooLarge { size: data.len() as u64, max: u64::from(shared.max) });
-        }
+        shared.check_size(data.len())?;
         let mut writer = lock(&shared.writer);
         let slot = writer.spare.fresh();
         let id = writer.next_id;

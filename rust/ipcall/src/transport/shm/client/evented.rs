@@ -370,9 +370,7 @@ impl ShmClient {
     /// See [`ClientConn::try_send`](crate::transport::ClientConn::try_send).
     pub(super) fn evented_try_send(self: Arc<Self>, data: &[u8], timeout: Option<Duration>) -> Result<Option<Call>> {
         let shared = &self.shared;
-        if data.len() as u64 > u64::from(shared.max) {
-            return Err(Error::TooLarge { size: data.len() as u64, max: u64::from(shared.max) });
-        }
+        shared.check_size(data.len())?;
         let Some(mut writer) = shared.writer_with_room()? else { return Ok(None) };
         let bell = shared.bell.load(Ordering::Acquire);
         let slot = writer.spare.fresh();

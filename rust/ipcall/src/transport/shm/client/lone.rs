@@ -20,7 +20,7 @@ use std::sync::atomic::Ordering;
 use std::sync::MutexGuard;
 
 use super::{Outbox, ReplyReader, ShmClient};
-use crate::core::error::{Error, Result};
+use crate::core::error::Result;
 use crate::core::slot::Outcome;
 use crate::core::wait::lock;
 use crate::transport::evented::quietly;
@@ -47,9 +47,7 @@ impl ShmClient {
 
     fn lone_send_and_look(&self, data: &[u8], spin: bool) -> Result<Tried> {
         let shared = &self.shared;
-        if data.len() as u64 > u64::from(shared.max) {
-            return Err(Error::TooLarge { size: data.len() as u64, max: u64::from(shared.max) });
-        }
+        shared.check_size(data.len())?;
         let Some(mut writer) = shared.writer_with_room()? else { return Ok(Tried::NoRoom) };
         let slot = writer.spare.fresh();
         let id = writer.next_id;
